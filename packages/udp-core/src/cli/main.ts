@@ -1,0 +1,65 @@
+/** The `shardgram` command: dispatch, help, and errors as one line. */
+import { readFileSync } from 'node:fs';
+import { ShardgramError } from '../errors.js';
+import { UsageError } from './args.js';
+import { DEMO_USAGE, demo } from './demo.js';
+import { LOAD_USAGE, load } from './load.js';
+import { SERVE_USAGE, serve } from './serve.js';
+
+const USAGE = `Usage: shardgram <command> [options]
+
+Spreads a UDP port's datagrams over worker processes with SO_REUSEPORT, and
+shows how evenly and how losslessly it did.
+
+Commands:
+  serve <app>   run an app (echo, discard, or your module) on a port, one worker per socket
+  demo          start an echo service, send a burst from many ports, show the split
+  load          send a bounded burst of probes to an echo service and report loss and RTT
+  help [cmd]    show help for a command
+
+Run \`shardgram <command> --help\` for a command's options.
+`;
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
+  serve: { run: serve, usage: SERVE_USAGE },
+  demo: { run: demo, usage: DEMO_USAGE },
+  load: { run: load, usage: LOAD_USAGE },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === undefined || cmd === '--help' || cmd === '-h') {
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    }
+    if (cmd === '--version' || cmd === '-v') {
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    }
+    if (cmd === 'help') {
+      const c = rest[0] ? COMMANDS[rest[0]] : undefined;
+      process.stdout.write(c ? c.usage : USAGE);
+      return 0;
+    }
+    const c = COMMANDS[cmd];
+    if (!c) throw new UsageError(`unknown command "${cmd}"`, USAGE);
+    return await c.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`shardgram: ${err.message}\n\n${err.usage}`);
+      return 2;
+    }
+    if (err instanceof ShardgramError) {
+      process.stderr.write(`shardgram: ${err.message}\n`);
+      return err.code === 'ERR_SHARDGRAM_INVALID_ARG' ? 2 : 1;
+    }
+    process.stderr.write(`shardgram: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,125 @@
+/** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
+import { availableParallelism } from 'node:os';
+import { Supervisor } from '../supervisor.js';
+import { startStatsServer, type StatsServer } from '../stats-server.js';
+import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
+import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
+
+export const SERVE_USAGE = `Usage: shardgram serve <app> --port P [options]
+
+Runs <app> on UDP address:port with one worker process per SO_REUSEPORT socket.
+The supervisor keeps every socket open, so a worker that dies is restarted on the
+same socket with its queued datagrams intact. SIGINT/SIGTERM drain every queue,
+then exit 0.
+
+Apps:
+  echo              reply "Hello from worker <i> (pid <pid>): " + the datagram
+  discard           receive and count only
+  ./path/to/app.js  a module whose default export is a ShardApp (see docs/)
+
+Options:
+  -p, --port P          UDP port to bind, 0-65535 (0: the kernel picks; printed). Required.
+  -a, --address A       IPv4 or IPv6 address to bind (default 127.0.0.1)
+  -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here)
+  -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
+                        (batched recvmmsg through libc) (default dgram)
+      --rcvbuf BYTES    SO_RCVBUF per socket, e.g. 4m; capped by net.core.rmem_max
+                        (a warning says so)
+      --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
+      --max-datagram B  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD}
+                        (default ${UDP_MAX_PAYLOAD}); longer ones are counted as truncated
+      --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
+  -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
+                        http://127.0.0.1:S (0: pick a free port; printed)
+  -o, --app-option K=V  option for the app (repeatable)
+      --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
+  -h, --help            show this help
+`;
+
+const OPTIONS: Options = {
+  port: { type: 'string', short: 'p' },
+  address: { type: 'string', short: 'a' },
+  workers: { type: 'string', short: 'w' },
+  engine: { type: 'string', short: 'e' },
+  rcvbuf: { type: 'string' },
+  'rcvbuf-force': { type: 'boolean' },
+  'max-datagram': { type: 'string' },
+  batch: { type: 'string' },
+  'stats-port': { type: 'string', short: 's' },
+  'app-option': { type: 'string', short: 'o', multiple: true },
+  'drain-timeout': { type: 'string' },
+};
+
+export async function serve(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, OPTIONS, SERVE_USAGE);
+  if (values.help) {
+    process.stdout.write(SERVE_USAGE);
+    return 0;
+  }
+  const u = SERVE_USAGE;
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000', u);
+  if (values.port === undefined) throw new UsageError('--port is required', u);
+  const port = intOption(values, 'port', 0, 65535, u)!;
+  const appOptions: Record<string, string> = {};
+  for (const kv of (values['app-option'] as string[] | undefined) ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--app-option must be KEY=VALUE; got "${kv}"`, u);
+    appOptions[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  const rcvbuf = byteOption(values, 'rcvbuf', u);
+  const statsPort = intOption(values, 'stats-port', 0, 65535, u);
+  const sup = new Supervisor({
+    app: positionals[0]!,
+    port,
+    address: (values.address as string | undefined) ?? '127.0.0.1',
+    workers: intOption(values, 'workers', 1, 256, u, availableParallelism()),
+    engine: choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram'),
+    ...(rcvbuf !== undefined ? { rcvbuf } : {}),
+    rcvbufForce: Boolean(values['rcvbuf-force']),
+    maxDatagram: intOption(values, 'max-datagram', 1, UDP_MAX_PAYLOAD, u, UDP_MAX_PAYLOAD),
+    batch: intOption(values, 'batch', 1, 1024, u, 64),
+    drainTimeoutMs: intOption(values, 'drain-timeout', 0, 3_600_000, u, 10_000),
+    appOptions,
+  });
+  let stats: StatsServer | undefined;
+  if (statsPort !== undefined) stats = await startStatsServer(() => sup.stats(), statsPort);
+  sup.on('worker-ready', ({ index, pid, restart }) => {
+    process.stdout.write(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
+  });
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`${signal}: draining ${sup.options.workers} workers…\n`);
+    const report = await sup.stop();
+    await stats?.close();
+    const s = sup.stats();
+    const left = report.leftBytes.reduce((a, b) => a + b, 0);
+    process.stdout.write(
+      `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ${left} bytes left in queues at close\n`,
+    );
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  try {
+    await sup.start();
+  } catch (err) {
+    await stats?.close();
+    throw err;
+  }
+  const o = sup.options;
+  process.stdout.write(
+    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${o.workers} workers (${o.engine} engine)` +
+      (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
+      '\n',
+  );
+  await new Promise(() => {
+    // until a signal
+  });
+  return 0;
+}
+
+function fmt(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}

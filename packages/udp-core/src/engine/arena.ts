@@ -1,0 +1,81 @@
+/**
+ * A fixed block of memory laid out for recvmmsg/sendmmsg: `slots` datagram buffers,
+ * their iovecs, sockaddr names and mmsghdrs, all in one Buffer whose addresses are
+ * written into the headers once. The Buffer is held by the arena for its whole life:
+ * the kernel writes into it on every call, and a collected Buffer would turn the
+ * next call into EFAULT or a write into freed memory.
+ */
+import koffi from 'koffi';
+import {
+  IOVEC_SIZE, IOV_BASE, IOV_LEN, MMSGHDR_SIZE, MMSG_HDR, MSG_CONTROLLEN, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME,
+  MSG_NAMELEN, SOCKADDR_MAX,
+} from '../ffi/kernel.js';
+
+export class MsgArena {
+  /** The one allocation. Never replaced, never sliced away from this field. */
+  readonly memory: Buffer;
+  readonly slots: number;
+  readonly slotSize: number;
+  /** Views of the regions (same memory). */
+  readonly data: Buffer;
+  readonly names: Buffer;
+  readonly headers: Buffer;
+  private readonly iovecs: Buffer;
+  private readonly base: bigint;
+  private readonly dataOff: number;
+  private readonly namesOff: number;
+
+  constructor(slots: number, slotSize: number) {
+    this.slots = slots;
+    this.slotSize = slotSize;
+    const headersLen = slots * MMSGHDR_SIZE;
+    const iovLen = slots * IOVEC_SIZE;
+    const namesLen = slots * SOCKADDR_MAX;
+    // 64-byte alignment for the headers; data after the small regions.
+    this.namesOff = headersLen + iovLen;
+    this.dataOff = Math.ceil((this.namesOff + namesLen) / 64) * 64;
+    this.memory = Buffer.alloc(this.dataOff + slots * slotSize);
+    this.base = koffi.address(this.memory);
+    this.headers = this.memory.subarray(0, headersLen);
+    this.iovecs = this.memory.subarray(headersLen, headersLen + iovLen);
+    this.names = this.memory.subarray(this.namesOff, this.namesOff + namesLen);
+    this.data = this.memory.subarray(this.dataOff);
+    for (let i = 0; i < slots; i++) {
+      const iov = i * IOVEC_SIZE;
+      this.iovecs.writeBigUInt64LE(this.base + BigInt(this.dataOff + i * slotSize), iov + IOV_BASE);
+      this.iovecs.writeBigUInt64LE(BigInt(slotSize), iov + IOV_LEN);
+      const h = i * MMSGHDR_SIZE + MMSG_HDR;
+      this.headers.writeBigUInt64LE(this.base + BigInt(this.namesOff + i * SOCKADDR_MAX), h + MSG_NAME);
+      this.headers.writeUInt32LE(SOCKADDR_MAX, h + MSG_NAMELEN);
+      this.headers.writeBigUInt64LE(this.base + BigInt(headersLen + iov), h + MSG_IOV);
+      this.headers.writeBigUInt64LE(1n, h + MSG_IOVLEN);
+      this.headers.writeBigUInt64LE(0n, h + MSG_CONTROLLEN);
+    }
+  }
+
+  /** Byte offset of slot i's data within `memory`. */
+  dataOffset(i: number): number {
+    return this.dataOff + i * this.slotSize;
+  }
+
+  /** Byte offset of slot i's sockaddr within `memory`. */
+  nameOffset(i: number): number {
+    return this.namesOff + i * SOCKADDR_MAX;
+  }
+
+  /** Resets what recvmmsg overwrites (namelen, flags) for the first n headers. */
+  resetForReceive(n: number): void {
+    const h = this.headers;
+    for (let i = 0; i < n; i++) {
+      const o = i * MMSGHDR_SIZE + MMSG_HDR;
+      h.writeUInt32LE(SOCKADDR_MAX, o + MSG_NAMELEN);
+      h.writeInt32LE(0, o + MSG_FLAGS);
+    }
+  }
+
+  /** Sets slot i's iovec length and name length for sending. */
+  setForSend(i: number, dataLen: number, nameLen: number): void {
+    this.iovecs.writeBigUInt64LE(BigInt(dataLen), i * IOVEC_SIZE + IOV_LEN);
+    this.headers.writeUInt32LE(nameLen, i * MMSGHDR_SIZE + MMSG_HDR + MSG_NAMELEN);
+  }
+}

@@ -1,0 +1,91 @@
+/** What both engines share: counters, delivery to the app with error counting, drain. */
+import { EventEmitter } from 'node:events';
+import type { Family } from '../ffi/sockaddr.js';
+import { socketMemInfo } from '../ffi/socket.js';
+import {
+  newCounters, type EngineCounters, type EngineName, type RemoteInfo, type SendCallback, type SendData,
+  type ShardSocket, type ShardSocketEvents,
+} from '../shard-socket.js';
+
+export interface EngineOptions {
+  /** The inherited socket (a member of the group). */
+  fd: number;
+  family: Family;
+  index: number;
+  /** Largest datagram the engine accepts whole (native engine; dgram takes 64 KiB). */
+  maxDatagram?: number;
+  /** Datagrams per recvmmsg/sendmmsg call (native engine). */
+  batch?: number;
+  /** Called for each exception thrown by a message handler (after counting it). */
+  onHandlerError: (error: unknown) => void;
+}
+
+export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> implements ShardSocket {
+  readonly counters: EngineCounters = newCounters();
+  readonly index: number;
+  abstract readonly engine: EngineName;
+  protected readonly fd: number;
+  protected readonly family: Family;
+  protected readonly onHandlerError: (error: unknown) => void;
+  protected pending = 0;
+  private local: { address: string; family: 'IPv4' | 'IPv6'; port: number } | undefined;
+
+  constructor(opts: EngineOptions) {
+    super();
+    this.fd = opts.fd;
+    this.family = opts.family;
+    this.index = opts.index;
+    this.onHandlerError = opts.onHandlerError;
+  }
+
+  /** Starts reading; resolves once the engine is receiving. */
+  abstract start(): Promise<void>;
+  /** Stops reading and releases the engine's handle on the socket. */
+  protected abstract stopReading(): void;
+  abstract send(data: SendData, port: number, address: string, callback?: SendCallback): void;
+  protected abstract localAddress(): { address: string; port: number };
+
+  address(): { address: string; family: 'IPv4' | 'IPv6'; port: number } {
+    if (!this.local) {
+      const a = this.localAddress();
+      this.local = { address: a.address, port: a.port, family: this.family === 'udp4' ? 'IPv4' : 'IPv6' };
+    }
+    return this.local;
+  }
+
+  /** Hands one datagram to the app; counts it, and counts (never propagates) a handler's exception. */
+  protected deliver(msg: Buffer, rinfo: RemoteInfo): void {
+    const c = this.counters;
+    c.datagrams++;
+    c.bytes += msg.length;
+    try {
+      this.emit('message', msg, rinfo);
+    } catch (error) {
+      c.handlerErrors++;
+      this.onHandlerError(error);
+    }
+  }
+
+  /**
+   * Graceful stop: keep reading until the kernel queue of this socket is empty and
+   * every send has completed, then stop reading. Resolves with the bytes still
+   * queued when it gave up (0 unless `timeoutMs` ran out under a sender that
+   * never paused).
+   */
+  async drain(timeoutMs: number): Promise<{ leftBytes: number }> {
+    const deadline = Date.now() + timeoutMs;
+    let emptyChecks = 0;
+    let left = socketMemInfo(this.fd).queueBytes;
+    // Two consecutive empty readings a loop turn apart: whatever the engine had
+    // already taken from the kernel has been delivered by then.
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+      left = socketMemInfo(this.fd).queueBytes;
+      emptyChecks = left === 0 && this.pending === 0 ? emptyChecks + 1 : 0;
+      if (emptyChecks >= 2) break;
+    }
+    this.stopReading();
+    this.emit('close');
+    return { leftBytes: left };
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Every Linux constant and struct layout shardgram hands to the kernel, named once,
+ * with the header it comes from. x86_64 / generic 64-bit ABI.
+ */
+
+// include/linux/socket.h
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+// include/linux/net.h (enum sock_type) and include/linux/net.h SOCK_CLOEXEC/SOCK_NONBLOCK
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000; // == O_NONBLOCK, include/uapi/asm-generic/fcntl.h
+export const SOCK_CLOEXEC = 0o2000000; // == O_CLOEXEC, include/uapi/asm-generic/fcntl.h
+
+// include/uapi/linux/in.h
+export const IPPROTO_UDP = 17;
+
+// include/uapi/asm-generic/socket.h
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_RCVBUF = 8;
+export const SO_REUSEPORT = 15;
+export const SO_RCVBUFFORCE = 33;
+export const SO_RXQ_OVFL = 40;
+export const SO_ATTACH_REUSEPORT_CBPF = 51;
+export const SO_MEMINFO = 55;
+export const SO_DETACH_REUSEPORT_BPF = 68;
+
+// include/linux/socket.h (SOL_UDP == IPPROTO_UDP)
+export const SOL_UDP = 17;
+// include/uapi/linux/in6.h
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+
+// include/uapi/linux/socket.h MSG_* flags (include/linux/socket.h)
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_WAITFORONE = 0x10000;
+
+// include/uapi/linux/sock_diag.h: enum { SK_MEMINFO_RMEM_ALLOC, ..., SK_MEMINFO_DROPS, SK_MEMINFO_VARS }
+export const SK_MEMINFO_RMEM_ALLOC = 0;
+export const SK_MEMINFO_RCVBUF = 1;
+export const SK_MEMINFO_DROPS = 8;
+export const SK_MEMINFO_VARS = 9;
+
+// include/uapi/asm-generic/fcntl.h
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const O_NONBLOCK = 0o4000;
+
+// include/uapi/linux/in.h struct sockaddr_in (16 bytes)
+export const SOCKADDR_IN_SIZE = 16;
+export const SIN_FAMILY = 0; // u16, host order
+export const SIN_PORT = 2; // u16, network order
+export const SIN_ADDR = 4; // 4 bytes
+
+// include/uapi/linux/in6.h struct sockaddr_in6 (28 bytes)
+export const SOCKADDR_IN6_SIZE = 28;
+export const SIN6_FAMILY = 0;
+export const SIN6_PORT = 2;
+export const SIN6_FLOWINFO = 4;
+export const SIN6_ADDR = 8; // 16 bytes
+export const SIN6_SCOPE_ID = 24;
+/** Room for either family (sizeof(struct sockaddr_in6)). */
+export const SOCKADDR_MAX = SOCKADDR_IN6_SIZE;
+
+// include/linux/socket.h struct msghdr (user ABI, 56 bytes)
+export const MSGHDR_SIZE = 56;
+export const MSG_NAME = 0; // void *
+export const MSG_NAMELEN = 8; // int (socklen_t)
+export const MSG_IOV = 16; // struct iovec *
+export const MSG_IOVLEN = 24; // size_t
+export const MSG_CONTROL = 32; // void *
+export const MSG_CONTROLLEN = 40; // size_t
+export const MSG_FLAGS = 48; // int
+
+// include/linux/socket.h struct mmsghdr (64 bytes)
+export const MMSGHDR_SIZE = 64;
+export const MMSG_HDR = 0;
+export const MMSG_LEN = 56; // unsigned int
+
+// include/uapi/linux/uio.h struct iovec (16 bytes)
+export const IOVEC_SIZE = 16;
+export const IOV_BASE = 0;
+export const IOV_LEN = 8;
+
+// include/linux/socket.h struct cmsghdr (16 bytes), CMSG_SPACE(4) = 24
+export const CMSGHDR_SIZE = 16;
+export const CMSG_LEN_OFF = 0; // size_t
+export const CMSG_LEVEL = 8; // int
+export const CMSG_TYPE = 12; // int
+export const CMSG_DATA = 16;
+export const CMSG_SPACE_U32 = 24;
+
+// include/uapi/linux/filter.h struct sock_filter (8 bytes) and struct sock_fprog (16 bytes)
+export const SOCK_FILTER_SIZE = 8;
+export const SOCK_FPROG_SIZE = 16;
+export const FPROG_LEN = 0; // unsigned short
+export const FPROG_FILTER = 8; // struct sock_filter *
+
+/** Largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP). */
+export const UDP_MAX_PAYLOAD = 65507;

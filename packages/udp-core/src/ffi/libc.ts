@@ -1,0 +1,58 @@
+/**
+ * The libc entry points shardgram calls through koffi. Loaded once, lazily, so that
+ * importing the package on a machine without libc (or without koffi's prebuilt binary)
+ * fails only when a socket is actually made, with a clear error.
+ */
+import koffi from 'koffi';
+
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
+  bind(fd: number, addr: Buffer, len: number): number;
+  getsockname(fd: number, addr: Buffer, len: Buffer): number;
+  close(fd: number): number;
+  fcntl(fd: number, cmd: number, arg: number): number;
+  geteuid(): number;
+  recvmmsg(fd: number, vec: Buffer, vlen: number, flags: number, timeout: null): number;
+  sendmmsg(fd: number, vec: Buffer, vlen: number, flags: number): number;
+  errno(): number;
+  /** pidfd_open(2) + pidfd_getfd(2): a copy of another process's fd, or -1. */
+  borrowFd(pid: number, fd: number): number;
+}
+
+let cached: Libc | undefined;
+
+export function libc(): Libc {
+  if (cached) return cached;
+  const lib = koffi.load('libc.so.6');
+  // Every pointer is `void *` and receives a Buffer: koffi passes the Buffer's own
+  // memory, so what the kernel writes is visible in it after the call.
+  const fcntl = lib.func('int fcntl(int, int, ...)');
+  const close = lib.func('int close(int)');
+  const pidfdOpen = lib.func('int pidfd_open(int, uint32_t)');
+  const pidfdGetfd = lib.func('int pidfd_getfd(int, int, uint32_t)');
+  cached = {
+    socket: lib.func('int socket(int, int, int)'),
+    setsockopt: lib.func('int setsockopt(int, int, int, const void *, uint32_t)'),
+    getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)'),
+    bind: lib.func('int bind(int, const void *, uint32_t)'),
+    getsockname: lib.func('int getsockname(int, void *, void *)'),
+    close,
+    fcntl: (fd, cmd, arg) => fcntl(fd, cmd, 'int', arg) as number,
+    geteuid: lib.func('uint32_t geteuid()'),
+    recvmmsg: lib.func('int recvmmsg(int, void *, uint32_t, int, void *)'),
+    sendmmsg: lib.func('int sendmmsg(int, void *, uint32_t, int)'),
+    errno: () => koffi.errno(),
+    borrowFd: (pid, fd) => {
+      const pidfd = pidfdOpen(pid, 0);
+      if (pidfd < 0) return -1;
+      try {
+        return pidfdGetfd(pidfd, fd, 0);
+      } finally {
+        close(pidfd);
+      }
+    },
+  };
+  return cached;
+}

@@ -1,0 +1,262 @@
+/**
+ * One member of an SO_REUSEPORT group, made through libc: socket, setsockopt,
+ * bind, getsockname, and the kernel's view of its queue (SO_MEMINFO).
+ */
+import { fstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { ShardgramError, errnoName, invalidArg, type PortHolder } from '../errors.js';
+import { describeHolder, findPortHolders } from './holders.js';
+import {
+  AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY, SK_MEMINFO_DROPS, SK_MEMINFO_RCVBUF,
+  SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_VARS, SOCKADDR_MAX, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET, SO_MEMINFO,
+  SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT,
+} from './kernel.js';
+import { libc } from './libc.js';
+import { decodeSockaddr, encodeSockaddr, familyOf, type Family } from './sockaddr.js';
+
+export interface OpenSocketOptions {
+  /** IPv4 or IPv6 literal. */
+  address: string;
+  /** 0 lets the kernel choose; read the chosen one from the result. */
+  port: number;
+  /** Requested SO_RCVBUF in bytes (the kernel doubles it, capped by net.core.rmem_max). */
+  rcvbuf?: number;
+  /** Use SO_RCVBUFFORCE (needs CAP_NET_ADMIN) to go past net.core.rmem_max. */
+  rcvbufForce?: boolean;
+  /** Inodes of sockets that are ours (left out when explaining EADDRINUSE). */
+  ownInodes?: ReadonlySet<number>;
+}
+
+export interface OpenedSocket {
+  fd: number;
+  family: Family;
+  address: string;
+  port: number;
+  inode: number;
+  /** SO_RCVBUF as the kernel reports it after our request (bytes of buffer space). */
+  rcvbuf: number;
+  /** Human-readable warnings (e.g. a capped SO_RCVBUF). */
+  warnings: string[];
+}
+
+export interface SocketMemInfo {
+  /** Bytes queued for the reader now (SK_MEMINFO_RMEM_ALLOC, includes per-skb overhead). */
+  queueBytes: number;
+  /** The socket's receive buffer limit (SK_MEMINFO_RCVBUF). */
+  rcvbuf: number;
+  /** Datagrams the kernel dropped for this socket since it was made (SK_MEMINFO_DROPS). */
+  drops: number;
+}
+
+function readSysctl(path: string): number | undefined {
+  try {
+    return Number(readFileSync(path, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+function syscallError(syscall: string, errno: number, address: string, port: number, advice: string, option?: string): ShardgramError {
+  const what = option ? `${syscall}(${option})` : syscall;
+  return new ShardgramError(
+    'ERR_SHARDGRAM_SYSCALL',
+    `${what} failed for UDP ${address}:${port}: ${errnoName(errno)} (errno ${errno}). ${advice}`,
+    { errno, syscall, address, port, ...(option ? { option } : {}) },
+  );
+}
+
+function setIntOption(fd: number, level: number, name: number, value: number): number {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(value);
+  return libc().setsockopt(fd, level, name, b, 4) === 0 ? 0 : libc().errno();
+}
+
+export function getIntOption(fd: number, level: number, name: number): number {
+  const v = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4);
+  if (libc().getsockopt(fd, level, name, v, len) !== 0) {
+    const e = libc().errno();
+    throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `getsockopt on fd ${fd} failed: ${errnoName(e)}`, { errno: e, syscall: 'getsockopt' });
+  }
+  return v.readInt32LE();
+}
+
+/** Whether a socket that another process holds has SO_REUSEPORT set (undefined: cannot tell). */
+function holderReusesPort(h: PortHolder): boolean | undefined {
+  for (const pid of h.pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== `socket:[${h.inode}]`) continue;
+      } catch {
+        continue;
+      }
+      let copy = -1;
+      try {
+        copy = libc().borrowFd(pid, Number(fd));
+        if (copy < 0) continue;
+        return getIntOption(copy, SOL_SOCKET, SO_REUSEPORT) !== 0;
+      } catch {
+        continue;
+      } finally {
+        if (copy >= 0) libc().close(copy);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Turns bind's EADDRINUSE into the error that says which of the two causes it is. */
+export function explainAddressInUse(address: string, port: number, ownInodes: ReadonlySet<number>): ShardgramError {
+  const euid = libc().geteuid();
+  const holders = findPortHolders(port, ownInodes);
+  const foreign = holders.filter((h) => h.uid !== euid);
+  const base = { errno: 98, syscall: 'bind', address, port, uid: euid, holders };
+  if (foreign.length > 0) {
+    const f = foreign[0]!;
+    return new ShardgramError(
+      'ERR_SHARDGRAM_FOREIGN_UID',
+      `UDP ${address}:${port} is in use by a socket of another user: ${foreign.map(describeHolder).join('; ')}. ` +
+        `An SO_REUSEPORT group only admits sockets of the same effective uid, and we run as uid ${euid}. ` +
+        `Run shardgram as uid ${f.uid}${f.user ? ` (${f.user})` : ''}, stop that process, or choose another --port.`,
+      base,
+    );
+  }
+  if (holders.length > 0) {
+    const reuse = holders.map(holderReusesPort);
+    const plain = holders.filter((_, i) => reuse[i] !== true);
+    if (plain.length > 0) {
+      return new ShardgramError(
+        'ERR_SHARDGRAM_PORT_HELD',
+        `UDP ${address}:${port} is held by a socket without SO_REUSEPORT: ${plain.map(describeHolder).join('; ')}. ` +
+          `Every member of the group must set SO_REUSEPORT. Stop that process, or choose another --port.`,
+        base,
+      );
+    }
+    return new ShardgramError(
+      'ERR_SHARDGRAM_PORT_HELD',
+      `UDP ${address}:${port} conflicts with an SO_REUSEPORT socket bound differently: ${holders.map(describeHolder).join('; ')}. ` +
+        `A group's members must share address, device and family, and a group whose steering program was attached before bind admits no one. ` +
+        `Bind the same address as that socket, stop it, or choose another --port.`,
+      base,
+    );
+  }
+  return new ShardgramError(
+    'ERR_SHARDGRAM_PORT_HELD',
+    `UDP ${address}:${port} is in use (EADDRINUSE), and no holder is visible in /proc/net/udp of this network namespace. Choose another --port.`,
+    base,
+  );
+}
+
+/** Opens, configures and binds one SO_REUSEPORT UDP socket. The fd is CLOEXEC and blocking. */
+export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
+  const { address, port } = opts;
+  const family = familyOf(address);
+  if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg('port', port, 'an integer from 0 to 65535');
+  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf <= 0 || opts.rcvbuf > 2 ** 30)) {
+    throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive number of bytes up to 1 GiB');
+  }
+  const c = libc();
+  const fd = c.socket(family === 'udp4' ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    const e = c.errno();
+    throw syscallError('socket', e, address, port, e === 24 ? 'Too many open files: raise the limit with `ulimit -n`.' : 'The kernel refused a new UDP socket.');
+  }
+  try {
+    const warnings: string[] = [];
+    let e = setIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    if (e) throw syscallError('setsockopt', e, address, port, 'This kernel does not support SO_REUSEPORT (Linux ≥ 3.9 needed).', 'SO_REUSEPORT');
+    if (family === 'udp6') {
+      // Be explicit: an IPv6 group holds IPv6 only, whatever net.ipv6.bindv6only says.
+      e = setIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+      if (e) throw syscallError('setsockopt', e, address, port, 'Could not make the socket IPv6-only.', 'IPV6_V6ONLY');
+    }
+    if (opts.rcvbuf !== undefined) {
+      const name = opts.rcvbufForce ? SO_RCVBUFFORCE : SO_RCVBUF;
+      e = setIntOption(fd, SOL_SOCKET, name, opts.rcvbuf);
+      if (e === 1) {
+        throw new ShardgramError(
+          'ERR_SHARDGRAM_PERMISSION',
+          `setsockopt(SO_RCVBUFFORCE) for UDP ${address}:${port} needs CAP_NET_ADMIN (EPERM). Drop --rcvbuf-force, or raise net.core.rmem_max instead.`,
+          { errno: e, syscall: 'setsockopt', option: 'SO_RCVBUFFORCE', address, port },
+        );
+      }
+      if (e) throw syscallError('setsockopt', e, address, port, 'The kernel refused the receive buffer size.', opts.rcvbufForce ? 'SO_RCVBUFFORCE' : 'SO_RCVBUF');
+    }
+    const rcvbuf = getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
+    if (opts.rcvbuf !== undefined && rcvbuf < opts.rcvbuf * 2) {
+      const max = readSysctl('/proc/sys/net/core/rmem_max');
+      warnings.push(
+        `SO_RCVBUF: asked for ${opts.rcvbuf} bytes, the kernel granted ${rcvbuf / 2} (reported as ${rcvbuf}); ` +
+          `net.core.rmem_max${max !== undefined ? ` = ${max}` : ''} caps it. ` +
+          `Raise it with \`sysctl -w net.core.rmem_max=${opts.rcvbuf}\`, or use --rcvbuf-force as root.`,
+      );
+    }
+    const { buf, len } = encodeSockaddr(address, port);
+    if (c.bind(fd, buf, len) !== 0) {
+      e = c.errno();
+      if (e === 98) throw explainAddressInUse(address, port, opts.ownInodes ?? new Set());
+      if (e === 13) {
+        throw new ShardgramError(
+          'ERR_SHARDGRAM_PERMISSION',
+          `bind to UDP ${address}:${port} was refused (EACCES): ports below net.ipv4.ip_unprivileged_port_start need root or CAP_NET_BIND_SERVICE. Choose a port ≥ 1024, or grant the capability.`,
+          { errno: e, syscall: 'bind', address, port },
+        );
+      }
+      if (e === 99) {
+        throw new ShardgramError(
+          'ERR_SHARDGRAM_ADDRESS',
+          `bind to UDP ${address}:${port} failed (EADDRNOTAVAIL): ${address} is not an address of this host (or network namespace). Use one that \`ip addr\` lists, e.g. 127.0.0.1 or ::1.`,
+          { errno: e, syscall: 'bind', address, port },
+        );
+      }
+      throw syscallError('bind', e, address, port, 'Check the address and port.');
+    }
+    const local = localAddress(fd);
+    return { fd, family, address: local.address, port: local.port, inode: fstatSync(fd).ino, rcvbuf, warnings };
+  } catch (err) {
+    c.close(fd);
+    throw err;
+  }
+}
+
+export function localAddress(fd: number): { address: string; port: number } {
+  const sa = Buffer.alloc(SOCKADDR_MAX);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(SOCKADDR_MAX);
+  if (libc().getsockname(fd, sa, len) !== 0) {
+    const e = libc().errno();
+    throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `getsockname on fd ${fd} failed: ${errnoName(e)}`, { errno: e, syscall: 'getsockname' });
+  }
+  const d = decodeSockaddr(sa);
+  return { address: d.address, port: d.port };
+}
+
+const memBuf = Buffer.alloc(SK_MEMINFO_VARS * 4);
+const memLen = Buffer.alloc(4);
+
+/** The kernel's counters for one socket (SO_MEMINFO). */
+export function socketMemInfo(fd: number): SocketMemInfo {
+  memLen.writeUInt32LE(memBuf.length);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_MEMINFO, memBuf, memLen) !== 0) {
+    const e = libc().errno();
+    throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `getsockopt(SO_MEMINFO) on fd ${fd} failed: ${errnoName(e)}`, {
+      errno: e, syscall: 'getsockopt', option: 'SO_MEMINFO',
+    });
+  }
+  return {
+    queueBytes: memBuf.readUInt32LE(SK_MEMINFO_RMEM_ALLOC * 4),
+    rcvbuf: memBuf.readUInt32LE(SK_MEMINFO_RCVBUF * 4),
+    drops: memBuf.readUInt32LE(SK_MEMINFO_DROPS * 4),
+  };
+}
+
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}

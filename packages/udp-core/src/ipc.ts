@@ -1,0 +1,26 @@
+/** Messages between the supervisor and a worker process (IPC, advanced serialization). */
+
+export const WORKER_FD = 4; // stdio slot the worker's socket is inherited on (0-2 std, 3 IPC)
+export const WORKER_ENV = 'SHARDGRAM_WORKER';
+
+export interface WorkerConfig {
+  index: number;
+  workers: number;
+  engine: 'dgram' | 'native';
+  family: 'udp4' | 'udp6';
+  /** Absolute module URL of the app. */
+  app: string;
+  appOptions: Record<string, string>;
+  snapshotIntervalMs: number;
+  maxDatagram: number;
+  batch: number;
+}
+
+export type ToSupervisor =
+  | { t: 'ready'; pid: number }
+  | { t: 'snap'; b: Uint8Array }
+  | { t: 'log'; line: string }
+  | { t: 'fatal'; message: string }
+  | { t: 'drained'; leftBytes: number };
+
+export type ToWorker = { t: 'stop'; timeoutMs: number };

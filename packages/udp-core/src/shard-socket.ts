@@ -1,0 +1,78 @@
+/**
+ * The surface an app sees, whichever engine reads the socket: a dgram-like
+ * EventEmitter with `message` events and `send`.
+ */
+import { EventEmitter } from 'node:events';
+
+export type EngineName = 'dgram' | 'native';
+
+export interface RemoteInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+  /** Payload length in bytes. */
+  size: number;
+}
+
+export type SendData = string | Uint8Array | readonly (string | Uint8Array)[];
+export type SendCallback = (error: Error | null, bytes?: number) => void;
+
+export interface ShardSocketEvents {
+  message: [msg: Buffer, rinfo: RemoteInfo];
+  error: [error: Error];
+  close: [];
+}
+
+/** What a worker's app gets: its own socket of the group. */
+export interface ShardSocket extends EventEmitter<ShardSocketEvents> {
+  /** Slot of this socket in the group (0-based). */
+  readonly index: number;
+  readonly engine: EngineName;
+  /** Sends one datagram from this socket (so the reply leaves from the service's port). */
+  send(data: SendData, port: number, address: string, callback?: SendCallback): void;
+  /** The service's local address and port. */
+  address(): { address: string; family: 'IPv4' | 'IPv6'; port: number };
+}
+
+export interface AppContext {
+  /** Slot of this worker's socket (0-based). */
+  index: number;
+  /** Number of workers the service was started with. */
+  workers: number;
+  pid: number;
+  /** `--app-option key=value` pairs from the command line, or `appOptions` of the API. */
+  options: Readonly<Record<string, string>>;
+  /** Writes one line to the supervisor's log, prefixed with this worker's name. */
+  log(message: string): void;
+}
+
+export interface AppHooks {
+  /** Called once on a graceful stop, after the socket has been drained. */
+  close?(): void | Promise<void>;
+}
+
+/**
+ * An app: a module whose default export is this function. It is called once per
+ * worker process with that worker's socket.
+ */
+export type ShardApp = (socket: ShardSocket, context: AppContext) => void | AppHooks | Promise<void | AppHooks>;
+
+/** Identity helper that gives an app its type. */
+export function defineApp(app: ShardApp): ShardApp {
+  return app;
+}
+
+/** Counters every engine keeps (cumulative for the worker process). */
+export interface EngineCounters {
+  datagrams: number;
+  bytes: number;
+  handlerErrors: number;
+  batches: number;
+  truncated: number;
+  sends: number;
+  sendErrors: number;
+}
+
+export function newCounters(): EngineCounters {
+  return { datagrams: 0, bytes: 0, handlerErrors: 0, batches: 0, truncated: 0, sends: 0, sendErrors: 0 };
+}

@@ -1,0 +1,62 @@
+/** protobufjs codecs for the messages of proto/shardgram.proto. */
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+
+export interface WorkerSnapshot {
+  index: number;
+  pid: number;
+  datagrams: number;
+  bytes: number;
+  handlerErrors: number;
+  cpuUserMicros: number;
+  cpuSystemMicros: number;
+  batches: number;
+  truncated: number;
+  sends: number;
+  sendErrors: number;
+  seq: number;
+  final: boolean;
+  engine: string;
+}
+
+export interface Probe {
+  sender: number;
+  seq: number;
+  sentAt: number;
+  pad?: Uint8Array;
+}
+
+/** Path of the schema, shipped with the package. */
+export const PROTO_PATH = fileURLToPath(new URL('../proto/shardgram.proto', import.meta.url));
+
+let types: { snapshot: protobuf.Type; probe: protobuf.Type } | undefined;
+
+function load(): { snapshot: protobuf.Type; probe: protobuf.Type } {
+  if (!types) {
+    const root = protobuf.loadSync(PROTO_PATH);
+    types = { snapshot: root.lookupType('shardgram.WorkerSnapshot'), probe: root.lookupType('shardgram.Probe') };
+  }
+  return types;
+}
+
+const decodeOptions = { defaults: true, longs: Number, bytes: Buffer } as const;
+
+export function encodeSnapshot(s: WorkerSnapshot): Uint8Array {
+  const t = load().snapshot;
+  return t.encode(t.fromObject(s)).finish();
+}
+
+export function decodeSnapshot(bytes: Uint8Array): WorkerSnapshot {
+  const t = load().snapshot;
+  return t.toObject(t.decode(bytes), decodeOptions) as WorkerSnapshot;
+}
+
+export function encodeProbe(p: Probe): Uint8Array {
+  const t = load().probe;
+  return t.encode(t.fromObject(p)).finish();
+}
+
+export function decodeProbe(bytes: Uint8Array): Probe {
+  const t = load().probe;
+  return t.toObject(t.decode(bytes), decodeOptions) as Probe;
+}

@@ -1,0 +1,58 @@
+/** The statistics endpoint: `GET /stats` (JSON) and `GET /metrics` (Prometheus), on loopback only. */
+import { createServer, type Server } from 'node:http';
+import { isIPv6 } from 'node:net';
+import { ShardgramError } from './errors.js';
+import { toPrometheus, type StatsReport } from './stats.js';
+
+export interface StatsServer {
+  readonly server: Server;
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function startStatsServer(source: () => StatsReport, port: number, host = '127.0.0.1'): Promise<StatsServer> {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
+  }
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    try {
+      if (path === '/stats') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source(), null, 2) + '\n');
+      } else if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(toPrometheus(source()));
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /stats or /metrics\n');
+      }
+    } catch (err) {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err instanceof Error ? err.message : String(err)}\n`);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        new ShardgramError(
+          'ERR_SHARDGRAM_PORT_HELD',
+          err.code === 'EADDRINUSE'
+            ? `--stats-port ${port}: TCP ${host}:${port} is already in use. Choose another --stats-port (0 picks a free one).`
+            : `--stats-port ${port}: cannot listen on TCP ${host}:${port}: ${err.message}`,
+          { port, address: host, syscall: 'listen', option: 'stats-port' },
+        ),
+      );
+    });
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  const bound = typeof addr === 'object' && addr ? addr.port : port;
+  return {
+    server,
+    port: bound,
+    url: `http://${isIPv6(host) ? `[${host}]` : host}:${bound}`,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * Entry point of a worker process: takes the socket on fd 4, starts the engine,
+ * loads the app, reports snapshots, and drains on a stop request.
+ */
+import { encodeSnapshot } from './snapshot.js';
+import { WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
+import type { AppHooks, ShardApp } from './shard-socket.js';
+import { DgramEngineSocket } from './engine/dgram.js';
+import type { EngineSocket, EngineOptions } from './engine/base.js';
+
+function send(msg: ToSupervisor): void {
+  if (process.connected) process.send?.(msg);
+}
+
+function log(line: string): void {
+  send({ t: 'log', line });
+}
+
+function fatal(message: string): never {
+  send({ t: 'fatal', message });
+  // Let the IPC message leave before exiting.
+  process.exitCode = 70;
+  setTimeout(() => process.exit(70), 50);
+  throw new Error(message);
+}
+
+async function createEngine(config: WorkerConfig, opts: EngineOptions): Promise<EngineSocket> {
+  if (config.engine === 'native') {
+    const { NativeEngineSocket } = await import('./engine/native.js');
+    return new NativeEngineSocket(opts);
+  }
+  return new DgramEngineSocket(opts);
+}
+
+async function main(): Promise<void> {
+  const raw = process.env[WORKER_ENV];
+  if (!raw || !process.send) {
+    console.error('worker-main is started by the shardgram supervisor, not by hand.');
+    process.exit(2);
+  }
+  const config = JSON.parse(raw) as WorkerConfig;
+  let errorsLogged = 0;
+  const engine = await createEngine(config, {
+    fd: WORKER_FD,
+    family: config.family,
+    index: config.index,
+    maxDatagram: config.maxDatagram,
+    batch: config.batch,
+    onHandlerError: (error) => {
+      // The first few with their stack, then one line per thousand.
+      const n = engine.counters.handlerErrors;
+      if (errorsLogged < 5 || n % 1000 === 0) {
+        errorsLogged++;
+        const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+        log(`message handler threw (error #${n}): ${text}`);
+      }
+    },
+  });
+  engine.on('error', (err) => log(`socket error: ${err.message}`));
+
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(config.app)) as { default?: unknown };
+  } catch (err) {
+    fatal(`cannot load app ${config.app}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof mod.default !== 'function') fatal(`app ${config.app} has no default export function (see defineApp)`);
+  const app = mod.default as ShardApp;
+  let hooks: void | AppHooks;
+  try {
+    hooks = await app(engine, {
+      index: config.index,
+      workers: config.workers,
+      pid: process.pid,
+      options: config.appOptions,
+      log,
+    });
+  } catch (err) {
+    fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  await engine.start();
+
+  let seq = 0;
+  const snapshot = (final: boolean): void => {
+    const cpu = process.cpuUsage();
+    send({
+      t: 'snap',
+      b: encodeSnapshot({
+        index: config.index,
+        pid: process.pid,
+        ...engine.counters,
+        cpuUserMicros: cpu.user,
+        cpuSystemMicros: cpu.system,
+        seq: seq++,
+        final,
+        engine: engine.engine,
+      }),
+    });
+  };
+  const timer = setInterval(() => snapshot(false), config.snapshotIntervalMs);
+
+  let stopping = false;
+  process.on('message', (msg: ToWorker) => {
+    if (msg.t !== 'stop' || stopping) return;
+    stopping = true;
+    void (async () => {
+      const { leftBytes } = await engine.drain(msg.timeoutMs);
+      clearInterval(timer);
+      try {
+        await hooks?.close?.();
+      } catch (err) {
+        log(`app close hook threw: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      snapshot(true);
+      send({ t: 'drained', leftBytes });
+      process.disconnect();
+    })();
+  });
+  // The supervisor going away (crash, SIGKILL) must not leave an orphan reading the socket.
+  process.on('disconnect', () => {
+    if (!stopping) process.exit(0);
+  });
+  send({ t: 'ready', pid: process.pid });
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  send({ t: 'fatal', message });
+  setTimeout(() => process.exit(70), 50);
+});
