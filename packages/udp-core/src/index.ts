@@ -3,8 +3,8 @@
  */
 export { Supervisor } from './supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor.js';
-export { defineApp } from './shard-socket.js';
-export type { ShardApp, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
+export { defineApp, defineAppSupervisor } from './shard-socket.js';
+export type { ShardApp, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
 export { ShardgramError, errnoName } from './errors.js';
 export type { ShardgramErrorCode, PortHolder } from './errors.js';
 export { openReusePortSocket, socketMemInfo, closeFd, localAddress } from './ffi/socket.js';
@@ -15,7 +15,7 @@ export type { Fairness } from './fairness.js';
 export { toPrometheus } from './stats.js';
 export type { StatsReport, WorkerStats } from './stats.js';
 export { startStatsServer } from './stats-server.js';
-export type { StatsServer } from './stats-server.js';
+export type { StatsServer, StatsSource } from './stats-server.js';
 export { encodeSnapshot, decodeSnapshot, encodeProbe, decodeProbe, PROTO_PATH } from './snapshot.js';
 export type { WorkerSnapshot, Probe } from './snapshot.js';
 export { runLoad } from './load.js';

@@ -21,6 +21,7 @@ export type ToSupervisor =
   | { t: 'snap'; b: Uint8Array }
   | { t: 'log'; line: string }
   | { t: 'fatal'; message: string }
-  | { t: 'drained'; leftBytes: number };
+  | { t: 'drained'; leftBytes: number }
+  | { t: 'app'; m: unknown };
 
-export type ToWorker = { t: 'stop'; timeoutMs: number };
+export type ToWorker = { t: 'stop'; timeoutMs: number } | { t: 'app'; m: unknown };

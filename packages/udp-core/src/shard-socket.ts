@@ -44,6 +44,10 @@ export interface AppContext {
   options: Readonly<Record<string, string>>;
   /** Writes one line to the supervisor's log, prefixed with this worker's name. */
   log(message: string): void;
+  /** Sends a structured-cloneable message to the app's supervisor side (its `message` hook). */
+  send(message: unknown): void;
+  /** Receives what the app's supervisor side broadcasts. */
+  onSupervisorMessage(handler: (message: unknown) => void): void;
 }
 
 export interface AppHooks {
@@ -56,6 +60,35 @@ export interface AppHooks {
  * worker process with that worker's socket.
  */
 export type ShardApp = (socket: ShardSocket, context: AppContext) => void | AppHooks | Promise<void | AppHooks>;
+
+/** What the supervisor side of an app gets (see `AppModule.supervisor`). */
+export interface AppSupervisorContext {
+  workers: number;
+  options: Readonly<Record<string, string>>;
+  log(message: string): void;
+  /** Sends a message to every running worker (their `onSupervisorMessage` handlers). */
+  broadcast(message: unknown): void;
+}
+
+export interface AppSupervisorHooks {
+  /** A message a worker sent with `context.send`. */
+  message?(index: number, message: unknown): void;
+  /** Called once on a graceful stop, after every worker has drained and exited. */
+  stop?(): void | Promise<void>;
+  /** Extra Prometheus text appended to GET /metrics. */
+  metrics?(): string;
+}
+
+/**
+ * Optional second export of an app module, run once in the supervisor process: the
+ * place to merge what workers computed (e.g. StatsD aggregates).
+ */
+export type AppSupervisor = (context: AppSupervisorContext) => AppSupervisorHooks | Promise<AppSupervisorHooks>;
+
+/** Identity helper that gives an app's supervisor side its type. */
+export function defineAppSupervisor(setup: AppSupervisor): AppSupervisor {
+  return setup;
+}
 
 /** Identity helper that gives an app its type. */
 export function defineApp(app: ShardApp): ShardApp {

@@ -11,7 +11,13 @@ export interface StatsServer {
   close(): Promise<void>;
 }
 
-export async function startStatsServer(source: () => StatsReport, port: number, host = '127.0.0.1'): Promise<StatsServer> {
+export interface StatsSource {
+  stats(): StatsReport;
+  /** Prometheus text; default: the report's. */
+  metrics?(): string;
+}
+
+export async function startStatsServer(source: StatsSource, port: number, host = '127.0.0.1'): Promise<StatsServer> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
   }
@@ -23,9 +29,9 @@ export async function startStatsServer(source: () => StatsReport, port: number, 
     }
     try {
       if (path === '/stats') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source(), null, 2) + '\n');
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
       } else if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(toPrometheus(source()));
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /stats or /metrics\n');
       }

@@ -14,9 +14,9 @@ import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { resolveApp } from './apps/resolve.js';
 import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
-import type { EngineName } from './shard-socket.js';
+import type { AppSupervisor, AppSupervisorHooks, EngineName } from './shard-socket.js';
 import { decodeSnapshot, type WorkerSnapshot } from './snapshot.js';
-import { summarize, type StatsReport, type WorkerStats } from './stats.js';
+import { summarize, toPrometheus, type StatsReport, type WorkerStats } from './stats.js';
 
 export interface SupervisorOptions {
   /** `discard`, `echo`, or a path to a module whose default export is a ShardApp. */
@@ -142,10 +142,46 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Warnings gathered while opening the sockets (e.g. a capped SO_RCVBUF). */
   warnings: string[] = [];
 
+  private appHooks: AppSupervisorHooks = {};
+
+  /** Loads the app in this process too: fails early on a bad module, and runs its supervisor side. */
+  private async loadApp(): Promise<void> {
+    let mod: { default?: unknown; supervisor?: unknown };
+    try {
+      mod = (await import(this.appUrl)) as typeof mod;
+    } catch (err) {
+      throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${this.options.app} (${this.appUrl}): ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (typeof mod.default !== 'function') {
+      throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${this.options.app} has no default export function (see defineApp)`);
+    }
+    if (typeof mod.supervisor === 'function') {
+      this.appHooks = await (mod.supervisor as AppSupervisor)({
+        workers: this.options.workers,
+        options: this.options.appOptions,
+        log: (line) => this.log(`app: ${line}`),
+        broadcast: (m) => this.broadcast(m),
+      });
+    }
+  }
+
+  /** Sends an app message to every running worker. */
+  broadcast(message: unknown): void {
+    for (const s of this.slots) {
+      if (s.child?.connected) s.child.send({ t: 'app', m: message } satisfies ToWorker);
+    }
+  }
+
+  /** GET /metrics: the service's figures and the app's own. */
+  metrics(): string {
+    return toPrometheus(this.stats()) + (this.appHooks.metrics?.() ?? '');
+  }
+
   /** Opens the sockets and starts every worker; resolves when all are receiving. */
   async start(): Promise<void> {
     if (this.slots.length) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() was called twice');
     const o = this.options;
+    await this.loadApp();
     const own = new Set<number>();
     try {
       let port = o.port;
@@ -245,6 +281,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             slot.lastWords = msg.message;
             this.log(`${name()}: fatal: ${msg.message}`);
             if (!restart) settle(new ShardgramError('ERR_SHARDGRAM_APP', `${name()} could not start: ${msg.message}`));
+            break;
+          case 'app':
+            try {
+              this.appHooks.message?.(slot.index, msg.m);
+            } catch (err) {
+              this.log(`app message hook threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+            }
             break;
           case 'drained':
             if (msg.leftBytes > 0) this.log(`${name()}: drain timed out with ${msg.leftBytes} bytes still queued`);
@@ -363,6 +406,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       s.closed = true;
       return left;
     });
+    try {
+      await this.appHooks.stop?.();
+    } catch (err) {
+      this.log(`app stop hook threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
     return { leftBytes };
   }
 }

@@ -67,6 +67,7 @@ async function main(): Promise<void> {
   if (typeof mod.default !== 'function') fatal(`app ${config.app} has no default export function (see defineApp)`);
   const app = mod.default as ShardApp;
   let hooks: void | AppHooks;
+  const fromSupervisor: ((m: unknown) => void)[] = [];
   try {
     hooks = await app(engine, {
       index: config.index,
@@ -74,6 +75,8 @@ async function main(): Promise<void> {
       pid: process.pid,
       options: config.appOptions,
       log,
+      send: (m) => send({ t: 'app', m }),
+      onSupervisorMessage: (h) => void fromSupervisor.push(h),
     });
   } catch (err) {
     fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
@@ -101,6 +104,16 @@ async function main(): Promise<void> {
 
   let stopping = false;
   process.on('message', (msg: ToWorker) => {
+    if (msg.t === 'app') {
+      for (const h of fromSupervisor) {
+        try {
+          h(msg.m);
+        } catch (err) {
+          log(`supervisor message handler threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        }
+      }
+      return;
+    }
     if (msg.t !== 'stop' || stopping) return;
     stopping = true;
     void (async () => {

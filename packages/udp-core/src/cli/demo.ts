@@ -5,6 +5,7 @@
  */
 import { Supervisor } from '../supervisor.js';
 import { runLoad } from '../load.js';
+import { fairness } from '../fairness.js';
 import { UsageError, choice, intOption, parse, type Options } from './args.js';
 import { LiveBlock, bar, pct, table } from './render.js';
 
@@ -83,11 +84,15 @@ export async function demo(argv: string[]): Promise<number> {
       }),
     ) + '\n\n');
     const f = s.fairness;
+    const byPort = s.workers.map((w) => report.workers.find((x) => x.worker === w.index)?.senders ?? 0);
+    const portFair = fairness(byPort);
     out.write(
       `total ${s.total.datagrams} datagrams received of ${report.sent} sent; ${report.received} replies, ${report.lost} lost, ${s.total.kernelDrops} kernel drops\n` +
         `fairness: Jain ${f.jain.toFixed(4)} (1 = even), shares ${pct(f.minShare)} to ${pct(f.maxShare)}, ` +
         `chi-square ${f.chiSquare.toFixed(2)} on ${f.degreesOfFreedom} df, p = ${f.chiSquareP.toFixed(3)}\n` +
-        `(the kernel hashes each source port to one socket: ${sources} source ports over ${workers} sockets)\n`,
+        `source ports per worker: ${byPort.join(' ')}; chi-square p = ${portFair.chiSquareP.toFixed(3)} against an even split\n` +
+        `(the kernel hashes each source port to one socket, so datagrams come in clumps of one port's worth;\n` +
+        ` the port counts are the fair test of the hash, and one busy port would land on one worker)\n`,
     );
   } finally {
     await sup.stop();

@@ -82,7 +82,7 @@ export async function serve(argv: string[]): Promise<number> {
     appOptions,
   });
   let stats: StatsServer | undefined;
-  if (statsPort !== undefined) stats = await startStatsServer(() => sup.stats(), statsPort);
+  if (statsPort !== undefined) stats = await startStatsServer(sup, statsPort);
   sup.on('worker-ready', ({ index, pid, restart }) => {
     process.stdout.write(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
   });

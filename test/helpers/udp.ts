@@ -1,0 +1,34 @@
+/** Test helpers: real sockets on loopback, bounded in count and time. */
+import dgram from 'node:dgram';
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `fn` until it returns true or `timeoutMs` passes; returns the last result. */
+export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 20): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn()) return true;
+    await sleep(stepMs);
+  }
+  return fn();
+}
+
+export async function openClients(n: number, type: 'udp4' | 'udp6' = 'udp4'): Promise<dgram.Socket[]> {
+  const out: dgram.Socket[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = dgram.createSocket(type);
+    await new Promise<void>((r) => s.bind(0, type === 'udp4' ? '127.0.0.1' : '::1', () => r()));
+    out.push(s);
+  }
+  return out;
+}
+
+export function closeAll(socks: dgram.Socket[]): void {
+  for (const s of socks) s.close();
+}
+
+export function send(s: dgram.Socket, data: string | Buffer, port: number, address = '127.0.0.1'): Promise<void> {
+  return new Promise((resolve, reject) => s.send(data, port, address, (err) => (err ? reject(err) : resolve())));
+}

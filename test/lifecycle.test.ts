@@ -1,0 +1,139 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Supervisor, parseEchoReply } from '@shardgram/udp-core';
+import { startServe, type Serving } from './helpers/cli.js';
+import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
+import type dgram from 'node:dgram';
+
+let serving: Serving | undefined;
+afterEach(async () => {
+  await serving?.stop('SIGTERM');
+  serving = undefined;
+});
+
+/** Collects echo replies by request text. */
+function collect(clients: dgram.Socket[]): { replies: Map<string, { worker: number; pid: number }[]> } {
+  const replies = new Map<string, { worker: number; pid: number }[]>();
+  for (const c of clients) {
+    c.on('message', (m) => {
+      const r = parseEchoReply(m);
+      if (!r) return;
+      const key = r.payload.toString();
+      const list = replies.get(key) ?? [];
+      list.push({ worker: r.worker, pid: r.pid });
+      replies.set(key, list);
+    });
+  }
+  return { replies };
+}
+
+describe('worker crash and restart', () => {
+  it('kill -9 of a worker mid-stream: the restarted worker on the same socket answers everything that queued meanwhile', async () => {
+    serving = await startServe(['echo', '--port', '0', '--workers', '2', '--rcvbuf', '1m', '--stats-port', '0'], 2);
+    const victim = serving.pids[0]!;
+    const clients = await openClients(20);
+    const { replies } = collect(clients);
+    const total = 1500;
+    try {
+      for (let i = 0; i < total; i++) {
+        await send(clients[i % clients.length]!, `seq-${i}`, serving.port);
+        if (i === 300) process.kill(victim, 'SIGKILL');
+        if (i % 3 === 2) await sleep(1); // ~1.5 s of steady traffic, with the restart in the middle
+      }
+      expect(await waitFor(() => replies.size === total, 10_000)).toBe(true);
+    } finally {
+      closeAll(clients);
+    }
+    // Exactly one reply for each datagram, none lost and none twice.
+    for (let i = 0; i < total; i++) expect(replies.get(`seq-${i}`)).toHaveLength(1);
+    const answeredBy0 = [...replies.values()].map((l) => l[0]!).filter((r) => r.worker === 0);
+    const newPids = new Set(answeredBy0.map((r) => r.pid).filter((p) => p !== victim));
+    expect(newPids.size).toBe(1); // worker 0 came back as one new process…
+    expect(answeredBy0.filter((r) => r.pid !== victim).length).toBeGreaterThan(100); // …and answered the queue and the rest
+    expect(serving.stdout()).toMatch(/worker 0 restarted: pid \d+/);
+    expect(serving.stderr()).toMatch(new RegExp(`worker 0 \\(pid ${victim}\\) was killed by SIGKILL after [\\d.]+ s; restarting it on the same socket`));
+    const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(serving.stdout())![1];
+    const s = (await (await fetch(`${statsUrl}/stats`)).json()) as { workers: { restarts: number; kernelDrops: number }[]; total: { kernelDrops: number } };
+    expect(s.workers[0]!.restarts).toBe(1);
+    expect(s.workers[1]!.restarts).toBe(0);
+    expect(s.total.kernelDrops).toBe(0);
+  });
+
+  it('backs off a worker that crashes in a loop, and logs why', async () => {
+    const lines: string[] = [];
+    process.env.SHARDGRAM_TEST_CRASH = '1';
+    const sup = new Supervisor({ app: './test/fixtures/crash-on-start.js', port: 0, workers: 1, log: (l) => lines.push(l) });
+    try {
+      await sup.start();
+      await waitFor(() => lines.filter((l) => /crash loop/.test(l)).length >= 3, 8_000);
+    } finally {
+      delete process.env.SHARDGRAM_TEST_CRASH;
+      await sup.stop();
+    }
+    const exits = lines.filter((l) => /worker 0 \(pid \d+\) exited with code 3/.test(l));
+    expect(exits.length).toBeGreaterThanOrEqual(5);
+    expect(exits.every((l) => /after [\d.]+ s/.test(l))).toBe(true);
+    expect(exits[0]).toMatch(/restarting it on the same socket \(its queue is kept\) in 0 ms/);
+    expect(exits[1]).toMatch(/restarting it on the same socket \(its queue is kept\) in 100 ms/);
+    expect(exits[2]).toMatch(/3 times in a row within 5 s each: crash loop, backing off 200 ms/);
+    const delays = lines.map((l) => /backing off (\d+) ms/.exec(l)?.[1]).filter(Boolean).map(Number);
+    expect(delays.slice(0, 3)).toEqual([200, 400, 800]);
+    expect(sup.stats().workers[0]!.restarts).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('graceful stop', () => {
+  it('SIGTERM drains what is already queued: every datagram is handled, then exit 0', async () => {
+    serving = await startServe(['./test/fixtures/slow-echo.js', '--port', '0', '--workers', '1', '--rcvbuf', '1m', '--app-option', 'busyMs=2'], 1);
+    const clients = await openClients(10);
+    const { replies } = collect(clients);
+    const total = 300; // ~0.6 s of work for the worker: most of it is still queued when SIGTERM arrives
+    try {
+      for (let i = 0; i < total; i++) await send(clients[i % 10]!, `q-${i}`, serving.port);
+      const s = serving;
+      serving = undefined;
+      const r = await s.stop('SIGTERM');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`stopped: ${total} datagrams received, 0 dropped by the kernel, 0 bytes left in queues at close`));
+      expect(await waitFor(() => replies.size === total, 5_000)).toBe(true);
+    } finally {
+      closeAll(clients);
+    }
+  });
+
+  it('counts a handler that throws, and the worker lives on', async () => {
+    const lines: string[] = [];
+    const sup = new Supervisor({ app: './test/fixtures/throwing.js', port: 0, workers: 1, snapshotIntervalMs: 50, log: (l) => lines.push(l) });
+    await sup.start();
+    const clients = await openClients(1);
+    const { replies } = collect(clients);
+    try {
+      for (const m of ['boom1', 'ok1', 'boom2', 'ok2', 'boom3']) await send(clients[0]!, m, sup.port);
+      expect(await waitFor(() => sup.stats().workers[0]!.handlerErrors === 3 && replies.size === 2, 5_000)).toBe(true);
+      const pid = sup.workerPids()[0];
+      expect(sup.stats().workers[0]).toMatchObject({ datagrams: 5, handlerErrors: 3, restarts: 0, pid });
+      expect(lines.some((l) => /message handler threw \(error #1\): Error: boom on purpose/.test(l))).toBe(true);
+    } finally {
+      closeAll(clients);
+      await sup.stop();
+    }
+  });
+});
+
+describe('IPv6', () => {
+  it('serves echo on ::1 like on 127.0.0.1', async () => {
+    serving = await startServe(['echo', '--address', '::1', '--port', '0', '--workers', '2'], 2);
+    expect(serving.stdout()).toMatch(/udp \[::1\]:\d+/);
+    const clients = await openClients(100, 'udp6');
+    const { replies } = collect(clients);
+    try {
+      for (let i = 0; i < 100; i++) await send(clients[i]!, `v6-${i}`, serving.port, '::1');
+      expect(await waitFor(() => replies.size === 100, 5_000)).toBe(true);
+    } finally {
+      closeAll(clients);
+    }
+    const workers = new Set([...replies.values()].map((l) => l[0]!.worker));
+    expect(workers).toEqual(new Set([0, 1]));
+    const pids = new Set([...replies.values()].map((l) => l[0]!.pid));
+    expect(pids).toEqual(new Set(serving.pids));
+  });
+});
