@@ -3,6 +3,10 @@
  * (sender, sequence number, send time) from many source ports, with an optional
  * rate limit. Against the echo app, the replies give loss, duplicates and
  * round-trip percentiles per worker.
+ *
+ * Two senders: `native` (default) sends batches of prebuilt probes with sendmmsg
+ * through libc (sender.ts) and saturates a receiver; `dgram` sends one
+ * `socket.send` per probe through Node. Replies are read through node:dgram either way.
  */
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
@@ -10,7 +14,10 @@ import { invalidArg } from './errors.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { parseEchoReply } from './echo-format.js';
+import { NativeSender, probePad } from './sender.js';
 import { decodeProbe, encodeProbe } from './snapshot.js';
+
+export type LoadSender = 'native' | 'dgram';
 
 export interface LoadOptions {
   address?: string;
@@ -29,6 +36,11 @@ export interface LoadOptions {
   maxDurationMs?: number;
   /** Expect echo replies (otherwise just send). Default true. */
   expectReplies?: boolean;
+  /**
+   * How to send: `native` (sendmmsg batches of prebuilt probes through libc, the
+   * fastest) or `dgram` (one node:dgram send per probe). Default `native`.
+   */
+  sender?: LoadSender;
   /** Called about every 100 ms. */
   onProgress?: (p: LoadProgress) => void;
 }
@@ -62,7 +74,11 @@ export interface LoadReport {
   /** Replies that were not echo replies of this run's probes. */
   strayReplies: number;
   durationMs: number;
+  /** Datagrams per second over the sending phase. */
   sendRate: number;
+  /** How long the sending phase took, in ms (the rest of `durationMs` is waiting for replies). */
+  sendMs: number;
+  sender: LoadSender;
   workers: WorkerLoadStats[];
   /** Lost probes attributed to a worker through their sender, where each sender was served by one worker. */
   lostByWorker: Record<number, number>;
@@ -92,20 +108,44 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   const replyTimeoutMs = opts.replyTimeoutMs ?? 1000;
   const maxDurationMs = opts.maxDurationMs ?? 120_000;
   const expectReplies = opts.expectReplies ?? true;
+  const senderKind = opts.sender ?? 'native';
+  if (senderKind !== 'native' && senderKind !== 'dgram') throw invalidArg('sender', senderKind, '"native" or "dgram"');
   const bind = family === 'udp4' ? '127.0.0.1' : '::1';
   const loopback = address.startsWith('127.') || address === '::1';
 
   const socks: dgram.Socket[] = [];
-  for (let i = 0; i < sources; i++) {
-    const s = dgram.createSocket({ type: family, recvBufferSize: 1 << 20 });
-    await new Promise<void>((res, rej) => {
+  let native: NativeSender | undefined;
+  const bindSocket = (s: dgram.Socket, opt: dgram.BindOptions): Promise<void> =>
+    new Promise<void>((res, rej) => {
       s.once('error', rej);
-      s.bind({ port: 0, address: loopback ? bind : family === 'udp4' ? '0.0.0.0' : '::' }, () => {
+      s.bind(opt, () => {
         s.off('error', rej);
         res();
       });
     });
-    socks.push(s);
+  if (senderKind === 'native') {
+    native = new NativeSender({ address, port, sources, rcvbuf: 1 << 20 });
+    if (expectReplies) {
+      // Replies are read through node:dgram on the same sockets, which then own the fds.
+      try {
+        for (const fd of native.fds) {
+          const s = dgram.createSocket({ type: family });
+          socks.push(s);
+          await bindSocket(s, { fd });
+        }
+        native.releaseFds();
+      } catch (err) {
+        for (const s of socks) s.close();
+        native.releaseFds();
+        throw err;
+      }
+    }
+  } else {
+    for (let i = 0; i < sources; i++) {
+      const s = dgram.createSocket({ type: family, recvBufferSize: 1 << 20 });
+      socks.push(s);
+      await bindSocket(s, { port: 0, address: loopback ? bind : family === 'udp4' ? '0.0.0.0' : '::' });
+    }
   }
 
   const seen = new Uint8Array(count);
@@ -155,11 +195,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   });
 
   // Pad so that the largest probe of the run is `size` bytes (smaller sequence numbers encode a byte or two shorter).
-  const bare = encodeProbe({ sender: sources - 1, seq: count - 1, sentAt: 1.5 }).length;
-  let padLen = Math.max(0, size - bare - 2);
-  if (padLen > 127) padLen = Math.max(0, size - bare - 3);
-  if (padLen > 16383) padLen = Math.max(0, size - bare - 4);
-  const pad = Buffer.alloc(padLen, 0x2e);
+  const pad = probePad(size, sources, count);
   const start = performance.now();
   let sent = 0;
   let sendErrors = 0;
@@ -169,8 +205,41 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     opts.onProgress?.({ sent, replies: received, count, elapsedMs: performance.now() - start, perWorker: [...perWorkerCount].map((v) => v ?? 0) });
   const ticker = setInterval(progress, 100);
 
+  let sendDone = start;
+  // Which source socket sent each probe: seq % sources for the dgram sender; runs of
+  // consecutive sequence numbers, one per sendmmsg call, for the native one.
+  let runStart = new Uint32Array(1024);
+  let runSender = new Uint16Array(1024);
+  let runs = 0;
   try {
-    while (sent < count) {
+    if (native) {
+      const r = await native.sendProbes({
+        count, size, rate, maxDurationMs,
+        onProgress: (n) => {
+          sent = n;
+        },
+        onSent: expectReplies
+          ? (first, _n, sender) => {
+              if (runs > 0 && runSender[runs - 1] === sender) return;
+              if (runs === runStart.length) {
+                const a = new Uint32Array(runs * 2);
+                a.set(runStart);
+                runStart = a;
+                const b = new Uint16Array(runs * 2);
+                b.set(runSender);
+                runSender = b;
+              }
+              runStart[runs] = first;
+              runSender[runs] = sender;
+              runs++;
+            }
+          : undefined,
+      });
+      sent = r.sent;
+      sendErrors = r.sendErrors;
+      timedOut = r.timedOut;
+    }
+    while (!native && sent < count) {
       const now = performance.now();
       if (now - start > maxDurationMs) {
         timedOut = true;
@@ -192,7 +261,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
       // Let replies and send completions run; with a rate limit, wait for the next slot.
       await new Promise((r) => (rate > 0 && allowed <= 0 ? setTimeout(r, Math.max(1, 1000 / rate)) : setImmediate(r)));
     }
-    const sendDone = performance.now();
+    sendDone = performance.now();
     while (inFlight > 0 && performance.now() - sendDone < 5000) await new Promise((r) => setTimeout(r, 1));
     if (expectReplies) {
       lastReplyAt = Math.max(lastReplyAt, performance.now());
@@ -204,15 +273,22 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     clearInterval(ticker);
     progress();
     for (const s of socks) s.close();
+    native?.close();
   }
 
   const durationMs = performance.now() - start;
   const lostByWorker: Record<number, number> = {};
   let unattributedLoss = 0;
   if (expectReplies) {
+    let run = 0;
     for (let seq = 0; seq < sent; seq++) {
       if (seen[seq]) continue;
-      const w = senderWorker[seq % sources]!;
+      let sender = seq % sources;
+      if (native) {
+        while (run + 1 < runs && runStart[run + 1]! <= seq) run++;
+        sender = runSender[run]!;
+      }
+      const w = senderWorker[sender]!;
       if (w >= 0) lostByWorker[w] = (lostByWorker[w] ?? 0) + 1;
       else unattributedLoss++;
     }
@@ -230,6 +306,6 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   const lost = expectReplies ? sent - received : 0;
   return {
     sent, sendErrors, received, duplicates, lost, lossPercent: sent ? (100 * lost) / sent : 0, strayReplies: stray,
-    durationMs, sendRate: sent / (durationMs / 1000), workers, lostByWorker, unattributedLoss, timedOut,
+    durationMs, sendRate: sent / (Math.max(1e-3, sendDone - start) / 1000), sendMs: sendDone - start, sender: senderKind, workers, lostByWorker, unattributedLoss, timedOut,
   };
 }

@@ -15,6 +15,8 @@ export interface StatsSource {
   stats(): StatsReport;
   /** Prometheus text; default: the report's. */
   metrics?(): string;
+  /** Grows or shrinks the group (POST /workers?count=N). */
+  resize?(count: number): Promise<{ from: number; to: number }>;
 }
 
 export async function startStatsServer(source: StatsSource, port: number, host = '127.0.0.1'): Promise<StatsServer> {
@@ -22,9 +24,22 @@ export async function startStatsServer(source: StatsSource, port: number, host =
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
   }
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    if (req.method === 'POST' && path === '/workers' && source.resize) {
+      const raw = url.searchParams.get('count') ?? '';
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 256) {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `count must be a whole number from 1 to 256; got "${raw}"` }) + '\n');
+        return;
+      }
+      source.resize(Number(raw)).then(
+        (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r) + '\n'),
+        (err: unknown) => res.writeHead(409, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }) + '\n'),
+      );
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      res.writeHead(405, { allow: source.resize ? 'GET, HEAD, POST' : 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
       return;
     }
     try {
@@ -33,7 +48,7 @@ export async function startStatsServer(source: StatsSource, port: number, host =
       } else if (path === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
       } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /stats or /metrics\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /stats, GET /metrics or POST /workers?count=N\n');
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,5 +1,7 @@
 /** The statistics report: per-worker counters merged with the kernel's, and fairness. */
 import { fairness, shares, type Fairness } from './fairness.js';
+import type { ImbalanceState } from './imbalance.js';
+import type { PolicySpec } from './steering/steering.js';
 
 export interface WorkerStats {
   index: number;
@@ -38,6 +40,18 @@ export interface StatsReport {
     uptimeSeconds: number;
   };
   workers: WorkerStats[];
+  /** The steering policy in force. */
+  policy?: PolicySpec;
+  /** Whether one worker has been getting far more than its share (judged under `hash`). */
+  imbalance?: ImbalanceState;
+  /** What workers retired by a shrink received (included in `total`). */
+  retired: {
+    workers: number;
+    datagrams: number;
+    bytes: number;
+    kernelDrops: number;
+  };
+  /** Everything since the service started: live workers and retired ones. */
   total: {
     datagrams: number;
     bytes: number;
@@ -52,24 +66,30 @@ export interface StatsReport {
   fairness: Fairness;
 }
 
-export function summarize(service: StatsReport['service'], rows: Omit<WorkerStats, 'share'>[]): StatsReport {
+type Row = Omit<WorkerStats, 'share'>;
+export type RetiredTotals = Pick<Row, 'datagrams' | 'bytes' | 'handlerErrors' | 'truncated' | 'restarts' | 'cpuUserMicros' | 'cpuSystemMicros' | 'kernelDrops'> & { workers: number };
+const NONE: RetiredTotals = { datagrams: 0, bytes: 0, handlerErrors: 0, truncated: 0, restarts: 0, cpuUserMicros: 0, cpuSystemMicros: 0, kernelDrops: 0, workers: 0 };
+
+export function summarize(service: StatsReport['service'], rows: Row[], retired: RetiredTotals = NONE): StatsReport {
   const counts = rows.map((w) => w.datagrams);
   const s = shares(counts);
   const workers = rows.map((w, i) => ({ ...w, share: s[i] ?? 0 }));
   const sum = (k: keyof Omit<WorkerStats, 'share' | 'state' | 'engine'>): number => rows.reduce((a, w) => a + w[k], 0);
+  const withRetired = (k: keyof Omit<RetiredTotals, 'workers'>): number => sum(k) + retired[k];
   return {
     service,
     workers,
+    retired: { workers: retired.workers, datagrams: retired.datagrams, bytes: retired.bytes, kernelDrops: retired.kernelDrops },
     total: {
-      datagrams: sum('datagrams'),
-      bytes: sum('bytes'),
-      kernelDrops: sum('kernelDrops'),
+      datagrams: withRetired('datagrams'),
+      bytes: withRetired('bytes'),
+      kernelDrops: withRetired('kernelDrops'),
       queueBytes: sum('queueBytes'),
-      handlerErrors: sum('handlerErrors'),
-      truncated: sum('truncated'),
-      restarts: sum('restarts'),
-      cpuUserMicros: sum('cpuUserMicros'),
-      cpuSystemMicros: sum('cpuSystemMicros'),
+      handlerErrors: withRetired('handlerErrors'),
+      truncated: withRetired('truncated'),
+      restarts: withRetired('restarts'),
+      cpuUserMicros: withRetired('cpuUserMicros'),
+      cpuSystemMicros: withRetired('cpuSystemMicros'),
     },
     fairness: fairness(counts),
   };
@@ -105,5 +125,11 @@ export function toPrometheus(r: StatsReport): string {
   gauge('shardgram_fairness_max_share', 'Largest worker share.', r.fairness.maxShare);
   gauge('shardgram_fairness_chi_square_p', 'Chi-square p-value of the split against an even one.', r.fairness.chiSquareP);
   gauge('shardgram_workers', 'Workers in the group.', r.workers.length);
+  gauge('shardgram_imbalance_detected', 'One worker has had far more than its share for a while (1) or not (0).', r.imbalance?.detected ? 1 : 0);
+  const total = (name: string, help: string, v: number): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name}{${svc}} ${v}`);
+  };
+  total('shardgram_datagrams_total', 'Datagrams received since the service started, retired workers included.', r.total.datagrams);
+  total('shardgram_kernel_drops_total', 'Datagrams the kernel dropped since the service started, retired sockets included.', r.total.kernelDrops);
   return out.join('\n') + '\n';
 }

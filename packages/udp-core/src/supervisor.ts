@@ -1,7 +1,8 @@
 /**
  * The supervisor: owns the group's sockets for the life of the service, runs one
  * worker process per socket, restarts a dead worker on the same socket (its queue
- * intact), merges statistics, and stops gracefully.
+ * intact), steers, resizes and reloads without loss, merges statistics, and stops
+ * gracefully.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -17,6 +18,8 @@ import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from 
 import type { AppSupervisor, AppSupervisorHooks, EngineName } from './shard-socket.js';
 import { decodeSnapshot, type WorkerSnapshot } from './snapshot.js';
 import { summarize, toPrometheus, type StatsReport, type WorkerStats } from './stats.js';
+import { ImbalanceDetector, type ImbalanceOptions } from './imbalance.js';
+import { Steering, type PolicySpec } from './steering/steering.js';
 
 export interface SupervisorOptions {
   /** `discard`, `echo`, or a path to a module whose default export is a ShardApp. */
@@ -28,6 +31,8 @@ export interface SupervisorOptions {
   /** Number of sockets and worker processes. Default: available cores. */
   workers?: number;
   engine?: EngineName;
+  /** How the kernel picks a socket per datagram. Default: the app's default, else `hash`. */
+  policy?: PolicySpec;
   /** SO_RCVBUF to request for each socket, in bytes. */
   rcvbuf?: number;
   rcvbufForce?: boolean;
@@ -41,6 +46,8 @@ export interface SupervisorOptions {
   maxDatagram?: number;
   /** Datagrams per recvmmsg/sendmmsg (native engine). Default 64. */
   batch?: number;
+  /** Imbalance detection under `hash` (window, minimum traffic, how long it must last). */
+  imbalance?: ImbalanceOptions;
   /** Where the supervisor's log lines go. Default: stderr. */
   log?: (line: string) => void;
 }
@@ -60,21 +67,33 @@ function add(a: Counters, b: Counters): Counters {
   return out;
 }
 
+/** One worker process. A slot has one, or two for a moment during a reload. */
+interface Proc {
+  child: ChildProcess;
+  pid: number;
+  startedAt: number;
+  /** Latest snapshot. */
+  current: Counters;
+  lastWords: string | undefined;
+  /** Exit was asked for (stop, reload, shrink): no restart. */
+  expected: boolean;
+  exited: Promise<void>;
+}
+
 interface Slot {
   index: number;
   sock: OpenedSocket;
-  child: ChildProcess | undefined;
-  pid: number;
+  proc: Proc | undefined;
+  /** Processes asked to stop that have not exited yet (reload). */
+  leaving: Set<Proc>;
   state: WorkerStats['state'];
-  startedAt: number;
   restarts: number;
+  /** Processes started on this slot so far. */
+  generation: number;
   crashStreak: number;
-  /** Counters of this slot's earlier worker processes. */
+  /** Counters of this slot's earlier processes. */
   base: Counters;
-  /** Latest snapshot of the current process. */
-  current: Counters;
   restartTimer: NodeJS.Timeout | undefined;
-  lastWords: string | undefined;
   closed: boolean;
   lastMem: SocketMemInfo;
 }
@@ -82,20 +101,34 @@ interface Slot {
 const CRASH_WINDOW_MS = 5000;
 const MAX_BACKOFF_MS = 10_000;
 const START_TIMEOUT_MS = 20_000;
+const IMBALANCE_CHECK_MS = 1000;
 
 export interface SupervisorEvents {
   'worker-ready': [info: { index: number; pid: number; restart: boolean }];
   'worker-exit': [info: { index: number; pid: number; code: number | null; signal: NodeJS.Signals | null; expected: boolean }];
+  resized: [info: { from: number; to: number }];
+  reloaded: [info: { workers: number }];
 }
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
-  readonly options: Readonly<Required<Omit<SupervisorOptions, 'rcvbuf' | 'log'>> & { rcvbuf: number | undefined }>;
+  readonly options: Readonly<Required<Omit<SupervisorOptions, 'rcvbuf' | 'log' | 'policy' | 'imbalance'>> & { rcvbuf: number | undefined }>;
   private readonly appUrl: string;
   private readonly log: (line: string) => void;
   private slots: Slot[] = [];
+  /** Counters and kernel drops of retired slots (shrunk away). */
+  private retired = { counters: { ...ZERO }, kernelDrops: 0, restarts: 0, workers: 0 };
   private startedAt = 0;
   private stopping: Promise<StopReport> | undefined;
+  private busy: Promise<unknown> = Promise.resolve();
   private readonly workerMain = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+  private appHooks: AppSupervisorHooks = {};
+  private steering: Steering | undefined;
+  private readonly policyOption: PolicySpec | undefined;
+  private readonly imbalance: ImbalanceDetector;
+  private imbalanceTimer: NodeJS.Timeout | undefined;
+
+  /** Warnings gathered while opening the sockets (e.g. a capped SO_RCVBUF). */
+  warnings: string[] = [];
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -103,7 +136,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (!familyOf(address)) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
     if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw invalidArg('port', opts.port, 'an integer from 0 to 65535');
     const workers = opts.workers ?? availableParallelism();
-    if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw invalidArg('workers', workers, 'an integer from 1 to 256');
+    checkWorkers(workers);
     const engine = opts.engine ?? 'dgram';
     if (engine !== 'dgram' && engine !== 'native') throw invalidArg('engine', engine, '"dgram" or "native"');
     const maxDatagram = opts.maxDatagram ?? UDP_MAX_PAYLOAD;
@@ -114,6 +147,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
     this.appUrl = resolveApp(opts.app);
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.policyOption = opts.policy;
+    this.imbalance = new ImbalanceDetector(opts.imbalance);
     this.options = {
       app: opts.app,
       address,
@@ -139,14 +174,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.slots[0]?.sock.address ?? this.options.address;
   }
 
-  /** Warnings gathered while opening the sockets (e.g. a capped SO_RCVBUF). */
-  warnings: string[] = [];
+  /** Live workers (sockets) in the group now. */
+  get workers(): number {
+    return this.slots.length;
+  }
 
-  private appHooks: AppSupervisorHooks = {};
+  /** The steering policy in force. */
+  get policy(): PolicySpec {
+    return this.steering?.policy ?? this.policyOption ?? { name: 'hash' };
+  }
 
   /** Loads the app in this process too: fails early on a bad module, and runs its supervisor side. */
-  private async loadApp(): Promise<void> {
-    let mod: { default?: unknown; supervisor?: unknown };
+  private async loadApp(): Promise<PolicySpec | undefined> {
+    let mod: { default?: unknown; supervisor?: unknown; defaultPolicy?: unknown };
     try {
       mod = (await import(this.appUrl)) as typeof mod;
     } catch (err) {
@@ -163,12 +203,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         broadcast: (m) => this.broadcast(m),
       });
     }
+    return (mod.defaultPolicy as PolicySpec | undefined) ?? undefined;
   }
 
   /** Sends an app message to every running worker. */
   broadcast(message: unknown): void {
     for (const s of this.slots) {
-      if (s.child?.connected) s.child.send({ t: 'app', m: message } satisfies ToWorker);
+      if (s.proc?.child.connected) s.proc.child.send({ t: 'app', m: message } satisfies ToWorker);
     }
   }
 
@@ -177,27 +218,34 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return toPrometheus(this.stats()) + (this.appHooks.metrics?.() ?? '');
   }
 
+  private openSlot(index: number, port: number): Slot {
+    const o = this.options;
+    const own = new Set(this.slots.map((s) => s.sock.inode));
+    const sock = openReusePortSocket({
+      address: o.address, port, ownInodes: own, rcvbufForce: o.rcvbufForce, ...(o.rcvbuf !== undefined ? { rcvbuf: o.rcvbuf } : {}),
+    });
+    return {
+      index, sock, proc: undefined, leaving: new Set(), state: 'starting', restarts: 0, generation: 0, crashStreak: 0,
+      base: { ...ZERO }, restartTimer: undefined, closed: false, lastMem: { queueBytes: 0, drops: 0, rcvbuf: 0 },
+    };
+  }
+
   /** Opens the sockets and starts every worker; resolves when all are receiving. */
   async start(): Promise<void> {
-    if (this.slots.length) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() was called twice');
+    if (this.slots.length || this.stopping) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once');
     const o = this.options;
-    await this.loadApp();
-    const own = new Set<number>();
+    const appPolicy = await this.loadApp();
     try {
       let port = o.port;
       for (let i = 0; i < o.workers; i++) {
-        const sock = openReusePortSocket({
-          address: o.address, port, ownInodes: own, rcvbufForce: o.rcvbufForce, ...(o.rcvbuf !== undefined ? { rcvbuf: o.rcvbuf } : {}),
-        });
-        own.add(sock.inode);
-        port = sock.port;
-        if (i === 0) for (const w of sock.warnings) { this.warnings.push(w); this.log(`warning: ${w}`); }
-        this.slots.push({
-          index: i, sock, child: undefined, pid: 0, state: 'starting', startedAt: 0, restarts: 0, crashStreak: 0,
-          base: { ...ZERO }, current: { ...ZERO }, restartTimer: undefined, lastWords: undefined,
-          closed: false, lastMem: { queueBytes: 0, drops: 0, rcvbuf: 0 },
-        });
+        const slot = this.openSlot(i, port);
+        port = slot.sock.port;
+        if (i === 0) for (const w of slot.sock.warnings) { this.warnings.push(w); this.log(`warning: ${w}`); }
+        this.slots.push(slot);
       }
+      // Attach after bind: a program attached before bind gives the socket a group of its own.
+      this.steering = new Steering(this.policyOption ?? appPolicy ?? { name: 'hash' });
+      this.steering.apply(this.slots[0]!.sock.fd, this.slots.length);
     } catch (err) {
       for (const s of this.slots) closeFd(s.sock.fd);
       this.slots = [];
@@ -210,13 +258,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       await this.stop();
       throw err;
     }
+    this.imbalanceTimer = setInterval(() => this.checkImbalance(), IMBALANCE_CHECK_MS);
+    this.imbalanceTimer.unref();
   }
 
-  private spawnWorker(slot: Slot): Promise<void> {
+  private spawnWorker(slot: Slot): Promise<Proc> {
     const o = this.options;
     const config: WorkerConfig = {
       index: slot.index,
-      workers: o.workers,
+      workers: this.slots.length,
       engine: o.engine,
       family: slot.sock.family,
       app: this.appUrl,
@@ -232,19 +282,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       // Own process group: a terminal's Ctrl-C reaches the supervisor only, which then drains the workers.
       detached: true,
     });
-    slot.child = child;
-    slot.pid = child.pid ?? 0;
-    slot.state = 'starting';
-    slot.startedAt = Date.now();
-    slot.current = { ...ZERO };
-    slot.lastWords = undefined;
-    const restart = slot.restarts > 0;
-    const name = (): string => `worker ${slot.index} (pid ${slot.pid})`;
+    const proc: Proc = {
+      child, pid: child.pid ?? 0, startedAt: Date.now(), current: { ...ZERO }, lastWords: undefined, expected: false,
+      exited: new Promise((r) => child.once('exit', () => r())),
+    };
+    const restart = slot.generation++ > 0;
+    // A first start or a restart fills the slot now; a reload's new process waits to be ready.
+    if (!slot.proc) slot.proc = proc;
+    const name = `worker ${slot.index} (pid ${proc.pid})`;
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => {
-        slot.lastWords = line;
-        this.log(`${name()}: ${line}`);
+        proc.lastWords = line;
+        this.log(`${name}: ${line}`);
       });
     }
     return new Promise((resolve, reject) => {
@@ -254,33 +304,37 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         settled = true;
         clearTimeout(timer);
         if (err) reject(err);
-        else resolve();
+        else resolve(proc);
       };
       const timer = setTimeout(() => {
-        settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name()} did not report ready within ${START_TIMEOUT_MS / 1000} s`));
+        settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name} did not report ready within ${START_TIMEOUT_MS / 1000} s`));
         child.kill('SIGKILL');
       }, START_TIMEOUT_MS);
       child.on('message', (msg: ToSupervisor) => {
         switch (msg.t) {
           case 'ready':
+            // A reload's new process becomes the slot's process once it is ready.
+            if (slot.proc !== proc) {
+              if (slot.proc) slot.leaving.add(slot.proc);
+              slot.proc = proc;
+            }
             slot.state = 'running';
-            this.emit('worker-ready', { index: slot.index, pid: slot.pid, restart });
+            this.emit('worker-ready', { index: slot.index, pid: proc.pid, restart });
             settle();
             break;
           case 'snap': {
-            const s = decodeSnapshot(msg.b);
-            const { index: _i, pid: _p, seq: _s, final: _f, engine: _e, ...counters } = s;
-            slot.current = counters;
+            const { index: _i, pid: _p, seq: _s, final: _f, engine: _e, ...counters } = decodeSnapshot(msg.b);
+            proc.current = counters;
             break;
           }
           case 'log':
-            slot.lastWords = msg.line;
-            this.log(`${name()}: ${msg.line}`);
+            proc.lastWords = msg.line;
+            this.log(`${name}: ${msg.line}`);
             break;
           case 'fatal':
-            slot.lastWords = msg.message;
-            this.log(`${name()}: fatal: ${msg.message}`);
-            if (!restart) settle(new ShardgramError('ERR_SHARDGRAM_APP', `${name()} could not start: ${msg.message}`));
+            proc.lastWords = msg.message;
+            this.log(`${name}: fatal: ${msg.message}`);
+            settle(new ShardgramError('ERR_SHARDGRAM_APP', `${name} could not start: ${msg.message}`));
             break;
           case 'app':
             try {
@@ -290,48 +344,49 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             }
             break;
           case 'drained':
-            if (msg.leftBytes > 0) this.log(`${name()}: drain timed out with ${msg.leftBytes} bytes still queued`);
+            if (msg.leftBytes > 0) this.log(`${name}: drain timed out with ${msg.leftBytes} bytes still queued`);
             break;
         }
       });
       child.on('error', (err) => settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `cannot start worker ${slot.index}: ${err.message}`)));
       child.on('exit', (code, signal) => {
-        const expected = slot.state === 'stopping';
-        slot.base = add(slot.base, slot.current);
-        slot.current = { ...ZERO };
-        slot.child = undefined;
-        this.emit('worker-exit', { index: slot.index, pid: slot.pid, code, signal, expected });
-        if (expected || this.stopping) {
-          slot.state = 'stopped';
+        slot.base = add(slot.base, proc.current);
+        proc.current = { ...ZERO };
+        slot.leaving.delete(proc);
+        const current = slot.proc === proc;
+        if (current) slot.proc = undefined;
+        this.emit('worker-exit', { index: slot.index, pid: proc.pid, code, signal, expected: proc.expected });
+        if (proc.expected || this.stopping || slot.closed) {
+          if (current) slot.state = 'stopped';
           return;
         }
         const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         if (!settled) {
-          settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name()} ${why} before it was ready${slot.lastWords ? `: ${slot.lastWords}` : ''}`));
-          return;
+          settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name} ${why} before it was ready${proc.lastWords ? `: ${proc.lastWords}` : ''}`));
+          if (!current) return;
         }
-        this.scheduleRestart(slot, why);
+        if (current) this.scheduleRestart(slot, proc, why);
       });
     });
   }
 
-  private scheduleRestart(slot: Slot, why: string): void {
-    const lived = Date.now() - slot.startedAt;
+  private scheduleRestart(slot: Slot, proc: Proc, why: string): void {
+    const lived = Date.now() - proc.startedAt;
     slot.crashStreak = lived < CRASH_WINDOW_MS ? slot.crashStreak + 1 : 1;
     const delay = slot.crashStreak <= 1 ? 0 : Math.min(100 * 2 ** (slot.crashStreak - 2), MAX_BACKOFF_MS);
-    const last = slot.lastWords ? ` Last words: ${slot.lastWords}` : '';
+    const last = proc.lastWords ? ` Last words: ${proc.lastWords}` : '';
     if (slot.crashStreak >= 3) {
       this.log(
-        `worker ${slot.index} (pid ${slot.pid}) ${why} after ${(lived / 1000).toFixed(1)} s, ${slot.crashStreak} times in a row within ${CRASH_WINDOW_MS / 1000} s each: ` +
+        `worker ${slot.index} (pid ${proc.pid}) ${why} after ${(lived / 1000).toFixed(1)} s, ${slot.crashStreak} times in a row within ${CRASH_WINDOW_MS / 1000} s each: ` +
           `crash loop, backing off ${delay} ms before the next start.${last}`,
       );
     } else {
-      this.log(`worker ${slot.index} (pid ${slot.pid}) ${why} after ${(lived / 1000).toFixed(1)} s; restarting it on the same socket (its queue is kept) in ${delay} ms.${last}`);
+      this.log(`worker ${slot.index} (pid ${proc.pid}) ${why} after ${(lived / 1000).toFixed(1)} s; restarting it on the same socket (its queue is kept) in ${delay} ms.${last}`);
     }
     slot.state = 'backoff';
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
-      if (this.stopping) return;
+      if (this.stopping || slot.closed) return;
       slot.restarts++;
       this.spawnWorker(slot).catch((err: Error) => {
         // A failed restart shows up as another exit; the streak grows and so does the delay.
@@ -340,30 +395,159 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }, delay);
   }
 
+  /** Asks a process to drain its socket and exit; resolves when it has. */
+  private async retire(slot: Slot, proc: Proc): Promise<void> {
+    proc.expected = true;
+    const timeoutMs = this.options.drainTimeoutMs;
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+    try {
+      proc.child.send({ t: 'stop', timeoutMs } satisfies ToWorker);
+    } catch {
+      proc.child.kill('SIGKILL');
+    }
+    const kill = setTimeout(() => {
+      this.log(`worker ${slot.index} (pid ${proc.pid}) did not stop within ${(timeoutMs + 5000) / 1000} s; killing it`);
+      proc.child.kill('SIGKILL');
+    }, timeoutMs + 5000);
+    await proc.exited;
+    clearTimeout(kill);
+  }
+
+  /** Runs control operations (resize, reload) one at a time. */
+  private exclusive<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(op, op);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Grows or shrinks the group to `count` workers, under load, losing nothing.
+   * Growing opens sockets at the end of the group. Shrinking retires the last
+   * sockets: new datagrams are steered away from them first, then each is drained
+   * by its worker and closed last-first, so no other socket's index moves.
+   */
+  resize(count: number): Promise<{ from: number; to: number }> {
+    checkWorkers(count);
+    return this.exclusive(async () => {
+      if (this.stopping || !this.steering) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
+      const from = this.slots.length;
+      if (count > from) {
+        const added: Slot[] = [];
+        try {
+          for (let i = from; i < count; i++) {
+            const slot = this.openSlot(i, this.port);
+            this.slots.push(slot);
+            added.push(slot);
+          }
+        } catch (err) {
+          for (const s of added) closeFd(s.sock.fd);
+          this.slots.length = from;
+          throw err;
+        }
+        await Promise.all(added.map((s) => this.spawnWorker(s)));
+        this.steering.apply(this.slots[0]!.sock.fd, count);
+      } else if (count < from) {
+        const leaving = this.slots.slice(count);
+        // 1. No new datagram goes to a leaving socket.
+        this.steering.applyDuringShrink(this.slots[0]!.sock.fd, count);
+        // 2. Each leaving worker reads its queue empty and exits.
+        await Promise.all(leaving.map(async (slot) => {
+          if (slot.restartTimer) clearTimeout(slot.restartTimer);
+          slot.state = 'stopping';
+          if (slot.proc) await this.retire(slot, slot.proc);
+        }));
+        // 3. Close last-first: closing the last socket of the group moves no index.
+        for (const slot of [...leaving].reverse()) {
+          slot.lastMem = socketMemInfo(slot.sock.fd);
+          if (slot.lastMem.queueBytes > 0) this.log(`socket ${slot.index}: ${slot.lastMem.queueBytes} bytes still queued at close (dropped)`);
+          closeFd(slot.sock.fd);
+          slot.closed = true;
+          this.retired.counters = add(this.retired.counters, slot.base);
+          this.retired.kernelDrops += slot.lastMem.drops;
+          this.retired.restarts += slot.restarts;
+          this.retired.workers++;
+        }
+        this.slots.length = count;
+        // 4. The policy over the sockets that remain.
+        this.steering.apply(this.slots[0]!.sock.fd, count);
+      }
+      this.imbalance.reset();
+      if (count !== from) {
+        this.log(`resized from ${from} to ${count} workers`);
+        this.emit('resized', { from, to: count });
+      }
+      return { from, to: count };
+    });
+  }
+
+  /**
+   * Rolling reload: one slot at a time, a new worker process (which loads the app's
+   * code afresh) starts on the same socket; once it is ready the old one drains
+   * and exits. The socket is never without a reader and never closed.
+   */
+  reload(): Promise<{ workers: number }> {
+    return this.exclusive(async () => {
+      if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
+      for (const slot of this.slots) {
+        const old = slot.proc;
+        await this.spawnWorker(slot);
+        if (old) await this.retire(slot, old);
+      }
+      this.log(`reloaded ${this.slots.length} workers`);
+      this.emit('reloaded', { workers: this.slots.length });
+      return { workers: this.slots.length };
+    });
+  }
+
+  private checkImbalance(): void {
+    if (this.stopping || this.policy.name !== 'hash') return;
+    const counts = this.slots.map((s) => this.countersOf(s).datagrams);
+    const { state, changed } = this.imbalance.observe(
+      Date.now(),
+      counts,
+      'the kernel hash sends each source port to one worker; a few busy senders overload one. Use --policy random (even per datagram) or --policy key (per key, e.g. StatsD metric name).',
+    );
+    if (changed && state.detected) {
+      this.log(
+        `warning: worker ${state.worker} has received ${(state.share! * 100).toFixed(0)}% of the datagrams for ${((Date.now() - Date.parse(state.since!)) / 1000).toFixed(0)} s ` +
+          `(even would be ${(state.evenShare * 100).toFixed(0)}%): ${state.advice}`,
+      );
+    }
+  }
+
+  private countersOf(s: Slot): Counters {
+    let c = add(s.base, s.proc?.current ?? ZERO);
+    for (const p of s.leaving) c = add(c, p.current);
+    return c;
+  }
+
   /** The per-worker and group statistics, cumulative since the service started. */
   stats(): StatsReport {
     const o = this.options;
     const rows = this.slots.map((s) => {
-      const c = add(s.base, s.current);
       // After stop the fd number may belong to something else: never read it.
       const mem = s.closed ? s.lastMem : (s.lastMem = socketMemInfo(s.sock.fd));
       return {
-        index: s.index, pid: s.pid, state: s.state, engine: o.engine, ...c,
+        index: s.index, pid: s.proc?.pid ?? 0, state: s.state, engine: o.engine, ...this.countersOf(s),
         kernelDrops: mem.drops, queueBytes: mem.queueBytes, rcvbuf: mem.rcvbuf, restarts: s.restarts,
       };
     });
-    return summarize(
+    const report = summarize(
       {
         app: o.app, engine: o.engine, address: this.address, port: this.port, family: this.slots[0]?.sock.family ?? (familyOf(o.address) as 'udp4' | 'udp6'),
         workers: this.slots.length, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: (Date.now() - this.startedAt) / 1000,
       },
       rows,
+      { ...this.retired.counters, kernelDrops: this.retired.kernelDrops, restarts: this.retired.restarts, workers: this.retired.workers },
     );
+    report.policy = this.policy;
+    report.imbalance = this.imbalance.current;
+    return report;
   }
 
   /** Pids of the current worker processes, by slot (0 while a slot is restarting). */
   workerPids(): number[] {
-    return this.slots.map((s) => (s.child ? s.pid : 0));
+    return this.slots.map((s) => s.proc?.pid ?? 0);
   }
 
   /**
@@ -371,34 +555,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * sockets are closed. Safe to call more than once.
    */
   stop(): Promise<StopReport> {
-    this.stopping ??= this.doStop();
+    this.stopping ??= this.busy.then(() => this.doStop());
     return this.stopping;
   }
 
   private async doStop(): Promise<StopReport> {
-    const timeoutMs = this.options.drainTimeoutMs;
+    if (this.imbalanceTimer) clearInterval(this.imbalanceTimer);
     await Promise.all(
       this.slots.map(async (slot) => {
         if (slot.restartTimer) clearTimeout(slot.restartTimer);
-        const child = slot.child;
-        if (!child || child.exitCode !== null || child.signalCode !== null) return;
         slot.state = 'stopping';
-        const exited = new Promise<void>((r) => child.once('exit', () => r()));
-        const msg: ToWorker = { t: 'stop', timeoutMs };
-        try {
-          child.send(msg);
-        } catch {
-          child.kill('SIGKILL');
-        }
-        const kill = setTimeout(() => {
-          this.log(`worker ${slot.index} (pid ${slot.pid}) did not stop within ${(timeoutMs + 5000) / 1000} s; killing it`);
-          child.kill('SIGKILL');
-        }, timeoutMs + 5000);
-        await exited;
-        clearTimeout(kill);
+        await Promise.all([...(slot.proc ? [slot.proc] : []), ...slot.leaving].map((p) => this.retire(slot, p)));
+        slot.state = 'stopped';
       }),
     );
     const leftBytes = this.slots.map((s) => {
+      if (s.closed) return 0;
       s.lastMem = socketMemInfo(s.sock.fd);
       const left = s.lastMem.queueBytes;
       if (left > 0) this.log(`socket ${s.index}: ${left} bytes arrived after its worker drained and are dropped with the socket`);
@@ -413,4 +585,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     return { leftBytes };
   }
+}
+
+function checkWorkers(n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw invalidArg('workers', n, 'an integer from 1 to 256');
 }

@@ -1,7 +1,7 @@
 /** `shardgram load`: a bounded burst of probes against a running echo service. */
 import { runLoad, type LoadReport } from '../load.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { UsageError, intOption, parse, type Options } from './args.js';
+import { UsageError, choice, intOption, parse, type Options } from './args.js';
 import { LiveBlock, pct, progressLine, table } from './render.js';
 
 export const LOAD_USAGE = `Usage: shardgram load --port P [options]
@@ -18,6 +18,9 @@ Options:
   -n, --count N         datagrams to send in all (default 10000)
   -r, --rate R          datagrams per second, 0 for as fast as possible (default 0)
   -b, --size B          datagram size in bytes, 24-${UDP_MAX_PAYLOAD - 64} (default 64)
+      --sender S        how to send: native (sendmmsg batches of prebuilt probes
+                        through libc; saturates a receiver) or dgram (one
+                        node:dgram send per probe) (default native)
       --no-replies      do not wait for echo replies (for discard and other apps)
       --reply-timeout MS  wait this long after the last reply (default 1000)
       --max-duration MS   hard limit on the whole run (default 120000)
@@ -32,6 +35,7 @@ const OPTIONS: Options = {
   count: { type: 'string', short: 'n' },
   rate: { type: 'string', short: 'r' },
   size: { type: 'string', short: 'b' },
+  sender: { type: 'string' },
   'no-replies': { type: 'boolean' },
   'reply-timeout': { type: 'string' },
   'max-duration': { type: 'string' },
@@ -57,6 +61,7 @@ export async function load(argv: string[]): Promise<number> {
     rate: intOption(values, 'rate', 0, 100_000_000, u, 0)!,
     size: intOption(values, 'size', 24, UDP_MAX_PAYLOAD - 64, u, 64)!,
     expectReplies: !values['no-replies'],
+    sender: choice(values, 'sender', ['native', 'dgram'] as const, u, 'native'),
     replyTimeoutMs: intOption(values, 'reply-timeout', 0, 600_000, u, 1000)!,
     maxDurationMs: intOption(values, 'max-duration', 100, 3_600_000, u, 120_000)!,
     onProgress: (p) => {
@@ -76,7 +81,7 @@ export async function load(argv: string[]): Promise<number> {
 
 export function formatLoadReport(r: LoadReport, replies = true): string {
   const lines = [
-    `sent ${r.sent} in ${(r.durationMs / 1000).toFixed(2)} s (${Math.round(r.sendRate)}/s), send errors ${r.sendErrors}` + (r.timedOut ? ' — stopped at --max-duration' : ''),
+    `sent ${r.sent} in ${(r.sendMs / 1000).toFixed(2)} s (${Math.round(r.sendRate)}/s, ${r.sender} sender), send errors ${r.sendErrors}` + (r.timedOut ? ' — stopped at --max-duration' : ''),
   ];
   if (!replies) return lines.join('\n');
   lines.push(

@@ -5,6 +5,7 @@ import { UsageError } from './args.js';
 import { DEMO_USAGE, demo } from './demo.js';
 import { LOAD_USAGE, load } from './load.js';
 import { SERVE_USAGE, serve } from './serve.js';
+import { SCALE_USAGE, scale } from './scale.js';
 
 const USAGE = `Usage: shardgram <command> [options]
 
@@ -15,6 +16,7 @@ Commands:
   serve <app>   run an app (echo, discard, or your module) on a port, one worker per socket
   demo          start an echo service, send a burst from many ports, show the split
   load          send a bounded burst of probes to an echo service and report loss and RTT
+  scale         grow or shrink a running service (through its --stats-port)
   help [cmd]    show help for a command
 
 Run \`shardgram <command> --help\` for a command's options.
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   serve: { run: serve, usage: SERVE_USAGE },
   demo: { run: demo, usage: DEMO_USAGE },
   load: { run: load, usage: LOAD_USAGE },
+  scale: { run: scale, usage: SCALE_USAGE },
 };
 
 function version(): string {

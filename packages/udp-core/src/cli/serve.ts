@@ -4,6 +4,7 @@ import { Supervisor } from '../supervisor.js';
 import { startStatsServer, type StatsServer } from '../stats-server.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
+import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 
 export const SERVE_USAGE = `Usage: shardgram serve <app> --port P [options]
 
@@ -23,6 +24,13 @@ Options:
   -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here)
   -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
                         (batched recvmmsg through libc) (default dgram)
+  -P, --policy P        how the kernel picks a worker per datagram (default: the app's, else hash):
+                          hash    the kernel's 4-tuple hash: one source port, one worker
+                          random  even per datagram, whatever the source
+                          cpu     the worker of the CPU that received the packet (pairs with RSS)
+                          key     a hash of the payload up to a delimiter: one key, one worker
+      --key-delimiter C the byte that ends the key for --policy key (default ':')
+      --key-max-length N  most key bytes hashed for --policy key, 1-256 (default 64)
       --rcvbuf BYTES    SO_RCVBUF per socket, e.g. 4m; capped by net.core.rmem_max
                         (a warning says so)
       --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
@@ -34,6 +42,12 @@ Options:
   -o, --app-option K=V  option for the app (repeatable)
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
   -h, --help            show this help
+
+While it runs:
+  SIGHUP                       rolling reload: one worker at a time, a new process (new code)
+                               starts on the same socket, then the old one drains and exits
+  POST /workers?count=N        on the stats port (or \`shardgram scale\`): grow or shrink the
+                               group under load; a shrink drains the retired sockets first
 `;
 
 const OPTIONS: Options = {
@@ -41,6 +55,9 @@ const OPTIONS: Options = {
   address: { type: 'string', short: 'a' },
   workers: { type: 'string', short: 'w' },
   engine: { type: 'string', short: 'e' },
+  policy: { type: 'string', short: 'P' },
+  'key-delimiter': { type: 'string' },
+  'key-max-length': { type: 'string' },
   rcvbuf: { type: 'string' },
   'rcvbuf-force': { type: 'boolean' },
   'max-datagram': { type: 'string' },
@@ -68,12 +85,26 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const rcvbuf = byteOption(values, 'rcvbuf', u);
   const statsPort = intOption(values, 'stats-port', 0, 65535, u);
+  const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, 'hash');
+  if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
+    throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
+  }
+  let policy;
+  try {
+    policy = policyName === undefined ? undefined : parsePolicy(policyName, {
+      ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
+      ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message.replace(/^key /, '--key-') : String(err), u);
+  }
   const sup = new Supervisor({
     app: positionals[0]!,
     port,
     address: (values.address as string | undefined) ?? '127.0.0.1',
     workers: intOption(values, 'workers', 1, 256, u, availableParallelism()),
     engine: choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram'),
+    ...(policy ? { policy } : {}),
     ...(rcvbuf !== undefined ? { rcvbuf } : {}),
     rcvbufForce: Boolean(values['rcvbuf-force']),
     maxDatagram: intOption(values, 'max-datagram', 1, UDP_MAX_PAYLOAD, u, UDP_MAX_PAYLOAD),
@@ -102,6 +133,15 @@ export async function serve(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    process.stderr.write('SIGHUP: rolling reload, one worker at a time…\n');
+    sup.reload().then(
+      (r) => process.stdout.write(`reloaded: ${r.workers} workers on new processes\n`),
+      (err: unknown) => process.stderr.write(`reload failed: ${err instanceof Error ? err.message : String(err)}\n`),
+    );
+  });
+  sup.on('resized', ({ from, to }) => process.stdout.write(`resized: ${from} -> ${to} workers\n`));
   try {
     await sup.start();
   } catch (err) {
@@ -110,7 +150,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const o = sup.options;
   process.stdout.write(
-    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${o.workers} workers (${o.engine} engine)` +
+    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${o.workers} workers (${o.engine} engine, ${sup.policy.name} policy)` +
       (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
       '\n',
   );

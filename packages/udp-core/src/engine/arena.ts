@@ -20,6 +20,8 @@ export class MsgArena {
   readonly data: Buffer;
   readonly names: Buffer;
   readonly headers: Buffer;
+  /** Aligned 32-bit view of the headers (the arena's memory has its own ArrayBuffer at offset 0). */
+  readonly headerWords: Int32Array;
   private readonly iovecs: Buffer;
   private readonly base: bigint;
   private readonly dataOff: number;
@@ -37,6 +39,7 @@ export class MsgArena {
     this.memory = Buffer.alloc(this.dataOff + slots * slotSize);
     this.base = koffi.address(this.memory);
     this.headers = this.memory.subarray(0, headersLen);
+    this.headerWords = new Int32Array(this.memory.buffer, this.memory.byteOffset, headersLen >> 2);
     this.iovecs = this.memory.subarray(headersLen, headersLen + iovLen);
     this.names = this.memory.subarray(this.namesOff, this.namesOff + namesLen);
     this.data = this.memory.subarray(this.dataOff);
@@ -63,13 +66,19 @@ export class MsgArena {
     return this.namesOff + i * SOCKADDR_MAX;
   }
 
-  /** Resets what recvmmsg overwrites (namelen, flags) for the first n headers. */
+  /**
+   * Resets what recvmmsg overwrites (namelen, flags) for the first n headers. The
+   * kernel writes both only for the messages it returned, so after a call that
+   * returned k messages, resetting k headers is enough.
+   */
   resetForReceive(n: number): void {
-    const h = this.headers;
-    for (let i = 0; i < n; i++) {
-      const o = i * MMSGHDR_SIZE + MMSG_HDR;
-      h.writeUInt32LE(SOCKADDR_MAX, o + MSG_NAMELEN);
-      h.writeInt32LE(0, o + MSG_FLAGS);
+    const w = this.headerWords;
+    const stride = MMSGHDR_SIZE >> 2;
+    const nameLen = (MMSG_HDR + MSG_NAMELEN) >> 2;
+    const flags = (MMSG_HDR + MSG_FLAGS) >> 2;
+    for (let i = 0, o = 0; i < n; i++, o += stride) {
+      w[o + nameLen] = SOCKADDR_MAX;
+      w[o + flags] = 0;
     }
   }
 

@@ -1,21 +1,32 @@
 /**
  * The native engine: batched recvmmsg/sendmmsg through koffi on the worker's main
- * thread, woken by a libuv poll on the fd.
+ * thread, woken through libuv (koffi.node.poll) so that the event loop is never
+ * blocked waiting for datagrams.
  *
- * Waking up is what costs (see docs/architecture.md): a readable event starts a
- * drain that calls recvmmsg(MSG_DONTWAIT) back to back while batches come back
- * full, and returns to the poll only when the socket runs dry. A drain yields to
- * the event loop (setImmediate) after a bounded number of batches, so timers, IPC
- * and stats keep running under a sender that never pauses.
+ * Waking up is what costs, not the syscall (see docs/native-engine.md): a readable
+ * event per datagram or two costs more than reading them. So the engine reads in
+ * one of three ways, chosen after every time it finds the socket empty:
+ *
+ * - poll:  the socket's readable event wakes it (idle, or a trickle of traffic);
+ * - paced: traffic is steady, so it does not wait for "readable" but arms a
+ *          timerfd (also polled by libuv) for the time a batch takes to arrive at
+ *          the rate just measured, bounded by PACE_MAX_US; one wake-up then reads
+ *          tens of datagrams. The socket's queue absorbs the wait;
+ * - busy:  the last batch came back full, so more is queued: it goes on at once,
+ *          yielding to the event loop (setImmediate) every BATCHES_PER_TURN
+ *          batches, so timers, IPC and stats keep running under a sender that
+ *          never pauses.
  *
  * Messages are views into the receive arena: valid while the handler runs, then
  * overwritten. Keep one with `Buffer.from(msg)` (a copy).
  */
 import koffi from 'koffi';
+import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
 import {
-  AF_INET, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT,
-  SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, UDP_MAX_PAYLOAD,
+  AF_INET, CLOCK_MONOTONIC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN,
+  MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
+  TFD_CLOEXEC, TFD_NONBLOCK, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { decodeSockaddr, encodeSockaddr } from '../ffi/sockaddr.js';
@@ -24,10 +35,16 @@ import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 
-const EAGAIN = 11;
-const EINTR = 4;
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
 const BATCHES_PER_TURN = 16;
+/** Paced reading aims at this fraction of a batch per wake-up. */
+const PACE_FILL = 0.5;
+/** Longest paced wait: the most latency pacing adds, and the floor of the rates it is used for. */
+const PACE_MAX_US = 500;
+/** Shortest paced wait (below this, a wake-up per batch costs little anyway). */
+const PACE_MIN_US = 20;
+/** Pace only when at least this many datagrams would arrive within PACE_MAX_US. */
+const PACE_MIN_DATAGRAMS = 4;
 const ADDRESS_CACHE_MAX = 4096;
 
 interface PollHandle {
@@ -36,17 +53,31 @@ interface PollHandle {
   close(): void;
 }
 
+type Poll = (fd: number, opts: { readable: boolean }, cb: () => void) => PollHandle;
+const poll: Poll = (koffi as unknown as { node: { poll: Poll } }).node.poll;
+
 export class NativeEngineSocket extends EngineSocket {
   readonly engine = 'native' as const;
   private readonly batch: number;
   private readonly rx: MsgArena;
   private readonly tx: MsgArena;
   private readonly rxWords: Int32Array;
-  private poll: PollHandle | undefined;
-  private polling = false;
+  /** Readable events of the socket (started in "poll" mode only). */
+  private sockPoll: PollHandle | undefined;
+  private sockPolling = false;
+  /** The pacing timer: a timerfd whose readable event libuv delivers like any other. */
+  private timerFd = -1;
+  private timerPoll: PollHandle | undefined;
+  private timerArmed = false;
+  private readonly timerSpec = Buffer.alloc(ITIMERSPEC_SIZE);
   private immediate: NodeJS.Immediate | undefined;
   private closed = false;
   private draining = false;
+  /** Headers the last recvmmsg wrote (to reset before the next call). */
+  private lastReceived: number;
+  /** When the socket was last found empty, and datagrams read since then. */
+  private lastDryAt = 0;
+  private sinceDry = 0;
   private txCount = 0;
   private txCallbacks: (SendCallback | undefined)[];
   private flushQueued = false;
@@ -59,19 +90,24 @@ export class NativeEngineSocket extends EngineSocket {
     const max = opts.maxDatagram ?? UDP_MAX_PAYLOAD;
     this.rx = new MsgArena(this.batch, max);
     this.tx = new MsgArena(this.batch, UDP_MAX_PAYLOAD);
-    // Aligned 32-bit view of the receive headers (the arena's memory has its own ArrayBuffer).
-    this.rxWords = new Int32Array(this.rx.memory.buffer, this.rx.memory.byteOffset, this.rx.headers.length / 4);
+    this.rxWords = this.rx.headerWords;
+    this.lastReceived = this.batch;
     this.txCallbacks = new Array<SendCallback | undefined>(this.batch);
   }
 
   start(): Promise<void> {
-    const poll = (koffi as unknown as { node: { poll(fd: number, opts: { readable: boolean }, cb: () => void): PollHandle } }).node.poll(
-      this.fd, { readable: true }, this.onReadable,
-    );
-    this.poll = poll;
-    this.polling = true;
+    const c = libc();
+    this.timerFd = c.timerfdCreate(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (this.timerFd < 0) {
+      const e = c.errno();
+      return Promise.reject(new Error(`timerfd_create failed: ${errnoName(e)} (errno ${e})`));
+    }
+    this.timerPoll = poll(this.timerFd, { readable: true }, this.onTimer);
+    this.sockPoll = poll(this.fd, { readable: true }, this.onReadable);
+    this.sockPolling = true;
+    this.lastDryAt = performance.now();
     // Anything queued before we started (e.g. across a restart) is read at once.
-    this.immediate = setImmediate(this.drainSocket);
+    this.immediate = setImmediate(this.onImmediate);
     return Promise.resolve();
   }
 
@@ -79,8 +115,18 @@ export class NativeEngineSocket extends EngineSocket {
     if (!this.draining) this.drainSocket();
   };
 
-  private readonly drainSocket = (): void => {
+  private readonly onTimer = (): void => {
+    // The timer stays readable until re-armed or disarmed, which drainSocket does.
+    if (!this.draining) this.drainSocket();
+  };
+
+  private readonly onImmediate = (): void => {
     this.immediate = undefined;
+    this.drainSocket();
+  };
+
+  /** Reads up to BATCHES_PER_TURN batches, then decides how to wait for the next ones. */
+  private drainSocket(): void {
     if (this.closed) return;
     this.draining = true;
     const c = libc();
@@ -88,31 +134,37 @@ export class NativeEngineSocket extends EngineSocket {
     const words = this.rxWords;
     const mem = rx.memory;
     const batch = this.batch;
+    const fd = this.fd;
+    const stride = MMSGHDR_SIZE >> 2;
+    const flagsWord = (MMSG_HDR + MSG_FLAGS) >> 2;
+    const lenWord = MMSG_LEN >> 2;
     let budget = BATCHES_PER_TURN;
     let dry = false;
     try {
       while (budget-- > 0) {
-        rx.resetForReceive(batch);
-        const n = c.recvmmsg(this.fd, mem, batch, MSG_DONTWAIT, null);
+        rx.resetForReceive(this.lastReceived);
+        const n = c.recvmmsg(fd, mem, batch, MSG_DONTWAIT, null);
         if (n < 0) {
+          this.lastReceived = 0;
           const e = c.errno();
           if (e === EINTR) continue;
-          if (e !== EAGAIN) this.emit('error', new Error(`recvmmsg on fd ${this.fd} failed: ${errnoName(e)} (errno ${e})`));
+          if (e !== EAGAIN) this.emit('error', new Error(`recvmmsg on fd ${fd} failed: ${errnoName(e)} (errno ${e})`));
           dry = true;
           break;
         }
-        this.counters.batches++;
-        for (let i = 0; i < n; i++) {
-          const w = (i * MMSGHDR_SIZE) >> 2;
-          if (words[w + ((MMSG_HDR + MSG_FLAGS) >> 2)]! & MSG_TRUNC) {
+        this.lastReceived = n;
+        this.sinceDry += n;
+        if (n > 0) this.counters.batches++;
+        for (let i = 0, w = 0; i < n; i++, w += stride) {
+          if (words[w + flagsWord]! & MSG_TRUNC) {
             this.counters.truncated++;
             continue;
           }
-          const len = words[w + (MMSG_LEN >> 2)]!;
-          const off = rx.dataOffset(i);
-          this.deliver(Buffer.from(mem.buffer, mem.byteOffset + off, len), this.remote(rx.nameOffset(i), len));
+          const len = words[w + lenWord]!;
+          this.deliver(Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len), this.remote(rx.nameOffset(i), len));
         }
         if (this.txCount) this.flushSends();
+        if (this.closed) return;
         if (n < batch) {
           dry = true;
           break;
@@ -122,20 +174,65 @@ export class NativeEngineSocket extends EngineSocket {
       this.draining = false;
     }
     if (this.closed) return;
-    if (dry) {
-      if (!this.polling) {
-        this.poll?.start({ readable: true }, this.onReadable);
-        this.polling = true;
-      }
-    } else {
-      // Still full: yield one loop turn (timers, IPC) and go on without waiting for poll.
-      if (this.polling) {
-        this.poll?.stop();
-        this.polling = false;
-      }
-      this.immediate = setImmediate(this.drainSocket);
+    if (!dry) {
+      // Still full: yield one loop turn (timers, IPC) and go on without waiting.
+      this.stopSocketPoll();
+      this.disarmTimer();
+      this.immediate ??= setImmediate(this.onImmediate);
+      return;
     }
-  };
+    // Empty: measure the arrival rate since the last time it was empty, and wait accordingly.
+    const now = performance.now();
+    const elapsedUs = (now - this.lastDryAt) * 1000;
+    const got = this.sinceDry;
+    this.lastDryAt = now;
+    this.sinceDry = 0;
+    const perUs = elapsedUs > 0 ? got / elapsedUs : 0;
+    if (got > 0 && perUs * PACE_MAX_US >= PACE_MIN_DATAGRAMS) {
+      // Steady traffic: come back when about PACE_FILL of a batch has arrived.
+      const waitUs = Math.min(PACE_MAX_US, Math.max(PACE_MIN_US, (batch * PACE_FILL) / perUs));
+      this.stopSocketPoll();
+      this.armTimer(waitUs);
+    } else {
+      this.disarmTimer();
+      if (!this.sockPolling && this.sockPoll) {
+        this.sockPoll.start({ readable: true }, this.onReadable);
+        this.sockPolling = true;
+      }
+    }
+  }
+
+  private stopSocketPoll(): void {
+    if (this.sockPolling) {
+      this.sockPoll?.stop();
+      this.sockPolling = false;
+    }
+  }
+
+  private armTimer(us: number): void {
+    const spec = this.timerSpec;
+    const ns = Math.round(us * 1000);
+    spec.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), IT_VALUE_SEC);
+    spec.writeBigInt64LE(BigInt(ns % 1e9), IT_VALUE_NSEC);
+    if (libc().timerfdSettime(this.timerFd, 0, spec, null) === 0) {
+      this.timerArmed = true;
+      return;
+    }
+    // Cannot pace: fall back to the socket's readable event.
+    this.timerArmed = false;
+    if (!this.sockPolling && this.sockPoll) {
+      this.sockPoll.start({ readable: true }, this.onReadable);
+      this.sockPolling = true;
+    }
+  }
+
+  /** Disarms the timer and clears a pending expiry (so that its poll stops firing). */
+  private disarmTimer(): void {
+    if (!this.timerArmed) return;
+    this.timerSpec.fill(0);
+    libc().timerfdSettime(this.timerFd, 0, this.timerSpec, null);
+    this.timerArmed = false;
+  }
 
   private remote(nameOff: number, size: number): RemoteInfo {
     const mem = this.rx.memory;
@@ -257,8 +354,15 @@ export class NativeEngineSocket extends EngineSocket {
     if (this.txCount) this.flushSends();
     this.closed = true;
     if (this.immediate) clearImmediate(this.immediate);
-    this.poll?.close();
-    this.poll = undefined;
+    this.immediate = undefined;
+    this.sockPoll?.close();
+    this.sockPoll = undefined;
+    this.sockPolling = false;
+    this.timerPoll?.close();
+    this.timerPoll = undefined;
+    if (this.timerFd >= 0) libc().close(this.timerFd);
+    this.timerFd = -1;
+    this.timerArmed = false;
     libc().close(this.fd);
   }
 }

@@ -98,5 +98,85 @@ export const SOCK_FPROG_SIZE = 16;
 export const FPROG_LEN = 0; // unsigned short
 export const FPROG_FILTER = 8; // struct sock_filter *
 
+// include/uapi/linux/time.h
+export const CLOCK_MONOTONIC = 1;
+// include/uapi/linux/timerfd.h (TFD_CLOEXEC == O_CLOEXEC, TFD_NONBLOCK == O_NONBLOCK)
+export const TFD_CLOEXEC = 0o2000000;
+export const TFD_NONBLOCK = 0o4000;
+// include/uapi/linux/time_types.h struct __kernel_itimerspec (32 bytes) of two struct __kernel_timespec {i64 sec; i64 nsec}
+export const ITIMERSPEC_SIZE = 32;
+export const IT_INTERVAL_SEC = 0;
+export const IT_INTERVAL_NSEC = 8;
+export const IT_VALUE_SEC = 16;
+export const IT_VALUE_NSEC = 24;
+
+// include/uapi/asm-generic/errno-base.h, include/uapi/asm-generic/errno.h
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const ENOBUFS = 105;
+
 /** Largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP). */
 export const UDP_MAX_PAYLOAD = 65507;
+
+// ---------------------------------------------------------------------------
+// Classic BPF for reuseport steering (src/steering/*).
+// ---------------------------------------------------------------------------
+
+// include/uapi/linux/bpf_common.h: instruction classes (code & 0x07)
+export const BPF_LD = 0x00;
+export const BPF_LDX = 0x01;
+export const BPF_ST = 0x02;
+export const BPF_STX = 0x03;
+export const BPF_ALU = 0x04;
+export const BPF_JMP = 0x05;
+export const BPF_RET = 0x06;
+export const BPF_MISC = 0x07;
+// include/uapi/linux/bpf_common.h: load/store size (code & 0x18)
+export const BPF_W = 0x00;
+export const BPF_H = 0x08;
+export const BPF_B = 0x10;
+// include/uapi/linux/bpf_common.h: load/store mode (code & 0xe0)
+export const BPF_IMM = 0x00;
+export const BPF_ABS = 0x20;
+export const BPF_IND = 0x40;
+export const BPF_MEM = 0x60;
+export const BPF_LEN = 0x80;
+export const BPF_MSH = 0xa0;
+// include/uapi/linux/bpf_common.h: ALU and jump operations (code & 0xf0)
+export const BPF_ADD = 0x00;
+export const BPF_SUB = 0x10;
+export const BPF_MUL = 0x20;
+export const BPF_DIV = 0x30;
+export const BPF_OR = 0x40;
+export const BPF_AND = 0x50;
+export const BPF_LSH = 0x60;
+export const BPF_RSH = 0x70;
+export const BPF_NEG = 0x80;
+export const BPF_MOD = 0x90;
+export const BPF_XOR = 0xa0;
+export const BPF_JA = 0x00;
+export const BPF_JEQ = 0x10;
+export const BPF_JGT = 0x20;
+export const BPF_JGE = 0x30;
+export const BPF_JSET = 0x40;
+// include/uapi/linux/bpf_common.h: operand source (code & 0x08)
+export const BPF_K = 0x00;
+export const BPF_X = 0x08;
+// include/uapi/linux/bpf_common.h: most instructions a classic program may have
+export const BPF_MAXINSNS = 4096;
+// include/uapi/linux/filter.h: ret A (rval, code & 0x18), misc ops (code & 0xf8)
+export const BPF_A = 0x10;
+export const BPF_TAX = 0x00;
+export const BPF_TXA = 0x80;
+// include/uapi/linux/filter.h: scratch memory words M[0..15]
+export const BPF_MEMWORDS = 16;
+// include/uapi/linux/filter.h: ancillary loads, `ld [SKF_AD_OFF + SKF_AD_*]`
+export const SKF_AD_OFF = -0x1000;
+export const SKF_AD_PROTOCOL = 0;
+export const SKF_AD_CPU = 36;
+export const SKF_AD_RANDOM = 56;
+/** One past the last ancillary field (they are 4 apart: PROTOCOL 0 … VLAN_TPID 60). */
+export const SKF_AD_MAX = 64;
+// include/uapi/linux/filter.h: negative offsets relative to the network / link header
+export const SKF_NET_OFF = -0x100000;
+export const SKF_LL_OFF = -0x200000;

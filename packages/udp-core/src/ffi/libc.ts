@@ -16,6 +16,10 @@ export interface Libc {
   geteuid(): number;
   recvmmsg(fd: number, vec: Buffer, vlen: number, flags: number, timeout: null): number;
   sendmmsg(fd: number, vec: Buffer, vlen: number, flags: number): number;
+  /** timerfd_create(2): a timer that the event loop can poll, with nanosecond expiry. */
+  timerfdCreate(clock: number, flags: number): number;
+  /** timerfd_settime(2): arms (or, with a zero it_value, disarms) the timer; resets its expiry count. */
+  timerfdSettime(fd: number, flags: number, value: Buffer, old: null): number;
   errno(): number;
   /** pidfd_open(2) + pidfd_getfd(2): a copy of another process's fd, or -1. */
   borrowFd(pid: number, fd: number): number;
@@ -43,6 +47,8 @@ export function libc(): Libc {
     geteuid: lib.func('uint32_t geteuid()'),
     recvmmsg: lib.func('int recvmmsg(int, void *, uint32_t, int, void *)'),
     sendmmsg: lib.func('int sendmmsg(int, void *, uint32_t, int)'),
+    timerfdCreate: lib.func('int timerfd_create(int, int)'),
+    timerfdSettime: lib.func('int timerfd_settime(int, int, const void *, void *)'),
     errno: () => koffi.errno(),
     borrowFd: (pid, fd) => {
       const pidfd = pidfdOpen(pid, 0);
