@@ -39,12 +39,18 @@ describe('worker crash and restart', () => {
         if (i === 300) process.kill(victim, 'SIGKILL');
         if (i % 3 === 2) await sleep(1); // ~1.5 s of steady traffic, with the restart in the middle
       }
-      expect(await waitFor(() => replies.size === total, 10_000)).toBe(true);
+      await waitFor(() => replies.size >= total - 1, 10_000);
+      await sleep(200);
     } finally {
       closeAll(clients);
     }
-    // Exactly one reply for each datagram, none lost and none twice.
-    for (let i = 0; i < total; i++) expect(replies.get(`seq-${i}`)).toHaveLength(1);
+    // Everything sent after the kill queued on the socket (or went to worker 1) and is
+    // answered exactly once. Before it, at most the one datagram worker 0 was handling
+    // at the instant of the kill can be gone: it had left the queue.
+    for (let i = 301; i < total; i++) expect(replies.get(`seq-${i}`), `seq-${i}`).toHaveLength(1);
+    const before = Array.from({ length: 301 }, (_, i) => replies.get(`seq-${i}`)?.length ?? 0);
+    expect(before.filter((n) => n > 1)).toEqual([]);
+    expect(before.filter((n) => n === 0).length).toBeLessThanOrEqual(1);
     const answeredBy0 = [...replies.values()].map((l) => l[0]!).filter((r) => r.worker === 0);
     const newPids = new Set(answeredBy0.map((r) => r.pid).filter((p) => p !== victim));
     expect(newPids.size).toBe(1); // worker 0 came back as one new process…
@@ -64,7 +70,7 @@ describe('worker crash and restart', () => {
     const sup = new Supervisor({ app: './test/fixtures/crash-on-start.js', port: 0, workers: 1, log: (l) => lines.push(l) });
     try {
       await sup.start();
-      await waitFor(() => lines.filter((l) => /crash loop/.test(l)).length >= 3, 8_000);
+      expect(await waitFor(() => lines.filter((l) => /crash loop/.test(l)).length >= 3, 8_000)).toBe(true);
     } finally {
       delete process.env.SHARDGRAM_TEST_CRASH;
       await sup.stop();
@@ -93,7 +99,7 @@ describe('graceful stop', () => {
       serving = undefined;
       const r = await s.stop('SIGTERM');
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(new RegExp(`stopped: ${total} datagrams received, 0 dropped by the kernel, 0 bytes left in queues at close`));
+      expect(r.stdout).toMatch(new RegExp(`stopped: ${total} datagrams received, 0 dropped by the kernel, 0 still queued at close \\(counted and dropped\\)`));
       expect(await waitFor(() => replies.size === total, 5_000)).toBe(true);
     } finally {
       closeAll(clients);

@@ -78,6 +78,16 @@ describe('who may join the group', () => {
     });
   });
 
+  it('a second service of the same user refuses to join a running group (it would split its traffic)', async () => {
+    serving = await startServe(['discard', '--port', '0', '--workers', '2'], 2);
+    const r = await runCli(['serve', 'discard', '--port', String(serving.port), '--workers', '1'], { timeoutMs: 20_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`UDP 127.0.0.1:${serving.port} is already served by SO_REUSEPORT sockets of this user`);
+    expect(r.stderr).toContain(`pid ${serving.pids[0]}`);
+    expect(r.stderr).toMatch(/Stop that service, or choose another --port/);
+  });
+
   it.skipIf(skipForeign)('a process of another uid cannot join our group, and our workers keep all the traffic', async () => {
     serving = await startServe(['discard', '--port', '0', '--workers', '2', '--stats-port', '0'], 2);
     const joined = spawnSync(PY, ['-c', PY_JOIN, String(serving.port)], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 10_000 });
@@ -112,10 +122,13 @@ describe('who may join the group', () => {
     const holder = spawn(PY, ['-c', PY_JOIN, '0', 'hold'], { uid: NOBODY, gid: NOBODY, stdio: ['pipe', 'pipe', 'inherit'] });
     try {
       const port = await new Promise<number>((resolve, reject) => {
-        holder.stdout.once('data', (d: Buffer) => {
-          const m = /joined (\d+)/.exec(d.toString());
+        let out = '';
+        holder.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (!out.includes('\n')) return;
+          const m = /joined (\d+)/.exec(out);
           if (m) resolve(Number(m[1]));
-          else reject(new Error(d.toString()));
+          else reject(new Error(out));
         });
       });
       const sup = new Supervisor({ app: 'discard', port, workers: 2, log: () => {} });

@@ -47,6 +47,8 @@ describe('statistics', () => {
       // Every sample line is "name{labels} number".
       for (const line of metrics.trim().split('\n').filter((l) => !l.startsWith('#'))) expect(line).toMatch(/^[a-z_]+\{[^}]*\} [-\d.e+]+$/);
       expect((await fetch(`${http.url}/nope`)).status).toBe(404);
+      // Not for web pages: a browser's cross-site request carries an Origin.
+      expect((await fetch(`${http.url}/stats`, { headers: { origin: 'http://example.test' } })).status).toBe(403);
     } finally {
       closeAll(clients);
       await http.close();

@@ -23,9 +23,17 @@ export async function startStatsServer(source: StatsSource, port: number, host =
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
   }
+  let boundPort = port;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
+    // Loopback only, and not for web pages: a Host other than a loopback name (DNS
+    // rebinding) or any Origin (a browser's cross-site request) is refused.
+    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (!['127.0.0.1', 'localhost', '[::1]', host].includes(hostName) || req.headers.origin !== undefined) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end(`forbidden: the stats port answers local tools (Host 127.0.0.1:${boundPort}) only, not web pages\n`);
+      return;
+    }
     if (req.method === 'POST' && path === '/workers' && source.resize) {
       const raw = url.searchParams.get('count') ?? '';
       if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 256) {
@@ -70,6 +78,7 @@ export async function startStatsServer(source: StatsSource, port: number, host =
   });
   const addr = server.address();
   const bound = typeof addr === 'object' && addr ? addr.port : port;
+  boundPort = bound;
   return {
     server,
     port: bound,

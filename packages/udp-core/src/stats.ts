@@ -24,6 +24,8 @@ export interface WorkerStats {
   /** The socket's receive buffer limit in bytes. */
   rcvbuf: number;
   restarts: number;
+  /** Datagrams still queued when this socket was closed (read out and counted, not handled). */
+  droppedAtClose: number;
   /** This worker's fraction of all datagrams received (0..1). */
   share: number;
 }
@@ -56,6 +58,8 @@ export interface StatsReport {
     datagrams: number;
     bytes: number;
     kernelDrops: number;
+    /** Datagrams read out and dropped with a socket as it closed (stop, or a slot stuck in crash backoff). */
+    droppedAtClose: number;
     queueBytes: number;
     handlerErrors: number;
     truncated: number;
@@ -67,8 +71,8 @@ export interface StatsReport {
 }
 
 type Row = Omit<WorkerStats, 'share'>;
-export type RetiredTotals = Pick<Row, 'datagrams' | 'bytes' | 'handlerErrors' | 'truncated' | 'restarts' | 'cpuUserMicros' | 'cpuSystemMicros' | 'kernelDrops'> & { workers: number };
-const NONE: RetiredTotals = { datagrams: 0, bytes: 0, handlerErrors: 0, truncated: 0, restarts: 0, cpuUserMicros: 0, cpuSystemMicros: 0, kernelDrops: 0, workers: 0 };
+export type RetiredTotals = Pick<Row, 'datagrams' | 'bytes' | 'handlerErrors' | 'truncated' | 'restarts' | 'cpuUserMicros' | 'cpuSystemMicros' | 'kernelDrops' | 'droppedAtClose'> & { workers: number };
+const NONE: RetiredTotals = { datagrams: 0, bytes: 0, handlerErrors: 0, truncated: 0, restarts: 0, cpuUserMicros: 0, cpuSystemMicros: 0, kernelDrops: 0, droppedAtClose: 0, workers: 0 };
 
 export function summarize(service: StatsReport['service'], rows: Row[], retired: RetiredTotals = NONE): StatsReport {
   const counts = rows.map((w) => w.datagrams);
@@ -84,6 +88,7 @@ export function summarize(service: StatsReport['service'], rows: Row[], retired:
       datagrams: withRetired('datagrams'),
       bytes: withRetired('bytes'),
       kernelDrops: withRetired('kernelDrops'),
+      droppedAtClose: withRetired('droppedAtClose'),
       queueBytes: sum('queueBytes'),
       handlerErrors: withRetired('handlerErrors'),
       truncated: withRetired('truncated'),
@@ -130,6 +135,7 @@ export function toPrometheus(r: StatsReport): string {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name}{${svc}} ${v}`);
   };
   total('shardgram_datagrams_total', 'Datagrams received since the service started, retired workers included.', r.total.datagrams);
+  total('shardgram_dropped_at_close_total', 'Datagrams still queued when a socket closed, counted as they were dropped.', r.total.droppedAtClose);
   total('shardgram_kernel_drops_total', 'Datagrams the kernel dropped since the service started, retired sockets included.', r.total.kernelDrops);
   return out.join('\n') + '\n';
 }

@@ -10,7 +10,8 @@ import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ShardgramError, invalidArg } from './errors.js';
-import { closeFd, openReusePortSocket, socketMemInfo, type OpenedSocket, type SocketMemInfo } from './ffi/socket.js';
+import { closeFd, competingHolders, openReusePortSocket, refuseOccupiedPort, socketMemInfo, type OpenedSocket, type SocketMemInfo } from './ffi/socket.js';
+import { discardQueued } from './ffi/discard.js';
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { resolveApp } from './apps/resolve.js';
@@ -55,6 +56,8 @@ export interface SupervisorOptions {
 export interface StopReport {
   /** Bytes left in each socket's queue when it was closed (0 means nothing was dropped at stop). */
   leftBytes: number[];
+  /** Datagrams those bytes were (read out and counted before the close). */
+  droppedAtClose: number;
 }
 
 type Counters = Omit<WorkerSnapshot, 'index' | 'pid' | 'seq' | 'final' | 'engine'>;
@@ -96,6 +99,10 @@ interface Slot {
   restartTimer: NodeJS.Timeout | undefined;
   closed: boolean;
   lastMem: SocketMemInfo;
+  /** Pid of the latest process (kept for the report after it exits). */
+  lastPid: number;
+  /** Datagrams still queued when the socket was closed (counted by reading them out). */
+  droppedAtClose: number;
 }
 
 const CRASH_WINDOW_MS = 5000;
@@ -116,7 +123,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly log: (line: string) => void;
   private slots: Slot[] = [];
   /** Counters and kernel drops of retired slots (shrunk away). */
-  private retired = { counters: { ...ZERO }, kernelDrops: 0, restarts: 0, workers: 0 };
+  private retired = { counters: { ...ZERO }, kernelDrops: 0, restarts: 0, workers: 0, droppedAtClose: 0 };
+  private started = false;
   private startedAt = 0;
   private stopping: Promise<StopReport> | undefined;
   private busy: Promise<unknown> = Promise.resolve();
@@ -221,20 +229,42 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private openSlot(index: number, port: number): Slot {
     const o = this.options;
     const own = new Set(this.slots.map((s) => s.sock.inode));
-    const sock = openReusePortSocket({
-      address: o.address, port, ownInodes: own, rcvbufForce: o.rcvbufForce, ...(o.rcvbuf !== undefined ? { rcvbuf: o.rcvbuf } : {}),
-    });
+    const open = (p: number): OpenedSocket =>
+      openReusePortSocket({ address: o.address, port: p, ownInodes: own, rcvbufForce: o.rcvbufForce, ...(o.rcvbuf !== undefined ? { rcvbuf: o.rcvbuf } : {}) });
+    let sock: OpenedSocket;
+    if (index > 0) {
+      sock = open(port);
+    } else if (port !== 0) {
+      // The kernel would let a same-uid SO_REUSEPORT group already on the port take us in.
+      const refusal = refuseOccupiedPort(o.address, port, own);
+      if (refusal) throw refusal;
+      sock = open(port);
+    } else {
+      // An ephemeral port can be one another SO_REUSEPORT socket already has: try again.
+      for (let attempt = 0; ; attempt++) {
+        sock = open(0);
+        if (competingHolders(o.address, sock.port, new Set([sock.inode])).length === 0) break;
+        closeFd(sock.fd);
+        if (attempt === 9) throw new ShardgramError('ERR_SHARDGRAM_PORT_HELD', `the kernel kept choosing ports that other SO_REUSEPORT sockets already hold; give --port explicitly`);
+      }
+    }
     return {
       index, sock, proc: undefined, leaving: new Set(), state: 'starting', restarts: 0, generation: 0, crashStreak: 0,
-      base: { ...ZERO }, restartTimer: undefined, closed: false, lastMem: { queueBytes: 0, drops: 0, rcvbuf: 0 },
+      base: { ...ZERO }, restartTimer: undefined, closed: false, lastMem: { queueBytes: 0, drops: 0, rcvbuf: 0 }, lastPid: 0, droppedAtClose: 0,
     };
   }
 
   /** Opens the sockets and starts every worker; resolves when all are receiving. */
-  async start(): Promise<void> {
-    if (this.slots.length || this.stopping) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once');
+  start(): Promise<void> {
+    if (this.started || this.stopping) return Promise.reject(new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once, before stop()'));
+    this.started = true;
+    return this.exclusive(() => this.doStart());
+  }
+
+  private async doStart(): Promise<void> {
     const o = this.options;
     const appPolicy = await this.loadApp();
+    if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
     try {
       let port = o.port;
       for (let i = 0; i < o.workers; i++) {
@@ -249,13 +279,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       for (const s of this.slots) closeFd(s.sock.fd);
       this.slots = [];
+      await this.runAppStop();
       throw err;
     }
     this.startedAt = Date.now();
     try {
       await Promise.all(this.slots.map((s) => this.spawnWorker(s)));
     } catch (err) {
-      await this.stop();
+      // stop() waits for `busy`, which is this very start: run the stop itself here.
+      await this.stopOnce();
       throw err;
     }
     this.imbalanceTimer = setInterval(() => this.checkImbalance(), IMBALANCE_CHECK_MS);
@@ -275,17 +307,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       maxDatagram: o.maxDatagram,
       batch: o.batch,
     };
-    const child = spawn(process.execPath, [this.workerMain], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc', slot.sock.fd],
-      env: { ...process.env, [WORKER_ENV]: JSON.stringify(config) },
-      serialization: 'advanced',
-      // Own process group: a terminal's Ctrl-C reaches the supervisor only, which then drains the workers.
-      detached: true,
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [this.workerMain], {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc', slot.sock.fd],
+        env: { ...process.env, [WORKER_ENV]: JSON.stringify(config) },
+        serialization: 'advanced',
+        // Own process group: a terminal's Ctrl-C reaches the supervisor only, which then drains the workers.
+        detached: true,
+      });
+    } catch (err) {
+      return Promise.reject(new ShardgramError('ERR_SHARDGRAM_WORKER', `cannot start worker ${slot.index}: ${err instanceof Error ? err.message : String(err)}`));
+    }
+    let markExited: () => void = () => {};
     const proc: Proc = {
       child, pid: child.pid ?? 0, startedAt: Date.now(), current: { ...ZERO }, lastWords: undefined, expected: false,
-      exited: new Promise((r) => child.once('exit', () => r())),
+      exited: new Promise((r) => (markExited = r)),
     };
+    slot.lastPid = proc.pid || slot.lastPid;
     const restart = slot.generation++ > 0;
     // A first start or a restart fills the slot now; a reload's new process waits to be ready.
     if (!slot.proc) slot.proc = proc;
@@ -310,13 +349,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name} did not report ready within ${START_TIMEOUT_MS / 1000} s`));
         child.kill('SIGKILL');
       }, START_TIMEOUT_MS);
+      timer.unref();
       child.on('message', (msg: ToSupervisor) => {
         switch (msg.t) {
           case 'ready':
-            // A reload's new process becomes the slot's process once it is ready.
+            // A process already asked to leave is never promoted.
+            if (proc.expected) {
+              settle();
+              break;
+            }
+            // A reload's new process becomes the slot's process once it is ready; the one
+            // it displaces drains and leaves (reload awaits that itself).
             if (slot.proc !== proc) {
-              if (slot.proc) slot.leaving.add(slot.proc);
+              const old = slot.proc;
               slot.proc = proc;
+              if (old) {
+                slot.leaving.add(old);
+                if (!old.expected) void this.retire(slot, old);
+              }
             }
             slot.state = 'running';
             this.emit('worker-ready', { index: slot.index, pid: proc.pid, restart });
@@ -348,24 +398,30 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             break;
         }
       });
-      child.on('error', (err) => settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `cannot start worker ${slot.index}: ${err.message}`)));
-      child.on('exit', (code, signal) => {
+      let gone = false;
+      const onGone = (code: number | null, signal: NodeJS.Signals | null): void => {
+        if (gone) return;
+        gone = true;
+        markExited();
         slot.base = add(slot.base, proc.current);
         proc.current = { ...ZERO };
         slot.leaving.delete(proc);
         const current = slot.proc === proc;
         if (current) slot.proc = undefined;
         this.emit('worker-exit', { index: slot.index, pid: proc.pid, code, signal, expected: proc.expected });
+        const why = signal ? `was killed by ${signal}` : code === null ? 'could not be started' : `exited with code ${code}`;
+        settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name} ${why} before it was ready${proc.lastWords ? `: ${proc.lastWords}` : ''}`));
         if (proc.expected || this.stopping || slot.closed) {
           if (current) slot.state = 'stopped';
           return;
         }
-        const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        if (!settled) {
-          settle(new ShardgramError('ERR_SHARDGRAM_WORKER', `${name} ${why} before it was ready${proc.lastWords ? `: ${proc.lastWords}` : ''}`));
-          if (!current) return;
-        }
         if (current) this.scheduleRestart(slot, proc, why);
+      };
+      child.on('exit', onGone);
+      child.on('error', (err) => {
+        proc.lastWords = err.message;
+        // No pid: the process never existed, and no 'exit' will come.
+        if (child.pid === undefined) onGone(null, null);
       });
     });
   }
@@ -389,6 +445,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (this.stopping || slot.closed) return;
       slot.restarts++;
       this.spawnWorker(slot).catch((err: Error) => {
+        // A process that never started leaves no exit behind: back off and try again.
+        if (!slot.proc && !this.stopping && !slot.closed && !slot.restartTimer) this.scheduleRestart(slot, { startedAt: Date.now(), pid: 0, lastWords: err.message } as Proc, 'could not be started');
         // A failed restart shows up as another exit; the streak grows and so does the delay.
         this.log(err.message);
       });
@@ -399,7 +457,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private async retire(slot: Slot, proc: Proc): Promise<void> {
     proc.expected = true;
     const timeoutMs = this.options.drainTimeoutMs;
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null || proc.child.pid === undefined) return;
     try {
       proc.child.send({ t: 'stop', timeoutMs } satisfies ToWorker);
     } catch {
@@ -430,8 +488,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     checkWorkers(count);
     return this.exclusive(async () => {
       if (this.stopping || !this.steering) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
+      const steering = this.steering;
       const from = this.slots.length;
+      const fd0 = this.slots[0]!.sock.fd;
       if (count > from) {
+        // New sockets get no datagram until their workers read.
+        steering.applyBeforeGrow(fd0, from);
         const added: Slot[] = [];
         try {
           for (let i = from; i < count; i++) {
@@ -439,17 +501,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             this.slots.push(slot);
             added.push(slot);
           }
+          await Promise.all(added.map((s) => this.spawnWorker(s)));
         } catch (err) {
-          for (const s of added) closeFd(s.sock.fd);
+          // Roll back: nothing was steered to the new sockets, so their queues are empty.
+          for (const s of [...added].reverse()) {
+            await Promise.all([...(s.proc ? [s.proc] : []), ...s.leaving].map((p) => this.retire(s, p)));
+            if (s.restartTimer) clearTimeout(s.restartTimer);
+            s.closed = true;
+            closeFd(s.sock.fd);
+          }
           this.slots.length = from;
+          steering.apply(fd0, from);
           throw err;
         }
-        await Promise.all(added.map((s) => this.spawnWorker(s)));
-        this.steering.apply(this.slots[0]!.sock.fd, count);
+        steering.apply(fd0, count);
       } else if (count < from) {
         const leaving = this.slots.slice(count);
         // 1. No new datagram goes to a leaving socket.
-        this.steering.applyDuringShrink(this.slots[0]!.sock.fd, count);
+        steering.applyDuringShrink(fd0, count);
         // 2. Each leaving worker reads its queue empty and exits.
         await Promise.all(leaving.map(async (slot) => {
           if (slot.restartTimer) clearTimeout(slot.restartTimer);
@@ -458,18 +527,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         }));
         // 3. Close last-first: closing the last socket of the group moves no index.
         for (const slot of [...leaving].reverse()) {
-          slot.lastMem = socketMemInfo(slot.sock.fd);
-          if (slot.lastMem.queueBytes > 0) this.log(`socket ${slot.index}: ${slot.lastMem.queueBytes} bytes still queued at close (dropped)`);
-          closeFd(slot.sock.fd);
-          slot.closed = true;
+          this.closeSlot(slot);
           this.retired.counters = add(this.retired.counters, slot.base);
           this.retired.kernelDrops += slot.lastMem.drops;
           this.retired.restarts += slot.restarts;
+          this.retired.droppedAtClose += slot.droppedAtClose;
           this.retired.workers++;
         }
         this.slots.length = count;
         // 4. The policy over the sockets that remain.
-        this.steering.apply(this.slots[0]!.sock.fd, count);
+        steering.apply(fd0, count);
       }
       this.imbalance.reset();
       if (count !== from) {
@@ -487,8 +554,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   reload(): Promise<{ workers: number }> {
     return this.exclusive(async () => {
-      if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
+      if (this.stopping || !this.steering) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
       for (const slot of this.slots) {
+        if (slot.restartTimer) {
+          // In backoff: start it now, with the new code.
+          clearTimeout(slot.restartTimer);
+          slot.restartTimer = undefined;
+        }
         const old = slot.proc;
         await this.spawnWorker(slot);
         if (old) await this.retire(slot, old);
@@ -501,6 +573,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private checkImbalance(): void {
     if (this.stopping || this.policy.name !== 'hash') return;
+    if (this.slots.some((s) => s.closed)) return;
     const counts = this.slots.map((s) => this.countersOf(s).datagrams);
     const { state, changed } = this.imbalance.observe(
       Date.now(),
@@ -528,8 +601,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       // After stop the fd number may belong to something else: never read it.
       const mem = s.closed ? s.lastMem : (s.lastMem = socketMemInfo(s.sock.fd));
       return {
-        index: s.index, pid: s.proc?.pid ?? 0, state: s.state, engine: o.engine, ...this.countersOf(s),
-        kernelDrops: mem.drops, queueBytes: mem.queueBytes, rcvbuf: mem.rcvbuf, restarts: s.restarts,
+        index: s.index, pid: s.proc?.pid ?? s.lastPid, state: s.state, engine: o.engine, ...this.countersOf(s),
+        kernelDrops: mem.drops, queueBytes: mem.queueBytes, rcvbuf: mem.rcvbuf, restarts: s.restarts, droppedAtClose: s.droppedAtClose,
       };
     });
     const report = summarize(
@@ -538,7 +611,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         workers: this.slots.length, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: (Date.now() - this.startedAt) / 1000,
       },
       rows,
-      { ...this.retired.counters, kernelDrops: this.retired.kernelDrops, restarts: this.retired.restarts, workers: this.retired.workers },
+      {
+        ...this.retired.counters, kernelDrops: this.retired.kernelDrops, restarts: this.retired.restarts, workers: this.retired.workers,
+        droppedAtClose: this.retired.droppedAtClose,
+      },
     );
     report.policy = this.policy;
     report.imbalance = this.imbalance.current;
@@ -555,8 +631,38 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * sockets are closed. Safe to call more than once.
    */
   stop(): Promise<StopReport> {
-    this.stopping ??= this.busy.then(() => this.doStop());
+    this.stopping ??= this.busy.then(() => this.stopOnce());
     return this.stopping;
+  }
+
+  private stopped: Promise<StopReport> | undefined;
+  private stopOnce(): Promise<StopReport> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  /**
+   * Closes a slot's socket, after counting (by reading them out) any datagrams still
+   * queued: what a closed socket drops is never dropped silently.
+   */
+  private closeSlot(slot: Slot): void {
+    if (slot.closed) return;
+    slot.lastMem = socketMemInfo(slot.sock.fd);
+    const left = discardQueued(slot.sock.fd);
+    if (left > 0) {
+      slot.droppedAtClose += left;
+      this.log(`socket ${slot.index}: ${left} datagrams (${slot.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`);
+    }
+    closeFd(slot.sock.fd);
+    slot.closed = true;
+  }
+
+  private async runAppStop(): Promise<void> {
+    try {
+      await this.appHooks.stop?.();
+    } catch (err) {
+      this.log(`app stop hook threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
   }
 
   private async doStop(): Promise<StopReport> {
@@ -571,19 +677,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     );
     const leftBytes = this.slots.map((s) => {
       if (s.closed) return 0;
-      s.lastMem = socketMemInfo(s.sock.fd);
-      const left = s.lastMem.queueBytes;
-      if (left > 0) this.log(`socket ${s.index}: ${left} bytes arrived after its worker drained and are dropped with the socket`);
-      closeFd(s.sock.fd);
-      s.closed = true;
-      return left;
+      this.closeSlot(s);
+      return s.lastMem.queueBytes;
     });
-    try {
-      await this.appHooks.stop?.();
-    } catch (err) {
-      this.log(`app stop hook threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    }
-    return { leftBytes };
+    await this.runAppStop();
+    return { leftBytes, droppedAtClose: this.slots.reduce((a, s) => a + s.droppedAtClose, 0) };
   }
 }
 

@@ -39,6 +39,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = JSON.parse(raw) as WorkerConfig;
+  // The supervisor going away (crash, SIGKILL) must not leave an orphan reading the
+  // socket: it would keep the socket in the group for the next instance. Listen from
+  // the start, since a missed 'disconnect' is not replayed.
+  let stopping = false;
+  process.on('disconnect', () => process.exit(0));
+  if (!process.connected) process.exit(0);
   let errorsLogged = 0;
   const engine = await createEngine(config, {
     fd: WORKER_FD,
@@ -102,7 +108,6 @@ async function main(): Promise<void> {
   };
   const timer = setInterval(() => snapshot(false), config.snapshotIntervalMs);
 
-  let stopping = false;
   process.on('message', (msg: ToWorker) => {
     if (msg.t === 'app') {
       for (const h of fromSupervisor) {
@@ -125,13 +130,9 @@ async function main(): Promise<void> {
         log(`app close hook threw: ${err instanceof Error ? err.message : String(err)}`);
       }
       snapshot(true);
-      send({ t: 'drained', leftBytes });
-      process.disconnect();
+      // Exit once the last messages have left, whatever handles the app left open.
+      process.send!({ t: 'drained', leftBytes } satisfies ToSupervisor, () => process.exit(0));
     })();
-  });
-  // The supervisor going away (crash, SIGKILL) must not leave an orphan reading the socket.
-  process.on('disconnect', () => {
-    if (!stopping) process.exit(0);
   });
   send({ t: 'ready', pid: process.pid });
 }

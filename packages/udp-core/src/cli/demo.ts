@@ -71,8 +71,8 @@ export async function demo(argv: string[]): Promise<number> {
       port: sup.port, sources, count, rate, size: 64, replyTimeoutMs: 500, maxDurationMs: 45_000,
       onProgress: (p) => draw(p.sent, p.replies, p.elapsedMs),
     });
-    // Let the last snapshots arrive, then show the final counts.
-    await new Promise((r) => setTimeout(r, 250));
+    // A graceful stop drains every worker and brings in their final snapshots: exact counts.
+    await sup.stop();
     draw(report.sent, report.received, report.durationMs);
     live.done();
     const s = sup.stats();

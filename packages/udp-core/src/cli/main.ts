@@ -19,7 +19,7 @@ Commands:
   scale         grow or shrink a running service (through its --stats-port)
   help [cmd]    show help for a command
 
-Run \`shardgram <command> --help\` for a command's options.
+Run \`shardgram <command> --help\` for a command's options; \`shardgram --version\` for the version.
 `;
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {

@@ -5,6 +5,7 @@ import { startStatsServer, type StatsServer } from '../stats-server.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
+import { familyOf } from '../ffi/sockaddr.js';
 
 export const SERVE_USAGE = `Usage: shardgram serve <app> --port P [options]
 
@@ -30,7 +31,8 @@ Options:
                           cpu     the worker of the CPU that received the packet (pairs with RSS)
                           key     a hash of the payload up to a delimiter: one key, one worker
       --key-delimiter C the byte that ends the key for --policy key (default ':')
-      --key-max-length N  most key bytes hashed for --policy key, 1-256 (default 64)
+      --key-max-length N  most key bytes hashed for --policy key, 1-256, rounded up to a
+                        multiple of 4 (default 64)
       --rcvbuf BYTES    SO_RCVBUF per socket, e.g. 4m; capped by net.core.rmem_max
                         (a warning says so)
       --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
@@ -84,6 +86,8 @@ export async function serve(argv: string[]): Promise<number> {
     appOptions[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   const rcvbuf = byteOption(values, 'rcvbuf', u);
+  const address = (values.address as string | undefined) ?? '127.0.0.1';
+  if (!familyOf(address) || address.includes('%')) throw new UsageError(`--address must be an IPv4 or IPv6 literal such as 127.0.0.1 or ::1; got "${address}"`, u);
   const statsPort = intOption(values, 'stats-port', 0, 65535, u);
   const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, 'hash');
   if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
@@ -96,12 +100,13 @@ export async function serve(argv: string[]): Promise<number> {
       ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
     });
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message.replace(/^key /, '--key-') : String(err), u);
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
   }
   const sup = new Supervisor({
     app: positionals[0]!,
     port,
-    address: (values.address as string | undefined) ?? '127.0.0.1',
+    address,
     workers: intOption(values, 'workers', 1, 256, u, availableParallelism()),
     engine: choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram'),
     ...(policy ? { policy } : {}),
@@ -121,18 +126,28 @@ export async function serve(argv: string[]): Promise<number> {
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`${signal}: draining ${sup.options.workers} workers…\n`);
+    process.stderr.write(`${signal}: draining ${sup.workers} workers (again to stop at once)…\n`);
     const report = await sup.stop();
     await stats?.close();
     const s = sup.stats();
-    const left = report.leftBytes.reduce((a, b) => a + b, 0);
     process.stdout.write(
-      `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ${left} bytes left in queues at close\n`,
+      `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
+        `${report.droppedAtClose} still queued at close (counted and dropped)\n`,
     );
     process.exit(0);
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!stopping) {
+      void stop(signal);
+      return;
+    }
+    // A second signal: stop now, saying what that costs.
+    const q = sup.stats().total.queueBytes;
+    process.stderr.write(`${signal} again: exiting without draining; ${q} bytes still queued are dropped\n`);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   process.on('SIGHUP', () => {
     if (stopping) return;
     process.stderr.write('SIGHUP: rolling reload, one worker at a time…\n');

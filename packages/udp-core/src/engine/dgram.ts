@@ -38,14 +38,22 @@ export class DgramEngineSocket extends EngineSocket {
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
-    this.pending++;
     const payload = typeof data === 'string' || data instanceof Uint8Array ? data : (data as readonly (string | Uint8Array)[]);
-    this.sock.send(payload as Parameters<dgram.Socket['send']>[0], port, address, (err, bytes) => {
+    this.pending++;
+    try {
+      this.sock.send(payload as Parameters<dgram.Socket['send']>[0], port, address, (err, bytes) => {
+        this.pending--;
+        if (err) this.counters.sendErrors++;
+        else this.counters.sends++;
+        callback?.(err ?? null, bytes);
+      });
+    } catch (err) {
+      // Thrown before anything was queued (e.g. a reply to source port 0): counted, never left pending.
       this.pending--;
-      if (err) this.counters.sendErrors++;
-      else this.counters.sends++;
-      callback?.(err ?? null, bytes);
-    });
+      this.counters.sendErrors++;
+      if (callback) process.nextTick(callback, err instanceof Error ? err : new Error(String(err)));
+      else throw err;
+    }
   }
 
   protected stopReading(): void {

@@ -34,8 +34,19 @@ export function libc(): Libc {
   // memory, so what the kernel writes is visible in it after the call.
   const fcntl = lib.func('int fcntl(int, int, ...)');
   const close = lib.func('int close(int)');
-  const pidfdOpen = lib.func('int pidfd_open(int, uint32_t)');
-  const pidfdGetfd = lib.func('int pidfd_getfd(int, int, uint32_t)');
+  // glibc ≥ 2.36 only: looked up on first use, so that older systems lose only the
+  // diagnosis that needs them, not the whole library.
+  let pidfd: { open: (pid: number, flags: number) => number; getfd: (pidfd: number, fd: number, flags: number) => number } | null | undefined;
+  const pidfdCalls = (): typeof pidfd => {
+    if (pidfd === undefined) {
+      try {
+        pidfd = { open: lib.func('int pidfd_open(int, uint32_t)'), getfd: lib.func('int pidfd_getfd(int, int, uint32_t)') };
+      } catch {
+        pidfd = null;
+      }
+    }
+    return pidfd;
+  };
   cached = {
     socket: lib.func('int socket(int, int, int)'),
     setsockopt: lib.func('int setsockopt(int, int, int, const void *, uint32_t)'),
@@ -51,12 +62,14 @@ export function libc(): Libc {
     timerfdSettime: lib.func('int timerfd_settime(int, int, const void *, void *)'),
     errno: () => koffi.errno(),
     borrowFd: (pid, fd) => {
-      const pidfd = pidfdOpen(pid, 0);
-      if (pidfd < 0) return -1;
+      const calls = pidfdCalls();
+      if (!calls) return -1;
+      const pfd = calls.open(pid, 0);
+      if (pfd < 0) return -1;
       try {
-        return pidfdGetfd(pidfd, fd, 0);
+        return calls.getfd(pfd, fd, 0);
       } finally {
-        close(pidfd);
+        close(pfd);
       }
     },
   };

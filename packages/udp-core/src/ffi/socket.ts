@@ -111,10 +111,54 @@ function holderReusesPort(h: PortHolder): boolean | undefined {
   return undefined;
 }
 
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/** Whether a socket bound to `held` competes with a bind to `wanted` on the same port. */
+function overlaps(held: string, wanted: string): boolean {
+  if (held === wanted) return true;
+  const heldV6 = held.includes(':');
+  const wantedV6 = wanted.includes(':');
+  // '::' may be dual-stack (it is, unless IPV6_V6ONLY), so it competes with IPv4 too.
+  if (held === '::') return true;
+  if (held === '0.0.0.0') return !wantedV6;
+  if (WILDCARDS.has(wanted)) return wanted === '::' ? heldV6 : !heldV6;
+  return false;
+}
+
+/** Sockets other than ours bound to `port` on an address that competes with `address`. */
+export function competingHolders(address: string, port: number, ownInodes: ReadonlySet<number>): PortHolder[] {
+  return findPortHolders(port, ownInodes).filter((h) => overlaps(h.address, address));
+}
+
+/**
+ * Before a service takes a port: any socket already there is someone else's. The
+ * kernel would let a second SO_REUSEPORT group of the same uid join this one and
+ * split the traffic (and its steering program) with it; refuse instead.
+ */
+export function refuseOccupiedPort(address: string, port: number, ownInodes: ReadonlySet<number>): ShardgramError | undefined {
+  const holders = competingHolders(address, port, ownInodes);
+  if (holders.length === 0) return undefined;
+  const euid = libc().geteuid();
+  if (holders.some((h) => h.uid !== euid)) return explainAddressInUse(address, port, ownInodes);
+  const reuse = holders.map(holderReusesPort);
+  if (reuse.every((r) => r === true)) {
+    return new ShardgramError(
+      'ERR_SHARDGRAM_PORT_HELD',
+      `UDP ${address}:${port} is already served by SO_REUSEPORT sockets of this user: ${holders.map(describeHolder).join('; ')} ` +
+        `(another shardgram service?). Joining them would split their traffic with us and replace their steering program. ` +
+        `Stop that service, or choose another --port.`,
+      { errno: 98, syscall: 'bind', address, port, uid: euid, holders },
+    );
+  }
+  return explainAddressInUse(address, port, ownInodes);
+}
+
 /** Turns bind's EADDRINUSE into the error that says which of the two causes it is. */
 export function explainAddressInUse(address: string, port: number, ownInodes: ReadonlySet<number>): ShardgramError {
   const euid = libc().geteuid();
-  const holders = findPortHolders(port, ownInodes);
+  const all = findPortHolders(port, ownInodes);
+  const near = all.filter((h) => overlaps(h.address, address));
+  const holders = near.length ? near : all;
   const foreign = holders.filter((h) => h.uid !== euid);
   const base = { errno: 98, syscall: 'bind', address, port, uid: euid, holders };
   if (foreign.length > 0) {
@@ -129,7 +173,16 @@ export function explainAddressInUse(address: string, port: number, ownInodes: Re
   }
   if (holders.length > 0) {
     const reuse = holders.map(holderReusesPort);
-    const plain = holders.filter((_, i) => reuse[i] !== true);
+    const plain = holders.filter((_, i) => reuse[i] === false);
+    const unknown = holders.filter((_, i) => reuse[i] === undefined);
+    if (plain.length === 0 && unknown.length > 0) {
+      return new ShardgramError(
+        'ERR_SHARDGRAM_PORT_HELD',
+        `UDP ${address}:${port} is held by ${unknown.map(describeHolder).join('; ')}, which either does not set SO_REUSEPORT or is bound differently ` +
+          `(shardgram could not look at its options: that needs pidfd_getfd, i.e. root or ptrace rights over it). Stop that process, or choose another --port.`,
+        base,
+      );
+    }
     if (plain.length > 0) {
       return new ShardgramError(
         'ERR_SHARDGRAM_PORT_HELD',
@@ -158,6 +211,7 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   const { address, port } = opts;
   const family = familyOf(address);
   if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
+  if (address.includes('%')) throw invalidArg('address', address, 'an IPv6 address without a %zone (scoped link-local addresses are not supported)');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg('port', port, 'an integer from 0 to 65535');
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf <= 0 || opts.rcvbuf > 2 ** 30)) {
     throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive number of bytes up to 1 GiB');

@@ -8,12 +8,32 @@ import type { SteeringPolicy } from './policies.js';
 export type PolicySpec = SteeringPolicy;
 
 export class Steering {
+  /** Whether a program of ours is attached (so `hash` needs a detach, which Linux < 5.3 lacks). */
+  private attached = false;
+
   constructor(readonly policy: SteeringPolicy) {}
 
   /** Applies the policy to a group of `sockets` members through any member's fd (after bind). */
   apply(fd: number, sockets: number): void {
-    if (this.policy.name === 'hash') detachSteering(fd);
-    else attachSteering(fd, this.policy, sockets);
+    if (this.policy.name === 'hash') {
+      if (this.attached) detachSteering(fd);
+    } else {
+      attachSteering(fd, this.policy, sockets);
+    }
+    this.attached = this.policy.name !== 'hash';
+  }
+
+  /**
+   * Before a grow from `current` sockets: under `hash` the kernel would hash
+   * datagrams onto the new sockets the moment they are bound, before their workers
+   * read; pin traffic to the `current` ones until `apply` is called for the new size.
+   * Other policies' programs already return indexes below `current`.
+   */
+  applyBeforeGrow(fd: number, current: number): void {
+    if (this.policy.name === 'hash') {
+      attachSteering(fd, { name: 'random' }, current);
+      this.attached = true;
+    }
   }
 
   /**
@@ -24,5 +44,6 @@ export class Steering {
    */
   applyDuringShrink(fd: number, keep: number): void {
     attachSteering(fd, this.policy.name === 'hash' ? { name: 'random' } : this.policy, keep);
+    this.attached = true;
   }
 }
