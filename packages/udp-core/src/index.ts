@@ -4,7 +4,7 @@
 export { Supervisor } from './supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
-export type { ShardApp, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
+export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
 export { ShardgramError, errnoName } from './errors.js';
 export type { ShardgramErrorCode, PortHolder } from './errors.js';
 export { openReusePortSocket, socketMemInfo, closeFd, localAddress } from './ffi/socket.js';

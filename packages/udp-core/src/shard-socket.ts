@@ -3,6 +3,7 @@
  * EventEmitter with `message` events and `send`.
  */
 import { EventEmitter } from 'node:events';
+import type { SteeringPolicy } from './steering/policies.js';
 
 export type EngineName = 'dgram' | 'native';
 
@@ -84,6 +85,18 @@ export interface AppSupervisorHooks {
  * place to merge what workers computed (e.g. StatsD aggregates).
  */
 export type AppSupervisor = (context: AppSupervisorContext) => AppSupervisorHooks | Promise<AppSupervisorHooks>;
+
+/**
+ * Optional export `defaults` of an app module: what the app runs best with, used
+ * where the command line (or the Supervisor's options) says nothing.
+ */
+export interface AppDefaults {
+  /** Steering policy, e.g. `{ name: 'key', delimiter: 0x3a, maxLength: 64 }` for StatsD names. */
+  policy?: SteeringPolicy;
+  engine?: EngineName;
+  /** SO_RCVBUF to request per socket, in bytes. */
+  rcvbuf?: number;
+}
 
 /** Identity helper that gives an app's supervisor side its type. */
 export function defineAppSupervisor(setup: AppSupervisor): AppSupervisor {

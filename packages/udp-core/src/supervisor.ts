@@ -16,7 +16,7 @@ import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { resolveApp } from './apps/resolve.js';
 import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
-import type { AppSupervisor, AppSupervisorHooks, EngineName } from './shard-socket.js';
+import type { AppDefaults, AppSupervisor, AppSupervisorHooks, EngineName } from './shard-socket.js';
 import { decodeSnapshot, type WorkerSnapshot } from './snapshot.js';
 import { summarize, toPrometheus, type StatsReport, type WorkerStats } from './stats.js';
 import { ImbalanceDetector, type ImbalanceOptions } from './imbalance.js';
@@ -67,6 +67,11 @@ const ZERO: Counters = {
 function add(a: Counters, b: Counters): Counters {
   const out = { ...a };
   for (const k of Object.keys(ZERO) as (keyof Counters)[]) out[k] = a[k] + b[k];
+  return out;
+}
+function sub(a: Counters, b: Counters): Counters {
+  const out = { ...a };
+  for (const k of Object.keys(ZERO) as (keyof Counters)[]) out[k] = a[k] - b[k];
   return out;
 }
 
@@ -132,6 +137,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private appHooks: AppSupervisorHooks = {};
   private steering: Steering | undefined;
   private readonly policyOption: PolicySpec | undefined;
+  private readonly engineGiven: boolean;
   private readonly imbalance: ImbalanceDetector;
   private imbalanceTimer: NodeJS.Timeout | undefined;
 
@@ -146,6 +152,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const workers = opts.workers ?? availableParallelism();
     checkWorkers(workers);
     const engine = opts.engine ?? 'dgram';
+    this.engineGiven = opts.engine !== undefined;
     if (engine !== 'dgram' && engine !== 'native') throw invalidArg('engine', engine, '"dgram" or "native"');
     const maxDatagram = opts.maxDatagram ?? UDP_MAX_PAYLOAD;
     if (!Number.isInteger(maxDatagram) || maxDatagram < 1 || maxDatagram > UDP_MAX_PAYLOAD) {
@@ -193,8 +200,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /** Loads the app in this process too: fails early on a bad module, and runs its supervisor side. */
-  private async loadApp(): Promise<PolicySpec | undefined> {
-    let mod: { default?: unknown; supervisor?: unknown; defaultPolicy?: unknown };
+  private async loadApp(): Promise<AppDefaults> {
+    let mod: { default?: unknown; supervisor?: unknown; defaults?: AppDefaults };
     try {
       mod = (await import(this.appUrl)) as typeof mod;
     } catch (err) {
@@ -211,7 +218,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         broadcast: (m) => this.broadcast(m),
       });
     }
-    return (mod.defaultPolicy as PolicySpec | undefined) ?? undefined;
+    return mod.defaults ?? {};
   }
 
   /** Sends an app message to every running worker. */
@@ -262,8 +269,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private async doStart(): Promise<void> {
+    const appDefaults = await this.loadApp();
+    // The app's defaults fill what the caller left open.
+    const settable = this.options as { engine: EngineName; rcvbuf: number | undefined };
+    if (!this.engineGiven && appDefaults.engine) settable.engine = appDefaults.engine;
+    if (settable.rcvbuf === undefined && appDefaults.rcvbuf !== undefined) settable.rcvbuf = appDefaults.rcvbuf;
     const o = this.options;
-    const appPolicy = await this.loadApp();
     if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
     try {
       let port = o.port;
@@ -274,7 +285,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.slots.push(slot);
       }
       // Attach after bind: a program attached before bind gives the socket a group of its own.
-      this.steering = new Steering(this.policyOption ?? appPolicy ?? { name: 'hash' });
+      this.steering = new Steering(this.policyOption ?? appDefaults.policy ?? { name: 'hash' });
       this.steering.apply(this.slots[0]!.sock.fd, this.slots.length);
     } catch (err) {
       for (const s of this.slots) closeFd(s.sock.fd);
@@ -322,7 +333,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     let markExited: () => void = () => {};
     const proc: Proc = {
       child, pid: child.pid ?? 0, startedAt: Date.now(), current: { ...ZERO }, lastWords: undefined, expected: false,
-      exited: new Promise((r) => (markExited = r)),
+      // Exited, and its IPC channel read to the end: its last messages (final snapshot,
+      // an app's final partial) have been handled. 'exit' alone can come before them.
+      exited: new Promise<void>((r) => (markExited = r)).then(() =>
+        child.connected ? new Promise<void>((r) => { const t = setTimeout(r, 2000); child.once('disconnect', () => { clearTimeout(t); r(); }); }) : undefined,
+      ),
     };
     slot.lastPid = proc.pid || slot.lastPid;
     const restart = slot.generation++ > 0;
@@ -338,6 +353,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     return new Promise((resolve, reject) => {
       let settled = false;
+      /** The process has exited; `folded` is what of it is already in `slot.base`. */
+      let gone = false;
+      let folded: Counters = ZERO;
       const settle = (err?: Error): void => {
         if (settled) return;
         settled = true;
@@ -374,7 +392,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             break;
           case 'snap': {
             const { index: _i, pid: _p, seq: _s, final: _f, engine: _e, ...counters } = decodeSnapshot(msg.b);
-            proc.current = counters;
+            if (gone) {
+              // Arrived after the exit (the final snapshot can): fold in what is new.
+              slot.base = add(slot.base, sub(counters, folded));
+              folded = counters;
+            } else {
+              proc.current = counters;
+            }
             break;
           }
           case 'log':
@@ -398,12 +422,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             break;
         }
       });
-      let gone = false;
       const onGone = (code: number | null, signal: NodeJS.Signals | null): void => {
         if (gone) return;
         gone = true;
         markExited();
         slot.base = add(slot.base, proc.current);
+        folded = proc.current;
         proc.current = { ...ZERO };
         slot.leaving.delete(proc);
         const current = slot.proc === proc;

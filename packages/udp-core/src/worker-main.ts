@@ -45,6 +45,10 @@ async function main(): Promise<void> {
   let stopping = false;
   process.on('disconnect', () => process.exit(0));
   if (!process.connected) process.exit(0);
+  // Messages that arrive while the app is still starting wait here, in order.
+  const early: ToWorker[] = [];
+  const queueEarly = (msg: ToWorker): void => void early.push(msg);
+  process.on('message', queueEarly);
   let errorsLogged = 0;
   const engine = await createEngine(config, {
     fd: WORKER_FD,
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
   };
   const timer = setInterval(() => snapshot(false), config.snapshotIntervalMs);
 
-  process.on('message', (msg: ToWorker) => {
+  const onMessage = (msg: ToWorker): void => {
     if (msg.t === 'app') {
       for (const h of fromSupervisor) {
         try {
@@ -133,8 +137,11 @@ async function main(): Promise<void> {
       // Exit once the last messages have left, whatever handles the app left open.
       process.send!({ t: 'drained', leftBytes } satisfies ToSupervisor, () => process.exit(0));
     })();
-  });
+  };
+  process.off('message', queueEarly);
+  process.on('message', onMessage);
   send({ t: 'ready', pid: process.pid });
+  for (const msg of early.splice(0)) onMessage(msg);
 }
 
 main().catch((err: unknown) => {

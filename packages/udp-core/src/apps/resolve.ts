@@ -7,7 +7,7 @@ import { ShardgramError } from '../errors.js';
 /** Apps that ship in this package. */
 export const CORE_APPS = ['discard'] as const;
 /** Apps that ship in @shardgram/examples. */
-export const EXAMPLE_APPS = ['echo'] as const;
+export const EXAMPLE_APPS = ['echo', 'statsd', 'syslog'] as const;
 
 export function resolveApp(app: string, cwd = process.cwd()): string {
   if ((CORE_APPS as readonly string[]).includes(app)) return new URL(`./${app}.js`, import.meta.url).href;

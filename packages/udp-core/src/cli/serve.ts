@@ -17,6 +17,9 @@ then exit 0.
 Apps:
   echo              reply "Hello from worker <i> (pid <pid>): " + the datagram
   discard           receive and count only
+  statsd            StatsD/DogStatsD aggregation, exact across workers (docs/statsd.md);
+                    defaults: --policy key, --engine native, --rcvbuf 4m
+  syslog            RFC 5424/3164 receiver writing JSON lines (docs/syslog.md)
   ./path/to/app.js  a module whose default export is a ShardApp (see docs/)
 
 Options:
@@ -45,6 +48,15 @@ Options:
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
   -h, --help            show this help
 
+App flags (shorthands for --app-option; each goes with its app only):
+  statsd: --flush-interval MS   flush every MS milliseconds (default 10000)
+          --percentiles LIST    timer percentiles, e.g. 90,95,99 (default 90)
+          --json-out FILE       append one JSON object per flush to FILE
+          --graphite HOST:PORT  send each flush as Graphite plaintext over TCP
+  syslog: --out FILE            append JSON records to FILE (default: standard output)
+          --max-bytes SIZE      rotate FILE when it reaches SIZE, e.g. 100m (default: never)
+          --keep N              rotated files kept, 1-1000 (default 5)
+
 While it runs:
   SIGHUP                       rolling reload: one worker at a time, a new process (new code)
                                starts on the same socket, then the old one drains and exits
@@ -69,6 +81,18 @@ const OPTIONS: Options = {
   'drain-timeout': { type: 'string' },
 };
 
+/** App flags: CLI flag → [app, app option]. */
+const APP_FLAGS: Record<string, [app: string, option: string]> = {
+  'flush-interval': ['statsd', 'flushInterval'],
+  percentiles: ['statsd', 'percentiles'],
+  'json-out': ['statsd', 'jsonOut'],
+  graphite: ['statsd', 'graphite'],
+  out: ['syslog', 'out'],
+  'max-bytes': ['syslog', 'maxBytes'],
+  keep: ['syslog', 'keep'],
+};
+for (const flag of Object.keys(APP_FLAGS)) OPTIONS[flag] = { type: 'string' };
+
 export async function serve(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, OPTIONS, SERVE_USAGE);
   if (values.help) {
@@ -84,6 +108,12 @@ export async function serve(argv: string[]): Promise<number> {
     const eq = kv.indexOf('=');
     if (eq <= 0) throw new UsageError(`--app-option must be KEY=VALUE; got "${kv}"`, u);
     appOptions[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  for (const [flag, [app, option]] of Object.entries(APP_FLAGS)) {
+    const v = values[flag];
+    if (v === undefined) continue;
+    if (positionals[0] !== app) throw new UsageError(`--${flag} goes with the ${app} app, not ${positionals[0]}`, u);
+    appOptions[option] = String(v);
   }
   const rcvbuf = byteOption(values, 'rcvbuf', u);
   const address = (values.address as string | undefined) ?? '127.0.0.1';

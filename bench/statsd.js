@@ -1,0 +1,401 @@
+#!/usr/bin/env node
+// StatsD under a saturating burst: Etsy statsd 0.9.0 (one process) and
+// `shardgram serve statsd` (2 workers) get the same burst of single-metric
+// datagrams; each one's flushed counter total is what it received.
+//
+//   node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--json]
+//
+// or, from another script: `const { markdown, rows } = await runStatsdBench({ log })`.
+//
+// The sender is a child process sending prebuilt datagrams ("bench.c17:1|c", 64
+// names) with sendmmsg through koffi, round-robin over K source sockets bound to
+// 127.0.0.1, as fast as it can (bounded by a count and a time). After the burst each
+// receiver's socket queue is waited empty (/proc/net/udp), then it is stopped with
+// SIGTERM: both flush on exit (Etsy from its exit handler, shardgram from the app's
+// stop hook after draining), so the counter totals cover the whole burst.
+//
+// Traffic goes only to 127.0.0.1. Build first (`npm run build`).
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const SELF = fileURLToPath(import.meta.url);
+const SHARDGRAM = join(ROOT, 'packages', 'udp-core', 'bin', 'shardgram.js');
+const ETSY = join(ROOT, 'node_modules', 'statsd', 'stats.js');
+const SENDER_ENV = 'SHARDGRAM_STATSD_BENCH_SENDER';
+const HOST = '127.0.0.1';
+const FLUSH_MS = 600_000; // longer than any run: the only flush is the one on SIGTERM
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- the sender (child process)
+
+/** Sends `count` datagrams with sendmmsg over `sources` sockets; prints {"sent","ms","errors"}. */
+async function senderMain(cfg) {
+  const { default: koffi } = await import('koffi');
+  const lib = koffi.load('libc.so.6');
+  const socket = lib.func('int socket(int, int, int)');
+  const bind = lib.func('int bind(int, const void *, uint32_t)');
+  const sendmmsg = lib.func('int sendmmsg(int, void *, uint32_t, int)');
+  const close = lib.func('int close(int)');
+  const AF_INET = 2;
+  const SOCK_DGRAM = 2;
+  const sockaddr = (port) => {
+    const b = Buffer.alloc(16);
+    b.writeUInt16LE(AF_INET, 0);
+    b.writeUInt16BE(port, 2);
+    Buffer.from([127, 0, 0, 1]).copy(b, 4);
+    return b;
+  };
+  const fds = [];
+  const any = sockaddr(0);
+  for (let i = 0; i < cfg.sources; i++) {
+    const fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0 || bind(fd, any, 16) !== 0) throw new Error(`socket/bind failed (errno ${koffi.errno()})`);
+    fds.push(fd);
+  }
+  // One arena: mmsghdr[batch] (64 bytes each), iovec[batch] (16), the destination, the payloads.
+  const B = cfg.batch;
+  const payloads = Array.from({ length: B }, (_, i) => Buffer.from(`bench.c${String(i % cfg.names).padStart(2, '0')}:1|c`));
+  const dataLen = payloads.reduce((s, p) => s + p.length, 0);
+  const mem = Buffer.alloc(B * 64 + B * 16 + 16 + dataLen);
+  const base = koffi.address(mem);
+  const iovOff = B * 64;
+  const dstOff = iovOff + B * 16;
+  sockaddr(cfg.port).copy(mem, dstOff);
+  let dataOff = dstOff + 16;
+  for (let i = 0; i < B; i++) {
+    payloads[i].copy(mem, dataOff);
+    mem.writeBigUInt64LE(base + BigInt(dataOff), iovOff + i * 16);
+    mem.writeBigUInt64LE(BigInt(payloads[i].length), iovOff + i * 16 + 8);
+    const h = i * 64;
+    mem.writeBigUInt64LE(base + BigInt(dstOff), h); // msg_name
+    mem.writeUInt32LE(16, h + 8); // msg_namelen
+    mem.writeBigUInt64LE(base + BigInt(iovOff + i * 16), h + 16); // msg_iov
+    mem.writeBigUInt64LE(1n, h + 24); // msg_iovlen
+    dataOff += payloads[i].length;
+  }
+  let sent = 0;
+  let errors = 0;
+  let s = 0;
+  const start = performance.now();
+  while (sent < cfg.count) {
+    const want = Math.min(B, cfg.count - sent);
+    const n = sendmmsg(fds[s], mem, want, 0);
+    if (n > 0) sent += n;
+    else errors++;
+    s = s + 1 === fds.length ? 0 : s + 1;
+    if ((sent & 0x3fff) < B && performance.now() - start > cfg.maxMs) break;
+  }
+  const ms = performance.now() - start;
+  for (const fd of fds) close(fd);
+  process.stdout.write(`${JSON.stringify({ sent, ms, errors })}\n`);
+}
+
+function runSender(cfg) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [SELF], { env: { ...process.env, [SENDER_ENV]: JSON.stringify(cfg) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), cfg.maxMs + 15_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      try {
+        if (code !== 0) throw new Error(`sender exited ${code}: ${err}`);
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------- receivers
+
+function freePort(kind) {
+  return new Promise((resolve, reject) => {
+    if (kind === 'tcp') {
+      const s = createServer();
+      s.on('error', reject);
+      s.listen(0, HOST, () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    } else {
+      const s = dgram.createSocket('udp4');
+      s.on('error', reject);
+      s.bind(0, HOST, () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    }
+  });
+}
+
+/** Bytes queued on the UDP sockets bound to 127.0.0.1:port, from /proc/net/udp (rx_queue). */
+function queuedBytes(port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let total = 0;
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5 || f[1] !== `0100007F:${hexPort}`) continue;
+    total += parseInt(f[4].split(':')[1], 16);
+  }
+  return total;
+}
+
+/** Waits until the port's queues are empty twice in a row (bounded). */
+async function waitDrained(port, maxMs = 10_000) {
+  const end = Date.now() + maxMs;
+  let empty = 0;
+  while (Date.now() < end && empty < 2) {
+    empty = queuedBytes(port) === 0 ? empty + 1 : 0;
+    await sleep(50);
+  }
+}
+
+/** user+sys CPU in ms of a process, from /proc/PID/stat. */
+function cpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+function spawnLogged(args, opts = {}) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  const exited = new Promise((r) => child.on('close', (code, signal) => r({ code, signal })));
+  return { child, log: () => log, exited };
+}
+
+async function waitFor(fn, ms, what) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (fn()) return;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const ETSY_BACKEND = `
+const fs = require('fs');
+exports.init = function (startup, config, events) {
+  events.on('flush', function (ts, m) { fs.appendFileSync(config.dumpFile, JSON.stringify({ counters: m.counters }) + '\\n'); });
+  return true;
+};
+`;
+
+// Etsy statsd 0.9.0 has no receive-buffer setting; for the same-buffer rows this
+// preload gives its dgram socket the SO_RCVBUF shardgram gets from --rcvbuf.
+const ETSY_RCVBUF_PRELOAD = `
+const dgram = require('dgram');
+const create = dgram.createSocket;
+const size = Number(process.env.ETSY_RCVBUF);
+dgram.createSocket = function (type, listener) {
+  const opts = typeof type === 'string' ? { type } : { ...type };
+  opts.recvBufferSize = size;
+  return create.call(this, opts, listener);
+};
+`;
+
+async function runEtsy(dir, cfg, { rcvbuf } = {}) {
+  const port = await freePort('udp');
+  const dump = join(dir, `etsy-${port}.jsonl`);
+  const backend = join(dir, 'etsy-backend.cjs');
+  writeFileSync(backend, ETSY_BACKEND);
+  const config = join(dir, `etsy-${port}.js`);
+  writeFileSync(config, JSON.stringify({
+    port, address: HOST, mgmt_port: await freePort('tcp'), mgmt_address: HOST, flushInterval: FLUSH_MS, backends: [backend], dumpFile: dump,
+  }));
+  let p;
+  if (rcvbuf) {
+    const preload = join(dir, 'etsy-rcvbuf.cjs');
+    writeFileSync(preload, ETSY_RCVBUF_PRELOAD);
+    p = spawnLogged(['-r', preload, ETSY, config], { env: { ...process.env, ETSY_RCVBUF: String(rcvbuf) } });
+  } else {
+    p = spawnLogged([ETSY, config]);
+  }
+  try {
+    await waitFor(() => /server is up/.test(p.log()), 10_000, 'Etsy statsd to start');
+    const cpu0 = cpuMs(p.child.pid);
+    const s = await runSender({ ...cfg, port });
+    await waitDrained(port);
+    const cpu = cpuMs(p.child.pid) - cpu0;
+    p.child.kill('SIGTERM');
+    await p.exited;
+    let received = 0;
+    for (const line of readFileSync(dump, 'utf8').split('\n').filter(Boolean)) {
+      for (const [k, v] of Object.entries(JSON.parse(line).counters)) if (k.startsWith('bench.')) received += v;
+    }
+    return { sent: s.sent, sendMs: s.ms, received, cpuMs: cpu };
+  } finally {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  }
+}
+
+async function runShardgram(dir, cfg, { engine, workers, rcvbuf }) {
+  const out = join(dir, `shardgram-${Date.now()}-${engine}.jsonl`);
+  const args = [SHARDGRAM, 'serve', 'statsd', '--port', '0', '--workers', String(workers), '--engine', engine, '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`];
+  if (rcvbuf) args.push('--rcvbuf', rcvbuf);
+  const p = spawnLogged(args);
+  try {
+    const ready = /^shardgram: \S+ on udp 127\.0\.0\.1:(\d+) .*\n/m;
+    await waitFor(() => ready.test(p.log()) || p.child.exitCode !== null, 20_000, 'shardgram to start');
+    const m = ready.exec(p.log());
+    if (!m) throw new Error(`shardgram did not start:\n${p.log()}`);
+    const port = Number(m[1]);
+    const pids = [...p.log().matchAll(/worker \d+ ready: pid (\d+)/g)].map((m) => Number(m[1]));
+    const cpu0 = pids.reduce((s, pid) => s + cpuMs(pid), 0);
+    const s = await runSender({ ...cfg, port });
+    await waitDrained(port);
+    const cpu = pids.reduce((s2, pid) => s2 + cpuMs(pid), 0) - cpu0;
+    p.child.kill('SIGTERM');
+    const { code } = await p.exited;
+    if (code !== 0) throw new Error(`shardgram exited ${code}:\n${p.log()}`);
+    let received = 0;
+    for (const line of readFileSync(out, 'utf8').split('\n').filter(Boolean)) {
+      for (const [k, v] of Object.entries(JSON.parse(line).counters)) if (k.startsWith('bench.')) received += v;
+    }
+    const drops = /(\d+) dropped by the kernel/.exec(p.log());
+    return { sent: s.sent, sendMs: s.ms, received, cpuMs: cpu, kernelDrops: drops ? Number(drops[1]) : undefined };
+  } finally {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  }
+}
+
+// ---------------------------------------------------------------- the run
+
+const pct = (x) => `${(100 * x).toFixed(2)}%`;
+const int = (n) => Math.round(n).toLocaleString('en-US');
+
+/**
+ * Runs the benchmark: Etsy statsd and shardgram statsd (dgram and native engines,
+ * 2 workers) each get `rounds` bursts of `count` datagrams. Returns a markdown
+ * section and the rows (sums over the rounds).
+ */
+export async function runStatsdBench({
+  log = (line) => process.stderr.write(`${line}\n`), count = 400_000, sources = 64, names = 64, rounds = 2, workers = 2, maxMsPerBurst = 8000,
+} = {}) {
+  if (!existsSync(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error('build first: npm run build');
+  if (!Number.isInteger(count) || count < 1 || count > 5_000_000) throw new Error('count: 1 to 5000000');
+  const cfg = { count, sources, names, batch: 64, maxMs: maxMsPerBurst };
+  const dir = mkdtempSync(join(os.tmpdir(), 'shardgram-statsd-bench-'));
+  const big = 4 << 20;
+  const configs = [
+    { name: 'Etsy statsd 0.9.0 (1 process), default SO_RCVBUF', buffer: 'default', etsy: true, run: () => runEtsy(dir, cfg) },
+    { name: `shardgram statsd, ${workers} workers, dgram engine, default SO_RCVBUF`, buffer: 'default', run: () => runShardgram(dir, cfg, { engine: 'dgram', workers }) },
+    { name: `shardgram statsd, ${workers} workers, native engine, default SO_RCVBUF`, buffer: 'default', run: () => runShardgram(dir, cfg, { engine: 'native', workers }) },
+    { name: 'Etsy statsd 0.9.0 (1 process), SO_RCVBUF 4 MiB', buffer: '4m', etsy: true, run: () => runEtsy(dir, cfg, { rcvbuf: big }) },
+    { name: `shardgram statsd, ${workers} workers, native engine, --rcvbuf 4m`, buffer: '4m', run: () => runShardgram(dir, cfg, { engine: 'native', workers, rcvbuf: '4m' }) },
+  ];
+  const totals = configs.map((c) => ({ name: c.name, buffer: c.buffer, etsy: Boolean(c.etsy), sent: 0, received: 0, cpuMs: 0, sendMs: 0, runs: 0 }));
+  const started = Date.now();
+  try {
+    for (let r = 0; r < rounds; r++) {
+      // Interleaved, so that a slow moment of the machine hits every row alike.
+      for (const [i, c] of configs.entries()) {
+        const res = await c.run();
+        const t = totals[i];
+        t.sent += res.sent;
+        t.received += res.received;
+        t.cpuMs += res.cpuMs;
+        t.sendMs += res.sendMs;
+        t.runs++;
+        log(`statsd bench round ${r + 1}/${rounds}: ${c.name}: sent ${int(res.sent)} in ${res.sendMs.toFixed(0)} ms, received ${int(res.received)}, lost ${pct(1 - res.received / res.sent)}`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const rows = totals.map((t) => ({
+    name: t.name, buffer: t.buffer, etsy: t.etsy, sent: t.sent, received: t.received, lost: t.sent - t.received, lossPct: (100 * (t.sent - t.received)) / t.sent,
+    sendRate: t.sent / (t.sendMs / 1000), cpuUsPerReceived: t.received ? (1000 * t.cpuMs) / t.received : 0,
+  }));
+  const lines = [
+    '| receiver | sent | received | lost | loss % | receiver CPU µs / received datagram |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${int(r.sent)} | ${int(r.received)} | ${int(r.lost)} | ${r.lossPct.toFixed(2)}% | ${r.cpuUsPerReceived.toFixed(2)} |`),
+  ];
+  // The target, per buffer size: the best shardgram row against Etsy with the same buffer.
+  const verdicts = [];
+  for (const buffer of ['default', '4m']) {
+    const etsy = rows.find((r) => r.etsy && r.buffer === buffer);
+    const mine = rows.filter((r) => !r.etsy && r.buffer === buffer);
+    if (!etsy || !mine.length) continue;
+    const best = mine.reduce((a, b) => (b.lost < a.lost ? b : a));
+    const ratio = etsy.lost > 0 ? best.lost / etsy.lost : best.lost === 0 ? 0 : Infinity;
+    verdicts.push(
+      `- ${buffer === 'default' ? 'default SO_RCVBUF' : 'SO_RCVBUF 4 MiB'}: shardgram (${best.name.split(', ').slice(1, 3).join(', ')}) lost ` +
+        `${etsy.lost > 0 ? `${(100 * ratio).toFixed(1)}% of what Etsy statsd lost` : `${int(best.lost)} (Etsy statsd lost none)`}: ` +
+        `target (under 10%) ${ratio < 0.1 ? 'met' : 'not met'}.`,
+    );
+  }
+  const markdown = [
+    '## StatsD: Etsy statsd vs shardgram statsd under a saturating burst',
+    '',
+    `${rounds} round${rounds > 1 ? 's' : ''} × ${int(count)} single-metric datagrams ("bench.cNN:1|c", ${names} names) per receiver, from ${sources} source ports, ` +
+      `sent with sendmmsg as fast as the sender goes (about ${int(rows.reduce((s, r) => s + r.sendRate, 0) / rows.length)} datagrams/s here), ` +
+      `rows interleaved. "received" is the receiver's flushed counter total (both flush on SIGTERM, after the burst has drained). ` +
+      `The default SO_RCVBUF is net.core.rmem_default = ${readSysctl('net.core.rmem_default')} bytes; Etsy statsd has no buffer setting, ` +
+      `so its 4 MiB rows get it from a preload that sets dgram's recvBufferSize. ` +
+      `${os.cpus().length} CPUs, shared by the sender and the receivers; Node ${process.versions.node}; default steering policy (key).`,
+    '',
+    ...lines,
+    '',
+    ...verdicts,
+    '',
+    `Generated by \`node bench/statsd.js\` on ${new Date().toISOString().slice(0, 10)} in ${((Date.now() - started) / 1000).toFixed(0)} s.`,
+    '',
+  ].join('\n');
+  return { markdown, rows };
+}
+
+function readSysctl(name) {
+  try {
+    return readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
+// ---------------------------------------------------------------- entry points
+
+if (process.env[SENDER_ENV]) {
+  senderMain(JSON.parse(process.env[SENDER_ENV])).catch((err) => {
+    process.stderr.write(`${err.stack ?? err}\n`);
+    process.exit(1);
+  });
+} else if (process.argv[1] === SELF) {
+  const { values } = parseArgs({
+    options: {
+      count: { type: 'string', default: '400000' },
+      sources: { type: 'string', default: '64' },
+      names: { type: 'string', default: '64' },
+      rounds: { type: 'string', default: '2' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--json]\n');
+    process.exit(0);
+  }
+  const { markdown, rows } = await runStatsdBench({
+    count: Number(values.count), sources: Number(values.sources), names: Number(values.names), rounds: Number(values.rounds),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : markdown);
+}

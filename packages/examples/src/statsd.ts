@@ -1,0 +1,101 @@
+/**
+ * statsd: a StatsD (and DogStatsD-tag) receiver whose flushes are exactly what one
+ * Etsy-statsd-like process would compute, however the datagrams were spread.
+ *
+ *   npx shardgram serve statsd --port 8125 --workers 4 \
+ *       --app-option flushInterval=10000 --app-option percentiles=90,99 \
+ *       --app-option jsonOut=./flushes.jsonl --app-option graphite=127.0.0.1:2003
+ *
+ * Worker side (default export): parses and aggregates its share of the datagrams; on
+ * the supervisor's flush request it sends its partial and starts afresh; its close
+ * hook sends the last one. Supervisor side (`supervisor`): the flush rounds, the
+ * merge, and the outputs (JSON lines, Graphite plaintext, /metrics). See
+ * docs/statsd.md.
+ */
+import { appendFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { type AppDefaults, defineApp, defineAppSupervisor } from '@shardgram/udp-core';
+import { PartialAggregate } from './statsd/aggregate.js';
+import { FlushCollector, type FlushOutput } from './statsd/collector.js';
+import { appendJson, formatGraphite, sendGraphite } from './statsd/flush.js';
+import { parseStatsdOptions } from './statsd/options.js';
+import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
+
+/**
+ * What the supervisor uses for this app unless told otherwise: `key` steering on the
+ * metric name (the bytes before the first ":"), so one name always lands on one
+ * worker and its gauge operations keep their arrival order; the native engine and a
+ * 4 MiB receive buffer per socket, which is what keeps a burst from being dropped
+ * (docs/statsd.md, benchmark).
+ */
+export const defaults: AppDefaults = {
+  policy: { name: 'key', delimiter: 0x3a, maxLength: 64 },
+  engine: 'native',
+  rcvbuf: 4 * 1024 * 1024,
+};
+
+/** Bad lines logged per worker before they are only counted. */
+const BAD_LINES_LOGGED = 5;
+
+export default defineApp((socket, ctx) => {
+  parseStatsdOptions(ctx.options); // a bad option stops the service at start, with its name
+  let badLogged = 0;
+  const agg = new PartialAggregate({
+    onBadLine: (line, reason) => {
+      if (badLogged >= BAD_LINES_LOGGED) return;
+      badLogged++;
+      const more = badLogged === BAD_LINES_LOGGED ? ' (further bad lines are only counted)' : '';
+      ctx.log(`statsd: bad line ${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}${more}`);
+    },
+  });
+  socket.on('message', (msg) => agg.datagram(msg));
+  ctx.send({ t: 'statsd.hello', index: ctx.index, pid: ctx.pid } satisfies HelloMessage);
+  let closed = false;
+  const partial = (id: number | null, final: boolean): PartialMessage => ({
+    t: 'statsd.partial', index: ctx.index, pid: ctx.pid, id, final, partial: agg.take(),
+  });
+  ctx.onSupervisorMessage((m) => {
+    if (!closed && isFlushRequest(m)) ctx.send(partial(m.id, false));
+  });
+  return {
+    close() {
+      // After the drain: everything this worker received goes to the last flush.
+      closed = true;
+      ctx.send(partial(null, true));
+    },
+  };
+});
+
+export const supervisor = defineAppSupervisor((ctx) => {
+  const o = parseStatsdOptions(ctx.options);
+  const outputs: { name: string; write: FlushOutput }[] = [];
+  if (o.jsonOut !== undefined) {
+    const path = resolve(o.jsonOut);
+    appendFileSync(path, ''); // fails now, not at the first flush, when the file cannot be written
+    outputs.push({ name: `jsonOut ${path}`, write: (r) => appendJson(path, r) });
+  }
+  if (o.graphite) {
+    const g = o.graphite;
+    outputs.push({
+      name: `graphite ${g.host}:${g.port}`,
+      write: async (r) => {
+        const text = formatGraphite(r, o.graphitePrefix, o.flushIntervalMs);
+        if (text) await sendGraphite(g, text);
+      },
+    });
+  }
+  const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs });
+  collector.start();
+  ctx.log(
+    `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +
+      (o.jsonOut !== undefined ? `; JSON lines to ${resolve(o.jsonOut)}` : '') +
+      (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : ''),
+  );
+  return {
+    message(index, m) {
+      if (isFromWorker(m)) collector.message(index, m);
+    },
+    stop: () => collector.stop(),
+    metrics: () => collector.metrics(),
+  };
+});

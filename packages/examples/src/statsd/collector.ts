@@ -1,0 +1,217 @@
+/**
+ * The supervisor side's flush rounds. Every flush interval (aligned to the start):
+ *
+ * 1. broadcast `flush {id}` to the workers (those that said hello and have not sent a
+ *    final partial);
+ * 2. merge each worker's reply as it arrives; wait until every one has answered, or
+ *    `flushTimeout` has passed — a worker that did not answer is logged and counted
+ *    (`missing_partials`), and its partial, when it does come, is merged into the next
+ *    flush (nothing is dropped, it is only late);
+ * 3. finish the interval (merge.ts) and hand the result to the outputs (JSON file,
+ *    Graphite) one flush at a time.
+ *
+ * On a graceful stop every worker drains its socket and its close hook sends a final
+ * partial; the app's stop hook then runs (after all of them arrived), finishes a round
+ * still open, and flushes the last partial interval (`final: true`).
+ *
+ * Workers are tracked by pid, so a reload (a new process on the slot while the old one
+ * drains) and a crash restart (the old process is gone with its unflushed partial)
+ * both work: a member that misses a round and has been replaced by a newer process on
+ * its slot, or that missed three rounds in a row, is dropped from the rounds.
+ */
+import type { Partial } from './aggregate.js';
+import { IntervalMerge, type FlushResult } from './merge.js';
+import type { StatsdOptions } from './options.js';
+import type { FlushRequest, FromWorker } from './protocol.js';
+import { formatPrometheus } from './flush.js';
+
+export type FlushOutput = (r: FlushResult) => Promise<void>;
+
+export interface CollectorDeps {
+  options: StatsdOptions;
+  log(line: string): void;
+  broadcast(message: FlushRequest): void;
+  /** Where each flush goes (e.g. the JSON file and Graphite). */
+  outputs: { name: string; write: FlushOutput }[];
+}
+
+interface Member {
+  index: number;
+  pid: number;
+  /** Hello order: a higher number on the same index is a newer process. */
+  order: number;
+  misses: number;
+}
+
+interface Round {
+  id: number;
+  waiting: Map<number, Member>;
+  finish: () => void;
+  timer: NodeJS.Timeout;
+}
+
+const MAX_MISSES = 3;
+
+export class FlushCollector {
+  private readonly o: StatsdOptions;
+  private readonly members = new Map<number, Member>();
+  private helloCount = 0;
+  private pending = new IntervalMerge();
+  private readonly gauges = new Map<string, number>();
+  private round: Round | undefined;
+  private roundSeq = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private startedAt = Date.now();
+  private lastFlushAt = Date.now();
+  private lateLogged = 0;
+  // For /metrics.
+  private last: FlushResult | undefined;
+  private readonly counterTotals = new Map<string, number>();
+  private totals = { badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0 };
+
+  constructor(private readonly deps: CollectorDeps) {
+    this.o = deps.options;
+  }
+
+  /** Starts the flush timer. */
+  start(): void {
+    this.startedAt = Date.now();
+    this.lastFlushAt = this.startedAt;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const every = this.o.flushIntervalMs;
+    const delay = every - ((Date.now() - this.startedAt) % every);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.chain = this.chain
+        .then(() => this.flushRound())
+        .catch((err: unknown) => this.deps.log(`flush failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`))
+        .then(() => this.schedule());
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** A message a worker sent (the app's supervisor `message` hook). */
+  message(index: number, m: FromWorker): void {
+    if (m.t === 'statsd.hello') {
+      this.members.set(m.pid, { index, pid: m.pid, order: ++this.helloCount, misses: 0 });
+      return;
+    }
+    this.merge(m.partial);
+    const member = this.members.get(m.pid);
+    const r = this.round;
+    if (m.final) {
+      this.members.delete(m.pid);
+      if (r?.waiting.delete(m.pid) && r.waiting.size === 0) r.finish();
+      return;
+    }
+    if (member) member.misses = 0;
+    if (r && m.id === r.id) {
+      if (r.waiting.delete(m.pid) && r.waiting.size === 0) r.finish();
+    } else if (this.lateLogged < 20) {
+      this.lateLogged++;
+      this.deps.log(`late partial from worker ${index} (pid ${m.pid}) for flush round ${m.id}: merged into the next flush`);
+    }
+  }
+
+  private merge(p: Partial): void {
+    this.pending.add(p);
+  }
+
+  /** One round: ask, wait (bounded), flush. */
+  private async flushRound(): Promise<void> {
+    const id = ++this.roundSeq;
+    const waiting = new Map(this.members);
+    let missing: Member[] = [];
+    if (waiting.size > 0) {
+      await new Promise<void>((resolve) => {
+        const finish = (): void => {
+          clearTimeout(r.timer);
+          if (this.round === r) this.round = undefined;
+          missing = [...r.waiting.values()];
+          resolve();
+        };
+        const r: Round = { id, waiting, finish, timer: setTimeout(() => finish(), this.o.flushTimeoutMs) };
+        this.round = r;
+        this.deps.broadcast({ t: 'statsd.flush', id });
+      });
+    }
+    this.noteMissing(id, missing);
+    await this.emit(false, missing.map((m) => m.index));
+  }
+
+  private noteMissing(id: number, missing: Member[]): void {
+    for (const m of missing) {
+      m.misses++;
+      this.totals.missingPartials++;
+      const newer = [...this.members.values()].find((o) => o.index === m.index && o.order > m.order);
+      let fate = 'flushing without it; its partial, if it comes, goes into the next flush';
+      if (newer) fate = `it was replaced by pid ${newer.pid}: its figures since its last flush are lost unless they still come`;
+      else if (m.misses >= MAX_MISSES) fate = `${m.misses} rounds in a row: no longer waiting for it`;
+      this.deps.log(`flush round ${id}: no partial from worker ${m.index} (pid ${m.pid}) within ${this.o.flushTimeoutMs} ms; ${fate}`);
+      if (newer || m.misses >= MAX_MISSES) this.members.delete(m.pid);
+    }
+  }
+
+  private async emit(final: boolean, missingWorkers: number[]): Promise<void> {
+    const now = Date.now();
+    const r = this.pending.finish(this.gauges, this.o.percentiles, {
+      timestamp: Math.round(now / 1000),
+      flush: ++this.totals.flushes,
+      final,
+      interval_ms: now - this.lastFlushAt,
+      missing_workers: missingWorkers,
+    });
+    this.lastFlushAt = now;
+    this.last = r;
+    for (const [k, v] of Object.entries(r.counters)) this.counterTotals.set(k, (this.counterTotals.get(k) ?? 0) + v);
+    this.totals.badLines += r.bad_lines_seen;
+    this.totals.metrics += r.metrics_received;
+    this.totals.packets += r.packets_received;
+    for (const out of this.deps.outputs) {
+      try {
+        await out.write(r);
+      } catch (err) {
+        this.totals.outputErrors++;
+        this.deps.log(`flush ${r.flush}: ${out.name} output failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
+
+  /**
+   * The stop hook: waits (bounded) for the final partials of workers still counted,
+   * closes an open round, flushes the last partial interval, waits for the outputs.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return this.chain;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    // Every worker has exited, and their final partials normally arrived before this
+    // hook; a process's last IPC message can still be in flight when its exit is seen,
+    // so give stragglers a moment (a crashed worker never sends one).
+    const end = Date.now() + Math.min(this.o.flushTimeoutMs, 1000);
+    while (this.members.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    for (const m of this.members.values()) this.deps.log(`stop: no final partial from worker ${m.index} (pid ${m.pid}); its figures since its last flush are lost`);
+    // Nobody else will answer an open round.
+    this.round?.finish();
+    await this.chain;
+    this.chain = this.emit(true, []);
+    return this.chain;
+  }
+
+  /** GET /metrics text. */
+  metrics(): string {
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals });
+  }
+
+  /** The last flush (for tests and embedding). */
+  get lastFlush(): FlushResult | undefined {
+    return this.last;
+  }
+}

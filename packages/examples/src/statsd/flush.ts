@@ -1,0 +1,160 @@
+/**
+ * What a flush turns into: a JSON line (jsonOut), Graphite plaintext (graphite), and
+ * Prometheus text for GET /metrics; and the two writers that deliver the first two.
+ */
+import { appendFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { splitKey } from './parser.js';
+import type { FlushResult } from './merge.js';
+import type { GraphiteTarget } from './options.js';
+
+/** One flush as one line of JSON (with its "\n"). */
+export function formatJson(r: FlushResult): string {
+  return `${JSON.stringify(r)}\n`;
+}
+
+/** A bare tag `k` becomes `k=true`: Graphite and Prometheus need a value. */
+function tagPairs(tags: readonly string[]): [string, string][] {
+  return tags.map((t) => {
+    const eq = t.indexOf('=');
+    return eq < 0 ? [t, 'true'] : [t.slice(0, eq), t.slice(eq + 1) || 'true'];
+  });
+}
+
+function graphiteName(prefix: string, kind: string, key: string, ...suffix: string[]): string {
+  const { name, tags } = splitKey(key);
+  const path = [prefix, kind, name, ...suffix].filter((p) => p !== '').join('.');
+  const t = tagPairs(tags).map(([k, v]) => `;${k}=${v}`).join('');
+  return path + t;
+}
+
+function num(v: number): string {
+  return Number.isFinite(v) ? String(v) : '0';
+}
+
+/**
+ * Graphite plaintext ("path value timestamp" lines), in Etsy statsd's non-legacy
+ * namespace: <prefix>.counters.<name>.count and .rate, <prefix>.gauges.<name>,
+ * <prefix>.sets.<name>.count, <prefix>.timers.<name>.<stat>, and
+ * <prefix>.statsd.bad_lines_seen / metrics_received / packets_received. Tags follow
+ * the path in Graphite's tagged form: `…count;env=prod`.
+ */
+export function formatGraphite(r: FlushResult, prefix: string, flushIntervalMs: number): string {
+  const ts = r.timestamp;
+  const lines: string[] = [];
+  const add = (path: string, v: number): void => void lines.push(`${path} ${num(v)} ${ts}`);
+  const seconds = flushIntervalMs / 1000;
+  for (const [k, v] of Object.entries(r.counters)) {
+    add(graphiteName(prefix, 'counters', k, 'count'), v);
+    add(graphiteName(prefix, 'counters', k, 'rate'), v / seconds);
+  }
+  for (const [k, v] of Object.entries(r.gauges)) add(graphiteName(prefix, 'gauges', k), v);
+  for (const [k, v] of Object.entries(r.sets)) add(graphiteName(prefix, 'sets', k, 'count'), v);
+  for (const [k, t] of Object.entries(r.timers)) {
+    for (const [stat, v] of Object.entries(t)) add(graphiteName(prefix, 'timers', k, stat), v);
+  }
+  add([prefix, 'statsd', 'bad_lines_seen'].filter(Boolean).join('.'), r.bad_lines_seen);
+  add([prefix, 'statsd', 'metrics_received'].filter(Boolean).join('.'), r.metrics_received);
+  add([prefix, 'statsd', 'packets_received'].filter(Boolean).join('.'), r.packets_received);
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** Sends one flush's text over a new TCP connection (as Etsy's graphite backend does). */
+export function sendGraphite(target: GraphiteTarget, text: string, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: target.host, port: target.port });
+    let done = false;
+    const finish = (err?: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        sock.destroy();
+        reject(err);
+      } else resolve();
+    };
+    const timer = setTimeout(() => finish(new Error(`graphite ${target.host}:${target.port}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('error', (err) => finish(new Error(`graphite ${target.host}:${target.port}: ${err.message}`)));
+    sock.on('connect', () => sock.end(text));
+    sock.on('close', () => finish());
+  });
+}
+
+/** Appends one JSON line per flush to a file. */
+export function appendJson(path: string, r: FlushResult): Promise<void> {
+  return appendFile(path, formatJson(r));
+}
+
+// ---------------------------------------------------------------- Prometheus
+
+const RESERVED_LABELS = new Set(['metric', 'stat', 'quantile', 'le', 'job', 'instance']);
+
+function escLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+function labelName(k: string): string {
+  let n = k.replace(/[^a-zA-Z0-9_]/g, '_');
+  if (/^[0-9]/.test(n)) n = `_${n}`;
+  if (n === '' || RESERVED_LABELS.has(n) || n.startsWith('__')) n = `tag_${n}`;
+  return n;
+}
+
+/** `metric="name",tag="v",…` for a key, plus extra labels. */
+export function promLabels(key: string, extra: [string, string][] = []): string {
+  const { name, tags } = splitKey(key);
+  const seen = new Set<string>(['metric']);
+  const parts = [`metric="${escLabel(name)}"`];
+  for (const [k, v] of [...tagPairs(tags).map(([k, v]): [string, string] => [labelName(k), v]), ...extra]) {
+    if (seen.has(k)) continue;
+    seen.add(k);
+    parts.push(`${k}="${escLabel(v)}"`);
+  }
+  return parts.join(',');
+}
+
+/** What /metrics shows: the last flush, and totals since the start. */
+export interface PrometheusState {
+  last: FlushResult | undefined;
+  /** Counter totals since the start, by key. */
+  counterTotals: ReadonlyMap<string, number>;
+  badLines: number;
+  metrics: number;
+  packets: number;
+  flushes: number;
+  missingPartials: number;
+  outputErrors: number;
+}
+
+export function formatPrometheus(s: PrometheusState): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string): void => void out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  family('shardgram_statsd_counter_total', 'counter', 'StatsD counter: sample-rate-corrected total since the service started.');
+  for (const [k, v] of s.counterTotals) out.push(`shardgram_statsd_counter_total{${promLabels(k)}} ${num(v)}`);
+  const last = s.last;
+  if (last) {
+    family('shardgram_statsd_counter', 'gauge', 'StatsD counter: total of the last flush interval.');
+    for (const [k, v] of Object.entries(last.counters)) out.push(`shardgram_statsd_counter{${promLabels(k)}} ${num(v)}`);
+    family('shardgram_statsd_gauge', 'gauge', 'StatsD gauge value at the last flush.');
+    for (const [k, v] of Object.entries(last.gauges)) out.push(`shardgram_statsd_gauge{${promLabels(k)}} ${num(v)}`);
+    family('shardgram_statsd_set_unique', 'gauge', 'StatsD set: unique members in the last flush interval.');
+    for (const [k, v] of Object.entries(last.sets)) out.push(`shardgram_statsd_set_unique{${promLabels(k)}} ${num(v)}`);
+    family('shardgram_statsd_timer', 'gauge', 'StatsD timer figures of the last flush interval (stat: count, sum, mean, min, max, median, p<NN>).');
+    for (const [k, t] of Object.entries(last.timers)) {
+      for (const [stat, v] of Object.entries(t)) out.push(`shardgram_statsd_timer{${promLabels(k, [['stat', stat]])}} ${num(v)}`);
+    }
+    family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.');
+    out.push(`shardgram_statsd_last_flush_timestamp_seconds ${last.timestamp}`);
+  }
+  const total = (name: string, help: string, v: number): void => {
+    family(name, 'counter', help);
+    out.push(`${name} ${v}`);
+  };
+  total('shardgram_statsd_bad_lines_seen_total', 'Lines that were not valid metrics (Etsy: bad_lines_seen).', s.badLines);
+  total('shardgram_statsd_metrics_received_total', 'Non-empty lines received.', s.metrics);
+  total('shardgram_statsd_packets_received_total', 'Datagrams received.', s.packets);
+  total('shardgram_statsd_flushes_total', 'Flushes done.', s.flushes);
+  total('shardgram_statsd_missing_partials_total', "Flushes that went ahead without a worker's partial (it timed out).", s.missingPartials);
+  total('shardgram_statsd_output_errors_total', 'Failed JSON or Graphite writes.', s.outputErrors);
+  return `${out.join('\n')}\n`;
+}

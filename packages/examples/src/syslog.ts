@@ -1,0 +1,139 @@
+/**
+ * Syslog receiver: RFC 5424 and BSD (RFC 3164) messages over UDP, one per datagram
+ * (RFC 5426), every one kept as a JSON line — malformed ones too, with their bytes.
+ *
+ *   npx shardgram serve syslog --port 5514 --workers 2 \
+ *     --app-option out=/var/log/shardgram/syslog.jsonl --app-option maxBytes=100m --app-option keep=5
+ *   logger -d -n 127.0.0.1 -P 5514 --rfc5424 'hello'
+ *
+ * Options (`--app-option key=value`): `out` (file; default standard output), `maxBytes`
+ * (rotate at this size, e.g. 100m; default never), `keep` (rotated files kept, default 5).
+ * See docs/syslog.md.
+ */
+import { defineApp, defineAppSupervisor, ShardgramError } from '@shardgram/udp-core';
+import { countFormat, newSyslogCounters, SyslogTotals } from './syslog/counters.js';
+import { isToSyslogSupervisor, isToSyslogWorker, type ToSyslogSupervisor } from './syslog/messages.js';
+import { parseSyslogOptions } from './syslog/options.js';
+import { parseSyslog } from './syslog/parse.js';
+import { recordLine, toRecord } from './syslog/record.js';
+import { RotationCoordinator } from './syslog/rotation.js';
+import { FileSink, ForwardSink, type RecordSink } from './syslog/sink.js';
+
+const STATUS_INTERVAL_MS = 500;
+
+/** Logs the first few of a kind, then one in a thousand. */
+function sampled(n: number): boolean {
+  return n <= 5 || n % 1000 === 0;
+}
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+export default defineApp((socket, ctx) => {
+  const options = parseSyslogOptions(ctx.options);
+  const counters = newSyslogCounters();
+  const sink: RecordSink = options.out ? new FileSink(options.out, options.maxBytes, ctx) : new ForwardSink(ctx);
+
+  const status = (final = false): void => {
+    ctx.send({ t: 'syslog.status', pid: ctx.pid, file: sink.fileId, counters: { ...counters }, final } satisfies ToSyslogSupervisor);
+  };
+
+  socket.on('message', (msg, rinfo) => {
+    const receivedAt = new Date();
+    const parsed = parseSyslog(msg, receivedAt);
+    counters.messages++;
+    countFormat(counters, parsed.format);
+    if (!parsed.utf8) counters.notUtf8++;
+    if (parsed.error !== null) {
+      counters.malformed++;
+      if (sampled(counters.malformed)) ctx.log(`malformed datagram #${counters.malformed} (${msg.length} bytes from ${rinfo.address}:${rinfo.port}), stored with its bytes: ${parsed.error}`);
+    }
+    const line = recordLine(toRecord(msg, { receivedAt, worker: ctx.index, workerPid: ctx.pid, senderAddress: rinfo.address, senderPort: rinfo.port }, parsed));
+    try {
+      counters.writtenBytes += sink.write(line);
+      counters.written++;
+    } catch (err) {
+      counters.writeErrors++;
+      if (sampled(counters.writeErrors)) ctx.log(`cannot write record #${counters.messages} (write error #${counters.writeErrors}): ${errorText(err)}`);
+    }
+  });
+
+  ctx.onSupervisorMessage((m) => {
+    if (!isToSyslogWorker(m)) return;
+    try {
+      sink.reopen();
+    } catch (err) {
+      ctx.log(`cannot reopen ${options.out ?? 'the output'}: ${errorText(err)}`);
+    }
+    status();
+  });
+
+  status();
+  const timer = setInterval(() => status(), STATUS_INTERVAL_MS);
+  timer.unref();
+
+  return {
+    close() {
+      clearInterval(timer);
+      try {
+        sink.close();
+      } catch (err) {
+        ctx.log(`closing ${options.out ?? 'the output'} failed: ${errorText(err)}`);
+      }
+      status(true);
+      const c = counters;
+      ctx.log(
+        `syslog: ${c.messages} messages (${c.rfc5424} RFC 5424, ${c.rfc3164} RFC 3164, ${c.unknown} unknown; ${c.malformed} malformed, ${c.notUtf8} not UTF-8), ` +
+          `${c.written} records written (${c.writtenBytes} bytes) to ${options.out ?? 'standard output'}${options.out ? ', fsynced' : ''}, ${c.writeErrors} write errors`,
+      );
+    },
+  };
+});
+
+/** The supervisor side: rotation of the shared file, standard output, and the counters for /metrics. */
+export const supervisor = defineAppSupervisor((ctx) => {
+  const options = parseSyslogOptions(ctx.options);
+  const totals = new SyslogTotals();
+  let rotation: RotationCoordinator | undefined;
+  if (options.out) {
+    rotation = new RotationCoordinator({
+      path: options.out,
+      maxBytes: options.maxBytes,
+      keep: options.keep,
+      log: (line) => ctx.log(line),
+      broadcast: () => ctx.broadcast({ t: 'syslog.reopen' }),
+    });
+    try {
+      rotation.start();
+    } catch (err) {
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `syslog: cannot open out=${options.out}: ${errorText(err)}`, { option: 'out' });
+    }
+  }
+  return {
+    message(index, m) {
+      if (!isToSyslogSupervisor(m)) return;
+      switch (m.t) {
+        case 'syslog.lines':
+          process.stdout.write(m.text);
+          break;
+        case 'syslog.status':
+          totals.update(index, m.pid, m.counters);
+          rotation?.report(m.pid, m.file, m.final);
+          break;
+        case 'syslog.full':
+          rotation?.full();
+          break;
+      }
+    },
+    metrics() {
+      return totals.prometheus(rotation ? { rotations: rotation.rotations, bytes: rotation.size() } : undefined);
+    },
+    stop() {
+      rotation?.stop();
+      const t = totals.total();
+      ctx.log(
+        `syslog: ${t.messages} messages received, ${t.written} records written to ${options.out ?? 'standard output'}` +
+          ` (${t.malformed} malformed, ${t.writeErrors} write errors${rotation ? `, ${rotation.rotations} rotations` : ''})`,
+      );
+    },
+  };
+});

@@ -1,0 +1,136 @@
+/**
+ * BSD syslog (RFC 3164) after the PRI, as senders really write it:
+ *
+ *   [TIMESTAMP SP [HOSTNAME SP]] [TAG[ "[" PID "]" ] ":" [SP]] MSG
+ *
+ * RFC 3164 is a description of practice rather than a grammar, so this parser never
+ * fails: what it cannot place is message text. It accepts
+ * - the RFC timestamp `Mmm dd hh:mm:ss` with the day space-padded (`Nov  7`), zero-padded
+ *   (`Nov 07`) or not padded (`Nov 7`); a fraction of a second (`.123`); a year before
+ *   the time (`Nov 7 2024 12:00:00`); Cisco's `*`/`.` sync markers and a trailing `:`
+ *   with or without a common time-zone name (`18:48:50.483 UTC:`);
+ * - an ISO 8601 / RFC 3339 timestamp (rsyslog's forwarding format), with `T` or a space;
+ * - no timestamp at all (then no hostname either: the rest is tag and message);
+ * - no hostname after the timestamp (the next word is a tag: it ends in `:` or `[pid]`);
+ * - a tag with or without `[pid]`, with or without the `:`, and up to 128 characters.
+ */
+
+export interface Rfc3164Fields {
+  /**
+   * ISO 8601. A BSD timestamp has no year and no zone: the year is inferred (the
+   * receiver's, or the one before when that would put the message more than a month
+   * in the future), and the result has no offset (it is the sender's local time).
+   * An ISO timestamp is kept as sent. null when there was none.
+   */
+  timestamp: string | null;
+  hostname: string | null;
+  /** The TAG, e.g. `sshd` of `sshd[42]:`. */
+  appName: string | null;
+  /** The PID of `tag[pid]`. */
+  procId: string | null;
+  message: string;
+}
+
+const MONTHS: Record<string, number> = {
+  jan: 1, feb: 2, mar: 3, apr: 4, may: 5, jun: 6, jul: 7, aug: 8, sep: 9, oct: 10, nov: 11, dec: 12,
+};
+
+// Both sticky: they match at `lastIndex` only. The lookahead makes sure the timestamp is a whole word.
+/** Zone names Cisco-style senders put after the time (`18:48:50.483 UTC:`); a list, so an upper-case tag (`CRON:`) stays a tag. */
+const ZONES = 'UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|MSK|JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT';
+const BSD_TS = new RegExp(`[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{1,9})?(?:(?: (?:${ZONES}))?:)?(?= |$)`, 'y');
+const ISO_TS = /(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?(?= |$)/y;
+/** `tag:` or `tag[pid]:`; what follows the colon is message (one SP after it is dropped). */
+const TAG_COLON = /([^\s[\]:]{1,128})(?:\[([^\]\s]{0,128})\])?:/y;
+/** `tag[pid]` followed by SP or the end. */
+const TAG_PID = /([^\s[\]:]{1,128})\[([^\]\s]{0,128})\](?= |$)/y;
+const HOSTNAME = /^[A-Za-z0-9._-]{1,255}$/;
+const IPV6ISH = /^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
+
+const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+
+interface Stamp {
+  iso: string;
+  end: number;
+}
+
+function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
+  BSD_TS.lastIndex = at;
+  const m = BSD_TS.exec(text);
+  if (!m) return null;
+  const month = MONTHS[m[1]!.toLowerCase()];
+  const day = Number(m[2]);
+  const [hour, minute, second] = [Number(m[4]), Number(m[5]), Number(m[6])];
+  if (month === undefined || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return null;
+  let year: number;
+  if (m[3] !== undefined) {
+    year = Number(m[3]);
+  } else {
+    // The receiver's year, unless that puts the message more than 31 days ahead (a
+    // December message read in January). Compared as local wall-clock times.
+    year = now.getFullYear();
+    const wall = Date.UTC(year, month - 1, day, hour, minute, second);
+    const nowWall = Date.UTC(now.getFullYear(), now.getMonth(), now.getDate(), now.getHours(), now.getMinutes(), now.getSeconds());
+    if (wall - nowWall > 31 * 86_400_000) year--;
+  }
+  return { iso: `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${m[7] ?? ''}`, end: BSD_TS.lastIndex };
+}
+
+function isoTimestamp(text: string, at: number): Stamp | null {
+  ISO_TS.lastIndex = at;
+  const m = ISO_TS.exec(text);
+  if (!m) return null;
+  const [month, day, hour, minute, second] = [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return null;
+  return { iso: m[0], end: ISO_TS.lastIndex };
+}
+
+function tagAt(text: string, at: number): { appName: string; procId: string | null; end: number } | null {
+  TAG_COLON.lastIndex = at;
+  let m = TAG_COLON.exec(text);
+  if (!m) {
+    TAG_PID.lastIndex = at;
+    m = TAG_PID.exec(text);
+    if (!m) return null;
+  }
+  const end = m.index + m[0].length;
+  return { appName: m[1]!, procId: m[2] ? m[2] : null, end };
+}
+
+function skipSpaces(text: string, i: number): number {
+  while (text.charCodeAt(i) === 0x20) i++;
+  return i;
+}
+
+/** Parses a BSD syslog message from `start` (just after the PRI, or 0 when it has none). */
+export function parseRfc3164(text: string, start = 0, now: Date = new Date()): Rfc3164Fields {
+  let i = start;
+  let timestamp: string | null = null;
+  let hostname: string | null = null;
+  const stamp = bsdTimestamp(text, i, now) ?? isoTimestamp(text, i);
+  if (stamp) {
+    timestamp = stamp.iso;
+    i = skipSpaces(text, stamp.end);
+    // HOSTNAME, unless the next word is already the tag (`sshd:`, `sshd[42]:`, `sshd[42]`).
+    // A last word is message, not a hostname.
+    const wordEnd = text.indexOf(' ', i);
+    if (wordEnd > i) {
+      const word = text.slice(i, wordEnd);
+      const ipv6 = IPV6ISH.test(word);
+      if (ipv6 || (HOSTNAME.test(word) && !tagAt(text, i))) {
+        hostname = word;
+        i = skipSpaces(text, wordEnd);
+      }
+    }
+  }
+  let appName: string | null = null;
+  let procId: string | null = null;
+  const tag = tagAt(text, i);
+  if (tag) {
+    appName = tag.appName;
+    procId = tag.procId;
+    i = tag.end;
+    if (text.charCodeAt(i) === 0x20) i++;
+  }
+  return { timestamp, hostname, appName, procId, message: text.slice(i) };
+}

@@ -1,0 +1,219 @@
+/**
+ * The supervisor side without processes: flush rounds with fake workers (replies,
+ * timeouts, late and final partials, a replaced worker), the output formats, Graphite
+ * over a local TCP server, and the options.
+ */
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PartialAggregate } from '@shardgram/examples/statsd/aggregate';
+import { FlushCollector } from '@shardgram/examples/statsd/collector';
+import { formatGraphite, formatPrometheus, sendGraphite } from '@shardgram/examples/statsd/flush';
+import type { FlushResult } from '@shardgram/examples/statsd/merge';
+import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
+import type { FlushRequest } from '@shardgram/examples/statsd/protocol';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(fn: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(5);
+  }
+}
+
+/** A collector wired to fake workers: each answers flush requests unless muted. */
+function harness(opts: Record<string, string>) {
+  const flushes: FlushResult[] = [];
+  const logs: string[] = [];
+  const workers = new Map<number, { index: number; agg: PartialAggregate; mute: boolean; held: FlushRequest[] }>();
+  const c = new FlushCollector({
+    options: parseStatsdOptions(opts),
+    log: (l) => logs.push(l),
+    broadcast: (m) => {
+      // Like IPC: asynchronous, in order.
+      for (const [pid, w] of workers) {
+        setImmediate(() => {
+          if (w.mute) w.held.push(m);
+          else c.message(w.index, { t: 'statsd.partial', index: w.index, pid, id: m.id, final: false, partial: w.agg.take() });
+        });
+      }
+    },
+    outputs: [{ name: 'test', write: async (r) => void flushes.push(r) }],
+  });
+  const hello = (index: number, pid: number): PartialAggregate => {
+    const agg = new PartialAggregate();
+    workers.set(pid, { index, agg, mute: false, held: [] });
+    c.message(index, { t: 'statsd.hello', index, pid });
+    return agg;
+  };
+  return { c, flushes, logs, workers, hello };
+}
+
+let stopMe: FlushCollector | undefined;
+afterEach(async () => {
+  await stopMe?.stop();
+  stopMe = undefined;
+});
+
+describe('flush rounds', () => {
+  it('merges every worker’s partial each interval, and the last partial interval on stop', async () => {
+    const h = harness({ flushInterval: '60', flushTimeout: '50' });
+    stopMe = h.c;
+    const a = h.hello(0, 100);
+    const b = h.hello(1, 101);
+    h.c.start();
+    a.datagram('x:1|c\nt:5|ms');
+    b.datagram('x:2|c\nt:1|ms\ns:u1|s');
+    await until(() => h.flushes.length >= 1);
+    expect(h.flushes[0]).toMatchObject({ flush: 1, final: false, counters: { x: 3 }, sets: { s: 1 }, missing_workers: [] });
+    expect(h.flushes[0]!.timers.t).toMatchObject({ count: 2, min: 1, max: 5, sum: 6 });
+    // Stop: each worker's close hook sends its final partial first.
+    a.datagram('x:10|c');
+    for (const [pid, w] of h.workers) h.c.message(w.index, { t: 'statsd.partial', index: w.index, pid, id: null, final: true, partial: w.agg.take() });
+    await h.c.stop();
+    const last = h.flushes.at(-1)!;
+    expect(last.final).toBe(true);
+    expect(h.flushes.reduce((s, f) => s + (f.counters.x ?? 0), 0)).toBe(13);
+    expect(h.logs).toEqual([]);
+  });
+
+  it('a worker that does not answer in time is logged and counted; its late partial goes into the next flush', async () => {
+    const h = harness({ flushInterval: '80', flushTimeout: '30' });
+    stopMe = h.c;
+    h.hello(0, 200).datagram('x:1|c');
+    const slow = h.hello(1, 201);
+    slow.datagram('x:100|c');
+    h.workers.get(201)!.mute = true;
+    h.c.start();
+    await until(() => h.flushes.length >= 1);
+    expect(h.flushes[0]).toMatchObject({ counters: { x: 1 }, missing_workers: [1] });
+    expect(h.logs.join('\n')).toMatch(/flush round 1: no partial from worker 1 \(pid 201\) within 30 ms; flushing without it/);
+    expect(h.c.metrics()).toMatch(/^shardgram_statsd_missing_partials_total 1$/m);
+    // The slow worker answers now (late): merged into the next flush, nothing lost.
+    const w = h.workers.get(201)!;
+    w.mute = false;
+    h.c.message(1, { t: 'statsd.partial', index: 1, pid: 201, id: w.held[0]!.id, final: false, partial: slow.take() });
+    await until(() => h.flushes.length >= 2);
+    expect(h.flushes[1]).toMatchObject({ counters: { x: 100 }, missing_workers: [] });
+    expect(h.logs.join('\n')).toMatch(/late partial from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
+  });
+
+  it('a crashed worker replaced on its slot stops being waited for', async () => {
+    const h = harness({ flushInterval: '60', flushTimeout: '20' });
+    stopMe = h.c;
+    h.hello(0, 300);
+    h.hello(1, 301);
+    h.workers.get(301)!.mute = true; // dead
+    h.workers.delete(301);
+    h.hello(1, 302); // its replacement
+    h.c.start();
+    await until(() => h.flushes.length >= 2);
+    expect(h.flushes[0]!.missing_workers).toEqual([1]);
+    expect(h.flushes[1]!.missing_workers).toEqual([]);
+    expect(h.logs.join('\n')).toMatch(/worker 1 \(pid 301\) .* it was replaced by pid 302/);
+  });
+
+  it('/metrics: Prometheus text with tags as labels, escaped', async () => {
+    const h = harness({ flushInterval: '40', flushTimeout: '20', percentiles: '90,99.9' });
+    stopMe = h.c;
+    h.hello(0, 400).datagram('req:2|c|#env:prod,metric:x,9lives:"q"\nlat:3|ms\nlat:5|ms\ng:7|g\nu:a|s');
+    h.c.start();
+    await until(() => h.flushes.length >= 1);
+    const text = h.c.metrics();
+    expect(text).toContain('shardgram_statsd_counter_total{metric="req",_9lives="q",env="prod",tag_metric="x"} 2');
+    expect(text).toContain('shardgram_statsd_gauge{metric="g"} 7');
+    expect(text).toContain('shardgram_statsd_set_unique{metric="u"} 1');
+    expect(text).toContain('shardgram_statsd_timer{metric="lat",stat="p99_9"} 5');
+    expect(text).toContain('shardgram_statsd_timer{metric="lat",stat="median"} 4');
+    expect(text).toMatch(/^# TYPE shardgram_statsd_counter_total counter$/m);
+    expect(formatPrometheus({ last: undefined, counterTotals: new Map([['a;k=x"y\\z', 1]]), badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0 }))
+      .toContain('shardgram_statsd_counter_total{metric="a",k="x\\"y\\\\z"} 1');
+  });
+});
+
+describe('Graphite plaintext', () => {
+  const r: FlushResult = {
+    timestamp: 1700000000, flush: 1, final: false, interval_ms: 10_000, bad_lines_seen: 2, metrics_received: 9, packets_received: 4, missing_workers: [],
+    counters: { 'api.hits;env=prod': 30 }, gauges: { temp: -3.5 }, sets: { users: 4 },
+    timers: { lat: { count: 2, sum: 8, mean: 4, min: 3, max: 5, median: 4, p90: 5 } },
+  };
+
+  it('uses Etsy statsd’s namespace with Graphite tags', () => {
+    expect(formatGraphite(r, 'stats', 10_000).split('\n')).toEqual([
+      'stats.counters.api.hits.count;env=prod 30 1700000000',
+      'stats.counters.api.hits.rate;env=prod 3 1700000000',
+      'stats.gauges.temp -3.5 1700000000',
+      'stats.sets.users.count 4 1700000000',
+      'stats.timers.lat.count 2 1700000000',
+      'stats.timers.lat.sum 8 1700000000',
+      'stats.timers.lat.mean 4 1700000000',
+      'stats.timers.lat.min 3 1700000000',
+      'stats.timers.lat.max 5 1700000000',
+      'stats.timers.lat.median 4 1700000000',
+      'stats.timers.lat.p90 5 1700000000',
+      'stats.statsd.bad_lines_seen 2 1700000000',
+      'stats.statsd.metrics_received 9 1700000000',
+      'stats.statsd.packets_received 4 1700000000',
+      '',
+    ]);
+  });
+
+  let server: Server | undefined;
+  afterEach(() => {
+    server?.close();
+    server = undefined;
+  });
+
+  it('is delivered over TCP to a local server', async () => {
+    const received: string[] = [];
+    server = createServer((s) => {
+      let buf = '';
+      s.on('data', (d) => (buf += d.toString()));
+      s.on('end', () => received.push(buf));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    await sendGraphite({ host: '127.0.0.1', port }, formatGraphite(r, 'stats', 10_000));
+    await until(() => received.length === 1);
+    expect(received[0]).toContain('stats.counters.api.hits.count;env=prod 30 1700000000\n');
+  });
+
+  it('reports a refused connection as an error (no throw past the promise)', async () => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1');
+    await once(s, 'listening');
+    const port = (s.address() as AddressInfo).port;
+    s.close();
+    await expect(sendGraphite({ host: '127.0.0.1', port }, 'x 1 1\n')).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe('options', () => {
+  it('defaults', () => {
+    expect(parseStatsdOptions({})).toEqual({
+      flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
+    });
+  });
+
+  it('parses every option', () => {
+    expect(parseStatsdOptions({ flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p' })).toEqual({
+      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: 'f.jsonl', graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
+    });
+    expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
+  });
+
+  it.each([
+    [{ flushInterval: 'soon' }, /flushInterval/],
+    [{ flushInterval: '5' }, /flushInterval/],
+    [{ percentiles: '90,101' }, /percentiles/],
+    [{ percentiles: '' }, /percentiles/],
+    [{ graphite: 'localhost' }, /graphite/],
+    [{ graphite: 'h:70000' }, /graphite/],
+    [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
+  ])('rejects %j', (o, msg) => {
+    expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * Exactness of the merge: a workload split over several workers' partials, merged,
+ * gives the same flush as one process that saw every line — under the `key` policy
+ * (one name, one worker) and under any other spread (with receive times in arrival
+ * order). Timer figures are checked against Etsy statsd's own process_metrics.
+ */
+import { createRequire } from 'node:module';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { PartialAggregate, type Partial } from '@shardgram/examples/statsd/aggregate';
+import { IntervalMerge, replayGauge, type FlushResult } from '@shardgram/examples/statsd/merge';
+import { timerSummary } from '@shardgram/examples/statsd/timer-stats';
+
+const require = createRequire(import.meta.url);
+type EtsyMetrics = { counters: object; timers: Record<string, number[]>; timer_counters: Record<string, number>; pctThreshold: number[]; histogram: []; timer_data?: Record<string, Record<string, number>> };
+const etsy = require('statsd/lib/process_metrics.js') as { process_metrics(m: EtsyMetrics, calc: string[] | undefined, flushInterval: number, ts: number, cb: (m: EtsyMetrics) => void): void };
+
+const PCT = [50, 90, 95, 99, 99.9];
+
+function flush(partials: Partial[], gauges = new Map<string, number>()): FlushResult {
+  const m = new IntervalMerge();
+  for (const p of partials) m.add(p);
+  return m.finish(gauges, PCT, { timestamp: 0, flush: 1, final: false, interval_ms: 0, missing_workers: [] });
+}
+
+const NAMES = ['a', 'b', 'c', 'd.e', 'f;env=x'];
+const line = fc.oneof(
+  fc.tuple(fc.constantFrom(...NAMES), fc.integer({ min: -50, max: 50 }), fc.constantFrom('', '|@0.5', '|@0.25', '|@0.1')).map(([n, v, r]) => `${n}:${v}|c${r}`),
+  fc.tuple(fc.constantFrom(...NAMES), fc.integer({ min: 0, max: 1000 }), fc.boolean()).map(([n, v, d]) => `g${n}:${d ? (v % 2 ? '+' : '-') : ''}${v}|g`),
+  fc.tuple(fc.constantFrom(...NAMES), fc.double({ min: 0, max: 1e4, noNaN: true }), fc.constantFrom('', '|@0.5')).map(([n, v, r]) => `t${n}:${v}|ms${r}`),
+  fc.tuple(fc.constantFrom(...NAMES), fc.integer({ min: 0, max: 30 })).map(([n, v]) => `s${n}:${v}|s`),
+  fc.constantFrom('junk', 'x:1|q'),
+);
+
+/** Runs `lines` through `workers` aggregates, routing each line with `route`; one clock for all. */
+function run(lines: string[], workers: number, route: (line: string, i: number) => number): { partials: Partial[]; single: Partial } {
+  let now = 0;
+  const clock = (): number => ++now;
+  const aggs = Array.from({ length: workers }, () => new PartialAggregate({ clock }));
+  let now1 = 0;
+  const single = new PartialAggregate({ clock: () => ++now1 });
+  lines.forEach((l, i) => {
+    aggs[route(l, i)]!.datagram(l);
+    single.datagram(l);
+  });
+  return { partials: aggs.map((a) => a.take()), single: single.take() };
+}
+
+const byName = (l: string, n: number): number => {
+  const name = l.split(':')[0]!;
+  let h = 0;
+  for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return h % n;
+};
+
+describe('merging partials is exact', () => {
+  it('key policy: one name → one worker; the merged flush equals one process', () => {
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 300 }), fc.integer({ min: 1, max: 6 }), (lines, n) => {
+        const { partials, single } = run(lines, n, (l) => byName(l, n));
+        expect(flush(partials)).toEqual(flush([single]));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('any spread (hash, random): still exact when receive times follow arrival order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(line, fc.nat()), { maxLength: 300 }), fc.integer({ min: 1, max: 6 }), (spec, n) => {
+        const { partials, single } = run(spec.map((s) => s[0]), n, (_l, i) => spec[i]![1] % n);
+        // Partials may arrive in any order.
+        expect(flush([...partials].reverse())).toEqual(flush([single]));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('gauges persist across flushes; deltas apply to the last value (Etsy semantics)', () => {
+    const gauges = new Map<string, number>();
+    const a = new PartialAggregate();
+    a.datagram('g:10|g\ng:+5|g\nh:-3|g');
+    expect(flush([a.take()], gauges).gauges).toEqual({ g: 15, h: -3 });
+    a.datagram('g:-1|g');
+    expect(flush([a.take()], gauges).gauges).toEqual({ g: 14, h: -3 });
+    expect(flush([], gauges).gauges).toEqual({ g: 14, h: -3 });
+    a.datagram('g:2|g\ng:+1|g');
+    expect(flush([a.take()], gauges).gauges).toEqual({ g: 3, h: -3 });
+  });
+
+  it('replays gauge ops of several workers in receive-time order', () => {
+    // worker A: set 10 at t=1, +1 at t=5; worker B: set 100 at t=3, +2 at t=4, +7 at t=6
+    const A = { abs: true, t: [1, 5], v: [10, 1] };
+    const B = { abs: true, t: [3, 4, 6], v: [100, 2, 7] };
+    expect(replayGauge(undefined, [A, B])).toBe(100 + 2 + 1 + 7);
+    expect(replayGauge(undefined, [B, A])).toBe(110);
+    expect(replayGauge(50, [{ abs: false, t: [1], v: [-5] }])).toBe(45);
+  });
+
+  it('keys named like Object.prototype members are ordinary keys', () => {
+    const a = new PartialAggregate();
+    a.datagram('__proto__:1|c\nconstructor:2|c\ntoString:5|g');
+    const r = flush([a.take()]);
+    expect(Object.keys(r.counters).sort()).toEqual(['__proto__', 'constructor']);
+    expect(r.counters['__proto__']).toBe(1);
+    expect(JSON.stringify(r.counters)).toBe('{"__proto__":1,"constructor":2}');
+    expect(r.gauges['toString']).toBe(5);
+  });
+});
+
+describe('timer figures equal Etsy statsd 0.9.0 process_metrics, bit for bit', () => {
+  it('random values and percentiles', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.double({ min: 0, max: 1e6, noNaN: true })), { minLength: 1, maxLength: 400 }),
+        fc.uniqueArray(fc.constantFrom(1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100), { minLength: 1, maxLength: 5 }),
+        (values, pcts) => {
+          const m: EtsyMetrics = { counters: {}, timers: { t: [...values] }, timer_counters: { t: values.length }, pctThreshold: pcts, histogram: [] };
+          let data: Record<string, number> = {};
+          etsy.process_metrics(m, undefined, 10_000, 0, (out) => (data = out.timer_data!.t!));
+          const mine = timerSummary([...values], values.length, pcts);
+          expect(mine.count).toBe(data.count);
+          expect(mine.sum).toBe(data.sum);
+          expect(mine.mean).toBe(data.mean);
+          expect(mine.min).toBe(data.lower);
+          expect(mine.max).toBe(data.upper);
+          expect(mine.median).toBe(data.median);
+          for (const p of pcts) {
+            const k = String(p).replace('.', '_');
+            expect(mine[`p${k}`]).toBe(data[`upper_${k}`]);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -1,0 +1,215 @@
+/**
+ * The StatsD line parser: the protocol by example, then property tests (fast-check)
+ * on random bytes and near-valid lines: it never throws, every bad line is counted,
+ * and the valid lines of the same datagram are still parsed.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { metricKey, parseDatagram, parseLine, parseSimpleDatagram, splitKey, type MetricSink } from '@shardgram/examples/statsd/parser';
+
+type Ev = [string, ...unknown[]];
+
+/** A sink that records every call. */
+function recorder(): MetricSink & { events: Ev[]; badLines: string[] } {
+  const events: Ev[] = [];
+  const badLines: string[] = [];
+  return {
+    events,
+    badLines,
+    counter: (k, v, r) => void events.push(['c', k, v, r]),
+    gauge: (k, v, rel) => void events.push(['g', k, v, rel]),
+    timer: (k, v, r) => void events.push(['t', k, v, r]),
+    set: (k, m) => void events.push(['s', k, m]),
+    bad: (line) => void badLines.push(line),
+  };
+}
+
+describe('the line protocol', () => {
+  it('counters, with and without a sample rate', () => {
+    expect(parseLine('gorets:1|c')).toEqual({ ok: true, type: 'c', key: 'gorets', value: 1, sampleRate: 1 });
+    expect(parseLine('gorets:3|c|@0.1')).toEqual({ ok: true, type: 'c', key: 'gorets', value: 3, sampleRate: 0.1 });
+    expect(parseLine('neg:-2.5|c')).toMatchObject({ ok: true, value: -2.5 });
+  });
+
+  it('gauges: absolute, and +/- deltas', () => {
+    expect(parseLine('g:333|g')).toEqual({ ok: true, type: 'g', key: 'g', value: 333, relative: false });
+    expect(parseLine('g:-10|g')).toEqual({ ok: true, type: 'g', key: 'g', value: -10, relative: true });
+    expect(parseLine('g:+4|g')).toEqual({ ok: true, type: 'g', key: 'g', value: 4, relative: true });
+  });
+
+  it('timers and histograms (ms, h, d), sampled', () => {
+    expect(parseLine('glork:320|ms|@0.5')).toEqual({ ok: true, type: 'ms', key: 'glork', value: 320, sampleRate: 0.5 });
+    expect(parseLine('h:1.25|h')).toMatchObject({ ok: true, type: 'h', value: 1.25 });
+    expect(parseLine('d:7|d')).toMatchObject({ ok: true, type: 'd', value: 7 });
+  });
+
+  it('sets keep the member verbatim; an empty member is "0" (as Etsy)', () => {
+    expect(parseLine('uniques:765|s')).toEqual({ ok: true, type: 's', key: 'uniques', member: '765' });
+    expect(parseLine('u:a:b|s')).toEqual({ ok: true, type: 's', key: 'u', member: 'a:b' });
+    expect(parseLine('u:|s')).toEqual({ ok: true, type: 's', key: 'u', member: '0' });
+  });
+
+  it('DogStatsD tags: sorted into the key, values after "="; extension fields ignored', () => {
+    expect(parseLine('api.hits:1|c|#route:/a,env:prod')).toMatchObject({ key: 'api.hits;env=prod;route=-a' });
+    expect(parseLine('api.hits:1|c|@0.5|#env:prod,env:prod,canary')).toMatchObject({ key: 'api.hits;canary;env=prod', sampleRate: 0.5 });
+    expect(parseLine('x:1|c|#url:http://h:8/p')).toMatchObject({ key: 'x;url=http--h8-p' });
+    expect(parseLine('x:1|c|#a:1|T1700000000|c:abc123')).toMatchObject({ ok: true, key: 'x;a=1' });
+    // Graphite-style tags in the name are the same thing.
+    expect(parseLine('x;b=2;a=1:1|c')).toMatchObject({ key: 'x;a=1;b=2' });
+    expect(splitKey('x;a=1;flag')).toEqual({ name: 'x', tags: ['a=1', 'flag'] });
+  });
+
+  it('sanitizes names as Etsy statsd does', () => {
+    expect(metricKey('my metric/name!')).toBe('my_metric-name');
+    expect(metricKey('ok.name-1_x')).toBe('ok.name-1_x');
+    expect(parseLine('a.b:1|c\r')).toMatchObject({ ok: true, key: 'a.b' });
+  });
+
+  it.each([
+    ['nocolon', 'no ":"'],
+    ['x:1', 'no "|type"'],
+    ['x:abc|c', 'not a number'],
+    ['x:|c', 'not a number'],
+    ['x:0x10|c', 'not a number'],
+    ['x:Infinity|g', 'not a number'],
+    ['x:-1|ms', '≥ 0'],
+    ['x:1|zz', 'unknown type'],
+    ['x:1|c|@0', 'sample rate'],
+    ['x:1|c|@abc', 'sample rate'],
+    ['x:1|c|@0.5|@0.5', 'two sample rates'],
+    ['x:1e300|c|@1e-300', 'out of range'],
+    ['x:1|c|', 'unknown field'],
+    ['x:1|c:2|c', 'unknown'],
+    [':1|c', 'empty name'],
+    ['!!!:1|c', 'empty name'],
+  ])('rejects %j (%s)', (line, reason) => {
+    const p = parseLine(line);
+    expect(p.ok).toBe(false);
+    if (!p.ok) expect(p.reason).toContain(reason);
+  });
+
+  it('several metrics per datagram; empty lines are skipped, bad ones counted, the rest parsed', () => {
+    const r = recorder();
+    const lines = parseDatagram('a:1|c\n\nbad line\nb:2|ms\r\nc:+1|g\nd:x|s\n', r);
+    expect(lines).toBe(5);
+    expect(r.badLines).toEqual(['bad line']);
+    expect(r.events).toEqual([['c', 'a', 1, 1], ['t', 'b', 2, 1], ['g', 'c', 1, true], ['s', 'd', 'x']]);
+  });
+});
+
+// ---------------------------------------------------------------- properties
+
+const NAME_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789._-';
+const name = fc.string({ unit: fc.constantFrom(...NAME_CHARS.split('')), minLength: 1, maxLength: 12 }).filter((s) => metricKey(s) === s);
+const num = fc.oneof(fc.integer({ min: -1e6, max: 1e6 }).map(String), fc.double({ min: -1e6, max: 1e6, noNaN: true }).map((d) => d.toFixed(3)));
+const posNum = fc.oneof(fc.integer({ min: 0, max: 1e6 }).map(String), fc.double({ min: 0, max: 1e6, noNaN: true }).map((d) => d.toFixed(3)));
+const rate = fc.constantFrom('', '|@0.1', '|@0.5', '|@1', '|@0.25');
+const tags = fc.constantFrom('', '|#env:prod', '|#a:1,b', '|#k:v,k2:v2');
+
+/** A valid line and what it must parse to. */
+const validLine = fc.oneof(
+  fc.tuple(name, num, rate, tags).map(([n, v, r, t]) => `${n}:${v}|c${r}${t}`),
+  fc.tuple(name, num, tags).map(([n, v, t]) => `${n}:${v}|g${t}`),
+  fc.tuple(name, posNum, fc.constantFrom('ms', 'h', 'd'), rate, tags).map(([n, v, ty, r, t]) => `${n}:${v}|${ty}${r}${t}`),
+  fc.tuple(name, fc.string({ unit: fc.constantFrom(...'abcxyz0123'.split('')), minLength: 1, maxLength: 6 }), tags).map(([n, m, t]) => `${n}:${m}|s${t}`),
+);
+
+/** A line one mutation away from valid: likely (not surely) bad. */
+const mutated = fc.tuple(validLine, fc.nat(), fc.constantFrom('drop', 'dup', 'insert', 'replace')).map(([line, at, op]) => {
+  const i = at % Math.max(1, line.length);
+  const junk = '|:@#\r\t xq-+.,;=/\u00e9\u{1F600}';
+  const ch = junk[at % junk.length]!;
+  switch (op) {
+    case 'drop':
+      return line.slice(0, i) + line.slice(i + 1);
+    case 'dup':
+      return line.slice(0, i) + line[i]! + line.slice(i);
+    case 'insert':
+      return line.slice(0, i) + ch + line.slice(i);
+    default:
+      return line.slice(0, i) + ch + line.slice(i + 1);
+  }
+});
+
+describe('parser properties (fast-check)', () => {
+  it('never throws on random bytes, and counts every non-empty line as good or bad', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+        const text = Buffer.from(bytes).toString();
+        const r = recorder();
+        const lines = parseDatagram(text, r);
+        expect(lines).toBe(text.split('\n').filter((l) => l.length > 0).length);
+        expect(r.events.length + r.badLines.length).toBe(lines);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('never throws on near-valid lines; each is either parsed or counted bad, never both', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(validLine, mutated, fc.string({ maxLength: 40 })), { maxLength: 30 }), (lines) => {
+        const text = lines.join('\n');
+        const r = recorder();
+        const n = parseDatagram(text, r);
+        expect(r.events.length + r.badLines.length).toBe(n);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('a bad line never poisons the valid lines of the same datagram', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), validLine, mutated), { minLength: 1, maxLength: 25 }),
+        (spec) => {
+          // Each position holds a valid line or a junk one; the valid ones must come out
+          // exactly as they would alone, and in order.
+          const lines = spec.map(([good, v, m]) => (good ? v : m));
+          const alone = recorder();
+          for (const l of lines) parseDatagram(l, alone);
+          const together = recorder();
+          parseDatagram(lines.join('\n'), together);
+          expect(together.events).toEqual(alone.events);
+          expect(together.badLines).toEqual(alone.badLines);
+          for (const [good, v] of spec) if (good) expect(parseLine(v).ok).toBe(true);
+        },
+      ),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('the byte-level fast path agrees with the general parser wherever it takes a datagram', () => {
+    const simple = fc.tuple(name, fc.constantFrom('', '-', '+', '--', '1.'), fc.oneof(fc.nat().map(String), fc.constant('1234567890123456'), fc.constant('')), fc.constantFrom('c', 'ms', 'g', 'h', 's', 'c|@0.5', 'msx'))
+      .map(([n, sg, v, t]) => `${n}:${sg}${v}|${t}`);
+    fc.assert(
+      fc.property(fc.oneof(simple, validLine, mutated), (text) => {
+        const fast = recorder();
+        const took = parseSimpleDatagram(Buffer.from(text), fast);
+        const slow = recorder();
+        parseDatagram(text, slow);
+        if (took) {
+          expect(fast.events).toEqual(slow.events);
+          expect(slow.badLines).toEqual([]);
+        } else {
+          expect(fast.events).toEqual([]);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    const r = recorder();
+    expect(parseSimpleDatagram(Buffer.from('a.b-c_d:42|c'), r)).toBe(true);
+    expect(parseSimpleDatagram(Buffer.from('g:-3|g'), r)).toBe(true);
+    expect(parseSimpleDatagram(Buffer.from('t:12|ms'), r)).toBe(true);
+    expect(r.events).toEqual([['c', 'a.b-c_d', 42, 1], ['g', 'g', -3, true], ['t', 't', 12, 1]]);
+  });
+
+  it('valid lines parse to their own name, value and rate', () => {
+    fc.assert(
+      fc.property(name, num, fc.constantFrom(0.1, 0.5, 1), (n, v, r) => {
+        const p = parseLine(`${n}:${v}|c${r === 1 ? '' : `|@${r}`}`);
+        expect(p).toEqual({ ok: true, type: 'c', key: n, value: Number(v), sampleRate: r });
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});

@@ -1,0 +1,330 @@
+/**
+ * `shardgram serve statsd` as a real process, against real peers:
+ *
+ * 1. the npm `hot-shots` client (several instances) sends a known workload; the flushed
+ *    aggregates equal the expected values exactly, under the `key` policy (the app's
+ *    default) and under `hash`;
+ * 2. Etsy statsd 0.9.0, run as its own process with a dump backend, gets the same
+ *    workload: both flush the same counters, gauges, sets, timer figures and
+ *    bad_lines_seen (the documented differences aside);
+ * 3. the outputs: /metrics while running, Graphite plaintext to a local TCP server.
+ *
+ * Both servers get a long flush interval and are stopped with SIGTERM after the
+ * workload, so each sees it in one interval: its final flush.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { FlushResult } from '@shardgram/examples/statsd/merge';
+import { ROOT, startServe, type Serving } from '../../../../test/helpers/cli.js';
+import { sleep, waitFor } from '../../../../test/helpers/udp.js';
+import { PERCENTILES, expectedTimer, sendWorkload, type Expected } from './workload.js';
+
+const ETSY = join(ROOT, 'node_modules/statsd/stats.js');
+const BACKEND = fileURLToPath(new URL('../fixtures/etsy-dump-backend.cjs', import.meta.url));
+
+const dir = mkdtempSync(join(tmpdir(), 'shardgram-statsd-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let fileSeq = 0;
+const tmpFile = (name: string): string => join(dir, `${++fileSeq}-${name}`);
+
+let serving: Serving | undefined;
+let etsy: ChildProcess | undefined;
+afterEach(async () => {
+  await serving?.stop('SIGTERM');
+  serving = undefined;
+  if (etsy && etsy.exitCode === null && etsy.signalCode === null) {
+    etsy.kill('SIGKILL');
+    await once(etsy, 'exit');
+  }
+  etsy = undefined;
+});
+
+function readLines<T>(path: string): T[] {
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
+}
+
+interface Totals {
+  counters: Record<string, number>;
+  gauges: Record<string, number>;
+  sets: Record<string, number>;
+  timers: Record<string, Record<string, number>>;
+  badLines: number;
+  metrics: number;
+}
+
+/** shardgram's flushes: counters summed; timers and sets must sit in one flush; gauges as last flushed. */
+function shardgramTotals(flushes: FlushResult[]): Totals {
+  const t: Totals = { counters: {}, gauges: {}, sets: {}, timers: {}, badLines: 0, metrics: 0 };
+  const withTimers = flushes.filter((f) => Object.keys(f.timers).length > 0);
+  expect(withTimers.length).toBe(1);
+  for (const f of flushes) {
+    for (const [k, v] of Object.entries(f.counters)) t.counters[k] = (t.counters[k] ?? 0) + v;
+    t.badLines += f.bad_lines_seen;
+    t.metrics += f.metrics_received;
+  }
+  t.gauges = flushes.at(-1)!.gauges;
+  t.sets = withTimers[0]!.sets;
+  t.timers = withTimers[0]!.timers as unknown as Record<string, Record<string, number>>;
+  return t;
+}
+
+function expectMatches(t: Totals, e: Expected): void {
+  expect(t.badLines).toBe(e.badLines);
+  expect(t.metrics).toBe(e.metrics);
+  expect(t.counters).toEqual(Object.fromEntries(e.counters));
+  expect(t.gauges).toEqual(Object.fromEntries(e.gauges));
+  expect(t.sets).toEqual(Object.fromEntries([...e.sets].map(([k, s]) => [k, s.size])));
+  expect(Object.keys(t.timers).sort()).toEqual([...e.timers.keys()].sort());
+  for (const [k, tm] of e.timers) expect(t.timers[k], k).toEqual(expectedTimer(tm.values, tm.count, PERCENTILES));
+}
+
+function serveArgs(out: string, extra: string[] = []): string[] {
+  return [
+    'statsd', '--port', '0', '--workers', '2', '--rcvbuf', '4m', '--stats-port', '0',
+    '-o', `jsonOut=${out}`, '-o', 'flushInterval=600000', '-o', `percentiles=${PERCENTILES.join(',')}`, ...extra,
+  ];
+}
+
+async function workerShares(s: Serving): Promise<number[]> {
+  const url = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+  const stats = (await (await fetch(`${url}/stats`)).json()) as { workers: { datagrams: number }[] };
+  return stats.workers.map((w) => w.datagrams);
+}
+
+describe('hot-shots → shardgram serve statsd', () => {
+  it.each([
+    { name: 'key (the app default)', args: [] as string[] },
+    { name: 'hash', args: ['--policy', 'hash'] },
+  ])('policy $name: the flushed aggregates equal the expected values exactly', async ({ args }) => {
+    const out = tmpFile('flushes.jsonl');
+    serving = await startServe(serveArgs(out, args), 2);
+    const expected = await sendWorkload(serving.port);
+    await sleep(200);
+    const shares = await workerShares(serving);
+    expect(shares.every((n) => n > 0)).toBe(true); // both workers had a share
+    const r = await serving.stop('SIGTERM');
+    serving = undefined;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/ 0 dropped by the kernel/);
+    const flushes = readLines<FlushResult>(out);
+    expect(flushes.at(-1)!.final).toBe(true);
+    expectMatches(shardgramTotals(flushes), expected);
+  });
+});
+
+describe('exact across a rolling reload', () => {
+  // While a slot's old process drains, its new one already reads the same socket: two
+  // readers of one queue. Counters, sets, timers and delta-only gauges stay exact; the
+  // order of one gauge's absolute values and deltas split between the two processes is
+  // their handling clocks' order, not the queue's (docs/statsd.md, "Limits").
+  it('SIGHUP in the middle of the workload: old processes send their last partials, nothing is lost or counted twice', async () => {
+    const out = tmpFile('reload.jsonl');
+    serving = await startServe(serveArgs(out, ['-o', 'flushInterval=300', '-o', 'flushTimeout=250']), 2);
+    const s = serving;
+    const sending = sendWorkload(s.port);
+    await sleep(250);
+    s.child.kill('SIGHUP');
+    const expected = await sending;
+    expect(await waitFor(() => /reloaded: 2 workers/.test(s.stdout()), 20_000)).toBe(true);
+    await sleep(400); // a flush or two after the reload
+    const r = await s.stop('SIGTERM');
+    serving = undefined;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/ 0 dropped by the kernel/);
+    const flushes = readLines<FlushResult>(out);
+    expect(flushes.length).toBeGreaterThan(2);
+    // Counters, sets' members, timers' values and gauges over all flushes.
+    const counters: Record<string, number> = {};
+    let bad = 0;
+    let metrics = 0;
+    for (const f of flushes) {
+      for (const [k, v] of Object.entries(f.counters)) counters[k] = (counters[k] ?? 0) + v;
+      bad += f.bad_lines_seen;
+      metrics += f.metrics_received;
+    }
+    expect(counters).toEqual(Object.fromEntries(expected.counters));
+    expect(flushes.at(-1)!.gauges['wl.inflight']).toBe(expected.gauges.get('wl.inflight'));
+    expect(bad).toBe(expected.badLines);
+    expect(metrics).toBe(expected.metrics);
+    for (const [k, t] of expected.timers) {
+      const sum = flushes.reduce((n, f) => n + (f.timers[k]?.sum ?? 0), 0);
+      expect(flushes.reduce((n, f) => n + (f.timers[k]?.count ?? 0), 0), k).toBe(t.count);
+      expect(sum, k).toBe(t.values.reduce((a, b) => a + b, 0));
+    }
+  });
+});
+
+// ---------------------------------------------------------------- Etsy statsd
+
+interface EtsyFlush {
+  counters: Record<string, number>;
+  gauges: Record<string, number>;
+  sets: Record<string, string[]>;
+  timer_data: Record<string, Record<string, number>>;
+}
+
+function freePort(type: 'udp' | 'tcp'): Promise<number> {
+  return new Promise((resolve) => {
+    if (type === 'tcp') {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    } else {
+      const s = dgram.createSocket('udp4');
+      s.bind(0, '127.0.0.1', () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    }
+  });
+}
+
+/** Starts Etsy statsd 0.9.0 with a config of our own; resolves when it listens. */
+async function startEtsy(dump: string): Promise<{ port: number; child: ChildProcess; log: () => string }> {
+  const port = await freePort('udp');
+  const config = join(dir, `etsy-${++fileSeq}.js`);
+  writeFileSync(config, JSON.stringify({
+    port, address: '127.0.0.1', mgmt_port: await freePort('tcp'), mgmt_address: '127.0.0.1',
+    flushInterval: 600_000, percentThreshold: PERCENTILES, backends: [BACKEND], dumpFile: dump,
+  }));
+  const child = spawn(process.execPath, [ETSY, config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  if (!(await waitFor(() => /server is up/.test(log), 10_000))) throw new Error(`Etsy statsd did not start:\n${log}`);
+  return { port, child, log: () => log };
+}
+
+/** Etsy's key for tagged metrics keeps the sender's tag order; ours sorts them (docs/statsd.md). */
+function sortTags(key: string): string {
+  const [name, ...tags] = key.split(';');
+  return [name, ...tags.sort()].join(';');
+}
+
+describe('Etsy statsd 0.9.0 and shardgram flush the same figures', () => {
+  it('same hot-shots workload to both: counters, gauges, sets, timers and bad lines agree', async () => {
+    const dump = tmpFile('etsy.jsonl');
+    const e = await startEtsy(dump);
+    etsy = e.child;
+    const out = tmpFile('shardgram.jsonl');
+    serving = await startServe(serveArgs(out), 2);
+    const sentEtsy = await sendWorkload(e.port);
+    const sentShardgram = await sendWorkload(serving.port);
+    expect(sentShardgram).toEqual(sentEtsy); // the workload is deterministic
+    await sleep(300);
+    etsy.kill('SIGTERM'); // Etsy flushes once more on exit
+    await once(etsy, 'exit');
+    const r = await serving.stop('SIGTERM');
+    serving = undefined;
+    expect(r.code).toBe(0);
+
+    const ef = readLines<EtsyFlush>(dump);
+    expect(ef.length).toBeGreaterThanOrEqual(1);
+    // Etsy's sums over its flushes (with a 10-minute interval there is one: the exit flush).
+    const counters: Record<string, number> = {};
+    const members = new Map<string, Set<string>>();
+    let timerData: Record<string, Record<string, number>> = {};
+    for (const f of ef) {
+      for (const [k, v] of Object.entries(f.counters)) counters[k] = (counters[k] ?? 0) + v;
+      for (const [k, m] of Object.entries(f.sets)) for (const x of m) (members.get(k) ?? members.set(k, new Set()).get(k)!).add(x);
+      if (Object.keys(f.timer_data).length) timerData = f.timer_data;
+    }
+    const gauges = ef.at(-1)!.gauges;
+    const sg = shardgramTotals(readLines<FlushResult>(out));
+
+    // Etsy lost nothing (paced sends): it counted every line the model sent.
+    expect(counters['statsd.metrics_received']).toBe(sentEtsy.metrics);
+    expect(sg.metrics).toBe(sentShardgram.metrics);
+    expect(sg.badLines).toBe(counters['statsd.bad_lines_seen']);
+
+    // Documented difference: Etsy 0.9.0 treats |h as a counter (the sum of the values); here it is a timer.
+    const hist = sentEtsy.histogram;
+    const histSum = sentEtsy.timers.get(hist)!.values.reduce((a, b) => a + b, 0);
+    expect(counters[hist]).toBe(histSum);
+    expect(sg.counters[hist]).toBeUndefined();
+    expect(sg.timers[hist]!.sum).toBe(histSum);
+
+    const etsyCounters = Object.fromEntries(
+      Object.entries(counters).filter(([k]) => !k.startsWith('statsd.') && k !== hist).map(([k, v]) => [sortTags(k), v]),
+    );
+    expect(sg.counters).toEqual(etsyCounters);
+    expect(sg.gauges).toEqual(Object.fromEntries(Object.entries(gauges).filter(([k]) => !k.startsWith('statsd.'))));
+    expect(sg.sets).toEqual(Object.fromEntries([...members].map(([k, s]) => [k, s.size])));
+    const etsyTimers = Object.keys(timerData).sort();
+    expect(Object.keys(sg.timers).filter((k) => k !== hist).sort()).toEqual(etsyTimers);
+    for (const k of etsyTimers) {
+      const et = timerData[k]!;
+      const mine = sg.timers[k]!;
+      const theirs: Record<string, number> = { count: et.count!, sum: et.sum!, mean: et.mean!, min: et.lower!, max: et.upper!, median: et.median! };
+      for (const p of PERCENTILES) theirs[`p${p}`] = et[`upper_${p}`]!;
+      expect(mine, k).toEqual(theirs);
+    }
+  });
+});
+
+// ---------------------------------------------------------------- outputs
+
+describe('outputs of a running service', () => {
+  it('/metrics shows the last flush in Prometheus format', async () => {
+    serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200'], 2);
+    const url = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(serving.stdout())![1];
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
+    s.close();
+    let text = '';
+    expect(await waitFor(async () => /shardgram_statsd_timer\{metric="m.lat",stat="max"\} 30/.test((text = await (await fetch(`${url}/metrics`)).text())), 5000, 50)).toBe(true);
+    expect(text).toContain('shardgram_statsd_counter_total{metric="m.req",env="prod"} 5');
+    expect(text).toContain('shardgram_statsd_gauge{metric="m.temp"} 21.5');
+    expect(text).toContain('shardgram_statsd_set_unique{metric="m.users"} 1');
+    expect(text).toContain('shardgram_statsd_timer{metric="m.lat",stat="p90"} 30');
+    expect(text).toMatch(/^shardgram_statsd_flushes_total [1-9]\d*$/m);
+    // The core's own figures are still there.
+    expect(text).toContain('shardgram_datagrams_total');
+  });
+
+  it('Graphite plaintext over TCP, including the final flush on SIGTERM', async () => {
+    const received: string[] = [];
+    const server = createServer((sock) => {
+      let buf = '';
+      sock.on('data', (d) => (buf += d.toString()));
+      sock.on('end', () => received.push(buf));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const gport = (server.address() as AddressInfo).port;
+      serving = await startServe(['statsd', '--port', '0', '--workers', '2', '-o', 'flushInterval=600000', '-o', `graphite=127.0.0.1:${gport}`], 2);
+      const s = dgram.createSocket('udp4');
+      for (const m of ['g.hits:1|c', 'g.hits:2|c|#dc:x', 'g.t:4|ms', 'g.t:8|ms', 'g.level:7|g']) {
+        await new Promise<void>((r) => s.send(m, serving!.port, '127.0.0.1', () => r()));
+      }
+      s.close();
+      await sleep(100);
+      const r = await serving.stop('SIGTERM');
+      serving = undefined;
+      expect(r.code).toBe(0);
+      await waitFor(() => received.length > 0, 3000);
+      const text = received.join('');
+      const ts = '\\d{10}';
+      expect(text).toMatch(new RegExp(`^stats\\.counters\\.g\\.hits\\.count 1 ${ts}$`, 'm'));
+      expect(text).toMatch(new RegExp(`^stats\\.counters\\.g\\.hits\\.count;dc=x 2 ${ts}$`, 'm'));
+      expect(text).toMatch(new RegExp(`^stats\\.timers\\.g\\.t\\.mean 6 ${ts}$`, 'm'));
+      expect(text).toMatch(new RegExp(`^stats\\.gauges\\.g\\.level 7 ${ts}$`, 'm'));
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a bad option stops the service at start with its name', async () => {
+    await expect(startServe(['statsd', '--port', '0', '--workers', '1', '-o', 'flushInterval=soon'], 1)).rejects.toThrow(/flushInterval/);
+  });
+});

@@ -1,0 +1,44 @@
+/** Helpers for the syslog service tests: a temp dir, reading the JSON-lines output. */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { SyslogRecord } from '@shardgram/examples/syslog/record';
+
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'shardgram-syslog-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Every line of the file must be a whole JSON record. */
+export function readRecords(path: string): SyslogRecord[] {
+  if (!existsSync(path)) return [];
+  const text = readFileSync(path, 'utf8');
+  if (!text) return [];
+  if (!text.endsWith('\n')) throw new Error(`${path} does not end with a line break`);
+  return text.slice(0, -1).split('\n').map((line, i) => {
+    try {
+      return JSON.parse(line) as SyslogRecord;
+    } catch {
+      throw new Error(`${path} line ${i + 1} is not one JSON record: ${line.slice(0, 200)}`);
+    }
+  });
+}
+
+/** Lines in the file so far (cheap polling; a partial last line is not counted). */
+export function countLines(path: string): number {
+  if (!existsSync(path)) return 0;
+  const buf = readFileSync(path);
+  let n = 0;
+  for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+export function haveCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,429 @@
+/**
+ * The syslog app as a service (`shardgram serve syslog`), fed by real clients:
+ * util-linux logger and the npm syslog-client, plus malformed datagrams, a worker
+ * killed mid-stream, rotation under load, standard output, and a graceful stop.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
+import type dgram from 'node:dgram';
+import { startServe, type Serving } from '../../../../test/helpers/cli.js';
+import { closeAll, openClients, send, sleep, waitFor } from '../../../../test/helpers/udp.js';
+import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
+import type { SyslogRecord } from '@shardgram/examples/syslog/record';
+
+const run = promisify(execFile);
+const haveLogger = haveCommand('logger');
+
+interface SyslogClientModule {
+  createClient(target: string, options: Record<string, unknown>): {
+    log(message: string, options: Record<string, unknown>, cb: (err?: Error) => void): void;
+    close(): void;
+    on(event: 'error', cb: (err: Error) => void): void;
+  };
+  Facility: Record<string, number>;
+  Severity: Record<string, number>;
+}
+const syslogClient = createRequire(import.meta.url)('syslog-client') as SyslogClientModule;
+
+let serving: Serving | undefined;
+let cleanup: (() => void) | undefined;
+afterEach(async () => {
+  await serving?.stop('SIGTERM');
+  serving = undefined;
+  cleanup?.();
+  cleanup = undefined;
+});
+
+async function serveSyslog(workers: number, appOptions: Record<string, string>, extra: string[] = []): Promise<Serving> {
+  const args = ['syslog', '--port', '0', '--workers', String(workers), ...extra];
+  for (const [k, v] of Object.entries(appOptions)) args.push('--app-option', `${k}=${v}`);
+  serving = await startServe(args, workers);
+  return serving;
+}
+
+/** Waits until `path` has `n` lines (or the time is up), then reads them. */
+async function recordsWhen(path: string, n: number, timeoutMs = 10_000): Promise<SyslogRecord[]> {
+  await waitFor(() => countLines(path) >= n, timeoutMs);
+  return readRecords(path);
+}
+
+/** Records whose message starts with the word `marker`. */
+function byMarker(records: SyslogRecord[], marker: string): SyslogRecord[] {
+  return records.filter((r) => r.message?.split(' ')[0] === marker);
+}
+
+describe('syslog: real clients', () => {
+  it.skipIf(!haveLogger)('util-linux logger, RFC 5424 and RFC 3164: every message once, with the right fields', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'syslog.jsonl');
+    const s = await serveSyslog(2, { out });
+    const net = ['-d', '-n', '127.0.0.1', '-P', String(s.port)];
+    const long = `LLONG ${'L'.repeat(4000)} end`;
+    const sent: { marker: string; args: string[]; check: (r: SyslogRecord) => void }[] = [];
+    const add = (marker: string, args: string[], check: (r: SyslogRecord) => void): void => void sent.push({ marker, args, check });
+
+    for (let i = 0; i < 12; i++) {
+      const m = `L5424-${i}`;
+      add(m, ['--rfc5424', '-t', `app${i}`, '-p', `local${i % 8}.${['err', 'info', 'debug', 'warning'][i % 4]}`, '--msgid', `ID${i}`,
+        '--sd-id', 'test@32473', '--sd-param', `seq="${i}"`, '--sd-param', 'tricky="q\\"b\\\\s\\]e"', `${m} héllo wörld ✓ 日本語`], (r) => {
+        expect(r).toMatchObject({
+          format: 'rfc5424', version: 1, facility: `local${i % 8}`, severity: ['err', 'info', 'debug', 'warning'][i % 4], appName: `app${i}`,
+          msgId: `ID${i}`, message: `${m} héllo wörld ✓ 日本語`, error: null, raw: null, senderAddress: '127.0.0.1',
+        });
+        expect(r.hostname).toBeTruthy();
+        expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$/);
+        expect(r.structuredData?.['test@32473']).toEqual({ seq: String(i), tricky: 'q"b\\s]e' });
+        expect(r.structuredData?.timeQuality).toMatchObject({ tzKnown: '1' });
+      });
+    }
+    for (let i = 0; i < 8; i++) {
+      const m = `L3164-${i}`;
+      add(m, ['--rfc3164', '-i', '-t', `bsd${i}`, '-p', `daemon.notice`, `${m} plain ascii and ünïcode`], (r) => {
+        expect(r).toMatchObject({ format: 'rfc3164', facility: 'daemon', severity: 'notice', appName: `bsd${i}`, message: `${m} plain ascii and ünïcode`, error: null, version: null, msgId: null, structuredData: null });
+        expect(r.procId).toMatch(/^\d+$/);
+        expect(r.hostname).toBeTruthy();
+        expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
+      });
+    }
+    add('LLONG', ['--rfc5424', '--size', '8192', '-t', 'longapp', long], (r) => {
+      expect(r.message).toBe(long);
+      expect(r.bytes).toBeGreaterThan(4000);
+    });
+    add('LNOTIME', ['--rfc5424=notq,notime,nohost', '-t', 'bare', 'LNOTIME message'], (r) => {
+      expect(r).toMatchObject({ timestamp: null, hostname: null, appName: 'bare', structuredData: null, message: 'LNOTIME message', error: null });
+    });
+    // (logger sends kern as user: kern is the kernel's own.)
+    add('LFTP', ['--rfc5424', '-p', 'ftp.emerg', '-t', 'k', 'LFTP panic'], (r) => expect(r).toMatchObject({ pri: 88, facility: 'ftp', severity: 'emerg' }));
+    add('LAUTH', ['--rfc3164', '-p', 'authpriv.alert', '-t', 'sudo', 'LAUTH sudo'], (r) => expect(r).toMatchObject({ pri: 81, facility: 'authpriv', severity: 'alert', appName: 'sudo' }));
+
+    for (const x of sent) await run('logger', [...net, ...x.args]);
+    // Several lines on stdin: one message each.
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile('logger', [...net, '--rfc3164', '-t', 'stdin'], (err) => (err ? reject(err) : resolve()));
+      child.stdin!.end('LSTDIN-a first line\nLSTDIN-b second line\n');
+    });
+
+    const total = sent.length + 2;
+    const records = await recordsWhen(out, total);
+    expect(records).toHaveLength(total);
+    for (const x of sent) {
+      const found = byMarker(records, x.marker);
+      expect(found, x.marker).toHaveLength(1);
+      x.check(found[0]!);
+    }
+    expect(byMarker(records, 'LSTDIN-a')).toMatchObject([{ appName: 'stdin', message: 'LSTDIN-a first line' }]);
+    expect(byMarker(records, 'LSTDIN-b')).toMatchObject([{ appName: 'stdin', message: 'LSTDIN-b second line' }]);
+    // Each logger run has its own source port: both workers took part.
+    expect(new Set(records.map((r) => r.worker))).toEqual(new Set([0, 1]));
+    expect(new Set(records.map((r) => r.workerPid))).toEqual(new Set(s.pids));
+    for (const r of records) expect(r.senderPort).toBeGreaterThan(0);
+  });
+
+  it('npm syslog-client, RFC 5424 and RFC 3164: every message once, with the right fields', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'syslog.jsonl');
+    const s = await serveSyslog(2, { out });
+    const { Facility, Severity } = syslogClient;
+    const clients = Array.from({ length: 6 }, (_, i) =>
+      syslogClient.createClient('127.0.0.1', { port: s.port, rfc3164: i % 2 === 1, appName: `nodeapp${i}`, syslogHostname: `host${i}.example` }),
+    );
+    const log = (c: (typeof clients)[number], msg: string, options: Record<string, unknown>): Promise<void> =>
+      new Promise((resolve, reject) => c.log(msg, options, (err) => (err ? reject(err) : resolve())));
+    const expected = new Map<string, Partial<SyslogRecord>>();
+    const sevNames = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
+    const facs: [number, string][] = [[Facility.Kernel!, 'kern'], [Facility.User!, 'user'], [Facility.Audit!, 'audit'], [Facility.Local0!, 'local0'], [Facility.Local7!, 'local7']];
+    let n = 0;
+    const stamp = new Date('2025-03-04T05:06:07.089Z');
+    for (let k = 0; k < 60; k++) {
+      const ci = k % clients.length;
+      const rfc3164 = ci % 2 === 1;
+      const [fac, facName] = facs[k % facs.length]!;
+      const sev = k % 8;
+      const marker = `SC-${k}`;
+      const text = k % 5 === 0 ? `${marker} ünïcödé ✓ with "quotes" and [brackets]` : `${marker} message number ${k}`;
+      await log(clients[ci]!, text, { facility: fac, severity: sev, msgid: rfc3164 ? undefined : `M${k}`, timestamp: k % 3 === 0 ? stamp : undefined });
+      n++;
+      expected.set(marker, {
+        format: rfc3164 ? 'rfc3164' : 'rfc5424', facility: facName as SyslogRecord['facility'], severity: sevNames[sev], hostname: `host${ci}.example`,
+        message: text, error: null, raw: null,
+        ...(rfc3164
+          ? { appName: null, procId: null, msgId: null, structuredData: null }
+          : { appName: `nodeapp${ci}`, procId: String(process.pid), msgId: `M${k}`, structuredData: null, ...(k % 3 === 0 ? { timestamp: stamp.toISOString() } : {}) }),
+      });
+    }
+    for (const c of clients) c.close();
+    const records = await recordsWhen(out, n);
+    expect(records).toHaveLength(n);
+    for (const [marker, want] of expected) {
+      const found = byMarker(records, marker);
+      expect(found, marker).toHaveLength(1);
+      expect(found[0], marker).toMatchObject(want);
+    }
+    const bsd = records.filter((r) => r.format === 'rfc3164');
+    expect(bsd.length).toBe(30);
+    for (const r of bsd) expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
+  });
+});
+
+describe('syslog: IPv6', () => {
+  it('serves on ::1 and records the IPv6 sender', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'v6.jsonl');
+    const s = await serveSyslog(1, { out }, ['--address', '::1']);
+    const c = syslogClient.createClient('::1', { port: s.port, rfc3164: false, appName: 'v6app', syslogHostname: 'v6host' });
+    await new Promise<void>((resolve, reject) => c.log('over IPv6', { msgid: 'V6' }, (err) => (err ? reject(err) : resolve())));
+    c.close();
+    const [r] = await recordsWhen(out, 1);
+    expect(r).toMatchObject({ senderAddress: '::1', hostname: 'v6host', appName: 'v6app', msgId: 'V6', message: 'over IPv6', worker: 0 });
+  });
+});
+
+describe('syslog: malformed input, metrics, standard output', () => {
+  it('stores malformed datagrams with text, bytes and error; counts them on /metrics; the workers live on', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'm.jsonl');
+    const s = await serveSyslog(2, { out }, ['--stats-port', '0']);
+    const bad: Buffer[] = [
+      Buffer.from('<999>too big'),
+      Buffer.from('<13>1 2025-13-01T00:00:00Z h a p m - bad month'),
+      Buffer.from('<13>1 - h a p m [x@1 a="unterminated] msg'),
+      Buffer.concat([Buffer.from('<abc>'), Buffer.from([0xff, 0xfe, 0xfd])]),
+      Buffer.alloc(0),
+      Buffer.from('<13>2 - h a p m - version two'),
+      Buffer.concat([Buffer.from('<13>1 - h a p m [big'), Buffer.alloc(60_000, 0xfe)]), // large, and no UTF-8
+    ];
+    const good = [Buffer.from('<13>1 - h a p m - fine'), Buffer.concat([Buffer.from('<13>Jun 15 10:00:00 h a: caf'), Buffer.from([0xe9])])];
+    const clients = await openClients(8);
+    try {
+      let k = 0;
+      for (const b of [...bad, ...good]) await send(clients[k++ % clients.length]!, b, s.port);
+      const records = await recordsWhen(out, bad.length + good.length);
+      expect(records).toHaveLength(bad.length + good.length);
+      const malformed = records.filter((r) => r.error !== null);
+      expect(malformed).toHaveLength(bad.length);
+      for (const b of bad) {
+        const r = malformed.find((m) => Buffer.from(m.raw!, 'base64').equals(b));
+        expect(r, b.toString('latin1')).toBeDefined();
+        expect(r!.message).toBe(b.toString('utf8'));
+      }
+      expect(malformed.find((r) => r.raw === '')?.error).toBe('empty datagram');
+      const latin1 = records.find((r) => r.message === 'caf\uFFFD')!;
+      expect(latin1).toMatchObject({ error: null, format: 'rfc3164', appName: 'a' });
+      expect(Buffer.from(latin1.raw!, 'base64').equals(good[1]!)).toBe(true);
+
+      const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+      const sumOf = (text: string, name: string): number =>
+        [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+      let metrics = '';
+      expect(await waitFor(async () => {
+        metrics = await (await fetch(`${statsUrl}/metrics`)).text();
+        return sumOf(metrics, 'shardgram_syslog_written_total') === bad.length + good.length;
+      }, 5_000)).toBe(true);
+      expect(sumOf(metrics, 'shardgram_syslog_malformed_total')).toBe(bad.length);
+      expect(sumOf(metrics, 'shardgram_syslog_not_utf8_total')).toBe(3);
+      expect(sumOf(metrics, 'shardgram_syslog_write_errors_total')).toBe(0);
+      expect(metrics).toMatch(/^# TYPE shardgram_syslog_malformed_total counter$/m);
+      expect(metrics).toMatch(/^shardgram_syslog_messages_total\{worker="0",format="unknown"\} \d+$/m);
+      const st = (await (await fetch(`${statsUrl}/stats`)).json()) as { workers: { restarts: number; handlerErrors: number }[] };
+      expect(st.workers.map((w) => w.restarts)).toEqual([0, 0]);
+      expect(st.workers.map((w) => w.handlerErrors)).toEqual([0, 0]);
+      expect(s.stderr()).toMatch(/malformed datagram #1 \(\d+ bytes from 127\.0\.0\.1:\d+\), stored with its bytes: /);
+    } finally {
+      closeAll(clients);
+    }
+  });
+
+  it('without out=: JSON lines on the standard output of the service', async () => {
+    const s = await serveSyslog(2, {});
+    const clients = await openClients(10);
+    try {
+      for (let i = 0; i < 40; i++) await send(clients[i % 10]!, `<14>1 - h stdoutapp - - - stdout-${i}`, s.port);
+      expect(await waitFor(() => (s.stdout().match(/^\{.*"stdout-\d+".*\}$/gm) ?? []).length === 40, 5_000)).toBe(true);
+    } finally {
+      closeAll(clients);
+    }
+    const lines = s.stdout().split('\n').filter((l) => l.startsWith('{'));
+    const recs = lines.map((l) => JSON.parse(l) as SyslogRecord);
+    expect(new Set(recs.map((r) => r.message)).size).toBe(40);
+    expect(recs.every((r) => r.appName === 'stdoutapp' && r.severity === 'info')).toBe(true);
+    expect(new Set(recs.map((r) => r.worker))).toEqual(new Set([0, 1]));
+  });
+
+  it('rejects bad app options before starting, in one line', async () => {
+    const { runCli } = await import('../../../../test/helpers/cli.js');
+    const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', 'out=/tmp/x.jsonl'], { timeoutMs: 20_000 });
+    // (The last line: a checkout whose sources changed may first say it is compiling them.)
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n').at(-1)).toBe('shardgram: syslog: --app-option keep must be a whole number from 1 to 1000; got "0"');
+    const r2 = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'out=/nonexistent-dir/x.jsonl'], { timeoutMs: 20_000 });
+    expect(r2.code).toBe(2);
+    expect(r2.stderr.trim().split('\n').at(-1)).toMatch(/^shardgram: syslog: cannot open out=\/nonexistent-dir\/x\.jsonl: ENOENT/);
+  });
+});
+
+describe('syslog: durability', () => {
+  it('a worker killed with SIGKILL mid-stream: after the restart every message is in the file exactly once', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'kill.jsonl');
+    const s = await serveSyslog(2, { out }, ['--rcvbuf', '1m', '--stats-port', '0']);
+    const victim = s.pids[0]!;
+    const clients = await openClients(50);
+    const total = 1500;
+    const killAt = 400;
+    let killedAt = 0;
+    try {
+      for (let i = 0; i < total; i++) {
+        await send(clients[i % clients.length]!, `<134>1 ${new Date().toISOString()} seqhost seqapp ${process.pid} SEQ - seq-${i}`, s.port);
+        if (i === killAt) {
+          // Kill between two datagrams: the one a worker is handling at the instant of a
+          // SIGKILL can die with it (see docs/syslog.md), the queued ones must not.
+          expect(await waitFor(() => countLines(out) === killAt + 1, 5_000)).toBe(true);
+          process.kill(victim, 'SIGKILL');
+          killedAt = Date.now();
+        }
+        if (i % 3 === 2) await sleep(1); // ~1.5 s of paced traffic, the restart in the middle
+      }
+      const records = await recordsWhen(out, total, 15_000);
+      const seen = new Map<number, SyslogRecord[]>();
+      for (const r of records) {
+        const m = /^seq-(\d+)$/.exec(r.message ?? '');
+        expect(m, JSON.stringify(r)).not.toBeNull();
+        const k = Number(m![1]);
+        seen.set(k, [...(seen.get(k) ?? []), r]);
+      }
+      const missing = Array.from({ length: total }, (_, i) => i).filter((i) => !seen.has(i));
+      const twice = [...seen.entries()].filter(([, l]) => l.length > 1).map(([k]) => k);
+      expect({ missing, twice }).toEqual({ missing: [], twice: [] });
+      expect(records).toHaveLength(total);
+
+      // Worker 0 came back as one new process, which read what queued meanwhile and the rest.
+      const byNew = records.filter((r) => r.worker === 0 && r.workerPid !== victim);
+      expect(new Set(byNew.map((r) => r.workerPid)).size).toBe(1);
+      expect(byNew.length).toBeGreaterThan(100);
+      // Some waited in the socket's queue while no process read it: received well after they were sent (TIMESTAMP).
+      const queued = byNew.filter((r) => Date.parse(r.receivedAt) - Date.parse(r.timestamp!) > 50);
+      expect(queued.length).toBeGreaterThan(0);
+      expect(Math.min(...queued.map((r) => Date.parse(r.timestamp!)))).toBeGreaterThanOrEqual(killedAt - 5);
+      expect(s.stdout()).toMatch(/worker 0 restarted: pid \d+/);
+      const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+      const st = (await (await fetch(`${statsUrl}/stats`)).json()) as { workers: { restarts: number }[]; total: { kernelDrops: number } };
+      expect(st.workers[0]!.restarts).toBe(1);
+      expect(st.total.kernelDrops).toBe(0);
+    } finally {
+      closeAll(clients);
+    }
+  });
+
+  it('SIGTERM right after a burst: everything queued is written, then exit 0', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'stop.jsonl');
+    const s = await serveSyslog(2, { out }, ['--rcvbuf', '4m']);
+    const clients = await openClients(32);
+    const total = 3000;
+    try {
+      for (let i = 0; i < total; i++) {
+        clients[i % 32]!.send(`<14>Jun 15 10:00:00 host burst[${i}]: burst-${i}`, s.port, '127.0.0.1');
+        if (i % 200 === 199) await sleep(2);
+      }
+      await sleep(20);
+      serving = undefined;
+      const r = await s.stop('SIGTERM');
+      expect(r.code).toBe(0);
+      const line = /stopped: (\d+) datagrams received, (\d+) dropped by the kernel, (\d+)/.exec(r.stdout);
+      expect(line, r.stdout).not.toBeNull();
+      const [received, drops, atClose] = [Number(line![1]), Number(line![2]), Number(line![3])];
+      expect(drops).toBe(0);
+      expect(atClose).toBe(0); // the drain read everything before the sockets closed
+      expect(received).toBe(total);
+      // Every datagram is on disk once the service has stopped.
+      const records = readRecords(out);
+      expect(records).toHaveLength(total);
+      expect(new Set(records.map((x) => x.procId)).size).toBe(total);
+      expect(r.stderr).toMatch(new RegExp(`app: syslog: ${total} messages received, ${total} records written to .*stop\\.jsonl`));
+    } finally {
+      closeAll(clients);
+    }
+  });
+});
+
+describe('syslog: rotation', () => {
+  /** The rotated set: file, file.1 … file.N that exist. */
+  function fileSet(out: string): string[] {
+    const names = readdirSync(join(out, '..'));
+    const n = names.filter((f) => /\.jsonl\.\d+$/.test(f)).map((f) => Number(f.split('.').pop())).sort((a, b) => a - b);
+    return [out, ...n.map((k) => `${out}.${k}`)];
+  }
+
+  async function stream(port: number, total: number, tag: string): Promise<void> {
+    const clients: dgram.Socket[] = await openClients(40);
+    try {
+      for (let i = 0; i < total; i++) {
+        await send(clients[i % 40]!, `<14>1 - rothost ${tag} - - - ${tag}-${i} ${'x'.repeat(200)}`, port);
+        if (i % 10 === 9) await sleep(1);
+      }
+    } finally {
+      closeAll(clients);
+    }
+  }
+
+  it('two workers, one file rotated by size: every record in exactly one file, whole lines, sizes near maxBytes', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'rot.jsonl');
+    const maxBytes = 64 * 1024;
+    const s = await serveSyslog(2, { out, maxBytes: '64k', keep: '100' }, ['--stats-port', '0']);
+    const total = 3000; // ~1.6 MB of records: about 25 rotations
+    await stream(s.port, total, 'rot');
+    expect(await waitFor(() => fileSet(out).reduce((a, f) => a + countLines(f), 0) >= total, 10_000)).toBe(true);
+    serving = undefined;
+    const stopped = await s.stop('SIGTERM');
+    expect(stopped.code).toBe(0);
+
+    const files = fileSet(out);
+    expect(files.length).toBeGreaterThan(10);
+    const all = files.flatMap((f) => readRecords(f)); // throws on a broken line
+    expect(all).toHaveLength(total);
+    expect(new Set(all.map((r) => r.message!.split(' ')[0])).size).toBe(total);
+    expect(new Set(all.map((r) => r.worker))).toEqual(new Set([0, 1]));
+    // Rotated files reach maxBytes, and overshoot by what arrives before the workers reopen.
+    for (const f of files.slice(1)) {
+      const size = statSync(f).size;
+      expect(size, f).toBeGreaterThanOrEqual(maxBytes);
+      expect(size, f).toBeLessThan(maxBytes * 3);
+    }
+    expect(statSync(out).size).toBeLessThan(maxBytes * 3);
+    expect(stopped.stderr).toMatch(/app: rotated .*rot\.jsonl at \d+ bytes \(rotation 1, keeping 100\)/);
+    const rotations = /(\d+) rotations\)/.exec(stopped.stderr);
+    expect(Number(rotations?.[1])).toBe(files.length - 1);
+  });
+
+  it('keeps only `keep` rotated files', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'keep.jsonl');
+    const s = await serveSyslog(2, { out, maxBytes: '32k', keep: '2' });
+    await stream(s.port, 1200, 'keep');
+    await sleep(600);
+    serving = undefined;
+    const stopped = await s.stop('SIGTERM');
+    expect(stopped.code).toBe(0);
+    expect(Number(/(\d+) rotations\)/.exec(stopped.stderr)?.[1])).toBeGreaterThan(3);
+    expect(fileSet(out)).toEqual([out, `${out}.1`, `${out}.2`]);
+    expect(existsSync(`${out}.3`)).toBe(false);
+    // The newest records are all there, in the kept files.
+    const kept = [out, `${out}.1`, `${out}.2`].flatMap((f) => readRecords(f));
+    const seqs = new Set(kept.map((r) => Number(r.message!.split(' ')[0]!.slice(5))));
+    expect(seqs.has(1199)).toBe(true);
+    expect(seqs.size).toBe(kept.length);
+  });
+});
