@@ -16,6 +16,12 @@ describe('shardgram command line', () => {
     ['load without a port', ['load'], /--port is required/],
     ['load with a bad count', ['load', '--port', '9', '--count', '1e3'], /--count must be a whole number/],
     ['demo with one worker', ['demo', '--workers', '1'], /--workers must be from 2 to 32; got 1/],
+    ['an app flag with the wrong app', ['serve', 'echo', '--port', '9000', '--flush-interval', '100'], /--flush-interval goes with the statsd app, not echo/],
+    ['a bad policy', ['serve', 'echo', '--port', '9000', '--policy', 'roundrobin'], /--policy must be one of hash, random, cpu, key; got "roundrobin"/],
+    ['key options without --policy key', ['serve', 'echo', '--port', '9000', '--key-delimiter', ';'], /--key-delimiter and --key-max-length go with --policy key/],
+    ['a bad key length', ['serve', 'echo', '--port', '9000', '--policy', 'key', '--key-max-length', '999'], /--key-max-length must be an integer from 1 to 256/],
+    ['a bad address', ['serve', 'echo', '--port', '9000', '--address', 'localhost'], /--address must be an IPv4 or IPv6 literal/],
+    ['scale without workers', ['scale', '--stats-port', '9100'], /--workers is required/],
   ];
   for (const [what, args, message] of bad) {
     it(`rejects ${what} with one line, the usage, and exit 2`, async () => {
@@ -41,7 +47,7 @@ describe('shardgram command line', () => {
   it('serve --help documents every flag it accepts', async () => {
     const r = await runCli(['serve', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--port', '--address', '--workers', '--engine', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--help']) {
+    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', 'SIGHUP', 'POST /workers']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/echo/);
