@@ -27,7 +27,7 @@ Options:
   -a, --address A       IPv4 or IPv6 address to bind (default 127.0.0.1)
   -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here)
   -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
-                        (batched recvmmsg through libc) (default dgram)
+                        (batched recvmmsg through libc) (default: the app's, else dgram)
   -P, --policy P        how the kernel picks a worker per datagram (default: the app's, else hash):
                           hash    the kernel's 4-tuple hash: one source port, one worker
                           random  even per datagram, whatever the source
@@ -37,7 +37,7 @@ Options:
       --key-max-length N  most key bytes hashed for --policy key, 1-256, rounded up to a
                         multiple of 4 (default 64)
       --rcvbuf BYTES    SO_RCVBUF per socket, e.g. 4m; capped by net.core.rmem_max
-                        (a warning says so)
+                        (a warning says so) (default: the app's, else the kernel's)
       --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
       --max-datagram B  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD}
                         (default ${UDP_MAX_PAYLOAD}); longer ones are counted as truncated
@@ -138,7 +138,7 @@ export async function serve(argv: string[]): Promise<number> {
     port,
     address,
     workers: intOption(values, 'workers', 1, 256, u, availableParallelism()),
-    engine: choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram'),
+    ...(values.engine !== undefined ? { engine: choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram') } : {}),
     ...(policy ? { policy } : {}),
     ...(rcvbuf !== undefined ? { rcvbuf } : {}),
     rcvbufForce: Boolean(values['rcvbuf-force']),
