@@ -1,11 +1,11 @@
 /*
  * The floor: a plain C receiver on the same socket setup as shardgram's workers.
  * The parent opens N SO_REUSEPORT UDP sockets on one address:port (in bind order,
- * default receive buffer), then forks one child per socket; each child loops on
+ * default receive buffer unless --rcvbuf), then forks one child per socket; each child loops on
  * blocking recvmmsg(MSG_WAITFORONE) with a batch of 64 and counts datagrams into
  * shared memory.
  *
- *   recv --port P [--address A] [--workers N] [--batch M] [--size B]
+ *   recv --port P [--address A] [--workers N] [--batch M] [--size B] [--rcvbuf BYTES]
  *
  * Prints {"ready":true,"port":P,"pids":[...]} once the children run. Then, for each
  * line "stats" on stdin, prints {"workers":[{"pid":..,"datagrams":..,"truncated":..}]}.
@@ -56,17 +56,18 @@ static void child(int fd, int batch, int size, struct counters *c) {
 
 int main(int argc, char **argv) {
   const char *address = "127.0.0.1";
-  int port = 0, workers = 1, batch = 64, size = 2048;
+  int port = 0, workers = 1, batch = 64, size = 2048, rcvbuf = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--address")) address = argv[i + 1];
     else if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--size")) size = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--rcvbuf")) rcvbuf = atoi(argv[i + 1]);
     else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
   }
   if (port < 0 || port > 65535 || workers < 1 || workers > 256 || batch < 1 || batch > 1024 || size < 1) {
-    fprintf(stderr, "usage: recv --port P [--address A] [--workers N] [--batch M] [--size B]\n");
+    fprintf(stderr, "usage: recv --port P [--address A] [--workers N] [--batch M] [--size B] [--rcvbuf BYTES]\n");
     return 2;
   }
   struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
@@ -79,6 +80,7 @@ int main(int argc, char **argv) {
     int one = 1;
     fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fds[i] < 0 || setsockopt(fds[i], SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (rcvbuf > 0 && setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) ||
         bind(fds[i], (struct sockaddr *)&sa, sizeof sa) != 0) {
       perror("socket/setsockopt/bind");
       return 1;

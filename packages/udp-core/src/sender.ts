@@ -4,7 +4,7 @@
  * wildcard) port 0, sending batches of prebuilt probe datagrams with sendmmsg.
  *
  * Every datagram is the exact encoding `encodeProbe` gives for its (sender, seq,
- * sentAt, pad), so echo replies parse as usual. Encoding each one with protobufjs
+ * sentAt, pad), so echo replies parse as usual (test/native-engine.test.ts checks it). Encoding each one with protobufjs
  * costs about as much as sending it, so the probes are built once per source
  * socket and per width of the sequence number's varint, and only the sequence
  * number and the send time are written into them before each batch.
@@ -46,7 +46,7 @@ export interface SendProbesOptions {
   rate?: number;
   /** Stop sending after this many ms. */
   maxDurationMs?: number;
-  /** Called about every 100 ms with the number sent so far. */
+  /** Called at every turn of the event loop the sender yields (every few ms) with the number sent so far. */
   onProgress?: (sent: number) => void;
   /** Called after each successful sendmmsg: probes firstSeq … firstSeq + n - 1 left from source socket `sender`. */
   onSent?: (firstSeq: number, n: number, sender: number) => void;
@@ -63,7 +63,7 @@ export interface SendProbesResult {
   timedOut: boolean;
 }
 
-/** Seconds of yielding: the sender gives the event loop a turn at least this often. */
+/** The sender gives the event loop a turn at least this often (ms): replies, timers, progress. */
 const YIELD_EVERY_MS = 2;
 /** Per-run memory bound for the prebuilt probes of all source sockets. */
 const ARENA_BUDGET_BYTES = 64 << 20;
@@ -262,7 +262,6 @@ export class NativeSender {
     let timedOut = false;
     let source = 0;
     let failStreak = 0;
-    let lastProgress = start;
     let nextWidthAt = 0; // first seq that needs a wider varint
     while (sent < count) {
       const turnStart = performance.now();
@@ -270,10 +269,7 @@ export class NativeSender {
         timedOut = true;
         break;
       }
-      if (opts.onProgress && turnStart - lastProgress >= 100) {
-        lastProgress = turnStart;
-        opts.onProgress(sent);
-      }
+      opts.onProgress?.(sent);
       let now = turnStart;
       let wait = 0;
       while (sent < count && now - turnStart < YIELD_EVERY_MS) {
@@ -290,18 +286,32 @@ export class NativeSender {
           nextWidthAt = width >= 5 ? Infinity : 2 ** (7 * width);
         }
         // A batch never straddles a change of varint width.
-        const n = Math.min(allowed, batch, nextWidthAt - sent);
+        let n = Math.min(allowed, batch, nextWidthAt - sent);
         const a = arenas[source]!;
         const mem = a.memory;
         const so = seqOffsets[source]!;
         const to = sentAtOffsets[source]!;
-        for (let i = 0; i < n; i++) {
-          const d = a.dataOffset(i);
-          writeVarint(mem, d + so, sent + i, width);
-          mem.writeDoubleLE(now, d + to);
+        if (sent === 0) {
+          // Sequence number 0 is a default value that protobufjs leaves out: probe 0 goes
+          // alone, encoded by encodeProbe itself, and the template is put back afterwards.
+          n = 1;
+          const first = Buffer.from(encodeProbe({ sender: source, seq: 0, sentAt: now, pad }));
+          first.copy(a.memory, a.dataOffset(0));
+          a.setForSend(0, first.length, this.dest.length);
+        } else {
+          for (let i = 0; i < n; i++) {
+            const d = a.dataOffset(i);
+            writeVarint(mem, d + so, sent + i, width);
+            mem.writeDoubleLE(now, d + to);
+          }
         }
         calls++;
         const r = c.sendmmsg(fds[source]!, mem, n, MSG_DONTWAIT);
+        if (sent === 0) {
+          const t = templates[source]!;
+          t.bytes.copy(a.memory, a.dataOffset(0));
+          a.setForSend(0, t.bytes.length, this.dest.length);
+        }
         if (r > 0) {
           opts.onSent?.(sent, r, source);
           sent += r;
