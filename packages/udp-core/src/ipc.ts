@@ -1,6 +1,7 @@
 /** Messages between the supervisor and a worker process (IPC, advanced serialization). */
 
 export const WORKER_FD = 4; // stdio slot the worker's socket is inherited on (0-2 std, 3 IPC)
+export const COUNTERS_FD = 5; // stdio slot of the memfd holding the worker's counters (shared-counters.ts)
 export const WORKER_ENV = 'SHARDGRAM_WORKER';
 
 export interface WorkerConfig {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { ShardgramError, invalidArg } from './errors.js';
 import { closeFd, competingHolders, openReusePortSocket, refuseOccupiedPort, socketMemInfo, type OpenedSocket, type SocketMemInfo } from './ffi/socket.js';
 import { discardQueued } from './ffi/discard.js';
+import { SharedCounters } from './ffi/shared-counters.js';
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { resolveApp } from './apps/resolve.js';
@@ -69,10 +70,9 @@ function add(a: Counters, b: Counters): Counters {
   for (const k of Object.keys(ZERO) as (keyof Counters)[]) out[k] = a[k] + b[k];
   return out;
 }
-function sub(a: Counters, b: Counters): Counters {
-  const out = { ...a };
-  for (const k of Object.keys(ZERO) as (keyof Counters)[]) out[k] = a[k] - b[k];
-  return out;
+/** A running process's counters: the shared page, and CPU time from its snapshots. */
+function liveCounters(p: Proc): Counters {
+  return { ...p.shared.read(), cpuUserMicros: p.cpu.user, cpuSystemMicros: p.cpu.system };
 }
 
 /** One worker process. A slot has one, or two for a moment during a reload. */
@@ -80,8 +80,10 @@ interface Proc {
   child: ChildProcess;
   pid: number;
   startedAt: number;
-  /** Latest snapshot. */
-  current: Counters;
+  /** Its counters, in memory shared with it (exact even after a SIGKILL); unmapped once folded. */
+  shared: SharedCounters;
+  /** CPU time from its latest snapshot. */
+  cpu: { user: number; system: number };
   lastWords: string | undefined;
   /** Exit was asked for (stop, reload, shrink): no restart. */
   expected: boolean;
@@ -319,20 +321,31 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       batch: o.batch,
     };
     let child: ChildProcess;
+    let shared: SharedCounters;
+    let sharedFd: number;
+    try {
+      ({ fd: sharedFd, counters: shared } = SharedCounters.create(`shardgram-worker-${slot.index}`));
+    } catch (err) {
+      return Promise.reject(err);
+    }
     try {
       child = spawn(process.execPath, [this.workerMain], {
-        stdio: ['ignore', 'pipe', 'pipe', 'ipc', slot.sock.fd],
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc', slot.sock.fd, sharedFd],
         env: { ...process.env, [WORKER_ENV]: JSON.stringify(config) },
         serialization: 'advanced',
         // Own process group: a terminal's Ctrl-C reaches the supervisor only, which then drains the workers.
         detached: true,
       });
     } catch (err) {
+      shared.unmap();
       return Promise.reject(new ShardgramError('ERR_SHARDGRAM_WORKER', `cannot start worker ${slot.index}: ${err instanceof Error ? err.message : String(err)}`));
+    } finally {
+      // The child has its own copy of the fd (or none); the mapping lives on without it.
+      closeFd(sharedFd);
     }
     let markExited: () => void = () => {};
     const proc: Proc = {
-      child, pid: child.pid ?? 0, startedAt: Date.now(), current: { ...ZERO }, lastWords: undefined, expected: false,
+      child, pid: child.pid ?? 0, startedAt: Date.now(), shared, cpu: { user: 0, system: 0 }, lastWords: undefined, expected: false,
       // Exited, and its IPC channel read to the end: its last messages (final snapshot,
       // an app's final partial) have been handled. 'exit' alone can come before them.
       exited: new Promise<void>((r) => (markExited = r)).then(() =>
@@ -353,9 +366,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     return new Promise((resolve, reject) => {
       let settled = false;
-      /** The process has exited; `folded` is what of it is already in `slot.base`. */
+      /** The process has exited and its counters are in `slot.base`. */
       let gone = false;
-      let folded: Counters = ZERO;
       const settle = (err?: Error): void => {
         if (settled) return;
         settled = true;
@@ -371,8 +383,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       child.on('message', (msg: ToSupervisor) => {
         switch (msg.t) {
           case 'ready':
-            // A process already asked to leave is never promoted.
-            if (proc.expected) {
+            // A process already asked to leave (or already gone: IPC can trail 'exit') is never promoted.
+            if (proc.expected || gone) {
               settle();
               break;
             }
@@ -391,14 +403,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
             settle();
             break;
           case 'snap': {
-            const { index: _i, pid: _p, seq: _s, final: _f, engine: _e, ...counters } = decodeSnapshot(msg.b);
+            // Counts come from the shared page; a snapshot brings the CPU time.
+            const snap = decodeSnapshot(msg.b);
             if (gone) {
-              // Arrived after the exit (the final snapshot can): fold in what is new.
-              slot.base = add(slot.base, sub(counters, folded));
-              folded = counters;
-            } else {
-              proc.current = counters;
+              // Arrived after the exit (the final snapshot can): fold in the CPU time not yet counted.
+              slot.base.cpuUserMicros += snap.cpuUserMicros - proc.cpu.user;
+              slot.base.cpuSystemMicros += snap.cpuSystemMicros - proc.cpu.system;
             }
+            proc.cpu = { user: snap.cpuUserMicros, system: snap.cpuSystemMicros };
             break;
           }
           case 'log':
@@ -426,9 +438,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         if (gone) return;
         gone = true;
         markExited();
-        slot.base = add(slot.base, proc.current);
-        folded = proc.current;
-        proc.current = { ...ZERO };
+        slot.base = add(slot.base, liveCounters(proc));
+        proc.shared.unmap();
         slot.leaving.delete(proc);
         const current = slot.proc === proc;
         if (current) slot.proc = undefined;
@@ -613,8 +624,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private countersOf(s: Slot): Counters {
-    let c = add(s.base, s.proc?.current ?? ZERO);
-    for (const p of s.leaving) c = add(c, p.current);
+    let c = add(s.base, s.proc ? liveCounters(s.proc) : ZERO);
+    for (const p of s.leaving) c = add(c, liveCounters(p));
     return c;
   }
 

@@ -3,7 +3,9 @@
  * loads the app, reports snapshots, and drains on a stop request.
  */
 import { encodeSnapshot } from './snapshot.js';
-import { WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
+import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
+import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
+import { libc } from './ffi/libc.js';
 import type { AppHooks, ShardApp } from './shard-socket.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
@@ -50,8 +52,12 @@ async function main(): Promise<void> {
   const queueEarly = (msg: ToWorker): void => void early.push(msg);
   process.on('message', queueEarly);
   let errorsLogged = 0;
+  // Counted in memory the supervisor also maps: exact even if this process is SIGKILLed.
+  const shared = SharedCounters.attach(COUNTERS_FD);
+  libc().close(COUNTERS_FD);
   const engine = await createEngine(config, {
     fd: WORKER_FD,
+    counters: new ArrayCounters(shared.array),
     family: config.family,
     index: config.index,
     maxDatagram: config.maxDatagram,
@@ -101,7 +107,7 @@ async function main(): Promise<void> {
       b: encodeSnapshot({
         index: config.index,
         pid: process.pid,
-        ...engine.counters,
+        ...shared.read(),
         cpuUserMicros: cpu.user,
         cpuSystemMicros: cpu.system,
         seq: seq++,

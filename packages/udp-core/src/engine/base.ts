@@ -16,12 +16,14 @@ export interface EngineOptions {
   maxDatagram?: number;
   /** Datagrams per recvmmsg/sendmmsg call (native engine). */
   batch?: number;
+  /** Where to count (e.g. memory shared with the supervisor); default: a plain object. */
+  counters?: EngineCounters;
   /** Called for each exception thrown by a message handler (after counting it). */
   onHandlerError: (error: unknown) => void;
 }
 
 export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> implements ShardSocket {
-  readonly counters: EngineCounters = newCounters();
+  readonly counters: EngineCounters;
   readonly index: number;
   abstract readonly engine: EngineName;
   protected readonly fd: number;
@@ -36,6 +38,7 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
     this.family = opts.family;
     this.index = opts.index;
     this.onHandlerError = opts.onHandlerError;
+    this.counters = opts.counters ?? newCounters();
   }
 
   /** Starts reading; resolves once the engine is receiving. */

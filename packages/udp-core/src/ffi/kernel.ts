@@ -110,6 +110,14 @@ export const IT_INTERVAL_NSEC = 8;
 export const IT_VALUE_SEC = 16;
 export const IT_VALUE_NSEC = 24;
 
+// include/uapi/linux/memfd.h
+export const MFD_CLOEXEC = 0x0001;
+// include/uapi/asm-generic/mman-common.h
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+// include/uapi/linux/mman.h
+export const MAP_SHARED = 0x01;
+
 // include/uapi/asm-generic/errno-base.h, include/uapi/asm-generic/errno.h
 export const EINTR = 4;
 export const EAGAIN = 11;

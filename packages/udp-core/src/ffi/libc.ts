@@ -16,6 +16,11 @@ export interface Libc {
   geteuid(): number;
   recvmmsg(fd: number, vec: Buffer, vlen: number, flags: number, timeout: null): number;
   sendmmsg(fd: number, vec: Buffer, vlen: number, flags: number): number;
+  memfdCreate(name: string, flags: number): number;
+  ftruncate(fd: number, length: number): number;
+  /** mmap(2) of a whole file; null on failure (MAP_FAILED). */
+  mmap(length: number, prot: number, flags: number, fd: number): unknown;
+  munmap(addr: unknown, length: number): number;
   /** timerfd_create(2): a timer that the event loop can poll, with nanosecond expiry. */
   timerfdCreate(clock: number, flags: number): number;
   /** timerfd_settime(2): arms (or, with a zero it_value, disarms) the timer; resets its expiry count. */
@@ -34,6 +39,7 @@ export function libc(): Libc {
   // memory, so what the kernel writes is visible in it after the call.
   const fcntl = lib.func('int fcntl(int, int, ...)');
   const close = lib.func('int close(int)');
+  const mmap = lib.func('void *mmap(void *, size_t, int, int, int, int64_t)');
   // glibc ≥ 2.36 only: looked up on first use, so that older systems lose only the
   // diagnosis that needs them, not the whole library.
   let pidfd: { open: (pid: number, flags: number) => number; getfd: (pidfd: number, fd: number, flags: number) => number } | null | undefined;
@@ -58,6 +64,14 @@ export function libc(): Libc {
     geteuid: lib.func('uint32_t geteuid()'),
     recvmmsg: lib.func('int recvmmsg(int, void *, uint32_t, int, void *)'),
     sendmmsg: lib.func('int sendmmsg(int, void *, uint32_t, int)'),
+    memfdCreate: lib.func('int memfd_create(const char *, unsigned int)'),
+    ftruncate: lib.func('int ftruncate(int, int64_t)'),
+    mmap: (length, prot, flags, fd) => {
+      const p = mmap(null, length, prot, flags, fd, 0);
+      // MAP_FAILED is (void *)-1.
+      return p === null || koffi.address(p) === 0xffffffffffffffffn ? null : p;
+    },
+    munmap: lib.func('int munmap(void *, size_t)'),
     timerfdCreate: lib.func('int timerfd_create(int, int)'),
     timerfdSettime: lib.func('int timerfd_settime(int, int, const void *, void *)'),
     errno: () => koffi.errno(),
