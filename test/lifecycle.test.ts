@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor, parseEchoReply } from '@shardgram/udp-core';
-import { startServe, type Serving } from './helpers/cli.js';
+import { BIG_RCVBUF, startServe, type Serving } from './helpers/cli.js';
 import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
 import type dgram from 'node:dgram';
 
@@ -28,7 +28,7 @@ function collect(clients: dgram.Socket[]): { replies: Map<string, { worker: numb
 
 describe('worker crash and restart', () => {
   it.each(['dgram', 'native'])('kill -9 of a worker mid-stream (%s engine): the restarted worker on the same socket answers everything that queued meanwhile', async (engine) => {
-    serving = await startServe(['echo', '--port', '0', '--workers', '2', '--engine', engine, '--rcvbuf', '1m', '--stats-port', '0'], 2);
+    serving = await startServe(['echo', '--port', '0', '--workers', '2', '--engine', engine, ...BIG_RCVBUF(), '--stats-port', '0'], 2);
     const victim = serving.pids[0]!;
     const clients = await openClients(20);
     const { replies } = collect(clients);
@@ -94,7 +94,7 @@ describe('worker crash and restart', () => {
 
 describe('graceful stop', () => {
   it('SIGTERM drains what is already queued: every datagram is handled, then exit 0', async () => {
-    serving = await startServe(['./test/fixtures/slow-echo.js', '--port', '0', '--workers', '1', '--rcvbuf', '1m', '--app-option', 'busyMs=2'], 1);
+    serving = await startServe(['./test/fixtures/slow-echo.js', '--port', '0', '--workers', '1', ...BIG_RCVBUF(), '--app-option', 'busyMs=2'], 1);
     const clients = await openClients(10);
     const { replies } = collect(clients);
     const total = 300; // ~0.6 s of work for the worker: most of it is still queued when SIGTERM arrives

@@ -33,7 +33,7 @@ describe('native engine: messages, rinfo and replies', () => {
   for (const [family, address] of [['udp4', '127.0.0.1'], ['udp6', '::1']] as const) {
     it(`echo over ${family === 'udp4' ? 'IPv4' : 'IPv6'} (${address}): every datagram gets its reply from the service port`, async () => {
       // A 1 MiB buffer: a freshly started worker on a busy 2-core machine may not read for a few ms.
-      const s = await start({ app: 'echo', address, port: 0, workers: 2, rcvbuf: 1 << 20 });
+      const s = await start({ app: 'echo', address, port: 0, workers: 2, rcvbuf: 1 << 20, rcvbufForce: process.getuid?.() === 0 });
       const clients = await openClients(8, family);
       const replies = new Map<string, { worker: number; from: number }>();
       for (const c of clients) {
@@ -136,7 +136,7 @@ describe('native engine: the event loop stays responsive', () => {
 
 describe('native engine: graceful stop', () => {
   it('stop() drains what queued while the worker was paused: the worker counts every datagram sent', async () => {
-    const s = await start({ app: 'discard', port: 0, workers: 1, rcvbuf: 1 << 20 });
+    const s = await start({ app: 'discard', port: 0, workers: 1, rcvbuf: 1 << 20, rcvbufForce: process.getuid?.() === 0 });
     const pid = s.workerPids()[0]!;
     const clients = await openClients(4);
     const n = 1500;
@@ -199,7 +199,7 @@ describe('native sender (shardgram load --sender native)', () => {
   });
 
   it('echo through the native engine: every probe answered, none stray, round trips measured', async () => {
-    const s = await start({ app: 'echo', port: 0, workers: 2, rcvbuf: 1 << 20 });
+    const s = await start({ app: 'echo', port: 0, workers: 2, rcvbuf: 1 << 20, rcvbufForce: process.getuid?.() === 0 });
     const report = await runLoad({ port: s.port, sender: 'native', sources: 32, size: 100, count: 20_000, rate: 40_000, replyTimeoutMs: 2000, maxDurationMs: 20_000 });
     expect(report.sent).toBe(20_000);
     expect(report.lost).toBe(0);
@@ -207,5 +207,32 @@ describe('native sender (shardgram load --sender native)', () => {
     expect(report.strayReplies).toBe(0);
     expect(report.sender).toBe('native');
     expect(report.workers.reduce((a, w) => a + w.replies, 0)).toBe(20_000);
+  });
+});
+
+describe('native engine: sends from send callbacks', () => {
+  it('a reply sent from another send\'s callback goes out once, and the stop does not wait on it', async () => {
+    const s = await start({ app: fixture('chain-echo.js'), port: 0, workers: 1, engine: 'native', drainTimeoutMs: 5_000 });
+    const [client] = await openClients(1);
+    const got: string[] = [];
+    client!.on('message', (m) => got.push(m.toString()));
+    try {
+      // 100 in a row: the first replies fill whole sendmmsg batches, the second ones follow.
+      for (let i = 0; i < 100; i++) await send(client!, `m${i}`, s.port);
+      expect(await waitFor(() => got.length >= 200, 5_000)).toBe(true);
+      await sleep(100);
+      expect(got).toHaveLength(200);
+      expect(new Set(got).size).toBe(200);
+      for (let i = 0; i < 100; i++) {
+        expect(got).toContain(`first m${i}`);
+        expect(got).toContain(`second m${i}`);
+      }
+      const t0 = Date.now();
+      await s.stop();
+      expect(Date.now() - t0).toBeLessThan(3_000); // no send left pending until the drain timeout
+      expect(s.stats().workers[0]).toMatchObject({ sends: 200, sendErrors: 0 });
+    } finally {
+      closeAll([client!]);
+    }
   });
 });

@@ -5,6 +5,12 @@ import { fileURLToPath } from 'node:url';
 export const BIN = fileURLToPath(new URL('../../packages/udp-core/bin/shardgram.js', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * Tests that need a large receive buffer ask for it with these flags: as root,
+ * SO_RCVBUFFORCE passes net.core.rmem_max, so they do not depend on the host's sysctl.
+ */
+export const BIG_RCVBUF = (size = '1m'): string[] => ['--rcvbuf', size, ...(process.getuid?.() === 0 ? ['--rcvbuf-force'] : [])];
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -57,8 +57,10 @@ export default defineApp((socket, ctx) => {
     }
   });
 
+  let closed = false;
   ctx.onSupervisorMessage((m) => {
-    if (!isToSyslogWorker(m)) return;
+    // After close, the file is synced and closed for good: a late reopen must not open it again.
+    if (closed || !isToSyslogWorker(m)) return;
     try {
       sink.reopen();
     } catch (err) {
@@ -73,6 +75,7 @@ export default defineApp((socket, ctx) => {
 
   return {
     close() {
+      closed = true;
       clearInterval(timer);
       try {
         sink.close();

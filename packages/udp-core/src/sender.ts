@@ -230,6 +230,9 @@ export class NativeSender {
     const slotSize = buildTemplate(sources - 1, maxWidth, pad).bytes.length;
     // One arena per source socket, so that the sender field never needs rewriting;
     // fewer slots per call when many large sources would take too much memory.
+    if (sources * (slotSize + 128) > ARENA_BUDGET_BYTES) {
+      throw invalidArg('sources × size', `${sources} × ${opts.size} bytes`, `at most ${ARENA_BUDGET_BYTES / 1048576} MiB of send buffers (fewer sources or smaller datagrams)`);
+    }
     const batch = Math.max(1, Math.min(this.batch, count, Math.floor(ARENA_BUDGET_BYTES / (sources * (slotSize + 128)))));
     const arenas = this.fds.map(() => new MsgArena(batch, slotSize));
     const templates: (Template | undefined)[] = new Array<Template | undefined>(sources);

@@ -111,6 +111,8 @@ export class FlushCollector {
       return;
     }
     if (member) member.misses = 0;
+    // A worker given up on after too many misses (and not replaced) is back: wait for it again.
+    else if (![...this.members.values()].some((o) => o.index === index)) this.members.set(m.pid, { index, pid: m.pid, order: ++this.helloCount, misses: 0 });
     if (r && m.id === r.id) {
       if (r.waiting.delete(m.pid) && r.waiting.size === 0) r.finish();
     } else if (this.lateLogged < 20) {

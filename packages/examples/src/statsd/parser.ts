@@ -65,7 +65,8 @@ const KEY_CACHE_MAX = 20_000;
  */
 export function metricKey(rawName: string, rawTags?: string): string {
   if (rawTags === undefined && CLEAN_NAME.test(rawName)) return rawName;
-  const cacheKey = rawTags === undefined ? rawName : `${rawName}|#${rawTags}`;
+  // "\n" cannot occur inside a line, so name and tags never run into each other here.
+  const cacheKey = rawTags === undefined ? rawName : `${rawName}\n${rawTags}`;
   const hit = keyCache.get(cacheKey);
   if (hit !== undefined) return hit;
   const parts = sanitize(rawName).split(';');
@@ -124,7 +125,7 @@ export function parseLine(raw: string): ParsedLine {
       if (rateSeen) return { ok: false, reason: 'two sample rates' };
       rateSeen = true;
       sampleRate = decimal(f.slice(1));
-      if (!(sampleRate > 0)) return { ok: false, reason: `bad sample rate "${f}"` };
+      if (!(sampleRate > 0) || !Number.isFinite(1 / sampleRate)) return { ok: false, reason: `bad sample rate "${f}"` };
     } else if (f.charCodeAt(0) === 35 /* # */) {
       if (tags !== undefined) return { ok: false, reason: 'two tag fields' };
       tags = f.slice(1);
@@ -143,7 +144,7 @@ export function parseLine(raw: string): ParsedLine {
     }
     case 'g': {
       const value = decimal(valueText);
-      if (Number.isNaN(value)) return { ok: false, reason: `gauge value "${valueText}" is not a number` };
+      if (!Number.isFinite(value)) return { ok: false, reason: `gauge value "${valueText}" is not a number` };
       const c = valueText.charCodeAt(0);
       return { ok: true, type, key, value, relative: c === 43 || c === 45 };
     }

@@ -204,7 +204,9 @@ class Scanner {
         this.i++;
         const value = this.paramValue();
         const prev = Object.hasOwn(params, name) ? params[name] : undefined;
-        setOwn(params, name, prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]);
+        if (prev === undefined) setOwn(params, name, value);
+        else if (Array.isArray(prev)) prev.push(value); // in place: repeats stay linear
+        else setOwn(params, name, [prev, value]);
       }
       if (text.charCodeAt(this.i) !== 0x5d) this.fail(this.i >= this.n ? `SD-ELEMENT "${id}" is not closed` : `"]" or SP expected in SD-ELEMENT "${id}"`);
       this.i++;

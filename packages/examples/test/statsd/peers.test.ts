@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { ROOT, startServe, type Serving } from '../../../../test/helpers/cli.js';
+import { BIG_RCVBUF, ROOT, startServe, type Serving } from '../../../../test/helpers/cli.js';
 import { sleep, waitFor } from '../../../../test/helpers/udp.js';
 import { PERCENTILES, expectedTimer, sendWorkload, type Expected } from './workload.js';
 
@@ -87,7 +87,7 @@ function expectMatches(t: Totals, e: Expected): void {
 
 function serveArgs(out: string, extra: string[] = []): string[] {
   return [
-    'statsd', '--port', '0', '--workers', '2', '--rcvbuf', '4m', '--stats-port', '0',
+    'statsd', '--port', '0', '--workers', '2', ...BIG_RCVBUF('4m'), '--stats-port', '0',
     '-o', `jsonOut=${out}`, '-o', 'flushInterval=600000', '-o', `percentiles=${PERCENTILES.join(',')}`, ...extra,
   ];
 }

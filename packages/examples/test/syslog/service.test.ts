@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 /**
  * The syslog app as a service (`shardgram serve syslog`), fed by real clients:
  * util-linux logger and the npm syslog-client, plus malformed datagrams, a worker
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
 import type dgram from 'node:dgram';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
+import { BIG_RCVBUF, startServe, type Serving } from '../../../../test/helpers/cli.js';
 import { closeAll, openClients, send, sleep, waitFor } from '../../../../test/helpers/udp.js';
 import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
 import type { SyslogRecord } from '@shardgram/examples/syslog/record';
@@ -259,7 +260,7 @@ describe('syslog: malformed input, metrics, standard output', () => {
 
   it('rejects bad app options before starting, in one line', async () => {
     const { runCli } = await import('../../../../test/helpers/cli.js');
-    const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', 'out=/tmp/x.jsonl'], { timeoutMs: 20_000 });
+    const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', `out=${join(tmpdir(), 'shardgram-keep0.jsonl')}`], { timeoutMs: 20_000 });
     // (The last line: a checkout whose sources changed may first say it is compiling them.)
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n').at(-1)).toBe('shardgram: syslog: --app-option keep must be a whole number from 1 to 1000; got "0"');
@@ -274,7 +275,7 @@ describe('syslog: durability', () => {
     const t = tempDir();
     cleanup = t.cleanup;
     const out = join(t.dir, 'kill.jsonl');
-    const s = await serveSyslog(2, { out }, ['--rcvbuf', '1m', '--stats-port', '0']);
+    const s = await serveSyslog(2, { out }, [...BIG_RCVBUF('1m'), '--stats-port', '0']);
     const victim = s.pids[0]!;
     const clients = await openClients(50);
     const total = 1500;
@@ -327,7 +328,7 @@ describe('syslog: durability', () => {
     const t = tempDir();
     cleanup = t.cleanup;
     const out = join(t.dir, 'stop.jsonl');
-    const s = await serveSyslog(2, { out }, ['--rcvbuf', '4m']);
+    const s = await serveSyslog(2, { out }, BIG_RCVBUF('4m'));
     const clients = await openClients(32);
     const total = 3000;
     try {

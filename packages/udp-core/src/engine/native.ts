@@ -20,6 +20,7 @@
  * Messages are views into the receive arena: valid while the handler runs, then
  * overwritten. Keep one with `Buffer.from(msg)` (a copy).
  */
+import { isIP } from 'node:net';
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
@@ -264,6 +265,19 @@ export class NativeEngineSocket extends EngineSocket {
       if (callback) process.nextTick(callback, err);
       return;
     }
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      this.counters.sendErrors++;
+      const err = Object.assign(new Error(`send: port must be an integer from 1 to 65535; got ${port}`), { code: 'ERR_SOCKET_BAD_PORT' });
+      if (callback) process.nextTick(callback, err);
+      return;
+    }
+    const want = this.family === 'udp4' ? 4 : 6;
+    if (!this.sendNames.has(address) && isIP(address) !== want) {
+      this.counters.sendErrors++;
+      const err = Object.assign(new Error(`send: ${JSON.stringify(address)} is not an IPv${want} address (this socket is ${this.family}; no name lookup here)`), { code: 'ERR_INVALID_ADDRESS' });
+      if (callback) process.nextTick(callback, err);
+      return;
+    }
     if (this.txCount === this.batch) this.flushSends();
     const slot = this.txCount;
     const tx = this.tx;
@@ -311,6 +325,9 @@ export class NativeEngineSocket extends EngineSocket {
     const c = libc();
     const count = this.txCount;
     const mem = this.tx.memory;
+    // Results first, callbacks after: a callback may send again, into a batch that
+    // must already be empty.
+    const done: { cb: SendCallback; err: Error | null; bytes: number }[] = [];
     let off = 0;
     let spins = 0;
     while (off < count) {
@@ -318,7 +335,8 @@ export class NativeEngineSocket extends EngineSocket {
       if (n > 0) {
         for (let i = off; i < off + n; i++) {
           this.counters.sends++;
-          this.finishSend(i, null, this.tx.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSG_LEN));
+          const cb = this.txCallbacks[i];
+          if (cb) done.push({ cb, err: null, bytes: this.tx.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSG_LEN) });
         }
         off += n;
         continue;
@@ -327,22 +345,25 @@ export class NativeEngineSocket extends EngineSocket {
       if ((e === EAGAIN || e === EINTR) && spins++ < 1000) continue;
       // The datagram at `off` failed: report it and go on with the rest.
       this.counters.sendErrors++;
-      this.finishSend(off, Object.assign(new Error(`sendmmsg failed: ${errnoName(e)} (errno ${e})`), { code: errnoName(e), errno: e }), 0);
+      const cb = this.txCallbacks[off];
+      if (cb) done.push({ cb, err: Object.assign(new Error(`sendmmsg failed: ${errnoName(e)} (errno ${e})`), { code: errnoName(e), errno: e }), bytes: 0 });
       off++;
     }
+    this.txCallbacks.fill(undefined, 0, count);
     this.txCount = 0;
+    this.pending -= count;
+    // Like dgram's: callbacks run after the current work, never inside the send loop.
+    if (done.length) process.nextTick(() => this.runSendCallbacks(done));
   }
 
-  private finishSend(slot: number, err: Error | null, bytes: number): void {
-    this.pending--;
-    const cb = this.txCallbacks[slot];
-    this.txCallbacks[slot] = undefined;
-    if (!cb) return;
-    try {
-      cb(err, bytes);
-    } catch (error) {
-      this.counters.handlerErrors++;
-      this.onHandlerError(error);
+  private runSendCallbacks(done: { cb: SendCallback; err: Error | null; bytes: number }[]): void {
+    for (const d of done) {
+      try {
+        d.cb(d.err, d.bytes);
+      } catch (error) {
+        this.counters.handlerErrors++;
+        this.onHandlerError(error);
+      }
     }
   }
 
@@ -351,8 +372,8 @@ export class NativeEngineSocket extends EngineSocket {
   }
 
   protected stopReading(): void {
-    if (this.txCount) this.flushSends();
     this.closed = true;
+    if (this.txCount) this.flushSends();
     if (this.immediate) clearImmediate(this.immediate);
     this.immediate = undefined;
     this.sockPoll?.close();

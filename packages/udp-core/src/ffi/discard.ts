@@ -3,7 +3,7 @@
  * so that datagrams dropped with a socket are counted, not just lost.
  */
 import { MsgArena } from '../engine/arena.js';
-import { MSG_DONTWAIT } from './kernel.js';
+import { EINTR, MSG_DONTWAIT } from './kernel.js';
 import { libc } from './libc.js';
 
 const BATCH = 64;
@@ -22,6 +22,7 @@ export function discardQueued(fd: number): number {
   for (let i = 0; i < MAX_BATCHES; i++) {
     arena.resetForReceive(BATCH);
     const n = c.recvmmsg(fd, arena.memory, BATCH, MSG_DONTWAIT, null);
+    if (n < 0 && c.errno() === EINTR) continue;
     if (n <= 0) break;
     count += n;
     if (n < BATCH) break;

@@ -119,8 +119,17 @@ export const PROT_WRITE = 0x2;
 export const MAP_SHARED = 0x01;
 
 // include/uapi/asm-generic/errno-base.h, include/uapi/asm-generic/errno.h
+export const EPERM = 1;
+export const ENOENT = 2;
 export const EINTR = 4;
 export const EAGAIN = 11;
+export const ENOMEM = 12;
+export const EACCES = 13;
+export const EINVAL = 22;
+export const EMFILE = 24;
+export const ENOPROTOOPT = 92;
+export const EADDRINUSE = 98;
+export const EADDRNOTAVAIL = 99;
 export const ENOBUFS = 105;
 
 /** Largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP). */

@@ -6,6 +6,7 @@ import { fstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { ShardgramError, errnoName, invalidArg, type PortHolder } from '../errors.js';
 import { describeHolder, findPortHolders } from './holders.js';
 import {
+  EACCES, EADDRINUSE, EADDRNOTAVAIL, EMFILE, EPERM,
   AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY, SK_MEMINFO_DROPS, SK_MEMINFO_RCVBUF,
   SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_VARS, SOCKADDR_MAX, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET, SO_MEMINFO,
   SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT,
@@ -147,7 +148,7 @@ export function refuseOccupiedPort(address: string, port: number, ownInodes: Rea
       `UDP ${address}:${port} is already served by SO_REUSEPORT sockets of this user: ${holders.map(describeHolder).join('; ')} ` +
         `(another shardgram service?). Joining them would split their traffic with us and replace their steering program. ` +
         `Stop that service, or choose another --port.`,
-      { errno: 98, syscall: 'bind', address, port, uid: euid, holders },
+      { errno: EADDRINUSE, syscall: 'bind', address, port, uid: euid, holders },
     );
   }
   return explainAddressInUse(address, port, ownInodes);
@@ -160,7 +161,7 @@ export function explainAddressInUse(address: string, port: number, ownInodes: Re
   const near = all.filter((h) => overlaps(h.address, address));
   const holders = near.length ? near : all;
   const foreign = holders.filter((h) => h.uid !== euid);
-  const base = { errno: 98, syscall: 'bind', address, port, uid: euid, holders };
+  const base = { errno: EADDRINUSE, syscall: 'bind', address, port, uid: euid, holders };
   if (foreign.length > 0) {
     const f = foreign[0]!;
     return new ShardgramError(
@@ -220,7 +221,7 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   const fd = c.socket(family === 'udp4' ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
   if (fd < 0) {
     const e = c.errno();
-    throw syscallError('socket', e, address, port, e === 24 ? 'Too many open files: raise the limit with `ulimit -n`.' : 'The kernel refused a new UDP socket.');
+    throw syscallError('socket', e, address, port, e === EMFILE ? 'Too many open files: raise the limit with `ulimit -n`.' : 'The kernel refused a new UDP socket.');
   }
   try {
     const warnings: string[] = [];
@@ -234,7 +235,7 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
     if (opts.rcvbuf !== undefined) {
       const name = opts.rcvbufForce ? SO_RCVBUFFORCE : SO_RCVBUF;
       e = setIntOption(fd, SOL_SOCKET, name, opts.rcvbuf);
-      if (e === 1) {
+      if (e === EPERM) {
         throw new ShardgramError(
           'ERR_SHARDGRAM_PERMISSION',
           `setsockopt(SO_RCVBUFFORCE) for UDP ${address}:${port} needs CAP_NET_ADMIN (EPERM). Drop --rcvbuf-force, or raise net.core.rmem_max instead.`,
@@ -255,15 +256,15 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
     const { buf, len } = encodeSockaddr(address, port);
     if (c.bind(fd, buf, len) !== 0) {
       e = c.errno();
-      if (e === 98) throw explainAddressInUse(address, port, opts.ownInodes ?? new Set());
-      if (e === 13) {
+      if (e === EADDRINUSE) throw explainAddressInUse(address, port, opts.ownInodes ?? new Set());
+      if (e === EACCES) {
         throw new ShardgramError(
           'ERR_SHARDGRAM_PERMISSION',
           `bind to UDP ${address}:${port} was refused (EACCES): ports below net.ipv4.ip_unprivileged_port_start need root or CAP_NET_BIND_SERVICE. Choose a port ≥ 1024, or grant the capability.`,
           { errno: e, syscall: 'bind', address, port },
         );
       }
-      if (e === 99) {
+      if (e === EADDRNOTAVAIL) {
         throw new ShardgramError(
           'ERR_SHARDGRAM_ADDRESS',
           `bind to UDP ${address}:${port} failed (EADDRNOTAVAIL): ${address} is not an address of this host (or network namespace). Use one that \`ip addr\` lists, e.g. 127.0.0.1 or ::1.`,

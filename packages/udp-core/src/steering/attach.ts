@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ShardgramError, errnoName } from '../errors.js';
-import { SOCK_FPROG_SIZE, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, SO_DETACH_REUSEPORT_BPF, SO_REUSEPORT } from '../ffi/kernel.js';
+import { EINVAL, ENOENT, ENOMEM, ENOPROTOOPT, EPERM, SOCK_FPROG_SIZE, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, SO_DETACH_REUSEPORT_BPF, SO_REUSEPORT } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { getIntOption, localAddress } from '../ffi/socket.js';
 import { toSockFprog, type Insn, type SockFprog } from './cbpf.js';
@@ -26,11 +26,6 @@ export interface AttachProgramOptions {
   validate?: boolean;
 }
 
-const ENOENT = 2;
-const EPERM = 1;
-const ENOMEM = 12;
-const EINVAL = 22;
-const ENOPROTOOPT = 92;
 
 /** While setsockopt runs, the memory it reads is referenced from here, not only by address. */
 let inFlight: SockFprog | undefined;
