@@ -339,6 +339,8 @@ export class NativeSender {
         now = performance.now();
       }
       // Let replies, timers and progress run; with a rate limit or a full buffer, wait.
+      // Report before yielding: replies handled in the pause must not outrun `sent`.
+      opts.onProgress?.(sent);
       if (wait > 0) await sleep(wait);
       else await turn();
     }

@@ -3,11 +3,13 @@
  * which worker received it, and — when the text alone cannot give back the datagram
  * (malformed, or not UTF-8) — the exact bytes in base64.
  */
-import type { FacilityName, SeverityName } from './pri.js';
-import type { StructuredData } from './rfc5424.js';
-import { parseSyslog, type ParsedSyslog, type SyslogFormat } from './parse.js';
+import { parseSyslog, type ParsedSyslog } from './parse.js';
 
-export interface SyslogRecord {
+/**
+ * What was parsed (everything of ParsedSyslog but `utf8`, which `raw` stands for),
+ * with who sent it, which worker received it, and the exact bytes when needed.
+ */
+export interface SyslogRecord extends Omit<ParsedSyslog, 'utf8'> {
   /** When the worker received the datagram (ISO 8601, UTC). */
   receivedAt: string;
   /** Index of the worker (socket of the group) that received it. */
@@ -17,20 +19,6 @@ export interface SyslogRecord {
   senderPort: number;
   /** Datagram length in bytes. */
   bytes: number;
-  format: SyslogFormat;
-  pri: number | null;
-  facility: FacilityName | null;
-  severity: SeverityName | null;
-  version: number | null;
-  timestamp: string | null;
-  hostname: string | null;
-  appName: string | null;
-  procId: string | null;
-  msgId: string | null;
-  structuredData: StructuredData | null;
-  message: string | null;
-  /** Why the datagram is malformed; null when it parsed. */
-  error: string | null;
   /** The datagram's exact bytes in base64, when it is malformed or not valid UTF-8; else null. */
   raw: string | null;
 }
