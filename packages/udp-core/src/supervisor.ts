@@ -13,7 +13,7 @@ import { ShardgramError, invalidArg } from './errors.js';
 import { closeFd, competingHolders, openReusePortSocket, refuseOccupiedPort, socketMemInfo, type OpenedSocket, type SocketMemInfo } from './ffi/socket.js';
 import { discardQueued } from './ffi/discard.js';
 import { SharedCounters } from './ffi/shared-counters.js';
-import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
+import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { resolveApp } from './apps/resolve.js';
 import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
@@ -156,9 +156,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const engine = opts.engine ?? 'dgram';
     this.engineGiven = opts.engine !== undefined;
     if (engine !== 'dgram' && engine !== 'native') throw invalidArg('engine', engine, '"dgram" or "native"');
-    const maxDatagram = opts.maxDatagram ?? UDP_MAX_PAYLOAD;
-    if (!Number.isInteger(maxDatagram) || maxDatagram < 1 || maxDatagram > UDP_MAX_PAYLOAD) {
-      throw invalidArg('maxDatagram', maxDatagram, `an integer from 1 to ${UDP_MAX_PAYLOAD}`);
+    // The largest datagram of the address's family: 65507 over IPv4, 65527 over IPv6.
+    const familyMax = familyOf(address) === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
+    const maxDatagram = opts.maxDatagram ?? familyMax;
+    if (!Number.isInteger(maxDatagram) || maxDatagram < 1 || maxDatagram > familyMax) {
+      throw invalidArg('maxDatagram', maxDatagram, `an integer from 1 to ${familyMax} (${familyMax === UDP_MAX_PAYLOAD ? 'IPv4' : 'IPv6'})`);
     }
     const batch = opts.batch ?? 64;
     if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');

@@ -2,7 +2,7 @@
 import { availableParallelism } from 'node:os';
 import { Supervisor } from '../supervisor.js';
 import { startStatsServer, type StatsServer } from '../stats-server.js';
-import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
+import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf } from '../ffi/sockaddr.js';
@@ -39,8 +39,9 @@ Options:
       --rcvbuf BYTES    SO_RCVBUF per socket, e.g. 4m; capped by net.core.rmem_max
                         (a warning says so) (default: the app's, else the kernel's)
       --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
-      --max-datagram B  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD}
-                        (default ${UDP_MAX_PAYLOAD}); longer ones are counted as truncated
+      --max-datagram B  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD} over IPv4,
+                        1-${UDP6_MAX_PAYLOAD} over IPv6 (default: the most); longer ones are counted
+                        as truncated
       --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
                         http://127.0.0.1:S (0: pick a free port; printed)
@@ -142,7 +143,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(policy ? { policy } : {}),
     ...(rcvbuf !== undefined ? { rcvbuf } : {}),
     rcvbufForce: Boolean(values['rcvbuf-force']),
-    maxDatagram: intOption(values, 'max-datagram', 1, UDP_MAX_PAYLOAD, u, UDP_MAX_PAYLOAD),
+    ...(values['max-datagram'] !== undefined ? { maxDatagram: intOption(values, 'max-datagram', 1, UDP6_MAX_PAYLOAD, u) } : {}),
     batch: intOption(values, 'batch', 1, 1024, u, 64),
     drainTimeoutMs: intOption(values, 'drain-timeout', 0, 3_600_000, u, 10_000),
     appOptions,
@@ -156,7 +157,7 @@ export async function serve(argv: string[]): Promise<number> {
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`${signal}: draining ${sup.workers} workers (again to stop at once)…\n`);
+    process.stderr.write(`${signal}: draining ${plural(sup.workers, 'worker')} (again to stop at once)…\n`);
     const report = await sup.stop();
     await stats?.close();
     const s = sup.stats();
@@ -195,7 +196,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const o = sup.options;
   process.stdout.write(
-    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${o.workers} workers (${o.engine} engine, ${sup.policy.name} policy)` +
+    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(o.workers, 'worker')} (${sup.options.engine} engine, ${sup.policy.name} policy)` +
       (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
       '\n',
   );
@@ -207,4 +208,8 @@ export async function serve(argv: string[]): Promise<number> {
 
 function fmt(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }

@@ -27,7 +27,7 @@ import { errnoName } from '../errors.js';
 import {
   AF_INET, CLOCK_MONOTONIC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN,
   MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
-  TFD_CLOEXEC, TFD_NONBLOCK, UDP_MAX_PAYLOAD,
+  TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { decodeSockaddr, encodeSockaddr } from '../ffi/sockaddr.js';
@@ -88,9 +88,10 @@ export class NativeEngineSocket extends EngineSocket {
   constructor(opts: EngineOptions) {
     super(opts);
     this.batch = opts.batch ?? 64;
-    const max = opts.maxDatagram ?? UDP_MAX_PAYLOAD;
+    const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
+    const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
     this.rx = new MsgArena(this.batch, max);
-    this.tx = new MsgArena(this.batch, UDP_MAX_PAYLOAD);
+    this.tx = new MsgArena(this.batch, familyMax);
     this.rxWords = this.rx.headerWords;
     this.lastReceived = this.batch;
     this.txCallbacks = new Array<SendCallback | undefined>(this.batch);

@@ -134,6 +134,8 @@ export const ENOBUFS = 105;
 
 /** Largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP). */
 export const UDP_MAX_PAYLOAD = 65507;
+/** Largest UDP payload over IPv6 without jumbograms: 65535 (payload length field) - 8 (UDP). */
+export const UDP6_MAX_PAYLOAD = 65527;
 
 // ---------------------------------------------------------------------------
 // Classic BPF for reuseport steering (src/steering/*).
