@@ -5,11 +5,14 @@
 import { isUtf8 } from 'node:buffer';
 import { DEFAULT_PRIVAL, parsePri, splitPri, type FacilityName, type SeverityName } from './pri.js';
 import { parseRfc3164 } from './rfc3164.js';
-import { parseRfc5424, type StructuredData } from './rfc5424.js';
+import { parseRfc5424, type Rfc5424Fields } from './rfc5424.js';
 
 export type SyslogFormat = 'rfc5424' | 'rfc3164' | 'unknown';
 
-export interface ParsedSyslog {
+/** The header fields both formats fill (RFC 3164 leaves some null); see Rfc5424Fields. */
+type HeaderFields = Pick<Rfc5424Fields, 'timestamp' | 'hostname' | 'appName' | 'procId' | 'msgId' | 'structuredData'>;
+
+export interface ParsedSyslog extends HeaderFields {
   /** `unknown` only for a datagram that could not be placed at all (empty, broken PRI). */
   format: SyslogFormat;
   /** The PRIVAL sent, or null when there was none (then facility and severity are RFC 3164's default, user.notice). */
@@ -18,12 +21,6 @@ export interface ParsedSyslog {
   severity: SeverityName | null;
   /** RFC 5424 VERSION (1); null otherwise. */
   version: number | null;
-  timestamp: string | null;
-  hostname: string | null;
-  appName: string | null;
-  procId: string | null;
-  msgId: string | null;
-  structuredData: StructuredData | null;
   /**
    * The MSG part; for a malformed message, the whole text. Bytes that are not UTF-8
    * are U+FFFD here, and trailing CR, LF and NUL characters are dropped.
