@@ -215,12 +215,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${this.options.app} has no default export function (see defineApp)`);
     }
     if (typeof mod.supervisor === 'function') {
-      this.appHooks = await (mod.supervisor as AppSupervisor)({
-        workers: this.options.workers,
-        options: this.options.appOptions,
-        log: (line) => this.log(`app: ${line}`),
-        broadcast: (m) => this.broadcast(m),
-      });
+      try {
+        this.appHooks = await (mod.supervisor as AppSupervisor)({
+          workers: this.options.workers,
+          options: this.options.appOptions,
+          log: (line) => this.log(`app: ${line}`),
+          broadcast: (m) => this.broadcast(m),
+        });
+      } catch (err) {
+        if (err instanceof ShardgramError) throw err;
+        throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${this.options.app} could not start: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
     return mod.defaults ?? {};
   }

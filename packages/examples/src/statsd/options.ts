@@ -1,3 +1,4 @@
+import { ShardgramError } from '@shardgram/udp-core';
 /**
  * The statsd app's options, from `--app-option key=value` (context.options):
  *
@@ -26,8 +27,8 @@ export interface StatsdOptions {
 
 export const STATSD_OPTION_NAMES = ['flushInterval', 'percentiles', 'jsonOut', 'graphite', 'graphitePrefix', 'flushTimeout'] as const;
 
-function bad(name: string, value: string, expected: string): Error {
-  return new Error(`statsd option ${name}=${JSON.stringify(value)}: expected ${expected}`);
+function bad(name: string, value: string, expected: string): ShardgramError {
+  return new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `statsd option ${name}=${JSON.stringify(value)}: expected ${expected}`, { option: name });
 }
 
 function intMs(name: string, value: string, min: number, max: number): number {
@@ -56,11 +57,11 @@ export function parsePercentiles(value: string): number[] {
   return out;
 }
 
-/** Validates and resolves the options; throws an Error naming the bad one. */
+/** Validates and resolves the options; throws a ShardgramError (ERR_SHARDGRAM_INVALID_ARG) naming the bad one. */
 export function parseStatsdOptions(raw: Readonly<Record<string, string>>): StatsdOptions {
   for (const k of Object.keys(raw)) {
     if (!(STATSD_OPTION_NAMES as readonly string[]).includes(k)) {
-      throw new Error(`unknown statsd option "${k}"; the options are ${STATSD_OPTION_NAMES.join(', ')}`);
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `unknown statsd option "${k}"; the options are ${STATSD_OPTION_NAMES.join(', ')}`, { option: k });
     }
   }
   const flushIntervalMs = raw.flushInterval !== undefined ? intMs('flushInterval', raw.flushInterval, 10, 86_400_000) : 10_000;
