@@ -44,6 +44,20 @@ describe('shardgram command line', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('rejects a bad app option in one line with exit 2, before any worker starts', async () => {
+    for (const [args, message] of [
+      [['serve', 'statsd', '--port', '0', '--flush-interval', 'soon'], /^shardgram: statsd option flushInterval="soon": expected an integer number of milliseconds/],
+      [['serve', 'statsd', '--port', '0', '-o', 'bogus=1'], /^shardgram: unknown statsd option "bogus"/],
+      [['serve', 'syslog', '--port', '0', '--keep', '0'], /^shardgram: syslog: --app-option keep must be a whole number from 1 to 1000; got "0"/],
+    ] as const) {
+      const r = await runCli([...args], { timeoutMs: 20_000 });
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr.trim()).toMatch(message);
+      expect(r.stdout).not.toMatch(/ready/);
+    }
+  });
+
   it('serve --help documents every flag it accepts', async () => {
     const r = await runCli(['serve', '--help']);
     expect(r.code).toBe(0);
