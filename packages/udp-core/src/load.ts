@@ -11,7 +11,7 @@
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { invalidArg } from './errors.js';
-import { familyOf } from './ffi/sockaddr.js';
+import { familyOf, sourceBindAddress } from './ffi/sockaddr.js';
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
 import { parseEchoReply } from './echo-format.js';
 import { NativeSender, probePad } from './sender.js';
@@ -110,8 +110,6 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   const expectReplies = opts.expectReplies ?? true;
   const senderKind = opts.sender ?? 'native';
   if (senderKind !== 'native' && senderKind !== 'dgram') throw invalidArg('sender', senderKind, '"native" or "dgram"');
-  const bind = family === 'udp4' ? '127.0.0.1' : '::1';
-  const loopback = address.startsWith('127.') || address === '::1';
 
   const socks: dgram.Socket[] = [];
   let native: NativeSender | undefined;
@@ -144,7 +142,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     for (let i = 0; i < sources; i++) {
       const s = dgram.createSocket({ type: family, recvBufferSize: 1 << 20 });
       socks.push(s);
-      await bindSocket(s, { port: 0, address: loopback ? bind : family === 'udp4' ? '0.0.0.0' : '::' });
+      await bindSocket(s, { port: 0, address: sourceBindAddress(address) });
     }
   }
 

@@ -21,7 +21,7 @@ import {
   UDP_MAX_PAYLOAD,
 } from './ffi/kernel.js';
 import { libc } from './ffi/libc.js';
-import { encodeSockaddr, familyOf, type Family } from './ffi/sockaddr.js';
+import { encodeSockaddr, familyOf, sourceBindAddress, type Family } from './ffi/sockaddr.js';
 import { localAddress } from './ffi/socket.js';
 import { encodeProbe } from './snapshot.js';
 
@@ -170,9 +170,7 @@ export class NativeSender {
     this.port = opts.port;
     this.batch = batch;
     this.dest = encodeSockaddr(opts.address, opts.port).buf;
-    const loopback = opts.address.startsWith('127.') || opts.address === '::1';
-    const bindTo = loopback ? (family === 'udp4' ? '127.0.0.1' : '::1') : family === 'udp4' ? '0.0.0.0' : '::';
-    const local = encodeSockaddr(bindTo, 0);
+    const local = encodeSockaddr(sourceBindAddress(opts.address), 0);
     const c = libc();
     try {
       for (let i = 0; i < sources; i++) {

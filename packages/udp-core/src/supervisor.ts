@@ -468,7 +468,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
-  private scheduleRestart(slot: Slot, proc: Proc, why: string): void {
+  private scheduleRestart(slot: Slot, proc: Pick<Proc, 'pid' | 'startedAt' | 'lastWords'>, why: string): void {
     const lived = Date.now() - proc.startedAt;
     slot.crashStreak = lived < CRASH_WINDOW_MS ? slot.crashStreak + 1 : 1;
     const delay = slot.crashStreak <= 1 ? 0 : Math.min(100 * 2 ** (slot.crashStreak - 2), MAX_BACKOFF_MS);
@@ -488,7 +488,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       slot.restarts++;
       this.spawnWorker(slot).catch((err: Error) => {
         // A process that never started leaves no exit behind: back off and try again.
-        if (!slot.proc && !this.stopping && !slot.closed && !slot.restartTimer) this.scheduleRestart(slot, { startedAt: Date.now(), pid: 0, lastWords: err.message } as Proc, 'could not be started');
+        if (!slot.proc && !this.stopping && !slot.closed && !slot.restartTimer) this.scheduleRestart(slot, { startedAt: Date.now(), pid: 0, lastWords: err.message }, 'could not be started');
         // A failed restart shows up as another exit; the streak grows and so does the delay.
         this.log(err.message);
       });
@@ -615,7 +615,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private checkImbalance(): void {
     if (this.stopping || this.policy.name !== 'hash') return;
-    if (this.slots.some((s) => s.closed)) return;
     const counts = this.slots.map((s) => this.countersOf(s).datagrams);
     const { state, changed } = this.imbalance.observe(
       Date.now(),

@@ -38,10 +38,10 @@ export class DgramEngineSocket extends EngineSocket {
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
-    const payload = typeof data === 'string' || data instanceof Uint8Array ? data : (data as readonly (string | Uint8Array)[]);
     this.pending++;
     try {
-      this.sock.send(payload as Parameters<dgram.Socket['send']>[0], port, address, (err, bytes) => {
+      // dgram takes a string, a Uint8Array or a list of them, as SendData is.
+      this.sock.send(data as Parameters<dgram.Socket['send']>[0], port, address, (err, bytes) => {
         this.pending--;
         if (err) this.counters.sendErrors++;
         else this.counters.sends++;

@@ -13,6 +13,17 @@ export function familyOf(address: string): Family | undefined {
   return undefined;
 }
 
+/**
+ * Where a client's source sockets bind to reach `address`: loopback for a loopback
+ * destination (so traffic stays on lo), the wildcard of the family otherwise.
+ */
+export function sourceBindAddress(address: string): string {
+  const v4 = familyOf(address) === 'udp4';
+  const loopback = address.startsWith('127.') || address === '::1';
+  if (loopback) return v4 ? '127.0.0.1' : '::1';
+  return v4 ? '0.0.0.0' : '::';
+}
+
 /** The 16 bytes of an IPv6 address, expanding `::` and an embedded IPv4 tail. */
 export function ipv6Bytes(address: string): Buffer {
   const zone = address.indexOf('%');

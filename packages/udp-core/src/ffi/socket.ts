@@ -48,9 +48,11 @@ export interface SocketMemInfo {
   drops: number;
 }
 
-function readSysctl(path: string): number | undefined {
+/** A number from /proc/sys (e.g. `net/core/rmem_max`), or undefined when unreadable. */
+export function readSysctl(name: string): number | undefined {
   try {
-    return Number(readFileSync(path, 'utf8').trim());
+    const n = Number(readFileSync(`/proc/sys/${name}`, 'utf8').trim());
+    return Number.isFinite(n) ? n : undefined;
   } catch {
     return undefined;
   }
@@ -246,7 +248,7 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
     }
     const rcvbuf = getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
     if (opts.rcvbuf !== undefined && rcvbuf < opts.rcvbuf * 2) {
-      const max = readSysctl('/proc/sys/net/core/rmem_max');
+      const max = readSysctl('net/core/rmem_max');
       warnings.push(
         `SO_RCVBUF: asked for ${opts.rcvbuf} bytes, the kernel granted ${rcvbuf / 2} (reported as ${rcvbuf}); ` +
           `net.core.rmem_max${max !== undefined ? ` = ${max}` : ''} caps it. ` +

@@ -5,11 +5,10 @@
  * group, so any one bound member's fd will do; it must be attached after bind (before
  * bind, the socket gets a group of its own and its bind then fails with EADDRINUSE).
  */
-import { readFileSync } from 'node:fs';
 import { ShardgramError, errnoName } from '../errors.js';
 import { EINVAL, ENOENT, ENOMEM, ENOPROTOOPT, EPERM, SOCK_FPROG_SIZE, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, SO_DETACH_REUSEPORT_BPF, SO_REUSEPORT } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
-import { getIntOption, localAddress } from '../ffi/socket.js';
+import { getIntOption, localAddress, readSysctl } from '../ffi/socket.js';
 import { toSockFprog, type Insn, type SockFprog } from './cbpf.js';
 import { parsePolicy, policyProgram, type KeyPolicyOptions, type PolicyName, type SteeringPolicy } from './policies.js';
 import { assertValidProgram } from './validate.js';
@@ -36,14 +35,6 @@ function where(fd: number): { address?: string; port?: number; text: string } {
     return { address: a.address, port: a.port, text: `fd ${fd} (UDP ${a.address}:${a.port})` };
   } catch {
     return { text: `fd ${fd}` };
-  }
-}
-
-function readSysctl(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return undefined;
   }
 }
 
@@ -88,9 +79,9 @@ export function attachProgram(fd: number, prog: readonly Insn[], opts: AttachPro
   }
   if (rc === 0) return;
   if (errno === ENOMEM) {
-    const max = readSysctl('/proc/sys/net/core/optmem_max');
+    const max = readSysctl('net/core/optmem_max');
     throw fail(fd, option, errno,
-      `The ${prog.length}-instruction program, translated to eBPF, is larger than net.core.optmem_max${max ? ` = ${max}` : ''} bytes. ` +
+      `The ${prog.length}-instruction program, translated to eBPF, is larger than net.core.optmem_max${max !== undefined ? ` = ${max}` : ''} bytes. ` +
         'Use a smaller key length, or raise net.core.optmem_max (sysctl -w net.core.optmem_max=131072).');
   }
   if (errno === EINVAL) {
