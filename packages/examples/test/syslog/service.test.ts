@@ -244,9 +244,11 @@ describe('syslog: malformed input, metrics, standard output', () => {
 
   it('without out=: JSON lines on the standard output of the service', async () => {
     const s = await serveSyslog(2, {});
-    const clients = await openClients(10);
+    // One source port per message: 40 ports all hashing to one of 2 workers has odds of 2^-39
+    // (with 10 ports, 2^-9: it happened once in CI).
+    const clients = await openClients(40);
     try {
-      for (let i = 0; i < 40; i++) await send(clients[i % 10]!, `<14>1 - h stdoutapp - - - stdout-${i}`, s.port);
+      for (let i = 0; i < 40; i++) await send(clients[i]!, `<14>1 - h stdoutapp - - - stdout-${i}`, s.port);
       expect(await waitFor(() => (s.stdout().match(/^\{.*"stdout-\d+".*\}$/gm) ?? []).length === 40, 5_000)).toBe(true);
     } finally {
       closeAll(clients);
