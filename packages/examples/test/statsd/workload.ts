@@ -27,7 +27,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // 16 clients (16 source ports): under `--policy hash` the odds that all of them hash to
 // one of 2 workers are 2^-15 (with 6 they were 1 in 32, and the "both workers had a share"
-// check failed now and then). 16 × 150 steps is the same workload size as 6 × 400.
+// check failed now and then). 16 × 150 steps is the same workload size as 6 × 400, and
+// the pause below keeps the total send rate the same.
 export const CLIENTS = 16;
 export const STEPS = 150;
 export const PERCENTILES = [90, 95, 99];
@@ -141,7 +142,7 @@ export async function sendWorkload(port: number): Promise<Expected> {
             c.set('wl.ips', ip);
             m.member('wl.ips', ip);
           }
-          if (j % 4 === 3) await sleep(3);
+          if (j % 4 === 3) await sleep(8); // 16 clients × 4 steps / 8 ms: the rate 6 clients had with 3 ms
         }
         await new Promise<void>((r) => c.close(() => r()));
       }),
