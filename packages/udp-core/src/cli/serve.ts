@@ -52,6 +52,8 @@ Options:
                         ${controlDir()}/udp-<address>-<port>.sock)
   -o, --app-option K=V  option for the app (repeatable)
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
+      --stall-timeout MS  a worker that reads nothing while its queue holds datagrams, or sends
+                        no heartbeat, this long is reported stalled and replaced (default 5000; 0 never)
   -h, --help            show this help
 
 App flags (shorthands for --app-option; each goes with its app only):
@@ -87,6 +89,7 @@ const OPTIONS: Options = {
   control: { type: 'string', short: 'c' },
   'app-option': { type: 'string', short: 'o', multiple: true },
   'drain-timeout': { type: 'string' },
+  'stall-timeout': { type: 'string' },
 };
 
 /** App flags: CLI flag → [app, app option]. */
@@ -153,6 +156,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(values['max-datagram'] !== undefined ? { maxDatagram: intOption(values, 'max-datagram', 1, UDP6_MAX_PAYLOAD, u) } : {}),
     batch: intOption(values, 'batch', 1, 1024, u, 64),
     drainTimeoutMs: intOption(values, 'drain-timeout', 0, 3_600_000, u, 10_000),
+    stallTimeoutMs: intOption(values, 'stall-timeout', 0, 3_600_000, u, 5000),
     appOptions,
   });
   let stats: StatsServer | undefined;
