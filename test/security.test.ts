@@ -85,7 +85,7 @@ describe('who may join the group', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain(`UDP 127.0.0.1:${serving.port} is already served by SO_REUSEPORT sockets of this user`);
     expect(r.stderr).toContain(`pid ${serving.pids[0]}`);
-    expect(r.stderr).toMatch(/Stop that service, or choose another --port/);
+    expect(r.stderr).toMatch(/start this one with --takeover; otherwise stop it, or choose another --port/);
   });
 
   it.skipIf(skipForeign)('a process of another uid cannot join our group, and our workers keep all the traffic', async () => {
