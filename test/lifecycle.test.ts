@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor, parseEchoReply } from '@shardgram/udp-core';
 import { BIG_RCVBUF, startServe, type Serving } from './helpers/cli.js';
-import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
+import { closeAll, openClients, send, sleep, udpQueuedBytes, waitFor } from './helpers/udp.js';
 import type dgram from 'node:dgram';
 
 let serving: Serving | undefined;
@@ -97,12 +97,22 @@ describe('graceful stop', () => {
     serving = await startServe(['./test/fixtures/slow-echo.js', '--port', '0', '--workers', '1', ...BIG_RCVBUF(), '--app-option', 'busyMs=2'], 1);
     const clients = await openClients(10);
     const { replies } = collect(clients);
-    const total = 300; // ~0.6 s of work for the worker: most of it is still queued when SIGTERM arrives
+    const total = 300; // ~0.6 s of work for the worker, and ~250 KB of queue (fits a stock rmem_max)
+    const worker = serving.pids[0]!;
     try {
+      // The worker is stopped while the burst arrives: all of it is still queued at SIGTERM.
+      process.kill(worker, 'SIGSTOP');
       for (let i = 0; i < total; i++) await send(clients[i % 10]!, `q-${i}`, serving.port);
+      const queued = udpQueuedBytes(serving.port);
+      expect(queued).toBeGreaterThan(0);
+      expect(replies.size).toBe(0);
       const s = serving;
       serving = undefined;
-      const r = await s.stop('SIGTERM');
+      const stopped = s.stop('SIGTERM');
+      // The supervisor's drain request waits in the stopped worker's IPC pipe until it runs again.
+      expect(await waitFor(() => /SIGTERM: draining/.test(s.stderr()), 5_000)).toBe(true);
+      process.kill(worker, 'SIGCONT');
+      const r = await stopped;
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`stopped: ${total} datagrams received, 0 dropped by the kernel, 0 still queued at close \\(counted and dropped\\)`));
       expect(await waitFor(() => replies.size === total, 5_000)).toBe(true);
