@@ -17,7 +17,7 @@ export const BENCH = join(ROOT, 'bench');
 /** The `shardgram` command of this checkout. */
 export const SHARDGRAM = join(ROOT, 'packages', 'udp-core', 'bin', 'shardgram.js');
 /** What to run when a peer is missing. */
-export const SETUP_HINT = 'run `bench/setup.sh` to install it (see bench/README.md)';
+export const SETUP_HINT = 'bench/setup.sh installs it';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
