@@ -7,7 +7,7 @@
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Supervisor, decodeProbe, encodeProbe, openReusePortSocket, parseEchoReply, runLoad } from '@shardgram/udp-core';
+import { Supervisor, decodeProbe, encodeProbe, openReusePortSocket, parseEchoReply, runLoad, socketMemInfo } from '@shardgram/udp-core';
 import { bigRcvbufOptions, rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 
@@ -189,7 +189,7 @@ describe('native sender (shardgram load --sender native)', () => {
       });
       expect(report.sent).toBe(count);
       expect(report.sendErrors).toBe(0);
-      expect(await waitFor(() => got.length === count, 5000), `${got.length} of ${count} received`).toBe(true);
+      expect(await waitFor(() => got.length === count, 5000), `${got.length} of ${count} received; ${socketMemInfo(sock.fd).drops} dropped by the kernel`).toBe(true);
     } finally {
       rx.close();
     }
