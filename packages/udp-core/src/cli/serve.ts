@@ -44,7 +44,11 @@ Options:
                         as truncated
       --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
-                        http://127.0.0.1:S (0: pick a free port; printed)
+                        http://127.0.0.1:S (0: pick a free port; printed); read-only
+      --stats-address A the stats port's IPv4/IPv6 literal (default 127.0.0.1; 0.0.0.0 or ::
+                        to let a Prometheus server on another host scrape it; docs/multi-host.md)
+      --stats-host NAME a name the stats port answers to in the Host header besides its
+                        address (repeatable), e.g. the DNS name Prometheus scrapes it by
   -o, --app-option K=V  option for the app (repeatable)
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
   -h, --help            show this help
@@ -78,6 +82,8 @@ const OPTIONS: Options = {
   'max-datagram': { type: 'string' },
   batch: { type: 'string' },
   'stats-port': { type: 'string', short: 's' },
+  'stats-address': { type: 'string' },
+  'stats-host': { type: 'string', multiple: true },
   'app-option': { type: 'string', short: 'o', multiple: true },
   'drain-timeout': { type: 'string' },
 };
@@ -149,7 +155,12 @@ export async function serve(argv: string[]): Promise<number> {
     appOptions,
   });
   let stats: StatsServer | undefined;
-  if (statsPort !== undefined) stats = await startStatsServer(sup, statsPort);
+  if (statsPort !== undefined) {
+    stats = await startStatsServer(sup, statsPort, {
+      address: (values['stats-address'] as string | undefined) ?? '127.0.0.1',
+      hosts: (values['stats-host'] as string[] | undefined) ?? [],
+    });
+  }
   sup.on('worker-ready', ({ index, pid, restart }) => {
     process.stdout.write(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
   });
