@@ -16,6 +16,8 @@ export { toPrometheus } from './stats.js';
 export type { StatsReport, WorkerStats } from './stats.js';
 export { STATS_SERVER_DEFAULTS, startStatsServer } from './stats-server.js';
 export type { StatsServer, StatsServerOptions, StatsSource } from './stats-server.js';
+export { PromWriter, escapeLabelValue, sanitizeMetricName } from './prom-text.js';
+export type { PromType, PromLabels } from './prom-text.js';
 export { encodeSnapshot, decodeSnapshot, encodeProbe, decodeProbe, PROTO_PATH } from './snapshot.js';
 export type { WorkerSnapshot, Probe } from './snapshot.js';
 export { runLoad } from './load.js';
