@@ -9,11 +9,12 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadReport, StatsReport } from '@shardgram/udp-core';
 import { BIN } from './helpers/cli.js';
-import { Topology, VIP, hostAddress, netnsUnavailable } from './helpers/netns.js';
-import { nftDnat, writeNginxConfig } from './helpers/balancers.js';
+import { LB_INNER, Topology, VIP, hostAddress, netnsUnavailable } from './helpers/netns.js';
+import { nftDnat, writeNginxConfig, writePrometheusConfig } from './helpers/balancers.js';
 import { waitFor } from './helpers/udp.js';
 
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -21,12 +22,20 @@ const skipAll = netnsUnavailable();
 if (skipAll) console.log(`skipping the multi-host test: ${skipAll}`);
 const skipNginx = skipAll ?? (has('nginx') ? undefined : 'needs nginx with the stream module (Debian: nginx, libnginx-mod-stream)');
 if (!skipAll && skipNginx) console.log(`skipping the nginx part of the multi-host test: ${skipNginx}`);
+const skipProm = skipAll ?? (has('prometheus') ? undefined : 'needs prometheus (Debian: prometheus)');
+if (!skipAll && skipProm) console.log(`skipping the Prometheus part of the multi-host test: ${skipProm}`);
 
 const HOSTS = 3;
 const ECHO_PORT = 9000;
 const STATS_PORT = 9100;
+const STATSD_PORT = 8125;
+const STATSD_STATS_PORT = 9101;
+const PROM = `${LB_INNER}:9090`;
 const PORTS = { jhash: 9001, random: 9002, nginx: 9003 } as const;
 const BURST = { sources: 64, count: 3000, rate: 3000 };
+/** Timer histogram bounds (ms) for the StatsD hosts. */
+const TIMER_BUCKETS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000];
+const FIXTURE_BURST = fileURLToPath(new URL('./fixtures/udp-burst.js', import.meta.url));
 
 interface Host {
   child: ChildProcess;
@@ -58,16 +67,26 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     tmp = await mkdtemp(join(tmpdir(), 'shardgram-multihost-'));
     topo = await Topology.create(HOSTS);
     const t = topo;
-    hosts.push(
-      ...(await Promise.all(
-        t.hosts.map((ns, i) =>
-          serveIn(t, ns, [
-            'echo', '--port', String(ECHO_PORT), '--address', hostAddress(i), '--workers', '2',
-            '--stats-port', String(STATS_PORT), '--stats-address', hostAddress(i), '--stats-host', `h${i + 1}.shardgram.test`,
-          ]),
-        ),
-      )),
+    await t.nft(t.lb, nftDnat({
+      table: 'shardgram', vip: VIP, targets: t.hosts.map((_, i) => hostAddress(i)), toPort: ECHO_PORT,
+      rules: [{ port: PORTS.jhash, kind: 'jhash' }, { port: PORTS.random, kind: 'random' }],
+    }));
+    await t.nft(t.lb, nftDnat({
+      table: 'shardgram_statsd', vip: VIP, targets: t.hosts.map((_, i) => hostAddress(i)), toPort: STATSD_PORT, rules: [{ port: STATSD_PORT, kind: 'jhash' }],
+    }));
+    const echo = t.hosts.map((ns, i) =>
+      serveIn(t, ns, [
+        'echo', '--port', String(ECHO_PORT), '--address', hostAddress(i), '--workers', '2',
+        '--stats-port', String(STATS_PORT), '--stats-address', hostAddress(i), '--stats-host', `h${i + 1}.shardgram.test`,
+      ]),
     );
+    const statsd = t.hosts.map((ns, i) =>
+      serveIn(t, ns, [
+        'statsd', '--port', String(STATSD_PORT), '--address', hostAddress(i), '--workers', '2', '--flush-interval', '200',
+        '--app-option', `timerBuckets=${TIMER_BUCKETS.join(',')}`, '--stats-port', String(STATSD_STATS_PORT), '--stats-address', hostAddress(i),
+      ]),
+    );
+    hosts.push(...(await Promise.all([...echo, ...statsd])));
   }, 90_000);
   afterAll(async () => {
     await topo?.destroy();
@@ -136,11 +155,6 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
   });
 
   it('nftables DNAT, jhash of source address and port: replies reach the client, received + drops = sent', async () => {
-    const targets = Array.from({ length: HOSTS }, (_, i) => hostAddress(i));
-    await topo!.nft(topo!.lb, nftDnat({
-      table: 'shardgram', vip: VIP, targets, toPort: ECHO_PORT,
-      rules: [{ port: PORTS.jhash, kind: 'jhash' }, { port: PORTS.random, kind: 'random' }],
-    }));
     await balancedBurst(PORTS.jhash);
   });
 
@@ -162,4 +176,59 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     }
   });
 
+
+  it.skipIf(skipProm)('Prometheus in lb scrapes every host: the sums over its API equal what the hosts received and what was sent', async () => {
+    const t = topo!;
+    const dir = await mkdtemp(join(tmp!, 'prometheus-'));
+    const targets = (port: number): string[] => t.hosts.map((_, i) => `${hostAddress(i)}:${port}`);
+    const config = await writePrometheusConfig({ dir, jobs: [{ name: 'echo', targets: targets(STATS_PORT) }, { name: 'statsd', targets: targets(STATSD_STATS_PORT) }] });
+    const prom = t.spawn(t.lb, ['prometheus', `--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=${PROM}`, '--log.level=warn']);
+    let promLog = '';
+    prom.stderr!.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-4000)));
+    const query = async (q: string): Promise<number | undefined> => {
+      const r = await t.get(t.lb, `http://${PROM}/api/v1/query?query=${encodeURIComponent(q)}`);
+      if (r.status !== 200) return undefined;
+      const v = (JSON.parse(r.body) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
+      return v === undefined ? undefined : Number(v);
+    };
+    try {
+      expect(await waitFor(async () => (await t.get(t.lb, `http://${PROM}/-/ready`)).status === 200, 30_000, 200), `prometheus not ready: ${promLog}`).toBe(true);
+      expect(await waitFor(async () => (await query('count(up{job=~"echo|statsd"} == 1)')) === 2 * HOSTS, 20_000, 250), 'every target up').toBe(true);
+
+      // 1. The echo hosts: Prometheus's sum equals the hosts' own totals.
+      const hostSum = (await hostStats()).reduce((a, s) => a + s.total.datagrams, 0);
+      expect(hostSum).toBeGreaterThan(0);
+      let promSum: number | undefined;
+      await waitFor(async () => (promSum = await query('sum(shardgram_datagrams_total{job="echo"})')) === hostSum, 20_000, 250);
+      expect(promSum).toBe(hostSum);
+
+      // 2. A StatsD burst through the DNAT, spread over the three hosts.
+      const n = 3000;
+      let seed = 12345;
+      const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      // Latencies spread over 1..1000 ms (log-uniform), whole milliseconds.
+      const latencies = Array.from({ length: n }, () => Math.max(1, Math.round(Math.exp(rnd() * Math.log(1000)))));
+      const datagrams = latencies.map((ms) => `mh.requests:1|c\nmh.latency:${ms}|ms`);
+      const sent = await t.exec(t.client, [process.execPath, FIXTURE_BURST], { input: JSON.stringify({ address: VIP, port: STATSD_PORT, sources: 64, rate: 3000, datagrams }), timeoutMs: 30_000 });
+      expect(JSON.parse(sent.stdout)).toMatchObject({ sent: n, errors: 0 });
+      let total: number | undefined;
+      await waitFor(async () => (total = await query('sum(shardgram_statsd_counter_total{metric="mh.requests"})')) === n, 20_000, 250);
+      expect(total, 'cross-host counter sum').toBe(n);
+      expect(await query('count(shardgram_statsd_counter_total{metric="mh.requests"} > 0)'), 'hosts that got a share').toBe(HOSTS);
+      expect(await waitFor(async () => (await query('sum(shardgram_statsd_timer_seconds_count{metric="mh.latency"})')) === n, 20_000, 250)).toBe(true);
+
+      // 3. A cross-host percentile from the summed buckets, against the exact one.
+      const sorted = [...latencies].sort((a, b) => a - b);
+      for (const q of [0.5, 0.9, 0.99]) {
+        const exact = sorted[Math.ceil(q * n) - 1]!;
+        const est = (await query(`histogram_quantile(${q}, sum by (le) (shardgram_statsd_timer_seconds_bucket{metric="mh.latency"}))`))! * 1000;
+        const i = TIMER_BUCKETS.findIndex((b) => exact <= b);
+        const width = TIMER_BUCKETS[i]! - (i > 0 ? TIMER_BUCKETS[i - 1]! : 0);
+        console.log(`p${q * 100}: exact ${exact} ms, from Prometheus's summed buckets ${est.toFixed(1)} ms (bucket width ${width} ms)`);
+        expect(Math.abs(est - exact), `p${q * 100}`).toBeLessThanOrEqual(width);
+      }
+    } finally {
+      await t.stop(prom);
+    }
+  });
 });
