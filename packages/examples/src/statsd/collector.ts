@@ -23,7 +23,8 @@ import type { Partial } from './aggregate.js';
 import { IntervalMerge, type FlushResult } from './merge.js';
 import type { StatsdOptions } from './options.js';
 import type { FlushRequest, FromWorker } from './protocol.js';
-import { formatPrometheus } from './flush.js';
+import { formatPrometheus, promLabelRecord } from './flush.js';
+import { TimerHistograms } from './histogram.js';
 
 export type FlushOutput = (r: FlushResult) => Promise<void>;
 
@@ -94,6 +95,7 @@ export class FlushCollector {
   // For /metrics.
   private last: FlushResult | undefined;
   private readonly counterTotals = new Map<string, number>();
+  private readonly histograms: TimerHistograms;
   private totals = { badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0 };
 
   constructor(private readonly deps: CollectorDeps) {
@@ -101,6 +103,7 @@ export class FlushCollector {
     this.clock = deps.clock ?? realClock;
     this.startedAt = this.clock.now();
     this.lastFlushAt = this.startedAt;
+    this.histograms = new TimerHistograms(this.o.timerBucketsMs);
   }
 
   /** Starts the flush timer. */
@@ -196,7 +199,7 @@ export class FlushCollector {
       final,
       interval_ms: now - this.lastFlushAt,
       missing_workers: missingWorkers,
-    });
+    }, (k, values) => this.histograms.observe(k, values));
     this.lastFlushAt = now;
     this.last = r;
     for (const [k, v] of Object.entries(r.counters)) this.counterTotals.set(k, (this.counterTotals.get(k) ?? 0) + v);
@@ -245,7 +248,7 @@ export class FlushCollector {
 
   /** GET /metrics text. */
   metrics(): string {
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals });
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals }) + this.histograms.text(promLabelRecord);
   }
 
   /** The last flush (for tests and embedding). */

@@ -3,7 +3,7 @@
  * or take the sockets a service manager passes), its endpoints (stats port, control
  * socket), signals, and the way out.
  */
-import { startStatsServer, type StatsServer } from '../stats-server.js';
+import { startStatsServer, type StatsServer, type StatsServerOptions } from '../stats-server.js';
 import { startServiceControl } from '../control/service.js';
 import { defaultControlPath } from '../control/paths.js';
 import type { ControlServer } from '../control/server.js';
@@ -13,7 +13,8 @@ import { ServiceManager } from '../service-manager.js';
 
 export interface RunOptions {
   statsPort?: number;
-  statsAddress?: string;
+  /** Where the stats endpoint listens, and the Host names it answers besides its address. */
+  stats: StatsServerOptions;
   /** Control socket path (default: per address and port). */
   control?: string;
   /** Take the group over from the running service on the same address and port. */
@@ -96,7 +97,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     if (passed?.length) sup.sharedSockets = manager!.fdStore;
   }
   try {
-    if (opts.statsPort !== undefined) stats = await startStatsServer(sup, opts.statsPort, opts.statsAddress);
+    if (opts.statsPort !== undefined) stats = await startStatsServer(sup, opts.statsPort, opts.stats);
     control = await startServiceControl(
       sup,
       opts.control,

@@ -46,7 +46,11 @@ Options:
                         as truncated
       --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
-                        http://127.0.0.1:S (0: pick a free port; printed)
+                        http://127.0.0.1:S (0: pick a free port; printed); read-only
+      --stats-address A the stats port's IPv4/IPv6 literal (default 127.0.0.1; 0.0.0.0 or ::
+                        to let a Prometheus server on another host scrape it; docs/multi-host.md)
+      --stats-host NAME a name the stats port answers to in the Host header besides its
+                        address (repeatable), e.g. the DNS name Prometheus scrapes it by
   -c, --control PATH    the owner-only control socket (resize, reload, takeover) (default:
                         ${controlDir()}/udp-<address>-<port>.sock)
       --takeover        take the group over from the service running on the same address
@@ -94,6 +98,8 @@ const OPTIONS: Options = {
   'max-datagram': { type: 'string' },
   batch: { type: 'string' },
   'stats-port': { type: 'string', short: 's' },
+  'stats-address': { type: 'string' },
+  'stats-host': { type: 'string', multiple: true },
   control: { type: 'string', short: 'c' },
   takeover: { type: 'boolean' },
   'app-option': { type: 'string', short: 'o', multiple: true },
@@ -172,6 +178,7 @@ export async function serve(argv: string[]): Promise<number> {
   const o = sup.options;
   await runService(sup, {
     ...(statsPort !== undefined ? { statsPort } : {}),
+    stats: { address: (values['stats-address'] as string | undefined) ?? '127.0.0.1', hosts: (values['stats-host'] as string[] | undefined) ?? [] },
     ...(values.control !== undefined ? { control: String(values.control) } : {}),
     takeover: Boolean(values.takeover),
     ...(workers !== undefined ? { workers } : {}),
