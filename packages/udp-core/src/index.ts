@@ -4,6 +4,18 @@
 export { Supervisor } from './supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
+export type { AppModule } from './shard-socket.js';
+// App option schemas, the byte-size grammar, sampled logs, outputs that may close (apps' contract).
+export { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase } from './app-options.js';
+export type { AppOption, AppOptionSchema, AppOptionValues } from './app-options.js';
+export { parseByteSize, formatByteSize } from './byte-size.js';
+export { OptionValueError } from './option-error.js';
+export { sampledLog } from './log-sampler.js';
+export type { SampledLog, SampledLogOptions } from './log-sampler.js';
+export { guardOutput } from './output-guard.js';
+export { PromWriter, escapeLabelValue, sanitizeMetricName } from './prom-text.js';
+export type { PromType, PromLabels } from './prom-text.js';
+export type { GuardedOutput } from './output-guard.js';
 export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
 export { ShardgramError, errnoName } from './errors.js';
 export type { ShardgramErrorCode, PortHolder } from './errors.js';

@@ -8,6 +8,7 @@ import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
 import type { AppHooks, ShardApp } from './shard-socket.js';
 import { DgramEngineSocket } from './engine/dgram.js';
+import { sampledLog } from './log-sampler.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
 
 function send(msg: ToSupervisor): void {
@@ -18,12 +19,15 @@ function log(line: string): void {
   send({ t: 'log', line });
 }
 
+/** Thrown by `fatal` once it has reported: the last catch must not report it again. */
+class Reported extends Error {}
+
 function fatal(message: string): never {
   send({ t: 'fatal', message });
   // Let the IPC message leave before exiting.
   process.exitCode = 70;
   setTimeout(() => process.exit(70), 50);
-  throw new Error(message);
+  throw new Reported(message);
 }
 
 async function createEngine(config: WorkerConfig, opts: EngineOptions): Promise<EngineSocket> {
@@ -51,7 +55,7 @@ async function main(): Promise<void> {
   const early: ToWorker[] = [];
   const queueEarly = (msg: ToWorker): void => void early.push(msg);
   process.on('message', queueEarly);
-  let errorsLogged = 0;
+  const handlerErrors = sampledLog(log, 'message handler threw, error');
   // Counted in memory the supervisor also maps: exact even if this process is SIGKILLed.
   const shared = SharedCounters.attach(COUNTERS_FD);
   libc().close(COUNTERS_FD);
@@ -62,15 +66,8 @@ async function main(): Promise<void> {
     index: config.index,
     maxDatagram: config.maxDatagram,
     batch: config.batch,
-    onHandlerError: (error) => {
-      // The first few with their stack, then one line per thousand.
-      const n = engine.counters.handlerErrors;
-      if (errorsLogged < 5 || n % 1000 === 0) {
-        errorsLogged++;
-        const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
-        log(`message handler threw (error #${n}): ${text}`);
-      }
-    },
+    // The first few with their stack, then one line per thousand with the count.
+    onHandlerError: (error) => handlerErrors.note(() => (error instanceof Error ? (error.stack ?? error.message) : String(error))),
   });
   engine.on('error', (err) => log(`socket error: ${err.message}`));
 
@@ -91,6 +88,7 @@ async function main(): Promise<void> {
       pid: process.pid,
       options: config.appOptions,
       log,
+      sampledLog: (what, options) => sampledLog(log, what, options),
       send: (m) => send({ t: 'app', m }),
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
     });
@@ -151,6 +149,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof Reported) return; // fatal() said it and is exiting
   const message = err instanceof Error ? err.message : String(err);
   send({ t: 'fatal', message });
   setTimeout(() => process.exit(70), 50);
