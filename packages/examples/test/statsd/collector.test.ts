@@ -4,6 +4,7 @@
  * over a local TCP server, and the options.
  */
 import { once } from 'node:events';
+import { resolve } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PartialAggregate } from '@shardgram/examples/statsd/aggregate';
@@ -200,7 +201,7 @@ describe('options', () => {
 
   it('parses every option', () => {
     expect(parseStatsdOptions({ flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p' })).toEqual({
-      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: 'f.jsonl', graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
+      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });
@@ -213,6 +214,7 @@ describe('options', () => {
     [{ graphite: 'localhost' }, /graphite/],
     [{ graphite: 'h:70000' }, /graphite/],
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
+    [{ jsonOut: '/nonexistent-dir/f.jsonl' }, /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/],
   ])('rejects %j', (o, msg) => {
     expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);
   });
