@@ -98,7 +98,7 @@ describe('flush rounds', () => {
     h.c.message(1, { t: 'statsd.partial', index: 1, pid: 201, id: w.held[0]!.id, final: false, partial: slow.take() });
     await until(() => h.flushes.length >= 2);
     expect(h.flushes[1]).toMatchObject({ counters: { x: 100 }, missing_workers: [] });
-    expect(h.logs.join('\n')).toMatch(/late partial from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
+    expect(h.logs.join('\n')).toMatch(/late partial #1: from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
   });
 
   it('a crashed worker replaced on its slot stops being waited for', async () => {
