@@ -1,8 +1,8 @@
 /**
  * @shardgram/udp-core — the package's whole public surface.
  */
-export { Supervisor } from './supervisor.js';
-export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor.js';
+export { Supervisor } from './supervisor/supervisor.js';
+export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
 export type { AppModule } from './shard-socket.js';
 // App option schemas, the byte-size grammar, sampled logs, outputs that may close (apps' contract).
