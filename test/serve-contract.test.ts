@@ -4,6 +4,7 @@
  * fatal error said once, and a standard output that closes under the service.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, ROOT, runCli } from './helpers/cli.js';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
@@ -59,7 +60,9 @@ describe('serve --ready-json', () => {
     const s = await serveReady(['echo', '--port', '0', '--workers', '2', '--stats-port', '0']);
     const r = s.ready;
     expect(Object.keys(r)).toEqual(['ready', 'pid', 'app', 'address', 'port', 'family', 'engine', 'policy', 'workers', 'stats', 'control']);
-    expect(r).toMatchObject({ ready: true, pid: s.child.pid, app: 'echo', address: '127.0.0.1', family: 'udp4', engine: 'dgram', policy: 'hash', control: null });
+    expect(r).toMatchObject({ ready: true, pid: s.child.pid, app: 'echo', address: '127.0.0.1', family: 'udp4', engine: 'dgram', policy: 'hash' });
+    expect(r.control).toMatch(/\.sock$/);
+    expect(statSync(String(r.control)).isSocket()).toBe(true);
     expect(r.port).toEqual(expect.any(Number));
     expect(r.port).toBeGreaterThan(0);
     const pids = r.workers as number[];
@@ -117,7 +120,7 @@ describe('option errors: one line, exit 2, before any worker starts', () => {
     ['a negative stats port', ['serve', 'echo', '--port', '0', '--stats-port', '-5'], /^shardgram: --stats-port must be a whole number from 0 to 65535; got "-5"$/],
     ['a negative app flag', ['serve', 'statsd', '--port', '0', '--flush-interval', '-100'], /^shardgram: --flush-interval must be a whole number of milliseconds/],
     ['a negative load count', ['load', '--port', '9', '--count', '-5'], /^shardgram: --count must be a whole number from 1 to 100000000; got "-5"$/],
-    ['a negative scale', ['scale', '--stats-port', '9100', '--workers', '-2'], /^shardgram: --workers must be a whole number from 1 to 256; got "-2"$/],
+    ['a negative scale', ['scale', '--port', '9100', '--workers', '-2'], /^shardgram: --workers must be a whole number from 1 to 256; got "-2"$/],
     ['an IPv4-mapped IPv6 address', ['serve', 'echo', '--port', '0', '--address', '::ffff:127.0.0.1'], /^shardgram: --address must be written as IPv4 for an IPv4 address \(127\.0\.0\.1\), not IPv4-mapped IPv6/],
   ];
   for (const [what, args, message] of cases) {
