@@ -13,3 +13,5 @@ export default defineApp((socket, ctx) => {
     socket.send([prefix, msg], rinfo.port, rinfo.address);
   });
 });
+
+export const description = 'reply "Hello from worker <i> (pid <pid>): " + the datagram';

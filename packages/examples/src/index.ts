@@ -9,7 +9,7 @@ export { IntervalMerge, replayGauge } from './statsd/merge.js';
 export type { FlushResult } from './statsd/merge.js';
 export { timerSummary, percentileKey } from './statsd/timer-stats.js';
 export type { TimerSummary } from './statsd/timer-stats.js';
-export { parseStatsdOptions } from './statsd/options.js';
+export { parseStatsdOptions, statsdOptionSchema } from './statsd/options.js';
 export type { StatsdOptions, GraphiteTarget } from './statsd/options.js';
 export { formatJson, formatGraphite, formatPrometheus } from './statsd/flush.js';
 export { default as syslog, supervisor as syslogSupervisor } from './syslog.js';
@@ -23,5 +23,5 @@ export { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES } from './syslog/pri
 export type { Pri, FacilityName, SeverityName } from './syslog/pri.js';
 export { toRecord, recordLine } from './syslog/record.js';
 export type { SyslogRecord, Reception } from './syslog/record.js';
-export { parseSyslogOptions } from './syslog/options.js';
+export { parseSyslogOptions, syslogOptions } from './syslog/options.js';
 export type { SyslogOptions } from './syslog/options.js';

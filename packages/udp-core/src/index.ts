@@ -4,6 +4,18 @@
 export { Supervisor } from './supervisor/supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
+export type { AppModule } from './shard-socket.js';
+// App option schemas, the byte-size grammar, sampled logs, outputs that may close (apps' contract).
+export { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase } from './app-options.js';
+export type { AppOption, AppOptionSchema, AppOptionValues } from './app-options.js';
+export { parseByteSize, formatByteSize } from './byte-size.js';
+export { OptionValueError } from './option-error.js';
+export { sampledLog } from './log-sampler.js';
+export type { SampledLog, SampledLogOptions } from './log-sampler.js';
+export { guardOutput } from './output-guard.js';
+export { PromWriter, escapeLabelValue, sanitizeMetricName } from './prom-text.js';
+export type { PromType, PromLabels } from './prom-text.js';
+export type { GuardedOutput } from './output-guard.js';
 export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
 export { ShardgramError, errnoName } from './errors.js';
 export type { ShardgramErrorCode, PortHolder } from './errors.js';
@@ -16,8 +28,6 @@ export { toPrometheus } from './stats.js';
 export type { StatsReport, WorkerStats } from './stats.js';
 export { STATS_SERVER_DEFAULTS, startStatsServer } from './stats-server.js';
 export type { StatsServer, StatsServerOptions, StatsSource } from './stats-server.js';
-export { PromWriter, escapeLabelValue, sanitizeMetricName } from './prom-text.js';
-export type { PromType, PromLabels } from './prom-text.js';
 export { encodeSnapshot, decodeSnapshot, encodeProbe, decodeProbe, PROTO_PATH } from './snapshot.js';
 export type { WorkerSnapshot, Probe } from './snapshot.js';
 export { runLoad } from './load.js';
