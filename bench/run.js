@@ -111,7 +111,9 @@ for (const r of WANT) {
   }
 }
 
-const core = await import(join(ROOT, 'packages', 'udp-core', 'dist', 'index.js'));
+const { Supervisor } = await import('@shardgram/udp-core');
+const { openReusePortSocket, closeFd } = await import('@shardgram/udp-core/sockets');
+const core = { Supervisor, openReusePortSocket, closeFd };
 const started = Date.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (line) => process.stderr.write(`${line}\n`);

@@ -7,7 +7,8 @@
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Supervisor, decodeProbe, encodeProbe, parseEchoReply, runLoad } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { decodeProbe, encodeProbe, parseEchoReply, runLoad } from '@shardgram/udp-core/load';
 import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
