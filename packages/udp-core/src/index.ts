@@ -9,8 +9,8 @@
  *   @shardgram/udp-core/stats     fairness, the Prometheus text of a report, worker snapshots
  *   @shardgram/udp-core/prom      a Prometheus text writer with correct label escaping
  */
-export { Supervisor } from './supervisor.js';
-export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor.js';
+export { Supervisor } from './supervisor/supervisor.js';
+export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
 export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
 export { ShardgramError } from './errors.js';
