@@ -18,7 +18,8 @@ export type { ShardgramErrorCode, ShardgramErrorDetails, PortHolder } from './er
 export { startStatsServer } from './stats-server.js';
 export type { StatsServer, StatsSource } from './stats-server.js';
 // Types that appear in the Supervisor's options and reports (their functions live in subpaths).
-export type { StatsReport, WorkerStats } from './stats.js';
+export type { StatsReport, WorkerStats, WorkerState } from './stats.js';
+export type { Counters, CounterKey } from './counters.js';
 export type { Fairness } from './fairness.js';
 export type { PolicyName, SteeringPolicy, KeyPolicy, KeyPolicyOptions } from './steering/policies.js';
 export type { ImbalanceOptions } from './imbalance.js';
