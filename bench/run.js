@@ -110,8 +110,9 @@ for (const r of WANT) {
   }
 }
 
-// Sockets for the sender calibration's sink (by file: not a public entry point of the package).
-const core = await import(pathToFileURL(join(ROOT, 'packages', 'udp-core', 'dist', 'ffi', 'socket.js')).href);
+const { Supervisor } = await import('@shardgram/udp-core');
+const { openReusePortSocket, closeFd } = await import('@shardgram/udp-core/sockets');
+const core = { Supervisor, openReusePortSocket, closeFd };
 const started = Date.now();
 const log = (line) => process.stderr.write(`${line}\n`);
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s`;

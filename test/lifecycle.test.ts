@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Supervisor, parseEchoReply } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { parseEchoReply } from '@shardgram/udp-core/load';
 import { BIG_RCVBUF, startServe, type Serving } from './helpers/cli.js';
 import { rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
 import { closeAll, openClients, send, sleep, udpQueuedBytes, waitFor } from './helpers/udp.js';

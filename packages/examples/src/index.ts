@@ -1,5 +1,8 @@
-/** Example apps built on @shardgram/udp-core. Each is also importable on its own. */
-export { default as echo } from './echo.js';
+/**
+ * Example apps built on @shardgram/udp-core: `statsd` and `syslog` (each also importable on its
+ * own, `@shardgram/examples/statsd`), with their parsers. `shardgram serve <app>` finds them
+ * through the "shardgram.apps" map in this package's package.json. (`echo` is built into core.)
+ */
 export { default as statsd, supervisor as statsdSupervisor } from './statsd.js';
 export { parseDatagram, parseLine, metricKey, splitKey } from './statsd/parser.js';
 export type { MetricSink, MetricType, ParsedLine } from './statsd/parser.js';

@@ -4,7 +4,7 @@
  */
 import { appendFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { PromWriter } from '@shardgram/udp-core';
+import { PromWriter } from '@shardgram/udp-core/prom';
 import { splitKey } from './parser.js';
 import type { FlushResult } from './merge.js';
 import type { GraphiteTarget } from './options.js';

@@ -2,7 +2,7 @@
  * The app's counters: kept per worker process, reported to the supervisor side,
  * summed there per worker slot and exposed on /metrics.
  */
-import { PromWriter } from '@shardgram/udp-core';
+import { PromWriter } from '@shardgram/udp-core/prom';
 import type { SyslogFormat } from './parse.js';
 
 export interface SyslogCounters {

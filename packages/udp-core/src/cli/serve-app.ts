@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ShardgramError } from '../errors.js';
-import { CORE_APPS, EXAMPLE_APPS, resolveApp } from '../apps/resolve.js';
+import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../apps/resolve.js';
 import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app-options.js';
 import { formatByteSize } from '../byte-size.js';
 import type { AppDefaults } from '../shard-socket.js';
@@ -58,10 +58,13 @@ export async function loadApp(name: string): Promise<LoadedApp> {
   };
 }
 
-/** The apps that ship with shardgram and can be loaded here (those of a package not installed are left out). */
+/** The built-in apps, and those of the app packages installed here (core names none of them). */
 export async function loadBuiltInApps(): Promise<LoadedApp[]> {
   const out: LoadedApp[] = [];
-  for (const name of [...CORE_APPS, ...EXAMPLE_APPS]) {
+  const packaged = appPackageNames('*')
+    .filter((n) => !n.includes('*'))
+    .flatMap((n) => Object.keys(findAppPackage(n)?.apps ?? {}));
+  for (const name of [...BUILTIN_APPS, ...packaged]) {
     try {
       out.push(await loadApp(name));
     } catch {
