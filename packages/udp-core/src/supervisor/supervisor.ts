@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
-import type { AdoptedSocket } from '../ffi/adopt.js';
+import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
@@ -227,9 +227,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         { option: 'port', port: first.port, address: first.address },
       );
     }
-    if (a.sockets.length > 1 && a.sockets.some((s) => !s.reusePort)) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `several sockets were passed for udp ${first.address}:${first.port}, and not all have SO_REUSEPORT`);
-    }
+    // Before any worker starts: the kernel would refuse the second bind or the program only later.
+    checkGroupable(a.sockets, cfg.workers, cfg.policy.name);
     if (a.inherited) this.accounting.inherit(a.inherited.counters, a.inherited.pid);
     a.sockets.forEach((sock, i) => this.addSlot(i, sock, socketMemInfo(sock.fd).drops));
   }
@@ -287,6 +286,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const steering = this.running();
       const from = this.slots.length;
       const fd0 = this.slots[0]!.sock.fd;
+      if (count > from) checkGroupable([this.slots[0]!.sock], count, steering.policy.name);
       if (count > from) {
         steering.applyBeforeGrow(fd0, from);
         try {
