@@ -15,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
 import type { AdoptedSocket } from '../ffi/adopt.js';
-import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { closeFd, getIntOption, setReceiveBuffer, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
@@ -29,6 +30,9 @@ import { openGroupSocket } from './sockets.js';
 import { WorkerProcess, type ExitInfo, type WorkerHandle } from './worker-process.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
+
+/** Receive buffer each socket gets for the length of a change (see raiseBuffers). */
+export const CHANGE_RCVBUF = 8 * 1024 * 1024;
 
 export interface StopReport {
   /** Bytes left in each socket's queue when it was closed (0 means nothing was dropped at stop). */
@@ -285,6 +289,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     checkWorkers(count);
     return this.exclusive(async () => {
       const steering = this.running();
+      const restore = this.raiseBuffers();
+      try {
+        return await this.doResize(steering, count);
+      } finally {
+        restore();
+      }
+    });
+  }
+
+  private async doResize(steering: Steering, count: number): Promise<{ from: number; to: number }> {
+    {
       const from = this.slots.length;
       const fd0 = this.slots[0]!.sock.fd;
       if (count > from) {
@@ -321,7 +336,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.emit('resized', { from, to: count });
       }
       return { from, to: count };
-    });
+    }
   }
 
   /**
@@ -332,10 +347,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   reload(): Promise<{ workers: number }> {
     return this.exclusive(async () => {
       this.running();
-      for (const slot of this.slots) {
-        const old = slot.current;
-        await slot.start();
-        if (old && old !== slot.current) await old.exited;
+      const restore = this.raiseBuffers();
+      try {
+        for (const slot of this.slots) {
+          const old = slot.current;
+          await slot.start();
+          if (old && old !== slot.current) await old.exited;
+        }
+      } finally {
+        restore();
       }
       this.log(`reloaded ${this.slots.length} workers`);
       this.emit('reloaded', { workers: this.slots.length });
@@ -382,6 +402,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const { queueBytes: _q, ...counters } = total;
       return counters;
     });
+  }
+
+  /**
+   * Raises every socket's receive buffer to at least `bytes` for the length of a
+   * change (a hand-over, a reload, a resize): a worker starting cold, or a machine
+   * busy starting processes, then finds its queue longer rather than full. Returns
+   * the function that puts the sizes back. Without CAP_NET_ADMIN the raise is capped
+   * by net.core.rmem_max.
+   */
+  raiseBuffers(bytes = CHANGE_RCVBUF): () => void {
+    const before = this.slots.filter((s) => !s.closed).map((s) => ({ s, size: getIntOption(s.sock.fd, SOL_SOCKET, SO_RCVBUF) / 2 }));
+    for (const { s, size } of before) if (size < bytes) setReceiveBuffer(s.sock.fd, bytes);
+    return () => {
+      for (const { s, size } of before) if (!s.closed && size < bytes) setReceiveBuffer(s.sock.fd, size);
+    };
   }
 
   /** Carries on the counts of the service this one took over from (in `total` and `inherited`). */
