@@ -202,13 +202,14 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const s = session;
     const o = s.offer;
     log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
+    const change = sup.options.changeRcvbuf ?? CHANGE_RCVBUF;
     const sizes = s.sockets.map((k) => getIntOption(k.fd, SOL_SOCKET, SO_RCVBUF) / 2);
-    for (const k of s.sockets) setReceiveBuffer(k.fd, CHANGE_RCVBUF);
+    for (const k of s.sockets) if (change > sizes[0]!) setReceiveBuffer(k.fd, change);
     restore = () => {
       // Through the supervisor's copies, which it may have let go of already.
       s.sockets.forEach((k, i) => {
         try {
-          if (sizes[i]! < CHANGE_RCVBUF) setReceiveBuffer(k.fd, sizes[i]!);
+          if (sizes[i]! < change) setReceiveBuffer(k.fd, sizes[i]!);
         } catch {
           // closed: the old service's copy keeps the size it had
         }
