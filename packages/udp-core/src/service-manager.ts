@@ -100,6 +100,14 @@ export class ServiceManager {
     }
   }
 
+  /** Takes socket `index` out of the fd store (it is about to close). */
+  forget(index: number): void {
+    const name = slotName(index);
+    if (!this.fdStore || !this.stored.has(name)) return;
+    this.notify(`FDSTOREREMOVE=1\nFDNAME=${name}`);
+    this.stored.delete(name);
+  }
+
   /** Brings the fd store in line with the group: every socket stored under its slot name, nothing else. */
   storeSockets(sup: Supervisor): void {
     if (!this.fdStore) return;

@@ -45,6 +45,8 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
   sup.on('worker-ready', ({ index, pid, restart }) => {
     opts.say(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
   });
+  // Out of the fd store before it closes: a stored copy would keep it in the group, unread.
+  sup.on('socket-closing', ({ index }) => manager?.forget(index));
   sup.on('resized', ({ from, to }) => {
     opts.say(`resized: ${from} -> ${to} workers\n`);
     manager?.storeSockets(sup);
@@ -59,6 +61,8 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     manager?.notify('STOPPING=1');
     process.stderr.write(`${signal}: draining ${plural(sup.workers, 'worker')} (again to stop at once)…\n`);
     const report = await sup.stop();
+    // A hand-over completed meanwhile: its handler tells the new service, then exits.
+    if (sup.handedOver) return;
     await closeEndpoints();
     const s = sup.stats();
     opts.say(
@@ -105,8 +109,8 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
         { option: 'workers' },
       );
     }
-    await sup.start(passed?.length ? async () => ({ sockets: passed }) : undefined);
-    if (passed?.length) sup.sharedSockets = manager!.fdStore;
+    // The manager keeps every socket it passed open: never read out or closed under it.
+    await sup.start(passed?.length ? async () => ({ sockets: passed, heldElsewhere: true }) : undefined);
   }
   try {
     if (opts.statsPort !== undefined) stats = await startStatsServer(sup, opts.statsPort, opts.stats);

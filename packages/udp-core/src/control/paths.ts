@@ -25,8 +25,9 @@ export function defaultControlPath(address: string, port: number, env?: NodeJS.P
 
 /** Makes (or checks) a directory only its owner, this user, can enter. */
 export function ensurePrivateDir(dir: string): void {
+  let made: string | undefined;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    made = mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw new ShardgramError('ERR_SHARDGRAM_PERMISSION', `cannot create the control directory ${dir}: ${(err as Error).message}. Give another path with --control.`);
   }
@@ -35,7 +36,12 @@ export function ensurePrivateDir(dir: string): void {
   if (!st.isDirectory() || st.uid !== uid) {
     throw new ShardgramError('ERR_SHARDGRAM_PERMISSION', `the control directory ${dir} is not a directory owned by uid ${uid}; refusing to put the control socket there. Give another path with --control.`, { uid });
   }
-  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  if (made !== undefined) {
+    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700); // ours: made under a umask
+  } else if ((st.mode & 0o022) !== 0) {
+    // Someone else could replace the socket file there; a directory we did not make is not ours to change.
+    throw new ShardgramError('ERR_SHARDGRAM_PERMISSION', `the control directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)}): anyone could replace the control socket there. Use a directory only you can write to (e.g. chmod go-w ${dir}), or another --control path.`, { uid });
+  }
 }
 
 /** Control sockets in the default directory for a UDP port, whatever the address. */

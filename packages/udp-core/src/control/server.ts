@@ -81,6 +81,7 @@ export async function startControlServer(handlers: ControlHandlers, path: string
   const server = net.createServer({ allowHalfOpen: false }, (conn) => {
     conns.add(conn);
     conn.once('close', () => conns.delete(conn));
+    conn.on('error', () => undefined);
     let peer: PeerCred;
     try {
       peer = peerCred(socketFd(conn));
@@ -94,8 +95,11 @@ export async function startControlServer(handlers: ControlHandlers, path: string
       conn.end(JSON.stringify({ ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` } satisfies ControlResponse) + '\n');
       return;
     }
-    conn.setTimeout(IDLE_TIMEOUT_MS, () => conn.destroy());
-    conn.on('error', () => undefined);
+    // Idle connections are cut; one waiting for a long operation (a reload) is not.
+    let inFlight = 0;
+    conn.setTimeout(IDLE_TIMEOUT_MS, () => {
+      if (inFlight === 0) conn.destroy();
+    });
     let buf = '';
     const onData = (chunk: Buffer): void => {
       buf += chunk.toString('utf8');
@@ -126,7 +130,11 @@ export async function startControlServer(handlers: ControlHandlers, path: string
           handlers.takeover(conn, peer, req);
           return;
         }
-        void handle(req).then((r) => reply(conn, r));
+        inFlight++;
+        void handle(req).then((r) => {
+          inFlight--;
+          reply(conn, r);
+        });
       }
     };
     conn.on('data', onData);

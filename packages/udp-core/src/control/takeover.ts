@@ -16,7 +16,7 @@ import net from 'node:net';
 import type { Counters } from '../counters.js';
 import { ShardgramError } from '../errors.js';
 import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
-import { SOL_SOCKET, SO_RCVBUF, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
+import { F_DUPFD_CLOEXEC, SCM_MAX_FD, SOL_SOCKET, SO_RCVBUF, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
 import { getIntOption, setReceiveBuffer } from '../ffi/socket.js';
 import { libc } from '../ffi/libc.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
@@ -67,6 +67,7 @@ export function takeoverHandler(sup: Supervisor, log: (line: string) => void, ho
     void sup
       .handOver(async (offer) => {
         const { fds, ...state } = offer;
+        if (fds.length > SCM_MAX_FD) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `a group of ${fds.length} sockets cannot be handed over in one message (at most ${SCM_MAX_FD}); shrink it first`);
         const answer: Offer & { ok: true; op: 'takeover-offer' } = { ok: true, op: 'takeover-offer', ...state, nfds: fds.length };
         sendWithFds(socketFd(conn), Buffer.from(JSON.stringify(answer) + '\n'), fds);
         for (;;) {
@@ -135,13 +136,19 @@ export function requestTakeover(path: string): TakeoverSession {
     sendWithFds(fd, Buffer.from(JSON.stringify({ op: 'takeover', pid: process.pid }) + '\n'), []);
     let text = '';
     const fds: number[] = [];
-    while (!text.includes('\n')) {
-      const r = recvWithFds(fd, 65536, 256);
-      fds.push(...r.fds);
-      if (r.data.length === 0) break;
-      text += r.data.toString('utf8');
+    let answer: ({ ok: true; op: string } & Offer) | { ok: false; error: string };
+    try {
+      while (!text.includes('\n')) {
+        const r = recvWithFds(fd, 65536, SCM_MAX_FD);
+        fds.push(...r.fds);
+        if (r.data.length === 0) break;
+        text += r.data.toString('utf8');
+      }
+      answer = JSON.parse(text.slice(0, text.indexOf('\n')) || '{"ok":false,"error":"no answer"}') as typeof answer;
+    } catch (err) {
+      for (const f of fds) c.close(f);
+      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: no usable answer from the running service: ${(err as Error).message}`);
     }
-    const answer = JSON.parse(text.slice(0, text.indexOf('\n')) || '{}') as ({ ok: true; op: string } & Offer) | { ok: false; error: string };
     if (!answer.ok) {
       for (const f of fds) c.close(f);
       throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `--takeover: the running service said: ${answer.error}`);
@@ -194,7 +201,19 @@ export const WARM_TIMEOUT_MS = 3000;
  */
 export async function takeOver(sup: Supervisor, path: string, log: (line: string) => void): Promise<number> {
   let session: TakeoverSession | undefined;
-  let restore: (() => void) | undefined;
+  let adopted = false;
+  let readySent = false;
+  /** Our own duplicates of the sockets, to set their buffers whatever the supervisor has let go of. */
+  let dups: number[] = [];
+  let sizes: number[] = [];
+  const change = sup.options.changeRcvbuf ?? CHANGE_RCVBUF;
+  const restoreBuffers = (): void => {
+    dups.forEach((fd, i) => {
+      if (sizes[i]! < change) setReceiveBuffer(fd, sizes[i]!);
+      libc().close(fd);
+    });
+    dups = [];
+  };
   try {
     // First the sockets, then everything slow (loading the app, starting workers): the
     // old workers read on meanwhile, into buffers made larger for the length of the change.
@@ -202,33 +221,38 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const s = session;
     const o = s.offer;
     log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
-    const change = sup.options.changeRcvbuf ?? CHANGE_RCVBUF;
-    const sizes = s.sockets.map((k) => getIntOption(k.fd, SOL_SOCKET, SO_RCVBUF) / 2);
-    for (const k of s.sockets) if (change > sizes[0]!) setReceiveBuffer(k.fd, change);
-    restore = () => {
-      // Through the supervisor's copies, which it may have let go of already.
-      s.sockets.forEach((k, i) => {
-        try {
-          if (sizes[i]! < change) setReceiveBuffer(k.fd, sizes[i]!);
-        } catch {
-          // closed: the old service's copy keeps the size it had
-        }
-      });
-    };
-    await sup.start(async () => ({ sockets: s.sockets, workers: o.workers, policy: o.policy }));
+    dups = s.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
+    sizes = dups.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
+    dups.forEach((fd, i) => sizes[i]! < change && setReceiveBuffer(fd, change));
+    // The old service went on serving while the drops it counted carry on from its baselines.
+    sup.sharedSockets = true;
+    await sup.start(async () => {
+      adopted = true;
+      return { sockets: s.sockets, workers: o.workers, policy: o.policy, dropsBefore: o.dropsBefore };
+    });
     const deadline = Date.now() + WARM_TIMEOUT_MS;
     while (Date.now() < deadline && sup.stats().workers.some((w) => w.datagrams === 0)) await new Promise((r) => setTimeout(r, 10));
     const cold = sup.stats().workers.filter((w) => w.datagrams === 0).length;
     if (cold) log(`takeover: ${cold} of ${sup.workers} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
+    readySent = true;
     const counters = await s.ready();
     sup.inheritCounts(counters, o.pid);
     sup.sharedSockets = false;
-    restore();
+    restoreBuffers();
     return o.pid;
   } catch (err) {
+    if (readySent) {
+      // The old service may already have let go of the sockets: from here this one must
+      // serve on, whatever the old one said or did not say.
+      sup.sharedSockets = false;
+      restoreBuffers();
+      log(`takeover: the old service did not confirm the hand-over (${err instanceof Error ? err.message : String(err)}); serving on, without its counts`);
+      return session!.offer.pid;
+    }
     session?.abort(err instanceof Error ? err.message : String(err));
-    restore?.();
-    if (session && !sup.workers) for (const k of session.sockets) libc().close(k.fd);
+    restoreBuffers();
+    // Sockets the supervisor never took are ours to close (never read out: the old service serves them).
+    if (session && !adopted) for (const k of session.sockets) libc().close(k.fd);
     await sup.stop();
     throw err;
   }

@@ -240,3 +240,9 @@ export const TV_USEC = 8;
 // include/uapi/asm-generic/fcntl.h
 export const F_SETFD = 2;
 export const FD_CLOEXEC = 1;
+// include/uapi/asm-generic/fcntl.h: duplicate a descriptor, close-on-exec
+export const F_DUPFD_CLOEXEC = 1030;
+// include/linux/socket.h: CMSG_ALIGN, the 8-byte alignment of cmsg headers and data on 64-bit
+export const CMSG_ALIGN = (n: number): number => (n + 7) & ~7;
+// include/net/scm.h: SCM_MAX_FD, the most fds one SCM_RIGHTS message carries
+export const SCM_MAX_FD = 253;

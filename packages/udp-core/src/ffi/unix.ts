@@ -5,7 +5,7 @@
  */
 import { ShardgramError, errnoName } from '../errors.js';
 import {
-  AF_UNIX, CMSGHDR_SIZE, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_TYPE, IOVEC_SIZE, IOV_BASE, IOV_LEN, MSGHDR_SIZE, MSG_CMSG_CLOEXEC,
+  AF_UNIX, CMSG_ALIGN, CMSGHDR_SIZE, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_TYPE, IOVEC_SIZE, IOV_BASE, IOV_LEN, MSGHDR_SIZE, MSG_CMSG_CLOEXEC,
   MSG_CONTROL, MSG_CONTROLLEN, MSG_CTRUNC, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, SCM_RIGHTS, SOCKADDR_UN_SIZE, SOCK_CLOEXEC,
   SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_PEERCRED, SUN_FAMILY, SUN_PATH, UCRED_GID, UCRED_PID, UCRED_SIZE, UCRED_UID, UNIX_PATH_MAX,
 } from './kernel.js';
@@ -57,15 +57,13 @@ export function connectUnix(path: string, type: 'stream' | 'dgram'): number {
   return fd;
 }
 
-const align8 = (n: number): number => (n + 7) & ~7;
-
 /** sendmsg(2) of `data` with `fds` as SCM_RIGHTS. Every buffer stays referenced until the call returns. */
 export function sendWithFds(fd: number, data: Buffer, fds: readonly number[]): void {
   const iov = Buffer.alloc(IOVEC_SIZE);
   const body = data.length ? data : Buffer.from([0]);
   iov.writeBigUInt64LE(koffi.address(body), IOV_BASE);
   iov.writeBigUInt64LE(BigInt(body.length), IOV_LEN);
-  const ctrlLen = fds.length ? CMSGHDR_SIZE + align8(4 * fds.length) : 0;
+  const ctrlLen = fds.length ? CMSGHDR_SIZE + CMSG_ALIGN(4 * fds.length) : 0;
   const ctrl = Buffer.alloc(Math.max(ctrlLen, 8));
   if (fds.length) {
     ctrl.writeBigUInt64LE(BigInt(CMSGHDR_SIZE + 4 * fds.length), CMSG_LEN_OFF);
@@ -92,7 +90,7 @@ export function recvWithFds(fd: number, max: number, maxFds: number): { data: Bu
   const iov = Buffer.alloc(IOVEC_SIZE);
   iov.writeBigUInt64LE(koffi.address(body), IOV_BASE);
   iov.writeBigUInt64LE(BigInt(max), IOV_LEN);
-  const ctrl = Buffer.alloc(CMSGHDR_SIZE + align8(4 * maxFds));
+  const ctrl = Buffer.alloc(CMSGHDR_SIZE + CMSG_ALIGN(4 * maxFds));
   const msg = Buffer.alloc(MSGHDR_SIZE);
   msg.writeBigUInt64LE(koffi.address(iov), MSG_IOV);
   msg.writeBigUInt64LE(1n, MSG_IOVLEN);
@@ -109,7 +107,7 @@ export function recvWithFds(fd: number, max: number, maxFds: number): { data: Bu
     if (ctrl.readInt32LE(off + CMSG_LEVEL) === SOL_SOCKET && ctrl.readInt32LE(off + CMSG_TYPE) === SCM_RIGHTS) {
       for (let p = off + CMSG_DATA; p + 4 <= off + len; p += 4) fds.push(ctrl.readInt32LE(p));
     }
-    off += align8(len);
+    off += CMSG_ALIGN(len);
   }
   if (msg.readInt32LE(MSG_FLAGS) & MSG_CTRUNC) {
     for (const f of fds) libc().close(f);

@@ -24,6 +24,21 @@ export class Steering {
   }
 
   /**
+   * Applies the policy whatever another process attached meanwhile (a new
+   * supervisor that gave up a hand-over may have left its own program on the group).
+   */
+  reset(fd: number, sockets: number): void {
+    if (this.policy.name === 'hash') {
+      try {
+        detachSteering(fd);
+      } catch {
+        // nothing attached (ENOENT)
+      }
+      this.attached = false;
+    } else this.apply(fd, sockets);
+  }
+
+  /**
    * Before a grow from `current` sockets: under `hash` the kernel would hash
    * datagrams onto the new sockets the moment they are bound, before their workers
    * read; pin traffic to the `current` ones until `apply` is called for the new size.

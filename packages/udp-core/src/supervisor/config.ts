@@ -94,6 +94,12 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');
   }
+  const snapshotMs = opts.snapshotIntervalMs ?? 200;
+  if (snapshotMs < 1) throw invalidArg('snapshotIntervalMs', snapshotMs, 'at least 1 ms');
+  const stallMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+  if (stallMs > 0 && stallMs < 3 * snapshotMs) {
+    throw invalidArg('stallTimeoutMs', stallMs, `0 (never) or at least 3 × the snapshot interval (${3 * snapshotMs} ms): a worker's snapshots are its heartbeat`);
+  }
   return Object.freeze({ ...opts, appOptions: Object.freeze({ ...(opts.appOptions ?? {}) }) });
 }
 

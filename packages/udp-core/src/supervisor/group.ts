@@ -78,12 +78,13 @@ export async function growGroup(slots: Slot[], steering: Steering, count: number
  * steered away from them first, then each is drained by its worker and closed
  * last-first (closing the last socket of a group moves no other's index).
  */
-export async function shrinkGroup(slots: Slot[], steering: Steering, count: number, retired: (slot: Slot) => void): Promise<void> {
+export async function shrinkGroup(slots: Slot[], steering: Steering, count: number, retired: (slot: Slot) => void, beforeClose: (slot: Slot) => void): Promise<void> {
   const fd0 = slots[0]!.sock.fd;
   const leaving = slots.slice(count);
   steering.applyDuringShrink(fd0, count);
   await Promise.all(leaving.map((s) => s.retireAll()));
   for (const s of [...leaving].reverse()) {
+    beforeClose(s);
     s.close();
     retired(s);
   }

@@ -87,7 +87,9 @@ export class Monitor {
   private checkStalls(now: number): void {
     const limit = this.opts.stallTimeoutMs;
     if (limit <= 0) return;
-    for (const slot of this.source.slots()) {
+    const slots = this.source.slots();
+    for (const s of this.progress.keys()) if (!slots.includes(s)) this.progress.delete(s);
+    for (const slot of slots) {
       const proc = slot.current;
       if (!proc || slot.state !== 'running') {
         this.progress.delete(slot);

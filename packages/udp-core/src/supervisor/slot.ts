@@ -50,15 +50,18 @@ export class Slot {
   private readonly live = new Set<WorkerHandle>();
   private restartTimer: unknown;
   /** Drops the kernel had counted on this socket before it was ours (an adopted socket). */
-  private readonly dropsBefore: number;
+  readonly dropsBefore: number;
+  /** A service manager keeps this socket open too (a .socket unit's): never read out, never closed under it. */
+  readonly heldElsewhere: boolean;
 
   constructor(
     readonly index: number,
     readonly sock: OpenedSocket,
     private readonly deps: SlotDeps,
-    opts: { dropsBefore?: number } = {},
+    opts: { dropsBefore?: number; heldElsewhere?: boolean } = {},
   ) {
     this.dropsBefore = opts.dropsBefore ?? 0;
+    this.heldElsewhere = opts.heldElsewhere ?? false;
   }
 
   /**

@@ -60,6 +60,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   sharedSockets = false;
   private handingOver = false;
+  /** A hand-over has completed: a new supervisor owns the group; this one only exits. */
+  handedOver = false;
 
   constructor(opts: SupervisorOptions, private readonly internals: SupervisorInternals = {}) {
     super();
@@ -146,7 +148,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
     try {
       if (adoption) {
-        this.sharedSockets = true;
         this.adoptSlots(adoption, cfg);
       } else {
         let port = cfg.port;
@@ -178,16 +179,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private adoptSlots(a: Adoption, cfg: EffectiveConfig): void {
     checkAdoption(a.sockets, cfg);
-    if (a.inherited) this.accounting.inherit(a.inherited.counters, a.inherited.pid);
-    a.sockets.forEach((sock, i) => this.addSlot(i, sock, socketMemInfo(sock.fd).drops));
+    a.sockets.forEach((sock, i) => this.addSlot(i, sock, a.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops, a.heldElsewhere ?? false));
   }
 
   private openSlot(index: number, port: number): Slot {
     const sock = openGroupSocket(this.config, index, port, new Set(this.slots.map((s) => s.sock.inode)));
-    return this.addSlot(index, sock, 0);
+    return this.addSlot(index, sock, 0, false);
   }
 
-  private addSlot(index: number, sock: OpenedSocket, dropsBefore: number): Slot {
+  private addSlot(index: number, sock: OpenedSocket, dropsBefore: number, heldElsewhere: boolean): Slot {
     const slot = new Slot(index, sock, {
       launch: (s) => this.launch(s),
       log: this.log,
@@ -195,7 +195,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       stopping: () => this.stopping !== undefined || this.handingOver,
       onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
       onExit: (s, proc, e: ExitInfo) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
-    }, { dropsBefore });
+    }, { dropsBefore, heldElsewhere });
     this.slots.push(slot);
     return slot;
   }
@@ -246,7 +246,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const from = this.slots.length;
     if (count > from) checkGroupable([this.slots[0]!.sock], count, steering.policy.name);
     if (count > from) await growGroup(this.slots, steering, count, (i) => this.openSlot(i, this.port));
-    else if (count < from) await shrinkGroup(this.slots, steering, count, (s) => this.accounting.retire(s));
+    else if (count < from) {
+      const held = this.slots.filter((s) => s.heldElsewhere).length;
+      if (count < held) {
+        throw new ShardgramError(
+          'ERR_SHARDGRAM_INVALID_ARG',
+          `the service manager keeps ${held} sockets of this group open (its .socket unit): fewer than ${held} workers would leave some unread. Change ListenDatagram= in the unit instead.`,
+          { option: 'workers' },
+        );
+      }
+      await shrinkGroup(this.slots, steering, count, (s) => this.accounting.retire(s), (s) => this.emit('socket-closing', { index: s.index, inode: s.sock.inode }));
+    }
     this.monitor.reset();
     if (count !== from) {
       this.log(`resized from ${from} to ${count} workers`);
@@ -293,6 +303,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const offer: HandOverOffer = {
         fds: this.slots.map((s) => s.sock.fd), address: this.address, port: this.port, family: this.slots[0]!.sock.family,
         workers: this.slots.length, policy: this.policy, app: this.options.app, pid: process.pid,
+        dropsBefore: this.slots.map((s) => s.dropsBefore),
       };
       let go = false;
       try {
@@ -302,20 +313,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
       if (!go) {
         // The new side may have attached its own program to the group.
-        steering.apply(this.slots[0]!.sock.fd, this.slots.length);
+        steering.reset(this.slots[0]!.sock.fd, this.slots.length);
         this.log('takeover abandoned: this service goes on serving');
         return undefined;
       }
       this.handingOver = true;
       this.monitor.stop();
       await Promise.all(this.slots.map((s) => s.retireAll(0)));
-      const { total } = this.stats();
+      const report = this.stats();
       for (const s of this.slots) s.release();
+      this.handedOver = true;
       await this.app.stop();
       const done: StopReport = { leftBytes: this.slots.map(() => 0), droppedAtClose: 0 };
       this.stopped = this.stopping = Promise.resolve(done);
-      this.log(`handed over: the ${total.datagrams} datagrams counted here carry on in the new service's totals`);
-      const { queueBytes: _q, ...counters } = total;
+      this.log(`handed over: the ${report.total.datagrams} datagrams counted here carry on in the new service's totals`);
+      const { queueBytes: _q, ...counters } = report.total;
+      // The live sockets' drops go on in the new service's slots (counted from the same baselines).
+      counters.kernelDrops -= report.workers.reduce((a, w) => a + w.kernelDrops, 0);
       return counters;
     });
   }
@@ -376,7 +390,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     await Promise.all(this.slots.map((s) => s.retireAll()));
     const leftBytes = this.slots.map((s) => {
       if (s.closed) return 0;
-      if (this.sharedSockets) {
+      if (this.sharedSockets || s.heldElsewhere) {
         // The other holder serves what is queued: nothing is dropped here.
         s.release();
         return 0;

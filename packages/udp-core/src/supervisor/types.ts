@@ -1,5 +1,4 @@
 /** The supervisor's public types: events, reports, and what a hand-over passes. */
-import type { Counters } from '../counters.js';
 import type { AdoptedSocket } from '../ffi/adopt.js';
 import type { WorkerConfig } from '../ipc.js';
 import type { PolicySpec } from '../steering/steering.js';
@@ -18,6 +17,8 @@ export interface SupervisorEvents {
   'worker-exit': [info: { index: number; pid: number; code: number | null; signal: NodeJS.Signals | null; expected: boolean }];
   resized: [info: { from: number; to: number }];
   reloaded: [info: { workers: number }];
+  /** A socket is about to close (a shrink): a service manager holding it should let go first. */
+  'socket-closing': [info: { index: number; inode: number }];
 }
 
 /** Sockets someone else opened, for `start()` to take instead of opening its own. */
@@ -27,8 +28,10 @@ export interface Adoption {
   /** Where the options say nothing: the running state of the service handed over from. */
   workers?: number;
   policy?: PolicySpec;
-  /** Counts of the service handed over from, carried on in `total`. */
-  inherited?: { counters: Partial<Counters>; pid: number };
+  /** Kernel drops each socket had counted before this service (a hand-over: before the old one owned it). */
+  dropsBefore?: number[];
+  /** A service manager keeps these sockets open too (a .socket unit's): never read out or closed under it. */
+  heldElsewhere?: boolean;
 }
 
 /** What an old supervisor offers the new one in an upgrade hand-over. */
@@ -41,6 +44,8 @@ export interface HandOverOffer {
   policy: PolicySpec;
   app: string;
   pid: number;
+  /** Per socket: the kernel drops counted before the old service owned it (its drops since carry on in the new one's slots). */
+  dropsBefore: number[];
 }
 
 /** For tests: how worker processes are started (a fake needs no process and no time). */

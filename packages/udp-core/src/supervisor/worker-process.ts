@@ -79,6 +79,7 @@ export class WorkerProcess implements WorkerHandle {
   /** The shared page as read at exit (the page is unmapped then). */
   private final: Partial<Counters> | undefined;
   private gone = false;
+  private drainAsked = true;
 
   /** Spawns the process; throws ERR_SHARDGRAM_WORKER if it cannot. */
   constructor(private readonly opts: WorkerProcessOptions) {
@@ -183,7 +184,8 @@ export class WorkerProcess implements WorkerHandle {
         this.opts.onAppMessage(msg.m);
         break;
       case 'drained':
-        if (msg.leftBytes > 0) this.opts.log(`${this.name}: drain timed out with ${msg.leftBytes} bytes still queued`);
+        // With no drain asked for (a hand-over: the socket stays open elsewhere), a queue is no news.
+        if (msg.leftBytes > 0 && this.drainAsked) this.opts.log(`${this.name}: drain timed out with ${msg.leftBytes} bytes still queued`);
         break;
     }
   }
@@ -208,6 +210,7 @@ export class WorkerProcess implements WorkerHandle {
 
   async retire(drainTimeoutMs: number): Promise<void> {
     this.expected = true;
+    this.drainAsked = drainTimeoutMs > 0;
     if (!this.alive) {
       await this.exited;
       return;
