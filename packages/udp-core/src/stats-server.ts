@@ -1,4 +1,5 @@
-/** The statistics endpoint: `GET /stats` (JSON) and `GET /metrics` (Prometheus), on loopback only. */
+/** The statistics endpoint: `GET /` (a live page), `GET /stats` (JSON) and `GET /metrics` (Prometheus), on loopback only. */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { isIPv6 } from 'node:net';
 import { ShardgramError } from './errors.js';
@@ -19,6 +20,16 @@ export interface StatsSource {
   resize?(count: number): Promise<{ from: number; to: number }>;
 }
 
+/** The live page (dashboard/index.html, shipped in the package), read once. */
+let page: Buffer | undefined;
+const PAGE_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  // Everything is in the one file; it may only talk to this server.
+  'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'x-content-type-options': 'nosniff',
+  'cache-control': 'no-cache',
+};
+
 export async function startStatsServer(source: StatsSource, port: number, host = '127.0.0.1'): Promise<StatsServer> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
@@ -27,10 +38,13 @@ export async function startStatsServer(source: StatsSource, port: number, host =
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
-    // Loopback only, and not for web pages: a Host other than a loopback name (DNS
-    // rebinding) or any Origin (a browser's cross-site request) is refused.
+    // Loopback only, and not for other web pages: a Host other than a loopback name (DNS
+    // rebinding) is refused, and so is an Origin (a browser's cross-site request) other
+    // than this server's own (its live page), which may only read.
     const hostName = (req.headers.host ?? '').replace(/:\d+$/, '');
-    if (!['127.0.0.1', 'localhost', '[::1]', host].includes(hostName) || req.headers.origin !== undefined) {
+    const origin = req.headers.origin;
+    const ownOrigin = origin !== undefined && origin === `http://${req.headers.host}` && (req.method === 'GET' || req.method === 'HEAD');
+    if (!['127.0.0.1', 'localhost', '[::1]', host].includes(hostName) || (origin !== undefined && !ownOrigin)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end(`forbidden: the stats port answers local tools (Host 127.0.0.1:${boundPort}) only, not web pages\n`);
       return;
     }
@@ -51,12 +65,15 @@ export async function startStatsServer(source: StatsSource, port: number, host =
       return;
     }
     try {
-      if (path === '/stats') {
+      if (path === '/') {
+        page ??= readFileSync(new URL('../dashboard/index.html', import.meta.url));
+        res.writeHead(200, PAGE_HEADERS).end(req.method === 'HEAD' ? undefined : page);
+      } else if (path === '/stats') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
       } else if (path === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
       } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /stats, GET /metrics or POST /workers?count=N\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET / (live page), GET /stats, GET /metrics or POST /workers?count=N\n');
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err instanceof Error ? err.message : String(err)}\n`);
