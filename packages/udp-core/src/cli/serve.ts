@@ -1,6 +1,6 @@
 /** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
 import { availableParallelism } from 'node:os';
-import { Supervisor } from '../supervisor.js';
+import { Supervisor } from '../supervisor/supervisor.js';
 import { startStatsServer, type StatsServer } from '../stats-server.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
@@ -194,9 +194,9 @@ export async function serve(argv: string[]): Promise<number> {
     await stats?.close();
     throw err;
   }
-  const o = sup.options;
+  const o = sup.config;
   process.stdout.write(
-    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(o.workers, 'worker')} (${sup.options.engine} engine, ${sup.policy.name} policy)` +
+    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(o.workers, 'worker')} (${o.engine} engine, ${sup.policy.name} policy)` +
       (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
       '\n',
   );
