@@ -105,7 +105,8 @@ export function screen(prev: Reading | undefined, cur: Reading, opts: { columns:
   const top = s.topSenders;
   if (top && top.senders.length) {
     out.push('');
-    out.push(`TOP SENDERS (of ${int(top.total)} datagrams; counts may be high by at most ${int(top.errorBound)})`);
+    const bound = top.errorBound > 0 ? `counts may be high by at most ${int(top.errorBound)}` : 'exact counts';
+    out.push(`TOP SENDERS (of ${int(top.total)} datagrams; ${bound})`);
     const owner = (sender: string): string => {
       const ws = s.workers.filter((w) => w.topSenders?.senders.some((x) => x.sender === sender)).map((w) => w.index);
       return ws.length ? `worker ${ws.join(',')}` : '';
