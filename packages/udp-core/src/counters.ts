@@ -35,6 +35,7 @@ export const COUNTERS = [
   { key: 'kernelDrops', source: 'socket', help: 'Datagrams the kernel dropped on the socket (receive buffer full).', prom: { name: 'kernel_drops' } },
   { key: 'droppedAtClose', source: 'slot', help: 'Datagrams still queued when the socket closed, read out and counted, not handled.', prom: { name: 'dropped_at_close' } },
   { key: 'restarts', source: 'slot', help: 'Worker process restarts on the socket.', prom: { name: 'restarts' } },
+  { key: 'stalls', source: 'slot', help: 'Workers found stalled (reading nothing while their queue filled, or silent) and replaced.', prom: { name: 'stalls' } },
 ] as const satisfies readonly CounterSpec[];
 
 export type CounterKey = (typeof COUNTERS)[number]['key'];

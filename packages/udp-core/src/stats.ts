@@ -1,6 +1,7 @@
 /** The statistics report: per-worker counters merged with the kernel's, and fairness. */
 import { COUNTERS, addInto, zeroCounters, type Counters } from './counters.js';
 import { fairness, shares, type Fairness } from './fairness.js';
+import type { PortHolder } from './errors.js';
 import type { ImbalanceState } from './imbalance.js';
 import { PromWriter } from './prom-text.js';
 import { mergeTopSenders, type TopSendersReport } from './top-senders.js';
@@ -40,6 +41,8 @@ export interface StatsReport {
   policy?: PolicySpec;
   /** Whether one worker has been getting far more than its share (judged under `hash`). */
   imbalance?: ImbalanceState;
+  /** Sockets in the group's SO_REUSEPORT group that are not the service's (they take a share unseen). */
+  intruders?: PortHolder[];
   /** What sockets retired by a shrink counted (included in `total`). */
   retired: Counters & { workers: number };
   /** Everything since the service started, retired sockets included; `queueBytes` is now. */
@@ -102,6 +105,7 @@ export function toPrometheus(r: StatsReport, out = new PromWriter()): string {
   gauge('shardgram_fairness_max_share', 'Largest worker share.', r.fairness.maxShare);
   gauge('shardgram_fairness_chi_square_p', 'Chi-square p-value of the split against an even one.', r.fairness.chiSquareP);
   gauge('shardgram_workers', 'Workers in the group.', r.workers.length);
+  gauge('shardgram_group_intruders', 'Sockets in the SO_REUSEPORT group that are not the service\'s (another process of the same user).', r.intruders?.length ?? 0);
   gauge('shardgram_imbalance_detected', 'One worker has had far more than its share for a while (1) or not (0).', r.imbalance?.detected ? 1 : 0);
   for (const c of COUNTERS) {
     const name = `shardgram_${c.prom.name}_total`;

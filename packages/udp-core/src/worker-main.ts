@@ -6,6 +6,7 @@ import { encodeSnapshot } from './snapshot.js';
 import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
 import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
+import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
 import type { AppHooks } from './shard-socket.js';
 import { describeError, guarded, importApp } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
@@ -42,6 +43,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = JSON.parse(raw) as WorkerConfig;
+  // Die with the supervisor, whatever this process is doing (a busy handler, SIGSTOP):
+  // an orphan would keep its socket, and the port, in the group.
+  libc().prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (process.ppid !== config.supervisorPid) process.exit(0); // it died before prctl took effect
   // The supervisor going away (crash, SIGKILL) must not leave an orphan reading the
   // socket: it would keep the socket in the group for the next instance. Listen from
   // the start, since a missed 'disconnect' is not replayed.

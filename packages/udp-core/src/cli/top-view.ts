@@ -32,7 +32,7 @@ export interface StatsView {
   workers: WorkerView[];
   policy?: { name: string };
   imbalance?: { detected: boolean; worker?: number; share?: number; advice?: string; message?: string };
-  total: { datagrams: number; kernelDrops: number; restarts: number; queueBytes: number };
+  total: { datagrams: number; kernelDrops: number; restarts: number; queueBytes: number; stalls?: number };
   fairness: { jain: number; minShare: number; maxShare: number };
   topSenders?: TopSendersView;
 }
@@ -89,7 +89,7 @@ export function screen(prev: Reading | undefined, cur: Reading, opts: { columns:
   out.push(`shardgram top · ${svc.app} on ${where} · engine ${svc.engine} · policy ${s.policy?.name ?? 'hash'} · up ${uptime(svc.uptimeSeconds)} · ${s.workers.length} workers`);
   out.push(
     `${int(r.total)} datagrams/s · total ${int(s.total.datagrams)} · fairness jain ${s.fairness.jain.toFixed(3)}, ` +
-      `min ${pct(s.fairness.minShare)}, max ${pct(s.fairness.maxShare)} · drops ${int(s.total.kernelDrops)} (${int(r.drops)}/s) · restarts ${s.total.restarts}`,
+      `min ${pct(s.fairness.minShare)}, max ${pct(s.fairness.maxShare)} · drops ${int(s.total.kernelDrops)} (${int(r.drops)}/s) · restarts ${s.total.restarts}${s.total.stalls ? ` · stalls ${s.total.stalls}` : ''}`,
   );
   const warn = imbalanceText(s);
   out.push(warn ? `! ${warn}` : '');

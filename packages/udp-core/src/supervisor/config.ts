@@ -37,6 +37,8 @@ export interface SupervisorOptions {
   maxDatagram?: number;
   /** Datagrams per recvmmsg/sendmmsg (native engine). Default 64. */
   batch?: number;
+  /** A worker that reads nothing while its queue fills, or sends no heartbeat, this long is replaced. Default 5000 ms; 0 never. */
+  stallTimeoutMs?: number;
   /** Imbalance detection under `hash` (window, minimum traffic, how long it must last). */
   imbalance?: ImbalanceOptions;
   /** Where the supervisor's log lines go. Default: stderr. */
@@ -57,11 +59,13 @@ export interface EffectiveConfig {
   readonly appOptions: Readonly<Record<string, string>>;
   readonly snapshotIntervalMs: number;
   readonly drainTimeoutMs: number;
+  readonly stallTimeoutMs: number;
   readonly maxDatagram: number;
   readonly batch: number;
 }
 
 export const MAX_WORKERS = 256;
+export const DEFAULT_STALL_TIMEOUT_MS = 5000;
 
 export function checkWorkers(n: number): void {
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw invalidArg('workers', n, `an integer from 1 to ${MAX_WORKERS}`);
@@ -83,7 +87,7 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   const batch = opts.batch ?? 64;
   if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1)) throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
-  for (const k of ['snapshotIntervalMs', 'drainTimeoutMs'] as const) {
+  for (const k of ['snapshotIntervalMs', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');
   }
@@ -107,6 +111,7 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
     appOptions: opts.appOptions ?? {},
     snapshotIntervalMs: opts.snapshotIntervalMs ?? 200,
     drainTimeoutMs: opts.drainTimeoutMs ?? 10_000,
+    stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     maxDatagram: opts.maxDatagram ?? (family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD),
     batch: opts.batch ?? 64,
   });

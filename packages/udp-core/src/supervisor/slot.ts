@@ -34,6 +34,8 @@ export class Slot {
   readonly leaving = new Set<WorkerHandle>();
   state: WorkerState = 'starting';
   restarts = 0;
+  /** Processes of this slot found stalled and replaced. */
+  stalls = 0;
   /** Processes started on this slot so far. */
   generation = 0;
   crashStreak = 0;
@@ -122,7 +124,8 @@ export class Slot {
         ? `${who}, ${d.streak} times in a row within 5 s each: crash loop, backing off ${d.delayMs} ms before the next start.${last}`
         : `${who}; restarting it on the same socket (its queue is kept) in ${d.delayMs} ms.${last}`,
     );
-    this.state = 'backoff';
+    // A stalled slot shows as stalled until its replacement reads.
+    if (this.state !== 'stalled') this.state = 'backoff';
     const fire = (): void => {
       this.restartTimer = undefined;
       if (this.deps.stopping() || this.closed) return;
@@ -138,6 +141,19 @@ export class Slot {
       proc = this.current;
     };
     this.restartTimer = this.deps.setTimer ? this.deps.setTimer(fire, d.delayMs) : setTimeout(fire, d.delayMs);
+  }
+
+  /**
+   * The current process reads nothing (or says nothing) while it should: mark the
+   * slot stalled and end the process; its exit restarts it on the same socket.
+   */
+  replaceStalled(reason: string): void {
+    const proc = this.current;
+    if (!proc || this.state !== 'running') return;
+    this.stalls++;
+    this.state = 'stalled';
+    this.deps.log(`warning: worker ${this.index} (pid ${proc.pid}) is stalled: ${reason}. Killing it and starting a new one on the same socket (its queue is kept).`);
+    proc.kill('SIGKILL');
   }
 
   /** Whether a restart is waiting for its backoff. */
@@ -157,6 +173,7 @@ export class Slot {
     const c = addInto(zeroCounters(), this.base);
     for (const p of this.live) addInto(c, p.counters());
     c.restarts += this.restarts;
+    c.stalls += this.stalls;
     c.droppedAtClose += this.droppedAtClose;
     c.kernelDrops += this.lastMem.drops;
     return c;

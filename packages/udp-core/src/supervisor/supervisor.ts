@@ -20,7 +20,7 @@ import { toPrometheus, type StatsReport } from '../stats.js';
 import { Steering, type PolicySpec } from '../steering/steering.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from './app-host.js';
-import { checkWorkers, resolveConfig, validateOptions, type EffectiveConfig, type SupervisorOptions } from './config.js';
+import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, type EffectiveConfig, type SupervisorOptions } from './config.js';
 import { Monitor } from './monitor.js';
 import { Slot } from './slot.js';
 import { openGroupSocket } from './sockets.js';
@@ -70,7 +70,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.options = validateOptions(opts);
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.app = new AppHost(resolveApp(opts.app), opts.app, (line) => this.log(line));
-    this.monitor = new Monitor({ slots: () => this.slots, policy: () => this.policy }, this.log, opts.imbalance);
+    this.monitor = new Monitor(
+      { slots: () => this.slots, policy: () => this.policy, address: () => this.address, port: () => this.port },
+      this.log,
+      { stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, ...(opts.imbalance ? { imbalance: opts.imbalance } : {}) },
+    );
   }
 
   /** The effective configuration: the options, then the app's defaults. Known once start() has loaded the app. */
@@ -168,7 +172,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private launch(slot: Slot): WorkerHandle {
     const c = this.config;
     const config: WorkerConfig = {
-      index: slot.index, workers: this.slots.length, engine: c.engine, family: slot.sock.family, app: this.app.url,
+      supervisorPid: process.pid, index: slot.index, workers: this.slots.length, engine: c.engine, family: slot.sock.family, app: this.app.url,
       appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
     };
     if (this.internals.launch) return this.internals.launch(slot, config);
@@ -269,6 +273,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     );
     report.policy = this.policy;
     report.imbalance = this.monitor.imbalanceState;
+    report.intruders = this.monitor.intruders;
     return report;
   }
 

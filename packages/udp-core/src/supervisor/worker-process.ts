@@ -42,6 +42,10 @@ export interface WorkerHandle {
   counters(): Partial<Counters>;
   /** Its engine's top senders, from its last snapshot. */
   readonly topSenders?: TopSendersReport | undefined;
+  /** When it last sent the supervisor anything (its snapshots are its heartbeat), ms since the epoch. */
+  readonly lastHeard: number;
+  /** Ends it at once (a stalled worker). */
+  kill(signal?: NodeJS.Signals): void;
   /** Asks it to drain its socket and exit; resolves when it has. */
   retire(drainTimeoutMs: number): Promise<void>;
 }
@@ -71,6 +75,7 @@ export class WorkerProcess implements WorkerHandle {
   readonly exited: Promise<ExitInfo>;
   expected = false;
   lastWords: string | undefined;
+  lastHeard = Date.now();
   private readonly child: ChildProcess;
   private readonly shared: SharedCounters;
   private processCounters = zeroProcessCounters();
@@ -158,6 +163,7 @@ export class WorkerProcess implements WorkerHandle {
   }
 
   private onMessage(msg: ToSupervisor, settle: (err?: Error) => void): void {
+    this.lastHeard = Date.now();
     switch (msg.t) {
       case 'ready':
         settle();
@@ -201,6 +207,7 @@ export class WorkerProcess implements WorkerHandle {
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    // A stopped process (SIGSTOP) dies of SIGKILL too.
     if (this.alive) this.child.kill(signal);
   }
 
