@@ -4,6 +4,7 @@ import { ShardgramError, closeFd, openReusePortSocket, socketMemInfo } from '@sh
 
 const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
 const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log('not root: the SO_RCVBUFFORCE test is skipped (it needs CAP_NET_ADMIN)');
 
 describe('FFI socket layer', () => {
   it('binds port 0, reports the port the kernel chose, and lets a second SO_REUSEPORT socket join it', () => {

@@ -20,11 +20,15 @@ function log(line: string): void {
   send({ t: 'log', line });
 }
 
-function fatal(message: string): never {
-  send({ t: 'fatal', message });
-  // Let the IPC message leave before exiting.
+/** Reports a fatal error and exits 70 once the IPC message has left (at once without IPC). */
+function sendFatalAndExit(message: string): void {
   process.exitCode = 70;
-  setTimeout(() => process.exit(70), 50);
+  if (process.connected && process.send) process.send({ t: 'fatal', message } satisfies ToSupervisor, () => process.exit(70));
+  else process.exit(70);
+}
+
+function fatal(message: string): never {
+  sendFatalAndExit(message);
   throw new Error(message);
 }
 
@@ -145,7 +149,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
-  send({ t: 'fatal', message });
-  setTimeout(() => process.exit(70), 50);
+  // After fatal() the report is already on its way and the exit follows it.
+  if (process.exitCode === 70) return;
+  sendFatalAndExit(err instanceof Error ? err.message : String(err));
 });

@@ -113,6 +113,17 @@ export function promLabels(key: string, extra: [string, string][] = []): string 
   return parts.join(',');
 }
 
+/** promLabels as a record, for PromWriter (the timer histograms): the same labels. */
+export function promLabelRecord(key: string): Record<string, string> {
+  const { name, tags } = splitKey(key);
+  const out: Record<string, string> = { metric: name };
+  for (const [k, v] of tagPairs(tags)) {
+    const n = labelName(k);
+    if (!Object.hasOwn(out, n)) out[n] = v;
+  }
+  return out;
+}
+
 /** What /metrics shows: the last flush, and totals since the start. */
 export interface PrometheusState {
   last: FlushResult | undefined;

@@ -102,8 +102,14 @@ export class IntervalMerge {
   /**
    * Ends the interval: replays gauge operations onto `gauges` (the persisted values,
    * updated in place) and returns the interval's figures. Starts a new interval.
+   * `observe` sees each timer's raw values (the histograms).
    */
-  finish(gauges: Map<string, number>, percentiles: readonly number[], meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>): FlushResult {
+  finish(
+    gauges: Map<string, number>,
+    percentiles: readonly number[],
+    meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
+    observe?: (key: string, values: Float64Array) => void,
+  ): FlushResult {
     for (const [k, list] of this.gauges) gauges.set(k, replayGauge(gauges.get(k), list));
     const counters = record<number>();
     for (const [k, v] of this.counters) counters[k] = v;
@@ -118,6 +124,7 @@ export class IntervalMerge {
         all.set(c, o);
         o += c.length;
       }
+      observe?.(k, all);
       timers[k] = timerSummary(all, acc.count, percentiles);
     }
     const g = record<number>();

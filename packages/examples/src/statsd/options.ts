@@ -1,4 +1,5 @@
 import { ShardgramError } from '@shardgram/udp-core';
+import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
 /**
  * The statsd app's options, from `--app-option key=value` (context.options):
  *
@@ -9,6 +10,8 @@ import { ShardgramError } from '@shardgram/udp-core';
  *   graphitePrefix=P      first path element of Graphite names (default "stats")
  *   flushTimeout=MS       how long a flush waits for every worker's partial
  *                         (default: the smaller of 2000 and flushInterval)
+ *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
+ *                         buckets (default 1,2.5,5,10,25,50,100,250,500,1000,2500,5000,10000)
  */
 
 export interface GraphiteTarget {
@@ -23,9 +26,11 @@ export interface StatsdOptions {
   graphite: GraphiteTarget | undefined;
   graphitePrefix: string;
   flushTimeoutMs: number;
+  /** Upper bounds (ms) of the timer histogram buckets. */
+  timerBucketsMs: readonly number[];
 }
 
-export const STATSD_OPTION_NAMES = ['flushInterval', 'percentiles', 'jsonOut', 'graphite', 'graphitePrefix', 'flushTimeout'] as const;
+export const STATSD_OPTION_NAMES = ['flushInterval', 'percentiles', 'jsonOut', 'graphite', 'graphitePrefix', 'flushTimeout', 'timerBuckets'] as const;
 
 function bad(name: string, value: string, expected: string): ShardgramError {
   return new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `statsd option ${name}=${JSON.stringify(value)}: expected ${expected}`, { option: name });
@@ -44,6 +49,14 @@ export function parseHostPort(value: string): GraphiteTarget {
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 1 && port <= 65535)) throw bad('graphite', value, 'HOST:PORT, e.g. 127.0.0.1:2003 or [::1]:2003');
   return { host: (m[1] ?? m[2])!, port };
+}
+
+function timerBuckets(value: string): number[] {
+  try {
+    return parseTimerBuckets(value);
+  } catch (err) {
+    throw bad('timerBuckets', value, err instanceof Error ? err.message : String(err));
+  }
 }
 
 export function parsePercentiles(value: string): number[] {
@@ -77,5 +90,6 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     graphite: raw.graphite !== undefined ? parseHostPort(raw.graphite) : undefined,
     graphitePrefix: prefix,
     flushTimeoutMs,
+    timerBucketsMs: raw.timerBuckets !== undefined ? timerBuckets(raw.timerBuckets) : DEFAULT_TIMER_BUCKETS_MS,
   };
 }

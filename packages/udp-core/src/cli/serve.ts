@@ -1,10 +1,8 @@
 /** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
 import { availableParallelism } from 'node:os';
 import { Supervisor } from '../supervisor/supervisor.js';
-import { startStatsServer, type StatsServer } from '../stats-server.js';
-import { startServiceControl } from '../control/service.js';
-import type { ControlServer } from '../control/server.js';
 import { controlDir } from '../control/paths.js';
+import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
@@ -28,7 +26,8 @@ Apps:
 Options:
   -p, --port P          UDP port to bind, 0-65535 (0: the kernel picks; printed). Required.
   -a, --address A       IPv4 or IPv6 address to bind (default 127.0.0.1)
-  -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here)
+  -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here;
+                        with --takeover or passed sockets: as many as there are)
   -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
                         (batched recvmmsg through libc) (default: the app's, else dgram)
   -P, --policy P        how the kernel picks a worker per datagram (default: the app's, else hash):
@@ -47,9 +46,16 @@ Options:
                         as truncated
       --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
-                        http://127.0.0.1:S (0: pick a free port; printed)
+                        http://127.0.0.1:S (0: pick a free port; printed); read-only
+      --stats-address A the stats port's IPv4/IPv6 literal (default 127.0.0.1; 0.0.0.0 or ::
+                        to let a Prometheus server on another host scrape it; docs/multi-host.md)
+      --stats-host NAME a name the stats port answers to in the Host header besides its
+                        address (repeatable), e.g. the DNS name Prometheus scrapes it by
   -c, --control PATH    the owner-only control socket (resize, reload, takeover) (default:
                         ${controlDir()}/udp-<address>-<port>.sock)
+      --takeover        take the group over from the service running on the same address
+                        and port (same user): its sockets, queues and counts carry on here,
+                        then it exits; nothing is lost. A failed takeover leaves it serving
   -o, --app-option K=V  option for the app (repeatable)
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
       --stall-timeout MS  a worker that reads nothing while its queue holds datagrams, or sends
@@ -64,6 +70,12 @@ App flags (shorthands for --app-option; each goes with its app only):
   syslog: --out FILE            append JSON records to FILE (default: standard output)
           --max-bytes SIZE      rotate FILE when it reaches SIZE, e.g. 100m (default: never)
           --keep N              rotated files kept, 1-1000 (default 5)
+
+Under a service manager (systemd): sockets passed with LISTEN_FDS (a .socket unit with
+ListenDatagram= and ReusePort=yes) are used instead of opening new ones; with
+NOTIFY_SOCKET it says READY=1, and when $FDSTORE > 0 it keeps the group's sockets in the
+manager's fd store, so a crash or restart comes back on the same sockets, queues intact.
+See docs/deploy.md.
 
 While it runs:
   SIGHUP                       rolling reload: one worker at a time, a new process (new code)
@@ -86,7 +98,10 @@ const OPTIONS: Options = {
   'max-datagram': { type: 'string' },
   batch: { type: 'string' },
   'stats-port': { type: 'string', short: 's' },
+  'stats-address': { type: 'string' },
+  'stats-host': { type: 'string', multiple: true },
   control: { type: 'string', short: 'c' },
+  takeover: { type: 'boolean' },
   'app-option': { type: 'string', short: 'o', multiple: true },
   'drain-timeout': { type: 'string' },
   'stall-timeout': { type: 'string' },
@@ -144,11 +159,12 @@ export async function serve(argv: string[]): Promise<number> {
     const msg = err instanceof Error ? err.message : String(err);
     throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
   }
+  const workers = intOption(values, 'workers', 1, 256, u);
   const sup = new Supervisor({
     app: positionals[0]!,
     port,
     address,
-    workers: intOption(values, 'workers', 1, 256, u, availableParallelism()),
+    ...(workers !== undefined ? { workers } : {}),
     ...(values.engine !== undefined ? { engine: choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram') } : {}),
     ...(policy ? { policy } : {}),
     ...(rcvbuf !== undefined ? { rcvbuf } : {}),
@@ -159,77 +175,22 @@ export async function serve(argv: string[]): Promise<number> {
     stallTimeoutMs: intOption(values, 'stall-timeout', 0, 3_600_000, u, 5000),
     appOptions,
   });
-  let stats: StatsServer | undefined;
-  let control: ControlServer | undefined;
-  if (statsPort !== undefined) stats = await startStatsServer(sup, statsPort);
-  sup.on('worker-ready', ({ index, pid, restart }) => {
-    process.stdout.write(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
-  });
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`${signal}: draining ${plural(sup.workers, 'worker')} (again to stop at once)…\n`);
-    const report = await sup.stop();
-    await Promise.all([stats?.close(), control?.close()]);
-    const s = sup.stats();
-    process.stdout.write(
-      `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
-        `${report.droppedAtClose} still queued at close (counted and dropped)\n`,
-    );
-    process.exit(0);
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (!stopping) {
-      void stop(signal);
-      return;
-    }
-    // A second signal: stop now, saying what that costs.
-    const q = sup.stats().total.queueBytes;
-    process.stderr.write(`${signal} again: exiting without draining; ${q} bytes still queued are dropped\n`);
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', () => {
-    if (stopping) return;
-    process.stderr.write('SIGHUP: rolling reload, one worker at a time…\n');
-    sup.reload().then(
-      (r) => process.stdout.write(`reloaded: ${r.workers} workers on new processes\n`),
-      (err: unknown) => process.stderr.write(`reload failed: ${err instanceof Error ? err.message : String(err)}\n`),
-    );
-  });
-  sup.on('resized', ({ from, to }) => process.stdout.write(`resized: ${from} -> ${to} workers\n`));
-  try {
-    await sup.start();
-  } catch (err) {
-    await stats?.close();
-    throw err;
-  }
-  try {
-    control = await startServiceControl(sup, values.control === undefined ? undefined : String(values.control), (line) => process.stderr.write(`${line}\n`));
-  } catch (err) {
-    await sup.stop();
-    await stats?.close();
-    throw err;
-  }
-  const o = sup.config;
-  process.stdout.write(
-    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(o.workers, 'worker')} (${o.engine} engine, ${sup.policy.name} policy)` +
-      (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
-      `; control socket ${control!.path}` +
-      '\n',
-  );
-  await new Promise(() => {
-    // until a signal
+  const o = sup.options;
+  await runService(sup, {
+    ...(statsPort !== undefined ? { statsPort } : {}),
+    stats: { address: (values['stats-address'] as string | undefined) ?? '127.0.0.1', hosts: (values['stats-host'] as string[] | undefined) ?? [] },
+    ...(values.control !== undefined ? { control: String(values.control) } : {}),
+    takeover: Boolean(values.takeover),
+    ...(workers !== undefined ? { workers } : {}),
+    onReady: ({ stats, control }) => {
+      const c = sup.config;
+      process.stdout.write(
+        `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')} (${c.engine} engine, ${sup.policy.name} policy)` +
+          (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
+          `; control socket ${control.path}` +
+          '\n',
+      );
+    },
   });
   return 0;
-}
-
-function fmt(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }

@@ -149,7 +149,7 @@ export function refuseOccupiedPort(address: string, port: number, ownInodes: Rea
       'ERR_SHARDGRAM_PORT_HELD',
       `UDP ${address}:${port} is already served by SO_REUSEPORT sockets of this user: ${holders.map(describeHolder).join('; ')} ` +
         `(another shardgram service?). Joining them would split their traffic with us and replace their steering program. ` +
-        `Stop that service, or choose another --port.`,
+        `To upgrade or restart that service without losing a datagram, start this one with --takeover; otherwise stop it, or choose another --port.`,
       { errno: EADDRINUSE, syscall: 'bind', address, port, uid: euid, holders },
     );
   }
