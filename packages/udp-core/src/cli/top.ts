@@ -1,4 +1,5 @@
 /** `shardgram top`: a live terminal view of a running service, from its GET /stats. */
+import { get as httpGet } from 'node:http';
 import { ShardgramError } from '../errors.js';
 import { UsageError, intOption, parse, type Options } from './args.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
@@ -43,16 +44,36 @@ function statsUrl(values: Record<string, unknown>, u: string): string {
   return url.href;
 }
 
-async function read(url: string, timeoutMs: number): Promise<Reading> {
-  let res: Response;
+/** GET over a connection of its own (no pool: nothing is left open to hold the process when it quits). */
+function get(url: string, timeoutMs: number, cancel?: AbortSignal): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, timeout: timeoutMs, signal: cancel, headers: { accept: 'application/json' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+  });
+}
+
+async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promise<Reading> {
+  let res: { status: number; body: string };
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    res = await get(url, timeoutMs, cancel);
   } catch (err) {
-    const why = err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : 'nothing answers there';
+    const why = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `no answer within ${timeoutMs} ms` : 'nothing answers there';
     throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: ${why}; is the service running with that --stats-port?`);
   }
-  if (!res.ok) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: HTTP ${res.status} ${res.statusText}`);
-  const body = (await res.json().catch(() => undefined)) as StatsView | undefined;
+  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: HTTP ${res.status} ${res.body.split('\n')[0]!.slice(0, 200)}`);
+  let body: StatsView | undefined;
+  try {
+    body = JSON.parse(res.body) as StatsView;
+  } catch {
+    body = undefined;
+  }
   if (!body || !Array.isArray(body.workers) || typeof body.service !== 'object') {
     throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `${url} does not answer like a shardgram stats endpoint`);
   }
@@ -82,6 +103,8 @@ export async function top(argv: string[]): Promise<number> {
   return await new Promise<number>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
     let finished = false;
+    // Quitting cancels a reading in flight, so that the process exits at once.
+    const cancel = new AbortController();
     const stdin = process.stdin;
     const draw = (): void => {
       if (tty) {
@@ -95,6 +118,7 @@ export async function top(argv: string[]): Promise<number> {
       if (finished) return;
       finished = true;
       if (timer) clearTimeout(timer);
+      cancel.abort();
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
       out.off('resize', draw);
       if (stdin.isTTY) stdin.setRawMode(false);
@@ -114,7 +138,7 @@ export async function top(argv: string[]): Promise<number> {
       draw();
       if (count !== undefined && refreshes >= count) return finish(0);
       timer = setTimeout(() => {
-        read(url, timeoutMs).then(
+        read(url, timeoutMs, cancel.signal).then(
           (r) => {
             if (finished) return;
             prev = cur;
