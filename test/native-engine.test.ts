@@ -7,7 +7,9 @@
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Supervisor, decodeProbe, encodeProbe, openReusePortSocket, parseEchoReply, runLoad, socketMemInfo } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { decodeProbe, encodeProbe, parseEchoReply, runLoad } from '@shardgram/udp-core/load';
+import { openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 import { bigRcvbufOptions, rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 

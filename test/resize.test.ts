@@ -1,6 +1,8 @@
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import { Supervisor, closeFd, openReusePortSocket, runLoad, socketMemInfo } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { runLoad } from '@shardgram/udp-core/load';
+import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 import { runCli, startServe } from './helpers/cli.js';
 import { waitFor } from './helpers/udp.js';
 

@@ -2,7 +2,8 @@ import dgram from 'node:dgram';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ShardgramError, Supervisor, openReusePortSocket } from '@shardgram/udp-core';
+import { ShardgramError, Supervisor } from '@shardgram/udp-core';
+import { openReusePortSocket } from '@shardgram/udp-core/sockets';
 import { BIN, runCli, startServe, type Serving } from './helpers/cli.js';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ShardgramError, closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core';
+import { ShardgramError } from '@shardgram/udp-core';
+import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 
 const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
 const isRoot = process.getuid?.() === 0;

@@ -10,6 +10,7 @@ import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
 import type { AppHooks } from './shard-socket.js';
 import { describeError, guarded, importApp } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
+import { sampledLog } from './log-sampler.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
 
 function send(msg: ToSupervisor): void {
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
   const early: ToWorker[] = [];
   const queueEarly = (msg: ToWorker): void => void early.push(msg);
   process.on('message', queueEarly);
-  let errorsLogged = 0;
+  const handlerErrors = sampledLog(log, 'message handler threw, error');
   // Counted in memory the supervisor also maps: exact even if this process is SIGKILLed.
   const shared = SharedCounters.attach(COUNTERS_FD);
   libc().close(COUNTERS_FD);
@@ -72,15 +73,8 @@ async function main(): Promise<void> {
     index: config.index,
     maxDatagram: config.maxDatagram,
     batch: config.batch,
-    onHandlerError: (error) => {
-      // The first few with their stack, then one line per thousand.
-      const n = engine.counters.handlerErrors;
-      if (errorsLogged < 5 || n % 1000 === 0) {
-        errorsLogged++;
-        const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
-        log(`message handler threw (error #${n}): ${text}`);
-      }
-    },
+    // The first few with their stack, then one line per thousand with the count.
+    onHandlerError: (error) => handlerErrors.note(() => (error instanceof Error ? (error.stack ?? error.message) : String(error))),
   });
   engine.on('error', (err) => log(`socket error: ${err.message}`));
 
@@ -99,6 +93,7 @@ async function main(): Promise<void> {
       pid: process.pid,
       options: config.appOptions,
       log,
+      sampledLog: (what, options) => sampledLog(log, what, options),
       send: (m) => send({ t: 'app', m }),
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
     });

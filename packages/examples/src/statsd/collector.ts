@@ -19,6 +19,7 @@
  * both work: a member that misses a round and has been replaced by a newer process on
  * its slot, or that missed three rounds in a row, is dropped from the rounds.
  */
+import { sampledLog, type SampledLog } from '@shardgram/udp-core';
 import type { Partial } from './aggregate.js';
 import { IntervalMerge, type FlushResult } from './merge.js';
 import type { StatsdOptions } from './options.js';
@@ -91,7 +92,7 @@ export class FlushCollector {
   private lastFlushAt: number;
   /** Resolves the stop hook's wait once the last member has sent its final partial. */
   private onMembersGone: (() => void) | undefined;
-  private lateLogged = 0;
+  private readonly late: SampledLog;
   // For /metrics.
   private last: FlushResult | undefined;
   private readonly counterTotals = new Map<string, number>();
@@ -104,6 +105,7 @@ export class FlushCollector {
     this.startedAt = this.clock.now();
     this.lastFlushAt = this.startedAt;
     this.histograms = new TimerHistograms(this.o.timerBucketsMs);
+    this.late = sampledLog(deps.log, 'late partial', { first: 20 });
   }
 
   /** Starts the flush timer. */
@@ -146,9 +148,8 @@ export class FlushCollector {
     else if (![...this.members.values()].some((o) => o.index === index)) this.members.set(m.pid, { index, pid: m.pid, order: ++this.helloCount, misses: 0 });
     if (r && m.id === r.id) {
       if (r.waiting.delete(m.pid) && r.waiting.size === 0) r.finish();
-    } else if (this.lateLogged < 20) {
-      this.lateLogged++;
-      this.deps.log(`late partial from worker ${index} (pid ${m.pid}) for flush round ${m.id}: merged into the next flush`);
+    } else {
+      this.late.note(() => `from worker ${index} (pid ${m.pid}) for flush round ${m.id}: merged into the next flush`);
     }
   }
 

@@ -9,7 +9,7 @@
  * A value counts once whatever its sample rate (`_count` is observations, not Etsy's
  * sample-rate-corrected `count`).
  */
-import { PromWriter, type PromLabels } from '@shardgram/udp-core';
+import { PromWriter, type PromLabels } from '@shardgram/udp-core/prom';
 
 /** Default bucket upper bounds in milliseconds: 1 ms to 10 s, 1-2.5-5 steps. */
 export const DEFAULT_TIMER_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];

@@ -4,6 +4,7 @@
  * timers), the output formats, Graphite over a local TCP server, and the options.
  */
 import { once } from 'node:events';
+import { resolve } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PartialAggregate } from '@shardgram/examples/statsd/aggregate';
@@ -103,7 +104,7 @@ describe('flush rounds', () => {
     await h.clock.advance(50); // the next interval; both answer now
     await until(() => h.flushes.length >= 2);
     expect(h.flushes[1]).toMatchObject({ counters: { x: 100 }, missing_workers: [] });
-    expect(h.logs.join('\n')).toMatch(/late partial from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
+    expect(h.logs.join('\n')).toMatch(/late partial #1: from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
   });
 
   it('a crashed worker replaced on its slot stops being waited for', async () => {
@@ -205,12 +206,14 @@ describe('options', () => {
   it('defaults', () => {
     expect(parseStatsdOptions({})).toEqual({
       flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
+      timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
     });
   });
 
   it('parses every option', () => {
-    expect(parseStatsdOptions({ flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p' })).toEqual({
-      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: 'f.jsonl', graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
+    expect(parseStatsdOptions({ flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p', timerBuckets: '1,10,100' })).toEqual({
+      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
+      timerBucketsMs: [1, 10, 100],
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });
@@ -223,6 +226,7 @@ describe('options', () => {
     [{ graphite: 'localhost' }, /graphite/],
     [{ graphite: 'h:70000' }, /graphite/],
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
+    [{ jsonOut: '/nonexistent-dir/f.jsonl' }, /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/],
   ])('rejects %j', (o, msg) => {
     expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);
   });

@@ -21,6 +21,8 @@ export interface RunOptions {
   takeover: boolean;
   /** Workers asked for on the command line (undefined: keep what there is). */
   workers?: number;
+  /** Where status lines go. */
+  say(line: string): void;
   /** Called once the service is ready, with what a machine needs to know. */
   onReady(info: { stats?: StatsServer; control: ControlServer }): void;
 }
@@ -40,10 +42,10 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
   let control: ControlServer | undefined;
   const manager = ServiceManager.fromEnv(err);
   sup.on('worker-ready', ({ index, pid, restart }) => {
-    process.stdout.write(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
+    opts.say(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
   });
   sup.on('resized', ({ from, to }) => {
-    process.stdout.write(`resized: ${from} -> ${to} workers\n`);
+    opts.say(`resized: ${from} -> ${to} workers\n`);
     manager?.storeSockets(sup);
   });
   let stopping = false;
@@ -58,10 +60,10 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     const report = await sup.stop();
     await closeEndpoints();
     const s = sup.stats();
-    process.stdout.write(
+    opts.say(
       `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
         `${report.droppedAtClose} still queued at close (counted and dropped)` +
-        (sup.sharedSockets ? '; the sockets stay open in the service manager\'s fd store for the next start' : '') + '\n',
+        (sup.sharedSockets ? '; the sockets stay open where they are shared (a service manager\'s fd store, or the service handing over)' : '') + '\n',
     );
     process.exit(0);
   };
@@ -81,7 +83,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     if (stopping) return;
     process.stderr.write('SIGHUP: rolling reload, one worker at a time…\n');
     sup.reload().then(
-      (r) => process.stdout.write(`reloaded: ${r.workers} workers on new processes\n`),
+      (r) => opts.say(`reloaded: ${r.workers} workers on new processes\n`),
       (e: unknown) => process.stderr.write(`reload failed: ${e instanceof Error ? e.message : String(e)}\n`),
     );
   });
@@ -106,7 +108,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
         takeover: takeoverHandler(sup, err, {
           closeEndpoints,
           exit: () => {
-            process.stdout.write(`handed over: a new service has udp ${fmt(sup.address, sup.port)}; exiting\n`);
+            opts.say(`handed over: a new service has udp ${fmt(sup.address, sup.port)}; exiting\n`);
             process.exit(0);
           },
         }),

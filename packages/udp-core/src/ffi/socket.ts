@@ -12,7 +12,7 @@ import {
   SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT,
 } from './kernel.js';
 import { libc } from './libc.js';
-import { decodeSockaddr, encodeSockaddr, familyOf, type Family } from './sockaddr.js';
+import { decodeSockaddr, encodeSockaddr, familyOf, isIPv4Mapped, type Family } from './sockaddr.js';
 
 export interface OpenSocketOptions {
   /** IPv4 or IPv6 literal. */
@@ -215,6 +215,7 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   const family = familyOf(address);
   if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
   if (address.includes('%')) throw invalidArg('address', address, 'an IPv6 address without a %zone (scoped link-local addresses are not supported)');
+  if (isIPv4Mapped(address)) throw invalidArg('address', address, 'written as IPv4 for an IPv4 address, not IPv4-mapped IPv6 (IPv6 sockets here are IPv6-only)');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg('port', port, 'an integer from 0 to 65535');
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf <= 0 || opts.rcvbuf > 2 ** 30)) {
     throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive number of bytes up to 1 GiB');
@@ -312,6 +313,16 @@ export function socketMemInfo(fd: number): SocketMemInfo {
     rcvbuf: memBuf.readUInt32LE(SK_MEMINFO_RCVBUF * 4),
     drops: memBuf.readUInt32LE(SK_MEMINFO_DROPS * 4),
   };
+}
+
+/**
+ * Sets a socket's receive buffer to `bytes` (SO_RCVBUFFORCE where the process may,
+ * else SO_RCVBUF, capped by net.core.rmem_max); returns the size the kernel reports
+ * now (twice the granted size, as SO_RCVBUF reads back).
+ */
+export function setReceiveBuffer(fd: number, bytes: number): number {
+  if (setIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes) !== 0) setIntOption(fd, SOL_SOCKET, SO_RCVBUF, bytes);
+  return getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
 }
 
 export function closeFd(fd: number): void {
