@@ -1,6 +1,7 @@
 import type dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import { Supervisor, decodeSnapshot, encodeSnapshot } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { decodeSnapshot, encodeSnapshot } from '@shardgram/udp-core/stats';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 
 const name = (s: dgram.Socket): string => `127.0.0.1:${s.address().port}`;
