@@ -24,6 +24,10 @@ export interface ImbalanceState {
   threshold: number;
   since?: string;
   advice?: string;
+  /** The overloaded worker's top sender and its share of the datagrams counted by the service's sketches. */
+  topSender?: { sender: string; count: number; share: number };
+  /** One line for people: "worker 2 holds 61%: 10.0.0.5:8125 alone sent 55%; use --policy random". */
+  message?: string;
 }
 
 interface Sample {

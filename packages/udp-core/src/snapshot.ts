@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { PROCESS_COUNTERS, type ProcessCounters } from './counters.js';
+import type { TopSendersReport } from './top-senders.js';
 
 /** What a worker process reports besides its shared page: who it is, and its `process` counters. */
 export interface WorkerSnapshot extends ProcessCounters {
@@ -10,6 +11,8 @@ export interface WorkerSnapshot extends ProcessCounters {
   seq: number;
   final: boolean;
   engine: string;
+  /** The engine's top senders (absent when the engine keeps none). */
+  topSenders?: TopSendersReport;
 }
 
 export interface Probe {
@@ -44,7 +47,10 @@ export function encodeSnapshot(s: WorkerSnapshot): Uint8Array {
 
 export function decodeSnapshot(bytes: Uint8Array): WorkerSnapshot {
   const t = load().snapshot;
-  return t.toObject(t.decode(bytes), decodeOptions) as WorkerSnapshot;
+  const snap = t.toObject(t.decode(bytes), decodeOptions) as WorkerSnapshot & { topSenders?: TopSendersReport | null };
+  // An absent message decodes as null with `defaults`: leave it out, as it was sent.
+  if (snap.topSenders == null) delete snap.topSenders;
+  return snap;
 }
 
 export function encodeProbe(p: Probe): Uint8Array {

@@ -1,6 +1,6 @@
 /**
- * The statistics endpoint: `GET /stats` (JSON) and `GET /metrics` (Prometheus), read
- * only. Nothing on this port changes the service (that is the owner-only control
+ * The statistics endpoint: `GET /stats` (JSON), `GET /metrics` (Prometheus) and `GET /`
+ * (a live page reading /stats), read only. Nothing on this port changes the service (that is the owner-only control
  * socket's job), so exposing it to a monitoring network exposes figures, not power.
  *
  * Hostile clients are bounded: any request line gets an answer (or the connection is
@@ -8,6 +8,7 @@
  * requests that dawdle over their headers or body are cut off, and `close()` returns
  * within a small bound whatever the clients do.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ShardgramError } from './errors.js';
@@ -61,6 +62,16 @@ export const STATS_SERVER_DEFAULTS = {
 } as const;
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1'];
+
+/** The live page (dashboard/index.html, shipped in the package), read once. */
+let page: Buffer | undefined;
+const PAGE_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  // Everything is in the one file; it may only talk to this server.
+  'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'x-content-type-options': 'nosniff',
+  'cache-control': 'no-cache',
+};
 
 /** An IP literal in one spelling (IPv6 compressed and lower-case, IPv4-mapped as IPv4); a name lower-cased. */
 function canonicalHost(name: string): string {
@@ -138,9 +149,12 @@ export async function startStatsServer(source: StatsSource, port: number, option
 
   let boundPort = port;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    // Not for web pages: a Host that is not one of ours (DNS rebinding) or any Origin
-    // (a browser's cross-site request) is refused.
-    if (!hostAllowed(req) || req.headers.origin !== undefined) {
+    // Not for other web pages: a Host that is not one of ours (DNS rebinding) is refused,
+    // and so is an Origin (a browser's cross-site request) other than this server's own
+    // (http://, this Host, this port: its live page), which may only read.
+    const origin = req.headers.origin;
+    const ownOrigin = origin === `http://${req.headers.host}` && origin.endsWith(`:${boundPort}`) && (req.method === 'GET' || req.method === 'HEAD');
+    if (!hostAllowed(req) || (origin !== undefined && !ownOrigin)) {
       send(res, 403, `forbidden: this stats port answers monitoring tools that ask for it by its address (Host ${address.includes(':') ? `[${address}]` : address}:${boundPort}) or a name given with --stats-host, not web pages\n`);
       return;
     }
@@ -149,8 +163,13 @@ export async function startStatsServer(source: StatsSource, port: number, option
       return;
     }
     const path = pathOf(req.url ?? '');
+    if (path === '/') {
+      page ??= readFileSync(new URL('../dashboard/index.html', import.meta.url));
+      res.writeHead(200, PAGE_HEADERS).end(req.method === 'HEAD' ? undefined : page);
+      return;
+    }
     if (path !== '/stats' && path !== '/metrics') {
-      send(res, 404, 'not found: try GET /stats or GET /metrics\n');
+      send(res, 404, 'not found: try GET / (a live page), GET /stats or GET /metrics\n');
       return;
     }
     if (path === '/stats') {

@@ -4,6 +4,7 @@ import { fairness, shares, type Fairness } from './fairness.js';
 import type { PortHolder } from './errors.js';
 import type { ImbalanceState } from './imbalance.js';
 import { PromWriter } from './prom-text.js';
+import { mergeTopSenders, type TopSendersReport } from './top-senders.js';
 import type { PolicySpec } from './steering/steering.js';
 
 export type WorkerState = 'starting' | 'running' | 'stalled' | 'backoff' | 'stopping' | 'stopped';
@@ -20,6 +21,8 @@ export interface WorkerStats extends Counters {
   rcvbuf: number;
   /** This worker's fraction of all datagrams received (0..1). */
   share: number;
+  /** Who sent the most datagrams to this worker's current process (a fixed-memory sketch; see top-senders.ts). */
+  topSenders?: TopSendersReport | undefined;
 }
 
 export interface StatsReport {
@@ -47,6 +50,8 @@ export interface StatsReport {
   /** Everything since the service started, retired sockets and inherited counts included; `queueBytes` is now. */
   total: Counters & { queueBytes: number };
   fairness: Fairness;
+  /** The service's top senders: the workers' lists merged. */
+  topSenders?: TopSendersReport;
 }
 
 export type WorkerRow = Omit<WorkerStats, 'share'>;
@@ -66,6 +71,7 @@ export function summarize(service: StatsReport['service'], rows: WorkerRow[], re
     addInto(total, w);
     queueBytes += w.queueBytes;
   }
+  const senders = rows.flatMap((w) => (w.topSenders ? [w.topSenders] : []));
   return {
     service,
     workers: rows.map((w, i) => ({ ...w, share: s[i] ?? 0 })),
@@ -73,6 +79,7 @@ export function summarize(service: StatsReport['service'], rows: WorkerRow[], re
     ...(inherited ? { inherited: { ...inherited } } : {}),
     total: { ...total, queueBytes },
     fairness: fairness(counts),
+    ...(senders.length ? { topSenders: mergeTopSenders(senders) } : {}),
   };
 }
 

@@ -115,6 +115,7 @@ async function main(): Promise<void> {
         seq: seq++,
         final,
         engine: engine.engine,
+        topSenders: engine.topSenders?.report(),
       }),
     });
   };

@@ -6,6 +6,7 @@ import { DEMO_USAGE, demo } from './demo.js';
 import { LOAD_USAGE, load } from './load.js';
 import { SERVE_USAGE, serve } from './serve.js';
 import { SCALE_USAGE, scale } from './scale.js';
+import { TOP_USAGE, top } from './top.js';
 
 const USAGE = `Usage: shardgram <command> [options]
 
@@ -17,6 +18,7 @@ Commands:
   demo          start an echo service, send a burst from many ports, show the split
   load          send a bounded burst of probes to an echo service and report loss and RTT
   scale         grow or shrink a running service (through its --stats-port)
+  top           watch a running service live: workers, shares, rates, top senders
   help [cmd]    show help for a command
 
 Run \`shardgram <command> --help\` for a command's options; \`shardgram --version\` for the version.
@@ -27,6 +29,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   demo: { run: demo, usage: DEMO_USAGE },
   load: { run: load, usage: LOAD_USAGE },
   scale: { run: scale, usage: SCALE_USAGE },
+  top: { run: top, usage: TOP_USAGE },
 };
 
 function version(): string {

@@ -6,6 +6,7 @@ import {
   newCounters, type EngineCounters, type EngineName, type RemoteInfo, type SendCallback, type SendData,
   type ShardSocket, type ShardSocketEvents,
 } from '../shard-socket.js';
+import { TOP_SENDERS_CAPACITY, TopSenders } from '../top-senders.js';
 
 export interface EngineOptions {
   /** The inherited socket (a member of the group). */
@@ -16,6 +17,8 @@ export interface EngineOptions {
   maxDatagram?: number;
   /** Datagrams per recvmmsg/sendmmsg call (native engine). */
   batch?: number;
+  /** Counters of the top-senders sketch (error bound: datagrams / this); 0 keeps none. Default 64. */
+  topSenders?: number;
   /** Where to count (e.g. memory shared with the supervisor); default: a plain object. */
   counters?: EngineCounters;
   /** Called for each exception thrown by a message handler (after counting it). */
@@ -25,6 +28,8 @@ export interface EngineOptions {
 export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> implements ShardSocket {
   readonly counters: EngineCounters;
   readonly index: number;
+  /** Who sent the most datagrams to this socket (undefined when turned off). */
+  readonly topSenders: TopSenders | undefined;
   abstract readonly engine: EngineName;
   protected readonly fd: number;
   protected readonly family: Family;
@@ -39,6 +44,8 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
     this.index = opts.index;
     this.onHandlerError = opts.onHandlerError;
     this.counters = opts.counters ?? newCounters();
+    const k = opts.topSenders ?? TOP_SENDERS_CAPACITY;
+    this.topSenders = k > 0 ? new TopSenders(k) : undefined;
   }
 
   /** Starts reading; resolves once the engine is receiving. */

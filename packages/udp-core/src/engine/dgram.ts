@@ -22,6 +22,7 @@ export class DgramEngineSocket extends EngineSocket {
       sock.once('error', onError);
       sock.on('message', (msg, rinfo) => {
         this.counters.batches++;
+        this.topSenders?.offer(rinfo.address, rinfo.port, rinfo.family as 'IPv4' | 'IPv6');
         this.deliver(msg, { address: rinfo.address, family: rinfo.family as 'IPv4' | 'IPv6', port: rinfo.port, size: rinfo.size });
       });
       sock.bind({ fd: this.fd }, () => {

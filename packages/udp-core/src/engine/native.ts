@@ -241,6 +241,7 @@ export class NativeEngineSocket extends EngineSocket {
     const port = (mem[nameOff + SIN_PORT]! << 8) | mem[nameOff + SIN_PORT + 1]!;
     if (mem.readUInt16LE(nameOff + SIN_FAMILY) === AF_INET) {
       const key = mem.readUInt32LE(nameOff + SIN_ADDR);
+      this.topSenders?.offerV4(key, port);
       let address = this.names.get(key);
       if (address === undefined) {
         address = decodeSockaddr(mem, nameOff).address;
@@ -256,6 +257,7 @@ export class NativeEngineSocket extends EngineSocket {
       if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
       this.names.set(key, address);
     }
+    this.topSenders?.offer(address, port, 'IPv6');
     return { address, family: 'IPv6', port, size };
   }
 

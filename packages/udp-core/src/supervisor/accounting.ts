@@ -26,7 +26,7 @@ export class Accounting {
     const mem = slot.memInfo();
     return {
       index: slot.index, pid: slot.current?.pid ?? slot.lastPid, state: slot.state, engine,
-      ...slot.counters(), queueBytes: mem.queueBytes, rcvbuf: mem.rcvbuf,
+      ...slot.counters(), queueBytes: mem.queueBytes, rcvbuf: mem.rcvbuf, topSenders: slot.topSenders(),
     };
   }
 

@@ -143,10 +143,19 @@ export class Monitor {
     if (this.source.slots().some((s) => s.state !== 'running' || this.progress.get(s)?.stuckSince !== undefined)) return;
     const counts = this.source.slots().map((s) => s.counters().datagrams);
     const { state, changed } = this.imbalance.observe(now, counts, HASH_ADVICE);
-    if (changed && state.detected) {
+    if (!state.detected) return;
+    // Name who causes it: the worker's top sender (sketch counts, since its process started).
+    const slots = this.source.slots();
+    const top = slots[state.worker!]?.topSenders()?.senders[0];
+    const counted = slots.reduce((a, s) => a + (s.topSenders()?.total ?? 0), 0);
+    const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+    state.topSender = top && counted > 0 ? { sender: top.sender, count: top.count, share: top.count / counted } : undefined;
+    const who = state.topSender ? `: ${state.topSender.sender} alone sent ${pct(state.topSender.share)}` : '';
+    state.message = `worker ${state.worker} holds ${pct(state.share!)}${who}; use --policy random`;
+    if (changed) {
       this.log(
-        `warning: worker ${state.worker} has received ${(state.share! * 100).toFixed(0)}% of the datagrams for ${((now - Date.parse(state.since!)) / 1000).toFixed(0)} s ` +
-          `(even would be ${(state.evenShare * 100).toFixed(0)}%): ${state.advice}`,
+        `warning: worker ${state.worker} has received ${pct(state.share!)} of the datagrams for ${((now - Date.parse(state.since!)) / 1000).toFixed(0)} s ` +
+          `(even would be ${pct(state.evenShare)})${who}: ${state.advice}`,
       );
     }
   }

@@ -11,6 +11,7 @@ import { closeFd, socketMemInfo, type OpenedSocket, type SocketMemInfo } from '.
 import type { WorkerState } from '../stats.js';
 import { nextRestart } from './backoff.js';
 import type { ExitInfo, WorkerHandle } from './worker-process.js';
+import { mergeTopSenders, type TopSendersReport } from '../top-senders.js';
 
 /** What a slot needs from its supervisor. Timers are injectable so that tests need no real time. */
 export interface SlotDeps {
@@ -184,6 +185,12 @@ export class Slot {
     c.droppedAtClose += this.droppedAtClose;
     c.kernelDrops += this.lastMem.drops - this.dropsBefore;
     return c;
+  }
+
+  /** Top senders of the slot's live processes (each counts from its own start). */
+  topSenders(): TopSendersReport | undefined {
+    const reports = [...this.live].flatMap((p) => (p.topSenders ? [p.topSenders] : []));
+    return reports.length ? mergeTopSenders(reports) : undefined;
   }
 
   /** The kernel's view of the socket now (the last one read, once closed: the fd may be reused). */

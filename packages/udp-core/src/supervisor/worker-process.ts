@@ -12,6 +12,7 @@ import { SharedCounters } from '../ffi/shared-counters.js';
 import { closeFd } from '../ffi/socket.js';
 import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from '../ipc.js';
 import { decodeSnapshot } from '../snapshot.js';
+import type { TopSendersReport } from '../top-senders.js';
 
 export const START_TIMEOUT_MS = 20_000;
 /** After a drain timeout, how much longer a retiring process gets before SIGKILL. */
@@ -39,6 +40,8 @@ export interface WorkerHandle {
   readonly exited: Promise<ExitInfo>;
   /** Its counters so far (after its exit: final). */
   counters(): Partial<Counters>;
+  /** Its engine's top senders, from its last snapshot. */
+  readonly topSenders?: TopSendersReport | undefined;
   /** When it last sent the supervisor anything (its snapshots are its heartbeat), ms since the epoch. */
   readonly lastHeard: number;
   /** Ends it at once (a stalled worker). */
@@ -76,6 +79,7 @@ export class WorkerProcess implements WorkerHandle {
   private readonly child: ChildProcess;
   private readonly shared: SharedCounters;
   private processCounters = zeroProcessCounters();
+  topSenders: TopSendersReport | undefined;
   /** The shared page as read at exit (the page is unmapped then). */
   private final: Partial<Counters> | undefined;
   private gone = false;
@@ -169,6 +173,7 @@ export class WorkerProcess implements WorkerHandle {
         // Engine counts come from the shared page; a snapshot brings the process counters.
         const snap = decodeSnapshot(msg.b);
         for (const c of PROCESS_COUNTERS) this.processCounters[c.key] = snap[c.key];
+        this.topSenders = snap.topSenders ?? undefined;
         break;
       }
       case 'log':

@@ -1,0 +1,161 @@
+/** `shardgram top`: a live terminal view of a running service, from its GET /stats. */
+import { get as httpGet } from 'node:http';
+import { ShardgramError } from '../errors.js';
+import { UsageError, intOption, parse, type Options } from './args.js';
+import { line, screen, type Reading, type StatsView } from './top-view.js';
+
+export const TOP_USAGE = `Usage: shardgram top --stats-port S [options]
+       shardgram top --stats-url URL [options]
+
+A live view of a running \`shardgram serve … --stats-port S\`, like htop for the
+group: one row per worker (pid, state, share of all datagrams, datagrams/s over
+the last interval, receive queue, kernel drops, restarts), the fairness of the
+split and the top senders. On a terminal it redraws in place (alternate screen,
+restored on exit); otherwise it prints one line per refresh. q or Ctrl-C quits.
+
+Options:
+  -s, --stats-port S   the service's --stats-port, on 127.0.0.1
+  -u, --stats-url URL  the service's stats URL instead (e.g. http://[::1]:9100)
+  -i, --interval MS    refresh every MS milliseconds, 100-60000 (default 1000)
+  -n, --count N        quit after N refreshes (default: run until q or Ctrl-C)
+  -h, --help           show this help
+`;
+
+const OPTIONS: Options = {
+  'stats-port': { type: 'string', short: 's' },
+  'stats-url': { type: 'string', short: 'u' },
+  interval: { type: 'string', short: 'i' },
+  count: { type: 'string', short: 'n' },
+};
+
+/** The /stats URL from --stats-port or --stats-url. */
+function statsUrl(values: Record<string, unknown>, u: string): string {
+  if (values['stats-port'] !== undefined && values['stats-url'] !== undefined) throw new UsageError('give --stats-port or --stats-url, not both', u);
+  if (values['stats-port'] !== undefined) return `http://127.0.0.1:${intOption(values, 'stats-port', 1, 65535, u)!}/stats`;
+  if (values['stats-url'] === undefined) throw new UsageError('--stats-port or --stats-url is required', u);
+  let url: URL;
+  try {
+    url = new URL(String(values['stats-url']));
+  } catch {
+    throw new UsageError(`--stats-url must be an http:// URL; got "${String(values['stats-url'])}"`, u);
+  }
+  if (url.protocol !== 'http:') throw new UsageError(`--stats-url must be an http:// URL; got "${String(values['stats-url'])}"`, u);
+  if (!url.pathname.endsWith('/stats')) url.pathname = `${url.pathname.replace(/\/$/, '')}/stats`;
+  return url.href;
+}
+
+/** GET over a connection of its own (no pool: nothing is left open to hold the process when it quits). */
+function get(url: string, timeoutMs: number, cancel?: AbortSignal): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, timeout: timeoutMs, signal: cancel, headers: { accept: 'application/json' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+  });
+}
+
+async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promise<Reading> {
+  let res: { status: number; body: string };
+  try {
+    res = await get(url, timeoutMs, cancel);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `no answer within ${timeoutMs} ms` : 'nothing answers there';
+    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: ${why}; is the service running with that --stats-port?`);
+  }
+  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: HTTP ${res.status} ${res.body.split('\n')[0]!.slice(0, 200)}`);
+  let body: StatsView | undefined;
+  try {
+    body = JSON.parse(res.body) as StatsView;
+  } catch {
+    body = undefined;
+  }
+  if (!body || !Array.isArray(body.workers) || typeof body.service !== 'object') {
+    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `${url} does not answer like a shardgram stats endpoint`);
+  }
+  return { at: Date.now(), stats: body };
+}
+
+export async function top(argv: string[]): Promise<number> {
+  const u = TOP_USAGE;
+  const { values, positionals } = parse(argv, OPTIONS, u);
+  if (values.help) {
+    process.stdout.write(u);
+    return 0;
+  }
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, u);
+  const url = statsUrl(values, u);
+  const intervalMs = intOption(values, 'interval', 100, 60_000, u, 1000)!;
+  const count = intOption(values, 'count', 1, 1_000_000, u);
+  const timeoutMs = Math.max(2000, intervalMs);
+  const out = process.stdout;
+  const tty = Boolean(out.isTTY);
+
+  // The first reading decides whether there is anything to show: a plain error otherwise.
+  let cur = await read(url, timeoutMs);
+  let prev: Reading | undefined;
+  let refreshes = 0;
+
+  return await new Promise<number>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    let finished = false;
+    // Quitting cancels a reading in flight, so that the process exits at once.
+    const cancel = new AbortController();
+    const stdin = process.stdin;
+    const draw = (): void => {
+      if (tty) {
+        const lines = screen(prev, cur, { columns: out.columns || 100, rows: out.rows || 30, url, intervalMs });
+        out.write(`\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\n')}\x1b[J`);
+      } else {
+        out.write(`${line(prev, cur)}\n`);
+      }
+    };
+    const finish = (code: number, error?: string): void => {
+      if (finished) return;
+      finished = true;
+      if (timer) clearTimeout(timer);
+      cancel.abort();
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      out.off('resize', draw);
+      if (stdin.isTTY) stdin.setRawMode(false);
+      stdin.off('data', onKey);
+      stdin.pause();
+      if (tty) out.write('\x1b[?25h\x1b[?1049l');
+      if (error) process.stderr.write(`shardgram: ${error}\n`);
+      resolve(code);
+    };
+    const onSignal = (): void => finish(0);
+    const onKey = (data: Buffer): void => {
+      const text = data.toString('latin1');
+      if (text.includes('q') || text.includes('Q') || text.includes('\x03')) finish(0);
+    };
+    const tick = (): void => {
+      refreshes++;
+      draw();
+      if (count !== undefined && refreshes >= count) return finish(0);
+      timer = setTimeout(() => {
+        read(url, timeoutMs, cancel.signal).then(
+          (r) => {
+            if (finished) return;
+            prev = cur;
+            cur = r;
+            tick();
+          },
+          (err: unknown) => finish(1, err instanceof Error ? err.message : String(err)),
+        );
+      }, intervalMs);
+    };
+    process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+    if (stdin.isTTY) stdin.setRawMode(true);
+    stdin.on('data', onKey);
+    if (tty) {
+      out.write('\x1b[?1049h\x1b[?25l');
+      out.on('resize', draw);
+    }
+    tick();
+  });
+}
