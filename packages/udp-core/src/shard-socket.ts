@@ -13,6 +13,14 @@ export interface RemoteInfo {
   port: number;
   /** Payload length in bytes. */
   size: number;
+  /**
+   * When the kernel received the datagram: nanoseconds since the Unix epoch
+   * (CLOCK_REALTIME, SO_TIMESTAMPNS). Native engine only, and computed when read (a
+   * getter, so it is not in JSON.stringify or a spread); undefined on the dgram engine,
+   * which cannot get it from Node's UDP socket, and for a datagram whose control
+   * messages were truncated.
+   */
+  readonly timestamp?: bigint | undefined;
 }
 
 export type SendData = string | Uint8Array | readonly (string | Uint8Array)[];

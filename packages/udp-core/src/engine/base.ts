@@ -33,7 +33,8 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
   private local: { address: string; family: 'IPv4' | 'IPv6'; port: number } | undefined;
 
   constructor(opts: EngineOptions) {
-    super();
+    // An async handler's rejected promise comes back to Symbol.for('nodejs.rejection') below.
+    super({ captureRejections: true });
     this.fd = opts.fd;
     this.family = opts.family;
     this.index = opts.index;
@@ -67,6 +68,12 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
       c.handlerErrors++;
       this.onHandlerError(error);
     }
+  }
+
+  /** A promise returned by a handler rejected: counted like a throw (the worker lives on). */
+  [Symbol.for('nodejs.rejection')](error: unknown): void {
+    this.counters.handlerErrors++;
+    this.onHandlerError(error);
   }
 
   /**

@@ -19,15 +19,20 @@
  *
  * Messages are views into the receive arena: valid while the handler runs, then
  * overwritten. Keep one with `Buffer.from(msg)` (a copy).
+ *
+ * The socket asks for SO_TIMESTAMPNS: the kernel puts each datagram's receive time in
+ * a control message (SCM_TIMESTAMPNS) in that slot's control buffer, and the app gets
+ * it as `rinfo.timestamp` (bigint ns since the Unix epoch, computed only when read).
  */
 import { isIP } from 'node:net';
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
 import {
-  AF_INET, CLOCK_MONOTONIC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN,
-  MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
-  TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
+  AF_INET, CLOCK_MONOTONIC, CMSGHDR_SIZE, CMSG_ALIGN_TO, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_SPACE_TIMESPEC, CMSG_TYPE,
+  EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC,
+  MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SCM_TIMESTAMPNS, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT, SOCKADDR_IN6_SIZE,
+  SOCKADDR_IN_SIZE, SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, TS_NSEC, TS_SEC, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { decodeSockaddr, encodeSockaddr } from '../ffi/sockaddr.js';
@@ -47,6 +52,34 @@ const PACE_MIN_US = 20;
 /** Pace only when at least this many datagrams would arrive within PACE_MAX_US. */
 const PACE_MIN_DATAGRAMS = 4;
 const ADDRESS_CACHE_MAX = 4096;
+/** Control-message room per slot: SCM_TIMESTAMPNS, and as much again for anything else the socket is set to deliver. */
+const RX_CONTROL = 2 * CMSG_SPACE_TIMESPEC;
+
+/**
+ * The rinfo of a native-engine datagram. The kernel's receive time is kept as two
+ * numbers and made a bigint only when `timestamp` is read (most apps never do); the
+ * private fields stay out of JSON.stringify, spreads and equality checks.
+ */
+class NativeRemoteInfo implements RemoteInfo {
+  readonly #sec: number;
+  readonly #nsec: number;
+  constructor(
+    readonly address: string,
+    readonly family: 'IPv4' | 'IPv6',
+    readonly port: number,
+    readonly size: number,
+    sec: number,
+    nsec: number,
+  ) {
+    this.#sec = sec;
+    this.#nsec = nsec;
+  }
+
+  /** Kernel receive time, ns since the Unix epoch (SO_TIMESTAMPNS); undefined if the kernel gave none. */
+  get timestamp(): bigint | undefined {
+    return this.#sec < 0 ? undefined : BigInt(this.#sec) * 1_000_000_000n + BigInt(this.#nsec);
+  }
+}
 
 interface PollHandle {
   start(opts: { readable: boolean }, cb: () => void): void;
@@ -84,13 +117,20 @@ export class NativeEngineSocket extends EngineSocket {
   private flushQueued = false;
   private readonly names = new Map<number | string, string>();
   private readonly sendNames = new Map<string, Buffer>();
+  /** Datagrams whose control messages did not fit (MSG_CTRUNC): delivered without a timestamp. */
+  controlTruncated = 0;
+  /** Whether the kernel agreed to timestamp this socket's datagrams. */
+  timestamps = false;
+  /** The last datagram's receive time, set by readTimestamp (seconds; -1: none). */
+  private tsSec = -1;
+  private tsNsec = 0;
 
   constructor(opts: EngineOptions) {
     super(opts);
     this.batch = opts.batch ?? 64;
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
-    this.rx = new MsgArena(this.batch, max);
+    this.rx = new MsgArena(this.batch, max, RX_CONTROL);
     this.tx = new MsgArena(this.batch, familyMax);
     this.rxWords = this.rx.headerWords;
     this.lastReceived = this.batch;
@@ -104,6 +144,9 @@ export class NativeEngineSocket extends EngineSocket {
       const e = c.errno();
       return Promise.reject(new Error(`timerfd_create failed: ${errnoName(e)} (errno ${e})`));
     }
+    const one = Buffer.alloc(4);
+    one.writeInt32LE(1);
+    this.timestamps = c.setsockopt(this.fd, SOL_SOCKET, SO_TIMESTAMPNS, one, 4) === 0;
     this.timerPoll = poll(this.timerFd, { readable: true }, this.onTimer);
     this.sockPoll = poll(this.fd, { readable: true }, this.onReadable);
     this.sockPolling = true;
@@ -140,6 +183,7 @@ export class NativeEngineSocket extends EngineSocket {
     const stride = MMSGHDR_SIZE >> 2;
     const flagsWord = (MMSG_HDR + MSG_FLAGS) >> 2;
     const lenWord = MMSG_LEN >> 2;
+    const controlLenWord = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
     let budget = BATCHES_PER_TURN;
     let dry = false;
     try {
@@ -147,7 +191,8 @@ export class NativeEngineSocket extends EngineSocket {
         rx.resetForReceive(this.lastReceived);
         const n = c.recvmmsg(fd, mem, batch, MSG_DONTWAIT, null);
         if (n < 0) {
-          this.lastReceived = 0;
+          // Nothing is known about what a failed call wrote: reset every header next time.
+          this.lastReceived = batch;
           const e = c.errno();
           if (e === EINTR) continue;
           if (e !== EAGAIN) this.emit('error', new Error(`recvmmsg on fd ${fd} failed: ${errnoName(e)} (errno ${e})`));
@@ -158,10 +203,13 @@ export class NativeEngineSocket extends EngineSocket {
         this.sinceDry += n;
         if (n > 0) this.counters.batches++;
         for (let i = 0, w = 0; i < n; i++, w += stride) {
-          if (words[w + flagsWord]! & MSG_TRUNC) {
+          const flags = words[w + flagsWord]!;
+          if (flags & MSG_TRUNC) {
             this.counters.truncated++;
             continue;
           }
+          if (flags & MSG_CTRUNC) this.controlTruncated++;
+          this.readTimestamp(i, words[w + controlLenWord]!);
           const len = words[w + lenWord]!;
           this.deliver(Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len), this.remote(rx.nameOffset(i), len));
         }
@@ -236,6 +284,26 @@ export class NativeEngineSocket extends EngineSocket {
     this.timerArmed = false;
   }
 
+  /** Finds SCM_TIMESTAMPNS among slot i's control messages (`used` bytes) into tsSec/tsNsec. */
+  private readTimestamp(i: number, used: number): void {
+    const w = this.rxWords;
+    const base = this.rx.controlOffset(i);
+    this.tsSec = -1;
+    for (let off = 0; off + CMSGHDR_SIZE <= used; ) {
+      const o = (base + off) >> 2;
+      const len = w[o + (CMSG_LEN_OFF >> 2)]!;
+      if (len < CMSGHDR_SIZE) return;
+      if (w[o + (CMSG_LEVEL >> 2)] === SOL_SOCKET && w[o + (CMSG_TYPE >> 2)] === SCM_TIMESTAMPNS && off + CMSG_SPACE_TIMESPEC <= used) {
+        const d = o + (CMSG_DATA >> 2);
+        // i64 seconds (positive, so the low word is unsigned) and i64 nanoseconds (< 1e9).
+        this.tsSec = (w[d + (TS_SEC >> 2)]! >>> 0) + w[d + (TS_SEC >> 2) + 1]! * 0x1_0000_0000;
+        this.tsNsec = w[d + (TS_NSEC >> 2)]!;
+        return;
+      }
+      off += Math.ceil(len / CMSG_ALIGN_TO) * CMSG_ALIGN_TO;
+    }
+  }
+
   private remote(nameOff: number, size: number): RemoteInfo {
     const mem = this.rx.memory;
     const port = (mem[nameOff + SIN_PORT]! << 8) | mem[nameOff + SIN_PORT + 1]!;
@@ -247,7 +315,7 @@ export class NativeEngineSocket extends EngineSocket {
         if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
         this.names.set(key, address);
       }
-      return { address, family: 'IPv4', port, size };
+      return new NativeRemoteInfo(address, 'IPv4', port, size, this.tsSec, this.tsNsec);
     }
     const key = mem.toString('latin1', nameOff + SIN6_ADDR, nameOff + SIN6_ADDR + 16);
     let address = this.names.get(key);
@@ -256,7 +324,7 @@ export class NativeEngineSocket extends EngineSocket {
       if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
       this.names.set(key, address);
     }
-    return { address, family: 'IPv6', port, size };
+    return new NativeRemoteInfo(address, 'IPv6', port, size, this.tsSec, this.tsNsec);
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
