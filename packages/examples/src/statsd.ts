@@ -22,14 +22,15 @@ import { parseStatsdOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
 
 /**
- * What the supervisor uses for this app unless told otherwise: `key` steering on the
- * metric name (the bytes before the first ":"), so one name always lands on one
- * worker and its gauge operations keep their arrival order; the native engine and a
- * 4 MiB receive buffer per socket, which is what keeps a burst from being dropped
- * (docs/statsd.md, benchmark).
+ * What the supervisor uses for this app unless told otherwise: `random` steering, so
+ * that one hot name is spread over every worker (counters, timers and sets merge
+ * exactly; gauges are ordered by the kernel's receive timestamps, the same clock for
+ * every socket); the native engine (which has those timestamps) and a 4 MiB receive
+ * buffer per socket, which is what keeps a burst from being dropped (docs/statsd.md,
+ * benchmark). `--policy key` keeps one name on one worker.
  */
 export const defaults: AppDefaults = {
-  policy: { name: 'key', delimiter: 0x3a, maxLength: 64 },
+  policy: { name: 'random' },
   engine: 'native',
   rcvbuf: 4 * 1024 * 1024,
 };
@@ -38,9 +39,11 @@ export const defaults: AppDefaults = {
 const BAD_LINES_LOGGED = 5;
 
 export default defineApp((socket, ctx) => {
-  parseStatsdOptions(ctx.options); // a bad option stops the service at start, with its name
+  const o = parseStatsdOptions(ctx.options); // a bad option stops the service at start, with its name
   let badLogged = 0;
   const agg = new PartialAggregate({
+    maxNameLength: o.maxNameLength,
+    maxKeys: o.maxKeys,
     onBadLine: (line, reason) => {
       if (badLogged >= BAD_LINES_LOGGED) return;
       badLogged++;
@@ -48,7 +51,7 @@ export default defineApp((socket, ctx) => {
       ctx.log(`statsd: bad line ${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}${more}`);
     },
   });
-  socket.on('message', (msg) => agg.datagram(msg));
+  socket.on('message', (msg, rinfo) => agg.datagram(msg, rinfo));
   ctx.send({ t: 'statsd.hello', index: ctx.index, pid: ctx.pid } satisfies HelloMessage);
   let closed = false;
   const partial = (id: number | null, final: boolean): PartialMessage => ({

@@ -9,6 +9,10 @@ import { ShardgramError } from '@shardgram/udp-core';
  *   graphitePrefix=P      first path element of Graphite names (default "stats")
  *   flushTimeout=MS       how long a flush waits for every worker's partial
  *                         (default: the smaller of 2000 and flushInterval)
+ *   maxNameLength=N       longest name (with its tags) accepted, in characters (default 512)
+ *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
+ *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
+ *                         Prometheus total) is forgotten; 0 = never (default 360)
  */
 
 export interface GraphiteTarget {
@@ -23,9 +27,14 @@ export interface StatsdOptions {
   graphite: GraphiteTarget | undefined;
   graphitePrefix: string;
   flushTimeoutMs: number;
+  maxNameLength: number;
+  maxKeys: number;
+  gaugeExpiry: number;
 }
 
-export const STATSD_OPTION_NAMES = ['flushInterval', 'percentiles', 'jsonOut', 'graphite', 'graphitePrefix', 'flushTimeout'] as const;
+export const STATSD_OPTION_NAMES = [
+  'flushInterval', 'percentiles', 'jsonOut', 'graphite', 'graphitePrefix', 'flushTimeout', 'maxNameLength', 'maxKeys', 'gaugeExpiry',
+] as const;
 
 function bad(name: string, value: string, expected: string): ShardgramError {
   return new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `statsd option ${name}=${JSON.stringify(value)}: expected ${expected}`, { option: name });
@@ -35,6 +44,12 @@ function intMs(name: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value)) throw bad(name, value, `an integer number of milliseconds from ${min} to ${max}`);
   const n = Number(value);
   if (n < min || n > max) throw bad(name, value, `an integer number of milliseconds from ${min} to ${max}`);
+  return n;
+}
+
+function int(name: string, value: string, min: number, max: number): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) throw bad(name, value, `an integer from ${min} to ${max}`);
   return n;
 }
 
@@ -77,5 +92,8 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     graphite: raw.graphite !== undefined ? parseHostPort(raw.graphite) : undefined,
     graphitePrefix: prefix,
     flushTimeoutMs,
+    maxNameLength: raw.maxNameLength !== undefined ? int('maxNameLength', raw.maxNameLength, 1, 65_536) : 512,
+    maxKeys: raw.maxKeys !== undefined ? int('maxKeys', raw.maxKeys, 1, 10_000_000) : 50_000,
+    gaugeExpiry: raw.gaugeExpiry !== undefined ? int('gaugeExpiry', raw.gaugeExpiry, 0, 1_000_000) : 360,
   };
 }

@@ -29,9 +29,12 @@ export interface MetricSink {
   timer(key: string, value: number, sampleRate: number): void;
   /** A set member. */
   set(key: string, member: string): void;
-  /** A line that was not a metric (it was skipped). */
-  bad(line: string, reason: string): void;
+  /** A line that was not a metric (it was skipped); `code` names a limit it broke. */
+  bad(line: string, reason: string, code?: BadLineCode): void;
 }
+
+/** Why a bad line was rejected, when it was a limit rather than the syntax. */
+export type BadLineCode = 'name_length';
 
 /** One parsed line (see parseLine). */
 export type ParsedLine =
@@ -39,7 +42,7 @@ export type ParsedLine =
   | { ok: true; type: 'g'; key: string; value: number; relative: boolean }
   | { ok: true; type: 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number }
   | { ok: true; type: 's'; key: string; member: string }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; code?: BadLineCode };
 
 const CLEAN_NAME = /^[A-Za-z0-9_.-]+$/;
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
@@ -99,8 +102,11 @@ function isExtensionField(f: string): boolean {
   return f.startsWith('T') || f.startsWith('c:') || f.startsWith('e:') || f.startsWith('card:');
 }
 
-/** Parses one line (without its "\n"). Never throws. */
-export function parseLine(raw: string): ParsedLine {
+/**
+ * Parses one line (without its "\n"). Never throws. A name whose raw text (with its
+ * tags) is longer than `maxName` characters is rejected before it is sanitized.
+ */
+export function parseLine(raw: string, maxName = Infinity): ParsedLine {
   let line = raw;
   // Tolerate CRLF and trailing blanks.
   let end = line.length;
@@ -133,6 +139,7 @@ export function parseLine(raw: string): ParsedLine {
       return { ok: false, reason: `unknown field "${f}"` };
     }
   }
+  if (colon + (tags?.length ?? 0) > maxName) return { ok: false, reason: `name longer than ${maxName} characters`, code: 'name_length' };
   const key = metricKey(line.slice(0, colon), tags);
   if (key === '') return { ok: false, reason: 'empty name' };
   switch (type) {
@@ -176,11 +183,11 @@ for (let c = 0; c < 256; c++) {
  * nothing) for anything else, which then takes the general path. Gives the same
  * result as parseDatagram for what it accepts (a test holds it to that).
  */
-export function parseSimpleDatagram(buf: Buffer, sink: MetricSink): boolean {
+export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Infinity): boolean {
   const n = buf.length;
   let i = 0;
   while (i < n && CLEAN_BYTE[buf[i]!] === 1) i++;
-  if (i === 0 || i >= n || buf[i] !== 58 /* : */) return false;
+  if (i === 0 || i >= n || i > maxName || buf[i] !== 58 /* : */) return false;
   const colon = i++;
   let neg = false;
   let sign = false;
@@ -218,7 +225,7 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink): boolean {
  * Parses every line of a datagram's text into `sink`. Returns the number of
  * non-empty lines (Etsy's metrics_received); bad ones went to `sink.bad`.
  */
-export function parseDatagram(text: string, sink: MetricSink): number {
+export function parseDatagram(text: string, sink: MetricSink, maxName = Infinity): number {
   let lines = 0;
   let start = 0;
   const n = text.length;
@@ -228,8 +235,8 @@ export function parseDatagram(text: string, sink: MetricSink): number {
     if (nl > start) {
       const line = nl - start === n ? text : text.slice(start, nl);
       lines++;
-      const p = parseLine(line);
-      if (!p.ok) sink.bad(line, p.reason);
+      const p = parseLine(line, maxName);
+      if (!p.ok) sink.bad(line, p.reason, p.code);
       else {
         switch (p.type) {
           case 'c':
