@@ -62,6 +62,21 @@ export interface AppContext {
 export interface AppHooks {
   /** Called once on a graceful stop, after the socket has been drained. */
   close?(): void | Promise<void>;
+  /**
+   * Warm start: sample datagrams the worker runs through this app's message handlers
+   * (through the engine's own delivery path) before it reads the socket and reports
+   * ready, so that the first burst meets compiled code, not the interpreter. During the
+   * warm-up nothing is counted, handler errors are ignored, sends are discarded, and
+   * rinfo is 127.0.0.1 port 9; `done` then runs (e.g. to drop what the samples did).
+   */
+  warmup?: AppWarmup;
+}
+
+export interface AppWarmup {
+  samples: readonly (string | Uint8Array)[];
+  /** Deliveries to run, round-robin over the samples (default 10 000; at most 100 ms is spent). */
+  count?: number;
+  done?(): void;
 }
 
 /**

@@ -6,9 +6,13 @@ import { encodeSnapshot } from './snapshot.js';
 import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
 import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
-import type { AppHooks, ShardApp } from './shard-socket.js';
+import type { AppHooks, AppWarmup, ShardApp } from './shard-socket.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
+
+/** Warm-up deliveries by default, and the most time they may take (AppHooks.warmup). */
+const WARMUP_COUNT = 10_000;
+const WARMUP_BUDGET_MS = 100;
 
 function send(msg: ToSupervisor): void {
   if (process.connected) process.send?.(msg);
@@ -32,6 +36,17 @@ async function createEngine(config: WorkerConfig, opts: EngineOptions): Promise<
     return new NativeEngineSocket(opts);
   }
   return new DgramEngineSocket(opts);
+}
+
+/** Runs the app's warm-up samples through the engine before the socket is read (AppHooks.warmup). */
+function warmUp(engine: EngineSocket, w: AppWarmup): void {
+  const samples = w.samples.map((x) => (typeof x === 'string' ? Buffer.from(x) : Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
+  try {
+    engine.warmup(samples, w.count ?? WARMUP_COUNT, WARMUP_BUDGET_MS);
+    w.done?.();
+  } catch (err) {
+    log(`warm-up failed (the worker starts cold): ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 async function main(): Promise<void> {
@@ -97,6 +112,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (hooks && hooks.warmup) warmUp(engine, hooks.warmup);
   await engine.start();
 
   let seq = 0;

@@ -177,6 +177,30 @@ for (let c = 0; c < 256; c++) {
   CLEAN_BYTE[c] = /[A-Za-z0-9_.-]/.test(ch) ? 1 : 0;
 }
 
+/** Recently seen clean names by hash slot: their bytes and their string (a direct-mapped cache). */
+const NAME_SLOTS = 4096;
+const slotBytes: (Buffer | undefined)[] = new Array<Buffer | undefined>(NAME_SLOTS).fill(undefined);
+const slotNames: string[] = new Array<string>(NAME_SLOTS).fill('');
+
+/**
+ * The string of buf[0, len), a clean name whose hash is `h`: the string made the last
+ * time these bytes came, if they still own their slot (no string is made, and the
+ * Map lookups that follow hit a string whose hash V8 has already computed).
+ */
+function cachedName(buf: Buffer, len: number, h: number): string {
+  const slot = h & (NAME_SLOTS - 1);
+  const b = slotBytes[slot];
+  if (b !== undefined && b.length === len) {
+    let i = 0;
+    while (i < len && b[i] === buf[i]) i++;
+    if (i === len) return slotNames[slot]!;
+  }
+  const name = buf.toString('latin1', 0, len);
+  slotBytes[slot] = Buffer.from(buf.subarray(0, len)); // a copy: buf is the engine's arena
+  slotNames[slot] = name;
+  return name;
+}
+
 /**
  * The fast path for the commonest datagram: one line `name:value|c`, `|ms` or `|g`
  * with a clean name, an integer value, no rate, no tags. Returns false (having done
@@ -186,7 +210,8 @@ for (let c = 0; c < 256; c++) {
 export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Infinity): boolean {
   const n = buf.length;
   let i = 0;
-  while (i < n && CLEAN_BYTE[buf[i]!] === 1) i++;
+  let h = 0;
+  for (let c = 0; i < n && CLEAN_BYTE[(c = buf[i]!)] === 1; i++) h = (Math.imul(h, 31) + c) | 0;
   if (i === 0 || i >= n || i > maxName || buf[i] !== 58 /* : */) return false;
   const colon = i++;
   let neg = false;
@@ -210,11 +235,11 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Inf
   const t = i + 1;
   const rest = n - t;
   if (rest === 1 && buf[t] === 99 /* c */) {
-    sink.counter(buf.toString('latin1', 0, colon), value, 1);
+    sink.counter(cachedName(buf, colon, h), value, 1);
   } else if (rest === 2 && buf[t] === 109 /* m */ && buf[t + 1] === 115 /* s */ && !neg) {
-    sink.timer(buf.toString('latin1', 0, colon), value, 1);
+    sink.timer(cachedName(buf, colon, h), value, 1);
   } else if (rest === 1 && buf[t] === 103 /* g */) {
-    sink.gauge(buf.toString('latin1', 0, colon), value, sign);
+    sink.gauge(cachedName(buf, colon, h), value, sign);
   } else {
     return false;
   }

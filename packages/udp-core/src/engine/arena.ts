@@ -8,8 +8,9 @@
  */
 import koffi from 'koffi';
 import {
-  IOVEC_SIZE, IOV_BASE, IOV_LEN, MMSGHDR_SIZE, MMSG_HDR, MSG_CONTROL, MSG_CONTROLLEN, MSG_FLAGS, MSG_IOV, MSG_IOVLEN,
-  MSG_NAME, MSG_NAMELEN, SOCKADDR_MAX,
+  CMSGHDR_SIZE, CMSG_ALIGN_TO, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_SPACE_TIMESPEC, CMSG_TYPE, IOVEC_SIZE, IOV_BASE,
+  IOV_LEN, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN, MSG_CONTROL, MSG_CONTROLLEN, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME,
+  MSG_NAMELEN, SCM_TIMESTAMPNS, SOCKADDR_MAX, SOL_SOCKET, TS_NSEC, TS_SEC,
 } from '../ffi/kernel.js';
 
 export class MsgArena {
@@ -102,6 +103,54 @@ export class MsgArena {
       w[o + controlLen] = control;
       w[o + flags] = 0;
     }
+  }
+
+  /** The receive time readTimestamp found: seconds (-1: none) and nanoseconds. */
+  tsSec = -1;
+  tsNsec = 0;
+
+  /** Finds SCM_TIMESTAMPNS among slot i's control messages (`used` bytes) into tsSec/tsNsec. */
+  readTimestamp(i: number, used: number): void {
+    const w = this.headerWords;
+    const base = this.controlOffset(i);
+    this.tsSec = -1;
+    for (let off = 0; off + CMSGHDR_SIZE <= used; ) {
+      const o = (base + off) >> 2;
+      const len = w[o + (CMSG_LEN_OFF >> 2)]!;
+      if (len < CMSGHDR_SIZE) return;
+      if (w[o + (CMSG_LEVEL >> 2)] === SOL_SOCKET && w[o + (CMSG_TYPE >> 2)] === SCM_TIMESTAMPNS && off + CMSG_SPACE_TIMESPEC <= used) {
+        const d = o + (CMSG_DATA >> 2);
+        // i64 seconds (positive, so the low word is unsigned) and i64 nanoseconds (< 1e9).
+        this.tsSec = (w[d + (TS_SEC >> 2)]! >>> 0) + w[d + (TS_SEC >> 2) + 1]! * 0x1_0000_0000;
+        this.tsNsec = w[d + (TS_NSEC >> 2)]!;
+        return;
+      }
+      off += Math.ceil(len / CMSG_ALIGN_TO) * CMSG_ALIGN_TO;
+    }
+  }
+
+  /**
+   * Lays out slot i as recvmmsg would leave it after receiving `data` from `name` at
+   * `nowMs` (with an SCM_TIMESTAMPNS): the warm-up runs samples through the same
+   * delivery loop as datagrams. Needs a control buffer of CMSG_SPACE_TIMESPEC or more.
+   */
+  layOutReceived(i: number, data: Uint8Array, name: Buffer, nowMs: number): void {
+    const w = this.headerWords;
+    const len = Math.min(data.length, this.slotSize);
+    this.memory.set(len === data.length ? data : data.subarray(0, len), this.dataOffset(i));
+    name.copy(this.memory, this.nameOffset(i));
+    const h = (i * MMSGHDR_SIZE) >> 2;
+    w[h + (MMSG_LEN >> 2)] = len;
+    w[h + ((MMSG_HDR + MSG_FLAGS) >> 2)] = 0;
+    w[h + ((MMSG_HDR + MSG_CONTROLLEN) >> 2)] = CMSG_SPACE_TIMESPEC;
+    const c = this.controlOffset(i) >> 2;
+    w[c + (CMSG_LEN_OFF >> 2)] = CMSG_SPACE_TIMESPEC;
+    w[c + (CMSG_LEVEL >> 2)] = SOL_SOCKET;
+    w[c + (CMSG_TYPE >> 2)] = SCM_TIMESTAMPNS;
+    const d = c + (CMSG_DATA >> 2);
+    w[d + (TS_SEC >> 2)] = Math.floor(nowMs / 1000);
+    w[d + (TS_SEC >> 2) + 1] = 0;
+    w[d + (TS_NSEC >> 2)] = (nowMs % 1000) * 1_000_000;
   }
 
   /** Sets slot i's iovec length and name length for sending. */

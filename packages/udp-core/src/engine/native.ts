@@ -29,16 +29,16 @@ import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
 import {
-  AF_INET, CLOCK_MONOTONIC, CMSGHDR_SIZE, CMSG_ALIGN_TO, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_SPACE_TIMESPEC, CMSG_TYPE,
-  EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC,
-  MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SCM_TIMESTAMPNS, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT, SOCKADDR_IN6_SIZE,
-  SOCKADDR_IN_SIZE, SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, TS_NSEC, TS_SEC, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
+  AF_INET, CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE,
+  MMSG_HDR, MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT,
+  SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { decodeSockaddr, encodeSockaddr } from '../ffi/sockaddr.js';
 import { localAddress } from '../ffi/socket.js';
 import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
+import { NativeRemoteInfo } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
@@ -52,34 +52,13 @@ const PACE_MIN_US = 20;
 /** Pace only when at least this many datagrams would arrive within PACE_MAX_US. */
 const PACE_MIN_DATAGRAMS = 4;
 const ADDRESS_CACHE_MAX = 4096;
+// 32-bit word indexes into one mmsghdr of the arena (see MsgArena.headerWords).
+const STRIDE_WORDS = MMSGHDR_SIZE >> 2;
+const FLAGS_WORD = (MMSG_HDR + MSG_FLAGS) >> 2;
+const LEN_WORD = MMSG_LEN >> 2;
+const CONTROLLEN_WORD = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
 /** Control-message room per slot: SCM_TIMESTAMPNS, and as much again for anything else the socket is set to deliver. */
 const RX_CONTROL = 2 * CMSG_SPACE_TIMESPEC;
-
-/**
- * The rinfo of a native-engine datagram. The kernel's receive time is kept as two
- * numbers and made a bigint only when `timestamp` is read (most apps never do); the
- * private fields stay out of JSON.stringify, spreads and equality checks.
- */
-class NativeRemoteInfo implements RemoteInfo {
-  readonly #sec: number;
-  readonly #nsec: number;
-  constructor(
-    readonly address: string,
-    readonly family: 'IPv4' | 'IPv6',
-    readonly port: number,
-    readonly size: number,
-    sec: number,
-    nsec: number,
-  ) {
-    this.#sec = sec;
-    this.#nsec = nsec;
-  }
-
-  /** Kernel receive time, ns since the Unix epoch (SO_TIMESTAMPNS); undefined if the kernel gave none. */
-  get timestamp(): bigint | undefined {
-    return this.#sec < 0 ? undefined : BigInt(this.#sec) * 1_000_000_000n + BigInt(this.#nsec);
-  }
-}
 
 interface PollHandle {
   start(opts: { readable: boolean }, cb: () => void): void;
@@ -103,7 +82,9 @@ export class NativeEngineSocket extends EngineSocket {
   private timerFd = -1;
   private timerPoll: PollHandle | undefined;
   private timerArmed = false;
-  private readonly timerSpec = Buffer.alloc(ITIMERSPEC_SIZE);
+  /** The itimerspec handed to timerfd_settime (own ArrayBuffer: never pooled), and its 32-bit words. */
+  private readonly timerSpec = Buffer.from(new ArrayBuffer(ITIMERSPEC_SIZE));
+  private readonly timerWords = new Int32Array(this.timerSpec.buffer, 0, ITIMERSPEC_SIZE >> 2);
   private immediate: NodeJS.Immediate | undefined;
   private closed = false;
   private draining = false;
@@ -121,9 +102,6 @@ export class NativeEngineSocket extends EngineSocket {
   controlTruncated = 0;
   /** Whether the kernel agreed to timestamp this socket's datagrams. */
   timestamps = false;
-  /** The last datagram's receive time, set by readTimestamp (seconds; -1: none). */
-  private tsSec = -1;
-  private tsNsec = 0;
 
   constructor(opts: EngineOptions) {
     super(opts);
@@ -176,14 +154,9 @@ export class NativeEngineSocket extends EngineSocket {
     this.draining = true;
     const c = libc();
     const rx = this.rx;
-    const words = this.rxWords;
     const mem = rx.memory;
     const batch = this.batch;
     const fd = this.fd;
-    const stride = MMSGHDR_SIZE >> 2;
-    const flagsWord = (MMSG_HDR + MSG_FLAGS) >> 2;
-    const lenWord = MMSG_LEN >> 2;
-    const controlLenWord = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
     let budget = BATCHES_PER_TURN;
     let dry = false;
     try {
@@ -202,17 +175,7 @@ export class NativeEngineSocket extends EngineSocket {
         this.lastReceived = n;
         this.sinceDry += n;
         if (n > 0) this.counters.batches++;
-        for (let i = 0, w = 0; i < n; i++, w += stride) {
-          const flags = words[w + flagsWord]!;
-          if (flags & MSG_TRUNC) {
-            this.counters.truncated++;
-            continue;
-          }
-          if (flags & MSG_CTRUNC) this.controlTruncated++;
-          this.readTimestamp(i, words[w + controlLenWord]!);
-          const len = words[w + lenWord]!;
-          this.deliver(Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len), this.remote(rx.nameOffset(i), len));
-        }
+        this.deliverReceived(n);
         if (this.txCount) this.flushSends();
         if (this.closed) return;
         if (n < batch) {
@@ -261,9 +224,9 @@ export class NativeEngineSocket extends EngineSocket {
 
   private armTimer(us: number): void {
     const spec = this.timerSpec;
-    const ns = Math.round(us * 1000);
-    spec.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), IT_VALUE_SEC);
-    spec.writeBigInt64LE(BigInt(ns % 1e9), IT_VALUE_NSEC);
+    // Waits are under a second: it_value.tv_sec stays 0; no BigInt per wake-up.
+    this.timerWords[IT_VALUE_SEC >> 2] = 0;
+    this.timerWords[(IT_VALUE_NSEC >> 2)] = Math.min(999_999_999, Math.round(us * 1000));
     if (libc().timerfdSettime(this.timerFd, 0, spec, null) === 0) {
       this.timerArmed = true;
       return;
@@ -284,24 +247,41 @@ export class NativeEngineSocket extends EngineSocket {
     this.timerArmed = false;
   }
 
-  /** Finds SCM_TIMESTAMPNS among slot i's control messages (`used` bytes) into tsSec/tsNsec. */
-  private readTimestamp(i: number, used: number): void {
-    const w = this.rxWords;
-    const base = this.rx.controlOffset(i);
-    this.tsSec = -1;
-    for (let off = 0; off + CMSGHDR_SIZE <= used; ) {
-      const o = (base + off) >> 2;
-      const len = w[o + (CMSG_LEN_OFF >> 2)]!;
-      if (len < CMSGHDR_SIZE) return;
-      if (w[o + (CMSG_LEVEL >> 2)] === SOL_SOCKET && w[o + (CMSG_TYPE >> 2)] === SCM_TIMESTAMPNS && off + CMSG_SPACE_TIMESPEC <= used) {
-        const d = o + (CMSG_DATA >> 2);
-        // i64 seconds (positive, so the low word is unsigned) and i64 nanoseconds (< 1e9).
-        this.tsSec = (w[d + (TS_SEC >> 2)]! >>> 0) + w[d + (TS_SEC >> 2) + 1]! * 0x1_0000_0000;
-        this.tsNsec = w[d + (TS_NSEC >> 2)]!;
-        return;
+  /** Hands the first n messages of the receive arena to the app (their headers as recvmmsg left them). */
+  private deliverReceived(n: number): void {
+    const rx = this.rx;
+    const words = this.rxWords;
+    const mem = rx.memory;
+    for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
+      const flags = words[w + FLAGS_WORD]!;
+      if (flags & MSG_TRUNC) {
+        this.counters.truncated++;
+        continue;
       }
-      off += Math.ceil(len / CMSG_ALIGN_TO) * CMSG_ALIGN_TO;
+      if (flags & MSG_CTRUNC) this.controlTruncated++;
+      // The receive time, or -1 seconds when there is none.
+      rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
+      const len = words[w + LEN_WORD]!;
+      this.deliver(Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len), this.remote(rx.nameOffset(i), len));
     }
+  }
+
+  /**
+   * Warm-up: the samples are laid out in the receive arena as recvmmsg would leave
+   * them (length, 127.0.0.1:9, an SCM_TIMESTAMPNS of now) and go through the same
+   * delivery loop as real datagrams. Only called before the socket is read.
+   */
+  protected override warmupBatch(samples: readonly Buffer[], from: number, k: number): number {
+    const rx = this.rx;
+    const n = Math.min(k, this.batch);
+    const now = Date.now();
+    const lo = encodeSockaddr('127.0.0.1', 9).buf;
+    for (let i = 0; i < n; i++) rx.layOutReceived(i, samples[(from + i) % samples.length]!, lo, now);
+    this.deliverReceived(n);
+    // recvmmsg must find every header as the arena set it up.
+    rx.resetForReceive(this.batch);
+    this.lastReceived = this.batch;
+    return n;
   }
 
   private remote(nameOff: number, size: number): RemoteInfo {
@@ -315,7 +295,7 @@ export class NativeEngineSocket extends EngineSocket {
         if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
         this.names.set(key, address);
       }
-      return new NativeRemoteInfo(address, 'IPv4', port, size, this.tsSec, this.tsNsec);
+      return new NativeRemoteInfo(address, 'IPv4', port, size, this.rx.tsSec, this.rx.tsNsec);
     }
     const key = mem.toString('latin1', nameOff + SIN6_ADDR, nameOff + SIN6_ADDR + 16);
     let address = this.names.get(key);
@@ -324,10 +304,11 @@ export class NativeEngineSocket extends EngineSocket {
       if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
       this.names.set(key, address);
     }
-    return new NativeRemoteInfo(address, 'IPv6', port, size, this.tsSec, this.tsNsec);
+    return new NativeRemoteInfo(address, 'IPv6', port, size, this.rx.tsSec, this.rx.tsNsec);
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
+    if (this.warming) return void (callback && process.nextTick(callback, null, 0)); // warm-up replies go nowhere
     if (this.closed) {
       this.counters.sendErrors++;
       const err = new Error('send on a closed shardgram socket');
