@@ -488,9 +488,10 @@ async function appSections() {
   const out = [];
   if (SECTIONS.includes('statsd')) {
     log(`${elapsed()}  statsd section: Etsy statsd 0.9.0 vs shardgram statsd …`);
-    const { runStatsdBench } = await import('./statsd.js');
+    const { runStatsdBench, runStatsdColdBurst } = await import('./statsd.js');
     try {
       out.push((await runStatsdBench({ log })).markdown);
+      out.push((await runStatsdColdBurst({ log })).markdown);
     } catch (err) {
       out.push(`## StatsD\n\nThe statsd section did not run: ${err.message}\n`);
     }

@@ -299,3 +299,28 @@ describe('async handlers', () => {
     });
   }
 });
+
+describe('warm start (AppHooks.warmup)', () => {
+  for (const engine of ['native', 'dgram'] as const) {
+    it(`${engine}: the samples run through the handler before the socket is read, uncounted, their replies discarded`, async () => {
+      sup = new Supervisor({ app: fixture('warmup-app.js'), port: 0, workers: 1, engine, snapshotIntervalMs: 50, log: () => {} });
+      await sup.start();
+      const s = sup;
+      const [client] = await openClients(1);
+      const replies: string[] = [];
+      client!.on('message', (m) => replies.push(m.toString()));
+      try {
+        await send(client!, 'q1', s.port);
+        await send(client!, 'q2', s.port);
+        expect(await waitFor(() => replies.length === 2, 5_000)).toBe(true);
+        const seen = replies.map((r) => JSON.parse(r) as { warm: number; doneAt: number; real: number; from: string; ts: string });
+        expect(seen.map((x) => x.real).sort()).toEqual([1, 2]);
+        for (const x of seen) expect(x).toMatchObject({ warm: 500, doneAt: 500, from: '127.0.0.1', ts: engine === 'native' ? 'bigint' : 'undefined' });
+        expect(await statsUntil(s, (ws) => ws[0]!.datagrams === 2)).toBe(true);
+        expect(s.stats().workers[0]).toMatchObject({ datagrams: 2, handlerErrors: 0, sends: 2, sendErrors: 0, restarts: 0 });
+      } finally {
+        closeAll([client!]);
+      }
+    });
+  }
+});
