@@ -83,7 +83,8 @@ export interface PartialAggregateOptions {
 }
 
 export class PartialAggregate implements MetricSink {
-  private counters = new Map<string, number>();
+  /** Totals in holders: one Map lookup per increment, not a get and a set. */
+  private counters = new Map<string, { v: number }>();
   private gauges = new Map<string, GaugeOps>();
   private timers = new Map<string, TimerPartial>();
   private sets = new Map<string, Set<string>>();
@@ -130,10 +131,13 @@ export class PartialAggregate implements MetricSink {
 
   counter(key: string, value: number, sampleRate: number): void {
     // Etsy's formula, term for term: value * (1 / rate).
-    const old = this.counters.get(key);
-    if (old === undefined && !this.room()) return;
-    const sum = (old ?? 0) + value * (1 / sampleRate);
-    if (Number.isFinite(sum)) this.counters.set(key, sum);
+    let total = this.counters.get(key);
+    if (total === undefined) {
+      if (!this.room()) return;
+      this.counters.set(key, (total = { v: 0 }));
+    }
+    const sum = total.v + value * (1 / sampleRate);
+    if (Number.isFinite(sum)) total.v = sum;
     else this.overflows++;
   }
 
@@ -200,7 +204,7 @@ export class PartialAggregate implements MetricSink {
   /** Returns the partial aggregate and starts a new one. */
   take(): Partial {
     const p: Partial = {
-      counters: [...this.counters],
+      counters: Array.from(this.counters, ([k, t]): [string, number] => [k, t.v]),
       gauges: [...this.gauges],
       timers: [...this.timers],
       sets: [...this.sets].map(([k, s]) => [k, [...s]]),
