@@ -21,7 +21,7 @@ describe('shardgram command line', () => {
     ['key options without --policy key', ['serve', 'echo', '--port', '9000', '--key-delimiter', ';'], /--key-delimiter and --key-max-length go with --policy key/],
     ['a bad key length', ['serve', 'echo', '--port', '9000', '--policy', 'key', '--key-max-length', '999'], /--key-max-length must be an integer from 1 to 256/],
     ['a bad address', ['serve', 'echo', '--port', '9000', '--address', 'localhost'], /--address must be an IPv4 or IPv6 literal/],
-    ['scale without workers', ['scale', '--stats-port', '9100'], /--workers is required/],
+    ['scale without workers', ['scale', '--port', '9100'], /--workers is required/],
   ];
   for (const [what, args, message] of bad) {
     it(`rejects ${what} with one line, the usage, and exit 2`, async () => {
@@ -61,7 +61,7 @@ describe('shardgram command line', () => {
   it('serve --help documents every flag it accepts', async () => {
     const r = await runCli(['serve', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', 'SIGHUP', 'POST /workers']) {
+    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--stall-timeout', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', '--control', 'SIGHUP', 'shardgram scale']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/echo/);

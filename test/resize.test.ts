@@ -63,14 +63,14 @@ describe('live resize and rolling reload lose nothing', () => {
       const s = (await (await fetch(`${statsUrl}/stats`)).json()) as { workers: { pid: number }[]; total: { kernelDrops: number; datagrams: number } };
       expect(s.workers.map((w) => w.pid).some((p) => before.includes(p))).toBe(false);
       expect(s.total.kernelDrops).toBe(0);
-      // `shardgram scale` resizes through the stats port (POST /workers?count=N).
-      const statsPort = /127\.0\.0\.1:(\d+)/.exec(statsUrl!)![1]!;
-      const scaled = await runCli(['scale', '--stats-port', statsPort, '--workers', '2']);
+      // `shardgram scale` finds the service's control socket by its UDP port.
+      const scaled = await runCli(['scale', '--port', String(serving.port), '--workers', '2']);
       expect(scaled.stdout).toBe('resized from 3 to 2 workers\n');
       expect(scaled.code).toBe(0);
       expect(await waitFor(() => /resized: 3 -> 2 workers/.test(serving.stdout()), 5_000)).toBe(true);
-      const bad = await fetch(`${statsUrl}/workers?count=zero`, { method: 'POST' });
-      expect(bad.status).toBe(400);
+      const bad = await runCli(['scale', '--port', String(serving.port), '--workers', '0']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/--workers must be from 1 to 256/);
     } finally {
       await serving.stop();
     }

@@ -1,8 +1,8 @@
 /**
  * @shardgram/udp-core — the package's whole public surface.
  */
-export { Supervisor } from './supervisor.js';
-export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor.js';
+export { Supervisor } from './supervisor/supervisor.js';
+export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
 export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
 export { ShardgramError, errnoName } from './errors.js';

@@ -5,6 +5,8 @@ export const COUNTERS_FD = 5; // stdio slot of the memfd holding the worker's co
 export const WORKER_ENV = 'SHARDGRAM_WORKER';
 
 export interface WorkerConfig {
+  /** The supervisor's pid: the worker dies with it (PR_SET_PDEATHSIG). */
+  supervisorPid: number;
   index: number;
   workers: number;
   engine: 'dgram' | 'native';

@@ -131,17 +131,6 @@ export function defineApp(app: ShardApp): ShardApp {
   return app;
 }
 
-/** Counters every engine keeps (cumulative for the worker process). */
-export interface EngineCounters {
-  datagrams: number;
-  bytes: number;
-  handlerErrors: number;
-  batches: number;
-  truncated: number;
-  sends: number;
-  sendErrors: number;
-}
-
-export function newCounters(): EngineCounters {
-  return { datagrams: 0, bytes: 0, handlerErrors: 0, batches: 0, truncated: 0, sends: 0, sendErrors: 0 };
-}
+/** Counters every engine keeps (cumulative for the worker process): see counters.ts. */
+export type { EngineCounters } from './counters.js';
+export { zeroEngineCounters as newCounters } from './counters.js';

@@ -1,19 +1,12 @@
 /** protobufjs codecs for the messages of proto/shardgram.proto. */
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { PROCESS_COUNTERS, type ProcessCounters } from './counters.js';
 
-export interface WorkerSnapshot {
+/** What a worker process reports besides its shared page: who it is, and its `process` counters. */
+export interface WorkerSnapshot extends ProcessCounters {
   index: number;
   pid: number;
-  datagrams: number;
-  bytes: number;
-  handlerErrors: number;
-  cpuUserMicros: number;
-  cpuSystemMicros: number;
-  batches: number;
-  truncated: number;
-  sends: number;
-  sendErrors: number;
   seq: number;
   final: boolean;
   engine: string;
@@ -34,7 +27,10 @@ let types: { snapshot: protobuf.Type; probe: protobuf.Type } | undefined;
 function load(): { snapshot: protobuf.Type; probe: protobuf.Type } {
   if (!types) {
     const root = protobuf.loadSync(PROTO_PATH);
-    types = { snapshot: root.lookupType('shardgram.WorkerSnapshot'), probe: root.lookupType('shardgram.Probe') };
+    const snapshot = root.lookupType('shardgram.WorkerSnapshot');
+    // The counter fields come from the one counter list.
+    for (const c of PROCESS_COUNTERS) snapshot.add(new protobuf.Field(c.key, c.wire, 'double'));
+    types = { snapshot, probe: root.lookupType('shardgram.Probe') };
   }
   return types;
 }

@@ -6,7 +6,9 @@ import { encodeSnapshot } from './snapshot.js';
 import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
 import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
-import type { AppHooks, AppWarmup, ShardApp } from './shard-socket.js';
+import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
+import type { AppHooks, AppWarmup } from './shard-socket.js';
+import { describeError, guarded, importApp } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
 
@@ -56,6 +58,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = JSON.parse(raw) as WorkerConfig;
+  // Die with the supervisor, whatever this process is doing (a busy handler, SIGSTOP):
+  // an orphan would keep its socket, and the port, in the group.
+  libc().prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (process.ppid !== config.supervisorPid) process.exit(0); // it died before prctl took effect
   // The supervisor going away (crash, SIGKILL) must not leave an orphan reading the
   // socket: it would keep the socket in the group for the next instance. Listen from
   // the start, since a missed 'disconnect' is not replayed.
@@ -89,14 +95,12 @@ async function main(): Promise<void> {
   });
   engine.on('error', (err) => log(`socket error: ${err.message}`));
 
-  let mod: { default?: unknown };
+  let app;
   try {
-    mod = (await import(config.app)) as { default?: unknown };
+    app = (await importApp(config.app, config.app)).default;
   } catch (err) {
-    fatal(`cannot load app ${config.app}: ${err instanceof Error ? err.message : String(err)}`);
+    fatal(describeError(err));
   }
-  if (typeof mod.default !== 'function') fatal(`app ${config.app} has no default export function (see defineApp)`);
-  const app = mod.default as ShardApp;
   let hooks: void | AppHooks;
   const fromSupervisor: ((m: unknown) => void)[] = [];
   try {
@@ -123,7 +127,6 @@ async function main(): Promise<void> {
       b: encodeSnapshot({
         index: config.index,
         pid: process.pid,
-        ...shared.read(),
         cpuUserMicros: cpu.user,
         cpuSystemMicros: cpu.system,
         seq: seq++,
@@ -136,13 +139,7 @@ async function main(): Promise<void> {
 
   const onMessage = (msg: ToWorker): void => {
     if (msg.t === 'app') {
-      for (const h of fromSupervisor) {
-        try {
-          h(msg.m);
-        } catch (err) {
-          log(`supervisor message handler threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-        }
-      }
+      for (const h of fromSupervisor) guarded(log, 'supervisor message handler', () => h(msg.m));
       return;
     }
     if (msg.t !== 'stop' || stopping) return;
@@ -150,11 +147,7 @@ async function main(): Promise<void> {
     void (async () => {
       const { leftBytes } = await engine.drain(msg.timeoutMs);
       clearInterval(timer);
-      try {
-        await hooks?.close?.();
-      } catch (err) {
-        log(`app close hook threw: ${err instanceof Error ? err.message : String(err)}`);
-      }
+      await guarded(log, 'app close hook', () => hooks?.close?.());
       snapshot(true);
       // Exit once the last messages have left, whatever handles the app left open.
       process.send!({ t: 'drained', leftBytes } satisfies ToSupervisor, () => process.exit(0));

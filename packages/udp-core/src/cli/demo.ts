@@ -3,7 +3,7 @@
  * against a "Hello from PID" server — an echo service on a free loopback port, a
  * bounded burst from many source ports, a live bar per worker, then the split.
  */
-import { Supervisor } from '../supervisor.js';
+import { Supervisor } from '../supervisor/supervisor.js';
 import { runLoad } from '../load.js';
 import { fairness } from '../fairness.js';
 import { UsageError, choice, intOption, parse, type Options } from './args.js';

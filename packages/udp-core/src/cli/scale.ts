@@ -1,24 +1,45 @@
-/** `shardgram scale`: grow or shrink a running service through its stats port. */
+/** `shardgram scale`: grow or shrink a running service through its control socket. */
 import { UsageError, intOption, parse, type Options } from './args.js';
-import { ShardgramError } from '../errors.js';
+import { controlRequest } from '../control/client.js';
+import { controlDir, defaultControlPath, findControlSockets } from '../control/paths.js';
 
-export const SCALE_USAGE = `Usage: shardgram scale --stats-port S --workers N
+export const SCALE_USAGE = `Usage: shardgram scale --port P --workers N [--address A] [--control PATH]
 
-Asks a running \`shardgram serve … --stats-port S\` to grow or shrink to N workers
-(POST /workers?count=N on 127.0.0.1:S). A shrink steers new datagrams away from the
-sockets it retires, lets their workers drain them, then closes them: nothing queued
-is lost. Waits until the service has finished resizing.
+Asks the shardgram service on UDP port P to grow or shrink to N workers, through
+its control socket (a unix socket only the user running the service can use). A
+shrink steers new datagrams away from the sockets it retires, lets their workers
+drain them, then closes them: nothing queued is lost. Waits until the service has
+finished resizing.
 
 Options:
-  -s, --stats-port S   the service's --stats-port (required)
+  -p, --port P         the service's UDP port (finds its control socket in ${controlDir()})
+  -a, --address A      the service's UDP address, when several services share port P
+  -c, --control PATH   the control socket's path (what \`serve\` printed), instead of --port
   -w, --workers N      the number of workers wanted, 1-256 (required)
   -h, --help           show this help
 `;
 
 const OPTIONS: Options = {
-  'stats-port': { type: 'string', short: 's' },
+  port: { type: 'string', short: 'p' },
+  address: { type: 'string', short: 'a' },
+  control: { type: 'string', short: 'c' },
   workers: { type: 'string', short: 'w' },
+  'stats-port': { type: 'string', short: 's' },
 };
+
+/** The control socket of the service on `port` (and `address`), or a usage error saying what was looked for. */
+export function locateControl(values: Record<string, unknown>, usage: string): string {
+  if (values.control !== undefined) return String(values.control);
+  if (values.port === undefined) throw new UsageError('--port (the service\'s UDP port) or --control PATH is required', usage);
+  const port = intOption(values, 'port', 1, 65535, usage)!;
+  if (values.address !== undefined) return defaultControlPath(String(values.address), port);
+  const found = findControlSockets(port);
+  if (found.length === 1) return found[0]!;
+  if (found.length === 0) {
+    throw new UsageError(`no control socket for UDP port ${port} in ${controlDir()}: is a service running there (as this user)? If it was started with --control PATH, give that path`, usage);
+  }
+  throw new UsageError(`several services use UDP port ${port} (${found.join(', ')}): say which with --address or --control`, usage);
+}
 
 export async function scale(argv: string[]): Promise<number> {
   const u = SCALE_USAGE;
@@ -28,18 +49,11 @@ export async function scale(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, u);
-  if (values['stats-port'] === undefined) throw new UsageError('--stats-port is required', u);
+  if (values['stats-port'] !== undefined) throw new UsageError('scale no longer goes through the stats port (it is read-only); give the service\'s UDP --port instead', u);
   if (values.workers === undefined) throw new UsageError('--workers is required', u);
-  const port = intOption(values, 'stats-port', 1, 65535, u)!;
   const count = intOption(values, 'workers', 1, 256, u)!;
-  let res: Response;
-  try {
-    res = await fetch(`http://127.0.0.1:${port}/workers?count=${count}`, { method: 'POST' });
-  } catch {
-    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `no shardgram service answers on 127.0.0.1:${port}: is it running with --stats-port ${port}?`);
-  }
-  const body = (await res.json().catch(() => ({}))) as { from?: number; to?: number; error?: string };
-  if (!res.ok) throw new ShardgramError('ERR_SHARDGRAM_WORKER', `resize refused: ${body.error ?? res.statusText}`);
-  process.stdout.write(`resized from ${body.from} to ${body.to} workers\n`);
+  const path = locateControl(values, u);
+  const r = await controlRequest(path, { op: 'resize', workers: count });
+  process.stdout.write(`resized from ${String(r.from)} to ${String(r.to)} workers\n`);
   return 0;
 }

@@ -1,7 +1,10 @@
 /** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
 import { availableParallelism } from 'node:os';
-import { Supervisor } from '../supervisor.js';
+import { Supervisor } from '../supervisor/supervisor.js';
 import { startStatsServer, type StatsServer } from '../stats-server.js';
+import { startServiceControl } from '../control/service.js';
+import type { ControlServer } from '../control/server.js';
+import { controlDir } from '../control/paths.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
@@ -45,8 +48,12 @@ Options:
       --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
                         http://127.0.0.1:S (0: pick a free port; printed)
+  -c, --control PATH    the owner-only control socket (resize, reload, takeover) (default:
+                        ${controlDir()}/udp-<address>-<port>.sock)
   -o, --app-option K=V  option for the app (repeatable)
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
+      --stall-timeout MS  a worker that reads nothing while its queue holds datagrams, or sends
+                        no heartbeat, this long is reported stalled and replaced (default 5000; 0 never)
   -h, --help            show this help
 
 App flags (shorthands for --app-option; each goes with its app only):
@@ -61,8 +68,9 @@ App flags (shorthands for --app-option; each goes with its app only):
 While it runs:
   SIGHUP                       rolling reload: one worker at a time, a new process (new code)
                                starts on the same socket, then the old one drains and exits
-  POST /workers?count=N        on the stats port (or \`shardgram scale\`): grow or shrink the
-                               group under load; a shrink drains the retired sockets first
+  shardgram scale --port P --workers N
+                               grow or shrink the group under load through the control
+                               socket; a shrink drains the retired sockets first
 `;
 
 const OPTIONS: Options = {
@@ -78,8 +86,10 @@ const OPTIONS: Options = {
   'max-datagram': { type: 'string' },
   batch: { type: 'string' },
   'stats-port': { type: 'string', short: 's' },
+  control: { type: 'string', short: 'c' },
   'app-option': { type: 'string', short: 'o', multiple: true },
   'drain-timeout': { type: 'string' },
+  'stall-timeout': { type: 'string' },
 };
 
 /** App flags: CLI flag → [app, app option]. */
@@ -146,9 +156,11 @@ export async function serve(argv: string[]): Promise<number> {
     ...(values['max-datagram'] !== undefined ? { maxDatagram: intOption(values, 'max-datagram', 1, UDP6_MAX_PAYLOAD, u) } : {}),
     batch: intOption(values, 'batch', 1, 1024, u, 64),
     drainTimeoutMs: intOption(values, 'drain-timeout', 0, 3_600_000, u, 10_000),
+    stallTimeoutMs: intOption(values, 'stall-timeout', 0, 3_600_000, u, 5000),
     appOptions,
   });
   let stats: StatsServer | undefined;
+  let control: ControlServer | undefined;
   if (statsPort !== undefined) stats = await startStatsServer(sup, statsPort);
   sup.on('worker-ready', ({ index, pid, restart }) => {
     process.stdout.write(`worker ${index} ${restart ? 'restarted' : 'ready'}: pid ${pid}, udp ${fmt(sup.address, sup.port)}\n`);
@@ -159,7 +171,7 @@ export async function serve(argv: string[]): Promise<number> {
     stopping = true;
     process.stderr.write(`${signal}: draining ${plural(sup.workers, 'worker')} (again to stop at once)…\n`);
     const report = await sup.stop();
-    await stats?.close();
+    await Promise.all([stats?.close(), control?.close()]);
     const s = sup.stats();
     process.stdout.write(
       `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
@@ -194,10 +206,18 @@ export async function serve(argv: string[]): Promise<number> {
     await stats?.close();
     throw err;
   }
-  const o = sup.options;
+  try {
+    control = await startServiceControl(sup, values.control === undefined ? undefined : String(values.control), (line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    await sup.stop();
+    await stats?.close();
+    throw err;
+  }
+  const o = sup.config;
   process.stdout.write(
-    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(o.workers, 'worker')} (${sup.options.engine} engine, ${sup.policy.name} policy)` +
+    `shardgram: ${o.app} on udp ${fmt(sup.address, sup.port)} with ${plural(o.workers, 'worker')} (${o.engine} engine, ${sup.policy.name} policy)` +
       (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
+      `; control socket ${control!.path}` +
       '\n',
   );
   await new Promise(() => {

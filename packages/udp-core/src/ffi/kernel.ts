@@ -37,7 +37,6 @@ export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 
 // include/uapi/linux/socket.h MSG_* flags (include/linux/socket.h)
-export const MSG_CTRUNC = 0x08;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_WAITFORONE = 0x10000;
@@ -213,3 +212,32 @@ export const SKF_AD_MAX = 64;
 // include/uapi/linux/filter.h: negative offsets relative to the network / link header
 export const SKF_NET_OFF = -0x100000;
 export const SKF_LL_OFF = -0x200000;
+
+// ---- Control plane, hand-over, service managers ----
+// include/linux/socket.h
+export const AF_UNIX = 1;
+// include/linux/net.h (enum sock_type)
+export const SOCK_STREAM = 1;
+// include/uapi/asm-generic/socket.h: peer credentials of a connected unix socket
+export const SO_PEERCRED = 17;
+// include/linux/socket.h: ancillary message types at SOL_SOCKET
+export const SCM_RIGHTS = 1;
+// include/linux/socket.h
+export const MSG_CMSG_CLOEXEC = 0x40000000;
+export const MSG_CTRUNC = 0x08;
+// include/linux/cred.h / include/uapi/linux/socket.h: struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+export const UCRED_SIZE = 12;
+export const UCRED_PID = 0;
+export const UCRED_UID = 4;
+export const UCRED_GID = 8;
+// include/uapi/linux/un.h: struct sockaddr_un { sa_family_t sun_family; char sun_path[108]; }
+export const SOCKADDR_UN_SIZE = 110;
+export const SUN_FAMILY = 0;
+export const SUN_PATH = 2;
+export const UNIX_PATH_MAX = 108;
+// include/uapi/linux/prctl.h
+export const PR_SET_PDEATHSIG = 1;
+// include/uapi/asm-generic/signal.h
+export const SIGKILL = 9;
+// include/systemd/sd-daemon.h: first fd passed by socket activation
+export const SD_LISTEN_FDS_START = 3;

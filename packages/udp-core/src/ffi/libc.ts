@@ -26,6 +26,11 @@ export interface Libc {
   /** timerfd_settime(2): arms (or, with a zero it_value, disarms) the timer; resets its expiry count. */
   timerfdSettime(fd: number, flags: number, value: Buffer, old: null): number;
   errno(): number;
+  /** prctl(2) with one argument (e.g. PR_SET_PDEATHSIG, SIGKILL). */
+  prctl(option: number, arg: number): number;
+  connect(fd: number, addr: Buffer, len: number): number;
+  sendmsg(fd: number, msg: Buffer, flags: number): number;
+  recvmsg(fd: number, msg: Buffer, flags: number): number;
   /** pidfd_open(2) + pidfd_getfd(2): a copy of another process's fd, or -1. */
   borrowFd(pid: number, fd: number): number;
 }
@@ -40,6 +45,7 @@ export function libc(): Libc {
   const fcntl = lib.func('int fcntl(int, int, ...)');
   const close = lib.func('int close(int)');
   const mmap = lib.func('void *mmap(void *, size_t, int, int, int, int64_t)');
+  const prctl = lib.func('int prctl(int, ...)');
   // glibc ≥ 2.36 only: looked up on first use, so that older systems lose only the
   // diagnosis that needs them, not the whole library.
   let pidfd: { open: (pid: number, flags: number) => number; getfd: (pidfd: number, fd: number, flags: number) => number } | null | undefined;
@@ -75,6 +81,10 @@ export function libc(): Libc {
     timerfdCreate: lib.func('int timerfd_create(int, int)'),
     timerfdSettime: lib.func('int timerfd_settime(int, int, const void *, void *)'),
     errno: () => koffi.errno(),
+    prctl: (option, arg) => prctl(option, 'unsigned long', arg, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0) as number,
+    connect: lib.func('int connect(int, const void *, uint32_t)'),
+    sendmsg: lib.func('intptr_t sendmsg(int, const void *, int)'),
+    recvmsg: lib.func('intptr_t recvmsg(int, void *, int)'),
     borrowFd: (pid, fd) => {
       const calls = pidfdCalls();
       if (!calls) return -1;

@@ -9,10 +9,7 @@ import { ShardgramError, errnoName } from '../errors.js';
 import { MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE } from './kernel.js';
 import { libc } from './libc.js';
 
-/** The counters, in their order in the shared page (each a float64). */
-export const COUNTER_FIELDS = ['datagrams', 'bytes', 'handlerErrors', 'batches', 'truncated', 'sends', 'sendErrors'] as const;
-export type CounterField = (typeof COUNTER_FIELDS)[number];
-export type CounterValues = Record<CounterField, number>;
+import { ENGINE_COUNTER_KEYS, type EngineCounters } from '../counters.js';
 
 const PAGE = 4096;
 
@@ -23,7 +20,7 @@ export class SharedCounters {
 
   private constructor(mapping: unknown) {
     this.mapping = mapping;
-    this.view = new Float64Array(koffi.view(mapping, PAGE), 0, COUNTER_FIELDS.length);
+    this.view = new Float64Array(koffi.view(mapping, PAGE), 0, ENGINE_COUNTER_KEYS.length);
   }
 
   /** Supervisor side: a new zeroed page; returns its fd (to hand to the worker) and the mapping. */
@@ -57,10 +54,10 @@ export class SharedCounters {
     return this.view;
   }
 
-  read(): CounterValues {
+  read(): EngineCounters {
     const a = this.array;
-    const out = {} as CounterValues;
-    COUNTER_FIELDS.forEach((f, i) => (out[f] = a[i]!));
+    const out = {} as EngineCounters;
+    ENGINE_COUNTER_KEYS.forEach((f, i) => (out[f] = a[i]!));
     return out;
   }
 
@@ -77,21 +74,17 @@ function failure(call: string, errno: number): ShardgramError {
   });
 }
 
-/** The engine's counters as properties over the shared array (same names as EngineCounters). */
-export class ArrayCounters implements CounterValues {
-  constructor(private readonly a: Float64Array) {}
-  get datagrams(): number { return this.a[0]!; }
-  set datagrams(v: number) { this.a[0] = v; }
-  get bytes(): number { return this.a[1]!; }
-  set bytes(v: number) { this.a[1] = v; }
-  get handlerErrors(): number { return this.a[2]!; }
-  set handlerErrors(v: number) { this.a[2] = v; }
-  get batches(): number { return this.a[3]!; }
-  set batches(v: number) { this.a[3] = v; }
-  get truncated(): number { return this.a[4]!; }
-  set truncated(v: number) { this.a[4] = v; }
-  get sends(): number { return this.a[5]!; }
-  set sends(v: number) { this.a[5] = v; }
-  get sendErrors(): number { return this.a[6]!; }
-  set sendErrors(v: number) { this.a[6] = v; }
+/**
+ * The engine's counters as properties over the shared array, one accessor pair per
+ * engine counter of the list (defined once on the prototype: as fast as written-out ones).
+ */
+export interface ArrayCounters extends EngineCounters {}
+export class ArrayCounters {
+  constructor(protected readonly a: Float64Array) {}
 }
+ENGINE_COUNTER_KEYS.forEach((key, i) => {
+  Object.defineProperty(ArrayCounters.prototype, key, {
+    get(this: { a: Float64Array }) { return this.a[i]; },
+    set(this: { a: Float64Array }, v: number) { this.a[i] = v; },
+  });
+});

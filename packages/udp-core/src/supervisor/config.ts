@@ -1,0 +1,118 @@
+/**
+ * The supervisor's configuration: the caller's options validated at the edge, then
+ * resolved against the app's declared defaults into one frozen, effective config.
+ * Nothing here mutates the caller's options.
+ */
+import { availableParallelism } from 'node:os';
+import { invalidArg } from '../errors.js';
+import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
+import { familyOf } from '../ffi/sockaddr.js';
+import type { ImbalanceOptions } from '../imbalance.js';
+import type { AppDefaults, EngineName } from '../shard-socket.js';
+import type { PolicySpec } from '../steering/steering.js';
+
+export interface SupervisorOptions {
+  /** `discard`, `echo`, or a path to a module whose default export is a ShardApp. */
+  app: string;
+  /** Address to bind (IPv4 or IPv6 literal). Default 127.0.0.1. */
+  address?: string;
+  /** Port to bind; 0 lets the kernel pick one (read `supervisor.port`). */
+  port: number;
+  /** Number of sockets and worker processes. Default: available cores. */
+  workers?: number;
+  /** Default: the app's, else `dgram`. */
+  engine?: EngineName;
+  /** How the kernel picks a socket per datagram. Default: the app's default, else `hash`. */
+  policy?: PolicySpec;
+  /** SO_RCVBUF to request for each socket, in bytes. Default: the app's, else the kernel's. */
+  rcvbuf?: number;
+  rcvbufForce?: boolean;
+  /** Options passed to the app as `context.options`. */
+  appOptions?: Record<string, string>;
+  /** How often workers send statistics snapshots. Default 200 ms. */
+  snapshotIntervalMs?: number;
+  /** Longest a graceful stop waits for a worker to drain its queue. Default 10 s. */
+  drainTimeoutMs?: number;
+  /** Largest datagram the native engine receives whole. Default: 65507 over IPv4, 65527 over IPv6. */
+  maxDatagram?: number;
+  /** Datagrams per recvmmsg/sendmmsg (native engine). Default 64. */
+  batch?: number;
+  /** A worker that reads nothing while its queue fills, or sends no heartbeat, this long is replaced. Default 5000 ms; 0 never. */
+  stallTimeoutMs?: number;
+  /** Imbalance detection under `hash` (window, minimum traffic, how long it must last). */
+  imbalance?: ImbalanceOptions;
+  /** Where the supervisor's log lines go. Default: stderr. */
+  log?: (line: string) => void;
+}
+
+/** What the service runs with: the caller's options, then the app's defaults, then ours. */
+export interface EffectiveConfig {
+  readonly app: string;
+  readonly address: string;
+  readonly port: number;
+  readonly family: 'udp4' | 'udp6';
+  readonly workers: number;
+  readonly engine: EngineName;
+  readonly policy: PolicySpec;
+  readonly rcvbuf: number | undefined;
+  readonly rcvbufForce: boolean;
+  readonly appOptions: Readonly<Record<string, string>>;
+  readonly snapshotIntervalMs: number;
+  readonly drainTimeoutMs: number;
+  readonly stallTimeoutMs: number;
+  readonly maxDatagram: number;
+  readonly batch: number;
+}
+
+export const MAX_WORKERS = 256;
+export const DEFAULT_STALL_TIMEOUT_MS = 5000;
+
+export function checkWorkers(n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw invalidArg('workers', n, `an integer from 1 to ${MAX_WORKERS}`);
+}
+
+/** Throws an ERR_SHARDGRAM_INVALID_ARG naming the first bad option; returns a frozen copy of the options. */
+export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOptions> {
+  const address = opts.address ?? '127.0.0.1';
+  const family = familyOf(address);
+  if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw invalidArg('port', opts.port, 'an integer from 0 to 65535');
+  checkWorkers(opts.workers ?? availableParallelism());
+  if (opts.engine !== undefined && opts.engine !== 'dgram' && opts.engine !== 'native') throw invalidArg('engine', opts.engine, '"dgram" or "native"');
+  const familyMax = family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
+  const maxDatagram = opts.maxDatagram ?? familyMax;
+  if (!Number.isInteger(maxDatagram) || maxDatagram < 1 || maxDatagram > familyMax) {
+    throw invalidArg('maxDatagram', maxDatagram, `an integer from 1 to ${familyMax} (${family === 'udp4' ? 'IPv4' : 'IPv6'})`);
+  }
+  const batch = opts.batch ?? 64;
+  if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
+  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1)) throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
+  for (const k of ['snapshotIntervalMs', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
+    const v = opts[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');
+  }
+  return Object.freeze({ ...opts, appOptions: Object.freeze({ ...(opts.appOptions ?? {}) }) });
+}
+
+/** The effective config once the app's defaults are known. */
+export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDefaults): EffectiveConfig {
+  const address = opts.address ?? '127.0.0.1';
+  const family = familyOf(address) as 'udp4' | 'udp6';
+  return Object.freeze({
+    app: opts.app,
+    address,
+    port: opts.port,
+    family,
+    workers: opts.workers ?? availableParallelism(),
+    engine: opts.engine ?? defaults.engine ?? 'dgram',
+    policy: opts.policy ?? defaults.policy ?? ({ name: 'hash' } as const),
+    rcvbuf: opts.rcvbuf ?? defaults.rcvbuf,
+    rcvbufForce: opts.rcvbufForce ?? false,
+    appOptions: opts.appOptions ?? {},
+    snapshotIntervalMs: opts.snapshotIntervalMs ?? 200,
+    drainTimeoutMs: opts.drainTimeoutMs ?? 10_000,
+    stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    maxDatagram: opts.maxDatagram ?? (family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD),
+    batch: opts.batch ?? 64,
+  });
+}

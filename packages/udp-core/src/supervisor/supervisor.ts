@@ -1,0 +1,310 @@
+/**
+ * The supervisor: owns the group's sockets for the life of the service, runs one
+ * worker process per socket, steers, resizes and reloads without loss, and stops
+ * gracefully. It holds the policy; the pieces do the work:
+ *   config.ts          options validated, then resolved against the app's defaults
+ *   sockets.ts         opening the group's sockets
+ *   slot.ts            a socket, its process(es), promotion and restarts
+ *   worker-process.ts  one child process
+ *   backoff.ts         crash backoff
+ *   accounting.ts      counters, retired totals, the report
+ *   app-host.ts        the app's supervisor side, its hooks' errors isolated
+ *   monitor.ts         periodic health checks
+ */
+import { EventEmitter } from 'node:events';
+import { ShardgramError } from '../errors.js';
+import { closeFd } from '../ffi/socket.js';
+import { resolveApp } from '../apps/resolve.js';
+import type { ToWorker, WorkerConfig } from '../ipc.js';
+import { toPrometheus, type StatsReport } from '../stats.js';
+import { Steering, type PolicySpec } from '../steering/steering.js';
+import { Accounting } from './accounting.js';
+import { AppHost } from './app-host.js';
+import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, type EffectiveConfig, type SupervisorOptions } from './config.js';
+import { Monitor } from './monitor.js';
+import { Slot } from './slot.js';
+import { openGroupSocket } from './sockets.js';
+import { WorkerProcess, type ExitInfo, type WorkerHandle } from './worker-process.js';
+
+export type { SupervisorOptions, EffectiveConfig } from './config.js';
+
+export interface StopReport {
+  /** Bytes left in each socket's queue when it was closed (0 means nothing was dropped at stop). */
+  leftBytes: number[];
+  /** Datagrams those bytes were (read out and counted before the close). */
+  droppedAtClose: number;
+}
+
+export interface SupervisorEvents {
+  'worker-ready': [info: { index: number; pid: number; restart: boolean }];
+  'worker-exit': [info: { index: number; pid: number; code: number | null; signal: NodeJS.Signals | null; expected: boolean }];
+  resized: [info: { from: number; to: number }];
+  reloaded: [info: { workers: number }];
+}
+
+/** For tests: how worker processes are started (a fake needs no process and no time). */
+export interface SupervisorInternals {
+  launch?(slot: Slot, config: WorkerConfig): WorkerHandle;
+}
+
+export class Supervisor extends EventEmitter<SupervisorEvents> {
+  /** The options as given (validated, frozen, never changed). */
+  readonly options: Readonly<SupervisorOptions>;
+  /** Warnings gathered while opening the sockets (e.g. a capped SO_RCVBUF). */
+  readonly warnings: string[] = [];
+  private readonly log: (line: string) => void;
+  private readonly app: AppHost;
+  private readonly accounting = new Accounting();
+  private readonly monitor: Monitor;
+  private cfg: EffectiveConfig | undefined;
+  private slots: Slot[] = [];
+  private steering: Steering | undefined;
+  private started = false;
+  private startedAt = 0;
+  private stopping: Promise<StopReport> | undefined;
+  private stopped: Promise<StopReport> | undefined;
+  private busy: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: SupervisorOptions, private readonly internals: SupervisorInternals = {}) {
+    super();
+    this.options = validateOptions(opts);
+    this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.app = new AppHost(resolveApp(opts.app), opts.app, (line) => this.log(line));
+    this.monitor = new Monitor(
+      { slots: () => this.slots, policy: () => this.policy, address: () => this.address, port: () => this.port },
+      this.log,
+      { stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, ...(opts.imbalance ? { imbalance: opts.imbalance } : {}) },
+    );
+  }
+
+  /** The effective configuration: the options, then the app's defaults. Known once start() has loaded the app. */
+  get config(): EffectiveConfig {
+    if (!this.cfg) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the configuration is known once start() has loaded the app');
+    return this.cfg;
+  }
+
+  /** The bound port (the kernel's choice when 0 was asked). */
+  get port(): number {
+    return this.slots[0]?.sock.port ?? this.options.port;
+  }
+
+  get address(): string {
+    return this.slots[0]?.sock.address ?? this.options.address ?? '127.0.0.1';
+  }
+
+  /** Live workers (sockets) in the group now. */
+  get workers(): number {
+    return this.slots.length;
+  }
+
+  /** The steering policy in force. */
+  get policy(): PolicySpec {
+    return this.steering?.policy ?? this.cfg?.policy ?? this.options.policy ?? { name: 'hash' };
+  }
+
+  /** Sends an app message to every running worker. */
+  broadcast(message: unknown): void {
+    for (const s of this.slots) if (s.current instanceof WorkerProcess) s.current.send({ t: 'app', m: message } satisfies ToWorker);
+  }
+
+  /** GET /metrics: the service's figures and the app's own. */
+  metrics(): string {
+    return toPrometheus(this.stats()) + this.app.metrics();
+  }
+
+  /** Opens the sockets and starts every worker; resolves when all are receiving. */
+  start(): Promise<void> {
+    if (this.started || this.stopping) return Promise.reject(new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once, before stop()'));
+    this.started = true;
+    return this.exclusive(() => this.doStart());
+  }
+
+  private async doStart(): Promise<void> {
+    const defaults = await this.app.load(() => ({
+      workers: this.options.workers ?? this.slots.length,
+      options: this.options.appOptions ?? {},
+      log: (line) => this.log(`app: ${line}`),
+      broadcast: (m) => this.broadcast(m),
+    }));
+    const cfg = (this.cfg = resolveConfig(this.options, defaults));
+    if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
+    try {
+      let port = cfg.port;
+      for (let i = 0; i < cfg.workers; i++) {
+        const slot = this.openSlot(i, port);
+        port = slot.sock.port;
+        if (i === 0) for (const w of slot.sock.warnings) { this.warnings.push(w); this.log(`warning: ${w}`); }
+      }
+      // Attach after bind: a program attached before bind gives the socket a group of its own.
+      this.steering = new Steering(cfg.policy);
+      this.steering.apply(this.slots[0]!.sock.fd, this.slots.length);
+    } catch (err) {
+      for (const s of this.slots) closeFd(s.sock.fd);
+      this.slots = [];
+      await this.app.stop();
+      throw err;
+    }
+    this.startedAt = Date.now();
+    try {
+      await Promise.all(this.slots.map((s) => s.start()));
+    } catch (err) {
+      // stop() waits for `busy`, which is this very start: run the stop itself here.
+      await this.stopOnce();
+      throw err;
+    }
+    this.monitor.start();
+  }
+
+  private openSlot(index: number, port: number): Slot {
+    const sock = openGroupSocket(this.config, index, port, new Set(this.slots.map((s) => s.sock.inode)));
+    const slot = new Slot(index, sock, {
+      launch: (s) => this.launch(s),
+      log: this.log,
+      drainTimeoutMs: this.config.drainTimeoutMs,
+      stopping: () => this.stopping !== undefined,
+      onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
+      onExit: (s, proc, e: ExitInfo) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
+    });
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private launch(slot: Slot): WorkerHandle {
+    const c = this.config;
+    const config: WorkerConfig = {
+      supervisorPid: process.pid, index: slot.index, workers: this.slots.length, engine: c.engine, family: slot.sock.family, app: this.app.url,
+      appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
+    };
+    if (this.internals.launch) return this.internals.launch(slot, config);
+    return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
+  }
+
+  /** Runs control operations (start, resize, reload) one at a time. */
+  private exclusive<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(op, op);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  private running(): Steering {
+    if (this.stopping || !this.steering) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
+    return this.steering;
+  }
+
+  /**
+   * Grows or shrinks the group to `count` workers, under load, losing nothing.
+   * Growing opens sockets at the end of the group, steered around until their
+   * workers read. Shrinking retires the last sockets: new datagrams are steered
+   * away from them first, then each is drained by its worker and closed last-first,
+   * so no other socket's index moves.
+   */
+  resize(count: number): Promise<{ from: number; to: number }> {
+    checkWorkers(count);
+    return this.exclusive(async () => {
+      const steering = this.running();
+      const from = this.slots.length;
+      const fd0 = this.slots[0]!.sock.fd;
+      if (count > from) {
+        steering.applyBeforeGrow(fd0, from);
+        try {
+          for (let i = from; i < count; i++) this.openSlot(i, this.port);
+          await Promise.all(this.slots.slice(from).map((s) => s.start()));
+        } catch (err) {
+          // Roll back: nothing was steered to the new sockets, so their queues are empty.
+          for (const s of this.slots.slice(from).reverse()) {
+            await s.retireAll();
+            s.close();
+          }
+          this.slots.length = from;
+          steering.apply(fd0, from);
+          throw err;
+        }
+        steering.apply(fd0, count);
+      } else if (count < from) {
+        const leaving = this.slots.slice(count);
+        steering.applyDuringShrink(fd0, count);
+        await Promise.all(leaving.map((s) => s.retireAll()));
+        // Close last-first: closing the last socket of the group moves no index.
+        for (const s of [...leaving].reverse()) {
+          s.close();
+          this.accounting.retire(s);
+        }
+        this.slots.length = count;
+        steering.apply(fd0, count);
+      }
+      this.monitor.reset();
+      if (count !== from) {
+        this.log(`resized from ${from} to ${count} workers`);
+        this.emit('resized', { from, to: count });
+      }
+      return { from, to: count };
+    });
+  }
+
+  /**
+   * Rolling reload: one slot at a time, a new worker process (which loads the app's
+   * code afresh) starts on the same socket; once it is ready the old one drains and
+   * exits. The socket is never without a reader and never closed.
+   */
+  reload(): Promise<{ workers: number }> {
+    return this.exclusive(async () => {
+      this.running();
+      for (const slot of this.slots) {
+        const old = slot.current;
+        await slot.start();
+        if (old && old !== slot.current) await old.exited;
+      }
+      this.log(`reloaded ${this.slots.length} workers`);
+      this.emit('reloaded', { workers: this.slots.length });
+      return { workers: this.slots.length };
+    });
+  }
+
+  /** The per-worker and group statistics, cumulative since the service started. */
+  stats(): StatsReport {
+    const c = this.cfg;
+    const report = this.accounting.report(
+      {
+        app: this.options.app, engine: c?.engine ?? this.options.engine ?? 'dgram', address: this.address, port: this.port,
+        family: this.slots[0]?.sock.family ?? c?.family ?? (this.address.includes(':') ? 'udp6' : 'udp4'),
+        workers: this.slots.length, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      },
+      this.slots,
+    );
+    report.policy = this.policy;
+    report.imbalance = this.monitor.imbalanceState;
+    report.intruders = this.monitor.intruders;
+    return report;
+  }
+
+  /** Pids of the current worker processes, by slot (0 while a slot is restarting). */
+  workerPids(): number[] {
+    return this.slots.map((s) => s.current?.pid ?? 0);
+  }
+
+  /**
+   * Graceful stop: every worker drains its socket's queue and finishes, then the
+   * sockets are closed. Safe to call more than once.
+   */
+  stop(): Promise<StopReport> {
+    this.stopping ??= this.busy.then(() => this.stopOnce());
+    return this.stopping;
+  }
+
+  private stopOnce(): Promise<StopReport> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<StopReport> {
+    this.monitor.stop();
+    await Promise.all(this.slots.map((s) => s.retireAll()));
+    const leftBytes = this.slots.map((s) => {
+      if (s.closed) return 0;
+      s.close();
+      return s.lastMem.queueBytes;
+    });
+    await this.app.stop();
+    return { leftBytes, droppedAtClose: this.slots.reduce((a, s) => a + s.droppedAtClose, 0) };
+  }
+}

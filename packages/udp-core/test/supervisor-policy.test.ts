@@ -1,0 +1,246 @@
+/**
+ * The supervisor's policies without processes or clocks: crash backoff, a slot's
+ * promotion on reload and its restart decisions, and the rollback of a failed grow.
+ * Worker processes are fakes whose readiness and exit the test decides.
+ */
+import dgram from 'node:dgram';
+import { describe, expect, it } from 'vitest';
+import type { Counters } from '../src/counters.js';
+import type { OpenedSocket } from '../src/ffi/socket.js';
+import { CRASH_WINDOW_MS, MAX_BACKOFF_MS, nextRestart } from '../src/supervisor/backoff.js';
+import { Slot, type SlotDeps } from '../src/supervisor/slot.js';
+import { Supervisor } from '../src/supervisor/supervisor.js';
+import type { ExitInfo, WorkerHandle } from '../src/supervisor/worker-process.js';
+
+let nextPid = 1000;
+
+class FakeProc implements WorkerHandle {
+  readonly pid = nextPid++;
+  expected = false;
+  lastWords: string | undefined;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<ExitInfo>;
+  counts: Partial<Counters> = { datagrams: 0 };
+  retired = 0;
+  private markReady!: () => void;
+  private failReady!: (err: Error) => void;
+  private markExited!: (e: ExitInfo) => void;
+
+  constructor(readonly startedAt: number) {
+    this.ready = new Promise<void>((res, rej) => {
+      this.markReady = res;
+      this.failReady = rej;
+    });
+    this.ready.catch(() => undefined);
+    this.exited = new Promise((r) => (this.markExited = r));
+  }
+
+  counters(): Partial<Counters> {
+    return this.counts;
+  }
+
+  becomeReady(): void {
+    this.markReady();
+  }
+
+  exit(code: number | null, signal: NodeJS.Signals | null = null): void {
+    const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    this.failReady(new Error(`exited before it was ready`));
+    this.markExited({ code, signal, why });
+  }
+
+  async retire(): Promise<void> {
+    this.expected = true;
+    this.retired++;
+    this.exit(0);
+    await this.exited;
+  }
+}
+
+/** A slot with fake processes, a hand-driven clock and hand-fired timers. */
+function harness(spawnFails: () => boolean = () => false) {
+  const procs: FakeProc[] = [];
+  const timers: { fn: () => void; ms: number }[] = [];
+  const logs: string[] = [];
+  let now = 0;
+  let stopping = false;
+  const deps: SlotDeps = {
+    launch: () => {
+      if (spawnFails()) throw new Error('spawn EMFILE');
+      const p = new FakeProc(now);
+      procs.push(p);
+      return p;
+    },
+    log: (l) => logs.push(l),
+    drainTimeoutMs: 1000,
+    stopping: () => stopping,
+    setTimer: (fn, ms) => {
+      const t = { fn, ms };
+      timers.push(t);
+      return t;
+    },
+    clearTimer: (t) => void timers.splice(timers.indexOf(t as (typeof timers)[number]), 1),
+    now: () => now,
+  };
+  const slot = new Slot(0, { fd: -1, port: 1, inode: 1 } as unknown as OpenedSocket, deps);
+  return {
+    slot, procs, timers, logs,
+    advance: (ms: number) => void (now += ms),
+    stop: () => void (stopping = true),
+    /** Fires the pending restart timer (the backoff elapsed). */
+    fire: () => timers.shift()!.fn(),
+  };
+}
+
+/** Lets promise callbacks run (no time passes). */
+const settle = () => new Promise<void>((r) => setImmediate(r));
+
+describe('crash backoff', () => {
+  it('restarts the first crash at once, then doubles from 100 ms up to 10 s', () => {
+    const delays: number[] = [];
+    let streak = 0;
+    for (let i = 0; i < 12; i++) {
+      const d = nextRestart(streak, 10);
+      streak = d.streak;
+      delays.push(d.delayMs);
+    }
+    expect(delays).toEqual([0, 100, 200, 400, 800, 1600, 3200, 6400, MAX_BACKOFF_MS, MAX_BACKOFF_MS, MAX_BACKOFF_MS, MAX_BACKOFF_MS]);
+  });
+
+  it('calls three quick exits in a row a crash loop, and a process that lived past the window starts a new streak', () => {
+    expect(nextRestart(1, 10).crashLoop).toBe(false);
+    expect(nextRestart(2, 10).crashLoop).toBe(true);
+    expect(nextRestart(7, CRASH_WINDOW_MS)).toEqual({ streak: 1, delayMs: 0, crashLoop: false });
+  });
+});
+
+describe('a slot', () => {
+  it('fills an empty slot at once, and on reload promotes the new process only when it is ready', async () => {
+    const h = harness();
+    const first = h.slot.start();
+    expect(h.slot.current).toBe(h.procs[0]);
+    h.procs[0]!.becomeReady();
+    await first;
+    expect(h.slot.state).toBe('running');
+
+    h.procs[0]!.counts = { datagrams: 7 };
+    const reload = h.slot.start();
+    await settle();
+    // Not ready yet: the old process still reads the socket and is not asked to leave.
+    expect(h.slot.current).toBe(h.procs[0]);
+    expect(h.procs[0]!.retired).toBe(0);
+    h.procs[1]!.counts = { datagrams: 3 };
+    h.procs[1]!.becomeReady();
+    await reload;
+    expect(h.slot.current).toBe(h.procs[1]);
+    expect(h.procs[0]!.retired).toBe(1);
+    await settle();
+    // The old process's counts stay counted after it left.
+    expect(h.slot.counters().datagrams).toBe(10);
+    expect(h.timers).toHaveLength(0);
+  });
+
+  it('keeps the old process when a reload’s new one dies before it is ready', async () => {
+    const h = harness();
+    const first = h.slot.start();
+    h.procs[0]!.becomeReady();
+    await first;
+    const reload = h.slot.start();
+    h.procs[1]!.exit(70);
+    await expect(reload).rejects.toThrow(/before it was ready/);
+    await settle();
+    expect(h.slot.current).toBe(h.procs[0]);
+    expect(h.procs[0]!.retired).toBe(0);
+    expect(h.timers).toHaveLength(0);
+  });
+
+  it('restarts a crashed process on the same socket after a growing backoff, and not once the service stops', async () => {
+    const h = harness();
+    const first = h.slot.start();
+    h.procs[0]!.becomeReady();
+    await first;
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      h.advance(10);
+      h.slot.current!.exit(null, 'SIGKILL');
+      await settle();
+      expect(h.slot.state).toBe('backoff');
+      delays.push(h.timers[0]!.ms);
+      h.fire();
+      (h.procs.at(-1) as FakeProc).becomeReady();
+      await settle();
+      expect(h.slot.state).toBe('running');
+    }
+    expect(delays).toEqual([0, 100, 200]);
+    expect(h.slot.restarts).toBe(3);
+    expect(h.procs).toHaveLength(4);
+    expect(h.logs.at(-1)).toMatch(/crash loop, backing off 200 ms/);
+    h.stop();
+    h.slot.current!.exit(1);
+    await settle();
+    expect(h.timers).toHaveLength(0);
+    expect(h.slot.state).toBe('stopped');
+  });
+
+  it('retries a start that could not even spawn, with backoff, without a process to wait for', async () => {
+    let fail = true;
+    const h = harness(() => fail);
+    const first = h.slot.start();
+    await expect(first).rejects.toThrow(/EMFILE/);
+    // The first start's failure belongs to its caller; a restart's failure is retried.
+    fail = false;
+    const ok = h.slot.start();
+    h.procs[0]!.becomeReady();
+    await ok;
+    fail = true;
+    h.slot.current!.exit(1);
+    await settle();
+    h.fire();
+    await settle();
+    expect(h.logs.some((l) => /EMFILE/.test(l))).toBe(true);
+    expect(h.timers).toHaveLength(1);
+    fail = false;
+    h.fire();
+    h.procs.at(-1)!.becomeReady();
+    await settle();
+    expect(h.slot.state).toBe('running');
+  });
+});
+
+describe('a grow that fails', () => {
+  it('rolls back to the old size: the new sockets are closed and nothing was steered to them', async () => {
+    let failNew = false;
+    const launched: FakeProc[] = [];
+    const sup = new Supervisor(
+      { app: 'discard', port: 0, workers: 2, policy: { name: 'random' }, log: () => {} },
+      {
+        launch: () => {
+          const p = new FakeProc(Date.now());
+          launched.push(p);
+          if (failNew) queueMicrotask(() => p.exit(70));
+          else queueMicrotask(() => p.becomeReady());
+          return p;
+        },
+      },
+    );
+    await sup.start();
+    failNew = true;
+    await expect(sup.resize(4)).rejects.toThrow(/before it was ready/);
+    expect(sup.workers).toBe(2);
+    // The fakes read nothing: every datagram sent now stays queued on a socket of the
+    // group, and the stop reads them out and counts them. One on a closed socket would be lost.
+    const client = dgram.createSocket('udp4');
+    const n = 200;
+    for (let i = 0; i < n; i++) await new Promise<void>((r) => client.send(`d${i}`, sup.port, '127.0.0.1', () => r()));
+    client.close();
+    const report = await sup.stop();
+    expect(report.droppedAtClose).toBe(n);
+    expect(sup.stats().retired.workers).toBe(0);
+    // And the policy is back to `random` over 2: from one source port, both sockets get
+    // about half (a program left for 4 sockets would send half the traffic to the
+    // kernel's hash fallback, all on one socket: ~50/150).
+    const perSocket = sup.stats().workers.map((w) => w.droppedAtClose);
+    expect(perSocket).toHaveLength(2);
+    for (const c of perSocket) expect(c).toBeGreaterThanOrEqual(65);
+  });
+});
