@@ -98,6 +98,8 @@ export class NativeEngineSocket extends EngineSocket {
   private flushQueued = false;
   private readonly names = new Map<number | string, string>();
   private readonly sendNames = new Map<string, Buffer>();
+  /** Per receive slot: the Buffer view last handed to the app (reused for the same length). */
+  private readonly views: (Buffer | undefined)[];
   /** Datagrams whose control messages did not fit (MSG_CTRUNC): delivered without a timestamp. */
   controlTruncated = 0;
   /** Whether the kernel agreed to timestamp this socket's datagrams. */
@@ -113,6 +115,7 @@ export class NativeEngineSocket extends EngineSocket {
     this.rxWords = this.rx.headerWords;
     this.lastReceived = this.batch;
     this.txCallbacks = new Array<SendCallback | undefined>(this.batch);
+    this.views = new Array<Buffer | undefined>(this.batch).fill(undefined);
   }
 
   start(): Promise<void> {
@@ -252,6 +255,7 @@ export class NativeEngineSocket extends EngineSocket {
     const rx = this.rx;
     const words = this.rxWords;
     const mem = rx.memory;
+    const views = this.views;
     for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
       const flags = words[w + FLAGS_WORD]!;
       if (flags & MSG_TRUNC) {
@@ -262,7 +266,11 @@ export class NativeEngineSocket extends EngineSocket {
       // The receive time, or -1 seconds when there is none.
       rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
       const len = words[w + LEN_WORD]!;
-      this.deliver(Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len), this.remote(rx.nameOffset(i), len));
+      // The slot's view from last time if the length is the same (a hot stream's usually
+      // is): no Buffer is made per datagram. A view is only valid while its handler runs.
+      let view = views[i];
+      if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
+      this.deliver(view, this.remote(rx.nameOffset(i), len));
     }
   }
 
