@@ -3,99 +3,53 @@
 // `shardgram serve statsd` (2 workers) get the same burst of single-metric
 // datagrams; each one's flushed counter total is what it received.
 //
-//   node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--json]
+//   node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--quick] [--json]
 //
 // or, from another script: `const { markdown, rows } = await runStatsdBench({ log })`.
 //
-// The sender is a child process sending prebuilt datagrams ("bench.c17:1|c", 64
-// names) with sendmmsg through koffi, round-robin over K source sockets bound to
-// 127.0.0.1, as fast as it can (bounded by a count and a time). After the burst each
-// receiver's socket queue is waited empty (/proc/net/udp), then it is stopped with
-// SIGTERM: both flush on exit (Etsy from its exit handler, shardgram from the app's
-// stop hook after draining), so the counter totals cover the whole burst.
+// The sender is a child process running shardgram's native sender
+// (packages/udp-core/src/sender.ts, `NativeSender.sendPayloads`): prebuilt datagrams
+// ("bench.c17:1|c", 64 names) sent with sendmmsg, round-robin over K source sockets
+// bound to 127.0.0.1, as fast as it can (bounded by a count and a time). After the
+// burst each receiver's socket queue is waited empty (/proc/net/udp), then it is
+// stopped with SIGTERM: both flush on exit (Etsy from its exit handler, shardgram from
+// the app's stop hook after draining), so the counter totals cover the whole burst.
 //
-// Traffic goes only to 127.0.0.1. Build first (`npm run build`).
+// Etsy statsd is the npm devDependency `statsd` (`npm ci`); without it its rows are
+// skipped with the reason. Traffic goes only to 127.0.0.1. Build first (`npm run build`).
 import { spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ROOT, cpuMicros, freePort, mdTable, readSysctl, startServe, udpQueues, waitDrained, waitFor } from './lib.js';
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const SELF = fileURLToPath(import.meta.url);
-const SHARDGRAM = join(ROOT, 'packages', 'udp-core', 'bin', 'shardgram.js');
+const SENDER_JS = join(ROOT, 'packages', 'udp-core', 'dist', 'sender.js');
 const ETSY = join(ROOT, 'node_modules', 'statsd', 'stats.js');
 const SENDER_ENV = 'SHARDGRAM_STATSD_BENCH_SENDER';
 const HOST = '127.0.0.1';
+/** `--quick`: a smoke run that checks every row works, not a measurement. */
+export const QUICK = { count: 20_000, rounds: 1 };
 const FLUSH_MS = 600_000; // longer than any run: the only flush is the one on SIGTERM
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** user+sys CPU in ms of the given processes. */
+const cpuMs = (pids) => pids.reduce((s, pid) => s + cpuMicros(pid), 0) / 1000;
 
 // ---------------------------------------------------------------- the sender (child process)
 
-/** Sends `count` datagrams with sendmmsg over `sources` sockets; prints {"sent","ms","errors"}. */
+/** Sends `count` datagrams with the library's sendmmsg sender; prints {"sent","ms","errors"}. */
 async function senderMain(cfg) {
-  const { default: koffi } = await import('koffi');
-  const lib = koffi.load('libc.so.6');
-  const socket = lib.func('int socket(int, int, int)');
-  const bind = lib.func('int bind(int, const void *, uint32_t)');
-  const sendmmsg = lib.func('int sendmmsg(int, void *, uint32_t, int)');
-  const close = lib.func('int close(int)');
-  const AF_INET = 2;
-  const SOCK_DGRAM = 2;
-  const sockaddr = (port) => {
-    const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(port, 2);
-    Buffer.from([127, 0, 0, 1]).copy(b, 4);
-    return b;
-  };
-  const fds = [];
-  const any = sockaddr(0);
-  for (let i = 0; i < cfg.sources; i++) {
-    const fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0 || bind(fd, any, 16) !== 0) throw new Error(`socket/bind failed (errno ${koffi.errno()})`);
-    fds.push(fd);
+  const { NativeSender } = await import(pathToFileURL(SENDER_JS).href);
+  const payloads = Array.from({ length: cfg.batch }, (_, i) => Buffer.from(`bench.c${String(i % cfg.names).padStart(2, '0')}:1|c`));
+  const sender = new NativeSender({ address: HOST, port: cfg.port, sources: cfg.sources, batch: cfg.batch });
+  try {
+    const r = await sender.sendPayloads({ payloads, count: cfg.count, maxDurationMs: cfg.maxMs });
+    process.stdout.write(`${JSON.stringify({ sent: r.sent - r.sendErrors, ms: r.durationMs, errors: r.sendErrors })}\n`);
+  } finally {
+    sender.close();
   }
-  // One arena: mmsghdr[batch] (64 bytes each), iovec[batch] (16), the destination, the payloads.
-  const B = cfg.batch;
-  const payloads = Array.from({ length: B }, (_, i) => Buffer.from(`bench.c${String(i % cfg.names).padStart(2, '0')}:1|c`));
-  const dataLen = payloads.reduce((s, p) => s + p.length, 0);
-  const mem = Buffer.alloc(B * 64 + B * 16 + 16 + dataLen);
-  const base = koffi.address(mem);
-  const iovOff = B * 64;
-  const dstOff = iovOff + B * 16;
-  sockaddr(cfg.port).copy(mem, dstOff);
-  let dataOff = dstOff + 16;
-  for (let i = 0; i < B; i++) {
-    payloads[i].copy(mem, dataOff);
-    mem.writeBigUInt64LE(base + BigInt(dataOff), iovOff + i * 16);
-    mem.writeBigUInt64LE(BigInt(payloads[i].length), iovOff + i * 16 + 8);
-    const h = i * 64;
-    mem.writeBigUInt64LE(base + BigInt(dstOff), h); // msg_name
-    mem.writeUInt32LE(16, h + 8); // msg_namelen
-    mem.writeBigUInt64LE(base + BigInt(iovOff + i * 16), h + 16); // msg_iov
-    mem.writeBigUInt64LE(1n, h + 24); // msg_iovlen
-    dataOff += payloads[i].length;
-  }
-  let sent = 0;
-  let errors = 0;
-  let s = 0;
-  const start = performance.now();
-  while (sent < cfg.count) {
-    const want = Math.min(B, cfg.count - sent);
-    const n = sendmmsg(fds[s], mem, want, 0);
-    if (n > 0) sent += n;
-    else errors++;
-    s = s + 1 === fds.length ? 0 : s + 1;
-    if ((sent & 0x3fff) < B && performance.now() - start > cfg.maxMs) break;
-  }
-  const ms = performance.now() - start;
-  for (const fd of fds) close(fd);
-  process.stdout.write(`${JSON.stringify({ sent, ms, errors })}\n`);
 }
 
 function runSender(cfg) {
@@ -120,59 +74,6 @@ function runSender(cfg) {
 
 // ---------------------------------------------------------------- receivers
 
-function freePort(kind) {
-  return new Promise((resolve, reject) => {
-    if (kind === 'tcp') {
-      const s = createServer();
-      s.on('error', reject);
-      s.listen(0, HOST, () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    } else {
-      const s = dgram.createSocket('udp4');
-      s.on('error', reject);
-      s.bind(0, HOST, () => {
-        const p = s.address().port;
-        s.close(() => resolve(p));
-      });
-    }
-  });
-}
-
-/** Bytes queued on the UDP sockets bound to 127.0.0.1:port, from /proc/net/udp (rx_queue). */
-function queuedBytes(port) {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  let total = 0;
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 5 || f[1] !== `0100007F:${hexPort}`) continue;
-    total += parseInt(f[4].split(':')[1], 16);
-  }
-  return total;
-}
-
-/** Waits until the port's queues are empty twice in a row (bounded). */
-async function waitDrained(port, maxMs = 10_000) {
-  const end = Date.now() + maxMs;
-  let empty = 0;
-  while (Date.now() < end && empty < 2) {
-    empty = queuedBytes(port) === 0 ? empty + 1 : 0;
-    await sleep(50);
-  }
-}
-
-/** user+sys CPU in ms of a process, from /proc/PID/stat. */
-function cpuMs(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-  } catch {
-    return 0;
-  }
-}
-
 function spawnLogged(args, opts = {}) {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   let log = '';
@@ -180,15 +81,6 @@ function spawnLogged(args, opts = {}) {
   child.stderr.on('data', (d) => (log += d));
   const exited = new Promise((r) => child.on('close', (code, signal) => r({ code, signal })));
   return { child, log: () => log, exited };
-}
-
-async function waitFor(fn, ms, what) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 const ETSY_BACKEND = `
@@ -215,6 +107,7 @@ dgram.createSocket = function (type, listener) {
 async function runEtsy(dir, cfg, { rcvbuf } = {}) {
   const port = await freePort('udp');
   const dump = join(dir, `etsy-${port}.jsonl`);
+  writeFileSync(dump, '');
   const backend = join(dir, 'etsy-backend.cjs');
   writeFileSync(backend, ETSY_BACKEND);
   const config = join(dir, `etsy-${port}.js`);
@@ -230,11 +123,12 @@ async function runEtsy(dir, cfg, { rcvbuf } = {}) {
     p = spawnLogged([ETSY, config]);
   }
   try {
-    await waitFor(() => /server is up/.test(p.log()), 10_000, 'Etsy statsd to start');
-    const cpu0 = cpuMs(p.child.pid);
+    await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
+    if (p.child.exitCode !== null) throw new Error(`Etsy statsd exited at start:\n${p.log()}`);
+    const cpu0 = cpuMs([p.child.pid]);
     const s = await runSender({ ...cfg, port });
     await waitDrained(port);
-    const cpu = cpuMs(p.child.pid) - cpu0;
+    const cpu = cpuMs([p.child.pid]) - cpu0;
     p.child.kill('SIGTERM');
     await p.exited;
     let received = 0;
@@ -249,31 +143,24 @@ async function runEtsy(dir, cfg, { rcvbuf } = {}) {
 
 async function runShardgram(dir, cfg, { engine, workers, rcvbuf }) {
   const out = join(dir, `shardgram-${Date.now()}-${engine}.jsonl`);
-  const args = [SHARDGRAM, 'serve', 'statsd', '--port', '0', '--workers', String(workers), '--engine', engine, '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`];
+  const args = ['statsd', '--port', '0', '--workers', String(workers), '--engine', engine, '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`];
   if (rcvbuf) args.push('--rcvbuf', rcvbuf);
-  const p = spawnLogged(args);
+  const sg = await startServe(args, { workers });
   try {
-    const ready = /^shardgram: \S+ on udp 127\.0\.0\.1:(\d+) .*\n/m;
-    await waitFor(() => ready.test(p.log()) || p.child.exitCode !== null, 20_000, 'shardgram to start');
-    const m = ready.exec(p.log());
-    if (!m) throw new Error(`shardgram did not start:\n${p.log()}`);
-    const port = Number(m[1]);
-    const pids = [...p.log().matchAll(/worker \d+ ready: pid (\d+)/g)].map((m) => Number(m[1]));
-    const cpu0 = pids.reduce((s, pid) => s + cpuMs(pid), 0);
-    const s = await runSender({ ...cfg, port });
-    await waitDrained(port);
-    const cpu = pids.reduce((s2, pid) => s2 + cpuMs(pid), 0) - cpu0;
-    p.child.kill('SIGTERM');
-    const { code } = await p.exited;
-    if (code !== 0) throw new Error(`shardgram exited ${code}:\n${p.log()}`);
+    const cpu0 = cpuMs(sg.pids);
+    const s = await runSender({ ...cfg, port: sg.port });
+    await waitDrained(sg.port);
+    const cpu = cpuMs(sg.pids) - cpu0;
+    const drops = udpQueues(sg.port).drops;
+    const { code } = await sg.stop('SIGTERM');
+    if (code !== 0) throw new Error(`shardgram exited ${code}:\n${sg.log()}`);
     let received = 0;
     for (const line of readFileSync(out, 'utf8').split('\n').filter(Boolean)) {
       for (const [k, v] of Object.entries(JSON.parse(line).counters)) if (k.startsWith('bench.')) received += v;
     }
-    const drops = /(\d+) dropped by the kernel/.exec(p.log());
-    return { sent: s.sent, sendMs: s.ms, received, cpuMs: cpu, kernelDrops: drops ? Number(drops[1]) : undefined };
+    return { sent: s.sent, sendMs: s.ms, received, cpuMs: cpu, kernelDrops: drops };
   } finally {
-    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    if (sg.child.exitCode === null && sg.child.signalCode === null) sg.child.kill('SIGKILL');
   }
 }
 
@@ -295,13 +182,15 @@ export async function runStatsdBench({
   const cfg = { count, sources, names, batch: 64, maxMs: maxMsPerBurst };
   const dir = mkdtempSync(join(os.tmpdir(), 'shardgram-statsd-bench-'));
   const big = 4 << 20;
+  const etsyMissing = existsSync(ETSY) ? undefined : `Etsy statsd is not installed (${ETSY}): run \`npm ci\` (it is a devDependency); its rows are skipped`;
+  if (etsyMissing) log(etsyMissing);
   const configs = [
     { name: 'Etsy statsd 0.9.0 (1 process), default SO_RCVBUF', buffer: 'default', etsy: true, run: () => runEtsy(dir, cfg) },
     { name: `shardgram statsd, ${workers} workers, dgram engine, default SO_RCVBUF`, buffer: 'default', run: () => runShardgram(dir, cfg, { engine: 'dgram', workers }) },
     { name: `shardgram statsd, ${workers} workers, native engine, default SO_RCVBUF`, buffer: 'default', run: () => runShardgram(dir, cfg, { engine: 'native', workers }) },
     { name: 'Etsy statsd 0.9.0 (1 process), SO_RCVBUF 4 MiB', buffer: '4m', etsy: true, run: () => runEtsy(dir, cfg, { rcvbuf: big }) },
     { name: `shardgram statsd, ${workers} workers, native engine, --rcvbuf 4m`, buffer: '4m', run: () => runShardgram(dir, cfg, { engine: 'native', workers, rcvbuf: '4m' }) },
-  ];
+  ].filter((c) => !(c.etsy && etsyMissing));
   const totals = configs.map((c) => ({ name: c.name, buffer: c.buffer, etsy: Boolean(c.etsy), sent: 0, received: 0, cpuMs: 0, sendMs: 0, runs: 0 }));
   const started = Date.now();
   try {
@@ -326,9 +215,10 @@ export async function runStatsdBench({
     sendRate: t.sent / (t.sendMs / 1000), cpuUsPerReceived: t.received ? (1000 * t.cpuMs) / t.received : 0,
   }));
   const lines = [
-    '| receiver | sent | received | lost | loss % | receiver CPU µs / received datagram |',
-    '|---|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.name} | ${int(r.sent)} | ${int(r.received)} | ${int(r.lost)} | ${r.lossPct.toFixed(2)}% | ${r.cpuUsPerReceived.toFixed(2)} |`),
+    mdTable(
+      ['receiver', 'sent', 'received', 'lost', 'loss %', 'receiver CPU µs / received datagram'],
+      rows.map((r) => [r.name, int(r.sent), int(r.received), int(r.lost), `${r.lossPct.toFixed(2)}%`, r.cpuUsPerReceived.toFixed(2)]),
+    ),
   ];
   // The target, per buffer size: the best shardgram row against Etsy with the same buffer.
   const verdicts = [];
@@ -352,11 +242,12 @@ export async function runStatsdBench({
       `rows interleaved. "received" is the receiver's flushed counter total (both flush on SIGTERM, after the burst has drained). ` +
       `The default SO_RCVBUF is net.core.rmem_default = ${readSysctl('net.core.rmem_default')} bytes; Etsy statsd has no buffer setting, ` +
       `so its 4 MiB rows get it from a preload that sets dgram's recvBufferSize. ` +
-      `${os.cpus().length} CPUs, shared by the sender and the receivers; Node ${process.versions.node}; default steering policy (key).`,
+      `${os.cpus().length} CPUs, shared by the sender and the receivers; Node ${process.versions.node}; the statsd app's default steering policy (random).`,
     '',
     ...lines,
     '',
     ...verdicts,
+    ...(etsyMissing ? [`- ${etsyMissing}.`] : []),
     '',
     `Generated by \`node bench/statsd.js\` on ${new Date().toISOString().slice(0, 10)} in ${((Date.now() - started) / 1000).toFixed(0)} s.`,
     '',
@@ -364,29 +255,7 @@ export async function runStatsdBench({
   return { markdown, rows };
 }
 
-function readSysctl(name) {
-  try {
-    return readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8').trim();
-  } catch {
-    return '?';
-  }
-}
-
 // ---------------------------------------------------------------- cold start, one hot name (issue 13)
-
-/** Queued bytes and drops (the kernel's per-socket drop counter) of the UDP sockets on 127.0.0.1:port. */
-function udpPortCounters(port) {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  let queued = 0;
-  let drops = 0;
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 13 || f[1] !== `0100007F:${hexPort}`) continue;
-    queued += parseInt(f[4].split(':')[1], 16);
-    drops += Number(f[12]);
-  }
-  return { queued, drops };
-}
 
 /**
  * One receiver, started fresh: as soon as it is ready, a burst of `count` datagrams of
@@ -399,6 +268,7 @@ async function coldReceiver(dir, cfg, kind, workers) {
   let port;
   let pids;
   const out = join(dir, `cold-${kind}-${Date.now()}.jsonl`);
+  writeFileSync(out, '');
   if (kind === 'etsy') {
     port = await freePort('udp');
     const backend = join(dir, 'etsy-backend.cjs');
@@ -406,27 +276,25 @@ async function coldReceiver(dir, cfg, kind, workers) {
     const config = join(dir, `etsy-cold-${port}.js`);
     writeFileSync(config, JSON.stringify({ port, address: HOST, mgmt_port: await freePort('tcp'), mgmt_address: HOST, flushInterval: FLUSH_MS, backends: [backend], dumpFile: out }));
     p = spawnLogged([ETSY, config]);
-    await waitFor(() => /server is up/.test(p.log()), 10_000, 'Etsy statsd to start');
+    await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
+    if (p.child.exitCode !== null) throw new Error(`Etsy statsd exited at start:\n${p.log()}`);
     pids = [p.child.pid];
   } else {
     // Default settings, as a new user runs it: only the port, the worker count and the output.
-    p = spawnLogged([SHARDGRAM, 'serve', 'statsd', '--port', '0', '--workers', String(workers), '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`]);
-    const ready = /^shardgram: \S+ on udp 127\.0\.0\.1:(\d+) .*\n/m;
-    await waitFor(() => ready.test(p.log()) || p.child.exitCode !== null, 20_000, 'shardgram to start');
-    const m = ready.exec(p.log());
-    if (!m) throw new Error(`shardgram did not start:\n${p.log()}`);
-    port = Number(m[1]);
-    pids = [...p.log().matchAll(/worker \d+ ready: pid (\d+)/g)].map((x) => Number(x[1]));
+    const sg = await startServe(['statsd', '--port', '0', '--workers', String(workers), '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`], { workers });
+    p = { child: sg.child, log: sg.log, exited: sg.exited };
+    port = sg.port;
+    pids = sg.pids;
   }
   try {
     const bursts = [];
     for (const phase of ['cold', 'warm']) {
-      const before = udpPortCounters(port);
-      const cpu0 = pids.reduce((a, pid) => a + cpuMs(pid), 0);
+      const before = udpQueues(port);
+      const cpu0 = cpuMs(pids);
       const s = await runSender({ ...cfg, port });
       await waitDrained(port);
-      const cpu = pids.reduce((a, pid) => a + cpuMs(pid), 0) - cpu0;
-      const lost = udpPortCounters(port).drops - before.drops;
+      const cpu = cpuMs(pids) - cpu0;
+      const lost = udpQueues(port).drops - before.drops;
       bursts.push({ phase, sent: s.sent, sendMs: s.ms, lost, cpuMs: cpu });
     }
     p.child.kill('SIGTERM');
@@ -449,6 +317,7 @@ async function coldReceiver(dir, cfg, kind, workers) {
  */
 export async function runStatsdColdBurst({ log = (line) => process.stderr.write(`${line}\n`), count = 400_000, sources = 64, rounds = 3, workers = 2, maxMsPerBurst = 8000 } = {}) {
   if (!existsSync(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error('build first: npm run build');
+  if (!existsSync(ETSY)) throw new Error(`Etsy statsd is not installed (${ETSY}): run \`npm ci\` (it is a devDependency)`);
   const cfg = { count, sources, names: 1, batch: 64, maxMs: maxMsPerBurst };
   const dir = mkdtempSync(join(os.tmpdir(), 'shardgram-statsd-cold-'));
   const rows = [];
@@ -472,9 +341,11 @@ export async function runStatsdColdBurst({ log = (line) => process.stderr.write(
     rmSync(dir, { recursive: true, force: true });
   }
   const lines = [
-    '| round | receiver | burst | sent | datagrams/s | lost | loss % | receiver CPU µs / datagram |',
-    '|---:|---|---|---:|---:|---:|---:|---:|',
-    ...rows.map((x) => `| ${x.round} | ${x.name} | ${x.phase} | ${int(x.sent)} | ${int(x.sendRate)} | ${int(x.lost)} | ${x.lossPct.toFixed(2)}% | ${x.cpuUsPerDatagram.toFixed(2)} |`),
+    mdTable(
+      ['round', 'receiver', 'burst', 'sent', 'datagrams/s', 'lost', 'loss %', 'receiver CPU µs / datagram'],
+      rows.map((x) => [x.round, x.name, x.phase, int(x.sent), int(x.sendRate), int(x.lost), `${x.lossPct.toFixed(2)}%`, x.cpuUsPerDatagram.toFixed(2)]),
+      ['r', 'l', 'l', 'r', 'r', 'r', 'r', 'r'],
+    ),
   ];
   const verdicts = [];
   for (let r = 1; r <= rounds; r++) {
@@ -515,22 +386,28 @@ if (process.env[SENDER_ENV]) {
       sources: { type: 'string', default: '64' },
       names: { type: 'string', default: '64' },
       rounds: { type: 'string' },
-      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
       'cold-burst': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--json] [--cold-burst]\n');
+    process.stdout.write('Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--quick] [--json] [--cold-burst]\n' +
+      '  --quick: a short smoke run (1 round of 20000 datagrams per row)\n' +
+      '  --cold-burst: only the cold-start hot-name burst (3 rounds; Etsy statsd beside shardgram)\n');
     process.exit(0);
   }
   if (values['cold-burst']) {
-    const { markdown, rows } = await runStatsdColdBurst({ count: Number(values.count), sources: Number(values.sources), rounds: Number(values.rounds ?? 3) });
+    const { markdown, rows } = await runStatsdColdBurst({
+      count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 3),
+    });
     process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : markdown);
     process.exit(0);
   }
   const { markdown, rows } = await runStatsdBench({
-    count: Number(values.count), sources: Number(values.sources), names: Number(values.names), rounds: Number(values.rounds ?? 2),
+    count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), names: Number(values.names),
+    rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 2),
   });
   process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : markdown);
 }

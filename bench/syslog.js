@@ -3,19 +3,20 @@
 // syslog` on 2 workers (writing its JSON records), both on loopback with the same
 // SO_RCVBUF. Counted: messages written to the output file vs messages sent.
 //
-//   node bench/syslog.js            (after `npm run build`; installs rsyslog with apt-get if missing)
+//   node bench/syslog.js [--quick]   (after `npm run build`)
 //
-// Export: runSyslogBench({ log }) → { markdown, rows }. Bounded: every phase has a
-// count and a deadline, and the whole run stops starting new work after 50 s.
+// rsyslogd is not installed by the benchmark: without it its rows are skipped with the
+// reason (bench/setup.sh installs it). Export: runSyslogBench({ log, quick }) →
+// { markdown, rows }. Bounded: every phase has a count and a deadline, and the whole
+// run stops starting new work after 50 s.
 import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, closeSync, fstatSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, fstatSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { ROOT, SETUP_HINT, freePort, mdTable, sleep, startServe, treeCpuMicros, udpQueues, which } from './lib.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SHARDGRAM = join(ROOT, 'packages/udp-core/bin/shardgram.js');
 const RCVBUF = 4 * 1024 * 1024;
 const TOTAL_BUDGET_MS = 50_000;
 const SOURCES = 32;
@@ -26,89 +27,11 @@ const BURSTS = [
   { name: 'paced 50 000 msg/s', count: 100_000, rate: 50_000 },
   { name: 'flat out', count: 100_000, rate: 0 },
 ];
+/** `--quick`: one short burst per receiver, to check that every row works. */
+const QUICK_BURSTS = [{ name: 'paced 20 000 msg/s (quick)', count: 5_000, rate: 20_000 }];
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function which(cmd) {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || null;
-  } catch {
-    return null;
-  }
-}
-
-/** rsyslogd, installed from the Debian package if missing (without starting the system service). */
-function ensureRsyslog(log) {
-  const found = which('rsyslogd');
-  if (found) return found;
-  if (process.getuid?.() !== 0 || !which('apt-get')) return null;
-  log('rsyslogd not found: installing the Debian package rsyslog (apt-get update, then install)');
-  // policy-rc.d exit 101 keeps apt from starting the system rsyslog (it would take /dev/log).
-  const policy = '/usr/sbin/policy-rc.d';
-  const ownPolicy = !existsSync(policy);
-  try {
-    if (ownPolicy) writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 120_000 });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'rsyslog'], { stdio: 'ignore', env, timeout: 180_000 });
-  } catch (err) {
-    log(`could not install rsyslog: ${err.message}`);
-  } finally {
-    if (ownPolicy) {
-      try {
-        unlinkSync(policy);
-      } catch {
-        // already gone
-      }
-    }
-  }
-  return which('rsyslogd');
-}
-
-async function freeUdpPort() {
-  const s = dgram.createSocket('udp4');
-  await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** Kernel drops of every UDP socket bound to `port` (the last column of /proc/net/udp). */
-function kernelDrops(port) {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  let drops = 0;
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const cols = line.trim().split(/\s+/);
-    if (cols[1]?.endsWith(hex)) drops += Number(cols[cols.length - 1]) || 0;
-  }
-  return drops;
-}
-
-let ticksPerSecond;
-/** CPU time (user + system, ms) of a process and all its descendants, from /proc. */
-function treeCpuMs(rootPid) {
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  const stats = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const raw = readFileSync(`/proc/${name}/stat`, 'utf8');
-      // Fields after the ")" of the command name: state ppid … utime(14) stime(15).
-      const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
-      stats.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  let ticks = 0;
-  const todo = [rootPid];
-  while (todo.length) {
-    const pid = todo.pop();
-    ticks += stats.get(pid)?.ticks ?? 0;
-    for (const [child, st] of stats) if (st.ppid === pid) todo.push(child);
-  }
-  return (ticks / ticksPerSecond) * 1000;
-}
+const kernelDrops = (port) => udpQueues(port).drops;
+const treeCpuMs = (pid) => treeCpuMicros(pid) / 1000;
 
 /** Counts the lines of a growing file that contain `marker`, reading only what is new. */
 class LineCounter {
@@ -217,7 +140,7 @@ function waitForExit(child, ms) {
 
 async function startRsyslog(bin, dir, port) {
   const work = join(dir, 'rsyslog-work');
-  execFileSync('mkdir', ['-p', work]);
+  mkdirSync(work, { recursive: true });
   const out = join(dir, 'rsyslog.jsonl');
   const conf = join(dir, 'rsyslog.conf');
   // Only imudp is loaded: no imuxsock (/dev/log), no imklog; own pid file and work directory.
@@ -243,29 +166,8 @@ async function startRsyslog(bin, dir, port) {
 
 async function startShardgram(dir, port, engine) {
   const out = join(dir, `shardgram-${engine}.jsonl`);
-  const child = spawn(
-    process.execPath,
-    [SHARDGRAM, 'serve', 'syslog', '--port', String(port), '--workers', '2', '--engine', engine, '--rcvbuf', String(RCVBUF), '--app-option', `out=${out}`],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`shardgram did not start: ${stderr}`)), 20_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (/^shardgram: /m.test(stdout)) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`shardgram exited (${code}) before it was ready: ${stderr}`));
-    });
-  });
-  return { child, out, stderr: () => stderr, stop: async () => { child.kill('SIGTERM'); await waitForExit(child, 15_000); } };
+  const sg = await startServe(['syslog', '--port', String(port), '--workers', '2', '--engine', engine, '--rcvbuf', String(RCVBUF), '--app-option', `out=${out}`], { workers: 2 });
+  return { child: sg.child, out, stderr: sg.log, stop: () => sg.stop('SIGTERM', 15_000) };
 }
 
 /** Sends probes until one shows up in the output: the receiver is up and writing. */
@@ -283,14 +185,14 @@ async function warmUp(port, counter, deadline) {
   }
 }
 
-async function benchTarget(name, start, dir, log, budgetEnd) {
-  const port = await freeUdpPort();
+async function benchTarget(name, start, dir, log, budgetEnd, bursts) {
+  const port = await freePort('udp');
   const target = await start(dir, port);
   const rows = [];
   try {
     const warm = new LineCounter(target.out, 'sgbench-warm-');
     if (!(await warmUp(port, warm, Math.min(budgetEnd, Date.now() + 10_000)))) throw new Error(`${name} wrote nothing: ${target.stderr()}`);
-    for (const [b, burst] of BURSTS.entries()) {
+    for (const [b, burst] of bursts.entries()) {
       if (Date.now() > budgetEnd - 5_000) {
         log(`${name}: skipping "${burst.name}" (time budget)`);
         continue;
@@ -326,14 +228,15 @@ function toMarkdown(rows, meta) {
   const pct = (a, b) => (b ? `${((100 * a) / b).toFixed(2)} %` : '–');
   const lines = [
     `Same bursts of RFC 5424 messages (~240 bytes, ${SOURCES} source ports, loopback) to each receiver; SO_RCVBUF ${RCVBUF / 1048576} MiB asked on every socket.`,
-    `Machine: ${meta.cpus} cores, Node ${process.version}, ${meta.rsyslog ?? 'rsyslog not available'}.`,
+    `Machine: ${meta.cpus} cores, Node ${process.version}, ${meta.rsyslog ?? `rsyslog not installed (its rows are skipped; ${SETUP_HINT})`}.`,
     '',
-    '| receiver | burst | sent | written | written / sent | lost | duplicates | kernel drops | send time | written per s | receiver CPU | CPU per message |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map(
-      (r) =>
-        `| ${r.receiver} | ${r.burst} | ${r.sent} | ${r.written} | ${pct(r.written - r.duplicates, r.sent)} | ${r.lost} | ${r.duplicates} | ${r.kernelDrops} | ` +
-        `${r.sendMs} ms | ${r.writtenPerSec} | ${r.receiverCpuMs} ms | ${r.cpuMicrosPerMessage ?? '–'} µs |`,
+    mdTable(
+      ['receiver', 'burst', 'sent', 'written', 'written / sent', 'lost', 'duplicates', 'kernel drops', 'send time', 'written per s', 'receiver CPU', 'CPU per message'],
+      rows.map((r) => [
+        r.receiver, r.burst, r.sent, r.written, pct(r.written - r.duplicates, r.sent), r.lost, r.duplicates, r.kernelDrops,
+        `${r.sendMs} ms`, r.writtenPerSec, `${r.receiverCpuMs} ms`, `${r.cpuMicrosPerMessage ?? '–'} µs`,
+      ]),
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
     '',
     'written / sent counts distinct messages; lost = sent − distinct written; kernel drops from /proc/net/udp for the port;',
@@ -342,34 +245,35 @@ function toMarkdown(rows, meta) {
   return lines.join('\n');
 }
 
-export async function runSyslogBench({ log = (line) => process.stderr.write(`${line}\n`) } = {}) {
+export async function runSyslogBench({ log = (line) => process.stderr.write(`${line}\n`), quick = false } = {}) {
+  const bursts = quick ? QUICK_BURSTS : BURSTS;
   const budgetEnd = Date.now() + TOTAL_BUDGET_MS;
   if (!existsSync(join(ROOT, 'packages/examples/dist/syslog.js'))) throw new Error('build first: npm run build');
   const dir = mkdtempSync(join(tmpdir(), 'shardgram-syslog-bench-'));
   const rows = [];
   let rsyslogVersion;
   try {
-    const bin = ensureRsyslog(log);
+    const bin = which('rsyslogd') ?? (existsSync('/usr/sbin/rsyslogd') ? '/usr/sbin/rsyslogd' : undefined);
     if (bin) {
       rsyslogVersion = /rsyslogd\s+([\d.]+)/.exec(execFileSync(bin, ['-v'], { encoding: 'utf8' }))?.[1];
       rsyslogVersion = rsyslogVersion ? `rsyslog ${rsyslogVersion}` : 'rsyslog';
-      rows.push(...(await benchTarget(`${rsyslogVersion} imudp (2 threads) → omfile`, (d, p) => startRsyslog(bin, d, p), dir, log, budgetEnd)));
+      rows.push(...(await benchTarget(`${rsyslogVersion} imudp (2 threads) → omfile`, (d, p) => startRsyslog(bin, d, p), dir, log, budgetEnd, bursts)));
     } else {
-      log('rsyslogd is not available (and could not be installed): its rows are left out');
+      log(`rsyslogd is not installed: its rows are skipped (${SETUP_HINT})`);
     }
     for (const engine of ['dgram', 'native']) {
-      rows.push(...(await benchTarget(`shardgram syslog, 2 workers (${engine} engine)`, (d, p) => startShardgram(d, p, engine), dir, log, budgetEnd)));
+      rows.push(...(await benchTarget(`shardgram syslog, 2 workers (${engine} engine)`, (d, p) => startShardgram(d, p, engine), dir, log, budgetEnd, bursts)));
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const cpus = (await import('node:os')).availableParallelism();
+  const cpus = availableParallelism();
   return { markdown: toMarkdown(rows, { cpus, rsyslog: rsyslogVersion }), rows };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const started = Date.now();
-  runSyslogBench().then(
+  runSyslogBench({ quick: process.argv.includes('--quick') }).then(
     ({ markdown }) => {
       process.stdout.write(`${markdown}\n\n(${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
       process.exit(0);

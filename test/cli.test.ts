@@ -46,9 +46,11 @@ describe('shardgram command line', () => {
 
   it('rejects a bad app option in one line with exit 2, before any worker starts', async () => {
     for (const [args, message] of [
-      [['serve', 'statsd', '--port', '0', '--flush-interval', 'soon'], /^shardgram: statsd option flushInterval="soon": expected an integer number of milliseconds/],
+      [['serve', 'statsd', '--port', '0', '--flush-interval', 'soon'], /^shardgram: --flush-interval must be a whole number of milliseconds from 10 to 86400000; got "soon"$/],
+      [['serve', 'statsd', '--port', '0', '-o', 'flushInterval=5'], /^shardgram: --app-option flushInterval must be from 10 to 86400000 milliseconds; got 5$/],
       [['serve', 'statsd', '--port', '0', '-o', 'bogus=1'], /^shardgram: unknown statsd option "bogus"/],
-      [['serve', 'syslog', '--port', '0', '--keep', '0'], /^shardgram: syslog: --app-option keep must be a whole number from 1 to 1000; got "0"/],
+      [['serve', 'syslog', '--port', '0', '--keep', '0'], /^shardgram: --keep must be from 1 to 1000; got 0$/],
+      [['serve', 'syslog', '--port', '0', '--max-bytes', '10q'], /^shardgram: --max-bytes must be a number of bytes such as 4194304, 4096k, 4m or 4MiB; got "10q"$/],
     ] as const) {
       const r = await runCli([...args], { timeoutMs: 20_000 });
       expect(r.code).toBe(2);

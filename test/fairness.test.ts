@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chiSquareSurvival, fairness } from '@shardgram/udp-core';
+import { chiSquareSurvival, fairness } from '@shardgram/udp-core/stats';
 
 describe('fairness figures', () => {
   it("computes Jain's index (Σx)²/(N·Σx²)", () => {

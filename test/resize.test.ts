@@ -1,13 +1,28 @@
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import { Supervisor, closeFd, openReusePortSocket, runLoad, socketMemInfo } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { runLoad } from '@shardgram/udp-core/load';
+import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 import { runCli, startServe } from './helpers/cli.js';
-import { sleep, waitFor } from './helpers/udp.js';
+import { waitFor } from './helpers/udp.js';
+
+/** Resolves once the load has sent `n` datagrams (throws after 30 s). */
+type UntilSent = (n: number) => Promise<void>;
+
+/** Starts a steady, sequenced echo load on `port`: the report, and a way to wait for its progress. */
+function startLoad(port: number, count: number, rate: number): { load: ReturnType<typeof runLoad>; untilSent: UntilSent } {
+  let sent = 0;
+  const load = runLoad({ port, sources: 64, count, rate, size: 64, replyTimeoutMs: 2_000, maxDurationMs: 30_000, onProgress: (p) => (sent = p.sent) });
+  const untilSent: UntilSent = async (n) => {
+    if (!(await waitFor(() => sent >= n, 30_000))) throw new Error(`the load sent ${sent} of ${n} within 30 s`);
+  };
+  return { load, untilSent };
+}
 
 /** Runs a steady, sequenced echo load while `during` changes the service; returns the load report. */
-async function underLoad(sup: Supervisor, during: () => Promise<void>, count = 12_000, rate = 3_000): Promise<Awaited<ReturnType<typeof runLoad>>> {
-  const load = runLoad({ port: sup.port, sources: 64, count, rate, size: 64, replyTimeoutMs: 2_000, maxDurationMs: 30_000 });
-  await during();
+async function underLoad(sup: Supervisor, during: (untilSent: UntilSent) => Promise<void>, count = 12_000, rate = 3_000): Promise<Awaited<ReturnType<typeof runLoad>>> {
+  const { load, untilSent } = startLoad(sup.port, count, rate);
+  await during(untilSent);
   return load;
 }
 
@@ -18,11 +33,11 @@ describe('live resize and rolling reload lose nothing', () => {
       const sup = new Supervisor({ app: 'echo', port: 0, workers: 4, policy, log: (l) => logs.push(l) });
       await sup.start();
       try {
-        const report = await underLoad(sup, async () => {
-          await sleep(800);
+        const report = await underLoad(sup, async (untilSent) => {
+          await untilSent(2_400); // a fifth of the load (~0.8 s) went to 4 workers
           expect(await sup.resize(2)).toEqual({ from: 4, to: 2 });
           expect(sup.workerPids()).toHaveLength(2);
-          await sleep(800);
+          await untilSent(4_800); // and another ~0.8 s to 2 of them
           expect(await sup.resize(4)).toEqual({ from: 2, to: 4 });
         });
         expect(report.sent).toBe(12_000);
@@ -47,8 +62,8 @@ describe('live resize and rolling reload lose nothing', () => {
     const serving = await startServe(['echo', '--port', '0', '--workers', '3', '--stats-port', '0'], 3);
     try {
       const before = serving.pids;
-      const load = runLoad({ port: serving.port, sources: 64, count: 9_000, rate: 3_000, size: 64, replyTimeoutMs: 2_000, maxDurationMs: 30_000 });
-      await sleep(800);
+      const { load, untilSent } = startLoad(serving.port, 9_000, 3_000);
+      await untilSent(2_400); // ~0.8 s into the load
       serving.child.kill('SIGHUP');
       expect(await waitFor(() => /reloaded: 3 workers on new processes/.test(serving.stdout()), 15_000)).toBe(true);
       const report = await load;
@@ -94,7 +109,7 @@ describe('for contrast: the naive way', () => {
       for (let i = 0; i < 128; i++) {
         await new Promise<void>((r) => clients[i % 32]!.send(`n${i}`, a.port, '127.0.0.1', () => r()));
       }
-      await sleep(50);
+      // Every send's callback has fired: on loopback the datagrams are in the queues already.
       const queuedOnB = socketMemInfo(b.fd).queueBytes;
       expect(queuedOnB).toBeGreaterThan(0);
       // "Start a new instance, kill the old one": the old socket's queue dies with it.
@@ -104,7 +119,8 @@ describe('for contrast: the naive way', () => {
       let got = 0;
       reader.on('message', () => got++);
       await new Promise<void>((r) => reader.bind({ fd: a.fd }, () => r()));
-      await sleep(200);
+      // dgram emits each datagram as it reads it: once the queue is empty, `got` is final.
+      expect(await waitFor(() => socketMemInfo(a.fd).queueBytes === 0, 5_000)).toBe(true);
       reader.close();
       expect(got).toBeGreaterThan(0);
       expect(got).toBeLessThan(128);

@@ -2,9 +2,10 @@ import dgram from 'node:dgram';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ShardgramError, Supervisor, openReusePortSocket } from '@shardgram/udp-core';
+import { ShardgramError, Supervisor } from '@shardgram/udp-core';
+import { openReusePortSocket } from '@shardgram/udp-core/sockets';
 import { BIN, runCli, startServe, type Serving } from './helpers/cli.js';
-import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
+import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
@@ -85,7 +86,7 @@ describe('who may join the group', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain(`UDP 127.0.0.1:${serving.port} is already served by SO_REUSEPORT sockets of this user`);
     expect(r.stderr).toContain(`pid ${serving.pids[0]}`);
-    expect(r.stderr).toMatch(/Stop that service, or choose another --port/);
+    expect(r.stderr).toMatch(/start this one with --takeover; otherwise stop it, or choose another --port/);
   });
 
   it.skipIf(skipForeign)('a process of another uid cannot join our group, and our workers keep all the traffic', async () => {
@@ -150,9 +151,10 @@ describe('who may join the group', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(/is in use by a socket of another user: 127\.0\.0\.1:\d+ \(uid 65534 nobody by pid \d+ \(python3/);
     } finally {
+      const gone = new Promise((r) => (holder.exitCode !== null || holder.signalCode !== null ? r(null) : holder.once('exit', r)));
       holder.stdin.end();
       holder.kill();
+      await gone; // its socket is closed before the next test binds
     }
-    await sleep(10);
   });
 });

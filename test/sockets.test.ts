@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ShardgramError, closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core';
+import { ShardgramError } from '@shardgram/udp-core';
+import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 
 const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
 const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log('not root: the SO_RCVBUFFORCE test is skipped (it needs CAP_NET_ADMIN)');
 
 describe('FFI socket layer', () => {
   it('binds port 0, reports the port the kernel chose, and lets a second SO_REUSEPORT socket join it', () => {

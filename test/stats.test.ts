@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { Supervisor, decodeProbe, decodeSnapshot, encodeProbe, encodeSnapshot, startStatsServer } from '@shardgram/udp-core';
+import { Supervisor, startStatsServer } from '@shardgram/udp-core';
+import { decodeProbe, encodeProbe } from '@shardgram/udp-core/load';
+import { decodeSnapshot, encodeSnapshot } from '@shardgram/udp-core/stats';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 
 const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Supervisor, parseEchoReply } from '@shardgram/udp-core';
+import { Supervisor } from '@shardgram/udp-core';
+import { parseEchoReply } from '@shardgram/udp-core/load';
 import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
 
 let sup: Supervisor | undefined;

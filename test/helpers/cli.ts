@@ -1,15 +1,16 @@
 /** Runs the real `shardgram` command in a child process. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { bigRcvbufArgs } from './rcvbuf.js';
 
 export const BIN = fileURLToPath(new URL('../../packages/udp-core/bin/shardgram.js', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
- * Tests that need a large receive buffer ask for it with these flags: as root,
- * SO_RCVBUFFORCE passes net.core.rmem_max, so they do not depend on the host's sysctl.
+ * Tests that want a large receive buffer ask for it with these flags: forced past
+ * net.core.rmem_max as root, capped at it otherwise; the tests pass either way (./rcvbuf.ts).
  */
-export const BIG_RCVBUF = (size = '1m'): string[] => ['--rcvbuf', size, ...(process.getuid?.() === 0 ? ['--rcvbuf-force'] : [])];
+export const BIG_RCVBUF = (size = '1m'): string[] => bigRcvbufArgs(size);
 
 export interface CliResult {
   code: number | null;

@@ -1,5 +1,8 @@
-/** Example apps built on @shardgram/udp-core. Each is also importable on its own. */
-export { default as echo } from './echo.js';
+/**
+ * Example apps built on @shardgram/udp-core: `statsd` and `syslog` (each also importable on its
+ * own, `@shardgram/examples/statsd`), with their parsers. `shardgram serve <app>` finds them
+ * through the "shardgram.apps" map in this package's package.json. (`echo` is built into core.)
+ */
 export { default as statsd, supervisor as statsdSupervisor } from './statsd.js';
 export { parseDatagram, parseLine, metricKey, splitKey } from './statsd/parser.js';
 export type { MetricSink, MetricType, ParsedLine } from './statsd/parser.js';
@@ -9,7 +12,7 @@ export { IntervalMerge, replayGauge } from './statsd/merge.js';
 export type { FlushResult } from './statsd/merge.js';
 export { timerSummary, percentileKey } from './statsd/timer-stats.js';
 export type { TimerSummary } from './statsd/timer-stats.js';
-export { parseStatsdOptions } from './statsd/options.js';
+export { parseStatsdOptions, statsdOptionSchema } from './statsd/options.js';
 export type { StatsdOptions, GraphiteTarget } from './statsd/options.js';
 export { formatJson, formatGraphite, formatPrometheus } from './statsd/flush.js';
 export { default as syslog, supervisor as syslogSupervisor } from './syslog.js';
@@ -23,5 +26,5 @@ export { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES } from './syslog/pri
 export type { Pri, FacilityName, SeverityName } from './syslog/pri.js';
 export { toRecord, recordLine } from './syslog/record.js';
 export type { SyslogRecord, Reception } from './syslog/record.js';
-export { parseSyslogOptions } from './syslog/options.js';
+export { parseSyslogOptions, syslogOptions } from './syslog/options.js';
 export type { SyslogOptions } from './syslog/options.js';

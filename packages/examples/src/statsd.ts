@@ -3,8 +3,8 @@
  * Etsy-statsd-like process would compute, however the datagrams were spread.
  *
  *   npx shardgram serve statsd --port 8125 --workers 4 \
- *       --app-option flushInterval=10000 --app-option percentiles=90,99 \
- *       --app-option jsonOut=./flushes.jsonl --app-option graphite=127.0.0.1:2003
+ *       --flush-interval 10000 --percentiles 90,99 \
+ *       --json-out ./flushes.jsonl --graphite 127.0.0.1:2003
  *
  * Worker side (default export): parses and aggregates its share of the datagrams; on
  * the supervisor's flush request it sends its partial and starts afresh; its close
@@ -13,8 +13,7 @@
  * docs/statsd.md.
  */
 import { appendFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { type AppDefaults, defineApp, defineAppSupervisor } from '@shardgram/udp-core';
+import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError } from '@shardgram/udp-core';
 import { PartialAggregate } from './statsd/aggregate.js';
 import { FlushCollector, type FlushOutput } from './statsd/collector.js';
 import { appendJson, formatGraphite, sendGraphite } from './statsd/flush.js';
@@ -42,21 +41,16 @@ const WARMUP_SAMPLES = [
   'warmup.a:1|c\nwarmup.b:2|ms\nwarmup.c:3|g\nwarmup.d:x|s', 'warmup.h:4|h', 'warmup.d:5|d',
 ];
 
-/** Bad lines logged per worker before they are only counted. */
-const BAD_LINES_LOGGED = 5;
+export { statsdOptionSchema as options } from './statsd/options.js';
+export const description = 'StatsD/DogStatsD aggregation, exact across workers (docs/statsd.md)';
 
 export default defineApp((socket, ctx) => {
   const o = parseStatsdOptions(ctx.options); // a bad option stops the service at start, with its name
-  let badLogged = 0;
+  const badLines = ctx.sampledLog('statsd: bad line');
   const agg = new PartialAggregate({
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
-    onBadLine: (line, reason) => {
-      if (badLogged >= BAD_LINES_LOGGED) return;
-      badLogged++;
-      const more = badLogged === BAD_LINES_LOGGED ? ' (further bad lines are only counted)' : '';
-      ctx.log(`statsd: bad line ${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}${more}`);
-    },
+    onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });
   socket.on('message', (msg, rinfo) => agg.datagram(msg, rinfo));
   ctx.send({ t: 'statsd.hello', index: ctx.index, pid: ctx.pid } satisfies HelloMessage);
@@ -83,8 +77,12 @@ export const supervisor = defineAppSupervisor((ctx) => {
   const o = parseStatsdOptions(ctx.options);
   const outputs: { name: string; write: FlushOutput }[] = [];
   if (o.jsonOut !== undefined) {
-    const path = resolve(o.jsonOut);
-    appendFileSync(path, ''); // fails now, not at the first flush, when the file cannot be written
+    const path = o.jsonOut;
+    try {
+      appendFileSync(path, ''); // fails now, not at the first flush, when the file cannot be written
+    } catch (err) {
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(path)} (${err instanceof Error ? err.message : String(err)})`, { option: 'jsonOut' });
+    }
     outputs.push({ name: `jsonOut ${path}`, write: (r) => appendJson(path, r) });
   }
   if (o.graphite) {
@@ -101,7 +99,7 @@ export const supervisor = defineAppSupervisor((ctx) => {
   collector.start();
   ctx.log(
     `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +
-      (o.jsonOut !== undefined ? `; JSON lines to ${resolve(o.jsonOut)}` : '') +
+      (o.jsonOut !== undefined ? `; JSON lines to ${o.jsonOut}` : '') +
       (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : ''),
   );
   return {

@@ -10,7 +10,7 @@
  * (rotate at this size, e.g. 100m; default never), `keep` (rotated files kept, default 5).
  * See docs/syslog.md.
  */
-import { defineApp, defineAppSupervisor, ShardgramError } from '@shardgram/udp-core';
+import { defineApp, defineAppSupervisor, guardOutput, ShardgramError } from '@shardgram/udp-core';
 import { countFormat, newSyslogCounters, SyslogTotals } from './syslog/counters.js';
 import { isToSyslogSupervisor, isToSyslogWorker, type ToSyslogSupervisor } from './syslog/messages.js';
 import { parseSyslogOptions } from './syslog/options.js';
@@ -21,9 +21,14 @@ import { FileSink, ForwardSink, type RecordSink } from './syslog/sink.js';
 
 const STATUS_INTERVAL_MS = 500;
 
-/** Logs the first few of a kind, then one in a thousand. */
-function sampled(n: number): boolean {
-  return n <= 5 || n % 1000 === 0;
+export { syslogOptions as options } from './syslog/options.js';
+export const description = 'RFC 5424/3164 receiver writing JSON lines (docs/syslog.md)';
+
+/** Records in a batch of lines. */
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
 }
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -31,6 +36,8 @@ const errorText = (err: unknown): string => (err instanceof Error ? err.message 
 export default defineApp((socket, ctx) => {
   const options = parseSyslogOptions(ctx.options);
   const counters = newSyslogCounters();
+  const malformed = ctx.sampledLog('malformed datagram');
+  const writeErrors = ctx.sampledLog('cannot write a record, write error');
   const sink: RecordSink = options.out ? new FileSink(options.out, options.maxBytes, ctx) : new ForwardSink(ctx);
 
   const status = (final = false): void => {
@@ -45,7 +52,7 @@ export default defineApp((socket, ctx) => {
     if (!parsed.utf8) counters.notUtf8++;
     if (parsed.error !== null) {
       counters.malformed++;
-      if (sampled(counters.malformed)) ctx.log(`malformed datagram #${counters.malformed} (${msg.length} bytes from ${rinfo.address}:${rinfo.port}), stored with its bytes: ${parsed.error}`);
+      malformed.note(() => `${msg.length} bytes from ${rinfo.address}:${rinfo.port}, stored with its bytes: ${parsed.error}`);
     }
     const line = recordLine(toRecord(msg, { receivedAt, worker: ctx.index, workerPid: ctx.pid, senderAddress: rinfo.address, senderPort: rinfo.port }, parsed));
     try {
@@ -53,7 +60,7 @@ export default defineApp((socket, ctx) => {
       counters.written++;
     } catch (err) {
       counters.writeErrors++;
-      if (sampled(counters.writeErrors)) ctx.log(`cannot write record #${counters.messages} (write error #${counters.writeErrors}): ${errorText(err)}`);
+      writeErrors.note(() => `record #${counters.messages}: ${errorText(err)}`);
     }
   });
 
@@ -108,15 +115,17 @@ export const supervisor = defineAppSupervisor((ctx) => {
     try {
       rotation.start();
     } catch (err) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `syslog: cannot open out=${options.out}: ${errorText(err)}`, { option: 'out' });
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `out must be a file that can be appended to; got ${JSON.stringify(options.out)} (${errorText(err)})`, { option: 'out' });
     }
   }
+  // Records for standard output: a reader that goes away (`| head`) stops this output, not the service.
+  const stdout = options.out ? undefined : guardOutput(process.stdout, 'syslog: standard output', (l) => ctx.log(l), 'records are counted as unwritten (shardgram_syslog_stdout_unwritten_total), the service runs on');
   return {
     message(index, m) {
       if (!isToSyslogSupervisor(m)) return;
       switch (m.t) {
         case 'syslog.lines':
-          process.stdout.write(m.text);
+          stdout?.write(m.text, countLines(m.text));
           break;
         case 'syslog.status':
           totals.update(index, m.pid, m.counters);
@@ -128,14 +137,15 @@ export const supervisor = defineAppSupervisor((ctx) => {
       }
     },
     metrics() {
-      return totals.prometheus(rotation ? { rotations: rotation.rotations, bytes: rotation.size() } : undefined);
+      return totals.prometheus(rotation ? { rotations: rotation.rotations, bytes: rotation.size() } : undefined, stdout?.unwritten);
     },
     stop() {
       rotation?.stop();
       const t = totals.total();
       ctx.log(
         `syslog: ${t.messages} messages received, ${t.written} records written to ${options.out ?? 'standard output'}` +
-          ` (${t.malformed} malformed, ${t.writeErrors} write errors${rotation ? `, ${rotation.rotations} rotations` : ''})`,
+          ` (${t.malformed} malformed, ${t.writeErrors} write errors${rotation ? `, ${rotation.rotations} rotations` : ''}` +
+          `${stdout?.closed ? `; ${stdout.unwritten} not written: standard output was closed` : ''})`,
       );
     },
   };

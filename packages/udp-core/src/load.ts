@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { invalidArg } from './errors.js';
 import { familyOf, sourceBindAddress } from './ffi/sockaddr.js';
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
-import { parseEchoReply } from './echo-format.js';
+import { parseEchoReply } from './apps/echo-format.js';
 import { NativeSender, probePad } from './sender.js';
 import { decodeProbe, encodeProbe } from './snapshot.js';
 

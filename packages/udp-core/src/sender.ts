@@ -52,6 +52,15 @@ export interface SendProbesOptions {
   onSent?: (firstSeq: number, n: number, sender: number) => void;
 }
 
+export interface SendPayloadsOptions {
+  /** The datagrams, sent in this order over and over (at most `batch` different ones). */
+  payloads: readonly Uint8Array[];
+  /** Datagrams to send in all. */
+  count: number;
+  /** Stop sending after this many ms. */
+  maxDurationMs?: number;
+}
+
 export interface SendProbesResult {
   /** Datagrams handed to the kernel, including those whose send failed (`sendErrors`). */
   sent: number;
@@ -212,6 +221,67 @@ export class NativeSender {
     if (this.closed) return;
     this.closed = true;
     if (this.owned) for (const fd of this.fds) libc().close(fd);
+  }
+
+  /**
+   * Sends `count` prebuilt datagrams (e.g. StatsD lines for a benchmark) in batches of
+   * `payloads`, round-robin over the source sockets, as fast as allowed: the same
+   * sendmmsg arena and back-off as `sendProbes`, without the probe encoding.
+   */
+  async sendPayloads(opts: SendPayloadsOptions): Promise<SendProbesResult> {
+    const { payloads, count } = opts;
+    if (!Number.isInteger(count) || count < 1 || count > 2 ** 32 - 1) throw invalidArg('count', count, 'a positive integer');
+    if (payloads.length < 1 || payloads.length > this.batch) throw invalidArg('payloads', payloads.length, `1 to ${this.batch} datagrams`);
+    const slotSize = Math.max(...payloads.map((p) => p.length));
+    if (slotSize < 1 || slotSize > UDP_MAX_PAYLOAD) throw invalidArg('payload size', slotSize, `1 to ${UDP_MAX_PAYLOAD} bytes`);
+    const maxDurationMs = opts.maxDurationMs ?? 120_000;
+    const n = payloads.length;
+    const arena = new MsgArena(n, slotSize);
+    payloads.forEach((p, i) => {
+      arena.memory.set(p, arena.dataOffset(i));
+      this.dest.copy(arena.memory, arena.nameOffset(i));
+      arena.setForSend(i, p.length, this.dest.length);
+    });
+    const c = libc();
+    const start = performance.now();
+    let sent = 0;
+    let sendErrors = 0;
+    let backoffs = 0;
+    let calls = 0;
+    let timedOut = false;
+    let source = 0;
+    let failStreak = 0;
+    while (sent < count) {
+      const turnStart = performance.now();
+      if (turnStart - start > maxDurationMs) {
+        timedOut = true;
+        break;
+      }
+      let wait = 0;
+      while (sent < count && performance.now() - turnStart < YIELD_EVERY_MS) {
+        calls++;
+        const r = c.sendmmsg(this.fds[source]!, arena.memory, Math.min(n, count - sent), MSG_DONTWAIT);
+        if (r > 0) {
+          sent += r;
+          failStreak = 0;
+          source = source + 1 === this.fds.length ? 0 : source + 1;
+          continue;
+        }
+        const e = c.errno();
+        if (e !== EAGAIN && e !== ENOBUFS && e !== EINTR) {
+          sendErrors++; // this datagram cannot be sent: count it and go on
+          sent++;
+          continue;
+        }
+        backoffs++;
+        failStreak++;
+        wait = failStreak > 2 ? 1 : 0;
+        if (failStreak > 1) break;
+      }
+      if (wait > 0) await sleep(wait);
+      else await turn();
+    }
+    return { sent, sendErrors, backoffs, sendmmsgCalls: calls, durationMs: performance.now() - start, timedOut };
   }
 
   /** Sends `count` probes round-robin over the source sockets, as fast as allowed. */

@@ -4,6 +4,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { SteeringPolicy } from './steering/policies.js';
+import type { SampledLog, SampledLogOptions } from './log-sampler.js';
+import type { AppOptionSchema } from './app-options.js';
 
 export type EngineName = 'dgram' | 'native';
 
@@ -53,6 +55,11 @@ export interface AppContext {
   options: Readonly<Record<string, string>>;
   /** Writes one line to the supervisor's log, prefixed with this worker's name. */
   log(message: string): void;
+  /**
+   * A log for events that can flood (bad input, handler errors): the first few with
+   * their detail, then one line per `every` with the count (see log-sampler.ts).
+   */
+  sampledLog(what: string, options?: SampledLogOptions): SampledLog;
   /** Sends a structured-cloneable message to the app's supervisor side (its `message` hook). */
   send(message: unknown): void;
   /** Receives what the app's supervisor side broadcasts. */
@@ -119,6 +126,19 @@ export interface AppDefaults {
   engine?: EngineName;
   /** SO_RCVBUF to request per socket, in bytes. */
   rcvbuf?: number;
+}
+
+/**
+ * What an app module exports: the app (default), and optionally its supervisor side,
+ * its defaults, its option schema (app-options.ts: `serve <app>` builds its flags,
+ * help and checks from it) and a one-line description for `serve --help`.
+ */
+export interface AppModule {
+  default: ShardApp;
+  supervisor?: AppSupervisor;
+  defaults?: AppDefaults;
+  options?: AppOptionSchema;
+  description?: string;
 }
 
 /** Identity helper that gives an app's supervisor side its type. */

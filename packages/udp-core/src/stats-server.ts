@@ -1,13 +1,26 @@
-/** The statistics endpoint: `GET /stats` (JSON) and `GET /metrics` (Prometheus), on loopback only. */
-import { createServer, type Server } from 'node:http';
-import { isIPv6 } from 'node:net';
+/**
+ * The statistics endpoint: `GET /stats` (JSON) and `GET /metrics` (Prometheus), read
+ * only. Nothing on this port changes the service (that is the owner-only control
+ * socket's job), so exposing it to a monitoring network exposes figures, not power.
+ *
+ * Hostile clients are bounded: any request line gets an answer (or the connection is
+ * closed by the HTTP parser with 400), at most `maxConnections` connections are held,
+ * requests that dawdle over their headers or body are cut off, and `close()` returns
+ * within a small bound whatever the clients do.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ShardgramError } from './errors.js';
+import { familyOf } from './ffi/sockaddr.js';
 import { toPrometheus, type StatsReport } from './stats.js';
 
 export interface StatsServer {
   readonly server: Server;
   readonly port: number;
+  /** The address the endpoint is bound to. */
+  readonly address: string;
   readonly url: string;
+  /** Stops listening and closes every connection; resolves within `closeTimeoutMs`. */
   close(): Promise<void>;
 }
 
@@ -15,74 +28,197 @@ export interface StatsSource {
   stats(): StatsReport;
   /** Prometheus text; default: the report's. */
   metrics?(): string;
-  /** Grows or shrinks the group (POST /workers?count=N). */
-  resize?(count: number): Promise<{ from: number; to: number }>;
 }
 
-export async function startStatsServer(source: StatsSource, port: number, host = '127.0.0.1'): Promise<StatsServer> {
+export interface StatsServerOptions {
+  /** IPv4 or IPv6 literal to bind (default 127.0.0.1; `0.0.0.0` or `::` for every interface). */
+  address?: string;
+  /**
+   * Extra names accepted in the `Host` header (e.g. the DNS name a Prometheus server
+   * scrapes this host by). The bound address, the address a connection arrived on,
+   * and (for a loopback or wildcard bind) `localhost`, `127.0.0.1`, `::1` are always accepted.
+   */
+  hosts?: readonly string[];
+  /** Connections held at once; more are closed as they arrive (default 64). */
+  maxConnections?: number;
+  /** Longest wait for a request's headers (default 5000 ms). */
+  headersTimeoutMs?: number;
+  /** Longest wait for a whole request (default 10000 ms). */
+  requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open (default 2000 ms). */
+  keepAliveTimeoutMs?: number;
+  /** Bound on `close()` (default 1000 ms). */
+  closeTimeoutMs?: number;
+}
+
+export const STATS_SERVER_DEFAULTS = {
+  address: '127.0.0.1',
+  maxConnections: 64,
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 2000,
+  closeTimeoutMs: 1000,
+} as const;
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1'];
+
+/** An IP literal in one spelling (IPv6 compressed and lower-case, IPv4-mapped as IPv4); a name lower-cased. */
+function canonicalHost(name: string): string {
+  let h = name.toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.startsWith('::ffff:') && familyOf(h.slice(7)) === 'udp4') return h.slice(7);
+  if (familyOf(h) === 'udp6') {
+    try {
+      return new URL(`http://[${h}]/`).hostname.slice(1, -1);
+    } catch {
+      return h;
+    }
+  }
+  return h;
+}
+
+/** The host part of a `Host` header (`name`, `name:port`, `[v6]`, `[v6]:port`); undefined when malformed. */
+function hostPart(header: string): string | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]*)(?::\d*)?$/.exec(header.trim());
+  return m ? canonicalHost(m[1]!) : undefined;
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1';
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
+/** The path of a request target (origin-form or absolute-form); '' when it has none. */
+function pathOf(target: string): string {
+  let path = target;
+  if (!target.startsWith('/')) {
+    try {
+      path = new URL(target).pathname;
+    } catch {
+      return '';
+    }
+  }
+  const end = path.search(/[?#]/);
+  return end < 0 ? path : path.slice(0, end);
+}
+
+function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers }).end(body);
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `stats server ${name} must be a positive integer; got ${v}`, { option: name });
+  return v;
+}
+
+export async function startStatsServer(source: StatsSource, port: number, options: StatsServerOptions | string = {}): Promise<StatsServer> {
+  const o = typeof options === 'string' ? { address: options } : options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
   }
+  const address = o.address ?? STATS_SERVER_DEFAULTS.address;
+  if (!familyOf(address) || address.includes('%')) {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-address must be an IPv4 or IPv6 literal such as 127.0.0.1, ::1 or 0.0.0.0; got "${address}"`, { option: 'stats-address', address });
+  }
+  const headersTimeout = positiveInt('headersTimeoutMs', o.headersTimeoutMs ?? STATS_SERVER_DEFAULTS.headersTimeoutMs);
+  const requestTimeout = Math.max(headersTimeout, positiveInt('requestTimeoutMs', o.requestTimeoutMs ?? STATS_SERVER_DEFAULTS.requestTimeoutMs));
+  const closeTimeout = positiveInt('closeTimeoutMs', o.closeTimeoutMs ?? STATS_SERVER_DEFAULTS.closeTimeoutMs);
+
+  const accepted = new Set<string>([canonicalHost(address), ...(o.hosts ?? []).map(canonicalHost)]);
+  if (isLoopback(address) || isWildcard(address)) for (const n of LOOPBACK_NAMES) accepted.add(n);
+  const hostAllowed = (req: IncomingMessage): boolean => {
+    const host = hostPart(req.headers.host ?? '');
+    if (host === undefined || host === '') return false;
+    // The address this connection arrived on is this host's own literal: no DNS name can rebind to it.
+    return accepted.has(host) || (req.socket.localAddress !== undefined && host === canonicalHost(req.socket.localAddress));
+  };
+
   let boundPort = port;
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname;
-    // Loopback only, and not for web pages: a Host other than a loopback name (DNS
-    // rebinding) or any Origin (a browser's cross-site request) is refused.
-    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '');
-    if (!['127.0.0.1', 'localhost', '[::1]', host].includes(hostName) || req.headers.origin !== undefined) {
-      res.writeHead(403, { 'content-type': 'text/plain' }).end(`forbidden: the stats port answers local tools (Host 127.0.0.1:${boundPort}) only, not web pages\n`);
-      return;
-    }
-    if (req.method === 'POST' && path === '/workers' && source.resize) {
-      const raw = url.searchParams.get('count') ?? '';
-      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 256) {
-        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `count must be a whole number from 1 to 256; got "${raw}"` }) + '\n');
-        return;
-      }
-      source.resize(Number(raw)).then(
-        (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r) + '\n'),
-        (err: unknown) => res.writeHead(409, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }) + '\n'),
-      );
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    // Not for web pages: a Host that is not one of ours (DNS rebinding) or any Origin
+    // (a browser's cross-site request) is refused.
+    if (!hostAllowed(req) || req.headers.origin !== undefined) {
+      send(res, 403, `forbidden: this stats port answers monitoring tools that ask for it by its address (Host ${address.includes(':') ? `[${address}]` : address}:${boundPort}) or a name given with --stats-host, not web pages\n`);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: source.resize ? 'GET, HEAD, POST' : 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      send(res, 405, 'method not allowed: this port is read-only (GET, HEAD /stats or /metrics)\n', { allow: 'GET, HEAD', connection: 'close' });
       return;
     }
-    try {
-      if (path === '/stats') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
-      } else if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
-      } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /stats, GET /metrics or POST /workers?count=N\n');
-      }
-    } catch (err) {
-      res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err instanceof Error ? err.message : String(err)}\n`);
+    const path = pathOf(req.url ?? '');
+    if (path !== '/stats' && path !== '/metrics') {
+      send(res, 404, 'not found: try GET /stats or GET /metrics\n');
+      return;
     }
+    if (path === '/stats') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
+    } else {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
+    }
+  };
+
+  const server = createServer(
+    {
+      headersTimeout,
+      requestTimeout,
+      keepAliveTimeout: positiveInt('keepAliveTimeoutMs', o.keepAliveTimeoutMs ?? STATS_SERVER_DEFAULTS.keepAliveTimeoutMs),
+      // How often Node looks for requests past their timeouts (its default is 30 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+      maxHeaderSize: 8192,
+    },
+    (req, res) => {
+      try {
+        handle(req, res);
+      } catch (err) {
+        if (!res.headersSent) send(res, 500, `${err instanceof Error ? err.message : String(err)}\n`, { connection: 'close' });
+        else res.destroy();
+      }
+    },
+  );
+  server.maxConnections = positiveInt('maxConnections', o.maxConnections ?? STATS_SERVER_DEFAULTS.maxConnections);
+  // A connection that never sends a byte is not a request yet: the idle timeout cuts it.
+  server.setTimeout(requestTimeout);
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
   });
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(
         new ShardgramError(
           'ERR_SHARDGRAM_PORT_HELD',
           err.code === 'EADDRINUSE'
-            ? `--stats-port ${port}: TCP ${host}:${port} is already in use. Choose another --stats-port (0 picks a free one).`
-            : `--stats-port ${port}: cannot listen on TCP ${host}:${port}: ${err.message}`,
-          { port, address: host, syscall: 'listen', option: 'stats-port' },
+            ? `--stats-port ${port}: TCP ${address}:${port} is already in use. Choose another --stats-port (0 picks a free one).`
+            : `--stats-port ${port}: cannot listen on TCP ${address}:${port}: ${err.message}`,
+          { port, address, syscall: 'listen', option: 'stats-port', ...(err.errno !== undefined ? { errno: Math.abs(err.errno) } : {}) },
         ),
       );
     });
-    server.listen(port, host, () => resolve());
+    server.listen(port, address, () => resolve());
   });
   const addr = server.address();
-  const bound = typeof addr === 'object' && addr ? addr.port : port;
-  boundPort = bound;
+  boundPort = typeof addr === 'object' && addr ? addr.port : port;
+  let closing: Promise<void> | undefined;
   return {
     server,
-    port: bound,
-    url: `http://${isIPv6(host) ? `[${host}]` : host}:${bound}`,
-    close: () => new Promise((r) => server.close(() => r())),
+    port: boundPort,
+    address,
+    url: `http://${address.includes(':') ? `[${address}]` : address}:${boundPort}`,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, closeTimeout);
+        timer.unref();
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeAllConnections();
+        for (const s of sockets) s.destroy();
+      })),
   };
 }

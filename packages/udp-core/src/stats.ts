@@ -42,7 +42,9 @@ export interface StatsReport {
   intruders?: PortHolder[];
   /** What sockets retired by a shrink counted (included in `total`). */
   retired: Counters & { workers: number };
-  /** Everything since the service started, retired sockets included; `queueBytes` is now. */
+  /** What the service this one took over from (an upgrade hand-over) had counted (included in `total`). */
+  inherited?: Counters & { pid: number };
+  /** Everything since the service started, retired sockets and inherited counts included; `queueBytes` is now. */
   total: Counters & { queueBytes: number };
   fairness: Fairness;
 }
@@ -54,10 +56,11 @@ export function noRetired(): RetiredTotals {
   return { ...zeroCounters(), workers: 0 };
 }
 
-export function summarize(service: StatsReport['service'], rows: WorkerRow[], retired: RetiredTotals = noRetired()): StatsReport {
+export function summarize(service: StatsReport['service'], rows: WorkerRow[], retired: RetiredTotals = noRetired(), inherited?: StatsReport['inherited']): StatsReport {
   const counts = rows.map((w) => w.datagrams);
   const s = shares(counts);
   const total = addInto(zeroCounters(), retired);
+  if (inherited) addInto(total, inherited);
   let queueBytes = 0;
   for (const w of rows) {
     addInto(total, w);
@@ -67,6 +70,7 @@ export function summarize(service: StatsReport['service'], rows: WorkerRow[], re
     service,
     workers: rows.map((w, i) => ({ ...w, share: s[i] ?? 0 })),
     retired: { ...retired },
+    ...(inherited ? { inherited: { ...inherited } } : {}),
     total: { ...total, queueBytes },
     fairness: fairness(counts),
   };

@@ -10,6 +10,7 @@ import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
 import type { AppHooks, AppWarmup } from './shard-socket.js';
 import { describeError, guarded, importApp } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
+import { sampledLog } from './log-sampler.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
 
 /** Warm-up deliveries by default, and the most time they may take (AppHooks.warmup). */
@@ -24,11 +25,15 @@ function log(line: string): void {
   send({ t: 'log', line });
 }
 
-function fatal(message: string): never {
-  send({ t: 'fatal', message });
-  // Let the IPC message leave before exiting.
+/** Reports a fatal error and exits 70 once the IPC message has left (at once without IPC). */
+function sendFatalAndExit(message: string): void {
   process.exitCode = 70;
-  setTimeout(() => process.exit(70), 50);
+  if (process.connected && process.send) process.send({ t: 'fatal', message } satisfies ToSupervisor, () => process.exit(70));
+  else process.exit(70);
+}
+
+function fatal(message: string): never {
+  sendFatalAndExit(message);
   throw new Error(message);
 }
 
@@ -72,7 +77,7 @@ async function main(): Promise<void> {
   const early: ToWorker[] = [];
   const queueEarly = (msg: ToWorker): void => void early.push(msg);
   process.on('message', queueEarly);
-  let errorsLogged = 0;
+  const handlerErrors = sampledLog(log, 'message handler threw, error');
   // Counted in memory the supervisor also maps: exact even if this process is SIGKILLed.
   const shared = SharedCounters.attach(COUNTERS_FD);
   libc().close(COUNTERS_FD);
@@ -83,15 +88,8 @@ async function main(): Promise<void> {
     index: config.index,
     maxDatagram: config.maxDatagram,
     batch: config.batch,
-    onHandlerError: (error) => {
-      // The first few with their stack, then one line per thousand.
-      const n = engine.counters.handlerErrors;
-      if (errorsLogged < 5 || n % 1000 === 0) {
-        errorsLogged++;
-        const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
-        log(`message handler threw (error #${n}): ${text}`);
-      }
-    },
+    // The first few with their stack, then one line per thousand with the count.
+    onHandlerError: (error) => handlerErrors.note(() => (error instanceof Error ? (error.stack ?? error.message) : String(error))),
   });
   engine.on('error', (err) => log(`socket error: ${err.message}`));
 
@@ -110,6 +108,7 @@ async function main(): Promise<void> {
       pid: process.pid,
       options: config.appOptions,
       log,
+      sampledLog: (what, options) => sampledLog(log, what, options),
       send: (m) => send({ t: 'app', m }),
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
     });
@@ -160,7 +159,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
-  send({ t: 'fatal', message });
-  setTimeout(() => process.exit(70), 50);
+  // After fatal() the report is already on its way and the exit follows it.
+  if (process.exitCode === 70) return;
+  sendFatalAndExit(err instanceof Error ? err.message : String(err));
 });

@@ -4,11 +4,13 @@
  */
 import koffi from 'koffi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ShardgramError } from '@shardgram/udp-core';
+import { closeFd, openReusePortSocket, type OpenedSocket } from '@shardgram/udp-core/sockets';
+import { fairness } from '@shardgram/udp-core/stats';
 import {
-  CbpfBuilder, ShardgramError, attachProgram, closeFd, decodeProgram, detachSteering, encodeProgram, fairness, insn,
-  keyHash, keySocketIndex, openReusePortSocket, parsePolicy, payloadKey, policyProgram, runProgram, toSockFprog,
-  validateProgram, type CbpfRule, type Insn, type OpenedSocket, type SteeringPolicy,
-} from '@shardgram/udp-core';
+  CbpfBuilder, attachProgram, decodeProgram, detachSteering, encodeProgram, insn, keyHash, keySocketIndex, parsePolicy,
+  payloadKey, policyProgram, runProgram, toSockFprog, validateProgram, type CbpfRule, type Insn, type SteeringPolicy,
+} from '@shardgram/udp-core/steering';
 
 const hex = (b: Buffer): string => b.toString('hex');
 const AD = -0x1000; // SKF_AD_OFF

@@ -7,10 +7,10 @@ import dgram from 'node:dgram';
 import { availableParallelism } from 'node:os';
 import koffi from 'koffi';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  ShardgramError, attachProgram, attachSteering, detachSteering, fairness, insn, keySocketIndex, openReusePortSocket,
-  parsePolicy, socketMemInfo,
-} from '@shardgram/udp-core';
+import { ShardgramError } from '@shardgram/udp-core';
+import { openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
+import { fairness } from '@shardgram/udp-core/stats';
+import { attachProgram, attachSteering, detachSteering, insn, keySocketIndex, parsePolicy } from '@shardgram/udp-core/steering';
 
 const HOST = '127.0.0.1';
 const BATCH = 100;

@@ -19,13 +19,35 @@
  * both work: a member that misses a round and has been replaced by a newer process on
  * its slot, or that missed three rounds in a row, is dropped from the rounds.
  */
+import { sampledLog, type SampledLog } from '@shardgram/udp-core';
 import type { Partial } from './aggregate.js';
 import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from './merge.js';
 import type { StatsdOptions } from './options.js';
 import type { FlushRequest, FromWorker } from './protocol.js';
-import { formatPrometheus } from './flush.js';
+import { formatPrometheus, promLabelRecord } from './flush.js';
+import { TimerHistograms } from './histogram.js';
 
 export type FlushOutput = (r: FlushResult) => Promise<void>;
+
+/** Time and timers of the collector: the real ones by default; tests pass a manual clock. */
+export interface CollectorClock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /**
+   * Calls `fn` once after `ms`; returns what cancels it. An `unref` timer does not
+   * keep the process alive by itself.
+   */
+  setTimer(fn: () => void, ms: number, opts?: { unref?: boolean }): () => void;
+}
+
+export const realClock: CollectorClock = {
+  now: () => Date.now(),
+  setTimer(fn, ms, opts) {
+    const t = setTimeout(fn, ms);
+    if (opts?.unref) t.unref();
+    return () => clearTimeout(t);
+  },
+};
 
 export interface CollectorDeps {
   options: StatsdOptions;
@@ -33,6 +55,8 @@ export interface CollectorDeps {
   broadcast(message: FlushRequest): void;
   /** Where each flush goes (e.g. the JSON file and Graphite). */
   outputs: { name: string; write: FlushOutput }[];
+  /** Default: `realClock`. */
+  clock?: CollectorClock;
 }
 
 interface Member {
@@ -47,7 +71,7 @@ interface Round {
   id: number;
   waiting: Map<number, Member>;
   finish: () => void;
-  timer: NodeJS.Timeout;
+  cancelTimer: () => void;
 }
 
 const MAX_MISSES = 3;
@@ -61,17 +85,21 @@ export class FlushCollector {
   private readonly gauges = new GaugeStore();
   private round: Round | undefined;
   private roundSeq = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private cancelTimer: (() => void) | undefined;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
-  private startedAt = Date.now();
-  private lastFlushAt = Date.now();
-  private lateLogged = 0;
+  private readonly clock: CollectorClock;
+  private startedAt: number;
+  private lastFlushAt: number;
+  /** Resolves the stop hook's wait once the last member has sent its final partial. */
+  private onMembersGone: (() => void) | undefined;
+  private readonly late: SampledLog;
   // For /metrics.
   private last: FlushResult | undefined;
   private readonly counterTotals = new Map<string, number>();
   /** The flush that last changed each counter total (they expire like gauges). */
   private readonly counterUpdated = new Map<string, number>();
+  private readonly histograms: TimerHistograms;
   private totals = {
     badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0, gaugesExpired: 0,
   };
@@ -80,11 +108,16 @@ export class FlushCollector {
     this.o = deps.options;
     this.limits = { maxKeys: this.o.maxKeys, gaugeExpiry: this.o.gaugeExpiry };
     this.pending = new IntervalMerge(this.limits);
+    this.clock = deps.clock ?? realClock;
+    this.startedAt = this.clock.now();
+    this.lastFlushAt = this.startedAt;
+    this.histograms = new TimerHistograms(this.o.timerBucketsMs, this.o.maxKeys);
+    this.late = sampledLog(deps.log, 'late partial', { first: 20 });
   }
 
   /** Starts the flush timer. */
   start(): void {
-    this.startedAt = Date.now();
+    this.startedAt = this.clock.now();
     this.lastFlushAt = this.startedAt;
     this.schedule();
   }
@@ -92,15 +125,14 @@ export class FlushCollector {
   private schedule(): void {
     if (this.stopped) return;
     const every = this.o.flushIntervalMs;
-    const delay = every - ((Date.now() - this.startedAt) % every);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
+    const delay = every - ((this.clock.now() - this.startedAt) % every);
+    this.cancelTimer = this.clock.setTimer(() => {
+      this.cancelTimer = undefined;
       this.chain = this.chain
         .then(() => this.flushRound())
         .catch((err: unknown) => this.deps.log(`flush failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`))
         .then(() => this.schedule());
-    }, delay);
-    this.timer.unref();
+    }, delay, { unref: true });
   }
 
   /** A message a worker sent (the app's supervisor `message` hook). */
@@ -114,6 +146,7 @@ export class FlushCollector {
     const r = this.round;
     if (m.final) {
       this.members.delete(m.pid);
+      if (this.members.size === 0) this.onMembersGone?.();
       if (r?.waiting.delete(m.pid) && r.waiting.size === 0) r.finish();
       return;
     }
@@ -122,9 +155,8 @@ export class FlushCollector {
     else if (![...this.members.values()].some((o) => o.index === index)) this.members.set(m.pid, { index, pid: m.pid, order: ++this.helloCount, misses: 0 });
     if (r && m.id === r.id) {
       if (r.waiting.delete(m.pid) && r.waiting.size === 0) r.finish();
-    } else if (this.lateLogged < 20) {
-      this.lateLogged++;
-      this.deps.log(`late partial from worker ${index} (pid ${m.pid}) for flush round ${m.id}: merged into the next flush`);
+    } else {
+      this.late.note(() => `from worker ${index} (pid ${m.pid}) for flush round ${m.id}: merged into the next flush`);
     }
   }
 
@@ -140,12 +172,12 @@ export class FlushCollector {
     if (waiting.size > 0) {
       await new Promise<void>((resolve) => {
         const finish = (): void => {
-          clearTimeout(r.timer);
+          r.cancelTimer();
           if (this.round === r) this.round = undefined;
           missing = [...r.waiting.values()];
           resolve();
         };
-        const r: Round = { id, waiting, finish, timer: setTimeout(() => finish(), this.o.flushTimeoutMs) };
+        const r: Round = { id, waiting, finish, cancelTimer: this.clock.setTimer(() => finish(), this.o.flushTimeoutMs) };
         this.round = r;
         this.deps.broadcast({ t: 'statsd.flush', id });
       });
@@ -168,14 +200,14 @@ export class FlushCollector {
   }
 
   private async emit(final: boolean, missingWorkers: number[]): Promise<void> {
-    const now = Date.now();
+    const now = this.clock.now();
     const r = this.pending.finish(this.gauges, this.o.percentiles, {
       timestamp: Math.round(now / 1000),
       flush: ++this.totals.flushes,
       final,
       interval_ms: now - this.lastFlushAt,
       missing_workers: missingWorkers,
-    });
+    }, (k, values) => this.histograms.observe(k, values));
     this.lastFlushAt = now;
     this.last = r;
     this.addCounterTotals(r);
@@ -225,13 +257,21 @@ export class FlushCollector {
   async stop(): Promise<void> {
     if (this.stopped) return this.chain;
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
     // Every worker has exited, and their final partials normally arrived before this
     // hook; a process's last IPC message can still be in flight when its exit is seen,
-    // so give stragglers a moment (a crashed worker never sends one).
-    const end = Date.now() + Math.min(this.o.flushTimeoutMs, 1000);
-    while (this.members.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    // so wait for the last final partial, for a bounded time (a crashed worker never sends one).
+    if (this.members.size > 0) {
+      await new Promise<void>((resolve) => {
+        const cancel = this.clock.setTimer(() => resolve(), Math.min(this.o.flushTimeoutMs, 1000));
+        this.onMembersGone = () => {
+          cancel();
+          resolve();
+        };
+      });
+      this.onMembersGone = undefined;
+    }
     for (const m of this.members.values()) this.deps.log(`stop: no final partial from worker ${m.index} (pid ${m.pid}); its figures since its last flush are lost`);
     // Nobody else will answer an open round.
     this.round?.finish();
@@ -242,7 +282,8 @@ export class FlushCollector {
 
   /** GET /metrics text. */
   metrics(): string {
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals });
+    const overflows = this.totals.overflows + this.histograms.overflowResets;
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord);
   }
 
   /** The last flush (for tests and embedding). */

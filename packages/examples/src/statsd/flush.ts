@@ -4,6 +4,7 @@
  */
 import { appendFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { PromWriter } from '@shardgram/udp-core/prom';
 import { splitKey } from './parser.js';
 import type { FlushResult } from './merge.js';
 import type { GraphiteTarget } from './options.js';
@@ -89,10 +90,6 @@ export function appendJson(path: string, r: FlushResult): Promise<void> {
 
 const RESERVED_LABELS = new Set(['metric', 'stat', 'quantile', 'le', 'job', 'instance']);
 
-function escLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
 function labelName(k: string): string {
   let n = k.replace(/[^a-zA-Z0-9_]/g, '_');
   if (/^[0-9]/.test(n)) n = `_${n}`;
@@ -100,17 +97,25 @@ function labelName(k: string): string {
   return n;
 }
 
-/** `metric="name",tag="v",…` for a key, plus extra labels. */
-export function promLabels(key: string, extra: [string, string][] = []): string {
+/** The labels of a key: `metric` (the name), one per tag (the first of a name wins), then `extra`. */
+export function promLabels(key: string, extra: [string, string][] = []): Record<string, string> {
   const { name, tags } = splitKey(key);
-  const seen = new Set<string>(['metric']);
-  const parts = [`metric="${escLabel(name)}"`];
+  const out: Record<string, string> = { metric: name };
   for (const [k, v] of [...tagPairs(tags).map(([k, v]): [string, string] => [labelName(k), v]), ...extra]) {
-    if (seen.has(k)) continue;
-    seen.add(k);
-    parts.push(`${k}="${escLabel(v)}"`);
+    if (!Object.hasOwn(out, k)) out[k] = v;
   }
-  return parts.join(',');
+  return out;
+}
+
+/** promLabels as a record, for PromWriter (the timer histograms): the same labels. */
+export function promLabelRecord(key: string): Record<string, string> {
+  const { name, tags } = splitKey(key);
+  const out: Record<string, string> = { metric: name };
+  for (const [k, v] of tagPairs(tags)) {
+    const n = labelName(k);
+    if (!Object.hasOwn(out, n)) out[n] = v;
+  }
+  return out;
 }
 
 /** What /metrics shows: the last flush, and totals since the start. */
@@ -130,40 +135,37 @@ export interface PrometheusState {
   gaugesExpired: number;
 }
 
+/** Prometheus text of the app (through core's PromWriter: every label escaped). */
 export function formatPrometheus(s: PrometheusState): string {
-  const out: string[] = [];
-  const family = (name: string, type: string, help: string): void => void out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-  family('shardgram_statsd_counter_total', 'counter', 'StatsD counter: sample-rate-corrected total since the service started.');
-  for (const [k, v] of s.counterTotals) out.push(`shardgram_statsd_counter_total{${promLabels(k)}} ${num(v)}`);
+  const w = new PromWriter();
+  w.family('shardgram_statsd_counter_total', 'counter', 'StatsD counter: sample-rate-corrected total since the service started.');
+  for (const [k, v] of s.counterTotals) w.sample('shardgram_statsd_counter_total', promLabels(k), v);
   const last = s.last;
   if (last) {
-    family('shardgram_statsd_counter', 'gauge', 'StatsD counter: total of the last flush interval.');
-    for (const [k, v] of Object.entries(last.counters)) out.push(`shardgram_statsd_counter{${promLabels(k)}} ${num(v)}`);
-    family('shardgram_statsd_gauge', 'gauge', 'StatsD gauge value at the last flush.');
-    for (const [k, v] of Object.entries(last.gauges)) out.push(`shardgram_statsd_gauge{${promLabels(k)}} ${num(v)}`);
-    family('shardgram_statsd_set_unique', 'gauge', 'StatsD set: unique members in the last flush interval.');
-    for (const [k, v] of Object.entries(last.sets)) out.push(`shardgram_statsd_set_unique{${promLabels(k)}} ${num(v)}`);
-    family('shardgram_statsd_timer', 'gauge', 'StatsD timer figures of the last flush interval (stat: count, sum, mean, min, max, median, p<NN>).');
+    w.family('shardgram_statsd_counter', 'gauge', 'StatsD counter: total of the last flush interval.');
+    for (const [k, v] of Object.entries(last.counters)) w.sample('shardgram_statsd_counter', promLabels(k), v);
+    w.family('shardgram_statsd_gauge', 'gauge', 'StatsD gauge value at the last flush.');
+    for (const [k, v] of Object.entries(last.gauges)) w.sample('shardgram_statsd_gauge', promLabels(k), v);
+    w.family('shardgram_statsd_set_unique', 'gauge', 'StatsD set: unique members in the last flush interval.');
+    for (const [k, v] of Object.entries(last.sets)) w.sample('shardgram_statsd_set_unique', promLabels(k), v);
+    w.family('shardgram_statsd_timer', 'gauge', 'StatsD timer figures of the last flush interval (stat: count, sum, mean, min, max, median, p<NN>).');
     for (const [k, t] of Object.entries(last.timers)) {
-      for (const [stat, v] of Object.entries(t)) out.push(`shardgram_statsd_timer{${promLabels(k, [['stat', stat]])}} ${num(v)}`);
+      for (const [stat, v] of Object.entries(t)) w.sample('shardgram_statsd_timer', promLabels(k, [['stat', stat]]), v);
     }
-    family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.');
-    out.push(`shardgram_statsd_last_flush_timestamp_seconds ${last.timestamp}`);
+    w.family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.');
+    w.sample('shardgram_statsd_last_flush_timestamp_seconds', {}, last.timestamp);
   }
-  const total = (name: string, help: string, v: number): void => {
-    family(name, 'counter', help);
-    out.push(`${name} ${v}`);
-  };
+  const total = (name: string, help: string, v: number): void => void w.family(name, 'counter', help).sample(name, {}, v);
   total('shardgram_statsd_bad_lines_seen_total', 'Lines that were not valid metrics (Etsy: bad_lines_seen).', s.badLines);
   total('shardgram_statsd_metrics_received_total', 'Non-empty lines received.', s.metrics);
   total('shardgram_statsd_packets_received_total', 'Datagrams received.', s.packets);
   total('shardgram_statsd_flushes_total', 'Flushes done.', s.flushes);
   total('shardgram_statsd_missing_partials_total', "Flushes that went ahead without a worker's partial (it timed out).", s.missingPartials);
   total('shardgram_statsd_output_errors_total', 'Failed JSON or Graphite writes.', s.outputErrors);
-  family('shardgram_statsd_rejected_total', 'counter', 'Lines or values dropped by a limit (reason: name_length, key_limit, overflow).');
-  out.push(`shardgram_statsd_rejected_total{reason="name_length"} ${s.namesTooLong}`);
-  out.push(`shardgram_statsd_rejected_total{reason="key_limit"} ${s.keysOverLimit}`);
-  out.push(`shardgram_statsd_rejected_total{reason="overflow"} ${s.overflows}`);
+  w.family('shardgram_statsd_rejected_total', 'counter', 'Lines or values dropped by a limit (reason: name_length, key_limit, overflow).');
+  w.sample('shardgram_statsd_rejected_total', { reason: 'name_length' }, s.namesTooLong);
+  w.sample('shardgram_statsd_rejected_total', { reason: 'key_limit' }, s.keysOverLimit);
+  w.sample('shardgram_statsd_rejected_total', { reason: 'overflow' }, s.overflows);
   total('shardgram_statsd_gauges_expired_total', 'Gauges forgotten after gaugeExpiry flushes without an update.', s.gaugesExpired);
-  return `${out.join('\n')}\n`;
+  return w.text();
 }

@@ -167,12 +167,14 @@ export class IntervalMerge {
   /**
    * Ends the interval: replays gauge operations onto `store` (the persisted values,
    * updated in place; gauges idle for `gaugeExpiry` flushes are forgotten) and returns
-   * the interval's figures. Starts a new interval.
+   * the interval's figures. Starts a new interval. `observe` sees each timer's raw
+   * values (the histograms).
    */
   finish(
     store: GaugeStore,
     percentiles: readonly number[],
     meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
+    observe?: (key: string, values: Float64Array) => void,
   ): FlushResult {
     const gauges = store.values;
     const overflow = { n: 0 };
@@ -211,8 +213,12 @@ export class IntervalMerge {
       }
       const t = timerSummary(all, acc.count, percentiles);
       // Sorted, the same values could still round past the largest double.
-      if (Number.isFinite(t.sum)) timers[k] = t;
-      else this.overflows += acc.n;
+      if (Number.isFinite(t.sum)) {
+        observe?.(k, all);
+        timers[k] = t;
+      } else {
+        this.overflows += acc.n;
+      }
     }
     const g = record<number>();
     for (const [k, v] of gauges) g[k] = v;

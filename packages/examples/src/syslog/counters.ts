@@ -2,6 +2,7 @@
  * The app's counters: kept per worker process, reported to the supervisor side,
  * summed there per worker slot and exposed on /metrics.
  */
+import { PromWriter } from '@shardgram/udp-core/prom';
 import type { SyslogFormat } from './parse.js';
 
 export interface SyslogCounters {
@@ -63,27 +64,29 @@ export class SyslogTotals {
     return t;
   }
 
-  /** Prometheus text exposition of the counters, plus rotation figures when writing a file. */
-  prometheus(file?: { rotations: number; bytes: number }): string {
+  /** Prometheus text of the counters (through core's PromWriter), plus rotation figures when writing a file and what standard output lost. */
+  prometheus(file?: { rotations: number; bytes: number }, stdoutUnwritten?: number): string {
     const rows = [...this.byWorker().entries()];
-    const lines: string[] = [];
-    const metric = (name: string, help: string, type: 'counter' | 'gauge', samples: [string, number][]): void => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, v] of samples) lines.push(`${name}${labels} ${v}`);
+    const w = new PromWriter();
+    const perWorker = (name: string, help: string, value: (c: SyslogCounters) => number): void => {
+      w.family(name, 'counter', help);
+      for (const [worker, c] of rows) w.sample(name, { worker }, value(c));
     };
-    metric('shardgram_syslog_messages_total', 'Syslog datagrams received, by worker and format.', 'counter',
-      rows.flatMap(([w, c]) => (['rfc5424', 'rfc3164', 'unknown'] as const).map((f): [string, number] => [`{worker="${w}",format="${f}"}`, c[f]])));
-    metric('shardgram_syslog_malformed_total', 'Datagrams stored as malformed: text, bytes in base64 and the parse error.', 'counter',
-      rows.map(([w, c]) => [`{worker="${w}"}`, c.malformed]));
-    metric('shardgram_syslog_not_utf8_total', 'Datagrams whose bytes are not valid UTF-8 (stored with their bytes in base64).', 'counter',
-      rows.map(([w, c]) => [`{worker="${w}"}`, c.notUtf8]));
-    metric('shardgram_syslog_written_total', 'Records written.', 'counter', rows.map(([w, c]) => [`{worker="${w}"}`, c.written]));
-    metric('shardgram_syslog_written_bytes_total', 'Bytes of records written.', 'counter', rows.map(([w, c]) => [`{worker="${w}"}`, c.writtenBytes]));
-    metric('shardgram_syslog_write_errors_total', 'Records lost to an I/O error.', 'counter', rows.map(([w, c]) => [`{worker="${w}"}`, c.writeErrors]));
+    w.family('shardgram_syslog_messages_total', 'counter', 'Syslog datagrams received, by worker and format.');
+    for (const [worker, c] of rows) for (const format of ['rfc5424', 'rfc3164', 'unknown'] as const) w.sample('shardgram_syslog_messages_total', { worker, format }, c[format]);
+    perWorker('shardgram_syslog_malformed_total', 'Datagrams stored as malformed: text, bytes in base64 and the parse error.', (c) => c.malformed);
+    perWorker('shardgram_syslog_not_utf8_total', 'Datagrams whose bytes are not valid UTF-8 (stored with their bytes in base64).', (c) => c.notUtf8);
+    perWorker('shardgram_syslog_written_total', 'Records written.', (c) => c.written);
+    perWorker('shardgram_syslog_written_bytes_total', 'Bytes of records written.', (c) => c.writtenBytes);
+    perWorker('shardgram_syslog_write_errors_total', 'Records lost to an I/O error.', (c) => c.writeErrors);
     if (file) {
-      metric('shardgram_syslog_rotations_total', 'Size-based rotations of the output file.', 'counter', [['', file.rotations]]);
-      metric('shardgram_syslog_file_bytes', 'Size of the current output file.', 'gauge', [['', file.bytes]]);
+      w.family('shardgram_syslog_rotations_total', 'counter', 'Size-based rotations of the output file.').sample('shardgram_syslog_rotations_total', {}, file.rotations);
+      w.family('shardgram_syslog_file_bytes', 'gauge', 'Size of the current output file.').sample('shardgram_syslog_file_bytes', {}, file.bytes);
     }
-    return `${lines.join('\n')}\n`;
+    if (stdoutUnwritten !== undefined) {
+      w.family('shardgram_syslog_stdout_unwritten_total', 'counter', 'Records not written because standard output was closed (EPIPE).')
+        .sample('shardgram_syslog_stdout_unwritten_total', {}, stdoutUnwritten);
+    }
+    return w.text();
   }
 }

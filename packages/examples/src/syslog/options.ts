@@ -1,9 +1,9 @@
 /**
- * The app's options, from `--app-option key=value` (strings): where to write and
- * when to rotate.
+ * The app's options, declared as a schema (`serve syslog` builds its flags, help and
+ * checks from it; `--app-option key=value` sets any of them): where to write and when
+ * to rotate.
  */
-import { isAbsolute, resolve } from 'node:path';
-import { ShardgramError } from '@shardgram/udp-core';
+import { byteSize, defineAppOptions, outputFile, parseAppOptions, ShardgramError, wholeNumber } from '@shardgram/udp-core';
 
 export interface SyslogOptions {
   /** Absolute path of the output file, or null for standard output (through the supervisor). */
@@ -14,42 +14,29 @@ export interface SyslogOptions {
   keep: number;
 }
 
-export const OPTION_NAMES = ['out', 'maxBytes', 'keep'] as const;
 export const DEFAULT_KEEP = 5;
 
-const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
-
-function bad(key: string, value: string, expected: string): ShardgramError {
-  return new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `syslog: --app-option ${key} must be ${expected}; got "${value}"`, { option: key });
+/** The schema; relative paths are against `cwd` (the supervisor's, which workers share). */
+export function syslogOptionSchema(cwd?: string) {
+  const file = outputFile(cwd);
+  return defineAppOptions({
+    out: {
+      flag: 'out', value: 'FILE', help: 'append JSON records to FILE ("-": standard output)',
+      parse: (t: string): string | null => (t.trim() === '' || t.trim() === '-' ? null : file(t)),
+      default: null, defaultText: 'standard output',
+    },
+    maxBytes: { flag: 'max-bytes', value: 'SIZE', help: 'rotate FILE when it reaches SIZE, e.g. 100m', parse: byteSize(), default: 0, defaultText: 'never' },
+    keep: { flag: 'keep', value: 'N', help: 'rotated files kept', parse: wholeNumber(1, 1000), default: DEFAULT_KEEP },
+  });
 }
 
-/** `1048576`, `64k`, `10m`, `1g` (also `10M`, `10MiB`, `10mb`): bytes, powers of 1024. */
-export function parseBytes(key: string, value: string): number {
-  const m = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(value.trim());
-  if (!m) throw bad(key, value, 'a number of bytes, e.g. 10m, 64k or 1048576');
-  const n = Number(m[1]) * UNITS[m[2]!.toLowerCase()]!;
-  if (!Number.isSafeInteger(n)) throw bad(key, value, 'a number of bytes below 2^53');
-  return n;
-}
+export const syslogOptions = syslogOptionSchema();
 
-/** Reads and checks the options; relative paths are against the working directory (the supervisor's, which workers share). */
-export function parseSyslogOptions(options: Readonly<Record<string, string>>, cwd: string = process.cwd()): SyslogOptions {
-  for (const key of Object.keys(options)) {
-    if (!(OPTION_NAMES as readonly string[]).includes(key)) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `syslog: unknown --app-option "${key}"; the options are ${OPTION_NAMES.join(', ')}`, { option: key });
-    }
+/** Reads and checks the options. */
+export function parseSyslogOptions(options: Readonly<Record<string, string>>, cwd?: string): SyslogOptions {
+  const o = parseAppOptions('syslog', cwd === undefined ? syslogOptions : syslogOptionSchema(cwd), options);
+  if (o.out === null && o.maxBytes > 0) {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `maxBytes must be used with out=FILE (standard output is not rotated); got ${JSON.stringify(options.maxBytes)}`, { option: 'maxBytes' });
   }
-  const rawOut = options.out?.trim();
-  const out = rawOut === undefined || rawOut === '' || rawOut === '-' ? null : isAbsolute(rawOut) ? rawOut : resolve(cwd, rawOut);
-  const maxBytes = options.maxBytes === undefined ? 0 : parseBytes('maxBytes', options.maxBytes);
-  let keep = DEFAULT_KEEP;
-  if (options.keep !== undefined) {
-    if (!/^\d+$/.test(options.keep.trim())) throw bad('keep', options.keep, 'a whole number from 1 to 1000');
-    keep = Number(options.keep.trim());
-    if (keep < 1 || keep > 1000) throw bad('keep', options.keep, 'a whole number from 1 to 1000');
-  }
-  if (out === null && options.maxBytes !== undefined && maxBytes > 0) {
-    throw bad('maxBytes', options.maxBytes, 'used with out=FILE (standard output is not rotated)');
-  }
-  return { out, maxBytes, keep };
+  return { out: o.out, maxBytes: o.maxBytes, keep: o.keep };
 }

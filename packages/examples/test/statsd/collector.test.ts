@@ -1,9 +1,10 @@
 /**
  * The supervisor side without processes: flush rounds with fake workers (replies,
- * timeouts, late and final partials, a replaced worker), the output formats, Graphite
- * over a local TCP server, and the options.
+ * timeouts, late and final partials, a replaced worker) on a manual clock (no real
+ * timers), the output formats, Graphite over a local TCP server, and the options.
  */
 import { once } from 'node:events';
+import { resolve } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PartialAggregate } from '@shardgram/examples/statsd/aggregate';
@@ -12,23 +13,16 @@ import { formatGraphite, formatPrometheus, sendGraphite } from '@shardgram/examp
 import type { FlushResult } from '@shardgram/examples/statsd/merge';
 import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
 import type { FlushRequest } from '@shardgram/examples/statsd/protocol';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(fn: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(5);
-  }
-}
+import { ManualClock, until } from './manual-clock.js';
 
 /** A collector wired to fake workers: each answers flush requests unless muted. */
 function harness(opts: Record<string, string>) {
   const flushes: FlushResult[] = [];
   const logs: string[] = [];
   const workers = new Map<number, { index: number; agg: PartialAggregate; mute: boolean; held: FlushRequest[] }>();
+  const clock = new ManualClock();
   const c = new FlushCollector({
+    clock,
     options: parseStatsdOptions(opts),
     log: (l) => logs.push(l),
     broadcast: (m) => {
@@ -48,31 +42,40 @@ function harness(opts: Record<string, string>) {
     c.message(index, { t: 'statsd.hello', index, pid });
     return agg;
   };
-  return { c, flushes, logs, workers, hello };
+  return { c, clock, flushes, logs, workers, hello };
 }
 
-let stopMe: FlushCollector | undefined;
+let stopMe: ReturnType<typeof harness> | undefined;
 afterEach(async () => {
-  await stopMe?.stop();
+  const h = stopMe;
   stopMe = undefined;
+  if (!h) return;
+  const stopped = h.c.stop();
+  await h.clock.advance(1000); // the stop hook's bounded wait for final partials
+  await stopped;
 });
 
 describe('flush rounds', () => {
   it('merges every worker’s partial each interval, and the last partial interval on stop', async () => {
     const h = harness({ flushInterval: '60', flushTimeout: '50' });
-    stopMe = h.c;
+    stopMe = h;
     const a = h.hello(0, 100);
     const b = h.hello(1, 101);
     h.c.start();
     a.datagram('x:1|c\nt:5|ms');
     b.datagram('x:2|c\nt:1|ms\ns:u1|s');
+    await h.clock.advance(59);
+    expect(h.flushes).toHaveLength(0); // not before the interval
+    await h.clock.advance(1);
     await until(() => h.flushes.length >= 1);
     expect(h.flushes[0]).toMatchObject({ flush: 1, final: false, counters: { x: 3 }, sets: { s: 1 }, missing_workers: [] });
     expect(h.flushes[0]!.timers.t).toMatchObject({ count: 2, min: 1, max: 5, sum: 6 });
+    expect(h.flushes[0]!.interval_ms).toBe(60);
+    expect(h.flushes[0]!.timestamp).toBe(Math.round(h.clock.now() / 1000));
     // Stop: each worker's close hook sends its final partial first.
     a.datagram('x:10|c');
     for (const [pid, w] of h.workers) h.c.message(w.index, { t: 'statsd.partial', index: w.index, pid, id: null, final: true, partial: w.agg.take() });
-    await h.c.stop();
+    await h.c.stop(); // no member left to wait for: resolves without the clock moving
     const last = h.flushes.at(-1)!;
     expect(last.final).toBe(true);
     expect(h.flushes.reduce((s, f) => s + (f.counters.x ?? 0), 0)).toBe(13);
@@ -81,12 +84,15 @@ describe('flush rounds', () => {
 
   it('a worker that does not answer in time is logged and counted; its late partial goes into the next flush', async () => {
     const h = harness({ flushInterval: '80', flushTimeout: '30' });
-    stopMe = h.c;
+    stopMe = h;
     h.hello(0, 200).datagram('x:1|c');
     const slow = h.hello(1, 201);
     slow.datagram('x:100|c');
     h.workers.get(201)!.mute = true;
     h.c.start();
+    await h.clock.advance(80 + 29);
+    expect(h.flushes).toHaveLength(0); // the round waits for worker 1 until flushTimeout
+    await h.clock.advance(1);
     await until(() => h.flushes.length >= 1);
     expect(h.flushes[0]).toMatchObject({ counters: { x: 1 }, missing_workers: [1] });
     expect(h.logs.join('\n')).toMatch(/flush round 1: no partial from worker 1 \(pid 201\) within 30 ms; flushing without it/);
@@ -95,20 +101,24 @@ describe('flush rounds', () => {
     const w = h.workers.get(201)!;
     w.mute = false;
     h.c.message(1, { t: 'statsd.partial', index: 1, pid: 201, id: w.held[0]!.id, final: false, partial: slow.take() });
+    await h.clock.advance(50); // the next interval; both answer now
     await until(() => h.flushes.length >= 2);
     expect(h.flushes[1]).toMatchObject({ counters: { x: 100 }, missing_workers: [] });
-    expect(h.logs.join('\n')).toMatch(/late partial from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
+    expect(h.logs.join('\n')).toMatch(/late partial #1: from worker 1 \(pid 201\) for flush round 1: merged into the next flush/);
   });
 
   it('a crashed worker replaced on its slot stops being waited for', async () => {
     const h = harness({ flushInterval: '60', flushTimeout: '20' });
-    stopMe = h.c;
+    stopMe = h;
     h.hello(0, 300);
     h.hello(1, 301);
     h.workers.get(301)!.mute = true; // dead
     h.workers.delete(301);
     h.hello(1, 302); // its replacement
     h.c.start();
+    await h.clock.advance(60 + 20); // round 1: pid 301 never answers
+    await until(() => h.flushes.length >= 1);
+    await h.clock.advance(40); // round 2, at 120: nobody missing
     await until(() => h.flushes.length >= 2);
     expect(h.flushes[0]!.missing_workers).toEqual([1]);
     expect(h.flushes[1]!.missing_workers).toEqual([]);
@@ -117,9 +127,10 @@ describe('flush rounds', () => {
 
   it('/metrics: Prometheus text with tags as labels, escaped', async () => {
     const h = harness({ flushInterval: '40', flushTimeout: '20', percentiles: '90,99.9' });
-    stopMe = h.c;
+    stopMe = h;
     h.hello(0, 400).datagram('req:2|c|#env:prod,metric:x,9lives:"q"\nlat:3|ms\nlat:5|ms\ng:7|g\nu:a|s');
     h.c.start();
+    await h.clock.advance(40);
     await until(() => h.flushes.length >= 1);
     const text = h.c.metrics();
     expect(text).toContain('shardgram_statsd_counter_total{metric="req",_9lives="q",env="prod",tag_metric="x"} 2');
@@ -167,18 +178,18 @@ describe('Graphite plaintext', () => {
   });
 
   it('is delivered over TCP to a local server', async () => {
-    const received: string[] = [];
+    let delivered!: (text: string) => void;
+    const received = new Promise<string>((r) => (delivered = r));
     server = createServer((s) => {
       let buf = '';
       s.on('data', (d) => (buf += d.toString()));
-      s.on('end', () => received.push(buf));
+      s.on('end', () => delivered(buf));
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const port = (server.address() as AddressInfo).port;
     await sendGraphite({ host: '127.0.0.1', port }, formatGraphite(r, 'stats', 10_000));
-    await until(() => received.length === 1);
-    expect(received[0]).toContain('stats.counters.api.hits.count;env=prod 30 1700000000\n');
+    expect(await received).toContain('stats.counters.api.hits.count;env=prod 30 1700000000\n');
   });
 
   it('reports a refused connection as an error (no throw past the promise)', async () => {
@@ -193,7 +204,7 @@ describe('Graphite plaintext', () => {
 
 describe('options', () => {
   it('defaults', () => {
-    expect(parseStatsdOptions({})).toEqual({
+    expect(parseStatsdOptions({})).toMatchObject({
       flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
       maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360,
     });
@@ -203,8 +214,8 @@ describe('options', () => {
     expect(parseStatsdOptions({
       flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p',
       maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0',
-    })).toEqual({
-      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: 'f.jsonl', graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
+    })).toMatchObject({
+      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
       maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0,
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
@@ -218,6 +229,7 @@ describe('options', () => {
     [{ graphite: 'localhost' }, /graphite/],
     [{ graphite: 'h:70000' }, /graphite/],
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
+    [{ jsonOut: '/nonexistent-dir/f.jsonl' }, /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/],
   ])('rejects %j', (o, msg) => {
     expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);
   });

@@ -61,8 +61,12 @@ function model() {
   };
 }
 
-/** Sends the workload to 127.0.0.1:port and returns what must be flushed for it. */
-export async function sendWorkload(port: number): Promise<Expected> {
+/**
+ * Sends the workload to 127.0.0.1:port and returns what must be flushed for it.
+ * `onStep` is called after each of the CLIENTS × STEPS steps with the number done so far.
+ */
+export async function sendWorkload(port: number, opts: { onStep?: (done: number) => void } = {}): Promise<Expected> {
+  let done = 0;
   const m = model();
   // hot-shots drops sampled metrics at random (Math.random() < rate): with 0 every
   // one is sent, with its "|@rate", so the expected totals are known exactly.
@@ -141,7 +145,8 @@ export async function sendWorkload(port: number): Promise<Expected> {
             c.set('wl.ips', ip);
             m.member('wl.ips', ip);
           }
-          if (j % 4 === 3) await sleep(8); // 16 clients × 4 steps / 8 ms: the rate 6 clients had with 3 ms
+          opts.onStep?.(++done);
+          if (j % 4 === 3) await sleep(8); // pacing, 16 clients × 4 steps / 8 ms: the rate 6 clients had with 3 ms
         }
         await new Promise<void>((r) => c.close(() => r()));
       }),

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES } from '@shardgram/examples/syslog/pri';
 import { parseRfc5424 } from '@shardgram/examples/syslog/rfc5424';
@@ -225,16 +227,18 @@ describe('malformed input and records', () => {
 
 describe('app options', () => {
   it('out, maxBytes with units, keep', () => {
-    expect(parseSyslogOptions({}, '/srv')).toEqual({ out: null, maxBytes: 0, keep: 5 });
-    expect(parseSyslogOptions({ out: 'logs/s.jsonl', maxBytes: '10m', keep: '3' }, '/srv')).toEqual({ out: '/srv/logs/s.jsonl', maxBytes: 10 * 1024 * 1024, keep: 3 });
-    expect(parseSyslogOptions({ out: '/abs/x', maxBytes: '64KiB' }).maxBytes).toBe(65536);
+    const cwd = tmpdir();
+    expect(parseSyslogOptions({}, cwd)).toEqual({ out: null, maxBytes: 0, keep: 5 });
+    expect(parseSyslogOptions({ out: 's.jsonl', maxBytes: '10m', keep: '3' }, cwd)).toEqual({ out: join(cwd, 's.jsonl'), maxBytes: 10 * 1024 * 1024, keep: 3 });
+    expect(parseSyslogOptions({ out: join(cwd, 'x'), maxBytes: '64KiB' }).maxBytes).toBe(65536);
     expect(parseSyslogOptions({ out: '-' }).out).toBeNull();
   });
 
   it('rejects what it cannot use, naming the option', () => {
-    expect(() => parseSyslogOptions({ file: 'x' })).toThrow(/unknown --app-option "file"; the options are out, maxBytes, keep/);
-    expect(() => parseSyslogOptions({ out: 'x', maxBytes: 'lots' })).toThrow(/maxBytes must be a number of bytes/);
-    expect(() => parseSyslogOptions({ out: 'x', keep: '0' })).toThrow(/keep must be a whole number from 1 to 1000; got "0"/);
+    expect(() => parseSyslogOptions({ file: 'x' })).toThrow(/unknown syslog option "file"; the options are out, maxBytes, keep/);
+    expect(() => parseSyslogOptions({ out: 'x', maxBytes: 'lots' })).toThrow(/^maxBytes must be a number of bytes/);
+    expect(() => parseSyslogOptions({ out: 'x', keep: '0' })).toThrow(/^keep must be from 1 to 1000; got 0$/);
     expect(() => parseSyslogOptions({ maxBytes: '1m' })).toThrow(/used with out=FILE/);
+    expect(() => parseSyslogOptions({ out: '/nonexistent-dir/x.jsonl' })).toThrow('out must be a file in an existing directory; got "/nonexistent-dir/x.jsonl" (directory /nonexistent-dir does not exist)');
   });
 });

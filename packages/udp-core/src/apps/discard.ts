@@ -6,3 +6,5 @@ export default defineApp((socket) => {
     // Counting is done by the engine; nothing else to do.
   });
 });
+
+export const description = 'receive and count only';

@@ -1,5 +1,8 @@
 /** Command-line parsing on node:util parseArgs, with one-line errors. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { byteSize, wholeNumber } from '../app-options.js';
+import type { ByteSizeRange } from '../byte-size.js';
+import { OptionValueError, optionMessage } from '../option-error.js';
 
 /** A mistake in the command line: printed as one line plus the usage, exit status 2. */
 export class UsageError extends Error {
@@ -9,11 +12,39 @@ export class UsageError extends Error {
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
 
-export function parse(argv: string[], options: Options, usage: string): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+/**
+ * `--workers -3` as `--workers=-3`: parseArgs takes a value that starts with a dash
+ * for an option of its own ("ambiguous"); a negative number is a value, which the
+ * option's own check then refuses with its range.
+ */
+export function joinNegativeValues(argv: readonly string[], options: Options): string[] {
+  const takesValue = (arg: string): boolean => {
+    if (arg.startsWith('--')) return options[arg.slice(2)]?.type === 'string';
+    if (/^-[A-Za-z]$/.test(arg)) return Object.values(options).some((o) => o.short === arg[1] && o.type === 'string');
+    return false;
+  };
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (next !== undefined && /^-\d/.test(next) && takesValue(arg)) {
+      out.push(arg.startsWith('--') ? `${arg}=${next}` : `${arg}${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
+export function parse(argv: string[], options: Options, usage: string): { values: Values; positionals: string[] } {
   try {
-    const r = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-    return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
+    const r = parseArgs({ args: joinNegativeValues(argv, options), options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    return { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
     // parseArgs' messages are long and mention internals; keep their first sentence.
     const msg = err instanceof Error ? err.message.split('. ')[0]!.replace(/\.$/, '') : String(err);
@@ -21,26 +52,25 @@ export function parse(argv: string[], options: Options, usage: string): { values
   }
 }
 
-export function intOption(values: Record<string, unknown>, name: string, min: number, max: number, usage: string, fallback?: number): number | undefined {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  const text = String(raw);
-  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}; got "${text}"`, usage);
-  const n = Number(text);
-  if (n < min || n > max) throw new UsageError(`--${name} must be from ${min} to ${max}; got ${n}`, usage);
-  return n;
-}
-
-/** Sizes like 4194304, 4096k, 4m. */
-export function byteOption(values: Record<string, unknown>, name: string, usage: string): number | undefined {
+/** Runs a value parser on flag `--name`, turning a bad value into a UsageError in the one option-error style. */
+export function flagValue<T>(values: Record<string, unknown>, name: string, parse: (text: string) => T, usage: string): T | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
-  const m = /^(\d+)([kKmMgG]?)$/.exec(String(raw));
-  if (!m) throw new UsageError(`--${name} must be a number of bytes, optionally with k, m or g (e.g. 4m); got "${String(raw)}"`, usage);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  const n = Number(m[1]) * mult;
-  if (n < 1 || n > 2 ** 30) throw new UsageError(`--${name} must be from 1 byte to 1g; got "${String(raw)}"`, usage);
-  return n;
+  try {
+    return parse(String(raw));
+  } catch (err) {
+    if (err instanceof OptionValueError) throw new UsageError(optionMessage(`--${name}`, String(raw), err), usage);
+    throw err;
+  }
+}
+
+export function intOption(values: Record<string, unknown>, name: string, min: number, max: number, usage: string, fallback?: number): number | undefined {
+  return flagValue(values, name, wholeNumber(min, max), usage) ?? fallback;
+}
+
+/** Sizes in the one grammar (byte-size.ts): 4194304, 4096k, 4m, 4MiB. */
+export function byteOption(values: Record<string, unknown>, name: string, usage: string, range: ByteSizeRange = { min: 1, max: 2 ** 30 }): number | undefined {
+  return flagValue(values, name, byteSize(range), usage);
 }
 
 export function choice<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[], usage: string, fallback: T): T {

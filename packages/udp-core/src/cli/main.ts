@@ -47,7 +47,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd === 'help') {
       const c = rest[0] ? COMMANDS[rest[0]] : undefined;
-      process.stdout.write(c ? c.usage : USAGE);
+      if (c) return await c.run(['--help']); // the same text as `<cmd> --help` (serve's lists the apps it can load)
+      process.stdout.write(USAGE);
       return 0;
     }
     const c = COMMANDS[cmd];

@@ -121,6 +121,8 @@ export async function startControlServer(handlers: ControlHandlers, path: string
           }
           conn.off('data', onData);
           conn.setTimeout(0);
+          // The hand-over owns this connection now; closing the server leaves it alone.
+          conns.delete(conn);
           handlers.takeover(conn, peer, req);
           return;
         }
@@ -183,14 +185,13 @@ export async function startControlServer(handlers: ControlHandlers, path: string
   let closed = false;
   return {
     path,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (closed) return resolve();
-        closed = true;
-        // Leave the path alone if a newer service has renamed its socket over it.
-        server.close(() => resolve());
-        // Whatever a client holds open, stop now: a stop is never held by a connection.
-        for (const c of conns) c.destroy();
-      }),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      // The listening socket (and its file) goes at once; whatever a client holds
+      // open is cut: a stop is never held by a connection.
+      server.close();
+      for (const c of conns) c.destroy();
+    },
   };
 }

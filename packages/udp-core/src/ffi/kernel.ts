@@ -241,3 +241,15 @@ export const PR_SET_PDEATHSIG = 1;
 export const SIGKILL = 9;
 // include/systemd/sd-daemon.h: first fd passed by socket activation
 export const SD_LISTEN_FDS_START = 3;
+// include/uapi/asm-generic/socket.h: what a socket is (read-only options)
+export const SO_TYPE = 3;
+export const SO_PROTOCOL = 38;
+export const SO_DOMAIN = 39;
+// include/uapi/asm-generic/socket.h (SO_RCVTIMEO_OLD on 64-bit): struct timeval { i64 tv_sec; i64 tv_usec; }
+export const SO_RCVTIMEO = 20;
+export const TIMEVAL_SIZE = 16;
+export const TV_SEC = 0;
+export const TV_USEC = 8;
+// include/uapi/asm-generic/fcntl.h
+export const F_SETFD = 2;
+export const FD_CLOEXEC = 1;

@@ -14,6 +14,17 @@ export function familyOf(address: string): Family | undefined {
 }
 
 /**
+ * `::ffff:127.0.0.1` and the like: an IPv4 address written as IPv6. Linux refuses to
+ * bind one to an IPv6-only socket (EINVAL), and the group's IPv6 sockets are
+ * IPv6-only, so such an address is refused up front with a message that says why.
+ */
+export function isIPv4Mapped(address: string): boolean {
+  if (familyOf(address) !== 'udp6') return false;
+  const b = ipv6Bytes(address);
+  return b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+}
+
+/**
  * Where a client's source sockets bind to reach `address`: loopback for a loopback
  * destination (so traffic stays on lo), the wildcard of the family otherwise.
  */

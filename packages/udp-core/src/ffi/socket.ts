@@ -12,7 +12,7 @@ import {
   SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT,
 } from './kernel.js';
 import { libc } from './libc.js';
-import { decodeSockaddr, encodeSockaddr, familyOf, type Family } from './sockaddr.js';
+import { decodeSockaddr, encodeSockaddr, familyOf, isIPv4Mapped, type Family } from './sockaddr.js';
 
 export interface OpenSocketOptions {
   /** IPv4 or IPv6 literal. */
@@ -149,7 +149,7 @@ export function refuseOccupiedPort(address: string, port: number, ownInodes: Rea
       'ERR_SHARDGRAM_PORT_HELD',
       `UDP ${address}:${port} is already served by SO_REUSEPORT sockets of this user: ${holders.map(describeHolder).join('; ')} ` +
         `(another shardgram service?). Joining them would split their traffic with us and replace their steering program. ` +
-        `Stop that service, or choose another --port.`,
+        `To upgrade or restart that service without losing a datagram, start this one with --takeover; otherwise stop it, or choose another --port.`,
       { errno: EADDRINUSE, syscall: 'bind', address, port, uid: euid, holders },
     );
   }
@@ -215,6 +215,7 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   const family = familyOf(address);
   if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
   if (address.includes('%')) throw invalidArg('address', address, 'an IPv6 address without a %zone (scoped link-local addresses are not supported)');
+  if (isIPv4Mapped(address)) throw invalidArg('address', address, 'written as IPv4 for an IPv4 address, not IPv4-mapped IPv6 (IPv6 sockets here are IPv6-only)');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg('port', port, 'an integer from 0 to 65535');
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf <= 0 || opts.rcvbuf > 2 ** 30)) {
     throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive number of bytes up to 1 GiB');

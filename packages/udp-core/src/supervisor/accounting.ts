@@ -3,12 +3,18 @@
  * the report. Nothing counted is ever forgotten: a retired socket's counts move
  * into `retired` and stay in `total`.
  */
-import { addInto } from '../counters.js';
+import { addInto, zeroCounters, type Counters } from '../counters.js';
 import { noRetired, summarize, type RetiredTotals, type StatsReport, type WorkerRow } from '../stats.js';
 import type { Slot } from './slot.js';
 
 export class Accounting {
   private readonly retired: RetiredTotals = noRetired();
+  private inherited: StatsReport['inherited'];
+
+  /** Counts of the service this one took over from: they carry on in `total`. */
+  inherit(from: Partial<Counters>, pid: number): void {
+    this.inherited = { ...addInto(zeroCounters(), from), pid };
+  }
 
   /** Folds a slot that leaves the group for good into the retired totals. */
   retire(slot: Slot): void {
@@ -25,6 +31,6 @@ export class Accounting {
   }
 
   report(service: StatsReport['service'], slots: readonly Slot[]): StatsReport {
-    return summarize(service, slots.map((s) => this.row(s, service.engine)), this.retired);
+    return summarize(service, slots.map((s) => this.row(s, service.engine)), this.retired, this.inherited);
   }
 }

@@ -49,12 +49,17 @@ export class Slot {
   /** Processes started and not yet folded into `base`. */
   private readonly live = new Set<WorkerHandle>();
   private restartTimer: unknown;
+  /** Drops the kernel had counted on this socket before it was ours (an adopted socket). */
+  private readonly dropsBefore: number;
 
   constructor(
     readonly index: number,
     readonly sock: OpenedSocket,
     private readonly deps: SlotDeps,
-  ) {}
+    opts: { dropsBefore?: number } = {},
+  ) {
+    this.dropsBefore = opts.dropsBefore ?? 0;
+  }
 
   /**
    * Starts a process on the socket. An empty slot takes it at once; otherwise (a
@@ -83,17 +88,17 @@ export class Slot {
   }
 
   /** Asks a process of this slot to drain and exit; resolves when it has. */
-  async retire(proc: WorkerHandle): Promise<void> {
+  async retire(proc: WorkerHandle, drainTimeoutMs = this.deps.drainTimeoutMs): Promise<void> {
     if (this.current === proc) this.current = undefined;
     this.leaving.add(proc);
-    await proc.retire(this.deps.drainTimeoutMs);
+    await proc.retire(drainTimeoutMs);
   }
 
-  /** Retires every process of the slot (stop, shrink). */
-  async retireAll(): Promise<void> {
+  /** Retires every process of the slot (stop, shrink; a hand-over with no drain, as the socket stays open elsewhere). */
+  async retireAll(drainTimeoutMs = this.deps.drainTimeoutMs): Promise<void> {
     this.cancelRestart();
     this.state = 'stopping';
-    await Promise.all([...(this.current ? [this.current] : []), ...this.leaving].map((p) => this.retire(p)));
+    await Promise.all([...(this.current ? [this.current] : []), ...this.leaving].map((p) => this.retire(p, drainTimeoutMs)));
     this.state = 'stopped';
   }
 
@@ -174,7 +179,7 @@ export class Slot {
     c.restarts += this.restarts;
     c.stalls += this.stalls;
     c.droppedAtClose += this.droppedAtClose;
-    c.kernelDrops += this.lastMem.drops;
+    c.kernelDrops += this.lastMem.drops - this.dropsBefore;
     return c;
   }
 
@@ -182,6 +187,18 @@ export class Slot {
   memInfo(): SocketMemInfo {
     if (!this.closed) this.lastMem = socketMemInfo(this.sock.fd);
     return this.lastMem;
+  }
+
+  /**
+   * Lets go of the socket without reading its queue: another process holds it too
+   * (a hand-over, a service manager's fd store) and goes on reading it.
+   */
+  release(): void {
+    if (this.closed) return;
+    this.cancelRestart();
+    this.lastMem = socketMemInfo(this.sock.fd);
+    closeFd(this.sock.fd);
+    this.closed = true;
   }
 
   /**

@@ -13,7 +13,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
-import { closeFd } from '../ffi/socket.js';
+import type { Counters } from '../counters.js';
+import type { AdoptedSocket } from '../ffi/adopt.js';
+import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
@@ -42,6 +44,29 @@ export interface SupervisorEvents {
   reloaded: [info: { workers: number }];
 }
 
+/** Sockets someone else opened, for `start()` to take instead of opening its own. */
+export interface Adoption {
+  /** They become sockets 0…n-1 of the group, in this order. */
+  sockets: AdoptedSocket[];
+  /** Where the options say nothing: the running state of the service handed over from. */
+  workers?: number;
+  policy?: PolicySpec;
+  /** Counts of the service handed over from, carried on in `total`. */
+  inherited?: { counters: Partial<Counters>; pid: number };
+}
+
+/** What an old supervisor offers the new one in an upgrade hand-over. */
+export interface HandOverOffer {
+  fds: number[];
+  address: string;
+  port: number;
+  family: 'udp4' | 'udp6';
+  workers: number;
+  policy: PolicySpec;
+  app: string;
+  pid: number;
+}
+
 /** For tests: how worker processes are started (a fake needs no process and no time). */
 export interface SupervisorInternals {
   launch?(slot: Slot, config: WorkerConfig): WorkerHandle;
@@ -64,6 +89,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private stopping: Promise<StopReport> | undefined;
   private stopped: Promise<StopReport> | undefined;
   private busy: Promise<unknown> = Promise.resolve();
+  /**
+   * True while another process holds the group's sockets too (the old supervisor
+   * during a hand-over, a service manager's fd store): a stop then lets go of the
+   * sockets without reading out their queues, which the other holder goes on serving.
+   */
+  sharedSockets = false;
+  private handingOver = false;
 
   constructor(opts: SupervisorOptions, private readonly internals: SupervisorInternals = {}) {
     super();
@@ -112,28 +144,53 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return toPrometheus(this.stats()) + this.app.metrics();
   }
 
-  /** Opens the sockets and starts every worker; resolves when all are receiving. */
-  start(): Promise<void> {
+  /**
+   * Opens the sockets and starts every worker; resolves when all are receiving.
+   * With `adopt`, called once the app has loaded, the group is made of the sockets
+   * it gives (a service manager's, or a running supervisor's in a hand-over), one
+   * worker each, and nothing is opened; `resize()` then sets the size.
+   */
+  start(adopt?: () => Promise<Adoption>): Promise<void> {
     if (this.started || this.stopping) return Promise.reject(new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once, before stop()'));
     this.started = true;
-    return this.exclusive(() => this.doStart());
+    return this.exclusive(() => this.doStart(adopt));
   }
 
-  private async doStart(): Promise<void> {
+  private async doStart(adopt?: () => Promise<Adoption>): Promise<void> {
     const defaults = await this.app.load(() => ({
       workers: this.options.workers ?? this.slots.length,
       options: this.options.appOptions ?? {},
       log: (line) => this.log(`app: ${line}`),
       broadcast: (m) => this.broadcast(m),
     }));
-    const cfg = (this.cfg = resolveConfig(this.options, defaults));
+    let adoption: Adoption | undefined;
+    try {
+      adoption = adopt ? await adopt() : undefined;
+    } catch (err) {
+      await this.app.stop();
+      throw err;
+    }
+    const opts = adoption
+      ? {
+          ...this.options,
+          workers: this.options.workers ?? adoption.workers ?? adoption.sockets.length,
+          ...(this.options.policy ?? adoption.policy ? { policy: this.options.policy ?? adoption.policy } : {}),
+          ...(this.options.address === undefined && adoption.sockets[0] ? { address: adoption.sockets[0].address } : {}),
+        }
+      : this.options;
+    const cfg = (this.cfg = resolveConfig(opts, defaults));
     if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
     try {
-      let port = cfg.port;
-      for (let i = 0; i < cfg.workers; i++) {
-        const slot = this.openSlot(i, port);
-        port = slot.sock.port;
-        if (i === 0) for (const w of slot.sock.warnings) { this.warnings.push(w); this.log(`warning: ${w}`); }
+      if (adoption) {
+        this.sharedSockets = true;
+        this.adoptSlots(adoption, cfg);
+      } else {
+        let port = cfg.port;
+        for (let i = 0; i < cfg.workers; i++) {
+          const slot = this.openSlot(i, port);
+          port = slot.sock.port;
+          if (i === 0) for (const w of slot.sock.warnings) { this.warnings.push(w); this.log(`warning: ${w}`); }
+        }
       }
       // Attach after bind: a program attached before bind gives the socket a group of its own.
       this.steering = new Steering(cfg.policy);
@@ -155,16 +212,42 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.monitor.start();
   }
 
+  private adoptSlots(a: Adoption, cfg: EffectiveConfig): void {
+    const first = a.sockets[0];
+    if (!first) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'no sockets were passed to take over');
+    for (const s of a.sockets) {
+      if (s.port !== first.port || s.address !== first.address || s.family !== first.family) {
+        throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `the sockets passed are not one group: udp ${first.address}:${first.port} and udp ${s.address}:${s.port}`);
+      }
+    }
+    if ((cfg.port !== 0 && cfg.port !== first.port) || cfg.address !== first.address) {
+      throw new ShardgramError(
+        'ERR_SHARDGRAM_INVALID_ARG',
+        `the sockets passed are bound to udp ${first.address}:${first.port}, not the ${cfg.address}:${cfg.port} asked for: give the same --address and --port, or leave them out`,
+        { option: 'port', port: first.port, address: first.address },
+      );
+    }
+    if (a.sockets.length > 1 && a.sockets.some((s) => !s.reusePort)) {
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `several sockets were passed for udp ${first.address}:${first.port}, and not all have SO_REUSEPORT`);
+    }
+    if (a.inherited) this.accounting.inherit(a.inherited.counters, a.inherited.pid);
+    a.sockets.forEach((sock, i) => this.addSlot(i, sock, socketMemInfo(sock.fd).drops));
+  }
+
   private openSlot(index: number, port: number): Slot {
     const sock = openGroupSocket(this.config, index, port, new Set(this.slots.map((s) => s.sock.inode)));
+    return this.addSlot(index, sock, 0);
+  }
+
+  private addSlot(index: number, sock: OpenedSocket, dropsBefore: number): Slot {
     const slot = new Slot(index, sock, {
       launch: (s) => this.launch(s),
       log: this.log,
       drainTimeoutMs: this.config.drainTimeoutMs,
-      stopping: () => this.stopping !== undefined,
+      stopping: () => this.stopping !== undefined || this.handingOver,
       onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
       onExit: (s, proc, e: ExitInfo) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
-    });
+    }, { dropsBefore });
     this.slots.push(slot);
     return slot;
   }
@@ -260,6 +343,52 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
+  /**
+   * Upgrade hand-over, old side. `exchange` is given the group's sockets and state
+   * and resolves true once the new supervisor's workers read them (or false, or
+   * throws, if it gave up). On true, this service's workers stop at once (no drain:
+   * the sockets stay open in the new one), its own copies of the sockets are let go
+   * without touching their queues, and the counts it had are returned, for the new
+   * one to carry on. On false, it serves on as before, its steering back in place.
+   */
+  handOver(exchange: (offer: HandOverOffer) => Promise<boolean>): Promise<Counters | undefined> {
+    return this.exclusive(async () => {
+      const steering = this.running();
+      const offer: HandOverOffer = {
+        fds: this.slots.map((s) => s.sock.fd), address: this.address, port: this.port, family: this.slots[0]!.sock.family,
+        workers: this.slots.length, policy: this.policy, app: this.options.app, pid: process.pid,
+      };
+      let go = false;
+      try {
+        go = await exchange(offer);
+      } catch (err) {
+        this.log(`takeover failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (!go) {
+        // The new side may have attached its own program to the group.
+        steering.apply(this.slots[0]!.sock.fd, this.slots.length);
+        this.log('takeover abandoned: this service goes on serving');
+        return undefined;
+      }
+      this.handingOver = true;
+      this.monitor.stop();
+      await Promise.all(this.slots.map((s) => s.retireAll(0)));
+      const { total } = this.stats();
+      for (const s of this.slots) s.release();
+      await this.app.stop();
+      const done: StopReport = { leftBytes: this.slots.map(() => 0), droppedAtClose: 0 };
+      this.stopped = this.stopping = Promise.resolve(done);
+      this.log(`handed over: the ${total.datagrams} datagrams counted here carry on in the new service's totals`);
+      const { queueBytes: _q, ...counters } = total;
+      return counters;
+    });
+  }
+
+  /** Carries on the counts of the service this one took over from (in `total` and `inherited`). */
+  inheritCounts(counters: Partial<Counters>, pid: number): void {
+    this.accounting.inherit(counters, pid);
+  }
+
   /** The per-worker and group statistics, cumulative since the service started. */
   stats(): StatsReport {
     const c = this.cfg;
@@ -275,6 +404,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     report.imbalance = this.monitor.imbalanceState;
     report.intruders = this.monitor.intruders;
     return report;
+  }
+
+  /** The group's open sockets, by slot. */
+  sockets(): { index: number; fd: number; inode: number }[] {
+    return this.slots.filter((s) => !s.closed).map((s) => ({ index: s.index, fd: s.sock.fd, inode: s.sock.inode }));
   }
 
   /** Pids of the current worker processes, by slot (0 while a slot is restarting). */
@@ -301,6 +435,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     await Promise.all(this.slots.map((s) => s.retireAll()));
     const leftBytes = this.slots.map((s) => {
       if (s.closed) return 0;
+      if (this.sharedSockets) {
+        // The other holder serves what is queued: nothing is dropped here.
+        s.release();
+        return 0;
+      }
       s.close();
       return s.lastMem.queueBytes;
     });

@@ -1,0 +1,114 @@
+/**
+ * StatsD timers as Prometheus histograms: every timer value (milliseconds) counted
+ * into cumulative buckets since the service started, exposed in seconds as
+ * `shardgram_statsd_timer_seconds_bucket{metric,…tags,le}`, `_sum` and `_count`.
+ *
+ * Unlike the per-flush percentiles (`shardgram_statsd_timer{stat="p90"}`), buckets add
+ * up: `histogram_quantile(0.9, sum by (le) (rate(shardgram_statsd_timer_seconds_bucket[5m])))`
+ * is a percentile over every host and worker, within one bucket's width of the exact one.
+ * A value counts once whatever its sample rate (`_count` is observations, not Etsy's
+ * sample-rate-corrected `count`).
+ */
+import { PromWriter, type PromLabels } from '@shardgram/udp-core/prom';
+
+/** Default bucket upper bounds in milliseconds: 1 ms to 10 s, 1-2.5-5 steps. */
+export const DEFAULT_TIMER_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+export const MAX_TIMER_BUCKETS = 64;
+
+export const TIMER_HISTOGRAM = 'shardgram_statsd_timer_seconds';
+
+/**
+ * `timerBuckets=1,5,10,50` → [1, 5, 10, 50]: upper bounds in milliseconds, ascending,
+ * positive, at most 64 (the `+Inf` bucket is always there). Throws a RangeError
+ * whose message says what is expected.
+ */
+export function parseTimerBuckets(value: string): number[] {
+  const expected = `a comma-separated ascending list of up to ${MAX_TIMER_BUCKETS} bucket bounds in milliseconds, each above 0, e.g. 5,10,25,50,100`;
+  const parts = value.split(',').map((s) => s.trim());
+  const out = parts.map((s) => (/^\d+(?:\.\d+)?$/.test(s) ? Number(s) : NaN));
+  if (out.length === 0 || out.length > MAX_TIMER_BUCKETS) throw new RangeError(expected);
+  for (let i = 0; i < out.length; i++) {
+    const b = out[i]!;
+    if (!(b > 0 && Number.isFinite(b)) || (i > 0 && b <= out[i - 1]!)) throw new RangeError(expected);
+  }
+  return out;
+}
+
+interface Series {
+  /** Observations ≤ each bound (not yet cumulative), then the ones above the last. */
+  counts: Float64Array;
+  sumMs: number;
+  count: number;
+}
+
+export class TimerHistograms {
+  private readonly series = new Map<string, Series>();
+  /** Series started again because their sum would have overflowed (a counter reset to Prometheus). */
+  overflowResets = 0;
+
+  constructor(
+    private readonly boundsMs: readonly number[] = DEFAULT_TIMER_BUCKETS_MS,
+    /** Most timer keys with a histogram; a new key beyond it is not tracked. */
+    private readonly maxKeys = Infinity,
+  ) {}
+
+  /** Counts one flush interval's raw values of timer `key` (milliseconds). */
+  observe(key: string, values: ArrayLike<number>): void {
+    let s = this.series.get(key);
+    if (!s) {
+      if (this.series.size >= this.maxKeys) return;
+      this.series.set(key, (s = { counts: new Float64Array(this.boundsMs.length + 1), sumMs: 0, count: 0 }));
+    }
+    const b = this.boundsMs;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (!Number.isFinite(v)) continue;
+      // The first bound not below v (binary search: bounds ascend).
+      let lo = 0;
+      let hi = b.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (b[mid]! < v) lo = mid + 1;
+        else hi = mid;
+      }
+      if (!Number.isFinite(s.sumMs + v)) {
+        s.counts.fill(0);
+        s.sumMs = 0;
+        s.count = 0;
+        this.overflowResets++;
+      }
+      s.counts[lo]!++;
+      s.sumMs += v;
+      s.count++;
+    }
+  }
+
+  /** Number of timer keys with a histogram. */
+  get size(): number {
+    return this.series.size;
+  }
+
+  /** Writes the histogram family (nothing when no timer was seen). */
+  write(w: PromWriter, labels: (key: string) => PromLabels): void {
+    if (this.series.size === 0) return;
+    w.family(TIMER_HISTOGRAM, 'histogram', 'StatsD timer values since the service started, in seconds (sum by le across hosts for percentiles).');
+    const les = [...this.boundsMs.map((ms) => String(ms / 1000)), '+Inf'];
+    for (const [key, s] of this.series) {
+      const l = labels(key);
+      let cumulative = 0;
+      for (let i = 0; i < les.length; i++) {
+        cumulative += s.counts[i]!;
+        w.sample(`${TIMER_HISTOGRAM}_bucket`, { ...l, le: les[i]! }, cumulative);
+      }
+      w.sample(`${TIMER_HISTOGRAM}_sum`, l, Number.isFinite(s.sumMs) ? s.sumMs / 1000 : 0);
+      w.sample(`${TIMER_HISTOGRAM}_count`, l, s.count);
+    }
+  }
+
+  /** The histogram family as Prometheus text. */
+  text(labels: (key: string) => PromLabels): string {
+    const w = new PromWriter();
+    this.write(w, labels);
+    return w.text();
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The upgrade hand-over over the control socket. The new supervisor asks for the
+ * group; the old one answers with its state and, in the same message, every socket
+ * of the group as SCM_RIGHTS. The new one starts its workers on those very sockets
+ * (same queues, same slots in the group) and says when they read; only then does
+ * the old one stop its workers, without draining (the sockets stay open in the new
+ * one), and send its counts. If the new side fails or goes quiet at any step, the
+ * old one serves on as if nothing had happened.
+ *
+ *   new → old   {"op":"takeover","pid":N}
+ *   old → new   {"ok":true,"op":"takeover-offer",…state} + fds      (or {"ok":false,"error":…})
+ *   new → old   {"op":"takeover-ready"}                              (or takeover-abort / close)
+ *   old → new   {"ok":true,"op":"takeover-done","total":{…}}        then the old one exits 0
+ */
+import net from 'node:net';
+import type { Counters } from '../counters.js';
+import { ShardgramError } from '../errors.js';
+import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
+import { SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
+import { libc } from '../ffi/libc.js';
+import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
+import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
+import type { ControlRequest } from './protocol.js';
+import { socketFd } from './server.js';
+
+/** How long the old side waits for the new one's workers to read. */
+export const TAKEOVER_TIMEOUT_MS = 60_000;
+/** How long the new side waits for an answer at each step. */
+const ANSWER_TIMEOUT_MS = 30_000;
+
+type Offer = Omit<HandOverOffer, 'fds'> & { nfds: number };
+
+/** Reads lines from a connection until one answers; resolves on close with undefined. */
+function nextLine(conn: net.Socket, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let buf = '';
+    const done = (v: string | undefined): void => {
+      clearTimeout(timer);
+      conn.off('data', onData);
+      conn.off('close', onClose);
+      resolve(v);
+    };
+    const onData = (d: Buffer): void => {
+      buf += d.toString('utf8');
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) done(buf.slice(0, nl));
+    };
+    const onClose = (): void => done(undefined);
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    conn.on('data', onData);
+    conn.once('close', onClose);
+  });
+}
+
+export interface HandedOverHooks {
+  /** Closes this service's endpoints (control socket, stats port) before the new one takes them. */
+  closeEndpoints(): Promise<void>;
+  /** Called once the new service has been told: this one exits. */
+  exit(counters: Partial<Counters>): void;
+}
+
+/** Old side: the control server's `takeover` handler. */
+export function takeoverHandler(sup: Supervisor, log: (line: string) => void, hooks: HandedOverHooks) {
+  return (conn: net.Socket, peer: PeerCred, req: Extract<ControlRequest, { op: 'takeover' }>): void => {
+    log(`takeover requested by pid ${peer.pid} (uid ${peer.uid})`);
+    void sup
+      .handOver(async (offer) => {
+        const { fds, ...state } = offer;
+        const answer: Offer & { ok: true; op: 'takeover-offer' } = { ok: true, op: 'takeover-offer', ...state, nfds: fds.length };
+        sendWithFds(socketFd(conn), Buffer.from(JSON.stringify(answer) + '\n'), fds);
+        for (;;) {
+          const line = await nextLine(conn, TAKEOVER_TIMEOUT_MS);
+          if (line === undefined) {
+            log(`takeover by pid ${req.pid}: the new service went away (or was silent for ${TAKEOVER_TIMEOUT_MS / 1000} s) before its workers read`);
+            return false;
+          }
+          let msg: { op?: string; reason?: string };
+          try {
+            msg = JSON.parse(line) as typeof msg;
+          } catch {
+            continue;
+          }
+          if (msg.op === 'takeover-ready') return true;
+          if (msg.op === 'takeover-abort') {
+            log(`takeover by pid ${req.pid} abandoned by the new service: ${msg.reason ?? 'no reason given'}`);
+            return false;
+          }
+        }
+      })
+      .then(
+        async (counters) => {
+          if (!counters) {
+            conn.destroy();
+            return;
+          }
+          await hooks.closeEndpoints();
+          conn.end(JSON.stringify({ ok: true, op: 'takeover-done', total: counters }) + '\n', () => hooks.exit(counters));
+        },
+        (err: unknown) => {
+          conn.end(JSON.stringify({ ok: false, error: `takeover refused: ${err instanceof Error ? err.message : String(err)}` }) + '\n');
+        },
+      );
+  };
+}
+
+export interface TakeoverSession {
+  readonly offer: Offer;
+  readonly sockets: AdoptedSocket[];
+  /** Tells the old service our workers read; resolves with its counts once it has let go. */
+  ready(): Promise<Partial<Counters>>;
+  /** Gives up: the old service serves on. */
+  abort(reason: string): void;
+}
+
+/**
+ * New side: connects to the running service's control socket and receives its
+ * group. Blocking calls with a timeout, made once at start.
+ */
+export function requestTakeover(path: string): TakeoverSession {
+  let fd: number;
+  try {
+    fd = connectUnix(path, 'stream');
+  } catch (err) {
+    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `--takeover: no running service answers on its control socket ${path} (${(err as Error).message}). Start without --takeover, or give its socket with --control.`);
+  }
+  const c = libc();
+  try {
+    const me = process.geteuid?.() ?? 0;
+    const peer = peerCred(fd);
+    if (peer.uid !== me) throw new ShardgramError('ERR_SHARDGRAM_FOREIGN_UID', `--takeover: the service on ${path} runs as uid ${peer.uid}, not as this user (uid ${me}); only a service of the same user can be taken over`, { uid: peer.uid });
+    const tv = Buffer.alloc(TIMEVAL_SIZE);
+    tv.writeBigInt64LE(BigInt(ANSWER_TIMEOUT_MS / 1000), TV_SEC);
+    c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, TIMEVAL_SIZE);
+    sendWithFds(fd, Buffer.from(JSON.stringify({ op: 'takeover', pid: process.pid }) + '\n'), []);
+    let text = '';
+    const fds: number[] = [];
+    while (!text.includes('\n')) {
+      const r = recvWithFds(fd, 65536, 256);
+      fds.push(...r.fds);
+      if (r.data.length === 0) break;
+      text += r.data.toString('utf8');
+    }
+    const answer = JSON.parse(text.slice(0, text.indexOf('\n')) || '{}') as ({ ok: true; op: string } & Offer) | { ok: false; error: string };
+    if (!answer.ok) {
+      for (const f of fds) c.close(f);
+      throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `--takeover: the running service said: ${answer.error}`);
+    }
+    if (fds.length !== answer.nfds) {
+      for (const f of fds) c.close(f);
+      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: expected ${answer.nfds} sockets from the running service, received ${fds.length}`);
+    }
+    let sockets: AdoptedSocket[];
+    try {
+      sockets = fds.map((f, i) => adoptSocket(f, `socket ${i} of the running service`));
+    } catch (err) {
+      for (const f of fds) c.close(f);
+      throw err;
+    }
+    // The rest of the exchange is asynchronous.
+    const conn = new net.Socket({ fd, readable: true, writable: true });
+    conn.on('error', () => undefined);
+    const { ok: _ok, op: _op, ...offer } = answer;
+    return {
+      offer,
+      sockets,
+      async ready() {
+        conn.write(JSON.stringify({ op: 'takeover-ready' }) + '\n');
+        const line = await nextLine(conn, TAKEOVER_TIMEOUT_MS);
+        conn.destroy();
+        const done = line ? (JSON.parse(line) as { ok: boolean; total?: Partial<Counters>; error?: string }) : undefined;
+        if (!done?.ok || !done.total) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `--takeover: the running service did not confirm the hand-over${done?.error ? `: ${done.error}` : ''}`);
+        return done.total;
+      },
+      abort(reason) {
+        conn.end(JSON.stringify({ op: 'takeover-abort', reason }) + '\n');
+      },
+    };
+  } catch (err) {
+    c.close(fd);
+    throw err;
+  }
+}
+
+/** How long the new side waits for each of its workers to handle a first datagram. */
+export const WARM_TIMEOUT_MS = 3000;
+
+/**
+ * New side, whole: takes the group over from the service on `path`, starts this
+ * supervisor's workers on it, waits until each has handled a datagram (or a quiet
+ * WARM_TIMEOUT_MS), lets the old service go, and carries its counts on. Resolves
+ * with the old service's pid. On any failure the old service keeps serving, this
+ * supervisor is stopped without touching the queues, and the error says why.
+ */
+export async function takeOver(sup: Supervisor, path: string, log: (line: string) => void): Promise<number> {
+  let session: TakeoverSession | undefined;
+  try {
+    await sup.start(async () => {
+      session = requestTakeover(path);
+      const o = session.offer;
+      log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
+      return { sockets: session.sockets, workers: o.workers, policy: o.policy };
+    });
+    const deadline = Date.now() + WARM_TIMEOUT_MS;
+    while (Date.now() < deadline && sup.stats().workers.some((w) => w.datagrams === 0)) await new Promise((r) => setTimeout(r, 10));
+    const cold = sup.stats().workers.filter((w) => w.datagrams === 0).length;
+    if (cold) log(`takeover: ${cold} of ${sup.workers} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
+    const counters = await session!.ready();
+    sup.inheritCounts(counters, session!.offer.pid);
+    sup.sharedSockets = false;
+    return session!.offer.pid;
+  } catch (err) {
+    session?.abort(err instanceof Error ? err.message : String(err));
+    await sup.stop();
+    throw err;
+  }
+}

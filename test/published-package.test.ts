@@ -1,0 +1,234 @@
+/**
+ * The package as a user gets it: `npm pack` packages/udp-core, install the tarball into a fresh
+ * project outside this repository, and run `npx shardgram serve echo` there. Catches what only
+ * the workspace provides (a private package, a file outside "files", a root-only import).
+ *
+ * The installed project is cached in the OS temp dir, keyed by the tarball's hash, so only the
+ * first run after a change pays for `npm install` (its dependencies come from npm's cache when
+ * they are there: --prefer-offline).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './helpers/cli.js';
+
+const CORE = join(ROOT, 'packages', 'udp-core');
+const CACHE_PREFIX = 'shardgram-packed-';
+const STALE_MS = 3_600_000;
+
+/** The environment without npm's per-run variables, so the nested npm acts on the temp project only. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k) && k !== 'INIT_CWD') env[k] = v;
+  return env;
+}
+
+function npm(args: string[], cwd: string, timeout: number): string {
+  const r = spawnSync('npm', args, { cwd, env: cleanEnv(), encoding: 'utf8', timeout });
+  if (r.status !== 0) throw new Error(`npm ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Packs udp-core and returns a project dir with the tarball installed (cached by the tarball's sha1). */
+function installedProject(): string {
+  if (!existsSync(join(CORE, 'dist', 'index.js'))) throw new Error('packages/udp-core/dist is missing: run `npm run build` first');
+  const staging = join(tmpdir(), `${CACHE_PREFIX}staging-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', staging], CORE, 30_000)) as { filename: string; shasum: string }[];
+  if (!packed) throw new Error('npm pack printed no package');
+  const project = join(tmpdir(), `${CACHE_PREFIX}${packed.shasum}`);
+  if (existsSync(join(project, 'node_modules', '.bin', 'shardgram'))) {
+    rmSync(staging, { recursive: true, force: true });
+    return project;
+  }
+  writeFileSync(join(staging, 'package.json'), JSON.stringify({ name: 'shardgram-consumer', version: '1.0.0', private: true, type: 'module' }));
+  npm(['install', `./${packed.filename}`, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], staging, 120_000);
+  try {
+    renameSync(staging, project);
+  } catch {
+    rmSync(staging, { recursive: true, force: true }); // another run got there first
+  }
+  // Projects of earlier tarballs, unused for an hour, go.
+  for (const e of readdirSync(tmpdir())) {
+    const p = join(tmpdir(), e);
+    if (e.startsWith(CACHE_PREFIX) && p !== project && Date.now() - statSync(p).mtimeMs > STALE_MS) rmSync(p, { recursive: true, force: true });
+  }
+  return project;
+}
+
+interface Running {
+  /** The npx process (npm exec, then a shell, then the shardgram supervisor). */
+  child: ChildProcess;
+  /** The shardgram supervisor itself: a signal to npx stops at the shell in between. */
+  supervisorPid: number;
+  port: number;
+  pids: number[];
+  out: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+}
+
+/** `npx shardgram serve …` in `cwd`, resolved on its ready line (the JSON one of --ready-json, or the human one). */
+function npxServe(cwd: string, args: string[], workers: number): Promise<Running> {
+  // Its own process group, so a failed test can kill npx, the shell and the supervisor at once.
+  const child = spawn('npx', ['--no', '--', 'shardgram', 'serve', ...args], { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  let err = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((r) =>
+    child.on('close', (code, signal) => r({ code, signal, stderr: err })),
+  );
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      killGroup(child);
+      reject(new Error(`serve did not get ready:\n${out}\n${err}`));
+    }, 20_000);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (done) return;
+      let ready: { pid?: number; port: number; pids: number[] } | undefined;
+      for (const line of out.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const j = JSON.parse(line) as { ready?: boolean; pid?: number; port?: number; workers?: number[] };
+        if (j.ready === true && j.port !== undefined && j.workers) ready = { pid: j.pid, port: j.port, pids: j.workers };
+      }
+      const human = /^shardgram: \S+ on udp [\d.]+:(\d+) with /m.exec(out);
+      if (!ready && human) ready = { port: Number(human[1]), pids: [...out.matchAll(/^worker \d+ ready: pid (\d+)/gm)].map((m) => Number(m[1])) };
+      if (!ready) return;
+      done = true;
+      clearTimeout(timer);
+      if (ready.pids.length !== workers || ready.pids[0] === undefined) {
+        reject(new Error(`expected ${workers} worker pids in:\n${out}`));
+        return;
+      }
+      resolve({ child, supervisorPid: ready.pid ?? parentPid(ready.pids[0]), port: ready.port, pids: ready.pids, out: () => out, exited });
+    });
+    void exited.then((r) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reject(new Error(`serve exited (${r.code ?? r.signal}) before ready:\n${out}\n${r.stderr}`));
+    });
+  });
+}
+
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** A process's parent, from /proc/PID/stat (the field after the parenthesised name). */
+function parentPid(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+function roundTrip(port: number, payload: string): Promise<string> {
+  const sock = dgram.createSocket('udp4');
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5_000);
+    sock.on('error', reject);
+    sock.on('message', (msg) => {
+      clearTimeout(timer);
+      resolve(msg.toString('latin1'));
+    });
+    sock.send(payload, port, '127.0.0.1');
+  }).finally(() => sock.close());
+}
+
+describe('the published package, installed in a project of its own', () => {
+  let project = '';
+  const running: ChildProcess[] = [];
+  beforeAll(() => {
+    project = installedProject();
+  }, 150_000);
+  afterAll(() => {
+    for (const c of running) killGroup(c);
+  });
+
+  it('has nothing of this repository but its own files and its dependencies', () => {
+    const installed = readdirSync(join(project, 'node_modules', '@shardgram'));
+    expect(installed).toEqual(['udp-core']);
+    expect(existsSync(join(project, 'node_modules', '@shardgram', 'udp-core', 'src'))).toBe(false);
+  });
+
+  it('`npx shardgram serve echo` answers "Hello from worker" and stops on SIGTERM with exit 0', async () => {
+    const s = await npxServe(project, ['echo', '--port', '0', '--workers', '2'], 2);
+    running.push(s.child);
+    const nonce = `ping ${process.pid}-${Date.now()}`;
+    const reply = await roundTrip(s.port, nonce);
+    const m = /^Hello from worker ([01]) \(pid (\d+)\): (.*)$/s.exec(reply);
+    expect(m, reply).not.toBeNull();
+    expect(s.pids).toContain(Number(m![2]));
+    expect(m![3]).toBe(nonce);
+    process.kill(s.supervisorPid, 'SIGTERM');
+    const r = await s.exited;
+    expect(r.code, r.stderr).toBe(0);
+    expect(s.out()).toMatch(/^stopped: 1 datagrams received/m);
+  });
+
+  it('types every subpath: a strict NodeNext consumer compiles against the installed declarations', () => {
+    const file = join(project, 'consumer.ts');
+    writeFileSync(
+      file,
+      [
+        "import { Supervisor, defineApp, defineAppSupervisor, ShardgramError, startStatsServer, type StatsReport, type SteeringPolicy } from '@shardgram/udp-core';",
+        "import { parsePolicy, CbpfBuilder, runProgram } from '@shardgram/udp-core/steering';",
+        "import { runLoad, parseEchoReply, encodeProbe, NativeSender } from '@shardgram/udp-core/load';",
+        "import { openReusePortSocket, socketMemInfo, findPortHolders } from '@shardgram/udp-core/sockets';",
+        "import { fairness, toPrometheus, decodeSnapshot } from '@shardgram/udp-core/stats';",
+        "import { PromWriter } from '@shardgram/udp-core/prom';",
+        "const policy: SteeringPolicy = parsePolicy('random');",
+        'const report: StatsReport | undefined = undefined;',
+        'export const all = [Supervisor, defineApp, defineAppSupervisor, ShardgramError, startStatsServer, CbpfBuilder, runProgram, runLoad,',
+        '  parseEchoReply, encodeProbe, NativeSender, openReusePortSocket, socketMemInfo, findPortHolders, fairness, toPrometheus, decodeSnapshot,',
+        '  PromWriter, policy, report];',
+        '',
+      ].join('\n'),
+    );
+    const tsc = spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext',
+        '--skipLibCheck', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), 'consumer.ts'],
+      { cwd: project, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(tsc.stdout + tsc.stderr).toBe('');
+    expect(tsc.status).toBe(0);
+    // And the root no longer carries the internals.
+    const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
+    expect(root.stdout.trim()).toBe('ShardgramError,Supervisor,defineApp,defineAppSupervisor,startStatsServer');
+  });
+
+  it('finds an app package installed in the project by name, and says what to install for one that is not', async () => {
+    // A third-party app package as npm would lay it out: it imports the project's own udp-core.
+    const pkg = join(project, 'node_modules', 'shardgram-app-upper');
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'shardgram-app-upper', version: '1.0.0', type: 'module', shardgram: { apps: { upper: './index.js' } } }));
+    writeFileSync(
+      join(pkg, 'index.js'),
+      "import { defineApp } from '@shardgram/udp-core';\n" +
+        "export default defineApp((socket) => socket.on('message', (msg, r) => socket.send(msg.toString().toUpperCase(), r.port, r.address)));\n",
+    );
+    const s = await npxServe(project, ['upper', '--port', '0', '--workers', '2'], 2);
+    running.push(s.child);
+    expect(await roundTrip(s.port, 'quiet')).toBe('QUIET');
+    process.kill(s.supervisorPid, 'SIGTERM');
+    expect((await s.exited).code).toBe(0);
+
+    const missing = spawnSync('npx', ['--no', '--', 'shardgram', 'serve', 'statsd', '--port', '0'], { cwd: project, env: cleanEnv(), encoding: 'utf8', timeout: 20_000 });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/unknown app "statsd"\. Built-in apps: discard, echo\./);
+    expect(missing.stderr).toMatch(/shardgram-app-statsd \(not installed\), @shardgram\/examples \(not installed\)/);
+    expect(missing.stderr).toContain('npm install shardgram-app-statsd');
+  });
+});
