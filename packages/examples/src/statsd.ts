@@ -65,6 +65,8 @@ export default defineApp((socket, ctx) => {
     // Warm start: the parser's fast and general paths and every metric type are compiled
     // before the socket is read; what the samples aggregated is then dropped.
     warmup: { samples: WARMUP_SAMPLES, done: () => void agg.take() },
+    // The kernel's receive times order gauge operations across workers (native engine).
+    timestamps: true,
     close() {
       // After the drain: everything this worker received goes to the last flush.
       closed = true;

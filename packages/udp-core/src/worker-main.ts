@@ -115,6 +115,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (hooks && hooks.timestamps) engine.requestTimestamps();
   if (hooks && hooks.warmup) warmUp(engine, hooks.warmup);
   await engine.start();
 

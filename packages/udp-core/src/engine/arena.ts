@@ -130,11 +130,11 @@ export class MsgArena {
   }
 
   /**
-   * Lays out slot i as recvmmsg would leave it after receiving `data` from `name` at
-   * `nowMs` (with an SCM_TIMESTAMPNS): the warm-up runs samples through the same
-   * delivery loop as datagrams. Needs a control buffer of CMSG_SPACE_TIMESPEC or more.
+   * Lays out slot i as recvmmsg would leave it after receiving `data` from `name` (with
+   * an SCM_TIMESTAMPNS of `nowMs`, if given): the warm-up runs samples through the same
+   * delivery loop as datagrams. A timestamp needs a control buffer of CMSG_SPACE_TIMESPEC.
    */
-  layOutReceived(i: number, data: Uint8Array, name: Buffer, nowMs: number): void {
+  layOutReceived(i: number, data: Uint8Array, name: Buffer, nowMs: number | undefined): void {
     const w = this.headerWords;
     const len = Math.min(data.length, this.slotSize);
     this.memory.set(len === data.length ? data : data.subarray(0, len), this.dataOffset(i));
@@ -142,7 +142,8 @@ export class MsgArena {
     const h = (i * MMSGHDR_SIZE) >> 2;
     w[h + (MMSG_LEN >> 2)] = len;
     w[h + ((MMSG_HDR + MSG_FLAGS) >> 2)] = 0;
-    w[h + ((MMSG_HDR + MSG_CONTROLLEN) >> 2)] = CMSG_SPACE_TIMESPEC;
+    w[h + ((MMSG_HDR + MSG_CONTROLLEN) >> 2)] = nowMs === undefined ? 0 : CMSG_SPACE_TIMESPEC;
+    if (nowMs === undefined) return;
     const c = this.controlOffset(i) >> 2;
     w[c + (CMSG_LEN_OFF >> 2)] = CMSG_SPACE_TIMESPEC;
     w[c + (CMSG_LEVEL >> 2)] = SOL_SOCKET;

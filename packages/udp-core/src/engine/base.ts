@@ -81,6 +81,11 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
     }
   }
 
+  /** Asks for rinfo.timestamp before start(); false when this engine cannot give it. */
+  requestTimestamps(): boolean {
+    return false;
+  }
+
   /**
    * Runs `samples` through the message handlers `count` times in all (or for at most
    * `budgetMs`), uncounted, before the socket is read: the engine's delivery path and

@@ -20,9 +20,10 @@
  * Messages are views into the receive arena: valid while the handler runs, then
  * overwritten. Keep one with `Buffer.from(msg)` (a copy).
  *
- * The socket asks for SO_TIMESTAMPNS: the kernel puts each datagram's receive time in
- * a control message (SCM_TIMESTAMPNS) in that slot's control buffer, and the app gets
- * it as `rinfo.timestamp` (bigint ns since the Unix epoch, computed only when read).
+ * If the app asks (AppHooks.timestamps), the socket gets SO_TIMESTAMPNS: the kernel puts
+ * each datagram's receive time in a control message (SCM_TIMESTAMPNS) in that slot's
+ * control buffer, and the app gets it as `rinfo.timestamp` (bigint ns since the Unix
+ * epoch, computed only when read).
  */
 import { isIP } from 'node:net';
 import koffi from 'koffi';
@@ -102,8 +103,9 @@ export class NativeEngineSocket extends EngineSocket {
   private readonly views: (Buffer | undefined)[];
   /** Datagrams whose control messages did not fit (MSG_CTRUNC): delivered without a timestamp. */
   controlTruncated = 0;
-  /** Whether the kernel agreed to timestamp this socket's datagrams. */
+  /** Whether the kernel agreed to timestamp this socket's datagrams (when the app asked: requestTimestamps). */
   timestamps = false;
+  private wantTimestamps = false;
 
   constructor(opts: EngineOptions) {
     super(opts);
@@ -125,9 +127,11 @@ export class NativeEngineSocket extends EngineSocket {
       const e = c.errno();
       return Promise.reject(new Error(`timerfd_create failed: ${errnoName(e)} (errno ${e})`));
     }
-    const one = Buffer.alloc(4);
-    one.writeInt32LE(1);
-    this.timestamps = c.setsockopt(this.fd, SOL_SOCKET, SO_TIMESTAMPNS, one, 4) === 0;
+    if (this.wantTimestamps) {
+      const one = Buffer.alloc(4);
+      one.writeInt32LE(1);
+      this.timestamps = c.setsockopt(this.fd, SOL_SOCKET, SO_TIMESTAMPNS, one, 4) === 0;
+    }
     this.timerPoll = poll(this.timerFd, { readable: true }, this.onTimer);
     this.sockPoll = poll(this.fd, { readable: true }, this.onReadable);
     this.sockPolling = true;
@@ -250,6 +254,11 @@ export class NativeEngineSocket extends EngineSocket {
     this.timerArmed = false;
   }
 
+  override requestTimestamps(): boolean {
+    this.wantTimestamps = true;
+    return true;
+  }
+
   /** Hands the first n messages of the receive arena to the app (their headers as recvmmsg left them). */
   private deliverReceived(n: number): void {
     const rx = this.rx;
@@ -284,7 +293,7 @@ export class NativeEngineSocket extends EngineSocket {
     const n = Math.min(k, this.batch);
     const now = Date.now();
     const lo = encodeSockaddr('127.0.0.1', 9).buf;
-    for (let i = 0; i < n; i++) rx.layOutReceived(i, samples[(from + i) % samples.length]!, lo, now);
+    for (let i = 0; i < n; i++) rx.layOutReceived(i, samples[(from + i) % samples.length]!, lo, this.wantTimestamps ? now : undefined);
     this.deliverReceived(n);
     // recvmmsg must find every header as the arena set it up.
     rx.resetForReceive(this.batch);
