@@ -25,10 +25,10 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function waitFor(fn, ms, what, stepMs = 25) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (fn()) return;
+    if (await fn()) return;
     await sleep(stepMs);
   }
-  if (!fn()) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  if (!(await fn())) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
 /** A port that was free on 127.0.0.1 a moment ago (`udp` or `tcp`). */

@@ -44,9 +44,10 @@ Options:
   --quick           a short smoke run (count 200000, 1 round; short statsd and syslog
                     sections too): checks that every row works, measures little
   --max-minutes M   stop starting new measurements after M minutes (default 6)
-  --sections LIST   comma-separated subset of: receive,statsd,syslog (default: all three);
+  --sections LIST   comma-separated subset of: receive,statsd,syslog,changes (default: all);
                     statsd: Etsy statsd 0.9.0 vs shardgram statsd (bench/statsd.js);
-                    syslog: rsyslog imudp vs shardgram syslog (bench/syslog.js)
+                    syslog: rsyslog imudp vs shardgram syslog (bench/syslog.js);
+                    changes: takeover, reload, shrink/grow under load (bench/changes.js)
   --no-write        print only; leave docs/ alone
   -h, --help        show this help
 `;
@@ -67,7 +68,7 @@ try {
       quick: { type: 'boolean', default: false },
       'max-minutes': { type: 'string', default: '6' },
       'no-write': { type: 'boolean', default: false },
-      sections: { type: 'string', default: 'receive,statsd,syslog' },
+      sections: { type: 'string', default: 'receive,statsd,syslog,changes' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -221,8 +222,8 @@ async function calibrateSenders(c) {
 // ---------------------------------------------------------------------------
 const SECTIONS = String(args.sections).split(',').map((x) => x.trim()).filter(Boolean);
 for (const x of SECTIONS) {
-  if (!['receive', 'statsd', 'syslog'].includes(x)) {
-    process.stderr.write(`bench: --sections takes receive, statsd, syslog; got "${x}"\n`);
+  if (!['receive', 'statsd', 'syslog', 'changes'].includes(x)) {
+    process.stderr.write(`bench: --sections takes receive, statsd, syslog, changes; got "${x}"\n`);
     process.exit(2);
   }
 }
@@ -238,6 +239,15 @@ async function appSections() {
       out.push((await runStatsdColdBurst({ log, ...(args.quick ? QUICK : {}) })).markdown);
     } catch (err) {
       out.push(`## StatsD\n\nThe statsd section did not run: ${err.message}\n`);
+    }
+  }
+  if (SECTIONS.includes('changes')) {
+    log(`${elapsed()}  changes section: takeover, reload, shrink/grow under load …`);
+    const { runChangesBench } = await import('./changes.js');
+    try {
+      out.push((await runChangesBench({ log, quick: args.quick })).markdown);
+    } catch (err) {
+      out.push(`## Changes under load\n\nThe changes section did not run: ${err.message}\n`);
     }
   }
   if (SECTIONS.includes('syslog')) {

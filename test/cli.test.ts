@@ -63,7 +63,7 @@ describe('shardgram command line', () => {
   it('serve --help documents every flag it accepts', async () => {
     const r = await runCli(['serve', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--stall-timeout', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', '--control', 'SIGHUP', 'shardgram scale']) {
+    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--stall-timeout', '--change-rcvbuf', '--takeover', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', '--control', 'SIGHUP', 'shardgram scale']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/echo/);

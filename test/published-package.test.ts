@@ -204,9 +204,12 @@ describe('the published package, installed in a project of its own', () => {
     );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
-    // And the root no longer carries the internals.
+    // And the root no longer carries the internals: the service, app definition and its options contract.
     const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
-    expect(root.stdout.trim()).toBe('ShardgramError,Supervisor,defineApp,defineAppSupervisor,startStatsServer');
+    expect(root.stdout.trim()).toBe(
+      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,formatByteSize,' +
+        'guardOutput,kebabCase,outputFile,parseAppOptions,parseByteSize,sampledLog,startStatsServer,textMatching,wholeNumber',
+    );
   });
 
   it('finds an app package installed in the project by name, and says what to install for one that is not', async () => {

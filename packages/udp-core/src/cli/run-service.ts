@@ -63,7 +63,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     opts.say(
       `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
         `${report.droppedAtClose} still queued at close (counted and dropped)` +
-        (sup.sharedSockets ? '; the sockets stay open in the service manager\'s fd store for the next start' : '') + '\n',
+        (sup.sharedSockets ? '; the sockets stay open where they are shared (a service manager\'s fd store, or the service handing over)' : '') + '\n',
     );
     process.exit(0);
   };

@@ -38,6 +38,9 @@ Options:
                         capped by net.core.rmem_max (a warning says so) (default: the app's,
                         else the kernel's)
       --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
+      --change-rcvbuf SIZE  receive buffer every socket gets while the group changes (a takeover,
+                        a reload, a resize), so workers starting cold do not overflow it; 0: none
+                        (default 8m; above net.core.rmem_max only with CAP_NET_ADMIN)
       --max-datagram SIZE  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD} over IPv4,
                         1-${UDP6_MAX_PAYLOAD} over IPv6 (default: the most); longer ones are counted
                         as truncated
@@ -86,6 +89,7 @@ const OPTIONS: Options = {
   'key-max-length': { type: 'string' },
   rcvbuf: { type: 'string' },
   'rcvbuf-force': { type: 'boolean' },
+  'change-rcvbuf': { type: 'string' },
   'max-datagram': { type: 'string' },
   batch: { type: 'string' },
   'stats-port': { type: 'string', short: 's' },
@@ -135,6 +139,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (values.port === undefined) throw new UsageError('--port is required', u);
   const port = intOption(values, 'port', 0, 65535, u)!;
   const rcvbuf = byteOption(values, 'rcvbuf', u);
+  const changeRcvbuf = byteOption(values, 'change-rcvbuf', u, { min: 0, max: 2 ** 30 });
   const address = (values.address as string | undefined) ?? '127.0.0.1';
   if (!familyOf(address) || address.includes('%')) throw new UsageError(`--address must be an IPv4 or IPv6 literal such as 127.0.0.1 or ::1; got "${address}"`, u);
   if (isIPv4Mapped(address)) {
@@ -179,6 +184,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(policy ? { policy } : {}),
     ...(rcvbuf !== undefined ? { rcvbuf } : {}),
     rcvbufForce: Boolean(values['rcvbuf-force']),
+    ...(changeRcvbuf !== undefined ? { changeRcvbuf } : {}),
     ...(maxDatagram !== undefined ? { maxDatagram } : {}),
     batch,
     drainTimeoutMs,

@@ -16,10 +16,11 @@ import net from 'node:net';
 import type { Counters } from '../counters.js';
 import { ShardgramError } from '../errors.js';
 import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
-import { SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
+import { SOL_SOCKET, SO_RCVBUF, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
+import { getIntOption, setReceiveBuffer } from '../ffi/socket.js';
 import { libc } from '../ffi/libc.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
-import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
+import { CHANGE_RCVBUF, type HandOverOffer, type Supervisor } from '../supervisor/supervisor.js';
 import type { ControlRequest } from './protocol.js';
 import { socketFd } from './server.js';
 
@@ -172,7 +173,7 @@ export function requestTakeover(path: string): TakeoverSession {
         return done.total;
       },
       abort(reason) {
-        conn.end(JSON.stringify({ op: 'takeover-abort', reason }) + '\n');
+        conn.end(JSON.stringify({ op: 'takeover-abort', reason }) + '\n', () => conn.destroy());
       },
     };
   } catch (err) {
@@ -193,23 +194,41 @@ export const WARM_TIMEOUT_MS = 3000;
  */
 export async function takeOver(sup: Supervisor, path: string, log: (line: string) => void): Promise<number> {
   let session: TakeoverSession | undefined;
+  let restore: (() => void) | undefined;
   try {
-    await sup.start(async () => {
-      session = requestTakeover(path);
-      const o = session.offer;
-      log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
-      return { sockets: session.sockets, workers: o.workers, policy: o.policy };
-    });
+    // First the sockets, then everything slow (loading the app, starting workers): the
+    // old workers read on meanwhile, into buffers made larger for the length of the change.
+    session = requestTakeover(path);
+    const s = session;
+    const o = s.offer;
+    log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
+    const change = sup.options.changeRcvbuf ?? CHANGE_RCVBUF;
+    const sizes = s.sockets.map((k) => getIntOption(k.fd, SOL_SOCKET, SO_RCVBUF) / 2);
+    for (const k of s.sockets) if (change > sizes[0]!) setReceiveBuffer(k.fd, change);
+    restore = () => {
+      // Through the supervisor's copies, which it may have let go of already.
+      s.sockets.forEach((k, i) => {
+        try {
+          if (sizes[i]! < change) setReceiveBuffer(k.fd, sizes[i]!);
+        } catch {
+          // closed: the old service's copy keeps the size it had
+        }
+      });
+    };
+    await sup.start(async () => ({ sockets: s.sockets, workers: o.workers, policy: o.policy }));
     const deadline = Date.now() + WARM_TIMEOUT_MS;
     while (Date.now() < deadline && sup.stats().workers.some((w) => w.datagrams === 0)) await new Promise((r) => setTimeout(r, 10));
     const cold = sup.stats().workers.filter((w) => w.datagrams === 0).length;
     if (cold) log(`takeover: ${cold} of ${sup.workers} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
-    const counters = await session!.ready();
-    sup.inheritCounts(counters, session!.offer.pid);
+    const counters = await s.ready();
+    sup.inheritCounts(counters, o.pid);
     sup.sharedSockets = false;
-    return session!.offer.pid;
+    restore();
+    return o.pid;
   } catch (err) {
     session?.abort(err instanceof Error ? err.message : String(err));
+    restore?.();
+    if (session && !sup.workers) for (const k of session.sockets) libc().close(k.fd);
     await sup.stop();
     throw err;
   }

@@ -315,6 +315,16 @@ export function socketMemInfo(fd: number): SocketMemInfo {
   };
 }
 
+/**
+ * Sets a socket's receive buffer to `bytes` (SO_RCVBUFFORCE where the process may,
+ * else SO_RCVBUF, capped by net.core.rmem_max); returns the size the kernel reports
+ * now (twice the granted size, as SO_RCVBUF reads back).
+ */
+export function setReceiveBuffer(fd: number, bytes: number): number {
+  if (setIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes) !== 0) setIntOption(fd, SOL_SOCKET, SO_RCVBUF, bytes);
+  return getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
+}
+
 export function closeFd(fd: number): void {
   libc().close(fd);
 }

@@ -27,6 +27,8 @@ export interface SupervisorOptions {
   /** SO_RCVBUF to request for each socket, in bytes. Default: the app's, else the kernel's. */
   rcvbuf?: number;
   rcvbufForce?: boolean;
+  /** Receive buffer every socket gets while the group changes (takeover, reload, resize). Default 8 MiB; 0: none. */
+  changeRcvbuf?: number;
   /** Options passed to the app as `context.options`. */
   appOptions?: Record<string, string>;
   /** How often workers send statistics snapshots. Default 200 ms. */
@@ -87,6 +89,7 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   const batch = opts.batch ?? 64;
   if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1)) throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
+  if (opts.changeRcvbuf !== undefined && (!Number.isInteger(opts.changeRcvbuf) || opts.changeRcvbuf < 0)) throw invalidArg('changeRcvbuf', opts.changeRcvbuf, 'a whole number of bytes ≥ 0');
   for (const k of ['snapshotIntervalMs', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');

@@ -135,8 +135,10 @@ export class Monitor {
   }
 
   private checkImbalance(now: number): void {
-    // A stalled or restarting worker gets less than its share through no fault of the hash.
-    if (this.source.policy().name !== 'hash' || this.source.slots().some((s) => s.state !== 'running')) return;
+    // A stalled (or stalling: queue filling, nothing read) or restarting worker gets less
+    // than its share through no fault of the hash: the advice would blame the wrong one.
+    if (this.source.policy().name !== 'hash') return;
+    if (this.source.slots().some((s) => s.state !== 'running' || this.progress.get(s)?.stuckSince !== undefined)) return;
     const counts = this.source.slots().map((s) => s.counters().datagrams);
     const { state, changed } = this.imbalance.observe(now, counts, HASH_ADVICE);
     if (changed && state.detected) {

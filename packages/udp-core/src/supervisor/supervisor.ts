@@ -4,18 +4,21 @@
  * gracefully. It holds the policy; the pieces do the work:
  *   config.ts          options validated, then resolved against the app's defaults
  *   sockets.ts         opening the group's sockets
+ *   group.ts           growing and shrinking the group, adopted sockets, buffers during a change
  *   slot.ts            a socket, its process(es), promotion and restarts
  *   worker-process.ts  one child process
  *   backoff.ts         crash backoff
  *   accounting.ts      counters, retired totals, the report
  *   app-host.ts        the app's supervisor side, its hooks' errors isolated
- *   monitor.ts         periodic health checks
+ *   monitor.ts         periodic health checks (imbalance, stalls, strangers in the group)
+ *   types.ts           its events, reports, and what a hand-over passes
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
 import type { AdoptedSocket } from '../ffi/adopt.js';
 import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { CHANGE_RCVBUF, checkAdoption, growGroup, raiseBuffers, shrinkGroup } from './group.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
@@ -27,50 +30,11 @@ import { Monitor } from './monitor.js';
 import { Slot } from './slot.js';
 import { openGroupSocket } from './sockets.js';
 import { WorkerProcess, type ExitInfo, type WorkerHandle } from './worker-process.js';
+import type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
-
-export interface StopReport {
-  /** Bytes left in each socket's queue when it was closed (0 means nothing was dropped at stop). */
-  leftBytes: number[];
-  /** Datagrams those bytes were (read out and counted before the close). */
-  droppedAtClose: number;
-}
-
-export interface SupervisorEvents {
-  'worker-ready': [info: { index: number; pid: number; restart: boolean }];
-  'worker-exit': [info: { index: number; pid: number; code: number | null; signal: NodeJS.Signals | null; expected: boolean }];
-  resized: [info: { from: number; to: number }];
-  reloaded: [info: { workers: number }];
-}
-
-/** Sockets someone else opened, for `start()` to take instead of opening its own. */
-export interface Adoption {
-  /** They become sockets 0…n-1 of the group, in this order. */
-  sockets: AdoptedSocket[];
-  /** Where the options say nothing: the running state of the service handed over from. */
-  workers?: number;
-  policy?: PolicySpec;
-  /** Counts of the service handed over from, carried on in `total`. */
-  inherited?: { counters: Partial<Counters>; pid: number };
-}
-
-/** What an old supervisor offers the new one in an upgrade hand-over. */
-export interface HandOverOffer {
-  fds: number[];
-  address: string;
-  port: number;
-  family: 'udp4' | 'udp6';
-  workers: number;
-  policy: PolicySpec;
-  app: string;
-  pid: number;
-}
-
-/** For tests: how worker processes are started (a fake needs no process and no time). */
-export interface SupervisorInternals {
-  launch?(slot: Slot, config: WorkerConfig): WorkerHandle;
-}
+export type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
+export { CHANGE_RCVBUF } from './group.js';
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** The options as given (validated, frozen, never changed). */
@@ -213,23 +177,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private adoptSlots(a: Adoption, cfg: EffectiveConfig): void {
-    const first = a.sockets[0];
-    if (!first) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'no sockets were passed to take over');
-    for (const s of a.sockets) {
-      if (s.port !== first.port || s.address !== first.address || s.family !== first.family) {
-        throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `the sockets passed are not one group: udp ${first.address}:${first.port} and udp ${s.address}:${s.port}`);
-      }
-    }
-    if ((cfg.port !== 0 && cfg.port !== first.port) || cfg.address !== first.address) {
-      throw new ShardgramError(
-        'ERR_SHARDGRAM_INVALID_ARG',
-        `the sockets passed are bound to udp ${first.address}:${first.port}, not the ${cfg.address}:${cfg.port} asked for: give the same --address and --port, or leave them out`,
-        { option: 'port', port: first.port, address: first.address },
-      );
-    }
-    if (a.sockets.length > 1 && a.sockets.some((s) => !s.reusePort)) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `several sockets were passed for udp ${first.address}:${first.port}, and not all have SO_REUSEPORT`);
-    }
+    checkAdoption(a.sockets, cfg);
     if (a.inherited) this.accounting.inherit(a.inherited.counters, a.inherited.pid);
     a.sockets.forEach((sock, i) => this.addSlot(i, sock, socketMemInfo(sock.fd).drops));
   }
@@ -285,43 +233,25 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     checkWorkers(count);
     return this.exclusive(async () => {
       const steering = this.running();
-      const from = this.slots.length;
-      const fd0 = this.slots[0]!.sock.fd;
-      if (count > from) {
-        steering.applyBeforeGrow(fd0, from);
-        try {
-          for (let i = from; i < count; i++) this.openSlot(i, this.port);
-          await Promise.all(this.slots.slice(from).map((s) => s.start()));
-        } catch (err) {
-          // Roll back: nothing was steered to the new sockets, so their queues are empty.
-          for (const s of this.slots.slice(from).reverse()) {
-            await s.retireAll();
-            s.close();
-          }
-          this.slots.length = from;
-          steering.apply(fd0, from);
-          throw err;
-        }
-        steering.apply(fd0, count);
-      } else if (count < from) {
-        const leaving = this.slots.slice(count);
-        steering.applyDuringShrink(fd0, count);
-        await Promise.all(leaving.map((s) => s.retireAll()));
-        // Close last-first: closing the last socket of the group moves no index.
-        for (const s of [...leaving].reverse()) {
-          s.close();
-          this.accounting.retire(s);
-        }
-        this.slots.length = count;
-        steering.apply(fd0, count);
+      const restore = this.raiseBuffers();
+      try {
+        return await this.doResize(steering, count);
+      } finally {
+        restore();
       }
-      this.monitor.reset();
-      if (count !== from) {
-        this.log(`resized from ${from} to ${count} workers`);
-        this.emit('resized', { from, to: count });
-      }
-      return { from, to: count };
     });
+  }
+
+  private async doResize(steering: Steering, count: number): Promise<{ from: number; to: number }> {
+    const from = this.slots.length;
+    if (count > from) await growGroup(this.slots, steering, count, (i) => this.openSlot(i, this.port));
+    else if (count < from) await shrinkGroup(this.slots, steering, count, (s) => this.accounting.retire(s));
+    this.monitor.reset();
+    if (count !== from) {
+      this.log(`resized from ${from} to ${count} workers`);
+      this.emit('resized', { from, to: count });
+    }
+    return { from, to: count };
   }
 
   /**
@@ -332,10 +262,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   reload(): Promise<{ workers: number }> {
     return this.exclusive(async () => {
       this.running();
-      for (const slot of this.slots) {
-        const old = slot.current;
-        await slot.start();
-        if (old && old !== slot.current) await old.exited;
+      const restore = this.raiseBuffers();
+      try {
+        for (const slot of this.slots) {
+          const old = slot.current;
+          await slot.start();
+          if (old && old !== slot.current) await old.exited;
+        }
+      } finally {
+        restore();
       }
       this.log(`reloaded ${this.slots.length} workers`);
       this.emit('reloaded', { workers: this.slots.length });
@@ -382,6 +317,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const { queueBytes: _q, ...counters } = total;
       return counters;
     });
+  }
+
+  /** Raises every socket's receive buffer for the length of a change; returns the undo (see group.ts). */
+  raiseBuffers(bytes = this.options.changeRcvbuf ?? CHANGE_RCVBUF): () => void {
+    return raiseBuffers(this.slots, bytes);
   }
 
   /** Carries on the counts of the service this one took over from (in `total` and `inherited`). */

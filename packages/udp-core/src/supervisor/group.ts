@@ -1,0 +1,101 @@
+/**
+ * The group as a whole: growing and shrinking it without loss, checks on sockets
+ * taken from elsewhere, and the receive buffers raised for the length of a change.
+ */
+import { ShardgramError } from '../errors.js';
+import type { AdoptedSocket } from '../ffi/adopt.js';
+import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
+import { getIntOption, setReceiveBuffer } from '../ffi/socket.js';
+import type { Steering } from '../steering/steering.js';
+import type { EffectiveConfig } from './config.js';
+import type { Slot } from './slot.js';
+
+/** Receive buffer each socket gets for the length of a change (see raiseBuffers). */
+export const CHANGE_RCVBUF = 8 * 1024 * 1024;
+
+/** Sockets passed to us (a service manager's, an old supervisor's) must be one group, where we were asked to serve. */
+export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveConfig): void {
+  const first = sockets[0];
+  if (!first) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'no sockets were passed to take over');
+  for (const s of sockets) {
+    if (s.port !== first.port || s.address !== first.address || s.family !== first.family) {
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `the sockets passed are not one group: udp ${first.address}:${first.port} and udp ${s.address}:${s.port}`);
+    }
+  }
+  if ((cfg.port !== 0 && cfg.port !== first.port) || cfg.address !== first.address) {
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `the sockets passed are bound to udp ${first.address}:${first.port}, not the ${cfg.address}:${cfg.port} asked for: give the same --address and --port, or leave them out`,
+      { option: 'port', port: first.port, address: first.address },
+    );
+  }
+  if (sockets.length > 1 && sockets.some((s) => !s.reusePort)) {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `several sockets were passed for udp ${first.address}:${first.port}, and not all have SO_REUSEPORT`);
+  }
+  if (cfg.workers > sockets.length && !first.reusePort) {
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `the socket passed for udp ${first.address}:${first.port} (fd ${first.fd}) does not have SO_REUSEPORT, so no other worker's socket can join it: ` +
+        `set ReusePort=yes in the .socket unit (and one ListenDatagram= line per worker), or run with --workers 1`,
+      { option: 'workers' },
+    );
+  }
+}
+
+/**
+ * Raises every socket's receive buffer to at least `bytes` for the length of a
+ * change (a hand-over, a reload, a resize): a worker starting cold, or a machine
+ * busy starting processes, then finds its queue longer rather than full. Returns
+ * the function that puts the sizes back. Without CAP_NET_ADMIN the raise is capped
+ * by net.core.rmem_max; 0 raises nothing.
+ */
+export function raiseBuffers(slots: readonly Slot[], bytes: number): () => void {
+  if (bytes <= 0) return () => undefined;
+  const before = slots.filter((s) => !s.closed).map((s) => ({ s, size: getIntOption(s.sock.fd, SOL_SOCKET, SO_RCVBUF) / 2 }));
+  for (const { s, size } of before) if (size < bytes) setReceiveBuffer(s.sock.fd, bytes);
+  return () => {
+    for (const { s, size } of before) if (!s.closed && size < bytes) setReceiveBuffer(s.sock.fd, size);
+  };
+}
+
+/**
+ * Grows the group to `count` sockets: new ones are opened at the end and get no
+ * datagram until their workers read; on failure the group is rolled back (nothing
+ * was steered to the new sockets, so their queues are empty).
+ */
+export async function growGroup(slots: Slot[], steering: Steering, count: number, open: (index: number) => Slot): Promise<void> {
+  const from = slots.length;
+  const fd0 = slots[0]!.sock.fd;
+  steering.applyBeforeGrow(fd0, from);
+  try {
+    for (let i = from; i < count; i++) open(i);
+    await Promise.all(slots.slice(from).map((s) => s.start()));
+  } catch (err) {
+    for (const s of slots.slice(from).reverse()) {
+      await s.retireAll();
+      s.close();
+    }
+    slots.length = from;
+    steering.apply(fd0, from);
+    throw err;
+  }
+  steering.apply(fd0, count);
+}
+
+/**
+ * Shrinks the group to `count` sockets, retiring the last ones: new datagrams are
+ * steered away from them first, then each is drained by its worker and closed
+ * last-first (closing the last socket of a group moves no other's index).
+ */
+export async function shrinkGroup(slots: Slot[], steering: Steering, count: number, retired: (slot: Slot) => void): Promise<void> {
+  const fd0 = slots[0]!.sock.fd;
+  const leaving = slots.slice(count);
+  steering.applyDuringShrink(fd0, count);
+  await Promise.all(leaving.map((s) => s.retireAll()));
+  for (const s of [...leaving].reverse()) {
+    s.close();
+    retired(s);
+  }
+  slots.length = count;
+  steering.apply(fd0, count);
+}

@@ -1,0 +1,50 @@
+/** The supervisor's public types: events, reports, and what a hand-over passes. */
+import type { Counters } from '../counters.js';
+import type { AdoptedSocket } from '../ffi/adopt.js';
+import type { WorkerConfig } from '../ipc.js';
+import type { PolicySpec } from '../steering/steering.js';
+import type { Slot } from './slot.js';
+import type { WorkerHandle } from './worker-process.js';
+
+export interface StopReport {
+  /** Bytes left in each socket's queue when it was closed (0 means nothing was dropped at stop). */
+  leftBytes: number[];
+  /** Datagrams those bytes were (read out and counted before the close). */
+  droppedAtClose: number;
+}
+
+export interface SupervisorEvents {
+  'worker-ready': [info: { index: number; pid: number; restart: boolean }];
+  'worker-exit': [info: { index: number; pid: number; code: number | null; signal: NodeJS.Signals | null; expected: boolean }];
+  resized: [info: { from: number; to: number }];
+  reloaded: [info: { workers: number }];
+}
+
+/** Sockets someone else opened, for `start()` to take instead of opening its own. */
+export interface Adoption {
+  /** They become sockets 0…n-1 of the group, in this order. */
+  sockets: AdoptedSocket[];
+  /** Where the options say nothing: the running state of the service handed over from. */
+  workers?: number;
+  policy?: PolicySpec;
+  /** Counts of the service handed over from, carried on in `total`. */
+  inherited?: { counters: Partial<Counters>; pid: number };
+}
+
+/** What an old supervisor offers the new one in an upgrade hand-over. */
+export interface HandOverOffer {
+  fds: number[];
+  address: string;
+  port: number;
+  family: 'udp4' | 'udp6';
+  workers: number;
+  policy: PolicySpec;
+  app: string;
+  pid: number;
+}
+
+/** For tests: how worker processes are started (a fake needs no process and no time). */
+export interface SupervisorInternals {
+  launch?(slot: Slot, config: WorkerConfig): WorkerHandle;
+}
+

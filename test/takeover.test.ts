@@ -1,0 +1,105 @@
+/**
+ * Upgrading the whole service: a new supervisor takes the group over from the
+ * running one (`serve --takeover`), under load, losing nothing.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { runLoad, type LoadProgress } from '@shardgram/udp-core/load';
+import { controlRequest } from '../packages/udp-core/src/control/client.js';
+import { runCli, startServe, type Serving } from './helpers/cli.js';
+import { waitFor } from './helpers/udp.js';
+import { bigRcvbufArgs, rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
+
+// Starting a second supervisor and its workers takes the CPU from the running ones for a
+// moment on a 2-core machine: a production-sized buffer (4 MiB) rides that out.
+const noBigBuffer = skipNote(rcvbufShortfall('4m'), 'the lossless takeover tests');
+
+const running: Serving[] = [];
+afterEach(async () => {
+  for (const s of running.splice(0)) if (s.child.exitCode === null && s.child.signalCode === null) await s.stop('SIGKILL');
+});
+
+async function serve(args: string[], workers: number): Promise<Serving> {
+  const s = await startServe(args, workers);
+  running.push(s);
+  return s;
+}
+
+function statsUrl(s: Serving): string {
+  return /stats at (http:\/\/[^/\s]+)\/stats/.exec(s.stdout())![1]!;
+}
+
+/** A load run, and a promise for the moment it has sent `n` probes. */
+function loadWithMark(port: number, count: number, rate: number, mark: number) {
+  let reached!: () => void;
+  const marked = new Promise<void>((r) => (reached = r));
+  const report = runLoad({
+    port, sources: 64, count, rate, size: 64, replyTimeoutMs: 3_000, maxDurationMs: 60_000,
+    onProgress: (p: LoadProgress) => {
+      if (p.sent >= mark) reached();
+    },
+  });
+  return { report, marked };
+}
+
+describe('serve --takeover', () => {
+  it.skipIf(noBigBuffer)('takes over under load with another worker count: every probe answered once, no kernel drop, the old one exits 0, totals go on', async () => {
+    const old = await serve(['echo', '--port', '0', '--workers', '2', '--stats-port', '0', ...bigRcvbufArgs('4m')], 2);
+    const count = 12_000;
+    const { report, marked } = loadWithMark(old.port, count, 3_000, 3_000);
+    await marked;
+    const next = await serve(['echo', '--port', String(old.port), '--workers', '3', '--takeover', '--stats-port', '0'], 3);
+    const oldExit = await new Promise<number | null>((r) => (old.child.exitCode !== null ? r(old.child.exitCode) : old.child.once('exit', (c) => r(c))));
+    expect(oldExit).toBe(0);
+    expect(old.stdout()).toMatch(/handed over: a new service has udp 127\.0\.0\.1:\d+; exiting/);
+    const r = await report;
+    expect(r.sent).toBe(count);
+    expect(r.lost).toBe(0);
+    expect(r.duplicates).toBe(0);
+    // Replies came from the old processes and from the new ones.
+    const pids = new Set(r.workers.flatMap((w) => w.pids));
+    for (const p of [...old.pids, ...next.pids]) expect(pids.has(p)).toBe(true);
+    const s = (await (await fetch(`${statsUrl(next)}/stats`)).json()) as {
+      workers: unknown[]; total: { datagrams: number; kernelDrops: number }; inherited?: { pid: number; datagrams: number };
+    };
+    expect(s.workers).toHaveLength(3);
+    expect(s.total.kernelDrops).toBe(0);
+    // Totals continue: what the old service counted plus what the new one did is every probe.
+    expect(s.total.datagrams).toBe(count);
+    expect(s.inherited?.pid).toBe(old.child.pid);
+    expect(s.inherited!.datagrams).toBeGreaterThan(0);
+    // The control socket now belongs to the new service.
+    const status = await controlRequest(/control socket (\S+)/.exec(next.stdout())![1]!, { op: 'status' });
+    expect(status.pid).toBe(next.child.pid);
+  });
+
+  it.skipIf(noBigBuffer)('a takeover whose workers cannot load leaves the old service serving with no loss, and exits non-zero saying why', async () => {
+    const old = await serve(['echo', '--port', '0', '--workers', '2', ...bigRcvbufArgs('4m')], 2);
+    const count = 6_000;
+    const { report, marked } = loadWithMark(old.port, count, 3_000, 1_500);
+    await marked;
+    const failed = await runCli(['serve', './test/fixtures/throw-at-load.js', '--port', String(old.port), '--workers', '2', '--takeover'], { timeoutMs: 60_000 });
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toMatch(/broken build: cannot load in a worker/);
+    const r = await report;
+    expect(r.sent).toBe(count);
+    expect(r.lost).toBe(0);
+    expect(r.duplicates).toBe(0);
+    // Only the old workers answered, and the old service is still the one in charge.
+    expect(new Set(r.workers.flatMap((w) => w.pids))).toEqual(new Set(old.pids));
+    expect(old.child.exitCode).toBe(null);
+    expect(await waitFor(() => /takeover abandoned: this service goes on serving/.test(old.stderr()), 5_000)).toBe(true);
+    const status = await controlRequest(/control socket (\S+)/.exec(old.stdout())![1]!, { op: 'status' });
+    expect(status.pid).toBe(old.child.pid);
+  });
+
+  it('says clearly when there is nothing to take over, or the port differs', async () => {
+    const old = await serve(['discard', '--port', '0', '--workers', '1'], 1);
+    const r = await runCli(['serve', 'discard', '--port', String(old.port + 1 === 65536 ? 1 : old.port + 1), '--takeover'], { timeoutMs: 30_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--takeover: no running service answers on its control socket \S+/);
+    // And a second service without --takeover is told about it.
+    const second = await runCli(['serve', 'discard', '--port', String(old.port)], { timeoutMs: 30_000 });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/start this one with --takeover/);
+  });
+});
