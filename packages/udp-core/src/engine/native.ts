@@ -30,16 +30,16 @@ import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
 import {
-  AF_INET, CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE,
-  MMSG_HDR, MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT,
-  SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
+  CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR,
+  MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
+  SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
-import { decodeSockaddr, encodeSockaddr } from '../ffi/sockaddr.js';
+import { encodeSockaddr } from '../ffi/sockaddr.js';
 import { localAddress } from '../ffi/socket.js';
 import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
-import { NativeRemoteInfo } from './remote-info.js';
+import { remoteInfo } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
@@ -52,7 +52,7 @@ const PACE_MAX_US = 500;
 const PACE_MIN_US = 20;
 /** Pace only when at least this many datagrams would arrive within PACE_MAX_US. */
 const PACE_MIN_DATAGRAMS = 4;
-const ADDRESS_CACHE_MAX = 4096;
+const ADDRESS_CACHE_MAX = 4096; // the send side's cache of encoded addresses
 // 32-bit word indexes into one mmsghdr of the arena (see MsgArena.headerWords).
 const STRIDE_WORDS = MMSGHDR_SIZE >> 2;
 const FLAGS_WORD = (MMSG_HDR + MSG_FLAGS) >> 2;
@@ -302,26 +302,7 @@ export class NativeEngineSocket extends EngineSocket {
   }
 
   private remote(nameOff: number, size: number): RemoteInfo {
-    const mem = this.rx.memory;
-    const port = (mem[nameOff + SIN_PORT]! << 8) | mem[nameOff + SIN_PORT + 1]!;
-    if (mem.readUInt16LE(nameOff + SIN_FAMILY) === AF_INET) {
-      const key = mem.readUInt32LE(nameOff + SIN_ADDR);
-      let address = this.names.get(key);
-      if (address === undefined) {
-        address = decodeSockaddr(mem, nameOff).address;
-        if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
-        this.names.set(key, address);
-      }
-      return new NativeRemoteInfo(address, 'IPv4', port, size, this.rx.tsSec, this.rx.tsNsec);
-    }
-    const key = mem.toString('latin1', nameOff + SIN6_ADDR, nameOff + SIN6_ADDR + 16);
-    let address = this.names.get(key);
-    if (address === undefined) {
-      address = decodeSockaddr(mem, nameOff).address;
-      if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
-      this.names.set(key, address);
-    }
-    return new NativeRemoteInfo(address, 'IPv6', port, size, this.rx.tsSec, this.rx.tsNsec);
+    return remoteInfo(this.rx.memory, nameOff, size, this.names, this.rx.tsSec, this.rx.tsNsec);
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
