@@ -4,10 +4,10 @@
  */
 import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { startServe, type Serving } from './helpers/cli.js';
+import { isAlive } from './helpers/procfs.js';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
 
 let sup: Supervisor | undefined;
@@ -19,15 +19,7 @@ afterEach(async () => {
   serving = undefined;
 });
 
-/** Whether a pid is gone (or a zombie nobody will run again). */
-function gone(pid: number): boolean {
-  if (!existsSync(`/proc/${pid}`)) return true;
-  try {
-    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
+const gone = (pid: number): boolean => !isAlive(pid);
 
 describe('stalled workers', () => {
   it('reports a SIGSTOPped worker as stalled, replaces it on its socket, and the other workers lose nothing', async () => {

@@ -1,6 +1,6 @@
 /** Test helpers: real sockets on loopback, bounded in count and time. */
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { procUdpRows, rowHasPort } from './procfs.js';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -39,22 +39,12 @@ export function send(s: dgram.Socket, data: string | Buffer, port: number, addre
  * from /proc/net/udp and udp6: bytes waiting (rx_queue) and datagrams the kernel dropped.
  */
 export function udpPortQueues(port: number): { queuedBytes: number; drops: number } {
-  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   let queuedBytes = 0;
   let drops = 0;
-  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text = '';
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue; // no IPv6
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 13 || !f[1]!.endsWith(hexPort)) continue;
-      queuedBytes += parseInt(f[4]!.split(':')[1]!, 16);
-      drops += Number(f[f.length - 1]);
-    }
+  for (const f of procUdpRows()) {
+    if (!rowHasPort(f, port)) continue;
+    queuedBytes += parseInt(f[4]!.split(':')[1]!, 16);
+    drops += Number(f[f.length - 1]);
   }
   return { queuedBytes, drops };
 }

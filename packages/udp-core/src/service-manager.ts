@@ -41,8 +41,17 @@ export class ServiceManager {
   }
 
   /**
+   * How many of the sockets passed are held by a socket unit (named otherwise than
+   * `slot<i>`): they stay open in the manager whatever the service does, so the
+   * group must keep a worker on each.
+   */
+  unitSockets = 0;
+
+  /**
    * The sockets passed to this process, in group order: fd-store names `slot0`,
-   * `slot1`, … by number; otherwise in the order passed.
+   * `slot1`, … by number; otherwise in the order passed. A socket passed twice (a
+   * socket unit's socket that is also in the fd store: systemd passes both) is
+   * taken once.
    */
   listenSockets(): AdoptedSocket[] {
     const n = Number(this.env.LISTEN_FDS ?? 0);
@@ -53,17 +62,27 @@ export class ServiceManager {
     }
     if (!Number.isInteger(n) || n < 0 || n > 1024) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `LISTEN_FDS=${this.env.LISTEN_FDS} is not a count of file descriptors`);
     const names = (this.env.LISTEN_FDNAMES ?? '').split(':');
-    const passed = Array.from({ length: n }, (_, i) => {
+    const byInode = new Map<number, { sock: AdoptedSocket; slot?: number; unit: boolean }>();
+    for (let i = 0; i < n; i++) {
       const fd = SD_LISTEN_FDS_START + i;
       // Ours alone: not inherited by the workers (each gets its own socket explicitly).
       libc().fcntl(fd, F_SETFD, FD_CLOEXEC);
       const name = names[i] ?? '';
       const sock = adoptSocket(fd, `the socket passed as fd ${fd}${name ? ` (${name})` : ''}`);
-      if (/^slot\d+$/.test(name)) this.stored.set(name, sock.inode);
-      return { name, sock };
-    });
-    const bySlot = passed.every((p) => /^slot\d+$/.test(p.name));
-    if (bySlot) passed.sort((a, b) => Number(a.name.slice(4)) - Number(b.name.slice(4)));
+      const slot = /^slot\d+$/.test(name) ? Number(name.slice(4)) : undefined;
+      const seen = byInode.get(sock.inode);
+      if (seen) {
+        libc().close(fd);
+        seen.slot ??= slot;
+        seen.unit ||= slot === undefined;
+      } else {
+        byInode.set(sock.inode, { sock, ...(slot !== undefined ? { slot } : {}), unit: slot === undefined });
+      }
+      if (slot !== undefined) this.stored.set(name, sock.inode);
+    }
+    const passed = [...byInode.values()];
+    this.unitSockets = passed.filter((p) => p.unit).length;
+    if (passed.every((p) => p.slot !== undefined)) passed.sort((a, b) => a.slot! - b.slot!);
     return passed.map((p) => p.sock);
   }
 
@@ -92,7 +111,8 @@ export class ServiceManager {
     }
     for (const [name, s] of now) {
       if (this.stored.has(name)) continue;
-      this.notify(`FDSTORE=1\nFDNAME=${name}`, [s.fd]);
+      // FDPOLL=0: a UDP socket with an error pending (POLLERR) must stay in the store all the same.
+      this.notify(`FDSTORE=1\nFDNAME=${name}\nFDPOLL=0`, [s.fd]);
       this.stored.set(name, s.inode);
     }
   }

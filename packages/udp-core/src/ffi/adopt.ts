@@ -35,3 +35,23 @@ export function adoptSocket(fd: number, what: string): AdoptedSocket {
     rcvbuf: getIntOption(fd, SOL_SOCKET, SO_RCVBUF), warnings: [], reusePort: getIntOption(fd, SOL_SOCKET, SO_REUSEPORT) !== 0,
   };
 }
+
+/**
+ * Refuses, before anything starts, a group the kernel cannot make of `sockets`:
+ * without SO_REUSEPORT a socket has no group for more workers to join or for a
+ * steering program to attach to. (Sockets shardgram opened itself always have it.)
+ */
+export function checkGroupable(sockets: readonly (OpenedSocket | AdoptedSocket)[], workers: number, policy: string): void {
+  const lone = sockets.filter((s) => 'reusePort' in s && !s.reusePort).length;
+  const first = sockets[0];
+  if (!lone || !first || (sockets.length === 1 && workers <= 1 && policy === 'hash')) return;
+  const where = `udp ${first.address.includes(':') ? `[${first.address}]` : first.address}:${first.port}`;
+  const what = sockets.length > 1 ? `${lone} of the ${sockets.length} sockets passed for ${where} have` : `the socket passed for ${where} has`;
+  const wants = workers > 1 || sockets.length > 1 ? `${Math.max(workers, sockets.length)} workers` : `the ${policy} policy`;
+  throw new ShardgramError(
+    'ERR_SHARDGRAM_INVALID_ARG',
+    `${what} no SO_REUSEPORT, so ${wants} cannot share the port: set ReusePort=yes in the .socket unit ` +
+      '(one ListenDatagram= line per worker), or run one worker: --workers 1 with one ListenDatagram= line and the hash policy',
+    { option: 'workers', address: first.address, port: first.port },
+  );
+}

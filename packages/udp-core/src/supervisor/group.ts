@@ -3,7 +3,7 @@
  * taken from elsewhere, and the receive buffers raised for the length of a change.
  */
 import { ShardgramError } from '../errors.js';
-import type { AdoptedSocket } from '../ffi/adopt.js';
+import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
 import { getIntOption, setReceiveBuffer } from '../ffi/socket.js';
 import type { Steering } from '../steering/steering.js';
@@ -29,17 +29,8 @@ export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveC
       { option: 'port', port: first.port, address: first.address },
     );
   }
-  if (sockets.length > 1 && sockets.some((s) => !s.reusePort)) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `several sockets were passed for udp ${first.address}:${first.port}, and not all have SO_REUSEPORT`);
-  }
-  if (cfg.workers > sockets.length && !first.reusePort) {
-    throw new ShardgramError(
-      'ERR_SHARDGRAM_INVALID_ARG',
-      `the socket passed for udp ${first.address}:${first.port} (fd ${first.fd}) does not have SO_REUSEPORT, so no other worker's socket can join it: ` +
-        `set ReusePort=yes in the .socket unit (and one ListenDatagram= line per worker), or run with --workers 1`,
-      { option: 'workers' },
-    );
-  }
+  // Before any worker starts: without SO_REUSEPORT the kernel would refuse the second bind or the steering program only later.
+  checkGroupable(sockets, cfg.workers, cfg.policy.name);
 }
 
 /**

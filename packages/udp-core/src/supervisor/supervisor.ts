@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
-import type { AdoptedSocket } from '../ffi/adopt.js';
+import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
 import { CHANGE_RCVBUF, checkAdoption, growGroup, raiseBuffers, shrinkGroup } from './group.js';
 import { resolveApp } from '../apps/resolve.js';
@@ -244,6 +244,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private async doResize(steering: Steering, count: number): Promise<{ from: number; to: number }> {
     const from = this.slots.length;
+    if (count > from) checkGroupable([this.slots[0]!.sock], count, steering.policy.name);
     if (count > from) await growGroup(this.slots, steering, count, (i) => this.openSlot(i, this.port));
     else if (count < from) await shrinkGroup(this.slots, steering, count, (s) => this.accounting.retire(s));
     this.monitor.reset();

@@ -1,0 +1,66 @@
+/** What /proc says about sockets and processes: the kernel's view, not the service's. */
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+
+/** Every socket row of /proc/net/udp and /proc/net/udp6, split into its fields. */
+export function procUdpRows(): string[][] {
+  const rows: string[][] = [];
+  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue; // no IPv6
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 13) rows.push(f);
+    }
+  }
+  return rows;
+}
+
+/** Whether a row's local address (`0100007F:2328`) has port `port`. */
+export function rowHasPort(f: string[], port: number): boolean {
+  return f[1]!.endsWith(`:${port.toString(16).toUpperCase().padStart(4, '0')}`);
+}
+
+/** The inodes of every UDP socket bound to `port` (any address, IPv4 and IPv6), from /proc/net/udp{,6}. */
+export function udpInodesOnPort(port: number): number[] {
+  return procUdpRows().filter((f) => rowHasPort(f, port)).map((f) => Number(f[9])).sort((a, b) => a - b);
+}
+
+/** The local port of the UDP socket with inode `inode`, if there is one. */
+export function udpPortOfInode(inode: number): number | undefined {
+  const f = procUdpRows().find((row) => Number(row[9]) === inode);
+  return f ? parseInt(f[1]!.split(':')[1]!, 16) : undefined;
+}
+
+/** The inodes of the sockets process `pid` has open (empty once it is gone). */
+export function socketInodesOf(pid: number): number[] {
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) out.push(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Whether `pid` is a live process (a zombie, dead but not yet reaped, counts as gone). */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
