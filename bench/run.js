@@ -233,9 +233,10 @@ async function appSections() {
   const out = [];
   if (SECTIONS.includes('statsd')) {
     log(`${elapsed()}  statsd section: Etsy statsd 0.9.0 vs shardgram statsd …`);
-    const { QUICK, runStatsdBench } = await import('./statsd.js');
+    const { QUICK, runStatsdBench, runStatsdColdBurst } = await import('./statsd.js');
     try {
       out.push((await runStatsdBench({ log, ...(args.quick ? QUICK : {}) })).markdown);
+      out.push((await runStatsdColdBurst({ log, ...(args.quick ? QUICK : {}) })).markdown);
     } catch (err) {
       out.push(`## StatsD\n\nThe statsd section did not run: ${err.message}\n`);
     }

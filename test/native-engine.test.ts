@@ -251,3 +251,92 @@ describe('native engine: sends from send callbacks', () => {
     }
   });
 });
+
+describe('rinfo.timestamp (SO_TIMESTAMPNS through recvmmsg control messages)', () => {
+  const nowNs = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+
+  it('native: the kernel receive time, in ns since the epoch, increasing in send order; dgram: undefined', async () => {
+    for (const engine of ['native', 'dgram'] as const) {
+      sup = new Supervisor({ app: fixture('timestamp-echo.js'), port: 0, workers: 2, engine, snapshotIntervalMs: 50, log: () => {} });
+      await sup.start();
+      const clients = await openClients(8);
+      const got = new Map<string, string>();
+      for (const c of clients) c.on('message', (m) => {
+        const [k, t] = m.toString().split(' ');
+        got.set(k!, t!);
+      });
+      try {
+        const n = 200;
+        const before = nowNs();
+        // One at a time: each is timestamped (in the sender's context, on loopback) before the next is sent.
+        for (let i = 0; i < n; i++) await send(clients[i % clients.length]!, `m${i}`, sup.port);
+        expect(await waitFor(() => got.size === n, 5000)).toBe(true);
+        const after = nowNs();
+        if (engine === 'dgram') {
+          expect(new Set(got.values())).toEqual(new Set(['none']));
+        } else {
+          const ts = Array.from({ length: n }, (_, i) => BigInt(got.get(`m${i}`)!));
+          const slack = 50_000_000n; // the test's clock is performance.timeOrigin-based; the kernel's is CLOCK_REALTIME
+          expect(ts[0]! > before - slack && ts[n - 1]! < after + slack).toBe(true);
+          for (let i = 1; i < n; i++) expect(ts[i]! > ts[i - 1]!, `datagram ${i} after ${i - 1}`).toBe(true);
+        }
+      } finally {
+        closeAll(clients);
+        await sup.stop();
+        sup = undefined;
+      }
+    }
+  });
+});
+
+describe('async handlers', () => {
+  for (const engine of ['native', 'dgram'] as const) {
+    it(`${engine}: a rejected promise is counted as a handler error, and the worker lives on`, async () => {
+      const lines: string[] = [];
+      sup = new Supervisor({ app: fixture('async-reject.js'), port: 0, workers: 1, engine, snapshotIntervalMs: 50, log: (l) => lines.push(l) });
+      await sup.start();
+      const s = sup;
+      const pid = s.workerPids()[0];
+      const [client] = await openClients(1);
+      const replies: string[] = [];
+      client!.on('message', (m) => replies.push(m.toString()));
+      try {
+        for (const m of ['boom1', 'ok1', 'boom2', 'ok2', 'boom3']) await send(client!, m, s.port);
+        expect(await waitFor(() => s.stats().workers[0]!.handlerErrors === 3 && replies.length === 2, 5_000)).toBe(true);
+        // More traffic after the rejections: the same process answers it.
+        await send(client!, 'ok3', s.port);
+        expect(await waitFor(() => replies.length === 3, 5_000)).toBe(true);
+        expect(s.stats().workers[0]).toMatchObject({ datagrams: 6, handlerErrors: 3, restarts: 0, pid });
+        expect(lines.some((l) => /async boom on purpose \(boom1\)/.test(l))).toBe(true);
+      } finally {
+        closeAll([client!]);
+      }
+    });
+  }
+});
+
+describe('warm start (AppHooks.warmup)', () => {
+  for (const engine of ['native', 'dgram'] as const) {
+    it(`${engine}: the samples run through the handler before the socket is read, uncounted, their replies discarded`, async () => {
+      sup = new Supervisor({ app: fixture('warmup-app.js'), port: 0, workers: 1, engine, snapshotIntervalMs: 50, log: () => {} });
+      await sup.start();
+      const s = sup;
+      const [client] = await openClients(1);
+      const replies: string[] = [];
+      client!.on('message', (m) => replies.push(m.toString()));
+      try {
+        await send(client!, 'q1', s.port);
+        await send(client!, 'q2', s.port);
+        expect(await waitFor(() => replies.length === 2, 5_000)).toBe(true);
+        const seen = replies.map((r) => JSON.parse(r) as { warm: number; doneAt: number; real: number; from: string; ts: string });
+        expect(seen.map((x) => x.real).sort()).toEqual([1, 2]);
+        // This app did not ask for timestamps (AppHooks.timestamps): none, on either engine.
+        for (const x of seen) expect(x).toMatchObject({ warm: 500, doneAt: 500, from: '127.0.0.1', ts: 'undefined' });
+        expect(await statsUntil(s, (ws) => ws[0]!.datagrams === 2)).toBe(true);
+        expect(s.stats().workers[0]).toMatchObject({ datagrams: 2, handlerErrors: 0, sends: 2, sendErrors: 0, restarts: 0 });
+      } finally {
+        closeAll([client!]);
+      }
+    });
+  }
+});

@@ -7,11 +7,15 @@ import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, t
 import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
 import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
-import type { AppHooks } from './shard-socket.js';
+import type { AppHooks, AppWarmup } from './shard-socket.js';
 import { describeError, guarded, importApp } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import { sampledLog } from './log-sampler.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
+
+/** Warm-up deliveries by default, and the most time they may take (AppHooks.warmup). */
+const WARMUP_COUNT = 10_000;
+const WARMUP_BUDGET_MS = 100;
 
 function send(msg: ToSupervisor): void {
   if (process.connected) process.send?.(msg);
@@ -39,6 +43,17 @@ async function createEngine(config: WorkerConfig, opts: EngineOptions): Promise<
     return new NativeEngineSocket(opts);
   }
   return new DgramEngineSocket(opts);
+}
+
+/** Runs the app's warm-up samples through the engine before the socket is read (AppHooks.warmup). */
+function warmUp(engine: EngineSocket, w: AppWarmup): void {
+  const samples = w.samples.map((x) => (typeof x === 'string' ? Buffer.from(x) : Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
+  try {
+    engine.warmup(samples, w.count ?? WARMUP_COUNT, WARMUP_BUDGET_MS);
+    w.done?.();
+  } catch (err) {
+    log(`warm-up failed (the worker starts cold): ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 async function main(): Promise<void> {
@@ -100,6 +115,8 @@ async function main(): Promise<void> {
   } catch (err) {
     fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (hooks && hooks.timestamps) engine.requestTimestamps();
+  if (hooks && hooks.warmup) warmUp(engine, hooks.warmup);
   await engine.start();
 
   let seq = 0;

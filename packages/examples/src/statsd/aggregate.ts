@@ -5,21 +5,26 @@
  *
  * - counters: the sum of `value * (1 / rate)` per key, added in arrival order (as
  *   Etsy statsd does);
- * - gauges: the operations themselves, in arrival order, each with its receive time;
- *   an absolute value drops the operations before it (they can no longer matter);
+ * - gauges: the operations themselves, in receive-time order, each with its receive
+ *   time: the kernel's (rinfo.timestamp, native engine) or this process's clock; an
+ *   absolute value drops the operations before it (they can no longer matter);
  * - timers: every raw value and the sample-rate-corrected count (no sketch, no
  *   approximation);
  * - sets: the members.
+ *
+ * Limits (options.ts): a line whose name is too long is a bad line (and counted as
+ * such); a key beyond `maxKeys` distinct keys in the interval is dropped and counted;
+ * a value that would make a sum non-finite is dropped and counted (`overflows`).
  */
 import { performance } from 'node:perf_hooks';
-import { parseDatagram, parseSimpleDatagram, type MetricSink } from './parser.js';
+import { parseDatagram, parseSimpleDatagram, type BadLineCode, type MetricSink } from './parser.js';
 
-/** Gauge operations of one key, oldest first; only the first may be absolute. */
+/** Gauge operations of one key, in receive-time order; only the first may be absolute. */
 export interface GaugeOps {
   /** ops[0] sets the value (it had no sign); all others add. */
   abs: boolean;
-  /** Receive times (ms since the epoch, sub-millisecond), one per op. */
-  t: number[];
+  /** Receive times (ns since the epoch), one per op, non-decreasing. */
+  t: bigint[];
   /** Values, one per op. */
   v: number[];
 }
@@ -27,6 +32,8 @@ export interface GaugeOps {
 export interface TimerPartial {
   /** Σ 1/rate: the count Etsy statsd reports. */
   count: number;
+  /** Σ values (kept finite: a value that would overflow it is rejected). */
+  sum: number;
   /** Every value received, in arrival order. */
   values: number[];
 }
@@ -42,82 +49,150 @@ export interface Partial {
   metrics: number;
   /** Datagrams. */
   packets: number;
+  /** Lines rejected for a name (with tags) longer than maxNameLength (also in badLines). */
+  namesTooLong: number;
+  /** Lines dropped because the interval already had maxKeys distinct keys. */
+  keysOverLimit: number;
+  /** Values dropped because a sum would have overflowed. */
+  overflows: number;
 }
 
 export function emptyPartial(): Partial {
-  return { counters: [], gauges: [], timers: [], sets: [], badLines: 0, metrics: 0, packets: 0 };
+  return { counters: [], gauges: [], timers: [], sets: [], badLines: 0, metrics: 0, packets: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0 };
 }
 
-/** Wall-clock time in ms with sub-millisecond resolution, monotonic within a process. */
-export function preciseNow(): number {
-  return performance.timeOrigin + performance.now();
+/** Wall-clock time in ns since the epoch (µs resolution), monotonic within a process. */
+export function preciseNow(): bigint {
+  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+}
+
+/** What a datagram's receive time comes from (a RemoteInfo fits). */
+export interface Received {
+  readonly timestamp?: bigint | undefined;
 }
 
 export interface PartialAggregateOptions {
-  /** Receive-time clock for gauge operations. Default: preciseNow. */
-  clock?: () => number;
+  /** Receive-time clock for gauge operations without a kernel timestamp. Default: preciseNow. */
+  clock?: () => bigint;
   /** Called for each bad line (e.g. to log the first few). */
   onBadLine?: (line: string, reason: string) => void;
+  /** Longest name (with tags) accepted, in characters. Default: no limit. */
+  maxNameLength?: number;
+  /** Most distinct keys (all types) in one interval. Default: no limit. */
+  maxKeys?: number;
 }
 
 export class PartialAggregate implements MetricSink {
-  private counters = new Map<string, number>();
+  /** Totals in holders: one Map lookup per increment, not a get and a set. */
+  private counters = new Map<string, { v: number }>();
   private gauges = new Map<string, GaugeOps>();
   private timers = new Map<string, TimerPartial>();
   private sets = new Map<string, Set<string>>();
   private badLines = 0;
   private metrics = 0;
   private packets = 0;
-  private readonly clock: () => number;
+  private namesTooLong = 0;
+  private keysOverLimit = 0;
+  private overflows = 0;
+  private keys = 0;
+  private readonly clock: () => bigint;
   private readonly onBadLine: ((line: string, reason: string) => void) | undefined;
+  private readonly maxName: number;
+  private readonly maxKeys: number;
+  /** The datagram being parsed (its timestamp is read only if it holds a gauge). */
+  private current: Received | undefined;
 
   constructor(opts: PartialAggregateOptions = {}) {
     this.clock = opts.clock ?? preciseNow;
     this.onBadLine = opts.onBadLine;
+    this.maxName = opts.maxNameLength ?? Infinity;
+    this.maxKeys = opts.maxKeys ?? Infinity;
   }
 
-  /** Parses and aggregates one datagram. */
-  datagram(msg: Buffer | string): void {
+  /** Parses and aggregates one datagram; `rinfo.timestamp`, when there is one, orders its gauge operations. */
+  datagram(msg: Buffer | string, rinfo?: Received): void {
     this.packets++;
-    if (typeof msg === 'string') this.metrics += parseDatagram(msg, this);
-    else if (parseSimpleDatagram(msg, this)) this.metrics++;
-    else this.metrics += parseDatagram(msg.toString(), this);
+    this.current = rinfo;
+    if (typeof msg === 'string') this.metrics += parseDatagram(msg, this, this.maxName);
+    else if (parseSimpleDatagram(msg, this, this.maxName)) this.metrics++;
+    else this.metrics += parseDatagram(msg.toString(), this, this.maxName);
+    this.current = undefined;
+  }
+
+  /** True if a new key may be added this interval (else counts the line as over the limit). */
+  private room(): boolean {
+    if (this.keys < this.maxKeys) {
+      this.keys++;
+      return true;
+    }
+    this.keysOverLimit++;
+    return false;
   }
 
   counter(key: string, value: number, sampleRate: number): void {
     // Etsy's formula, term for term: value * (1 / rate).
-    this.counters.set(key, (this.counters.get(key) ?? 0) + value * (1 / sampleRate));
+    let total = this.counters.get(key);
+    if (total === undefined) {
+      if (!this.room()) return;
+      this.counters.set(key, (total = { v: 0 }));
+    }
+    const sum = total.v + value * (1 / sampleRate);
+    if (Number.isFinite(sum)) total.v = sum;
+    else this.overflows++;
   }
 
   gauge(key: string, value: number, relative: boolean): void {
-    const t = this.clock();
+    const t = this.current?.timestamp ?? this.clock();
     const ops = this.gauges.get(key);
-    if (!relative) {
-      // An absolute value makes everything before it irrelevant.
-      this.gauges.set(key, { abs: true, t: [t], v: [value] });
-    } else if (ops) {
-      ops.t.push(t);
-      ops.v.push(value);
-    } else {
-      this.gauges.set(key, { abs: false, t: [t], v: [value] });
+    if (!ops) {
+      if (this.room()) this.gauges.set(key, { abs: !relative, t: [t], v: [value] });
+      return;
     }
+    const last = ops.t.length - 1;
+    if (t >= ops.t[last]!) {
+      if (!relative) {
+        // An absolute value makes everything before it irrelevant.
+        ops.abs = true;
+        ops.t = [t];
+        ops.v = [value];
+      } else {
+        ops.t.push(t);
+        ops.v.push(value);
+      }
+      return;
+    }
+    insertGaugeOp(ops, t, value, relative);
   }
 
   timer(key: string, value: number, sampleRate: number): void {
     let tm = this.timers.get(key);
-    if (!tm) this.timers.set(key, (tm = { count: 0, values: [] }));
+    if (!tm) {
+      if (!this.room()) return;
+      this.timers.set(key, (tm = { count: 0, sum: 0, values: [] }));
+    }
+    const sum = tm.sum + value;
+    const count = tm.count + 1 / sampleRate;
+    if (!Number.isFinite(sum) || !Number.isFinite(count)) {
+      this.overflows++;
+      return;
+    }
     tm.values.push(value);
-    tm.count += 1 / sampleRate;
+    tm.sum = sum;
+    tm.count = count;
   }
 
   set(key: string, member: string): void {
     let s = this.sets.get(key);
-    if (!s) this.sets.set(key, (s = new Set()));
+    if (!s) {
+      if (!this.room()) return;
+      this.sets.set(key, (s = new Set()));
+    }
     s.add(member);
   }
 
-  bad(line: string, reason: string): void {
+  bad(line: string, reason: string, code?: BadLineCode): void {
     this.badLines++;
+    if (code === 'name_length') this.namesTooLong++;
     this.onBadLine?.(line, reason);
   }
 
@@ -129,13 +204,16 @@ export class PartialAggregate implements MetricSink {
   /** Returns the partial aggregate and starts a new one. */
   take(): Partial {
     const p: Partial = {
-      counters: [...this.counters],
+      counters: Array.from(this.counters, ([k, t]): [string, number] => [k, t.v]),
       gauges: [...this.gauges],
       timers: [...this.timers],
       sets: [...this.sets].map(([k, s]) => [k, [...s]]),
       badLines: this.badLines,
       metrics: this.metrics,
       packets: this.packets,
+      namesTooLong: this.namesTooLong,
+      keysOverLimit: this.keysOverLimit,
+      overflows: this.overflows,
     };
     this.counters = new Map();
     this.gauges = new Map();
@@ -144,6 +222,36 @@ export class PartialAggregate implements MetricSink {
     this.badLines = 0;
     this.metrics = 0;
     this.packets = 0;
+    this.namesTooLong = 0;
+    this.keysOverLimit = 0;
+    this.overflows = 0;
+    this.keys = 0;
     return p;
+  }
+}
+
+/**
+ * An operation older than the newest one kept (read after it, received before it:
+ * two CPUs queueing onto one socket): put in its receive-time place. After an equal
+ * time it goes last (arrival order breaks ties).
+ */
+function insertGaugeOp(ops: GaugeOps, t: bigint, value: number, relative: boolean): void {
+  let lo = 0;
+  let hi = ops.t.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ops.t[mid]! <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  if (relative) {
+    // Before an absolute first op it can no longer matter.
+    if (lo === 0 && ops.abs) return;
+    ops.t.splice(lo, 0, t);
+    ops.v.splice(lo, 0, value);
+  } else {
+    // Absolute: what came before it is irrelevant; the deltas after it stay.
+    ops.abs = true;
+    ops.t = [t, ...ops.t.slice(lo)];
+    ops.v = [value, ...ops.v.slice(lo)];
   }
 }

@@ -21,7 +21,7 @@
  */
 import { sampledLog, type SampledLog } from '@shardgram/udp-core';
 import type { Partial } from './aggregate.js';
-import { IntervalMerge, type FlushResult } from './merge.js';
+import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from './merge.js';
 import type { StatsdOptions } from './options.js';
 import type { FlushRequest, FromWorker } from './protocol.js';
 import { formatPrometheus, promLabelRecord } from './flush.js';
@@ -80,8 +80,9 @@ export class FlushCollector {
   private readonly o: StatsdOptions;
   private readonly members = new Map<number, Member>();
   private helloCount = 0;
-  private pending = new IntervalMerge();
-  private readonly gauges = new Map<string, number>();
+  private readonly limits: MergeLimits;
+  private pending: IntervalMerge;
+  private readonly gauges = new GaugeStore();
   private round: Round | undefined;
   private roundSeq = 0;
   private cancelTimer: (() => void) | undefined;
@@ -96,15 +97,21 @@ export class FlushCollector {
   // For /metrics.
   private last: FlushResult | undefined;
   private readonly counterTotals = new Map<string, number>();
+  /** The flush that last changed each counter total (they expire like gauges). */
+  private readonly counterUpdated = new Map<string, number>();
   private readonly histograms: TimerHistograms;
-  private totals = { badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0 };
+  private totals = {
+    badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0, gaugesExpired: 0,
+  };
 
   constructor(private readonly deps: CollectorDeps) {
     this.o = deps.options;
+    this.limits = { maxKeys: this.o.maxKeys, gaugeExpiry: this.o.gaugeExpiry };
+    this.pending = new IntervalMerge(this.limits);
     this.clock = deps.clock ?? realClock;
     this.startedAt = this.clock.now();
     this.lastFlushAt = this.startedAt;
-    this.histograms = new TimerHistograms(this.o.timerBucketsMs);
+    this.histograms = new TimerHistograms(this.o.timerBucketsMs, this.o.maxKeys);
     this.late = sampledLog(deps.log, 'late partial', { first: 20 });
   }
 
@@ -203,8 +210,12 @@ export class FlushCollector {
     }, (k, values) => this.histograms.observe(k, values));
     this.lastFlushAt = now;
     this.last = r;
-    for (const [k, v] of Object.entries(r.counters)) this.counterTotals.set(k, (this.counterTotals.get(k) ?? 0) + v);
+    this.addCounterTotals(r);
     this.totals.badLines += r.bad_lines_seen;
+    this.totals.namesTooLong += r.names_too_long;
+    this.totals.keysOverLimit += r.keys_over_limit;
+    this.totals.overflows += r.overflows;
+    this.totals.gaugesExpired += r.gauges_expired;
     this.totals.metrics += r.metrics_received;
     this.totals.packets += r.packets_received;
     for (const out of this.deps.outputs) {
@@ -214,6 +225,28 @@ export class FlushCollector {
         this.totals.outputErrors++;
         this.deps.log(`flush ${r.flush}: ${out.name} output failed: ${err instanceof Error ? err.message : String(err)}`);
       }
+    }
+  }
+
+  /**
+   * Prometheus totals since the start: one that would overflow starts again from this
+   * interval's value (a counter reset, which Prometheus handles) and is counted; one
+   * idle for gaugeExpiry flushes is forgotten; no more than maxKeys are kept.
+   */
+  private addCounterTotals(r: FlushResult): void {
+    for (const [k, v] of Object.entries(r.counters)) {
+      const old = this.counterTotals.get(k);
+      if (old === undefined && this.counterTotals.size >= this.o.maxKeys) continue;
+      const sum = (old ?? 0) + v;
+      if (!Number.isFinite(sum)) this.totals.overflows++;
+      this.counterTotals.set(k, Number.isFinite(sum) ? sum : v);
+      this.counterUpdated.set(k, r.flush);
+    }
+    if (this.o.gaugeExpiry <= 0) return;
+    for (const [k, at] of this.counterUpdated) {
+      if (r.flush - at < this.o.gaugeExpiry) continue;
+      this.counterUpdated.delete(k);
+      this.counterTotals.delete(k);
     }
   }
 
@@ -249,7 +282,8 @@ export class FlushCollector {
 
   /** GET /metrics text. */
   metrics(): string {
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals }) + this.histograms.text(promLabelRecord);
+    const overflows = this.totals.overflows + this.histograms.overflowResets;
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord);
   }
 
   /** The last flush (for tests and embedding). */

@@ -129,6 +129,10 @@ export interface PrometheusState {
   flushes: number;
   missingPartials: number;
   outputErrors: number;
+  namesTooLong: number;
+  keysOverLimit: number;
+  overflows: number;
+  gaugesExpired: number;
 }
 
 /** Prometheus text of the app (through core's PromWriter: every label escaped). */
@@ -158,5 +162,10 @@ export function formatPrometheus(s: PrometheusState): string {
   total('shardgram_statsd_flushes_total', 'Flushes done.', s.flushes);
   total('shardgram_statsd_missing_partials_total', "Flushes that went ahead without a worker's partial (it timed out).", s.missingPartials);
   total('shardgram_statsd_output_errors_total', 'Failed JSON or Graphite writes.', s.outputErrors);
+  w.family('shardgram_statsd_rejected_total', 'counter', 'Lines or values dropped by a limit (reason: name_length, key_limit, overflow).');
+  w.sample('shardgram_statsd_rejected_total', { reason: 'name_length' }, s.namesTooLong);
+  w.sample('shardgram_statsd_rejected_total', { reason: 'key_limit' }, s.keysOverLimit);
+  w.sample('shardgram_statsd_rejected_total', { reason: 'overflow' }, s.overflows);
+  total('shardgram_statsd_gauges_expired_total', 'Gauges forgotten after gaugeExpiry flushes without an update.', s.gaugesExpired);
   return w.text();
 }

@@ -43,13 +43,22 @@ interface Series {
 
 export class TimerHistograms {
   private readonly series = new Map<string, Series>();
+  /** Series started again because their sum would have overflowed (a counter reset to Prometheus). */
+  overflowResets = 0;
 
-  constructor(private readonly boundsMs: readonly number[] = DEFAULT_TIMER_BUCKETS_MS) {}
+  constructor(
+    private readonly boundsMs: readonly number[] = DEFAULT_TIMER_BUCKETS_MS,
+    /** Most timer keys with a histogram; a new key beyond it is not tracked. */
+    private readonly maxKeys = Infinity,
+  ) {}
 
   /** Counts one flush interval's raw values of timer `key` (milliseconds). */
   observe(key: string, values: ArrayLike<number>): void {
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { counts: new Float64Array(this.boundsMs.length + 1), sumMs: 0, count: 0 }));
+    if (!s) {
+      if (this.series.size >= this.maxKeys) return;
+      this.series.set(key, (s = { counts: new Float64Array(this.boundsMs.length + 1), sumMs: 0, count: 0 }));
+    }
     const b = this.boundsMs;
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
@@ -61,6 +70,12 @@ export class TimerHistograms {
         const mid = (lo + hi) >>> 1;
         if (b[mid]! < v) lo = mid + 1;
         else hi = mid;
+      }
+      if (!Number.isFinite(s.sumMs + v)) {
+        s.counts.fill(0);
+        s.sumMs = 0;
+        s.count = 0;
+        this.overflowResets++;
       }
       s.counts[lo]!++;
       s.sumMs += v;

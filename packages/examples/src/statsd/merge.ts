@@ -16,6 +16,12 @@
  *   the order of the workers' receive clocks (sub-millisecond, per process), which
  *   is as good as the kernel's own: datagrams on different sockets have no order.
  *   Gauges persist across flushes (Etsy's default), so deltas apply to the last value.
+ *   Receive times are the kernel's (rinfo.timestamp, native engine): one clock for
+ *   every socket, so spreading one gauge over workers keeps its exact order.
+ *
+ * Limits: at most `maxKeys` distinct keys per interval and persisted gauges (more are
+ * dropped and counted), gauges forgotten after `gaugeExpiry` flushes without an
+ * update, and sums kept finite (what would overflow is dropped and counted).
  */
 import type { GaugeOps, Partial } from './aggregate.js';
 import { timerSummary, type TimerSummary } from './timer-stats.js';
@@ -35,6 +41,14 @@ export interface FlushResult {
   packets_received: number;
   /** Workers that did not send their partial in time (their figures come in a later flush). */
   missing_workers: number[];
+  /** Lines rejected for a name longer than maxNameLength (they are in bad_lines_seen too). */
+  names_too_long: number;
+  /** Lines (or merged keys) dropped because the interval had maxKeys distinct keys. */
+  keys_over_limit: number;
+  /** Values dropped because a sum (counter, timer, gauge delta) would have overflowed. */
+  overflows: number;
+  /** Gauges forgotten at this flush after gaugeExpiry flushes without an update. */
+  gauges_expired: number;
   /** name → sample-rate-corrected total of the interval. */
   counters: Record<string, number>;
   /** name → value (every gauge ever set, as Etsy statsd keeps them). */
@@ -52,8 +66,24 @@ export function record<T>(): Record<string, T> {
 
 interface TimerAcc {
   count: number;
+  sum: number;
   chunks: number[][];
   n: number;
+}
+
+export interface MergeLimits {
+  /** Most distinct keys in one merged interval, and most persisted gauges. */
+  maxKeys: number;
+  /** Flushes without an update after which a gauge is forgotten (0: never). */
+  gaugeExpiry: number;
+}
+
+const NO_LIMITS: MergeLimits = { maxKeys: Infinity, gaugeExpiry: 0 };
+
+/** The gauges kept across flushes, with the flush that last updated each. */
+export class GaugeStore {
+  readonly values = new Map<string, number>();
+  readonly updated = new Map<string, number>();
 }
 
 export class IntervalMerge {
@@ -64,53 +94,110 @@ export class IntervalMerge {
   private badLines = 0;
   private metrics = 0;
   private packets = 0;
+  private namesTooLong = 0;
+  private keysOverLimit = 0;
+  private overflows = 0;
+  private keys = 0;
   private partials = 0;
+
+  constructor(private readonly limits: MergeLimits = NO_LIMITS) {}
 
   /** Number of partials merged since the last finish(). */
   get size(): number {
     return this.partials;
   }
 
+  /** True if a new key may be added this interval (else counts it as over the limit). */
+  private room(): boolean {
+    if (this.keys < this.limits.maxKeys) {
+      this.keys++;
+      return true;
+    }
+    this.keysOverLimit++;
+    return false;
+  }
+
   add(p: Partial): void {
     this.partials++;
-    for (const [k, v] of p.counters) this.counters.set(k, (this.counters.get(k) ?? 0) + v);
+    for (const [k, v] of p.counters) {
+      const old = this.counters.get(k);
+      if (old === undefined && !this.room()) continue;
+      const sum = (old ?? 0) + v;
+      if (Number.isFinite(sum)) this.counters.set(k, sum);
+      else this.overflows++;
+    }
     for (const [k, t] of p.timers) {
       const acc = this.timers.get(k);
       if (acc) {
-        acc.count += t.count;
+        const sum = acc.sum + t.sum;
+        const count = acc.count + t.count;
+        if (!Number.isFinite(sum) || !Number.isFinite(count)) {
+          this.overflows += t.values.length;
+          continue;
+        }
+        acc.sum = sum;
+        acc.count = count;
         acc.chunks.push(t.values);
         acc.n += t.values.length;
-      } else {
-        this.timers.set(k, { count: t.count, chunks: [t.values], n: t.values.length });
+      } else if (this.room()) {
+        this.timers.set(k, { count: t.count, sum: t.sum, chunks: [t.values], n: t.values.length });
       }
     }
     for (const [k, members] of p.sets) {
       let s = this.sets.get(k);
-      if (!s) this.sets.set(k, (s = new Set()));
+      if (!s) {
+        if (!this.room()) continue;
+        this.sets.set(k, (s = new Set()));
+      }
       for (const m of members) s.add(m);
     }
     for (const [k, ops] of p.gauges) {
       const list = this.gauges.get(k);
       if (list) list.push(ops);
-      else this.gauges.set(k, [ops]);
+      else if (this.room()) this.gauges.set(k, [ops]);
     }
     this.badLines += p.badLines;
     this.metrics += p.metrics;
     this.packets += p.packets;
+    this.namesTooLong += p.namesTooLong;
+    this.keysOverLimit += p.keysOverLimit;
+    this.overflows += p.overflows;
   }
 
   /**
-   * Ends the interval: replays gauge operations onto `gauges` (the persisted values,
-   * updated in place) and returns the interval's figures. Starts a new interval.
-   * `observe` sees each timer's raw values (the histograms).
+   * Ends the interval: replays gauge operations onto `store` (the persisted values,
+   * updated in place; gauges idle for `gaugeExpiry` flushes are forgotten) and returns
+   * the interval's figures. Starts a new interval. `observe` sees each timer's raw
+   * values (the histograms).
    */
   finish(
-    gauges: Map<string, number>,
+    store: GaugeStore,
     percentiles: readonly number[],
     meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
     observe?: (key: string, values: Float64Array) => void,
   ): FlushResult {
-    for (const [k, list] of this.gauges) gauges.set(k, replayGauge(gauges.get(k), list));
+    const gauges = store.values;
+    const overflow = { n: 0 };
+    for (const [k, list] of this.gauges) {
+      const old = gauges.get(k);
+      if (old === undefined && gauges.size >= this.limits.maxKeys) {
+        this.keysOverLimit++;
+        continue;
+      }
+      gauges.set(k, replayGauge(old, list, overflow));
+      store.updated.set(k, meta.flush);
+    }
+    this.overflows += overflow.n;
+    let expired = 0;
+    const expiry = this.limits.gaugeExpiry;
+    if (expiry > 0) {
+      for (const [k, at] of store.updated) {
+        if (meta.flush - at < expiry) continue;
+        store.updated.delete(k);
+        gauges.delete(k);
+        expired++;
+      }
+    }
     const counters = record<number>();
     for (const [k, v] of this.counters) counters[k] = v;
     const sets = record<number>();
@@ -124,8 +211,14 @@ export class IntervalMerge {
         all.set(c, o);
         o += c.length;
       }
-      observe?.(k, all);
-      timers[k] = timerSummary(all, acc.count, percentiles);
+      const t = timerSummary(all, acc.count, percentiles);
+      // Sorted, the same values could still round past the largest double.
+      if (Number.isFinite(t.sum)) {
+        observe?.(k, all);
+        timers[k] = t;
+      } else {
+        this.overflows += acc.n;
+      }
     }
     const g = record<number>();
     for (const [k, v] of gauges) g[k] = v;
@@ -134,6 +227,10 @@ export class IntervalMerge {
       bad_lines_seen: this.badLines,
       metrics_received: this.metrics,
       packets_received: this.packets,
+      names_too_long: this.namesTooLong,
+      keys_over_limit: this.keysOverLimit,
+      overflows: this.overflows,
+      gauges_expired: expired,
       counters,
       gauges: g,
       sets,
@@ -146,6 +243,10 @@ export class IntervalMerge {
     this.badLines = 0;
     this.metrics = 0;
     this.packets = 0;
+    this.namesTooLong = 0;
+    this.keysOverLimit = 0;
+    this.overflows = 0;
+    this.keys = 0;
     this.partials = 0;
     return result;
   }
@@ -155,12 +256,14 @@ export class IntervalMerge {
  * Applies gauge operations from one or more partials onto `start`, in receive-time
  * order (stable: ties keep partial order, and one partial's ops keep their order).
  * An op without a sign sets the value; a signed one adds to it (to 0 when unset, as
- * Etsy statsd does).
+ * Etsy statsd does). A delta that would overflow is skipped and counted in `overflow`.
  */
-export function replayGauge(start: number | undefined, list: readonly GaugeOps[]): number {
+export function replayGauge(start: number | undefined, list: readonly GaugeOps[], overflow: { n: number } = { n: 0 }): number {
   let value = start;
   const apply = (abs: boolean, v: number): void => {
-    value = abs || value === undefined ? v : value + v;
+    if (abs || value === undefined) value = v;
+    else if (Number.isFinite(value + v)) value += v;
+    else overflow.n++;
   };
   if (list.length === 1) {
     const ops = list[0]!;
@@ -171,11 +274,11 @@ export function replayGauge(start: number | undefined, list: readonly GaugeOps[]
   const pos = list.map(() => 0);
   for (;;) {
     let best = -1;
-    let bestT = Infinity;
+    let bestT: bigint | undefined;
     for (let j = 0; j < list.length; j++) {
       const ops = list[j]!;
       const i = pos[j]!;
-      if (i < ops.t.length && ops.t[i]! < bestT) {
+      if (i < ops.t.length && (bestT === undefined || ops.t[i]! < bestT)) {
         bestT = ops.t[i]!;
         best = j;
       }

@@ -11,6 +11,10 @@
  *                         (default: the smaller of 2000 and flushInterval)
  *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
  *                         buckets (default 1,2.5,5,10,25,50,100,250,500,1000,2500,5000,10000)
+ *   maxNameLength=N       longest name (with its tags) accepted, in characters (default 512)
+ *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
+ *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
+ *                         Prometheus total) is forgotten; 0 = never (default 360)
  */
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
@@ -30,6 +34,9 @@ export interface StatsdOptions {
   flushTimeoutMs: number;
   /** Upper bounds (ms) of the timer histogram buckets. */
   timerBucketsMs: readonly number[];
+  maxNameLength: number;
+  maxKeys: number;
+  gaugeExpiry: number;
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -73,6 +80,9 @@ export const statsdOptionSchema = defineAppOptions({
     value: 'LIST', help: "upper bounds in ms of the timers' Prometheus histogram buckets", parse: timerBuckets,
     default: DEFAULT_TIMER_BUCKETS_MS as readonly number[], defaultText: DEFAULT_TIMER_BUCKETS_MS.join(','),
   },
+  maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
+  maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
+  gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
 });
 
 /** Validates and resolves the options; throws a ShardgramError (ERR_SHARDGRAM_INVALID_ARG) naming the bad one. */
@@ -86,5 +96,8 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     graphitePrefix: o.graphitePrefix,
     flushTimeoutMs: o.flushTimeout ?? Math.min(2000, o.flushInterval),
     timerBucketsMs: o.timerBuckets ?? DEFAULT_TIMER_BUCKETS_MS,
+    maxNameLength: o.maxNameLength,
+    maxKeys: o.maxKeys,
+    gaugeExpiry: o.gaugeExpiry,
   };
 }

@@ -29,9 +29,12 @@ export interface MetricSink {
   timer(key: string, value: number, sampleRate: number): void;
   /** A set member. */
   set(key: string, member: string): void;
-  /** A line that was not a metric (it was skipped). */
-  bad(line: string, reason: string): void;
+  /** A line that was not a metric (it was skipped); `code` names a limit it broke. */
+  bad(line: string, reason: string, code?: BadLineCode): void;
 }
+
+/** Why a bad line was rejected, when it was a limit rather than the syntax. */
+export type BadLineCode = 'name_length';
 
 /** One parsed line (see parseLine). */
 export type ParsedLine =
@@ -39,7 +42,7 @@ export type ParsedLine =
   | { ok: true; type: 'g'; key: string; value: number; relative: boolean }
   | { ok: true; type: 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number }
   | { ok: true; type: 's'; key: string; member: string }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; code?: BadLineCode };
 
 const CLEAN_NAME = /^[A-Za-z0-9_.-]+$/;
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
@@ -99,8 +102,11 @@ function isExtensionField(f: string): boolean {
   return f.startsWith('T') || f.startsWith('c:') || f.startsWith('e:') || f.startsWith('card:');
 }
 
-/** Parses one line (without its "\n"). Never throws. */
-export function parseLine(raw: string): ParsedLine {
+/**
+ * Parses one line (without its "\n"). Never throws. A name whose raw text (with its
+ * tags) is longer than `maxName` characters is rejected before it is sanitized.
+ */
+export function parseLine(raw: string, maxName = Infinity): ParsedLine {
   let line = raw;
   // Tolerate CRLF and trailing blanks.
   let end = line.length;
@@ -133,6 +139,7 @@ export function parseLine(raw: string): ParsedLine {
       return { ok: false, reason: `unknown field "${f}"` };
     }
   }
+  if (colon + (tags?.length ?? 0) > maxName) return { ok: false, reason: `name longer than ${maxName} characters`, code: 'name_length' };
   const key = metricKey(line.slice(0, colon), tags);
   if (key === '') return { ok: false, reason: 'empty name' };
   switch (type) {
@@ -170,17 +177,42 @@ for (let c = 0; c < 256; c++) {
   CLEAN_BYTE[c] = /[A-Za-z0-9_.-]/.test(ch) ? 1 : 0;
 }
 
+/** Recently seen clean names by hash slot: their bytes and their string (a direct-mapped cache). */
+const NAME_SLOTS = 4096;
+const slotBytes: (Buffer | undefined)[] = new Array<Buffer | undefined>(NAME_SLOTS).fill(undefined);
+const slotNames: string[] = new Array<string>(NAME_SLOTS).fill('');
+
+/**
+ * The string of buf[0, len), a clean name whose hash is `h`: the string made the last
+ * time these bytes came, if they still own their slot (no string is made, and the
+ * Map lookups that follow hit a string whose hash V8 has already computed).
+ */
+function cachedName(buf: Buffer, len: number, h: number): string {
+  const slot = h & (NAME_SLOTS - 1);
+  const b = slotBytes[slot];
+  if (b !== undefined && b.length === len) {
+    let i = 0;
+    while (i < len && b[i] === buf[i]) i++;
+    if (i === len) return slotNames[slot]!;
+  }
+  const name = buf.toString('latin1', 0, len);
+  slotBytes[slot] = Buffer.from(buf.subarray(0, len)); // a copy: buf is the engine's arena
+  slotNames[slot] = name;
+  return name;
+}
+
 /**
  * The fast path for the commonest datagram: one line `name:value|c`, `|ms` or `|g`
  * with a clean name, an integer value, no rate, no tags. Returns false (having done
  * nothing) for anything else, which then takes the general path. Gives the same
  * result as parseDatagram for what it accepts (a test holds it to that).
  */
-export function parseSimpleDatagram(buf: Buffer, sink: MetricSink): boolean {
+export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Infinity): boolean {
   const n = buf.length;
   let i = 0;
-  while (i < n && CLEAN_BYTE[buf[i]!] === 1) i++;
-  if (i === 0 || i >= n || buf[i] !== 58 /* : */) return false;
+  let h = 0;
+  for (let c = 0; i < n && CLEAN_BYTE[(c = buf[i]!)] === 1; i++) h = (Math.imul(h, 31) + c) | 0;
+  if (i === 0 || i >= n || i > maxName || buf[i] !== 58 /* : */) return false;
   const colon = i++;
   let neg = false;
   let sign = false;
@@ -203,11 +235,11 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink): boolean {
   const t = i + 1;
   const rest = n - t;
   if (rest === 1 && buf[t] === 99 /* c */) {
-    sink.counter(buf.toString('latin1', 0, colon), value, 1);
+    sink.counter(cachedName(buf, colon, h), value, 1);
   } else if (rest === 2 && buf[t] === 109 /* m */ && buf[t + 1] === 115 /* s */ && !neg) {
-    sink.timer(buf.toString('latin1', 0, colon), value, 1);
+    sink.timer(cachedName(buf, colon, h), value, 1);
   } else if (rest === 1 && buf[t] === 103 /* g */) {
-    sink.gauge(buf.toString('latin1', 0, colon), value, sign);
+    sink.gauge(cachedName(buf, colon, h), value, sign);
   } else {
     return false;
   }
@@ -218,7 +250,7 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink): boolean {
  * Parses every line of a datagram's text into `sink`. Returns the number of
  * non-empty lines (Etsy's metrics_received); bad ones went to `sink.bad`.
  */
-export function parseDatagram(text: string, sink: MetricSink): number {
+export function parseDatagram(text: string, sink: MetricSink, maxName = Infinity): number {
   let lines = 0;
   let start = 0;
   const n = text.length;
@@ -228,8 +260,8 @@ export function parseDatagram(text: string, sink: MetricSink): number {
     if (nl > start) {
       const line = nl - start === n ? text : text.slice(start, nl);
       lines++;
-      const p = parseLine(line);
-      if (!p.ok) sink.bad(line, p.reason);
+      const p = parseLine(line, maxName);
+      if (!p.ok) sink.bad(line, p.reason, p.code);
       else {
         switch (p.type) {
           case 'c':

@@ -45,7 +45,8 @@ const isArray = Array.isArray;
 function isPartial(p: unknown): p is Partial {
   return (
     isObject(p) && isArray(p.counters) && isArray(p.gauges) && isArray(p.timers) && isArray(p.sets) &&
-    typeof p.badLines === 'number' && typeof p.metrics === 'number' && typeof p.packets === 'number'
+    typeof p.badLines === 'number' && typeof p.metrics === 'number' && typeof p.packets === 'number' &&
+    typeof p.namesTooLong === 'number' && typeof p.keysOverLimit === 'number' && typeof p.overflows === 'number'
   );
 }
 

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PartialAggregate, type Partial } from '@shardgram/examples/statsd/aggregate';
-import { IntervalMerge, replayGauge, type FlushResult } from '@shardgram/examples/statsd/merge';
+import { GaugeStore, IntervalMerge, replayGauge, type FlushResult } from '@shardgram/examples/statsd/merge';
 import { timerSummary } from '@shardgram/examples/statsd/timer-stats';
 
 const require = createRequire(import.meta.url);
@@ -17,7 +17,7 @@ const etsy = require('statsd/lib/process_metrics.js') as { process_metrics(m: Et
 
 const PCT = [50, 90, 95, 99, 99.9];
 
-function flush(partials: Partial[], gauges = new Map<string, number>()): FlushResult {
+function flush(partials: Partial[], gauges = new GaugeStore()): FlushResult {
   const m = new IntervalMerge();
   for (const p of partials) m.add(p);
   return m.finish(gauges, PCT, { timestamp: 0, flush: 1, final: false, interval_ms: 0, missing_workers: [] });
@@ -34,10 +34,10 @@ const line = fc.oneof(
 
 /** Runs `lines` through `workers` aggregates, routing each line with `route`; one clock for all. */
 function run(lines: string[], workers: number, route: (line: string, i: number) => number): { partials: Partial[]; single: Partial } {
-  let now = 0;
-  const clock = (): number => ++now;
+  let now = 0n;
+  const clock = (): bigint => ++now;
   const aggs = Array.from({ length: workers }, () => new PartialAggregate({ clock }));
-  let now1 = 0;
+  let now1 = 0n;
   const single = new PartialAggregate({ clock: () => ++now1 });
   lines.forEach((l, i) => {
     aggs[route(l, i)]!.datagram(l);
@@ -76,7 +76,7 @@ describe('merging partials is exact', () => {
   });
 
   it('gauges persist across flushes; deltas apply to the last value (Etsy semantics)', () => {
-    const gauges = new Map<string, number>();
+    const gauges = new GaugeStore();
     const a = new PartialAggregate();
     a.datagram('g:10|g\ng:+5|g\nh:-3|g');
     expect(flush([a.take()], gauges).gauges).toEqual({ g: 15, h: -3 });
@@ -89,11 +89,21 @@ describe('merging partials is exact', () => {
 
   it('replays gauge ops of several workers in receive-time order', () => {
     // worker A: set 10 at t=1, +1 at t=5; worker B: set 100 at t=3, +2 at t=4, +7 at t=6
-    const A = { abs: true, t: [1, 5], v: [10, 1] };
-    const B = { abs: true, t: [3, 4, 6], v: [100, 2, 7] };
+    const A = { abs: true, t: [1n, 5n], v: [10, 1] };
+    const B = { abs: true, t: [3n, 4n, 6n], v: [100, 2, 7] };
     expect(replayGauge(undefined, [A, B])).toBe(100 + 2 + 1 + 7);
     expect(replayGauge(undefined, [B, A])).toBe(110);
-    expect(replayGauge(50, [{ abs: false, t: [1], v: [-5] }])).toBe(45);
+    expect(replayGauge(50, [{ abs: false, t: [1n], v: [-5] }])).toBe(45);
+  });
+
+  it('a worker orders its own gauge ops by receive time, even when read out of order', () => {
+    // Read order: +1 (t=5), set 10 (t=2), +2 (t=7), -4 (t=1), set 3 (t=6): by receive time
+    // that is -4, set 10, +1, set 3, +2 = 5.
+    const a = new PartialAggregate();
+    for (const [text, t] of [['g:+1|g', 5n], ['g:10|g', 2n], ['g:+2|g', 7n], ['g:-4|g', 1n], ['g:3|g', 6n]] as const) a.datagram(text, { timestamp: t });
+    const p = a.take();
+    expect(p.gauges).toEqual([['g', { abs: true, t: [6n, 7n], v: [3, 2] }]]);
+    expect(flush([p]).gauges).toEqual({ g: 5 });
   });
 
   it('keys named like Object.prototype members are ordinary keys', () => {

@@ -107,10 +107,9 @@ export async function sendWorkload(port: number, opts: { onStep?: (done: number)
             m.count('wl.balance', -3);
           }
           // A gauge of this client's own: absolute values and deltas, so order matters.
-          // Only unbuffered clients mix the two: under `key` a datagram is steered by its
-          // first line's name, so the lines of a buffered client's datagrams reach both
-          // workers, and a gauge mixing sets and deltas there is only as ordered as the
-          // workers' clocks (docs/statsd.md). Buffered clients' own gauges take deltas only.
+          // Only unbuffered clients mix the two: a buffered client's lines of one gauge can
+          // share a datagram's receive time, and the model cannot know how hot-shots packs
+          // them with other clients' lines. Buffered clients' own gauges take deltas only.
           const own = `wl.conn.c${i}`;
           const buffered = i % 2 === 1;
           if (j % 50 === 0 && !buffered) {

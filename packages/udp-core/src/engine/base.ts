@@ -1,5 +1,6 @@
 /** What both engines share: counters, delivery to the app with error counting, drain. */
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import type { Family } from '../ffi/sockaddr.js';
 import { socketMemInfo } from '../ffi/socket.js';
 import {
@@ -35,10 +36,13 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
   protected readonly family: Family;
   protected readonly onHandlerError: (error: unknown) => void;
   protected pending = 0;
+  /** Running warm-up samples (warmup()): nothing is counted, sends are discarded. */
+  protected warming = false;
   private local: { address: string; family: 'IPv4' | 'IPv6'; port: number } | undefined;
 
   constructor(opts: EngineOptions) {
-    super();
+    // An async handler's rejected promise comes back to Symbol.for('nodejs.rejection') below.
+    super({ captureRejections: true });
     this.fd = opts.fd;
     this.family = opts.family;
     this.index = opts.index;
@@ -65,6 +69,14 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
 
   /** Hands one datagram to the app; counts it, and counts (never propagates) a handler's exception. */
   protected deliver(msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.warming) {
+      try {
+        this.emit('message', msg, rinfo);
+      } catch {
+        // A sample the handler rejects teaches the JIT as much.
+      }
+      return;
+    }
     const c = this.counters;
     c.datagrams++;
     c.bytes += msg.length;
@@ -74,6 +86,44 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
       c.handlerErrors++;
       this.onHandlerError(error);
     }
+  }
+
+  /** Asks for rinfo.timestamp before start(); false when this engine cannot give it. */
+  requestTimestamps(): boolean {
+    return false;
+  }
+
+  /**
+   * Runs `samples` through the message handlers `count` times in all (or for at most
+   * `budgetMs`), uncounted, before the socket is read: the engine's delivery path and
+   * the app's handlers are compiled by then. Returns the deliveries run.
+   */
+  warmup(samples: readonly Buffer[], count: number, budgetMs: number): number {
+    if (samples.length === 0 || count <= 0) return 0;
+    const end = performance.now() + budgetMs;
+    this.warming = true;
+    let done = 0;
+    try {
+      while (done < count && performance.now() < end) done += this.warmupBatch(samples, done, Math.min(64, count - done));
+    } finally {
+      this.warming = false;
+    }
+    return done;
+  }
+
+  /** Delivers `k` samples, starting at sample `from` (mod their number), as one batch. */
+  protected warmupBatch(samples: readonly Buffer[], from: number, k: number): number {
+    for (let i = 0; i < k; i++) {
+      const msg = samples[(from + i) % samples.length]!;
+      this.deliver(msg, { address: '127.0.0.1', family: 'IPv4', port: 9, size: msg.length });
+    }
+    return k;
+  }
+
+  /** A promise returned by a handler rejected: counted like a throw (the worker lives on). */
+  [Symbol.for('nodejs.rejection')](error: unknown): void {
+    this.counters.handlerErrors++;
+    this.onHandlerError(error);
   }
 
   /**

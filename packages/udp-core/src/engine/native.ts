@@ -19,21 +19,27 @@
  *
  * Messages are views into the receive arena: valid while the handler runs, then
  * overwritten. Keep one with `Buffer.from(msg)` (a copy).
+ *
+ * If the app asks (AppHooks.timestamps), the socket gets SO_TIMESTAMPNS: the kernel puts
+ * each datagram's receive time in a control message (SCM_TIMESTAMPNS) in that slot's
+ * control buffer, and the app gets it as `rinfo.timestamp` (bigint ns since the Unix
+ * epoch, computed only when read).
  */
 import { isIP } from 'node:net';
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
 import {
-  AF_INET, CLOCK_MONOTONIC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN,
-  MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
-  TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
+  CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR,
+  MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN_ADDR, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
+  SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
-import { decodeSockaddr, encodeSockaddr } from '../ffi/sockaddr.js';
+import { encodeSockaddr } from '../ffi/sockaddr.js';
 import { localAddress } from '../ffi/socket.js';
 import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
+import { remoteInfo } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
@@ -46,7 +52,14 @@ const PACE_MAX_US = 500;
 const PACE_MIN_US = 20;
 /** Pace only when at least this many datagrams would arrive within PACE_MAX_US. */
 const PACE_MIN_DATAGRAMS = 4;
-const ADDRESS_CACHE_MAX = 4096;
+const ADDRESS_CACHE_MAX = 4096; // the send side's cache of encoded addresses
+// 32-bit word indexes into one mmsghdr of the arena (see MsgArena.headerWords).
+const STRIDE_WORDS = MMSGHDR_SIZE >> 2;
+const FLAGS_WORD = (MMSG_HDR + MSG_FLAGS) >> 2;
+const LEN_WORD = MMSG_LEN >> 2;
+const CONTROLLEN_WORD = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
+/** Control-message room per slot: SCM_TIMESTAMPNS, and as much again for anything else the socket is set to deliver. */
+const RX_CONTROL = 2 * CMSG_SPACE_TIMESPEC;
 
 interface PollHandle {
   start(opts: { readable: boolean }, cb: () => void): void;
@@ -70,7 +83,9 @@ export class NativeEngineSocket extends EngineSocket {
   private timerFd = -1;
   private timerPoll: PollHandle | undefined;
   private timerArmed = false;
-  private readonly timerSpec = Buffer.alloc(ITIMERSPEC_SIZE);
+  /** The itimerspec handed to timerfd_settime (own ArrayBuffer: never pooled), and its 32-bit words. */
+  private readonly timerSpec = Buffer.from(new ArrayBuffer(ITIMERSPEC_SIZE));
+  private readonly timerWords = new Int32Array(this.timerSpec.buffer, 0, ITIMERSPEC_SIZE >> 2);
   private immediate: NodeJS.Immediate | undefined;
   private closed = false;
   private draining = false;
@@ -84,17 +99,25 @@ export class NativeEngineSocket extends EngineSocket {
   private flushQueued = false;
   private readonly names = new Map<number | string, string>();
   private readonly sendNames = new Map<string, Buffer>();
+  /** Per receive slot: the Buffer view last handed to the app (reused for the same length). */
+  private readonly views: (Buffer | undefined)[];
+  /** Datagrams whose control messages did not fit (MSG_CTRUNC): delivered without a timestamp. */
+  controlTruncated = 0;
+  /** Whether the kernel agreed to timestamp this socket's datagrams (when the app asked: requestTimestamps). */
+  timestamps = false;
+  private wantTimestamps = false;
 
   constructor(opts: EngineOptions) {
     super(opts);
     this.batch = opts.batch ?? 64;
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
-    this.rx = new MsgArena(this.batch, max);
+    this.rx = new MsgArena(this.batch, max, RX_CONTROL);
     this.tx = new MsgArena(this.batch, familyMax);
     this.rxWords = this.rx.headerWords;
     this.lastReceived = this.batch;
     this.txCallbacks = new Array<SendCallback | undefined>(this.batch);
+    this.views = new Array<Buffer | undefined>(this.batch).fill(undefined);
   }
 
   start(): Promise<void> {
@@ -103,6 +126,11 @@ export class NativeEngineSocket extends EngineSocket {
     if (this.timerFd < 0) {
       const e = c.errno();
       return Promise.reject(new Error(`timerfd_create failed: ${errnoName(e)} (errno ${e})`));
+    }
+    if (this.wantTimestamps) {
+      const one = Buffer.alloc(4);
+      one.writeInt32LE(1);
+      this.timestamps = c.setsockopt(this.fd, SOL_SOCKET, SO_TIMESTAMPNS, one, 4) === 0;
     }
     this.timerPoll = poll(this.timerFd, { readable: true }, this.onTimer);
     this.sockPoll = poll(this.fd, { readable: true }, this.onReadable);
@@ -133,13 +161,9 @@ export class NativeEngineSocket extends EngineSocket {
     this.draining = true;
     const c = libc();
     const rx = this.rx;
-    const words = this.rxWords;
     const mem = rx.memory;
     const batch = this.batch;
     const fd = this.fd;
-    const stride = MMSGHDR_SIZE >> 2;
-    const flagsWord = (MMSG_HDR + MSG_FLAGS) >> 2;
-    const lenWord = MMSG_LEN >> 2;
     let budget = BATCHES_PER_TURN;
     let dry = false;
     try {
@@ -147,7 +171,8 @@ export class NativeEngineSocket extends EngineSocket {
         rx.resetForReceive(this.lastReceived);
         const n = c.recvmmsg(fd, mem, batch, MSG_DONTWAIT, null);
         if (n < 0) {
-          this.lastReceived = 0;
+          // Nothing is known about what a failed call wrote: reset every header next time.
+          this.lastReceived = batch;
           const e = c.errno();
           if (e === EINTR) continue;
           if (e !== EAGAIN) this.emit('error', new Error(`recvmmsg on fd ${fd} failed: ${errnoName(e)} (errno ${e})`));
@@ -157,14 +182,7 @@ export class NativeEngineSocket extends EngineSocket {
         this.lastReceived = n;
         this.sinceDry += n;
         if (n > 0) this.counters.batches++;
-        for (let i = 0, w = 0; i < n; i++, w += stride) {
-          if (words[w + flagsWord]! & MSG_TRUNC) {
-            this.counters.truncated++;
-            continue;
-          }
-          const len = words[w + lenWord]!;
-          this.deliver(Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len), this.remote(rx.nameOffset(i), len));
-        }
+        this.deliverReceived(n);
         if (this.txCount) this.flushSends();
         if (this.closed) return;
         if (n < batch) {
@@ -213,9 +231,9 @@ export class NativeEngineSocket extends EngineSocket {
 
   private armTimer(us: number): void {
     const spec = this.timerSpec;
-    const ns = Math.round(us * 1000);
-    spec.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), IT_VALUE_SEC);
-    spec.writeBigInt64LE(BigInt(ns % 1e9), IT_VALUE_NSEC);
+    // Waits are under a second: it_value.tv_sec stays 0; no BigInt per wake-up.
+    this.timerWords[IT_VALUE_SEC >> 2] = 0;
+    this.timerWords[(IT_VALUE_NSEC >> 2)] = Math.min(999_999_999, Math.round(us * 1000));
     if (libc().timerfdSettime(this.timerFd, 0, spec, null) === 0) {
       this.timerArmed = true;
       return;
@@ -236,32 +254,67 @@ export class NativeEngineSocket extends EngineSocket {
     this.timerArmed = false;
   }
 
+  override requestTimestamps(): boolean {
+    this.wantTimestamps = true;
+    return true;
+  }
+
+  /** Hands the first n messages of the receive arena to the app (their headers as recvmmsg left them). */
+  private deliverReceived(n: number): void {
+    const rx = this.rx;
+    const words = this.rxWords;
+    const mem = rx.memory;
+    const views = this.views;
+    for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
+      const flags = words[w + FLAGS_WORD]!;
+      if (flags & MSG_TRUNC) {
+        this.counters.truncated++;
+        continue;
+      }
+      if (flags & MSG_CTRUNC) this.controlTruncated++;
+      // The receive time, or -1 seconds when there is none.
+      rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
+      const len = words[w + LEN_WORD]!;
+      // The slot's view from last time if the length is the same (a hot stream's usually
+      // is): no Buffer is made per datagram. A view is only valid while its handler runs.
+      let view = views[i];
+      if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
+      this.deliver(view, this.remote(rx.nameOffset(i), len));
+    }
+  }
+
+  /**
+   * Warm-up: the samples are laid out in the receive arena as recvmmsg would leave
+   * them (length, 127.0.0.1:9, an SCM_TIMESTAMPNS of now) and go through the same
+   * delivery loop as real datagrams. Only called before the socket is read.
+   */
+  protected override warmupBatch(samples: readonly Buffer[], from: number, k: number): number {
+    const rx = this.rx;
+    const n = Math.min(k, this.batch);
+    const now = Date.now();
+    const lo = encodeSockaddr('127.0.0.1', 9).buf;
+    for (let i = 0; i < n; i++) rx.layOutReceived(i, samples[(from + i) % samples.length]!, lo, this.wantTimestamps ? now : undefined);
+    this.deliverReceived(n);
+    // recvmmsg must find every header as the arena set it up.
+    rx.resetForReceive(this.batch);
+    this.lastReceived = this.batch;
+    return n;
+  }
+
   private remote(nameOff: number, size: number): RemoteInfo {
     const mem = this.rx.memory;
-    const port = (mem[nameOff + SIN_PORT]! << 8) | mem[nameOff + SIN_PORT + 1]!;
-    if (mem.readUInt16LE(nameOff + SIN_FAMILY) === AF_INET) {
-      const key = mem.readUInt32LE(nameOff + SIN_ADDR);
-      this.topSenders?.offerV4(key, port);
-      let address = this.names.get(key);
-      if (address === undefined) {
-        address = decodeSockaddr(mem, nameOff).address;
-        if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
-        this.names.set(key, address);
-      }
-      return { address, family: 'IPv4', port, size };
+    const info = remoteInfo(mem, nameOff, size, this.names, this.rx.tsSec, this.rx.tsNsec);
+    const top = this.warming ? undefined : this.topSenders;
+    if (top) {
+      // IPv4 by the address's numbers: no string per datagram.
+      if (info.family === 'IPv4') top.offerV4(mem.readUInt32LE(nameOff + SIN_ADDR), info.port);
+      else top.offer(info.address, info.port, 'IPv6');
     }
-    const key = mem.toString('latin1', nameOff + SIN6_ADDR, nameOff + SIN6_ADDR + 16);
-    let address = this.names.get(key);
-    if (address === undefined) {
-      address = decodeSockaddr(mem, nameOff).address;
-      if (this.names.size >= ADDRESS_CACHE_MAX) this.names.clear();
-      this.names.set(key, address);
-    }
-    this.topSenders?.offer(address, port, 'IPv6');
-    return { address, family: 'IPv6', port, size };
+    return info;
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
+    if (this.warming) return void (callback && process.nextTick(callback, null, 0)); // warm-up replies go nowhere
     if (this.closed) {
       this.counters.sendErrors++;
       const err = new Error('send on a closed shardgram socket');

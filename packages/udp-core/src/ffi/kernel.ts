@@ -24,6 +24,10 @@ export const SO_RCVBUFFORCE = 33;
 export const SO_RXQ_OVFL = 40;
 export const SO_ATTACH_REUSEPORT_CBPF = 51;
 export const SO_MEMINFO = 55;
+/** SO_TIMESTAMPNS_OLD: a struct timespec per datagram (64-bit time_t on x86_64, so the same layout as _NEW). */
+export const SO_TIMESTAMPNS = 35;
+/** The control message type SO_TIMESTAMPNS delivers (== SO_TIMESTAMPNS). */
+export const SCM_TIMESTAMPNS = SO_TIMESTAMPNS;
 export const SO_DETACH_REUSEPORT_BPF = 68;
 
 // include/linux/socket.h (SOL_UDP == IPPROTO_UDP)
@@ -91,6 +95,15 @@ export const CMSG_LEVEL = 8; // int
 export const CMSG_TYPE = 12; // int
 export const CMSG_DATA = 16;
 export const CMSG_SPACE_U32 = 24;
+/** CMSG_ALIGN: control messages are aligned to sizeof(size_t). */
+export const CMSG_ALIGN_TO = 8;
+
+// include/uapi/linux/time.h struct timespec (64-bit: i64 tv_sec, i64 tv_nsec; 16 bytes)
+export const TIMESPEC_SIZE = 16;
+export const TS_SEC = 0;
+export const TS_NSEC = 8;
+/** CMSG_SPACE(sizeof(struct timespec)) = 16 + 16: room for one SCM_TIMESTAMPNS. */
+export const CMSG_SPACE_TIMESPEC = CMSGHDR_SIZE + TIMESPEC_SIZE;
 
 // include/uapi/linux/filter.h struct sock_filter (8 bytes) and struct sock_fprog (16 bytes)
 export const SOCK_FILTER_SIZE = 8;
