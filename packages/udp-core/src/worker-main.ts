@@ -115,8 +115,11 @@ async function main(): Promise<void> {
   } catch (err) {
     fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (hooks && hooks.timestamps) engine.requestTimestamps();
-  if (hooks && hooks.warmup) warmUp(engine, hooks.warmup);
+  // An app that returns something else (e.g. the socket, from `(s) => s.on(…)`) declared no hooks.
+  if ((hooks as unknown) === engine || typeof hooks !== 'object' || hooks === null) hooks = undefined;
+  if (hooks?.timestamps === true) engine.requestTimestamps();
+  if (hooks?.warmup && Array.isArray(hooks.warmup.samples)) warmUp(engine, hooks.warmup);
+  else if (hooks?.warmup) log('warm-up ignored: AppHooks.warmup needs a `samples` array');
   await engine.start();
 
   let seq = 0;
