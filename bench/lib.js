@@ -161,27 +161,18 @@ export async function waitDrained(port, maxMs = 10_000) {
 // ---------------------------------------------------------------- shardgram serve
 
 /** Flags that `startServe` adds to every `serve` command line (see `readyState`). */
-export const READY_FLAGS = [];
+export const READY_FLAGS = ['--ready-json'];
 
 /**
- * The one place that knows what "ready" looks like on `serve`'s standard output:
- * { port, pids, stats } once the service is ready, undefined until then.
- * (Human-readable lines until `serve --ready-json` is available; then this becomes
- * JSON.parse of its one line, and READY_FLAGS ['--ready-json'].)
- *   worker 0 ready: pid 123, udp 127.0.0.1:9000      (one per worker)
- *   shardgram: echo on udp 127.0.0.1:9000 with 2 workers (…); stats at http://…/stats …
+ * The one place that knows what "ready" looks like: `serve --ready-json` prints one
+ * JSON line on standard output when the service is ready (its other lines go to
+ * standard error). { port, pids, stats } once it has, undefined until then.
  */
-export function readyState(stdout, workers) {
-  const head = /^shardgram: \S+ on udp (?:\[[^\]]+\]|[\d.]+):(\d+) .*$/m.exec(stdout);
-  if (!head) return undefined;
-  const pids = new Map();
-  for (const m of stdout.matchAll(/^worker (\d+) (?:ready|restarted): pid (\d+)/gm)) pids.set(Number(m[1]), Number(m[2]));
-  if (workers !== undefined && pids.size < workers) return undefined;
-  return {
-    port: Number(head[1]),
-    pids: [...pids.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]),
-    stats: /stats at (http:\/\/\S+?)\/stats/.exec(head[0])?.[1] ?? null,
-  };
+export function readyState(stdout) {
+  const line = stdout.split('\n').find((l) => l.startsWith('{'));
+  if (!line) return undefined;
+  const r = JSON.parse(line);
+  return { port: r.port, pids: r.workers, stats: r.stats };
 }
 
 /**
@@ -196,7 +187,7 @@ export function startServe(args, { workers, timeoutMs = 20_000, cwd = ROOT } = {
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((r) => child.on('close', (code, signal) => r({ code, signal })));
   const log = () => `${stdout}${stderr}`;
-  return waitReady(() => readyState(stdout, workers), exited, timeoutMs, () => `shardgram serve ${args.join(' ')}:\n${log()}`).then(
+  return waitReady(() => readyState(stdout), exited, timeoutMs, () => `shardgram serve ${args.join(' ')}:\n${log()}`).then(
     (ready) => ({
       child, ...ready, log, exited,
       async stop(signal = 'SIGTERM', killAfterMs = 15_000) {

@@ -92,17 +92,9 @@ exports.init = function (startup, config, events) {
 `;
 
 // Etsy statsd 0.9.0 has no receive-buffer setting; for the same-buffer rows this
-// preload gives its dgram socket the SO_RCVBUF shardgram gets from --rcvbuf.
-const ETSY_RCVBUF_PRELOAD = `
-const dgram = require('dgram');
-const create = dgram.createSocket;
-const size = Number(process.env.ETSY_RCVBUF);
-dgram.createSocket = function (type, listener) {
-  const opts = typeof type === 'string' ? { type } : { ...type };
-  opts.recvBufferSize = size;
-  return create.call(this, opts, listener);
-};
-`;
+// preload (shared with the tests) gives its dgram socket the SO_RCVBUF shardgram gets
+// from --rcvbuf, and it gives Etsy back util.log, which Node 23 removed.
+const ETSY_PRELOAD = join(ROOT, 'packages', 'examples', 'test', 'fixtures', 'etsy-rcvbuf.cjs');
 
 async function runEtsy(dir, cfg, { rcvbuf } = {}) {
   const port = await freePort('udp');
@@ -114,14 +106,7 @@ async function runEtsy(dir, cfg, { rcvbuf } = {}) {
   writeFileSync(config, JSON.stringify({
     port, address: HOST, mgmt_port: await freePort('tcp'), mgmt_address: HOST, flushInterval: FLUSH_MS, backends: [backend], dumpFile: dump,
   }));
-  let p;
-  if (rcvbuf) {
-    const preload = join(dir, 'etsy-rcvbuf.cjs');
-    writeFileSync(preload, ETSY_RCVBUF_PRELOAD);
-    p = spawnLogged(['-r', preload, ETSY, config], { env: { ...process.env, ETSY_RCVBUF: String(rcvbuf) } });
-  } else {
-    p = spawnLogged([ETSY, config]);
-  }
+  const p = spawnLogged(['-r', ETSY_PRELOAD, ETSY, config], { env: { ...process.env, ETSY_RCVBUF: String(rcvbuf ?? 0) } });
   try {
     await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
     if (p.child.exitCode !== null) throw new Error(`Etsy statsd exited at start:\n${p.log()}`);
