@@ -13,7 +13,7 @@ const { runLoad } = await import('@shardgram/udp-core/load');
 const run = promisify(execFile);
 
 export const QUICK = { rates: [10_000, 20_000], seconds: 2 };
-const FULL = { rates: [25_000, 50_000, 100_000, 150_000, 200_000], seconds: 4 };
+const FULL = { rates: [5_000, 10_000, 25_000, 50_000, 100_000, 200_000], seconds: 4 };
 
 async function stats(url) {
   return (await fetch(`${url}/stats`)).json();
