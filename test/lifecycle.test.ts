@@ -50,9 +50,15 @@ describe('worker crash and restart', () => {
         if (i % 3 === 2) await sleep(1); // ~1.5 s of steady traffic, with the restart in the middle
       }
       await waitFor(() => replies.size >= total - 1, 10_000);
-      // Every datagram was read, and every reply a worker sent has arrived (the one being
-      // handled at the kill may have none): no late duplicate can still come.
-      expect(await waitFor(async () => (await stats()).total.datagrams === total, 5_000, 50)).toBe(true);
+      // Every datagram was read (the queues are empty, and all but at most the one the
+      // killed process had taken are counted), and every reply a worker sent has arrived
+      // (the one being handled at the kill may have none): no late duplicate can still come.
+      type Totals = Stats['total'] & { queueBytes: number };
+      const readOut = async (): Promise<boolean> => {
+        const t = (await stats()).total as Totals;
+        return t.queueBytes === 0 && t.datagrams >= total - 1;
+      };
+      expect(await waitFor(readOut, 5_000, 50)).toBe(true);
       expect(await waitFor(() => count() >= total - 1, 5_000)).toBe(true);
     } finally {
       closeAll(clients);
