@@ -43,7 +43,7 @@ afterEach(async () => {
 });
 
 function controlPathOf(s: Serving): string {
-  return /control socket (\S+)/.exec(s.stdout())![1]!;
+  return s.control;
 }
 
 describe('the control socket', () => {
@@ -123,7 +123,7 @@ describe('the control socket', () => {
     serving = await startServe(['discard', '--port', '0', '--workers', '2'], 2);
     const r = await runCli(['scale', '--port', String(serving.port), '--workers', '1']);
     expect(r.stdout).toBe('resized from 2 to 1 workers\n');
-    expect(await waitFor(() => /resized: 2 -> 1 workers/.test(serving!.stdout()), 5_000)).toBe(true);
+    expect(await waitFor(() => /resized: 2 -> 1 workers/.test(serving!.output()), 5_000)).toBe(true);
     const none = await runCli(['scale', '--port', '1', '--workers', '1']);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no control socket for UDP port 1 in \S+: is a service running there/);

@@ -40,7 +40,7 @@ describe('worker crash and restart', () => {
     const clients = await openClients(20);
     const { replies, count } = collect(clients);
     const total = 1500;
-    const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(serving.stdout())![1];
+    const statsUrl = serving.stats!;
     type Stats = { workers: { restarts: number; kernelDrops: number }[]; total: { kernelDrops: number; datagrams: number } };
     const stats = async (): Promise<Stats> => (await (await fetch(`${statsUrl}/stats`)).json()) as Stats;
     try {
@@ -74,7 +74,7 @@ describe('worker crash and restart', () => {
     const newPids = new Set(answeredBy0.map((r) => r.pid).filter((p) => p !== victim));
     expect(newPids.size).toBe(1); // worker 0 came back as one new process…
     expect(answeredBy0.filter((r) => r.pid !== victim).length).toBeGreaterThan(100); // …and answered the queue and the rest
-    expect(serving.stdout()).toMatch(/worker 0 restarted: pid \d+/);
+    expect(serving.output()).toMatch(/worker 0 restarted: pid \d+/);
     expect(serving.stderr()).toMatch(new RegExp(`worker 0 \\(pid ${victim}\\) was killed by SIGKILL after [\\d.]+ s; restarting it on the same socket`));
     const s = await stats();
     // The statistics count the killed process's datagrams too (they live in memory the
@@ -161,7 +161,7 @@ describe('graceful stop', () => {
 describe('IPv6', () => {
   it('serves echo on ::1 like on 127.0.0.1', async () => {
     serving = await startServe(['echo', '--address', '::1', '--port', '0', '--workers', '2'], 2);
-    expect(serving.stdout()).toMatch(/udp \[::1\]:\d+/);
+    expect(serving.output()).toMatch(/udp \[::1\]:\d+/);
     const clients = await openClients(100, 'udp6');
     const { replies } = collect(clients);
     try {

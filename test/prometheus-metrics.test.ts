@@ -31,7 +31,7 @@ afterEach(async () => {
   serving = undefined;
 });
 
-const statsUrl = (s: Serving): string => /stats at (http:\/\/[^\s]+)\/stats/.exec(s.stdout())![1]!;
+const statsUrl = (s: Serving): string => s.stats!;
 const metricsOf = async (s: Serving): Promise<string> => (await fetch(`${statsUrl(s)}/metrics`)).text();
 
 describe('/metrics and promtool', () => {

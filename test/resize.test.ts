@@ -65,7 +65,7 @@ describe('live resize and rolling reload lose nothing', () => {
       const { load, untilSent } = startLoad(serving.port, 9_000, 3_000);
       await untilSent(2_400); // ~0.8 s into the load
       serving.child.kill('SIGHUP');
-      expect(await waitFor(() => /reloaded: 3 workers on new processes/.test(serving.stdout()), 15_000)).toBe(true);
+      expect(await waitFor(() => /reloaded: 3 workers on new processes/.test(serving.output()), 15_000)).toBe(true);
       const report = await load;
       expect(report.sent).toBe(9_000);
       expect(report.lost).toBe(0);
@@ -74,7 +74,7 @@ describe('live resize and rolling reload lose nothing', () => {
       const pidsSeen = new Set(report.workers.flatMap((w) => w.pids));
       for (const p of before) expect(pidsSeen.has(p)).toBe(true);
       expect(pidsSeen.size).toBeGreaterThan(3);
-      const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(serving.stdout())![1];
+      const statsUrl = serving.stats!;
       const s = (await (await fetch(`${statsUrl}/stats`)).json()) as { workers: { pid: number }[]; total: { kernelDrops: number; datagrams: number } };
       expect(s.workers.map((w) => w.pid).some((p) => before.includes(p))).toBe(false);
       expect(s.total.kernelDrops).toBe(0);
@@ -82,7 +82,7 @@ describe('live resize and rolling reload lose nothing', () => {
       const scaled = await runCli(['scale', '--port', String(serving.port), '--workers', '2']);
       expect(scaled.stdout).toBe('resized from 3 to 2 workers\n');
       expect(scaled.code).toBe(0);
-      expect(await waitFor(() => /resized: 3 -> 2 workers/.test(serving.stdout()), 5_000)).toBe(true);
+      expect(await waitFor(() => /resized: 3 -> 2 workers/.test(serving.output()), 5_000)).toBe(true);
       const bad = await runCli(['scale', '--port', String(serving.port), '--workers', '0']);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toMatch(/--workers must be from 1 to 256/);

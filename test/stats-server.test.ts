@@ -9,9 +9,8 @@ import { holdConnection, rawRequest, type HeldConnection } from './helpers/http.
 import { waitFor } from './helpers/udp.js';
 
 function statsUrlOf(s: Serving): string {
-  const m = /stats at (http:\/\/[^\s]+)\/stats/.exec(s.stdout());
-  if (!m) throw new Error(`no stats URL in serve's output:\n${s.stdout()}`);
-  return m[1]!;
+  if (!s.stats) throw new Error(`serve has no stats URL:\n${s.output()}`);
+  return s.stats;
 }
 
 const portOf = (url: string): number => Number(/:(\d+)$/.exec(url)![1]);
@@ -54,7 +53,7 @@ describe('the stats port survives any request line', () => {
     expect(await head.text()).toBe('');
     const s = (await (await fetch(`${url}/stats`)).json()) as StatsReport;
     expect(s.workers).toHaveLength(2);
-    expect(serving.stdout()).not.toMatch(/resized/);
+    expect(serving.output()).not.toMatch(/resized/);
   });
 });
 

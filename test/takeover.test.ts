@@ -25,7 +25,7 @@ async function serve(args: string[], workers: number): Promise<Serving> {
 }
 
 function statsUrl(s: Serving): string {
-  return /stats at (http:\/\/[^/\s]+)\/stats/.exec(s.stdout())![1]!;
+  return s.stats!;
 }
 
 /** A load run, and a promise for the moment it has sent `n` probes. */
@@ -50,7 +50,7 @@ describe('serve --takeover', () => {
     const next = await serve(['echo', '--port', String(old.port), '--workers', '3', '--takeover', '--stats-port', '0'], 3);
     const oldExit = await new Promise<number | null>((r) => (old.child.exitCode !== null ? r(old.child.exitCode) : old.child.once('exit', (c) => r(c))));
     expect(oldExit).toBe(0);
-    expect(old.stdout()).toMatch(/handed over: a new service has udp 127\.0\.0\.1:\d+; exiting/);
+    expect(old.output()).toMatch(/handed over: a new service has udp 127\.0\.0\.1:\d+; exiting/);
     const r = await report;
     expect(r.sent).toBe(count);
     expect(r.lost).toBe(0);
@@ -68,7 +68,7 @@ describe('serve --takeover', () => {
     expect(s.inherited?.pid).toBe(old.child.pid);
     expect(s.inherited!.datagrams).toBeGreaterThan(0);
     // The control socket now belongs to the new service.
-    const status = await controlRequest(/control socket (\S+)/.exec(next.stdout())![1]!, { op: 'status' });
+    const status = await controlRequest(next.control, { op: 'status' });
     expect(status.pid).toBe(next.child.pid);
   });
 
@@ -88,7 +88,7 @@ describe('serve --takeover', () => {
     expect(new Set(r.workers.flatMap((w) => w.pids))).toEqual(new Set(old.pids));
     expect(old.child.exitCode).toBe(null);
     expect(await waitFor(() => /takeover abandoned: this service goes on serving/.test(old.stderr()), 5_000)).toBe(true);
-    const status = await controlRequest(/control socket (\S+)/.exec(old.stdout())![1]!, { op: 'status' });
+    const status = await controlRequest(old.control, { op: 'status' });
     expect(status.pid).toBe(old.child.pid);
   });
 

@@ -39,22 +39,38 @@ export interface Serving {
   child: ChildProcess;
   port: number;
   pids: number[];
-  stdout: () => string;
+  /** The stats endpoint's base URL (`--stats-port`), null without one. */
+  stats: string | null;
+  /** The control socket's path. */
+  control: string;
+  /** What the service printed besides its ready line: data on stdout (an app's, e.g. syslog's), then its status lines. */
+  output: () => string;
   stderr: () => string;
-  /** Sends a signal and waits for the exit. */
+  /** Sends a signal and waits for the exit; the result's `stdout` is `output()`, the ready line left out. */
   stop(signal?: NodeJS.Signals): Promise<CliResult>;
 }
 
-/** Starts `shardgram serve …` and resolves once every worker has printed its ready line. */
+interface ReadyLine {
+  ready: true;
+  port: number;
+  workers: number[];
+  stats: string | null;
+  control: string;
+}
+
+/**
+ * Starts `shardgram serve … --ready-json` and resolves on its ready line (one JSON
+ * object on stdout; the status lines go to stderr) once it names `workers` workers.
+ */
 export function startServe(args: string[], workers: number, opts: SpawnOptions = {}): Promise<Serving> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    const child = spawn(process.execPath, [BIN, 'serve', ...args, '--ready-json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
     let out = '';
     let err = '';
-    const pids = new Map<number, number>();
-    let port = 0;
     let done = false;
-    const exited = new Promise<CliResult>((r) => child.on('close', (code, signal) => r({ code, signal, stdout: out, stderr: err })));
+    let readyLine = '';
+    const output = (): string => `${readyLine ? out.replace(`${readyLine}\n`, '') : out}${err}`;
+    const exited = new Promise<CliResult>((r) => child.on('close', (code, signal) => r({ code, signal, stdout: output(), stderr: err })));
     const timer = setTimeout(() => {
       if (!done) {
         child.kill('SIGKILL');
@@ -64,22 +80,29 @@ export function startServe(args: string[], workers: number, opts: SpawnOptions =
     child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      for (const m of out.matchAll(/worker (\d+) ready: pid (\d+), udp (?:\[.*\]|[\d.]+):(\d+)/g)) {
-        pids.set(Number(m[1]), Number(m[2]));
-        port = Number(m[3]);
-      }
-      if (!done && pids.size === workers && /^shardgram: /m.test(out)) {
+      if (done) return;
+      const line = out.split('\n').find((l) => l.startsWith('{"ready":true'));
+      if (!line) return;
+      const r = JSON.parse(line) as ReadyLine;
+      if (r.workers.length !== workers) {
         done = true;
         clearTimeout(timer);
-        resolve({
-          child, port, pids: [...pids.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]),
-          stdout: () => out, stderr: () => err,
-          stop: (signal = 'SIGTERM') => {
-            child.kill(signal);
-            return exited;
-          },
-        });
+        child.kill('SIGKILL');
+        reject(new Error(`serve got ready with ${r.workers.length} workers, not ${workers}: ${line}`));
+        return;
       }
+      done = true;
+      readyLine = line;
+      clearTimeout(timer);
+      resolve({
+        child, port: r.port, pids: r.workers, stats: r.stats, control: r.control,
+        output,
+        stderr: () => err,
+        stop: (signal = 'SIGTERM') => {
+          child.kill(signal);
+          return exited;
+        },
+      });
     });
     void exited.then((r) => {
       if (!done) {

@@ -39,7 +39,7 @@ function readFlushes(path: string): FlushResult[] {
 }
 
 async function workerDatagrams(s: Serving): Promise<number[]> {
-  const url = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+  const url = s.stats!;
   const stats = (await (await fetch(`${url}/stats`)).json()) as { workers: { datagrams: number }[] };
   return stats.workers.map((w) => w.datagrams);
 }
@@ -58,7 +58,7 @@ describe('one hot name, default policy', () => {
     const workers = 4;
     serving = await startServe(serveArgs(out, workers), workers);
     const s = serving;
-    expect(s.stdout()).toMatch(/native engine, random policy/);
+    expect(s.output()).toMatch(/native engine, random policy/);
     const clients = await openClients(64);
     const total = 20_000;
     const hugeNames = 50;

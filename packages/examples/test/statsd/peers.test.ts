@@ -95,7 +95,7 @@ function serveArgs(out: string, extra: string[] = []): string[] {
 }
 
 async function workerShares(s: Serving): Promise<number[]> {
-  const url = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+  const url = s.stats!;
   const stats = (await (await fetch(`${url}/stats`)).json()) as { workers: { datagrams: number }[] };
   return stats.workers.map((w) => w.datagrams);
 }
@@ -142,7 +142,7 @@ describe('exact across a rolling reload', () => {
       },
     });
     expect(hupAt).toBeGreaterThan(0);
-    expect(await waitFor(() => /reloaded: 2 workers/.test(s.stdout()), 20_000)).toBe(true);
+    expect(await waitFor(() => /reloaded: 2 workers/.test(s.output()), 20_000)).toBe(true);
     // A flush after the reload: the new processes answer a round (the SIGTERM flush follows).
     const flushesAtReload = readLines<FlushResult>(out).length;
     expect(await waitFor(() => readLines<FlushResult>(out).length > flushesAtReload, 5_000)).toBe(true);
@@ -293,7 +293,7 @@ describe('Etsy statsd 0.9.0 and shardgram flush the same figures', () => {
 describe('outputs of a running service', () => {
   it('/metrics shows the last flush in Prometheus format', async () => {
     serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200'], 2);
-    const url = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(serving.stdout())![1];
+    const url = serving.stats!;
     const s = dgram.createSocket('udp4');
     await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
     s.close();

@@ -221,7 +221,7 @@ describe('syslog: malformed input, metrics, standard output', () => {
       expect(latin1).toMatchObject({ error: null, format: 'rfc3164', appName: 'a' });
       expect(Buffer.from(latin1.raw!, 'base64').equals(good[1]!)).toBe(true);
 
-      const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+      const statsUrl = s.stats!;
       const sumOf = (text: string, name: string): number =>
         [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
       let metrics = '';
@@ -250,11 +250,11 @@ describe('syslog: malformed input, metrics, standard output', () => {
     const clients = await openClients(40);
     try {
       for (let i = 0; i < 40; i++) await send(clients[i]!, `<14>1 - h stdoutapp - - - stdout-${i}`, s.port);
-      expect(await waitFor(() => (s.stdout().match(/^\{.*"stdout-\d+".*\}$/gm) ?? []).length === 40, 5_000)).toBe(true);
+      expect(await waitFor(() => (s.output().match(/^\{.*"stdout-\d+".*\}$/gm) ?? []).length === 40, 5_000)).toBe(true);
     } finally {
       closeAll(clients);
     }
-    const lines = s.stdout().split('\n').filter((l) => l.startsWith('{'));
+    const lines = s.output().split('\n').filter((l) => l.startsWith('{'));
     const recs = lines.map((l) => JSON.parse(l) as SyslogRecord);
     expect(new Set(recs.map((r) => r.message)).size).toBe(40);
     expect(recs.every((r) => r.appName === 'stdoutapp' && r.severity === 'info')).toBe(true);
@@ -317,8 +317,8 @@ describe('syslog: durability', () => {
       const queued = byNew.filter((r) => Date.parse(r.receivedAt) - Date.parse(r.timestamp!) > 50);
       expect(queued.length).toBeGreaterThan(0);
       expect(Math.min(...queued.map((r) => Date.parse(r.timestamp!)))).toBeGreaterThanOrEqual(killedAt - 5);
-      expect(s.stdout()).toMatch(/worker 0 restarted: pid \d+/);
-      const statsUrl = /stats at (http:\/\/127\.0\.0\.1:\d+)\/stats/.exec(s.stdout())![1];
+      expect(s.output()).toMatch(/worker 0 restarted: pid \d+/);
+      const statsUrl = s.stats!;
       const st = (await (await fetch(`${statsUrl}/stats`)).json()) as { workers: { restarts: number }[]; total: { kernelDrops: number } };
       expect(st.workers[0]!.restarts).toBe(1);
       expect(st.total.kernelDrops).toBe(0);
