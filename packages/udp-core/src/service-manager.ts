@@ -41,24 +41,19 @@ export class ServiceManager {
   }
 
   /**
-   * How many of the sockets passed are held by a socket unit (named otherwise than
-   * `slot<i>`): they stay open in the manager whatever the service does, so the
-   * group must keep a worker on each.
-   */
-  unitSockets = 0;
-
-  /**
    * The sockets passed to this process, in group order: fd-store names `slot0`,
    * `slot1`, … by number; otherwise in the order passed. A socket passed twice (a
    * socket unit's socket that is also in the fd store: systemd passes both) is
-   * taken once.
+   * taken once. `heldByUnit[i]`: socket i belongs to a socket unit (named otherwise
+   * than `slot<i>`), which keeps it open whatever the service does.
    */
-  listenSockets(): AdoptedSocket[] {
+  listenSockets(): { sockets: AdoptedSocket[]; heldByUnit: boolean[] } {
+    const none = { sockets: [], heldByUnit: [] };
     const n = Number(this.env.LISTEN_FDS ?? 0);
-    if (!n) return [];
+    if (!n) return none;
     if (Number(this.env.LISTEN_PID) !== process.pid) {
       this.log(`LISTEN_FDS is set for pid ${this.env.LISTEN_PID ?? '?'}, not this process (${process.pid}): ignoring it`);
-      return [];
+      return none;
     }
     if (!Number.isInteger(n) || n < 0 || n > 1024) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `LISTEN_FDS=${this.env.LISTEN_FDS} is not a count of file descriptors`);
     const names = (this.env.LISTEN_FDNAMES ?? '').split(':');
@@ -81,9 +76,8 @@ export class ServiceManager {
       if (slot !== undefined) this.stored.set(name, sock.inode);
     }
     const passed = [...byInode.values()];
-    this.unitSockets = passed.filter((p) => p.unit).length;
     if (passed.every((p) => p.slot !== undefined)) passed.sort((a, b) => a.slot! - b.slot!);
-    return passed.map((p) => p.sock);
+    return { sockets: passed.map((p) => p.sock), heldByUnit: passed.map((p) => p.unit) };
   }
 
   /** Sends one sd_notify datagram (with fds as SCM_RIGHTS). */

@@ -244,3 +244,27 @@ describe('a grow that fails', () => {
     for (const c of perSocket) expect(c).toBeGreaterThanOrEqual(65);
   });
 });
+
+describe('sockets a service manager holds open', () => {
+  it('are never left without a worker: a start or a shrink below their number is refused, and a stop leaves their queues alone', async () => {
+    const { openReusePortSocket } = await import('../src/ffi/socket.js');
+    const { adoptSocket } = await import('../src/ffi/adopt.js');
+    const a = openReusePortSocket({ address: '127.0.0.1', port: 0 });
+    const b = openReusePortSocket({ address: '127.0.0.1', port: a.port });
+    const unit = [adoptSocket(a.fd, 'unit socket 0'), adoptSocket(b.fd, 'unit socket 1')];
+    const fake = { launch: () => { const p = new FakeProc(Date.now()); queueMicrotask(() => p.becomeReady()); return p; } };
+    const tooFew = new Supervisor({ app: 'discard', port: a.port, workers: 1, log: () => {} }, fake);
+    await expect(tooFew.start(async () => ({ sockets: unit, heldElsewhere: [true, true] }))).rejects.toThrow(/keeps 2 sockets of this group open \(its \.socket unit\): 1 workers would leave some unread/);
+    const sup = new Supervisor({ app: 'discard', port: a.port, log: () => {} }, fake);
+    await sup.start(async () => ({ sockets: unit, heldElsewhere: [true, true] }));
+    expect(sup.workers).toBe(2);
+    await expect(sup.resize(1)).rejects.toThrow(/keeps 2 sockets/);
+    expect(sup.workers).toBe(2);
+    // A datagram queued on them is not read out by our stop (the manager's copies go on holding it).
+    const client = dgram.createSocket('udp4');
+    await new Promise<void>((r) => client.send('kept', a.port, '127.0.0.1', () => r()));
+    client.close();
+    const report = await sup.stop();
+    expect(report.droppedAtClose).toBe(0);
+  });
+});

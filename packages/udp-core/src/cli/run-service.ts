@@ -10,7 +10,6 @@ import type { ControlServer } from '../control/server.js';
 import { takeOver, takeoverHandler } from '../control/takeover.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { ServiceManager } from '../service-manager.js';
-import { ShardgramError } from '../errors.js';
 
 export interface RunOptions {
   statsPort?: number;
@@ -100,17 +99,9 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     process.stderr.write(`takeover: pid ${from} has handed over udp ${fmt(sup.address, sup.port)} and exits\n`);
   } else {
     const passed = manager?.listenSockets();
-    if (passed?.length && opts.workers !== undefined && opts.workers < manager!.unitSockets) {
-      // Sockets a .socket unit holds stay in the group whatever we close: one left without a worker fills unread.
-      throw new ShardgramError(
-        'ERR_SHARDGRAM_INVALID_ARG',
-        `the service manager passed ${plural(manager!.unitSockets, 'socket')} of its .socket unit for udp ${fmt(passed[0]!.address, passed[0]!.port)} and keeps them open: ` +
-          `--workers ${opts.workers} would leave some unread; give at least ${manager!.unitSockets} workers (or leave --workers out), or fewer ListenDatagram= lines`,
-        { option: 'workers' },
-      );
-    }
-    // The manager keeps every socket it passed open: never read out or closed under it.
-    await sup.start(passed?.length ? async () => ({ sockets: passed, heldElsewhere: true }) : undefined);
+    // Sockets a .socket unit holds stay open in the manager whatever we do: the
+    // supervisor never reads them out or closes them, nor runs fewer workers than them.
+    await sup.start(passed?.sockets.length ? async () => ({ sockets: passed.sockets, heldElsewhere: passed.heldByUnit }) : undefined);
   }
   try {
     if (opts.statsPort !== undefined) stats = await startStatsServer(sup, opts.statsPort, opts.stats);

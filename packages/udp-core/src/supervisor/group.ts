@@ -34,6 +34,20 @@ export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveC
 }
 
 /**
+ * A group of `workers` must keep a worker on each of the `held` sockets a service
+ * manager holds open (its .socket unit's): one without a reader fills unread.
+ */
+export function checkKeepsHeld(held: number, workers: number): void {
+  if (workers >= held) return;
+  throw new ShardgramError(
+    'ERR_SHARDGRAM_INVALID_ARG',
+    `the service manager keeps ${held} sockets of this group open (its .socket unit): ${workers} workers would leave some unread. ` +
+      `Give at least ${held} workers (or leave --workers out), or change the ListenDatagram= lines of the unit.`,
+    { option: 'workers' },
+  );
+}
+
+/**
  * Raises every socket's receive buffer to at least `bytes` for the length of a
  * change (a hand-over, a reload, a resize): a worker starting cold, or a machine
  * busy starting processes, then finds its queue longer rather than full. Returns

@@ -18,7 +18,7 @@ import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
 import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
-import { CHANGE_RCVBUF, checkAdoption, growGroup, raiseBuffers, shrinkGroup } from './group.js';
+import { CHANGE_RCVBUF, checkAdoption, checkKeepsHeld, growGroup, raiseBuffers, shrinkGroup } from './group.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
@@ -179,7 +179,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private adoptSlots(a: Adoption, cfg: EffectiveConfig): void {
     checkAdoption(a.sockets, cfg);
-    a.sockets.forEach((sock, i) => this.addSlot(i, sock, a.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops, a.heldElsewhere ?? false));
+    checkKeepsHeld(a.heldElsewhere?.filter(Boolean).length ?? 0, cfg.workers);
+    a.sockets.forEach((sock, i) => this.addSlot(i, sock, a.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops, a.heldElsewhere?.[i] ?? false));
   }
 
   private openSlot(index: number, port: number): Slot {
@@ -247,14 +248,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (count > from) checkGroupable([this.slots[0]!.sock], count, steering.policy.name);
     if (count > from) await growGroup(this.slots, steering, count, (i) => this.openSlot(i, this.port));
     else if (count < from) {
-      const held = this.slots.filter((s) => s.heldElsewhere).length;
-      if (count < held) {
-        throw new ShardgramError(
-          'ERR_SHARDGRAM_INVALID_ARG',
-          `the service manager keeps ${held} sockets of this group open (its .socket unit): fewer than ${held} workers would leave some unread. Change ListenDatagram= in the unit instead.`,
-          { option: 'workers' },
-        );
-      }
+      checkKeepsHeld(this.slots.filter((s) => s.heldElsewhere).length, count);
       await shrinkGroup(this.slots, steering, count, (s) => this.accounting.retire(s), (s) => this.emit('socket-closing', { index: s.index, inode: s.sock.inode }));
     }
     this.monitor.reset();

@@ -30,8 +30,8 @@ export interface Adoption {
   policy?: PolicySpec;
   /** Kernel drops each socket had counted before this service (a hand-over: before the old one owned it). */
   dropsBefore?: number[];
-  /** A service manager keeps these sockets open too (a .socket unit's): never read out or closed under it. */
-  heldElsewhere?: boolean;
+  /** Per socket: a service manager keeps it open too (a .socket unit's), so it is never read out, closed, or left without a worker. */
+  heldElsewhere?: readonly boolean[];
 }
 
 /** What an old supervisor offers the new one in an upgrade hand-over. */
