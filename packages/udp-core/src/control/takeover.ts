@@ -16,11 +16,11 @@ import net from 'node:net';
 import type { Counters } from '../counters.js';
 import { ShardgramError } from '../errors.js';
 import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
-import { F_DUPFD_CLOEXEC, SCM_MAX_FD, SOL_SOCKET, SO_RCVBUF, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
-import { getIntOption, setReceiveBuffer } from '../ffi/socket.js';
+import { F_DUPFD_CLOEXEC, SCM_MAX_FD, SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
-import { CHANGE_RCVBUF, type HandOverOffer, type Supervisor } from '../supervisor/supervisor.js';
+import { CHANGE_RCVBUF, raiseBuffersOf } from '../supervisor/group.js';
+import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
 import type { ControlRequest } from './protocol.js';
 import { socketFd } from './server.js';
 
@@ -205,13 +205,10 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
   let readySent = false;
   /** Our own duplicates of the sockets, to set their buffers whatever the supervisor has let go of. */
   let dups: number[] = [];
-  let sizes: number[] = [];
-  const change = sup.options.changeRcvbuf ?? CHANGE_RCVBUF;
+  let restore = (): void => undefined;
   const restoreBuffers = (): void => {
-    dups.forEach((fd, i) => {
-      if (sizes[i]! < change) setReceiveBuffer(fd, sizes[i]!);
-      libc().close(fd);
-    });
+    restore();
+    for (const fd of dups) libc().close(fd);
     dups = [];
   };
   try {
@@ -222,8 +219,7 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const o = s.offer;
     log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
     dups = s.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
-    sizes = dups.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
-    dups.forEach((fd, i) => sizes[i]! < change && setReceiveBuffer(fd, change));
+    restore = raiseBuffersOf(dups, sup.options.changeRcvbuf ?? CHANGE_RCVBUF);
     // The old service went on serving while the drops it counted carry on from its baselines.
     sup.sharedSockets = true;
     await sup.start(async () => {

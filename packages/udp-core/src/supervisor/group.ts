@@ -55,12 +55,16 @@ export function checkKeepsHeld(held: number, workers: number): void {
  * by net.core.rmem_max; 0 raises nothing.
  */
 export function raiseBuffers(slots: readonly Slot[], bytes: number): () => void {
+  const open = slots.filter((s) => !s.closed);
+  return raiseBuffersOf(open.map((s) => s.sock.fd), bytes, (i) => !open[i]!.closed);
+}
+
+/** The same for raw fds; the undo skips those for which `stillOpen(i)` says no (their number may be reused). */
+export function raiseBuffersOf(fds: readonly number[], bytes: number, stillOpen: (i: number) => boolean = () => true): () => void {
   if (bytes <= 0) return () => undefined;
-  const before = slots.filter((s) => !s.closed).map((s) => ({ s, size: getIntOption(s.sock.fd, SOL_SOCKET, SO_RCVBUF) / 2 }));
-  for (const { s, size } of before) if (size < bytes) setReceiveBuffer(s.sock.fd, bytes);
-  return () => {
-    for (const { s, size } of before) if (!s.closed && size < bytes) setReceiveBuffer(s.sock.fd, size);
-  };
+  const sizes = fds.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
+  fds.forEach((fd, i) => sizes[i]! < bytes && setReceiveBuffer(fd, bytes));
+  return () => fds.forEach((fd, i) => stillOpen(i) && sizes[i]! < bytes && setReceiveBuffer(fd, sizes[i]!));
 }
 
 /**
