@@ -14,10 +14,11 @@ Spreads a UDP port's datagrams over worker processes with SO_REUSEPORT, and
 shows how evenly and how losslessly it did.
 
 Commands:
-  serve <app>   run an app (echo, discard, or your module) on a port, one worker per socket
+  serve <app>   run an app (echo, discard, an installed app package, or your module), one worker
+                per socket; --takeover upgrades a running one without loss
   demo          start an echo service, send a burst from many ports, show the split
   load          send a bounded burst of probes to an echo service and report loss and RTT
-  scale         grow or shrink a running service (through its --stats-port)
+  scale         grow or shrink a running service (through its owner-only control socket)
   top           watch a running service live: workers, shares, rates, top senders
   help [cmd]    show help for a command
 

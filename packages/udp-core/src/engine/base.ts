@@ -136,7 +136,7 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
     const deadline = Date.now() + timeoutMs;
     let emptyChecks = 0;
     let left = socketMemInfo(this.fd).queueBytes;
-    // Two consecutive empty readings a loop turn apart: whatever the engine had
+    // Two consecutive empty readings on polls 5 ms apart: whatever the engine had
     // already taken from the kernel has been delivered by then.
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 5));
