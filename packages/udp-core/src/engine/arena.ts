@@ -8,7 +8,7 @@
  */
 import koffi from 'koffi';
 import {
-  CMSGHDR_SIZE, CMSG_ALIGN_TO, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_SPACE_TIMESPEC, CMSG_TYPE, IOVEC_SIZE, IOV_BASE,
+  CMSGHDR_SIZE, CMSG_ALIGN, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_SPACE_TIMESPEC, CMSG_TYPE, IOVEC_SIZE, IOV_BASE,
   IOV_LEN, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN, MSG_CONTROL, MSG_CONTROLLEN, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME,
   MSG_NAMELEN, SCM_TIMESTAMPNS, SOCKADDR_MAX, SOL_SOCKET, TS_NSEC, TS_SEC,
 } from '../ffi/kernel.js';
@@ -125,7 +125,7 @@ export class MsgArena {
         this.tsNsec = w[d + (TS_NSEC >> 2)]!;
         return;
       }
-      off += Math.ceil(len / CMSG_ALIGN_TO) * CMSG_ALIGN_TO;
+      off += CMSG_ALIGN(len);
     }
   }
 

@@ -94,9 +94,10 @@ export const CMSG_LEN_OFF = 0; // size_t
 export const CMSG_LEVEL = 8; // int
 export const CMSG_TYPE = 12; // int
 export const CMSG_DATA = 16;
-export const CMSG_SPACE_U32 = 24;
-/** CMSG_ALIGN: control messages are aligned to sizeof(size_t). */
+/** Control messages are aligned to sizeof(size_t). */
 export const CMSG_ALIGN_TO = 8;
+/** CMSG_ALIGN(n): n rounded up to that alignment. */
+export const CMSG_ALIGN = (n: number): number => Math.ceil(n / CMSG_ALIGN_TO) * CMSG_ALIGN_TO;
 
 // include/uapi/linux/time.h struct timespec (64-bit: i64 tv_sec, i64 tv_nsec; 16 bytes)
 export const TIMESPEC_SIZE = 16;
@@ -255,7 +256,5 @@ export const F_SETFD = 2;
 export const FD_CLOEXEC = 1;
 // include/uapi/asm-generic/fcntl.h: duplicate a descriptor, close-on-exec
 export const F_DUPFD_CLOEXEC = 1030;
-// include/linux/socket.h: CMSG_ALIGN, the 8-byte alignment of cmsg headers and data on 64-bit
-export const CMSG_ALIGN = (n: number): number => (n + 7) & ~7;
 // include/net/scm.h: SCM_MAX_FD, the most fds one SCM_RIGHTS message carries
 export const SCM_MAX_FD = 253;

@@ -329,7 +329,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /** Raises every socket's receive buffer for the length of a change; returns the undo (see group.ts). */
-  raiseBuffers(bytes = this.options.changeRcvbuf ?? CHANGE_RCVBUF): () => void {
+  private raiseBuffers(bytes = this.options.changeRcvbuf ?? CHANGE_RCVBUF): () => void {
     return raiseBuffers(this.slots, bytes);
   }
 
