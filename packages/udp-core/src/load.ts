@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { invalidArg } from './errors.js';
 import { familyOf, sourceBindAddress } from './ffi/sockaddr.js';
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
+import { readProcUdp } from './ffi/holders.js';
 import { parseEchoReply } from './apps/echo-format.js';
 import { NativeSender, probePad } from './sender.js';
 import { decodeProbe, encodeProbe } from './snapshot.js';
@@ -70,6 +71,11 @@ export interface LoadReport {
   received: number;
   duplicates: number;
   lost: number;
+  /**
+   * Replies the kernel dropped on this run's own sockets (their receive queues were
+   * full): part of `lost` that is the load generator's, not the service's.
+   */
+  replyDrops: number;
   lossPercent: number;
   /** Replies that were not echo replies of this run's probes. */
   strayReplies: number;
@@ -94,6 +100,22 @@ function percentile(sorted: Float64Array, q: number): number {
 function checkInt(name: string, v: number, min: number, max: number): number {
   if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);
   return v;
+}
+
+/** Kernel drops on the run's reply sockets, from /proc/net/udp by their local addresses. */
+function replyDropsOf(socks: readonly dgram.Socket[]): number {
+  const mine = new Set<string>();
+  for (const s of socks) {
+    try {
+      const a = s.address();
+      mine.add(`${a.address} ${a.port}`);
+    } catch {
+      // not bound: nothing was queued on it
+    }
+  }
+  let drops = 0;
+  for (const row of readProcUdp()) if (mine.has(`${row.address} ${row.port}`)) drops += row.drops;
+  return drops;
 }
 
 export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
@@ -199,6 +221,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   let sendErrors = 0;
   let inFlight = 0;
   let timedOut = false;
+  let replyDrops = 0;
   const progress = (): void =>
     opts.onProgress?.({ sent, replies: received, count, elapsedMs: performance.now() - start, perWorker: [...perWorkerCount].map((v) => v ?? 0) });
   const ticker = setInterval(progress, 100);
@@ -270,6 +293,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   } finally {
     clearInterval(ticker);
     progress();
+    replyDrops = expectReplies ? replyDropsOf(socks) : 0;
     for (const s of socks) s.close();
     native?.close();
   }
@@ -303,7 +327,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   });
   const lost = expectReplies ? sent - received : 0;
   return {
-    sent, sendErrors, received, duplicates, lost, lossPercent: sent ? (100 * lost) / sent : 0, strayReplies: stray,
+    sent, sendErrors, received, duplicates, lost, replyDrops, lossPercent: sent ? (100 * lost) / sent : 0, strayReplies: stray,
     durationMs, sendRate: sent / (Math.max(1e-3, sendDone - start) / 1000), sendMs: sendDone - start, sender: senderKind, workers, lostByWorker, unattributedLoss, timedOut,
   };
 }

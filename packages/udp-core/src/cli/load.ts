@@ -95,6 +95,7 @@ export function formatLoadReport(r: LoadReport, replies = true): string {
       ]),
     ),
   );
+  if (r.replyDrops) lines.push(`(${r.replyDrops} replies were dropped by the kernel on this command's own sockets: its receive queues were full)`);
   if (r.unattributedLoss) lines.push(`(${r.unattributedLoss} lost probes came from senders served by more than one worker)`);
   return lines.join('\n');
 }
