@@ -1,6 +1,11 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { parseEchoReply } from '@shardgram/udp-core/load';
+import { socketMemInfo } from '@shardgram/udp-core/sockets';
 import { BIG_RCVBUF, startServe, type Serving } from './helpers/cli.js';
 import { rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
 import { closeAll, openClients, send, sleep, udpQueuedBytes, waitFor } from './helpers/udp.js';
@@ -32,6 +37,8 @@ function collect(clients: dgram.Socket[]): { replies: Map<string, { worker: numb
 
 // ~1000 datagrams/s, and a worker may take a few hundred ms to come back on a loaded machine.
 const noBigBuffer = skipNote(rcvbufShortfall('1m'), 'the kill -9 tests');
+// The supervisor raises a socket waiting for a worker to --change-rcvbuf's 8 MiB.
+const noChangeBuffer = skipNote(rcvbufShortfall('8m'), 'the restart buffer test');
 
 describe('worker crash and restart', () => {
   it.skipIf(noBigBuffer).each(['dgram', 'native'])('kill -9 of a worker mid-stream (%s engine): the restarted worker on the same socket answers everything that queued meanwhile', async (engine) => {
@@ -85,6 +92,44 @@ describe('worker crash and restart', () => {
     expect(s.workers[0]!.restarts).toBe(1);
     expect(s.workers[1]!.restarts).toBe(0);
     expect(s.total.kernelDrops).toBe(0);
+  });
+
+  it.skipIf(noChangeBuffer)('a socket waiting for its restarted worker has its buffer raised: a burst meanwhile is all read, none dropped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-gate-'));
+    const gate = join(dir, 'hold');
+    process.env.SHARDGRAM_TEST_GATE = gate;
+    // A small buffer of its own (128 KiB): the burst below is about 30 times that.
+    const sup = new Supervisor({ app: './test/fixtures/gated-start.js', port: 0, workers: 1, rcvbuf: 65536, snapshotIntervalMs: 50, log: () => {} });
+    const clients = await openClients(8);
+    try {
+      await sup.start();
+      const fd = sup.sockets()[0]!.fd;
+      const normal = socketMemInfo(fd).rcvbuf;
+      expect(normal).toBe(131072);
+      // The restarted worker will wait at the gate: the socket has no reader until it opens.
+      writeFileSync(gate, '');
+      const exited = once(sup, 'worker-exit');
+      process.kill(sup.workerPids()[0]!, 'SIGKILL');
+      await exited;
+      expect(socketMemInfo(fd).rcvbuf).toBeGreaterThanOrEqual(2 * 8 * 1024 * 1024);
+      const total = 3000;
+      const payload = 'x'.repeat(500);
+      for (let i = 0; i < total; i++) await send(clients[i % clients.length]!, payload, sup.port);
+      const queued = socketMemInfo(fd);
+      expect(queued.drops).toBe(0);
+      expect(queued.queueBytes).toBeGreaterThan(normal);
+      rmSync(gate);
+      expect(await waitFor(() => sup.stats().total.datagrams === total, 10_000)).toBe(true);
+      // Once the new worker reads, the buffer is back to its own size.
+      expect(socketMemInfo(fd).rcvbuf).toBe(normal);
+      expect(sup.stats().total.kernelDrops).toBe(0);
+      expect(sup.stats().workers[0]!.restarts).toBe(1);
+    } finally {
+      closeAll(clients);
+      delete process.env.SHARDGRAM_TEST_GATE;
+      await sup.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('backs off a worker that crashes in a loop, and logs why', async () => {

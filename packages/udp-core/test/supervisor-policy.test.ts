@@ -62,9 +62,15 @@ function harness(spawnFails: () => boolean = () => false) {
   const procs: FakeProc[] = [];
   const timers: { fn: () => void; ms: number }[] = [];
   const logs: string[] = [];
+  /** The receive buffer's state as the slot set it: 'raised' while it waits for a reader. */
+  const buffer: string[] = [];
   let now = 0;
   let stopping = false;
   const deps: SlotDeps = {
+    raiseBuffer: () => {
+      buffer.push('raised');
+      return () => buffer.push('lowered');
+    },
     launch: () => {
       if (spawnFails()) throw new Error('spawn EMFILE');
       const p = new FakeProc(now);
@@ -84,7 +90,7 @@ function harness(spawnFails: () => boolean = () => false) {
   };
   const slot = new Slot(0, { fd: -1, port: 1, inode: 1 } as unknown as OpenedSocket, deps);
   return {
-    slot, procs, timers, logs,
+    slot, procs, timers, logs, buffer,
     advance: (ms: number) => void (now += ms),
     stop: () => void (stopping = true),
     /** Fires the pending restart timer (the backoff elapsed). */
@@ -138,6 +144,39 @@ describe('a slot', () => {
     // The old process's counts stay counted after it left.
     expect(h.slot.counters().datagrams).toBe(10);
     expect(h.timers).toHaveLength(0);
+  });
+
+  it('raises the socket\'s buffer while it has no ready reader (first start, crash restart), not for a reload', async () => {
+    const h = harness();
+    const first = h.slot.start();
+    expect(h.buffer).toEqual(['raised']);
+    h.procs[0]!.becomeReady();
+    await first;
+    expect(h.buffer).toEqual(['raised', 'lowered']);
+
+    // A reload: the old process reads on until the new one is ready; nothing to raise.
+    const reload = h.slot.start();
+    h.procs[1]!.becomeReady();
+    await reload;
+    await settle();
+    expect(h.buffer).toEqual(['raised', 'lowered']);
+
+    // A crash: raised from the exit, through the backoff, until the new process is ready.
+    h.advance(10);
+    h.slot.current!.exit(null, 'SIGKILL');
+    await settle();
+    expect(h.buffer).toEqual(['raised', 'lowered', 'raised']);
+    h.fire();
+    await settle();
+    expect(h.buffer).toHaveLength(3);
+    h.procs.at(-1)!.becomeReady();
+    await settle();
+    expect(h.buffer).toEqual(['raised', 'lowered', 'raised', 'lowered']);
+
+    // A stop's exits are asked for: no raise.
+    h.stop();
+    await h.slot.retireAll();
+    expect(h.buffer).toHaveLength(4);
   });
 
   it('keeps the old process when a reload’s new one dies before it is ready', async () => {

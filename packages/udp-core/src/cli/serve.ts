@@ -39,7 +39,8 @@ Options:
                         else the kernel's)
       --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
       --change-rcvbuf SIZE  receive buffer every socket gets while the group changes (a takeover,
-                        a reload, a resize), so workers starting cold do not overflow it; 0: none
+                        a reload, a resize) and while it waits for a worker (start, restart after
+                        a crash or a stall), so workers starting cold do not overflow it; 0: none
                         (default 8m; above net.core.rmem_max only with CAP_NET_ADMIN)
       --max-datagram SIZE  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD} over IPv4,
                         1-${UDP6_MAX_PAYLOAD} over IPv6 (default: the most); longer ones are counted

@@ -10,6 +10,7 @@ import { familyOf } from '../ffi/sockaddr.js';
 import type { ImbalanceOptions } from '../imbalance.js';
 import type { AppDefaults, EngineName } from '../shard-socket.js';
 import type { PolicySpec } from '../steering/steering.js';
+import type { Adoption } from './types.js';
 
 export interface SupervisorOptions {
   /** `discard`, `echo`, or a path to a module whose default export is a ShardApp. */
@@ -27,7 +28,7 @@ export interface SupervisorOptions {
   /** SO_RCVBUF to request for each socket, in bytes. Default: the app's, else the kernel's. */
   rcvbuf?: number;
   rcvbufForce?: boolean;
-  /** Receive buffer every socket gets while the group changes (takeover, reload, resize). Default 8 MiB; 0: none. */
+  /** Receive buffer every socket gets while the group changes (takeover, reload, resize) and while it waits for a reader (start, restart). Default 8 MiB; 0: none. */
   changeRcvbuf?: number;
   /** Options passed to the app as `context.options`. */
   appOptions?: Record<string, string>;
@@ -104,6 +105,22 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
 }
 
 /** The effective config once the app's defaults are known. */
+/**
+ * The options for a group made of adopted sockets: where the options say nothing,
+ * the worker count and policy the sockets came with (a hand-over's running state,
+ * else one worker per socket) and the sockets' own address.
+ */
+export function withAdoption(opts: Readonly<SupervisorOptions>, a: Adoption): Readonly<SupervisorOptions> {
+  const policy = opts.policy ?? a.policy;
+  const address = opts.address ?? a.sockets[0]?.address;
+  return {
+    ...opts,
+    workers: opts.workers ?? a.workers ?? a.sockets.length,
+    ...(policy ? { policy } : {}),
+    ...(address !== undefined ? { address } : {}),
+  };
+}
+
 export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDefaults): EffectiveConfig {
   const address = opts.address ?? '127.0.0.1';
   const family = familyOf(address) as 'udp4' | 'udp6';

@@ -1,14 +1,18 @@
 /**
- * The group as a whole: growing and shrinking it without loss, checks on sockets
- * taken from elsewhere, and the receive buffers raised for the length of a change.
+ * The group as a whole: its slots (one socket each) and the steering program over
+ * them; opening or adopting the sockets, growing and shrinking without loss, the
+ * receive buffers raised for the length of a change, and letting go at the end.
+ * It knows nothing of processes beyond what a slot does with them.
  */
 import { ShardgramError } from '../errors.js';
 import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
-import { getIntOption, setReceiveBuffer } from '../ffi/socket.js';
-import type { Steering } from '../steering/steering.js';
+import { closeFd, getIntOption, setReceiveBuffer, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { Steering, type PolicySpec } from '../steering/steering.js';
 import type { EffectiveConfig } from './config.js';
-import type { Slot } from './slot.js';
+import { Slot, type SlotDeps } from './slot.js';
+import { openGroupSocket } from './sockets.js';
+import type { Adoption } from './types.js';
 
 /** Receive buffer each socket gets for the length of a change (see raiseBuffers). */
 export const CHANGE_RCVBUF = 8 * 1024 * 1024;
@@ -48,18 +52,13 @@ export function checkKeepsHeld(held: number, workers: number): void {
 }
 
 /**
- * Raises every socket's receive buffer to at least `bytes` for the length of a
- * change (a hand-over, a reload, a resize): a worker starting cold, or a machine
- * busy starting processes, then finds its queue longer rather than full. Returns
- * the function that puts the sizes back. Without CAP_NET_ADMIN the raise is capped
- * by net.core.rmem_max; 0 raises nothing.
+ * Raises the receive buffers of `fds` to at least `bytes` for the length of a change
+ * (a hand-over, a reload, a resize, a worker starting on a socket with no reader): a
+ * worker starting cold, or a machine busy starting processes, then finds its queue
+ * longer rather than full. Returns the function that puts the sizes back, skipping
+ * those for which `stillOpen(i)` says no (their number may be reused). Without
+ * CAP_NET_ADMIN the raise is capped by net.core.rmem_max; 0 raises nothing.
  */
-export function raiseBuffers(slots: readonly Slot[], bytes: number): () => void {
-  const open = slots.filter((s) => !s.closed);
-  return raiseBuffersOf(open.map((s) => s.sock.fd), bytes, (i) => !open[i]!.closed);
-}
-
-/** The same for raw fds; the undo skips those for which `stillOpen(i)` says no (their number may be reused). */
 export function raiseBuffersOf(fds: readonly number[], bytes: number, stillOpen: (i: number) => boolean = () => true): () => void {
   if (bytes <= 0) return () => undefined;
   const sizes = fds.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
@@ -67,45 +66,169 @@ export function raiseBuffersOf(fds: readonly number[], bytes: number, stillOpen:
   return () => fds.forEach((fd, i) => stillOpen(i) && sizes[i]! < bytes && setReceiveBuffer(fd, sizes[i]!));
 }
 
-/**
- * Grows the group to `count` sockets: new ones are opened at the end and get no
- * datagram until their workers read; on failure the group is rolled back (nothing
- * was steered to the new sockets, so their queues are empty).
- */
-export async function growGroup(slots: Slot[], steering: Steering, count: number, open: (index: number) => Slot): Promise<void> {
-  const from = slots.length;
-  const fd0 = slots[0]!.sock.fd;
-  steering.applyBeforeGrow(fd0, from);
-  try {
-    for (let i = from; i < count; i++) open(i);
-    await Promise.all(slots.slice(from).map((s) => s.start()));
-  } catch (err) {
-    for (const s of slots.slice(from).reverse()) {
-      await s.retireAll();
-      s.close();
-    }
-    slots.length = from;
-    steering.apply(fd0, from);
-    throw err;
-  }
-  steering.apply(fd0, count);
+/** What the group needs from its supervisor: the config, and what each slot needs. */
+export interface GroupDeps {
+  config(): EffectiveConfig;
+  slot: SlotDeps;
 }
 
-/**
- * Shrinks the group to `count` sockets, retiring the last ones: new datagrams are
- * steered away from them first, then each is drained by its worker and closed
- * last-first (closing the last socket of a group moves no other's index).
- */
-export async function shrinkGroup(slots: Slot[], steering: Steering, count: number, retired: (slot: Slot) => void, beforeClose: (slot: Slot) => void): Promise<void> {
-  const fd0 = slots[0]!.sock.fd;
-  const leaving = slots.slice(count);
-  steering.applyDuringShrink(fd0, count);
-  await Promise.all(leaving.map((s) => s.retireAll()));
-  for (const s of [...leaving].reverse()) {
-    beforeClose(s);
-    s.close();
-    retired(s);
+export class Group {
+  readonly slots: Slot[] = [];
+  private steer: Steering | undefined;
+  /**
+   * Another process holds every socket of the group too (the old supervisor during
+   * a hand-over, a service manager's fd store): a stop then lets go of the sockets
+   * without reading out their queues, which the other holder goes on serving.
+   */
+  shared = false;
+
+  constructor(private readonly deps: GroupDeps) {}
+
+  get size(): number {
+    return this.slots.length;
   }
-  slots.length = count;
-  steering.apply(fd0, count);
+
+  /** The first socket (the group's address, port, family, and where steering attaches). */
+  get first(): OpenedSocket | undefined {
+    return this.slots[0]?.sock;
+  }
+
+  /** The steering in force; undefined before the group is steered. */
+  get steering(): Steering | undefined {
+    return this.steer;
+  }
+
+  /**
+   * Fills the group, before any worker starts: with the sockets `adoption` gives (a
+   * service manager's, or a running supervisor's in a hand-over), else opening
+   * `config.workers` of its own. Then attaches the policy (after bind: a program
+   * attached before gives a socket a group of its own). Returns the warnings of
+   * opening (e.g. a capped SO_RCVBUF). On failure every socket is closed again.
+   */
+  fill(policy: PolicySpec, adoption?: Adoption): string[] {
+    const cfg = this.deps.config();
+    try {
+      if (adoption) {
+        checkAdoption(adoption.sockets, cfg);
+        checkKeepsHeld(adoption.heldElsewhere?.filter(Boolean).length ?? 0, cfg.workers);
+        adoption.sockets.forEach((sock, i) =>
+          this.add(sock, { dropsBefore: adoption.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops, heldElsewhere: adoption.heldElsewhere?.[i] ?? false }));
+      } else {
+        let port = cfg.port;
+        for (let i = 0; i < cfg.workers; i++) port = this.open(port).sock.port;
+      }
+      this.steer = new Steering(policy);
+      this.steer.apply(this.slots[0]!.sock.fd, this.slots.length);
+    } catch (err) {
+      for (const s of this.slots) closeFd(s.sock.fd);
+      this.slots.length = 0;
+      throw err;
+    }
+    return adoption ? [] : this.slots[0]!.sock.warnings;
+  }
+
+  private open(port: number): Slot {
+    return this.add(openGroupSocket(this.deps.config(), this.slots.length, port, new Set(this.slots.map((s) => s.sock.inode))));
+  }
+
+  private add(sock: OpenedSocket, opts: { dropsBefore?: number; heldElsewhere?: boolean } = {}): Slot {
+    const slot = new Slot(this.slots.length, sock, this.deps.slot, opts);
+    this.slots.push(slot);
+    return slot;
+  }
+
+  /**
+   * Grows the group to `count` sockets: new ones are opened at the end and get no
+   * datagram until their workers read; on failure the group is rolled back (nothing
+   * was steered to the new sockets, so their queues are empty).
+   */
+  async grow(count: number): Promise<void> {
+    const steering = this.steer!;
+    const from = this.slots.length;
+    checkGroupable([this.slots[0]!.sock], count, steering.policy.name);
+    const fd0 = this.slots[0]!.sock.fd;
+    steering.applyBeforeGrow(fd0, from);
+    try {
+      for (let i = from; i < count; i++) this.open(this.slots[0]!.sock.port);
+      await Promise.all(this.slots.slice(from).map((s) => s.start()));
+    } catch (err) {
+      for (const s of this.slots.slice(from).reverse()) {
+        await s.retireAll();
+        s.close();
+      }
+      this.slots.length = from;
+      steering.apply(fd0, from);
+      throw err;
+    }
+    steering.apply(fd0, count);
+  }
+
+  /**
+   * Shrinks the group to `count` sockets, retiring the last ones: new datagrams are
+   * steered away from them first, then each is drained by its worker and closed
+   * last-first (closing the last socket of a group moves no other's index).
+   * `beforeClose` runs just before a socket closes, `retired` just after.
+   */
+  async shrink(count: number, beforeClose: (slot: Slot) => void, retired: (slot: Slot) => void): Promise<void> {
+    checkKeepsHeld(this.slots.filter((s) => s.heldElsewhere).length, count);
+    const steering = this.steer!;
+    const fd0 = this.slots[0]!.sock.fd;
+    const leaving = this.slots.slice(count);
+    steering.applyDuringShrink(fd0, count);
+    await Promise.all(leaving.map((s) => s.retireAll()));
+    for (const s of [...leaving].reverse()) {
+      beforeClose(s);
+      s.close();
+      retired(s);
+    }
+    this.slots.length = count;
+    steering.apply(fd0, count);
+  }
+
+  /**
+   * Rolling reload: one slot at a time, a new process starts on the same socket;
+   * once it is ready the old one drains and exits. No socket is ever without a reader.
+   */
+  async reload(): Promise<void> {
+    for (const slot of this.slots) {
+      const old = slot.current;
+      await slot.start();
+      if (old && old !== slot.current) await old.exited;
+    }
+  }
+
+  /** The open sockets, by slot. */
+  openSockets(): { index: number; fd: number; inode: number }[] {
+    return this.slots.filter((s) => !s.closed).map((s) => ({ index: s.index, fd: s.sock.fd, inode: s.sock.inode }));
+  }
+
+  /** Raises every open socket's receive buffer for the length of a change; returns the undo. */
+  raiseBuffers(bytes: number): () => void {
+    const open = this.slots.filter((s) => !s.closed);
+    return raiseBuffersOf(open.map((s) => s.sock.fd), bytes, (i) => !open[i]!.closed);
+  }
+
+  /** Puts the group's own steering back (a hand-over's new side may have attached its program). */
+  resteer(): void {
+    this.steer?.reset(this.slots[0]!.sock.fd, this.slots.length);
+  }
+
+  /**
+   * Ends every worker (draining each queue unless `drainTimeoutMs` is 0), then lets
+   * go of the sockets: a shared one, or one a service manager holds, is released
+   * with its queue for the other holder to serve; any other is closed, what was left
+   * in it read out and counted. Returns the bytes each socket had left at close.
+   */
+  async stop(drainTimeoutMs?: number): Promise<number[]> {
+    await Promise.all(this.slots.map((s) => s.retireAll(drainTimeoutMs)));
+    return this.slots.map((s) => {
+      if (s.closed) return 0;
+      if (this.shared || s.heldElsewhere) {
+        s.release();
+        return 0;
+      }
+      s.close();
+      return s.lastMem.queueBytes;
+    });
+  }
 }

@@ -23,6 +23,11 @@ export interface SlotDeps {
   stopping(): boolean;
   onReady?(slot: Slot, proc: WorkerHandle, restart: boolean): void;
   onExit?(slot: Slot, proc: WorkerHandle, exit: ExitInfo): void;
+  /**
+   * Raises the socket's receive buffer while it has no ready reader (a first start,
+   * a restart after a crash or a stall); returns the undo, run once a process is ready.
+   */
+  raiseBuffer?(slot: Slot): () => void;
   setTimer?(fn: () => void, ms: number): unknown;
   clearTimer?(timer: unknown): void;
   now?(): number;
@@ -50,6 +55,8 @@ export class Slot {
   /** Processes started and not yet folded into `base`. */
   private readonly live = new Set<WorkerHandle>();
   private restartTimer: unknown;
+  /** Puts the receive buffer back once a process reads again (see SlotDeps.raiseBuffer). */
+  private lowerBuffer: (() => void) | undefined;
   /** Drops the kernel had counted on this socket before it was ours (an adopted socket). */
   readonly dropsBefore: number;
   /** A service manager keeps this socket open too (a .socket unit's): never read out, never closed under it. */
@@ -76,7 +83,10 @@ export class Slot {
     const proc = this.deps.launch(this);
     this.live.add(proc);
     this.lastPid = proc.pid || this.lastPid;
-    if (!this.current) this.current = proc;
+    if (!this.current) {
+      this.current = proc;
+      this.raiseWhileCold();
+    }
     void proc.exited.then((exit) => this.onExit(proc, exit));
     await proc.ready;
     // A process already asked to leave, or already gone, is never promoted.
@@ -87,6 +97,8 @@ export class Slot {
       if (old) void this.retire(old);
     }
     this.state = 'running';
+    this.lowerBuffer?.();
+    this.lowerBuffer = undefined;
     this.deps.onReady?.(this, proc, restart);
     return proc;
   }
@@ -112,12 +124,20 @@ export class Slot {
     this.leaving.delete(proc);
     const wasCurrent = this.current === proc;
     if (wasCurrent) this.current = undefined;
+    const unasked = !proc.expected && !this.deps.stopping() && !this.closed;
+    // The socket has no reader from now until the restarted process is ready.
+    if (unasked && wasCurrent) this.raiseWhileCold();
     this.deps.onExit?.(this, proc, exit);
-    if (proc.expected || this.deps.stopping() || this.closed) {
+    if (!unasked) {
       if (wasCurrent && !this.current) this.state = 'stopped';
       return;
     }
     if (wasCurrent) this.scheduleRestart(proc, exit.why);
+  }
+
+  /** Until a process reads, datagrams only queue: a longer queue then, rather than a full one. */
+  private raiseWhileCold(): void {
+    if (!this.closed) this.lowerBuffer ??= this.deps.raiseBuffer?.(this);
   }
 
   private scheduleRestart(proc: Pick<WorkerHandle, 'pid' | 'startedAt' | 'lastWords'>, why: string): void {
@@ -206,6 +226,7 @@ export class Slot {
   release(): void {
     if (this.closed) return;
     this.cancelRestart();
+    this.lowerBuffer = undefined;
     this.lastMem = socketMemInfo(this.sock.fd);
     closeFd(this.sock.fd);
     this.closed = true;
@@ -218,6 +239,7 @@ export class Slot {
   close(): void {
     if (this.closed) return;
     this.cancelRestart();
+    this.lowerBuffer = undefined;
     this.lastMem = socketMemInfo(this.sock.fd);
     const left = discardQueued(this.sock.fd);
     if (left > 0) {

@@ -1,40 +1,42 @@
 /**
  * The supervisor: owns the group's sockets for the life of the service, runs one
  * worker process per socket, steers, resizes and reloads without loss, and stops
- * gracefully. It holds the policy; the pieces do the work:
+ * gracefully. It holds the policy and the order of operations; the pieces do the work:
  *   config.ts          options validated, then resolved against the app's defaults
- *   sockets.ts         opening the group's sockets
- *   group.ts           growing and shrinking the group, adopted sockets, buffers during a change
+ *   group.ts           the slots and their steering: open or adopt, grow, shrink, let go
+ *   sockets.ts         opening one socket of the group
  *   slot.ts            a socket, its process(es), promotion and restarts
  *   worker-process.ts  one child process
  *   backoff.ts         crash backoff
  *   accounting.ts      counters, retired totals, the report
  *   app-host.ts        the app's supervisor side, its hooks' errors isolated
  *   monitor.ts         periodic health checks (imbalance, stalls, strangers in the group)
+ *   handover.ts        an upgrade hand-over, the old side
  *   types.ts           its events, reports, and what a hand-over passes
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
-import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
-import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
-import { CHANGE_RCVBUF, checkAdoption, checkKeepsHeld, growGroup, raiseBuffers, shrinkGroup } from './group.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
-import { Steering, type PolicySpec } from '../steering/steering.js';
+import type { PolicySpec } from '../steering/steering.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from './app-host.js';
-import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, type EffectiveConfig, type SupervisorOptions } from './config.js';
+import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
+import { CHANGE_RCVBUF, Group, raiseBuffersOf } from './group.js';
+import { handOverGroup } from './handover.js';
 import { Monitor } from './monitor.js';
-import { Slot } from './slot.js';
-import { openGroupSocket } from './sockets.js';
-import { WorkerProcess, type ExitInfo, type WorkerHandle } from './worker-process.js';
+import type { Slot } from './slot.js';
+import { WorkerProcess, type WorkerHandle } from './worker-process.js';
 import type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
 export type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
 export { CHANGE_RCVBUF } from './group.js';
+
+/** Where the service is in its life; a stop is its own promise (see stop()). */
+type Phase = 'new' | 'started' | 'handing-over' | 'handed-over';
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** The options as given (validated, frozen, never changed). */
@@ -45,31 +47,33 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly app: AppHost;
   private readonly accounting = new Accounting();
   private readonly monitor: Monitor;
+  private readonly group: Group;
   private cfg: EffectiveConfig | undefined;
-  private slots: Slot[] = [];
-  private steering: Steering | undefined;
-  private started = false;
+  private phase: Phase = 'new';
   private startedAt = 0;
   private stopping: Promise<StopReport> | undefined;
   private stopped: Promise<StopReport> | undefined;
   private busy: Promise<unknown> = Promise.resolve();
-  /**
-   * True while another process holds the group's sockets too (the old supervisor
-   * during a hand-over, a service manager's fd store): a stop then lets go of the
-   * sockets without reading out their queues, which the other holder goes on serving.
-   */
-  sharedSockets = false;
-  private handingOver = false;
-  /** A hand-over has completed: a new supervisor owns the group; this one only exits. */
-  handedOver = false;
 
   constructor(opts: SupervisorOptions, private readonly internals: SupervisorInternals = {}) {
     super();
     this.options = validateOptions(opts);
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.app = new AppHost(resolveApp(opts.app), opts.app, (line) => this.log(line));
+    this.group = new Group({
+      config: () => this.config,
+      slot: {
+        launch: (s) => this.launch(s),
+        log: this.log,
+        drainTimeoutMs: this.options.drainTimeoutMs ?? 10_000,
+        stopping: () => this.stopping !== undefined || this.phase !== 'started',
+        onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
+        onExit: (s, proc, e) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
+        raiseBuffer: (s) => raiseBuffersOf([s.sock.fd], this.options.changeRcvbuf ?? CHANGE_RCVBUF, () => !s.closed),
+      },
+    });
     this.monitor = new Monitor(
-      { slots: () => this.slots, policy: () => this.policy, address: () => this.address, port: () => this.port },
+      { slots: () => this.group.slots, policy: () => this.policy, address: () => this.address, port: () => this.port },
       this.log,
       { stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, ...(opts.imbalance ? { imbalance: opts.imbalance } : {}) },
     );
@@ -83,26 +87,44 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** The bound port (the kernel's choice when 0 was asked). */
   get port(): number {
-    return this.slots[0]?.sock.port ?? this.options.port;
+    return this.group.first?.port ?? this.options.port;
   }
 
   get address(): string {
-    return this.slots[0]?.sock.address ?? this.options.address ?? '127.0.0.1';
+    return this.group.first?.address ?? this.options.address ?? '127.0.0.1';
   }
 
   /** Live workers (sockets) in the group now. */
   get workers(): number {
-    return this.slots.length;
+    return this.group.size;
   }
 
   /** The steering policy in force. */
   get policy(): PolicySpec {
-    return this.steering?.policy ?? this.cfg?.policy ?? this.options.policy ?? { name: 'hash' };
+    return this.group.steering?.policy ?? this.cfg?.policy ?? this.options.policy ?? { name: 'hash' };
+  }
+
+  /**
+   * Whether another process holds the group's sockets too (a service manager's fd
+   * store; the old supervisor while this one takes over): a stop then lets go of
+   * them with their queues instead of reading them out and closing them.
+   */
+  get sharedSockets(): boolean {
+    return this.group.shared;
+  }
+
+  set sharedSockets(shared: boolean) {
+    this.group.shared = shared;
+  }
+
+  /** A hand-over has completed: a new supervisor owns the group; this one only exits. */
+  get handedOver(): boolean {
+    return this.phase === 'handed-over';
   }
 
   /** Sends an app message to every running worker. */
   broadcast(message: unknown): void {
-    for (const s of this.slots) if (s.current instanceof WorkerProcess) s.current.send({ t: 'app', m: message } satisfies ToWorker);
+    for (const s of this.group.slots) if (s.current instanceof WorkerProcess) s.current.send({ t: 'app', m: message } satisfies ToWorker);
   }
 
   /** GET /metrics: the service's figures and the app's own. */
@@ -117,58 +139,33 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * worker each, and nothing is opened; `resize()` then sets the size.
    */
   start(adopt?: () => Promise<Adoption>): Promise<void> {
-    if (this.started || this.stopping) return Promise.reject(new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once, before stop()'));
-    this.started = true;
+    if (this.phase !== 'new' || this.stopping) return Promise.reject(new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once, before stop()'));
+    this.phase = 'started';
     return this.exclusive(() => this.doStart(adopt));
   }
 
   private async doStart(adopt?: () => Promise<Adoption>): Promise<void> {
     const defaults = await this.app.load(() => ({
-      workers: this.options.workers ?? this.slots.length,
+      workers: this.options.workers ?? this.group.size,
       options: this.options.appOptions ?? {},
       log: (line) => this.log(`app: ${line}`),
       broadcast: (m) => this.broadcast(m),
     }));
-    let adoption: Adoption | undefined;
     try {
-      adoption = adopt ? await adopt() : undefined;
-    } catch (err) {
-      await this.app.stop();
-      throw err;
-    }
-    const opts = adoption
-      ? {
-          ...this.options,
-          workers: this.options.workers ?? adoption.workers ?? adoption.sockets.length,
-          ...(this.options.policy ?? adoption.policy ? { policy: this.options.policy ?? adoption.policy } : {}),
-          ...(this.options.address === undefined && adoption.sockets[0] ? { address: adoption.sockets[0].address } : {}),
-        }
-      : this.options;
-    const cfg = (this.cfg = resolveConfig(opts, defaults));
-    if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
-    try {
-      if (adoption) {
-        this.adoptSlots(adoption, cfg);
-      } else {
-        let port = cfg.port;
-        for (let i = 0; i < cfg.workers; i++) {
-          const slot = this.openSlot(i, port);
-          port = slot.sock.port;
-          if (i === 0) for (const w of slot.sock.warnings) { this.warnings.push(w); this.log(`warning: ${w}`); }
-        }
+      const adoption = adopt ? await adopt() : undefined;
+      const cfg = (this.cfg = resolveConfig(adoption ? withAdoption(this.options, adoption) : this.options, defaults));
+      if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
+      for (const w of this.group.fill(cfg.policy, adoption)) {
+        this.warnings.push(w);
+        this.log(`warning: ${w}`);
       }
-      // Attach after bind: a program attached before bind gives the socket a group of its own.
-      this.steering = new Steering(cfg.policy);
-      this.steering.apply(this.slots[0]!.sock.fd, this.slots.length);
     } catch (err) {
-      for (const s of this.slots) closeFd(s.sock.fd);
-      this.slots = [];
       await this.app.stop();
       throw err;
     }
     this.startedAt = Date.now();
     try {
-      await Promise.all(this.slots.map((s) => s.start()));
+      await Promise.all(this.group.slots.map((s) => s.start()));
     } catch (err) {
       // stop() waits for `busy`, which is this very start: run the stop itself here.
       await this.stopOnce();
@@ -177,50 +174,38 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.monitor.start();
   }
 
-  private adoptSlots(a: Adoption, cfg: EffectiveConfig): void {
-    checkAdoption(a.sockets, cfg);
-    checkKeepsHeld(a.heldElsewhere?.filter(Boolean).length ?? 0, cfg.workers);
-    a.sockets.forEach((sock, i) => this.addSlot(i, sock, a.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops, a.heldElsewhere?.[i] ?? false));
-  }
-
-  private openSlot(index: number, port: number): Slot {
-    const sock = openGroupSocket(this.config, index, port, new Set(this.slots.map((s) => s.sock.inode)));
-    return this.addSlot(index, sock, 0, false);
-  }
-
-  private addSlot(index: number, sock: OpenedSocket, dropsBefore: number, heldElsewhere: boolean): Slot {
-    const slot = new Slot(index, sock, {
-      launch: (s) => this.launch(s),
-      log: this.log,
-      drainTimeoutMs: this.config.drainTimeoutMs,
-      stopping: () => this.stopping !== undefined || this.handingOver,
-      onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
-      onExit: (s, proc, e: ExitInfo) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
-    }, { dropsBefore, heldElsewhere });
-    this.slots.push(slot);
-    return slot;
-  }
-
   private launch(slot: Slot): WorkerHandle {
     const c = this.config;
     const config: WorkerConfig = {
-      supervisorPid: process.pid, index: slot.index, workers: this.slots.length, engine: c.engine, family: slot.sock.family, app: this.app.url,
+      supervisorPid: process.pid, index: slot.index, workers: this.group.size, engine: c.engine, family: slot.sock.family, app: this.app.url,
       appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
     };
     if (this.internals.launch) return this.internals.launch(slot, config);
     return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
   }
 
-  /** Runs control operations (start, resize, reload) one at a time. */
+  /** Runs control operations (start, resize, reload, hand-over) one at a time. */
   private exclusive<T>(op: () => Promise<T>): Promise<T> {
     const run = this.busy.then(op, op);
     this.busy = run.catch(() => undefined);
     return run;
   }
 
-  private running(): Steering {
-    if (this.stopping || !this.steering) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
-    return this.steering;
+  private running(): void {
+    if (this.stopping || !this.group.steering || this.phase !== 'started') throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
+  }
+
+  /** A change of the running service, one at a time, with the buffers raised for its length (see group.ts). */
+  private change<T>(op: () => Promise<T>): Promise<T> {
+    return this.exclusive(async () => {
+      this.running();
+      const restore = this.group.raiseBuffers(this.options.changeRcvbuf ?? CHANGE_RCVBUF);
+      try {
+        return await op();
+      } finally {
+        restore();
+      }
+    });
   }
 
   /**
@@ -232,31 +217,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   resize(count: number): Promise<{ from: number; to: number }> {
     checkWorkers(count);
-    return this.exclusive(async () => {
-      const steering = this.running();
-      const restore = this.raiseBuffers();
-      try {
-        return await this.doResize(steering, count);
-      } finally {
-        restore();
+    return this.change(async () => {
+      const from = this.group.size;
+      if (count > from) await this.group.grow(count);
+      else if (count < from) {
+        await this.group.shrink(count, (s) => this.emit('socket-closing', { index: s.index, inode: s.sock.inode }), (s) => this.accounting.retire(s));
       }
+      this.monitor.reset();
+      if (count !== from) {
+        this.log(`resized from ${from} to ${count} workers`);
+        this.emit('resized', { from, to: count });
+      }
+      return { from, to: count };
     });
-  }
-
-  private async doResize(steering: Steering, count: number): Promise<{ from: number; to: number }> {
-    const from = this.slots.length;
-    if (count > from) checkGroupable([this.slots[0]!.sock], count, steering.policy.name);
-    if (count > from) await growGroup(this.slots, steering, count, (i) => this.openSlot(i, this.port));
-    else if (count < from) {
-      checkKeepsHeld(this.slots.filter((s) => s.heldElsewhere).length, count);
-      await shrinkGroup(this.slots, steering, count, (s) => this.accounting.retire(s), (s) => this.emit('socket-closing', { index: s.index, inode: s.sock.inode }));
-    }
-    this.monitor.reset();
-    if (count !== from) {
-      this.log(`resized from ${from} to ${count} workers`);
-      this.emit('resized', { from, to: count });
-    }
-    return { from, to: count };
   }
 
   /**
@@ -265,72 +238,39 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * exits. The socket is never without a reader and never closed.
    */
   reload(): Promise<{ workers: number }> {
-    return this.exclusive(async () => {
-      this.running();
-      const restore = this.raiseBuffers();
-      try {
-        for (const slot of this.slots) {
-          const old = slot.current;
-          await slot.start();
-          if (old && old !== slot.current) await old.exited;
-        }
-      } finally {
-        restore();
-      }
-      this.log(`reloaded ${this.slots.length} workers`);
-      this.emit('reloaded', { workers: this.slots.length });
-      return { workers: this.slots.length };
+    return this.change(async () => {
+      await this.group.reload();
+      this.log(`reloaded ${this.group.size} workers`);
+      this.emit('reloaded', { workers: this.group.size });
+      return { workers: this.group.size };
     });
   }
 
   /**
-   * Upgrade hand-over, old side. `exchange` is given the group's sockets and state
-   * and resolves true once the new supervisor's workers read them (or false, or
-   * throws, if it gave up). On true, this service's workers stop at once (no drain:
-   * the sockets stay open in the new one), its own copies of the sockets are let go
-   * without touching their queues, and the counts it had are returned, for the new
-   * one to carry on. On false, it serves on as before, its steering back in place.
+   * Upgrade hand-over, old side (see handover.ts): resolves with the counts this
+   * service had once a new one reads its sockets (this one is then done: it only
+   * exits), or undefined if the new one gave up (this one serves on).
    */
   handOver(exchange: (offer: HandOverOffer) => Promise<boolean>): Promise<Counters | undefined> {
-    return this.exclusive(async () => {
-      const steering = this.running();
-      const offer: HandOverOffer = {
-        fds: this.slots.map((s) => s.sock.fd), address: this.address, port: this.port, family: this.slots[0]!.sock.family,
-        workers: this.slots.length, policy: this.policy, app: this.options.app, pid: process.pid,
-        dropsBefore: this.slots.map((s) => s.dropsBefore),
-      };
-      let go = false;
-      try {
-        go = await exchange(offer);
-      } catch (err) {
-        this.log(`takeover failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      if (!go) {
-        // The new side may have attached its own program to the group.
-        steering.reset(this.slots[0]!.sock.fd, this.slots.length);
-        this.log('takeover abandoned: this service goes on serving');
-        return undefined;
-      }
-      this.handingOver = true;
-      this.monitor.stop();
-      await Promise.all(this.slots.map((s) => s.retireAll(0)));
-      const report = this.stats();
-      for (const s of this.slots) s.release();
-      this.handedOver = true;
-      await this.app.stop();
-      const done: StopReport = { leftBytes: this.slots.map(() => 0), droppedAtClose: 0 };
-      this.stopped = this.stopping = Promise.resolve(done);
-      this.log(`handed over: the ${report.total.datagrams} datagrams counted here carry on in the new service's totals`);
-      const { queueBytes: _q, ...counters } = report.total;
-      // The live sockets' drops go on in the new service's slots (counted from the same baselines).
-      counters.kernelDrops -= report.workers.reduce((a, w) => a + w.kernelDrops, 0);
-      return counters;
+    // No raise here: the new side raises the buffers for the hand-over and puts them back after.
+    return this.exclusive(() => {
+      this.running();
+      return handOverGroup(
+        {
+          group: this.group, app: this.options.app, policy: this.policy, log: this.log, stats: () => this.stats(),
+          letGo: () => {
+            this.phase = 'handing-over';
+            this.monitor.stop();
+          },
+          done: async () => {
+            this.phase = 'handed-over';
+            await this.app.stop();
+            this.stopped = this.stopping = Promise.resolve({ leftBytes: this.group.slots.map(() => 0), droppedAtClose: 0 });
+          },
+        },
+        exchange,
+      );
     });
-  }
-
-  /** Raises every socket's receive buffer for the length of a change; returns the undo (see group.ts). */
-  private raiseBuffers(bytes = this.options.changeRcvbuf ?? CHANGE_RCVBUF): () => void {
-    return raiseBuffers(this.slots, bytes);
   }
 
   /** Carries on the counts of the service this one took over from (in `total` and `inherited`). */
@@ -344,10 +284,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const report = this.accounting.report(
       {
         app: this.options.app, engine: c?.engine ?? this.options.engine ?? 'dgram', address: this.address, port: this.port,
-        family: this.slots[0]?.sock.family ?? c?.family ?? (this.address.includes(':') ? 'udp6' : 'udp4'),
-        workers: this.slots.length, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+        family: this.group.first?.family ?? c?.family ?? (this.address.includes(':') ? 'udp6' : 'udp4'),
+        workers: this.group.size, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: (Date.now() - this.startedAt) / 1000,
       },
-      this.slots,
+      this.group.slots,
     );
     report.policy = this.policy;
     report.imbalance = this.monitor.imbalanceState;
@@ -357,17 +297,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** The group's open sockets, by slot. */
   sockets(): { index: number; fd: number; inode: number }[] {
-    return this.slots.filter((s) => !s.closed).map((s) => ({ index: s.index, fd: s.sock.fd, inode: s.sock.inode }));
+    return this.group.openSockets();
   }
 
   /** Pids of the current worker processes, by slot (0 while a slot is restarting). */
   workerPids(): number[] {
-    return this.slots.map((s) => s.current?.pid ?? 0);
+    return this.group.slots.map((s) => s.current?.pid ?? 0);
   }
 
   /**
    * Graceful stop: every worker drains its socket's queue and finishes, then the
-   * sockets are closed. Safe to call more than once.
+   * sockets are closed (or, where shared, let go with their queues). Safe to call more than once.
    */
   stop(): Promise<StopReport> {
     this.stopping ??= this.busy.then(() => this.stopOnce());
@@ -375,24 +315,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private stopOnce(): Promise<StopReport> {
-    this.stopped ??= this.doStop();
+    this.stopped ??= (async () => {
+      this.monitor.stop();
+      const leftBytes = await this.group.stop();
+      await this.app.stop();
+      return { leftBytes, droppedAtClose: this.group.slots.reduce((a, s) => a + s.droppedAtClose, 0) };
+    })();
     return this.stopped;
-  }
-
-  private async doStop(): Promise<StopReport> {
-    this.monitor.stop();
-    await Promise.all(this.slots.map((s) => s.retireAll()));
-    const leftBytes = this.slots.map((s) => {
-      if (s.closed) return 0;
-      if (this.sharedSockets || s.heldElsewhere) {
-        // The other holder serves what is queued: nothing is dropped here.
-        s.release();
-        return 0;
-      }
-      s.close();
-      return s.lastMem.queueBytes;
-    });
-    await this.app.stop();
-    return { leftBytes, droppedAtClose: this.slots.reduce((a, s) => a + s.droppedAtClose, 0) };
   }
 }
