@@ -19,7 +19,7 @@ import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
 import { F_DUPFD_CLOEXEC, SCM_MAX_FD, SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
-import { CHANGE_RCVBUF, raiseBuffersOf } from '../supervisor/group.js';
+import { CHANGE_RCVBUF, raiseBuffers } from '../supervisor/buffers.js';
 import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
 import type { ControlRequest } from './protocol.js';
 import { socketFd } from './server.js';
@@ -191,6 +191,8 @@ export function requestTakeover(path: string): TakeoverSession {
 
 /** How long the new side waits for each of its workers to handle a first datagram. */
 export const WARM_TIMEOUT_MS = 3000;
+/** A takeover that failed waits at most this long for the queues to fit their own buffers again before it exits. */
+const TAKEOVER_LOWER_MS = 2000;
 
 /**
  * New side, whole: takes the group over from the service on `path`, starts this
@@ -205,11 +207,12 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
   let readySent = false;
   /** Our own duplicates of the sockets, to set their buffers whatever the supervisor has let go of. */
   let dups: number[] = [];
-  let restore = (): void => undefined;
-  const restoreBuffers = (): void => {
-    restore();
-    for (const fd of dups) libc().close(fd);
+  let restore = (_giveUpMs?: number): Promise<void> => Promise.resolve();
+  /** The buffers go back once the queues fit them (see buffers.ts), then our duplicates close. */
+  const restoreBuffers = (giveUpMs?: number): Promise<void> => {
+    const fds = dups;
     dups = [];
+    return restore(giveUpMs).finally(() => fds.forEach((fd) => libc().close(fd)));
   };
   try {
     // First the sockets, then everything slow (loading the app, starting workers): the
@@ -219,7 +222,7 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const o = s.offer;
     log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
     dups = s.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
-    restore = raiseBuffersOf(dups, sup.options.changeRcvbuf ?? CHANGE_RCVBUF);
+    restore = raiseBuffers(dups, sup.options.changeRcvbuf ?? CHANGE_RCVBUF);
     // The old service went on serving while the drops it counted carry on from its baselines.
     sup.sharedSockets = true;
     await sup.start(async () => {
@@ -234,19 +237,20 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const counters = await s.ready();
     sup.inheritCounts(counters, o.pid);
     sup.sharedSockets = false;
-    restoreBuffers();
+    void restoreBuffers();
     return o.pid;
   } catch (err) {
     if (readySent) {
       // The old service may already have let go of the sockets: from here this one must
       // serve on, whatever the old one said or did not say.
       sup.sharedSockets = false;
-      restoreBuffers();
+      void restoreBuffers();
       log(`takeover: the old service did not confirm the hand-over (${err instanceof Error ? err.message : String(err)}); serving on, without its counts`);
       return session!.offer.pid;
     }
     session?.abort(err instanceof Error ? err.message : String(err));
-    restoreBuffers();
+    // This process is about to exit: the old service's buffers go back within a short while.
+    await restoreBuffers(TAKEOVER_LOWER_MS);
     // Sockets the supervisor never took are ours to close (never read out: the old service serves them).
     if (session && !adopted) for (const k of session.sockets) libc().close(k.fd);
     await sup.stop();

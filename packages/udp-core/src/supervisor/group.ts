@@ -1,21 +1,18 @@
 /**
  * The group as a whole: its slots (one socket each) and the steering program over
- * them; opening or adopting the sockets, growing and shrinking without loss, the
- * receive buffers raised for the length of a change, and letting go at the end.
+ * them; opening or adopting the sockets, growing and shrinking without loss, rolling
+ * reloads, and letting go at the end.
  * It knows nothing of processes beyond what a slot does with them.
  */
 import { ShardgramError } from '../errors.js';
 import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
-import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
-import { closeFd, getIntOption, setReceiveBuffer, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { raiseBuffers } from './buffers.js';
 import { Steering, type PolicySpec } from '../steering/steering.js';
 import type { EffectiveConfig } from './config.js';
 import { Slot, type SlotDeps } from './slot.js';
 import { openGroupSocket } from './sockets.js';
 import type { Adoption } from './types.js';
-
-/** Receive buffer each socket gets for the length of a change (see raiseBuffers). */
-export const CHANGE_RCVBUF = 8 * 1024 * 1024;
 
 /** Sockets passed to us (a service manager's, an old supervisor's) must be one group, where we were asked to serve. */
 export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveConfig): void {
@@ -49,21 +46,6 @@ export function checkKeepsHeld(held: number, workers: number): void {
       `Give at least ${held} workers (or leave --workers out), or change the ListenDatagram= lines of the unit.`,
     { option: 'workers' },
   );
-}
-
-/**
- * Raises the receive buffers of `fds` to at least `bytes` for the length of a change
- * (a hand-over, a reload, a resize, a worker starting on a socket with no reader): a
- * worker starting cold, or a machine busy starting processes, then finds its queue
- * longer rather than full. Returns the function that puts the sizes back, skipping
- * those for which `stillOpen(i)` says no (their number may be reused). Without
- * CAP_NET_ADMIN the raise is capped by net.core.rmem_max; 0 raises nothing.
- */
-export function raiseBuffersOf(fds: readonly number[], bytes: number, stillOpen: (i: number) => boolean = () => true): () => void {
-  if (bytes <= 0) return () => undefined;
-  const sizes = fds.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
-  fds.forEach((fd, i) => sizes[i]! < bytes && setReceiveBuffer(fd, bytes));
-  return () => fds.forEach((fd, i) => stillOpen(i) && sizes[i]! < bytes && setReceiveBuffer(fd, sizes[i]!));
 }
 
 /** What the group needs from its supervisor: the config, and what each slot needs. */
@@ -202,10 +184,10 @@ export class Group {
     return this.slots.filter((s) => !s.closed).map((s) => ({ index: s.index, fd: s.sock.fd, inode: s.sock.inode }));
   }
 
-  /** Raises every open socket's receive buffer for the length of a change; returns the undo. */
-  raiseBuffers(bytes: number): () => void {
+  /** Raises every open socket's receive buffer for the length of a change; returns the undo (see buffers.ts). */
+  raiseBuffers(bytes: number): () => Promise<void> {
     const open = this.slots.filter((s) => !s.closed);
-    return raiseBuffersOf(open.map((s) => s.sock.fd), bytes, (i) => !open[i]!.closed);
+    return raiseBuffers(open.map((s) => s.sock.fd), bytes, (i) => !open[i]!.closed);
   }
 
   /** Puts the group's own steering back (a hand-over's new side may have attached its program). */

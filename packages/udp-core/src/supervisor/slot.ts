@@ -25,9 +25,9 @@ export interface SlotDeps {
   onExit?(slot: Slot, proc: WorkerHandle, exit: ExitInfo): void;
   /**
    * Raises the socket's receive buffer while it has no ready reader (a first start,
-   * a restart after a crash or a stall); returns the undo, run once a process is ready.
+   * a restart after a crash or a stall); returns the undo, called once a process is ready.
    */
-  raiseBuffer?(slot: Slot): () => void;
+  raiseBuffer?(slot: Slot): () => unknown;
   setTimer?(fn: () => void, ms: number): unknown;
   clearTimer?(timer: unknown): void;
   now?(): number;
@@ -56,7 +56,7 @@ export class Slot {
   private readonly live = new Set<WorkerHandle>();
   private restartTimer: unknown;
   /** Puts the receive buffer back once a process reads again (see SlotDeps.raiseBuffer). */
-  private lowerBuffer: (() => void) | undefined;
+  private lowerBuffer: (() => unknown) | undefined;
   /** Drops the kernel had counted on this socket before it was ours (an adopted socket). */
   readonly dropsBefore: number;
   /** A service manager keeps this socket open too (a .socket unit's): never read out, never closed under it. */

@@ -1,18 +1,9 @@
 /**
  * The supervisor: owns the group's sockets for the life of the service, runs one
- * worker process per socket, steers, resizes and reloads without loss, and stops
- * gracefully. It holds the policy and the order of operations; the pieces do the work:
- *   config.ts          options validated, then resolved against the app's defaults
- *   group.ts           the slots and their steering: open or adopt, grow, shrink, let go
- *   sockets.ts         opening one socket of the group
- *   slot.ts            a socket, its process(es), promotion and restarts
- *   worker-process.ts  one child process
- *   backoff.ts         crash backoff
- *   accounting.ts      counters, retired totals, the report
- *   app-host.ts        the app's supervisor side, its hooks' errors isolated
- *   monitor.ts         periodic health checks (imbalance, stalls, strangers in the group)
- *   handover.ts        an upgrade hand-over, the old side
- *   types.ts           its events, reports, and what a hand-over passes
+ * worker process per socket, and holds the policy: the order of start, resize,
+ * reload, hand-over and stop, one at a time, and the events and log lines they give.
+ * The work is done by the pieces beside it (mapped in docs/architecture.md): the
+ * group and its slots, worker processes, accounting, the app host and the monitor.
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
@@ -24,7 +15,8 @@ import type { PolicySpec } from '../steering/steering.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from './app-host.js';
 import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
-import { CHANGE_RCVBUF, Group, raiseBuffersOf } from './group.js';
+import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
+import { Group } from './group.js';
 import { handOverGroup } from './handover.js';
 import { Monitor } from './monitor.js';
 import type { Slot } from './slot.js';
@@ -33,7 +25,7 @@ import type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorI
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
 export type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
-export { CHANGE_RCVBUF } from './group.js';
+export { CHANGE_RCVBUF } from './buffers.js';
 
 /** Where the service is in its life; a stop is its own promise (see stop()). */
 type Phase = 'new' | 'started' | 'handing-over' | 'handed-over';
@@ -69,7 +61,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         stopping: () => this.stopping !== undefined || this.phase !== 'started',
         onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
         onExit: (s, proc, e) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
-        raiseBuffer: (s) => raiseBuffersOf([s.sock.fd], this.options.changeRcvbuf ?? CHANGE_RCVBUF, () => !s.closed),
+        raiseBuffer: (s) => raiseBuffers([s.sock.fd], this.options.changeRcvbuf ?? CHANGE_RCVBUF, () => !s.closed),
       },
     });
     this.monitor = new Monitor(
@@ -195,7 +187,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.stopping || !this.group.steering || this.phase !== 'started') throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
   }
 
-  /** A change of the running service, one at a time, with the buffers raised for its length (see group.ts). */
+  /** A change of the running service, one at a time, with the buffers raised for its length (see buffers.ts). */
   private change<T>(op: () => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
       this.running();
@@ -203,17 +195,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       try {
         return await op();
       } finally {
-        restore();
+        void restore();
       }
     });
   }
 
   /**
-   * Grows or shrinks the group to `count` workers, under load, losing nothing.
-   * Growing opens sockets at the end of the group, steered around until their
-   * workers read. Shrinking retires the last sockets: new datagrams are steered
-   * away from them first, then each is drained by its worker and closed last-first,
-   * so no other socket's index moves.
+   * Grows or shrinks the group to `count` workers, under load, losing nothing: new
+   * sockets get no datagram before their workers read, leaving ones are steered
+   * around, drained, then closed last-first (see group.ts).
    */
   resize(count: number): Promise<{ from: number; to: number }> {
     checkWorkers(count);
@@ -232,11 +222,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
-  /**
-   * Rolling reload: one slot at a time, a new worker process (which loads the app's
-   * code afresh) starts on the same socket; once it is ready the old one drains and
-   * exits. The socket is never without a reader and never closed.
-   */
+  /** Rolling reload: new worker processes (the app's code loaded afresh) on the same sockets, one slot at a time. */
   reload(): Promise<{ workers: number }> {
     return this.change(async () => {
       await this.group.reload();

@@ -1,0 +1,54 @@
+/**
+ * Receive buffers raised for a while: during a change of the group (a hand-over, a
+ * reload, a resize) and while a socket waits for a worker (a start, a restart), so
+ * that a worker starting cold, or a machine busy starting processes, finds its queue
+ * longer rather than full.
+ *
+ * Putting a buffer back is deferred until the socket's queue fits in it again: the
+ * kernel admits a datagram only while the queue is within the buffer, so lowering it
+ * under a longer backlog would drop every arrival until the backlog drained.
+ */
+import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
+import { getIntOption, setReceiveBuffer, socketMemInfo } from '../ffi/socket.js';
+
+/** Receive buffer each socket gets for the length of a change. */
+export const CHANGE_RCVBUF = 8 * 1024 * 1024;
+/** How often a raised buffer's queue is looked at, until it fits the size to go back to. */
+const LOWER_POLL_MS = 20;
+/** A queue still longer than that after this long: the buffer goes back anyway (by default). */
+const LOWER_GIVE_UP_MS = 60_000;
+
+/**
+ * Raises the receive buffers of `fds` to at least `bytes` (SO_RCVBUFFORCE where the
+ * process may, else capped by net.core.rmem_max; 0 raises nothing). Returns the undo:
+ * each buffer goes back to its size once its queue holds no more than half of it, or
+ * after `giveUpMs` at the latest; it resolves when all have, or were closed
+ * (`stillOpen(i)` says no: their numbers may be reused).
+ */
+export function raiseBuffers(fds: readonly number[], bytes: number, stillOpen: (i: number) => boolean = () => true): (giveUpMs?: number) => Promise<void> {
+  if (bytes <= 0) return () => Promise.resolve();
+  const sizes = fds.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
+  const raised = fds.flatMap((fd, i) => (sizes[i]! < bytes ? [i] : []));
+  for (const i of raised) setReceiveBuffer(fds[i]!, bytes);
+  let undo: Promise<void> | undefined;
+  return (giveUpMs = LOWER_GIVE_UP_MS) => (undo ??= lowerWhenDrained(raised, fds, sizes, stillOpen, giveUpMs));
+}
+
+function lowerWhenDrained(pending: number[], fds: readonly number[], sizes: readonly number[], stillOpen: (i: number) => boolean, giveUpMs: number): Promise<void> {
+  const giveUpAt = Date.now() + giveUpMs;
+  return new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const late = Date.now() >= giveUpAt;
+      pending = pending.filter((i) => {
+        if (!stillOpen(i)) return false;
+        // The kernel's buffer is twice the size asked for; half of it leaves room for what arrives next.
+        if (!late && socketMemInfo(fds[i]!).queueBytes > sizes[i]!) return true;
+        setReceiveBuffer(fds[i]!, sizes[i]!);
+        return false;
+      });
+      if (pending.length === 0) resolve();
+      else setTimeout(tick, LOWER_POLL_MS).unref();
+    };
+    tick();
+  });
+}
