@@ -58,9 +58,15 @@ describe('serve --takeover', () => {
     // Replies came from the old processes and from the new ones.
     const pids = new Set(r.workers.flatMap((w) => w.pids));
     for (const p of [...old.pids, ...next.pids]) expect(pids.has(p)).toBe(true);
-    const s = (await (await fetch(`${statsUrl(next)}/stats`)).json()) as {
-      workers: unknown[]; total: { datagrams: number; kernelDrops: number }; inherited?: { pid: number; datagrams: number };
-    };
+    // The new command's first word raised the old service's buffers before its slow start.
+    expect(old.stderr()).toMatch(/takeover: a new service is starting; receive buffers raised/);
+    type Stats = { workers: { rcvbuf: number }[]; total: { datagrams: number; kernelDrops: number }; inherited?: { pid: number; datagrams: number } };
+    const stats = async (): Promise<Stats> => (await (await fetch(`${statsUrl(next)}/stats`)).json()) as Stats;
+    // The sockets handed over go back to their own size (4 MiB, which the kernel reports doubled), not to
+    // the raised one; the third, opened by the new service, has the new one's (the kernel's default).
+    const own = async (): Promise<number[]> => (await stats()).workers.slice(0, 2).map((w) => w.rcvbuf);
+    expect(await waitFor(async () => (await own()).every((b) => b === 2 * 4 * 1024 * 1024), 10_000), `rcvbuf ${(await own()).join(', ')}`).toBe(true);
+    const s = await stats();
     expect(s.workers).toHaveLength(3);
     expect(s.total.kernelDrops).toBe(0);
     // Totals continue: what the old service counted plus what the new one did is every probe.
@@ -73,7 +79,7 @@ describe('serve --takeover', () => {
   });
 
   it.skipIf(noBigBuffer)('a takeover whose workers cannot load leaves the old service serving with no loss, and exits non-zero saying why', async () => {
-    const old = await serve(['echo', '--port', '0', '--workers', '2', ...bigRcvbufArgs('4m')], 2);
+    const old = await serve(['echo', '--port', '0', '--workers', '2', '--stats-port', '0', ...bigRcvbufArgs('4m')], 2);
     const count = 6_000;
     const { report, marked } = loadWithMark(old.port, count, 3_000, 1_500);
     await marked;
@@ -90,6 +96,10 @@ describe('serve --takeover', () => {
     expect(await waitFor(() => /takeover abandoned: this service goes on serving/.test(old.stderr()), 5_000)).toBe(true);
     const status = await controlRequest(old.control, { op: 'status' });
     expect(status.pid).toBe(old.child.pid);
+    // The buffers raised for the attempt go back to the old service's own size.
+    type Rows = { workers: { rcvbuf: number }[] };
+    const rows = async (): Promise<Rows> => (await (await fetch(`${statsUrl(old)}/stats`)).json()) as Rows;
+    expect(await waitFor(async () => (await rows()).workers.every((w) => w.rcvbuf === 2 * 4 * 1024 * 1024), 10_000)).toBe(true);
   });
 
   it('says clearly when there is nothing to take over, or the port differs', async () => {

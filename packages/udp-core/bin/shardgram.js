@@ -8,6 +8,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
+
+// `serve --takeover`: tell the running service first, before anything slow (see prepare-takeover.ts).
+const argv = process.argv.slice(2);
+const prepare = join(pkg, 'dist', 'cli', 'prepare-takeover.js');
+if (argv[0] === 'serve' && argv.includes('--takeover') && existsSync(prepare)) {
+  await (await import('../dist/cli/prepare-takeover.js')).prepareTakeover(argv.slice(1));
+}
 const src = join(pkg, 'src');
 const stamp = join(pkg, 'dist', '.tsbuildinfo');
 
@@ -34,4 +41,4 @@ if (existsSync(src) && (!existsSync(stamp) || newest(src) > statSync(stamp).mtim
 }
 
 const { main } = await import('../dist/cli/main.js');
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(argv);

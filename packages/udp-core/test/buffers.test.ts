@@ -25,7 +25,7 @@ describe('raised receive buffers', () => {
     try {
       const own = socketMemInfo(sock.fd).rcvbuf;
       expect(own).toBe(16384);
-      const lower = raiseBuffers([sock.fd], 100_000);
+      const lower = raiseBuffers([{ fd: sock.fd }], 100_000);
       expect(socketMemInfo(sock.fd).rcvbuf).toBe(200_000);
       // About 40 KB queued: more than the socket's own buffer holds.
       await sendMany(sock.port, 40, 500);
@@ -53,16 +53,16 @@ describe('raised receive buffers', () => {
     const a = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 8192 });
     const b = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 8192 });
     try {
-      await raiseBuffers([a.fd], 100_000)();
+      await raiseBuffers([{ fd: a.fd }], 100_000)();
       expect(socketMemInfo(a.fd).rcvbuf).toBe(16384);
 
-      const lowerB = raiseBuffers([b.fd], 100_000);
+      const lowerB = raiseBuffers([{ fd: b.fd }], 100_000);
       await sendMany(b.port, 40, 500);
       await lowerB(50); // the backlog stays, but the give-up time has passed
       expect(socketMemInfo(b.fd).rcvbuf).toBe(16384);
 
       let open = true;
-      const lowerA = raiseBuffers([a.fd], 100_000, () => open);
+      const lowerA = raiseBuffers([{ fd: a.fd, stillOpen: () => open }], 100_000);
       await sendMany(a.port, 40, 500);
       open = false;
       await lowerA();
@@ -73,11 +73,21 @@ describe('raised receive buffers', () => {
     }
   });
 
+  it('go back to the size given as the socket\'s own, even when it was raised already (a hand-over\'s sockets)', async () => {
+    const sock = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 100_000 });
+    try {
+      await raiseBuffers([{ fd: sock.fd, own: 8192 }], 100_000)();
+      expect(socketMemInfo(sock.fd).rcvbuf).toBe(16384);
+    } finally {
+      closeFd(sock.fd);
+    }
+  });
+
   it('raise nothing when asked for 0, or for less than a socket has', async () => {
     const sock = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 65536 });
     try {
-      await raiseBuffers([sock.fd], 0)();
-      await raiseBuffers([sock.fd], 32768)();
+      await raiseBuffers([{ fd: sock.fd }], 0)();
+      await raiseBuffers([{ fd: sock.fd }], 32768)();
       expect(socketMemInfo(sock.fd).rcvbuf).toBe(131072);
     } finally {
       closeFd(sock.fd);

@@ -7,7 +7,7 @@ import { startStatsServer, type StatsServer, type StatsServerOptions } from '../
 import { startServiceControl } from '../control/service.js';
 import { defaultControlPath } from '../control/paths.js';
 import type { ControlServer } from '../control/server.js';
-import { takeOver, takeoverHandler } from '../control/takeover.js';
+import { prepareTakeoverHandler, takeOver, takeoverHandler } from '../control/takeover.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { ServiceManager } from '../service-manager.js';
 
@@ -110,6 +110,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
       opts.control,
       err,
       {
+        prepareTakeover: prepareTakeoverHandler(sup, err),
         takeover: takeoverHandler(sup, err, {
           closeEndpoints,
           exit: () => {

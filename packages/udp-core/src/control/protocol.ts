@@ -8,6 +8,7 @@ export type ControlRequest =
   | { op: 'status' }
   | { op: 'resize'; workers: number }
   | { op: 'reload' }
+  | { op: 'takeover-prepare' }
   | { op: 'takeover'; pid: number }
   | { op: 'takeover-ready' }
   | { op: 'takeover-abort'; reason: string };

@@ -17,6 +17,8 @@ export interface ControlHandlers {
   status(): Record<string, unknown>;
   resize?(workers: number): Promise<Record<string, unknown>>;
   reload?(): Promise<Record<string, unknown>>;
+  /** A new service is starting up to take over: raise the buffers now (see Supervisor.brace). */
+  prepareTakeover?(): Record<string, unknown>;
   /**
    * A new supervisor asks for the group (upgrade hand-over). The handler owns the
    * connection from then on: it passes the fds on `fd` and reads the rest itself.
@@ -56,6 +58,7 @@ function parseRequest(line: string): ControlRequest | string {
     case 'status':
     case 'reload':
     case 'takeover-ready':
+    case 'takeover-prepare':
       return { op: r.op };
     case 'resize':
       return Number.isInteger(r.workers) ? { op: 'resize', workers: r.workers as number } : '"workers" must be a whole number';
@@ -152,6 +155,9 @@ export async function startControlServer(handlers: ControlHandlers, path: string
         case 'reload':
           if (!handlers.reload) return { ok: false, error: 'reload is not supported here' };
           return { ok: true, ...(await handlers.reload()) };
+        case 'takeover-prepare':
+          if (!handlers.prepareTakeover) return { ok: false, error: 'this service does not support takeover' };
+          return { ok: true, ...handlers.prepareTakeover() };
         default:
           return { ok: false, error: `"${req.op}" is only valid during a takeover` };
       }

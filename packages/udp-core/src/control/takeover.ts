@@ -7,6 +7,8 @@
  * one), and send its counts. If the new side fails or goes quiet at any step, the
  * old one serves on as if nothing had happened.
  *
+ *   new → old   {"op":"takeover-prepare"}                           (optional, first thing at its start: raise the buffers)
+ *   old → new   {"ok":true,"heldMs":N}
  *   new → old   {"op":"takeover","pid":N}
  *   old → new   {"ok":true,"op":"takeover-offer",…state} + fds      (or {"ok":false,"error":…})
  *   new → old   {"op":"takeover-ready"}                              (or takeover-abort / close)
@@ -24,12 +26,18 @@ import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
 import type { ControlRequest } from './protocol.js';
 import { socketFd } from './server.js';
 
+/**
+ * How long the old side holds its buffers raised after `takeover-prepare` for the
+ * takeover request to come (a new service's start takes well under a second or two).
+ */
+export const PREPARE_HOLD_MS = 15_000;
 /** How long the old side waits for the new one's workers to read. */
 export const TAKEOVER_TIMEOUT_MS = 60_000;
 /** How long the new side waits for an answer at each step. */
 const ANSWER_TIMEOUT_MS = 30_000;
 
-type Offer = Omit<HandOverOffer, 'fds'> & { nfds: number };
+/** The offer as received: `rcvbufs` is missing from a service of an older version. */
+type Offer = Omit<HandOverOffer, 'fds' | 'rcvbufs'> & { nfds: number; rcvbufs?: number[] };
 
 /** Reads lines from a connection until one answers; resolves on close with undefined. */
 function nextLine(conn: net.Socket, timeoutMs: number): Promise<string | undefined> {
@@ -58,6 +66,15 @@ export interface HandedOverHooks {
   closeEndpoints(): Promise<void>;
   /** Called once the new service has been told: this one exits. */
   exit(counters: Partial<Counters>): void;
+}
+
+/** Old side: the control server's `takeover-prepare` handler (the new service's first word, before its slow start). */
+export function prepareTakeoverHandler(sup: Supervisor, log: (line: string) => void) {
+  return (): Record<string, unknown> => {
+    sup.brace(PREPARE_HOLD_MS);
+    log(`takeover: a new service is starting; receive buffers raised for up to ${PREPARE_HOLD_MS / 1000} s`);
+    return { heldMs: PREPARE_HOLD_MS };
+  };
 }
 
 /** Old side: the control server's `takeover` handler. */
@@ -222,12 +239,14 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const o = s.offer;
     log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
     dups = s.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
-    restore = raiseBuffers(dups, sup.options.changeRcvbuf ?? CHANGE_RCVBUF);
+    // Their own sizes come with the offer: the old service may have raised them already (a brace).
+    const own = Array.isArray(o.rcvbufs) && o.rcvbufs.length === dups.length && o.rcvbufs.every((n) => Number.isInteger(n) && n > 0) ? o.rcvbufs : undefined;
+    restore = raiseBuffers(dups.map((fd, i) => ({ fd, ...(own ? { own: own[i]! } : {}) })), sup.options.changeRcvbuf ?? CHANGE_RCVBUF);
     // The old service went on serving while the drops it counted carry on from its baselines.
     sup.sharedSockets = true;
     await sup.start(async () => {
       adopted = true;
-      return { sockets: s.sockets, workers: o.workers, policy: o.policy, dropsBefore: o.dropsBefore };
+      return { sockets: s.sockets, workers: o.workers, policy: o.policy, dropsBefore: o.dropsBefore, ...(own ? { rcvbufs: own } : {}) };
     });
     const deadline = Date.now() + WARM_TIMEOUT_MS;
     while (Date.now() < deadline && sup.stats().workers.some((w) => w.datagrams === 0)) await new Promise((r) => setTimeout(r, 10));

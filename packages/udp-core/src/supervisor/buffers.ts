@@ -18,32 +18,43 @@ const LOWER_POLL_MS = 20;
 /** A queue still longer than that after this long: the buffer goes back anyway (by default). */
 const LOWER_GIVE_UP_MS = 60_000;
 
-/**
- * Raises the receive buffers of `fds` to at least `bytes` (SO_RCVBUFFORCE where the
- * process may, else capped by net.core.rmem_max; 0 raises nothing). Returns the undo:
- * each buffer goes back to its size once its queue holds no more than half of it, or
- * after `giveUpMs` at the latest; it resolves when all have, or were closed
- * (`stillOpen(i)` says no: their numbers may be reused).
- */
-export function raiseBuffers(fds: readonly number[], bytes: number, stillOpen: (i: number) => boolean = () => true): (giveUpMs?: number) => Promise<void> {
-  if (bytes <= 0) return () => Promise.resolve();
-  const sizes = fds.map((fd) => getIntOption(fd, SOL_SOCKET, SO_RCVBUF) / 2);
-  const raised = fds.flatMap((fd, i) => (sizes[i]! < bytes ? [i] : []));
-  for (const i of raised) setReceiveBuffer(fds[i]!, bytes);
-  let undo: Promise<void> | undefined;
-  return (giveUpMs = LOWER_GIVE_UP_MS) => (undo ??= lowerWhenDrained(raised, fds, sizes, stillOpen, giveUpMs));
+/** A socket whose buffer may be raised. */
+export interface RaisedSocket {
+  fd: number;
+  /** The size to go back to (as asked: half what the kernel reports); default: its size now. */
+  own?: number;
+  /** Whether the fd is still this socket's (a closed one's number may be reused): default yes. */
+  stillOpen?(): boolean;
 }
 
-function lowerWhenDrained(pending: number[], fds: readonly number[], sizes: readonly number[], stillOpen: (i: number) => boolean, giveUpMs: number): Promise<void> {
+/**
+ * Raises the receive buffers of `socks` to at least `bytes` (SO_RCVBUFFORCE where
+ * the process may, else capped by net.core.rmem_max; 0 raises nothing). Returns the
+ * undo: each buffer goes back to its own size once its queue holds no more than half
+ * of it, or after `giveUpMs` at the latest; it resolves when all have, or were closed.
+ */
+export function raiseBuffers(socks: readonly RaisedSocket[], bytes: number): (giveUpMs?: number) => Promise<void> {
+  if (bytes <= 0) return () => Promise.resolve();
+  const targets = socks.flatMap((s) => {
+    const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / 2;
+    if (now < bytes) setReceiveBuffer(s.fd, bytes);
+    const own = s.own ?? now;
+    return own < bytes ? [{ fd: s.fd, own, stillOpen: s.stillOpen ?? (() => true) }] : [];
+  });
+  let undo: Promise<void> | undefined;
+  return (giveUpMs = LOWER_GIVE_UP_MS) => (undo ??= lowerWhenDrained(targets, giveUpMs));
+}
+
+function lowerWhenDrained(pending: { fd: number; own: number; stillOpen(): boolean }[], giveUpMs: number): Promise<void> {
   const giveUpAt = Date.now() + giveUpMs;
   return new Promise<void>((resolve) => {
     const tick = (): void => {
       const late = Date.now() >= giveUpAt;
-      pending = pending.filter((i) => {
-        if (!stillOpen(i)) return false;
+      pending = pending.filter((t) => {
+        if (!t.stillOpen()) return false;
         // The kernel's buffer is twice the size asked for; half of it leaves room for what arrives next.
-        if (!late && socketMemInfo(fds[i]!).queueBytes > sizes[i]!) return true;
-        setReceiveBuffer(fds[i]!, sizes[i]!);
+        if (!late && socketMemInfo(t.fd).queueBytes > t.own) return true;
+        setReceiveBuffer(t.fd, t.own);
         return false;
       });
       if (pending.length === 0) resolve();

@@ -63,6 +63,8 @@ export class Group {
    * without reading out their queues, which the other holder goes on serving.
    */
   shared = false;
+  /** Buffers raised ahead of a hand-over (see brace()). */
+  private braced: { lower: () => Promise<void>; timer: NodeJS.Timeout } | undefined;
 
   constructor(private readonly deps: GroupDeps) {}
 
@@ -94,7 +96,11 @@ export class Group {
         checkAdoption(adoption.sockets, cfg);
         checkKeepsHeld(adoption.heldElsewhere?.filter(Boolean).length ?? 0, cfg.workers);
         adoption.sockets.forEach((sock, i) =>
-          this.add(sock, { dropsBefore: adoption.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops, heldElsewhere: adoption.heldElsewhere?.[i] ?? false }));
+          this.add(sock, {
+            dropsBefore: adoption.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops,
+            heldElsewhere: adoption.heldElsewhere?.[i] ?? false,
+            ...(adoption.rcvbufs?.[i] !== undefined ? { ownRcvbuf: adoption.rcvbufs[i] } : {}),
+          }));
       } else {
         let port = cfg.port;
         for (let i = 0; i < cfg.workers; i++) port = this.open(port).sock.port;
@@ -113,7 +119,7 @@ export class Group {
     return this.add(openGroupSocket(this.deps.config(), this.slots.length, port, new Set(this.slots.map((s) => s.sock.inode))));
   }
 
-  private add(sock: OpenedSocket, opts: { dropsBefore?: number; heldElsewhere?: boolean } = {}): Slot {
+  private add(sock: OpenedSocket, opts: { dropsBefore?: number; heldElsewhere?: boolean; ownRcvbuf?: number } = {}): Slot {
     const slot = new Slot(this.slots.length, sock, this.deps.slot, opts);
     this.slots.push(slot);
     return slot;
@@ -186,8 +192,25 @@ export class Group {
 
   /** Raises every open socket's receive buffer for the length of a change; returns the undo (see buffers.ts). */
   raiseBuffers(bytes: number): () => Promise<void> {
-    const open = this.slots.filter((s) => !s.closed);
-    return raiseBuffers(open.map((s) => s.sock.fd), bytes, (i) => !open[i]!.closed);
+    return raiseBuffers(this.slots.filter((s) => !s.closed).map((s) => s.raisable()), bytes);
+  }
+
+  /**
+   * Raises every buffer to `bytes` ahead of a hand-over, for at most `holdMs`
+   * (again: the time starts over); `unbrace` ends it sooner.
+   */
+  brace(bytes: number, holdMs: number): void {
+    const lower = this.braced?.lower ?? this.raiseBuffers(bytes);
+    if (this.braced) clearTimeout(this.braced.timer);
+    this.braced = { lower, timer: setTimeout(() => this.unbrace(true), holdMs).unref() };
+  }
+
+  /** Ends a brace: the buffers go back (`lower`), or are left to whoever takes the sockets on. */
+  unbrace(lower: boolean): void {
+    if (!this.braced) return;
+    clearTimeout(this.braced.timer);
+    if (lower) void this.braced.lower();
+    this.braced = undefined;
   }
 
   /** Puts the group's own steering back (a hand-over's new side may have attached its program). */
@@ -202,6 +225,7 @@ export class Group {
    * in it read out and counted. Returns the bytes each socket had left at close.
    */
   async stop(drainTimeoutMs?: number): Promise<number[]> {
+    this.unbrace(false);
     await Promise.all(this.slots.map((s) => s.retireAll(drainTimeoutMs)));
     return this.slots.map((s) => {
       if (s.closed) return 0;

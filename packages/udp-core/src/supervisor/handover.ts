@@ -35,7 +35,7 @@ export async function handOverGroup(side: HandingOver, exchange: (offer: HandOve
   const offer: HandOverOffer = {
     fds: group.slots.map((s) => s.sock.fd), address: first.address, port: first.port, family: first.family,
     workers: group.size, policy: side.policy, app: side.app, pid: process.pid,
-    dropsBefore: group.slots.map((s) => s.dropsBefore),
+    dropsBefore: group.slots.map((s) => s.dropsBefore), rcvbufs: group.slots.map((s) => s.ownRcvbuf),
   };
   let go = false;
   try {
@@ -45,10 +45,13 @@ export async function handOverGroup(side: HandingOver, exchange: (offer: HandOve
   }
   if (!go) {
     group.resteer();
+    group.unbrace(true);
     side.log('takeover abandoned: this service goes on serving');
     return undefined;
   }
   side.letGo();
+  // The new side puts the buffers back (it was given their own sizes).
+  group.unbrace(false);
   group.shared = true;
   // No drain: the new service reads on from the same queues.
   await group.stop(0);

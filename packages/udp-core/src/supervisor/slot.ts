@@ -10,6 +10,7 @@ import { discardQueued } from '../ffi/discard.js';
 import { closeFd, socketMemInfo, type OpenedSocket, type SocketMemInfo } from '../ffi/socket.js';
 import type { WorkerState } from '../stats.js';
 import { nextRestart } from './backoff.js';
+import type { RaisedSocket } from './buffers.js';
 import type { ExitInfo, WorkerHandle } from './worker-process.js';
 import { mergeTopSenders, type TopSendersReport } from '../top-senders.js';
 
@@ -61,15 +62,18 @@ export class Slot {
   readonly dropsBefore: number;
   /** A service manager keeps this socket open too (a .socket unit's): never read out, never closed under it. */
   readonly heldElsewhere: boolean;
+  /** The receive buffer size that is this socket's own (as asked), which a raise goes back to. */
+  readonly ownRcvbuf: number;
 
   constructor(
     readonly index: number,
     readonly sock: OpenedSocket,
     private readonly deps: SlotDeps,
-    opts: { dropsBefore?: number; heldElsewhere?: boolean } = {},
+    opts: { dropsBefore?: number; heldElsewhere?: boolean; ownRcvbuf?: number } = {},
   ) {
     this.dropsBefore = opts.dropsBefore ?? 0;
     this.heldElsewhere = opts.heldElsewhere ?? false;
+    this.ownRcvbuf = opts.ownRcvbuf ?? sock.rcvbuf / 2;
   }
 
   /**
@@ -211,6 +215,11 @@ export class Slot {
   topSenders(): TopSendersReport | undefined {
     const reports = [...this.live].flatMap((p) => (p.topSenders ? [p.topSenders] : []));
     return reports.length ? mergeTopSenders(reports) : undefined;
+  }
+
+  /** The socket as a raise of its buffer sees it (see buffers.ts). */
+  raisable(): RaisedSocket {
+    return { fd: this.sock.fd, own: this.ownRcvbuf, stillOpen: () => !this.closed };
   }
 
   /** The kernel's view of the socket now (the last one read, once closed: the fd may be reused). */

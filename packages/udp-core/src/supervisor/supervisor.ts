@@ -61,7 +61,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         stopping: () => this.stopping !== undefined || this.phase !== 'started',
         onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
         onExit: (s, proc, e) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
-        raiseBuffer: (s) => raiseBuffers([s.sock.fd], this.options.changeRcvbuf ?? CHANGE_RCVBUF, () => !s.closed),
+        raiseBuffer: (s) => raiseBuffers([s.raisable()], this.changeRcvbuf),
       },
     });
     this.monitor = new Monitor(
@@ -107,6 +107,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   set sharedSockets(shared: boolean) {
     this.group.shared = shared;
+  }
+
+  private get changeRcvbuf(): number {
+    return this.options.changeRcvbuf ?? CHANGE_RCVBUF;
   }
 
   /** A hand-over has completed: a new supervisor owns the group; this one only exits. */
@@ -191,7 +195,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private change<T>(op: () => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
       this.running();
-      const restore = this.group.raiseBuffers(this.options.changeRcvbuf ?? CHANGE_RCVBUF);
+      const restore = this.group.raiseBuffers(this.changeRcvbuf);
       try {
         return await op();
       } finally {
@@ -233,12 +237,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
+   * A new service is starting up to take this one over: raises the buffers now, as
+   * its start takes CPU from our workers before it can ask for the sockets. They go
+   * back after `holdMs`, or when a hand-over is abandoned; one that completes leaves
+   * them to the new side, which puts them back (see handover.ts).
+   */
+  brace(holdMs: number): void {
+    this.running();
+    this.group.brace(this.changeRcvbuf, holdMs);
+  }
+
+  /**
    * Upgrade hand-over, old side (see handover.ts): resolves with the counts this
    * service had once a new one reads its sockets (this one is then done: it only
    * exits), or undefined if the new one gave up (this one serves on).
    */
   handOver(exchange: (offer: HandOverOffer) => Promise<boolean>): Promise<Counters | undefined> {
-    // No raise here: the new side raises the buffers for the hand-over and puts them back after.
+    // No raise of our own: the new side raises the buffers for the hand-over and puts them back after.
     return this.exclusive(() => {
       this.running();
       return handOverGroup(

@@ -32,6 +32,8 @@ export interface Adoption {
   dropsBefore?: number[];
   /** Per socket: a service manager keeps it open too (a .socket unit's), so it is never read out, closed, or left without a worker. */
   heldElsewhere?: readonly boolean[];
+  /** Per socket: its own receive buffer size, to go back to after a change (a hand-over's sockets come raised). */
+  rcvbufs?: readonly number[];
 }
 
 /** What an old supervisor offers the new one in an upgrade hand-over. */
@@ -46,6 +48,8 @@ export interface HandOverOffer {
   pid: number;
   /** Per socket: the kernel drops counted before the old service owned it (its drops since carry on in the new one's slots). */
   dropsBefore: number[];
+  /** Per socket: its own receive buffer size (as asked), for the new side to put back after the change. */
+  rcvbufs: number[];
 }
 
 /** For tests: how worker processes are started (a fake needs no process and no time). */
