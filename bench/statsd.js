@@ -398,6 +398,7 @@ export async function runStatsdPerDatagram({
   rcvbuf = 4 << 20, baseline, maxMsPerBurst = 8000,
 } = {}) {
   if (!existsSync(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error('build first: npm run build');
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error('warmup: a whole number of datagrams ≥ 0');
   const { compileC } = await import('./receivers.js');
   const notes = [];
   const c = compileC(join(ROOT, 'bench', 'out'), notes);
@@ -421,8 +422,10 @@ export async function runStatsdPerDatagram({
       for (const def of order) {
         const rx = await startPerDatagramRow(dir, def.kind, { c, workers, rcvbuf, bin: def.bin });
         try {
-          await runSender({ ...cfg, count: warmup, port: rx.port });
-          await waitDrained(rx.port);
+          if (warmup > 0) {
+            await runSender({ ...cfg, count: warmup, port: rx.port });
+            await waitDrained(rx.port);
+          }
           const drops0 = udpQueues(rx.port).drops;
           const cpu0 = cpuMs(rx.pids);
           const s = await runSender({ ...cfg, count, port: rx.port });
@@ -472,7 +475,7 @@ export async function runStatsdPerDatagram({
   const markdown = [
     '## StatsD: CPU per datagram against the C floor',
     '',
-    `${rounds} round${rounds > 1 ? 's' : ''}; in each, every receiver is started afresh, sent a ${int(warmup)}-datagram warm-up and then a measured burst of ${int(count)} ` +
+    `${rounds} round${rounds > 1 ? 's' : ''}; in each, every receiver is started afresh, sent ${warmup > 0 ? `a ${int(warmup)}-datagram warm-up and then ` : '(from a cold start, no warm-up) '}a measured burst of ${int(count)} ` +
       `single-metric datagrams ("bench.cNN:1|c", ${names} name${names > 1 ? 's' : ''}) from ${sources} source ports with sendmmsg as fast as the sender goes; rows interleaved (the order turns every round). ` +
       `Cost = user+sys CPU of the ${workers} receiving processes over the burst and its drain / datagrams received (sent − kernel drops); ` +
       `"× C floor" = that over the C recvmmsg loop's (bench/c/recv.c) in the same round, the median over the rounds. Every receiver gets SO_RCVBUF ${int(rcvbuf)} (capped by net.core.rmem_max = ${readSysctl('net.core.rmem_max')}). ` +
@@ -507,6 +510,7 @@ if (process.env[SENDER_ENV]) {
       'cold-burst': { type: 'boolean', default: false },
       'per-datagram': { type: 'boolean', default: false },
       baseline: { type: 'string' },
+      warmup: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -516,7 +520,8 @@ if (process.env[SENDER_ENV]) {
       '  --quick: a short smoke run (1 round of 20000 datagrams per row)\n' +
       '  --cold-burst: only the cold-start hot-name burst (3 rounds; Etsy statsd beside shardgram)\n' +
       '  --per-datagram: only the CPU per datagram of shardgram statsd beside the C recvmmsg floor and the discard app (3 rounds)\n' +
-      '  --baseline DIR: with --per-datagram, also the statsd of another built checkout at DIR, interleaved (an A/B run)\n');
+      '  --baseline DIR: with --per-datagram, also the statsd of another built checkout at DIR, interleaved (an A/B run)\n' +
+      '  --warmup N: with --per-datagram, datagrams sent before the measured burst (default 50000; 0: measure from a cold start)\n');
     process.exit(0);
   }
   if (values['per-datagram']) {
@@ -524,12 +529,13 @@ if (process.env[SENDER_ENV]) {
       count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), names: Number(values.names),
       rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 3), baseline: values.baseline,
       ...(values.quick ? { warmup: 5000 } : {}),
+      ...(values.warmup !== undefined ? { warmup: Number(values.warmup) } : {}),
     });
     process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : markdown);
     process.exit(0);
   }
-  if (values.baseline !== undefined) {
-    process.stderr.write('--baseline goes with --per-datagram\n');
+  if (values.baseline !== undefined || values.warmup !== undefined) {
+    process.stderr.write('--baseline and --warmup go with --per-datagram\n');
     process.exit(2);
   }
   if (values['cold-burst']) {
