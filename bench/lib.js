@@ -177,10 +177,11 @@ export function readyState(stdout) {
 
 /**
  * Starts `shardgram serve <args>` and resolves once it is ready: { child, port, pids,
- * stats, log(), exited, stop(signal) }. Bounded by `timeoutMs`.
+ * stats, log(), exited, stop(signal) }. Bounded by `timeoutMs`. `bin`: the `shardgram`
+ * command to run (default: this checkout's; e.g. another built checkout's, for an A/B run).
  */
-export function startServe(args, { workers, timeoutMs = 20_000, cwd = ROOT } = {}) {
-  const child = spawn(process.execPath, [SHARDGRAM, 'serve', ...args, ...READY_FLAGS], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startServe(args, { workers, timeoutMs = 20_000, cwd = ROOT, bin = SHARDGRAM } = {}) {
+  const child = spawn(process.execPath, [bin, 'serve', ...args, ...READY_FLAGS], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));

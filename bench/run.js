@@ -45,7 +45,8 @@ Options:
                     sections too): checks that every row works, measures little
   --max-minutes M   stop starting new measurements after M minutes (default 6)
   --sections LIST   comma-separated subset of: receive,statsd,syslog,changes (default: all);
-                    statsd: Etsy statsd 0.9.0 vs shardgram statsd (bench/statsd.js);
+                    statsd: Etsy statsd 0.9.0 vs shardgram statsd, and shardgram statsd's
+                    CPU per datagram beside the C recvmmsg floor (bench/statsd.js);
                     syslog: rsyslog imudp vs shardgram syslog (bench/syslog.js);
                     changes: takeover, reload, shrink/grow under load (bench/changes.js)
   --no-write        print only; leave docs/ alone
@@ -233,12 +234,21 @@ async function appSections() {
   const out = [];
   if (SECTIONS.includes('statsd')) {
     log(`${elapsed()}  statsd section: Etsy statsd 0.9.0 vs shardgram statsd …`);
-    const { QUICK, runStatsdBench, runStatsdColdBurst } = await import('./statsd.js');
+    const { QUICK, runStatsdBench, runStatsdColdBurst, runStatsdPerDatagram } = await import('./statsd.js');
     try {
       out.push((await runStatsdBench({ log, ...(args.quick ? QUICK : {}) })).markdown);
       out.push((await runStatsdColdBurst({ log, ...(args.quick ? QUICK : {}) })).markdown);
     } catch (err) {
       out.push(`## StatsD\n\nThe statsd section did not run: ${err.message}\n`);
+    }
+    log(`${elapsed()}  statsd section: CPU per datagram against the C recvmmsg floor …`);
+    try {
+      const pd = await runStatsdPerDatagram({ log, ...(args.quick ? { ...QUICK, warmup: 5000 } : {}) });
+      out.push(pd.markdown);
+      const sg = pd.rows.find((r) => r.key === 'statsd');
+      if (sg) log(`${elapsed()}  shardgram statsd: ${sg.us.toFixed(3)} µs CPU/datagram, ${sg.xFloor === undefined ? 'no C floor' : `${sg.xFloor.toFixed(2)} × the C recvmmsg floor`} (same run)`);
+    } catch (err) {
+      out.push(`## StatsD: CPU per datagram against the C floor\n\nThis section did not run: ${err.message}\n`);
     }
   }
   if (SECTIONS.includes('changes')) {

@@ -183,9 +183,10 @@ const slotBytes: (Buffer | undefined)[] = new Array<Buffer | undefined>(NAME_SLO
 const slotNames: string[] = new Array<string>(NAME_SLOTS).fill('');
 
 /**
- * The string of buf[0, len), a clean name whose hash is `h`: the string made the last
- * time these bytes came, if they still own their slot (no string is made, and the
- * Map lookups that follow hit a string whose hash V8 has already computed).
+ * The string of buf[0, len), a name whose hash is `h`: the string made the last time
+ * these bytes came, if they still own their slot (no string is made, and the Map
+ * lookups that follow hit a string whose hash V8 has already computed). Only clean
+ * names are cached, so a hit needs no byte check; a name that is not clean gives "".
  */
 function cachedName(buf: Buffer, len: number, h: number): string {
   const slot = h & (NAME_SLOTS - 1);
@@ -195,6 +196,7 @@ function cachedName(buf: Buffer, len: number, h: number): string {
     while (i < len && b[i] === buf[i]) i++;
     if (i === len) return slotNames[slot]!;
   }
+  for (let i = 0; i < len; i++) if (CLEAN_BYTE[buf[i]!] !== 1) return '';
   const name = buf.toString('latin1', 0, len);
   slotBytes[slot] = Buffer.from(buf.subarray(0, len)); // a copy: buf is the engine's arena
   slotNames[slot] = name;
@@ -211,8 +213,9 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Inf
   const n = buf.length;
   let i = 0;
   let h = 0;
-  for (let c = 0; i < n && CLEAN_BYTE[(c = buf[i]!)] === 1; i++) h = (Math.imul(h, 31) + c) | 0;
-  if (i === 0 || i >= n || i > maxName || buf[i] !== 58 /* : */) return false;
+  // Up to the first ":" (whether the name is clean is checked once, by cachedName).
+  for (let c = 0; i < n && (c = buf[i]!) !== 58 /* : */; i++) h = (Math.imul(h, 31) + c) | 0;
+  if (i === 0 || i >= n || i > maxName) return false;
   const colon = i++;
   let neg = false;
   let sign = false;
@@ -234,15 +237,16 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Inf
   if (neg) value = -value;
   const t = i + 1;
   const rest = n - t;
-  if (rest === 1 && buf[t] === 99 /* c */) {
-    sink.counter(cachedName(buf, colon, h), value, 1);
-  } else if (rest === 2 && buf[t] === 109 /* m */ && buf[t + 1] === 115 /* s */ && !neg) {
-    sink.timer(cachedName(buf, colon, h), value, 1);
-  } else if (rest === 1 && buf[t] === 103 /* g */) {
-    sink.gauge(cachedName(buf, colon, h), value, sign);
-  } else {
-    return false;
-  }
+  let kind: number;
+  if (rest === 1 && buf[t] === 99 /* c */) kind = 0;
+  else if (rest === 2 && buf[t] === 109 /* m */ && buf[t + 1] === 115 /* s */ && !neg) kind = 1;
+  else if (rest === 1 && buf[t] === 103 /* g */) kind = 2;
+  else return false;
+  const name = cachedName(buf, colon, h);
+  if (name === '') return false;
+  if (kind === 0) sink.counter(name, value, 1);
+  else if (kind === 1) sink.timer(name, value, 1);
+  else sink.gauge(name, value, sign);
   return true;
 }
 

@@ -203,6 +203,39 @@ describe('parser properties (fast-check)', () => {
     expect(r.events).toEqual([['c', 'a.b-c_d', 42, 1], ['g', 'g', -3, true], ['t', 't', 12, 1]]);
   });
 
+  it('fast path: a name that is not clean, or a second line, rate or tags, go to the general path; a cached name is reused only for the same bytes', () => {
+    const r = recorder();
+    // Not clean (sanitized by the general path), even right after a clean name of the same hash slot and length.
+    expect(parseSimpleDatagram(Buffer.from('ab:1|c'), r)).toBe(true);
+    expect(parseSimpleDatagram(Buffer.from('a/:1|c'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('a b:1|c'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('a;env=x:1|c'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('\u00e9t\u00e9:1|c'), r)).toBe(false);
+    // More than one line, a sample rate, tags, a set, a fraction: the general path.
+    expect(parseSimpleDatagram(Buffer.from('ab:1|c\nab:2|c'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('ab:1|c|@0.5'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('ab:1|c|#k:v'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('ab:x|s'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('ab:1.5|ms'), r)).toBe(false);
+    // No ":", or nothing before it; a name longer than maxName.
+    expect(parseSimpleDatagram(Buffer.from('ab|c'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from(':1|c'), r)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('abcdef:1|c'), r, 5)).toBe(false);
+    expect(parseSimpleDatagram(Buffer.from('abcde:1|c'), r, 5)).toBe(true);
+    // The same bytes again (from a reused buffer) give the cached name; other bytes of the same length do not.
+    const buf = Buffer.from('xy:2|c');
+    expect(parseSimpleDatagram(buf, r)).toBe(true);
+    buf.write('xz');
+    expect(parseSimpleDatagram(buf, r)).toBe(true);
+    expect(r.events).toEqual([['c', 'ab', 1, 1], ['c', 'abcde', 1, 1], ['c', 'xy', 2, 1], ['c', 'xz', 2, 1]]);
+    expect(r.badLines).toEqual([]);
+    // What the fast path declines, the general path parses (or counts as bad).
+    const slow = recorder();
+    expect(parseDatagram('a/:1|c\nab:1|c|@0.5\nab|c', slow)).toBe(3);
+    expect(slow.events).toEqual([['c', 'a-', 1, 1], ['c', 'ab', 1, 0.5]]);
+    expect(slow.badLines).toEqual(['ab|c']);
+  });
+
   it('valid lines parse to their own name, value and rate', () => {
     fc.assert(
       fc.property(name, num, fc.constantFrom(0.1, 0.5, 1), (n, v, r) => {

@@ -31,7 +31,7 @@ import { performance } from 'node:perf_hooks';
 import { errnoName } from '../errors.js';
 import {
   CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR,
-  MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN_ADDR, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
+  MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
   SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
@@ -39,7 +39,7 @@ import { encodeSockaddr } from '../ffi/sockaddr.js';
 import { localAddress } from '../ffi/socket.js';
 import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
-import { remoteInfo } from './remote-info.js';
+import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
@@ -97,7 +97,7 @@ export class NativeEngineSocket extends EngineSocket {
   private txCount = 0;
   private txCallbacks: (SendCallback | undefined)[];
   private flushQueued = false;
-  private readonly names = new Map<number | string, string>();
+  private readonly names = new SenderNames();
   private readonly sendNames = new Map<string, Buffer>();
   /** Per receive slot: the Buffer view last handed to the app (reused for the same length). */
   private readonly views: (Buffer | undefined)[];
@@ -303,11 +303,12 @@ export class NativeEngineSocket extends EngineSocket {
 
   private remote(nameOff: number, size: number): RemoteInfo {
     const mem = this.rx.memory;
-    const info = remoteInfo(mem, nameOff, size, this.names, this.rx.tsSec, this.rx.tsNsec);
+    // IPv4 by the address's number: no string per datagram for the sender's name or the top-senders sketch.
+    const v4addr = isV4(mem, nameOff) ? v4Key(mem, nameOff) : -1;
+    const info = remoteInfo(mem, nameOff, v4addr, size, this.names, this.rx.tsSec, this.rx.tsNsec);
     const top = this.warming ? undefined : this.topSenders;
     if (top) {
-      // IPv4 by the address's numbers: no string per datagram.
-      if (info.family === 'IPv4') top.offerV4(mem.readUInt32LE(nameOff + SIN_ADDR), info.port);
+      if (v4addr >= 0) top.offerV4(v4addr, info.port);
       else top.offer(info.address, info.port, 'IPv6');
     }
     return info;

@@ -32,18 +32,49 @@ export class NativeRemoteInfo implements RemoteInfo {
 }
 
 /**
- * The rinfo of the sockaddr at `nameOff` in `mem`: the address string comes from
- * `names`, a cache keyed by the raw address bytes (cleared when it reaches 4096).
+ * Sender address strings by the raw address: the number of an IPv4 address's four
+ * bytes, or the 16 bytes of an IPv6 address as latin1 text. The last one found is
+ * kept aside (a datagram usually comes from the host the previous one came from: no
+ * Map lookup then); the Map is cleared when it reaches 4096 entries.
  */
-export function remoteInfo(mem: Buffer, nameOff: number, size: number, names: Map<number | string, string>, sec: number, nsec: number): RemoteInfo {
-  const port = (mem[nameOff + SIN_PORT]! << 8) | mem[nameOff + SIN_PORT + 1]!;
-  const v4 = mem.readUInt16LE(nameOff + SIN_FAMILY) === AF_INET;
-  const key = v4 ? mem.readUInt32LE(nameOff + SIN_ADDR) : mem.toString('latin1', nameOff + SIN6_ADDR, nameOff + SIN6_ADDR + 16);
-  let address = names.get(key);
-  if (address === undefined) {
-    address = decodeSockaddr(mem, nameOff).address;
-    if (names.size >= NAMES_MAX) names.clear();
-    names.set(key, address);
+export class SenderNames {
+  private readonly names = new Map<number | string, string>();
+  private lastKey: number | string = -1;
+  private lastName = '';
+
+  /** The address string of the sockaddr at `nameOff` in `mem`, whose raw address is `key`. */
+  get(mem: Buffer, nameOff: number, key: number | string): string {
+    if (key === this.lastKey) return this.lastName;
+    let address = this.names.get(key);
+    if (address === undefined) {
+      address = decodeSockaddr(mem, nameOff).address;
+      if (this.names.size >= NAMES_MAX) this.names.clear();
+      this.names.set(key, address);
+    }
+    this.lastKey = key;
+    this.lastName = address;
+    return address;
   }
-  return new NativeRemoteInfo(address, v4 ? 'IPv4' : 'IPv6', port, size, sec, nsec);
+}
+
+/** Whether the sockaddr at `nameOff` is an IPv4 one (sin_family, host order: little-endian here). */
+export function isV4(mem: Buffer, nameOff: number): boolean {
+  return (mem[nameOff + SIN_FAMILY]! | (mem[nameOff + SIN_FAMILY + 1]! << 8)) === AF_INET;
+}
+
+/** An IPv4 sockaddr's address as the little-endian number of its four network-order bytes. */
+export function v4Key(mem: Buffer, nameOff: number): number {
+  const a = nameOff + SIN_ADDR;
+  return (mem[a]! | (mem[a + 1]! << 8) | (mem[a + 2]! << 16)) + mem[a + 3]! * 0x100_0000;
+}
+
+/**
+ * The rinfo of the sockaddr at `nameOff` in `mem`; `v4addr` is v4Key's number for an
+ * IPv4 sockaddr, -1 for an IPv6 one. The address string comes from `names`.
+ */
+export function remoteInfo(mem: Buffer, nameOff: number, v4addr: number, size: number, names: SenderNames, sec: number, nsec: number): RemoteInfo {
+  const port = (mem[nameOff + SIN_PORT]! << 8) | mem[nameOff + SIN_PORT + 1]!;
+  if (v4addr >= 0) return new NativeRemoteInfo(names.get(mem, nameOff, v4addr), 'IPv4', port, size, sec, nsec);
+  const key = mem.toString('latin1', nameOff + SIN6_ADDR, nameOff + SIN6_ADDR + 16);
+  return new NativeRemoteInfo(names.get(mem, nameOff, key), 'IPv6', port, size, sec, nsec);
 }
