@@ -127,7 +127,7 @@ export async function runChangesBench({ log, quick = false }) {
       `2 workers, 100-byte datagrams from 64 ports, ${o.seconds} s per run after a half-second warm-up that is not counted), with one change a quarter of the way in. ` +
       `"received" counts what the workers handled (after a takeover: the new service's totals, which carry the old one's); ` +
       `"unaccounted" is sent − received − kernel drops (datagrams neither handled nor counted as dropped). ` +
-      `Each change ran twice, side by side: with the receive buffers raised to 8 MiB for the length of the change (the default) and without.\n\n` +
+      `Each change ran twice, side by side: with the receive buffers raised to 8 MiB for the length of the change (the default; for a takeover, from the new command's first word) and without.\n\n` +
       mdTable(header, rows, ['l', 'l', 'r', 'r', 'r', 'r']) + '\n',
   };
 }
