@@ -11,6 +11,7 @@ import { accessSync, constants, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 export const BENCH = join(ROOT, 'bench');
@@ -22,6 +23,35 @@ export const SETUP_HINT = 'bench/setup.sh installs it';
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` every `stepMs` until it is true; throws after `ms`. */
+/**
+ * A bench script's flags: parseArgs (strict), or one line naming what is wrong, the
+ * usage, and exit 2; `-h`/`--help` (added here) prints the usage and exits 0.
+ */
+export function benchArgs(options, usage, name = 'bench') {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h', default: false } }, strict: true }));
+  } catch (err) {
+    process.stderr.write(`${name}: ${err.message}\n\n${usage}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  return values;
+}
+
+/** A whole-number flag from `min` to `max`, or one line saying so and exit 2. */
+export function intArg(name, v, min, max, script = 'bench') {
+  const n = Number(v);
+  if (v === undefined || v === '' || !Number.isInteger(n) || n < min || n > max) {
+    process.stderr.write(`${script}: --${name} must be a whole number from ${min} to ${max}; got "${v}"\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
 export async function waitFor(fn, ms, what, stepMs = 25) {
   const end = Date.now() + ms;
   while (Date.now() < end) {

@@ -18,15 +18,28 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, intArg } from './lib.js';
 import { Topology, VIP, hostAddress, netnsUnavailable } from '../test/helpers/netns.js';
 import { nftDnat, writeNginxConfig } from '../test/helpers/balancers.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const BIN = join(ROOT, 'packages', 'udp-core', 'bin', 'shardgram.js');
-const { values: args } = parseArgs({ options: { rates: { type: 'string', default: '2000,5000,10000,20000,40000' }, seconds: { type: 'string', default: '2' }, workers: { type: 'string', default: '2' } } });
-const RATES = args.rates.split(',').map(Number);
-const SECONDS = Number(args.seconds);
+const USAGE = `Usage: node bench/multi-host.js [--rates R1,R2,…] [--seconds S] [--workers N]   (as root, after npm run build)
+
+Three shardgram hosts behind nftables DNAT and behind nginx's stream module, in network
+namespaces it makes and removes: the highest rate each balancer carries with no loss.
+  --rates     datagrams/s to try, in order (default 2000,5000,10000,20000,40000)
+  --seconds   length of each run (default 2)
+  --workers   workers per host (default 2)
+`;
+const args = benchArgs({
+  rates: { type: 'string', default: '2000,5000,10000,20000,40000' },
+  seconds: { type: 'string', default: '2' },
+  workers: { type: 'string', default: '2' },
+}, USAGE, 'bench/multi-host.js');
+const RATES = args.rates.split(',').map((r) => intArg('rates', r, 1, 10_000_000, 'bench/multi-host.js'));
+const SECONDS = intArg('seconds', args.seconds, 1, 600, 'bench/multi-host.js');
+const WORKERS = intArg('workers', args.workers, 1, 64, 'bench/multi-host.js');
 const HOSTS = 3;
 const ECHO = 9000;
 const STATS = 9100;
@@ -78,7 +91,7 @@ try {
     rules: [{ port: PORTS.jhash, kind: 'jhash' }, { port: PORTS.random, kind: 'random' }],
   }));
   for (let i = 0; i < HOSTS; i++) {
-    const child = topo.spawn(topo.hosts[i], [process.execPath, BIN, 'serve', 'echo', '--port', String(ECHO), '--address', hostAddress(i), '--workers', args.workers,
+    const child = topo.spawn(topo.hosts[i], [process.execPath, BIN, 'serve', 'echo', '--port', String(ECHO), '--address', hostAddress(i), '--workers', String(WORKERS),
       '--rcvbuf', '4m', '--rcvbuf-force', '--stats-port', String(STATS), '--stats-address', hostAddress(i)]);
     let out = '';
     child.stdout.on('data', (d) => (out += d));

@@ -16,7 +16,7 @@ import os from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BENCH, ROOT, SETUP_HINT, cpuMicros, fmtInt, median, readSysctl, sleep, textTable } from './lib.js';
+import { BENCH, ROOT, SETUP_HINT, cpuMicros, fmtInt, intArg, median, readSysctl, sleep, textTable } from './lib.js';
 import { ROW_INFO, markdown, svgChart } from './report.js';
 import { compileC, hasReusePort, nodeVersionOf, startReceiver } from './receivers.js';
 const OUT = join(BENCH, 'out'); // gitignored: compiled C peers
@@ -82,21 +82,13 @@ if (args.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
-function intArg(name, v, min, max) {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench: --${name} must be an integer from ${min} to ${max}; got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 const WORKERS = intArg('workers', args.workers, 1, 32);
 const COUNT = intArg('count', args.count ?? (args.quick ? '200000' : '1500000'), 1000, 50_000_000);
 const ROUNDS = intArg('rounds', args.rounds ?? (args.quick ? '1' : '3'), 1, 20);
 const SIZE = intArg('size', args.size, 24, 1400);
 const SOURCES = intArg('sources', args.sources, 1, 4096);
 const RCVBUF = args.rcvbuf === undefined ? undefined : intArg('rcvbuf', args.rcvbuf, 1024, 1 << 30);
-const MAX_MS = Number(args['max-minutes']) * 60_000;
+const MAX_MS = intArg('max-minutes', args['max-minutes'], 1, 600) * 60_000;
 const SENDER = args.sender;
 if (SENDER !== 'native' && SENDER !== 'c') {
   process.stderr.write(`bench: --sender must be native or c\n`);

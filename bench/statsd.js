@@ -22,8 +22,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
-import { ROOT, cpuMicros, freePort, mdTable, readSysctl, startServe, udpQueues, waitDrained, waitFor } from './lib.js';
+import { ROOT, benchArgs, cpuMicros, freePort, intArg, mdTable, readSysctl, startServe, udpQueues, waitDrained, waitFor } from './lib.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const SENDER_JS = join(ROOT, 'packages', 'udp-core', 'dist', 'sender.js');
@@ -500,30 +499,31 @@ if (process.env[SENDER_ENV]) {
     process.exit(1);
   });
 } else if (process.argv[1] === SELF) {
-  const { values } = parseArgs({
-    options: {
-      count: { type: 'string', default: '400000' },
-      sources: { type: 'string', default: '64' },
-      names: { type: 'string', default: '64' },
-      rounds: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-      'cold-burst': { type: 'boolean', default: false },
-      'per-datagram': { type: 'boolean', default: false },
-      baseline: { type: 'string' },
-      warmup: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write('Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--quick] [--json] [--cold-burst | --per-datagram [--baseline DIR]]\n' +
-      '  --quick: a short smoke run (1 round of 20000 datagrams per row)\n' +
-      '  --cold-burst: only the cold-start hot-name burst (3 rounds; Etsy statsd beside shardgram)\n' +
-      '  --per-datagram: only the CPU per datagram of shardgram statsd beside the C recvmmsg floor and the discard app (3 rounds)\n' +
-      '  --baseline DIR: with --per-datagram, also the statsd of another built checkout at DIR, interleaved (an A/B run)\n' +
-      '  --warmup N: with --per-datagram, datagrams sent before the measured burst (default 50000; 0: measure from a cold start)\n');
-    process.exit(0);
-  }
+  const USAGE = 'Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--quick] [--json] [--cold-burst | --per-datagram [--baseline DIR] [--warmup N]]\n' +
+    '  --quick: a short smoke run (1 round of 20000 datagrams per row)\n' +
+    '  --cold-burst: only the cold-start hot-name burst (3 rounds; Etsy statsd beside shardgram)\n' +
+    '  --per-datagram: only the CPU per datagram of shardgram statsd beside the C recvmmsg floor and the discard app (3 rounds)\n' +
+    '  --baseline DIR: with --per-datagram, also the statsd of another built checkout at DIR, interleaved (an A/B run)\n' +
+    '  --warmup N: with --per-datagram, datagrams sent before the measured burst (default 50000; 0: measure from a cold start)\n' +
+    'It prints its section (markdown, or the rows with --json) and writes nothing; `npm run bench` writes docs/benchmarks.md.\n';
+  const values = benchArgs({
+    count: { type: 'string', default: '400000' },
+    sources: { type: 'string', default: '64' },
+    names: { type: 'string', default: '64' },
+    rounds: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'cold-burst': { type: 'boolean', default: false },
+    'per-datagram': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
+    warmup: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  }, USAGE, 'bench/statsd.js');
+  const arg = (name, v, min, max) => intArg(name, v, min, max, 'bench/statsd.js');
+  values.count = arg('count', values.count, 1000, 50_000_000);
+  values.sources = arg('sources', values.sources, 1, 4096);
+  values.names = arg('names', values.names, 1, 100_000);
+  if (values.rounds !== undefined) values.rounds = arg('rounds', values.rounds, 1, 50);
+  if (values.warmup !== undefined) values.warmup = arg('warmup', values.warmup, 0, 50_000_000);
   if (values['per-datagram']) {
     const { markdown, rows } = await runStatsdPerDatagram({
       count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), names: Number(values.names),

@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, intArg } from './lib.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const DIST = join(ROOT, 'packages', 'udp-core', 'dist');
@@ -36,22 +36,15 @@ Options:
   -h, --help    show this help
 `;
 
-const { values: args } = parseArgs({
-  options: {
-    count: { type: 'string', default: '400000' },
-    rounds: { type: 'string', default: '5' },
-    sources: { type: 'string', default: '64' },
-    'no-write': { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
-if (args.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-const COUNT = Math.min(5_000_000, Math.max(10_000, Number(args.count)));
-const ROUNDS = Math.min(20, Math.max(1, Number(args.rounds)));
-const SOURCES = Math.min(4096, Math.max(1, Number(args.sources)));
+const args = benchArgs({
+  count: { type: 'string', default: '400000' },
+  rounds: { type: 'string', default: '5' },
+  sources: { type: 'string', default: '64' },
+  'no-write': { type: 'boolean', default: false },
+}, USAGE, 'bench/top-senders.js');
+const COUNT = intArg('count', args.count, 10_000, 5_000_000, 'bench/top-senders.js');
+const ROUNDS = intArg('rounds', args.rounds, 1, 20, 'bench/top-senders.js');
+const SOURCES = intArg('sources', args.sources, 1, 4096, 'bench/top-senders.js');
 
 const { openReusePortSocket, socketMemInfo } = await import(join(DIST, 'ffi', 'socket.js'));
 const { NativeEngineSocket } = await import(join(DIST, 'engine', 'native.js'));
