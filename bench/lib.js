@@ -22,7 +22,6 @@ export const SETUP_HINT = 'bench/setup.sh installs it';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `fn` every `stepMs` until it is true; throws after `ms`. */
 /**
  * A bench script's flags: parseArgs (strict), or one line naming what is wrong, the
  * usage, and exit 2; `-h`/`--help` (added here) prints the usage and exits 0.
@@ -52,6 +51,7 @@ export function intArg(name, v, min, max, script = 'bench') {
   return n;
 }
 
+/** Polls `fn` every `stepMs` until it is true; throws after `ms`. */
 export async function waitFor(fn, ms, what, stepMs = 25) {
   const end = Date.now() + ms;
   while (Date.now() < end) {

@@ -88,7 +88,12 @@ const ROUNDS = intArg('rounds', args.rounds ?? (args.quick ? '1' : '3'), 1, 20);
 const SIZE = intArg('size', args.size, 24, 1400);
 const SOURCES = intArg('sources', args.sources, 1, 4096);
 const RCVBUF = args.rcvbuf === undefined ? undefined : intArg('rcvbuf', args.rcvbuf, 1024, 1 << 30);
-const MAX_MS = intArg('max-minutes', args['max-minutes'], 1, 600) * 60_000;
+const MAX_MINUTES = Number(args['max-minutes']);
+if (!(MAX_MINUTES > 0 && MAX_MINUTES <= 600)) {
+  process.stderr.write(`bench: --max-minutes must be a number of minutes above 0, at most 600; got "${args['max-minutes']}"\n`);
+  process.exit(2);
+}
+const MAX_MS = MAX_MINUTES * 60_000;
 const SENDER = args.sender;
 if (SENDER !== 'native' && SENDER !== 'c') {
   process.stderr.write(`bench: --sender must be native or c\n`);

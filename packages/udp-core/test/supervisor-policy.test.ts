@@ -306,4 +306,33 @@ describe('sockets a service manager holds open', () => {
     const report = await sup.stop();
     expect(report.droppedAtClose).toBe(0);
   });
+
+  it('get their own buffer size back at a stop that leaves them to the manager, even with a raise in force', async () => {
+    const { openReusePortSocket, socketMemInfo } = await import('../src/ffi/socket.js');
+    const { adoptSocket } = await import('../src/ffi/adopt.js');
+    const { libc } = await import('../src/ffi/libc.js');
+    const { F_DUPFD_CLOEXEC } = await import('../src/ffi/kernel.js');
+    const a = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 8192 });
+    // The manager's copy: what is left of the socket once the service has let go.
+    const managers = libc().fcntl(a.fd, F_DUPFD_CLOEXEC, 0);
+    const fake = { launch: () => { const p = new FakeProc(Date.now()); queueMicrotask(() => p.becomeReady()); return p; } };
+    const sup = new Supervisor({ app: 'discard', port: a.port, changeRcvbuf: 100_000, log: () => {} }, fake);
+    try {
+      await sup.start(async () => ({ sockets: [adoptSocket(a.fd, 'stored socket 0')] }));
+      sup.sharedWith = 'service-manager';
+      sup.brace(60_000); // raised, as for a takeover that never came
+      expect(socketMemInfo(managers).rcvbuf).toBe(200_000);
+      // A backlog the fake workers never read: more than the socket's own buffer holds.
+      const client = dgram.createSocket('udp4');
+      for (let i = 0; i < 40; i++) await new Promise<void>((r) => client.send(Buffer.alloc(500), a.port, '127.0.0.1', () => r()));
+      client.close();
+      expect(socketMemInfo(managers).queueBytes).toBeGreaterThan(16384);
+      await sup.stop();
+      // The next service would read a raised size as the socket's own: it goes back first.
+      expect(socketMemInfo(managers).rcvbuf).toBe(16384);
+      expect(socketMemInfo(managers).drops).toBe(0);
+    } finally {
+      libc().close(managers);
+    }
+  });
 });

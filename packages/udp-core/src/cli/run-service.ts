@@ -67,7 +67,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     opts.say(
       `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
         `${report.droppedAtClose} still queued at close (counted and dropped)` +
-        (sup.sharedSockets ? '; the sockets stay open where they are shared (a service manager\'s fd store, or the service handing over)' : '') + '\n',
+        (sup.sharedWith ? '; the sockets stay open where they are shared (a service manager\'s fd store, or the service handing over)' : '') + '\n',
     );
     process.exit(0);
   };
@@ -129,7 +129,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
   }
   if (manager) {
     manager.storeSockets(sup);
-    if (manager.fdStore) sup.sharedSockets = true;
+    if (manager.fdStore) sup.sharedWith = 'service-manager';
     manager.notify(`READY=1\nSTATUS=serving udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')}\nMAINPID=${process.pid}`);
   }
   opts.onReady({ ...(stats ? { stats } : {}), control });

@@ -21,7 +21,7 @@ import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
 import { F_DUPFD_CLOEXEC, SCM_MAX_FD, SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
-import { CHANGE_RCVBUF, raiseBuffers } from '../supervisor/buffers.js';
+import { CHANGE_RCVBUF, raiseBuffers, type LetGo } from '../supervisor/buffers.js';
 import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
 import type { ControlRequest } from './protocol.js';
 import { socketFd } from './server.js';
@@ -37,7 +37,7 @@ export const TAKEOVER_TIMEOUT_MS = 60_000;
 const ANSWER_TIMEOUT_MS = 30_000;
 
 /** The offer as received: `rcvbufs` is missing from a service of an older version. */
-type Offer = Omit<HandOverOffer, 'fds' | 'rcvbufs'> & { nfds: number; rcvbufs?: number[] };
+type Offer = Omit<HandOverOffer, 'fds' | 'rcvbufs' | 'braced'> & { nfds: number; rcvbufs?: number[]; braced?: boolean };
 
 /** Reads lines from a connection until one answers; resolves on close with undefined. */
 function nextLine(conn: net.Socket, timeoutMs: number): Promise<string | undefined> {
@@ -224,13 +224,14 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
   let readySent = false;
   /** Our own duplicates of the sockets, to set their buffers whatever the supervisor has let go of. */
   let dups: number[] = [];
-  let restore = (_giveUpMs?: number): Promise<void> => Promise.resolve();
-  /** The buffers go back once the queues fit them (see buffers.ts), then our duplicates close. */
-  const restoreBuffers = (giveUpMs?: number): Promise<void> => {
-    const fds = dups;
-    dups = [];
-    return restore(giveUpMs).finally(() => fds.forEach((fd) => libc().close(fd)));
-  };
+  let dupsOpen = false;
+  let letGo = (_how?: LetGo): Promise<void> => Promise.resolve();
+  /** Our raise ends (see buffers.ts: the buffers go back once their queues fit them), then our duplicates close. */
+  const restoreBuffers = (how?: LetGo): Promise<void> =>
+    letGo(how).finally(() => {
+      if (dupsOpen) for (const fd of dups) libc().close(fd);
+      dupsOpen = false;
+    });
   try {
     // First the sockets, then everything slow (loading the app, starting workers): the
     // old workers read on meanwhile, into buffers made larger for the length of the change.
@@ -239,11 +240,15 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const o = s.offer;
     log(`takeover: received ${o.nfds} sockets of udp ${o.address}:${o.port} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
     dups = s.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
+    dupsOpen = true;
     // Their own sizes come with the offer: the old service may have raised them already (a brace).
     const own = Array.isArray(o.rcvbufs) && o.rcvbufs.length === dups.length && o.rcvbufs.every((n) => Number.isInteger(n) && n > 0) ? o.rcvbufs : undefined;
-    restore = raiseBuffers(dups.map((fd, i) => ({ fd, ...(own ? { own: own[i]! } : {}) })), sup.options.changeRcvbuf ?? CHANGE_RCVBUF);
+    letGo = raiseBuffers(
+      dups.map((fd, i) => ({ fd, inode: s.sockets[i]!.inode, stillOpen: () => dupsOpen, ...(own ? { own: own[i]! } : {}) })),
+      sup.options.changeRcvbuf ?? CHANGE_RCVBUF,
+    );
     // The old service went on serving while the drops it counted carry on from its baselines.
-    sup.sharedSockets = true;
+    sup.sharedWith = 'hand-over';
     await sup.start(async () => {
       adopted = true;
       return { sockets: s.sockets, workers: o.workers, policy: o.policy, dropsBefore: o.dropsBefore, ...(own ? { rcvbufs: own } : {}) };
@@ -255,24 +260,25 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     readySent = true;
     const counters = await s.ready();
     sup.inheritCounts(counters, o.pid);
-    sup.sharedSockets = false;
+    sup.sharedWith = undefined;
     void restoreBuffers();
     return o.pid;
   } catch (err) {
     if (readySent) {
       // The old service may already have let go of the sockets: from here this one must
       // serve on, whatever the old one said or did not say.
-      sup.sharedSockets = false;
+      sup.sharedWith = undefined;
       void restoreBuffers();
       log(`takeover: the old service did not confirm the hand-over (${err instanceof Error ? err.message : String(err)}); serving on, without its counts`);
       return session!.offer.pid;
     }
     session?.abort(err instanceof Error ? err.message : String(err));
-    // This process is about to exit: the old service's buffers go back within a short while.
-    await restoreBuffers(TAKEOVER_LOWER_MS);
+    await sup.stop();
     // Sockets the supervisor never took are ours to close (never read out: the old service serves them).
     if (session && !adopted) for (const k of session.sockets) libc().close(k.fd);
-    await sup.stop();
+    // A braced old service puts its buffers back itself; an older one, which did not
+    // raise them, has them put back from here before this process exits.
+    await restoreBuffers(session?.offer.braced ? { keep: true } : { giveUpMs: TAKEOVER_LOWER_MS, ref: true });
     throw err;
   }
 }

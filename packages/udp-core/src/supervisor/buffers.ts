@@ -4,9 +4,12 @@
  * that a worker starting cold, or a machine busy starting processes, finds its queue
  * longer rather than full.
  *
- * Putting a buffer back is deferred until the socket's queue fits in it again: the
- * kernel admits a datagram only while the queue is within the buffer, so lowering it
- * under a longer backlog would drop every arrival until the backlog drained.
+ * Raises overlap (a worker restarting during a reload; a takeover's raise and its new
+ * workers' starts), so each socket's raises are counted, by its inode (one socket may
+ * have several fds here): the buffer goes back to its own size, the one it had before
+ * the first raise, only when the last raise is let go. And only once the socket's queue
+ * fits in half of it again: the kernel admits a datagram only while the queue is within
+ * the buffer, so lowering it under a longer backlog would drop whatever arrives next.
  */
 import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
 import { getIntOption, setReceiveBuffer, socketMemInfo } from '../ffi/socket.js';
@@ -21,45 +24,98 @@ const LOWER_GIVE_UP_MS = 60_000;
 /** A socket whose buffer may be raised. */
 export interface RaisedSocket {
   fd: number;
-  /** The size to go back to (as asked: half what the kernel reports); default: its size now. */
+  /** Tells sockets apart whatever fd they are reached through. */
+  inode: number;
+  /** Its own size (as asked: half what the kernel reports), when known better than from its size now (a hand-over's sockets come raised). */
   own?: number;
   /** Whether the fd is still this socket's (a closed one's number may be reused): default yes. */
   stillOpen?(): boolean;
 }
 
-/**
- * Raises the receive buffers of `socks` to at least `bytes` (SO_RCVBUFFORCE where
- * the process may, else capped by net.core.rmem_max; 0 raises nothing). Returns the
- * undo: each buffer goes back to its own size once its queue holds no more than half
- * of it, or after `giveUpMs` at the latest; it resolves when all have, or were closed.
- */
-export function raiseBuffers(socks: readonly RaisedSocket[], bytes: number): (giveUpMs?: number) => Promise<void> {
-  if (bytes <= 0) return () => Promise.resolve();
-  const targets = socks.flatMap((s) => {
-    const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / 2;
-    if (now < bytes) setReceiveBuffer(s.fd, bytes);
-    const own = s.own ?? now;
-    return own < bytes ? [{ fd: s.fd, own, stillOpen: s.stillOpen ?? (() => true) }] : [];
-  });
-  let undo: Promise<void> | undefined;
-  return (giveUpMs = LOWER_GIVE_UP_MS) => (undo ??= lowerWhenDrained(targets, giveUpMs));
+/** How a raise is let go. */
+export interface LetGo {
+  /** Lower at once, queue or not, after this long (default 60 s). */
+  giveUpMs?: number;
+  /** Leave the buffer as it is (another process, which raised it too, puts it back). */
+  keep?: boolean;
+  /** Keep the process alive until it is done (by default the wait does not hold an exit). */
+  ref?: boolean;
 }
 
-function lowerWhenDrained(pending: { fd: number; own: number; stillOpen(): boolean }[], giveUpMs: number): Promise<void> {
-  const giveUpAt = Date.now() + giveUpMs;
+/** Raises now in force in this process, by socket inode. */
+interface Held {
+  holds: number;
+  own: number;
+}
+const held = new Map<number, Held>();
+
+/**
+ * Raises the receive buffers of `socks` to at least `bytes` (SO_RCVBUFFORCE where the
+ * process may, else capped by net.core.rmem_max; 0 raises nothing). Returns how to let
+ * the raise go (once; see LetGo): a socket no other raise holds goes back to its own
+ * size once its queue fits; the promise resolves when every socket is done.
+ */
+export function raiseBuffers(socks: readonly RaisedSocket[], bytes: number): (how?: LetGo) => Promise<void> {
+  if (bytes <= 0) return () => Promise.resolve();
+  const mine = socks.map((s) => {
+    const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / 2;
+    let h = held.get(s.inode);
+    if (!h) held.set(s.inode, (h = { holds: 0, own: s.own ?? now }));
+    else if (s.own !== undefined) h.own = s.own;
+    h.holds++;
+    if (now < bytes) setReceiveBuffer(s.fd, bytes);
+    return { sock: s, h };
+  });
+  let done: Promise<void> | undefined;
+  return (how = {}) => (done ??= letGo(mine, how));
+}
+
+function letGo(mine: { sock: RaisedSocket; h: Held }[], how: LetGo): Promise<void> {
+  let pending = mine.filter(({ sock, h }) => {
+    if (--h.holds > 0 || held.get(sock.inode) !== h) return false;
+    if (how.keep || !(sock.stillOpen?.() ?? true)) {
+      held.delete(sock.inode);
+      return false;
+    }
+    return true;
+  });
+  const giveUpAt = Date.now() + (how.giveUpMs ?? LOWER_GIVE_UP_MS);
   return new Promise<void>((resolve) => {
     const tick = (): void => {
       const late = Date.now() >= giveUpAt;
-      pending = pending.filter((t) => {
-        if (!t.stillOpen()) return false;
+      pending = pending.filter(({ sock, h }) => {
+        // Raised again meanwhile, or forgotten (see lowerNow): no longer ours to lower.
+        if (h.holds > 0 || held.get(sock.inode) !== h) return false;
+        if (!(sock.stillOpen?.() ?? true)) {
+          held.delete(sock.inode);
+          return false;
+        }
         // The kernel's buffer is twice the size asked for; half of it leaves room for what arrives next.
-        if (!late && socketMemInfo(t.fd).queueBytes > t.own) return true;
-        setReceiveBuffer(t.fd, t.own);
+        if (!late && socketMemInfo(sock.fd).queueBytes > h.own) return true;
+        setReceiveBuffer(sock.fd, h.own);
+        held.delete(sock.inode);
         return false;
       });
       if (pending.length === 0) resolve();
-      else setTimeout(tick, LOWER_POLL_MS).unref();
+      else {
+        const t = setTimeout(tick, LOWER_POLL_MS);
+        if (!how.ref) t.unref();
+      }
     };
     tick();
   });
+}
+
+/**
+ * Ends every raise of `socks` at once, whoever holds it: each buffer goes back to its
+ * own size now, queue or not (a stop that leaves the sockets to a service manager:
+ * the next service would take a raised size for the socket's own).
+ */
+export function lowerNow(socks: readonly RaisedSocket[]): void {
+  for (const s of socks) {
+    const h = held.get(s.inode);
+    if (!h) continue;
+    held.delete(s.inode);
+    if (s.stillOpen?.() ?? true) setReceiveBuffer(s.fd, h.own);
+  }
 }

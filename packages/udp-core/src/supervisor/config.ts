@@ -104,7 +104,6 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   return Object.freeze({ ...opts, appOptions: Object.freeze({ ...(opts.appOptions ?? {}) }) });
 }
 
-/** The effective config once the app's defaults are known. */
 /**
  * The options for a group made of adopted sockets: where the options say nothing,
  * the worker count and policy the sockets came with (a hand-over's running state,
@@ -121,6 +120,7 @@ export function withAdoption(opts: Readonly<SupervisorOptions>, a: Adoption): Re
   };
 }
 
+/** The effective config once the app's defaults are known. */
 export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDefaults): EffectiveConfig {
   const address = opts.address ?? '127.0.0.1';
   const family = familyOf(address) as 'udp4' | 'udp6';

@@ -7,12 +7,12 @@
 import { ShardgramError } from '../errors.js';
 import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
-import { raiseBuffers } from './buffers.js';
+import { lowerNow, raiseBuffers, type LetGo } from './buffers.js';
 import { Steering, type PolicySpec } from '../steering/steering.js';
 import type { EffectiveConfig } from './config.js';
 import { Slot, type SlotDeps } from './slot.js';
 import { openGroupSocket } from './sockets.js';
-import type { Adoption } from './types.js';
+import type { Adoption, SharedWith } from './types.js';
 
 /** Sockets passed to us (a service manager's, an old supervisor's) must be one group, where we were asked to serve. */
 export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveConfig): void {
@@ -58,13 +58,13 @@ export class Group {
   readonly slots: Slot[] = [];
   private steer: Steering | undefined;
   /**
-   * Another process holds every socket of the group too (the old supervisor during
-   * a hand-over, a service manager's fd store): a stop then lets go of the sockets
-   * without reading out their queues, which the other holder goes on serving.
+   * Another process holds every socket of the group too: a service manager (its fd
+   * store), or the other supervisor of a hand-over. A stop then lets go of the sockets
+   * without reading out their queues, which the other holder keeps.
    */
-  shared = false;
-  /** Buffers raised ahead of a hand-over (see brace()). */
-  private braced: { lower: () => Promise<void>; timer: NodeJS.Timeout } | undefined;
+  sharedWith: SharedWith = undefined;
+  /** Buffers raised ahead of a hand-over (see brace()); no timer once the hand-over has begun. */
+  private braced: { letGo: (how?: LetGo) => Promise<void>; timer: NodeJS.Timeout | undefined } | undefined;
 
   constructor(private readonly deps: GroupDeps) {}
 
@@ -191,25 +191,36 @@ export class Group {
   }
 
   /** Raises every open socket's receive buffer for the length of a change; returns the undo (see buffers.ts). */
-  raiseBuffers(bytes: number): () => Promise<void> {
+  raiseBuffers(bytes: number): (how?: LetGo) => Promise<void> {
     return raiseBuffers(this.slots.filter((s) => !s.closed).map((s) => s.raisable()), bytes);
   }
 
   /**
-   * Raises every buffer to `bytes` ahead of a hand-over, for at most `holdMs`
-   * (again: the time starts over); `unbrace` ends it sooner.
+   * Raises every buffer to `bytes` ahead of a hand-over, for at most `holdMs` (again:
+   * the time starts over); see holdBrace and unbrace.
    */
   brace(bytes: number, holdMs: number): void {
-    const lower = this.braced?.lower ?? this.raiseBuffers(bytes);
-    if (this.braced) clearTimeout(this.braced.timer);
-    this.braced = { lower, timer: setTimeout(() => this.unbrace(true), holdMs).unref() };
+    const letGo = this.braced?.letGo ?? this.raiseBuffers(bytes);
+    if (this.braced?.timer) clearTimeout(this.braced.timer);
+    this.braced = { letGo, timer: setTimeout(() => this.unbrace(), holdMs).unref() };
   }
 
-  /** Ends a brace: the buffers go back (`lower`), or are left to whoever takes the sockets on. */
-  unbrace(lower: boolean): void {
+  /** Whether the buffers are raised ahead of a hand-over. */
+  get isBraced(): boolean {
+    return this.braced !== undefined;
+  }
+
+  /** The hand-over has begun: the brace holds until it ends, however long that takes. */
+  holdBrace(): void {
+    if (this.braced?.timer) clearTimeout(this.braced.timer);
+    if (this.braced) this.braced.timer = undefined;
+  }
+
+  /** Ends a brace: the buffers go back, or (`keep`) are left to the service that took the sockets on. */
+  unbrace(how: LetGo = {}): void {
     if (!this.braced) return;
-    clearTimeout(this.braced.timer);
-    if (lower) void this.braced.lower();
+    if (this.braced.timer) clearTimeout(this.braced.timer);
+    void this.braced.letGo(how);
     this.braced = undefined;
   }
 
@@ -220,16 +231,20 @@ export class Group {
 
   /**
    * Ends every worker (draining each queue unless `drainTimeoutMs` is 0), then lets
-   * go of the sockets: a shared one, or one a service manager holds, is released
-   * with its queue for the other holder to serve; any other is closed, what was left
-   * in it read out and counted. Returns the bytes each socket had left at close.
+   * go of the sockets: a shared one, or one a service manager holds, is released with
+   * its queue for the other holder; any other is closed, what was left in it read out
+   * and counted. A socket left to a service manager gets its own buffer size back now
+   * (the next service would take a raised size for its own); in a hand-over the other
+   * supervisor puts the buffers back. Returns the bytes each socket had left at close.
    */
   async stop(drainTimeoutMs?: number): Promise<number[]> {
-    this.unbrace(false);
+    const handOver = this.sharedWith === 'hand-over';
+    this.unbrace(handOver ? { keep: true } : {});
     await Promise.all(this.slots.map((s) => s.retireAll(drainTimeoutMs)));
     return this.slots.map((s) => {
       if (s.closed) return 0;
-      if (this.shared || s.heldElsewhere) {
+      if (this.sharedWith || s.heldElsewhere) {
+        if (!handOver) lowerNow([s.raisable()]);
         s.release();
         return 0;
       }

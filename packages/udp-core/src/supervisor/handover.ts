@@ -32,10 +32,12 @@ export interface HandingOver {
 export async function handOverGroup(side: HandingOver, exchange: (offer: HandOverOffer) => Promise<boolean>): Promise<Counters | undefined> {
   const { group } = side;
   const first = group.first!;
+  // Raised at the new service's first word: held now until the outcome, however long it takes.
+  group.holdBrace();
   const offer: HandOverOffer = {
     fds: group.slots.map((s) => s.sock.fd), address: first.address, port: first.port, family: first.family,
     workers: group.size, policy: side.policy, app: side.app, pid: process.pid,
-    dropsBefore: group.slots.map((s) => s.dropsBefore), rcvbufs: group.slots.map((s) => s.ownRcvbuf),
+    dropsBefore: group.slots.map((s) => s.dropsBefore), rcvbufs: group.slots.map((s) => s.ownRcvbuf), braced: group.isBraced,
   };
   let go = false;
   try {
@@ -45,15 +47,14 @@ export async function handOverGroup(side: HandingOver, exchange: (offer: HandOve
   }
   if (!go) {
     group.resteer();
-    group.unbrace(true);
+    group.unbrace();
     side.log('takeover abandoned: this service goes on serving');
     return undefined;
   }
   side.letGo();
-  // The new side puts the buffers back (it was given their own sizes).
-  group.unbrace(false);
-  group.shared = true;
-  // No drain: the new service reads on from the same queues.
+  group.sharedWith = 'hand-over';
+  // No drain: the new service reads on from the same queues, and puts the buffers back
+  // (it was given their own sizes).
   await group.stop(0);
   const report = side.stats();
   await side.done();

@@ -10,7 +10,7 @@ import { discardQueued } from '../ffi/discard.js';
 import { closeFd, socketMemInfo, type OpenedSocket, type SocketMemInfo } from '../ffi/socket.js';
 import type { WorkerState } from '../stats.js';
 import { nextRestart } from './backoff.js';
-import type { RaisedSocket } from './buffers.js';
+import type { LetGo, RaisedSocket } from './buffers.js';
 import type { ExitInfo, WorkerHandle } from './worker-process.js';
 import { mergeTopSenders, type TopSendersReport } from '../top-senders.js';
 
@@ -28,7 +28,7 @@ export interface SlotDeps {
    * Raises the socket's receive buffer while it has no ready reader (a first start,
    * a restart after a crash or a stall); returns the undo, called once a process is ready.
    */
-  raiseBuffer?(slot: Slot): () => unknown;
+  raiseBuffer?(slot: Slot): (how?: LetGo) => unknown;
   setTimer?(fn: () => void, ms: number): unknown;
   clearTimer?(timer: unknown): void;
   now?(): number;
@@ -57,7 +57,7 @@ export class Slot {
   private readonly live = new Set<WorkerHandle>();
   private restartTimer: unknown;
   /** Puts the receive buffer back once a process reads again (see SlotDeps.raiseBuffer). */
-  private lowerBuffer: (() => unknown) | undefined;
+  private lowerBuffer: ((how?: LetGo) => unknown) | undefined;
   /** Drops the kernel had counted on this socket before it was ours (an adopted socket). */
   readonly dropsBefore: number;
   /** A service manager keeps this socket open too (a .socket unit's): never read out, never closed under it. */
@@ -219,7 +219,7 @@ export class Slot {
 
   /** The socket as a raise of its buffer sees it (see buffers.ts). */
   raisable(): RaisedSocket {
-    return { fd: this.sock.fd, own: this.ownRcvbuf, stillOpen: () => !this.closed };
+    return { fd: this.sock.fd, inode: this.sock.inode, own: this.ownRcvbuf, stillOpen: () => !this.closed };
   }
 
   /** The kernel's view of the socket now (the last one read, once closed: the fd may be reused). */
@@ -235,6 +235,8 @@ export class Slot {
   release(): void {
     if (this.closed) return;
     this.cancelRestart();
+    // Its raise ends with it (another holder's raise may still be in force).
+    this.lowerBuffer?.({ keep: true });
     this.lowerBuffer = undefined;
     this.lastMem = socketMemInfo(this.sock.fd);
     closeFd(this.sock.fd);
@@ -248,6 +250,8 @@ export class Slot {
   close(): void {
     if (this.closed) return;
     this.cancelRestart();
+    // Its raise ends with it (another holder's raise may still be in force).
+    this.lowerBuffer?.({ keep: true });
     this.lowerBuffer = undefined;
     this.lastMem = socketMemInfo(this.sock.fd);
     const left = discardQueued(this.sock.fd);

@@ -21,10 +21,10 @@ import { handOverGroup } from './handover.js';
 import { Monitor } from './monitor.js';
 import type { Slot } from './slot.js';
 import { WorkerProcess, type WorkerHandle } from './worker-process.js';
-import type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
+import type { Adoption, HandOverOffer, SharedWith, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
-export type { Adoption, HandOverOffer, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
+export type { Adoption, HandOverOffer, SharedWith, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
 export { CHANGE_RCVBUF } from './buffers.js';
 
 /** Where the service is in its life; a stop is its own promise (see stop()). */
@@ -97,16 +97,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
-   * Whether another process holds the group's sockets too (a service manager's fd
-   * store; the old supervisor while this one takes over): a stop then lets go of
-   * them with their queues instead of reading them out and closing them.
+   * Who else holds the group's sockets: a service manager (its fd store), or the other
+   * supervisor of a hand-over. A stop then lets go of them with their queues instead of
+   * reading them out and closing them.
    */
-  get sharedSockets(): boolean {
-    return this.group.shared;
+  get sharedWith(): SharedWith {
+    return this.group.sharedWith;
   }
 
-  set sharedSockets(shared: boolean) {
-    this.group.shared = shared;
+  set sharedWith(other: SharedWith) {
+    this.group.sharedWith = other;
   }
 
   private get changeRcvbuf(): number {

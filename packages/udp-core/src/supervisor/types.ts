@@ -5,6 +5,9 @@ import type { PolicySpec } from '../steering/steering.js';
 import type { Slot } from './slot.js';
 import type { WorkerHandle } from './worker-process.js';
 
+/** Who else holds the group's sockets (see Supervisor.sharedWith). */
+export type SharedWith = 'service-manager' | 'hand-over' | undefined;
+
 export interface StopReport {
   /** Bytes left in each socket's queue when it was closed (0 means nothing was dropped at stop). */
   leftBytes: number[];
@@ -50,6 +53,8 @@ export interface HandOverOffer {
   dropsBefore: number[];
   /** Per socket: its own receive buffer size (as asked), for the new side to put back after the change. */
   rcvbufs: number[];
+  /** The old service raised the buffers at the new one's first word, and puts them back itself if the hand-over is abandoned. */
+  braced: boolean;
 }
 
 /** For tests: how worker processes are started (a fake needs no process and no time). */
