@@ -20,7 +20,8 @@ Options:
   -k, --sources K   source ports, 1-4096 (default 200)
   -n, --count N     datagrams, 1-1000000 (default 20000)
   -r, --rate R      datagrams per second, 0 = unlimited (default 10000)
-  -e, --engine E    dgram or native (default dgram)
+  -e, --engine E    native (batched recvmmsg) or dgram (Node's dgram on the same sockets)
+                    (default native)
   -h, --help        show this help
 `;
 
@@ -44,7 +45,7 @@ export async function demo(argv: string[]): Promise<number> {
   const sources = intOption(values, 'sources', 1, 4096, u, 200)!;
   const count = intOption(values, 'count', 1, 1_000_000, u, 20_000)!;
   const rate = intOption(values, 'rate', 0, 10_000_000, u, 10_000)!;
-  const engine = choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram');
+  const engine = choice(values, 'engine', ['dgram', 'native'] as const, u, 'native');
   const out = process.stdout;
   const live = new LiveBlock(out);
   const logLines: string[] = [];
