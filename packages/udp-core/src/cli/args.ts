@@ -52,6 +52,20 @@ export function parse(argv: string[], options: Options, usage: string): { values
   }
 }
 
+/**
+ * The flags of a command that takes no positional arguments: parsed, or a UsageError;
+ * undefined once `--help` has printed `usage` (the command then exits 0).
+ */
+export function parseFlags(argv: string[], options: Options, usage: string): Values | undefined {
+  const { values, positionals } = parse(argv, options, usage);
+  if (values.help) {
+    process.stdout.write(usage);
+    return undefined;
+  }
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, usage);
+  return values;
+}
+
 /** Runs a value parser on flag `--name`, turning a bad value into a UsageError in the one option-error style. */
 export function flagValue<T>(values: Record<string, unknown>, name: string, parse: (text: string) => T, usage: string): T | undefined {
   const raw = values[name];

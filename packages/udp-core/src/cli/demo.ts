@@ -6,7 +6,7 @@
 import { Supervisor } from '../supervisor/supervisor.js';
 import { runLoad } from '../load.js';
 import { fairness } from '../fairness.js';
-import { UsageError, choice, intOption, parse, type Options } from './args.js';
+import { choice, intOption, parseFlags, type Options } from './args.js';
 import { LiveBlock, bar, pct, table } from './render.js';
 
 export const DEMO_USAGE = `Usage: shardgram demo [options]
@@ -35,12 +35,8 @@ const OPTIONS: Options = {
 
 export async function demo(argv: string[]): Promise<number> {
   const u = DEMO_USAGE;
-  const { values, positionals } = parse(argv, OPTIONS, u);
-  if (values.help) {
-    process.stdout.write(u);
-    return 0;
-  }
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, u);
+  const values = parseFlags(argv, OPTIONS, u);
+  if (!values) return 0;
   const workers = intOption(values, 'workers', 2, 32, u, 4)!;
   const sources = intOption(values, 'sources', 1, 4096, u, 200)!;
   const count = intOption(values, 'count', 1, 1_000_000, u, 20_000)!;

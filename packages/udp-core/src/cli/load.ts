@@ -1,7 +1,7 @@
 /** `shardgram load`: a bounded burst of probes against a running echo service. */
 import { runLoad, type LoadReport } from '../load.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { UsageError, choice, intOption, parse, type Options } from './args.js';
+import { UsageError, choice, intOption, parseFlags, type Options } from './args.js';
 import { LiveBlock, pct, progressLine, table } from './render.js';
 
 export const LOAD_USAGE = `Usage: shardgram load --port P [options]
@@ -44,12 +44,8 @@ const OPTIONS: Options = {
 
 export async function load(argv: string[]): Promise<number> {
   const u = LOAD_USAGE;
-  const { values, positionals } = parse(argv, OPTIONS, u);
-  if (values.help) {
-    process.stdout.write(u);
-    return 0;
-  }
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, u);
+  const values = parseFlags(argv, OPTIONS, u);
+  if (!values) return 0;
   if (values.port === undefined) throw new UsageError('--port is required', u);
   const live = new LiveBlock(process.stderr);
   let lastPlain = 0;

@@ -1,5 +1,5 @@
 /** `shardgram scale`: grow or shrink a running service through its control socket. */
-import { UsageError, intOption, parse, type Options } from './args.js';
+import { UsageError, intOption, parseFlags, type Options } from './args.js';
 import { controlRequest } from '../control/client.js';
 import { controlDir, defaultControlPath, findControlSockets } from '../control/paths.js';
 
@@ -43,12 +43,8 @@ export function locateControl(values: Record<string, unknown>, usage: string): s
 
 export async function scale(argv: string[]): Promise<number> {
   const u = SCALE_USAGE;
-  const { values, positionals } = parse(argv, OPTIONS, u);
-  if (values.help) {
-    process.stdout.write(u);
-    return 0;
-  }
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, u);
+  const values = parseFlags(argv, OPTIONS, u);
+  if (!values) return 0;
   if (values['stats-port'] !== undefined) throw new UsageError('scale no longer goes through the stats port (it is read-only); give the service\'s UDP --port instead', u);
   if (values.workers === undefined) throw new UsageError('--workers is required', u);
   const count = intOption(values, 'workers', 1, 256, u)!;

@@ -1,7 +1,7 @@
 /** `shardgram top`: a live terminal view of a running service, from its GET /stats. */
 import { get as httpGet } from 'node:http';
 import { ShardgramError } from '../errors.js';
-import { UsageError, intOption, parse, type Options } from './args.js';
+import { UsageError, intOption, parseFlags, type Options } from './args.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
 
 export const TOP_USAGE = `Usage: shardgram top --stats-port S [options]
@@ -82,12 +82,8 @@ async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promi
 
 export async function top(argv: string[]): Promise<number> {
   const u = TOP_USAGE;
-  const { values, positionals } = parse(argv, OPTIONS, u);
-  if (values.help) {
-    process.stdout.write(u);
-    return 0;
-  }
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, u);
+  const values = parseFlags(argv, OPTIONS, u);
+  if (!values) return 0;
   const url = statsUrl(values, u);
   const intervalMs = intOption(values, 'interval', 100, 60_000, u, 1000)!;
   const count = intOption(values, 'count', 1, 1_000_000, u);

@@ -21,7 +21,7 @@ import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
 import { F_DUPFD_CLOEXEC, SCM_MAX_FD, SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds, type PeerCred } from '../ffi/unix.js';
-import { CHANGE_RCVBUF, raiseBuffers, type LetGo } from '../supervisor/buffers.js';
+import { raiseBuffers, type LetGo } from '../supervisor/buffers.js';
 import type { HandOverOffer, Supervisor } from '../supervisor/supervisor.js';
 import type { ControlRequest } from './protocol.js';
 import { socketFd } from './server.js';
@@ -245,7 +245,7 @@ export async function takeOver(sup: Supervisor, path: string, log: (line: string
     const own = Array.isArray(o.rcvbufs) && o.rcvbufs.length === dups.length && o.rcvbufs.every((n) => Number.isInteger(n) && n > 0) ? o.rcvbufs : undefined;
     letGo = raiseBuffers(
       dups.map((fd, i) => ({ fd, inode: s.sockets[i]!.inode, stillOpen: () => dupsOpen, ...(own ? { own: own[i]! } : {}) })),
-      sup.options.changeRcvbuf ?? CHANGE_RCVBUF,
+      sup.changeRcvbuf,
     );
     // The old service went on serving while the drops it counted carry on from its baselines.
     sup.sharedWith = 'hand-over';

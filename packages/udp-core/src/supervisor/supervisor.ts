@@ -109,7 +109,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.group.sharedWith = other;
   }
 
-  private get changeRcvbuf(): number {
+  /** The receive buffer every socket gets while the group changes (options.changeRcvbuf, else 8 MiB; 0: none). */
+  get changeRcvbuf(): number {
     return this.options.changeRcvbuf ?? CHANGE_RCVBUF;
   }
 
