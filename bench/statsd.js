@@ -7,10 +7,10 @@
 //
 // or, from another script: `const { markdown, rows } = await runStatsdBench({ log })`.
 //
-// The sender is a child process running shardgram's native sender
-// (packages/udp-core/src/sender.ts, `NativeSender.sendPayloads`): prebuilt datagrams
-// ("bench.c17:1|c", 64 names) sent with sendmmsg, round-robin over K source sockets
-// bound to 127.0.0.1, as fast as it can (bounded by a count and a time). After the
+// The sender is a child process running shardgram's native sender (bench/statsd-sender.js):
+// prebuilt datagrams ("bench.c17:1|c", 64 names) sent with sendmmsg, round-robin over K
+// source sockets bound to 127.0.0.1, as fast as it can (bounded by a count and a time). The
+// CPU-per-datagram section (`--per-datagram`) is bench/statsd-cpu.js. After the
 // burst each receiver's socket queue is waited empty (/proc/net/udp), then it is
 // stopped with SIGTERM: both flush on exit (Etsy from its exit handler, shardgram from
 // the app's stop hook after draining), so the counter totals cover the whole burst.
