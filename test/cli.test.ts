@@ -12,6 +12,7 @@ describe('shardgram command line', () => {
     ['a missing app', ['serve', '--port', '9000'], /which app\?/],
     ['an unknown engine', ['serve', 'echo', '--port', '9000', '--engine', 'turbo'], /--engine must be one of dgram, native; got "turbo"/],
     ['a bad rcvbuf', ['serve', 'echo', '--port', '9000', '--rcvbuf', 'lots'], /--rcvbuf must be a number of bytes/],
+    ['a read delay past 100 ms', ['serve', 'echo', '--port', '9000', '--max-read-delay', '200000'], /--max-read-delay must be from 0 to 100000; got 200000/],
     ['an unknown command', ['launch'], /unknown command "launch"/],
     ['load without a port', ['load'], /--port is required/],
     ['load with a bad count', ['load', '--port', '9', '--count', '1e3'], /--count must be a whole number/],
@@ -63,7 +64,7 @@ describe('shardgram command line', () => {
   it('serve --help documents every flag it accepts', async () => {
     const r = await runCli(['serve', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--stats-port', '--app-option', '--drain-timeout', '--stall-timeout', '--change-rcvbuf', '--takeover', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', '--control', 'SIGHUP', 'shardgram scale']) {
+    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--max-read-delay', '--stats-port', '--app-option', '--drain-timeout', '--stall-timeout', '--change-rcvbuf', '--takeover', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', '--control', 'SIGHUP', 'shardgram scale']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/echo/);

@@ -27,6 +27,7 @@ export const COUNTERS = [
   { key: 'bytes', source: 'engine', help: 'Payload bytes handed to the app.', prom: { name: 'bytes' } },
   { key: 'handlerErrors', source: 'engine', help: 'Exceptions thrown (or promises rejected) by the message handler.', prom: { name: 'handler_errors' } },
   { key: 'batches', source: 'engine', help: 'Receive calls that returned data (one per datagram for the dgram engine).', prom: { name: 'batches' } },
+  { key: 'wakeups', source: 'engine', help: 'Times the native engine woke to read (readable events and pacing timers; 0 for the dgram engine, whose reads libuv makes).', prom: { name: 'wakeups' } },
   { key: 'truncated', source: 'engine', help: 'Datagrams larger than the receive buffer, counted and not delivered.', prom: { name: 'truncated' } },
   { key: 'sends', source: 'engine', help: 'Datagrams the app sent.', prom: { name: 'sends' } },
   { key: 'sendErrors', source: 'engine', help: 'Sends that failed.', prom: { name: 'send_errors' } },

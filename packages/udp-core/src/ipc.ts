@@ -17,6 +17,7 @@ export interface WorkerConfig {
   snapshotIntervalMs: number;
   maxDatagram: number;
   batch: number;
+  maxReadDelayUs: number;
 }
 
 export type ToSupervisor =

@@ -132,6 +132,12 @@ export interface AppDefaults {
   engine?: EngineName;
   /** SO_RCVBUF to request per socket, in bytes. */
   rcvbuf?: number;
+  /**
+   * The most latency the native engine may add under steady traffic (µs; default 500):
+   * a one-way sink such as StatsD can let datagrams wait longer in the socket's queue,
+   * so that each wake-up reads more of them for less CPU (docs/native-engine.md).
+   */
+  maxReadDelayUs?: number;
 }
 
 /**

@@ -88,6 +88,7 @@ async function main(): Promise<void> {
     index: config.index,
     maxDatagram: config.maxDatagram,
     batch: config.batch,
+    maxReadDelayUs: config.maxReadDelayUs,
     // The first few with their stack, then one line per thousand with the count.
     onHandlerError: (error) => handlerErrors.note(() => (error instanceof Error ? (error.stack ?? error.message) : String(error))),
   });

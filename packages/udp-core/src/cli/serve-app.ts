@@ -127,6 +127,7 @@ function defaultsText(d: AppDefaults | undefined): string | undefined {
   if (d.policy) parts.push(`--policy ${d.policy.name}`);
   if (d.engine) parts.push(`--engine ${d.engine}`);
   if (d.rcvbuf !== undefined) parts.push(`--rcvbuf ${formatByteSize(d.rcvbuf)}`);
+  if (d.maxReadDelayUs !== undefined) parts.push(`--max-read-delay ${d.maxReadDelayUs}`);
   return parts.length ? `defaults: ${parts.join(', ')}` : undefined;
 }
 

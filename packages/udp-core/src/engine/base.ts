@@ -18,6 +18,8 @@ export interface EngineOptions {
   maxDatagram?: number;
   /** Datagrams per recvmmsg/sendmmsg call (native engine). */
   batch?: number;
+  /** The most latency the native engine's pacing may add, µs (engine/pacing.ts; 0: never paced). Default 500. */
+  maxReadDelayUs?: number;
   /** Counters of the top-senders sketch (error bound: datagrams / this); 0 keeps none. Default 64. */
   topSenders?: number;
   /** Where to count (e.g. memory shared with the supervisor); default: a plain object. */

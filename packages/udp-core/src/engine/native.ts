@@ -9,9 +9,11 @@
  *
  * - poll:  the socket's readable event wakes it (idle, or a trickle of traffic);
  * - paced: traffic is steady, so it does not wait for "readable" but arms a
- *          timerfd (also polled by libuv) for the time a batch takes to arrive at
- *          the rate just measured, bounded by PACE_MAX_US; one wake-up then reads
- *          tens of datagrams. The socket's queue absorbs the wait;
+ *          timerfd (also polled by libuv) for the time the next batches take to
+ *          arrive at the rate just measured (engine/pacing.ts: at most the service's
+ *          maxReadDelayUs, and short enough that the queue stays under a quarter
+ *          of the receive buffer); one wake-up then reads tens of datagrams. The
+ *          socket's queue absorbs the wait;
  * - busy:  the last batch came back full, so more is queued: it goes on at once,
  *          yielding to the event loop (setImmediate) every BATCHES_PER_TURN
  *          batches, so timers, IPC and stats keep running under a sender that
@@ -36,22 +38,17 @@ import {
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { encodeSockaddr } from '../ffi/sockaddr.js';
-import { localAddress } from '../ffi/socket.js';
+import { localAddress, socketMemInfo } from '../ffi/socket.js';
 import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
 import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
+import { DEFAULT_MAX_READ_DELAY_US, PACE_QUEUE_SHARE, paceWaitUs, QUEUED_OVERHEAD_GUESS } from './pacing.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
 const BATCHES_PER_TURN = 16;
-/** Paced reading aims at this fraction of a batch per wake-up. */
-const PACE_FILL = 0.5;
-/** Longest paced wait: the most latency pacing adds, and the floor of the rates it is used for. */
-const PACE_MAX_US = 500;
-/** Shortest paced wait (below this, a wake-up per batch costs little anyway). */
-const PACE_MIN_US = 20;
-/** Pace only when at least this many datagrams would arrive within PACE_MAX_US. */
-const PACE_MIN_DATAGRAMS = 4;
+/** Longest a paced wake-up goes without reading SO_MEMINFO while the queue stays well within its bound. */
+const MEMINFO_EVERY_MS = 5;
 const ADDRESS_CACHE_MAX = 4096; // the send side's cache of encoded addresses
 // 32-bit word indexes into one mmsghdr of the arena (see MsgArena.headerWords).
 const STRIDE_WORDS = MMSGHDR_SIZE >> 2;
@@ -94,6 +91,16 @@ export class NativeEngineSocket extends EngineSocket {
   /** When the socket was last found empty, and datagrams read since then. */
   private lastDryAt = 0;
   private sinceDry = 0;
+  /** The most latency pacing may add (µs; 0: never paced). */
+  private readonly maxReadDelayUs: number;
+  /** The receive buffer limit and kernel memory per queued datagram, as last measured (0: not yet). */
+  private rcvbuf = 0;
+  private bytesPerDatagram = 0;
+  /** Length of the last datagram delivered (for the per-datagram memory guess before a measurement). */
+  private lastLen = 0;
+  /** When SO_MEMINFO was last read at a paced wake-up, and whether the wait armed is near the buffer's bound (read it at every one then). */
+  private memAt = -Infinity;
+  private nearBound = false;
   private txCount = 0;
   private txCallbacks: (SendCallback | undefined)[];
   private flushQueued = false;
@@ -110,6 +117,7 @@ export class NativeEngineSocket extends EngineSocket {
   constructor(opts: EngineOptions) {
     super(opts);
     this.batch = opts.batch ?? 64;
+    this.maxReadDelayUs = opts.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
     this.rx = new MsgArena(this.batch, max, RX_CONTROL);
@@ -142,22 +150,52 @@ export class NativeEngineSocket extends EngineSocket {
   }
 
   private readonly onReadable = (): void => {
-    if (!this.draining) this.drainSocket();
+    if (this.draining) return;
+    this.counters.wakeups++;
+    this.drainSocket(-1);
   };
 
   private readonly onTimer = (): void => {
     // The timer stays readable until re-armed or disarmed, which drainSocket does.
-    if (!this.draining) this.drainSocket();
+    if (this.draining || this.closed) return;
+    this.counters.wakeups++;
+    // What the wait let queue up: with what this wake-up reads, it measures the kernel
+    // memory per queued datagram, which bounds the next waits (pacing.ts). Read every
+    // MEMINFO_EVERY_MS (the buffer's size can change: the supervisor raises it for
+    // changes), and at every wake-up while the waits are near the bound.
+    let queued = -1;
+    const now = performance.now();
+    if (this.nearBound || now - this.memAt >= MEMINFO_EVERY_MS) {
+      queued = this.readMemInfo();
+      this.memAt = now;
+    }
+    this.drainSocket(queued);
   };
+
+  /** Reads the socket's buffer limit into `rcvbuf` (0 if unknown); returns its queued bytes (-1 if unknown). */
+  private readMemInfo(): number {
+    try {
+      const m = socketMemInfo(this.fd);
+      this.rcvbuf = m.rcvbuf;
+      return m.queueBytes;
+    } catch {
+      this.rcvbuf = 0; // unknown: no bound from the buffer
+      return -1;
+    }
+  }
 
   private readonly onImmediate = (): void => {
     this.immediate = undefined;
-    this.drainSocket();
+    this.drainSocket(-1);
   };
 
-  /** Reads up to BATCHES_PER_TURN batches, then decides how to wait for the next ones. */
-  private drainSocket(): void {
+  /**
+   * Reads up to BATCHES_PER_TURN batches, then decides how to wait for the next ones.
+   * `queued`: the socket's queued bytes just before (a paced wake-up), else -1.
+   */
+  private drainSocket(queued: number): void {
     if (this.closed) return;
+    const before = this.sinceDry;
     this.draining = true;
     const c = libc();
     const rx = this.rx;
@@ -207,10 +245,16 @@ export class NativeEngineSocket extends EngineSocket {
     const got = this.sinceDry;
     this.lastDryAt = now;
     this.sinceDry = 0;
+    const readNow = got - before;
+    if (queued > 0 && readNow > 0) this.bytesPerDatagram = queued / readNow;
+    else if (this.rcvbuf === 0) this.readMemInfo(); // before the first paced wait: its bound needs the buffer's size
     const perUs = elapsedUs > 0 ? got / elapsedUs : 0;
-    if (got > 0 && perUs * PACE_MAX_US >= PACE_MIN_DATAGRAMS) {
-      // Steady traffic: come back when about PACE_FILL of a batch has arrived.
-      const waitUs = Math.min(PACE_MAX_US, Math.max(PACE_MIN_US, (batch * PACE_FILL) / perUs));
+    const bytesPerDatagram = this.bytesPerDatagram || QUEUED_OVERHEAD_GUESS + this.lastLen;
+    const waitUs = paceWaitUs({ perUs, batch, maxDelayUs: this.maxReadDelayUs, rcvbuf: this.rcvbuf, bytesPerDatagram });
+    // Expected to fill more than half of what the bound allows: measure at every wake-up.
+    this.nearBound = waitUs * perUs * bytesPerDatagram > (PACE_QUEUE_SHARE / 2) * this.rcvbuf;
+    if (waitUs > 0) {
+      // Steady traffic: come back when the next batches have arrived (pacing.ts).
       this.stopSocketPoll();
       this.armTimer(waitUs);
     } else {
@@ -281,6 +325,7 @@ export class NativeEngineSocket extends EngineSocket {
       if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
       this.deliver(view, this.remote(rx.nameOffset(i), len));
     }
+    if (n > 0) this.lastLen = words[(n - 1) * STRIDE_WORDS + LEN_WORD]!;
   }
 
   /**

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { invalidArg } from '../errors.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { familyOf } from '../ffi/sockaddr.js';
+import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../engine/pacing.js';
 import type { ImbalanceOptions } from '../imbalance.js';
 import type { AppDefaults, EngineName } from '../shard-socket.js';
 import type { PolicySpec } from '../steering/steering.js';
@@ -40,6 +41,12 @@ export interface SupervisorOptions {
   maxDatagram?: number;
   /** Datagrams per recvmmsg/sendmmsg (native engine). Default 64. */
   batch?: number;
+  /**
+   * The most latency the native engine may add under steady traffic by letting datagrams
+   * wait in the socket's queue so that one wake-up reads many (µs, 0–100000; 0: never).
+   * Default: the app's, else 500.
+   */
+  maxReadDelayUs?: number;
   /** A worker that reads nothing while its queue fills, or sends no heartbeat, this long is replaced. Default 5000 ms; 0 never. */
   stallTimeoutMs?: number;
   /** Imbalance detection under `hash` (window, minimum traffic, how long it must last). */
@@ -65,6 +72,7 @@ export interface EffectiveConfig {
   readonly stallTimeoutMs: number;
   readonly maxDatagram: number;
   readonly batch: number;
+  readonly maxReadDelayUs: number;
 }
 
 export const MAX_WORKERS = 256;
@@ -72,6 +80,10 @@ export const DEFAULT_STALL_TIMEOUT_MS = 5000;
 
 export function checkWorkers(n: number): void {
   if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw invalidArg('workers', n, `an integer from 1 to ${MAX_WORKERS}`);
+}
+
+function checkReadDelay(us: number): void {
+  if (!Number.isInteger(us) || us < 0 || us > MAX_READ_DELAY_US) throw invalidArg('maxReadDelayUs', us, `a whole number of microseconds from 0 to ${MAX_READ_DELAY_US}`);
 }
 
 /** Throws an ERR_SHARDGRAM_INVALID_ARG naming the first bad option; returns a frozen copy of the options. */
@@ -89,6 +101,7 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   }
   const batch = opts.batch ?? 64;
   if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
+  if (opts.maxReadDelayUs !== undefined) checkReadDelay(opts.maxReadDelayUs);
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1)) throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
   if (opts.changeRcvbuf !== undefined && (!Number.isInteger(opts.changeRcvbuf) || opts.changeRcvbuf < 0)) throw invalidArg('changeRcvbuf', opts.changeRcvbuf, 'a whole number of bytes ≥ 0');
   for (const k of ['snapshotIntervalMs', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
@@ -123,6 +136,8 @@ export function withAdoption(opts: Readonly<SupervisorOptions>, a: Adoption): Re
 /** The effective config once the app's defaults are known. */
 export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDefaults): EffectiveConfig {
   const address = opts.address ?? '127.0.0.1';
+  const maxReadDelayUs = opts.maxReadDelayUs ?? defaults.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
+  checkReadDelay(maxReadDelayUs); // an app's default is checked like an option
   const family = familyOf(address) as 'udp4' | 'udp6';
   return Object.freeze({
     app: opts.app,
@@ -140,5 +155,6 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
     stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     maxDatagram: opts.maxDatagram ?? (family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD),
     batch: opts.batch ?? 64,
+    maxReadDelayUs,
   });
 }

@@ -1,0 +1,66 @@
+/**
+ * The native engine's paced wait (engine/pacing.ts): as long as the allowed delay
+ * lets one wake-up read more, never past the allowed delay, never so long that the
+ * queue would be expected to pass a quarter of the receive buffer; and the service's
+ * `maxReadDelayUs` is checked at the edge and taken from the app when not given.
+ */
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, paceWaitUs, type PaceInput } from '../src/engine/pacing.js';
+import { resolveConfig, validateOptions } from '../src/supervisor/config.js';
+
+const base: PaceInput = { perUs: 0.1, batch: 64, maxDelayUs: DEFAULT_MAX_READ_DELAY_US, rcvbuf: 0, bytesPerDatagram: 832 };
+const wait = (p: Partial<PaceInput>): number => paceWaitUs({ ...base, ...p });
+
+describe('paceWaitUs', () => {
+  it('does not pace traffic thinner than 4 datagrams per 500 µs (8 k/s), nor when the delay allowed is 0', () => {
+    expect(wait({ perUs: 0 })).toBe(0);
+    expect(wait({ perUs: 0.0079 })).toBe(0);
+    expect(wait({ perUs: 0.008 })).toBeGreaterThan(0);
+    expect(wait({ maxDelayUs: 0 })).toBe(0);
+    expect(wait({ maxDelayUs: PACE_MIN_US - 1 })).toBe(0);
+  });
+
+  it('at the default 500 µs: half a batch per wake-up, between 20 and 500 µs', () => {
+    expect(wait({ perUs: 0.2 })).toBeCloseTo(160); // 32 datagrams at 200 k/s
+    expect(wait({ perUs: 0.02 })).toBe(500); // 32 would take 1600 µs: the cap
+    expect(wait({ perUs: 10 })).toBe(PACE_MIN_US);
+  });
+
+  it('a larger allowance reads proportionally more per wake-up: 2 ms is two batches', () => {
+    expect(wait({ perUs: 0.1, maxDelayUs: 2000 })).toBeCloseTo(1280); // 128 datagrams at 100 k/s
+    expect(wait({ perUs: 0.02, maxDelayUs: 2000 })).toBe(2000);
+  });
+
+  it('never lets the expected queue pass a quarter of the receive buffer', () => {
+    // 212992 bytes (a default buffer), 832 bytes a datagram, 100 k/s: a quarter holds 64 datagrams, 640 µs.
+    const w = wait({ perUs: 0.1, maxDelayUs: 2000, rcvbuf: 212992 });
+    expect(w).toBeCloseTo(640);
+    expect(w * 0.1 * 832).toBeLessThanOrEqual(212992 / 4 + 1e-6);
+    // Bigger datagrams fill it sooner.
+    expect(wait({ perUs: 0.1, maxDelayUs: 2000, rcvbuf: 212992, bytesPerDatagram: 2120 })).toBeCloseTo(251.2, 1);
+    // A buffer that cannot hold even 20 µs of the traffic: wait for readable instead.
+    expect(wait({ perUs: 1, rcvbuf: 4096 })).toBe(0);
+    // A big buffer does not bind; an unknown one (0) does not either.
+    expect(wait({ perUs: 0.1, maxDelayUs: 2000, rcvbuf: 8 << 20 })).toBeCloseTo(1280);
+    expect(wait({ perUs: 0.1, maxDelayUs: 100_000, rcvbuf: 0 })).toBeCloseTo(64_000); // 6400 datagrams (half a batch × 100000/500) at 100 k/s
+  });
+});
+
+describe('maxReadDelayUs in the service config', () => {
+  it('is the caller\'s, else the app\'s, else 500', () => {
+    const opts = validateOptions({ app: 'discard', port: 0, workers: 1 });
+    expect(resolveConfig(opts, {}).maxReadDelayUs).toBe(500);
+    expect(resolveConfig(opts, { maxReadDelayUs: 2000 }).maxReadDelayUs).toBe(2000);
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, maxReadDelayUs: 0 }), { maxReadDelayUs: 2000 }).maxReadDelayUs).toBe(0);
+  });
+
+  it('rejects a value that is not a whole number of µs from 0 to 100000, naming the option', () => {
+    for (const bad of [-1, 1.5, 100_001, Number.NaN]) {
+      expect(() => validateOptions({ app: 'discard', port: 0, workers: 1, maxReadDelayUs: bad })).toThrow(
+        expect.objectContaining({ code: 'ERR_SHARDGRAM_INVALID_ARG', message: expect.stringMatching(/maxReadDelayUs/) }),
+      );
+    }
+    // An app's default is held to the same range.
+    expect(() => resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1 }), { maxReadDelayUs: 1e9 })).toThrow(/maxReadDelayUs/);
+  });
+});
