@@ -18,6 +18,8 @@ export interface WorkerConfig {
   maxDatagram: number;
   batch: number;
   maxReadDelayUs: number;
+  /** The socket's own receive buffer as SO_MEMINFO counts it (EngineOptions.ownRcvbuf). */
+  ownRcvbuf: number;
 }
 
 export type ToSupervisor =

@@ -50,8 +50,8 @@ Options:
       --max-read-delay US  the most latency the native engine may add under steady traffic
                         (≥ 8 k datagrams/s per worker), in µs, 0-100000: it lets datagrams
                         wait in the socket's queue (never past a quarter of its buffer) so
-                        that one wake-up reads many, for less CPU; 0: wake per arrival
-                        (default: the app's, else 500)
+                        that one wake-up reads many, for less CPU; under 20: never (woken
+                        per arrival) (default: the app's, else 500)
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
                         http://127.0.0.1:S (0: pick a free port; printed); read-only
       --stats-address A the stats port's IPv4/IPv6 literal (default 127.0.0.1; 0.0.0.0 or ::

@@ -20,6 +20,12 @@ export interface EngineOptions {
   batch?: number;
   /** The most latency the native engine's pacing may add, µs (engine/pacing.ts; 0: never paced). Default 500. */
   maxReadDelayUs?: number;
+  /**
+   * The socket's own receive buffer as SO_MEMINFO counts it (twice the SO_RCVBUF asked).
+   * The supervisor raises buffers above it only for a while (start, restarts, changes):
+   * the native engine sizes its waits for this one, never for a raised one.
+   */
+  ownRcvbuf?: number;
   /** Counters of the top-senders sketch (error bound: datagrams / this); 0 keeps none. Default 64. */
   topSenders?: number;
   /** Where to count (e.g. memory shared with the supervisor); default: a plain object. */

@@ -92,10 +92,14 @@ export class NativeEngineSocket extends EngineSocket {
   private lastDryAt = 0;
   private sinceDry = 0;
   /** The most latency pacing may add (µs; 0: never paced). */
-  private readonly maxReadDelayUs: number;
+  private maxReadDelayUs: number;
+  /** The socket's own receive buffer (SO_MEMINFO's count; 0: not known): waits are never sized for more. */
+  private readonly ownRcvbuf: number;
   /** The receive buffer limit and kernel memory per queued datagram, as last measured (0: not yet). */
   private rcvbuf = 0;
   private bytesPerDatagram = 0;
+  /** SO_MEMINFO failed: no bound from the buffer, so waits stay within the default delay. */
+  private memInfoFailed = false;
   /** Length of the last datagram delivered (for the per-datagram memory guess before a measurement). */
   private lastLen = 0;
   /** When SO_MEMINFO was last read at a paced wake-up, and whether the wait armed is near the buffer's bound (read it at every one then). */
@@ -118,6 +122,7 @@ export class NativeEngineSocket extends EngineSocket {
     super(opts);
     this.batch = opts.batch ?? 64;
     this.maxReadDelayUs = opts.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
+    this.ownRcvbuf = opts.ownRcvbuf ?? 0;
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
     this.rx = new MsgArena(this.batch, max, RX_CONTROL);
@@ -161,25 +166,33 @@ export class NativeEngineSocket extends EngineSocket {
     this.counters.wakeups++;
     // What the wait let queue up: with what this wake-up reads, it measures the kernel
     // memory per queued datagram, which bounds the next waits (pacing.ts). Read every
-    // MEMINFO_EVERY_MS (the buffer's size can change: the supervisor raises it for
-    // changes), and at every wake-up while the waits are near the bound.
-    let queued = -1;
-    const now = performance.now();
-    if (this.nearBound || now - this.memAt >= MEMINFO_EVERY_MS) {
-      queued = this.readMemInfo();
-      this.memAt = now;
-    }
+    // MEMINFO_EVERY_MS (the buffer's size can change), and at every wake-up while the
+    // waits come near the bound.
+    const queued = this.nearBound ? this.readMemInfo(performance.now()) : this.memInfoIfDue(performance.now());
     this.drainSocket(queued);
   };
 
-  /** Reads the socket's buffer limit into `rcvbuf` (0 if unknown); returns its queued bytes (-1 if unknown). */
-  private readMemInfo(): number {
+  /** readMemInfo() if MEMINFO_EVERY_MS has passed since the last reading, else -1. */
+  private memInfoIfDue(now: number): number {
+    return now - this.memAt >= MEMINFO_EVERY_MS ? this.readMemInfo(now) : -1;
+  }
+
+  /**
+   * Reads SO_MEMINFO: the buffer limit into `rcvbuf` (never above the socket's own size:
+   * a raised buffer goes back down, perhaps during the wait sized from it); returns the
+   * queued bytes, or -1 if unknown. After a failure it is not tried again: 0, no bound.
+   */
+  private readMemInfo(now: number): number {
+    if (this.memInfoFailed) return -1;
+    this.memAt = now;
     try {
       const m = socketMemInfo(this.fd);
-      this.rcvbuf = m.rcvbuf;
+      this.rcvbuf = this.ownRcvbuf > 0 ? Math.min(m.rcvbuf, this.ownRcvbuf) : m.rcvbuf;
       return m.queueBytes;
     } catch {
-      this.rcvbuf = 0; // unknown: no bound from the buffer
+      this.memInfoFailed = true;
+      this.rcvbuf = 0;
+      this.maxReadDelayUs = Math.min(this.maxReadDelayUs, DEFAULT_MAX_READ_DELAY_US);
       return -1;
     }
   }
@@ -246,13 +259,16 @@ export class NativeEngineSocket extends EngineSocket {
     this.lastDryAt = now;
     this.sinceDry = 0;
     const readNow = got - before;
+    // Bytes queued at the wake-up over the datagrams it read (some arrived while it read,
+    // so this runs low; the guess from the last length is the floor).
     if (queued > 0 && readNow > 0) this.bytesPerDatagram = queued / readNow;
-    else if (this.rcvbuf === 0) this.readMemInfo(); // before the first paced wait: its bound needs the buffer's size
+    // Not a paced wake-up (the first wait after a quiet spell, say): the buffer's size may be stale.
+    else this.memInfoIfDue(now);
     const perUs = elapsedUs > 0 ? got / elapsedUs : 0;
-    const bytesPerDatagram = this.bytesPerDatagram || QUEUED_OVERHEAD_GUESS + this.lastLen;
+    const bytesPerDatagram = Math.max(this.bytesPerDatagram, QUEUED_OVERHEAD_GUESS + this.lastLen);
     const waitUs = paceWaitUs({ perUs, batch, maxDelayUs: this.maxReadDelayUs, rcvbuf: this.rcvbuf, bytesPerDatagram });
     // Expected to fill more than half of what the bound allows: measure at every wake-up.
-    this.nearBound = waitUs * perUs * bytesPerDatagram > (PACE_QUEUE_SHARE / 2) * this.rcvbuf;
+    this.nearBound = this.rcvbuf > 0 && waitUs * perUs * bytesPerDatagram > (PACE_QUEUE_SHARE / 2) * this.rcvbuf;
     if (waitUs > 0) {
       // Steady traffic: come back when the next batches have arrived (pacing.ts).
       this.stopSocketPoll();

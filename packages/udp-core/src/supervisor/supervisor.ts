@@ -176,7 +176,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const config: WorkerConfig = {
       supervisorPid: process.pid, index: slot.index, workers: this.group.size, engine: c.engine, family: slot.sock.family, app: this.app.url,
       appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
-      maxReadDelayUs: c.maxReadDelayUs,
+      maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: 2 * slot.ownRcvbuf, // SO_RCVBUF reads back, and SO_MEMINFO counts, twice what was asked
     };
     if (this.internals.launch) return this.internals.launch(slot, config);
     return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
