@@ -126,7 +126,9 @@ describe('steering a 3-socket group', () => {
     expect(drops(g)).toEqual([0, 0, 0]);
     expect(f.jain).toBeGreaterThanOrEqual(0.98);
     expect(f.minShare).toBeGreaterThan(0.3);
-    expect(f.chiSquareP).toBeGreaterThan(0.0001);
+    // 1e-6: a correct spread fails once in a million runs (CI runs this twice per submission);
+    // one socket 1.5 points over its third (34.8 %, the others 32.6 %) still fails it (p ≈ 3e-7).
+    expect(f.chiSquareP).toBeGreaterThan(1e-6);
   });
 
   it('hash (no program): 30 000 datagrams from one source port all go to one socket', async () => {
