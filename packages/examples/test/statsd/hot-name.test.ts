@@ -58,7 +58,7 @@ describe('one hot name, default policy', () => {
     const workers = 4;
     serving = await startServe(serveArgs(out, workers), workers);
     const s = serving;
-    expect(s.output()).toMatch(/native engine, random policy/);
+    expect(s.output()).toMatch(/native engine, reads wait up to 2 ms, random policy/);
     const clients = await openClients(64);
     const total = 20_000;
     const hugeNames = 50;

@@ -4,7 +4,7 @@ import { Supervisor } from '../supervisor/supervisor.js';
 import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { MAX_READ_DELAY_US } from '../engine/pacing.js';
+import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US, PACE_MIN_US } from '../engine/pacing.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
@@ -126,6 +126,12 @@ export interface ReadyLine {
   control: string | null;
 }
 
+/** ", reads wait up to 2 ms" on the status line when the native engine's read delay is not its default. */
+function readDelayNote(engine: string, us: number): string {
+  if (engine !== 'native' || us === DEFAULT_MAX_READ_DELAY_US) return '';
+  return us < PACE_MIN_US ? ', never paced' : `, reads wait up to ${us % 1000 === 0 ? `${us / 1000} ms` : `${us} µs`}`;
+}
+
 export async function serve(argv: string[]): Promise<number> {
   const u = SERVE_USAGE;
   const appName = findAppName(argv, OPTIONS);
@@ -211,7 +217,7 @@ export async function serve(argv: string[]): Promise<number> {
     onReady: ({ stats, control }) => {
       const c = sup.config;
       say(
-        `shardgram: ${c.app} on udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')} (${c.engine} engine, ${sup.policy.name} policy)` +
+        `shardgram: ${c.app} on udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')} (${c.engine} engine${readDelayNote(c.engine, c.maxReadDelayUs)}, ${sup.policy.name} policy)` +
           (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
           `; control socket ${control.path}` +
           '\n',
