@@ -4,6 +4,7 @@
  * saturating sender, and a graceful stop that drains the queue. Traffic goes to
  * 127.0.0.1 / ::1 only, and every load is bounded in count and time.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -80,6 +81,27 @@ describe('native engine: messages, rinfo and replies', () => {
       }
     });
   }
+});
+
+describe('native engine: long datagrams', () => {
+  it('arrive whole, byte for byte, at lengths from 1 to the largest (65507), several in one batch', async () => {
+    const s = await start({ app: fixture('digest-echo.js'), port: 0, workers: 1 });
+    const [client] = await openClients(1);
+    const lengths = [1, 100, 2047, 2048, 2049, 3000, 4096, 8193, 30_000, 65_507, 2049, 65_507];
+    const payloads = lengths.map((n) => randomBytes(n));
+    const replies: string[] = [];
+    client!.on('message', (m) => replies.push(m.toString()));
+    try {
+      // Sent back to back, so that several long ones share a recvmmsg batch.
+      await Promise.all(payloads.map((p) => send(client!, p, s.port)));
+      expect(await waitFor(() => replies.length === payloads.length, 5000)).toBe(true);
+      const want = payloads.map((p) => `${p.length} ${createHash('sha256').update(p).digest('hex')}`).sort();
+      expect([...replies].sort()).toEqual(want);
+    } finally {
+      closeAll([client!]);
+    }
+    expect(await statsUntil(s, (ws) => ws[0]!.datagrams === payloads.length && ws[0]!.truncated === 0)).toBe(true);
+  });
 });
 
 describe('native engine: truncation', () => {
