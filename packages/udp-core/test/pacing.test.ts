@@ -5,7 +5,9 @@
  * `maxReadDelayUs` is checked at the edge and taken from the app when not given.
  */
 import { describe, expect, it } from 'vitest';
+import { NativeEngineSocket } from '../src/engine/native.js';
 import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, paceWaitUs, type PaceInput } from '../src/engine/pacing.js';
+import { closeFd, openReusePortSocket, setReceiveBuffer, socketMemInfo } from '../src/ffi/socket.js';
 import { resolveConfig, validateOptions } from '../src/supervisor/config.js';
 
 const base: PaceInput = { perUs: 0.1, batch: 64, maxDelayUs: DEFAULT_MAX_READ_DELAY_US, rcvbuf: 0, bytesPerDatagram: 832 };
@@ -62,5 +64,36 @@ describe('maxReadDelayUs in the service config', () => {
     }
     // An app's default is held to the same range.
     expect(() => resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1 }), { maxReadDelayUs: 1e9 })).toThrow(/maxReadDelayUs/);
+  });
+});
+
+describe('the buffer the native engine sizes its waits for', () => {
+  // White-box: what the engine takes as the buffer's limit after reading SO_MEMINFO.
+  const limitSeen = (engine: NativeEngineSocket): number => {
+    const e = engine as unknown as { readMemInfo(now: number): number; rcvbuf: number };
+    e.readMemInfo(0);
+    return e.rcvbuf;
+  };
+
+  it('is the socket\'s own size while the supervisor has raised it (the raise goes back down, perhaps mid-wait)', () => {
+    const sock = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 65536 });
+    try {
+      const own = socketMemInfo(sock.fd).rcvbuf; // 131072: the kernel counts twice the size asked
+      const engine = new NativeEngineSocket({ fd: sock.fd, family: 'udp4', index: 0, onHandlerError: () => {}, ownRcvbuf: own, maxReadDelayUs: 100_000 });
+      expect(limitSeen(engine)).toBe(own);
+      // Raised as for a change (within a stock net.core.rmem_max, so no root needed).
+      setReceiveBuffer(sock.fd, 200_000);
+      expect(socketMemInfo(sock.fd).rcvbuf).toBeGreaterThan(own);
+      expect(limitSeen(engine)).toBe(own);
+      // Lowered below its own size by someone else: the lower one counts.
+      setReceiveBuffer(sock.fd, 16384);
+      expect(limitSeen(engine)).toBe(socketMemInfo(sock.fd).rcvbuf);
+      // An engine not told its own size takes what SO_MEMINFO says.
+      setReceiveBuffer(sock.fd, 200_000);
+      const untold = new NativeEngineSocket({ fd: sock.fd, family: 'udp4', index: 0, onHandlerError: () => {} });
+      expect(limitSeen(untold)).toBe(socketMemInfo(sock.fd).rcvbuf);
+    } finally {
+      closeFd(sock.fd);
+    }
   });
 });
