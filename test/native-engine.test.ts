@@ -85,7 +85,8 @@ describe('native engine: messages, rinfo and replies', () => {
 
 describe('native engine: long datagrams', () => {
   it('arrive whole, byte for byte, at lengths from 1 to the largest (65507), several in one batch', async () => {
-    const s = await start({ app: fixture('digest-echo.js'), port: 0, workers: 1 });
+    // Room for all of them queued at once (two 64 KiB datagrams and the rest: ~210 KB of kernel memory).
+    const s = await start({ app: fixture('digest-echo.js'), port: 0, workers: 1, ...bigRcvbufOptions('1m') });
     const [client] = await openClients(1);
     const lengths = [1, 100, 2047, 2048, 2049, 3000, 4096, 8193, 30_000, 65_507, 2049, 65_507];
     const payloads = lengths.map((n) => randomBytes(n));
