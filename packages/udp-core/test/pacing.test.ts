@@ -5,8 +5,7 @@
  * `maxReadDelayUs` is checked at the edge and taken from the app when not given.
  */
 import { describe, expect, it } from 'vitest';
-import { NativeEngineSocket } from '../src/engine/native.js';
-import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, paceWaitUs, type PaceInput } from '../src/engine/pacing.js';
+import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, Pacer, paceWaitUs, type PaceInput } from '../src/engine/pacing.js';
 import { closeFd, openReusePortSocket, setReceiveBuffer, socketMemInfo } from '../src/ffi/socket.js';
 import { resolveConfig, validateOptions } from '../src/supervisor/config.js';
 
@@ -67,33 +66,66 @@ describe('maxReadDelayUs in the service config', () => {
   });
 });
 
-describe('the buffer the native engine sizes its waits for', () => {
-  // White-box: what the engine takes as the buffer's limit after reading SO_MEMINFO.
-  const limitSeen = (engine: NativeEngineSocket): number => {
-    const e = engine as unknown as { readMemInfo(now: number): number; rcvbuf: number };
-    e.readMemInfo(0);
-    return e.rcvbuf;
+describe('Pacer: the buffer the native engine sizes its waits for', () => {
+  let clock = 0;
+  const limitSeen = (pacer: Pacer): number => {
+    pacer.atWake((clock += 10)); // a paced wake-up 10 ms after the last one: SO_MEMINFO is read
+    return pacer.limit;
   };
 
   it('is the socket\'s own size while the supervisor has raised it (the raise goes back down, perhaps mid-wait)', () => {
     const sock = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 65536 });
     try {
       const own = socketMemInfo(sock.fd).rcvbuf; // 131072: the kernel counts twice the size asked
-      const engine = new NativeEngineSocket({ fd: sock.fd, family: 'udp4', index: 0, onHandlerError: () => {}, ownRcvbuf: own, maxReadDelayUs: 100_000 });
-      expect(limitSeen(engine)).toBe(own);
+      const pacer = new Pacer(sock.fd, { ownRcvbuf: own, maxDelayUs: 100_000 });
+      expect(limitSeen(pacer)).toBe(own);
       // Raised as for a change (within a stock net.core.rmem_max, so no root needed).
       setReceiveBuffer(sock.fd, 200_000);
       expect(socketMemInfo(sock.fd).rcvbuf).toBeGreaterThan(own);
-      expect(limitSeen(engine)).toBe(own);
+      expect(limitSeen(pacer)).toBe(own);
       // Lowered below its own size by someone else: the lower one counts.
       setReceiveBuffer(sock.fd, 16384);
-      expect(limitSeen(engine)).toBe(socketMemInfo(sock.fd).rcvbuf);
-      // An engine not told its own size takes what SO_MEMINFO says.
+      expect(limitSeen(pacer)).toBe(socketMemInfo(sock.fd).rcvbuf);
+      // A pacer not told the socket's own size takes what SO_MEMINFO says.
       setReceiveBuffer(sock.fd, 200_000);
-      const untold = new NativeEngineSocket({ fd: sock.fd, family: 'udp4', index: 0, onHandlerError: () => {} });
-      expect(limitSeen(untold)).toBe(socketMemInfo(sock.fd).rcvbuf);
+      expect(limitSeen(new Pacer(sock.fd))).toBe(socketMemInfo(sock.fd).rcvbuf);
     } finally {
       closeFd(sock.fd);
     }
+  });
+
+  it('reads SO_MEMINFO at most every 5 ms unless the waits come near the bound, and never again after it failed', () => {
+    let reads = 0;
+    let fail = false;
+    const memInfo = () => {
+      reads++;
+      if (fail) throw new Error('EBADF');
+      return { queueBytes: 64 * 832, rcvbuf: 8 << 20, drops: 0 };
+    };
+    const pacer = new Pacer(3, { maxDelayUs: 2000, memInfo });
+    expect(pacer.atWake(0)).toBe(64 * 832);
+    expect(pacer.atWake(1)).toBe(-1); // 1 ms later: not read
+    // 64 datagrams read for 64 × 832 bytes queued; 100 k/s: 1280 µs, far from the 8 MiB bound.
+    expect(pacer.nextWait(2, 0.1, 64, 64, 64 * 832, 13)).toBeCloseTo(1280);
+    expect(pacer.atWake(3)).toBe(-1);
+    expect(pacer.atWake(5)).toBe(64 * 832);
+    expect(reads).toBe(2);
+    // A 64 KiB buffer: the waits come near the bound, so every wake-up reads.
+    const small = new Pacer(3, { maxDelayUs: 2000, memInfo: () => (reads++, { queueBytes: 10 * 832, rcvbuf: 65536, drops: 0 }) });
+    small.atWake(0);
+    const w = small.nextWait(0, 0.1, 64, 10, 10 * 832, 13);
+    expect(w).toBeCloseTo((0.25 * 65536) / (0.1 * 845)); // 832 + 13 bytes a datagram is the floor
+    reads = 0;
+    small.atWake(0.1);
+    small.atWake(0.2);
+    expect(reads).toBe(2);
+    // After a failure: no bound known, the default 500 µs, and no more attempts.
+    fail = true;
+    expect(pacer.atWake(100)).toBe(-1);
+    expect(pacer.limit).toBe(0);
+    expect(pacer.nextWait(200, 0.02, 64, 10, -1, 13)).toBe(500);
+    const before = reads;
+    pacer.atWake(300);
+    expect(reads).toBe(before);
   });
 });

@@ -38,17 +38,15 @@ import {
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { encodeSockaddr } from '../ffi/sockaddr.js';
-import { localAddress, socketMemInfo } from '../ffi/socket.js';
+import { localAddress } from '../ffi/socket.js';
 import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
 import { MsgArena } from './arena.js';
 import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
-import { DEFAULT_MAX_READ_DELAY_US, PACE_QUEUE_SHARE, paceWaitUs, QUEUED_OVERHEAD_GUESS } from './pacing.js';
+import { Pacer } from './pacing.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
 const BATCHES_PER_TURN = 16;
-/** Longest a paced wake-up goes without reading SO_MEMINFO while the queue stays well within its bound. */
-const MEMINFO_EVERY_MS = 5;
 const ADDRESS_CACHE_MAX = 4096; // the send side's cache of encoded addresses
 // 32-bit word indexes into one mmsghdr of the arena (see MsgArena.headerWords).
 const STRIDE_WORDS = MMSGHDR_SIZE >> 2;
@@ -58,11 +56,8 @@ const CONTROLLEN_WORD = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
 /** Control-message room per slot: SCM_TIMESTAMPNS, and as much again for anything else the socket is set to deliver. */
 const RX_CONTROL = 2 * CMSG_SPACE_TIMESPEC;
 
-interface PollHandle {
-  start(opts: { readable: boolean }, cb: () => void): void;
-  stop(): void;
-  close(): void;
-}
+/** koffi's poll of an fd through libuv. */
+interface PollHandle { start(opts: { readable: boolean }, cb: () => void): void; stop(): void; close(): void }
 
 type Poll = (fd: number, opts: { readable: boolean }, cb: () => void) => PollHandle;
 const poll: Poll = (koffi as unknown as { node: { poll: Poll } }).node.poll;
@@ -91,20 +86,10 @@ export class NativeEngineSocket extends EngineSocket {
   /** When the socket was last found empty, and datagrams read since then. */
   private lastDryAt = 0;
   private sinceDry = 0;
-  /** The most latency pacing may add (µs; 0: never paced). */
-  private maxReadDelayUs: number;
-  /** The socket's own receive buffer (SO_MEMINFO's count; 0: not known): waits are never sized for more. */
-  private readonly ownRcvbuf: number;
-  /** The receive buffer limit and kernel memory per queued datagram, as last measured (0: not yet). */
-  private rcvbuf = 0;
-  private bytesPerDatagram = 0;
-  /** SO_MEMINFO failed: no bound from the buffer, so waits stay within the default delay. */
-  private memInfoFailed = false;
-  /** Length of the last datagram delivered (for the per-datagram memory guess before a measurement). */
+  /** How long to wait between reads under steady traffic (pacing.ts). */
+  private readonly pacer: Pacer;
+  /** Length of the last datagram delivered (the pacer's per-datagram memory floor). */
   private lastLen = 0;
-  /** When SO_MEMINFO was last read at a paced wake-up, and whether the wait armed is near the buffer's bound (read it at every one then). */
-  private memAt = -Infinity;
-  private nearBound = false;
   private txCount = 0;
   private txCallbacks: (SendCallback | undefined)[];
   private flushQueued = false;
@@ -121,8 +106,10 @@ export class NativeEngineSocket extends EngineSocket {
   constructor(opts: EngineOptions) {
     super(opts);
     this.batch = opts.batch ?? 64;
-    this.maxReadDelayUs = opts.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
-    this.ownRcvbuf = opts.ownRcvbuf ?? 0;
+    this.pacer = new Pacer(opts.fd, {
+      ...(opts.maxReadDelayUs !== undefined ? { maxDelayUs: opts.maxReadDelayUs } : {}),
+      ...(opts.ownRcvbuf !== undefined ? { ownRcvbuf: opts.ownRcvbuf } : {}),
+    });
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
     this.rx = new MsgArena(this.batch, max, RX_CONTROL);
@@ -164,38 +151,10 @@ export class NativeEngineSocket extends EngineSocket {
     // The timer stays readable until re-armed or disarmed, which drainSocket does.
     if (this.draining || this.closed) return;
     this.counters.wakeups++;
-    // What the wait let queue up: with what this wake-up reads, it measures the kernel
-    // memory per queued datagram, which bounds the next waits (pacing.ts). Read every
-    // MEMINFO_EVERY_MS (the buffer's size can change), and at every wake-up while the
-    // waits come near the bound.
-    const queued = this.nearBound ? this.readMemInfo(performance.now()) : this.memInfoIfDue(performance.now());
-    this.drainSocket(queued);
+    // What the wait let queue up: with what this wake-up reads, the pacer measures the
+    // kernel memory per queued datagram, which bounds the next waits.
+    this.drainSocket(this.pacer.atWake(performance.now()));
   };
-
-  /** readMemInfo() if MEMINFO_EVERY_MS has passed since the last reading, else -1. */
-  private memInfoIfDue(now: number): number {
-    return now - this.memAt >= MEMINFO_EVERY_MS ? this.readMemInfo(now) : -1;
-  }
-
-  /**
-   * Reads SO_MEMINFO: the buffer limit into `rcvbuf` (never above the socket's own size:
-   * a raised buffer goes back down, perhaps during the wait sized from it); returns the
-   * queued bytes, or -1 if unknown. After a failure it is not tried again: 0, no bound.
-   */
-  private readMemInfo(now: number): number {
-    if (this.memInfoFailed) return -1;
-    this.memAt = now;
-    try {
-      const m = socketMemInfo(this.fd);
-      this.rcvbuf = this.ownRcvbuf > 0 ? Math.min(m.rcvbuf, this.ownRcvbuf) : m.rcvbuf;
-      return m.queueBytes;
-    } catch {
-      this.memInfoFailed = true;
-      this.rcvbuf = 0;
-      this.maxReadDelayUs = Math.min(this.maxReadDelayUs, DEFAULT_MAX_READ_DELAY_US);
-      return -1;
-    }
-  }
 
   private readonly onImmediate = (): void => {
     this.immediate = undefined;
@@ -258,35 +217,28 @@ export class NativeEngineSocket extends EngineSocket {
     const got = this.sinceDry;
     this.lastDryAt = now;
     this.sinceDry = 0;
-    const readNow = got - before;
-    // Bytes queued at the wake-up over the datagrams it read (some arrived while it read,
-    // so this runs low; the guess from the last length is the floor).
-    if (queued > 0 && readNow > 0) this.bytesPerDatagram = queued / readNow;
-    // Not a paced wake-up (the first wait after a quiet spell, say): the buffer's size may be stale.
-    else this.memInfoIfDue(now);
     const perUs = elapsedUs > 0 ? got / elapsedUs : 0;
-    const bytesPerDatagram = Math.max(this.bytesPerDatagram, QUEUED_OVERHEAD_GUESS + this.lastLen);
-    const waitUs = paceWaitUs({ perUs, batch, maxDelayUs: this.maxReadDelayUs, rcvbuf: this.rcvbuf, bytesPerDatagram });
-    // Expected to fill more than half of what the bound allows: measure at every wake-up.
-    this.nearBound = this.rcvbuf > 0 && waitUs * perUs * bytesPerDatagram > (PACE_QUEUE_SHARE / 2) * this.rcvbuf;
+    const waitUs = this.pacer.nextWait(now, perUs, batch, got - before, queued, this.lastLen);
     if (waitUs > 0) {
       // Steady traffic: come back when the next batches have arrived (pacing.ts).
       this.stopSocketPoll();
       this.armTimer(waitUs);
     } else {
       this.disarmTimer();
-      if (!this.sockPolling && this.sockPoll) {
-        this.sockPoll.start({ readable: true }, this.onReadable);
-        this.sockPolling = true;
-      }
+      this.startSocketPoll();
     }
   }
 
+  private startSocketPoll(): void {
+    if (this.sockPolling || !this.sockPoll) return;
+    this.sockPoll.start({ readable: true }, this.onReadable);
+    this.sockPolling = true;
+  }
+
   private stopSocketPoll(): void {
-    if (this.sockPolling) {
-      this.sockPoll?.stop();
-      this.sockPolling = false;
-    }
+    if (!this.sockPolling) return;
+    this.sockPoll?.stop();
+    this.sockPolling = false;
   }
 
   private armTimer(us: number): void {
@@ -300,10 +252,7 @@ export class NativeEngineSocket extends EngineSocket {
     }
     // Cannot pace: fall back to the socket's readable event.
     this.timerArmed = false;
-    if (!this.sockPolling && this.sockPoll) {
-      this.sockPoll.start({ readable: true }, this.onReadable);
-      this.sockPolling = true;
-    }
+    this.startSocketPoll();
   }
 
   /** Disarms the timer and clears a pending expiry (so that its poll stops firing). */
@@ -377,24 +326,13 @@ export class NativeEngineSocket extends EngineSocket {
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
     if (this.warming) return void (callback && process.nextTick(callback, null, 0)); // warm-up replies go nowhere
-    if (this.closed) {
-      this.counters.sendErrors++;
-      const err = new Error('send on a closed shardgram socket');
-      if (callback) process.nextTick(callback, err);
-      return;
-    }
+    if (this.closed) return this.failSend(new Error('send on a closed shardgram socket'), callback);
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      this.counters.sendErrors++;
-      const err = Object.assign(new Error(`send: port must be an integer from 1 to 65535; got ${port}`), { code: 'ERR_SOCKET_BAD_PORT' });
-      if (callback) process.nextTick(callback, err);
-      return;
+      return this.failSend(Object.assign(new Error(`send: port must be an integer from 1 to 65535; got ${port}`), { code: 'ERR_SOCKET_BAD_PORT' }), callback);
     }
     const want = this.family === 'udp4' ? 4 : 6;
     if (!this.sendNames.has(address) && isIP(address) !== want) {
-      this.counters.sendErrors++;
-      const err = Object.assign(new Error(`send: ${JSON.stringify(address)} is not an IPv${want} address (this socket is ${this.family}; no name lookup here)`), { code: 'ERR_INVALID_ADDRESS' });
-      if (callback) process.nextTick(callback, err);
-      return;
+      return this.failSend(Object.assign(new Error(`send: ${JSON.stringify(address)} is not an IPv${want} address (this socket is ${this.family}; no name lookup here)`), { code: 'ERR_INVALID_ADDRESS' }), callback);
     }
     if (this.txCount === this.batch) this.flushSends();
     const slot = this.txCount;
@@ -406,10 +344,7 @@ export class NativeEngineSocket extends EngineSocket {
     for (const p of parts) {
       const n = typeof p === 'string' ? Buffer.byteLength(p) : p.length;
       if (len + n > tx.slotSize) {
-        this.counters.sendErrors++;
-        const err = Object.assign(new Error(`send: datagram of more than ${tx.slotSize} bytes (EMSGSIZE)`), { code: 'EMSGSIZE' });
-        if (callback) process.nextTick(callback, err);
-        return;
+        return this.failSend(Object.assign(new Error(`send: datagram of more than ${tx.slotSize} bytes (EMSGSIZE)`), { code: 'EMSGSIZE' }), callback);
       }
       if (typeof p === 'string') tx.memory.write(p, start + len);
       else tx.memory.set(p, start + len);
@@ -437,6 +372,12 @@ export class NativeEngineSocket extends EngineSocket {
         if (this.txCount) this.flushSends();
       });
     }
+  }
+
+  /** Counts a send that cannot go and hands its error to the callback, on the next tick as dgram does. */
+  private failSend(err: Error, callback: SendCallback | undefined): void {
+    this.counters.sendErrors++;
+    if (callback) process.nextTick(callback, err);
   }
 
   private flushSends(): void {

@@ -4,7 +4,9 @@
  * wake-up costs the same whatever it brings; never longer than the service allows
  * (`maxReadDelayUs`, the most latency pacing may add); and never so long that the
  * socket's queue would be expected to pass a quarter of its receive buffer.
+ * `paceWaitUs` is the rule; a `Pacer` keeps what it needs about one socket.
  */
+import { socketMemInfo, type SocketMemInfo } from '../ffi/socket.js';
 
 /** The default `maxReadDelayUs`: the most latency pacing adds unless the app or the operator allows more. */
 export const DEFAULT_MAX_READ_DELAY_US = 500;
@@ -55,4 +57,96 @@ export function paceWaitUs(p: PaceInput): number {
     wait = Math.min(wait, bufferUs);
   }
   return wait;
+}
+
+/** Longest a paced wake-up goes without reading SO_MEMINFO while the queue stays well within its bound. */
+export const MEMINFO_EVERY_MS = 5;
+
+export interface PacerOptions {
+  /** The most latency pacing may add, µs (default DEFAULT_MAX_READ_DELAY_US). */
+  maxDelayUs?: number;
+  /**
+   * The socket's own receive buffer as SO_MEMINFO counts it: the supervisor raises
+   * buffers above it only for a while, so waits are never sized for more.
+   */
+  ownRcvbuf?: number;
+  /** Reads the socket's SO_MEMINFO (tests pass their own). */
+  memInfo?: (fd: number) => SocketMemInfo;
+}
+
+/**
+ * One socket's pacing: its receive buffer's limit and the kernel memory a queued
+ * datagram takes, from SO_MEMINFO read at paced wake-ups (every MEMINFO_EVERY_MS, or at
+ * every one while the waits come near the bound), and the next wait from them.
+ */
+export class Pacer {
+  private maxDelayUs: number;
+  private readonly ownRcvbuf: number;
+  private readonly memInfo: (fd: number) => SocketMemInfo;
+  /** The buffer's limit and kernel memory per queued datagram, as last measured (0: not yet). */
+  private rcvbuf = 0;
+  private bytesPerDatagram = 0;
+  private memAt = -Infinity;
+  /** The wait armed is near the bound: read SO_MEMINFO at every wake-up. */
+  private nearBound = false;
+  /** SO_MEMINFO failed: no bound from the buffer, so waits stay within the default delay. */
+  private failed = false;
+
+  constructor(private readonly fd: number, opts: PacerOptions = {}) {
+    this.maxDelayUs = opts.maxDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
+    this.ownRcvbuf = opts.ownRcvbuf ?? 0;
+    this.memInfo = opts.memInfo ?? socketMemInfo;
+  }
+
+  /** The buffer limit the waits are sized for (0: unknown). */
+  get limit(): number {
+    return this.rcvbuf;
+  }
+
+  /** At a paced wake-up, before reading: the socket's queued bytes, or -1 when not read this time. */
+  atWake(now: number): number {
+    return this.nearBound ? this.read(now) : this.readIfDue(now);
+  }
+
+  /**
+   * After a drain found the socket empty: the next wait in µs (0: wait for the readable
+   * event). `readNow`: datagrams this drain read; `queued`: what atWake returned for it
+   * (-1 when the drain was not a paced wake-up); `lastLen`: the last datagram's length.
+   */
+  nextWait(now: number, perUs: number, batch: number, readNow: number, queued: number, lastLen: number): number {
+    // Bytes queued at the wake-up over the datagrams it read (some arrived while it read,
+    // so this runs low; the guess from the last length is the floor).
+    if (queued > 0 && readNow > 0) this.bytesPerDatagram = queued / readNow;
+    // Not a paced wake-up (the first wait after a quiet spell, say): the buffer's size may be stale.
+    else this.readIfDue(now);
+    const bytesPerDatagram = Math.max(this.bytesPerDatagram, QUEUED_OVERHEAD_GUESS + lastLen);
+    const wait = paceWaitUs({ perUs, batch, maxDelayUs: this.maxDelayUs, rcvbuf: this.rcvbuf, bytesPerDatagram });
+    // Expected to fill more than half of what the bound allows: measure at every wake-up.
+    this.nearBound = this.rcvbuf > 0 && wait * perUs * bytesPerDatagram > (PACE_QUEUE_SHARE / 2) * this.rcvbuf;
+    return wait;
+  }
+
+  private readIfDue(now: number): number {
+    return now - this.memAt >= MEMINFO_EVERY_MS ? this.read(now) : -1;
+  }
+
+  /**
+   * Reads SO_MEMINFO: the buffer's limit (never above the socket's own size: a raised
+   * buffer goes back down, perhaps during the wait sized from it); returns the queued
+   * bytes, or -1. After a failure it is not tried again.
+   */
+  private read(now: number): number {
+    if (this.failed) return -1;
+    this.memAt = now;
+    try {
+      const m = this.memInfo(this.fd);
+      this.rcvbuf = this.ownRcvbuf > 0 ? Math.min(m.rcvbuf, this.ownRcvbuf) : m.rcvbuf;
+      return m.queueBytes;
+    } catch {
+      this.failed = true;
+      this.rcvbuf = 0;
+      this.maxDelayUs = Math.min(this.maxDelayUs, DEFAULT_MAX_READ_DELAY_US);
+      return -1;
+    }
+  }
 }
