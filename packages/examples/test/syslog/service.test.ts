@@ -417,13 +417,18 @@ describe('syslog: rotation', () => {
     expect(all).toHaveLength(total);
     expect(new Set(all.map((r) => r.message!.split(' ')[0])).size).toBe(total);
     expect(new Set(all.map((r) => r.worker))).toEqual(new Set([0, 1]));
-    // Rotated files reach maxBytes, and overshoot by what arrives before the workers reopen.
-    for (const f of files.slice(1)) {
-      const size = statSync(f).size;
-      expect(size, f).toBeGreaterThanOrEqual(maxBytes);
-      expect(size, f).toBeLessThan(maxBytes * 3);
+    // Rotated files reach maxBytes, and overshoot by what arrives before the workers reopen:
+    // a few ms of the stream as a rule (1.03–1.22 × maxBytes here), longer when a busy
+    // machine holds a process up (a CI run saw one file at 3.4 ×: ~0.3 s of this stream).
+    // So the typical file is held close and any file within ~1 s of the stream (8 ×).
+    const ratios = files.slice(1).map((f) => statSync(f).size / maxBytes);
+    console.log(`rotated sizes / maxBytes: ${ratios.map((r) => r.toFixed(2)).join(' ')}`);
+    for (const [i, r] of ratios.entries()) {
+      expect(r, files[i + 1]).toBeGreaterThanOrEqual(1);
+      expect(r, files[i + 1]).toBeLessThan(8);
     }
-    expect(statSync(out).size).toBeLessThan(maxBytes * 3);
+    expect([...ratios].sort((a, b) => a - b)[ratios.length >> 1], 'the median rotated file / maxBytes').toBeLessThan(1.5);
+    expect(statSync(out).size).toBeLessThan(maxBytes * 8);
     expect(stopped.stderr).toMatch(/app: rotated .*rot\.jsonl at \d+ bytes \(rotation 1, keeping 100\)/);
     const rotations = /(\d+) rotations\)/.exec(stopped.stderr);
     expect(Number(rotations?.[1])).toBe(files.length - 1);
