@@ -89,7 +89,7 @@ async function main(): Promise<void> {
     maxDatagram: config.maxDatagram,
     batch: config.batch,
     maxReadDelayUs: config.maxReadDelayUs,
-    ...(config.ownRcvbuf > 0 ? { ownRcvbuf: config.ownRcvbuf } : {}),
+    ownRcvbuf: config.ownRcvbuf,
     // The first few with their stack, then one line per thousand with the count.
     onHandlerError: (error) => handlerErrors.note(() => (error instanceof Error ? (error.stack ?? error.message) : String(error))),
   });

@@ -4,7 +4,7 @@ import { Supervisor } from '../supervisor/supervisor.js';
 import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US, PACE_MIN_US } from '../engine/pacing.js';
+import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US, pacingAllowed } from '../engine/pacing.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
@@ -129,7 +129,7 @@ export interface ReadyLine {
 /** ", reads wait up to 2 ms" on the status line when the native engine's read delay is not its default. */
 function readDelayNote(engine: string, us: number): string {
   if (engine !== 'native' || us === DEFAULT_MAX_READ_DELAY_US) return '';
-  return us < PACE_MIN_US ? ', never paced' : `, reads wait up to ${us % 1000 === 0 ? `${us / 1000} ms` : `${us} µs`}`;
+  return !pacingAllowed(us) ? ', never paced' : `, reads wait up to ${us % 1000 === 0 ? `${us / 1000} ms` : `${us} µs`}`;
 }
 
 export async function serve(argv: string[]): Promise<number> {

@@ -21,7 +21,7 @@ export interface EngineOptions {
   /** The most latency the native engine's pacing may add, µs (engine/pacing.ts; 0: never paced). Default 500. */
   maxReadDelayUs?: number;
   /**
-   * The socket's own receive buffer as SO_MEMINFO counts it (twice the SO_RCVBUF asked).
+   * The socket's own receive buffer as SO_MEMINFO counts it (twice the SO_RCVBUF asked; 0: unknown).
    * The supervisor raises buffers above it only for a while (start, restarts, changes):
    * the native engine sizes its waits for this one, never for a raised one.
    */

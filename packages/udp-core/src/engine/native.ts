@@ -106,10 +106,7 @@ export class NativeEngineSocket extends EngineSocket {
   constructor(opts: EngineOptions) {
     super(opts);
     this.batch = opts.batch ?? 64;
-    this.pacer = new Pacer(opts.fd, {
-      ...(opts.maxReadDelayUs !== undefined ? { maxDelayUs: opts.maxReadDelayUs } : {}),
-      ...(opts.ownRcvbuf !== undefined ? { ownRcvbuf: opts.ownRcvbuf } : {}),
-    });
+    this.pacer = new Pacer(opts.fd, { maxDelayUs: opts.maxReadDelayUs, ownRcvbuf: opts.ownRcvbuf });
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
     this.rx = new MsgArena(this.batch, max, RX_CONTROL);

@@ -16,7 +16,7 @@ export const MAX_READ_DELAY_US = 100_000;
 export const PACE_FILL = 0.5;
 /** Shortest paced wait (below this, a wake-up per batch costs little anyway). */
 export const PACE_MIN_US = 20;
-/** Pace only when at least this many datagrams would arrive within PACE_ENGAGE_US (≥ 8 k/s). */
+/** Pace only when at least PACE_MIN_DATAGRAMS would arrive within PACE_ENGAGE_US (≥ 8 k/s): thinner traffic is woken per arrival. */
 export const PACE_MIN_DATAGRAMS = 4;
 export const PACE_ENGAGE_US = 500;
 /** Share of the receive buffer the queue may be expected to hold when a paced wait ends. */
@@ -24,8 +24,9 @@ export const PACE_QUEUE_SHARE = 0.25;
 /**
  * Kernel memory a queued datagram is charged beyond its payload (its sk_buff and
  * skb_shared_info, the skb's "truesize"; 832 bytes for a small datagram over loopback
- * on Linux 6.x), used until the engine has measured the real figure
- * (SO_MEMINFO's queued bytes over the datagrams a wake-up then read).
+ * on Linux 6.x). With the last datagram's length it is the floor of the figure the
+ * Pacer measures (SO_MEMINFO's queued bytes over the datagrams a wake-up then read),
+ * which runs low when datagrams arrive during the read.
  */
 export const QUEUED_OVERHEAD_GUESS = 832;
 
@@ -42,13 +43,18 @@ export interface PaceInput {
   bytesPerDatagram: number;
 }
 
+/** Whether a read delay of `maxDelayUs` lets the engine pace at all (under PACE_MIN_US it is woken per arrival). */
+export function pacingAllowed(maxDelayUs: number): boolean {
+  return maxDelayUs >= PACE_MIN_US;
+}
+
 /**
  * The next paced wait in µs, or 0 to wait for the socket's readable event instead
  * (traffic too thin to pace, pacing off, or a buffer too small to absorb even
  * PACE_MIN_US of this traffic).
  */
 export function paceWaitUs(p: PaceInput): number {
-  if (!(p.perUs > 0) || p.maxDelayUs < PACE_MIN_US || p.perUs * PACE_ENGAGE_US < PACE_MIN_DATAGRAMS) return 0;
+  if (!(p.perUs > 0) || !pacingAllowed(p.maxDelayUs) || p.perUs * PACE_ENGAGE_US < PACE_MIN_DATAGRAMS) return 0;
   const target = p.batch * PACE_FILL * (p.maxDelayUs / DEFAULT_MAX_READ_DELAY_US);
   let wait = Math.min(p.maxDelayUs, Math.max(PACE_MIN_US, target / p.perUs));
   if (p.rcvbuf > 0 && p.bytesPerDatagram > 0) {
@@ -64,12 +70,12 @@ export const MEMINFO_EVERY_MS = 5;
 
 export interface PacerOptions {
   /** The most latency pacing may add, µs (default DEFAULT_MAX_READ_DELAY_US). */
-  maxDelayUs?: number;
+  maxDelayUs?: number | undefined;
   /**
-   * The socket's own receive buffer as SO_MEMINFO counts it: the supervisor raises
-   * buffers above it only for a while, so waits are never sized for more.
+   * The socket's own receive buffer as SO_MEMINFO counts it (0 or none: unknown): the
+   * supervisor raises buffers above it only for a while, so waits are never sized for more.
    */
-  ownRcvbuf?: number;
+  ownRcvbuf?: number | undefined;
   /** Reads the socket's SO_MEMINFO (tests pass their own). */
   memInfo?: (fd: number) => SocketMemInfo;
 }
