@@ -93,7 +93,7 @@ describe('serve --takeover', () => {
     // Only the old workers answered, and the old service is still the one in charge.
     expect(new Set(r.workers.flatMap((w) => w.pids))).toEqual(new Set(old.pids));
     expect(old.child.exitCode).toBe(null);
-    expect(await waitFor(() => /takeover abandoned: this service goes on serving/.test(old.stderr()), 5_000)).toBe(true);
+    expect(await waitFor(() => /takeover abandoned: the new service \(pid \d+\) gave up: .*; this service goes on serving/.test(old.stderr()), 5_000)).toBe(true);
     const status = await controlRequest(old.control, { op: 'status' });
     expect(status.pid).toBe(old.child.pid);
     // The buffers raised for the attempt go back to the old service's own size.

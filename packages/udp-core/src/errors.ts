@@ -23,7 +23,11 @@ export type ShardgramErrorCode =
   | 'ERR_SHARDGRAM_PERMISSION'
   | 'ERR_SHARDGRAM_WORKER'
   | 'ERR_SHARDGRAM_APP'
-  | 'ERR_SHARDGRAM_STOPPED';
+  | 'ERR_SHARDGRAM_STOPPED'
+  /** A call the service's state does not allow (e.g. a second takeover during one): the message names both. */
+  | 'ERR_SHARDGRAM_STATE'
+  /** The control socket has as many requests under way as it takes: try again. */
+  | 'ERR_SHARDGRAM_BUSY';
 
 export interface ShardgramErrorDetails {
   errno?: number;
@@ -33,6 +37,8 @@ export interface ShardgramErrorDetails {
   option?: string;
   uid?: number;
   holders?: readonly PortHolder[];
+  /** With ERR_SHARDGRAM_STATE: the state that refused the call. */
+  state?: string;
 }
 
 /** A socket found bound to the port we wanted (from /proc/net/udp{,6} and /proc/PID/fd). */
@@ -46,6 +52,16 @@ export interface PortHolder {
   commands: string[];
 }
 
+/** Every code, for those who read one off the wire (the control socket passes them through). */
+export const ERROR_CODES: readonly ShardgramErrorCode[] = [
+  'ERR_SHARDGRAM_INVALID_ARG', 'ERR_SHARDGRAM_SYSCALL', 'ERR_SHARDGRAM_PORT_HELD', 'ERR_SHARDGRAM_FOREIGN_UID', 'ERR_SHARDGRAM_ADDRESS',
+  'ERR_SHARDGRAM_PERMISSION', 'ERR_SHARDGRAM_WORKER', 'ERR_SHARDGRAM_APP', 'ERR_SHARDGRAM_STOPPED', 'ERR_SHARDGRAM_STATE', 'ERR_SHARDGRAM_BUSY',
+];
+
+export function isErrorCode(code: unknown): code is ShardgramErrorCode {
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code);
+}
+
 export class ShardgramError extends Error {
   readonly code: ShardgramErrorCode;
   readonly errno: number | undefined;
@@ -56,6 +72,7 @@ export class ShardgramError extends Error {
   readonly option: string | undefined;
   readonly uid: number | undefined;
   readonly holders: readonly PortHolder[] | undefined;
+  readonly state: string | undefined;
 
   constructor(code: ShardgramErrorCode, message: string, details: ShardgramErrorDetails = {}) {
     super(message);
@@ -69,7 +86,13 @@ export class ShardgramError extends Error {
     this.option = details.option;
     this.uid = details.uid;
     this.holders = details.holders;
+    this.state = details.state;
   }
+}
+
+/** An error's message (or its stack), whatever was thrown: the one way this code says what went wrong. */
+export function describeError(err: unknown, withStack = false): string {
+  return err instanceof Error ? (withStack ? (err.stack ?? err.message) : err.message) : String(err);
 }
 
 export function invalidArg(name: string, value: unknown, expected: string): ShardgramError {

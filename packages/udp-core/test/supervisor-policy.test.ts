@@ -10,6 +10,15 @@ import type { OpenedSocket } from '../src/ffi/socket.js';
 import { CRASH_WINDOW_MS, MAX_BACKOFF_MS, nextRestart } from '../src/supervisor/backoff.js';
 import { Slot, type SlotDeps } from '../src/supervisor/slot.js';
 import { Supervisor } from '../src/supervisor/supervisor.js';
+import { controlOf } from '../src/supervisor/internal.js';
+import type { Launcher } from '../src/supervisor/types.js';
+
+/** A Supervisor whose workers are `launch`'s fakes. */
+function withFakes(opts: ConstructorParameters<typeof Supervisor>[0], fake: { launch: Launcher }): Supervisor {
+  const sup = new Supervisor(opts);
+  controlOf(sup).useLauncher(fake.launch);
+  return sup;
+}
 import type { ExitInfo, WorkerHandle } from '../src/supervisor/worker-process.js';
 
 let nextPid = 1000;
@@ -250,7 +259,7 @@ describe('a grow that fails', () => {
   it('rolls back to the old size: the new sockets are closed and nothing was steered to them', async () => {
     let failNew = false;
     const launched: FakeProc[] = [];
-    const sup = new Supervisor(
+    const sup = withFakes(
       { app: 'discard', port: 0, workers: 2, policy: { name: 'random' }, log: () => {} },
       {
         launch: () => {
@@ -292,10 +301,10 @@ describe('sockets a service manager holds open', () => {
     const b = openReusePortSocket({ address: '127.0.0.1', port: a.port });
     const unit = [adoptSocket(a.fd, 'unit socket 0'), adoptSocket(b.fd, 'unit socket 1')];
     const fake = { launch: () => { const p = new FakeProc(Date.now()); queueMicrotask(() => p.becomeReady()); return p; } };
-    const tooFew = new Supervisor({ app: 'discard', port: a.port, workers: 1, log: () => {} }, fake);
-    await expect(tooFew.start(async () => ({ sockets: unit, heldElsewhere: [true, true] }))).rejects.toThrow(/keeps 2 sockets of this group open \(its \.socket unit\): 1 workers would leave some unread/);
-    const sup = new Supervisor({ app: 'discard', port: a.port, log: () => {} }, fake);
-    await sup.start(async () => ({ sockets: unit, heldElsewhere: [true, true] }));
+    const tooFew = withFakes({ app: 'discard', port: a.port, workers: 1, log: () => {} }, fake);
+    await expect(controlOf(tooFew).startAdopted(async () => ({ sockets: unit, heldElsewhere: [true, true] }))).rejects.toThrow(/keeps 2 sockets of this group open \(its \.socket unit\): 1 workers would leave some unread/);
+    const sup = withFakes({ app: 'discard', port: a.port, log: () => {} }, fake);
+    await controlOf(sup).startAdopted(async () => ({ sockets: unit, heldElsewhere: [true, true] }));
     expect(sup.workers).toBe(2);
     await expect(sup.resize(1)).rejects.toThrow(/keeps 2 sockets/);
     expect(sup.workers).toBe(2);
@@ -316,11 +325,11 @@ describe('sockets a service manager holds open', () => {
     // The manager's copy: what is left of the socket once the service has let go.
     const managers = libc().fcntl(a.fd, F_DUPFD_CLOEXEC, 0);
     const fake = { launch: () => { const p = new FakeProc(Date.now()); queueMicrotask(() => p.becomeReady()); return p; } };
-    const sup = new Supervisor({ app: 'discard', port: a.port, changeRcvbuf: 100_000, log: () => {} }, fake);
+    const sup = withFakes({ app: 'discard', port: a.port, changeRcvbuf: 100_000, log: () => {} }, fake);
     try {
-      await sup.start(async () => ({ sockets: [adoptSocket(a.fd, 'stored socket 0')] }));
-      sup.sharedWith = 'service-manager';
-      sup.brace(60_000); // raised, as for a takeover that never came
+      await controlOf(sup).startAdopted(async () => ({ sockets: [adoptSocket(a.fd, 'stored socket 0')] }));
+      controlOf(sup).shareWithServiceManager();
+      controlOf(sup).brace(60_000); // raised, as for a takeover that never came
       expect(socketMemInfo(managers).rcvbuf).toBe(200_000);
       // A backlog the fake workers never read: more than the socket's own buffer holds.
       const client = dgram.createSocket('udp4');

@@ -7,7 +7,9 @@ import { startStatsServer, type StatsServer, type StatsServerOptions } from '../
 import { startServiceControl } from '../control/service.js';
 import { defaultControlPath } from '../control/paths.js';
 import type { ControlServer } from '../control/server.js';
-import { prepareTakeoverHandler, takeOver, takeoverHandler } from '../control/takeover.js';
+import { prepareTakeoverHandler, takeoverHandler } from '../control/takeover/old-side.js';
+import { requestTakeover } from '../control/takeover/new-side.js';
+import { controlOf } from '../supervisor/internal.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { ServiceManager } from '../service-manager.js';
 
@@ -19,6 +21,8 @@ export interface RunOptions {
   control?: string;
   /** Take the group over from the running service on the same address and port. */
   takeover: boolean;
+  /** How long either side of a hand-over waits for the other (default: HANDOVER_PATIENCE_MS). */
+  handoverTimeoutMs?: number;
   /** Workers asked for on the command line (undefined: keep what there is). */
   workers?: number;
   /** Where status lines go. */
@@ -61,13 +65,13 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     process.stderr.write(`${signal}: draining ${plural(sup.workers, 'worker')} (again to stop at once)…\n`);
     const report = await sup.stop();
     // A hand-over completed meanwhile: its handler tells the new service, then exits.
-    if (sup.handedOver) return;
+    if (controlOf(sup).state.name === 'handed-over') return;
     await closeEndpoints();
     const s = sup.stats();
     opts.say(
       `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
         `${report.droppedAtClose} still queued at close (counted and dropped)` +
-        (sup.sharedWith ? '; the sockets stay open where they are shared (a service manager\'s fd store, or the service handing over)' : '') + '\n',
+        (controlOf(sup).sharedWith ? `; the sockets stay open, with their queues, in ${controlOf(sup).sharedWith === 'service-manager' ? "the service manager's fd store" : 'the other service of the hand-over'}` : '') + '\n',
     );
     process.exit(0);
   };
@@ -95,13 +99,24 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
   const address = sup.options.address ?? '127.0.0.1';
   if (opts.takeover) {
     const path = opts.control ?? defaultControlPath(address, sup.options.port);
-    const from = await takeOver(sup, path, err);
-    process.stderr.write(`takeover: pid ${from} has handed over udp ${fmt(sup.address, sup.port)} and exits\n`);
+    const source = requestTakeover(path);
+    const o = source.offer;
+    err(`takeover: received ${o.nfds} sockets of udp ${fmt(o.address, o.port)} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
+    const r = await controlOf(sup).takeOver(source, opts.handoverTimeoutMs);
+    const at = `udp ${fmt(sup.address, sup.port)}`;
+    err(
+      r.how === 'handed-over'
+        ? `takeover: pid ${r.from} has handed over ${at} and exits`
+        : r.how === 'old-side-died'
+          ? `takeover: pid ${r.from} died during the hand-over; this service serves ${at} alone`
+          : `takeover: pid ${r.from} stopped answering after this service's workers read; this service holds ${at}, and pid ${r.from} leaves it when it wakes`,
+    );
   } else {
     const passed = manager?.listenSockets();
     // Sockets a .socket unit holds stay open in the manager whatever we do: the
     // supervisor never reads them out or closes them, nor runs fewer workers than them.
-    await sup.start(passed?.sockets.length ? async () => ({ sockets: passed.sockets, heldElsewhere: passed.heldByUnit }) : undefined);
+    if (passed?.sockets.length) await controlOf(sup).startAdopted(async () => ({ sockets: passed.sockets, heldElsewhere: passed.heldByUnit }));
+    else await sup.start();
   }
   try {
     if (opts.statsPort !== undefined) stats = await startStatsServer(sup, opts.statsPort, opts.stats);
@@ -117,6 +132,12 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
             opts.say(`handed over: a new service has udp ${fmt(sup.address, sup.port)}; exiting\n`);
             process.exit(0);
           },
+          leave: (reason) => {
+            // The new service holds the group: its sockets were let go here unread, its workers read them.
+            err(`takeover: ${reason}; the new service took udp ${fmt(sup.address, sup.port)} while this one was not answering: leaving it untouched`);
+            process.exit(3);
+          },
+          ...(opts.handoverTimeoutMs !== undefined ? { patienceMs: opts.handoverTimeoutMs } : {}),
         }),
       },
       { replace: opts.takeover },
@@ -129,7 +150,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
   }
   if (manager) {
     manager.storeSockets(sup);
-    if (manager.fdStore) sup.sharedWith = 'service-manager';
+    if (manager.fdStore) controlOf(sup).shareWithServiceManager();
     manager.notify(`READY=1\nSTATUS=serving udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')}\nMAINPID=${process.pid}`);
   }
   opts.onReady({ ...(stats ? { stats } : {}), control });

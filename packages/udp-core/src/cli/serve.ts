@@ -63,6 +63,10 @@ Options:
       --takeover        take the group over from the service running on the same address
                         and port (same user): its sockets, queues and counts carry on here,
                         then it exits; nothing is lost. A failed takeover leaves it serving
+      --handover-timeout S  how long either side of a hand-over waits for the other: the running
+                        service for the new one's workers to read (then it serves on, and the
+                        new one exits non-zero when it wakes), the new one for the old one's
+                        word after that (default 60). A side that dies is seen at once.
   -o, --app-option K=V  option for the app (repeatable); an app's flags are shorthands
       --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
       --stall-timeout MS  a worker that reads nothing while its queue holds datagrams, or sends
@@ -105,6 +109,7 @@ const OPTIONS: Options = {
   'stats-host': { type: 'string', multiple: true },
   control: { type: 'string', short: 'c' },
   takeover: { type: 'boolean' },
+  'handover-timeout': { type: 'string' },
   'app-option': { type: 'string', short: 'o', multiple: true },
   'drain-timeout': { type: 'string' },
   'stall-timeout': { type: 'string' },
@@ -184,6 +189,7 @@ export async function serve(argv: string[]): Promise<number> {
   // Checked against the app's schema here, so a bad one stops us before anything starts.
   const appOptions = appOptionsFromArgs(app, values, u);
   const readyJson = values['ready-json'] === true;
+  const handoverTimeoutS = intOption(values, 'handover-timeout', 1, 3600, u);
 
   // Status lines: stdout, or stderr when stdout carries the ready line. A stdout that
   // closes (`serve … | head -1`) stops them, not the service.
@@ -212,6 +218,7 @@ export async function serve(argv: string[]): Promise<number> {
     stats: { address: (values['stats-address'] as string | undefined) ?? '127.0.0.1', hosts: (values['stats-host'] as string[] | undefined) ?? [] },
     ...(values.control !== undefined ? { control: String(values.control) } : {}),
     takeover: Boolean(values.takeover),
+    ...(handoverTimeoutS !== undefined ? { handoverTimeoutMs: handoverTimeoutS * 1000 } : {}),
     ...(workers !== undefined ? { workers } : {}),
     say,
     onReady: ({ stats, control }) => {

@@ -1,6 +1,6 @@
 /** Talking to a running service's control socket: one request, one answer. */
 import net from 'node:net';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, isErrorCode } from '../errors.js';
 import type { ControlRequest, ControlResponse } from './protocol.js';
 
 export async function controlRequest(path: string, request: ControlRequest, timeoutMs = 120_000): Promise<Record<string, unknown>> {
@@ -37,7 +37,8 @@ export async function controlRequest(path: string, request: ControlRequest, time
       });
     });
     const r = JSON.parse(line) as ControlResponse;
-    if (!r.ok) throw new ShardgramError(r.code === 'ERR_SHARDGRAM_PERMISSION' ? 'ERR_SHARDGRAM_PERMISSION' : 'ERR_SHARDGRAM_WORKER', r.error);
+    // The server's own code comes through; one this version does not know reads as a worker's failure.
+    if (!r.ok) throw new ShardgramError(isErrorCode(r.code) ? r.code : 'ERR_SHARDGRAM_WORKER', r.error);
     return r;
   } finally {
     conn.destroy();

@@ -9,9 +9,8 @@ export type ControlRequest =
   | { op: 'resize'; workers: number }
   | { op: 'reload' }
   | { op: 'takeover-prepare' }
-  | { op: 'takeover'; pid: number }
-  | { op: 'takeover-ready' }
-  | { op: 'takeover-abort'; reason: string };
+  /** The first word of a hand-over; what follows is takeover/messages.ts. */
+  | { op: 'takeover'; pid: number };
 
 export type ControlResponse = ({ ok: true } & Record<string, unknown>) | { ok: false; error: string; code?: string };
 

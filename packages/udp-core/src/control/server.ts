@@ -4,11 +4,12 @@
  * every connection's peer checked with SO_PEERCRED: only this user (and root) may
  * talk to it. Another user's connection is told why, logged, and closed.
  */
-import { chmodSync, renameSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { peerCred, type PeerCred } from '../ffi/unix.js';
+import { LineReader } from './framing.js';
 import { ensurePrivateDir } from './paths.js';
 import { MAX_REQUEST_BYTES, type ControlRequest, type ControlResponse } from './protocol.js';
 
@@ -17,13 +18,13 @@ export interface ControlHandlers {
   status(): Record<string, unknown>;
   resize?(workers: number): Promise<Record<string, unknown>>;
   reload?(): Promise<Record<string, unknown>>;
-  /** A new service is starting up to take over: raise the buffers now (see Supervisor.brace). */
+  /** A new service is starting up to take over: raise the buffers now (see the supervisor's control plane, brace). */
   prepareTakeover?(): Record<string, unknown>;
   /**
    * A new supervisor asks for the group (upgrade hand-over). The handler owns the
-   * connection from then on: it passes the fds on `fd` and reads the rest itself.
+   * connection and its reader from then on: it passes the fds on it and reads the rest itself.
    */
-  takeover?(conn: net.Socket, peer: PeerCred, request: Extract<ControlRequest, { op: 'takeover' }>): void;
+  takeover?(conn: net.Socket, reader: LineReader, peer: PeerCred, request: Extract<ControlRequest, { op: 'takeover' }>): void;
 }
 
 export interface ControlServer {
@@ -31,8 +32,10 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-const MAX_CONNECTIONS = 16;
-const IDLE_TIMEOUT_MS = 30_000;
+/** Connections open at once; one more closes the longest idle to make room (an owner's change is never locked out). */
+export const MAX_CONNECTIONS = 16;
+/** A connection with no request under way is closed after this long. */
+export const IDLE_TIMEOUT_MS = 10_000;
 
 /** The fd under a net.Socket of a unix connection (libuv's pipe handle). */
 export function socketFd(conn: net.Socket): number {
@@ -41,8 +44,8 @@ export function socketFd(conn: net.Socket): number {
   return fd;
 }
 
-function reply(conn: net.Socket, r: ControlResponse): void {
-  if (!conn.destroyed) conn.write(JSON.stringify(r) + '\n');
+function reply(conn: net.Socket, r: ControlResponse, then?: () => void): void {
+  if (!conn.destroyed) conn.write(JSON.stringify(r) + '\n', then ? () => then() : undefined);
 }
 
 function parseRequest(line: string): ControlRequest | string {
@@ -57,66 +60,119 @@ function parseRequest(line: string): ControlRequest | string {
   switch (r.op) {
     case 'status':
     case 'reload':
-    case 'takeover-ready':
     case 'takeover-prepare':
       return { op: r.op };
     case 'resize':
       return Number.isInteger(r.workers) ? { op: 'resize', workers: r.workers as number } : '"workers" must be a whole number';
     case 'takeover':
       return Number.isInteger(r.pid) ? { op: 'takeover', pid: r.pid as number } : '"pid" must be a whole number';
-    case 'takeover-abort':
-      return { op: 'takeover-abort', reason: String(r.reason ?? '') };
     default:
       return `unknown op "${String(r.op)}"`;
   }
 }
 
+/** One owner's connection, as the server keeps it. */
+interface Conn {
+  conn: net.Socket;
+  peer: PeerCred;
+  /** Requests under way. */
+  inFlight: number;
+  /** When it last asked or was answered. */
+  lastActive: number;
+}
+
 /**
- * Listens on `path`. A live socket already there (another service) is an error; a
- * stale one is replaced. With `replace`, the socket is first made at a temporary
- * name and renamed over `path` (a hand-over: the old service keeps its socket
- * open until it exits, and new clients reach the new one from the rename on).
+ * What is at `path` before we listen: nothing, a stale socket (replaced), or a live
+ * one (another service: refused unless `replace`). Anything that is not a socket is
+ * never touched: `--control` naming a file is an error, not a file lost.
+ */
+async function checkPath(path: string, replace: boolean): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `the control socket path ${path} exists and is not a socket (${st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : 'not a socket'}); refusing to replace it. Remove it yourself, or give another --control path.`, { option: 'control' });
+  }
+  if (replace) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new ShardgramError('ERR_SHARDGRAM_PORT_HELD', `the control socket ${path} belongs to a running service. Stop it, or use --takeover to replace it, or give another --control path.`, { option: 'control' });
+}
+
+/**
+ * Listens on `path`. A live socket already there (another service) is an error
+ * unless `replace` (a hand-over: the old service keeps its socket open until it
+ * exits, and new clients reach the new one from the rename on); a stale one is
+ * replaced; anything else there is refused. The socket is made at a temporary name
+ * and renamed over `path`, and at close the file is removed only if it is still ours.
  */
 export async function startControlServer(handlers: ControlHandlers, path: string, log: (line: string) => void, opts: { replace?: boolean } = {}): Promise<ControlServer> {
   ensurePrivateDir(dirname(path));
+  await checkPath(path, opts.replace ?? false);
   const me = process.geteuid?.() ?? 0;
-  const conns = new Set<net.Socket>();
+  const conns = new Set<Conn>();
+
+  /** Makes room for one more: the longest idle goes; with none idle, undefined (and what holds them). */
+  const makeRoom = (): string | undefined => {
+    if (conns.size < MAX_CONNECTIONS) return undefined;
+    const idle = [...conns].filter((c) => c.inFlight === 0).sort((a, b) => a.lastActive - b.lastActive)[0];
+    if (idle) {
+      log(`control: ${MAX_CONNECTIONS} connections open; closed the longest idle one (pid ${idle.peer.pid}, idle ${((Date.now() - idle.lastActive) / 1000).toFixed(1)} s) to make room`);
+      idle.conn.destroy();
+      conns.delete(idle);
+      return undefined;
+    }
+    const oldest = Math.min(...[...conns].map((c) => c.lastActive));
+    return `the control socket has ${MAX_CONNECTIONS} requests under way (the oldest for ${((Date.now() - oldest) / 1000).toFixed(1)} s); try again when one is done`;
+  };
+
   const server = net.createServer({ allowHalfOpen: false }, (conn) => {
-    conns.add(conn);
-    conn.once('close', () => conns.delete(conn));
     conn.on('error', () => undefined);
     let peer: PeerCred;
     try {
       peer = peerCred(socketFd(conn));
     } catch (err) {
-      log(`control: cannot read a connection's credentials (${(err as Error).message}); closing it`);
+      log(`control: cannot read a connection's credentials (${describeError(err)}); closing it`);
       conn.destroy();
       return;
     }
     if (peer.uid !== me && peer.uid !== 0) {
       log(`control: refused a connection from uid ${peer.uid} (pid ${peer.pid}): only uid ${me} may control this service`);
-      conn.end(JSON.stringify({ ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` } satisfies ControlResponse) + '\n');
+      reply(conn, { ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` }, () => conn.end());
       return;
     }
+    const full = makeRoom();
+    if (full) {
+      reply(conn, { ok: false, code: 'ERR_SHARDGRAM_BUSY', error: full }, () => conn.end());
+      return;
+    }
+    const c: Conn = { conn, peer, inFlight: 0, lastActive: Date.now() };
+    conns.add(c);
+    conn.once('close', () => conns.delete(c));
     // Idle connections are cut; one waiting for a long operation (a reload) is not.
-    let inFlight = 0;
     conn.setTimeout(IDLE_TIMEOUT_MS, () => {
-      if (inFlight === 0) conn.destroy();
+      if (c.inFlight === 0) conn.destroy();
     });
-    let buf = '';
-    const onData = (chunk: Buffer): void => {
-      buf += chunk.toString('utf8');
-      if (buf.length > MAX_REQUEST_BYTES) {
-        reply(conn, { ok: false, error: `request longer than ${MAX_REQUEST_BYTES} bytes` });
-        conn.destroy();
-        return;
-      }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        const req = parseRequest(line);
+    const reader = new LineReader(conn, MAX_REQUEST_BYTES);
+    void (async () => {
+      for (;;) {
+        const r = await reader.next(0);
+        if ('closed' in r || 'timeout' in r) return;
+        if ('tooLong' in r) {
+          reply(conn, { ok: false, error: `request longer than ${MAX_REQUEST_BYTES} bytes` }, () => conn.destroy());
+          return;
+        }
+        c.lastActive = Date.now();
+        const req = parseRequest(r.line);
         if (typeof req === 'string') {
           reply(conn, { ok: false, error: req });
           continue;
@@ -126,23 +182,20 @@ export async function startControlServer(handlers: ControlHandlers, path: string
             reply(conn, { ok: false, error: 'this service does not support takeover' });
             continue;
           }
-          conn.off('data', onData);
           conn.setTimeout(0);
           // The hand-over owns this connection now; closing the server leaves it alone.
-          conns.delete(conn);
-          handlers.takeover(conn, peer, req);
+          conns.delete(c);
+          handlers.takeover(conn, reader, peer, req);
           return;
         }
-        inFlight++;
-        void handle(req).then((r) => {
-          inFlight--;
-          reply(conn, r);
-        });
+        c.inFlight++;
+        const answer = await handle(req);
+        c.inFlight--;
+        c.lastActive = Date.now();
+        reply(conn, answer);
       }
-    };
-    conn.on('data', onData);
+    })();
   });
-  server.maxConnections = MAX_CONNECTIONS;
 
   async function handle(req: ControlRequest): Promise<ControlResponse> {
     try {
@@ -163,49 +216,39 @@ export async function startControlServer(handlers: ControlHandlers, path: string
       }
     } catch (err) {
       const e = err as Error & { code?: string };
-      return { ok: false, error: e.message, ...(typeof e.code === 'string' ? { code: e.code } : {}) };
+      return { ok: false, error: describeError(err), ...(typeof e.code === 'string' ? { code: e.code } : {}) };
     }
   }
 
-  const listenPath = opts.replace ? `${path}.${process.pid}.new` : path;
+  const listenPath = `${path}.${process.pid}.new`;
+  try {
+    unlinkSync(listenPath); // a leftover of a process that had our pid
+  } catch {
+    // none
+  }
   await new Promise<void>((resolve, reject) => {
-    const tryListen = (retried: boolean): void => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE' && !retried) {
-          // Someone's socket file: live (another service) or stale (one that died)?
-          const probe = net.connect(listenPath);
-          probe.once('connect', () => {
-            probe.destroy();
-            reject(new ShardgramError('ERR_SHARDGRAM_PORT_HELD', `the control socket ${listenPath} belongs to a running service. Stop it, or use --takeover to replace it, or give another --control path.`));
-          });
-          probe.once('error', () => {
-            try {
-              unlinkSync(listenPath);
-            } catch {
-              // gone meanwhile
-            }
-            tryListen(true);
-          });
-          return;
-        }
-        reject(new ShardgramError('ERR_SHARDGRAM_SYSCALL', `cannot listen on the control socket ${listenPath}: ${err.message}`));
-      });
-      server.listen(listenPath, () => resolve());
-    };
-    tryListen(false);
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new ShardgramError('ERR_SHARDGRAM_SYSCALL', `cannot listen on the control socket ${listenPath}: ${err.message}`, { option: 'control' })));
+    server.listen(listenPath, () => resolve());
   });
   chmodSync(listenPath, 0o600);
-  if (opts.replace) renameSync(listenPath, path);
+  renameSync(listenPath, path);
+  const ours = lstatSync(path).ino;
   let closed = false;
   return {
     path,
     close: async () => {
       if (closed) return;
       closed = true;
-      // The listening socket (and its file) goes at once; whatever a client holds
-      // open is cut: a stop is never held by a connection.
+      // The listening socket goes at once; whatever a client holds open is cut: a stop
+      // is never held by a connection. The file goes only if it is still ours (a
+      // hand-over's new service may have renamed its own over it).
       server.close();
-      for (const c of conns) c.destroy();
+      for (const c of conns) c.conn.destroy();
+      try {
+        if (lstatSync(path).ino === ours) unlinkSync(path);
+      } catch {
+        // gone already
+      }
     },
   };
 }

@@ -258,3 +258,9 @@ export const FD_CLOEXEC = 1;
 export const F_DUPFD_CLOEXEC = 1030;
 // include/net/scm.h: SCM_MAX_FD, the most fds one SCM_RIGHTS message carries
 export const SCM_MAX_FD = 253;
+// include/uapi/asm-generic/poll.h: struct pollfd { int fd; short events; short revents; }
+export const POLLFD_SIZE = 8;
+export const POLLFD_FD = 0;
+export const POLLFD_EVENTS = 4;
+export const POLLFD_REVENTS = 6;
+export const POLLIN = 0x0001;

@@ -33,6 +33,10 @@ export interface Libc {
   recvmsg(fd: number, msg: Buffer, flags: number): number;
   /** pidfd_open(2) + pidfd_getfd(2): a copy of another process's fd, or -1. */
   borrowFd(pid: number, fd: number): number;
+  /** pidfd_open(2): a descriptor that stays this process's whatever reuses its pid; -1 where unavailable. */
+  pidfdOpen(pid: number): number;
+  /** poll(2) on an array of struct pollfd. */
+  poll(fds: Buffer, nfds: number, timeoutMs: number): number;
 }
 
 let cached: Libc | undefined;
@@ -85,6 +89,8 @@ export function libc(): Libc {
     connect: lib.func('int connect(int, const void *, uint32_t)'),
     sendmsg: lib.func('intptr_t sendmsg(int, const void *, int)'),
     recvmsg: lib.func('intptr_t recvmsg(int, void *, int)'),
+    pidfdOpen: (pid) => pidfdCalls()?.open(pid, 0) ?? -1,
+    poll: lib.func('int poll(void *, unsigned long, int)'),
     borrowFd: (pid, fd) => {
       const calls = pidfdCalls();
       if (!calls) return -1;

@@ -3,7 +3,7 @@
  * that throws (or rejects) is logged, never allowed to take the service down.
  * Used by the supervisor for the app's supervisor side and by every worker.
  */
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from '../shard-socket.js';
 
 export interface AppModule {
@@ -12,9 +12,7 @@ export interface AppModule {
   defaults?: AppDefaults;
 }
 
-export function describeError(err: unknown, withStack = false): string {
-  return err instanceof Error ? (withStack ? (err.stack ?? err.message) : err.message) : String(err);
-}
+export { describeError };
 
 /** Imports the app module at `url`; `name` is how the user called it. Throws ERR_SHARDGRAM_APP. */
 export async function importApp(url: string, name: string): Promise<AppModule> {

@@ -48,21 +48,22 @@ export function checkKeepsHeld(held: number, workers: number): void {
   );
 }
 
-/** What the group needs from its supervisor: the config, and what each slot needs. */
+/** What the group needs from its supervisor: the config, what each slot needs, and who else holds the sockets. */
 export interface GroupDeps {
   config(): EffectiveConfig;
   slot: SlotDeps;
+  /**
+   * Another process holds every socket of the group too: a service manager (its fd
+   * store), or the other supervisor of a hand-over. A stop then lets go of the sockets
+   * without reading out their queues, which the other holder keeps. (The supervisor's
+   * state says which; see lifecycle.ts.)
+   */
+  sharedWith(): SharedWith;
 }
 
 export class Group {
   readonly slots: Slot[] = [];
   private steer: Steering | undefined;
-  /**
-   * Another process holds every socket of the group too: a service manager (its fd
-   * store), or the other supervisor of a hand-over. A stop then lets go of the sockets
-   * without reading out their queues, which the other holder keeps.
-   */
-  sharedWith: SharedWith = undefined;
   /** Buffers raised ahead of a hand-over (see brace()); no timer once the hand-over has begun. */
   private braced: { letGo: (how?: LetGo) => Promise<void>; timer: NodeJS.Timeout | undefined } | undefined;
 
@@ -185,6 +186,16 @@ export class Group {
     }
   }
 
+  /** Ends every worker (draining each queue unless `drainTimeoutMs` is 0); the sockets stay open. */
+  async retireWorkers(drainTimeoutMs?: number): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.retireAll(drainTimeoutMs)));
+  }
+
+  /** Starts a worker on every open socket again (a hand-over whose new side died after ours had stopped). */
+  async restartWorkers(): Promise<void> {
+    await Promise.all(this.slots.filter((s) => !s.closed && !s.current).map((s) => s.start()));
+  }
+
   /** The open sockets, by slot. */
   openSockets(): { index: number; fd: number; inode: number }[] {
     return this.slots.filter((s) => !s.closed).map((s) => ({ index: s.index, fd: s.sock.fd, inode: s.sock.inode }));
@@ -238,12 +249,13 @@ export class Group {
    * supervisor puts the buffers back. Returns the bytes each socket had left at close.
    */
   async stop(drainTimeoutMs?: number): Promise<number[]> {
-    const handOver = this.sharedWith === 'hand-over';
+    await this.retireWorkers(drainTimeoutMs);
+    const shared = this.deps.sharedWith();
+    const handOver = shared === 'hand-over';
     this.unbrace(handOver ? { keep: true } : {});
-    await Promise.all(this.slots.map((s) => s.retireAll(drainTimeoutMs)));
     return this.slots.map((s) => {
       if (s.closed) return 0;
-      if (this.sharedWith || s.heldElsewhere) {
+      if (shared || s.heldElsewhere) {
         if (!handOver) lowerNow([s.raisable()]);
         s.release();
         return 0;

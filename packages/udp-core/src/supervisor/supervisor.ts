@@ -7,7 +7,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
-import type { Counters } from '../counters.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
@@ -17,18 +16,17 @@ import { AppHost } from './app-host.js';
 import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
 import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
 import { Group } from './group.js';
-import { handOverGroup } from './handover.js';
+import { HANDOVER_PATIENCE_MS, handOverGroup, type HandOverResult } from './handover.js';
+import { kControl, type SupervisorControl } from './internal.js';
+import { Lifecycle, type State } from './lifecycle.js';
 import { Monitor } from './monitor.js';
 import type { Slot } from './slot.js';
+import { takeOverGroup, type TakeoverResult } from './takeover.js';
 import { WorkerProcess, type WorkerHandle } from './worker-process.js';
-import type { Adoption, HandOverOffer, SharedWith, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
+import type { Adoption, HandOverPeer, Launcher, SharedWith, StopReport, SupervisorEvents, TakeoverSource } from './types.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
-export type { Adoption, HandOverOffer, SharedWith, StopReport, SupervisorEvents, SupervisorInternals } from './types.js';
-export { CHANGE_RCVBUF } from './buffers.js';
-
-/** Where the service is in its life; a stop is its own promise (see stop()). */
-type Phase = 'new' | 'started' | 'handing-over' | 'handed-over';
+export type { StopReport, SupervisorEvents } from './types.js';
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** The options as given (validated, frozen, never changed). */
@@ -40,25 +38,30 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly accounting = new Accounting();
   private readonly monitor: Monitor;
   private readonly group: Group;
+  /** Where the service is in its life: the one place that says so (lifecycle.ts). */
+  private readonly life = new Lifecycle();
   private cfg: EffectiveConfig | undefined;
-  private phase: Phase = 'new';
   private startedAt = 0;
-  private stopping: Promise<StopReport> | undefined;
+  /** A service manager's fd store holds the sockets too. */
+  private heldByManager = false;
+  private launcher: Launcher | undefined;
   private stopped: Promise<StopReport> | undefined;
   private busy: Promise<unknown> = Promise.resolve();
 
-  constructor(opts: SupervisorOptions, private readonly internals: SupervisorInternals = {}) {
+  constructor(opts: SupervisorOptions) {
     super();
     this.options = validateOptions(opts);
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.app = new AppHost(resolveApp(opts.app), opts.app, (line) => this.log(line));
     this.group = new Group({
       config: () => this.config,
+      sharedWith: () => this.sharedWith,
       slot: {
         launch: (s) => this.launch(s),
         log: this.log,
         drainTimeoutMs: this.options.drainTimeoutMs ?? 10_000,
-        stopping: () => this.stopping !== undefined || this.phase !== 'started',
+        // Restarts only while the service is its own and serving (not while handing over or stopping).
+        stopping: () => !this.life.serving && !this.life.is('starting', 'taking-over'),
         onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
         onExit: (s, proc, e) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
         raiseBuffer: (s) => raiseBuffers([s.raisable()], this.changeRcvbuf),
@@ -96,27 +99,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.group.steering?.policy ?? this.cfg?.policy ?? this.options.policy ?? { name: 'hash' };
   }
 
-  /**
-   * Who else holds the group's sockets: a service manager (its fd store), or the other
-   * supervisor of a hand-over. A stop then lets go of them with their queues instead of
-   * reading them out and closing them.
-   */
-  get sharedWith(): SharedWith {
-    return this.group.sharedWith;
+  /** Where the service is in its life (see lifecycle.ts). */
+  get state(): State {
+    return this.life.state;
   }
 
-  set sharedWith(other: SharedWith) {
-    this.group.sharedWith = other;
+  /** Who else holds the group's sockets now: the other side of a hand-over, or a service manager's fd store. */
+  private get sharedWith(): SharedWith {
+    const st = this.life.state;
+    if ((st.name === 'taking-over' && !st.sole) || st.name === 'handing-over' || st.name === 'handed-over') return 'hand-over';
+    return this.heldByManager ? 'service-manager' : undefined;
   }
 
-  /** The receive buffer every socket gets while the group changes (options.changeRcvbuf, else 8 MiB; 0: none). */
-  get changeRcvbuf(): number {
+  private get changeRcvbuf(): number {
     return this.options.changeRcvbuf ?? CHANGE_RCVBUF;
-  }
-
-  /** A hand-over has completed: a new supervisor owns the group; this one only exits. */
-  get handedOver(): boolean {
-    return this.phase === 'handed-over';
   }
 
   /** Sends an app message to every running worker. */
@@ -129,15 +125,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return toPrometheus(this.stats()) + this.app.metrics();
   }
 
+  /** Opens the sockets and starts every worker; resolves when all are receiving. */
+  start(): Promise<void> {
+    return this.startWith('start()', { name: 'starting' });
+  }
+
   /**
-   * Opens the sockets and starts every worker; resolves when all are receiving.
-   * With `adopt`, called once the app has loaded, the group is made of the sockets
-   * it gives (a service manager's, or a running supervisor's in a hand-over), one
-   * worker each, and nothing is opened; `resize()` then sets the size.
+   * Starts in state `as`; with `adopt`, called once the app has loaded, the group is
+   * made of the sockets it gives (a service manager's, or a running supervisor's in a
+   * hand-over), one worker each, and nothing is opened; `resize()` then sets the size.
    */
-  start(adopt?: () => Promise<Adoption>): Promise<void> {
-    if (this.phase !== 'new' || this.stopping) return Promise.reject(new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'start() may be called once, before stop()'));
-    this.phase = 'started';
+  private startWith(call: string, as: State, adopt?: () => Promise<Adoption>): Promise<void> {
+    try {
+      this.life.move(as, call);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.exclusive(() => this.doStart(adopt));
   }
 
@@ -151,13 +154,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     try {
       const adoption = adopt ? await adopt() : undefined;
       const cfg = (this.cfg = resolveConfig(adoption ? withAdoption(this.options, adoption) : this.options, defaults));
-      if (this.stopping) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'stopped before it had started');
       for (const w of this.group.fill(cfg.policy, adoption)) {
         this.warnings.push(w);
         this.log(`warning: ${w}`);
       }
     } catch (err) {
       await this.app.stop();
+      this.life.move({ name: 'stopped' }, 'start()');
+      this.stopped = Promise.resolve({ leftBytes: [], droppedAtClose: 0 });
       throw err;
     }
     this.startedAt = Date.now();
@@ -168,6 +172,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       await this.stopOnce();
       throw err;
     }
+    // A plain start is running now; a takeover's new side stays "taking over" until the old side says done.
+    if (this.life.is('starting')) this.life.move({ name: 'running' }, 'start()');
     this.monitor.start();
   }
 
@@ -178,7 +184,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
       maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: 2 * slot.ownRcvbuf, // SO_RCVBUF reads back, and SO_MEMINFO counts, twice what was asked
     };
-    if (this.internals.launch) return this.internals.launch(slot, config);
+    if (this.launcher) return this.launcher(slot, config);
     return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
   }
 
@@ -189,19 +195,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return run;
   }
 
-  private running(): void {
-    if (this.stopping || !this.group.steering || this.phase !== 'started') throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the service is not running');
-  }
-
   /** A change of the running service, one at a time, with the buffers raised for its length (see buffers.ts). */
-  private change<T>(op: () => Promise<T>): Promise<T> {
+  private change<T>(change: 'resize' | 'reload', op: () => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
-      this.running();
+      this.life.move({ name: 'changing', change }, `${change}()`);
       const restore = this.group.raiseBuffers(this.changeRcvbuf);
       try {
         return await op();
       } finally {
         void restore();
+        if (this.life.is('changing')) this.life.move({ name: 'running' }, `${change}()`);
       }
     });
   }
@@ -213,7 +216,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   resize(count: number): Promise<{ from: number; to: number }> {
     checkWorkers(count);
-    return this.change(async () => {
+    return this.change('resize', async () => {
       const from = this.group.size;
       if (count > from) await this.group.grow(count);
       else if (count < from) {
@@ -230,7 +233,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Rolling reload: new worker processes (the app's code loaded afresh) on the same sockets, one slot at a time. */
   reload(): Promise<{ workers: number }> {
-    return this.change(async () => {
+    return this.change('reload', async () => {
       await this.group.reload();
       this.log(`reloaded ${this.group.size} workers`);
       this.emit('reloaded', { workers: this.group.size });
@@ -238,47 +241,83 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
-  /**
-   * A new service is starting up to take this one over: raises the buffers now, as
-   * its start takes CPU from our workers before it can ask for the sockets. They go
-   * back after `holdMs`, or when a hand-over is abandoned; one that completes leaves
-   * them to the new side, which puts them back (see handover.ts).
-   */
-  brace(holdMs: number): void {
-    this.running();
-    this.group.brace(this.changeRcvbuf, holdMs);
+  /** The control plane (internal.ts): for `shardgram serve`, the control socket and tests, not for apps. */
+  get [kControl](): SupervisorControl {
+    const sup = this;
+    return {
+      get state() {
+        return sup.life.state;
+      },
+      get sharedWith() {
+        return sup.sharedWith;
+      },
+      get changeRcvbuf() {
+        return sup.changeRcvbuf;
+      },
+      useLauncher: (launch) => {
+        this.life.require('useLauncher()', 'new');
+        this.launcher = launch;
+      },
+      startAdopted: (adopt) => this.startWith('start()', { name: 'starting' }, adopt),
+      shareWithServiceManager: () => {
+        this.heldByManager = true;
+      },
+      brace: (holdMs) => {
+        this.life.require('takeover-prepare', 'running');
+        this.group.brace(this.changeRcvbuf, holdMs);
+      },
+      handOver: (peer, patienceMs) => this.handOver(peer, patienceMs ?? HANDOVER_PATIENCE_MS),
+      takeOver: (source, patienceMs) => this.takeOver(source, patienceMs ?? HANDOVER_PATIENCE_MS),
+      inheritCounts: (counters, pid) => this.accounting.inherit(counters, pid),
+    };
   }
 
-  /**
-   * Upgrade hand-over, old side (see handover.ts): resolves with the counts this
-   * service had once a new one reads its sockets (this one is then done: it only
-   * exits), or undefined if the new one gave up (this one serves on).
-   */
-  handOver(exchange: (offer: HandOverOffer) => Promise<boolean>): Promise<Counters | undefined> {
+  /** Upgrade hand-over, old side (handover.ts): this service owns the group until it says done. */
+  private handOver(peer: HandOverPeer, patienceMs: number): Promise<HandOverResult> {
+    // Refused at once (not queued) when the service is not running, e.g. a second takeover during one.
+    try {
+      this.life.require('takeover', 'running');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // No raise of our own: the new side raises the buffers for the hand-over and puts them back after.
-    return this.exclusive(() => {
-      this.running();
-      return handOverGroup(
-        {
-          group: this.group, app: this.options.app, policy: this.policy, log: this.log, stats: () => this.stats(),
-          letGo: () => {
-            this.phase = 'handing-over';
-            this.monitor.stop();
-          },
-          done: async () => {
-            this.phase = 'handed-over';
-            await this.app.stop();
-            this.stopped = this.stopping = Promise.resolve({ leftBytes: this.group.slots.map(() => 0), droppedAtClose: 0 });
-          },
-        },
-        exchange,
-      );
+    return this.exclusive(async () => {
+      this.life.move({ name: 'handing-over', to: peer.pid }, 'takeover');
+      this.monitor.stop();
+      const r = await handOverGroup({ group: this.group, app: this.options.app, policy: this.policy, log: this.log, stats: () => this.stats() }, peer, patienceMs);
+      if (r.outcome === 'kept') {
+        this.life.move({ name: 'running' }, 'takeover');
+        this.monitor.start();
+        return r;
+      }
+      this.life.move({ name: 'handed-over', to: peer.pid }, 'takeover');
+      await this.app.stop();
+      this.stopped = Promise.resolve({ leftBytes: this.group.slots.map(() => 0), droppedAtClose: 0 });
+      return r;
     });
   }
 
-  /** Carries on the counts of the service this one took over from (in `total` and `inherited`). */
-  inheritCounts(counters: Partial<Counters>, pid: number): void {
-    this.accounting.inherit(counters, pid);
+  /** Upgrade hand-over, new side (takeover.ts): starts on the old service's sockets as its guest until it says done. */
+  private takeOver(source: TakeoverSource, patienceMs: number): Promise<TakeoverResult> {
+    const from = source.offer.pid;
+    return takeOverGroup(
+      {
+        log: this.log,
+        changeRcvbuf: this.changeRcvbuf,
+        start: (adopt) => this.startWith('takeover', { name: 'taking-over', from, sole: false }, adopt),
+        becomeSoleOwner: () => {
+          if (this.life.is('taking-over')) this.life.move({ name: 'taking-over', from, sole: true }, 'takeover');
+        },
+        stop: () => this.stop(),
+        stats: () => this.stats(),
+        inherit: (counters, pid) => this.accounting.inherit(counters, pid),
+      },
+      source,
+      patienceMs,
+    ).then((r) => {
+      if (this.life.is('taking-over')) this.life.move({ name: 'running' }, 'takeover');
+      return r;
+    });
   }
 
   /** The per-worker and group statistics, cumulative since the service started. */
@@ -310,18 +349,25 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /**
    * Graceful stop: every worker drains its socket's queue and finishes, then the
-   * sockets are closed (or, where shared, let go with their queues). Safe to call more than once.
+   * sockets are closed (or, where shared, let go with their queues). Safe to call more
+   * than once; waits for a change under way (a hand-over that completes leaves nothing to stop).
    */
   stop(): Promise<StopReport> {
-    this.stopping ??= this.busy.then(() => this.stopOnce());
-    return this.stopping;
+    if (this.stopped) return this.stopped;
+    if (this.life.is('new')) {
+      this.life.move({ name: 'stopped' }, 'stop()');
+      return (this.stopped = Promise.resolve({ leftBytes: [], droppedAtClose: 0 }));
+    }
+    return this.busy.then(() => this.stopOnce());
   }
 
   private stopOnce(): Promise<StopReport> {
     this.stopped ??= (async () => {
+      this.life.move({ name: 'stopping' }, 'stop()');
       this.monitor.stop();
       const leftBytes = await this.group.stop();
       await this.app.stop();
+      this.life.move({ name: 'stopped' }, 'stop()');
       return { leftBytes, droppedAtClose: this.group.slots.reduce((a, s) => a + s.droppedAtClose, 0) };
     })();
     return this.stopped;

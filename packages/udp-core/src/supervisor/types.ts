@@ -1,4 +1,5 @@
 /** The supervisor's public types: events, reports, and what a hand-over passes. */
+import type { Counters } from '../counters.js';
 import type { AdoptedSocket } from '../ffi/adopt.js';
 import type { WorkerConfig } from '../ipc.js';
 import type { PolicySpec } from '../steering/steering.js';
@@ -58,7 +59,52 @@ export interface HandOverOffer {
 }
 
 /** For tests: how worker processes are started (a fake needs no process and no time). */
-export interface SupervisorInternals {
-  launch?(slot: Slot, config: WorkerConfig): WorkerHandle;
+export type Launcher = (slot: Slot, config: WorkerConfig) => WorkerHandle;
+
+/** What the new side of a hand-over says, as the old side hears it (control/takeover/old-side.ts carries it). */
+export type NewSideWord =
+  | { word: 'ready' }
+  | { word: 'ack' }
+  /** The new side gives up (its start failed): the old one serves on. */
+  | { word: 'abort'; reason: string }
+  /** The new side waited too long for this one after its workers read, and owns the group: this one leaves. */
+  | { word: 'taken'; reason: string }
+  /** The connection closed; `died`: the new side's process has exited. */
+  | { word: 'gone'; died: boolean }
+  | { word: 'timeout' };
+
+/** The old side's end of a hand-over: how it reaches the new side. */
+export interface HandOverPeer {
+  readonly pid: number;
+  /** Sends the offer with its sockets; throws if it cannot. */
+  offer(offer: HandOverOffer): void;
+  /** The new side's next word, within `timeoutMs`. */
+  next(timeoutMs: number): Promise<NewSideWord>;
+  /** The group is the new side's now. */
+  done(total: Partial<Counters>): void;
+  /** This side waited too long (or the new one went away): it serves on; the new side must leave. */
+  abandon(reason: string): void;
 }
+
+/** The old side lost, as the new side sees it: it died (the group is ours alone), or it gave up on us (we leave). */
+export type SourceLoss = { lost: 'died' | 'abandoned'; detail: string };
+
+/** The new side's end of a hand-over: the offer and sockets received, and how to reach the old side. */
+export interface TakeoverSource {
+  readonly offer: ReceivedOffer;
+  readonly sockets: AdoptedSocket[];
+  /** Settles if the old side is lost before it says done (never rejects). */
+  readonly lost: Promise<SourceLoss>;
+  /** Our workers read: resolves with the old side's counts once it says done, with a loss, or `silent` after `timeoutMs`. */
+  ready(timeoutMs: number): Promise<{ done: Partial<Counters> } | SourceLoss | { silent: true }>;
+  /** Tells the old side we hold the group (after done). */
+  ack(): void;
+  /** The old side said nothing for too long after ready: we own the group, it leaves when it wakes. */
+  take(reason: string): void;
+  /** We give up before ready; the old side serves on. */
+  abort(reason: string): void;
+}
+
+/** The offer as the new side receives it: `rcvbufs` and `braced` are missing from a service of an older version. */
+export type ReceivedOffer = Omit<HandOverOffer, 'fds' | 'rcvbufs' | 'braced'> & { nfds: number; rcvbufs?: number[]; braced?: boolean };
 
