@@ -102,8 +102,10 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
       await starting;
     }
     // Each new worker handles a datagram (or the traffic is quiet) before the old ones stop.
-    const warm = await orLoss(waitWarm(side), source.lost);
-    if ('lost' in warm && warm.lost === 'abandoned') await givenUp(warm);
+    if (!sole) {
+      const warm = await orLoss(waitWarm(side, () => loss !== undefined), source.lost);
+      if ('lost' in warm && warm.lost === 'abandoned') await givenUp(warm);
+    }
     if (sole) {
       void restoreBuffers();
       return { from: o.pid, how: 'old-side-died' };
@@ -141,11 +143,11 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
   }
 }
 
-/** Resolves once every worker has handled a datagram, or after a quiet WARM_TIMEOUT_MS (said in the log). */
-async function waitWarm(side: TakingOver): Promise<void> {
+/** Resolves once every worker has handled a datagram, or after a quiet WARM_TIMEOUT_MS (said in the log), or once `over()`. */
+async function waitWarm(side: TakingOver, over: () => boolean): Promise<void> {
   const deadline = Date.now() + WARM_TIMEOUT_MS;
   const cold = (): number => side.stats().workers.filter((w) => w.datagrams === 0).length;
-  while (Date.now() < deadline && cold() > 0) await new Promise((r) => setTimeout(r, 20));
+  while (Date.now() < deadline && cold() > 0 && !over()) await new Promise((r) => setTimeout(r, 20));
   const n = cold();
-  if (n) side.log(`takeover: ${n} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
+  if (n && !over()) side.log(`takeover: ${n} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
 }
