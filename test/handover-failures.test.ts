@@ -188,3 +188,29 @@ describe('the control socket', () => {
     for (const c of idle) c.destroy();
   });
 });
+
+describe('the old side of a hand-over', () => {
+  it('restarts its workers on its sockets, queues intact, when the new side dies after done and before its ack', async () => {
+    const old = await serve(['echo', '--port', '0', '--workers', '2'], 2);
+    const peer = spawn(process.execPath, ['test/fixtures/takeover-peer.js', old.control, 'die-after-done'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(peer);
+    let out = '';
+    peer.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const peerExit = await new Promise<number | null>((r) => peer.once('exit', (c) => r(c)));
+    expect(out).toMatch(/^offer 2 2\ndone\n$/);
+    expect(peerExit).toBe(0);
+    // Sent while the old workers may be stopped: queued on the sockets the old side still holds.
+    const [c] = await openClients(1);
+    const replies: string[] = [];
+    c!.on('message', (m) => replies.push(m.toString()));
+    for (let i = 0; i < 50; i++) await send(c!, `q${i}`, old.port);
+    expect(await waitFor(() => replies.length === 50, 15_000), `${replies.length} of 50 answered\n${old.stderr()}`).toBe(true);
+    closeAll([c!]);
+    expect(old.stderr()).toMatch(/takeover: the new service \(pid \d+\) died before it confirmed the hand-over; restarting this service's workers on its sockets/);
+    expect(old.child.exitCode).toBe(null);
+    expect((await controlRequest(old.control, { op: 'status' })).pid).toBe(old.child.pid);
+    // New processes answer now, on the same sockets.
+    const pids = new Set(replies.map((r) => Number(/pid (\d+)/.exec(r)?.[1])));
+    for (const p of pids) expect(old.pids).not.toContain(p);
+  });
+});
