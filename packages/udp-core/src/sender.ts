@@ -242,46 +242,7 @@ export class NativeSender {
       this.dest.copy(arena.memory, arena.nameOffset(i));
       arena.setForSend(i, p.length, this.dest.length);
     });
-    const c = libc();
-    const start = performance.now();
-    let sent = 0;
-    let sendErrors = 0;
-    let backoffs = 0;
-    let calls = 0;
-    let timedOut = false;
-    let source = 0;
-    let failStreak = 0;
-    while (sent < count) {
-      const turnStart = performance.now();
-      if (turnStart - start > maxDurationMs) {
-        timedOut = true;
-        break;
-      }
-      let wait = 0;
-      while (sent < count && performance.now() - turnStart < YIELD_EVERY_MS) {
-        calls++;
-        const r = c.sendmmsg(this.fds[source]!, arena.memory, Math.min(n, count - sent), MSG_DONTWAIT);
-        if (r > 0) {
-          sent += r;
-          failStreak = 0;
-          source = source + 1 === this.fds.length ? 0 : source + 1;
-          continue;
-        }
-        const e = c.errno();
-        if (e !== EAGAIN && e !== ENOBUFS && e !== EINTR) {
-          sendErrors++; // this datagram cannot be sent: count it and go on
-          sent++;
-          continue;
-        }
-        backoffs++;
-        failStreak++;
-        wait = failStreak > 2 ? 1 : 0;
-        if (failStreak > 1) break;
-      }
-      if (wait > 0) await sleep(wait);
-      else await turn();
-    }
-    return { sent, sendErrors, backoffs, sendmmsgCalls: calls, durationMs: performance.now() - start, timedOut };
+    return this.drive(count, maxDurationMs, 0, (_sent, allowed) => ({ mem: arena.memory, n: Math.min(n, allowed) }), {});
   }
 
   /** Sends `count` probes round-robin over the source sockets, as fast as allowed. */
@@ -323,8 +284,63 @@ export class NativeSender {
       }
     };
 
+    let nextWidthAt = 0; // first seq that needs a wider varint
+    return this.drive(
+      count,
+      maxDurationMs,
+      rate,
+      (sent, allowed, now, source) => {
+        if (sent >= nextWidthAt) {
+          prepare(varintWidth(sent));
+          nextWidthAt = width >= 5 ? Infinity : 2 ** (7 * width);
+        }
+        // A batch never straddles a change of varint width.
+        const n = Math.min(allowed, batch, nextWidthAt - sent);
+        const a = arenas[source]!;
+        const mem = a.memory;
+        if (sent === 0) {
+          // Sequence number 0 is a default value that protobufjs leaves out: probe 0 goes
+          // alone, encoded by encodeProbe itself, and the template is put back afterwards.
+          const first = Buffer.from(encodeProbe({ sender: source, seq: 0, sentAt: now, pad }));
+          first.copy(mem, a.dataOffset(0));
+          a.setForSend(0, first.length, this.dest.length);
+          return {
+            mem, n: 1,
+            after: () => {
+              const t = templates[source]!;
+              t.bytes.copy(mem, a.dataOffset(0));
+              a.setForSend(0, t.bytes.length, this.dest.length);
+            },
+          };
+        }
+        const so = seqOffsets[source]!;
+        const to = sentAtOffsets[source]!;
+        for (let i = 0; i < n; i++) {
+          const d = a.dataOffset(i);
+          writeVarint(mem, d + so, sent + i, width);
+          mem.writeDoubleLE(now, d + to);
+        }
+        return { mem, n };
+      },
+      opts,
+    );
+  }
+
+  /**
+   * The one send loop: turns of at most YIELD_EVERY_MS (replies, timers and progress run
+   * between them), an optional rate, a back-off while the send buffer is full, and a
+   * time bound. `batchOf` fills the next batch for `source` (at most `allowed` datagrams).
+   */
+  private async drive(
+    count: number,
+    maxDurationMs: number,
+    rate: number,
+    batchOf: (sent: number, allowed: number, now: number, source: number) => { mem: Buffer; n: number; after?: () => void },
+    hooks: { onProgress?: (sent: number) => void; onSent?: (first: number, n: number, source: number) => void },
+  ): Promise<SendProbesResult> {
     const c = libc();
     const fds = this.fds;
+    const sources = fds.length;
     const start = performance.now();
     let sent = 0;
     let sendErrors = 0;
@@ -333,14 +349,13 @@ export class NativeSender {
     let timedOut = false;
     let source = 0;
     let failStreak = 0;
-    let nextWidthAt = 0; // first seq that needs a wider varint
     while (sent < count) {
       const turnStart = performance.now();
       if (turnStart - start > maxDurationMs) {
         timedOut = true;
         break;
       }
-      opts.onProgress?.(sent);
+      hooks.onProgress?.(sent);
       let now = turnStart;
       let wait = 0;
       while (sent < count && now - turnStart < YIELD_EVERY_MS) {
@@ -352,42 +367,15 @@ export class NativeSender {
             break;
           }
         }
-        if (sent >= nextWidthAt) {
-          prepare(varintWidth(sent));
-          nextWidthAt = width >= 5 ? Infinity : 2 ** (7 * width);
-        }
-        // A batch never straddles a change of varint width.
-        let n = Math.min(allowed, batch, nextWidthAt - sent);
-        const a = arenas[source]!;
-        const mem = a.memory;
-        const so = seqOffsets[source]!;
-        const to = sentAtOffsets[source]!;
-        if (sent === 0) {
-          // Sequence number 0 is a default value that protobufjs leaves out: probe 0 goes
-          // alone, encoded by encodeProbe itself, and the template is put back afterwards.
-          n = 1;
-          const first = Buffer.from(encodeProbe({ sender: source, seq: 0, sentAt: now, pad }));
-          first.copy(a.memory, a.dataOffset(0));
-          a.setForSend(0, first.length, this.dest.length);
-        } else {
-          for (let i = 0; i < n; i++) {
-            const d = a.dataOffset(i);
-            writeVarint(mem, d + so, sent + i, width);
-            mem.writeDoubleLE(now, d + to);
-          }
-        }
+        const b = batchOf(sent, allowed, now, source);
         calls++;
-        const r = c.sendmmsg(fds[source]!, mem, n, MSG_DONTWAIT);
-        if (sent === 0) {
-          const t = templates[source]!;
-          t.bytes.copy(a.memory, a.dataOffset(0));
-          a.setForSend(0, t.bytes.length, this.dest.length);
-        }
+        const r = c.sendmmsg(fds[source]!, b.mem, b.n, MSG_DONTWAIT);
+        b.after?.();
         if (r > 0) {
-          opts.onSent?.(sent, r, source);
+          hooks.onSent?.(sent, r, source);
           sent += r;
           failStreak = 0;
-          if (r === n) source = source + 1 === sources ? 0 : source + 1;
+          if (r === b.n) source = source + 1 === sources ? 0 : source + 1;
         } else {
           const e = c.errno();
           if (e === EAGAIN || e === ENOBUFS || e === EINTR) {
@@ -398,7 +386,7 @@ export class NativeSender {
             if (failStreak > 1) break;
           } else {
             // This datagram cannot be sent (e.g. EPERM from a firewall): count it and go on.
-            opts.onSent?.(sent, 1, source);
+            hooks.onSent?.(sent, 1, source);
             sendErrors++;
             sent++;
             source = source + 1 === sources ? 0 : source + 1;
@@ -408,11 +396,11 @@ export class NativeSender {
       }
       // Let replies, timers and progress run; with a rate limit or a full buffer, wait.
       // Report before yielding: replies handled in the pause must not outrun `sent`.
-      opts.onProgress?.(sent);
+      hooks.onProgress?.(sent);
       if (wait > 0) await sleep(wait);
       else await turn();
     }
-    opts.onProgress?.(sent);
+    hooks.onProgress?.(sent);
     return { sent, sendErrors, backoffs, sendmmsgCalls: calls, durationMs: performance.now() - start, timedOut };
   }
 }

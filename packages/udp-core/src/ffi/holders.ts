@@ -79,6 +79,28 @@ export function userName(uid: number): string | undefined {
   return passwd.get(uid);
 }
 
+/** The socket fds of process `pid`: fd number and socket inode, as far as /proc lets us see. */
+export function socketFdsOf(pid: number | string): { fd: number; inode: number }[] {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  const out: { fd: number; inode: number }[] = [];
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m) out.push({ fd: Number(fd), inode: Number(m[1]) });
+  }
+  return out;
+}
+
 /** pid → command for every process that has one of `inodes` open (as far as /proc lets us see). */
 function processesHolding(inodes: Set<number>): Map<number, { pid: number; command: string }[]> {
   const found = new Map<number, { pid: number; command: string }[]>();
@@ -90,22 +112,7 @@ function processesHolding(inodes: Set<number>): Map<number, { pid: number; comma
     return found;
   }
   for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      let target: string;
-      try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      const m = /^socket:\[(\d+)\]$/.exec(target);
-      if (!m) continue;
-      const inode = Number(m[1]);
+    for (const { inode } of socketFdsOf(pid)) {
       if (!inodes.has(inode)) continue;
       let command = '?';
       try {

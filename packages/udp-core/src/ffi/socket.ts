@@ -2,9 +2,9 @@
  * One member of an SO_REUSEPORT group, made through libc: socket, setsockopt,
  * bind, getsockname, and the kernel's view of its queue (SO_MEMINFO).
  */
-import { fstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
 import { ShardgramError, errnoName, invalidArg, type PortHolder } from '../errors.js';
-import { describeHolder, findPortHolders } from './holders.js';
+import { describeHolder, findPortHolders, socketFdsOf } from './holders.js';
 import {
   EACCES, EADDRINUSE, EADDRNOTAVAIL, EMFILE, EPERM,
   AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY, SK_MEMINFO_DROPS, SK_MEMINFO_RCVBUF,
@@ -87,21 +87,11 @@ export function getIntOption(fd: number, level: number, name: number): number {
 /** Whether a socket that another process holds has SO_REUSEPORT set (undefined: cannot tell). */
 function holderReusesPort(h: PortHolder): boolean | undefined {
   for (const pid of h.pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== `socket:[${h.inode}]`) continue;
-      } catch {
-        continue;
-      }
+    for (const { fd, inode } of socketFdsOf(pid)) {
+      if (inode !== h.inode) continue;
       let copy = -1;
       try {
-        copy = libc().borrowFd(pid, Number(fd));
+        copy = libc().borrowFd(pid, fd);
         if (copy < 0) continue;
         return getIntOption(copy, SOL_SOCKET, SO_REUSEPORT) !== 0;
       } catch {
