@@ -153,6 +153,8 @@ export function parseRfc3164(text: string, start = 0, now: Date = new Date()): R
   }
   let appName: string | null = null;
   let procId: string | null = null;
+  // No timestamp: spaces after the PRI still come before a tag (`<15> openvpn[2499]: …`).
+  if (!stamp && from > i && tagAt(text, from)) i = from;
   const tag = tagAt(text, i);
   if (tag) {
     appName = tag.appName;
