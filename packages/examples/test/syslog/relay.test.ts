@@ -4,8 +4,9 @@
  * on a Unix socket in a temp dir), which forwards over UDP to the service in its
  * three stock formats: RFC 5424 (RSYSLOG_SyslogProtocol23Format), BSD with an RFC 3339
  * time (RSYSLOG_ForwardFormat) and BSD with a BSD time
- * (RSYSLOG_TraditionalForwardFormat). Every message arrives, in every format, with
- * the fields its sender set. rsyslogd is stopped by its pid.
+ * (RSYSLOG_TraditionalForwardFormat), and in a template shaped like network gear
+ * writes (a space after the PRI, the year after the time). Every message arrives, in
+ * every format, with the fields its sender set. rsyslogd is stopped by its pid.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -43,6 +44,8 @@ function rsyslogConfig(dir: string, socket: string, port: number): string {
   return [
     `global(workDirectory="${dir}")`,
     'module(load="imuxsock" SysSock.Use="off")',
+    // Network gear: `<PRI> Mmm dd hh:mm:ss YYYY host tag: msg`.
+    'template(name="Gear" type="string" string="<%PRI%> %TIMESTAMP% %$YEAR% %HOSTNAME% %syslogtag:1:32%%msg:::sp-if-no-1st-sp%%msg%")',
     // The regular parser chain (RFC 5424, then BSD), as for a network input.
     `input(type="imuxsock" Socket="${socket}" RateLimit.Interval="0" UseSpecialParser="off" ParseHostname="on")`,
     'if $protocol-version == 1 then {',
@@ -51,6 +54,7 @@ function rsyslogConfig(dir: string, socket: string, port: number): string {
     `  ${fwd('RSYSLOG_SyslogProtocol23Format')}`,
     `  ${fwd('RSYSLOG_ForwardFormat')}`,
     `  ${fwd('RSYSLOG_TraditionalForwardFormat')}`,
+    `  ${fwd('Gear')}`,
     '}',
     '',
   ].join('\n');
@@ -84,7 +88,7 @@ describe('logger → rsyslogd → UDP → shardgram serve syslog', () => {
       { m: 'R5424-2', args: ['--rfc5424', '-t', 'uni', '-p', 'daemon.notice'], text: 'R5424-2 größe ✓', app: 'uni', pid: null, fac: 'daemon', sev: 'notice', host: hostname(), msgId: null },
     ];
     for (const s of sent) await run('logger', ['-u', socket, ...s.args, s.text]);
-    const expected = sent.reduce((n, s) => n + (s.m.startsWith('R3164') ? 3 : 1), 0);
+    const expected = sent.reduce((n, s) => n + (s.m.startsWith('R3164') ? 4 : 1), 0);
     const ours = (): SyslogRecord[] => readRecords(out).filter((r) => /^R(3164|5424)-\d$/.test(marker(r)));
     expect(await waitFor(() => countLines(out) >= expected && ours().length >= expected, 15_000, 50), `${relayLog}\n${JSON.stringify(readRecords(out), null, 1)}`).toBe(true);
 
@@ -92,7 +96,7 @@ describe('logger → rsyslogd → UDP → shardgram serve syslog', () => {
     expect(records).toHaveLength(expected);
     for (const s of sent) {
       const got = records.filter((r) => marker(r) === s.m);
-      expect(got, s.m).toHaveLength(s.m.startsWith('R3164') ? 3 : 1);
+      expect(got, s.m).toHaveLength(s.m.startsWith('R3164') ? 4 : 1);
       for (const r of got) {
         const where = `${s.m}: ${JSON.stringify(r)}`;
         expect(r.error, where).toBeNull();
@@ -106,7 +110,9 @@ describe('logger → rsyslogd → UDP → shardgram serve syslog', () => {
         expect(r.timestamp, where).not.toBeNull();
       }
       const formats = got.map((r) => (r.format === 'rfc5424' ? '5424' : /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d\d:\d\d$/.test(r.timestamp!) ? 'bsd-rfc3339' : 'bsd'));
-      expect(formats.sort(), s.m).toEqual(s.m.startsWith('R3164') ? ['5424', 'bsd', 'bsd-rfc3339'] : ['5424']);
+      expect(formats.sort(), s.m).toEqual(s.m.startsWith('R3164') ? ['5424', 'bsd', 'bsd', 'bsd-rfc3339'] : ['5424']);
+      // The BSD times carry this year, whether inferred or sent after the time.
+      for (const r of got.filter((x) => x.format === 'rfc3164')) expect(r.timestamp!.slice(0, 4), s.m).toBe(String(new Date().getFullYear()));
       const r5424 = got.find((r) => r.format === 'rfc5424')!;
       expect(r5424.version).toBe(1);
       if ('msgId' in s) expect(r5424.msgId, s.m).toBe(s.msgId);
