@@ -5,7 +5,11 @@
  */
 export { default as statsd, supervisor as statsdSupervisor } from './statsd.js';
 export { parseDatagram, parseLine, metricKey, splitKey } from './statsd/parser.js';
-export type { MetricSink, MetricType, ParsedLine } from './statsd/parser.js';
+export type { MetricSink, MetricType, ParsedLine, ParseOptions } from './statsd/parser.js';
+export { parseEvent, parseServiceCheck } from './statsd/dogstatsd.js';
+export type { DogEvent, ServiceCheck, AlertType, ServiceCheckStatus } from './statsd/dogstatsd.js';
+export { splitNameTags } from './statsd/tag-styles.js';
+export type { TagStyles } from './statsd/tag-styles.js';
 export { PartialAggregate } from './statsd/aggregate.js';
 export type { Partial, GaugeOps, TimerPartial } from './statsd/aggregate.js';
 export { IntervalMerge, replayGauge } from './statsd/merge.js';

@@ -43,6 +43,7 @@ const WARMUP_SAMPLES = [
   'warmup.requests:1|c', 'warmup.latency:12|ms', 'warmup.level:7|g', 'warmup.level:+3|g', 'warmup.level:-1|g',
   'warmup.rate:2|c|@0.5', 'warmup.t:3.5|ms|@0.1|#env:prod,az:b', 'warmup.users:alice|s', 'warmup.g:1.5|g|#k:v',
   'warmup.a:1|c\nwarmup.b:2|ms\nwarmup.c:3|g\nwarmup.d:x|s', 'warmup.h:4|h', 'warmup.d:5|d',
+  'warmup.p:1:2|h|T1700000000|c:abc|x:y', 'warmup.i,k=v:1|c',
 ];
 
 export { statsdOptionSchema as options } from './statsd/options.js';
@@ -54,6 +55,7 @@ export default defineApp((socket, ctx) => {
   const agg = new PartialAggregate({
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
+    tagStyles: o.tagStyles,
     onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });
   socket.on('message', (msg, rinfo) => agg.datagram(msg, rinfo));

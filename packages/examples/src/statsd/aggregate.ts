@@ -10,14 +10,18 @@
  *   absolute value drops the operations before it (they can no longer matter);
  * - timers: every raw value and the sample-rate-corrected count (no sketch, no
  *   approximation);
- * - sets: the members.
+ * - sets: the members;
+ * - DogStatsD events and service checks: each one, as parsed (they are not metrics,
+ *   and are kept apart from them), and the count of ignored fields.
  *
  * Limits (options.ts): a line whose name is too long is a bad line (and counted as
  * such); a key beyond `maxKeys` distinct keys in the interval is dropped and counted;
  * a value that would make a sum non-finite is dropped and counted (`overflows`).
  */
 import { performance } from 'node:perf_hooks';
-import { parseDatagram, parseSimpleDatagram, type BadLineCode, type MetricSink } from './parser.js';
+import type { DogEvent, ServiceCheck } from './dogstatsd.js';
+import { parseDatagram, parseSimpleDatagram, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
+import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
 
 /** Gauge operations of one key, in receive-time order; only the first may be absolute. */
 export interface GaugeOps {
@@ -55,10 +59,19 @@ export interface Partial {
   keysOverLimit: number;
   /** Values dropped because a sum would have overflowed. */
   overflows: number;
+  /** DogStatsD events, in arrival order (at most maxKeys per interval; more are counted in keysOverLimit). */
+  events: DogEvent[];
+  /** DogStatsD service checks, likewise. */
+  serviceChecks: ServiceCheck[];
+  /** Fields of good lines that were unknown (or had an invalid value) and were ignored. */
+  ignoredFields: number;
 }
 
 export function emptyPartial(): Partial {
-  return { counters: [], gauges: [], timers: [], sets: [], badLines: 0, metrics: 0, packets: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0 };
+  return {
+    counters: [], gauges: [], timers: [], sets: [], badLines: 0, metrics: 0, packets: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0,
+    events: [], serviceChecks: [], ignoredFields: 0,
+  };
 }
 
 /** Wall-clock time in ns since the epoch (µs resolution), monotonic within a process. */
@@ -78,8 +91,10 @@ export interface PartialAggregateOptions {
   onBadLine?: (line: string, reason: string) => void;
   /** Longest name (with tags) accepted, in characters. Default: no limit. */
   maxNameLength?: number;
-  /** Most distinct keys (all types) in one interval. Default: no limit. */
+  /** Most distinct keys (all types) in one interval, and most events and service checks. Default: no limit. */
   maxKeys?: number;
+  /** Which name-embedded tag styles are read (tag-styles.ts). Default: all. */
+  tagStyles?: TagStyles;
 }
 
 export class PartialAggregate implements MetricSink {
@@ -95,6 +110,10 @@ export class PartialAggregate implements MetricSink {
   private keysOverLimit = 0;
   private overflows = 0;
   private keys = 0;
+  private events: DogEvent[] = [];
+  private serviceChecks: ServiceCheck[] = [];
+  private ignored = 0;
+  private readonly parse: ParseOptions;
   private readonly clock: () => bigint;
   private readonly onBadLine: ((line: string, reason: string) => void) | undefined;
   private readonly maxName: number;
@@ -107,15 +126,16 @@ export class PartialAggregate implements MetricSink {
     this.onBadLine = opts.onBadLine;
     this.maxName = opts.maxNameLength ?? Infinity;
     this.maxKeys = opts.maxKeys ?? Infinity;
+    this.parse = { ...(opts.tagStyles ?? ALL_TAG_STYLES), maxName: this.maxName };
   }
 
   /** Parses and aggregates one datagram; `rinfo.timestamp`, when there is one, orders its gauge operations. */
   datagram(msg: Buffer | string, rinfo?: Received): void {
     this.packets++;
     this.current = rinfo;
-    if (typeof msg === 'string') this.metrics += parseDatagram(msg, this, this.maxName);
+    if (typeof msg === 'string') this.metrics += parseDatagram(msg, this, this.parse);
     else if (parseSimpleDatagram(msg, this, this.maxName)) this.metrics++;
-    else this.metrics += parseDatagram(msg.toString(), this, this.maxName);
+    else this.metrics += parseDatagram(msg.toString(), this, this.parse);
     this.current = undefined;
   }
 
@@ -196,6 +216,20 @@ export class PartialAggregate implements MetricSink {
     this.onBadLine?.(line, reason);
   }
 
+  event(e: DogEvent): void {
+    if (this.events.length + this.serviceChecks.length < this.maxKeys) this.events.push(e);
+    else this.keysOverLimit++;
+  }
+
+  serviceCheck(c: ServiceCheck): void {
+    if (this.events.length + this.serviceChecks.length < this.maxKeys) this.serviceChecks.push(c);
+    else this.keysOverLimit++;
+  }
+
+  ignoredFields(n: number): void {
+    this.ignored += n;
+  }
+
   /** True when nothing was received since the last take(). */
   get empty(): boolean {
     return this.packets === 0;
@@ -214,7 +248,13 @@ export class PartialAggregate implements MetricSink {
       namesTooLong: this.namesTooLong,
       keysOverLimit: this.keysOverLimit,
       overflows: this.overflows,
+      events: this.events,
+      serviceChecks: this.serviceChecks,
+      ignoredFields: this.ignored,
     };
+    this.events = [];
+    this.serviceChecks = [];
+    this.ignored = 0;
     this.counters = new Map();
     this.gauges = new Map();
     this.timers = new Map();

@@ -26,6 +26,7 @@ import type { StatsdOptions } from './options.js';
 import type { FlushRequest, FromWorker } from './protocol.js';
 import { formatPrometheus, promLabelRecord } from './flush.js';
 import { TimerHistograms } from './histogram.js';
+import { DialectTotals } from './dialect-metrics.js';
 
 export type FlushOutput = (r: FlushResult) => Promise<void>;
 
@@ -100,6 +101,7 @@ export class FlushCollector {
   /** The flush that last changed each counter total (they expire like gauges). */
   private readonly counterUpdated = new Map<string, number>();
   private readonly histograms: TimerHistograms;
+  private readonly dialect = new DialectTotals();
   private totals = {
     badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0, gaugesExpired: 0,
   };
@@ -211,6 +213,7 @@ export class FlushCollector {
     this.lastFlushAt = now;
     this.last = r;
     this.addCounterTotals(r);
+    this.dialect.add(r);
     this.totals.badLines += r.bad_lines_seen;
     this.totals.namesTooLong += r.names_too_long;
     this.totals.keysOverLimit += r.keys_over_limit;
@@ -283,7 +286,7 @@ export class FlushCollector {
   /** GET /metrics text. */
   metrics(): string {
     const overflows = this.totals.overflows + this.histograms.overflowResets;
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord);
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord) + this.dialect.text();
   }
 
   /** The last flush (for tests and embedding). */

@@ -24,6 +24,7 @@
  * update, and sums kept finite (what would overflow is dropped and counted).
  */
 import type { GaugeOps, Partial } from './aggregate.js';
+import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { timerSummary, type TimerSummary } from './timer-stats.js';
 
 /** One flush interval's merged figures, plain JSON. */
@@ -57,6 +58,12 @@ export interface FlushResult {
   sets: Record<string, number>;
   /** name → count, sum, mean, min, max, median, p<NN>. */
   timers: Record<string, TimerSummary>;
+  /** DogStatsD events of the interval, as parsed (kept apart from the metrics). */
+  events: DogEvent[];
+  /** DogStatsD service checks of the interval, as parsed. */
+  service_checks: ServiceCheck[];
+  /** Fields of good lines that were unknown (or had an invalid value) and were ignored. */
+  ignored_fields: number;
 }
 
 /** A record without a prototype: keys such as `__proto__` stay ordinary keys. */
@@ -99,6 +106,9 @@ export class IntervalMerge {
   private overflows = 0;
   private keys = 0;
   private partials = 0;
+  private events: DogEvent[] = [];
+  private serviceChecks: ServiceCheck[] = [];
+  private ignoredFields = 0;
 
   constructor(private readonly limits: MergeLimits = NO_LIMITS) {}
 
@@ -156,6 +166,16 @@ export class IntervalMerge {
       if (list) list.push(ops);
       else if (this.room()) this.gauges.set(k, [ops]);
     }
+    // Events and service checks: at most maxKeys of them per interval, the rest counted.
+    for (const e of p.events) {
+      if (this.events.length + this.serviceChecks.length < this.limits.maxKeys) this.events.push(e);
+      else this.keysOverLimit++;
+    }
+    for (const c of p.serviceChecks) {
+      if (this.events.length + this.serviceChecks.length < this.limits.maxKeys) this.serviceChecks.push(c);
+      else this.keysOverLimit++;
+    }
+    this.ignoredFields += p.ignoredFields;
     this.badLines += p.badLines;
     this.metrics += p.metrics;
     this.packets += p.packets;
@@ -235,7 +255,13 @@ export class IntervalMerge {
       gauges: g,
       sets,
       timers,
+      events: this.events,
+      service_checks: this.serviceChecks,
+      ignored_fields: this.ignoredFields,
     };
+    this.events = [];
+    this.serviceChecks = [];
+    this.ignoredFields = 0;
     this.counters = new Map();
     this.timers = new Map();
     this.sets = new Map();

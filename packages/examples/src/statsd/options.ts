@@ -15,9 +15,21 @@
  *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
  *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
  *                         Prometheus total) is forgotten; 0 = never (default 360)
+ *   influxdbTags=on|off   read InfluxDB tags in the name, `name,k=v:1|c` (default on)
+ *   libratoTags=on|off    read Librato tags in the name, `name#k=v:1|c` (default on)
+ *   signalfxTags=on|off   read SignalFX tags in the name, `name[k=v]:1|c` (default on)
  */
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
+import type { TagStyles } from './tag-styles.js';
+
+/** `on`/`off` (also true/false, yes/no, 1/0). */
+function onOff(value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (['on', 'true', 'yes', '1'].includes(v)) return true;
+  if (['off', 'false', 'no', '0'].includes(v)) return false;
+  throw new OptionValueError('on or off');
+}
 
 export interface GraphiteTarget {
   host: string;
@@ -37,6 +49,8 @@ export interface StatsdOptions {
   maxNameLength: number;
   maxKeys: number;
   gaugeExpiry: number;
+  /** Which name-embedded tag styles are read (tag-styles.ts). */
+  tagStyles: TagStyles;
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -83,6 +97,9 @@ export const statsdOptionSchema = defineAppOptions({
   maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
   maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
   gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
+  influxdbTags: { value: 'on|off', help: 'read InfluxDB tags in the name: name,k=v:1|c', parse: onOff, default: true },
+  libratoTags: { value: 'on|off', help: 'read Librato tags in the name: name#k=v:1|c', parse: onOff, default: true },
+  signalfxTags: { value: 'on|off', help: 'read SignalFX tags in the name: name[k=v]:1|c', parse: onOff, default: true },
 });
 
 /** Validates and resolves the options; throws a ShardgramError (ERR_SHARDGRAM_INVALID_ARG) naming the bad one. */
@@ -99,5 +116,6 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
     gaugeExpiry: o.gaugeExpiry,
+    tagStyles: { influxdbTags: o.influxdbTags, libratoTags: o.libratoTags, signalfxTags: o.signalfxTags },
   };
 }

@@ -1,13 +1,22 @@
 /**
- * The StatsD line protocol, with DogStatsD tags: one datagram holds one or more
- * lines separated by "\n"; each line is
+ * The StatsD line protocol, with the DogStatsD extensions (versions 1.1 to the latest)
+ * and the tag styles statsd_exporter reads: one datagram holds one or more lines
+ * separated by "\n"; each line is a metric
  *
- *   name:value|type[|@rate][|#tag:value,tag2][|<DogStatsD extension field>…]
+ *   name:value[:value…]|type[|@rate][|#tag:value,tag2][|T<unix seconds>][|c:…][|e:…][|card:…][|<other>…]
  *
+ * or a DogStatsD event (`_e{…}`) or service check (`_sc|…`), see dogstatsd.ts.
  * type is c (counter), g (gauge; a leading + or - makes it a delta), ms or h or d
- * (timer / histogram / distribution: all three are timers here), s (set). A bad line
- * is reported to the sink and skipped; it never stops the lines after it. The parser
- * does not throw on any input (a property test holds it to that).
+ * (timer / histogram / distribution: all three are timers here), s (set). Several
+ * values separated by ":" (DogStatsD 1.1 value packing) are several samples, for every
+ * type but sets (a set member may hold ":"); empty ones (`1::2`) are skipped, as the
+ * agent does. `|T` must be digits (≥ 1), else the line is bad; it is checked and
+ * then not used (the sample counts in the interval that receives it, docs/statsd.md).
+ * A field the parser does not know is ignored, as the protocol's owner ignores it for
+ * forward compatibility, and counted (MetricSink.ignoredFields), not a bad line.
+ * Tags may also come in the name (tag-styles.ts). A bad line is reported to the sink
+ * and skipped; it never stops the lines after it. The parser does not throw on any
+ * input (a property test holds it to that).
  *
  * Keys: the name and every tag are sanitized as Etsy statsd does (whitespace → "_",
  * "/" → "-", anything but [A-Za-z0-9_.;=-] dropped); a tag "k:v" becomes "k=v"; the
@@ -16,6 +25,8 @@
  * tagged-series syntax, and Etsy statsd's key for the same line except that Etsy keeps
  * the sender's tag order. A ";" in the name itself starts tags the same way.
  */
+import { parseEvent, parseServiceCheck, type DogEvent, type ServiceCheck } from './dogstatsd.js';
+import { ALL_TAG_STYLES, splitNameTags, type TagStyles } from './tag-styles.js';
 
 export type MetricType = 'c' | 'g' | 'ms' | 'h' | 'd' | 's';
 
@@ -31,17 +42,54 @@ export interface MetricSink {
   set(key: string, member: string): void;
   /** A line that was not a metric (it was skipped); `code` names a limit it broke. */
   bad(line: string, reason: string, code?: BadLineCode): void;
+  /** A DogStatsD event. */
+  event(e: DogEvent): void;
+  /** A DogStatsD service check. */
+  serviceCheck(c: ServiceCheck): void;
+  /** `n` fields of a good line were not known (or had an invalid value) and were ignored. */
+  ignoredFields(n: number): void;
+}
+
+/** How lines are read: the longest name, and which name-embedded tag styles are on. */
+export interface ParseOptions extends Partial<TagStyles> {
+  /** Longest raw name (with its tags) accepted, in characters. Default: no limit. */
+  maxName?: number;
+}
+
+interface Resolved extends TagStyles {
+  maxName: number;
+}
+
+const DEFAULTS: Resolved = { ...ALL_TAG_STYLES, maxName: Infinity };
+
+function resolve(o: number | ParseOptions | undefined): Resolved {
+  if (o === undefined) return DEFAULTS;
+  if (typeof o === 'number') return { ...ALL_TAG_STYLES, maxName: o };
+  return { ...DEFAULTS, ...o };
 }
 
 /** Why a bad line was rejected, when it was a limit rather than the syntax. */
 export type BadLineCode = 'name_length';
 
+/**
+ * What every good metric line may add: `values` when it packed more than one value
+ * (all of them, `value` being the first; for gauges `relative` then has one flag per
+ * value), its `|T` timestamp, and how many fields were ignored. Absent when unused.
+ */
+interface LineExtras {
+  values?: number[];
+  timestamp?: number;
+  ignoredFields?: number;
+}
+
 /** One parsed line (see parseLine). */
 export type ParsedLine =
-  | { ok: true; type: 'c'; key: string; value: number; sampleRate: number }
-  | { ok: true; type: 'g'; key: string; value: number; relative: boolean }
-  | { ok: true; type: 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number }
-  | { ok: true; type: 's'; key: string; member: string }
+  | ({ ok: true; type: 'c'; key: string; value: number; sampleRate: number } & LineExtras)
+  | ({ ok: true; type: 'g'; key: string; value: number; relative: boolean; relatives?: boolean[] } & LineExtras)
+  | ({ ok: true; type: 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number } & LineExtras)
+  | ({ ok: true; type: 's'; key: string; member: string } & Omit<LineExtras, 'values'>)
+  | { ok: true; type: '_e'; event: DogEvent; ignoredFields?: number }
+  | { ok: true; type: '_sc'; check: ServiceCheck; ignoredFields?: number }
   | { ok: false; reason: string; code?: BadLineCode };
 
 const CLEAN_NAME = /^[A-Za-z0-9_.-]+$/;
@@ -97,25 +145,54 @@ export function splitKey(key: string): { name: string; tags: string[] } {
   return { name: parts[0] ?? '', tags: parts.slice(1) };
 }
 
-// DogStatsD fields after the tags that this receiver ignores: T<unix time>, c:<container>, e:<external data>, card:<cardinality>.
-function isExtensionField(f: string): boolean {
-  return f.startsWith('T') || f.startsWith('c:') || f.startsWith('e:') || f.startsWith('card:');
+// DogStatsD origin-detection fields, read and not used: c:<container id>, e:<external data>, card:<cardinality>.
+function isOriginField(f: string): boolean {
+  return f.startsWith('c:') || f.startsWith('e:') || f.startsWith('card:');
+}
+
+const UNIX_SECONDS = /^[0-9]{1,15}$/;
+
+/** The values of a packed value text (`1:2::3`), or null if one is not a number. */
+function packedValues(text: string): string[] | null {
+  const out = text.split(':').filter((v) => v !== '');
+  return out.length > 0 ? out : null;
+}
+
+function extras(line: { ok: true } & LineExtras, values: number[] | undefined, timestamp: number | undefined, ignored: number): void {
+  if (values !== undefined) line.values = values;
+  if (timestamp !== undefined) line.timestamp = timestamp;
+  if (ignored > 0) line.ignoredFields = ignored;
 }
 
 /**
  * Parses one line (without its "\n"). Never throws. A name whose raw text (with its
  * tags) is longer than `maxName` characters is rejected before it is sanitized.
+ * `opts` is the longest name, or the ParseOptions.
  */
-export function parseLine(raw: string, maxName = Infinity): ParsedLine {
+export function parseLine(raw: string, opts?: number | ParseOptions): ParsedLine {
+  const o = resolve(opts);
   let line = raw;
-  // Tolerate CRLF and trailing blanks.
+  // Tolerate CRLF and trailing blanks (an event keeps its blanks: its text has a length).
+  const dog = line.charCodeAt(0) === 95; /* _ */
   let end = line.length;
   while (end > 0) {
     const c = line.charCodeAt(end - 1);
-    if (c === 13 || c === 32 || c === 9) end--;
+    if (c === 13 || (!dog && (c === 32 || c === 9))) end--;
     else break;
   }
   if (end !== line.length) line = line.slice(0, end);
+  if (dog) {
+    if (line.startsWith('_e{')) {
+      const e = parseEvent(line);
+      if (!e.ok) return e;
+      return e.ignoredFields > 0 ? { ok: true, type: '_e', event: e.value, ignoredFields: e.ignoredFields } : { ok: true, type: '_e', event: e.value };
+    }
+    if (line.startsWith('_sc|')) {
+      const c = parseServiceCheck(line);
+      if (!c.ok) return c;
+      return c.ignoredFields > 0 ? { ok: true, type: '_sc', check: c.value, ignoredFields: c.ignoredFields } : { ok: true, type: '_sc', check: c.value };
+    }
+  }
   const colon = line.indexOf(':');
   if (colon < 0) return { ok: false, reason: 'no ":" after the name' };
   const fields = line.slice(colon + 1).split('|');
@@ -125,49 +202,80 @@ export function parseLine(raw: string, maxName = Infinity): ParsedLine {
   let sampleRate = 1;
   let rateSeen = false;
   let tags: string | undefined;
+  let timestamp: number | undefined;
+  let ignored = 0;
   for (let i = 2; i < fields.length; i++) {
     const f = fields[i]!;
-    if (f.charCodeAt(0) === 64 /* @ */) {
+    const c0 = f.charCodeAt(0);
+    if (c0 === 64 /* @ */) {
       if (rateSeen) return { ok: false, reason: 'two sample rates' };
       rateSeen = true;
       sampleRate = decimal(f.slice(1));
       if (!(sampleRate > 0) || !Number.isFinite(1 / sampleRate)) return { ok: false, reason: `bad sample rate "${f}"` };
-    } else if (f.charCodeAt(0) === 35 /* # */) {
+    } else if (c0 === 35 /* # */) {
       if (tags !== undefined) return { ok: false, reason: 'two tag fields' };
       tags = f.slice(1);
-    } else if (!isExtensionField(f)) {
-      return { ok: false, reason: `unknown field "${f}"` };
+    } else if (c0 === 84 /* T */) {
+      // DogStatsD 1.3 timestamp: Unix seconds, digits only and > 0 (the agent's rule).
+      const t = f.slice(1);
+      if (!UNIX_SECONDS.test(t) || Number(t) < 1) return { ok: false, reason: `timestamp "${f}" is not |T<unix seconds>` };
+      timestamp = Number(t);
+    } else if (!isOriginField(f)) {
+      ignored++;
     }
   }
-  if (colon + (tags?.length ?? 0) > maxName) return { ok: false, reason: `name longer than ${maxName} characters`, code: 'name_length' };
-  const key = metricKey(line.slice(0, colon), tags);
+  if (colon + (tags?.length ?? 0) > o.maxName) return { ok: false, reason: `name longer than ${o.maxName} characters`, code: 'name_length' };
+  let name = line.slice(0, colon);
+  if (o.influxdbTags || o.libratoTags || o.signalfxTags) {
+    const nt = splitNameTags(name, o);
+    if (!nt.ok) return nt;
+    if (nt.tags !== undefined) {
+      if (tags !== undefined) return { ok: false, reason: 'tags in the name and DogStatsD |# tags: two tag styles' };
+      name = nt.name;
+      tags = nt.tags;
+    }
+  }
+  const key = metricKey(name, tags);
   if (key === '') return { ok: false, reason: 'empty name' };
-  switch (type) {
-    case 'c': {
-      const value = decimal(valueText);
-      if (Number.isNaN(value)) return { ok: false, reason: `counter value "${valueText}" is not a number` };
-      if (!Number.isFinite(value * (1 / sampleRate))) return { ok: false, reason: 'counter value / sample rate is out of range' };
-      return { ok: true, type, key, value, sampleRate };
-    }
-    case 'g': {
-      const value = decimal(valueText);
-      if (!Number.isFinite(value)) return { ok: false, reason: `gauge value "${valueText}" is not a number` };
-      const c = valueText.charCodeAt(0);
-      return { ok: true, type, key, value, relative: c === 43 || c === 45 };
-    }
-    case 'ms':
-    case 'h':
-    case 'd': {
-      const value = decimal(valueText);
-      if (!(value >= 0)) return { ok: false, reason: `timer value "${valueText}" is not a number ≥ 0` };
-      return { ok: true, type, key, value, sampleRate };
-    }
-    case 's':
-      // Etsy: an empty member is "0".
-      return { ok: true, type, key, member: valueText === '' ? '0' : valueText };
-    default:
-      return { ok: false, reason: `unknown type "${type}"` };
+  if (type === 's') {
+    // Etsy: an empty member is "0". A set is never packed: its member may hold ":".
+    const r: Extract<ParsedLine, { type: 's' }> = { ok: true, type, key, member: valueText === '' ? '0' : valueText };
+    extras(r, undefined, timestamp, ignored);
+    return r;
   }
+  if (type !== 'c' && type !== 'g' && type !== 'ms' && type !== 'h' && type !== 'd') return { ok: false, reason: `unknown type "${type}"` };
+  const texts = valueText.includes(':') ? packedValues(valueText) : [valueText];
+  if (texts === null) return { ok: false, reason: `no value in "${valueText}"` };
+  const values: number[] = [];
+  const relatives: boolean[] = [];
+  for (const text of texts) {
+    const value = decimal(text);
+    switch (type) {
+      case 'c':
+        if (Number.isNaN(value)) return { ok: false, reason: `counter value "${text}" is not a number` };
+        if (!Number.isFinite(value * (1 / sampleRate))) return { ok: false, reason: 'counter value / sample rate is out of range' };
+        break;
+      case 'g': {
+        if (!Number.isFinite(value)) return { ok: false, reason: `gauge value "${text}" is not a number` };
+        const c = text.charCodeAt(0);
+        relatives.push(c === 43 || c === 45);
+        break;
+      }
+      default:
+        if (!(value >= 0)) return { ok: false, reason: `timer value "${text}" is not a number ≥ 0` };
+    }
+    values.push(value);
+  }
+  const packed = values.length > 1 ? values : undefined;
+  if (type === 'g') {
+    const g: Extract<ParsedLine, { type: 'g' }> = { ok: true, type, key, value: values[0]!, relative: relatives[0]! };
+    if (packed) g.relatives = relatives;
+    extras(g, packed, timestamp, ignored);
+    return g;
+  }
+  const r: { ok: true; type: 'c' | 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number } & LineExtras = { ok: true, type, key, value: values[0]!, sampleRate };
+  extras(r, packed, timestamp, ignored);
+  return r as ParsedLine;
 }
 
 // Bytes of a name that needs no sanitizing: [A-Za-z0-9_.-].
@@ -254,7 +362,7 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Inf
  * Parses every line of a datagram's text into `sink`. Returns the number of
  * non-empty lines (Etsy's metrics_received); bad ones went to `sink.bad`.
  */
-export function parseDatagram(text: string, sink: MetricSink, maxName = Infinity): number {
+export function parseDatagram(text: string, sink: MetricSink, opts?: number | ParseOptions): number {
   let lines = 0;
   let start = 0;
   const n = text.length;
@@ -264,21 +372,31 @@ export function parseDatagram(text: string, sink: MetricSink, maxName = Infinity
     if (nl > start) {
       const line = nl - start === n ? text : text.slice(start, nl);
       lines++;
-      const p = parseLine(line, maxName);
+      const p = parseLine(line, opts);
       if (!p.ok) sink.bad(line, p.reason, p.code);
       else {
+        if (p.ignoredFields !== undefined) sink.ignoredFields(p.ignoredFields);
         switch (p.type) {
           case 'c':
-            sink.counter(p.key, p.value, p.sampleRate);
+            if (p.values) for (const v of p.values) sink.counter(p.key, v, p.sampleRate);
+            else sink.counter(p.key, p.value, p.sampleRate);
             break;
           case 'g':
-            sink.gauge(p.key, p.value, p.relative);
+            if (p.values) for (let i = 0; i < p.values.length; i++) sink.gauge(p.key, p.values[i]!, p.relatives![i]!);
+            else sink.gauge(p.key, p.value, p.relative);
             break;
           case 's':
             sink.set(p.key, p.member);
             break;
+          case '_e':
+            sink.event(p.event);
+            break;
+          case '_sc':
+            sink.serviceCheck(p.check);
+            break;
           default:
-            sink.timer(p.key, p.value, p.sampleRate);
+            if (p.values) for (const v of p.values) sink.timer(p.key, v, p.sampleRate);
+            else sink.timer(p.key, p.value, p.sampleRate);
         }
       }
     }

@@ -46,7 +46,8 @@ function isPartial(p: unknown): p is Partial {
   return (
     isObject(p) && isArray(p.counters) && isArray(p.gauges) && isArray(p.timers) && isArray(p.sets) &&
     typeof p.badLines === 'number' && typeof p.metrics === 'number' && typeof p.packets === 'number' &&
-    typeof p.namesTooLong === 'number' && typeof p.keysOverLimit === 'number' && typeof p.overflows === 'number'
+    typeof p.namesTooLong === 'number' && typeof p.keysOverLimit === 'number' && typeof p.overflows === 'number' &&
+    isArray(p.events) && isArray(p.serviceChecks) && typeof p.ignoredFields === 'number'
   );
 }
 

@@ -19,7 +19,7 @@ export interface ParsedSyslog extends HeaderFields {
   pri: number | null;
   facility: FacilityName | null;
   severity: SeverityName | null;
-  /** RFC 5424 VERSION (1); null otherwise. */
+  /** RFC 5424 VERSION (1, or any other 1–999 parsed by the same grammar); null otherwise. */
   version: number | null;
   /**
    * The MSG part; for a malformed message, the whole text. Bytes that are not UTF-8
@@ -71,7 +71,7 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
     const f = parseRfc3164(text, 0, now);
     return {
       format: 'rfc3164', pri: null, facility: def.facility, severity: def.severity, version: null, timestamp: f.timestamp, hostname: f.hostname,
-      appName: f.appName, procId: f.procId, msgId: null, structuredData: null, message: f.message, error: null, utf8,
+      appName: f.appName, procId: f.procId, msgId: null, structuredData: f.structuredData, message: f.message, error: null, utf8,
     };
   }
   const pri = parsePri(text);
@@ -97,6 +97,6 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
   const f = parseRfc3164(text, pri.end, now);
   return {
     format: 'rfc3164', pri: value, facility, severity, version: null, timestamp: f.timestamp, hostname: f.hostname, appName: f.appName,
-    procId: f.procId, msgId: null, structuredData: null, message: f.message, error: null, utf8,
+    procId: f.procId, msgId: null, structuredData: f.structuredData, message: f.message, error: null, utf8,
   };
 }

@@ -28,6 +28,8 @@ export interface Rfc3164Fields {
   appName: string | null;
   /** The PID of `tag[pid]`. */
   procId: string | null;
+  /** Cisco IOS message counter (and sequence number) as `{ meta: { sequenceId } }`, else null. */
+  structuredData: Record<string, Record<string, string | string[]>> | null;
   message: string;
 }
 
@@ -38,8 +40,12 @@ const MONTHS: Record<string, number> = {
 // Both sticky: they match at `lastIndex` only. The lookahead makes sure the timestamp is a whole word.
 /** Zone names Cisco-style senders put after the time (`18:48:50.483 UTC:`); a list, so an upper-case tag (`CRON:`) stays a tag. */
 const ZONES = 'UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|MSK|JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT';
-const BSD_TS = new RegExp(`[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{1,9})?(?:(?: (?:${ZONES}))?:)?(?= |$)`, 'y');
-const ISO_TS = /(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?(?= |$)/y;
+const BSD_TS = new RegExp(`[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{0,9})?(?: (\\d{4})(?=[ :]|$))?(?:(?: (?:${ZONES}))?:)?(?= |$)`, 'y');
+const ISO_TS = /(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?(?= |$)/y;
+/** Cisco IOS: message counter (maybe empty), sequence number, hostname, each followed by ":" and spaces. */
+const CISCO_PREFIX = /(\d{0,10}): +(?:(\d{1,10}): +)?(?:([A-Za-z0-9._-]{1,255}): +)?/y;
+/** A tag that is really part of a time or a date: `2006-11-10T10`, `10` of `10:43:21`. */
+const TIMEISH_TAG = /^(?:\d{4}-\d{2}-\d{2}(?:[T ]\d{2})?|\d{1,2})$/;
 /** `tag:` or `tag[pid]:`; what follows the colon is message (one SP after it is dropped). */
 const TAG_COLON = /([^\s[\]:]{1,128})(?:\[([^\]\s]{0,128})\])?:/y;
 /** `tag[pid]` followed by SP or the end. */
@@ -63,8 +69,9 @@ function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
   const [hour, minute, second] = [Number(m[4]), Number(m[5]), Number(m[6])];
   if (month === undefined || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return null;
   let year: number;
-  if (m[3] !== undefined) {
-    year = Number(m[3]);
+  const given = m[3] ?? m[8];
+  if (given !== undefined) {
+    year = Number(given);
   } else {
     // The receiver's year, unless that puts the message more than 31 days ahead (a
     // December message read in January). Compared as local wall-clock times.
@@ -73,7 +80,8 @@ function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
     const nowWall = Date.UTC(now.getFullYear(), now.getMonth(), now.getDate(), now.getHours(), now.getMinutes(), now.getSeconds());
     if (wall - nowWall > 31 * 86_400_000) year--;
   }
-  return { iso: `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${m[7] ?? ''}`, end: BSD_TS.lastIndex };
+  const frac = m[7] !== undefined && m[7].length > 1 ? m[7] : ''; // a bare "." (syslog-ng accepts it) adds nothing
+  return { iso: `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${frac}`, end: BSD_TS.lastIndex };
 }
 
 function isoTimestamp(text: string, at: number): Stamp | null {
@@ -94,6 +102,8 @@ function tagAt(text: string, at: number): { appName: string; procId: string | nu
     if (!m) return null;
   }
   const end = m.index + m[0].length;
+  // `10:43:21` or `2006-11-10T10:43` after a broken timestamp: not a tag, leave it in the message.
+  if (TIMEISH_TAG.test(m[1]!) && /^\d{2}[:.]/.test(text.slice(end, end + 3))) return null;
   return { appName: m[1]!, procId: m[2] ? m[2] : null, end };
 }
 
@@ -103,18 +113,36 @@ function skipSpaces(text: string, i: number): number {
 }
 
 /** Parses a BSD syslog message from `start` (just after the PRI, or 0 when it has none). */
+function stampAt(text: string, at: number, now: Date): Stamp | null {
+  return bsdTimestamp(text, at, now) ?? isoTimestamp(text, at);
+}
+
 export function parseRfc3164(text: string, start = 0, now: Date = new Date()): Rfc3164Fields {
   let i = start;
   let timestamp: string | null = null;
   let hostname: string | null = null;
-  const stamp = bsdTimestamp(text, i, now) ?? isoTimestamp(text, i);
+  let structuredData: Rfc3164Fields['structuredData'] = null;
+  // Spaces after the PRI, then maybe Cisco's counter / sequence / host prefix, then the timestamp.
+  const from = skipSpaces(text, i);
+  let stamp = stampAt(text, from, now);
+  if (!stamp) {
+    CISCO_PREFIX.lastIndex = from;
+    const c = CISCO_PREFIX.exec(text);
+    const after = c ? stampAt(text, CISCO_PREFIX.lastIndex, now) : null;
+    if (c && after) {
+      stamp = after;
+      const seq = [c[1]!, c[2]].filter((x): x is string => x !== undefined && x !== '');
+      if (seq.length > 0) structuredData = { meta: { sequenceId: seq.length === 1 ? seq[0]! : seq } };
+      if (c[3] !== undefined) hostname = c[3];
+    }
+  }
   if (stamp) {
     timestamp = stamp.iso;
     i = skipSpaces(text, stamp.end);
     // HOSTNAME, unless the next word is already the tag (`sshd:`, `sshd[42]:`, `sshd[42]`).
     // A last word is message, not a hostname.
     const wordEnd = text.indexOf(' ', i);
-    if (wordEnd > i) {
+    if (hostname === null && wordEnd > i) {
       const word = text.slice(i, wordEnd);
       const ipv6 = IPV6ISH.test(word);
       if (ipv6 || (HOSTNAME.test(word) && !tagAt(text, i))) {
@@ -125,6 +153,8 @@ export function parseRfc3164(text: string, start = 0, now: Date = new Date()): R
   }
   let appName: string | null = null;
   let procId: string | null = null;
+  // No timestamp: spaces after the PRI still come before a tag (`<15> openvpn[2499]: …`).
+  if (!stamp && from > i && tagAt(text, from)) i = from;
   const tag = tagAt(text, i);
   if (tag) {
     appName = tag.appName;
@@ -132,5 +162,5 @@ export function parseRfc3164(text: string, start = 0, now: Date = new Date()): R
     i = tag.end;
     if (text.charCodeAt(i) === 0x20) i++;
   }
-  return { timestamp, hostname, appName, procId, message: text.slice(i) };
+  return { timestamp, hostname, appName, procId, structuredData, message: text.slice(i) };
 }

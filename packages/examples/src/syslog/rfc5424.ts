@@ -12,6 +12,7 @@
 export type StructuredData = Record<string, Record<string, string | string[]>>;
 
 export interface Rfc5424Fields {
+  /** VERSION as sent: 1 is RFC 5424's; another (1–999) is parsed by the same grammar. */
   version: number;
   /** The TIMESTAMP as sent (RFC 3339, offset and fraction kept), or null for `-`. */
   timestamp: string | null;
@@ -231,8 +232,10 @@ export function parseRfc5424(text: string, start = 0): Rfc5424Result {
     while (i < s.n && i - vFrom < 3 && text.charCodeAt(i) >= 0x30 && text.charCodeAt(i) <= 0x39) i++;
     s.i = i;
     if (i === vFrom || text.charCodeAt(vFrom) === 0x30) s.fail('VERSION expected', vFrom);
+    // Any VERSION is parsed by this grammar and recorded (docs/syslog.md): the header of
+    // a future version can only be read as this one's, and a record that keeps the
+    // version lets the reader tell; a message that breaks the grammar is still malformed.
     const version = Number(text.slice(vFrom, i));
-    if (version !== 1) s.fail(`unsupported VERSION ${version}`, vFrom);
     fields.version = version;
     s.expectSp('VERSION');
 

@@ -206,7 +206,7 @@ describe('options', () => {
   it('defaults', () => {
     expect(parseStatsdOptions({})).toEqual({
       flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
-      maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360,
+      maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
       timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
     });
   });
@@ -217,7 +217,7 @@ describe('options', () => {
       timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0',
     })).toEqual({
       flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
-      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0,
+      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });

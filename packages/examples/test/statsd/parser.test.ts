@@ -21,7 +21,20 @@ function recorder(): MetricSink & { events: Ev[]; badLines: string[] } {
     timer: (k, v, r) => void events.push(['t', k, v, r]),
     set: (k, m) => void events.push(['s', k, m]),
     bad: (line) => void badLines.push(line),
+    event: (e) => void events.push(['e', e]),
+    serviceCheck: (c) => void events.push(['sc', c]),
+    ignoredFields: (n) => void events.push(['ignored', n]),
   };
+}
+
+/** Each line alone: exactly one of "parsed (≥ 1 call)" and "counted bad". */
+function eachLineParsedOrBad(text: string): void {
+  for (const line of text.split('\n').filter((l) => l.length > 0)) {
+    const r = recorder();
+    expect(parseDatagram(line, r)).toBe(1);
+    const parsed = r.events.filter((e) => e[0] !== 'ignored').length;
+    expect(r.badLines.length === 1 ? parsed === 0 : parsed >= 1 && r.badLines.length === 0, line).toBe(true);
+  }
 }
 
 describe('the line protocol', () => {
@@ -78,7 +91,11 @@ describe('the line protocol', () => {
     ['x:1|c|@abc', 'sample rate'],
     ['x:1|c|@0.5|@0.5', 'two sample rates'],
     ['x:1e300|c|@1e-300', 'out of range'],
-    ['x:1|c|', 'unknown field'],
+    ['x:1|c|TABCD', 'timestamp'],
+    ['x:1|c|T', 'timestamp'],
+    ['x:1|c|T-102348932', 'timestamp'],
+    ['x:1|c|T0', 'timestamp'],
+    ['x::|c', 'no value'],
     ['x:1|c:2|c', 'unknown'],
     [':1|c', 'empty name'],
     ['!!!:1|c', 'empty name'],
@@ -139,7 +156,7 @@ describe('parser properties (fast-check)', () => {
         const r = recorder();
         const lines = parseDatagram(text, r);
         expect(lines).toBe(text.split('\n').filter((l) => l.length > 0).length);
-        expect(r.events.length + r.badLines.length).toBe(lines);
+        eachLineParsedOrBad(text);
       }),
       { numRuns: 3000 },
     );
@@ -149,9 +166,8 @@ describe('parser properties (fast-check)', () => {
     fc.assert(
       fc.property(fc.array(fc.oneof(validLine, mutated, fc.string({ maxLength: 40 })), { maxLength: 30 }), (lines) => {
         const text = lines.join('\n');
-        const r = recorder();
-        const n = parseDatagram(text, r);
-        expect(r.events.length + r.badLines.length).toBe(n);
+        expect(parseDatagram(text, recorder())).toBe(text.split('\n').filter((l) => l.length > 0).length);
+        eachLineParsedOrBad(text);
       }),
       { numRuns: 2000 },
     );

@@ -104,7 +104,7 @@ describe('RFC 5424', () => {
       [`<13>1 - h ${'a'.repeat(49)} 1 ID - m`, /APP-NAME is longer than 48/],
       [`<13>1 - h a 1 ${'m'.repeat(33)} - m`, /MSGID is longer than 32/],
       [`<13>1 - h a 1 m [${'s'.repeat(33)}] m`, /SD-ID is longer than 32/],
-      ['<13>2 - h a 1 m - x', /unsupported VERSION 2/],
+      ['<13>2 - h a 1 m -x', /SP expected after STRUCTURED-DATA/],
     ];
     for (const [text, why] of cases) {
       const r = p(text);

@@ -1,0 +1,48 @@
+/**
+ * The /metrics figures of what is not a metric line: DogStatsD events by alert type,
+ * service checks by status, ignored fields, and the lines seen by kind (metric,
+ * event, service check, bad), totals since the start, summed from each flush.
+ */
+import { PromWriter } from '@shardgram/udp-core/prom';
+import { ALERT_TYPES, SERVICE_CHECK_STATUSES, type AlertType, type ServiceCheckStatus } from './dogstatsd.js';
+import type { FlushResult } from './merge.js';
+
+export class DialectTotals {
+  readonly events = new Map<AlertType, number>(ALERT_TYPES.map((t) => [t, 0]));
+  readonly serviceChecks = new Map<ServiceCheckStatus, number>(SERVICE_CHECK_STATUSES.map((s) => [s, 0]));
+  ignoredFields = 0;
+  /** Non-empty lines, all kinds together (metrics_received). */
+  lines = 0;
+  badLines = 0;
+
+  /** Adds one flush's figures. */
+  add(r: FlushResult): void {
+    for (const e of r.events) this.events.set(e.alert_type, (this.events.get(e.alert_type) ?? 0) + 1);
+    for (const c of r.service_checks) this.serviceChecks.set(c.status, (this.serviceChecks.get(c.status) ?? 0) + 1);
+    this.ignoredFields += r.ignored_fields;
+    this.lines += r.metrics_received;
+    this.badLines += r.bad_lines_seen;
+  }
+
+  /** Prometheus text (appended to the app's /metrics). */
+  text(): string {
+    const w = new PromWriter();
+    w.family('shardgram_statsd_events_total', 'counter', 'DogStatsD events received, by alert type (in the JSON output, never in the metrics).');
+    for (const [t, n] of this.events) w.sample('shardgram_statsd_events_total', { alert_type: t }, n);
+    w.family('shardgram_statsd_service_checks_total', 'counter', 'DogStatsD service checks received, by status.');
+    for (const [s, n] of this.serviceChecks) w.sample('shardgram_statsd_service_checks_total', { status: s }, n);
+    w.family('shardgram_statsd_ignored_fields_total', 'counter', 'Fields of good lines that were unknown (or had an invalid value) and were ignored.');
+    w.sample('shardgram_statsd_ignored_fields_total', {}, this.ignoredFields);
+    let events = 0;
+    for (const n of this.events.values()) events += n;
+    let checks = 0;
+    for (const n of this.serviceChecks.values()) checks += n;
+    // An event or check dropped by maxKeys (rejected_total{reason="key_limit"}) is counted here with the metric lines.
+    w.family('shardgram_statsd_lines_total', 'counter', 'Non-empty lines received, by kind: metric, event, service_check, bad.');
+    w.sample('shardgram_statsd_lines_total', { kind: 'metric' }, Math.max(0, this.lines - this.badLines - events - checks));
+    w.sample('shardgram_statsd_lines_total', { kind: 'event' }, events);
+    w.sample('shardgram_statsd_lines_total', { kind: 'service_check' }, checks);
+    w.sample('shardgram_statsd_lines_total', { kind: 'bad' }, this.badLines);
+    return w.text();
+  }
+}
