@@ -83,7 +83,7 @@ describe('parseAppOptions: a schema checks raw options with one error style', ()
 describe('sampledLog: the first few with detail, then one line per N with the count', () => {
   it('logs #1..#first in full, then every Nth with what was skipped, and calls detail only when it logs', () => {
     const lines: string[] = [];
-    const log = sampledLog((l) => lines.push(l), 'bad line', { first: 3, every: 10 });
+    const log = sampledLog((l) => lines.push(l), 'bad line', { first: 3, every: 10, keepLines: true });
     let built = 0;
     for (let i = 1; i <= 35; i++) {
       log.note(() => {

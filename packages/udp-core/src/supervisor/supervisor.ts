@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
+import { escapeText } from '../escape-text.js';
 import type { Counters } from '../counters.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
@@ -50,7 +51,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   constructor(opts: SupervisorOptions, private readonly internals: SupervisorInternals = {}) {
     super();
     this.options = validateOptions(opts);
-    this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    // Every line it logs (its own, its workers' output and logs, its app's) may carry network text: escaped once here.
+    const sink = opts.log ?? ((line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.log = (line) => void sink(escapeText(line, { lines: true }));
     this.app = new AppHost(resolveApp(opts.app), opts.app, (line) => this.log(line));
     this.group = new Group({
       config: () => this.config,
