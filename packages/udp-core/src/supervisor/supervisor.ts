@@ -7,12 +7,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { ShardgramError } from '../errors.js';
-import { escapeText } from '../escape-text.js';
 import type { Counters } from '../counters.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
 import type { PolicySpec } from '../steering/steering.js';
+import { escapeText } from '../escape-text.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from './app-host.js';
 import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
