@@ -3,21 +3,60 @@
  * project outside this repository, and run `npx shardgram serve echo` there. Catches what only
  * the workspace provides (a private package, a file outside "files", a root-only import).
  *
- * The installed project is cached in the OS temp dir, keyed by the tarball's hash, so only the
- * first run after a change pays for `npm install` (its dependencies come from npm's cache when
- * they are there: --prefer-offline).
+ * The installed project is cached, keyed by the tarball's hash, so only the first run after a
+ * change pays for `npm install` (its dependencies come from npm's cache when they are there:
+ * --prefer-offline). It must live outside the repository (inside, Node would find the
+ * workspace's own packages by walking up), so the cache is a directory this user made with
+ * mkdtemp in the OS temp dir, whose path the repository remembers; it is used again only
+ * while it is still a directory (not a link) of this user's that no one else may write in.
+ * Nothing at a predictable shared path, so nothing another user made beforehand decides
+ * what a run executes, and a run as one user never stands in another's way.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/cli.js';
 
 const CORE = join(ROOT, 'packages', 'udp-core');
-const CACHE_PREFIX = 'shardgram-packed-';
 const STALE_MS = 3_600_000;
+/** Where the repository remembers this user's cache directory (node_modules is never committed). */
+const CACHE_POINTER = join(ROOT, 'node_modules', '.cache', 'shardgram-test', `packed-projects-uid-${process.getuid?.() ?? 'none'}`);
+
+/** A real directory (not a link) owned by this user that no one else may write in or read. */
+function ownPrivateDir(dir: string): boolean {
+  if (!isAbsolute(dir)) return false;
+  try {
+    const st = lstatSync(dir);
+    return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * This user's cache of installed projects: the one remembered, if it is still this user's
+ * own, else a new one from mkdtemp (mode 0700), remembered when the repository can be
+ * written. `keep` is false when it cannot: the directory is then removed after the run.
+ */
+function cacheDir(): { dir: string; keep: boolean } {
+  try {
+    const remembered = readFileSync(CACHE_POINTER, 'utf8').trim();
+    if (ownPrivateDir(remembered)) return { dir: remembered, keep: true };
+  } catch {
+    // none yet
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'shardgram-packed-'));
+  try {
+    mkdirSync(dirname(CACHE_POINTER), { recursive: true });
+    writeFileSync(CACHE_POINTER, `${dir}\n`);
+    return { dir, keep: true };
+  } catch {
+    return { dir, keep: false };
+  }
+}
 
 /** The environment without npm's per-run variables, so the nested npm acts on the temp project only. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -32,15 +71,13 @@ function npm(args: string[], cwd: string, timeout: number): string {
   return r.stdout;
 }
 
-/** Packs udp-core and returns a project dir with the tarball installed (cached by the tarball's sha1). */
-function installedProject(): string {
+/** Packs udp-core and returns a project dir with the tarball installed (cached in `cache` by the tarball's sha1). */
+function installedProject(cache: string): string {
   if (!existsSync(join(CORE, 'dist', 'index.js'))) throw new Error('packages/udp-core/dist is missing: run `npm run build` first');
-  const staging = join(tmpdir(), `${CACHE_PREFIX}staging-${process.pid}`);
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
+  const staging = mkdtempSync(join(cache, 'staging-'));
   const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', staging], CORE, 30_000)) as { filename: string; shasum: string }[];
   if (!packed) throw new Error('npm pack printed no package');
-  const project = join(tmpdir(), `${CACHE_PREFIX}${packed.shasum}`);
+  const project = join(cache, packed.shasum);
   if (existsSync(join(project, 'node_modules', '.bin', 'shardgram'))) {
     rmSync(staging, { recursive: true, force: true });
     return project;
@@ -52,10 +89,10 @@ function installedProject(): string {
   } catch {
     rmSync(staging, { recursive: true, force: true }); // another run got there first
   }
-  // Projects of earlier tarballs, unused for an hour, go.
-  for (const e of readdirSync(tmpdir())) {
-    const p = join(tmpdir(), e);
-    if (e.startsWith(CACHE_PREFIX) && p !== project && Date.now() - statSync(p).mtimeMs > STALE_MS) rmSync(p, { recursive: true, force: true });
+  // Projects of earlier tarballs (in this user's cache only), unused for an hour, go.
+  for (const e of readdirSync(cache)) {
+    const p = join(cache, e);
+    if (p !== project && Date.now() - statSync(p).mtimeMs > STALE_MS) rmSync(p, { recursive: true, force: true });
   }
   return project;
 }
@@ -148,12 +185,15 @@ function roundTrip(port: number, payload: string): Promise<string> {
 
 describe('the published package, installed in a project of its own', () => {
   let project = '';
+  let cache: { dir: string; keep: boolean } | undefined;
   const running: ChildProcess[] = [];
   beforeAll(() => {
-    project = installedProject();
+    cache = cacheDir();
+    project = installedProject(cache.dir);
   }, 150_000);
   afterAll(() => {
     for (const c of running) killGroup(c);
+    if (cache && !cache.keep) rmSync(cache.dir, { recursive: true, force: true });
   });
 
   it('has nothing of this repository but its own files and its dependencies', () => {
@@ -207,7 +247,7 @@ describe('the published package, installed in a project of its own', () => {
     // And the root no longer carries the internals: the service, app definition and its options contract.
     const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
     expect(root.stdout.trim()).toBe(
-      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,formatByteSize,' +
+      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,escapeText,formatByteSize,' +
         'guardOutput,kebabCase,outputFile,parseAppOptions,parseByteSize,sampledLog,startStatsServer,textMatching,wholeNumber',
     );
   });

@@ -2,6 +2,8 @@
  * The stats port under hostile or careless clients: odd request lines, writes,
  * connection floods, slow requests, and clients that hold a stop.
  */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STATS_SERVER_DEFAULTS, startStatsServer, type StatsReport, type StatsServer } from '@shardgram/udp-core';
 import { startServe, type Serving } from './helpers/cli.js';
@@ -65,15 +67,24 @@ describe('the stats port bounds what clients can hold', () => {
     await http?.close();
   });
 
-  it(`holds at most ${STATS_SERVER_DEFAULTS.maxConnections} connections; the rest are closed as they arrive, and it answers once they leave`, async () => {
+  it(`holds at most ${STATS_SERVER_DEFAULTS.maxConnectionsPerAddress} connections per client address and ${STATS_SERVER_DEFAULTS.maxConnections} in all; a new one takes the place of the oldest silent one`, async () => {
     http = await startStatsServer(fakeSource(), 0);
-    const n = STATS_SERVER_DEFAULTS.maxConnections + 36;
-    for (let i = 0; i < n; i++) held.push(await holdConnection(http.port, ''));
-    // The surplus is closed at once, long before any timeout would close the others.
-    expect(await waitFor(() => held.filter((h) => h.isClosed()).length >= n - STATS_SERVER_DEFAULTS.maxConnections, 3_000)).toBe(true);
-    expect(held.filter((h) => !h.isClosed()).length).toBe(STATS_SERVER_DEFAULTS.maxConnections);
+    const { maxConnections, maxConnectionsPerAddress } = STATS_SERVER_DEFAULTS;
+    // One address: the newest ones stay, the oldest are let go as the newer arrive.
+    const one: HeldConnection[] = [];
+    for (let i = 0; i < maxConnectionsPerAddress + 24; i++) one.push(await holdConnection(http.port, '', '127.0.0.1', '127.0.0.5'));
+    held.push(...one);
+    expect(await waitFor(() => one.filter((h) => h.isClosed()).length === 24, 3_000)).toBe(true);
+    expect(one.slice(24).every((h) => !h.isClosed())).toBe(true);
+    // Eight addresses of sixteen: 128 asked, 64 held, the newest.
+    const many: HeldConnection[] = [];
+    for (let a = 0; a < 8; a++) for (let i = 0; i < maxConnectionsPerAddress; i++) many.push(await holdConnection(http.port, '', '127.0.0.1', `127.0.1.${a + 1}`));
+    held.push(...many);
+    expect(await waitFor(() => [...one, ...many].filter((h) => !h.isClosed()).length === maxConnections, 3_000)).toBe(true);
+    expect(many.slice(-maxConnections).every((h) => !h.isClosed())).toBe(true);
+    // And an ordinary request is answered at once, while they all hold on.
+    expect((await rawRequest(http.port, 'GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', { timeoutMs: 2_000 })).status).toBe(200);
     for (const h of held) h.socket.destroy();
-    expect(await waitFor(async () => (await fetch(`${http!.url}/stats`).then((r) => r.status, () => 0)) === 200, 3_000)).toBe(true);
   });
 
   it('cuts off a request whose headers never finish, with 408, within the headers timeout', async () => {
@@ -86,6 +97,76 @@ describe('the stats port bounds what clients can hold', () => {
     expect(slow.received()).toMatch(/^HTTP\/1\.1 408 /);
     expect(Date.now() - t0).toBeLessThan(limit);
   });
+});
+
+/** The soft limit on open files of this process (/proc/self/limits): the test opens no more than it allows. */
+function openFileLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return !m || m[1] === 'unlimited' ? 1_048_576 : Number(m[1]);
+}
+
+/** Opens `count` connections from `from` (each sending `data`), `batch` at a time; resolves once each has connected or been closed. */
+async function openMany(port: number, count: number, from: (i: number) => string, data: string, batch = 250): Promise<net.Socket[]> {
+  const all: net.Socket[] = [];
+  for (let i = 0; i < count; i += batch) {
+    const some = Array.from({ length: Math.min(batch, count - i) }, (_, j) => {
+      const s = net.connect({ port, host: '127.0.0.1', localAddress: from(i + j) });
+      s.on('error', () => {});
+      all.push(s);
+      return new Promise<void>((r) => {
+        s.once('connect', () => {
+          if (data) s.write(data);
+          r();
+        });
+        s.once('close', () => r());
+      });
+    });
+    await Promise.all(some);
+  }
+  return all;
+}
+
+describe('the stats port under a slowloris and an idle flood', () => {
+  it('answers every ordinary GET /stats while thousands of connections sit idle and 200 trickle their headers', async () => {
+    const http = await startStatsServer(fakeSource(), 0);
+    // The client side of every connection lives in this process (the server keeps a few
+    // dozen): stay well below its limit, raising nothing.
+    const limit = openFileLimit();
+    const idle = Math.min(10_000, limit - 2_000);
+    if (idle < 10_000) console.log(`open-file limit ${limit}: the idle flood is ${idle} connections, not 10,000`);
+    const sockets: net.Socket[] = [];
+    let trickle: NodeJS.Timeout | undefined;
+    try {
+      // The idle flood: connections that send nothing, from 40 addresses and the ordinary client's.
+      const t0 = Date.now();
+      sockets.push(...(await openMany(http.port, idle, (i) => (i % 41 === 0 ? '127.0.0.1' : `127.0.3.${1 + (i % 40)}`), '')));
+      const floodMs = Date.now() - t0;
+      // The slowloris: a request line and a header, then one more header line every 100 ms,
+      // never the blank line; a quarter from the address the ordinary client uses.
+      const slow = await openMany(http.port, 200, (i) => (i % 4 === 0 ? '127.0.0.1' : `127.0.2.${1 + (i % 50)}`), 'GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+      sockets.push(...slow);
+      let n = 0;
+      trickle = setInterval(() => {
+        n++;
+        for (const s of slow) if (!s.destroyed) s.write(`X-Slow-${n}: ${'.'.repeat(10)}\r\n`);
+      }, 100);
+      // Ordinary GETs, one after another, each on a new connection, each within 2 s.
+      const answered: number[] = [];
+      const t1 = Date.now();
+      for (let i = 0; i < 60; i++) {
+        const a = await rawRequest(http.port, 'GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', { timeoutMs: 2_000 });
+        if (a.status === 200 && a.text.includes('"fake": true')) answered.push(a.ms);
+      }
+      const getsMs = Date.now() - t1;
+      console.log(`idle flood of ${idle} opened in ${floodMs} ms; ${answered.length} of 60 GET /stats answered in ${getsMs} ms (slowest ${Math.max(0, ...answered)} ms)`);
+      expect(answered).toHaveLength(60);
+      expect(getsMs).toBeLessThan(30_000);
+    } finally {
+      clearInterval(trickle);
+      for (const s of sockets) s.destroy();
+      await http.close();
+    }
+  }, 120_000);
 });
 
 describe('close() and SIGTERM are not held by HTTP clients', () => {
@@ -144,6 +225,47 @@ describe('who the stats port answers', () => {
     } finally {
       await http.close();
     }
+  });
+
+  it('refuses a request with two Host headers with 400, whichever comes first', async () => {
+    const http = await startStatsServer(fakeSource(), 0);
+    try {
+      for (const [a, b] of [['127.0.0.1', 'evil.example'], ['evil.example', '127.0.0.1'], ['127.0.0.1', `127.0.0.1:${http.port}`]]) {
+        const r = await rawRequest(http.port, `GET /stats HTTP/1.1\r\nHost: ${a}\r\nHost: ${b}\r\n\r\n`);
+        expect(r.status, `Host: ${a} and Host: ${b}`).toBe(400);
+        expect(r.text).toContain('more than one Host header');
+      }
+      expect((await rawRequest(http.port, 'GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')).status).toBe(200);
+    } finally {
+      await http.close();
+    }
+  });
+
+  it('warns when bound beyond loopback: which address, what it exposes, how to keep it local', async () => {
+    for (const address of ['127.0.0.1', '127.0.0.2', '::1']) {
+      const local = await startStatsServer(fakeSource(), 0, { address });
+      await local.close();
+      expect(local.warning, address).toBeUndefined();
+    }
+    const wide = await startStatsServer(fakeSource(), 0, { address: '::' });
+    await wide.close();
+    expect(wide.warning).toMatch(new RegExp(`^--stats-address ::: the stats port \\(http://\\[::\\]:${wide.port}: .*\\) is open on every interface of this host`));
+    expect(wide.warning).toContain('use --stats-address 127.0.0.1 (the default) or ::1');
+
+    const quiet = await startServe(['discard', '--port', '0', '--workers', '1', '--stats-port', '0'], 1);
+    const loud = await startServe(['discard', '--port', '0', '--workers', '1', '--stats-port', '0', '--stats-address', '0.0.0.0'], 1);
+    try {
+      const port = portOf(statsUrlOf(loud));
+      expect(await waitFor(() => loud.stderr().includes('shardgram: warning: --stats-address'), 5_000), loud.stderr()).toBe(true);
+      expect(loud.stderr()).toContain(`shardgram: warning: --stats-address 0.0.0.0: the stats port (http://0.0.0.0:${port}: GET /stats, /metrics and the live page) is open on every interface of this host (0.0.0.0)`);
+      expect(loud.stderr()).toContain('To keep it local, use --stats-address 127.0.0.1');
+      // Only loopback traffic here: the wildcard bind answers on 127.0.0.1.
+      expect((await fetch(`http://127.0.0.1:${port}/stats`)).status).toBe(200);
+    } finally {
+      await loud.stop();
+      await quiet.stop();
+    }
+    expect(quiet.stderr()).not.toContain('warning: --stats-address');
   });
 
   it('binds an IPv6 literal and accepts it as Host', async () => {

@@ -50,9 +50,10 @@ export interface HeldConnection {
   received(): string;
 }
 
-export function holdConnection(port: number, data: string, host = '127.0.0.1'): Promise<HeldConnection> {
+/** Connects to `host`:`port` (from `localAddress`, another loopback address for another client) and sends `data`. */
+export function holdConnection(port: number, data: string, host = '127.0.0.1', localAddress?: string): Promise<HeldConnection> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, host);
+    const socket = net.connect({ port, host, ...(localAddress !== undefined ? { localAddress } : {}) });
     let isClosed = false;
     let text = '';
     const closed = new Promise<void>((r) => socket.on('close', () => {

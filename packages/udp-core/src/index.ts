@@ -1,7 +1,7 @@
 /**
  * @shardgram/udp-core — what an app author needs: the `Supervisor`, `defineApp` /
  * `defineAppSupervisor`, `ShardgramError`, `startStatsServer`, the app-options
- * contract (schemas, sizes, sampled logs), and their types.
+ * contract (schemas, sizes, sampled logs, `escapeText` for network text in a log), and their types.
  *
  * The rest is namespaced in subpaths (see package.json "exports"):
  *   @shardgram/udp-core/steering  reuseport steering: policies, the cBPF builder, checker, interpreter, attach
@@ -25,6 +25,8 @@ export type { AppOption, AppOptionSchema, AppOptionValues } from './app-options.
 export { parseByteSize, formatByteSize } from './byte-size.js';
 export { OptionValueError } from './option-error.js';
 export { sampledLog } from './log-sampler.js';
+export { escapeText } from './escape-text.js';
+export type { EscapeTextOptions } from './escape-text.js';
 export type { SampledLog, SampledLogOptions } from './log-sampler.js';
 export { guardOutput } from './output-guard.js';
 export type { GuardedOutput } from './output-guard.js';

@@ -10,13 +10,25 @@
  *   …
  *   bad line #5: "y": no ":" (further ones: one line per 1000, with the count)
  *   bad line #1000 (995 not logged since #5): "z": no value
+ *
+ * The detail usually carries what came from the network (the line, the reason it is
+ * bad), so it is escaped (`escapeText`): an escape sequence in a datagram is shown, not
+ * obeyed by the terminal reading the log, and a line break in it is shown as `\n`, so
+ * that it cannot forge a log line of its own. With `keepLines` (for a stack trace) the
+ * first few keep their line breaks; the sampled ones are cut to their first line.
  */
+import { escapeText } from './escape-text.js';
 
 export interface SampledLogOptions {
   /** Occurrences logged with their detail before sampling starts (default 5). */
   first?: number;
   /** After those, one line per this many (default 1000). */
   every?: number;
+  /**
+   * Keep the line breaks of the first few details (a stack trace: text of the process's
+   * own); other controls are still escaped. Default false: every detail on one line.
+   */
+  keepLines?: boolean;
 }
 
 export interface SampledLog {
@@ -35,6 +47,7 @@ function firstLine(s: string): string {
 export function sampledLog(log: (line: string) => void, what: string, options: SampledLogOptions = {}): SampledLog {
   const first = options.first ?? 5;
   const every = options.every ?? 1000;
+  const keepLines = options.keepLines === true;
   if (!Number.isInteger(first) || first < 0) throw new RangeError(`first must be a whole number; got ${first}`);
   if (!Number.isInteger(every) || every < 1) throw new RangeError(`every must be a whole number of at least 1; got ${every}`);
   let count = 0;
@@ -47,9 +60,9 @@ export function sampledLog(log: (line: string) => void, what: string, options: S
       count++;
       if (count <= first) {
         lastLogged = count;
-        log(`${what} #${count}: ${detail()}${count === first ? ` (further ones: one line per ${every}, with the count)` : ''}`);
+        log(`${what} #${count}: ${escapeText(detail(), { lines: keepLines })}${count === first ? ` (further ones: one line per ${every}, with the count)` : ''}`);
       } else if (count % every === 0) {
-        log(`${what} #${count} (${count - lastLogged - 1} not logged since #${lastLogged}): ${firstLine(detail())}`);
+        log(`${what} #${count} (${count - lastLogged - 1} not logged since #${lastLogged}): ${escapeText(firstLine(detail()))}`);
         lastLogged = count;
       }
     },

@@ -4,9 +4,13 @@
  * socket's job), so exposing it to a monitoring network exposes figures, not power.
  *
  * Hostile clients are bounded: any request line gets an answer (or the connection is
- * closed by the HTTP parser with 400), at most `maxConnections` connections are held,
- * requests that dawdle over their headers or body are cut off, and `close()` returns
- * within a small bound whatever the clients do.
+ * closed by the HTTP parser with 400), at most `maxConnections` connections are held and
+ * at most `maxConnectionsPerAddress` from one client address (one IPv6 /64), requests
+ * that dawdle over their headers or body are cut off, and `close()` returns within a
+ * small bound whatever the clients do. A connection over either limit takes the place
+ * of the oldest one that is not being answered (a slow or silent one: what a slowloris
+ * or an idle flood holds), so an ordinary GET is answered while they keep trying; it is
+ * refused only when every connection held is in the middle of an answer.
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -21,6 +25,11 @@ export interface StatsServer {
   /** The address the endpoint is bound to. */
   readonly address: string;
   readonly url: string;
+  /**
+   * Set when the port is bound beyond loopback: which address, that it exposes the
+   * service's figures, how to keep it local. `shardgram serve` prints it; a library user should log it.
+   */
+  readonly warning: string | undefined;
   /** Stops listening and closes every connection; resolves within `closeTimeoutMs`. */
   close(): Promise<void>;
 }
@@ -40,8 +49,13 @@ export interface StatsServerOptions {
    * and (for a loopback or wildcard bind) `localhost`, `127.0.0.1`, `::1` are always accepted.
    */
   hosts?: readonly string[];
-  /** Connections held at once; more are closed as they arrive (default 64). */
+  /**
+   * Connections held at once (default 64). One more takes the place of the oldest held
+   * connection that is not being answered; when every one is, it is closed as it arrives.
+   */
   maxConnections?: number;
+  /** Connections held at once from one client address, an IPv6 address counting by its /64 (default 16); the same rule. */
+  maxConnectionsPerAddress?: number;
   /** Longest wait for a request's headers (default 5000 ms). */
   headersTimeoutMs?: number;
   /** Longest wait for a whole request (default 10000 ms). */
@@ -55,6 +69,7 @@ export interface StatsServerOptions {
 export const STATS_SERVER_DEFAULTS = {
   address: '127.0.0.1',
   maxConnections: 64,
+  maxConnectionsPerAddress: 16,
   headersTimeoutMs: 5000,
   requestTimeoutMs: 10_000,
   keepAliveTimeoutMs: 2000,
@@ -95,7 +110,35 @@ function hostPart(header: string): string | undefined {
 }
 
 function isLoopback(address: string): boolean {
-  return address.startsWith('127.') || address === '::1';
+  const a = canonicalHost(address);
+  return a.startsWith('127.') || a === '::1';
+}
+
+/**
+ * What to say when the stats port is bound beyond loopback (undefined on loopback): which
+ * address, that it exposes the service's figures, and how to keep it local.
+ */
+function exposureWarning(address: string, port: number): string | undefined {
+  if (isLoopback(address)) return undefined;
+  const where = isWildcard(address) ? `every interface of this host (${address})` : `${address}`;
+  const shown = address.includes(':') ? `[${address}]` : address;
+  return (
+    `--stats-address ${address}: the stats port (http://${shown}:${port}: GET /stats, /metrics and the live page) is open on ${where} ` +
+    'to anyone who can reach it: worker pids, traffic figures and top sender addresses. It is read-only. ' +
+    'To keep it local, use --stats-address 127.0.0.1 (the default) or ::1; to expose it to one monitoring network, bind that network\'s address and firewall the port (docs/multi-host.md).'
+  );
+}
+
+/** The key a client's connections are counted under: its IPv4 address, or its IPv6 /64. */
+function clientKey(remote: string | undefined): string {
+  if (remote === undefined) return '';
+  const a = canonicalHost(remote);
+  if (familyOf(a) !== 'udp6') return a;
+  const [head = '', tail] = a.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups.slice(0, 4).join(':')}::/64`;
 }
 
 function isWildcard(address: string): boolean {
@@ -149,6 +192,13 @@ export async function startStatsServer(source: StatsSource, port: number, option
 
   let boundPort = port;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    // Two Host headers: which one is meant is anyone's guess (Node keeps the first), so neither is.
+    let hostHeaders = 0;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hostHeaders++;
+    if (hostHeaders > 1) {
+      send(res, 400, 'bad request: more than one Host header\n', { connection: 'close' });
+      return;
+    }
     // Not for other web pages: a Host that is not one of ours (DNS rebinding) is refused,
     // and so is an Origin (a browser's cross-site request) other than this server's own
     // (http://, this Host, this port: its live page), which may only read.
@@ -197,13 +247,56 @@ export async function startStatsServer(source: StatsSource, port: number, option
       }
     },
   );
-  server.maxConnections = positiveInt('maxConnections', o.maxConnections ?? STATS_SERVER_DEFAULTS.maxConnections);
-  // A connection that never sends a byte is not a request yet: the idle timeout cuts it.
+  const maxConnections = positiveInt('maxConnections', o.maxConnections ?? STATS_SERVER_DEFAULTS.maxConnections);
+  const maxPerAddress = positiveInt('maxConnectionsPerAddress', o.maxConnectionsPerAddress ?? STATS_SERVER_DEFAULTS.maxConnectionsPerAddress);
+  // A connection that never sends a byte is not a request yet: the headers timeout cuts it
+  // (Node counts it from the connection), and this one any connection silent for that long.
   server.setTimeout(requestTimeout);
+  // Every connection held, and those of each client, in arrival order (oldest first).
   const sockets = new Set<Socket>();
+  const byClient = new Map<string, Set<Socket>>();
+  // Requests being answered, per connection: such a connection is never the one let go.
+  const answering = new Map<Socket, number>();
+  const forget = (s: Socket, key: string): void => {
+    sockets.delete(s);
+    const mine = byClient.get(key);
+    mine?.delete(s);
+    if (mine?.size === 0) byClient.delete(key);
+  };
+  const keyOf = new WeakMap<Socket, string>();
+  /** Closes the oldest connection of `held` that is not being answered; false when there is none. */
+  const letOldestGo = (held: Set<Socket>): boolean => {
+    for (const s of held) {
+      if (answering.has(s)) continue;
+      forget(s, keyOf.get(s) ?? '');
+      s.destroy();
+      return true;
+    }
+    return false;
+  };
   server.on('connection', (s: Socket) => {
+    const key = clientKey(s.remoteAddress);
+    const mine = byClient.get(key);
+    if ((mine && mine.size >= maxPerAddress && !letOldestGo(mine)) || (sockets.size >= maxConnections && !letOldestGo(sockets))) {
+      s.destroy();
+      return;
+    }
+    keyOf.set(s, key);
     sockets.add(s);
-    s.once('close', () => sockets.delete(s));
+    byClient.set(key, (byClient.get(key) ?? new Set()).add(s));
+    s.once('close', () => {
+      forget(s, key);
+      answering.delete(s);
+    });
+  });
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    const s = req.socket;
+    answering.set(s, (answering.get(s) ?? 0) + 1);
+    res.once('close', () => {
+      const n = (answering.get(s) ?? 1) - 1;
+      if (n > 0) answering.set(s, n);
+      else answering.delete(s);
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -228,6 +321,7 @@ export async function startStatsServer(source: StatsSource, port: number, option
     port: boundPort,
     address,
     url: `http://${address.includes(':') ? `[${address}]` : address}:${boundPort}`,
+    warning: exposureWarning(address, boundPort),
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, closeTimeout);

@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   const early: ToWorker[] = [];
   const queueEarly = (msg: ToWorker): void => void early.push(msg);
   process.on('message', queueEarly);
-  const handlerErrors = sampledLog(log, 'message handler threw, error');
+  const handlerErrors = sampledLog(log, 'message handler threw, error', { keepLines: true });
   // Counted in memory the supervisor also maps: exact even if this process is SIGKILLed.
   const shared = SharedCounters.attach(COUNTERS_FD);
   libc().close(COUNTERS_FD);

@@ -2,7 +2,9 @@
  * The pieces of the apps' contract that need no process: the byte-size grammar, the
  * option schema and its one error style, the sampled log, and an output that closes.
  */
+import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   byteSize, defineAppOptions, formatByteSize, guardOutput, OptionValueError, outputFile, parseAppOptions, parseByteSize, sampledLog, ShardgramError, wholeNumber,
@@ -75,7 +77,8 @@ describe('parseAppOptions: a schema checks raw options with one error style', ()
   });
 
   it('an output file must be in a directory that exists', () => {
-    expect(outputFile('/tmp')('x.jsonl')).toBe('/tmp/x.jsonl');
+    const here = fileURLToPath(new URL('.', import.meta.url)); // a directory that exists; nothing is written
+    expect(outputFile(here)('x.jsonl')).toBe(join(here, 'x.jsonl'));
     expect(() => outputFile()('/no/such/dir/x.jsonl')).toThrow(expect.objectContaining({ expected: 'a file in an existing directory', shown: '"/no/such/dir/x.jsonl" (directory /no/such/dir does not exist)' }));
   });
 });
@@ -83,7 +86,7 @@ describe('parseAppOptions: a schema checks raw options with one error style', ()
 describe('sampledLog: the first few with detail, then one line per N with the count', () => {
   it('logs #1..#first in full, then every Nth with what was skipped, and calls detail only when it logs', () => {
     const lines: string[] = [];
-    const log = sampledLog((l) => lines.push(l), 'bad line', { first: 3, every: 10 });
+    const log = sampledLog((l) => lines.push(l), 'bad line', { first: 3, every: 10, keepLines: true });
     let built = 0;
     for (let i = 1; i <= 35; i++) {
       log.note(() => {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES } from '@shardgram/examples/syslog/pri';
 import { parseRfc5424 } from '@shardgram/examples/syslog/rfc5424';
@@ -227,7 +227,7 @@ describe('malformed input and records', () => {
 
 describe('app options', () => {
   it('out, maxBytes with units, keep', () => {
-    const cwd = tmpdir();
+    const cwd = fileURLToPath(new URL('.', import.meta.url)); // a directory that exists; nothing is written
     expect(parseSyslogOptions({}, cwd)).toEqual({ out: null, maxBytes: 0, keep: 5 });
     expect(parseSyslogOptions({ out: 's.jsonl', maxBytes: '10m', keep: '3' }, cwd)).toEqual({ out: join(cwd, 's.jsonl'), maxBytes: 10 * 1024 * 1024, keep: 3 });
     expect(parseSyslogOptions({ out: join(cwd, 'x'), maxBytes: '64KiB' }).maxBytes).toBe(65536);

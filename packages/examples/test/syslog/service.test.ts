@@ -1,4 +1,3 @@
-import { tmpdir } from 'node:os';
 /**
  * The syslog app as a service (`shardgram serve syslog`), fed by real clients:
  * util-linux logger and the npm syslog-client, plus malformed datagrams, a worker
@@ -266,7 +265,8 @@ describe('syslog: malformed input, metrics, standard output', () => {
 
   it('rejects bad app options before starting, in one line', async () => {
     const { runCli } = await import('../../../../test/helpers/cli.js');
-    const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', `out=${join(tmpdir(), 'shardgram-keep0.jsonl')}`], { timeoutMs: 20_000 });
+    const t = tempDir();
+    const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', `out=${join(t.dir, 'keep0.jsonl')}`], { timeoutMs: 20_000 }).finally(t.cleanup);
     // (The last line: a checkout whose sources changed may first say it is compiling them.)
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n').at(-1)).toBe('shardgram: --app-option keep must be from 1 to 1000; got 0');

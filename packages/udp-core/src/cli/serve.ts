@@ -223,6 +223,8 @@ export async function serve(argv: string[]): Promise<number> {
     say,
     onReady: ({ stats, control }) => {
       const c = sup.config;
+      // A stats port beyond loopback is said loudly, once, before the ready line.
+      if (stats?.warning) process.stderr.write(`shardgram: warning: ${stats.warning}\n`);
       say(
         `shardgram: ${c.app} on udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')} (${c.engine} engine${readDelayNote(c.engine, c.maxReadDelayUs)}, ${sup.policy.name} policy)` +
           (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +

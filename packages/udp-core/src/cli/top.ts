@@ -1,6 +1,7 @@
 /** `shardgram top`: a live terminal view of a running service, from its GET /stats. */
 import { get as httpGet } from 'node:http';
 import { ShardgramError } from '../errors.js';
+import { escapeText } from '../escape-text.js';
 import { UsageError, intOption, parseFlags, type Options } from './args.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
 
@@ -67,10 +68,12 @@ async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promi
     const why = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `no answer within ${timeoutMs} ms` : 'nothing answers there';
     throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: ${why}; is the service running with that --stats-port?`);
   }
-  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: HTTP ${res.status} ${res.body.split('\n')[0]!.slice(0, 200)}`);
+  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: HTTP ${res.status} ${escapeText(res.body.split('\n')[0]!.slice(0, 200))}`);
   let body: StatsView | undefined;
   try {
-    body = JSON.parse(res.body) as StatsView;
+    // Every string of the answer (an app name, a sender, an advice…) is shown escaped:
+    // whoever answers at that URL does not get to write escape sequences to this terminal.
+    body = JSON.parse(res.body, (_key, value: unknown) => (typeof value === 'string' ? escapeText(value) : value)) as StatsView;
   } catch {
     body = undefined;
   }
@@ -121,7 +124,7 @@ export async function top(argv: string[]): Promise<number> {
       stdin.off('data', onKey);
       stdin.pause();
       if (tty) out.write('\x1b[?25h\x1b[?1049l');
-      if (error) process.stderr.write(`shardgram: ${error}\n`);
+      if (error) process.stderr.write(`shardgram: ${escapeText(error)}\n`);
       resolve(code);
     };
     const onSignal = (): void => finish(0);

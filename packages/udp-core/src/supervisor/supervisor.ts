@@ -11,6 +11,7 @@ import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
 import type { PolicySpec } from '../steering/steering.js';
+import { escapeText } from '../escape-text.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from './app-host.js';
 import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
@@ -51,7 +52,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   constructor(opts: SupervisorOptions) {
     super();
     this.options = validateOptions(opts);
-    this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    // Every line it logs (its own, its workers' output and logs, its app's) may carry network text: escaped once here.
+    const sink = opts.log ?? ((line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.log = (line) => void sink(escapeText(line, { lines: true }));
     this.app = new AppHost(resolveApp(opts.app), opts.app, (line) => this.log(line));
     this.group = new Group({
       config: () => this.config,
