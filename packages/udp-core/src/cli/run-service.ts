@@ -12,6 +12,7 @@ import { requestTakeover } from '../control/takeover/new-side.js';
 import { controlOf } from '../supervisor/internal.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { ServiceManager } from '../service-manager.js';
+import { escapeText } from '../escape-text.js';
 
 export interface RunOptions {
   statsPort?: number;
@@ -134,7 +135,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
           },
           leave: (reason) => {
             // The new service holds the group: its sockets were let go here unread, its workers read them.
-            err(`takeover: ${reason}; the new service took udp ${fmt(sup.address, sup.port)} while this one was not answering: leaving it untouched`);
+            err(`takeover: ${escapeText(reason)}; the new service took udp ${fmt(sup.address, sup.port)} while this one was not answering: leaving it untouched`);
             process.exit(3);
           },
           ...(opts.handoverTimeoutMs !== undefined ? { patienceMs: opts.handoverTimeoutMs } : {}),
