@@ -13,7 +13,7 @@
  * docs/statsd.md.
  */
 import { appendFileSync } from 'node:fs';
-import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError } from '@shardgram/udp-core';
+import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError, describeError } from '@shardgram/udp-core';
 import { PartialAggregate } from './statsd/aggregate.js';
 import { FlushCollector, type FlushOutput } from './statsd/collector.js';
 import { appendJson, formatGraphite, sendGraphite } from './statsd/flush.js';
@@ -89,7 +89,7 @@ export const supervisor = defineAppSupervisor((ctx) => {
     try {
       appendFileSync(path, ''); // fails now, not at the first flush, when the file cannot be written
     } catch (err) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(path)} (${err instanceof Error ? err.message : String(err)})`, { option: 'jsonOut' });
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(path)} (${describeError(err)})`, { option: 'jsonOut' });
     }
     outputs.push({ name: `jsonOut ${path}`, write: (r) => appendJson(path, r) });
   }

@@ -10,7 +10,7 @@
  * (rotate at this size, e.g. 100m; default never), `keep` (rotated files kept, default 5).
  * See docs/syslog.md.
  */
-import { defineApp, defineAppSupervisor, guardOutput, ShardgramError } from '@shardgram/udp-core';
+import { defineApp, defineAppSupervisor, guardOutput, ShardgramError, describeError } from '@shardgram/udp-core';
 import { countFormat, newSyslogCounters, SyslogTotals } from './syslog/counters.js';
 import { isToSyslogSupervisor, isToSyslogWorker, type ToSyslogSupervisor } from './syslog/messages.js';
 import { parseSyslogOptions } from './syslog/options.js';
@@ -31,7 +31,7 @@ function countLines(text: string): number {
   return n;
 }
 
-const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const errorText = (err: unknown): string => (describeError(err));
 
 export default defineApp((socket, ctx) => {
   const options = parseSyslogOptions(ctx.options);

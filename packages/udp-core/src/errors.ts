@@ -23,7 +23,8 @@ export type ShardgramErrorCode =
   | 'ERR_SHARDGRAM_PERMISSION'
   | 'ERR_SHARDGRAM_WORKER'
   | 'ERR_SHARDGRAM_APP'
-  | 'ERR_SHARDGRAM_STOPPED'
+  /** Nothing answers where a service should (its control socket, its stats URL), or it hung up or fell silent. */
+  | 'ERR_SHARDGRAM_UNREACHABLE'
   /** A call the service's state does not allow (e.g. a second takeover during one): the message names both. */
   | 'ERR_SHARDGRAM_STATE'
   /** The control socket has as many requests under way as it takes: try again. */
@@ -55,7 +56,7 @@ export interface PortHolder {
 /** Every code, for those who read one off the wire (the control socket passes them through). */
 export const ERROR_CODES: readonly ShardgramErrorCode[] = [
   'ERR_SHARDGRAM_INVALID_ARG', 'ERR_SHARDGRAM_SYSCALL', 'ERR_SHARDGRAM_PORT_HELD', 'ERR_SHARDGRAM_FOREIGN_UID', 'ERR_SHARDGRAM_ADDRESS',
-  'ERR_SHARDGRAM_PERMISSION', 'ERR_SHARDGRAM_WORKER', 'ERR_SHARDGRAM_APP', 'ERR_SHARDGRAM_STOPPED', 'ERR_SHARDGRAM_STATE', 'ERR_SHARDGRAM_BUSY',
+  'ERR_SHARDGRAM_PERMISSION', 'ERR_SHARDGRAM_WORKER', 'ERR_SHARDGRAM_APP', 'ERR_SHARDGRAM_UNREACHABLE', 'ERR_SHARDGRAM_STATE', 'ERR_SHARDGRAM_BUSY',
 ];
 
 export function isErrorCode(code: unknown): code is ShardgramErrorCode {

@@ -14,7 +14,7 @@ export { Supervisor } from './supervisor/supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
 export { defineApp, defineAppSupervisor } from './shard-socket.js';
 export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
-export { ShardgramError } from './errors.js';
+export { ShardgramError, describeError } from './errors.js';
 export type { ShardgramErrorCode, ShardgramErrorDetails, PortHolder } from './errors.js';
 export { STATS_SERVER_DEFAULTS, startStatsServer } from './stats-server.js';
 export type { StatsServer, StatsServerOptions, StatsSource } from './stats-server.js';

@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ShardgramError } from './errors.js';
+import { ShardgramError, describeError } from './errors.js';
 import { familyOf } from './ffi/sockaddr.js';
 import { toPrometheus, type StatsReport } from './stats.js';
 
@@ -242,7 +242,7 @@ export async function startStatsServer(source: StatsSource, port: number, option
       try {
         handle(req, res);
       } catch (err) {
-        if (!res.headersSent) send(res, 500, `${err instanceof Error ? err.message : String(err)}\n`, { connection: 'close' });
+        if (!res.headersSent) send(res, 500, `${describeError(err)}\n`, { connection: 'close' });
         else res.destroy();
       }
     },

@@ -52,7 +52,7 @@ function warmUp(engine: EngineSocket, w: AppWarmup): void {
     engine.warmup(samples, w.count ?? WARMUP_COUNT, WARMUP_BUDGET_MS);
     w.done?.();
   } catch (err) {
-    log(`warm-up failed (the worker starts cold): ${err instanceof Error ? err.message : String(err)}`);
+    log(`warm-up failed (the worker starts cold): ${describeError(err)}`);
   }
 }
 
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
     });
   } catch (err) {
-    fatal(`app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    fatal(`app ${config.app} failed to start: ${describeError(err)}`);
   }
   // An app that returns something else (e.g. the socket, from `(s) => s.on(…)`) declared no hooks.
   if ((hooks as unknown) === engine || typeof hooks !== 'object' || hooks === null) hooks = undefined;
@@ -171,5 +171,5 @@ async function main(): Promise<void> {
 main().catch((err: unknown) => {
   // After fatal() the report is already on its way and the exit follows it.
   if (process.exitCode === 70) return;
-  sendFatalAndExit(err instanceof Error ? err.message : String(err));
+  sendFatalAndExit(describeError(err));
 });

@@ -19,7 +19,7 @@
  * both work: a member that misses a round and has been replaced by a newer process on
  * its slot, or that missed three rounds in a row, is dropped from the rounds.
  */
-import { sampledLog, type SampledLog } from '@shardgram/udp-core';
+import { sampledLog, type SampledLog, describeError } from '@shardgram/udp-core';
 import type { Partial } from './aggregate.js';
 import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from './merge.js';
 import type { StatsdOptions } from './options.js';
@@ -226,7 +226,7 @@ export class FlushCollector {
         await out.write(r);
       } catch (err) {
         this.totals.outputErrors++;
-        this.deps.log(`flush ${r.flush}: ${out.name} output failed: ${err instanceof Error ? err.message : String(err)}`);
+        this.deps.log(`flush ${r.flush}: ${out.name} output failed: ${describeError(err)}`);
       }
     }
   }

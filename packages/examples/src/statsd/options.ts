@@ -19,7 +19,7 @@
  *   libratoTags=on|off    read Librato tags in the name, `name#k=v:1|c` (default on)
  *   signalfxTags=on|off   read SignalFX tags in the name, `name[k=v]:1|c` (default on)
  */
-import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
+import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber, describeError } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
 import type { TagStyles } from './tag-styles.js';
 
@@ -65,7 +65,7 @@ function timerBuckets(value: string): number[] {
   try {
     return parseTimerBuckets(value);
   } catch (err) {
-    throw new OptionValueError(err instanceof Error ? err.message : String(err));
+    throw new OptionValueError(describeError(err));
   }
 }
 

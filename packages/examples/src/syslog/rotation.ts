@@ -20,6 +20,7 @@
 import { closeSync, fsyncSync, openSync, statSync, constants } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileIdOfFd, fileIdOfPath, openAppend, rotateFiles, type FileId } from './writer.js';
+import { describeError } from '@shardgram/udp-core';
 
 export interface RotationOptions {
   path: string;
@@ -134,7 +135,7 @@ export class RotationCoordinator {
       }
       this.rotate();
     } catch (err) {
-      this.o.log(`rotation check of ${this.o.path} failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.o.log(`rotation check of ${this.o.path} failed: ${describeError(err)}`);
     }
   }
 
@@ -158,7 +159,7 @@ export class RotationCoordinator {
       fsyncPath(this.o.path, false);
       fsyncPath(dirname(this.o.path), true);
     } catch (err) {
-      this.o.log(`final fsync of ${this.o.path} failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.o.log(`final fsync of ${this.o.path} failed: ${describeError(err)}`);
     }
   }
 

@@ -16,7 +16,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve as resolvePath, isAbsolute, parse as parsePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 
 /** Apps that ship in this package (each is `./<name>.js` beside this file). */
 export const BUILTIN_APPS: readonly string[] = ['discard', 'echo'];
@@ -91,7 +91,7 @@ function declaredApps(manifest: string): Record<string, string> {
   try {
     json = JSON.parse(readFileSync(manifest, 'utf8'));
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot read ${manifest}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot read ${manifest}: ${describeError(err)}`);
   }
   const apps = field(field(json, 'shardgram'), 'apps');
   if (apps === undefined) return {};

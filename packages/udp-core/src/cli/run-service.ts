@@ -13,6 +13,7 @@ import { controlOf } from '../supervisor/internal.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { ServiceManager } from '../service-manager.js';
 import { escapeText } from '../escape-text.js';
+import { describeError } from '../errors.js';
 
 export interface RunOptions {
   statsPort?: number;
@@ -93,7 +94,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     process.stderr.write('SIGHUP: rolling reload, one worker at a time…\n');
     sup.reload().then(
       (r) => opts.say(`reloaded: ${r.workers} workers on new processes\n`),
-      (e: unknown) => process.stderr.write(`reload failed: ${e instanceof Error ? e.message : String(e)}\n`),
+      (e: unknown) => process.stderr.write(`reload failed: ${describeError(e)}\n`),
     );
   });
 

@@ -4,7 +4,7 @@
  * checked `appOptions` — so core knows no app's flags.
  */
 import { parseArgs } from 'node:util';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../apps/resolve.js';
 import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app-options.js';
 import { formatByteSize } from '../byte-size.js';
@@ -44,7 +44,7 @@ export async function loadApp(name: string): Promise<LoadedApp> {
   try {
     mod = (await import(url)) as Record<string, unknown>;
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${name} (${url}): ${err instanceof Error ? err.message : String(err)}`);
+    throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${name} (${url}): ${describeError(err)}`);
   }
   const schema = mod.options ?? {};
   if (!isAppOptionSchema(schema)) {

@@ -10,6 +10,7 @@ import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
 import { guardOutput } from '../output-guard.js';
 import { appFlagOptions, appOptionsFromArgs, appsHelp, findAppName, loadApp, loadBuiltInApps, otherAppsFlag } from './serve-app.js';
+import { describeError } from '../errors.js';
 
 /** The usage printed with a command-line mistake; `serve --help` adds the apps and their options. */
 export const SERVE_USAGE = `Usage: shardgram serve <app> --port P [options]
@@ -176,7 +177,7 @@ export async function serve(argv: string[]): Promise<number> {
       ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
     });
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = describeError(err);
     throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
   }
   const workers = intOption(values, 'workers', 1, 256, u);

@@ -1,6 +1,6 @@
 /** `shardgram top`: a live terminal view of a running service, from its GET /stats. */
 import { get as httpGet } from 'node:http';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { escapeText } from '../escape-text.js';
 import { UsageError, intOption, parseFlags, type Options } from './args.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
@@ -66,9 +66,9 @@ async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promi
     res = await get(url, timeoutMs, cancel);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `no answer within ${timeoutMs} ms` : 'nothing answers there';
-    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: ${why}; is the service running with that --stats-port?`);
+    throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `cannot read ${url}: ${why}; is the service running with that --stats-port?`);
   }
-  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `cannot read ${url}: HTTP ${res.status} ${escapeText(res.body.split('\n')[0]!.slice(0, 200))}`);
+  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `cannot read ${url}: HTTP ${res.status} ${escapeText(res.body.split('\n')[0]!.slice(0, 200))}`);
   let body: StatsView | undefined;
   try {
     // Every string of the answer (an app name, a sender, an advice…) is shown escaped:
@@ -78,7 +78,7 @@ async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promi
     body = undefined;
   }
   if (!body || !Array.isArray(body.workers) || typeof body.service !== 'object') {
-    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `${url} does not answer like a shardgram stats endpoint`);
+    throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `${url} does not answer like a shardgram stats endpoint`);
   }
   return { at: Date.now(), stats: body };
 }
@@ -144,7 +144,7 @@ export async function top(argv: string[]): Promise<number> {
             cur = r;
             tick();
           },
-          (err: unknown) => finish(1, err instanceof Error ? err.message : String(err)),
+          (err: unknown) => finish(1, describeError(err)),
         );
       }, intervalMs);
     };

@@ -1,7 +1,11 @@
 /** Talking to a running service's control socket: one request, one answer. */
 import net from 'node:net';
 import { ShardgramError, isErrorCode } from '../errors.js';
-import type { ControlRequest, ControlResponse } from './protocol.js';
+import { LineReader } from './framing.js';
+import { MAX_REQUEST_BYTES, type ControlRequest, type ControlResponse } from './protocol.js';
+
+/** Answers are longer than requests (a status lists every worker). */
+const MAX_ANSWER_BYTES = 64 * MAX_REQUEST_BYTES;
 
 export async function controlRequest(path: string, request: ControlRequest, timeoutMs = 120_000): Promise<Record<string, unknown>> {
   const conn = net.connect(path);
@@ -11,7 +15,7 @@ export async function controlRequest(path: string, request: ControlRequest, time
       conn.once('error', (err: NodeJS.ErrnoException) =>
         reject(
           new ShardgramError(
-            err.code === 'EACCES' ? 'ERR_SHARDGRAM_PERMISSION' : 'ERR_SHARDGRAM_STOPPED',
+            err.code === 'EACCES' ? 'ERR_SHARDGRAM_PERMISSION' : 'ERR_SHARDGRAM_UNREACHABLE',
             err.code === 'EACCES'
               ? `permission denied on the control socket ${path}: only the user who runs the service may control it`
               : `no shardgram service answers on the control socket ${path} (${err.code ?? err.message}): is it running?`,
@@ -19,24 +23,14 @@ export async function controlRequest(path: string, request: ControlRequest, time
         ),
       );
     });
-    conn.write(JSON.stringify(request) + '\n');
-    const line = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      const timer = setTimeout(() => reject(new ShardgramError('ERR_SHARDGRAM_STOPPED', `the service did not answer "${request.op}" within ${timeoutMs / 1000} s`)), timeoutMs);
-      conn.on('data', (c: Buffer) => {
-        buf += c.toString('utf8');
-        const nl = buf.indexOf('\n');
-        if (nl >= 0) {
-          clearTimeout(timer);
-          resolve(buf.slice(0, nl));
-        }
-      });
-      conn.once('close', () => {
-        clearTimeout(timer);
-        reject(new ShardgramError('ERR_SHARDGRAM_STOPPED', `the service closed the control connection without answering "${request.op}"`));
-      });
-    });
-    const r = JSON.parse(line) as ControlResponse;
+    conn.on('error', () => undefined);
+    const reader = new LineReader(conn, MAX_ANSWER_BYTES);
+    reader.send(request);
+    const next = await reader.next(timeoutMs);
+    if ('timeout' in next) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service did not answer "${request.op}" within ${timeoutMs / 1000} s`);
+    if ('tooLong' in next) throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `the service's answer to "${request.op}" is longer than ${MAX_ANSWER_BYTES} bytes`);
+    if ('closed' in next) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service closed the control connection without answering "${request.op}"`);
+    const r = JSON.parse(next.line) as ControlResponse;
     // The server's own code comes through; one this version does not know reads as a worker's failure.
     if (!r.ok) throw new ShardgramError(isErrorCode(r.code) ? r.code : 'ERR_SHARDGRAM_WORKER', r.error);
     return r;

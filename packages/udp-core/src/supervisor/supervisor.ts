@@ -6,7 +6,6 @@
  * group and its slots, worker processes, accounting, the app host and the monitor.
  */
 import { EventEmitter } from 'node:events';
-import { ShardgramError } from '../errors.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
 import { toPrometheus, type StatsReport } from '../stats.js';
@@ -19,7 +18,7 @@ import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
 import { Group } from './group.js';
 import { HANDOVER_PATIENCE_MS, handOverGroup, type HandOverResult } from './handover.js';
 import { kControl, type SupervisorControl } from './internal.js';
-import { Lifecycle, type State } from './lifecycle.js';
+import { Lifecycle, refused, type State } from './lifecycle.js';
 import { Monitor } from './monitor.js';
 import type { Slot } from './slot.js';
 import { takeOverGroup, type TakeoverResult } from './takeover.js';
@@ -79,7 +78,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** The effective configuration: the options, then the app's defaults. Known once start() has loaded the app. */
   get config(): EffectiveConfig {
-    if (!this.cfg) throw new ShardgramError('ERR_SHARDGRAM_STOPPED', 'the configuration is known once start() has loaded the app');
+    if (!this.cfg) throw refused(this.life.state, 'config (known once start() has loaded the app)');
     return this.cfg;
   }
 

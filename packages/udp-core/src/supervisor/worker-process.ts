@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { PROCESS_COUNTERS, type Counters, type ProcessCounters } from '../counters.js';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { SharedCounters } from '../ffi/shared-counters.js';
 import { closeFd } from '../ffi/socket.js';
 import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from '../ipc.js';
@@ -100,7 +100,7 @@ export class WorkerProcess implements WorkerHandle {
       });
     } catch (err) {
       counters.unmap();
-      throw new ShardgramError('ERR_SHARDGRAM_WORKER', `cannot start worker ${config.index}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new ShardgramError('ERR_SHARDGRAM_WORKER', `cannot start worker ${config.index}: ${describeError(err)}`);
     } finally {
       // The child has its own copy of the fd (or none); the mapping lives on without it.
       closeFd(sharedFd);

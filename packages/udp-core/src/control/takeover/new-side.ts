@@ -29,7 +29,7 @@ export function requestTakeover(path: string): TakeoverSource {
   try {
     fd = connectUnix(path, 'stream');
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `--takeover: no running service answers on its control socket ${path} (${describeError(err)}). Start without --takeover, or give its socket with --control.`);
+    throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `--takeover: no running service answers on its control socket ${path} (${describeError(err)}). Start without --takeover, or give its socket with --control.`);
   }
   const c = libc();
   const fds: number[] = [];
@@ -60,7 +60,7 @@ export function requestTakeover(path: string): TakeoverSource {
       throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: no usable answer from the running service: ${describeError(err)}`);
     }
     if (!answer.ok) {
-      const code = answer.code === 'ERR_SHARDGRAM_STATE' ? 'ERR_SHARDGRAM_STATE' : 'ERR_SHARDGRAM_STOPPED';
+      const code = answer.code === 'ERR_SHARDGRAM_STATE' ? 'ERR_SHARDGRAM_STATE' : 'ERR_SHARDGRAM_UNREACHABLE';
       throw new ShardgramError(code, `--takeover: the running service said: ${answer.error}`);
     }
     if (fds.length !== answer.nfds) throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: expected ${answer.nfds} sockets from the running service, received ${fds.length}`);
