@@ -55,6 +55,8 @@ export interface CollectorDeps {
   broadcast(message: FlushRequest): void;
   /** Where each flush goes (e.g. the JSON file and Graphite). */
   outputs: { name: string; write: FlushOutput }[];
+  /** Failed deliveries the outputs count themselves (their backlogs retry), added to `output_errors`. */
+  outputErrors?(): number;
   /** Default: `realClock`. */
   clock?: CollectorClock;
 }
@@ -283,7 +285,8 @@ export class FlushCollector {
   /** GET /metrics text. */
   metrics(): string {
     const overflows = this.totals.overflows + this.histograms.overflowResets;
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord);
+    const outputErrors = this.totals.outputErrors + (this.deps.outputErrors?.() ?? 0);
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows, outputErrors }) + this.histograms.text(promLabelRecord);
   }
 
   /** The last flush (for tests and embedding). */

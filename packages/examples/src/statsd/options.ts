@@ -15,6 +15,9 @@
  *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
  *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
  *                         Prometheus total) is forgotten; 0 = never (default 360)
+ *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
+ *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
+ *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
  */
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
@@ -37,6 +40,10 @@ export interface StatsdOptions {
   maxNameLength: number;
   maxKeys: number;
   gaugeExpiry: number;
+  /** Output backlogs (outputs.ts): Graphite lines, JSON flushes; the longest retry wait. */
+  graphiteBacklog: number;
+  jsonBacklog: number;
+  outputRetryMaxMs: number;
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -83,6 +90,9 @@ export const statsdOptionSchema = defineAppOptions({
   maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
   maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
   gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
+  graphiteBacklog: { value: 'N', help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped', parse: wholeNumber(1, 100_000_000, 'lines'), default: 1_000_000 },
+  jsonBacklog: { value: 'N', help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped', parse: wholeNumber(1, 1_000_000, 'flushes'), default: 100 },
+  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling)', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
 });
 
 /** Validates and resolves the options; throws a ShardgramError (ERR_SHARDGRAM_INVALID_ARG) naming the bad one. */
@@ -99,5 +109,8 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
     gaugeExpiry: o.gaugeExpiry,
+    graphiteBacklog: o.graphiteBacklog,
+    jsonBacklog: o.jsonBacklog,
+    outputRetryMaxMs: o.outputRetryMax,
   };
 }
