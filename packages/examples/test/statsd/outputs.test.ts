@@ -2,16 +2,17 @@
  * `shardgram serve statsd` against a Graphite that fails: one that accepts and never
  * reads (a 4 KiB receive buffer), one that is down then comes up, and a backlog too
  * small on purpose. The JSON flushes keep their cadence whatever Graphite does, and
- * every Graphite line is either delivered or counted as dropped, exactly.
+ * every Graphite line is either delivered or counted as dropped, exactly. And jsonOut
+ * on a full disk (a 1 MiB tmpfs, as root): the flushes wait, then are written whole.
  *
  * The Graphite stand-in is a small python3 TCP server (python3 is in .ci/run's list):
  * Node's net server cannot set SO_RCVBUF. It prints every whole line it reads; it
  * reads nothing until SIGUSR1 when started with `hold`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,9 +116,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function serveStatsd(graphitePort: number, extra: Record<string, string> = {}): Promise<{ s: Serving; json: string }> {
-  const json = join(dir, `${++seq}-flushes.jsonl`);
-  const args = ['statsd', '--port', '0', '--workers', '1', '--stats-port', '0', '-o', `flushInterval=${FLUSH_MS}`, '-o', `jsonOut=${json}`, '-o', `graphite=127.0.0.1:${graphitePort}`];
+async function serveStatsd(graphitePort: number | null, extra: Record<string, string> = {}, json = join(dir, `${++seq}-flushes.jsonl`)): Promise<{ s: Serving; json: string }> {
+  const args = ['statsd', '--port', '0', '--workers', '1', '--stats-port', '0', '-o', `flushInterval=${FLUSH_MS}`, '-o', `jsonOut=${json}`];
+  if (graphitePort !== null) args.push('-o', `graphite=127.0.0.1:${graphitePort}`);
   for (const [k, v] of Object.entries(extra)) args.push('-o', `${k}=${v}`);
   serving = await startServe(args, 1);
   return { s: serving, json };
@@ -247,5 +248,52 @@ describe('statsd outputs: a Graphite that fails', () => {
     expect(left).toHaveLength(stop.dropped + stop.droppedAtStop);
     // The newest were kept: the last flushes' names arrived.
     expect(g.lines.some((l) => l.startsWith('stats.counters.u.later2.count 1 '))).toBe(true);
+  });
+});
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log('statsd outputs: the jsonOut full-disk test needs root to mount a 1 MiB tmpfs; skipped');
+
+describe('statsd outputs: jsonOut on a full disk', () => {
+  it.skipIf(!isRoot)('flushes that cannot be written wait in the backlog, then are written in order, whole, when space returns', async () => {
+    const mnt = mkdtempSync(join(tmpdir(), 'shardgram-statsd-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    try {
+      const json = join(mnt, 'flushes.jsonl');
+      writeFileSync(json, '');
+      // Fill the disk.
+      const filler = join(mnt, 'filler');
+      const fd = openSync(filler, 'w');
+      try {
+        for (let i = 0; i < 1000; i++) writeSync(fd, Buffer.alloc(4096));
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      } finally {
+        closeSync(fd);
+      }
+      const { s } = await serveStatsd(null, {}, json);
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((r) => sock.send('full.a:1|c\nfull.b:2|c', s.port, '127.0.0.1', () => r()));
+      sock.close();
+      const failed = /^shardgram_statsd_output_failed_attempts_total\{output="json"\} (\d+)$/m;
+      expect(await waitFor(async () => (await metric(s, failed)) >= 3, 10_000, 50)).toBe(true);
+      expect(readFileSync(json, 'utf8')).toBe('');
+      unlinkSync(filler);
+      expect(await waitFor(async () => (await metric(s, /^shardgram_statsd_output_backlog\{output="json"\} (\d+)$/m)) === 0, 20_000, 50)).toBe(true);
+      const r = await s.stop('SIGTERM');
+      serving = undefined;
+      expect(r.code).toBe(0);
+      const all = flushes(json); // every line parses
+      expect(all.map((f) => f.flush)).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
+      expect(all.at(-1)!.final).toBe(true);
+      expect(all.reduce((n, f) => n + (f.counters['full.b'] ?? 0), 0)).toBe(2);
+      const m = /jsonOut \S+: (\d+) of (\d+) flushes delivered, 0 dropped \(backlog full\), 0 dropped at stop, (\d+) failed attempts/.exec(r.stdout);
+      expect(m, r.stdout).not.toBeNull();
+      expect([Number(m![1]), Number(m![2])]).toEqual([all.length, all.length]);
+      expect(r.stdout.match(/ENOSPC|disk full/g)).toHaveLength(1); // said once, then counted
+    } finally {
+      execFileSync('umount', [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
   });
 });
