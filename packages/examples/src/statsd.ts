@@ -82,13 +82,12 @@ export const supervisor = defineAppSupervisor((ctx) => {
   const o = parseStatsdOptions(ctx.options);
   let outputs: FlushOutputs;
   try {
-    outputs = new FlushOutputs(o, (l) => ctx.log(l)); // fails now, not at the first flush, when jsonOut cannot be written
+    // Fails now, not at the first flush, when jsonOut cannot be written. Failed deliveries count in output_errors.
+    outputs = new FlushOutputs(o, (l) => ctx.log(l), () => collector.countOutputError());
   } catch (err) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(o.jsonOut)} (${err instanceof Error ? err.message : String(err)})`, { option: 'jsonOut' });
   }
-  const collector = new FlushCollector({
-    options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs: outputs.list, outputErrors: () => outputs.failedAttempts(),
-  });
+  const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs: outputs.list });
   collector.start();
   ctx.log(
     `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +

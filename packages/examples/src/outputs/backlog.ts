@@ -39,6 +39,8 @@ export interface BacklogOptions<T> {
   /** What the units are, for log lines (`lines`, `flushes`). */
   unitName?: string;
   log(line: string): void;
+  /** Called at each failed attempt (after it is counted), e.g. to feed a service-wide error counter. */
+  onFailedAttempt?(): void;
   now?: () => number;
 }
 
@@ -242,6 +244,7 @@ export class Backlog<T> {
       }
       this.outage.reason = reason;
       this.outage.attempts++;
+      this.o.onFailedAttempt?.();
     }
     if (this.pendingUnits() === 0) this.idle?.();
     if (err !== null && !this.closed) {

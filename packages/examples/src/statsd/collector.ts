@@ -55,8 +55,6 @@ export interface CollectorDeps {
   broadcast(message: FlushRequest): void;
   /** Where each flush goes (e.g. the JSON file and Graphite). */
   outputs: { name: string; write: FlushOutput }[];
-  /** Failed deliveries the outputs count themselves (their backlogs retry), added to `output_errors`. */
-  outputErrors?(): number;
   /** Default: `realClock`. */
   clock?: CollectorClock;
 }
@@ -135,6 +133,11 @@ export class FlushCollector {
         .catch((err: unknown) => this.deps.log(`flush failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`))
         .then(() => this.schedule());
     }, delay, { unref: true });
+  }
+
+  /** A failed delivery that an output counts itself (its backlog retries it): added to `output_errors`. */
+  countOutputError(): void {
+    this.totals.outputErrors++;
   }
 
   /** A message a worker sent (the app's supervisor `message` hook). */
@@ -285,8 +288,7 @@ export class FlushCollector {
   /** GET /metrics text. */
   metrics(): string {
     const overflows = this.totals.overflows + this.histograms.overflowResets;
-    const outputErrors = this.totals.outputErrors + (this.deps.outputErrors?.() ?? 0);
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows, outputErrors }) + this.histograms.text(promLabelRecord);
+    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord);
   }
 
   /** The last flush (for tests and embedding). */

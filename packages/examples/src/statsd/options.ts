@@ -7,6 +7,9 @@
  *   jsonOut=FILE          append one JSON object per flush to FILE
  *   graphite=HOST:PORT    send each flush to Graphite's plaintext port over TCP
  *   graphitePrefix=P      first path element of Graphite names (default "stats")
+ *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
+ *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
+ *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
  *   flushTimeout=MS       how long a flush waits for every worker's partial
  *                         (default: the smaller of 2000 and flushInterval)
  *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
@@ -15,9 +18,6 @@
  *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
  *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
  *                         Prometheus total) is forgotten; 0 = never (default 360)
- *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
- *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
- *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
  */
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
@@ -34,16 +34,16 @@ export interface StatsdOptions {
   jsonOut: string | undefined;
   graphite: GraphiteTarget | undefined;
   graphitePrefix: string;
+  /** Output backlogs (outputs.ts): Graphite lines, JSON flushes; the longest retry wait. */
+  graphiteBacklog: number;
+  jsonBacklog: number;
+  outputRetryMaxMs: number;
   flushTimeoutMs: number;
   /** Upper bounds (ms) of the timer histogram buckets. */
   timerBucketsMs: readonly number[];
   maxNameLength: number;
   maxKeys: number;
   gaugeExpiry: number;
-  /** Output backlogs (outputs.ts): Graphite lines, JSON flushes; the longest retry wait. */
-  graphiteBacklog: number;
-  jsonBacklog: number;
-  outputRetryMaxMs: number;
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -79,6 +79,9 @@ export const statsdOptionSchema = defineAppOptions({
   jsonOut: { flag: 'json-out', value: 'FILE', help: 'append one JSON object per flush to FILE', parse: outputFile(), default: undefined },
   graphite: { flag: 'graphite', value: 'HOST:PORT', help: 'send each flush as Graphite plaintext over TCP', parse: parseHostPort, default: undefined },
   graphitePrefix: { value: 'P', help: 'first path element of Graphite names', parse: textMatching(/^[A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'), default: 'stats' },
+  graphiteBacklog: { value: 'N', help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped', parse: wholeNumber(1, 100_000_000, 'lines'), default: 1_000_000 },
+  jsonBacklog: { value: 'N', help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped', parse: wholeNumber(1, 1_000_000, 'flushes'), default: 100 },
+  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling)', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
   flushTimeout: {
     value: 'MS', help: "how long a flush waits for every worker's partial", parse: wholeNumber(1, 600_000, 'milliseconds'),
     default: undefined, defaultText: 'the smaller of 2000 and flushInterval',
@@ -90,9 +93,6 @@ export const statsdOptionSchema = defineAppOptions({
   maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
   maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
   gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
-  graphiteBacklog: { value: 'N', help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped', parse: wholeNumber(1, 100_000_000, 'lines'), default: 1_000_000 },
-  jsonBacklog: { value: 'N', help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped', parse: wholeNumber(1, 1_000_000, 'flushes'), default: 100 },
-  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling)', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
 });
 
 /** Validates and resolves the options; throws a ShardgramError (ERR_SHARDGRAM_INVALID_ARG) naming the bad one. */
@@ -104,13 +104,13 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     jsonOut: o.jsonOut,
     graphite: o.graphite,
     graphitePrefix: o.graphitePrefix,
+    graphiteBacklog: o.graphiteBacklog,
+    jsonBacklog: o.jsonBacklog,
+    outputRetryMaxMs: o.outputRetryMax,
     flushTimeoutMs: o.flushTimeout ?? Math.min(2000, o.flushInterval),
     timerBucketsMs: o.timerBuckets ?? DEFAULT_TIMER_BUCKETS_MS,
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
     gaugeExpiry: o.gaugeExpiry,
-    graphiteBacklog: o.graphiteBacklog,
-    jsonBacklog: o.jsonBacklog,
-    outputRetryMaxMs: o.outputRetryMax,
   };
 }

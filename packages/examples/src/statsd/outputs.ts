@@ -47,9 +47,12 @@ export class FlushOutputs {
   /** For the collector: formatting and queueing, never waiting for a delivery. */
   readonly list: { name: string; write: FlushOutput }[] = [];
 
-  /** Opens the JSON file (throws when it cannot be appended to) and sets up the backlogs. */
-  constructor(o: StatsdOptions, log: (line: string) => void) {
-    const retry = { retryMaxMs: o.outputRetryMaxMs, log };
+  /**
+   * Opens the JSON file (throws when it cannot be appended to) and sets up the
+   * backlogs; `onFailedAttempt` is called at each failed delivery (the collector's `output_errors`).
+   */
+  constructor(o: StatsdOptions, log: (line: string) => void, onFailedAttempt: () => void = () => undefined) {
+    const retry = { retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt };
     if (o.jsonOut !== undefined) {
       const writer = new AppendWriter(o.jsonOut);
       const name = `jsonOut ${o.jsonOut}`;
@@ -76,11 +79,6 @@ export class FlushOutputs {
   private add(out: Output, take: (r: Parameters<FlushOutput>[0]) => void): void {
     this.outputs.push(out);
     this.list.push({ name: out.name, write: async (r) => take(r) });
-  }
-
-  /** Failed delivery attempts of every output (the collector's `output_errors`). */
-  failedAttempts(): number {
-    return this.outputs.reduce((n, out) => n + out.backlog.counts().failedAttempts, 0);
   }
 
   counts(id: string): BacklogCounts | undefined {
