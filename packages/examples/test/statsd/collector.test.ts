@@ -205,8 +205,8 @@ describe('Graphite plaintext', () => {
 describe('options', () => {
   it('defaults', () => {
     expect(parseStatsdOptions({})).toEqual({
-      flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
       graphiteBacklog: 1_000_000, jsonBacklog: 100, outputRetryMaxMs: 10_000,
+      flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
       maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360,
       timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
     });
@@ -214,13 +214,13 @@ describe('options', () => {
 
   it('parses every option', () => {
     expect(parseStatsdOptions({
+      graphiteBacklog: '20', jsonBacklog: '3', outputRetryMax: '500',
       flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p',
       timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0',
-      graphiteBacklog: '20', jsonBacklog: '3', outputRetryMax: '500',
     })).toEqual({
+      graphiteBacklog: 20, jsonBacklog: 3, outputRetryMaxMs: 500,
       flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
       timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0,
-      graphiteBacklog: 20, jsonBacklog: 3, outputRetryMaxMs: 500,
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });
