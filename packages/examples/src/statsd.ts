@@ -9,14 +9,13 @@
  * Worker side (default export): parses and aggregates its share of the datagrams; on
  * the supervisor's flush request it sends its partial and starts afresh; its close
  * hook sends the last one. Supervisor side (`supervisor`): the flush rounds, the
- * merge, and the outputs (JSON lines, Graphite plaintext, /metrics). See
- * docs/statsd.md.
+ * merge, and the outputs (JSON lines, Graphite plaintext, each behind its own
+ * backlog; /metrics). See docs/statsd.md.
  */
-import { appendFileSync } from 'node:fs';
-import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError, describeError } from '@shardgram/udp-core';
+import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError } from '@shardgram/udp-core';
 import { PartialAggregate } from './statsd/aggregate.js';
-import { FlushCollector, type FlushOutput } from './statsd/collector.js';
-import { appendJson, formatGraphite, sendGraphite } from './statsd/flush.js';
+import { FlushCollector } from './statsd/collector.js';
+import { FlushOutputs } from './statsd/outputs.js';
 import { parseStatsdOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
 
@@ -83,27 +82,14 @@ export default defineApp((socket, ctx) => {
 
 export const supervisor = defineAppSupervisor((ctx) => {
   const o = parseStatsdOptions(ctx.options);
-  const outputs: { name: string; write: FlushOutput }[] = [];
-  if (o.jsonOut !== undefined) {
-    const path = o.jsonOut;
-    try {
-      appendFileSync(path, ''); // fails now, not at the first flush, when the file cannot be written
-    } catch (err) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(path)} (${describeError(err)})`, { option: 'jsonOut' });
-    }
-    outputs.push({ name: `jsonOut ${path}`, write: (r) => appendJson(path, r) });
+  let outputs: FlushOutputs;
+  try {
+    // Fails now, not at the first flush, when jsonOut cannot be written. Failed deliveries count in output_errors.
+    outputs = new FlushOutputs(o, (l) => ctx.log(l), () => collector.countOutputError());
+  } catch (err) {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(o.jsonOut)} (${describeError(err)})`, { option: 'jsonOut' });
   }
-  if (o.graphite) {
-    const g = o.graphite;
-    outputs.push({
-      name: `graphite ${g.host}:${g.port}`,
-      write: async (r) => {
-        const text = formatGraphite(r, o.graphitePrefix, o.flushIntervalMs);
-        if (text) await sendGraphite(g, text);
-      },
-    });
-  }
-  const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs });
+  const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs: outputs.list });
   collector.start();
   ctx.log(
     `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +
@@ -114,7 +100,10 @@ export const supervisor = defineAppSupervisor((ctx) => {
     message(index, m) {
       if (isFromWorker(m)) collector.message(index, m);
     },
-    stop: () => collector.stop(),
-    metrics: () => collector.metrics(),
+    async stop() {
+      await collector.stop();
+      await outputs.close((l) => ctx.log(l));
+    },
+    metrics: () => collector.metrics() + outputs.metrics(),
   };
 });

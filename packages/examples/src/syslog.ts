@@ -18,6 +18,7 @@ import { parseSyslog } from './syslog/parse.js';
 import { recordLine, toRecord } from './syslog/record.js';
 import { RotationCoordinator } from './syslog/rotation.js';
 import { FileSink, ForwardSink, type RecordSink } from './syslog/sink.js';
+import { WriteFailure } from './syslog/writer.js';
 
 const STATUS_INTERVAL_MS = 500;
 
@@ -38,6 +39,8 @@ export default defineApp((socket, ctx) => {
   const counters = newSyslogCounters();
   const malformed = ctx.sampledLog('malformed datagram');
   const writeErrors = ctx.sampledLog('cannot write a record, write error');
+  /** Records failing for one cause since the last one written. */
+  let failing: { reason: string; count: number } | undefined;
   const sink: RecordSink = options.out ? new FileSink(options.out, options.maxBytes, ctx) : new ForwardSink(ctx);
 
   const status = (final = false): void => {
@@ -58,9 +61,20 @@ export default defineApp((socket, ctx) => {
     try {
       counters.writtenBytes += sink.write(line);
       counters.written++;
+      if (failing) {
+        ctx.log(`writing records again; ${failing.count} were not written (${failing.reason})`);
+        failing = undefined;
+      }
     } catch (err) {
       counters.writeErrors++;
-      writeErrors.note(() => `record #${counters.messages}: ${errorText(err)}`);
+      if (err instanceof WriteFailure && err.torn) counters.torn++;
+      // Said once per cause (a full disk, a removed directory), then counted.
+      const reason = errorText(err);
+      if (failing?.reason === reason) failing.count++;
+      else {
+        failing = { reason, count: 1 };
+        writeErrors.note(() => `record #${counters.messages}: ${reason} (the next ones failing the same way are only counted: shardgram_syslog_write_errors_total)`);
+      }
     }
   });
 
@@ -93,7 +107,7 @@ export default defineApp((socket, ctx) => {
       const c = counters;
       ctx.log(
         `syslog: ${c.messages} messages (${c.rfc5424} RFC 5424, ${c.rfc3164} RFC 3164, ${c.unknown} unknown; ${c.malformed} malformed, ${c.notUtf8} not UTF-8), ` +
-          `${c.written} records written (${c.writtenBytes} bytes) to ${options.out ?? 'standard output'}${options.out ? ', fsynced' : ''}, ${c.writeErrors} write errors`,
+          `${c.written} records written (${c.writtenBytes} bytes) to ${options.out ?? 'standard output'}${options.out ? ', fsynced' : ''}, ${c.writeErrors} write errors${c.torn ? ` (${c.torn} left a broken line)` : ''}`,
       );
     },
   };

@@ -137,6 +137,11 @@ export class FlushCollector {
     }, delay, { unref: true });
   }
 
+  /** A failed delivery that an output counts itself (its backlog retries it): added to `output_errors`. */
+  countOutputError(): void {
+    this.totals.outputErrors++;
+  }
+
   /** A message a worker sent (the app's supervisor `message` hook). */
   message(index: number, m: FromWorker): void {
     if (m.t === 'statsd.hello') {

@@ -7,6 +7,9 @@
  *   jsonOut=FILE          append one JSON object per flush to FILE
  *   graphite=HOST:PORT    send each flush to Graphite's plaintext port over TCP
  *   graphitePrefix=P      first path element of Graphite names (default "stats")
+ *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
+ *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
+ *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
  *   flushTimeout=MS       how long a flush waits for every worker's partial
  *                         (default: the smaller of 2000 and flushInterval)
  *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
@@ -43,6 +46,10 @@ export interface StatsdOptions {
   jsonOut: string | undefined;
   graphite: GraphiteTarget | undefined;
   graphitePrefix: string;
+  /** Output backlogs (outputs.ts): Graphite lines, JSON flushes; the longest retry wait. */
+  graphiteBacklog: number;
+  jsonBacklog: number;
+  outputRetryMaxMs: number;
   flushTimeoutMs: number;
   /** Upper bounds (ms) of the timer histogram buckets. */
   timerBucketsMs: readonly number[];
@@ -86,6 +93,9 @@ export const statsdOptionSchema = defineAppOptions({
   jsonOut: { flag: 'json-out', value: 'FILE', help: 'append one JSON object per flush to FILE', parse: outputFile(), default: undefined },
   graphite: { flag: 'graphite', value: 'HOST:PORT', help: 'send each flush as Graphite plaintext over TCP', parse: parseHostPort, default: undefined },
   graphitePrefix: { value: 'P', help: 'first path element of Graphite names', parse: textMatching(/^[A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'), default: 'stats' },
+  graphiteBacklog: { value: 'N', help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped', parse: wholeNumber(1, 100_000_000, 'lines'), default: 1_000_000 },
+  jsonBacklog: { value: 'N', help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped', parse: wholeNumber(1, 1_000_000, 'flushes'), default: 100 },
+  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling)', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
   flushTimeout: {
     value: 'MS', help: "how long a flush waits for every worker's partial", parse: wholeNumber(1, 600_000, 'milliseconds'),
     default: undefined, defaultText: 'the smaller of 2000 and flushInterval',
@@ -111,6 +121,9 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     jsonOut: o.jsonOut,
     graphite: o.graphite,
     graphitePrefix: o.graphitePrefix,
+    graphiteBacklog: o.graphiteBacklog,
+    jsonBacklog: o.jsonBacklog,
+    outputRetryMaxMs: o.outputRetryMax,
     flushTimeoutMs: o.flushTimeout ?? Math.min(2000, o.flushInterval),
     timerBucketsMs: o.timerBuckets ?? DEFAULT_TIMER_BUCKETS_MS,
     maxNameLength: o.maxNameLength,

@@ -20,14 +20,16 @@ export interface SyslogCounters {
   written: number;
   /** Bytes of those records. */
   writtenBytes: number;
-  /** Records lost to an I/O error (logged). */
+  /** Records not written: an I/O error, a full disk (the partial record rolled back), a removed file that cannot be created again (logged, sampled). */
   writeErrors: number;
+  /** Of those, records whose fragment could not be rolled back after a short write: a broken line is in the file. */
+  torn: number;
 }
 
-export const COUNTER_NAMES = ['messages', 'rfc5424', 'rfc3164', 'unknown', 'malformed', 'notUtf8', 'written', 'writtenBytes', 'writeErrors'] as const satisfies readonly (keyof SyslogCounters)[];
+export const COUNTER_NAMES = ['messages', 'rfc5424', 'rfc3164', 'unknown', 'malformed', 'notUtf8', 'written', 'writtenBytes', 'writeErrors', 'torn'] as const satisfies readonly (keyof SyslogCounters)[];
 
 export function newSyslogCounters(): SyslogCounters {
-  return { messages: 0, rfc5424: 0, rfc3164: 0, unknown: 0, malformed: 0, notUtf8: 0, written: 0, writtenBytes: 0, writeErrors: 0 };
+  return { messages: 0, rfc5424: 0, rfc3164: 0, unknown: 0, malformed: 0, notUtf8: 0, written: 0, writtenBytes: 0, writeErrors: 0, torn: 0 };
 }
 
 export function countFormat(c: SyslogCounters, format: SyslogFormat): void {
@@ -78,7 +80,8 @@ export class SyslogTotals {
     perWorker('shardgram_syslog_not_utf8_total', 'Datagrams whose bytes are not valid UTF-8 (stored with their bytes in base64).', (c) => c.notUtf8);
     perWorker('shardgram_syslog_written_total', 'Records written.', (c) => c.written);
     perWorker('shardgram_syslog_written_bytes_total', 'Bytes of records written.', (c) => c.writtenBytes);
-    perWorker('shardgram_syslog_write_errors_total', 'Records lost to an I/O error.', (c) => c.writeErrors);
+    perWorker('shardgram_syslog_write_errors_total', 'Records not written: an I/O error, a full disk (partial record rolled back), a removed output that cannot be created again.', (c) => c.writeErrors);
+    perWorker('shardgram_syslog_torn_records_total', 'Records cut by a short write whose fragment could not be rolled back (a broken line in the file).', (c) => c.torn);
     if (file) {
       w.family('shardgram_syslog_rotations_total', 'counter', 'Size-based rotations of the output file.').sample('shardgram_syslog_rotations_total', {}, file.rotations);
       w.family('shardgram_syslog_file_bytes', 'gauge', 'Size of the current output file.').sample('shardgram_syslog_file_bytes', {}, file.bytes);

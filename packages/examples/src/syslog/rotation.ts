@@ -15,7 +15,10 @@
  * - A report naming an older file makes it broadcast `reopen` again (a worker that was
  *   starting when the first one went out can miss it).
  * - If something else renames or removes the file (logrotate without copytruncate),
- *   the next check creates a new one and has the workers reopen.
+ *   the next check creates a new one and has the workers reopen. If it cannot (the
+ *   directory was removed), it says so once and tries again at every check, quietly,
+ *   until it can; meanwhile the workers count their records as write errors
+ *   (writer.ts). Any other failing check is also logged once, not every 250 ms.
  */
 import { closeSync, fsyncSync, openSync, statSync, constants } from 'node:fs';
 import { dirname } from 'node:path';
@@ -41,6 +44,7 @@ interface WriterState {
   seen: number;
 }
 
+
 function fsyncPath(path: string, directory: boolean): void {
   const fd = openSync(path, directory ? constants.O_RDONLY | constants.O_DIRECTORY : constants.O_RDONLY);
   try {
@@ -58,9 +62,16 @@ export class RotationCoordinator {
   /** The file is full but rotation waits for a worker to reopen: rotate as soon as the last one has. */
   private pending = false;
   private lastBroadcast = 0;
+  /** The path cannot be created (since when, and why), or the last failure of a check: said once, not at every check. */
+  private unavailable: { why: string; since: number } | undefined;
+  private lastFailure: string | undefined;
   private readonly now: () => number;
   private readonly liveMs: number;
   rotations = 0;
+
+  private get intervalMs(): number {
+    return this.o.checkIntervalMs ?? 250;
+  }
 
   constructor(private readonly o: RotationOptions) {
     this.now = o.now ?? Date.now;
@@ -70,7 +81,7 @@ export class RotationCoordinator {
   /** Creates the file if needed (failing early on a bad path) and starts the periodic check. */
   start(): void {
     this.current = this.create();
-    this.timer = setInterval(() => this.check(), this.o.checkIntervalMs ?? 250);
+    this.timer = setInterval(() => this.check(), this.intervalMs);
     this.timer.unref();
   }
 
@@ -110,12 +121,11 @@ export class RotationCoordinator {
     try {
       const id = fileIdOfPath(this.o.path);
       if (id !== this.current) {
-        // Renamed or removed by someone else: start a new file there.
-        this.o.log(`${this.o.path} was ${id === null ? 'removed' : 'replaced'} from outside; workers reopen it`);
-        this.current = this.create();
-        this.askReopen(true);
+        this.replaced(id);
+        this.lastFailure = undefined;
         return;
       }
+      this.lastFailure = undefined;
       if (this.o.maxBytes <= 0 || this.size() < this.o.maxBytes) {
         this.heldSince = 0;
         this.pending = false;
@@ -135,8 +145,34 @@ export class RotationCoordinator {
       }
       this.rotate();
     } catch (err) {
-      this.o.log(`rotation check of ${this.o.path} failed: ${describeError(err)}`);
+      const why = describeError(err);
+      if (why !== this.lastFailure) this.o.log(`rotation check of ${this.o.path} failed: ${why} (said once; checks go on every ${this.intervalMs} ms)`);
+      this.lastFailure = why;
     }
+  }
+
+  /** Renamed or removed by someone else: start a new file there, or say once why it cannot be. */
+  private replaced(id: FileId | null): void {
+    let created: FileId;
+    try {
+      created = this.create();
+    } catch (err) {
+      const why = describeError(err);
+      if (this.unavailable?.why !== why) {
+        this.o.log(
+          `${this.o.path} was ${id === null ? 'removed' : 'replaced'} from outside and cannot be created again (${why}); ` +
+            `workers count their records as write errors until it can be (trying again every ${this.intervalMs} ms)`,
+        );
+        this.unavailable = { why, since: this.unavailable?.since ?? this.now() };
+      }
+      return;
+    }
+    if (this.unavailable) {
+      this.o.log(`${this.o.path} created again after ${((this.now() - this.unavailable.since) / 1000).toFixed(1)} s; workers reopen it`);
+      this.unavailable = undefined;
+    } else this.o.log(`${this.o.path} was ${id === null ? 'removed' : 'replaced'} from outside; workers reopen it`);
+    this.current = created;
+    this.askReopen(true);
   }
 
   /** Rotates now (the size check's doing; exposed for tests). */

@@ -9,7 +9,7 @@ import type { ToSyslogSupervisor } from './messages.js';
 import { AppendWriter, type FileId } from './writer.js';
 
 export interface RecordSink {
-  /** Appends whole lines; returns the bytes taken. Throws on an I/O error. */
+  /** Appends whole lines; returns the bytes taken. Throws on an I/O error (a `WriteFailure` for the file: nothing of the record was kept, unless `torn`). */
   write(lines: string): number;
   /** The file written to, or null (standard output). */
   readonly fileId: FileId | null;
@@ -40,11 +40,9 @@ export class FileSink implements RecordSink {
   }
 
   write(lines: string): number {
-    const data = Buffer.from(lines, 'utf8');
-    const r = this.writer.write(data);
-    if (r.split) this.ctx.log(`a record of ${data.length} bytes took more than one write(2) (short write: is the disk full?)`);
+    const bytes = this.writer.write(Buffer.from(lines, 'utf8'));
     if (this.maxBytes > 0) {
-      this.sinceCheck += r.bytes;
+      this.sinceCheck += bytes;
       if (this.sinceCheck >= this.checkEvery) {
         this.sinceCheck = 0;
         if (!this.reported && this.writer.size() >= this.maxBytes) {
@@ -53,7 +51,7 @@ export class FileSink implements RecordSink {
         }
       }
     }
-    return r.bytes;
+    return bytes;
   }
 
   reopen(): boolean {

@@ -4,17 +4,27 @@
  * `write` is one write(2) of whole lines, so lines of different workers never
  * interleave (on a local file system the kernel serializes writes to one inode).
  *
+ * Whole records or nothing: a short write (disk full, quota) is rolled back with
+ * ftruncate to where the record began, and the record is reported as not written
+ * (`WriteFailure`), so a torn fragment never stays for the next record to be glued to.
+ * A file removed under the writer (its link count is 0 after a write) is detected at
+ * that write: the record is written again to the file the path names now (created if
+ * need be), or reported as not written when the path cannot be opened (its directory
+ * is gone), and so is every later one until it can (tried at most every 100 ms).
+ *
  * Rotation is the supervisor's (rotation.ts decides when, `rotateFiles` below does the
  * renames): it renames the file and asks every worker to `reopen`, which moves to the new file only if the path names another file
  * now, and makes sure what was written to the old one is on disk before closing it.
  */
-import { closeSync, constants, fstatSync, fsyncSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 
 /** `dev:ino`: which file a path or descriptor is, across renames. */
 export type FileId = string;
 
-// libuv adds O_CLOEXEC to every open.
-const FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
+// libuv adds O_CLOEXEC to every open. Read access: a short write's fragment is compared with the record before it is rolled back.
+const FLAGS = constants.O_RDWR | constants.O_APPEND | constants.O_CREAT;
+/** How often a writer whose file was removed tries to open the path again. */
+const REOPEN_RETRY_MS = 100;
 export const FILE_MODE = 0o640;
 
 /** Opens `path` for appending (creating it), as every writer of the output file does. */
@@ -33,18 +43,33 @@ export function fileIdOfPath(path: string): FileId | null {
   return s ? `${s.dev}:${s.ino}` : null;
 }
 
-export interface WriteResult {
-  /** Bytes written (all of them unless an error interrupted a partial write). */
-  bytes: number;
-  /** The data took more than one write(2) (only on a short write: disk full, quota). */
-  split: boolean;
+/** A record that is not in the file (the caller counts it as a write error). */
+export class WriteFailure extends Error {
+  constructor(
+    message: string,
+    /** What the system said (ENOSPC, ENOENT, …), when it said something. */
+    readonly code: string | undefined,
+    /** A fragment of the record could not be rolled back: one broken line is in the file. */
+    readonly torn = false,
+  ) {
+    super(message);
+    this.name = 'WriteFailure';
+  }
 }
+
+const errCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export class AppendWriter {
   private fd: number;
   private id: FileId;
+  /** The file was removed under us: the reason the path could not be opened again, and when that was last tried. */
+  private removed: { error: WriteFailure; triedAt: number } | undefined;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    private readonly now: () => number = Date.now,
+  ) {
     this.fd = openAppend(path);
     this.id = fileIdOfFd(this.fd);
   }
@@ -54,17 +79,60 @@ export class AppendWriter {
     return this.id;
   }
 
-  /** Appends `data` (whole lines) with one write(2); throws on an I/O error. */
-  write(data: Buffer): WriteResult {
-    let done = writeSync(this.fd, data);
-    let split = false;
-    // A regular file takes the whole buffer in one call unless the disk is full (then
-    // the next call throws ENOSPC); finishing a short write keeps the line whole in the file.
-    while (done < data.length) {
-      split = true;
-      done += writeSync(this.fd, data, done, data.length - done);
+  /**
+   * Appends `data` (whole lines) with one write(2) and returns its length; throws a
+   * `WriteFailure` when the record is not in the file (nothing of it is, unless `torn`).
+   */
+  write(data: Buffer): number {
+    if (this.removed) this.openAgain();
+    this.writeWhole(data);
+    // The file was unlinked (its directory removed, or the file deleted): what was just written went nowhere.
+    if (fstatSync(this.fd).nlink === 0) {
+      this.removed = { error: new WriteFailure(`${this.path} was removed`, 'ENOENT'), triedAt: -Infinity };
+      this.openAgain();
+      this.writeWhole(data);
     }
-    return { bytes: done, split };
+    return data.length;
+  }
+
+  /** One write(2) of the whole record; a short one is rolled back (the record is then not written). */
+  private writeWhole(data: Buffer): void {
+    let n: number;
+    try {
+      n = writeSync(this.fd, data);
+    } catch (err) {
+      throw new WriteFailure(errText(err), errCode(err));
+    }
+    if (n === data.length) return;
+    // A regular file takes the whole buffer unless the disk is full or a quota is reached: the
+    // first n bytes are at the end of the file. Cut them off, after checking they are ours.
+    const end = fstatSync(this.fd).size;
+    const tail = Buffer.alloc(n);
+    const read = n > 0 ? readSync(this.fd, tail, 0, n, end - n) : 0;
+    if (read === n && tail.equals(data.subarray(0, n))) {
+      ftruncateSync(this.fd, end - n);
+      throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); the partial record was removed from the file`, 'ENOSPC');
+    }
+    throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); another write followed it, so the partial record stays in the file as a broken line`, 'ENOSPC', true);
+  }
+
+  /** After a removal: opens the path again (at most every 100 ms), or throws why it cannot. */
+  private openAgain(): void {
+    const r = this.removed!;
+    const t = this.now();
+    if (t - r.triedAt < REOPEN_RETRY_MS) throw r.error;
+    r.triedAt = t;
+    let fd: number;
+    try {
+      fd = openAppend(this.path);
+    } catch (err) {
+      r.error = new WriteFailure(`${this.path} was removed and cannot be created again: ${errText(err)}`, errCode(err));
+      throw r.error;
+    }
+    closeSync(this.fd); // the removed file: nothing in it can be read any more, no need to sync it
+    this.fd = fd;
+    this.id = fileIdOfFd(fd);
+    this.removed = undefined;
   }
 
   /** Current size of the file being written (it may have been renamed meanwhile). */
@@ -79,10 +147,12 @@ export class AppendWriter {
   reopen(): boolean {
     const now = fileIdOfPath(this.path);
     if (now === this.id) return false;
+    if (now === null && this.removed) return false; // still gone: write() tries again, quietly
     const fd = openAppend(this.path);
     const old = this.fd;
     this.fd = fd;
     this.id = fileIdOfFd(fd);
+    this.removed = undefined;
     try {
       fsyncSync(old);
     } finally {

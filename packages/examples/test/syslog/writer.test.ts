@@ -1,9 +1,9 @@
 /** The shared file: whole-line O_APPEND writes from several processes, the rename chain, and the rotation rules. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AppendWriter, fileIdOfPath, rotateFiles } from '@shardgram/examples/syslog/writer';
+import { AppendWriter, fileIdOfPath, rotateFiles, WriteFailure } from '@shardgram/examples/syslog/writer';
 import { RotationCoordinator } from '@shardgram/examples/syslog/rotation';
 import { tempDir } from './helpers.js';
 
@@ -69,6 +69,28 @@ describe('AppendWriter', () => {
     w.close();
     expect(readFileSync(`${path}.1`, 'utf8')).toBe('one\ntwo\n');
     expect(readFileSync(path, 'utf8')).toBe('three\n');
+  });
+
+  it('a file removed under it: the record is written again to a new file at the path; a missing directory throws until it is back', () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const dir = join(t.dir, 'd');
+    mkdirSync(dir);
+    const path = join(dir, 'f.jsonl');
+    let now = 0;
+    const w = new AppendWriter(path, () => now);
+    w.write(Buffer.from('one\n'));
+    unlinkSync(path);
+    w.write(Buffer.from('two\n')); // went into the removed file, then again into a new one
+    expect(readFileSync(path, 'utf8')).toBe('two\n');
+    rmSync(dir, { recursive: true });
+    expect(() => w.write(Buffer.from('three\n'))).toThrow(WriteFailure);
+    mkdirSync(dir);
+    expect(() => w.write(Buffer.from('four\n'))).toThrow(/cannot be created again/); // tried at most every 100 ms
+    now += 100;
+    w.write(Buffer.from('five\n'));
+    w.close();
+    expect(readFileSync(path, 'utf8')).toBe('five\n');
   });
 });
 

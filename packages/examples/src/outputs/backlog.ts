@@ -1,0 +1,278 @@
+/**
+ * A bounded backlog in front of one output (a Graphite server, a file; later a
+ * Prometheus remote-write endpoint), so that a slow or dead destination delays only
+ * its own queue, never the caller (the flush clock) or the other outputs.
+ *
+ * - `push` never waits: the item joins the queue; one sender loop delivers the queue
+ *   in order, a batch at a time (`send`).
+ * - A failed attempt keeps its batch at the head of the queue and is retried after a
+ *   backoff that doubles from `retryMinMs` up to `retryMaxMs`; the first success
+ *   resets it. The failure is logged once (and again only if the reason changes),
+ *   then counted; the recovery is logged with what happened meanwhile.
+ * - The backlog holds at most `capacity` units (what `units` says an item weighs:
+ *   lines, samples, flushes). A push that would pass it drops the oldest waiting items
+ *   (never the batch being sent) and, if that is not enough, the new item; every unit
+ *   dropped is counted (`dropped`), none silently.
+ * - `close` stops taking items and tries to deliver what is left until a deadline;
+ *   what is still there then is counted as `droppedAtClose`.
+ *
+ * Every unit pushed ends in exactly one of `delivered`, `dropped`, `droppedAtClose`,
+ * or is still `queued`: accepted = delivered + dropped + droppedAtClose + queued.
+ */
+import type { PromWriter } from '@shardgram/udp-core/prom';
+
+export interface BacklogOptions<T> {
+  /** For log lines: `graphite 127.0.0.1:2003`. */
+  name: string;
+  /** Most units held (waiting and being sent). */
+  capacity: number;
+  /** What one item weighs, in the unit of `capacity` and of the counts (≥ 0). */
+  units(item: T): number;
+  /** Delivers a batch (in order); rejects when it was not delivered (it is then retried). */
+  send(batch: readonly T[]): Promise<void>;
+  /** Most units per attempt (a first item heavier than this goes alone). Default: `capacity`. */
+  maxBatchUnits?: number;
+  /** Default 100. */
+  retryMinMs?: number;
+  /** Default 10 000. */
+  retryMaxMs?: number;
+  /** What the units are, for log lines (`lines`, `flushes`). */
+  unitName?: string;
+  log(line: string): void;
+  /** Called at each failed attempt (after it is counted), e.g. to feed a service-wide error counter. */
+  onFailedAttempt?(): void;
+  now?: () => number;
+}
+
+export interface BacklogCounts {
+  /** Units pushed. */
+  accepted: number;
+  delivered: number;
+  /** Dropped because the backlog was full. */
+  dropped: number;
+  /** Still undelivered when `close` gave up. */
+  droppedAtClose: number;
+  /** Units waiting now (the batch being sent included). */
+  queued: number;
+  /** Attempts that failed. */
+  failedAttempts: number;
+  /** The `capacity`. */
+  capacity: number;
+}
+
+interface Entry<T> {
+  item: T;
+  units: number;
+}
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+export class Backlog<T> {
+  private queue: Entry<T>[] = [];
+  /** Index of the first live entry of `queue` (shifting a long array one at a time is slow). */
+  private head = 0;
+  private inflight: Entry<T>[] = [];
+  private queuedUnits = 0;
+  private inflightUnits = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private backoffMs = 0;
+  /** The current outage: since when, its last reason, what it cost. */
+  private outage: { since: number; reason: string; attempts: number; droppedAtStart: number } | undefined;
+  private fullSaid = false;
+  private closing = false;
+  private closed = false;
+  private idle: (() => void) | undefined;
+  private readonly now: () => number;
+  private readonly minMs: number;
+  private readonly maxMs: number;
+  private readonly unit: string;
+  private readonly c = { accepted: 0, delivered: 0, dropped: 0, droppedAtClose: 0, failedAttempts: 0 };
+
+  constructor(private readonly o: BacklogOptions<T>) {
+    if (!(Number.isInteger(o.capacity) && o.capacity >= 1)) throw new RangeError(`capacity must be a whole number of at least 1; got ${o.capacity}`);
+    this.now = o.now ?? Date.now;
+    this.minMs = o.retryMinMs ?? 100;
+    this.maxMs = Math.max(this.minMs, o.retryMaxMs ?? 10_000);
+    this.unit = o.unitName ?? 'units';
+  }
+
+  /** Takes an item for delivery; never waits, never throws (a full backlog drops and counts). */
+  push(item: T): void {
+    const units = this.o.units(item);
+    this.c.accepted += units;
+    if (this.closing) {
+      this.c.droppedAtClose += units;
+      return;
+    }
+    // Heavier than what the batch in flight leaves: no eviction makes room for it.
+    if (this.inflightUnits + units > this.o.capacity) {
+      this.drop(units);
+      return;
+    }
+    while (this.queuedUnits + this.inflightUnits + units > this.o.capacity && this.head < this.queue.length) {
+      const old = this.queue[this.head]!;
+      this.queue[this.head++] = undefined as unknown as Entry<T>;
+      this.queuedUnits -= old.units;
+      this.drop(old.units);
+    }
+    this.compact();
+    this.queue.push({ item, units });
+    this.queuedUnits += units;
+    this.pump();
+  }
+
+  /** The counts so far. */
+  counts(): BacklogCounts {
+    return { ...this.c, queued: this.queuedUnits + this.inflightUnits, capacity: this.o.capacity };
+  }
+
+  /**
+   * Stops taking items; tries to deliver what is queued (at once, then with the
+   * backoff) until `timeoutMs` has passed; counts what is left as dropped at close.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.pendingUnits() > 0) {
+      if (this.retryTimer) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = undefined;
+      }
+      this.pump();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => resolve(), timeoutMs);
+        this.idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        if (this.pendingUnits() === 0) this.idle();
+      });
+      this.idle = undefined;
+    }
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const left = this.pendingUnits();
+    if (left > 0) {
+      this.c.droppedAtClose += left;
+      this.o.log(`${this.o.name}: ${left} ${this.unit} not delivered at stop${this.outage ? ` (${this.outage.reason})` : ''}; counted as dropped`);
+    }
+    this.queue.length = 0;
+    this.head = 0;
+    this.inflight = [];
+    this.queuedUnits = 0;
+    this.inflightUnits = 0;
+  }
+
+  private pendingUnits(): number {
+    return this.queuedUnits + this.inflightUnits;
+  }
+
+  private drop(units: number): void {
+    this.c.dropped += units;
+    if (this.fullSaid) return;
+    this.fullSaid = true;
+    this.o.log(`${this.o.name}: backlog full (${this.o.capacity} ${this.unit}): dropping the oldest; every ${this.unit.replace(/s$/, '')} dropped is counted (said once until it is delivered to again)`);
+  }
+
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Sends the next batch unless one is in flight or a retry is waiting. */
+  private pump(): void {
+    if (this.closed || this.inflight.length || this.retryTimer || this.head >= this.queue.length) return;
+    const max = this.o.maxBatchUnits ?? this.o.capacity;
+    const batch: Entry<T>[] = [];
+    let units = 0;
+    while (this.head < this.queue.length) {
+      const e = this.queue[this.head]!;
+      if (batch.length > 0 && units + e.units > max) break;
+      batch.push(e);
+      units += e.units;
+      this.queue[this.head++] = undefined as unknown as Entry<T>;
+    }
+    this.compact();
+    this.inflight = batch;
+    this.inflightUnits = units;
+    this.queuedUnits -= units;
+    let sent: Promise<void>;
+    try {
+      sent = this.o.send(batch.map((e) => e.item));
+    } catch (err) {
+      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    sent.then(
+      () => this.settled(batch, null),
+      (err: unknown) => this.settled(batch, err),
+    );
+  }
+
+  private settled(batch: Entry<T>[], err: unknown): void {
+    if (this.closed || this.inflight !== batch) return; // given up at close: already counted
+    this.inflight = [];
+    const units = this.inflightUnits;
+    this.inflightUnits = 0;
+    if (err === null) {
+      this.c.delivered += units;
+      this.backoffMs = 0;
+      if (this.outage) {
+        const o = this.outage;
+        this.o.log(
+          `${this.o.name}: delivering again after ${((this.now() - o.since) / 1000).toFixed(1)} s and ${o.attempts} failed attempts` +
+            ` (${this.c.dropped - o.droppedAtStart} ${this.unit} dropped meanwhile, backlog full)`,
+        );
+        this.outage = undefined;
+      }
+      this.fullSaid = false;
+    } else {
+      // Back at the head of the queue, in order.
+      this.queue = [...batch, ...this.queue.slice(this.head)];
+      this.head = 0;
+      this.queuedUnits += units;
+      this.c.failedAttempts++;
+      this.backoffMs = this.backoffMs ? Math.min(this.maxMs, this.backoffMs * 2) : this.minMs;
+      const reason = errText(err);
+      if (!this.outage) {
+        this.outage = { since: this.now(), reason, attempts: 0, droppedAtStart: this.c.dropped };
+        this.o.log(`${this.o.name}: ${reason}; keeping up to ${this.o.capacity} ${this.unit} and retrying (backoff ${this.minMs} ms doubling to ${this.maxMs} ms); said once, then counted`);
+      } else if (reason !== this.outage.reason) {
+        this.o.log(`${this.o.name}: still failing, now: ${reason}`);
+      }
+      this.outage.reason = reason;
+      this.outage.attempts++;
+      this.o.onFailedAttempt?.();
+    }
+    if (this.pendingUnits() === 0) this.idle?.();
+    if (err !== null && !this.closed) {
+      const t = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.pump();
+      }, this.closing ? Math.min(this.backoffMs, 250) : this.backoffMs);
+      t.unref();
+      this.retryTimer = t;
+      return;
+    }
+    this.pump();
+  }
+}
+
+/** The backlogs' counts as Prometheus families `<prefix>_delivered_total{output}`, `_dropped_total{output,reason}`, `_backlog{output}`, `_backlog_capacity{output}`, `_failed_attempts_total{output}`. */
+export function writeBacklogMetrics(w: PromWriter, prefix: string, unitsHelp: string, outputs: readonly { output: string; counts: BacklogCounts }[]): void {
+  const each = (name: string, type: 'counter' | 'gauge', help: string, value: (c: BacklogCounts) => number): void => {
+    w.family(name, type, help);
+    for (const { output, counts } of outputs) w.sample(name, { output }, value(counts));
+  };
+  each(`${prefix}_delivered_total`, 'counter', `Delivered by the output (${unitsHelp}).`, (c) => c.delivered);
+  w.family(`${prefix}_dropped_total`, 'counter', `Never delivered (${unitsHelp}), by reason: backlog_full, stop (still queued when the service stopped).`);
+  for (const { output, counts } of outputs) {
+    w.sample(`${prefix}_dropped_total`, { output, reason: 'backlog_full' }, counts.dropped);
+    w.sample(`${prefix}_dropped_total`, { output, reason: 'stop' }, counts.droppedAtClose);
+  }
+  each(`${prefix}_backlog`, 'gauge', `Waiting for delivery (${unitsHelp}).`, (c) => c.queued);
+  each(`${prefix}_backlog_capacity`, 'gauge', `Most held before the oldest are dropped (${unitsHelp}).`, (c) => c.capacity);
+  each(`${prefix}_failed_attempts_total`, 'counter', 'Delivery attempts that failed (each is retried with backoff).', (c) => c.failedAttempts);
+}

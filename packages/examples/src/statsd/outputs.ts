@@ -1,0 +1,112 @@
+/**
+ * The statsd app's flush outputs, JSON lines (`jsonOut`) and Graphite plaintext
+ * (`graphite`), each behind a backlog of its own (../outputs/backlog.ts): a flush is
+ * formatted and queued at once, so a slow, full or dead output never delays the flush
+ * clock or the other output. A failed delivery is retried with backoff; what a full
+ * backlog drops, and what is still queued at stop, is counted (Graphite in lines,
+ * JSON in flushes) on /metrics and in the stop line.
+ *
+ * - Graphite: one TCP connection per attempt (as Etsy's backend), up to 50 000 lines
+ *   of queued flushes in it; delivered when the server closes its side after reading
+ *   the lot, failed on an error or 5 s without that. A failed attempt is sent again
+ *   whole (a line may then reach Graphite twice: the same value at the same time,
+ *   which Graphite stores once).
+ * - JSON: appended as whole lines or not at all (a short write on a full disk is
+ *   rolled back; a removed file is created again: ../syslog/writer.ts).
+ */
+import { PromWriter } from '@shardgram/udp-core/prom';
+import { Backlog, writeBacklogMetrics, type BacklogCounts } from '../outputs/backlog.js';
+import { AppendWriter } from '../syslog/writer.js';
+import type { FlushOutput } from './collector.js';
+import { formatGraphite, formatJson, sendGraphite } from './flush.js';
+import type { StatsdOptions } from './options.js';
+
+/** Graphite lines sent over one connection at most (a bigger flush goes alone). */
+const GRAPHITE_BATCH_LINES = 50_000;
+/** How long the stop hook keeps trying to deliver what is queued. */
+export const CLOSE_TIMEOUT_MS = 5000;
+
+function lineCount(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+interface Output {
+  /** `graphite` or `json`: the `output` label. */
+  id: string;
+  /** For log lines. */
+  name: string;
+  unit: string;
+  backlog: Backlog<string>;
+  close(): void;
+}
+
+export class FlushOutputs {
+  private readonly outputs: Output[] = [];
+  /** For the collector: formatting and queueing, never waiting for a delivery. */
+  readonly list: { name: string; write: FlushOutput }[] = [];
+
+  /**
+   * Opens the JSON file (throws when it cannot be appended to) and sets up the
+   * backlogs; `onFailedAttempt` is called at each failed delivery (the collector's `output_errors`).
+   */
+  constructor(o: StatsdOptions, log: (line: string) => void, onFailedAttempt: () => void = () => undefined) {
+    const retry = { retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt };
+    if (o.jsonOut !== undefined) {
+      const writer = new AppendWriter(o.jsonOut);
+      const name = `jsonOut ${o.jsonOut}`;
+      const backlog = new Backlog<string>({
+        ...retry, name, capacity: o.jsonBacklog, unitName: 'flushes', units: () => 1,
+        send: async (batch) => void writer.write(Buffer.from(batch.join(''), 'utf8')),
+      });
+      this.add({ id: 'json', name, unit: 'flushes', backlog, close: () => writer.close() }, (r) => backlog.push(formatJson(r)));
+    }
+    if (o.graphite) {
+      const g = o.graphite;
+      const name = `graphite ${g.host}:${g.port}`;
+      const backlog = new Backlog<string>({
+        ...retry, name, capacity: o.graphiteBacklog, unitName: 'lines', units: lineCount, maxBatchUnits: GRAPHITE_BATCH_LINES,
+        send: (batch) => sendGraphite(g, batch.join('')),
+      });
+      this.add({ id: 'graphite', name, unit: 'lines', backlog, close: () => undefined }, (r) => {
+        const text = formatGraphite(r, o.graphitePrefix, o.flushIntervalMs);
+        if (text) backlog.push(text);
+      });
+    }
+  }
+
+  private add(out: Output, take: (r: Parameters<FlushOutput>[0]) => void): void {
+    this.outputs.push(out);
+    this.list.push({ name: out.name, write: async (r) => take(r) });
+  }
+
+  counts(id: string): BacklogCounts | undefined {
+    return this.outputs.find((out) => out.id === id)?.backlog.counts();
+  }
+
+  /** `shardgram_statsd_output_*{output}` families. */
+  metrics(): string {
+    if (!this.outputs.length) return '';
+    const w = new PromWriter();
+    writeBacklogMetrics(w, 'shardgram_statsd_output', 'graphite: lines, json: flushes', this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })));
+    return w.text();
+  }
+
+  /** After the last flush: delivers what is queued (bounded), counts the rest, closes the file; one line per output. */
+  async close(log: (line: string) => void, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
+    await Promise.all(this.outputs.map((out) => out.backlog.close(timeoutMs)));
+    for (const out of this.outputs) {
+      try {
+        out.close();
+      } catch (err) {
+        log(`closing ${out.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      const c = out.backlog.counts();
+      log(
+        `statsd: ${out.name}: ${c.delivered} of ${c.accepted} ${out.unit} delivered, ${c.dropped} dropped (backlog full), ` +
+          `${c.droppedAtClose} dropped at stop, ${c.failedAttempts} failed attempts`,
+      );
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/** The output backlog on its own: order, retry with backoff, exact counts when full, the close deadline. */
+import { describe, expect, it } from 'vitest';
+import { Backlog, type BacklogCounts } from '@shardgram/examples/outputs/backlog';
+import { waitFor } from '../../../../test/helpers/udp.js';
+
+interface Harness {
+  backlog: Backlog<string[]>;
+  delivered: string[];
+  logs: string[];
+  /** Makes the next attempts fail (true) or succeed (false). */
+  failing(on: boolean): void;
+  attempts(): number;
+}
+
+/** Items are arrays of lines; a unit is a line. */
+function harness(capacity: number, opts: { maxBatchUnits?: number; hold?: () => Promise<void> } = {}): Harness {
+  const delivered: string[] = [];
+  const logs: string[] = [];
+  let fail = false;
+  let attempts = 0;
+  const backlog = new Backlog<string[]>({
+    name: 'test output', capacity, units: (i) => i.length, unitName: 'lines', retryMinMs: 5, retryMaxMs: 40, log: (l) => logs.push(l),
+    ...(opts.maxBatchUnits === undefined ? {} : { maxBatchUnits: opts.maxBatchUnits }),
+    send: async (batch) => {
+      attempts++;
+      await opts.hold?.();
+      if (fail) throw new Error('connect ECONNREFUSED');
+      for (const item of batch) delivered.push(...item);
+    },
+  });
+  return { backlog, delivered, logs, failing: (on) => void (fail = on), attempts: () => attempts };
+}
+
+const balanced = (c: BacklogCounts): boolean => c.accepted === c.delivered + c.dropped + c.droppedAtClose + c.queued;
+const lines = (from: number, n: number): string[] => Array.from({ length: n }, (_, i) => `l${from + i}`);
+
+describe('Backlog', () => {
+  it('push never waits; everything is delivered once, in order', async () => {
+    const h = harness(1000, { maxBatchUnits: 7 });
+    for (let i = 0; i < 50; i++) h.backlog.push(lines(i * 3, 3));
+    expect(await waitFor(() => h.backlog.counts().queued === 0, 5000, 5)).toBe(true);
+    expect(h.delivered).toEqual(lines(0, 150));
+    expect(h.backlog.counts()).toMatchObject({ accepted: 150, delivered: 150, dropped: 0, failedAttempts: 0 });
+  });
+
+  it('a dead destination: retried with backoff, said once; once it is back, every line is delivered in order', async () => {
+    const h = harness(1000);
+    h.failing(true);
+    for (let i = 0; i < 10; i++) h.backlog.push(lines(i * 10, 10));
+    expect(await waitFor(() => h.backlog.counts().failedAttempts >= 5, 5000, 5)).toBe(true);
+    expect(h.logs.filter((l) => /ECONNREFUSED/.test(l))).toHaveLength(1);
+    h.failing(false);
+    for (let i = 10; i < 20; i++) h.backlog.push(lines(i * 10, 10));
+    expect(await waitFor(() => h.backlog.counts().queued === 0, 5000, 5)).toBe(true);
+    expect(h.delivered).toEqual(lines(0, 200));
+    expect(h.backlog.counts()).toMatchObject({ accepted: 200, delivered: 200, dropped: 0 });
+    expect(h.logs.at(-1)).toMatch(/delivering again after [\d.]+ s and \d+ failed attempts \(0 lines dropped meanwhile/);
+  });
+
+  it('full: the oldest waiting items are dropped, never the batch in flight, and every line is counted', async () => {
+    let release: () => void = () => undefined;
+    let held = true;
+    const h = harness(25, { hold: () => (held ? new Promise<void>((r) => (release = r)) : Promise.resolve()) });
+    h.backlog.push(lines(0, 10)); // in flight, held
+    for (let i = 1; i < 6; i++) h.backlog.push(lines(i * 10, 10)); // room for one more item of 10 beside it: each drops the one before
+    h.backlog.push(lines(1000, 30)); // heavier than the backlog: dropped alone
+    expect(h.backlog.counts()).toMatchObject({ accepted: 90, dropped: 40 + 30, queued: 20 });
+    expect(balanced(h.backlog.counts())).toBe(true);
+    expect(h.logs.filter((l) => /backlog full \(25 lines\)/.test(l))).toHaveLength(1);
+    held = false;
+    release();
+    expect(await waitFor(() => h.backlog.counts().queued === 0, 5000, 5)).toBe(true);
+    expect(h.delivered).toEqual([...lines(0, 10), ...lines(50, 10)]);
+    expect(h.backlog.counts()).toMatchObject({ accepted: 90, delivered: 20, dropped: 70, droppedAtClose: 0 });
+  });
+
+  it('close: tries until the deadline, then counts what is left; later pushes are counted too', async () => {
+    const h = harness(100);
+    h.failing(true);
+    h.backlog.push(lines(0, 4));
+    h.backlog.push(lines(4, 4));
+    expect(await waitFor(() => h.attempts() >= 1, 5000, 5)).toBe(true);
+    await h.backlog.close(100);
+    h.backlog.push(lines(8, 3));
+    expect(h.backlog.counts()).toMatchObject({ accepted: 11, delivered: 0, dropped: 0, droppedAtClose: 11, queued: 0 });
+    expect(h.logs.at(-1)).toMatch(/8 lines not delivered at stop \(connect ECONNREFUSED\); counted as dropped/);
+
+    const ok = harness(100);
+    ok.failing(true);
+    ok.backlog.push(lines(0, 4));
+    expect(await waitFor(() => ok.attempts() >= 1, 5000, 5)).toBe(true);
+    ok.failing(false);
+    await ok.backlog.close(5000); // tries again at once instead of waiting out the backoff
+    expect(ok.backlog.counts()).toMatchObject({ accepted: 4, delivered: 4, droppedAtClose: 0 });
+  });
+});

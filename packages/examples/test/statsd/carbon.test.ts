@@ -1,0 +1,162 @@
+/**
+ * `shardgram serve statsd` against a real carbon-cache (Debian graphite-carbon), run in
+ * the foreground from a config this test writes, restarted in the middle of the run:
+ * every flush's counter is in the whisper file at its timestamp, those flushed while
+ * carbon was down included (they waited in the Graphite backlog).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FlushResult } from '@shardgram/examples/statsd/merge';
+import { startServe, type Serving } from '../../../../test/helpers/cli.js';
+import { waitFor } from '../../../../test/helpers/udp.js';
+import { haveCommand } from '../syslog/helpers.js';
+
+const haveCarbon = haveCommand('carbon-cache') && haveCommand('whisper-fetch');
+if (!haveCarbon) console.log('statsd carbon test: carbon-cache or whisper-fetch not found (Debian package graphite-carbon); skipped');
+
+let serving: Serving | undefined;
+const children: ChildProcess[] = [];
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  await serving?.stop('SIGTERM');
+  serving = undefined;
+  for (const c of children.splice(0)) await stopProcess(c, 'SIGKILL');
+  for (const c of cleanups.splice(0)) c();
+});
+
+async function stopProcess(c: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  c.kill(signal);
+  await once(c, 'exit');
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+interface Carbon {
+  dir: string;
+  line: number;
+  conf: string;
+}
+
+async function carbonConfig(): Promise<Carbon> {
+  const dir = mkdtempSync(join(tmpdir(), 'shardgram-carbon-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  for (const d of ['storage/whisper', 'storage/lists', 'log']) mkdirSync(join(dir, d), { recursive: true });
+  const [line, pickle, query] = [await freePort(), await freePort(), await freePort()];
+  const conf = join(dir, 'carbon.conf');
+  writeFileSync(conf, [
+    '[cache]',
+    `STORAGE_DIR = ${dir}/storage/`, `LOCAL_DATA_DIR = ${dir}/storage/whisper/`, `WHITELISTS_DIR = ${dir}/storage/lists/`,
+    `CONF_DIR = ${dir}/`, `LOG_DIR = ${dir}/log/`, `PID_DIR = ${dir}/`, 'ENABLE_LOGROTATION = False', 'USER =',
+    'MAX_CACHE_SIZE = inf', 'MAX_UPDATES_PER_SECOND = 1000', 'MAX_CREATES_PER_MINUTE = inf',
+    'LINE_RECEIVER_INTERFACE = 127.0.0.1', `LINE_RECEIVER_PORT = ${line}`, 'ENABLE_UDP_LISTENER = False',
+    'PICKLE_RECEIVER_INTERFACE = 127.0.0.1', `PICKLE_RECEIVER_PORT = ${pickle}`,
+    'CACHE_QUERY_INTERFACE = 127.0.0.1', `CACHE_QUERY_PORT = ${query}`,
+    'LOG_LISTENER_CONN_SUCCESS = False', 'LOG_UPDATES = False', 'ENABLE_TAGS = False', 'WHISPER_AUTOFLUSH = False', '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'storage-schemas.conf'), '[all]\npattern = .*\nretentions = 1s:1h\n');
+  return { dir, line, conf };
+}
+
+/** Starts carbon-cache in the foreground; resolves once its line receiver listens. */
+async function startCarbon(c: Carbon): Promise<ChildProcess> {
+  const child = spawn('carbon-cache', [`--config=${c.conf}`, `--pidfile=${join(c.dir, 'carbon.pid')}`, '--nodaemon', 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const listening = `CarbonReceiverFactory starting on ${c.line}`;
+  if (!(await waitFor(() => out.includes(listening) || child.exitCode !== null, 30_000, 50)) || !out.includes(listening)) {
+    throw new Error(`carbon-cache did not start:\n${out}`);
+  }
+  return child;
+}
+
+/** The points of a whisper file: timestamp → value. */
+function whisperPoints(c: Carbon, metric: string): Map<number, number> {
+  const file = join(c.dir, 'storage/whisper', `${metric.split('.').join('/')}.wsp`);
+  const out = new Map<number, number>();
+  let text: string;
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    text = execFileSync('whisper-fetch', [`--from=${now - 600}`, `--until=${now + 5}`, file], { encoding: 'utf8' });
+  } catch {
+    return out; // not created yet
+  }
+  for (const line of text.split('\n')) {
+    const [ts, v] = line.split('\t');
+    if (v !== undefined && v !== 'None') out.set(Number(ts), Number(v));
+  }
+  return out;
+}
+
+function flushes(path: string): FlushResult[] {
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlushResult);
+}
+
+describe('statsd → a real carbon-cache, restarted mid-run', () => {
+  it.skipIf(!haveCarbon)('every flush of the counter is in whisper at its timestamp, those made while carbon was down included', async () => {
+    const c = await carbonConfig();
+    let carbon = await startCarbon(c);
+    const json = join(c.dir, 'flushes.jsonl');
+    serving = await startServe(['statsd', '--port', '0', '--workers', '1', '-o', 'flushInterval=1000', '-o', `jsonOut=${json}`, '-o', `graphite=127.0.0.1:${c.line}`], 1);
+    const s = serving;
+    const sock = dgram.createSocket('udp4');
+    cleanups.push(() => sock.close());
+    const metric = 'stats.counters.carbon.hits.count';
+    let value = 0;
+    /** Sends the next value and waits until a flush has it (so each value is one flush's total). */
+    const next = async (): Promise<void> => {
+      value++;
+      await new Promise<void>((r) => sock.send(`carbon.hits:${value}|c`, s.port, '127.0.0.1', () => r()));
+      const seen = (): boolean => flushes(json).some((f) => f.counters['carbon.hits'] === value);
+      if (!(await waitFor(seen, 5000))) throw new Error(`value ${value} was not flushed`);
+    };
+    for (let i = 0; i < 3; i++) await next();
+    // On disk before the restart, so that what carbon's own stop does with its cache is not in question.
+    expect(await waitFor(() => [...whisperPoints(c, metric).values()].includes(3), 15_000, 200)).toBe(true);
+
+    await stopProcess(carbon, 'SIGTERM');
+    for (let i = 0; i < 3; i++) await next(); // flushed while carbon is down
+    expect(s.stderr()).toMatch(/graphite 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+    carbon = await startCarbon(c);
+    for (let i = 0; i < 2; i++) await next();
+
+    const r = await s.stop('SIGTERM');
+    serving = undefined;
+    expect(r.code).toBe(0);
+
+    // Every flush with the counter, at its timestamp (two flushes in one second would share a point: not compared).
+    const all = flushes(json);
+    const perSecond = new Map<number, number>();
+    for (const f of all) perSecond.set(f.timestamp, (perSecond.get(f.timestamp) ?? 0) + 1);
+    const want = new Map(all.filter((f) => f.counters['carbon.hits'] !== undefined && perSecond.get(f.timestamp) === 1).map((f) => [f.timestamp, f.counters['carbon.hits']!]));
+    expect(want.size).toBeGreaterThanOrEqual(value - 1);
+    let got = new Map<number, number>();
+    const complete = (): boolean => {
+      got = whisperPoints(c, metric);
+      return [...want].every(([ts, v]) => got.get(ts) === v);
+    };
+    expect(await waitFor(complete, 20_000, 250)).toBe(true);
+    expect(Object.fromEntries([...want].map(([ts]) => [ts, got.get(ts)]))).toEqual(Object.fromEntries(want));
+    // And the service says every line it made was delivered.
+    const stop = /graphite 127\.0\.0\.1:\d+: (\d+) of (\d+) lines delivered, (\d+) dropped \(backlog full\), (\d+) dropped at stop/.exec(r.stdout);
+    expect(stop, r.stdout).not.toBeNull();
+    expect(Number(stop![1])).toBe(Number(stop![2]));
+    expect([Number(stop![3]), Number(stop![4])]).toEqual([0, 0]);
+    await stopProcess(carbon, 'SIGTERM');
+  });
+});
