@@ -12,7 +12,7 @@
  * merge, and the outputs (JSON lines, Graphite plaintext, each behind its own
  * backlog; /metrics). See docs/statsd.md.
  */
-import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError } from '@shardgram/udp-core';
+import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError, describeError } from '@shardgram/udp-core';
 import { PartialAggregate } from './statsd/aggregate.js';
 import { FlushCollector } from './statsd/collector.js';
 import { FlushOutputs } from './statsd/outputs.js';

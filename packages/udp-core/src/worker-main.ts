@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     maxReadDelayUs: config.maxReadDelayUs,
     ownRcvbuf: config.ownRcvbuf,
     // The first few with their stack, then one line per thousand with the count.
-    onHandlerError: (error) => handlerErrors.note(() => (error instanceof Error ? (error.stack ?? error.message) : String(error))),
+    onHandlerError: (error) => handlerErrors.note(() => describeError(error, true)),
   });
   engine.on('error', (err) => log(`socket error: ${err.message}`));
 

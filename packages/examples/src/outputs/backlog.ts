@@ -20,6 +20,7 @@
  * or is still `queued`: accepted = delivered + dropped + droppedAtClose + queued.
  */
 import type { PromWriter } from '@shardgram/udp-core/prom';
+import { describeError } from '@shardgram/udp-core';
 
 export interface BacklogOptions<T> {
   /** For log lines: `graphite 127.0.0.1:2003`. */
@@ -65,7 +66,6 @@ interface Entry<T> {
   units: number;
 }
 
-const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export class Backlog<T> {
   private queue: Entry<T>[] = [];
@@ -235,7 +235,7 @@ export class Backlog<T> {
       this.queuedUnits += units;
       this.c.failedAttempts++;
       this.backoffMs = this.backoffMs ? Math.min(this.maxMs, this.backoffMs * 2) : this.minMs;
-      const reason = errText(err);
+      const reason = describeError(err);
       if (!this.outage) {
         this.outage = { since: this.now(), reason, attempts: 0, droppedAtStart: this.c.dropped };
         this.o.log(`${this.o.name}: ${reason}; keeping up to ${this.o.capacity} ${this.unit} and retrying (backoff ${this.minMs} ms doubling to ${this.maxMs} ms); said once, then counted`);

@@ -132,7 +132,7 @@ export class FlushCollector {
       this.cancelTimer = undefined;
       this.chain = this.chain
         .then(() => this.flushRound())
-        .catch((err: unknown) => this.deps.log(`flush failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`))
+        .catch((err: unknown) => this.deps.log(`flush failed: ${describeError(err, true)}`))
         .then(() => this.schedule());
     }, delay, { unref: true });
   }

@@ -20,6 +20,7 @@ import { AppendWriter } from '../syslog/writer.js';
 import type { FlushOutput } from './collector.js';
 import { formatGraphite, formatJson, sendGraphite } from './flush.js';
 import type { StatsdOptions } from './options.js';
+import { describeError } from '@shardgram/udp-core';
 
 /** Graphite lines sent over one connection at most (a bigger flush goes alone). */
 const GRAPHITE_BATCH_LINES = 50_000;
@@ -100,7 +101,7 @@ export class FlushOutputs {
       try {
         out.close();
       } catch (err) {
-        log(`closing ${out.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+        log(`closing ${out.name} failed: ${describeError(err)}`);
       }
       const c = out.backlog.counts();
       log(

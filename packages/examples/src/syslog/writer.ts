@@ -17,6 +17,7 @@
  * now, and makes sure what was written to the old one is on disk before closing it.
  */
 import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { describeError } from '@shardgram/udp-core';
 
 /** `dev:ino`: which file a path or descriptor is, across renames. */
 export type FileId = string;
@@ -58,7 +59,6 @@ export class WriteFailure extends Error {
 }
 
 const errCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
-const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export class AppendWriter {
   private fd: number;
@@ -101,7 +101,7 @@ export class AppendWriter {
     try {
       n = writeSync(this.fd, data);
     } catch (err) {
-      throw new WriteFailure(errText(err), errCode(err));
+      throw new WriteFailure(describeError(err), errCode(err));
     }
     if (n === data.length) return;
     // A regular file takes the whole buffer unless the disk is full or a quota is reached: the
@@ -126,7 +126,7 @@ export class AppendWriter {
     try {
       fd = openAppend(this.path);
     } catch (err) {
-      r.error = new WriteFailure(`${this.path} was removed and cannot be created again: ${errText(err)}`, errCode(err));
+      r.error = new WriteFailure(`${this.path} was removed and cannot be created again: ${describeError(err)}`, errCode(err));
       throw r.error;
     }
     closeSync(this.fd); // the removed file: nothing in it can be read any more, no need to sync it

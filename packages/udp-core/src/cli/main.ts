@@ -1,6 +1,6 @@
 /** The `shardgram` command: dispatch, help, and errors as one line. */
 import { readFileSync } from 'node:fs';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { UsageError } from './args.js';
 import { DEMO_USAGE, demo } from './demo.js';
 import { LOAD_USAGE, load } from './load.js';
@@ -72,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`shardgram: ${message}\n`);
       return err.code === 'ERR_SHARDGRAM_INVALID_ARG' ? 2 : 1;
     }
-    process.stderr.write(`shardgram: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(`shardgram: unexpected error: ${describeError(err, true)}\n`);
     return 1;
   }
 }
