@@ -54,6 +54,7 @@ export default defineApp((socket, ctx) => {
   const agg = new PartialAggregate({
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
+    timers: { mode: o.timerMode, schema: o.timerSchema, maxBuckets: o.timerMaxBuckets },
     onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });
   socket.on('message', (msg, rinfo) => agg.datagram(msg, rinfo));

@@ -106,7 +106,7 @@ export class FlushCollector {
 
   constructor(private readonly deps: CollectorDeps) {
     this.o = deps.options;
-    this.limits = { maxKeys: this.o.maxKeys, gaugeExpiry: this.o.gaugeExpiry };
+    this.limits = { maxKeys: this.o.maxKeys, gaugeExpiry: this.o.gaugeExpiry, timerSchema: this.o.timerSchema };
     this.pending = new IntervalMerge(this.limits);
     this.clock = deps.clock ?? realClock;
     this.startedAt = this.clock.now();
@@ -207,7 +207,7 @@ export class FlushCollector {
       final,
       interval_ms: now - this.lastFlushAt,
       missing_workers: missingWorkers,
-    }, (k, values) => this.histograms.observe(k, values));
+    }, (k, t) => this.histograms.observeFlush(k, t));
     this.lastFlushAt = now;
     this.last = r;
     this.addCounterTotals(r);

@@ -296,3 +296,28 @@ export function toSpans(buckets: readonly (readonly [number, number])[]): SpanBu
   }
   return { spans, deltas };
 }
+
+/**
+ * Classic bucket counts (not cumulative; one per bound, then the one above the last)
+ * from a native histogram: each sparse bucket counts under the first bound at or above
+ * its geometric middle, so a value may be counted one bound off only when it lies
+ * within a sparse bucket's width of that bound (a relative 2^(2^-schema) - 1).
+ */
+export function classicCounts(h: NativeHistogram, bounds: readonly number[]): Float64Array {
+  const out = new Float64Array(bounds.length + 1);
+  const put = (v: number, c: number): void => {
+    let lo = 0;
+    let hi = bounds.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (bounds[mid]! < v) lo = mid + 1;
+      else hi = mid;
+    }
+    out[lo]! += c;
+  };
+  const mid = (k: number): number => 2 ** ((k - 0.5) * 2 ** -h.schema);
+  for (const [k, c] of h.negative()) put(-mid(k), c);
+  if (h.zeroCount) put(0, h.zeroCount);
+  for (const [k, c] of h.positive()) put(mid(k), c);
+  return out;
+}

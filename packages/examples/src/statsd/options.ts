@@ -11,6 +11,14 @@
  *                         (default: the smaller of 2000 and flushInterval)
  *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
  *                         buckets (default 1,2.5,5,10,25,50,100,250,500,1000,2500,5000,10000)
+ *   timerMode=M           histogram (default: each timer a native histogram, bounded
+ *                         memory, percentiles within relativeError(schema)) or exact
+ *                         (every raw value kept until the flush: Etsy's exact percentiles)
+ *   timerSchema=N         native histogram schema of the timers (-4…8, default 5:
+ *                         percentiles within 1.09 %); a mapping file asking for a finer
+ *                         native histogram raises it
+ *   timerMaxBuckets=N     most buckets of one timer's histogram per worker and interval
+ *                         (default 2048); more lower its schema
  *   maxNameLength=N       longest name (with its tags) accepted, in characters (default 512)
  *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
  *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
@@ -18,6 +26,7 @@
  */
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
+import { MAX_SCHEMA, MIN_SCHEMA } from './native-histogram.js';
 
 export interface GraphiteTarget {
   host: string;
@@ -37,6 +46,9 @@ export interface StatsdOptions {
   maxNameLength: number;
   maxKeys: number;
   gaugeExpiry: number;
+  timerMode: 'histogram' | 'exact';
+  timerSchema: number;
+  timerMaxBuckets: number;
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -53,6 +65,21 @@ function timerBuckets(value: string): number[] {
   } catch (err) {
     throw new OptionValueError(err instanceof Error ? err.message : String(err));
   }
+}
+
+function oneOf<T extends string>(values: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!(values as readonly string[]).includes(v)) throw new OptionValueError(values.join(' or '));
+    return v as T;
+  };
+}
+
+function integerIn(min: number, max: number): (v: string) => number {
+  return (v) => {
+    const n = /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+    if (!(n >= min && n <= max)) throw new OptionValueError(`a whole number from ${min} to ${max}`);
+    return n;
+  };
 }
 
 export function parsePercentiles(value: string): number[] {
@@ -82,6 +109,12 @@ export const statsdOptionSchema = defineAppOptions({
   },
   maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
   maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
+  timerMode: {
+    flag: 'timer-mode', value: 'MODE', help: 'histogram (bounded memory; percentiles within the schema\'s relative error) or exact (every raw value until the flush)',
+    parse: oneOf(['histogram', 'exact'] as const), default: 'histogram' as 'histogram' | 'exact',
+  },
+  timerSchema: { value: 'N', help: 'native histogram schema of the timers, -4 to 8 (5: percentiles within 1.09 %)', parse: integerIn(MIN_SCHEMA, MAX_SCHEMA), default: 5 },
+  timerMaxBuckets: { value: 'N', help: "most buckets of one timer's histogram per worker and interval; more lower its schema", parse: wholeNumber(16, 1_000_000, 'buckets'), default: 2048 },
   gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
 });
 
@@ -99,5 +132,8 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
     gaugeExpiry: o.gaugeExpiry,
+    timerMode: o.timerMode,
+    timerSchema: o.timerSchema,
+    timerMaxBuckets: o.timerMaxBuckets,
   };
 }

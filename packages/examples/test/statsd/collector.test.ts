@@ -208,16 +208,17 @@ describe('options', () => {
       flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
       maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360,
       timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
+      timerMode: 'histogram', timerSchema: 5, timerMaxBuckets: 2048,
     });
   });
 
   it('parses every option', () => {
     expect(parseStatsdOptions({
       flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p',
-      timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0',
+      timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0', timerMode: 'exact', timerSchema: '-2', timerMaxBuckets: '100',
     })).toEqual({
       flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
-      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0,
+      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0, timerMode: 'exact', timerSchema: -2, timerMaxBuckets: 100,
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });
@@ -230,6 +231,8 @@ describe('options', () => {
     [{ graphite: 'localhost' }, /graphite/],
     [{ graphite: 'h:70000' }, /graphite/],
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
+    [{ timerMode: 'sketch' }, /timerMode.*histogram or exact/],
+    [{ timerSchema: '9' }, /timerSchema.*-4 to 8/],
     [{ jsonOut: '/nonexistent-dir/f.jsonl' }, /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/],
   ])('rejects %j', (o, msg) => {
     expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);
