@@ -10,7 +10,8 @@ import { ShardgramError } from '../errors.js';
 import type { Counters } from '../counters.js';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
-import { toPrometheus, type StatsReport } from '../stats.js';
+import type { PromFamily } from '../prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from '../stats.js';
 import type { PolicySpec } from '../steering/steering.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from './app-host.js';
@@ -127,6 +128,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** GET /metrics: the service's figures and the app's own. */
   metrics(): string {
     return toPrometheus(this.stats()) + this.app.metrics();
+  }
+
+  /** GET /metrics as families (the protobuf format); undefined when the app gives its figures only as text. */
+  metricFamilies(): PromFamily[] | undefined {
+    const app = this.app.metricFamilies();
+    return app && [...statsFamilies(this.stats()), ...app];
   }
 
   /**
