@@ -17,7 +17,8 @@ import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError } from
 import { PartialAggregate } from './statsd/aggregate.js';
 import { FlushCollector, type FlushOutput } from './statsd/collector.js';
 import { appendJson, formatGraphite, sendGraphite } from './statsd/flush.js';
-import { parseStatsdOptions } from './statsd/options.js';
+import { Mapper } from './statsd/mapper.js';
+import { effectiveTimerSchema, parseStatsdOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
 
 /**
@@ -51,10 +52,15 @@ export const description = 'StatsD/DogStatsD aggregation, exact across workers (
 export default defineApp((socket, ctx) => {
   const o = parseStatsdOptions(ctx.options); // a bad option stops the service at start, with its name
   const badLines = ctx.sampledLog('statsd: bad line');
+  const mapper = new Mapper(o.mappingConfig);
   const agg = new PartialAggregate({
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
-    timers: { mode: o.timerMode, schema: o.timerSchema, maxBuckets: o.timerMaxBuckets },
+    timers: {
+      mode: o.timerMode, schema: effectiveTimerSchema(o), maxBuckets: o.timerMaxBuckets,
+      // Prometheus units: ms to seconds (as statsd_exporter), times a mapping's scale.
+      scale: (name, type) => (type === 'ms' ? 0.001 : 1) * mapper.timerScale(name),
+    },
     onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });
   socket.on('message', (msg, rinfo) => agg.datagram(msg, rinfo));
@@ -107,7 +113,9 @@ export const supervisor = defineAppSupervisor((ctx) => {
   ctx.log(
     `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +
       (o.jsonOut !== undefined ? `; JSON lines to ${o.jsonOut}` : '') +
-      (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : ''),
+      (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : '') +
+      `; timers as ${o.timerMode === 'exact' ? 'raw values (exact)' : `native histograms (schema ${effectiveTimerSchema(o)})`}` +
+      `; Prometheus ${o.promLayout === 'labels' ? 'layout: labels (before statsd_exporter names)' : `names as statsd_exporter${o.mappingConfig ? ` with ${o.mappingConfig.mappings.length} mappings from ${o.mappingConfig.source}` : ''}`}`,
   );
   return {
     message(index, m) {
@@ -115,5 +123,6 @@ export const supervisor = defineAppSupervisor((ctx) => {
     },
     stop: () => collector.stop(),
     metrics: () => collector.metrics(),
+    metricFamilies: () => collector.metricFamilies(),
   };
 });

@@ -118,16 +118,10 @@ export class TimerHistograms {
   write(w: PromWriter, labels: (key: string) => PromLabels): void {
     if (this.series.size === 0) return;
     w.family(TIMER_HISTOGRAM, 'histogram', 'StatsD timer values since the service started, in seconds (sum by le across hosts for percentiles).');
-    const les = [...this.boundsMs.map((ms) => String(ms / 1000)), '+Inf'];
     for (const [key, s] of this.series) {
-      const l = labels(key);
       let cumulative = 0;
-      for (let i = 0; i < les.length; i++) {
-        cumulative += s.counts[i]!;
-        w.sample(`${TIMER_HISTOGRAM}_bucket`, { ...l, le: les[i]! }, cumulative);
-      }
-      w.sample(`${TIMER_HISTOGRAM}_sum`, l, Number.isFinite(s.sumMs) ? s.sumMs / 1000 : 0);
-      w.sample(`${TIMER_HISTOGRAM}_count`, l, s.count);
+      const buckets = this.boundsMs.map((ms, i): [number, number] => [ms / 1000, (cumulative += s.counts[i]!)]);
+      w.histogram(TIMER_HISTOGRAM, labels(key), { buckets, sum: Number.isFinite(s.sumMs) ? s.sumMs / 1000 : 0, count: s.count });
     }
   }
 

@@ -19,6 +19,11 @@
  *                         native histogram raises it
  *   timerMaxBuckets=N     most buckets of one timer's histogram per worker and interval
  *                         (default 2048); more lower its schema
+ *   mappingConfig=FILE    a statsd_exporter mapping file (YAML): names, labels, summary or
+ *                         histogram, native histograms, drop, ttl (docs/statsd.md)
+ *   promLayout=L          exporter (default: statsd_exporter's names and types) or labels
+ *                         (the layout before: one family per type, the name in a
+ *                         `metric` label; kept for existing users)
  *   maxNameLength=N       longest name (with its tags) accepted, in characters (default 512)
  *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
  *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
@@ -26,6 +31,9 @@
  */
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
+import { isAbsolute, resolve } from 'node:path';
+import { Mapper } from './mapper.js';
+import { loadMappingFile, MappingError, type MappingConfig } from './mapping.js';
 import { MAX_SCHEMA, MIN_SCHEMA } from './native-histogram.js';
 
 export interface GraphiteTarget {
@@ -49,6 +57,25 @@ export interface StatsdOptions {
   timerMode: 'histogram' | 'exact';
   timerSchema: number;
   timerMaxBuckets: number;
+  mappingConfig: MappingConfig | undefined;
+  promLayout: 'exporter' | 'labels';
+}
+
+/** The schema timers are kept at: timerSchema, or finer when the mapping file asks for a finer native histogram. */
+export function effectiveTimerSchema(o: StatsdOptions): number {
+  const asked = new Mapper(o.mappingConfig).finestSchema();
+  return asked === undefined ? o.timerSchema : Math.max(o.timerSchema, asked);
+}
+
+function mappingFile(text: string): MappingConfig {
+  const path = text.trim();
+  if (path === '') throw new OptionValueError('a statsd_exporter mapping file');
+  try {
+    return loadMappingFile(isAbsolute(path) ? path : resolve(path));
+  } catch (err) {
+    if (err instanceof MappingError) throw new OptionValueError('a statsd_exporter mapping file with only what this receiver supports (docs/statsd.md)', `${JSON.stringify(text)} (${err.message})`);
+    throw err;
+  }
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -115,6 +142,11 @@ export const statsdOptionSchema = defineAppOptions({
   },
   timerSchema: { value: 'N', help: 'native histogram schema of the timers, -4 to 8 (5: percentiles within 1.09 %)', parse: integerIn(MIN_SCHEMA, MAX_SCHEMA), default: 5 },
   timerMaxBuckets: { value: 'N', help: "most buckets of one timer's histogram per worker and interval; more lower its schema", parse: wholeNumber(16, 1_000_000, 'buckets'), default: 2048 },
+  mappingConfig: { flag: 'mapping-config', value: 'FILE', help: "a statsd_exporter mapping file (YAML) for the Prometheus names", parse: mappingFile, default: undefined as MappingConfig | undefined },
+  promLayout: {
+    value: 'L', help: "exporter (statsd_exporter's names and types) or labels (before: the name in a metric label, one family per type)",
+    parse: oneOf(['exporter', 'labels'] as const), default: 'exporter' as 'exporter' | 'labels',
+  },
   gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
 });
 
@@ -135,5 +167,7 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     timerMode: o.timerMode,
     timerSchema: o.timerSchema,
     timerMaxBuckets: o.timerMaxBuckets,
+    mappingConfig: o.mappingConfig,
+    promLayout: o.promLayout,
   };
 }
