@@ -4,6 +4,9 @@
  * count exactly what was sent.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, startServe, type Serving } from './helpers/cli.js';
 import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
@@ -12,8 +15,8 @@ const havePromtool = spawnSync('sh', ['-c', 'command -v promtool']).status === 0
 if (!havePromtool) console.log('promtool is not installed here (Debian package prometheus; .ci/run installs it): the promtool checks are skipped');
 
 /**
- * Lint findings promtool reports on names that predate this check, left to the
- * statsd app's owner to rename (a rename breaks users' queries): anything else fails.
+ * Lint findings promtool reports on the names of the statsd app's old layout
+ * (promLayout=labels, kept for existing users whose queries use them): anything else fails.
  */
 const KNOWN_STATSD_NAMING = [
   "shardgram_statsd_counter_total metric name should not include type 'counter'",
@@ -53,8 +56,9 @@ describe('/metrics and promtool', () => {
     }
   });
 
-  it('statsd timers are also a histogram counting every value into its bucket; promtool parses it and lints it clean', async () => {
-    serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--app-option', 'timerBuckets=10,20,50,100'], 2);
+  it('promLayout=labels (the old layout): statsd timers are also a histogram counting every value into its bucket; promtool parses it and lints it clean', async () => {
+    serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--app-option', 'timerBuckets=10,20,50,100',
+      '--app-option', 'promLayout=labels', '--app-option', 'timerMode=exact'], 2);
     // Values (ms) and the bucket each falls in: ≤10, ≤20, ≤50, ≤100, +Inf. 20 lands in ≤20 (le is inclusive).
     const values = [5, 10, 15, 20, 30, 70, 200, 1, 99.5, 100];
     const clients = await openClients(5);
@@ -83,6 +87,60 @@ describe('/metrics and promtool', () => {
       }
     } finally {
       closeAll(clients);
+    }
+  });
+
+  it("the statsd_exporter layout (default) with a mapping file: histograms and summaries; promtool finds nothing in shardgram's own families", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
+    const mapping = join(dir, 'mapping.yml');
+    writeFileSync(mapping, [
+      'defaults:', '  observer_type: histogram', '  histogram_options:', '    buckets: [0.01, 0.02, 0.05, 0.1]',
+      'mappings:', '- match: "api.*.latency"', '  name: "api_latency_seconds"', '  observer_type: summary', '  labels:', '    endpoint: "$1"',
+      '- match: "api.*.requests"', '  name: "api_requests_total"', '  labels:', '    endpoint: "$1"', '',
+    ].join('\n'));
+    try {
+      serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping], 2);
+      const values = [5, 10, 15, 20, 30, 70, 200, 1, 99.5, 100];
+      const clients = await openClients(5);
+      try {
+        for (let i = 0; i < values.length; i++) {
+          await send(clients[i % clients.length]!, `lat:${values[i]}|ms\napi.users.latency:${values[i]}|ms\napi.users.requests:1|c|#env:prod`, serving.port);
+        }
+      } finally {
+        closeAll(clients);
+      }
+      const countLine = /^lat_count (\d+)$/m;
+      expect(await waitFor(async () => countLine.exec(await metricsOf(serving!))?.[1] === String(values.length), 10_000, 50)).toBe(true);
+      const text = await metricsOf(serving);
+      expect(text).toMatch(/^# TYPE lat histogram$/m);
+      expect(text).toMatch(/^lat_bucket\{le="\+Inf"\} 10$/m);
+      expect(text).toMatch(/^# TYPE api_latency_seconds summary$/m);
+      expect(text).toMatch(/^api_latency_seconds_count\{endpoint="users"\} 10$/m);
+      expect(text).toMatch(/^api_requests_total\{endpoint="users",env="prod"\} 10$/m);
+      if (havePromtool) {
+        const r = promtool(text);
+        // Names a user's metrics or mapping chose are the user's (as with statsd_exporter); shardgram's own must be clean.
+        const own = r.out.filter((l) => /^shardgram_/.test(l));
+        expect(own).toEqual([]);
+        expect(r.code === 0 || r.code === 3, r.out.join('\n')).toBe(true); // never a parse error
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a mapping file statsd_exporter would refuse stops serve at once with its line and reason, exit 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
+    const mapping = join(dir, 'bad.yml');
+    writeFileSync(mapping, 'mappings:\n- match: "a.*"\n  name: "x"\n  timer_type: histogram\n');
+    try {
+      const r = await runCli(['serve', 'statsd', '--port', '0', '--workers', '1', '--mapping-config', mapping], { timeoutMs: 20_000 });
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(`--mapping-config must be a statsd_exporter mapping file`);
+      expect(r.stderr).toContain(`${mapping}:4: timer_type was renamed observer_type`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

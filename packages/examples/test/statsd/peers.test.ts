@@ -308,8 +308,25 @@ describe('Etsy statsd 0.9.0 and shardgram flush the same figures', () => {
 // ---------------------------------------------------------------- outputs
 
 describe('outputs of a running service', () => {
-  it('/metrics shows the last flush in Prometheus format', async () => {
+  it('/metrics: statsd_exporter names and types (the default layout), the core\'s figures beside them', async () => {
     serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200'], 2);
+    const url = serving.stats!;
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
+    s.close();
+    let text = '';
+    expect(await waitFor(async () => /^m_lat_count 2$/m.test((text = await (await fetch(`${url}/metrics`)).text())), 5000, 50)).toBe(true);
+    expect(text).toMatch(/^# TYPE m_req counter\nm_req\{env="prod"\} 5$/m);
+    expect(text).toMatch(/^# TYPE m_temp gauge\nm_temp 21.5$/m);
+    expect(text).toMatch(/^# TYPE m_lat summary$/m);
+    expect(Number(/^m_lat_sum (\S+)$/m.exec(text)?.[1])).toBeCloseTo(0.042, 12);
+    expect(text).toMatch(/^shardgram_statsd_prometheus_dropped_total\{reason="set"\} 1$/m);
+    expect(text).toMatch(/^shardgram_statsd_flushes_total [1-9]\d*$/m);
+    expect(text).toContain('shardgram_datagrams_total');
+  });
+
+  it('/metrics with promLayout=labels shows the last flush as before', async () => {
+    serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200', '-o', 'promLayout=labels'], 2);
     const url = serving.stats!;
     const s = dgram.createSocket('udp4');
     await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
