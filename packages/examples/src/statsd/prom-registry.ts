@@ -95,13 +95,15 @@ export class ExporterRegistry {
 
   /** A counter's interval total (Σ value/rate). */
   counter(key: string, total: number): void {
-    const s = this.series(key, 'counter', (m) => ({ value: 0, ttlMs: m }));
-    if (!s) return;
-    const v = total * (s.mapping?.scale ?? 1);
+    const mapped = this.o.mapper.map(key, 'counter');
+    const v = total * (mapped.drop ? 1 : (mapped.mapping?.scale ?? 1));
     if (v < 0) {
+      // A counter only goes up (statsd_exporter refuses a negative increment too).
       this.dropped.negative_counter++;
       return;
     }
+    const s = this.series(key, 'counter', (m) => ({ value: 0, ttlMs: m }), mapped);
+    if (!s) return;
     const sum = s.series.value + v;
     s.series.value = Number.isFinite(sum) ? sum : v;
   }
