@@ -4,6 +4,9 @@
  * Prometheus's own metrics.proto), holding the same figures as the text; any other
  * Accept gets text.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PromWriter, decodeFamilies, encodeFamilies, prefersProtobuf, PROTOBUF_CONTENT_TYPE } from '@shardgram/udp-core/prom';
 import { startServe } from './helpers/cli.js';
@@ -78,6 +81,54 @@ describe("the core's /metrics", () => {
     } finally {
       closeAll(clients);
       await serving.stop('SIGTERM');
+    }
+  });
+});
+
+describe("the statsd app's /metrics", () => {
+  it('serves its timers as native histograms in the protobuf format (one histogram of every value, merged from the workers)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-protobuf-'));
+    const mapping = join(dir, 'mapping.yml');
+    writeFileSync(mapping, 'defaults:\n  observer_type: histogram\n');
+    const serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping], 2);
+    const clients = await openClients(4);
+    try {
+      const values = [1, 2, 2, 3, 40, 500]; // ms
+      for (let i = 0; i < values.length; i++) await send(clients[i % 4]!, `api.lat:${values[i]}|ms\napi.req:1|c|#env:prod`, serving.port);
+      const url = `${serving.stats!}/metrics`;
+      expect(await waitFor(async () => /^api_lat_count 6$/m.test(await (await fetch(url)).text()), 10_000, 50)).toBe(true);
+      const r = await fetch(url, { headers: { accept: PROMETHEUS_PROTOBUF_ACCEPT } });
+      expect(r.headers.get('content-type')).toBe(PROTOBUF_CONTENT_TYPE);
+      type H = { sampleCount: number; sampleSum: number; schema: number; zeroThreshold: number; positiveSpan: { offset: number; length?: number }[]; positiveDelta: number[] };
+      const families = decodeFamilies(new Uint8Array(await r.arrayBuffer())) as { name: string; type: string; metric: { label?: { name: string; value: string }[]; counter?: { value: number }; histogram?: H }[] }[];
+      const req = families.find((f) => f.name === 'api_req')!;
+      expect(req).toMatchObject({ type: 'COUNTER', metric: [{ label: [{ name: 'env', value: 'prod' }], counter: { value: 6 } }] });
+      const h = families.find((f) => f.name === 'api_lat')!.metric[0]!.histogram!;
+      expect(h.sampleCount).toBe(6);
+      expect(h.sampleSum).toBeCloseTo(0.548, 12);
+      expect(h.schema).toBe(3); // bucket factor 1.1, statsd_exporter's default
+      // The native buckets: each value (in seconds) in the bucket client_golang would put it in.
+      const counts = new Map<number, number>();
+      let key = 0;
+      let count = 0;
+      let d = 0;
+      h.positiveSpan.forEach((span, i) => {
+        key = i === 0 ? span.offset : key + span.offset;
+        for (let j = 0; j < (span.length ?? 0); j++, key++) {
+          count += h.positiveDelta[d++]!;
+          if (count) counts.set(key, count);
+        }
+      });
+      const expected = new Map<number, number>();
+      for (const v of values) {
+        const k = Math.ceil(Math.log2(v / 1000) * 8);
+        expected.set(k, (expected.get(k) ?? 0) + 1);
+      }
+      expect(counts).toEqual(expected);
+    } finally {
+      closeAll(clients);
+      await serving.stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
