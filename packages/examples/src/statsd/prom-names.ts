@@ -4,7 +4,8 @@
  * becomes `_` (a `-` right after a `-` is dropped instead), a leading digit gets a `_`
  * in front, no suffix is added; a tag `k:v` (here `k=v`) becomes the label
  * escape(k)="v", and a tag with an empty key or value, or without a value, is an error
- * (not a label).
+ * (not a label); so is one named `__…` (Prometheus reserves those: client_golang would
+ * refuse the series).
  */
 import { splitKey } from './parser.js';
 
@@ -31,8 +32,9 @@ export function splitTags(key: string): { name: string; labels: Map<string, stri
     const eq = t.indexOf('=');
     const k = eq < 0 ? '' : t.slice(0, eq);
     const v = eq < 0 ? '' : t.slice(eq + 1);
-    if (k === '' || v === '') tagErrors++;
-    else labels.set(escapeMetricName(k), v);
+    const name = escapeMetricName(k);
+    if (k === '' || v === '' || name.startsWith('__')) tagErrors++;
+    else labels.set(name, v);
   }
   return { name, labels, tagErrors };
 }

@@ -170,6 +170,9 @@ export class ExporterRegistry {
       return undefined;
     }
     const { name, labels, mapping } = mapped;
+    // A histogram's `le`, a summary's `quantile` are the format's own: such a tag is no label (client_golang refuses it).
+    const own = type === 'histogram' ? 'le' : type === 'summary' ? 'quantile' : undefined;
+    if (own && labels.delete(own)) this.dropped.tag++;
     let f = this.families.get(name);
     if (!f) {
       if (this.clashes(name, type)) {

@@ -122,6 +122,18 @@ describe('series lifecycle and clashes', () => {
     expect(reg.dropped).toMatchObject({ conflict: 2, negative_counter: 1, set: 1 });
   });
 
+  it('tags that would break the exposition are no labels: __…, a histogram\'s le, a summary\'s quantile (counted)', () => {
+    const { reg } = setup('mappings:\n- match: h\n  name: h\n  observer_type: histogram\n');
+    reg.counter('c;__name__=x;ok=1', 1);
+    reg.timer('h;le=5;ok=1', interval([0.1]));
+    reg.timer('s;quantile=5;ok=1', interval([0.1]));
+    const f = families(reg);
+    expect(f.get('c')!.metrics[0]!.labels).toEqual({ ok: '1' });
+    expect(f.get('h')!.metrics[0]!.labels).toEqual({ ok: '1' });
+    expect(f.get('s')!.metrics[0]!.labels).toEqual({ ok: '1' });
+    expect(reg.dropped.tag).toBe(3);
+  });
+
   it('a counter\'s scale applies to its increments', () => {
     const { reg } = setup('mappings:\n- match: bytes.kb\n  name: bytes_total\n  scale: 1024\n');
     reg.counter('bytes.kb', 2);
