@@ -73,7 +73,7 @@ function mappingFile(text: string): MappingConfig {
   try {
     return loadMappingFile(isAbsolute(path) ? path : resolve(path));
   } catch (err) {
-    if (err instanceof MappingError) throw new OptionValueError('a statsd_exporter mapping file with only what this receiver supports (docs/statsd.md)', `${JSON.stringify(text)} (${err.message})`);
+    if (err instanceof MappingError) throw new OptionValueError('a statsd_exporter mapping file with only what this receiver supports (docs/statsd-prometheus.md)', `${JSON.stringify(text)} (${err.message})`);
     throw err;
   }
 }
