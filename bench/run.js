@@ -44,9 +44,11 @@ Options:
   --quick           a short smoke run (count 200000, 1 round; short statsd and syslog
                     sections too): checks that every row works, measures little
   --max-minutes M   stop starting new measurements after M minutes (default 6)
-  --sections LIST   comma-separated subset of: receive,statsd,syslog,changes (default: all);
+  --sections LIST   comma-separated subset of: receive,statsd,timers,syslog,changes (default: all);
                     statsd: Etsy statsd 0.9.0 vs shardgram statsd, and shardgram statsd's
                     CPU per datagram beside the C recvmmsg floor (bench/statsd.js);
+                    timers: statsd timers' flush cost and supervisor memory, exact values
+                    vs native histograms, 1k/10k/100k values (bench/statsd-timers.js);
                     syslog: rsyslog imudp vs shardgram syslog (bench/syslog.js);
                     changes: takeover, reload, shrink/grow under load (bench/changes.js)
   --no-write        print only; leave docs/ alone
@@ -69,7 +71,7 @@ try {
       quick: { type: 'boolean', default: false },
       'max-minutes': { type: 'string', default: '6' },
       'no-write': { type: 'boolean', default: false },
-      sections: { type: 'string', default: 'receive,statsd,syslog,changes' },
+      sections: { type: 'string', default: 'receive,statsd,timers,syslog,changes' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -220,8 +222,8 @@ async function calibrateSenders(c) {
 // ---------------------------------------------------------------------------
 const SECTIONS = String(args.sections).split(',').map((x) => x.trim()).filter(Boolean);
 for (const x of SECTIONS) {
-  if (!['receive', 'statsd', 'syslog', 'changes'].includes(x)) {
-    process.stderr.write(`bench: --sections takes receive, statsd, syslog, changes; got "${x}"\n`);
+  if (!['receive', 'statsd', 'timers', 'syslog', 'changes'].includes(x)) {
+    process.stderr.write(`bench: --sections takes receive, statsd, timers, syslog, changes; got "${x}"\n`);
     process.exit(2);
   }
 }
@@ -246,6 +248,15 @@ async function appSections() {
       if (sg) log(`${elapsed()}  shardgram statsd: ${sg.us.toFixed(3)} µs CPU/datagram, ${sg.xFloor === undefined ? 'no C floor' : `${sg.xFloor.toFixed(2)} × the C recvmmsg floor`} (same run)`);
     } catch (err) {
       out.push(`## StatsD: CPU per datagram against the C floor\n\nThis section did not run: ${err.message}\n`);
+    }
+  }
+  if (SECTIONS.includes('timers')) {
+    log(`${elapsed()}  timers section: statsd timers, exact values vs native histograms …`);
+    const { QUICK: TQUICK, runTimerBench } = await import('./statsd-timers.js');
+    try {
+      out.push((await runTimerBench({ log, ...(args.quick ? TQUICK : {}) })).markdown);
+    } catch (err) {
+      out.push(`## StatsD timers\n\nThe timers section did not run: ${err.message}\n`);
     }
   }
   if (SECTIONS.includes('changes')) {

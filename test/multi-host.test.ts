@@ -2,11 +2,12 @@
  * Several shardgram hosts behind real UDP balancers, in network namespaces this test
  * makes (test/helpers/netns.js): nftables DNAT and nginx's stream proxy in `lb`,
  * three `shardgram serve` hosts, a client sending bursts from many source ports;
- * Prometheus in `lb` scraping the hosts' --stats-address. Root only (CI runs as root).
+ * Prometheus in `lb` scraping the hosts' --stats-address (with native histograms: the
+ * protobuf format). Root only (CI runs as root).
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,8 +34,12 @@ const STATSD_STATS_PORT = 9101;
 const PROM = `${LB_INNER}:9090`;
 const PORTS = { jhash: 9001, random: 9002, nginx: 9003 } as const;
 const BURST = { sources: 64, count: 3000, rate: 3000 };
-/** Timer histogram bounds (ms) for the StatsD hosts. */
-const TIMER_BUCKETS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000];
+/** Native histogram bucket factor of the StatsD hosts' timers (statsd_exporter's default; schema 3). */
+const BUCKET_FACTOR = 1.1;
+/** histogram_quantile on a native histogram answers within its bucket: a relative 2^(2^-schema) - 1 of the exact value. */
+const NATIVE_ERROR = 2 ** (2 ** -3) - 1;
+/** The StatsD hosts' mapping file, in statsd_exporter's format: every timer a native histogram. */
+const MAPPING = ['defaults:', '  observer_type: histogram', '  histogram_options:', `    native_histogram_bucket_factor: ${BUCKET_FACTOR}`, ''].join('\n');
 const FIXTURE_BURST = fileURLToPath(new URL('./fixtures/udp-burst.js', import.meta.url));
 
 interface Host {
@@ -80,10 +85,12 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
         '--stats-port', String(STATS_PORT), '--stats-address', hostAddress(i), '--stats-host', `h${i + 1}.shardgram.test`,
       ]),
     );
+    const mapping = join(tmp!, 'mapping.yml');
+    await writeFile(mapping, MAPPING);
     const statsd = t.hosts.map((ns, i) =>
       serveIn(t, ns, [
         'statsd', '--port', String(STATSD_PORT), '--address', hostAddress(i), '--workers', '2', '--flush-interval', '200',
-        '--app-option', `timerBuckets=${TIMER_BUCKETS.join(',')}`, '--stats-port', String(STATSD_STATS_PORT), '--stats-address', hostAddress(i),
+        '--mapping-config', mapping, '--stats-port', String(STATSD_STATS_PORT), '--stats-address', hostAddress(i),
       ]),
     );
     hosts.push(...(await Promise.all([...echo, ...statsd])));
@@ -177,12 +184,12 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
   });
 
 
-  it.skipIf(skipProm)('Prometheus in lb scrapes every host: the sums over its API equal what the hosts received and what was sent', async () => {
+  it.skipIf(skipProm)('Prometheus (native histograms) in lb scrapes every host: counter sums exact, the cross-host p99 of the summed native histograms within the bucket error', async () => {
     const t = topo!;
     const dir = await mkdtemp(join(tmp!, 'prometheus-'));
     const targets = (port: number): string[] => t.hosts.map((_, i) => `${hostAddress(i)}:${port}`);
     const config = await writePrometheusConfig({ dir, jobs: [{ name: 'echo', targets: targets(STATS_PORT) }, { name: 'statsd', targets: targets(STATSD_STATS_PORT) }] });
-    const prom = t.spawn(t.lb, ['prometheus', `--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=${PROM}`, '--log.level=warn']);
+    const prom = t.spawn(t.lb, ['prometheus', `--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=${PROM}`, '--log.level=warn', '--enable-feature=native-histograms']);
     let promLog = '';
     prom.stderr!.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-4000)));
     const query = async (q: string): Promise<number | undefined> => {
@@ -211,21 +218,22 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
       const datagrams = latencies.map((ms) => `mh.requests:1|c\nmh.latency:${ms}|ms`);
       const sent = await t.exec(t.client, [process.execPath, FIXTURE_BURST], { input: JSON.stringify({ address: VIP, port: STATSD_PORT, sources: 64, rate: 3000, datagrams }), timeoutMs: 30_000 });
       expect(JSON.parse(sent.stdout)).toMatchObject({ sent: n, errors: 0 });
+      // statsd_exporter's names: mh.requests is the counter mh_requests, mh.latency the histogram mh_latency (seconds).
       let total: number | undefined;
-      await waitFor(async () => (total = await query('sum(shardgram_statsd_counter_total{metric="mh.requests"})')) === n, 20_000, 250);
+      await waitFor(async () => (total = await query('sum(mh_requests)')) === n, 20_000, 250);
       expect(total, 'cross-host counter sum').toBe(n);
-      expect(await query('count(shardgram_statsd_counter_total{metric="mh.requests"} > 0)'), 'hosts that got a share').toBe(HOSTS);
-      expect(await waitFor(async () => (await query('sum(shardgram_statsd_timer_seconds_count{metric="mh.latency"})')) === n, 20_000, 250)).toBe(true);
+      expect(await query('count(mh_requests > 0)'), 'hosts that got a share').toBe(HOSTS);
+      let count: number | undefined;
+      await waitFor(async () => (count = await query('histogram_count(sum(mh_latency))')) === n, 20_000, 250);
+      expect(count, 'observations in the summed native histograms').toBe(n);
 
-      // 3. A cross-host percentile from the summed buckets, against the exact one.
+      // 3. Cross-host percentiles from the summed native histograms, against the exact ones of every value sent.
       const sorted = [...latencies].sort((a, b) => a - b);
       for (const q of [0.5, 0.9, 0.99]) {
         const exact = sorted[Math.ceil(q * n) - 1]!;
-        const est = (await query(`histogram_quantile(${q}, sum by (le) (shardgram_statsd_timer_seconds_bucket{metric="mh.latency"}))`))! * 1000;
-        const i = TIMER_BUCKETS.findIndex((b) => exact <= b);
-        const width = TIMER_BUCKETS[i]! - (i > 0 ? TIMER_BUCKETS[i - 1]! : 0);
-        console.log(`p${q * 100}: exact ${exact} ms, from Prometheus's summed buckets ${est.toFixed(1)} ms (bucket width ${width} ms)`);
-        expect(Math.abs(est - exact), `p${q * 100}`).toBeLessThanOrEqual(width);
+        const est = (await query(`histogram_quantile(${q}, sum(mh_latency))`))! * 1000;
+        console.log(`p${q * 100}: exact ${exact} ms, from Prometheus's summed native histograms ${est.toFixed(2)} ms (bound ±${(NATIVE_ERROR * 100).toFixed(2)} %)`);
+        expect(Math.abs(est - exact) / exact, `p${q * 100}`).toBeLessThanOrEqual(NATIVE_ERROR);
       }
     } finally {
       await t.stop(prom);

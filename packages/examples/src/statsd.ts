@@ -16,7 +16,8 @@ import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError, descr
 import { PartialAggregate } from './statsd/aggregate.js';
 import { FlushCollector } from './statsd/collector.js';
 import { FlushOutputs } from './statsd/outputs.js';
-import { parseStatsdOptions } from './statsd/options.js';
+import { Mapper } from './statsd/mapper.js';
+import { effectiveTimerSchema, parseStatsdOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
 
 /**
@@ -51,10 +52,16 @@ export const description = 'StatsD/DogStatsD aggregation, exact across workers (
 export default defineApp((socket, ctx) => {
   const o = parseStatsdOptions(ctx.options); // a bad option stops the service at start, with its name
   const badLines = ctx.sampledLog('statsd: bad line');
+  const mapper = new Mapper(o.mappingConfig);
   const agg = new PartialAggregate({
     maxNameLength: o.maxNameLength,
     maxKeys: o.maxKeys,
     tagStyles: o.tagStyles,
+    timers: {
+      mode: o.timerMode, schema: effectiveTimerSchema(o), maxBuckets: o.timerMaxBuckets,
+      // Prometheus units: ms to seconds (as statsd_exporter), times a mapping's scale.
+      scale: (name, type) => (type === 'ms' ? 0.001 : 1) * mapper.timerScale(name),
+    },
     onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });
   socket.on('message', (msg, rinfo) => agg.datagram(msg, rinfo));
@@ -94,7 +101,9 @@ export const supervisor = defineAppSupervisor((ctx) => {
   ctx.log(
     `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +
       (o.jsonOut !== undefined ? `; JSON lines to ${o.jsonOut}` : '') +
-      (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : ''),
+      (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : '') +
+      `; timers as ${o.timerMode === 'exact' ? 'raw values (exact)' : `native histograms (schema ${effectiveTimerSchema(o)})`}` +
+      `; Prometheus ${o.promLayout === 'labels' ? 'layout: labels (before statsd_exporter names)' : `names as statsd_exporter${o.mappingConfig ? ` with ${o.mappingConfig.mappings.length} mappings from ${o.mappingConfig.source}` : ''}`}`,
   );
   return {
     message(index, m) {
@@ -104,6 +113,7 @@ export const supervisor = defineAppSupervisor((ctx) => {
       await collector.stop();
       await outputs.close((l) => ctx.log(l));
     },
-    metrics: () => collector.metrics() + outputs.metrics(),
+    metrics: () => collector.writer(outputs).text(),
+    metricFamilies: () => collector.writer(outputs).families(),
   };
 });

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { SteeringPolicy } from './steering/policies.js';
 import type { SampledLog, SampledLogOptions } from './log-sampler.js';
 import type { AppOptionSchema } from './app-options.js';
+import type { PromFamily } from './prom-text.js';
 
 export type EngineName = 'dgram' | 'native';
 
@@ -114,6 +115,12 @@ export interface AppSupervisorHooks {
   stop?(): void | Promise<void>;
   /** Extra Prometheus text appended to GET /metrics. */
   metrics?(): string;
+  /**
+   * The same figures as families (a `PromWriter`'s `families()`), for a scraper that
+   * asks for the protobuf format (native histograms). Without it, an app with a
+   * `metrics` hook is always served as text.
+   */
+  metricFamilies?(): PromFamily[];
 }
 
 /**

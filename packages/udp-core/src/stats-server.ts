@@ -1,5 +1,6 @@
 /**
- * The statistics endpoint: `GET /stats` (JSON), `GET /metrics` (Prometheus) and `GET /`
+ * The statistics endpoint: `GET /stats` (JSON), `GET /metrics` (Prometheus: text, or the
+ * protobuf format to a scraper whose `Accept` prefers it) and `GET /`
  * (a live page reading /stats), read only. Nothing on this port changes the service (that is the owner-only control
  * socket's job), so exposing it to a monitoring network exposes figures, not power.
  *
@@ -17,7 +18,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { ShardgramError, describeError } from './errors.js';
 import { familyOf } from './ffi/sockaddr.js';
-import { toPrometheus, type StatsReport } from './stats.js';
+import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './prom-proto.js';
+import type { PromFamily } from './prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from './stats.js';
 
 export interface StatsServer {
   readonly server: Server;
@@ -38,6 +41,11 @@ export interface StatsSource {
   stats(): StatsReport;
   /** Prometheus text; default: the report's. */
   metrics?(): string;
+  /**
+   * The same as families, for the protobuf format (served to a scraper that prefers it);
+   * undefined when some part exists only as text (then text is served). Default: the report's.
+   */
+  metricFamilies?(): PromFamily[] | undefined;
 }
 
 export interface StatsServerOptions {
@@ -225,7 +233,13 @@ export async function startStatsServer(source: StatsSource, port: number, option
     if (path === '/stats') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
     } else {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
+      // The protobuf format (native histograms) to a scraper that prefers it; text otherwise.
+      const families = prefersProtobuf(req.headers.accept) ? (source.metricFamilies ? source.metricFamilies() : source.metrics ? undefined : statsFamilies(source.stats())) : undefined;
+      if (families && protobufCapable(families)) {
+        res.writeHead(200, { 'content-type': PROTOBUF_CONTENT_TYPE, vary: 'Accept' }).end(encodeFamilies(families));
+      } else {
+        res.writeHead(200, { 'content-type': TEXT_CONTENT_TYPE, vary: 'Accept' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
+      }
     }
   };
 

@@ -3,7 +3,7 @@ import { COUNTERS, addInto, zeroCounters, type Counters } from './counters.js';
 import { fairness, shares, type Fairness } from './fairness.js';
 import type { PortHolder } from './errors.js';
 import type { ImbalanceState } from './imbalance.js';
-import { PromWriter } from './prom-text.js';
+import { PromWriter, type PromFamily } from './prom-text.js';
 import { mergeTopSenders, type TopSendersReport } from './top-senders.js';
 import type { PolicySpec } from './steering/steering.js';
 
@@ -81,6 +81,13 @@ export function summarize(service: StatsReport['service'], rows: WorkerRow[], re
     fairness: fairness(counts),
     ...(senders.length ? { topSenders: mergeTopSenders(senders) } : {}),
   };
+}
+
+/** The report's Prometheus families (for the protobuf format). */
+export function statsFamilies(r: StatsReport): PromFamily[] {
+  const w = new PromWriter();
+  toPrometheus(r, w);
+  return w.families();
 }
 
 /** The report in Prometheus text exposition format: one family per counter of the list, per worker and for the service. */

@@ -8,8 +8,11 @@
  * - gauges: the operations themselves, in receive-time order, each with its receive
  *   time: the kernel's (rinfo.timestamp, native engine) or this process's clock; an
  *   absolute value drops the operations before it (they can no longer matter);
- * - timers: every raw value and the sample-rate-corrected count (no sketch, no
- *   approximation);
+ * - timers: by default a native histogram (native-histogram.ts) of the values in
+ *   Prometheus's units (seconds for `ms`, as statsd_exporter converts them; times a
+ *   mapping's `scale`), whose memory does not grow with traffic, plus the exact count,
+ *   sum, min and max; with `timerMode: 'exact'`, every raw value instead (Etsy's
+ *   exact percentiles);
  * - sets: the members;
  * - DogStatsD events and service checks: each one, as parsed (they are not metrics,
  *   and are kept apart from them), and the count of ignored fields.
@@ -20,7 +23,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
-import { parseDatagram, parseSimpleDatagram, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
+import { NativeHistogram, type NativeHistogramData } from './native-histogram.js';
+import { parseDatagram, parseSimpleDatagram, splitKey, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
 import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
 
 /** Gauge operations of one key, in receive-time order; only the first may be absolute. */
@@ -38,8 +42,58 @@ export interface TimerPartial {
   count: number;
   /** Σ values (kept finite: a value that would overflow it is rejected). */
   sum: number;
-  /** Every value received, in arrival order. */
-  values: number[];
+  /** Values received. */
+  n: number;
+  min: number;
+  max: number;
+  /** Prometheus units per unit of the values: 0.001 for `ms` (to seconds), 1 for `h` and `d`, times a mapping's `scale`. */
+  scale: number;
+  /** Histogram mode: the values times `scale`, each weighted as statsd_exporter weights a sampled one (trunc(1/rate), at least 1). */
+  hist?: NativeHistogramData;
+  /** Histogram mode, when a value was sampled: every value counted once (Etsy's percentiles are over the values, not their weights). */
+  unweighted?: NativeHistogramData;
+  /** Exact mode: every value received, in arrival order. */
+  values?: number[];
+  /** Exact mode: each value's weight, present when one is not 1. */
+  weights?: number[];
+}
+
+/** How a worker keeps its timers. */
+export interface TimerOptions {
+  /** 'histogram' (default): bounded memory; 'exact': every raw value. */
+  mode: 'histogram' | 'exact';
+  /** Schema of the histograms (default 5). */
+  schema: number;
+  /** Most buckets in one timer's histogram in one interval; more lower its schema (default 2048). */
+  maxBuckets: number;
+  /** Prometheus units per unit of a timer's values (default: 0.001 for `ms`, else 1). */
+  scale(name: string, type: 'ms' | 'h' | 'd'): number;
+}
+
+export const DEFAULT_TIMER_OPTIONS: TimerOptions = {
+  mode: 'histogram',
+  schema: 5,
+  maxBuckets: 2048,
+  scale: (_name, type) => (type === 'ms' ? 0.001 : 1),
+};
+
+/** A timer of the interval being received. */
+interface LiveTimer {
+  count: number;
+  sum: number;
+  n: number;
+  min: number;
+  max: number;
+  scale: number;
+  hist: NativeHistogram | undefined;
+  unweighted: NativeHistogram | undefined;
+  values: number[] | undefined;
+  weights: number[] | undefined;
+}
+
+/** statsd_exporter observes a value sampled at rate r trunc(1/r) times. */
+export function sampleWeight(sampleRate: number): number {
+  return Math.max(1, Math.trunc(1 / sampleRate));
 }
 
 /** A worker's partial aggregate: plain data, structured-cloneable for IPC. */
@@ -95,13 +149,16 @@ export interface PartialAggregateOptions {
   maxKeys?: number;
   /** Which name-embedded tag styles are read (tag-styles.ts). Default: all. */
   tagStyles?: TagStyles;
+  /** How timers are kept. Default: DEFAULT_TIMER_OPTIONS. */
+  timers?: { [K in keyof TimerOptions]?: TimerOptions[K] };
 }
 
 export class PartialAggregate implements MetricSink {
   /** Totals in holders: one Map lookup per increment, not a get and a set. */
   private counters = new Map<string, { v: number }>();
   private gauges = new Map<string, GaugeOps>();
-  private timers = new Map<string, TimerPartial>();
+  private timers = new Map<string, LiveTimer>();
+  private readonly timerOptions: TimerOptions;
   private sets = new Map<string, Set<string>>();
   private badLines = 0;
   private metrics = 0;
@@ -127,6 +184,7 @@ export class PartialAggregate implements MetricSink {
     this.maxName = opts.maxNameLength ?? Infinity;
     this.maxKeys = opts.maxKeys ?? Infinity;
     this.parse = { ...(opts.tagStyles ?? ALL_TAG_STYLES), maxName: this.maxName };
+    this.timerOptions = { ...DEFAULT_TIMER_OPTIONS, ...opts.timers };
   }
 
   /** Parses and aggregates one datagram; `rinfo.timestamp`, when there is one, orders its gauge operations. */
@@ -184,11 +242,17 @@ export class PartialAggregate implements MetricSink {
     insertGaugeOp(ops, t, value, relative);
   }
 
-  timer(key: string, value: number, sampleRate: number): void {
+  timer(key: string, value: number, sampleRate: number, type: 'ms' | 'h' | 'd' = 'ms'): void {
     let tm = this.timers.get(key);
+    const o = this.timerOptions;
     if (!tm) {
       if (!this.room()) return;
-      this.timers.set(key, (tm = { count: 0, sum: 0, values: [] }));
+      const exact = o.mode === 'exact';
+      tm = {
+        count: 0, sum: 0, n: 0, min: Infinity, max: -Infinity, scale: o.scale(splitKey(key).name, type),
+        hist: exact ? undefined : new NativeHistogram(o.schema), unweighted: undefined, values: exact ? [] : undefined, weights: undefined,
+      };
+      this.timers.set(key, tm);
     }
     const sum = tm.sum + value;
     const count = tm.count + 1 / sampleRate;
@@ -196,7 +260,23 @@ export class PartialAggregate implements MetricSink {
       this.overflows++;
       return;
     }
-    tm.values.push(value);
+    const w = sampleWeight(sampleRate);
+    if (tm.hist) {
+      if (w !== 1) tm.unweighted ??= tm.hist.clone();
+      tm.hist.observe(value * tm.scale, w);
+      if (tm.hist.buckets > o.maxBuckets) tm.hist.limit(o.maxBuckets);
+      if (tm.unweighted) {
+        tm.unweighted.observe(value * tm.scale);
+        if (tm.unweighted.buckets > o.maxBuckets) tm.unweighted.limit(o.maxBuckets);
+      }
+    } else {
+      if (w !== 1) tm.weights ??= new Array<number>(tm.values!.length).fill(1);
+      tm.weights?.push(w);
+      tm.values!.push(value);
+    }
+    if (value < tm.min) tm.min = value;
+    if (value > tm.max) tm.max = value;
+    tm.n++;
     tm.sum = sum;
     tm.count = count;
   }
@@ -240,7 +320,7 @@ export class PartialAggregate implements MetricSink {
     const p: Partial = {
       counters: Array.from(this.counters, ([k, t]): [string, number] => [k, t.v]),
       gauges: [...this.gauges],
-      timers: [...this.timers],
+      timers: Array.from(this.timers, ([k, t]): [string, TimerPartial] => [k, timerPartial(t)]),
       sets: [...this.sets].map(([k, s]) => [k, [...s]]),
       badLines: this.badLines,
       metrics: this.metrics,
@@ -268,6 +348,15 @@ export class PartialAggregate implements MetricSink {
     this.keys = 0;
     return p;
   }
+}
+
+function timerPartial(t: LiveTimer): TimerPartial {
+  const p: TimerPartial = { count: t.count, sum: t.sum, n: t.n, min: t.min, max: t.max, scale: t.scale };
+  if (t.hist) p.hist = t.hist.toData();
+  if (t.unweighted) p.unweighted = t.unweighted.toData();
+  if (t.values) p.values = t.values;
+  if (t.weights) p.weights = t.weights;
+  return p;
 }
 
 /**

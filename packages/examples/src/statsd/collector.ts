@@ -24,9 +24,13 @@ import type { Partial } from './aggregate.js';
 import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from './merge.js';
 import type { StatsdOptions } from './options.js';
 import type { FlushRequest, FromWorker } from './protocol.js';
+import { PromWriter, type PromFamily } from '@shardgram/udp-core/prom';
 import { formatPrometheus, promLabelRecord } from './flush.js';
 import { TimerHistograms } from './histogram.js';
 import { DialectTotals } from './dialect-metrics.js';
+import { Mapper } from './mapper.js';
+import { effectiveTimerSchema } from './options.js';
+import { DROP_REASONS, ExporterRegistry } from './prom-registry.js';
 
 export type FlushOutput = (r: FlushResult) => Promise<void>;
 
@@ -102,18 +106,24 @@ export class FlushCollector {
   private readonly counterUpdated = new Map<string, number>();
   private readonly histograms: TimerHistograms;
   private readonly dialect = new DialectTotals();
+  /** The statsd_exporter layout's metrics (promLayout=exporter). */
+  private readonly registry: ExporterRegistry | undefined;
   private totals = {
     badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0, gaugesExpired: 0,
   };
 
   constructor(private readonly deps: CollectorDeps) {
     this.o = deps.options;
-    this.limits = { maxKeys: this.o.maxKeys, gaugeExpiry: this.o.gaugeExpiry };
+    const schema = effectiveTimerSchema(this.o);
+    this.limits = { maxKeys: this.o.maxKeys, gaugeExpiry: this.o.gaugeExpiry, timerSchema: schema };
     this.pending = new IntervalMerge(this.limits);
     this.clock = deps.clock ?? realClock;
     this.startedAt = this.clock.now();
     this.lastFlushAt = this.startedAt;
     this.histograms = new TimerHistograms(this.o.timerBucketsMs, this.o.maxKeys);
+    this.registry = this.o.promLayout === 'exporter'
+      ? new ExporterRegistry({ mapper: new Mapper(this.o.mappingConfig), maxSeries: this.o.maxKeys, schema, maxBuckets: this.o.timerMaxBuckets, now: () => this.clock.now() })
+      : undefined;
     this.late = sampledLog(deps.log, 'late partial', { first: 20 });
   }
 
@@ -214,8 +224,14 @@ export class FlushCollector {
       final,
       interval_ms: now - this.lastFlushAt,
       missing_workers: missingWorkers,
-    }, (k, values) => this.histograms.observe(k, values));
+    }, (k, t) => (this.registry ? this.registry.timer(k, t) : this.histograms.observeFlush(k, t)));
     this.lastFlushAt = now;
+    if (this.registry) {
+      for (const [k, v] of Object.entries(r.counters)) this.registry.counter(k, v);
+      // Gauges set or changed in this interval (the others keep their value and their ttl clock).
+      for (const [k, v] of Object.entries(r.gauges)) if (this.gauges.updated.get(k) === r.flush) this.registry.gauge(k, v);
+      for (const _k of Object.keys(r.sets)) this.registry.set();
+    }
     this.last = r;
     this.addCounterTotals(r);
     this.dialect.add(r);
@@ -290,8 +306,30 @@ export class FlushCollector {
 
   /** GET /metrics text. */
   metrics(): string {
+    return this.writer().text();
+  }
+
+  /** GET /metrics as families (the protobuf format: native histograms). */
+  metricFamilies(): PromFamily[] {
+    return this.writer().families();
+  }
+
+  /** The app's /metrics as families: the collector's, then those `also` writes (the outputs'). */
+  writer(also?: { write(w: PromWriter): void }): PromWriter {
+    const w = new PromWriter();
     const overflows = this.totals.overflows + this.histograms.overflowResets;
-    return formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }) + this.histograms.text(promLabelRecord) + this.dialect.text();
+    if (this.registry) {
+      this.registry.write(w);
+      formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }, w, true);
+      w.family('shardgram_statsd_prometheus_dropped_total', 'counter', 'StatsD metrics not served on /metrics, as statsd_exporter would not serve them (reason: set, mapping_drop, empty_name, conflict, negative_counter, tag, series_limit); the other outputs still have them.');
+      for (const reason of DROP_REASONS) w.sample('shardgram_statsd_prometheus_dropped_total', { reason }, this.registry.dropped[reason]);
+    } else {
+      formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }, w);
+      this.histograms.write(w, promLabelRecord);
+    }
+    this.dialect.write(w);
+    also?.write(w);
+    return w;
   }
 
   /** The last flush (for tests and embedding). */

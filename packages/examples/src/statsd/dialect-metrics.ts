@@ -3,7 +3,7 @@
  * service checks by status, ignored fields, and the lines seen by kind (metric,
  * event, service check, bad), totals since the start, summed from each flush.
  */
-import { PromWriter } from '@shardgram/udp-core/prom';
+import type { PromWriter } from '@shardgram/udp-core/prom';
 import { ALERT_TYPES, SERVICE_CHECK_STATUSES, type AlertType, type ServiceCheckStatus } from './dogstatsd.js';
 import type { FlushResult } from './merge.js';
 
@@ -24,9 +24,8 @@ export class DialectTotals {
     this.badLines += r.bad_lines_seen;
   }
 
-  /** Prometheus text (appended to the app's /metrics). */
-  text(): string {
-    const w = new PromWriter();
+  /** Its families, into the app's /metrics. */
+  write(w: PromWriter): void {
     w.family('shardgram_statsd_events_total', 'counter', 'DogStatsD events received, by alert type (in the JSON output, never in the metrics).');
     for (const [t, n] of this.events) w.sample('shardgram_statsd_events_total', { alert_type: t }, n);
     w.family('shardgram_statsd_service_checks_total', 'counter', 'DogStatsD service checks received, by status.');
@@ -43,6 +42,5 @@ export class DialectTotals {
     w.sample('shardgram_statsd_lines_total', { kind: 'event' }, events);
     w.sample('shardgram_statsd_lines_total', { kind: 'service_check' }, checks);
     w.sample('shardgram_statsd_lines_total', { kind: 'bad' }, this.badLines);
-    return w.text();
   }
 }

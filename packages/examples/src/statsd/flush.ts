@@ -135,9 +135,19 @@ export interface PrometheusState {
   gaugesExpired: number;
 }
 
-/** Prometheus text of the app (through core's PromWriter: every label escaped). */
-export function formatPrometheus(s: PrometheusState): string {
-  const w = new PromWriter();
+/**
+ * Prometheus text of the app (through core's PromWriter: every label escaped), written
+ * into `w`. With `ownOnly` (the statsd_exporter layout, prom-registry.ts serves the
+ * metrics themselves) only the receiver's own families.
+ */
+export function formatPrometheus(s: PrometheusState, w = new PromWriter(), ownOnly = false): string {
+  if (!ownOnly) writeLabelsLayout(s, w);
+  else if (s.last) w.family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.').sample('shardgram_statsd_last_flush_timestamp_seconds', {}, s.last.timestamp);
+  writeOwn(s, w);
+  return w.text();
+}
+
+function writeLabelsLayout(s: PrometheusState, w: PromWriter): void {
   w.family('shardgram_statsd_counter_total', 'counter', 'StatsD counter: sample-rate-corrected total since the service started.');
   for (const [k, v] of s.counterTotals) w.sample('shardgram_statsd_counter_total', promLabels(k), v);
   const last = s.last;
@@ -155,6 +165,9 @@ export function formatPrometheus(s: PrometheusState): string {
     w.family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.');
     w.sample('shardgram_statsd_last_flush_timestamp_seconds', {}, last.timestamp);
   }
+}
+
+function writeOwn(s: PrometheusState, w: PromWriter): void {
   const total = (name: string, help: string, v: number): void => void w.family(name, 'counter', help).sample(name, {}, v);
   total('shardgram_statsd_bad_lines_seen_total', 'Lines that were not valid metrics (Etsy: bad_lines_seen).', s.badLines);
   total('shardgram_statsd_metrics_received_total', 'Non-empty lines received.', s.metrics);
@@ -167,5 +180,4 @@ export function formatPrometheus(s: PrometheusState): string {
   w.sample('shardgram_statsd_rejected_total', { reason: 'key_limit' }, s.keysOverLimit);
   w.sample('shardgram_statsd_rejected_total', { reason: 'overflow' }, s.overflows);
   total('shardgram_statsd_gauges_expired_total', 'Gauges forgotten after gaugeExpiry flushes without an update.', s.gaugesExpired);
-  return w.text();
 }

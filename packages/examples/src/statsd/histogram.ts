@@ -10,6 +10,8 @@
  * sample-rate-corrected `count`).
  */
 import { PromWriter, type PromLabels } from '@shardgram/udp-core/prom';
+import type { TimerFlush } from './merge.js';
+import { classicCounts } from './native-histogram.js';
 
 /** Default bucket upper bounds in milliseconds: 1 ms to 10 s, 1-2.5-5 steps. */
 export const DEFAULT_TIMER_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
@@ -52,6 +54,30 @@ export class TimerHistograms {
     private readonly maxKeys = Infinity,
   ) {}
 
+  /**
+   * Counts one flush interval of timer `key`: its raw values (exact mode), or its native
+   * histogram's buckets (each under the first bound at or above its middle).
+   */
+  observeFlush(key: string, t: TimerFlush): void {
+    if (t.values) return this.observe(key, t.values);
+    let s = this.series.get(key);
+    if (!s) {
+      if (this.series.size >= this.maxKeys) return;
+      this.series.set(key, (s = { counts: new Float64Array(this.boundsMs.length + 1), sumMs: 0, count: 0 }));
+    }
+    const sumMs = t.hist.sum / t.scale;
+    if (!Number.isFinite(s.sumMs + sumMs)) {
+      s.counts.fill(0);
+      s.sumMs = 0;
+      s.count = 0;
+      this.overflowResets++;
+    }
+    const counts = classicCounts(t.hist, this.boundsMs.map((b) => b * t.scale));
+    for (let i = 0; i < counts.length; i++) s.counts[i]! += counts[i]!;
+    s.sumMs += sumMs;
+    s.count += t.hist.count;
+  }
+
   /** Counts one flush interval's raw values of timer `key` (milliseconds). */
   observe(key: string, values: ArrayLike<number>): void {
     let s = this.series.get(key);
@@ -92,16 +118,10 @@ export class TimerHistograms {
   write(w: PromWriter, labels: (key: string) => PromLabels): void {
     if (this.series.size === 0) return;
     w.family(TIMER_HISTOGRAM, 'histogram', 'StatsD timer values since the service started, in seconds (sum by le across hosts for percentiles).');
-    const les = [...this.boundsMs.map((ms) => String(ms / 1000)), '+Inf'];
     for (const [key, s] of this.series) {
-      const l = labels(key);
       let cumulative = 0;
-      for (let i = 0; i < les.length; i++) {
-        cumulative += s.counts[i]!;
-        w.sample(`${TIMER_HISTOGRAM}_bucket`, { ...l, le: les[i]! }, cumulative);
-      }
-      w.sample(`${TIMER_HISTOGRAM}_sum`, l, Number.isFinite(s.sumMs) ? s.sumMs / 1000 : 0);
-      w.sample(`${TIMER_HISTOGRAM}_count`, l, s.count);
+      const buckets = this.boundsMs.map((ms, i): [number, number] => [ms / 1000, (cumulative += s.counts[i]!)]);
+      w.histogram(TIMER_HISTOGRAM, labels(key), { buckets, sum: Number.isFinite(s.sumMs) ? s.sumMs / 1000 : 0, count: s.count });
     }
   }
 

@@ -7,8 +7,11 @@
  *   values a key that lands on one worker (the `key` policy) is summed in exactly
  *   Etsy's order; one spread over several workers may differ in the last bit.
  * - sets: union of members. Exact.
- * - timers: all raw values concatenated, then sorted and summarized (timer-stats.ts).
- *   Exact: order does not matter once sorted.
+ * - timers: the workers' native histograms merged (exact: the merge of any split is
+ *   the histogram of all the values), count, sum, min and max added up; the flush's
+ *   percentiles come from the merged histogram, within relativeError(schema) of the
+ *   exact ones (timer-stats.ts). In exact mode, all raw values concatenated, then
+ *   sorted and summarized as Etsy statsd does: order does not matter once sorted.
  * - gauges: every worker's operations are replayed onto the persisted value in
  *   receive-time order (a stable merge: one worker's operations keep their order).
  *   Under `key` a gauge lives on one worker, so this is its exact arrival order. Under
@@ -25,7 +28,8 @@
  */
 import type { GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
-import { timerSummary, type TimerSummary } from './timer-stats.js';
+import { NativeHistogram } from './native-histogram.js';
+import { timerSummary, timerSummaryFromHistogram, type TimerSummary } from './timer-stats.js';
 
 /** One flush interval's merged figures, plain JSON. */
 export interface FlushResult {
@@ -74,8 +78,27 @@ export function record<T>(): Record<string, T> {
 interface TimerAcc {
   count: number;
   sum: number;
-  chunks: number[][];
   n: number;
+  min: number;
+  max: number;
+  scale: number;
+  /** Histogram-mode partials, merged. */
+  hist: NativeHistogram | undefined;
+  /** The same with every value counted once, kept from the first partial that had a sampled value. */
+  unweighted: NativeHistogram | undefined;
+  /** Exact-mode partials' values (and weights, when one is not 1). */
+  chunks: number[][];
+  weights: (number[] | undefined)[];
+}
+
+/** One timer's interval as the Prometheus side sees it. */
+export interface TimerFlush {
+  /** Every value of the interval, in Prometheus units (value × scale), as a native histogram. */
+  hist: NativeHistogram;
+  /** Prometheus units per unit of the values. */
+  scale: number;
+  /** Exact mode: the raw values, sorted (each once, whatever its sample rate). */
+  values?: Float64Array;
 }
 
 export interface MergeLimits {
@@ -83,6 +106,8 @@ export interface MergeLimits {
   maxKeys: number;
   /** Flushes without an update after which a gauge is forgotten (0: never). */
   gaugeExpiry: number;
+  /** Schema of the histograms built from exact-mode values (default 5). */
+  timerSchema?: number;
 }
 
 const NO_LIMITS: MergeLimits = { maxKeys: Infinity, gaugeExpiry: 0 };
@@ -137,20 +162,33 @@ export class IntervalMerge {
       else this.overflows++;
     }
     for (const [k, t] of p.timers) {
-      const acc = this.timers.get(k);
+      let acc = this.timers.get(k);
       if (acc) {
         const sum = acc.sum + t.sum;
         const count = acc.count + t.count;
         if (!Number.isFinite(sum) || !Number.isFinite(count)) {
-          this.overflows += t.values.length;
+          this.overflows += t.n;
           continue;
         }
         acc.sum = sum;
         acc.count = count;
-        acc.chunks.push(t.values);
-        acc.n += t.values.length;
+        acc.n += t.n;
+        acc.min = Math.min(acc.min, t.min);
+        acc.max = Math.max(acc.max, t.max);
       } else if (this.room()) {
-        this.timers.set(k, { count: t.count, sum: t.sum, chunks: [t.values], n: t.values.length });
+        acc = { count: t.count, sum: t.sum, n: t.n, min: t.min, max: t.max, scale: t.scale, hist: undefined, unweighted: undefined, chunks: [], weights: [] };
+        this.timers.set(k, acc);
+      } else continue;
+      if (t.hist) {
+        // Until a sampled value shows up, the weighted histogram is the unweighted one.
+        if (t.unweighted && !acc.unweighted) acc.unweighted = acc.hist?.clone() ?? new NativeHistogram(t.hist.schema);
+        acc.unweighted?.merge(t.unweighted ?? t.hist);
+        if (acc.hist) acc.hist.merge(t.hist);
+        else acc.hist = NativeHistogram.fromData(t.hist);
+      }
+      if (t.values) {
+        acc.chunks.push(t.values);
+        acc.weights.push(t.weights);
       }
     }
     for (const [k, members] of p.sets) {
@@ -187,14 +225,14 @@ export class IntervalMerge {
   /**
    * Ends the interval: replays gauge operations onto `store` (the persisted values,
    * updated in place; gauges idle for `gaugeExpiry` flushes are forgotten) and returns
-   * the interval's figures. Starts a new interval. `observe` sees each timer's raw
-   * values (the histograms).
+   * the interval's figures. Starts a new interval. `observe` sees each timer's
+   * interval (the Prometheus side).
    */
   finish(
     store: GaugeStore,
     percentiles: readonly number[],
     meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
-    observe?: (key: string, values: Float64Array) => void,
+    observe?: (key: string, timer: TimerFlush) => void,
   ): FlushResult {
     const gauges = store.values;
     const overflow = { n: 0 };
@@ -225,17 +263,11 @@ export class IntervalMerge {
     const timers = record<TimerSummary>();
     for (const [k, acc] of this.timers) {
       if (acc.n === 0) continue;
-      const all = new Float64Array(acc.n);
-      let o = 0;
-      for (const c of acc.chunks) {
-        all.set(c, o);
-        o += c.length;
-      }
-      const t = timerSummary(all, acc.count, percentiles);
+      const t = finishTimer(acc, percentiles, this.limits.timerSchema ?? 5);
       // Sorted, the same values could still round past the largest double.
-      if (Number.isFinite(t.sum)) {
-        observe?.(k, all);
-        timers[k] = t;
+      if (Number.isFinite(t.summary.sum)) {
+        observe?.(k, t.flush);
+        timers[k] = t.summary;
       } else {
         this.overflows += acc.n;
       }
@@ -276,6 +308,48 @@ export class IntervalMerge {
     this.partials = 0;
     return result;
   }
+}
+
+/**
+ * A timer's figures and its histogram. Exact-mode values are summarized as Etsy does and
+ * put into a histogram of `schema`; histogram-mode partials give the figures from their
+ * merge (both at once only when the mode changed between two workers' lives: then the
+ * values join the histogram and the figures come from it).
+ */
+function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: number): { summary: TimerSummary; flush: TimerFlush } {
+  let all: Float64Array | undefined;
+  let weights: Float64Array | undefined;
+  if (acc.chunks.length) {
+    const n = acc.chunks.reduce((a, c) => a + c.length, 0);
+    all = new Float64Array(n);
+    const withWeights = acc.weights.some((w) => w !== undefined);
+    if (withWeights) weights = new Float64Array(n).fill(1);
+    let o = 0;
+    for (let i = 0; i < acc.chunks.length; i++) {
+      const c = acc.chunks[i]!;
+      all.set(c, o);
+      const w = acc.weights[i];
+      if (w && weights) weights.set(w, o);
+      o += c.length;
+    }
+  }
+  if (all && !acc.hist) {
+    const hist = new NativeHistogram(schema);
+    for (let i = 0; i < all.length; i++) hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
+    // timerSummary sorts `all` in place (after the histogram counted it with its weights).
+    return { summary: timerSummary(all, acc.count, percentiles), flush: { hist, scale: acc.scale, values: all } };
+  }
+  const hist = acc.hist ?? new NativeHistogram(schema);
+  // Every value counted once, for the percentiles: the weighted histogram itself unless a value was sampled.
+  let unweighted = acc.unweighted ?? (weights ? hist.clone() : undefined);
+  if (all) {
+    for (let i = 0; i < all.length; i++) {
+      hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
+      unweighted?.observe(all[i]! * acc.scale);
+    }
+  }
+  unweighted ??= hist;
+  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: { hist, scale: acc.scale } };
 }
 
 /**

@@ -14,6 +14,19 @@
  *                         (default: the smaller of 2000 and flushInterval)
  *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
  *                         buckets (default 1,2.5,5,10,25,50,100,250,500,1000,2500,5000,10000)
+ *   timerMode=M           histogram (default: each timer a native histogram, bounded
+ *                         memory, percentiles within relativeError(schema)) or exact
+ *                         (every raw value kept until the flush: Etsy's exact percentiles)
+ *   timerSchema=N         native histogram schema of the timers (-4…8, default 5:
+ *                         percentiles within 1.09 %); a mapping file asking for a finer
+ *                         native histogram raises it
+ *   timerMaxBuckets=N     most buckets of one timer's histogram per worker and interval
+ *                         (default 2048); more lower its schema
+ *   mappingConfig=FILE    a statsd_exporter mapping file (YAML): names, labels, summary or
+ *                         histogram, native histograms, drop, ttl (docs/statsd.md)
+ *   promLayout=L          exporter (default: statsd_exporter's names and types) or labels
+ *                         (the layout before: one family per type, the name in a
+ *                         `metric` label; kept for existing users)
  *   maxNameLength=N       longest name (with its tags) accepted, in characters (default 512)
  *   maxKeys=N             most distinct keys per flush interval, and most gauges kept (default 50000)
  *   gaugeExpiry=N         flushes without an update after which a gauge (and a counter's
@@ -25,6 +38,10 @@
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber, describeError } from '@shardgram/udp-core';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
 import type { TagStyles } from './tag-styles.js';
+import { isAbsolute, resolve } from 'node:path';
+import { Mapper } from './mapper.js';
+import { loadMappingFile, MappingError, type MappingConfig } from './mapping.js';
+import { MAX_SCHEMA, MIN_SCHEMA } from './native-histogram.js';
 
 /** `on`/`off` (also true/false, yes/no, 1/0). */
 function onOff(value: string): boolean {
@@ -58,6 +75,28 @@ export interface StatsdOptions {
   gaugeExpiry: number;
   /** Which name-embedded tag styles are read (tag-styles.ts). */
   tagStyles: TagStyles;
+  timerMode: 'histogram' | 'exact';
+  timerSchema: number;
+  timerMaxBuckets: number;
+  mappingConfig: MappingConfig | undefined;
+  promLayout: 'exporter' | 'labels';
+}
+
+/** The schema timers are kept at: timerSchema, or finer when the mapping file asks for a finer native histogram. */
+export function effectiveTimerSchema(o: StatsdOptions): number {
+  const asked = new Mapper(o.mappingConfig).finestSchema();
+  return asked === undefined ? o.timerSchema : Math.max(o.timerSchema, asked);
+}
+
+function mappingFile(text: string): MappingConfig {
+  const path = text.trim();
+  if (path === '') throw new OptionValueError('a statsd_exporter mapping file');
+  try {
+    return loadMappingFile(isAbsolute(path) ? path : resolve(path));
+  } catch (err) {
+    if (err instanceof MappingError) throw new OptionValueError('a statsd_exporter mapping file with only what this receiver supports (docs/statsd-prometheus.md)', `${JSON.stringify(text)} (${err.message})`);
+    throw err;
+  }
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -74,6 +113,21 @@ function timerBuckets(value: string): number[] {
   } catch (err) {
     throw new OptionValueError(describeError(err));
   }
+}
+
+function oneOf<T extends string>(values: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!(values as readonly string[]).includes(v)) throw new OptionValueError(values.join(' or '));
+    return v as T;
+  };
+}
+
+function integerIn(min: number, max: number): (v: string) => number {
+  return (v) => {
+    const n = /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+    if (!(n >= min && n <= max)) throw new OptionValueError(`a whole number from ${min} to ${max}`);
+    return n;
+  };
 }
 
 export function parsePercentiles(value: string): number[] {
@@ -106,6 +160,17 @@ export const statsdOptionSchema = defineAppOptions({
   },
   maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
   maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
+  timerMode: {
+    flag: 'timer-mode', value: 'MODE', help: 'histogram (bounded memory; percentiles within the schema\'s relative error) or exact (every raw value until the flush)',
+    parse: oneOf(['histogram', 'exact'] as const), default: 'histogram' as 'histogram' | 'exact',
+  },
+  timerSchema: { value: 'N', help: 'native histogram schema of the timers, -4 to 8 (5: percentiles within 1.09 %)', parse: integerIn(MIN_SCHEMA, MAX_SCHEMA), default: 5 },
+  timerMaxBuckets: { value: 'N', help: "most buckets of one timer's histogram per worker and interval; more lower its schema", parse: wholeNumber(16, 1_000_000, 'buckets'), default: 2048 },
+  mappingConfig: { flag: 'mapping-config', value: 'FILE', help: "a statsd_exporter mapping file (YAML) for the Prometheus names", parse: mappingFile, default: undefined as MappingConfig | undefined },
+  promLayout: {
+    value: 'L', help: "exporter (statsd_exporter's names and types) or labels (before: the name in a metric label, one family per type)",
+    parse: oneOf(['exporter', 'labels'] as const), default: 'exporter' as 'exporter' | 'labels',
+  },
   gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
   influxdbTags: { value: 'on|off', help: 'read InfluxDB tags in the name: name,k=v:1|c', parse: onOff, default: true },
   libratoTags: { value: 'on|off', help: 'read Librato tags in the name: name#k=v:1|c', parse: onOff, default: true },
@@ -130,5 +195,10 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     maxKeys: o.maxKeys,
     gaugeExpiry: o.gaugeExpiry,
     tagStyles: { influxdbTags: o.influxdbTags, libratoTags: o.libratoTags, signalfxTags: o.signalfxTags },
+    timerMode: o.timerMode,
+    timerSchema: o.timerSchema,
+    timerMaxBuckets: o.timerMaxBuckets,
+    mappingConfig: o.mappingConfig,
+    promLayout: o.promLayout,
   };
 }

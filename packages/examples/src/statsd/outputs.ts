@@ -86,12 +86,10 @@ export class FlushOutputs {
     return this.outputs.find((out) => out.id === id)?.backlog.counts();
   }
 
-  /** `shardgram_statsd_output_*{output}` families. */
-  metrics(): string {
-    if (!this.outputs.length) return '';
-    const w = new PromWriter();
+  /** `shardgram_statsd_output_*{output}` families, into the app's /metrics. */
+  write(w: PromWriter): void {
+    if (!this.outputs.length) return;
     writeBacklogMetrics(w, 'shardgram_statsd_output', 'graphite: lines, json: flushes', this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })));
-    return w.text();
   }
 
   /** After the last flush: delivers what is queued (bounded), counts the rest, closes the file; one line per output. */

@@ -36,8 +36,8 @@ export interface MetricSink {
   counter(key: string, value: number, sampleRate: number): void;
   /** A gauge: `relative` means add `value` (it had a sign), else set it. */
   gauge(key: string, value: number, relative: boolean): void;
-  /** One timing (ms, h or d), sampled at `sampleRate`. */
-  timer(key: string, value: number, sampleRate: number): void;
+  /** One timing (ms, h or d: `type`, which says its unit), sampled at `sampleRate`. */
+  timer(key: string, value: number, sampleRate: number, type: 'ms' | 'h' | 'd'): void;
   /** A set member. */
   set(key: string, member: string): void;
   /** A line that was not a metric (it was skipped); `code` names a limit it broke. */
@@ -353,7 +353,7 @@ export function parseSimpleDatagram(buf: Buffer, sink: MetricSink, maxName = Inf
   const name = cachedName(buf, colon, h);
   if (name === '') return false;
   if (kind === 0) sink.counter(name, value, 1);
-  else if (kind === 1) sink.timer(name, value, 1);
+  else if (kind === 1) sink.timer(name, value, 1, 'ms');
   else sink.gauge(name, value, sign);
   return true;
 }
@@ -395,8 +395,8 @@ export function parseDatagram(text: string, sink: MetricSink, opts?: number | Pa
             sink.serviceCheck(p.check);
             break;
           default:
-            if (p.values) for (const v of p.values) sink.timer(p.key, v, p.sampleRate);
-            else sink.timer(p.key, p.value, p.sampleRate);
+            if (p.values) for (const v of p.values) sink.timer(p.key, v, p.sampleRate, p.type);
+            else sink.timer(p.key, p.value, p.sampleRate, p.type);
         }
       }
     }

@@ -10,7 +10,11 @@
  *   one value it is that value;
  * - count: Σ 1/sample-rate (Etsy's `count`), which differs from n only for sampled
  *   timers.
+ *
+ * `timerSummaryFromHistogram` gives the same figures from a native histogram (the
+ * default timer mode): the percentiles within the histogram's relative error.
  */
+import type { NativeHistogram } from './native-histogram.js';
 
 export interface TimerSummary {
   count: number;
@@ -55,6 +59,47 @@ export function timerSummary(values: Float64Array | number[], count: number, per
     const k = Math.round((Math.abs(p) / 100) * n);
     if (k === 0) continue;
     out[percentileKey(p)] = sorted[k - 1]!;
+  }
+  return out;
+}
+
+/** What a timer's histogram summary needs besides the histogram. */
+export interface TimerTotals {
+  /** Σ 1/sample-rate. */
+  count: number;
+  sum: number;
+  /** Values received. */
+  n: number;
+  min: number;
+  max: number;
+  /** Histogram units per unit of the values. */
+  scale: number;
+}
+
+/**
+ * The same figures from a native histogram of the values times `t.scale`: count, sum,
+ * mean, min and max exact; the median and each `pNN` (Etsy's rank, k = round(p/100 · n),
+ * the k-th smallest) estimated from the histogram, within relativeError(h.schema) of
+ * the exact value, and never outside [min, max]. `h` counts each value once.
+ */
+export function timerSummaryFromHistogram(h: NativeHistogram, t: TimerTotals, percentiles: readonly number[]): TimerSummary {
+  const n = t.n;
+  if (n === 0) throw new RangeError('timerSummaryFromHistogram needs at least one value');
+  const at = (k: number): number => {
+    const v = h.valueAtRank(k) / t.scale;
+    return Math.min(t.max, Math.max(t.min, v));
+  };
+  const mid = Math.floor(n / 2);
+  const median = n % 2 ? at(mid + 1) : (at(mid) + at(mid + 1)) / 2;
+  const out: TimerSummary = { count: t.count, sum: t.sum, mean: t.sum / n, min: t.min, max: t.max, median };
+  for (const p of percentiles) {
+    if (n === 1) {
+      out[percentileKey(p)] = t.max;
+      continue;
+    }
+    const k = Math.round((Math.abs(p) / 100) * n);
+    if (k === 0) continue;
+    out[percentileKey(p)] = at(k);
   }
   return out;
 }

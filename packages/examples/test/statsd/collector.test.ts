@@ -13,6 +13,7 @@ import { formatGraphite, formatPrometheus, sendGraphite } from '@shardgram/examp
 import type { FlushResult } from '@shardgram/examples/statsd/merge';
 import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
 import type { FlushRequest } from '@shardgram/examples/statsd/protocol';
+import { relativeError } from '@shardgram/examples/statsd/native-histogram';
 import { ManualClock, until } from './manual-clock.js';
 
 /** A collector wired to fake workers: each answers flush requests unless muted. */
@@ -125,8 +126,29 @@ describe('flush rounds', () => {
     expect(h.logs.join('\n')).toMatch(/worker 1 \(pid 301\) .* it was replaced by pid 302/);
   });
 
-  it('/metrics: Prometheus text with tags as labels, escaped', async () => {
-    const h = harness({ flushInterval: '40', flushTimeout: '20', percentiles: '90,99.9' });
+  it('/metrics (statsd_exporter layout, the default): names escaped, tags as labels, counters, gauges, timers as summaries in seconds', async () => {
+    const h = harness({ flushInterval: '40', flushTimeout: '20' });
+    stopMe = h;
+    h.hello(0, 400).datagram('api.req:2|c|#env:prod,metric:x,9lives:"q"\nlat:3|ms\nlat:5|ms\ng.x:7|g\nu:a|s\n1st-x:1|c');
+    h.c.start();
+    await h.clock.advance(40);
+    await until(() => h.flushes.length >= 1);
+    const text = h.c.metrics();
+    expect(text).toMatch(/^# TYPE api_req counter\napi_req\{_9lives="q",env="prod",metric="x"\} 2$/m);
+    expect(text).toMatch(/^# TYPE g_x gauge\ng_x 7$/m);
+    expect(text).toMatch(/^_1st_x 1$/m);
+    expect(text).toMatch(/^# TYPE lat summary$/m);
+    expect(text).toMatch(/^lat_sum 0.008$/m);
+    expect(text).toMatch(/^lat_count 2$/m);
+    const q = (x: string): number => Number(new RegExp(`^lat\\{quantile="${x}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(Math.abs(q('0.5') - 0.003) / 0.003).toBeLessThanOrEqual(relativeError(5));
+    expect(Math.abs(q('0.99') - 0.005) / 0.005).toBeLessThanOrEqual(relativeError(5));
+    expect(text).toMatch(/^shardgram_statsd_prometheus_dropped_total\{reason="set"\} 1$/m);
+    expect(text).not.toMatch(/shardgram_statsd_(counter|gauge|timer|set_unique)\b/);
+  });
+
+  it('/metrics (promLayout=labels, the layout before): Prometheus text with tags as labels, escaped', async () => {
+    const h = harness({ flushInterval: '40', flushTimeout: '20', percentiles: '90,99.9', promLayout: 'labels', timerMode: 'exact' });
     stopMe = h;
     h.hello(0, 400).datagram('req:2|c|#env:prod,metric:x,9lives:"q"\nlat:3|ms\nlat:5|ms\ng:7|g\nu:a|s');
     h.c.start();
@@ -209,6 +231,7 @@ describe('options', () => {
       flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
       maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
       timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
+      timerMode: 'histogram', timerSchema: 5, timerMaxBuckets: 2048, mappingConfig: undefined, promLayout: 'exporter',
     });
   });
 
@@ -216,11 +239,11 @@ describe('options', () => {
     expect(parseStatsdOptions({
       graphiteBacklog: '20', jsonBacklog: '3', outputRetryMax: '500',
       flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p',
-      timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0',
+      timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0', timerMode: 'exact', timerSchema: '-2', timerMaxBuckets: '100', promLayout: 'labels',
     })).toEqual({
       graphiteBacklog: 20, jsonBacklog: 3, outputRetryMaxMs: 500,
       flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
-      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
+      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true }, timerMode: 'exact', timerSchema: -2, timerMaxBuckets: 100, mappingConfig: undefined, promLayout: 'labels',
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });
@@ -235,6 +258,8 @@ describe('options', () => {
     [{ graphiteBacklog: '0' }, /graphiteBacklog/],
     [{ outputRetryMax: '10' }, /outputRetryMax/],
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
+    [{ timerMode: 'sketch' }, /timerMode.*histogram or exact/],
+    [{ timerSchema: '9' }, /timerSchema.*-4 to 8/],
     [{ jsonOut: '/nonexistent-dir/f.jsonl' }, /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/],
   ])('rejects %j', (o, msg) => {
     expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);

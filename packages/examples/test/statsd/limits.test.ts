@@ -118,11 +118,11 @@ describe('overflow', () => {
     c = undefined;
   });
 
-  it('/metrics: a counter total that would overflow restarts from the interval value, never 0 or +Inf', async () => {
+  it.each(['labels', 'exporter'])('/metrics (promLayout=%s): a counter total that would overflow restarts from the interval value, never 0 or +Inf', async (layout) => {
     const flushes: FlushResult[] = [];
     const agg = new PartialAggregate();
     const collector = new FlushCollector({
-      options: parseStatsdOptions({ flushInterval: '20' }),
+      options: parseStatsdOptions({ flushInterval: '20', promLayout: layout }),
       log: () => {},
       broadcast: (m) => setImmediate(() => collector.message(0, { t: 'statsd.partial', index: 0, pid: 1, id: m.id, final: false, partial: agg.take() })),
       outputs: [{ name: 'test', write: async (r) => void flushes.push(r) }],
@@ -136,7 +136,7 @@ describe('overflow', () => {
     const before = flushes.length;
     for (let i = 0; i < 300 && !flushes.slice(before).some((f) => f.counters['a'] !== undefined); i++) await new Promise((r) => setTimeout(r, 10));
     const text = collector.metrics();
-    expect(text).toMatch(/^shardgram_statsd_counter_total\{metric="a"\} 1e\+308$/m);
+    expect(text).toMatch(layout === 'labels' ? /^shardgram_statsd_counter_total\{metric="a"\} 1e\+308$/m : /^a 1e\+308$/m);
     expect(text).toMatch(/^shardgram_statsd_rejected_total\{reason="overflow"\} 1$/m);
     expect(text).not.toMatch(/\b(?:NaN|[+-]?Inf)\b/);
   });

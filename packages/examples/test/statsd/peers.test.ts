@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { FlushResult } from '@shardgram/examples/statsd/merge';
+import { relativeError } from '@shardgram/examples/statsd/native-histogram';
 import { BIG_RCVBUF, ROOT, startServe, type Serving } from '../../../../test/helpers/cli.js';
 import { bigRcvbufOptions, rcvbufShortfall, skipNote } from '../../../../test/helpers/rcvbuf.js';
 import { udpPortQueues, waitFor, waitQueuesEmpty } from '../../../../test/helpers/udp.js';
@@ -77,20 +78,35 @@ function shardgramTotals(flushes: FlushResult[]): Totals {
   return t;
 }
 
-function expectMatches(t: Totals, e: Expected): void {
+/** Histogram timers (the default mode): exact count, min, max; sum to the last bits; median and percentiles within relativeError(5). */
+function expectTimerNear(mine: Record<string, number> | undefined, exact: Record<string, number>, k: string): void {
+  expect(Object.keys(mine ?? {}).sort(), k).toEqual(Object.keys(exact).sort());
+  for (const [stat, v] of Object.entries(exact)) {
+    const m = mine![stat]!;
+    if (stat === 'count' || stat === 'min' || stat === 'max') expect(m, `${k} ${stat}`).toBe(v);
+    else if (stat === 'sum' || stat === 'mean') expect(Math.abs(m - v), `${k} ${stat}`).toBeLessThanOrEqual(Math.abs(v) * 1e-12);
+    else expect(Math.abs(m - v), `${k} ${stat}: ${m} vs exact ${v}`).toBeLessThanOrEqual(Math.abs(v) * relativeError(5) * (1 + 1e-9));
+  }
+}
+
+function expectMatches(t: Totals, e: Expected, mode: 'exact' | 'histogram' = 'exact'): void {
   expect(t.badLines).toBe(e.badLines);
   expect(t.metrics).toBe(e.metrics);
   expect(t.counters).toEqual(Object.fromEntries(e.counters));
   expect(t.gauges).toEqual(Object.fromEntries(e.gauges));
   expect(t.sets).toEqual(Object.fromEntries([...e.sets].map(([k, s]) => [k, s.size])));
   expect(Object.keys(t.timers).sort()).toEqual([...e.timers.keys()].sort());
-  for (const [k, tm] of e.timers) expect(t.timers[k], k).toEqual(expectedTimer(tm.values, tm.count, PERCENTILES));
+  for (const [k, tm] of e.timers) {
+    if (mode === 'exact') expect(t.timers[k], k).toEqual(expectedTimer(tm.values, tm.count, PERCENTILES));
+    else expectTimerNear(t.timers[k], expectedTimer(tm.values, tm.count, PERCENTILES), k);
+  }
 }
 
-function serveArgs(out: string, extra: string[] = []): string[] {
+/** Exact timers (every raw value: Etsy's percentiles bit for bit) unless `mode` says histogram. */
+function serveArgs(out: string, extra: string[] = [], mode: 'exact' | 'histogram' = 'exact'): string[] {
   return [
     'statsd', '--port', '0', '--workers', '2', ...BIG_RCVBUF('4m'), '--stats-port', '0',
-    '-o', `jsonOut=${out}`, '-o', 'flushInterval=600000', '-o', `percentiles=${PERCENTILES.join(',')}`, ...extra,
+    '-o', `jsonOut=${out}`, '-o', 'flushInterval=600000', '-o', `percentiles=${PERCENTILES.join(',')}`, '-o', `timerMode=${mode}`, ...extra,
   ];
 }
 
@@ -105,9 +121,10 @@ describe('hot-shots → shardgram serve statsd', () => {
     { name: 'random (the app default)', args: [] as string[] },
     { name: 'key', args: ['--policy', 'key'] },
     { name: 'hash', args: ['--policy', 'hash'] },
-  ])('policy $name: the flushed aggregates equal the expected values exactly', async ({ args }) => {
+    { name: 'random, histogram timers (the default mode)', args: [] as string[], mode: 'histogram' as const },
+  ])('policy $name: the flushed aggregates equal the expected values exactly', async ({ args, mode }) => {
     const out = tmpFile('flushes.jsonl');
-    serving = await startServe(serveArgs(out, args), 2);
+    serving = await startServe(serveArgs(out, args, mode), 2);
     const s = serving;
     const expected = await sendWorkload(s.port);
     // Both workers had a share (the statistics follow the workers' counters within a snapshot interval).
@@ -119,7 +136,7 @@ describe('hot-shots → shardgram serve statsd', () => {
     expect(r.stdout).toMatch(/ 0 dropped by the kernel/);
     const flushes = readLines<FlushResult>(out);
     expect(flushes.at(-1)!.final).toBe(true);
-    expectMatches(shardgramTotals(flushes), expected);
+    expectMatches(shardgramTotals(flushes), expected, mode);
   });
 });
 
@@ -291,8 +308,25 @@ describe('Etsy statsd 0.9.0 and shardgram flush the same figures', () => {
 // ---------------------------------------------------------------- outputs
 
 describe('outputs of a running service', () => {
-  it('/metrics shows the last flush in Prometheus format', async () => {
+  it('/metrics: statsd_exporter names and types (the default layout), the core\'s figures beside them', async () => {
     serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200'], 2);
+    const url = serving.stats!;
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
+    s.close();
+    let text = '';
+    expect(await waitFor(async () => /^m_lat_count 2$/m.test((text = await (await fetch(`${url}/metrics`)).text())), 5000, 50)).toBe(true);
+    expect(text).toMatch(/^# TYPE m_req counter\nm_req\{env="prod"\} 5$/m);
+    expect(text).toMatch(/^# TYPE m_temp gauge\nm_temp 21.5$/m);
+    expect(text).toMatch(/^# TYPE m_lat summary$/m);
+    expect(Number(/^m_lat_sum (\S+)$/m.exec(text)?.[1])).toBeCloseTo(0.042, 12);
+    expect(text).toMatch(/^shardgram_statsd_prometheus_dropped_total\{reason="set"\} 1$/m);
+    expect(text).toMatch(/^shardgram_statsd_flushes_total [1-9]\d*$/m);
+    expect(text).toContain('shardgram_datagrams_total');
+  });
+
+  it('/metrics with promLayout=labels shows the last flush as before', async () => {
+    serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200', '-o', 'promLayout=labels'], 2);
     const url = serving.stats!;
     const s = dgram.createSocket('udp4');
     await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));

@@ -1,3 +1,7 @@
-/** @shardgram/udp-core/prom — one Prometheus text writer (families, samples, escaped labels) for core and apps. */
-export { PromWriter, escapeLabelValue, formatValue, sanitizeMetricName } from '../prom-text.js';
-export type { PromType, PromLabels } from '../prom-text.js';
+/**
+ * @shardgram/udp-core/prom — one Prometheus writer (families, samples, histograms, summaries,
+ * escaped labels) for core and apps, its text format, and the protobuf format (native histograms).
+ */
+export { PromWriter, escapeLabelValue, familiesText, formatValue, sanitizeMetricName } from '../prom-text.js';
+export type { PromFamily, PromHistogram, PromLabels, PromMetric, PromNativeHistogram, PromSummary, PromType } from '../prom-text.js';
+export { decodeFamilies, encodeFamilies, prefersProtobuf, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../prom-proto.js';

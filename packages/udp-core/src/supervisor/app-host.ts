@@ -4,6 +4,7 @@
  * Used by the supervisor for the app's supervisor side and by every worker.
  */
 import { ShardgramError, describeError } from '../errors.js';
+import type { PromFamily } from '../prom-text.js';
 import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from '../shard-socket.js';
 
 export interface AppModule {
@@ -76,6 +77,12 @@ export class AppHost {
 
   metrics(): string {
     return guarded(this.log, 'app metrics hook', () => this.hooks.metrics?.()) ?? '';
+  }
+
+  /** The app's families: [] without a metrics hook, undefined when it has only the text one. */
+  metricFamilies(): PromFamily[] | undefined {
+    if (this.hooks.metricFamilies) return guarded(this.log, 'app metricFamilies hook', () => this.hooks.metricFamilies?.()) ?? [];
+    return this.hooks.metrics ? undefined : [];
   }
 
   async stop(): Promise<void> {

@@ -8,7 +8,8 @@
 import { EventEmitter } from 'node:events';
 import { resolveApp } from '../apps/resolve.js';
 import type { ToWorker, WorkerConfig } from '../ipc.js';
-import { toPrometheus, type StatsReport } from '../stats.js';
+import type { PromFamily } from '../prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from '../stats.js';
 import type { PolicySpec } from '../steering/steering.js';
 import { escapeText } from '../escape-text.js';
 import { Accounting } from './accounting.js';
@@ -125,6 +126,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** GET /metrics: the service's figures and the app's own. */
   metrics(): string {
     return toPrometheus(this.stats()) + this.app.metrics();
+  }
+
+  /** GET /metrics as families (the protobuf format); undefined when the app gives its figures only as text. */
+  metricFamilies(): PromFamily[] | undefined {
+    const app = this.app.metricFamilies();
+    return app && [...statsFamilies(this.stats()), ...app];
   }
 
   /** Opens the sockets and starts every worker; resolves when all are receiving. */
