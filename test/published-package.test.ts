@@ -247,7 +247,7 @@ describe('the published package, installed in a project of its own', () => {
     // And the root no longer carries the internals: the service, app definition and its options contract.
     const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
     expect(root.stdout.trim()).toBe(
-      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,escapeText,formatByteSize,' +
+      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,describeError,escapeText,formatByteSize,' +
         'guardOutput,kebabCase,outputFile,parseAppOptions,parseByteSize,sampledLog,startStatsServer,textMatching,wholeNumber',
     );
   });
