@@ -8,10 +8,9 @@ import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
 import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
 import type { AppHooks, AppWarmup } from './shard-socket.js';
-import { describeError, guarded, importApp, withoutExit } from './supervisor/app-host.js';
+import { AppEndedProcessError, describeError, guarded, importApp, withoutExit } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import { sampledLog } from './log-sampler.js';
-import { ShardgramError } from './errors.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
 
 /** Warm-up deliveries by default, and the most time they may take (AppHooks.warmup). */
@@ -116,7 +115,7 @@ async function main(): Promise<void> {
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
     }));
   } catch (err) {
-    fatal(err instanceof ShardgramError ? err.message : `app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    fatal(err instanceof AppEndedProcessError ? err.message : `app ${config.app} failed to start: ${err instanceof Error ? err.message : String(err)}`);
   }
   // An app that returns something else (e.g. the socket, from `(s) => s.on(…)`) declared no hooks.
   if ((hooks as unknown) === engine || typeof hooks !== 'object' || hooks === null) hooks = undefined;

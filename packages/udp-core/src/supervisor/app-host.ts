@@ -16,6 +16,17 @@ export function describeError(err: unknown, withStack = false): string {
   return err instanceof Error ? (withStack ? (err.stack ?? err.message) : err.message) : String(err);
 }
 
+/** An app called process.exit() while it loaded or started (see withoutExit). */
+export class AppEndedProcessError extends ShardgramError {
+  constructor(name: string, doing: string, code: string) {
+    super(
+      'ERR_SHARDGRAM_APP',
+      `app ${name} called process.exit(${code}) while ${doing}: an app must not end the process (the service would end with it). ` +
+        'To refuse to start, throw an error instead.',
+    );
+  }
+}
+
 /**
  * Runs `fn` (an app's loading or starting) with `process.exit` turned into an error:
  * an app that ends the process there would end the service with it, silently and
@@ -25,12 +36,7 @@ export function describeError(err: unknown, withStack = false): string {
 export async function withoutExit<T>(name: string, doing: string, fn: () => Promise<T>): Promise<T> {
   const exit = process.exit;
   let asked: { code: string } | undefined;
-  const refused = (): ShardgramError =>
-    new ShardgramError(
-      'ERR_SHARDGRAM_APP',
-      `app ${name} called process.exit(${asked?.code ?? ''}) while ${doing}: an app must not end the process (the service would end with it). ` +
-        'To refuse to start, throw an error instead.',
-    );
+  const refused = (): AppEndedProcessError => new AppEndedProcessError(name, doing, asked?.code ?? '');
   process.exit = ((code?: string | number | null) => {
     asked = { code: code === undefined ? '' : String(code) };
     throw refused();
@@ -54,7 +60,7 @@ export async function importApp(url: string, name: string): Promise<AppModule> {
   try {
     mod = await withoutExit(name, 'it loaded', async () => (await import(url)) as typeof mod);
   } catch (err) {
-    if (err instanceof ShardgramError) throw err;
+    if (err instanceof AppEndedProcessError) throw err;
     throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${name} (${url}): ${describeError(err)}`);
   }
   if (typeof mod.default !== 'function') throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${name} has no default export function (see defineApp)`);
