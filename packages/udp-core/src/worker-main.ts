@@ -8,7 +8,7 @@ import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
 import { libc } from './ffi/libc.js';
 import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
 import type { AppHooks, AppWarmup } from './shard-socket.js';
-import { describeError, guarded, importApp } from './supervisor/app-host.js';
+import { AppEndedProcessError, describeError, guarded, importApp, withoutExit } from './supervisor/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import { sampledLog } from './log-sampler.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   let hooks: void | AppHooks;
   const fromSupervisor: ((m: unknown) => void)[] = [];
   try {
-    hooks = await app(engine, {
+    hooks = await withoutExit(config.app, 'it started', async () => app(engine, {
       index: config.index,
       workers: config.workers,
       pid: process.pid,
@@ -113,9 +113,9 @@ async function main(): Promise<void> {
       sampledLog: (what, options) => sampledLog(log, what, options),
       send: (m) => send({ t: 'app', m }),
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
-    });
+    }));
   } catch (err) {
-    fatal(`app ${config.app} failed to start: ${describeError(err)}`);
+    fatal(err instanceof AppEndedProcessError ? err.message : `app ${config.app} failed to start: ${describeError(err)}`);
   }
   // An app that returns something else (e.g. the socket, from `(s) => s.on(…)`) declared no hooks.
   if ((hooks as unknown) === engine || typeof hooks !== 'object' || hooks === null) hooks = undefined;

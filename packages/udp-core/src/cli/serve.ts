@@ -1,6 +1,7 @@
 /** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
 import { availableParallelism } from 'node:os';
 import { Supervisor } from '../supervisor/supervisor.js';
+import { MAX_WORKERS } from '../supervisor/config.js';
 import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
@@ -24,7 +25,7 @@ their options) or the path of a module whose default export is a ShardApp.
 Options:
   -p, --port P          UDP port to bind, 0-65535 (0: the kernel picks; printed). Required.
   -a, --address A       IPv4 or IPv6 address to bind (default 127.0.0.1)
-  -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here;
+  -w, --workers N       worker processes and sockets, 1-${MAX_WORKERS} (default: cores, ${availableParallelism()} here;
                         with --takeover or passed sockets: as many as there are)
   -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
                         (batched recvmmsg through libc) (default: the app's, else dgram)
@@ -180,7 +181,7 @@ export async function serve(argv: string[]): Promise<number> {
     const msg = describeError(err);
     throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
   }
-  const workers = intOption(values, 'workers', 1, 256, u);
+  const workers = intOption(values, 'workers', 1, MAX_WORKERS, u);
   const maxDatagram = byteOption(values, 'max-datagram', u, { min: 1, max: UDP6_MAX_PAYLOAD });
   const batch = intOption(values, 'batch', 1, 1024, u, 64);
   const maxReadDelayUs = intOption(values, 'max-read-delay', 0, MAX_READ_DELAY_US, u);
