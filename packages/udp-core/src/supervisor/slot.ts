@@ -98,7 +98,7 @@ export class Slot {
       // Retired (a stop, a shrink) or closed while it waited for its turn: nothing to start.
       if (this.closed || this.retirements !== epoch) {
         leave();
-        throw new ShardgramError('ERR_SHARDGRAM_STOPPED', `worker ${this.index} was retired before its turn to start came`);
+        throw new ShardgramError('ERR_SHARDGRAM_STATE', `worker ${this.index} was retired before its turn to start came`);
       }
     }
     const done = leave;
