@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import type { Counters } from '../src/counters.js';
+import type { Counters } from '../src/stats/counters.js';
 import type { OpenedSocket } from '../src/ffi/socket.js';
 import { CRASH_WINDOW_MS, MAX_BACKOFF_MS, nextRestart } from '../src/supervisor/backoff.js';
 import { Slot, type SlotDeps } from '../src/supervisor/slot.js';

@@ -1,5 +1,5 @@
 /** `shardgram load`: a bounded burst of probes against a running echo service. */
-import { runLoad, type LoadReport } from '../load.js';
+import { runLoad, type LoadReport } from '../load/load.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, choice, intOption, parseFlags, type Options } from './args.js';
 import { LiveBlock, pct, progressLine, table } from './render.js';

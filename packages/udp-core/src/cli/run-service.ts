@@ -3,7 +3,7 @@
  * or take the sockets a service manager passes), its endpoints (stats port, control
  * socket), signals, and the way out.
  */
-import { startStatsServer, type StatsServer, type StatsServerOptions } from '../stats-server.js';
+import { startStatsServer, type StatsServer, type StatsServerOptions } from '../http/stats-server.js';
 import { startServiceControl } from '../control/service.js';
 import { defaultControlPath } from '../control/paths.js';
 import type { ControlServer } from '../control/server.js';
@@ -11,8 +11,8 @@ import { prepareTakeoverHandler, takeoverHandler } from '../control/takeover/old
 import { requestTakeover } from '../control/takeover/new-side.js';
 import { controlOf } from '../supervisor/internal.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
-import { ServiceManager } from '../service-manager.js';
-import { escapeText } from '../escape-text.js';
+import { ServiceManager } from '../service/service-manager.js';
+import { escapeText } from '../app/escape-text.js';
 import { describeError } from '../errors.js';
 
 export interface RunOptions {

@@ -5,11 +5,11 @@
  */
 import { parseArgs } from 'node:util';
 import { ShardgramError, describeError } from '../errors.js';
-import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../apps/resolve.js';
-import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app-options.js';
-import { formatByteSize } from '../byte-size.js';
-import type { AppDefaults } from '../shard-socket.js';
-import { AppEndedProcessError, withoutExit } from '../supervisor/app-host.js';
+import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../app/resolve.js';
+import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app/app-options.js';
+import { formatByteSize } from '../app/byte-size.js';
+import type { AppDefaults } from '../app/shard-socket.js';
+import { AppEndedProcessError, withoutExit } from '../app/app-host.js';
 import { joinNegativeValues, UsageError, type Options, type Values } from './args.js';
 
 export interface LoadedApp {

@@ -5,11 +5,11 @@ import { MAX_WORKERS } from '../supervisor/config.js';
 import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US, pacingAllowed } from '../engine/pacing.js';
+import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US, pacingAllowed } from '../worker/engine/pacing.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
-import { guardOutput } from '../output-guard.js';
+import { guardOutput } from '../app/output-guard.js';
 import { appFlagOptions, appOptionsFromArgs, appsHelp, findAppName, loadApp, loadBuiltInApps, otherAppsFlag } from './serve-app.js';
 import { describeError } from '../errors.js';
 

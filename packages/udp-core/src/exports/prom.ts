@@ -2,6 +2,6 @@
  * @shardgram/udp-core/prom — one Prometheus writer (families, samples, histograms, summaries,
  * escaped labels) for core and apps, its text format, and the protobuf format (native histograms).
  */
-export { PromWriter, escapeLabelValue, familiesText, formatValue, sanitizeMetricName } from '../prom-text.js';
-export type { PromFamily, PromHistogram, PromLabels, PromMetric, PromNativeHistogram, PromSummary, PromType } from '../prom-text.js';
-export { decodeFamilies, encodeFamilies, prefersProtobuf, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../prom-proto.js';
+export { PromWriter, escapeLabelValue, familiesText, formatValue, sanitizeMetricName } from '../stats/prom-text.js';
+export type { PromFamily, PromHistogram, PromLabels, PromMetric, PromNativeHistogram, PromSummary, PromType } from '../stats/prom-text.js';
+export { decodeFamilies, encodeFamilies, prefersProtobuf, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../stats/prom-proto.js';

@@ -7,9 +7,9 @@ import { availableParallelism } from 'node:os';
 import { invalidArg } from '../errors.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { familyOf } from '../ffi/sockaddr.js';
-import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../engine/pacing.js';
-import type { ImbalanceOptions } from '../imbalance.js';
-import type { AppDefaults, EngineName } from '../shard-socket.js';
+import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../worker/engine/pacing.js';
+import type { ImbalanceOptions } from '../stats/imbalance.js';
+import type { AppDefaults, EngineName } from '../app/shard-socket.js';
 import type { PolicySpec } from '../steering/steering.js';
 import type { Adoption } from './types.js';
 

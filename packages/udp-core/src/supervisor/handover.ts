@@ -12,8 +12,8 @@
  * its ack leaves the group to us again: our workers restart on the sockets we still
  * hold, queues intact. The transport is control/takeover/old-side.ts.
  */
-import type { Counters } from '../counters.js';
-import type { StatsReport } from '../stats.js';
+import type { Counters } from '../stats/counters.js';
+import type { StatsReport } from '../stats/report.js';
 import type { PolicySpec } from '../steering/steering.js';
 import type { Group } from './group.js';
 import type { HandOverOffer, HandOverPeer } from './types.js';

@@ -5,16 +5,16 @@
  * when it is ready (the one it displaces drains and leaves), and one that exits
  * unasked is restarted on the same socket after a backoff.
  */
-import { addInto, zeroCounters, type Counters } from '../counters.js';
+import { addInto, zeroCounters, type Counters } from '../stats/counters.js';
 import { ShardgramError } from '../errors.js';
 import { discardQueued } from '../ffi/discard.js';
 import { closeFd, socketMemInfo, type OpenedSocket, type SocketMemInfo } from '../ffi/socket.js';
-import type { WorkerState } from '../stats.js';
+import type { WorkerState } from '../stats/report.js';
 import { nextRestart } from './backoff.js';
 import type { LetGo, RaisedSocket } from './buffers.js';
 import type { StartGate } from './start-gate.js';
 import type { ExitInfo, WorkerHandle } from './worker-process.js';
-import { mergeTopSenders, type TopSendersReport } from '../top-senders.js';
+import { mergeTopSenders, type TopSendersReport } from '../stats/top-senders.js';
 
 /** What a slot needs from its supervisor. Timers are injectable so that tests need no real time. */
 export interface SlotDeps {

@@ -6,14 +6,14 @@
  * group and its slots, worker processes, accounting, the app host and the monitor.
  */
 import { EventEmitter } from 'node:events';
-import { resolveApp } from '../apps/resolve.js';
-import type { ToWorker, WorkerConfig } from '../ipc.js';
-import type { PromFamily } from '../prom-text.js';
-import { statsFamilies, toPrometheus, type StatsReport } from '../stats.js';
+import { resolveApp } from '../app/resolve.js';
+import type { ToWorker, WorkerConfig } from '../worker/ipc.js';
+import type { PromFamily } from '../stats/prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
 import type { PolicySpec } from '../steering/steering.js';
-import { escapeText } from '../escape-text.js';
+import { escapeText } from '../app/escape-text.js';
 import { Accounting } from './accounting.js';
-import { AppHost } from './app-host.js';
+import { AppHost } from '../app/app-host.js';
 import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
 import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
 import { Group } from './group.js';

@@ -10,13 +10,13 @@
  */
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
-import { invalidArg } from './errors.js';
-import { familyOf, sourceBindAddress } from './ffi/sockaddr.js';
-import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
-import { readProcUdp } from './ffi/holders.js';
-import { parseEchoReply } from './apps/echo-format.js';
+import { invalidArg } from '../errors.js';
+import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
+import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
+import { readProcUdp } from '../ffi/holders.js';
+import { parseEchoReply } from '../app/builtin/echo-format.js';
 import { NativeSender, probePad } from './sender.js';
-import { decodeProbe, encodeProbe } from './snapshot.js';
+import { decodeProbe, encodeProbe } from '../stats/snapshot.js';
 
 export type LoadSender = 'native' | 'dgram';
 

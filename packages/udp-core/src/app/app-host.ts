@@ -4,8 +4,8 @@
  * Used by the supervisor for the app's supervisor side and by every worker.
  */
 import { ShardgramError, describeError } from '../errors.js';
-import type { PromFamily } from '../prom-text.js';
-import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from '../shard-socket.js';
+import type { PromFamily } from '../stats/prom-text.js';
+import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from './shard-socket.js';
 
 export interface AppModule {
   default: ShardApp;

@@ -16,11 +16,11 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ShardgramError, describeError } from './errors.js';
-import { familyOf } from './ffi/sockaddr.js';
-import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './prom-proto.js';
-import type { PromFamily } from './prom-text.js';
-import { statsFamilies, toPrometheus, type StatsReport } from './stats.js';
+import { ShardgramError, describeError } from '../errors.js';
+import { familyOf } from '../ffi/sockaddr.js';
+import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../stats/prom-proto.js';
+import type { PromFamily } from '../stats/prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
 
 export interface StatsServer {
   readonly server: Server;
@@ -222,7 +222,7 @@ export async function startStatsServer(source: StatsSource, port: number, option
     }
     const path = pathOf(req.url ?? '');
     if (path === '/') {
-      page ??= readFileSync(new URL('../dashboard/index.html', import.meta.url));
+      page ??= readFileSync(new URL('../../dashboard/index.html', import.meta.url));
       res.writeHead(200, PAGE_HEADERS).end(req.method === 'HEAD' ? undefined : page);
       return;
     }

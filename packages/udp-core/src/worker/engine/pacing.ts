@@ -6,7 +6,7 @@
  * socket's queue would be expected to pass a quarter of its receive buffer.
  * `paceWaitUs` is the rule; a `Pacer` keeps what it needs about one socket.
  */
-import { socketMemInfo, type SocketMemInfo } from '../ffi/socket.js';
+import { socketMemInfo, type SocketMemInfo } from '../../ffi/socket.js';
 
 /** The default `maxReadDelayUs`: the most latency pacing adds unless the app or the operator allows more. */
 export const DEFAULT_MAX_READ_DELAY_US = 500;
