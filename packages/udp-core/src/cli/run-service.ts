@@ -14,6 +14,7 @@ import type { Supervisor } from '../supervisor/supervisor.js';
 import { ServiceManager } from '../service/service-manager.js';
 import { escapeText } from '../app/escape-text.js';
 import { describeError } from '../errors.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface RunOptions {
   statsPort?: number;
@@ -98,7 +99,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     );
   });
 
-  const address = sup.options.address ?? '127.0.0.1';
+  const address = sup.options.address ?? DEFAULTS.address;
   if (opts.takeover) {
     const path = opts.control ?? defaultControlPath(address, sup.options.port);
     const source = requestTakeover(path);

@@ -21,6 +21,7 @@ import { familyOf } from '../ffi/sockaddr.js';
 import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../stats/prom-proto.js';
 import type { PromFamily } from '../stats/prom-text.js';
 import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface StatsServer {
   readonly server: Server;
@@ -75,7 +76,7 @@ export interface StatsServerOptions {
 }
 
 export const STATS_SERVER_DEFAULTS = {
-  address: '127.0.0.1',
+  address: DEFAULTS.statsAddress,
   maxConnections: 64,
   maxConnectionsPerAddress: 16,
   headersTimeoutMs: 5000,

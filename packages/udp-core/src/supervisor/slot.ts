@@ -15,6 +15,7 @@ import type { LetGo, RaisedSocket } from './buffers.js';
 import type { StartGate } from './start-gate.js';
 import type { ExitInfo, WorkerHandle } from './worker-process.js';
 import { mergeTopSenders, type TopSendersReport } from '../stats/top-senders.js';
+import { RCVBUF_DOUBLING } from '../ffi/kernel.js';
 
 /** What a slot needs from its supervisor. Timers are injectable so that tests need no real time. */
 export interface SlotDeps {
@@ -79,7 +80,7 @@ export class Slot {
   ) {
     this.dropsBefore = opts.dropsBefore ?? 0;
     this.heldElsewhere = opts.heldElsewhere ?? false;
-    this.ownRcvbuf = opts.ownRcvbuf ?? sock.rcvbuf / 2;
+    this.ownRcvbuf = opts.ownRcvbuf ?? sock.rcvbuf / RCVBUF_DOUBLING;
   }
 
   /**

@@ -25,6 +25,8 @@ import type { Slot } from './slot.js';
 import { takeOverGroup, type TakeoverResult } from './takeover.js';
 import { WorkerProcess, type WorkerHandle } from './worker-process.js';
 import type { Adoption, HandOverPeer, Launcher, SharedWith, StopReport, SupervisorEvents, TakeoverSource } from './types.js';
+import { DEFAULTS } from '../defaults.js';
+import { RCVBUF_DOUBLING } from '../ffi/kernel.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
 export type { StopReport, SupervisorEvents } from './types.js';
@@ -62,7 +64,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       slot: {
         launch: (s) => this.launch(s),
         log: this.log,
-        drainTimeoutMs: this.options.drainTimeoutMs ?? 10_000,
+        drainTimeoutMs: this.options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
         // Restarts only while the service is its own and serving (not while handing over or stopping).
         stopping: () => !this.life.serving && !this.life.is('starting', 'taking-over'),
         onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
@@ -89,7 +91,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   get address(): string {
-    return this.group.first?.address ?? this.options.address ?? '127.0.0.1';
+    return this.group.first?.address ?? this.options.address ?? DEFAULTS.address;
   }
 
   /** Live workers (sockets) in the group now. */
@@ -191,7 +193,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const config: WorkerConfig = {
       supervisorPid: process.pid, index: slot.index, workers: this.group.size, engine: c.engine, family: slot.sock.family, app: this.app.url,
       appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
-      maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: 2 * slot.ownRcvbuf, // SO_RCVBUF reads back, and SO_MEMINFO counts, twice what was asked
+      maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: RCVBUF_DOUBLING * slot.ownRcvbuf, // SO_MEMINFO counts the doubled size
     };
     if (this.launcher) return this.launcher(slot, config);
     return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
