@@ -265,14 +265,7 @@ export class Slot {
    * (a hand-over, a service manager's fd store) and goes on reading it.
    */
   release(): void {
-    if (this.closed) return;
-    this.cancelRestart();
-    // Its raise ends with it (another holder's raise may still be in force).
-    this.lowerBuffer?.({ keep: true });
-    this.lowerBuffer = undefined;
-    this.lastMem = socketMemInfo(this.sock.fd);
-    closeFd(this.sock.fd);
-    this.closed = true;
+    this.letGo(false);
   }
 
   /**
@@ -280,16 +273,25 @@ export class Slot {
    * queued: what a closed socket drops is never dropped silently.
    */
   close(): void {
+    this.letGo(true);
+  }
+
+  /** The end of the socket here: its raise ends, its last figures are kept, then (`readOut`: after reading out its queue, counted) its fd closes. */
+  private letGo(readOut: boolean): void {
     if (this.closed) return;
     this.cancelRestart();
     // Its raise ends with it (another holder's raise may still be in force).
     this.lowerBuffer?.({ keep: true });
     this.lowerBuffer = undefined;
     this.lastMem = socketMemInfo(this.sock.fd);
-    const left = discardQueued(this.sock.fd);
-    if (left > 0) {
-      this.droppedAtClose += left;
-      this.deps.log(`socket ${this.index}: ${left} datagrams (${this.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`);
+    if (readOut) {
+      const left = discardQueued(this.sock.fd);
+      if (left > 0) {
+        this.droppedAtClose += left;
+        this.deps.log(`socket ${this.index}: ${left} datagrams (${this.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`);
+      }
+      // Drops the kernel counted while the queue was read out are this socket's too.
+      this.lastMem = { ...this.lastMem, drops: socketMemInfo(this.sock.fd).drops };
     }
     closeFd(this.sock.fd);
     this.closed = true;
