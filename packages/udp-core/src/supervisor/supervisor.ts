@@ -274,7 +274,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.heldByManager = true;
       },
       brace: (holdMs) => {
-        this.life.require('takeover-prepare', 'running');
+        this.life.require('takeover-prepare', 'running', 'changing');
         this.group.brace(this.changeRcvbuf, holdMs);
       },
       handOver: (peer, patienceMs) => this.handOver(peer, patienceMs ?? HANDOVER_PATIENCE_MS),
@@ -285,9 +285,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Upgrade hand-over, old side (handover.ts): this service owns the group until it says done. */
   private handOver(peer: HandOverPeer, patienceMs: number): Promise<HandOverResult> {
-    // Refused at once (not queued) when the service is not running, e.g. a second takeover during one.
+    // Refused at once (not queued) when the service is not serving, e.g. a second takeover during one;
+    // one that comes during a resize or a reload waits for it.
     try {
-      this.life.require('takeover', 'running');
+      this.life.require('takeover', 'running', 'changing');
     } catch (err) {
       return Promise.reject(err);
     }
