@@ -65,17 +65,24 @@ function startTakeover(args: string[]) {
   };
 }
 
-/** Resolves when `child` has printed its ready line, or rejects after `ms`. */
+/** Resolves on the service's ready line; rejects if it exits first or `ms` pass. */
 function readyWithin(t: ReturnType<typeof startTakeover>, ms: number): Promise<{ stats: string; control: string; workers: number[] }> {
-  const end = Date.now() + ms;
   return new Promise((resolve, reject) => {
-    const tick = (): void => {
+    const timer = setTimeout(() => reject(new Error(`no ready line within ${ms} ms:\n${t.stderr()}`)), ms);
+    const check = (): void => {
       const line = t.ready();
-      if (line) return resolve(JSON.parse(line) as { stats: string; control: string; workers: number[] });
-      if (Date.now() > end || t.child.exitCode !== null) return reject(new Error(`no ready line within ${ms} ms:\n${t.stderr()}`));
-      setTimeout(tick, 20);
+      if (!line) return;
+      clearTimeout(timer);
+      t.child.stdout!.off('data', check);
+      resolve(JSON.parse(line) as { stats: string; control: string; workers: number[] });
     };
-    tick();
+    t.child.stdout!.on('data', check);
+    void t.exited.then(() => {
+      clearTimeout(timer);
+      if (!t.ready()) reject(new Error(`exited before its ready line:\n${t.stderr()}`));
+      else check();
+    });
+    check();
   });
 }
 
