@@ -94,7 +94,7 @@ const text = (t: string): string => t;
 export const remoteWriteOptionSchema = defineAppOptions({
   remoteWrite: { flag: 'remote-write', value: 'URL', help: 'push every flush to a Prometheus remote write receiver (Prometheus, Mimir, Thanos, Cortex, VictoriaMetrics)', parse: httpUrl, default: undefined as URL | undefined },
   remoteWriteBacklog: { value: 'N', help: 'samples kept while the remote write receiver is slow or down; past it the oldest are counted and dropped', parse: wholeIn(1, 100_000_000, 'samples'), default: 1_000_000 },
-  remoteWriteLabels: { flag: 'remote-write-labels', value: 'LIST', help: 'external labels of remote write, e.g. job=statsd,instance=host1', parse: labelList, default: {} as Record<string, string> },
+  remoteWriteLabels: { flag: 'remote-write-labels', value: 'LIST', help: 'external labels of remote write, e.g. job=statsd,instance=host1', parse: labelList, default: {} as Record<string, string>, defaultText: 'none' },
   remoteWriteUsername: { value: 'U', help: 'remote write basic auth user (with remoteWritePassword or remoteWritePasswordFile)', parse: text, default: undefined as string | undefined },
   remoteWritePassword: { value: 'P', help: 'remote write basic auth password (remoteWritePasswordFile keeps it off the command line)', parse: text, default: undefined as string | undefined },
   remoteWritePasswordFile: { value: 'FILE', help: 'file holding the remote write basic auth password (read at each request)', parse: readableFile('password'), default: undefined as string | undefined },
