@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +112,23 @@ describe('remote write output', () => {
     expect(await waitFor(() => dead.out.backlog.counts().failedAttempts >= 3, 5000, 5)).toBe(true);
     expect(dead.out.backlog.counts()).toMatchObject({ delivered: 0, rejected: 0, queued: 6 });
     expect(dead.logs[0]).toMatch(/ECONNREFUSED/);
+  });
+
+  it('a receiver that accepts and never answers: push never waits; each attempt ends at the timeout and is retried, nothing lost', async () => {
+    const server = net.createServer(() => undefined); // reads nothing, answers nothing
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const held: net.Socket[] = [];
+    server.on('connection', (c) => held.push(c));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    cleanups.push(() => held.forEach((c) => c.destroy()));
+    const { out, logs } = output(target(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/write`, { timeoutMs: 200 }));
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) out.push(families());
+    expect(performance.now() - t0).toBeLessThan(1000); // queued, not sent: the flush clock does not wait
+    expect(await waitFor(() => out.backlog.counts().failedAttempts >= 2, 5000, 10)).toBe(true);
+    expect(out.backlog.counts()).toMatchObject({ accepted: 30, delivered: 0, dropped: 0, rejected: 0, queued: 30 });
+    expect(logs[0]).toMatch(/no answer within 200 ms; keeping up to 100000 samples/);
   });
 
   it('another 4xx is refused for good: counted as rejected, not retried, its answer escaped in the log', async () => {
