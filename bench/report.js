@@ -145,7 +145,7 @@ export function markdown({ env, summary, tableRows, header, senders, targets, no
   L.push('  blocking `recvmmsg(MSG_WAITFORONE)` with a batch of 64: the floor; **Node dgram reusePort**');
   L.push('  (`bench/peers/node-recv.js reuseport`, only with `--node`) is Node\'s own SO_REUSEPORT option.');
   L.push('- Senders: `bench/c/sender.c` is the plain C `sendmmsg` loop (blocking, batches of 64, round-robin');
-  L.push('  over its source sockets); shardgram\'s native sender (`packages/udp-core/src/sender.ts`) does the same');
+  L.push('  over its source sockets); shardgram\'s native sender (`packages/udp-core/src/load/sender.ts`) does the same');
   L.push('  through koffi with prebuilt protobuf probes and `MSG_DONTWAIT`. Their ratio is measured into an');
   L.push('  unread socket, so that no receiver sets the pace.');
   L.push('- Options: `npm run bench -- --help` (`--workers`, `--count`, `--rounds`, `--rcvbuf`, `--rows`, `--quick`, `--node`).');

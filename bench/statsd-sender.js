@@ -1,5 +1,5 @@
 // The sender of the StatsD benches (bench/statsd.js, bench/statsd-cpu.js): a child
-// process running shardgram's native sender (packages/udp-core/src/sender.ts,
+// process running shardgram's native sender (packages/udp-core/src/load/sender.ts,
 // `NativeSender.sendPayloads`): prebuilt datagrams ("bench.c17:1|c", `names` names)
 // sent with sendmmsg, round-robin over `sources` source sockets bound to 127.0.0.1, as
 // fast as it can, bounded by a count and a time. Build first (`npm run build`).

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `node bench/top-senders.js`: what the top-senders sketch (packages/udp-core/src/top-senders.ts)
+// `node bench/top-senders.js`: what the top-senders sketch (packages/udp-core/src/stats/top-senders.ts)
 // costs per received datagram, with and without it, side by side in one run.
 //
 // Both engines run in this process on loopback sockets of their own, one with the

@@ -4,7 +4,7 @@
  * shortcut, for IPv4 and IPv6 senders interleaved.
  */
 import { describe, expect, it } from 'vitest';
-import { isV4, remoteInfo, SenderNames, v4Key } from '../packages/udp-core/src/engine/remote-info.js';
+import { isV4, remoteInfo, SenderNames, v4Key } from '../packages/udp-core/src/worker/engine/remote-info.js';
 import { encodeSockaddr } from '../packages/udp-core/src/ffi/sockaddr.js';
 
 /** A sockaddr at offset 8 of a larger buffer (as in the arena). */

@@ -155,6 +155,19 @@ describe('a worker\'s fatal load error', () => {
   });
 });
 
+describe('an app that calls process.exit() as it loads or starts', () => {
+  it('fails serve loudly (non-zero, naming the app and the call), in the supervisor and in a worker', async () => {
+    const atLoad = await runCli(['serve', './test/fixtures/exit-at-load.js', '--port', '0', '--workers', '1'], { timeoutMs: 30_000 });
+    expect(atLoad.code).toBe(1);
+    expect(atLoad.stderr.trim()).toBe(
+      'shardgram: app ./test/fixtures/exit-at-load.js called process.exit(0) while it loaded: an app must not end the process (the service would end with it). To refuse to start, throw an error instead.',
+    );
+    const atStart = await runCli(['serve', './test/fixtures/exit-at-start.js', '--port', '0', '--workers', '1'], { timeoutMs: 30_000 });
+    expect(atStart.code).toBe(1);
+    expect(atStart.stderr.trim().split('\n').at(-1)).toMatch(/^shardgram: worker 0 \(pid \d+\) could not start: app \S*exit-at-start\.js called process\.exit\(0\) while it started: an app must not end the process/);
+  });
+});
+
 describe('a standard output that closes (serve syslog | head -1)', () => {
   it('stops that output with one log line, counts the records not written, and the service runs on', async () => {
     const s = await serveReady(['syslog', '--port', '0', '--workers', '1', '--stats-port', '0']);

@@ -102,6 +102,30 @@ describe('serve --takeover', () => {
     expect(await waitFor(async () => (await rows()).workers.every((w) => w.rcvbuf === 2 * 4 * 1024 * 1024), 10_000)).toBe(true);
   });
 
+  it.skipIf(noBigBuffer)('five takeovers in a row under one load: every probe answered exactly once, each old side exits 0, the totals carry on through all of them', async () => {
+    let current = await serve(['echo', '--port', '0', '--workers', '2', '--stats-port', '0', ...bigRcvbufArgs('4m')], 2);
+    const count = 30_000;
+    const { report, marked } = loadWithMark(current.port, count, 3_000, 1_000);
+    await marked;
+    const pids = new Set<number>(current.pids);
+    for (let i = 0; i < 5; i++) {
+      const old = current;
+      current = await serve(['echo', '--port', String(old.port), '--workers', String(2 + (i % 2)), '--takeover', '--stats-port', '0', ...bigRcvbufArgs('4m')], 2 + (i % 2));
+      for (const p of current.pids) pids.add(p);
+      const oldExit = await new Promise<number | null>((r) => (old.child.exitCode !== null ? r(old.child.exitCode) : old.child.once('exit', (c) => r(c))));
+      expect(oldExit, old.stderr()).toBe(0);
+    }
+    const r = await report;
+    expect(r.sent).toBe(count);
+    expect(r.lost).toBe(0);
+    expect(r.duplicates).toBe(0);
+    // The last service's totals are every probe: each hand-over passed the counts on.
+    type Stats = { total: { datagrams: number; kernelDrops: number } };
+    const s = (await (await fetch(`${statsUrl(current)}/stats`)).json()) as Stats;
+    expect(s.total.datagrams).toBe(count);
+    expect(s.total.kernelDrops).toBe(0);
+  });
+
   it('says clearly when there is nothing to take over, or the port differs', async () => {
     const old = await serve(['discard', '--port', '0', '--workers', '1'], 1);
     const r = await runCli(['serve', 'discard', '--port', String(old.port + 1 === 65536 ? 1 : old.port + 1), '--takeover'], { timeoutMs: 30_000 });

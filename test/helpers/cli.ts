@@ -62,9 +62,10 @@ interface ReadyLine {
  * Starts `shardgram serve … --ready-json` and resolves on its ready line (one JSON
  * object on stdout; the status lines go to stderr) once it names `workers` workers.
  */
-export function startServe(args: string[], workers: number, opts: SpawnOptions = {}): Promise<Serving> {
+export function startServe(args: string[], workers: number, opts: SpawnOptions & { readyTimeoutMs?: number } = {}): Promise<Serving> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', ...args, '--ready-json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    const { readyTimeoutMs = 30_000, ...spawnOpts } = opts;
+    const child = spawn(process.execPath, [BIN, 'serve', ...args, '--ready-json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...spawnOpts });
     let out = '';
     let err = '';
     let done = false;
@@ -76,7 +77,7 @@ export function startServe(args: string[], workers: number, opts: SpawnOptions =
         child.kill('SIGKILL');
         reject(new Error(`serve did not get ready: ${out}\n${err}`));
       }
-    }, 30_000);
+    }, readyTimeoutMs);
     child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();

@@ -12,27 +12,27 @@
  */
 export { Supervisor } from './supervisor/supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
-export { defineApp, defineAppSupervisor } from './shard-socket.js';
-export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './shard-socket.js';
+export { defineApp, defineAppSupervisor } from './app/shard-socket.js';
+export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './app/shard-socket.js';
 export { ShardgramError, describeError } from './errors.js';
 export type { ShardgramErrorCode, ShardgramErrorDetails, PortHolder } from './errors.js';
-export { STATS_SERVER_DEFAULTS, startStatsServer } from './stats-server.js';
-export type { StatsServer, StatsServerOptions, StatsSource } from './stats-server.js';
+export { STATS_SERVER_DEFAULTS, startStatsServer } from './http/stats-server.js';
+export type { StatsServer, StatsServerOptions, StatsSource } from './http/stats-server.js';
 // The apps' contract: option schemas, the byte-size grammar, sampled logs, outputs that may close.
-export type { AppModule } from './shard-socket.js';
-export { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase } from './app-options.js';
-export type { AppOption, AppOptionSchema, AppOptionValues } from './app-options.js';
-export { parseByteSize, formatByteSize } from './byte-size.js';
-export { OptionValueError } from './option-error.js';
-export { sampledLog } from './log-sampler.js';
-export { escapeText } from './escape-text.js';
-export type { EscapeTextOptions } from './escape-text.js';
-export type { SampledLog, SampledLogOptions } from './log-sampler.js';
-export { guardOutput } from './output-guard.js';
-export type { GuardedOutput } from './output-guard.js';
+export type { AppModule } from './app/shard-socket.js';
+export { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase } from './app/app-options.js';
+export type { AppOption, AppOptionSchema, AppOptionValues } from './app/app-options.js';
+export { parseByteSize, formatByteSize } from './app/byte-size.js';
+export { OptionValueError } from './app/option-error.js';
+export { sampledLog } from './app/log-sampler.js';
+export { escapeText } from './app/escape-text.js';
+export type { EscapeTextOptions } from './app/escape-text.js';
+export type { SampledLog, SampledLogOptions } from './app/log-sampler.js';
+export { guardOutput } from './app/output-guard.js';
+export type { GuardedOutput } from './app/output-guard.js';
 // Types that appear in the Supervisor's options and reports (their functions live in subpaths).
-export type { StatsReport, WorkerStats, WorkerState } from './stats.js';
-export type { Counters, CounterKey } from './counters.js';
-export type { Fairness } from './fairness.js';
+export type { StatsReport, WorkerStats, WorkerState } from './stats/report.js';
+export type { Counters, CounterKey } from './stats/counters.js';
+export type { Fairness } from './stats/fairness.js';
 export type { PolicyName, SteeringPolicy, KeyPolicy, KeyPolicyOptions } from './steering/policies.js';
-export type { ImbalanceOptions } from './imbalance.js';
+export type { ImbalanceOptions } from './stats/imbalance.js';

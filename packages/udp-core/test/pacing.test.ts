@@ -5,7 +5,7 @@
  * `maxReadDelayUs` is checked at the edge and taken from the app when not given.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, Pacer, paceWaitUs, type PaceInput } from '../src/engine/pacing.js';
+import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, Pacer, paceWaitUs, type PaceInput } from '../src/worker/engine/pacing.js';
 import { closeFd, openReusePortSocket, setReceiveBuffer, socketMemInfo } from '../src/ffi/socket.js';
 import { resolveConfig, validateOptions } from '../src/supervisor/config.js';
 

@@ -1,7 +1,7 @@
 /**
  * App name resolution: built-ins first, then packages that declare shardgram apps, found from
  * the working directory the way Node finds packages. Fake packages in a temp project.
- * (Runs against the compiled resolver: built-ins resolve to dist/apps/<name>.js.)
+ * (Runs against the compiled resolver: built-ins resolve to dist/app/builtin/<name>.js.)
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ShardgramError } from '@shardgram/udp-core';
-import { resolveApp } from '../dist/apps/resolve.js';
+import { resolveApp } from '../dist/app/resolve.js';
 
 const project = mkdtempSync(join(tmpdir(), 'shardgram-resolve-'));
 afterAll(() => rmSync(project, { recursive: true, force: true }));
@@ -47,7 +47,7 @@ describe('resolveApp', () => {
   it('resolves the built-in apps to modules of this package, before any installed package', () => {
     for (const app of ['echo', 'discard']) {
       const url = resolveApp(app, project);
-      expect(url).toMatch(new RegExp(`/udp-core/dist/apps/${app}\\.js$`));
+      expect(url).toMatch(new RegExp(`/udp-core/dist/app/builtin/${app}\\.js$`));
       expect(existsSync(fileURLToPath(url))).toBe(true);
     }
   });

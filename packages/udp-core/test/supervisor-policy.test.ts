@@ -5,10 +5,11 @@
  */
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import type { Counters } from '../src/counters.js';
+import type { Counters } from '../src/stats/counters.js';
 import type { OpenedSocket } from '../src/ffi/socket.js';
 import { CRASH_WINDOW_MS, MAX_BACKOFF_MS, nextRestart } from '../src/supervisor/backoff.js';
 import { Slot, type SlotDeps } from '../src/supervisor/slot.js';
+import { StartGate, defaultStartConcurrency } from '../src/supervisor/start-gate.js';
 import { Supervisor } from '../src/supervisor/supervisor.js';
 import { controlOf } from '../src/supervisor/internal.js';
 import type { Launcher } from '../src/supervisor/types.js';
@@ -252,6 +253,70 @@ describe('a slot', () => {
     h.procs.at(-1)!.becomeReady();
     await settle();
     expect(h.slot.state).toBe('running');
+  });
+});
+
+describe('paced starts (a start gate shared by the group)', () => {
+  /** `n` slots with fake processes sharing one gate of `concurrency` turns. */
+  function gated(n: number, concurrency: number) {
+    const procs: FakeProc[] = [];
+    const gate = new StartGate(concurrency);
+    const deps: SlotDeps = {
+      launch: () => {
+        const p = new FakeProc(0);
+        procs.push(p);
+        return p;
+      },
+      // (stopping: an exit is not restarted, so a failed start stays failed here)
+      log: () => undefined, drainTimeoutMs: 1000, stopping: () => true, startGate: gate,
+    };
+    const slots = Array.from({ length: n }, (_, i) => new Slot(i, { fd: -1, port: 1, inode: i + 1 } as unknown as OpenedSocket, deps));
+    return { procs, gate, slots };
+  }
+
+  it('spawns at most `concurrency` processes before they are ready; each ready one lets the next spawn', async () => {
+    const g = gated(10, 3);
+    const all = Promise.allSettled(g.slots.map((s) => s.start()));
+    await settle();
+    expect(g.procs).toHaveLength(3);
+    expect(g.gate.queued).toBe(7);
+    g.procs[0]!.becomeReady();
+    await settle();
+    expect(g.procs).toHaveLength(4);
+    // A start that fails (exits before ready) gives its turn back too.
+    g.procs[1]!.exit(1);
+    await settle();
+    expect(g.procs).toHaveLength(5);
+    for (let i = 0; i < 20 && g.procs.length < 10; i++) {
+      for (const p of g.procs.slice(2)) p.becomeReady();
+      await settle();
+    }
+    expect(g.procs).toHaveLength(10);
+    for (const p of g.procs.slice(2)) p.becomeReady();
+    const outcomes = await all;
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', ...Array<string>(8).fill('fulfilled')]);
+    expect(g.gate.inFlight).toBe(0);
+    expect(g.gate.queued).toBe(0);
+  });
+
+  it('starts nothing for a slot retired while it waited for its turn', async () => {
+    const g = gated(2, 1);
+    const first = g.slots[0]!.start();
+    const second = g.slots[1]!.start();
+    await settle();
+    expect(g.procs).toHaveLength(1);
+    await g.slots[1]!.retireAll();
+    g.procs[0]!.becomeReady();
+    await first;
+    await expect(second).rejects.toThrow(/worker 1 was retired before its turn to start came/);
+    expect(g.procs).toHaveLength(1);
+    expect(g.gate.inFlight).toBe(0);
+  });
+
+  it('allows two starts per core, at least two', () => {
+    expect(defaultStartConcurrency(1)).toBe(2);
+    expect(defaultStartConcurrency(2)).toBe(4);
+    expect(defaultStartConcurrency(16)).toBe(32);
   });
 });
 

@@ -26,6 +26,7 @@ import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram, type NativeHistogramData } from './native-histogram.js';
 import { parseDatagram, parseSimpleDatagram, splitKey, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
 import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
+import { zeroTallies, type Tallies } from './tallies.js';
 
 /** Gauge operations of one key, in receive-time order; only the first may be absolute. */
 export interface GaugeOps {
@@ -97,34 +98,20 @@ export function sampleWeight(sampleRate: number): number {
 }
 
 /** A worker's partial aggregate: plain data, structured-cloneable for IPC. */
-export interface Partial {
+export interface Partial extends Tallies {
   counters: [key: string, total: number][];
   gauges: [key: string, ops: GaugeOps][];
   timers: [key: string, timer: TimerPartial][];
   sets: [key: string, members: string[]][];
-  badLines: number;
-  /** Non-empty lines. */
-  metrics: number;
-  /** Datagrams. */
-  packets: number;
-  /** Lines rejected for a name (with tags) longer than maxNameLength (also in badLines). */
-  namesTooLong: number;
-  /** Lines dropped because the interval already had maxKeys distinct keys. */
-  keysOverLimit: number;
-  /** Values dropped because a sum would have overflowed. */
-  overflows: number;
   /** DogStatsD events, in arrival order (at most maxKeys per interval; more are counted in keysOverLimit). */
   events: DogEvent[];
   /** DogStatsD service checks, likewise. */
   serviceChecks: ServiceCheck[];
-  /** Fields of good lines that were unknown (or had an invalid value) and were ignored. */
-  ignoredFields: number;
 }
 
 export function emptyPartial(): Partial {
   return {
-    counters: [], gauges: [], timers: [], sets: [], badLines: 0, metrics: 0, packets: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0,
-    events: [], serviceChecks: [], ignoredFields: 0,
+    counters: [], gauges: [], timers: [], sets: [], events: [], serviceChecks: [], ...zeroTallies(),
   };
 }
 
@@ -160,16 +147,11 @@ export class PartialAggregate implements MetricSink {
   private timers = new Map<string, LiveTimer>();
   private readonly timerOptions: TimerOptions;
   private sets = new Map<string, Set<string>>();
-  private badLines = 0;
-  private metrics = 0;
-  private packets = 0;
-  private namesTooLong = 0;
-  private keysOverLimit = 0;
-  private overflows = 0;
+  /** The interval's tallies (tallies.ts). */
+  private t = zeroTallies();
   private keys = 0;
   private events: DogEvent[] = [];
   private serviceChecks: ServiceCheck[] = [];
-  private ignored = 0;
   private readonly parse: ParseOptions;
   private readonly clock: () => bigint;
   private readonly onBadLine: ((line: string, reason: string) => void) | undefined;
@@ -189,11 +171,11 @@ export class PartialAggregate implements MetricSink {
 
   /** Parses and aggregates one datagram; `rinfo.timestamp`, when there is one, orders its gauge operations. */
   datagram(msg: Buffer | string, rinfo?: Received): void {
-    this.packets++;
+    this.t.packets++;
     this.current = rinfo;
-    if (typeof msg === 'string') this.metrics += parseDatagram(msg, this, this.parse);
-    else if (parseSimpleDatagram(msg, this, this.maxName)) this.metrics++;
-    else this.metrics += parseDatagram(msg.toString(), this, this.parse);
+    if (typeof msg === 'string') this.t.metrics += parseDatagram(msg, this, this.parse);
+    else if (parseSimpleDatagram(msg, this, this.maxName)) this.t.metrics++;
+    else this.t.metrics += parseDatagram(msg.toString(), this, this.parse);
     this.current = undefined;
   }
 
@@ -203,7 +185,7 @@ export class PartialAggregate implements MetricSink {
       this.keys++;
       return true;
     }
-    this.keysOverLimit++;
+    this.t.keysOverLimit++;
     return false;
   }
 
@@ -216,7 +198,7 @@ export class PartialAggregate implements MetricSink {
     }
     const sum = total.v + value * (1 / sampleRate);
     if (Number.isFinite(sum)) total.v = sum;
-    else this.overflows++;
+    else this.t.overflows++;
   }
 
   gauge(key: string, value: number, relative: boolean): void {
@@ -257,7 +239,7 @@ export class PartialAggregate implements MetricSink {
     const sum = tm.sum + value;
     const count = tm.count + 1 / sampleRate;
     if (!Number.isFinite(sum) || !Number.isFinite(count)) {
-      this.overflows++;
+      this.t.overflows++;
       return;
     }
     const w = sampleWeight(sampleRate);
@@ -291,28 +273,28 @@ export class PartialAggregate implements MetricSink {
   }
 
   bad(line: string, reason: string, code?: BadLineCode): void {
-    this.badLines++;
-    if (code === 'name_length') this.namesTooLong++;
+    this.t.badLines++;
+    if (code === 'name_length') this.t.namesTooLong++;
     this.onBadLine?.(line, reason);
   }
 
   event(e: DogEvent): void {
     if (this.events.length + this.serviceChecks.length < this.maxKeys) this.events.push(e);
-    else this.keysOverLimit++;
+    else this.t.keysOverLimit++;
   }
 
   serviceCheck(c: ServiceCheck): void {
     if (this.events.length + this.serviceChecks.length < this.maxKeys) this.serviceChecks.push(c);
-    else this.keysOverLimit++;
+    else this.t.keysOverLimit++;
   }
 
   ignoredFields(n: number): void {
-    this.ignored += n;
+    this.t.ignoredFields += n;
   }
 
   /** True when nothing was received since the last take(). */
   get empty(): boolean {
-    return this.packets === 0;
+    return this.t.packets === 0;
   }
 
   /** Returns the partial aggregate and starts a new one. */
@@ -322,29 +304,17 @@ export class PartialAggregate implements MetricSink {
       gauges: [...this.gauges],
       timers: Array.from(this.timers, ([k, t]): [string, TimerPartial] => [k, timerPartial(t)]),
       sets: [...this.sets].map(([k, s]) => [k, [...s]]),
-      badLines: this.badLines,
-      metrics: this.metrics,
-      packets: this.packets,
-      namesTooLong: this.namesTooLong,
-      keysOverLimit: this.keysOverLimit,
-      overflows: this.overflows,
       events: this.events,
       serviceChecks: this.serviceChecks,
-      ignoredFields: this.ignored,
+      ...this.t,
     };
+    this.t = zeroTallies();
     this.events = [];
     this.serviceChecks = [];
-    this.ignored = 0;
     this.counters = new Map();
     this.gauges = new Map();
     this.timers = new Map();
     this.sets = new Map();
-    this.badLines = 0;
-    this.metrics = 0;
-    this.packets = 0;
-    this.namesTooLong = 0;
-    this.keysOverLimit = 0;
-    this.overflows = 0;
     this.keys = 0;
     return p;
   }

@@ -30,6 +30,7 @@ import type { GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram } from './native-histogram.js';
 import { timerSummary, timerSummaryFromHistogram, type TimerSummary } from './timer-stats.js';
+import { addTallies, zeroTallies } from './tallies.js';
 
 /** One flush interval's merged figures, plain JSON. */
 export interface FlushResult {
@@ -123,17 +124,12 @@ export class IntervalMerge {
   private timers = new Map<string, TimerAcc>();
   private sets = new Map<string, Set<string>>();
   private gauges = new Map<string, GaugeOps[]>();
-  private badLines = 0;
-  private metrics = 0;
-  private packets = 0;
-  private namesTooLong = 0;
-  private keysOverLimit = 0;
-  private overflows = 0;
+  /** The interval's tallies, summed over the partials (tallies.ts). */
+  private t = zeroTallies();
   private keys = 0;
   private partials = 0;
   private events: DogEvent[] = [];
   private serviceChecks: ServiceCheck[] = [];
-  private ignoredFields = 0;
 
   constructor(private readonly limits: MergeLimits = NO_LIMITS) {}
 
@@ -148,7 +144,7 @@ export class IntervalMerge {
       this.keys++;
       return true;
     }
-    this.keysOverLimit++;
+    this.t.keysOverLimit++;
     return false;
   }
 
@@ -159,7 +155,7 @@ export class IntervalMerge {
       if (old === undefined && !this.room()) continue;
       const sum = (old ?? 0) + v;
       if (Number.isFinite(sum)) this.counters.set(k, sum);
-      else this.overflows++;
+      else this.t.overflows++;
     }
     for (const [k, t] of p.timers) {
       let acc = this.timers.get(k);
@@ -167,7 +163,7 @@ export class IntervalMerge {
         const sum = acc.sum + t.sum;
         const count = acc.count + t.count;
         if (!Number.isFinite(sum) || !Number.isFinite(count)) {
-          this.overflows += t.n;
+          this.t.overflows += t.n;
           continue;
         }
         acc.sum = sum;
@@ -207,19 +203,13 @@ export class IntervalMerge {
     // Events and service checks: at most maxKeys of them per interval, the rest counted.
     for (const e of p.events) {
       if (this.events.length + this.serviceChecks.length < this.limits.maxKeys) this.events.push(e);
-      else this.keysOverLimit++;
+      else this.t.keysOverLimit++;
     }
     for (const c of p.serviceChecks) {
       if (this.events.length + this.serviceChecks.length < this.limits.maxKeys) this.serviceChecks.push(c);
-      else this.keysOverLimit++;
+      else this.t.keysOverLimit++;
     }
-    this.ignoredFields += p.ignoredFields;
-    this.badLines += p.badLines;
-    this.metrics += p.metrics;
-    this.packets += p.packets;
-    this.namesTooLong += p.namesTooLong;
-    this.keysOverLimit += p.keysOverLimit;
-    this.overflows += p.overflows;
+    addTallies(this.t, p);
   }
 
   /**
@@ -239,13 +229,13 @@ export class IntervalMerge {
     for (const [k, list] of this.gauges) {
       const old = gauges.get(k);
       if (old === undefined && gauges.size >= this.limits.maxKeys) {
-        this.keysOverLimit++;
+        this.t.keysOverLimit++;
         continue;
       }
       gauges.set(k, replayGauge(old, list, overflow));
       store.updated.set(k, meta.flush);
     }
-    this.overflows += overflow.n;
+    this.t.overflows += overflow.n;
     let expired = 0;
     const expiry = this.limits.gaugeExpiry;
     if (expiry > 0) {
@@ -269,19 +259,19 @@ export class IntervalMerge {
         observe?.(k, t.flush);
         timers[k] = t.summary;
       } else {
-        this.overflows += acc.n;
+        this.t.overflows += acc.n;
       }
     }
     const g = record<number>();
     for (const [k, v] of gauges) g[k] = v;
     const result: FlushResult = {
       ...meta,
-      bad_lines_seen: this.badLines,
-      metrics_received: this.metrics,
-      packets_received: this.packets,
-      names_too_long: this.namesTooLong,
-      keys_over_limit: this.keysOverLimit,
-      overflows: this.overflows,
+      bad_lines_seen: this.t.badLines,
+      metrics_received: this.t.metrics,
+      packets_received: this.t.packets,
+      names_too_long: this.t.namesTooLong,
+      keys_over_limit: this.t.keysOverLimit,
+      overflows: this.t.overflows,
       gauges_expired: expired,
       counters,
       gauges: g,
@@ -289,21 +279,15 @@ export class IntervalMerge {
       timers,
       events: this.events,
       service_checks: this.serviceChecks,
-      ignored_fields: this.ignoredFields,
+      ignored_fields: this.t.ignoredFields,
     };
     this.events = [];
     this.serviceChecks = [];
-    this.ignoredFields = 0;
     this.counters = new Map();
     this.timers = new Map();
     this.sets = new Map();
     this.gauges = new Map();
-    this.badLines = 0;
-    this.metrics = 0;
-    this.packets = 0;
-    this.namesTooLong = 0;
-    this.keysOverLimit = 0;
-    this.overflows = 0;
+    this.t = zeroTallies();
     this.keys = 0;
     this.partials = 0;
     return result;

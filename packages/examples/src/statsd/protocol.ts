@@ -8,6 +8,7 @@
  *                                 (final: true, sent by the close hook after the drain)
  */
 import type { Partial } from './aggregate.js';
+import { hasTallies } from './tallies.js';
 
 export interface HelloMessage {
   t: 'statsd.hello';
@@ -45,9 +46,7 @@ const isArray = Array.isArray;
 function isPartial(p: unknown): p is Partial {
   return (
     isObject(p) && isArray(p.counters) && isArray(p.gauges) && isArray(p.timers) && isArray(p.sets) &&
-    typeof p.badLines === 'number' && typeof p.metrics === 'number' && typeof p.packets === 'number' &&
-    typeof p.namesTooLong === 'number' && typeof p.keysOverLimit === 'number' && typeof p.overflows === 'number' &&
-    isArray(p.events) && isArray(p.serviceChecks) && typeof p.ignoredFields === 'number'
+    isArray(p.events) && isArray(p.serviceChecks) && hasTallies(p)
   );
 }
 

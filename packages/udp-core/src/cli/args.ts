@@ -1,8 +1,8 @@
 /** Command-line parsing on node:util parseArgs, with one-line errors. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { byteSize, wholeNumber } from '../app-options.js';
-import type { ByteSizeRange } from '../byte-size.js';
-import { OptionValueError, optionMessage } from '../option-error.js';
+import { byteSize, wholeNumber } from '../app/app-options.js';
+import type { ByteSizeRange } from '../app/byte-size.js';
+import { OptionValueError, optionMessage } from '../app/option-error.js';
 
 /** A mistake in the command line: printed as one line plus the usage, exit status 2. */
 export class UsageError extends Error {

@@ -4,8 +4,8 @@
  * bounded burst from many source ports, a live bar per worker, then the split.
  */
 import { Supervisor } from '../supervisor/supervisor.js';
-import { runLoad } from '../load.js';
-import { fairness } from '../fairness.js';
+import { runLoad } from '../load/load.js';
+import { fairness } from '../stats/fairness.js';
 import { choice, intOption, parseFlags, type Options } from './args.js';
 import { LiveBlock, bar, pct, table } from './render.js';
 

@@ -1,8 +1,9 @@
 /** `shardgram load`: a bounded burst of probes against a running echo service. */
-import { runLoad, type LoadReport } from '../load.js';
+import { runLoad, type LoadReport } from '../load/load.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { UsageError, choice, intOption, parseFlags, type Options } from './args.js';
 import { LiveBlock, pct, progressLine, table } from './render.js';
+import { DEFAULTS } from '../defaults.js';
 
 export const LOAD_USAGE = `Usage: shardgram load --port P [options]
 
@@ -51,7 +52,7 @@ export async function load(argv: string[]): Promise<number> {
   let lastPlain = 0;
   const report = await runLoad({
     port: intOption(values, 'port', 1, 65535, u)!,
-    address: (values.address as string | undefined) ?? '127.0.0.1',
+    address: (values.address as string | undefined) ?? DEFAULTS.address,
     sources: intOption(values, 'sources', 1, 4096, u, 64)!,
     count: intOption(values, 'count', 1, 100_000_000, u, 10_000)!,
     rate: intOption(values, 'rate', 0, 100_000_000, u, 0)!,

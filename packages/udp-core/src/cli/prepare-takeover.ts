@@ -9,6 +9,7 @@
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { defaultControlPath } from '../control/paths.js';
+import { DEFAULTS } from '../defaults.js';
 
 /** Longest wait for the running service's answer before starting anyway. */
 const ANSWER_WAIT_MS = 500;
@@ -29,7 +30,7 @@ export function controlPathOf(args: readonly string[]): string | undefined {
   if (typeof values.control === 'string') return values.control;
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return defaultControlPath(typeof values.address === 'string' ? values.address : '127.0.0.1', port);
+  return defaultControlPath(typeof values.address === 'string' ? values.address : DEFAULTS.address, port);
 }
 
 /** Asks the service on `serve`'s control socket to raise its buffers; resolves once it has answered, or after ANSWER_WAIT_MS. */

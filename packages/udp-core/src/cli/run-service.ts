@@ -3,7 +3,7 @@
  * or take the sockets a service manager passes), its endpoints (stats port, control
  * socket), signals, and the way out.
  */
-import { startStatsServer, type StatsServer, type StatsServerOptions } from '../stats-server.js';
+import { startStatsServer, type StatsServer, type StatsServerOptions } from '../http/stats-server.js';
 import { startServiceControl } from '../control/service.js';
 import { defaultControlPath } from '../control/paths.js';
 import type { ControlServer } from '../control/server.js';
@@ -11,9 +11,10 @@ import { prepareTakeoverHandler, takeoverHandler } from '../control/takeover/old
 import { requestTakeover } from '../control/takeover/new-side.js';
 import { controlOf } from '../supervisor/internal.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
-import { ServiceManager } from '../service-manager.js';
-import { escapeText } from '../escape-text.js';
+import { ServiceManager } from '../service/service-manager.js';
+import { escapeText } from '../app/escape-text.js';
 import { describeError } from '../errors.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface RunOptions {
   statsPort?: number;
@@ -98,7 +99,7 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     );
   });
 
-  const address = sup.options.address ?? '127.0.0.1';
+  const address = sup.options.address ?? DEFAULTS.address;
   if (opts.takeover) {
     const path = opts.control ?? defaultControlPath(address, sup.options.port);
     const source = requestTakeover(path);

@@ -1,5 +1,6 @@
 /** `shardgram scale`: grow or shrink a running service through its control socket. */
 import { UsageError, intOption, parseFlags, type Options } from './args.js';
+import { LIMITS } from '../defaults.js';
 import { controlRequest } from '../control/client.js';
 import { controlDir, defaultControlPath, findControlSockets } from '../control/paths.js';
 
@@ -15,7 +16,7 @@ Options:
   -p, --port P         the service's UDP port (finds its control socket in ${controlDir()})
   -a, --address A      the service's UDP address, when several services share port P
   -c, --control PATH   the control socket's path (what \`serve\` printed), instead of --port
-  -w, --workers N      the number of workers wanted, 1-256 (required)
+  -w, --workers N      the number of workers wanted, ${LIMITS.workers.min}-${LIMITS.workers.max} (required)
   -h, --help           show this help
 `;
 
@@ -47,7 +48,7 @@ export async function scale(argv: string[]): Promise<number> {
   if (!values) return 0;
   if (values['stats-port'] !== undefined) throw new UsageError('scale no longer goes through the stats port (it is read-only); give the service\'s UDP --port instead', u);
   if (values.workers === undefined) throw new UsageError('--workers is required', u);
-  const count = intOption(values, 'workers', 1, 256, u)!;
+  const count = intOption(values, 'workers', LIMITS.workers.min, LIMITS.workers.max, u)!;
   const path = locateControl(values, u);
   const r = await controlRequest(path, { op: 'resize', workers: count });
   process.stdout.write(`resized from ${String(r.from)} to ${String(r.to)} workers\n`);

@@ -5,10 +5,11 @@
  */
 import { parseArgs } from 'node:util';
 import { ShardgramError, describeError } from '../errors.js';
-import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../apps/resolve.js';
-import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app-options.js';
-import { formatByteSize } from '../byte-size.js';
-import type { AppDefaults } from '../shard-socket.js';
+import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../app/resolve.js';
+import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app/app-options.js';
+import { formatByteSize } from '../app/byte-size.js';
+import type { AppDefaults } from '../app/shard-socket.js';
+import { AppEndedProcessError, withoutExit } from '../app/app-host.js';
 import { joinNegativeValues, UsageError, type Options, type Values } from './args.js';
 
 export interface LoadedApp {
@@ -42,8 +43,9 @@ export async function loadApp(name: string): Promise<LoadedApp> {
   const url = resolveApp(name);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(url)) as Record<string, unknown>;
+    mod = await withoutExit(name, 'it loaded', async () => (await import(url)) as Record<string, unknown>);
   } catch (err) {
+    if (err instanceof AppEndedProcessError) throw err;
     throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${name} (${url}): ${describeError(err)}`);
   }
   const schema = mod.options ?? {};

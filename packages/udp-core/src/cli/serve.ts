@@ -1,16 +1,19 @@
 /** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
 import { availableParallelism } from 'node:os';
 import { Supervisor } from '../supervisor/supervisor.js';
+import { checkAddress } from '../supervisor/config.js';
 import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US, pacingAllowed } from '../engine/pacing.js';
+import { DEFAULT_MAX_READ_DELAY_US, pacingAllowed } from '../worker/engine/pacing.js';
 import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
-import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
-import { guardOutput } from '../output-guard.js';
+import { familyOf } from '../ffi/sockaddr.js';
+import { formatByteSize } from '../app/byte-size.js';
+import { guardOutput } from '../app/output-guard.js';
 import { appFlagOptions, appOptionsFromArgs, appsHelp, findAppName, loadApp, loadBuiltInApps, otherAppsFlag } from './serve-app.js';
 import { describeError } from '../errors.js';
+import { DEFAULTS, LIMITS } from '../defaults.js';
 
 /** The usage printed with a command-line mistake; `serve --help` adds the apps and their options. */
 export const SERVE_USAGE = `Usage: shardgram serve <app> --port P [options]
@@ -22,20 +25,20 @@ then exit 0. <app> is a built-in app (\`shardgram serve --help\` lists them with
 their options) or the path of a module whose default export is a ShardApp.
 
 Options:
-  -p, --port P          UDP port to bind, 0-65535 (0: the kernel picks; printed). Required.
-  -a, --address A       IPv4 or IPv6 address to bind (default 127.0.0.1)
-  -w, --workers N       worker processes and sockets, 1-256 (default: cores, ${availableParallelism()} here;
+  -p, --port P          UDP port to bind, ${LIMITS.port.min}-${LIMITS.port.max} (0: the kernel picks; printed). Required.
+  -a, --address A       IPv4 or IPv6 address to bind (default ${DEFAULTS.address})
+  -w, --workers N       worker processes and sockets, ${LIMITS.workers.min}-${LIMITS.workers.max} (default: cores, ${availableParallelism()} here;
                         with --takeover or passed sockets: as many as there are)
   -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
-                        (batched recvmmsg through libc) (default: the app's, else dgram)
-  -P, --policy P        how the kernel picks a worker per datagram (default: the app's, else hash):
+                        (batched recvmmsg through libc) (default: the app's, else ${DEFAULTS.engine})
+  -P, --policy P        how the kernel picks a worker per datagram (default: the app's, else ${DEFAULTS.policy}):
                           hash    the kernel's 4-tuple hash: one source port, one worker
                           random  even per datagram, whatever the source
                           cpu     the worker of the CPU that received the packet (pairs with RSS)
                           key     a hash of the payload up to a delimiter: one key, one worker
-      --key-delimiter C the byte that ends the key for --policy key (default ':')
-      --key-max-length N  most key bytes hashed for --policy key, 1-256, rounded up to a
-                        multiple of 4 (default 64)
+      --key-delimiter C the byte that ends the key for --policy key (default '${DEFAULTS.keyDelimiter}')
+      --key-max-length N  most key bytes hashed for --policy key, ${LIMITS.keyMaxLength.min}-${LIMITS.keyMaxLength.max}, rounded up to a
+                        multiple of 4 (default ${DEFAULTS.keyMaxLength})
       --rcvbuf SIZE     SO_RCVBUF per socket, e.g. 4m, 4MiB or 4194304 (powers of 1024);
                         capped by net.core.rmem_max (a warning says so) (default: the app's,
                         else the kernel's)
@@ -43,19 +46,19 @@ Options:
       --change-rcvbuf SIZE  receive buffer every socket gets while the group changes (a takeover,
                         a reload, a resize) and while it waits for a worker (start, restart after
                         a crash or a stall), so workers starting cold do not overflow it; 0: none
-                        (default 8m; above net.core.rmem_max only with CAP_NET_ADMIN)
+                        (default ${formatByteSize(DEFAULTS.changeRcvbuf)}; above net.core.rmem_max only with CAP_NET_ADMIN)
       --max-datagram SIZE  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD} over IPv4,
                         1-${UDP6_MAX_PAYLOAD} over IPv6 (default: the most); longer ones are counted
                         as truncated
-      --batch N         datagrams per recvmmsg/sendmmsg call, native engine (default 64)
+      --batch N         datagrams per recvmmsg/sendmmsg call, native engine, ${LIMITS.batch.min}-${LIMITS.batch.max} (default ${DEFAULTS.batch})
       --max-read-delay US  the most latency the native engine may add under steady traffic
-                        (≥ 8 k datagrams/s per worker), in µs, 0-100000: it lets datagrams
+                        (≥ 8 k datagrams/s per worker), in µs, ${LIMITS.maxReadDelayUs.min}-${LIMITS.maxReadDelayUs.max}: it lets datagrams
                         wait in the socket's queue (never past a quarter of its buffer) so
                         that one wake-up reads many, for less CPU; under 20: never (woken
-                        per arrival) (default: the app's, else 500)
+                        per arrival) (default: the app's, else ${DEFAULTS.maxReadDelayUs})
   -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
-                        http://127.0.0.1:S (0: pick a free port; printed); read-only
-      --stats-address A the stats port's IPv4/IPv6 literal (default 127.0.0.1; 0.0.0.0 or ::
+                        http://${DEFAULTS.statsAddress}:S (0: pick a free port; printed); read-only
+      --stats-address A the stats port's IPv4/IPv6 literal (default ${DEFAULTS.statsAddress}; 0.0.0.0 or ::
                         to let a Prometheus server on another host scrape it; docs/multi-host.md)
       --stats-host NAME a name the stats port answers to in the Host header besides its
                         address (repeatable), e.g. the DNS name Prometheus scrapes it by
@@ -67,11 +70,11 @@ Options:
       --handover-timeout S  how long either side of a hand-over waits for the other: the running
                         service for the new one's workers to read (then it serves on, and the
                         new one exits non-zero when it wakes), the new one for the old one's
-                        word after that (default 60). A side that dies is seen at once.
+                        word after that, ${LIMITS.handoverTimeoutMs.min / 1000}-${LIMITS.handoverTimeoutMs.max / 1000} (default ${DEFAULTS.handoverTimeoutMs / 1000}). A side that dies is seen at once.
   -o, --app-option K=V  option for the app (repeatable); an app's flags are shorthands
-      --drain-timeout MS  longest a stop waits for a worker's queue to empty (default 10000)
+      --drain-timeout MS  longest a stop waits for a worker's queue to empty (default ${DEFAULTS.drainTimeoutMs})
       --stall-timeout MS  a worker that reads nothing while its queue holds datagrams, or sends
-                        no heartbeat, this long is reported stalled and replaced (default 5000; 0 never)
+                        no heartbeat, this long is reported stalled and replaced (default ${DEFAULTS.stallTimeoutMs}; 0 never)
       --ready-json      when ready, print one JSON line to stdout (address, port, family,
                         engine, policy, worker pids, stats URL, control socket); other
                         status lines go to stderr
@@ -157,16 +160,17 @@ export async function serve(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1 || !app) throw new UsageError(positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000', u);
   if (values.port === undefined) throw new UsageError('--port is required', u);
-  const port = intOption(values, 'port', 0, 65535, u)!;
+  const port = intOption(values, 'port', LIMITS.port.min, LIMITS.port.max, u)!;
   const rcvbuf = byteOption(values, 'rcvbuf', u);
-  const changeRcvbuf = byteOption(values, 'change-rcvbuf', u, { min: 0, max: 2 ** 30 });
-  const address = (values.address as string | undefined) ?? '127.0.0.1';
-  if (!familyOf(address) || address.includes('%')) throw new UsageError(`--address must be an IPv4 or IPv6 literal such as 127.0.0.1 or ::1; got "${address}"`, u);
-  if (isIPv4Mapped(address)) {
-    throw new UsageError(`--address must be written as IPv4 for an IPv4 address (${address.slice(address.lastIndexOf(':') + 1)}), not IPv4-mapped IPv6: the group's IPv6 sockets are IPv6-only; got "${address}"`, u);
+  const changeRcvbuf = byteOption(values, 'change-rcvbuf', u, LIMITS.changeRcvbuf);
+  const address = (values.address as string | undefined) ?? DEFAULTS.address;
+  try {
+    checkAddress(address); // the API's own check, said as a flag
+  } catch (err) {
+    throw new UsageError(`--${describeError(err)}`, u);
   }
-  const statsPort = intOption(values, 'stats-port', 0, 65535, u);
-  const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, 'hash');
+  const statsPort = intOption(values, 'stats-port', LIMITS.port.min, LIMITS.port.max, u);
+  const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, DEFAULTS.policy);
   if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
     throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
   }
@@ -180,17 +184,17 @@ export async function serve(argv: string[]): Promise<number> {
     const msg = describeError(err);
     throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
   }
-  const workers = intOption(values, 'workers', 1, 256, u);
+  const workers = intOption(values, 'workers', LIMITS.workers.min, LIMITS.workers.max, u);
   const maxDatagram = byteOption(values, 'max-datagram', u, { min: 1, max: UDP6_MAX_PAYLOAD });
-  const batch = intOption(values, 'batch', 1, 1024, u, 64);
-  const maxReadDelayUs = intOption(values, 'max-read-delay', 0, MAX_READ_DELAY_US, u);
-  const drainTimeoutMs = intOption(values, 'drain-timeout', 0, 3_600_000, u, 10_000);
-  const stallTimeoutMs = intOption(values, 'stall-timeout', 0, 3_600_000, u, 5000);
-  const engine = values.engine !== undefined ? choice(values, 'engine', ['dgram', 'native'] as const, u, 'dgram') : undefined;
+  const batch = intOption(values, 'batch', LIMITS.batch.min, LIMITS.batch.max, u, DEFAULTS.batch);
+  const maxReadDelayUs = intOption(values, 'max-read-delay', LIMITS.maxReadDelayUs.min, LIMITS.maxReadDelayUs.max, u);
+  const drainTimeoutMs = intOption(values, 'drain-timeout', LIMITS.drainTimeoutMs.min, LIMITS.drainTimeoutMs.max, u, DEFAULTS.drainTimeoutMs);
+  const stallTimeoutMs = intOption(values, 'stall-timeout', LIMITS.stallTimeoutMs.min, LIMITS.stallTimeoutMs.max, u, DEFAULTS.stallTimeoutMs);
+  const engine = values.engine !== undefined ? choice(values, 'engine', ['dgram', 'native'] as const, u, DEFAULTS.engine) : undefined;
   // Checked against the app's schema here, so a bad one stops us before anything starts.
   const appOptions = appOptionsFromArgs(app, values, u);
   const readyJson = values['ready-json'] === true;
-  const handoverTimeoutS = intOption(values, 'handover-timeout', 1, 3600, u);
+  const handoverTimeoutS = intOption(values, 'handover-timeout', LIMITS.handoverTimeoutMs.min / 1000, LIMITS.handoverTimeoutMs.max / 1000, u);
 
   // Status lines: stdout, or stderr when stdout carries the ready line. A stdout that
   // closes (`serve … | head -1`) stops them, not the service.
@@ -216,7 +220,7 @@ export async function serve(argv: string[]): Promise<number> {
   });
   await runService(sup, {
     ...(statsPort !== undefined ? { statsPort } : {}),
-    stats: { address: (values['stats-address'] as string | undefined) ?? '127.0.0.1', hosts: (values['stats-host'] as string[] | undefined) ?? [] },
+    stats: { address: (values['stats-address'] as string | undefined) ?? DEFAULTS.statsAddress, hosts: (values['stats-host'] as string[] | undefined) ?? [] },
     ...(values.control !== undefined ? { control: String(values.control) } : {}),
     takeover: Boolean(values.takeover),
     ...(handoverTimeoutS !== undefined ? { handoverTimeoutMs: handoverTimeoutS * 1000 } : {}),

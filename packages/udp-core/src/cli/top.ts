@@ -1,7 +1,7 @@
 /** `shardgram top`: a live terminal view of a running service, from its GET /stats. */
 import { get as httpGet } from 'node:http';
 import { ShardgramError, describeError } from '../errors.js';
-import { escapeText } from '../escape-text.js';
+import { escapeText } from '../app/escape-text.js';
 import { UsageError, intOption, parseFlags, type Options } from './args.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
 

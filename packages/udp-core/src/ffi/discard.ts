@@ -2,7 +2,7 @@
  * Counts (and so frees) what is still queued on a socket that is about to close,
  * so that datagrams dropped with a socket are counted, not just lost.
  */
-import { MsgArena } from '../engine/arena.js';
+import { MsgArena } from './arena.js';
 import { EINTR, MSG_DONTWAIT } from './kernel.js';
 import { libc } from './libc.js';
 

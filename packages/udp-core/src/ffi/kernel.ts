@@ -264,3 +264,6 @@ export const POLLFD_FD = 0;
 export const POLLFD_EVENTS = 4;
 export const POLLFD_REVENTS = 6;
 export const POLLIN = 0x0001;
+// net/core/sock.c (sk_setsockopt, SO_RCVBUF): the kernel keeps twice the size asked for
+// (room for its own bookkeeping) and SO_RCVBUF and SO_MEMINFO report that doubled size.
+export const RCVBUF_DOUBLING = 2;

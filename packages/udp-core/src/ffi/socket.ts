@@ -9,7 +9,7 @@ import {
   EACCES, EADDRINUSE, EADDRNOTAVAIL, EMFILE, EPERM,
   AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY, SK_MEMINFO_DROPS, SK_MEMINFO_RCVBUF,
   SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_VARS, SOCKADDR_MAX, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET, SO_MEMINFO,
-  SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT,
+  SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT, RCVBUF_DOUBLING,
 } from './kernel.js';
 import { libc } from './libc.js';
 import { decodeSockaddr, encodeSockaddr, familyOf, isIPv4Mapped, type Family } from './sockaddr.js';
@@ -238,10 +238,10 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
       if (e) throw syscallError('setsockopt', e, address, port, 'The kernel refused the receive buffer size.', opts.rcvbufForce ? 'SO_RCVBUFFORCE' : 'SO_RCVBUF');
     }
     const rcvbuf = getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
-    if (opts.rcvbuf !== undefined && rcvbuf < opts.rcvbuf * 2) {
+    if (opts.rcvbuf !== undefined && rcvbuf < opts.rcvbuf * RCVBUF_DOUBLING) {
       const max = readSysctl('net/core/rmem_max');
       warnings.push(
-        `SO_RCVBUF: asked for ${opts.rcvbuf} bytes, the kernel granted ${rcvbuf / 2} (reported as ${rcvbuf}); ` +
+        `SO_RCVBUF: asked for ${opts.rcvbuf} bytes, the kernel granted ${rcvbuf / RCVBUF_DOUBLING} (reported as ${rcvbuf}); ` +
           `net.core.rmem_max${max !== undefined ? ` = ${max}` : ''} caps it. ` +
           `Raise it with \`sysctl -w net.core.rmem_max=${opts.rcvbuf}\`, or use --rcvbuf-force as root.`,
       );

@@ -8,6 +8,7 @@
  */
 import { invalidArg } from '../errors.js';
 import { CbpfBuilder, type Insn } from './cbpf.js';
+import { DEFAULTS, LIMITS } from '../defaults.js';
 
 export const POLICY_NAMES = ['hash', 'random', 'cpu', 'key'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
@@ -28,14 +29,14 @@ export type SteeringPolicy =
 /** The `key` policy, with its options resolved (delimiter byte; maxLength a multiple of 4). */
 export type KeyPolicy = Extract<SteeringPolicy, { name: 'key' }>;
 
-export const KEY_DEFAULT_DELIMITER = ':';
-export const KEY_DEFAULT_MAX_LENGTH = 64;
+export const KEY_DEFAULT_DELIMITER = DEFAULTS.keyDelimiter;
+export const KEY_DEFAULT_MAX_LENGTH = DEFAULTS.keyMaxLength;
 /**
  * Upper bound for maxLength. The kernel translates the program to eBPF (~8.5
  * instructions, 68 bytes, per key byte) and refuses it with ENOMEM when that exceeds
  * net.core.optmem_max, which was 20480 before Linux 6.9: 256 key bytes still fit.
  */
-export const KEY_MAX_LENGTH_LIMIT = 256;
+export const KEY_MAX_LENGTH_LIMIT = LIMITS.keyMaxLength.max;
 /** Sockets a reuseport group can hold (its counters are u16). */
 export const MAX_GROUP_SOCKETS = 65535;
 

@@ -3,8 +3,8 @@
  * the report. Nothing counted is ever forgotten: a retired socket's counts move
  * into `retired` and stay in `total`.
  */
-import { addInto, zeroCounters, type Counters } from '../counters.js';
-import { noRetired, summarize, type RetiredTotals, type StatsReport, type WorkerRow } from '../stats.js';
+import { addInto, zeroCounters, type Counters } from '../stats/counters.js';
+import { noRetired, summarize, type RetiredTotals, type StatsReport, type WorkerRow } from '../stats/report.js';
 import type { Slot } from './slot.js';
 
 export class Accounting {

@@ -11,11 +11,12 @@
  * fits in half of it again: the kernel admits a datagram only while the queue is within
  * the buffer, so lowering it under a longer backlog would drop whatever arrives next.
  */
-import { SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
+import { RCVBUF_DOUBLING, SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
 import { getIntOption, setReceiveBuffer, socketMemInfo } from '../ffi/socket.js';
+import { DEFAULTS } from '../defaults.js';
 
 /** Receive buffer each socket gets for the length of a change. */
-export const CHANGE_RCVBUF = 8 * 1024 * 1024;
+export const CHANGE_RCVBUF = DEFAULTS.changeRcvbuf;
 /** How often a raised buffer's queue is looked at, until it fits the size to go back to. */
 const LOWER_POLL_MS = 20;
 /** A queue still longer than that after this long: the buffer goes back anyway (by default). */
@@ -58,7 +59,7 @@ const held = new Map<number, Held>();
 export function raiseBuffers(socks: readonly RaisedSocket[], bytes: number): (how?: LetGo) => Promise<void> {
   if (bytes <= 0) return () => Promise.resolve();
   const mine = socks.map((s) => {
-    const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / 2;
+    const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / RCVBUF_DOUBLING;
     let h = held.get(s.inode);
     if (!h) held.set(s.inode, (h = { holds: 0, own: s.own ?? now }));
     else if (s.own !== undefined) h.own = s.own;

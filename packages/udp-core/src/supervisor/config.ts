@@ -6,12 +6,13 @@
 import { availableParallelism } from 'node:os';
 import { invalidArg } from '../errors.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { familyOf } from '../ffi/sockaddr.js';
-import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../engine/pacing.js';
-import type { ImbalanceOptions } from '../imbalance.js';
-import type { AppDefaults, EngineName } from '../shard-socket.js';
+import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
+import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../worker/engine/pacing.js';
+import type { ImbalanceOptions } from '../stats/imbalance.js';
+import type { AppDefaults, EngineName } from '../app/shard-socket.js';
 import type { PolicySpec } from '../steering/steering.js';
 import type { Adoption } from './types.js';
+import { DEFAULTS, LIMITS } from '../defaults.js';
 
 export interface SupervisorOptions {
   /** `discard`, `echo`, or a path to a module whose default export is a ShardApp. */
@@ -75,11 +76,25 @@ export interface EffectiveConfig {
   readonly maxReadDelayUs: number;
 }
 
-export const MAX_WORKERS = 256;
-export const DEFAULT_STALL_TIMEOUT_MS = 5000;
+export const MAX_WORKERS = LIMITS.workers.max;
+export const DEFAULT_STALL_TIMEOUT_MS = DEFAULTS.stallTimeoutMs;
 
 export function checkWorkers(n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw invalidArg('workers', n, `an integer from 1 to ${MAX_WORKERS}`);
+  if (!Number.isInteger(n) || n < LIMITS.workers.min || n > MAX_WORKERS) throw invalidArg('workers', n, `an integer from ${LIMITS.workers.min} to ${MAX_WORKERS}`);
+}
+
+/**
+ * An address the group can bind: an IPv4 or IPv6 literal, IPv4 written as IPv4 (an
+ * IPv4-mapped IPv6 address never receives: the group's IPv6 sockets are IPv6-only).
+ * The API and the CLI both check through here. Returns its family.
+ */
+export function checkAddress(address: string, option = 'address'): 'udp4' | 'udp6' {
+  const family = familyOf(address);
+  if (!family || address.includes('%')) throw invalidArg(option, address, 'an IPv4 or IPv6 literal such as 127.0.0.1 or ::1');
+  if (isIPv4Mapped(address)) {
+    throw invalidArg(option, address, `written as IPv4 for an IPv4 address (${address.slice(address.lastIndexOf(':') + 1)}), not IPv4-mapped IPv6: the group's IPv6 sockets are IPv6-only`);
+  }
+  return family;
 }
 
 function checkReadDelay(us: number): void {
@@ -88,10 +103,10 @@ function checkReadDelay(us: number): void {
 
 /** Throws an ERR_SHARDGRAM_INVALID_ARG naming the first bad option; returns a frozen copy of the options. */
 export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOptions> {
-  const address = opts.address ?? '127.0.0.1';
-  const family = familyOf(address);
-  if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
-  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw invalidArg('port', opts.port, 'an integer from 0 to 65535');
+  const address = opts.address ?? DEFAULTS.address;
+  const family = checkAddress(address);
+  const { min: pmin, max: pmax } = LIMITS.port;
+  if (!Number.isInteger(opts.port) || opts.port < pmin || opts.port > pmax) throw invalidArg('port', opts.port, `an integer from ${pmin} to ${pmax}`);
   checkWorkers(opts.workers ?? availableParallelism());
   if (opts.engine !== undefined && opts.engine !== 'dgram' && opts.engine !== 'native') throw invalidArg('engine', opts.engine, '"dgram" or "native"');
   const familyMax = family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
@@ -99,8 +114,8 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   if (!Number.isInteger(maxDatagram) || maxDatagram < 1 || maxDatagram > familyMax) {
     throw invalidArg('maxDatagram', maxDatagram, `an integer from 1 to ${familyMax} (${family === 'udp4' ? 'IPv4' : 'IPv6'})`);
   }
-  const batch = opts.batch ?? 64;
-  if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
+  const batch = opts.batch ?? DEFAULTS.batch;
+  if (!Number.isInteger(batch) || batch < LIMITS.batch.min || batch > LIMITS.batch.max) throw invalidArg('batch', batch, `an integer from ${LIMITS.batch.min} to ${LIMITS.batch.max}`);
   if (opts.maxReadDelayUs !== undefined) checkReadDelay(opts.maxReadDelayUs);
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1)) throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
   if (opts.changeRcvbuf !== undefined && (!Number.isInteger(opts.changeRcvbuf) || opts.changeRcvbuf < 0)) throw invalidArg('changeRcvbuf', opts.changeRcvbuf, 'a whole number of bytes ≥ 0');
@@ -108,7 +123,7 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');
   }
-  const snapshotMs = opts.snapshotIntervalMs ?? 200;
+  const snapshotMs = opts.snapshotIntervalMs ?? DEFAULTS.snapshotIntervalMs;
   if (snapshotMs < 1) throw invalidArg('snapshotIntervalMs', snapshotMs, 'at least 1 ms');
   const stallMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   if (stallMs > 0 && stallMs < 3 * snapshotMs) {
@@ -135,7 +150,7 @@ export function withAdoption(opts: Readonly<SupervisorOptions>, a: Adoption): Re
 
 /** The effective config once the app's defaults are known. */
 export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDefaults): EffectiveConfig {
-  const address = opts.address ?? '127.0.0.1';
+  const address = opts.address ?? DEFAULTS.address;
   const maxReadDelayUs = opts.maxReadDelayUs ?? defaults.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
   checkReadDelay(maxReadDelayUs); // an app's default is checked like an option
   const family = familyOf(address) as 'udp4' | 'udp6';
@@ -145,16 +160,16 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
     port: opts.port,
     family,
     workers: opts.workers ?? availableParallelism(),
-    engine: opts.engine ?? defaults.engine ?? 'dgram',
-    policy: opts.policy ?? defaults.policy ?? ({ name: 'hash' } as const),
+    engine: opts.engine ?? defaults.engine ?? DEFAULTS.engine,
+    policy: opts.policy ?? defaults.policy ?? ({ name: DEFAULTS.policy } as const),
     rcvbuf: opts.rcvbuf ?? defaults.rcvbuf,
     rcvbufForce: opts.rcvbufForce ?? false,
     appOptions: opts.appOptions ?? {},
-    snapshotIntervalMs: opts.snapshotIntervalMs ?? 200,
-    drainTimeoutMs: opts.drainTimeoutMs ?? 10_000,
+    snapshotIntervalMs: opts.snapshotIntervalMs ?? DEFAULTS.snapshotIntervalMs,
+    drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
     stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     maxDatagram: opts.maxDatagram ?? (family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD),
-    batch: opts.batch ?? 64,
+    batch: opts.batch ?? DEFAULTS.batch,
     maxReadDelayUs,
   });
 }

@@ -11,6 +11,7 @@ import { lowerNow, raiseBuffers, type LetGo } from './buffers.js';
 import { Steering, type PolicySpec } from '../steering/steering.js';
 import type { EffectiveConfig } from './config.js';
 import { Slot, type SlotDeps } from './slot.js';
+import { StartGate } from './start-gate.js';
 import { openGroupSocket } from './sockets.js';
 import type { Adoption, SharedWith } from './types.js';
 
@@ -67,7 +68,12 @@ export class Group {
   /** Buffers raised ahead of a hand-over (see brace()); no timer once the hand-over has begun. */
   private braced: { letGo: (how?: LetGo) => Promise<void>; timer: NodeJS.Timeout | undefined } | undefined;
 
-  constructor(private readonly deps: GroupDeps) {}
+  /** What each slot gets: the supervisor's deps, and one pace for all the group's starts (start-gate.ts). */
+  private readonly slotDeps: SlotDeps;
+
+  constructor(private readonly deps: GroupDeps) {
+    this.slotDeps = { ...deps.slot, startGate: deps.slot.startGate ?? new StartGate() };
+  }
 
   get size(): number {
     return this.slots.length;
@@ -121,7 +127,7 @@ export class Group {
   }
 
   private add(sock: OpenedSocket, opts: { dropsBefore?: number; heldElsewhere?: boolean; ownRcvbuf?: number } = {}): Slot {
-    const slot = new Slot(this.slots.length, sock, this.deps.slot, opts);
+    const slot = new Slot(this.slots.length, sock, this.slotDeps, opts);
     this.slots.push(slot);
     return slot;
   }

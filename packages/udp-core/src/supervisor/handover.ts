@@ -12,14 +12,15 @@
  * its ack leaves the group to us again: our workers restart on the sockets we still
  * hold, queues intact. The transport is control/takeover/old-side.ts.
  */
-import type { Counters } from '../counters.js';
-import type { StatsReport } from '../stats.js';
+import type { Counters } from '../stats/counters.js';
+import type { StatsReport } from '../stats/report.js';
 import type { PolicySpec } from '../steering/steering.js';
 import type { Group } from './group.js';
 import type { HandOverOffer, HandOverPeer } from './types.js';
+import { DEFAULTS } from '../defaults.js';
 
 /** How long the old side waits for the new one's workers to read, by default. */
-export const HANDOVER_PATIENCE_MS = 60_000;
+export const HANDOVER_PATIENCE_MS = DEFAULTS.handoverTimeoutMs;
 /** After done: how long the old side waits for the new one's ack before it lets go anyway (the new workers read meanwhile). */
 const ACK_PATIENCE_MS = 10_000;
 

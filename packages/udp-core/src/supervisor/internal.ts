@@ -3,7 +3,7 @@
  * keep internals behind symbols): what `shardgram serve`, the control socket and the
  * hand-over use, and tests. An app author never needs it.
  */
-import type { Counters } from '../counters.js';
+import type { Counters } from '../stats/counters.js';
 import type { HandOverResult } from './handover.js';
 import type { State } from './lifecycle.js';
 import type { TakeoverResult } from './takeover.js';

@@ -11,7 +11,7 @@
 import { describeHolder } from '../ffi/holders.js';
 import { competingHolders } from '../ffi/socket.js';
 import type { PortHolder } from '../errors.js';
-import { ImbalanceDetector, type ImbalanceOptions, type ImbalanceState } from '../imbalance.js';
+import { ImbalanceDetector, type ImbalanceOptions, type ImbalanceState } from '../stats/imbalance.js';
 import type { PolicySpec } from '../steering/steering.js';
 import type { Slot } from './slot.js';
 

@@ -5,14 +5,17 @@
  * when it is ready (the one it displaces drains and leaves), and one that exits
  * unasked is restarted on the same socket after a backoff.
  */
-import { addInto, zeroCounters, type Counters } from '../counters.js';
+import { addInto, zeroCounters, type Counters } from '../stats/counters.js';
+import { ShardgramError } from '../errors.js';
 import { discardQueued } from '../ffi/discard.js';
 import { closeFd, socketMemInfo, type OpenedSocket, type SocketMemInfo } from '../ffi/socket.js';
-import type { WorkerState } from '../stats.js';
+import type { WorkerState } from '../stats/report.js';
 import { nextRestart } from './backoff.js';
 import type { LetGo, RaisedSocket } from './buffers.js';
+import type { StartGate } from './start-gate.js';
 import type { ExitInfo, WorkerHandle } from './worker-process.js';
-import { mergeTopSenders, type TopSendersReport } from '../top-senders.js';
+import { mergeTopSenders, type TopSendersReport } from '../stats/top-senders.js';
+import { RCVBUF_DOUBLING } from '../ffi/kernel.js';
 
 /** What a slot needs from its supervisor. Timers are injectable so that tests need no real time. */
 export interface SlotDeps {
@@ -29,6 +32,8 @@ export interface SlotDeps {
    * a restart after a crash or a stall); returns the undo, called once a process is ready.
    */
   raiseBuffer?(slot: Slot): (how?: LetGo) => unknown;
+  /** Paces starts across the group (see start-gate.ts); none: every start at once. */
+  startGate?: StartGate;
   setTimer?(fn: () => void, ms: number): unknown;
   clearTimer?(timer: unknown): void;
   now?(): number;
@@ -56,6 +61,8 @@ export class Slot {
   /** Processes started and not yet folded into `base`. */
   private readonly live = new Set<WorkerHandle>();
   private restartTimer: unknown;
+  /** retireAll() calls so far: a start that waited for its turn across one starts nothing. */
+  private retirements = 0;
   /** Puts the receive buffer back once a process reads again (see SlotDeps.raiseBuffer). */
   private lowerBuffer: ((how?: LetGo) => unknown) | undefined;
   /** Drops the kernel had counted on this socket before it was ours (an adopted socket). */
@@ -73,7 +80,7 @@ export class Slot {
   ) {
     this.dropsBefore = opts.dropsBefore ?? 0;
     this.heldElsewhere = opts.heldElsewhere ?? false;
-    this.ownRcvbuf = opts.ownRcvbuf ?? sock.rcvbuf / 2;
+    this.ownRcvbuf = opts.ownRcvbuf ?? sock.rcvbuf / RCVBUF_DOUBLING;
   }
 
   /**
@@ -83,16 +90,41 @@ export class Slot {
    */
   async start(): Promise<WorkerHandle> {
     this.cancelRestart();
-    const restart = this.generation++ > 0;
-    const proc = this.deps.launch(this);
-    this.live.add(proc);
-    this.lastPid = proc.pid || this.lastPid;
-    if (!this.current) {
-      this.current = proc;
-      this.raiseWhileCold();
+    // Its turn among the group's starts (at once while one is free); the ready limit runs from the spawn.
+    const gate = this.deps.startGate;
+    let leave = gate ? gate.tryEnter() : () => undefined;
+    if (!leave) {
+      const epoch = this.retirements;
+      leave = await gate!.enter();
+      // Retired (a stop, a shrink) or closed while it waited for its turn: nothing to start.
+      if (this.closed || this.retirements !== epoch) {
+        leave();
+        throw new ShardgramError('ERR_SHARDGRAM_STATE', `worker ${this.index} was retired before its turn to start came`);
+      }
     }
-    void proc.exited.then((exit) => this.onExit(proc, exit));
-    await proc.ready;
+    const done = leave;
+    let proc: WorkerHandle;
+    let restart: boolean;
+    try {
+      restart = this.generation++ > 0;
+      proc = this.deps.launch(this);
+      this.live.add(proc);
+      this.lastPid = proc.pid || this.lastPid;
+      if (!this.current) {
+        this.current = proc;
+        this.raiseWhileCold();
+      }
+      const started = proc;
+      void started.exited.then((exit) => this.onExit(started, exit));
+    } catch (err) {
+      done();
+      throw err;
+    }
+    try {
+      await proc.ready;
+    } finally {
+      done();
+    }
     // A process already asked to leave, or already gone, is never promoted.
     if (proc.expected || !this.live.has(proc)) return proc;
     if (this.current !== proc) {
@@ -117,6 +149,7 @@ export class Slot {
   /** Retires every process of the slot (stop, shrink; a hand-over with no drain, as the socket stays open elsewhere). */
   async retireAll(drainTimeoutMs = this.deps.drainTimeoutMs): Promise<void> {
     this.cancelRestart();
+    this.retirements++;
     this.state = 'stopping';
     await Promise.all([...(this.current ? [this.current] : []), ...this.leaving].map((p) => this.retire(p, drainTimeoutMs)));
     this.state = 'stopped';
@@ -162,15 +195,14 @@ export class Slot {
       this.restartTimer = undefined;
       if (this.deps.stopping() || this.closed) return;
       this.restarts++;
-      let proc: WorkerHandle | undefined;
       this.start().catch((err: Error) => {
         this.deps.log(err.message);
-        // A process that never started leaves no exit behind: back off and try again.
-        if (!this.current && !this.restartTimer && !this.deps.stopping() && !this.closed && !proc) {
+        // A process that never started leaves no exit behind: back off and try again. (One
+        // that did is still current here, or its exit has already scheduled the restart.)
+        if (!this.current && !this.restartTimer && !this.deps.stopping() && !this.closed) {
           this.scheduleRestart({ startedAt: this.deps.now?.() ?? Date.now(), pid: 0, lastWords: err.message }, 'could not be started');
         }
       });
-      proc = this.current;
     };
     this.restartTimer = this.deps.setTimer ? this.deps.setTimer(fire, d.delayMs) : setTimeout(fire, d.delayMs);
   }
@@ -233,14 +265,7 @@ export class Slot {
    * (a hand-over, a service manager's fd store) and goes on reading it.
    */
   release(): void {
-    if (this.closed) return;
-    this.cancelRestart();
-    // Its raise ends with it (another holder's raise may still be in force).
-    this.lowerBuffer?.({ keep: true });
-    this.lowerBuffer = undefined;
-    this.lastMem = socketMemInfo(this.sock.fd);
-    closeFd(this.sock.fd);
-    this.closed = true;
+    this.letGo(false);
   }
 
   /**
@@ -248,16 +273,25 @@ export class Slot {
    * queued: what a closed socket drops is never dropped silently.
    */
   close(): void {
+    this.letGo(true);
+  }
+
+  /** The end of the socket here: its raise ends, its last figures are kept, then (`readOut`: after reading out its queue, counted) its fd closes. */
+  private letGo(readOut: boolean): void {
     if (this.closed) return;
     this.cancelRestart();
     // Its raise ends with it (another holder's raise may still be in force).
     this.lowerBuffer?.({ keep: true });
     this.lowerBuffer = undefined;
     this.lastMem = socketMemInfo(this.sock.fd);
-    const left = discardQueued(this.sock.fd);
-    if (left > 0) {
-      this.droppedAtClose += left;
-      this.deps.log(`socket ${this.index}: ${left} datagrams (${this.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`);
+    if (readOut) {
+      const left = discardQueued(this.sock.fd);
+      if (left > 0) {
+        this.droppedAtClose += left;
+        this.deps.log(`socket ${this.index}: ${left} datagrams (${this.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`);
+      }
+      // Drops the kernel counted while the queue was read out are this socket's too.
+      this.lastMem = { ...this.lastMem, drops: socketMemInfo(this.sock.fd).drops };
     }
     closeFd(this.sock.fd);
     this.closed = true;

@@ -6,14 +6,14 @@
  * group and its slots, worker processes, accounting, the app host and the monitor.
  */
 import { EventEmitter } from 'node:events';
-import { resolveApp } from '../apps/resolve.js';
-import type { ToWorker, WorkerConfig } from '../ipc.js';
-import type { PromFamily } from '../prom-text.js';
-import { statsFamilies, toPrometheus, type StatsReport } from '../stats.js';
+import { resolveApp } from '../app/resolve.js';
+import type { ToWorker, WorkerConfig } from '../worker/ipc.js';
+import type { PromFamily } from '../stats/prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
 import type { PolicySpec } from '../steering/steering.js';
-import { escapeText } from '../escape-text.js';
+import { escapeText } from '../app/escape-text.js';
 import { Accounting } from './accounting.js';
-import { AppHost } from './app-host.js';
+import { AppHost } from '../app/app-host.js';
 import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
 import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
 import { Group } from './group.js';
@@ -25,6 +25,8 @@ import type { Slot } from './slot.js';
 import { takeOverGroup, type TakeoverResult } from './takeover.js';
 import { WorkerProcess, type WorkerHandle } from './worker-process.js';
 import type { Adoption, HandOverPeer, Launcher, SharedWith, StopReport, SupervisorEvents, TakeoverSource } from './types.js';
+import { DEFAULTS } from '../defaults.js';
+import { RCVBUF_DOUBLING } from '../ffi/kernel.js';
 
 export type { SupervisorOptions, EffectiveConfig } from './config.js';
 export type { StopReport, SupervisorEvents } from './types.js';
@@ -62,7 +64,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       slot: {
         launch: (s) => this.launch(s),
         log: this.log,
-        drainTimeoutMs: this.options.drainTimeoutMs ?? 10_000,
+        drainTimeoutMs: this.options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
         // Restarts only while the service is its own and serving (not while handing over or stopping).
         stopping: () => !this.life.serving && !this.life.is('starting', 'taking-over'),
         onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
@@ -89,7 +91,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   get address(): string {
-    return this.group.first?.address ?? this.options.address ?? '127.0.0.1';
+    return this.group.first?.address ?? this.options.address ?? DEFAULTS.address;
   }
 
   /** Live workers (sockets) in the group now. */
@@ -191,7 +193,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const config: WorkerConfig = {
       supervisorPid: process.pid, index: slot.index, workers: this.group.size, engine: c.engine, family: slot.sock.family, app: this.app.url,
       appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
-      maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: 2 * slot.ownRcvbuf, // SO_RCVBUF reads back, and SO_MEMINFO counts, twice what was asked
+      maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: RCVBUF_DOUBLING * slot.ownRcvbuf, // SO_MEMINFO counts the doubled size
     };
     if (this.launcher) return this.launcher(slot, config);
     return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
@@ -272,7 +274,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.heldByManager = true;
       },
       brace: (holdMs) => {
-        this.life.require('takeover-prepare', 'running');
+        this.life.require('takeover-prepare', 'running', 'changing');
         this.group.brace(this.changeRcvbuf, holdMs);
       },
       handOver: (peer, patienceMs) => this.handOver(peer, patienceMs ?? HANDOVER_PATIENCE_MS),
@@ -283,9 +285,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Upgrade hand-over, old side (handover.ts): this service owns the group until it says done. */
   private handOver(peer: HandOverPeer, patienceMs: number): Promise<HandOverResult> {
-    // Refused at once (not queued) when the service is not running, e.g. a second takeover during one.
+    // Refused at once (not queued) when the service is not serving, e.g. a second takeover during one;
+    // one that comes during a resize or a reload waits for it.
     try {
-      this.life.require('takeover', 'running');
+      this.life.require('takeover', 'running', 'changing');
     } catch (err) {
       return Promise.reject(err);
     }

@@ -13,11 +13,11 @@
  * side silent past our patience after ready is told we took the group. The transport
  * is control/takeover/new-side.ts.
  */
-import type { Counters } from '../counters.js';
+import type { Counters } from '../stats/counters.js';
 import { ShardgramError } from '../errors.js';
 import { F_DUPFD_CLOEXEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
-import type { StatsReport } from '../stats.js';
+import type { StatsReport } from '../stats/report.js';
 import { raiseBuffers, type LetGo } from './buffers.js';
 import type { Adoption, SourceLoss, TakeoverSource } from './types.js';
 

@@ -1,7 +1,7 @@
 /** The supervisor's public types: events, reports, and what a hand-over passes. */
-import type { Counters } from '../counters.js';
+import type { Counters } from '../stats/counters.js';
 import type { AdoptedSocket } from '../ffi/adopt.js';
-import type { WorkerConfig } from '../ipc.js';
+import type { WorkerConfig } from '../worker/ipc.js';
 import type { PolicySpec } from '../steering/steering.js';
 import type { Slot } from './slot.js';
 import type { WorkerHandle } from './worker-process.js';

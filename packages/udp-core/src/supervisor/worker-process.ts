@@ -6,13 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { PROCESS_COUNTERS, type Counters, type ProcessCounters } from '../counters.js';
+import { PROCESS_COUNTERS, type Counters, type ProcessCounters } from '../stats/counters.js';
 import { ShardgramError, describeError } from '../errors.js';
-import { SharedCounters } from '../ffi/shared-counters.js';
+import { SharedCounters } from '../stats/shared-counters.js';
 import { closeFd } from '../ffi/socket.js';
-import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from '../ipc.js';
-import { decodeSnapshot } from '../snapshot.js';
-import type { TopSendersReport } from '../top-senders.js';
+import { WORKER_ENV, type ToSupervisor, type ToWorker, type WorkerConfig } from '../worker/ipc.js';
+import { decodeSnapshot } from '../stats/snapshot.js';
+import type { TopSendersReport } from '../stats/top-senders.js';
 
 export const START_TIMEOUT_MS = 20_000;
 /** After a drain timeout, how much longer a retiring process gets before SIGKILL. */
@@ -59,7 +59,7 @@ export interface WorkerProcessOptions {
   startTimeoutMs?: number;
 }
 
-const WORKER_MAIN = fileURLToPath(new URL('../worker-main.js', import.meta.url));
+const WORKER_MAIN = fileURLToPath(new URL('../worker/worker-main.js', import.meta.url));
 
 function zeroProcessCounters(): ProcessCounters {
   const out = {} as ProcessCounters;

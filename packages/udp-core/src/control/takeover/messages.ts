@@ -16,7 +16,7 @@
  *               or takeover-taken {reason}              (the old side was silent too long after ready:
  *                                                         the new side owns the group; the old one, on waking, exits non-zero)
  */
-import type { Counters } from '../../counters.js';
+import type { Counters } from '../../stats/counters.js';
 import type { HandOverOffer } from '../../supervisor/types.js';
 
 /** The offer as it travels: the fds go beside it; `rcvbufs` and `braced` are missing from a service of an older version. */

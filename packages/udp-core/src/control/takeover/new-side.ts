@@ -12,7 +12,7 @@ import { SCM_MAX_FD, SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../..
 import { libc } from '../../ffi/libc.js';
 import { hasExited, ProcessHandle } from '../../ffi/pidfd.js';
 import { connectUnix, peerCred, recvWithFds, sendWithFds } from '../../ffi/unix.js';
-import type { Counters } from '../../counters.js';
+import type { Counters } from '../../stats/counters.js';
 import type { ReceivedOffer, SourceLoss, TakeoverSource } from '../../supervisor/types.js';
 import { LineReader } from '../framing.js';
 import { MAX_REQUEST_BYTES } from '../protocol.js';

@@ -4,7 +4,7 @@
  * handlers, and the HandOverPeer they give the supervisor.
  */
 import type net from 'node:net';
-import type { Counters } from '../../counters.js';
+import type { Counters } from '../../stats/counters.js';
 import { ShardgramError, describeError } from '../../errors.js';
 import { SCM_MAX_FD } from '../../ffi/kernel.js';
 import { hasExited, ProcessHandle } from '../../ffi/pidfd.js';

@@ -7,12 +7,12 @@
  *   LISTEN_FDS, named) when the service starts again after a crash or a restart: the
  *   sockets, and the datagrams queued in them, outlive the supervisor.
  */
-import { ShardgramError } from './errors.js';
-import { adoptSocket, type AdoptedSocket } from './ffi/adopt.js';
-import { FD_CLOEXEC, F_SETFD, SD_LISTEN_FDS_START } from './ffi/kernel.js';
-import { libc } from './ffi/libc.js';
-import { connectUnix, sendWithFds } from './ffi/unix.js';
-import type { Supervisor } from './supervisor/supervisor.js';
+import { ShardgramError } from '../errors.js';
+import { adoptSocket, type AdoptedSocket } from '../ffi/adopt.js';
+import { FD_CLOEXEC, F_SETFD, SD_LISTEN_FDS_START } from '../ffi/kernel.js';
+import { libc } from '../ffi/libc.js';
+import { connectUnix, sendWithFds } from '../ffi/unix.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
 
 /** The fd store name of socket `i` of the group. */
 export const slotName = (i: number): string => `slot${i}`;

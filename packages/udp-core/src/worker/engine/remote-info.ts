@@ -1,7 +1,7 @@
 /** The rinfo the native engine hands to apps, and the sender address cache behind it. */
-import { AF_INET, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT } from '../ffi/kernel.js';
-import { decodeSockaddr } from '../ffi/sockaddr.js';
-import type { RemoteInfo } from '../shard-socket.js';
+import { AF_INET, SIN6_ADDR, SIN_ADDR, SIN_FAMILY, SIN_PORT } from '../../ffi/kernel.js';
+import { decodeSockaddr } from '../../ffi/sockaddr.js';
+import type { RemoteInfo } from '../../app/shard-socket.js';
 
 const NAMES_MAX = 4096;
 

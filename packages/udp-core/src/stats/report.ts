@@ -1,11 +1,11 @@
 /** The statistics report: per-worker counters merged with the kernel's, and fairness. */
 import { COUNTERS, addInto, zeroCounters, type Counters } from './counters.js';
 import { fairness, shares, type Fairness } from './fairness.js';
-import type { PortHolder } from './errors.js';
+import type { PortHolder } from '../errors.js';
 import type { ImbalanceState } from './imbalance.js';
 import { PromWriter, type PromFamily } from './prom-text.js';
 import { mergeTopSenders, type TopSendersReport } from './top-senders.js';
-import type { PolicySpec } from './steering/steering.js';
+import type { PolicySpec } from '../steering/steering.js';
 
 export type WorkerState = 'starting' | 'running' | 'stalled' | 'backoff' | 'stopping' | 'stopped';
 

@@ -1,13 +1,13 @@
 /** What both engines share: counters, delivery to the app with error counting, drain. */
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import type { Family } from '../ffi/sockaddr.js';
-import { socketMemInfo } from '../ffi/socket.js';
+import type { Family } from '../../ffi/sockaddr.js';
+import { socketMemInfo } from '../../ffi/socket.js';
 import {
   newCounters, type EngineCounters, type EngineName, type RemoteInfo, type SendCallback, type SendData,
   type ShardSocket, type ShardSocketEvents,
-} from '../shard-socket.js';
-import { TOP_SENDERS_CAPACITY, TopSenders } from '../top-senders.js';
+} from '../../app/shard-socket.js';
+import { TOP_SENDERS_CAPACITY, TopSenders } from '../../stats/top-senders.js';
 
 export interface EngineOptions {
   /** The inherited socket (a member of the group). */

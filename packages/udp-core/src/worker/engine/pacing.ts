@@ -6,12 +6,13 @@
  * socket's queue would be expected to pass a quarter of its receive buffer.
  * `paceWaitUs` is the rule; a `Pacer` keeps what it needs about one socket.
  */
-import { socketMemInfo, type SocketMemInfo } from '../ffi/socket.js';
+import { socketMemInfo, type SocketMemInfo } from '../../ffi/socket.js';
+import { DEFAULTS, LIMITS } from '../../defaults.js';
 
 /** The default `maxReadDelayUs`: the most latency pacing adds unless the app or the operator allows more. */
-export const DEFAULT_MAX_READ_DELAY_US = 500;
+export const DEFAULT_MAX_READ_DELAY_US = DEFAULTS.maxReadDelayUs;
 /** The largest `maxReadDelayUs` accepted (100 ms). */
-export const MAX_READ_DELAY_US = 100_000;
+export const MAX_READ_DELAY_US = LIMITS.maxReadDelayUs.max;
 /** Batches to read per wake-up for each DEFAULT_MAX_READ_DELAY_US of allowed delay (half a batch at the default). */
 export const PACE_FILL = 0.5;
 /** Shortest paced wait (below this, a wake-up per batch costs little anyway). */

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { formatValue, type PromFamily, type PromNativeHistogram } from './prom-text.js';
 
-export const REMOTE_WRITE_PROTO_PATH = fileURLToPath(new URL('../proto/remote-write.proto', import.meta.url));
+export const REMOTE_WRITE_PROTO_PATH = fileURLToPath(new URL('../../proto/remote-write.proto', import.meta.url));
 
 /** The headers remote write 1.0 requires on every request (with a snappy-compressed body). */
 export const REMOTE_WRITE_HEADERS: Readonly<Record<string, string>> = Object.freeze({

@@ -23,7 +23,7 @@ export interface Probe {
 }
 
 /** Path of the schema, shipped with the package. */
-export const PROTO_PATH = fileURLToPath(new URL('../proto/shardgram.proto', import.meta.url));
+export const PROTO_PATH = fileURLToPath(new URL('../../proto/shardgram.proto', import.meta.url));
 
 let types: { snapshot: protobuf.Type; probe: protobuf.Type } | undefined;
 

@@ -12,7 +12,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { ShardgramError } from './errors.js';
+import { ShardgramError } from '../errors.js';
 import { parseByteSize, formatByteSize, type ByteSizeRange } from './byte-size.js';
 import { OptionValueError, parseNamed } from './option-error.js';
 

@@ -13,7 +13,7 @@ import type { PromFamily, PromMetric, PromType } from './prom-text.js';
 export const PROTOBUF_CONTENT_TYPE = 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited';
 export const TEXT_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-export const METRICS_PROTO_PATH = fileURLToPath(new URL('../proto/metrics.proto', import.meta.url));
+export const METRICS_PROTO_PATH = fileURLToPath(new URL('../../proto/metrics.proto', import.meta.url));
 
 const TYPES: Record<PromType, number> = { counter: 0, gauge: 1, summary: 2, untyped: 3, histogram: 4 };
 

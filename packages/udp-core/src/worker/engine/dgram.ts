@@ -3,7 +3,7 @@
  * around the inherited fd with `bind({ fd })`.
  */
 import dgram from 'node:dgram';
-import type { SendCallback, SendData } from '../shard-socket.js';
+import type { SendCallback, SendData } from '../../app/shard-socket.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 
 export class DgramEngineSocket extends EngineSocket {

@@ -16,11 +16,12 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ShardgramError, describeError } from './errors.js';
-import { familyOf } from './ffi/sockaddr.js';
-import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './prom-proto.js';
-import type { PromFamily } from './prom-text.js';
-import { statsFamilies, toPrometheus, type StatsReport } from './stats.js';
+import { ShardgramError, describeError } from '../errors.js';
+import { familyOf } from '../ffi/sockaddr.js';
+import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../stats/prom-proto.js';
+import type { PromFamily } from '../stats/prom-text.js';
+import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface StatsServer {
   readonly server: Server;
@@ -75,7 +76,7 @@ export interface StatsServerOptions {
 }
 
 export const STATS_SERVER_DEFAULTS = {
-  address: '127.0.0.1',
+  address: DEFAULTS.statsAddress,
   maxConnections: 64,
   maxConnectionsPerAddress: 16,
   headersTimeoutMs: 5000,
@@ -222,7 +223,7 @@ export async function startStatsServer(source: StatsSource, port: number, option
     }
     const path = pathOf(req.url ?? '');
     if (path === '/') {
-      page ??= readFileSync(new URL('../dashboard/index.html', import.meta.url));
+      page ??= readFileSync(new URL('../../dashboard/index.html', import.meta.url));
       res.writeHead(200, PAGE_HEADERS).end(req.method === 'HEAD' ? undefined : page);
       return;
     }

@@ -14,16 +14,16 @@
  * loop, which also has to read the replies. A run is bounded by a count and a time.
  */
 import { performance } from 'node:perf_hooks';
-import { errnoName, invalidArg, ShardgramError } from './errors.js';
-import { MsgArena } from './engine/arena.js';
+import { errnoName, invalidArg, ShardgramError } from '../errors.js';
+import { MsgArena } from '../ffi/arena.js';
 import {
   AF_INET, AF_INET6, EAGAIN, EINTR, ENOBUFS, IPPROTO_UDP, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET, SO_RCVBUF,
   UDP_MAX_PAYLOAD,
-} from './ffi/kernel.js';
-import { libc } from './ffi/libc.js';
-import { encodeSockaddr, familyOf, sourceBindAddress, type Family } from './ffi/sockaddr.js';
-import { localAddress } from './ffi/socket.js';
-import { encodeProbe } from './snapshot.js';
+} from '../ffi/kernel.js';
+import { libc } from '../ffi/libc.js';
+import { encodeSockaddr, familyOf, sourceBindAddress, type Family } from '../ffi/sockaddr.js';
+import { localAddress } from '../ffi/socket.js';
+import { encodeProbe } from '../stats/snapshot.js';
 
 export interface NativeSenderOptions {
   /** Destination address (IPv4 or IPv6 literal). */

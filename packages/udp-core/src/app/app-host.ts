@@ -4,8 +4,8 @@
  * Used by the supervisor for the app's supervisor side and by every worker.
  */
 import { ShardgramError, describeError } from '../errors.js';
-import type { PromFamily } from '../prom-text.js';
-import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from '../shard-socket.js';
+import type { PromFamily } from '../stats/prom-text.js';
+import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from './shard-socket.js';
 
 export interface AppModule {
   default: ShardApp;
@@ -15,12 +15,51 @@ export interface AppModule {
 
 export { describeError };
 
+/** An app called process.exit() while it loaded or started (see withoutExit). */
+export class AppEndedProcessError extends ShardgramError {
+  constructor(name: string, doing: string, code: string) {
+    super(
+      'ERR_SHARDGRAM_APP',
+      `app ${name} called process.exit(${code}) while ${doing}: an app must not end the process (the service would end with it). ` +
+        'To refuse to start, throw an error instead.',
+    );
+  }
+}
+
+/**
+ * Runs `fn` (an app's loading or starting) with `process.exit` turned into an error:
+ * an app that ends the process there would end the service with it, silently and
+ * with its exit code (0 looks like success). Throws ERR_SHARDGRAM_APP naming the app,
+ * what it was doing and the code it asked for, also when the app caught the throw.
+ */
+export async function withoutExit<T>(name: string, doing: string, fn: () => Promise<T>): Promise<T> {
+  const exit = process.exit;
+  let asked: { code: string } | undefined;
+  const refused = (): AppEndedProcessError => new AppEndedProcessError(name, doing, asked?.code ?? '');
+  process.exit = ((code?: string | number | null) => {
+    asked = { code: code === undefined ? '' : String(code) };
+    throw refused();
+  }) as typeof process.exit;
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    if (asked) throw refused();
+    throw err;
+  } finally {
+    process.exit = exit;
+  }
+  if (asked) throw refused();
+  return result;
+}
+
 /** Imports the app module at `url`; `name` is how the user called it. Throws ERR_SHARDGRAM_APP. */
 export async function importApp(url: string, name: string): Promise<AppModule> {
   let mod: Partial<AppModule> & Record<string, unknown>;
   try {
-    mod = (await import(url)) as typeof mod;
+    mod = await withoutExit(name, 'it loaded', async () => (await import(url)) as typeof mod);
   } catch (err) {
+    if (err instanceof AppEndedProcessError) throw err;
     throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${name} (${url}): ${describeError(err)}`);
   }
   if (typeof mod.default !== 'function') throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${name} has no default export function (see defineApp)`);
@@ -62,7 +101,7 @@ export class AppHost {
     this.defaults = mod.defaults ?? {};
     if (mod.supervisor) {
       try {
-        this.hooks = await mod.supervisor(context());
+        this.hooks = await withoutExit(this.name, 'its supervisor side started', async () => mod.supervisor!(context()));
       } catch (err) {
         if (err instanceof ShardgramError) throw err;
         throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${this.name} could not start: ${describeError(err)}`);

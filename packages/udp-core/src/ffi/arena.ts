@@ -11,7 +11,7 @@ import {
   CMSGHDR_SIZE, CMSG_ALIGN, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_SPACE_TIMESPEC, CMSG_TYPE, IOVEC_SIZE, IOV_BASE,
   IOV_LEN, MMSGHDR_SIZE, MMSG_HDR, MMSG_LEN, MSG_CONTROL, MSG_CONTROLLEN, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME,
   MSG_NAMELEN, SCM_TIMESTAMPNS, SOCKADDR_MAX, SOL_SOCKET, TS_NSEC, TS_SEC,
-} from '../ffi/kernel.js';
+} from './kernel.js';
 
 export class MsgArena {
   /** The one allocation. Never replaced, never sliced away from this field. */

@@ -2,15 +2,15 @@
  * Entry point of a worker process: takes the socket on fd 4, starts the engine,
  * loads the app, reports snapshots, and drains on a stop request.
  */
-import { encodeSnapshot } from './snapshot.js';
+import { encodeSnapshot } from '../stats/snapshot.js';
 import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, type WorkerConfig } from './ipc.js';
-import { ArrayCounters, SharedCounters } from './ffi/shared-counters.js';
-import { libc } from './ffi/libc.js';
-import { PR_SET_PDEATHSIG, SIGKILL } from './ffi/kernel.js';
-import type { AppHooks, AppWarmup } from './shard-socket.js';
-import { describeError, guarded, importApp } from './supervisor/app-host.js';
+import { ArrayCounters, SharedCounters } from '../stats/shared-counters.js';
+import { libc } from '../ffi/libc.js';
+import { PR_SET_PDEATHSIG, SIGKILL } from '../ffi/kernel.js';
+import type { AppHooks, AppWarmup } from '../app/shard-socket.js';
+import { AppEndedProcessError, describeError, guarded, importApp, withoutExit } from '../app/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
-import { sampledLog } from './log-sampler.js';
+import { sampledLog } from '../app/log-sampler.js';
 import type { EngineSocket, EngineOptions } from './engine/base.js';
 
 /** Warm-up deliveries by default, and the most time they may take (AppHooks.warmup). */
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   let hooks: void | AppHooks;
   const fromSupervisor: ((m: unknown) => void)[] = [];
   try {
-    hooks = await app(engine, {
+    hooks = await withoutExit(config.app, 'it started', async () => app(engine, {
       index: config.index,
       workers: config.workers,
       pid: process.pid,
@@ -113,9 +113,9 @@ async function main(): Promise<void> {
       sampledLog: (what, options) => sampledLog(log, what, options),
       send: (m) => send({ t: 'app', m }),
       onSupervisorMessage: (h) => void fromSupervisor.push(h),
-    });
+    }));
   } catch (err) {
-    fatal(`app ${config.app} failed to start: ${describeError(err)}`);
+    fatal(err instanceof AppEndedProcessError ? err.message : `app ${config.app} failed to start: ${describeError(err)}`);
   }
   // An app that returns something else (e.g. the socket, from `(s) => s.on(…)`) declared no hooks.
   if ((hooks as unknown) === engine || typeof hooks !== 'object' || hooks === null) hooks = undefined;

@@ -10,13 +10,14 @@
  */
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
-import { invalidArg } from './errors.js';
-import { familyOf, sourceBindAddress } from './ffi/sockaddr.js';
-import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
-import { readProcUdp } from './ffi/holders.js';
-import { parseEchoReply } from './apps/echo-format.js';
+import { invalidArg } from '../errors.js';
+import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
+import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
+import { readProcUdp } from '../ffi/holders.js';
+import { parseEchoReply } from '../app/builtin/echo-format.js';
 import { NativeSender, probePad } from './sender.js';
-import { decodeProbe, encodeProbe } from './snapshot.js';
+import { decodeProbe, encodeProbe } from '../stats/snapshot.js';
+import { DEFAULTS } from '../defaults.js';
 
 export type LoadSender = 'native' | 'dgram';
 
@@ -119,7 +120,7 @@ function replyDropsOf(socks: readonly dgram.Socket[]): number {
 }
 
 export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
-  const address = opts.address ?? '127.0.0.1';
+  const address = opts.address ?? DEFAULTS.address;
   const family = familyOf(address);
   if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal');
   const port = checkInt('port', opts.port, 1, 65535);

@@ -30,17 +30,17 @@
 import { isIP } from 'node:net';
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
-import { errnoName } from '../errors.js';
+import { errnoName } from '../../errors.js';
 import {
   CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR,
   MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
   SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
-} from '../ffi/kernel.js';
-import { libc } from '../ffi/libc.js';
-import { encodeSockaddr } from '../ffi/sockaddr.js';
-import { localAddress } from '../ffi/socket.js';
-import type { RemoteInfo, SendCallback, SendData } from '../shard-socket.js';
-import { MsgArena } from './arena.js';
+} from '../../ffi/kernel.js';
+import { libc } from '../../ffi/libc.js';
+import { encodeSockaddr } from '../../ffi/sockaddr.js';
+import { localAddress } from '../../ffi/socket.js';
+import type { RemoteInfo, SendCallback, SendData } from '../../app/shard-socket.js';
+import { MsgArena } from '../../ffi/arena.js';
 import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 import { Pacer } from './pacing.js';

@@ -44,7 +44,7 @@ export function resolveApp(app: string, cwd = process.cwd()): string {
     }
     return pathToFileURL(path).href;
   }
-  if (BUILTIN_APPS.includes(app)) return new URL(`./${app}.js`, import.meta.url).href;
+  if (BUILTIN_APPS.includes(app)) return new URL(`./builtin/${app}.js`, import.meta.url).href;
   const tried: string[] = [];
   if (APP_NAME.test(app)) {
     for (const name of appPackageNames(app)) {

@@ -6,10 +6,10 @@
  */
 import koffi from 'koffi';
 import { ShardgramError, errnoName } from '../errors.js';
-import { MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE } from './kernel.js';
-import { libc } from './libc.js';
+import { MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE } from '../ffi/kernel.js';
+import { libc } from '../ffi/libc.js';
 
-import { ENGINE_COUNTER_KEYS, type EngineCounters } from '../counters.js';
+import { ENGINE_COUNTER_KEYS, type EngineCounters } from './counters.js';
 
 const PAGE = 4096;
 

@@ -3,10 +3,10 @@
  * EventEmitter with `message` events and `send`.
  */
 import { EventEmitter } from 'node:events';
-import type { SteeringPolicy } from './steering/policies.js';
+import type { SteeringPolicy } from '../steering/policies.js';
 import type { SampledLog, SampledLogOptions } from './log-sampler.js';
 import type { AppOptionSchema } from './app-options.js';
-import type { PromFamily } from './prom-text.js';
+import type { PromFamily } from '../stats/prom-text.js';
 
 export type EngineName = 'dgram' | 'native';
 
@@ -171,5 +171,5 @@ export function defineApp(app: ShardApp): ShardApp {
 }
 
 /** Counters every engine keeps (cumulative for the worker process): see counters.ts. */
-export type { EngineCounters } from './counters.js';
-export { zeroEngineCounters as newCounters } from './counters.js';
+export type { EngineCounters } from '../stats/counters.js';
+export { zeroEngineCounters as newCounters } from '../stats/counters.js';

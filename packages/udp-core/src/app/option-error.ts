@@ -3,7 +3,7 @@
  * <value>`, where the name is the flag on the command line (`--keep`,
  * `--app-option keep`) and the option key through the API (`keep`).
  */
-import { ShardgramError } from './errors.js';
+import { ShardgramError } from '../errors.js';
 
 /** Thrown by a value parser: says what was expected; the caller names the option. */
 export class OptionValueError extends Error {

@@ -1,0 +1,46 @@
+/**
+ * Every default and every limit of the service, once, frozen: the Supervisor's
+ * options, `shardgram serve`'s and `scale`'s flags and their --help, and the docs'
+ * tables (docs/defaults.md, checked against this by a test) all read them here.
+ */
+const defaults = {
+  /** Where the group binds, and where the stats port listens. */
+  address: '127.0.0.1',
+  statsAddress: '127.0.0.1',
+  /** Where an app declares none. */
+  engine: 'dgram' as 'dgram' | 'native',
+  policy: 'hash' as const,
+  /** Workers' statistics snapshots (their heartbeat). */
+  snapshotIntervalMs: 200,
+  /** Longest a graceful stop waits for a worker's queue to empty. */
+  drainTimeoutMs: 10_000,
+  /** A worker that reads nothing while its queue fills, or sends no heartbeat, this long is replaced. */
+  stallTimeoutMs: 5000,
+  /** Datagrams per recvmmsg/sendmmsg call (native engine). */
+  batch: 64,
+  /** The most latency the native engine's pacing may add, where an app declares none. */
+  maxReadDelayUs: 500,
+  /** The receive buffer every socket gets while the group changes or waits for a reader. */
+  changeRcvbuf: 8 * 1024 * 1024,
+  /** How long either side of a hand-over waits for the other. */
+  handoverTimeoutMs: 60_000,
+  /** `--policy key`: the byte that ends the key, and the most key bytes hashed. */
+  keyDelimiter: ':',
+  keyMaxLength: 64,
+};
+export const DEFAULTS: Readonly<typeof defaults> = Object.freeze(defaults);
+
+/** Inclusive ranges. */
+export const LIMITS = Object.freeze({
+  port: { min: 0, max: 65535 },
+  workers: { min: 1, max: 256 },
+  batch: { min: 1, max: 1024 },
+  maxReadDelayUs: { min: 0, max: 100_000 },
+  drainTimeoutMs: { min: 0, max: 3_600_000 },
+  stallTimeoutMs: { min: 0, max: 3_600_000 },
+  handoverTimeoutMs: { min: 1000, max: 3_600_000 },
+  /** Receive buffers asked for (`rcvbuf`, `changeRcvbuf`), in bytes. */
+  rcvbuf: { min: 1, max: 2 ** 30 },
+  changeRcvbuf: { min: 0, max: 2 ** 30 },
+  keyMaxLength: { min: 1, max: 256 },
+} as const);
