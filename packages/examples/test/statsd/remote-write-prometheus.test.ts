@@ -164,7 +164,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const prom = await prometheus();
     serving = await startServe([
       'statsd', '--port', '0', '--workers', '1', '--flush-interval', '200',
-      '--remote-write', prom.writeUrl, '--remote-write-labels', 'job=rw_small', '-o', 'remoteWriteBacklog=60', '-o', 'outputRetryMax=500',
+      '--remote-write', prom.writeUrl, '--remote-write-labels', 'job=rw_small', '-o', 'remoteWriteBacklog=200', '-o', 'outputRetryMax=500', '--stats-port', '0',
     ], 1);
     const s0 = serving;
     const send = udpSender(s0.port);
@@ -172,15 +172,20 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     expect(await waitFor(async () => (await prom.value('rw_small{job="rw_small"}')) === 1, 10_000, 100)).toBe(true);
     await prom.pause();
     await send(['rw.small:1|c']);
-    expect(await waitFor(() => /remote write .*: backlog full \(60 samples\)/.test(s0.stderr()), 20_000, 100)).toBe(true);
+    expect(await waitFor(() => /remote write .*: backlog full \(200 samples\)/.test(s0.stderr()), 20_000, 100)).toBe(true);
     await prom.resume();
     await send(['rw.small:1|c']);
     expect(await waitFor(() => s0.stderr().includes('delivering again'), 10_000, 100)).toBe(true);
+    // Nothing is dropped once Prometheus is back (a flush's few dozen samples and the batch in flight fit in 200 again): /metrics already has the final count.
+    const metrics = await (await fetch(`${s0.stats}/metrics`)).text();
+    const onMetrics = /^shardgram_statsd_output_dropped_total\{output="remote_write",reason="backlog_full"\} (\d+)$/m.exec(metrics);
+    expect(onMetrics, metrics).not.toBeNull();
     const r = await s0.stop('SIGTERM');
     serving = undefined;
     expect(r.code, r.stdout).toBe(0);
     const s = stopLine(r.stdout);
     expect(s.dropped).toBeGreaterThan(0);
+    expect(Number(onMetrics![1])).toBe(s.dropped);
     expect(s.droppedAtStop + s.refused).toBe(0);
     // Every sample Prometheus holds (the raw samples of every series of this run).
     const stored = (await prom.query('{job="rw_small"}[1h]')).reduce((a, series) => a + series.values!.length, 0);
