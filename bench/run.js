@@ -44,11 +44,14 @@ Options:
   --quick           a short smoke run (count 200000, 1 round; short statsd and syslog
                     sections too): checks that every row works, measures little
   --max-minutes M   stop starting new measurements after M minutes (default 6)
-  --sections LIST   comma-separated subset of: receive,statsd,timers,syslog,changes (default: all);
+  --sections LIST   comma-separated subset of: receive,statsd,timers,remotewrite,syslog,changes (default: all);
                     statsd: Etsy statsd 0.9.0 vs shardgram statsd, and shardgram statsd's
                     CPU per datagram beside the C recvmmsg floor (bench/statsd.js);
                     timers: statsd timers' flush cost and supervisor memory, exact values
                     vs native histograms, 1k/10k/100k values (bench/statsd-timers.js);
+                    remotewrite: statsd's Prometheus remote write into a real Prometheus:
+                    samples/s, and the supervisor's CPU per flush with it on and off
+                    (bench/statsd-remote-write.js; skipped without prometheus);
                     syslog: rsyslog imudp vs shardgram syslog (bench/syslog.js);
                     changes: takeover, reload, shrink/grow under load (bench/changes.js)
   --no-write        print only; leave docs/ alone
@@ -71,7 +74,7 @@ try {
       quick: { type: 'boolean', default: false },
       'max-minutes': { type: 'string', default: '6' },
       'no-write': { type: 'boolean', default: false },
-      sections: { type: 'string', default: 'receive,statsd,timers,syslog,changes' },
+      sections: { type: 'string', default: 'receive,statsd,timers,remotewrite,syslog,changes' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -222,8 +225,8 @@ async function calibrateSenders(c) {
 // ---------------------------------------------------------------------------
 const SECTIONS = String(args.sections).split(',').map((x) => x.trim()).filter(Boolean);
 for (const x of SECTIONS) {
-  if (!['receive', 'statsd', 'timers', 'syslog', 'changes'].includes(x)) {
-    process.stderr.write(`bench: --sections takes receive, statsd, timers, syslog, changes; got "${x}"\n`);
+  if (!['receive', 'statsd', 'timers', 'remotewrite', 'syslog', 'changes'].includes(x)) {
+    process.stderr.write(`bench: --sections takes receive, statsd, timers, remotewrite, syslog, changes; got "${x}"\n`);
     process.exit(2);
   }
 }
@@ -257,6 +260,15 @@ async function appSections() {
       out.push((await runTimerBench({ log, ...(args.quick ? TQUICK : {}) })).markdown);
     } catch (err) {
       out.push(`## StatsD timers\n\nThe timers section did not run: ${err.message}\n`);
+    }
+  }
+  if (SECTIONS.includes('remotewrite')) {
+    log(`${elapsed()}  remotewrite section: statsd's Prometheus remote write into a real Prometheus …`);
+    const { QUICK: RQUICK, runRemoteWriteBench } = await import('./statsd-remote-write.js');
+    try {
+      out.push((await runRemoteWriteBench({ log, ...(args.quick ? RQUICK : {}) })).markdown);
+    } catch (err) {
+      out.push(`## StatsD: Prometheus remote write\n\nThe remotewrite section did not run: ${err.message}\n`);
     }
   }
   if (SECTIONS.includes('changes')) {

@@ -11,6 +11,8 @@
 #                takes /dev/log or port 514)
 #   cc           the C recvmmsg floor and the C sendmmsg sender (bench/c/*.c, compiled
 #                by the benchmark into bench/out/); Debian package `gcc`
+#   prometheus   the remotewrite section's receiver (Debian package `prometheus`; the
+#                benchmark starts its own, in the foreground, on a free loopback port)
 #
 # Not installed here: Etsy statsd is an npm devDependency (`npm ci` brings it), and a
 # Node >= 22.12 binary for the reusePort row goes into a scratch directory (printed below).
@@ -26,6 +28,7 @@ check_only=0
 need=()
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 command -v cc >/dev/null || command -v gcc >/dev/null || command -v clang >/dev/null || need+=(gcc)
+command -v prometheus >/dev/null || need+=(prometheus)
 [ -f node_modules/statsd/stats.js ] || echo "Etsy statsd is missing: run \`npm ci\` (it is a devDependency)."
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -92,8 +92,9 @@ describe('serve builds an app\'s flags and help from its schema', () => {
   it('serve statsd --help shows statsd\'s flags and not syslog\'s; plain serve --help shows both', async () => {
     const statsd = await runCli(['serve', 'statsd', '--help']);
     expect(statsd.code).toBe(0);
-    for (const f of ['--flush-interval MS', '--percentiles LIST', '--json-out FILE', '--graphite HOST:PORT', 'graphitePrefix=', 'flushTimeout=']) expect(statsd.stdout).toContain(f);
+    for (const f of ['--flush-interval MS', '--percentiles LIST', '--json-out FILE', '--graphite HOST:PORT', '--remote-write URL', '--remote-write-labels LIST', 'remoteWriteBacklog=', 'remoteWritePasswordFile=', 'graphitePrefix=', 'flushTimeout=']) expect(statsd.stdout).toContain(f);
     expect(statsd.stdout).not.toContain('--max-bytes');
+    expect(statsd.stdout).not.toContain('[object Object]');
     const all = await runCli(['serve', '--help']);
     for (const f of ['--flush-interval', '--max-bytes SIZE', '--keep N', '--out FILE']) expect(all.stdout).toContain(f);
     expect((await runCli(['help', 'serve'])).stdout).toBe(all.stdout);

@@ -9,13 +9,14 @@
  * Worker side (default export): parses and aggregates its share of the datagrams; on
  * the supervisor's flush request it sends its partial and starts afresh; its close
  * hook sends the last one. Supervisor side (`supervisor`): the flush rounds, the
- * merge, and the outputs (JSON lines, Graphite plaintext, each behind its own
- * backlog; /metrics). See docs/statsd.md.
+ * merge, and the outputs (JSON lines, Graphite plaintext, Prometheus remote write,
+ * each behind its own backlog; /metrics). See docs/statsd.md.
  */
 import { type AppDefaults, defineApp, defineAppSupervisor, ShardgramError, describeError } from '@shardgram/udp-core';
 import { PartialAggregate } from './statsd/aggregate.js';
 import { FlushCollector } from './statsd/collector.js';
 import { FlushOutputs } from './statsd/outputs.js';
+import { showUrl } from './outputs/remote-write.js';
 import { Mapper } from './statsd/mapper.js';
 import { effectiveTimerSchema, parseStatsdOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
@@ -92,7 +93,8 @@ export const supervisor = defineAppSupervisor((ctx) => {
   let outputs: FlushOutputs;
   try {
     // Fails now, not at the first flush, when jsonOut cannot be written. Failed deliveries count in output_errors.
-    outputs = new FlushOutputs(o, (l) => ctx.log(l), () => collector.countOutputError());
+    // Remote write sends the app's /metrics families (the same series a scrape gets) at each flush.
+    outputs = new FlushOutputs(o, (l) => ctx.log(l), () => collector.countOutputError(), () => collector.writer(outputs).families());
   } catch (err) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(o.jsonOut)} (${describeError(err)})`, { option: 'jsonOut' });
   }
@@ -102,6 +104,7 @@ export const supervisor = defineAppSupervisor((ctx) => {
     `statsd: flushing every ${o.flushIntervalMs} ms (percentiles ${o.percentiles.join(',')})` +
       (o.jsonOut !== undefined ? `; JSON lines to ${o.jsonOut}` : '') +
       (o.graphite ? `; Graphite to ${o.graphite.host}:${o.graphite.port}` : '') +
+      (o.remoteWrite ? `; Prometheus remote write to ${showUrl(o.remoteWrite.url)}` : '') +
       `; timers as ${o.timerMode === 'exact' ? 'raw values (exact)' : `native histograms (schema ${effectiveTimerSchema(o)})`}` +
       `; Prometheus ${o.promLayout === 'labels' ? 'layout: labels (before statsd_exporter names)' : `names as statsd_exporter${o.mappingConfig ? ` with ${o.mappingConfig.mappings.length} mappings from ${o.mappingConfig.source}` : ''}`}`,
   );

@@ -13,14 +13,24 @@
  *   lines, samples, flushes). A push that would pass it drops the oldest waiting items
  *   (never the batch being sent) and, if that is not enough, the new item; every unit
  *   dropped is counted (`dropped`), none silently.
+ * - A batch the destination refuses for good (`send` rejects with `Undeliverable`: a
+ *   remote write receiver's 400, say) is not retried, since sending it again cannot
+ *   help: its units are counted as `rejected`, the reason logged (once per reason
+ *   until a delivery succeeds), and the queue goes on at once.
  * - `close` stops taking items and tries to deliver what is left until a deadline;
  *   what is still there then is counted as `droppedAtClose`.
  *
- * Every unit pushed ends in exactly one of `delivered`, `dropped`, `droppedAtClose`,
- * or is still `queued`: accepted = delivered + dropped + droppedAtClose + queued.
+ * Every unit pushed ends in exactly one of `delivered`, `dropped`, `rejected`,
+ * `droppedAtClose`, or is still `queued`:
+ * accepted = delivered + dropped + rejected + droppedAtClose + queued.
  */
 import type { PromWriter } from '@shardgram/udp-core/prom';
 import { describeError } from '@shardgram/udp-core';
+
+/** What `send` rejects with when the destination refused the batch for good: it is counted as rejected, not retried. */
+export class Undeliverable extends Error {
+  override readonly name = 'Undeliverable';
+}
 
 export interface BacklogOptions<T> {
   /** For log lines: `graphite 127.0.0.1:2003`. */
@@ -40,7 +50,7 @@ export interface BacklogOptions<T> {
   /** What the units are, for log lines (`lines`, `flushes`). */
   unitName?: string;
   log(line: string): void;
-  /** Called at each failed attempt (after it is counted), e.g. to feed a service-wide error counter. */
+  /** Called at each failed attempt and each rejected batch (after it is counted), e.g. to feed a service-wide error counter. */
   onFailedAttempt?(): void;
   now?: () => number;
 }
@@ -51,6 +61,8 @@ export interface BacklogCounts {
   delivered: number;
   /** Dropped because the backlog was full. */
   dropped: number;
+  /** Refused for good by the destination (`Undeliverable`), not retried. */
+  rejected: number;
   /** Still undelivered when `close` gave up. */
   droppedAtClose: number;
   /** Units waiting now (the batch being sent included). */
@@ -79,6 +91,8 @@ export class Backlog<T> {
   /** The current outage: since when, its last reason, what it cost. */
   private outage: { since: number; reason: string; attempts: number; droppedAtStart: number } | undefined;
   private fullSaid = false;
+  /** The last rejection reason logged (said again only when it changes, or after a delivery). */
+  private rejectedSaid: string | undefined;
   private closing = false;
   private closed = false;
   private idle: (() => void) | undefined;
@@ -86,7 +100,7 @@ export class Backlog<T> {
   private readonly minMs: number;
   private readonly maxMs: number;
   private readonly unit: string;
-  private readonly c = { accepted: 0, delivered: 0, dropped: 0, droppedAtClose: 0, failedAttempts: 0 };
+  private readonly c = { accepted: 0, delivered: 0, dropped: 0, rejected: 0, droppedAtClose: 0, failedAttempts: 0 };
 
   constructor(private readonly o: BacklogOptions<T>) {
     if (!(Number.isInteger(o.capacity) && o.capacity >= 1)) throw new RangeError(`capacity must be a whole number of at least 1; got ${o.capacity}`);
@@ -228,6 +242,15 @@ export class Backlog<T> {
         this.outage = undefined;
       }
       this.fullSaid = false;
+      this.rejectedSaid = undefined;
+    } else if (err instanceof Undeliverable) {
+      // Refused for good: sending it again cannot help; counted, and the queue goes on.
+      this.c.rejected += units;
+      if (err.message !== this.rejectedSaid) {
+        this.rejectedSaid = err.message;
+        this.o.log(`${this.o.name}: ${units} ${this.unit} refused, not retried (${err.message}); every refused ${this.unit.replace(/s$/, '')} is counted (said again when the reason changes)`);
+      }
+      this.o.onFailedAttempt?.();
     } else {
       // Back at the head of the queue, in order.
       this.queue = [...batch, ...this.queue.slice(this.head)];
@@ -247,7 +270,7 @@ export class Backlog<T> {
       this.o.onFailedAttempt?.();
     }
     if (this.pendingUnits() === 0) this.idle?.();
-    if (err !== null && !this.closed) {
+    if (err !== null && !(err instanceof Undeliverable) && !this.closed) {
       const t = setTimeout(() => {
         this.retryTimer = undefined;
         this.pump();
@@ -260,16 +283,17 @@ export class Backlog<T> {
   }
 }
 
-/** The backlogs' counts as Prometheus families `<prefix>_delivered_total{output}`, `_dropped_total{output,reason}`, `_backlog{output}`, `_backlog_capacity{output}`, `_failed_attempts_total{output}`. */
+/** The backlogs' counts as Prometheus families `<prefix>_delivered_total{output}`, `_dropped_total{output,reason}` (backlog_full, rejected, stop), `_backlog{output}`, `_backlog_capacity{output}`, `_failed_attempts_total{output}`. */
 export function writeBacklogMetrics(w: PromWriter, prefix: string, unitsHelp: string, outputs: readonly { output: string; counts: BacklogCounts }[]): void {
   const each = (name: string, type: 'counter' | 'gauge', help: string, value: (c: BacklogCounts) => number): void => {
     w.family(name, type, help);
     for (const { output, counts } of outputs) w.sample(name, { output }, value(counts));
   };
   each(`${prefix}_delivered_total`, 'counter', `Delivered by the output (${unitsHelp}).`, (c) => c.delivered);
-  w.family(`${prefix}_dropped_total`, 'counter', `Never delivered (${unitsHelp}), by reason: backlog_full, stop (still queued when the service stopped).`);
+  w.family(`${prefix}_dropped_total`, 'counter', `Never delivered (${unitsHelp}), by reason: backlog_full, rejected (refused for good by the destination, not retried), stop (still queued when the service stopped).`);
   for (const { output, counts } of outputs) {
     w.sample(`${prefix}_dropped_total`, { output, reason: 'backlog_full' }, counts.dropped);
+    w.sample(`${prefix}_dropped_total`, { output, reason: 'rejected' }, counts.rejected);
     w.sample(`${prefix}_dropped_total`, { output, reason: 'stop' }, counts.droppedAtClose);
   }
   each(`${prefix}_backlog`, 'gauge', `Waiting for delivery (${unitsHelp}).`, (c) => c.queued);

@@ -10,6 +10,9 @@
  *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
  *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
  *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
+ *   remoteWrite=URL       push every flush by Prometheus remote write; its other options
+ *                         (remoteWriteBacklog, remoteWriteLabels, auth, CA, timeout):
+ *                         remote-write-options.ts
  *   flushTimeout=MS       how long a flush waits for every worker's partial
  *                         (default: the smaller of 2000 and flushInterval)
  *   timerBuckets=1,5,10   upper bounds in ms of the timers' Prometheus histogram
@@ -42,14 +45,8 @@ import { isAbsolute, resolve } from 'node:path';
 import { Mapper } from './mapper.js';
 import { loadMappingFile, MappingError, type MappingConfig } from './mapping.js';
 import { MAX_SCHEMA, MIN_SCHEMA } from './native-histogram.js';
-
-/** `on`/`off` (also true/false, yes/no, 1/0). */
-function onOff(value: string): boolean {
-  const v = value.trim().toLowerCase();
-  if (['on', 'true', 'yes', '1'].includes(v)) return true;
-  if (['off', 'false', 'no', '0'].includes(v)) return false;
-  throw new OptionValueError('on or off');
-}
+import type { RemoteWriteTarget } from '../outputs/remote-write.js';
+import { onOff, remoteWriteOptionSchema, remoteWriteTarget } from './remote-write-options.js';
 
 export interface GraphiteTarget {
   host: string;
@@ -67,6 +64,9 @@ export interface StatsdOptions {
   graphiteBacklog: number;
   jsonBacklog: number;
   outputRetryMaxMs: number;
+  /** Prometheus remote write (../outputs/remote-write.ts): where, and how many samples are kept while it is down. */
+  remoteWrite: RemoteWriteTarget | undefined;
+  remoteWriteBacklog: number;
   flushTimeoutMs: number;
   /** Upper bounds (ms) of the timer histogram buckets. */
   timerBucketsMs: readonly number[];
@@ -149,7 +149,8 @@ export const statsdOptionSchema = defineAppOptions({
   graphitePrefix: { value: 'P', help: 'first path element of Graphite names', parse: textMatching(/^[A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'), default: 'stats' },
   graphiteBacklog: { value: 'N', help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped', parse: wholeNumber(1, 100_000_000, 'lines'), default: 1_000_000 },
   jsonBacklog: { value: 'N', help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped', parse: wholeNumber(1, 1_000_000, 'flushes'), default: 100 },
-  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling)', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
+  ...remoteWriteOptionSchema,
+  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling): Graphite, JSON, remote write', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
   flushTimeout: {
     value: 'MS', help: "how long a flush waits for every worker's partial", parse: wholeNumber(1, 600_000, 'milliseconds'),
     default: undefined, defaultText: 'the smaller of 2000 and flushInterval',
@@ -189,6 +190,8 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     graphiteBacklog: o.graphiteBacklog,
     jsonBacklog: o.jsonBacklog,
     outputRetryMaxMs: o.outputRetryMax,
+    remoteWrite: remoteWriteTarget(o),
+    remoteWriteBacklog: o.remoteWriteBacklog,
     flushTimeoutMs: o.flushTimeout ?? Math.min(2000, o.flushInterval),
     timerBucketsMs: o.timerBuckets ?? DEFAULT_TIMER_BUCKETS_MS,
     maxNameLength: o.maxNameLength,

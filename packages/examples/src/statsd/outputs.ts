@@ -1,10 +1,11 @@
 /**
- * The statsd app's flush outputs, JSON lines (`jsonOut`) and Graphite plaintext
- * (`graphite`), each behind a backlog of its own (../outputs/backlog.ts): a flush is
- * formatted and queued at once, so a slow, full or dead output never delays the flush
- * clock or the other output. A failed delivery is retried with backoff; what a full
- * backlog drops, and what is still queued at stop, is counted (Graphite in lines,
- * JSON in flushes) on /metrics and in the stop line.
+ * The statsd app's flush outputs, JSON lines (`jsonOut`), Graphite plaintext
+ * (`graphite`) and Prometheus remote write (`remoteWrite`), each behind a backlog of its
+ * own (../outputs/backlog.ts): a flush is formatted and queued at once, so a slow, full
+ * or dead output never delays the flush clock or the other outputs. A failed delivery
+ * is retried with backoff; what a full backlog drops, what a receiver refuses for good,
+ * and what is still queued at stop, is counted (Graphite in lines, JSON in flushes,
+ * remote write in samples) on /metrics and in the stop line.
  *
  * - Graphite: one TCP connection per attempt (as Etsy's backend), up to 50 000 lines
  *   of queued flushes in it; delivered when the server closes its side after reading
@@ -13,9 +14,12 @@
  *   which Graphite stores once).
  * - JSON: appended as whole lines or not at all (a short write on a full disk is
  *   rolled back; a removed file is created again: ../syslog/writer.ts).
+ * - Remote write: at each flush, the app's /metrics families (`families`: the same
+ *   series, names and labels a scrape gets) at the flush time (../outputs/remote-write.ts).
  */
-import { PromWriter } from '@shardgram/udp-core/prom';
+import type { PromFamily, PromWriter } from '@shardgram/udp-core/prom';
 import { Backlog, writeBacklogMetrics, type BacklogCounts } from '../outputs/backlog.js';
+import { RemoteWriteOutput } from '../outputs/remote-write.js';
 import { AppendWriter } from '../syslog/writer.js';
 import type { FlushOutput } from './collector.js';
 import { formatGraphite, formatJson, sendGraphite } from './flush.js';
@@ -34,12 +38,13 @@ function lineCount(text: string): number {
 }
 
 interface Output {
-  /** `graphite` or `json`: the `output` label. */
+  /** `graphite`, `json` or `remote_write`: the `output` label. */
   id: string;
   /** For log lines. */
   name: string;
   unit: string;
-  backlog: Backlog<string>;
+  backlog: { counts(): BacklogCounts; close(timeoutMs: number): Promise<void> };
+  /** After the backlog closed (may throw: logged). */
   close(): void;
 }
 
@@ -50,9 +55,10 @@ export class FlushOutputs {
 
   /**
    * Opens the JSON file (throws when it cannot be appended to) and sets up the
-   * backlogs; `onFailedAttempt` is called at each failed delivery (the collector's `output_errors`).
+   * backlogs; `onFailedAttempt` is called at each failed delivery (the collector's `output_errors`);
+   * `families` gives the app's /metrics families at a flush (remote write sends them).
    */
-  constructor(o: StatsdOptions, log: (line: string) => void, onFailedAttempt: () => void = () => undefined) {
+  constructor(o: StatsdOptions, log: (line: string) => void, onFailedAttempt: () => void = () => undefined, families: () => readonly PromFamily[] = () => []) {
     const retry = { retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt };
     if (o.jsonOut !== undefined) {
       const writer = new AppendWriter(o.jsonOut);
@@ -75,6 +81,10 @@ export class FlushOutputs {
         if (text) backlog.push(text);
       });
     }
+    if (o.remoteWrite) {
+      const rw = new RemoteWriteOutput({ target: o.remoteWrite, capacity: o.remoteWriteBacklog, retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt });
+      this.add({ id: 'remote_write', name: rw.name, unit: 'samples', backlog: { counts: () => rw.backlog.counts(), close: (ms) => rw.close(ms) }, close: () => undefined }, () => rw.push(families()));
+    }
   }
 
   private add(out: Output, take: (r: Parameters<FlushOutput>[0]) => void): void {
@@ -89,7 +99,7 @@ export class FlushOutputs {
   /** `shardgram_statsd_output_*{output}` families, into the app's /metrics. */
   write(w: PromWriter): void {
     if (!this.outputs.length) return;
-    writeBacklogMetrics(w, 'shardgram_statsd_output', 'graphite: lines, json: flushes', this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })));
+    writeBacklogMetrics(w, 'shardgram_statsd_output', 'graphite: lines, json: flushes, remote_write: samples', this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })));
   }
 
   /** After the last flush: delivers what is queued (bounded), counts the rest, closes the file; one line per output. */
@@ -104,6 +114,7 @@ export class FlushOutputs {
       const c = out.backlog.counts();
       log(
         `statsd: ${out.name}: ${c.delivered} of ${c.accepted} ${out.unit} delivered, ${c.dropped} dropped (backlog full), ` +
+          (c.rejected ? `${c.rejected} refused by the receiver, ` : '') +
           `${c.droppedAtClose} dropped at stop, ${c.failedAttempts} failed attempts`,
       );
     }

@@ -1,6 +1,6 @@
 /** The output backlog on its own: order, retry with backoff, exact counts when full, the close deadline. */
 import { describe, expect, it } from 'vitest';
-import { Backlog, type BacklogCounts } from '@shardgram/examples/outputs/backlog';
+import { Backlog, Undeliverable, type BacklogCounts } from '@shardgram/examples/outputs/backlog';
 import { waitFor } from '../../../../test/helpers/udp.js';
 
 interface Harness {
@@ -31,10 +31,37 @@ function harness(capacity: number, opts: { maxBatchUnits?: number; hold?: () => 
   return { backlog, delivered, logs, failing: (on) => void (fail = on), attempts: () => attempts };
 }
 
-const balanced = (c: BacklogCounts): boolean => c.accepted === c.delivered + c.dropped + c.droppedAtClose + c.queued;
+const balanced = (c: BacklogCounts): boolean => c.accepted === c.delivered + c.dropped + c.rejected + c.droppedAtClose + c.queued;
 const lines = (from: number, n: number): string[] => Array.from({ length: n }, (_, i) => `l${from + i}`);
 
 describe('Backlog', () => {
+  it('a batch refused for good (Undeliverable) is counted as rejected, not retried, and the queue goes on', async () => {
+    const logs: string[] = [];
+    const sent: string[][] = [];
+    let failed = 0;
+    const backlog = new Backlog<string>({
+      name: 'test output', capacity: 100, units: () => 2, unitName: 'samples', retryMinMs: 5, retryMaxMs: 40, maxBatchUnits: 2,
+      log: (l) => logs.push(l), onFailedAttempt: () => void failed++,
+      send: async (batch) => {
+        sent.push([...batch]);
+        if (batch[0]!.startsWith('bad')) throw new Undeliverable(`HTTP 400: out of order sample (${batch[0]})`);
+      },
+    });
+    for (const item of ['ok1', 'bad1', 'bad2', 'ok2']) backlog.push(item);
+    expect(await waitFor(() => backlog.counts().queued === 0, 5000, 5)).toBe(true);
+    // Each sent once: the refused ones were not sent again.
+    expect(sent).toEqual([['ok1'], ['bad1'], ['bad2'], ['ok2']]);
+    expect(backlog.counts()).toMatchObject({ accepted: 8, delivered: 4, rejected: 4, dropped: 0, failedAttempts: 0 });
+    expect(balanced(backlog.counts())).toBe(true);
+    expect(failed).toBe(2);
+    // Said once per reason.
+    expect(logs.filter((l) => l.includes('refused, not retried'))).toEqual([
+      'test output: 2 samples refused, not retried (HTTP 400: out of order sample (bad1)); every refused sample is counted (said again when the reason changes)',
+      'test output: 2 samples refused, not retried (HTTP 400: out of order sample (bad2)); every refused sample is counted (said again when the reason changes)',
+    ]);
+    await backlog.close(100);
+  });
+
   it('push never waits; everything is delivered once, in order', async () => {
     const h = harness(1000, { maxBatchUnits: 7 });
     for (let i = 0; i < 50; i++) h.backlog.push(lines(i * 3, 3));

@@ -227,7 +227,7 @@ describe('Graphite plaintext', () => {
 describe('options', () => {
   it('defaults', () => {
     expect(parseStatsdOptions({})).toEqual({
-      graphiteBacklog: 1_000_000, jsonBacklog: 100, outputRetryMaxMs: 10_000,
+      graphiteBacklog: 1_000_000, jsonBacklog: 100, outputRetryMaxMs: 10_000, remoteWrite: undefined, remoteWriteBacklog: 1_000_000,
       flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
       maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
       timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
@@ -241,7 +241,7 @@ describe('options', () => {
       flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p',
       timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0', timerMode: 'exact', timerSchema: '-2', timerMaxBuckets: '100', promLayout: 'labels',
     })).toEqual({
-      graphiteBacklog: 20, jsonBacklog: 3, outputRetryMaxMs: 500,
+      graphiteBacklog: 20, jsonBacklog: 3, outputRetryMaxMs: 500, remoteWrite: undefined, remoteWriteBacklog: 1_000_000,
       flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
       timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true }, timerMode: 'exact', timerSchema: -2, timerMaxBuckets: 100, mappingConfig: undefined, promLayout: 'labels',
     });
