@@ -12,7 +12,7 @@ import { Slot, type SlotDeps } from '../src/supervisor/slot.js';
 import { StartGate, defaultStartConcurrency } from '../src/supervisor/start-gate.js';
 import { Supervisor } from '../src/supervisor/supervisor.js';
 import { controlOf } from '../src/supervisor/internal.js';
-import type { Launcher } from '../src/supervisor/types.js';
+import type { Launcher, TakeoverSource } from '../src/supervisor/types.js';
 
 /** A Supervisor whose workers are `launch`'s fakes. */
 function withFakes(opts: ConstructorParameters<typeof Supervisor>[0], fake: { launch: Launcher }): Supervisor {
@@ -410,3 +410,59 @@ describe('sockets a service manager holds open', () => {
     }
   });
 });
+
+describe('the new side of a hand-over', () => {
+  /** Two group sockets, as an old service holds them, and our copies of them for the new side. */
+  async function oldGroup() {
+    const { openReusePortSocket, socketMemInfo } = await import('../src/ffi/socket.js');
+    const { adoptSocket } = await import('../src/ffi/adopt.js');
+    const { libc } = await import('../src/ffi/libc.js');
+    const { F_DUPFD_CLOEXEC } = await import('../src/ffi/kernel.js');
+    const a = openReusePortSocket({ address: '127.0.0.1', port: 0 });
+    const b = openReusePortSocket({ address: '127.0.0.1', port: a.port });
+    const given = [a, b].map((s, i) => adoptSocket(libc().fcntl(s.fd, F_DUPFD_CLOEXEC, 0), `socket ${i} of the old service`));
+    return { port: a.port, olds: [a, b], given, queued: () => a.fd >= 0 ? socketMemInfo(a.fd).queueBytes + socketMemInfo(b.fd).queueBytes : 0 };
+  }
+
+  /** A source whose old side answers nothing and never goes away (the new side fails first). */
+  function silentSource(g: Awaited<ReturnType<typeof oldGroup>>): TakeoverSource & { aborted: string[] } {
+    const aborted: string[] = [];
+    return {
+      aborted,
+      offer: { address: '127.0.0.1', port: g.port, family: 'udp4', workers: 2, policy: { name: 'hash' }, app: 'discard', pid: 1, dropsBefore: [0, 0], nfds: 2 },
+      sockets: g.given,
+      lost: new Promise(() => undefined),
+      ready: () => new Promise(() => undefined),
+      ack: () => undefined,
+      take: () => undefined,
+      abort: (reason) => void aborted.push(reason),
+    };
+  }
+
+  it('whose workers fail to start lets the sockets go unread: what is queued stays for the old service', async () => {
+    const g = await oldGroup();
+    const client = dgram.createSocket('udp4');
+    for (let i = 0; i < 50; i++) await new Promise<void>((r) => client.send(`q${i}`, g.port, '127.0.0.1', () => r()));
+    client.close();
+    const before = g.queued();
+    expect(before).toBeGreaterThan(0);
+    const sup = withFakes({ app: 'discard', port: g.port, log: () => {} }, {
+      launch: () => {
+        const p = new FakeProc(Date.now());
+        queueMicrotask(() => p.exit(70));
+        return p;
+      },
+    });
+    const source = silentSource(g);
+    await expect(controlOf(sup).takeOver(source)).rejects.toThrow(/before it was ready/);
+    expect(source.aborted).toHaveLength(1);
+    // Nothing read out, nothing counted as dropped here: the queues are the old service's still.
+    expect(sup.stats().total.droppedAtClose).toBe(0);
+    expect(g.queued()).toBe(before);
+    for (const s of g.olds) closeFdOf(s.fd);
+  });
+});
+
+function closeFdOf(fd: number): void {
+  void import('../src/ffi/socket.js').then(({ closeFd }) => closeFd(fd));
+}

@@ -30,7 +30,8 @@ export type State =
   | { readonly name: 'handing-over'; readonly to: number }
   /** A new service owns the sockets; this one only exits. */
   | { readonly name: 'handed-over'; readonly to: number }
-  | { readonly name: 'stopping' }
+  /** `guestOf`: the new side of a hand-over stopping before it owned the group: its sockets are let go unread, the old service keeps them. */
+  | { readonly name: 'stopping'; readonly guestOf?: number }
   | { readonly name: 'stopped' };
 
 export type StateName = State['name'];

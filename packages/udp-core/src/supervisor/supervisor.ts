@@ -112,7 +112,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Who else holds the group's sockets now: the other side of a hand-over, or a service manager's fd store. */
   private get sharedWith(): SharedWith {
     const st = this.life.state;
-    if ((st.name === 'taking-over' && !st.sole) || st.name === 'handing-over' || st.name === 'handed-over') return 'hand-over';
+    if ((st.name === 'taking-over' && !st.sole) || (st.name === 'stopping' && st.guestOf !== undefined) || st.name === 'handing-over' || st.name === 'handed-over') return 'hand-over';
     return this.heldByManager ? 'service-manager' : undefined;
   }
 
@@ -375,7 +375,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private stopOnce(): Promise<StopReport> {
     this.stopped ??= (async () => {
-      this.life.move({ name: 'stopping' }, 'stop()');
+      const st = this.life.state;
+      // A new side that never owned the group leaves it to the old service, unread.
+      this.life.move(st.name === 'taking-over' && !st.sole ? { name: 'stopping', guestOf: st.from } : { name: 'stopping' }, 'stop()');
       this.monitor.stop();
       const leftBytes = await this.group.stop();
       await this.app.stop();
