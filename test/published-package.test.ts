@@ -226,13 +226,16 @@ describe('the published package, installed in a project of its own', () => {
         "import { parsePolicy, CbpfBuilder, runProgram } from '@shardgram/udp-core/steering';",
         "import { runLoad, parseEchoReply, encodeProbe, NativeSender } from '@shardgram/udp-core/load';",
         "import { openReusePortSocket, socketMemInfo, findPortHolders } from '@shardgram/udp-core/sockets';",
-        "import { fairness, toPrometheus, decodeSnapshot } from '@shardgram/udp-core/stats';",
+        "import { fairness, toPrometheus, decodeSnapshot, STATS_SERVER_DEFAULTS } from '@shardgram/udp-core/stats';",
+        "import { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase, OptionValueError, parseByteSize, formatByteSize, type AppOptionSchema } from '@shardgram/udp-core/app-options';",
         "import { PromWriter } from '@shardgram/udp-core/prom';",
         "const policy: SteeringPolicy = parsePolicy('random');",
         'const report: StatsReport | undefined = undefined;',
         'export const all = [Supervisor, defineApp, defineAppSupervisor, ShardgramError, startStatsServer, CbpfBuilder, runProgram, runLoad,',
         '  parseEchoReply, encodeProbe, NativeSender, openReusePortSocket, socketMemInfo, findPortHolders, fairness, toPrometheus, decodeSnapshot,',
-        '  PromWriter, policy, report];',
+        '  PromWriter, policy, report, STATS_SERVER_DEFAULTS, defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase,',
+        '  OptionValueError, parseByteSize, formatByteSize];',
+        'export const schema: AppOptionSchema = defineAppOptions({ every: { value: \'MS\', help: \'h\', parse: wholeNumber(1, 10), default: 5 } });',
         '',
       ].join('\n'),
     );
@@ -244,11 +247,10 @@ describe('the published package, installed in a project of its own', () => {
     );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
-    // And the root no longer carries the internals: the service, app definition and its options contract.
+    // And the root carries what an app author needs, no more: the option kit is /app-options, the stats server's limits /stats.
     const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
     expect(root.stdout.trim()).toBe(
-      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,describeError,escapeText,formatByteSize,' +
-        'guardOutput,kebabCase,outputFile,parseAppOptions,parseByteSize,sampledLog,startStatsServer,textMatching,wholeNumber',
+      'ShardgramError,Supervisor,defineApp,defineAppSupervisor,describeError,escapeText,guardOutput,sampledLog,startStatsServer',
     );
   });
 

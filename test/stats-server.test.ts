@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STATS_SERVER_DEFAULTS, startStatsServer, type StatsReport, type StatsServer } from '@shardgram/udp-core';
+import { startStatsServer, type StatsReport, type StatsServer } from '@shardgram/udp-core';
+import { STATS_SERVER_DEFAULTS } from '@shardgram/udp-core/stats';
 import { startServe, type Serving } from './helpers/cli.js';
 import { holdConnection, rawRequest, type HeldConnection } from './helpers/http.js';
 import { waitFor } from './helpers/udp.js';
