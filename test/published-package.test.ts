@@ -18,7 +18,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from './helpers/cli.js';
+import { ROOT } from '@shardgram/test-kit/cli';
 
 const CORE = join(ROOT, 'packages', 'udp-core');
 const STALE_MS = 3_600_000;

@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decodeWriteRequest, PromWriter, type PromFamily } from '@shardgram/udp-core/prom';
 import { RemoteWriteOutput, type RemoteWriteTarget } from '@shardgram/examples/outputs/remote-write';
 import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 interface Received {
   headers: http.IncomingHttpHeaders;
