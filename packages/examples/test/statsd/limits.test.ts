@@ -4,11 +4,11 @@
  * hostile input; no number in JSON or /metrics becomes null, Infinity or a stuck 0.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PartialAggregate, type Partial } from '@shardgram/examples/statsd/aggregate';
-import { FlushCollector } from '@shardgram/examples/statsd/collector';
-import { formatJson } from '@shardgram/examples/statsd/flush';
-import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from '@shardgram/examples/statsd/merge';
-import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
+import { PartialAggregate, type Partial } from '../../src/statsd/aggregate.js';
+import { FlushCollector } from '../../src/statsd/collector.js';
+import { formatJson } from '../../src/statsd/flush.js';
+import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from '../../src/statsd/merge.js';
+import { parseStatsdOptions } from '../../src/statsd/options.js';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 const DEFAULTS = parseStatsdOptions({});

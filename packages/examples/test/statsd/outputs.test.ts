@@ -17,8 +17,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { formatGraphite } from '@shardgram/examples/statsd/flush';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
+import { formatGraphite, type FlushResult } from '@shardgram/examples';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SyslogRecord } from '@shardgram/examples/syslog/record';
+import type { SyslogRecord } from '@shardgram/examples';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';

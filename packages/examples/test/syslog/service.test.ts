@@ -15,7 +15,7 @@ import { rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
 import { closeAll, openClients, send, udpQueuedBytes } from '@shardgram/test-kit/udp';
 import { sleep, waitFor } from '@shardgram/test-kit/wait';
 import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
-import type { SyslogRecord } from '@shardgram/examples/syslog/record';
+import type { SyslogRecord } from '@shardgram/examples';
 
 const run = promisify(execFile);
 const haveLogger = haveCommand('logger');
