@@ -1,17 +1,23 @@
 // Helpers shared by the benchmark scripts (bench/run.js, bench/statsd.js,
 // bench/syslog.js): free ports, process CPU from /proc, starting `shardgram serve`
-// and waiting for its ready line, the socket queues of a port, and tables.
+// and waiting for its ready line, the socket queues of a port, and tables. Waiting,
+// `serve` and the /proc readers are the tests' own (@shardgram/test-kit), in the
+// shapes the bench scripts use.
 //
 // Nothing here changes the host: the benchmarks write only into the repository
 // (bench/out, docs/) and into temporary directories. Peers that are missing are
 // skipped with a reason; bench/setup.sh installs them.
-import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { accessSync, constants, readFileSync, readdirSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startServe as startServeKit } from '@shardgram/test-kit/cli';
+import { sleep, waitFor as waitForKit } from '@shardgram/test-kit/wait';
+import { udpPortQueues } from '@shardgram/test-kit/udp';
+export { cpuMicros, treeCpuMicros } from '@shardgram/test-kit/procfs';
+export { sleep };
 
 export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 export const BENCH = join(ROOT, 'bench');
@@ -19,8 +25,6 @@ export const BENCH = join(ROOT, 'bench');
 export const SHARDGRAM = join(ROOT, 'packages', 'udp-core', 'bin', 'shardgram.js');
 /** What to run when a peer is missing. */
 export const SETUP_HINT = 'bench/setup.sh installs it';
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A bench script's flags: parseArgs (strict), or one line naming what is wrong, the
@@ -53,12 +57,7 @@ export function intArg(name, v, min, max, script = 'bench') {
 
 /** Polls `fn` every `stepMs` until it is true; throws after `ms`. */
 export async function waitFor(fn, ms, what, stepMs = 25) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await sleep(stepMs);
-  }
-  if (!(await fn())) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  if (!(await waitForKit(fn, ms, stepMs))) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
 /** A port that was free on 127.0.0.1 a moment ago (`udp` or `tcp`). */
@@ -104,79 +103,11 @@ export function readSysctl(name) {
   }
 }
 
-let clkTck;
-/** Clock ticks per second of /proc/PID/stat's times (getconf CLK_TCK; 100 on Linux). */
-function ticksPerSecond() {
-  if (clkTck === undefined) {
-    try {
-      clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-    } catch {
-      clkTck = 100;
-    }
-  }
-  return clkTck;
-}
-
-/** utime+stime ticks and the parent pid of a process, from /proc/PID/stat; undefined once gone. */
-function procStat(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the ")" of the command name: state(3) ppid(4) … utime(14) stime(15).
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** user+sys CPU of a process (all its threads) in µs; 0 once it is gone. */
-export function cpuMicros(pid) {
-  const s = procStat(pid);
-  return s ? (s.ticks * 1e6) / ticksPerSecond() : 0;
-}
-
-/** user+sys CPU in µs of a process and all its descendants. */
-export function treeCpuMicros(rootPid) {
-  const stats = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const s = procStat(Number(name));
-    if (s) stats.set(Number(name), s);
-  }
-  let ticks = 0;
-  const todo = [rootPid];
-  for (let guard = 0; todo.length && guard < 100_000; guard++) {
-    const pid = todo.pop();
-    ticks += stats.get(pid)?.ticks ?? 0;
-    for (const [child, st] of stats) if (st.ppid === pid) todo.push(child);
-  }
-  return (ticks * 1e6) / ticksPerSecond();
-}
-
 /**
- * The receive queues of every UDP socket bound to `port` on loopback (IPv4 and IPv6),
- * from /proc/net/udp{,6}: bytes waiting (rx_queue) and datagrams dropped (drops).
+ * The receive queues of every UDP socket bound to `port` (IPv4 and IPv6), from
+ * /proc/net/udp{,6}: bytes waiting (rx_queue) and datagrams dropped (drops).
  */
-export function udpQueues(port) {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  let queuedBytes = 0;
-  let drops = 0;
-  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 13 || !f[1].endsWith(hex)) continue;
-      queuedBytes += parseInt(f[4].split(':')[1], 16);
-      drops += Number(f[f.length - 1]) || 0;
-    }
-  }
-  return { queuedBytes, drops };
-}
+export const udpQueues = udpPortQueues;
 
 /** Waits (bounded) until the port's queues are empty twice in a row, 50 ms apart. */
 export async function waitDrained(port, maxMs = 10_000) {
@@ -190,64 +121,14 @@ export async function waitDrained(port, maxMs = 10_000) {
 
 // ---------------------------------------------------------------- shardgram serve
 
-/** Flags that `startServe` adds to every `serve` command line (see `readyState`). */
-export const READY_FLAGS = ['--ready-json'];
-
-/**
- * The one place that knows what "ready" looks like: `serve --ready-json` prints one
- * JSON line on standard output when the service is ready (its other lines go to
- * standard error). { port, pids, stats } once it has, undefined until then.
- */
-export function readyState(stdout) {
-  const line = stdout.split('\n').find((l) => l.startsWith('{'));
-  if (!line) return undefined;
-  const r = JSON.parse(line);
-  return { port: r.port, pids: r.workers, stats: r.stats };
-}
-
 /**
  * Starts `shardgram serve <args>` and resolves once it is ready: { child, port, pids,
- * stats, log(), exited, stop(signal) }. Bounded by `timeoutMs`. `bin`: the `shardgram`
+ * stats, log(), exited, stop(signal, killAfterMs = 15 s) }. Bounded by `timeoutMs`. `bin`: the `shardgram`
  * command to run (default: this checkout's; e.g. another built checkout's, for an A/B run).
  */
-export function startServe(args, { workers, timeoutMs = 20_000, cwd = ROOT, bin = SHARDGRAM } = {}) {
-  const child = spawn(process.execPath, [bin, 'serve', ...args, ...READY_FLAGS], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise((r) => child.on('close', (code, signal) => r({ code, signal })));
-  const log = () => `${stdout}${stderr}`;
-  return waitReady(() => readyState(stdout), exited, timeoutMs, () => `shardgram serve ${args.join(' ')}:\n${log()}`).then(
-    (ready) => ({
-      child, ...ready, log, exited,
-      async stop(signal = 'SIGTERM', killAfterMs = 15_000) {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-        const t = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-        const r = await exited;
-        clearTimeout(t);
-        return r;
-      },
-    }),
-    (err) => {
-      child.kill('SIGKILL');
-      throw err;
-    },
-  );
-}
-
-/** Resolves with `check()`'s first defined result; rejects when the process exits first or on timeout. */
-async function waitReady(check, exited, timeoutMs, describe) {
-  let gone;
-  void exited.then((r) => (gone = r));
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const ready = check();
-    if (ready) return ready;
-    if (gone) throw new Error(`exited (${gone.code ?? gone.signal}) before it was ready: ${describe()}`);
-    await sleep(20);
-  }
-  throw new Error(`not ready within ${timeoutMs} ms: ${describe()}`);
+export async function startServe(args, { workers, timeoutMs = 20_000, cwd = ROOT, bin = SHARDGRAM } = {}) {
+  const s = await startServeKit(args, workers, { readyTimeoutMs: timeoutMs, cwd, bin });
+  return { ...s, stop: (signal = 'SIGTERM', killAfterMs = 15_000) => s.stop(signal, killAfterMs) };
 }
 
 // ---------------------------------------------------------------- numbers and tables

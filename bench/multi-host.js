@@ -19,8 +19,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs, intArg } from './lib.js';
-import { Topology, VIP, hostAddress, netnsUnavailable } from '../test/helpers/netns.js';
-import { nftDnat, writeNginxConfig } from '../test/helpers/balancers.js';
+import { Topology, VIP, hostAddress, netnsUnavailable } from '@shardgram/test-kit/netns';
+import { nftDnat, writeNginxConfig } from '@shardgram/test-kit/balancers';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const BIN = join(ROOT, 'packages', 'udp-core', 'bin', 'shardgram.js');
@@ -72,15 +73,6 @@ function processSeconds(pids) {
     }
   }
   return t;
-}
-
-async function waitFor(fn, ms) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return fn();
 }
 
 const topo = await Topology.create(HOSTS);

@@ -5,8 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
-import { BENCH, ROOT, freePort, sleep } from './lib.js';
+import { BENCH, freePort, sleep } from './lib.js';
 import { ROW_INFO } from './report.js';
 
 // ---------------------------------------------------------------------------
@@ -110,7 +109,7 @@ function startPeer(cmd, argv, label) {
 // ---------------------------------------------------------------------------
 // Receivers: one per row
 async function startShardgram(engine, { workers, rcvbuf, log }) {
-  const { Supervisor } = await import(pathToFileURL(join(ROOT, 'packages', 'udp-core', 'dist', 'index.js')).href);
+  const { Supervisor } = await import('@shardgram/udp-core');
   const sup = new Supervisor({
     app: 'discard', address: '127.0.0.1', port: 0, workers, engine, snapshotIntervalMs: 50,
     ...(rcvbuf ? { rcvbuf } : {}),

@@ -65,7 +65,7 @@ export async function runStatsdPerDatagram({
   // The statsd app lets the engine wait up to its maxReadDelayUs under steady traffic; the
   // discard row gets the same, so that statsd − discard is the app's own cost. One more
   // statsd row runs with the engine's general default, to show what the longer wait saves.
-  const { defaults } = await import(pathToFileURL(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js')).href);
+  const { defaults } = await import('@shardgram/examples/statsd');
   const { DEFAULT_MAX_READ_DELAY_US } = await import(pathToFileURL(join(ROOT, 'packages', 'udp-core', 'dist', 'engine', 'pacing.js')).href);
   const appDelay = defaults.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
   const rowDefs = [

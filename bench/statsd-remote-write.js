@@ -61,7 +61,8 @@ async function benchFamilies(series, flush) {
 
 /** Part 1: the output alone into Prometheus. */
 async function throughput(url, { series, flushes, log }) {
-  const { RemoteWriteOutput } = await import('@shardgram/examples/outputs/remote-write');
+  // The output on its own: a module of @shardgram/examples, not one of its exports (the built one: bench/ runs JavaScript).
+  const { RemoteWriteOutput } = await import(new URL('../packages/examples/dist/outputs/remote-write.js', import.meta.url).href);
   const families = [];
   for (let f = 1; f <= flushes; f++) families.push(await benchFamilies(series, f));
   const lines = [];

@@ -26,8 +26,7 @@ function gc() {
 }
 
 async function loadModules() {
-  const { PartialAggregate } = await import('@shardgram/examples/statsd/aggregate');
-  const { IntervalMerge, GaugeStore } = await import('@shardgram/examples/statsd/merge');
+  const { PartialAggregate, IntervalMerge, GaugeStore } = await import('@shardgram/examples');
   return { PartialAggregate, IntervalMerge, GaugeStore };
 }
 

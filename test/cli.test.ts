@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCli } from './helpers/cli.js';
+import { runCli } from '@shardgram/test-kit/cli';
 
 describe('shardgram command line', () => {
   const bad: [string, string[], RegExp][] = [

@@ -9,8 +9,8 @@ import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { controlRequest } from '../packages/udp-core/src/control/client.js';
 import { startControlServer, type ControlServer } from '../packages/udp-core/src/control/server.js';
-import { runCli, startServe, type Serving } from './helpers/cli.js';
-import { waitFor } from './helpers/udp.js';
+import { runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;

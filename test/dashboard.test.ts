@@ -7,7 +7,8 @@ import type dgram from 'node:dgram';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Supervisor, startStatsServer, type StatsReport, type StatsServer } from '@shardgram/udp-core';
-import { closeAll, openClients, waitFor } from './helpers/udp.js';
+import { closeAll, openClients } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const chromium = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
 if (!chromium) console.log('chromium is not installed here (.ci/run installs it): the browser test of the live page is skipped');

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BIN, ROOT } from './helpers/cli.js';
+import { BIN, ROOT } from '@shardgram/test-kit/cli';
 
 const ANALYZE = '/usr/bin/systemd-analyze';
 const DIR = join(ROOT, 'deploy', 'systemd');

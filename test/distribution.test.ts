@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 let sup: Supervisor | undefined;
 afterEach(async () => {

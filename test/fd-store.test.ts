@@ -16,9 +16,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { BIG_RCVBUF, BIN, ROOT } from './helpers/cli.js';
-import { isAlive, socketInodesOf, udpInodesOnPort } from './helpers/procfs.js';
-import { closeAll, openClients, udpPortQueues, waitFor } from './helpers/udp.js';
+import { BIG_RCVBUF, BIN, ROOT } from '@shardgram/test-kit/cli';
+import { isAlive, socketInodesOf, udpInodesOnPort } from '@shardgram/test-kit/procfs';
+import { closeAll, openClients, udpPortQueues } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const PYTHON = '/usr/bin/python3';
 const FAKE = fileURLToPath(new URL('./fixtures/fake-service-manager.py', import.meta.url));

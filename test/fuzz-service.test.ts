@@ -7,9 +7,10 @@ import dgram from 'node:dgram';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsReport } from '@shardgram/udp-core';
-import { startServe, type Serving } from './helpers/cli.js';
-import { rawRequest } from './helpers/http.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { rawRequest } from '@shardgram/test-kit/http';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const RUNS = 80;
 

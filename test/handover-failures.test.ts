@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { controlRequest } from '../packages/udp-core/src/control/client.js';
-import { BIN, ROOT, runCli, startServe, type Serving } from './helpers/cli.js';
-import { openClients, closeAll, send, waitFor } from './helpers/udp.js';
+import { BIN, ROOT, runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { openClients, closeAll, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const running: Serving[] = [];
 const children: ChildProcess[] = [];

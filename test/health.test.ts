@@ -6,9 +6,10 @@ import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
-import { startServe, type Serving } from './helpers/cli.js';
-import { isAlive } from './helpers/procfs.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { isAlive } from '@shardgram/test-kit/procfs';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { sleep, waitFor } from '@shardgram/test-kit/wait';
 
 let sup: Supervisor | undefined;
 let serving: Serving | undefined;
@@ -44,7 +45,7 @@ describe('stalled workers', () => {
       // queue (a stock 208 KiB buffer holds a few hundred small datagrams) never overflows.
       for (let i = 0; i < sent; i++) {
         await send(clients[i % clients.length]!, `m${i}`, sup.port);
-        if (i % 30 === 29) await new Promise((r) => setTimeout(r, 50));
+        if (i % 30 === 29) await sleep(50);
       }
       expect(await waitFor(() => logs.some((l) => /worker 0 \(pid \d+\) is stalled/.test(l)), 10_000)).toBe(true);
       expect(seenWhileStalled?.state).toBe('stalled');

@@ -11,8 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { escapeText, sampledLog, Supervisor } from '@shardgram/udp-core';
-import { BIN, ROOT, runCli, startServe } from './helpers/cli.js';
-import { waitFor } from './helpers/udp.js';
+import { BIN, ROOT, runCli, startServe } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 /** Set the window title, ring the bell: what a hostile sender would like a terminal to do. */
 const OSC_TITLE = '\x1b]0;PWNED\x07';

@@ -6,9 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { parseEchoReply } from '@shardgram/udp-core/load';
 import { socketMemInfo } from '@shardgram/udp-core/sockets';
-import { BIG_RCVBUF, startServe, type Serving } from './helpers/cli.js';
-import { rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
-import { closeAll, openClients, send, sleep, udpQueuedBytes, waitFor } from './helpers/udp.js';
+import { BIG_RCVBUF, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
+import { closeAll, openClients, send, udpQueuedBytes } from '@shardgram/test-kit/udp';
+import { sleep, waitFor } from '@shardgram/test-kit/wait';
 import type dgram from 'node:dgram';
 
 let serving: Serving | undefined;

@@ -7,8 +7,8 @@ import dgram from 'node:dgram';
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { MAX_WORKERS } from '../packages/udp-core/src/supervisor/config.js';
-import { startServe } from './helpers/cli.js';
-import { waitFor } from './helpers/udp.js';
+import { startServe } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 /** Datagrams sent: with `--policy random`, the chance that one of 256 workers gets none is 256·(255/256)^8192 < 1e-11. */
 const DATAGRAMS = 8192;

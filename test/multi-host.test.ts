@@ -1,6 +1,6 @@
 /**
  * Several shardgram hosts behind real UDP balancers, in network namespaces this test
- * makes (test/helpers/netns.js): nftables DNAT and nginx's stream proxy in `lb`,
+ * makes (packages/test-kit/src/netns.js): nftables DNAT and nginx's stream proxy in `lb`,
  * three `shardgram serve` hosts, a client sending bursts from many source ports;
  * Prometheus in `lb` scraping the hosts' --stats-address (with native histograms: the
  * protobuf format). Root only (CI runs as root).
@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadReport, StatsReport } from '@shardgram/udp-core';
-import { BIN } from './helpers/cli.js';
-import { LB_INNER, Topology, VIP, hostAddress, netnsUnavailable } from './helpers/netns.js';
-import { nftDnat, writeNginxConfig, writePrometheusConfig } from './helpers/balancers.js';
-import { waitFor } from './helpers/udp.js';
+import { BIN } from '@shardgram/test-kit/cli';
+import { LB_INNER, Topology, VIP, hostAddress, netnsUnavailable } from '@shardgram/test-kit/netns';
+import { nftDnat, writeNginxConfig, writePrometheusConfig } from '@shardgram/test-kit/balancers';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const skipAll = netnsUnavailable();

@@ -11,8 +11,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { decodeProbe, encodeProbe, parseEchoReply, runLoad } from '@shardgram/udp-core/load';
 import { openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
-import { bigRcvbufOptions, rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { bigRcvbufOptions, rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 

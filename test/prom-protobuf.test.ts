@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PromWriter, decodeFamilies, encodeFamilies, prefersProtobuf, PROTOBUF_CONTENT_TYPE } from '@shardgram/udp-core/prom';
-import { startServe } from './helpers/cli.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { startServe } from '@shardgram/test-kit/cli';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 /** What Prometheus 2.42 sends with --enable-feature=native-histograms (scrape/scrape.go, scrapeAcceptHeaderWithProtobuf). */
 export const PROMETHEUS_PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1';

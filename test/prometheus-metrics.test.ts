@@ -8,8 +8,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, startServe, type Serving } from './helpers/cli.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const havePromtool = spawnSync('sh', ['-c', 'command -v promtool']).status === 0;
 if (!havePromtool) console.log('promtool is not installed here (Debian package prometheus; .ci/run installs it): the promtool checks are skipped');

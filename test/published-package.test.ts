@@ -1,9 +1,11 @@
 /**
- * The package as a user gets it: `npm pack` packages/udp-core, install the tarball into a fresh
- * project outside this repository, and run `npx shardgram serve echo` there. Catches what only
- * the workspace provides (a private package, a file outside "files", a root-only import).
+ * The packages as a user gets them: `npm pack` packages/udp-core and packages/examples (their
+ * prepack builds them), install both tarballs into a fresh project outside this repository, and
+ * run `npx shardgram serve echo`, `serve statsd` and `serve syslog` there, with real datagrams
+ * in and what comes out checked. Catches what only the workspace provides (a private package,
+ * a file outside "files", a subpath only tests used, a root-only import).
  *
- * The installed project is cached, keyed by the tarball's hash, so only the first run after a
+ * The installed project is cached, keyed by the tarballs' hashes, so only the first run after a
  * change pays for `npm install` (its dependencies come from npm's cache when they are there:
  * --prefer-offline). It must live outside the repository (inside, Node would find the
  * workspace's own packages by walking up), so the cache is a directory this user made with
@@ -13,14 +15,18 @@
  * what a run executes, and a run as one user never stands in another's way.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
+import { StatsD } from 'hot-shots';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from './helpers/cli.js';
+import { ROOT } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const CORE = join(ROOT, 'packages', 'udp-core');
+const EXAMPLES = join(ROOT, 'packages', 'examples');
 const STALE_MS = 3_600_000;
 /** Where the repository remembers this user's cache directory (node_modules is never committed). */
 const CACHE_POINTER = join(ROOT, 'node_modules', '.cache', 'shardgram-test', `packed-projects-uid-${process.getuid?.() ?? 'none'}`);
@@ -71,19 +77,24 @@ function npm(args: string[], cwd: string, timeout: number): string {
   return r.stdout;
 }
 
-/** Packs udp-core and returns a project dir with the tarball installed (cached in `cache` by the tarball's sha1). */
+/** `npm pack` of the package in `dir` (its prepack builds it) into `dest`. */
+function pack(dir: string, dest: string): { filename: string; shasum: string } {
+  const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', dest], dir, 120_000)) as { filename: string; shasum: string }[];
+  if (!packed) throw new Error(`npm pack in ${dir} printed no package`);
+  return packed;
+}
+
+/** Packs udp-core and examples and returns a project dir with both tarballs installed (cached in `cache` by their sha1s). */
 function installedProject(cache: string): string {
-  if (!existsSync(join(CORE, 'dist', 'index.js'))) throw new Error('packages/udp-core/dist is missing: run `npm run build` first');
   const staging = mkdtempSync(join(cache, 'staging-'));
-  const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', staging], CORE, 30_000)) as { filename: string; shasum: string }[];
-  if (!packed) throw new Error('npm pack printed no package');
-  const project = join(cache, packed.shasum);
+  const tarballs = [pack(CORE, staging), pack(EXAMPLES, staging)];
+  const project = join(cache, createHash('sha1').update(tarballs.map((t) => t.shasum).join(',')).digest('hex'));
   if (existsSync(join(project, 'node_modules', '.bin', 'shardgram'))) {
     rmSync(staging, { recursive: true, force: true });
     return project;
   }
   writeFileSync(join(staging, 'package.json'), JSON.stringify({ name: 'shardgram-consumer', version: '1.0.0', private: true, type: 'module' }));
-  npm(['install', `./${packed.filename}`, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], staging, 120_000);
+  npm(['install', ...tarballs.map((t) => `./${t.filename}`), '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], staging, 120_000);
   try {
     renameSync(staging, project);
   } catch {
@@ -186,20 +197,33 @@ function roundTrip(port: number, payload: string): Promise<string> {
 describe('the published package, installed in a project of its own', () => {
   let project = '';
   let cache: { dir: string; keep: boolean } | undefined;
+  /** This run's output files (in the user's private cache dir, removed after the run). */
+  let out = '';
   const running: ChildProcess[] = [];
   beforeAll(() => {
     cache = cacheDir();
     project = installedProject(cache.dir);
-  }, 150_000);
+    out = mkdtempSync(join(cache.dir, 'run-'));
+  }, 300_000);
   afterAll(() => {
     for (const c of running) killGroup(c);
+    if (out) rmSync(out, { recursive: true, force: true });
     if (cache && !cache.keep) rmSync(cache.dir, { recursive: true, force: true });
   });
 
-  it('has nothing of this repository but its own files and its dependencies', () => {
+  it('has nothing of this repository but its own files and its dependencies, and each package its licence and types', () => {
     const installed = readdirSync(join(project, 'node_modules', '@shardgram'));
-    expect(installed).toEqual(['udp-core']);
-    expect(existsSync(join(project, 'node_modules', '@shardgram', 'udp-core', 'src'))).toBe(false);
+    expect(installed.sort()).toEqual(['examples', 'udp-core']);
+    for (const name of installed) {
+      const dir = join(project, 'node_modules', '@shardgram', name);
+      expect(readdirSync(dir).sort(), name).toEqual(name === 'udp-core' ? ['LICENSE', 'bin', 'dashboard', 'dist', 'package.json', 'proto'] : ['LICENSE', 'dist', 'package.json']);
+      expect(readFileSync(join(dir, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n/);
+      const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { private?: boolean; license?: string };
+      expect(manifest.private, name).toBeUndefined();
+      expect(manifest.license, name).toBe('MIT');
+      expect(existsSync(join(dir, 'dist', 'index.d.ts')), name).toBe(true);
+      expect(existsSync(join(dir, 'dist', '.tsbuildinfo')), name).toBe(false);
+    }
   });
 
   it('`npx shardgram serve echo` answers "Hello from worker" and stops on SIGTERM with exit 0', async () => {
@@ -217,6 +241,47 @@ describe('the published package, installed in a project of its own', () => {
     expect(s.out()).toMatch(/^stopped: 1 datagrams received/m);
   });
 
+  it('`npx shardgram serve statsd` (from @shardgram/examples) flushes what a hot-shots client sent to its --json-out file', async () => {
+    const json = join(out, 'statsd.jsonl');
+    const s = await npxServe(project, ['statsd', '--port', '0', '--workers', '2', '--json-out', json, '--flush-interval', '200', '--ready-json'], 2);
+    running.push(s.child);
+    const client = new StatsD({ host: '127.0.0.1', port: s.port, protocol: 'udp' });
+    client.increment('packed.count', 3);
+    client.timing('packed.time', 5);
+    await new Promise<void>((resolve) => client.close(() => resolve()));
+    type Flush = { counters: Record<string, number>; timers: Record<string, { count: number; max: number }>; final: boolean };
+    const flushes = (): Flush[] => (existsSync(json) ? readFileSync(json, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flush) : []);
+    const sent = (f: Flush): boolean => f.counters['packed.count'] !== undefined;
+    expect(await waitFor(() => flushes().some(sent), 10_000), readFileSync(json, 'utf8')).toBe(true);
+    const got = flushes().filter(sent);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.counters['packed.count']).toBe(3);
+    expect(got[0]!.timers['packed.time']).toMatchObject({ count: 1, max: 5 });
+    process.kill(s.supervisorPid, 'SIGTERM');
+    const r = await s.exited;
+    expect(r.code, r.stderr).toBe(0);
+    expect(flushes().at(-1)!.final).toBe(true);
+  });
+
+  it('`npx shardgram serve syslog` (from @shardgram/examples) writes what logger sent as a record in its --out file', async () => {
+    const file = join(out, 'syslog.jsonl');
+    const s = await npxServe(project, ['syslog', '--port', '0', '--workers', '2', '--out', file, '--ready-json'], 2);
+    running.push(s.child);
+    const nonce = `packed ${process.pid}-${Date.now()}`;
+    const logger = spawnSync('logger', ['-d', '-n', '127.0.0.1', '-P', String(s.port), '--rfc5424', '-t', 'packedtest', '-p', 'local3.warning', nonce], { encoding: 'utf8', timeout: 10_000 });
+    expect(logger.status, logger.stderr).toBe(0);
+    type Rec = { format: string; facility: string; severity: string; message: string; senderAddress: string; workerPid: number };
+    const records = (): Rec[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Rec) : []);
+    expect(await waitFor(() => records().length >= 1, 10_000)).toBe(true);
+    const [rec, ...more] = records();
+    expect(more).toEqual([]);
+    expect(rec).toMatchObject({ format: 'rfc5424', facility: 'local3', severity: 'warning', message: nonce, senderAddress: '127.0.0.1' });
+    expect(s.pids).toContain(rec!.workerPid);
+    process.kill(s.supervisorPid, 'SIGTERM');
+    const r = await s.exited;
+    expect(r.code, r.stderr).toBe(0);
+  });
+
   it('types every subpath: a strict NodeNext consumer compiles against the installed declarations', () => {
     const file = join(project, 'consumer.ts');
     writeFileSync(
@@ -226,13 +291,20 @@ describe('the published package, installed in a project of its own', () => {
         "import { parsePolicy, CbpfBuilder, runProgram } from '@shardgram/udp-core/steering';",
         "import { runLoad, parseEchoReply, encodeProbe, NativeSender } from '@shardgram/udp-core/load';",
         "import { openReusePortSocket, socketMemInfo, findPortHolders } from '@shardgram/udp-core/sockets';",
-        "import { fairness, toPrometheus, decodeSnapshot } from '@shardgram/udp-core/stats';",
+        "import { fairness, toPrometheus, decodeSnapshot, STATS_SERVER_DEFAULTS } from '@shardgram/udp-core/stats';",
+        "import { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase, OptionValueError, parseByteSize, formatByteSize, type AppOptionSchema } from '@shardgram/udp-core/app-options';",
         "import { PromWriter } from '@shardgram/udp-core/prom';",
+        "import { statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, type SyslogRecord } from '@shardgram/examples';",
+        "import statsdApp from '@shardgram/examples/statsd';",
+        "import syslogApp from '@shardgram/examples/syslog';",
+        'const rec: SyslogRecord | undefined = undefined;',
         "const policy: SteeringPolicy = parsePolicy('random');",
         'const report: StatsReport | undefined = undefined;',
         'export const all = [Supervisor, defineApp, defineAppSupervisor, ShardgramError, startStatsServer, CbpfBuilder, runProgram, runLoad,',
         '  parseEchoReply, encodeProbe, NativeSender, openReusePortSocket, socketMemInfo, findPortHolders, fairness, toPrometheus, decodeSnapshot,',
-        '  PromWriter, policy, report];',
+        '  PromWriter, policy, report, STATS_SERVER_DEFAULTS, defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase,',
+        '  OptionValueError, parseByteSize, formatByteSize, statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, statsdApp, syslogApp, rec];',
+        'export const schema: AppOptionSchema = defineAppOptions({ every: { value: \'MS\', help: \'h\', parse: wholeNumber(1, 10), default: 5 } });',
         '',
       ].join('\n'),
     );
@@ -244,12 +316,15 @@ describe('the published package, installed in a project of its own', () => {
     );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
-    // And the root no longer carries the internals: the service, app definition and its options contract.
+    // And the root carries what an app author needs, no more: the option kit is /app-options, the stats server's limits /stats.
     const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
     expect(root.stdout.trim()).toBe(
-      'OptionValueError,STATS_SERVER_DEFAULTS,ShardgramError,Supervisor,byteSize,defineApp,defineAppOptions,defineAppSupervisor,describeError,escapeText,formatByteSize,' +
-        'guardOutput,kebabCase,outputFile,parseAppOptions,parseByteSize,sampledLog,startStatsServer,textMatching,wholeNumber',
+      'ShardgramError,Supervisor,defineApp,defineAppSupervisor,describeError,escapeText,guardOutput,sampledLog,startStatsServer',
     );
+    // The examples' modules are theirs: only the apps and the root are exported.
+    const inner = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@shardgram/examples/statsd/merge')"], { cwd: project, encoding: 'utf8' });
+    expect(inner.status).not.toBe(0);
+    expect(inner.stderr).toContain('ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
 
   it('finds an app package installed in the project by name, and says what to install for one that is not', async () => {
@@ -268,10 +343,10 @@ describe('the published package, installed in a project of its own', () => {
     process.kill(s.supervisorPid, 'SIGTERM');
     expect((await s.exited).code).toBe(0);
 
-    const missing = spawnSync('npx', ['--no', '--', 'shardgram', 'serve', 'statsd', '--port', '0'], { cwd: project, env: cleanEnv(), encoding: 'utf8', timeout: 20_000 });
+    const missing = spawnSync('npx', ['--no', '--', 'shardgram', 'serve', 'wordcount', '--port', '0'], { cwd: project, env: cleanEnv(), encoding: 'utf8', timeout: 20_000 });
     expect(missing.status).toBe(1);
-    expect(missing.stderr).toMatch(/unknown app "statsd"\. Built-in apps: discard, echo\./);
-    expect(missing.stderr).toMatch(/shardgram-app-statsd \(not installed\), @shardgram\/examples \(not installed\)/);
-    expect(missing.stderr).toContain('npm install shardgram-app-statsd');
+    expect(missing.stderr).toMatch(/unknown app "wordcount"\. Built-in apps: discard, echo\./);
+    expect(missing.stderr).toMatch(/shardgram-app-wordcount \(not installed\), @shardgram\/examples \(installed; has statsd, syslog\)/);
+    expect(missing.stderr).toContain('npm install shardgram-app-wordcount');
   });
 });

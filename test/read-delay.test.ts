@@ -8,8 +8,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { runLoad } from '@shardgram/udp-core/load';
-import { bigRcvbufOptions } from './helpers/rcvbuf.js';
-import { waitFor } from './helpers/udp.js';
+import { bigRcvbufOptions } from '@shardgram/test-kit/rcvbuf';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 let sup: Supervisor | undefined;
 afterEach(async () => {

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { runLoad } from '@shardgram/udp-core/load';
 import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
-import { runCli, startServe } from './helpers/cli.js';
-import { waitFor } from './helpers/udp.js';
+import { runCli, startServe } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 /** Resolves once the load has sent `n` datagrams (throws after 30 s). */
 type UntilSent = (n: number) => Promise<void>;

@@ -4,8 +4,9 @@ import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ShardgramError, Supervisor } from '@shardgram/udp-core';
 import { openReusePortSocket } from '@shardgram/udp-core/sockets';
-import { BIN, runCli, startServe, type Serving } from './helpers/cli.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { BIN, runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;

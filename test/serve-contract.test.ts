@@ -6,8 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, ROOT, runCli } from './helpers/cli.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { BIN, ROOT, runCli } from '@shardgram/test-kit/cli';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 interface Running {
   child: ChildProcess;

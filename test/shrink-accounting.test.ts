@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { run } from './helpers/netns.js';
+import { run } from '@shardgram/test-kit/netns';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/shrink-accounting.js', import.meta.url));
 

@@ -10,9 +10,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, ROOT } from './helpers/cli.js';
-import { isAlive, socketInodesOf, udpInodesOnPort } from './helpers/procfs.js';
-import { waitFor } from './helpers/udp.js';
+import { BIN, ROOT } from '@shardgram/test-kit/cli';
+import { isAlive, socketInodesOf, udpInodesOnPort } from '@shardgram/test-kit/procfs';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
 const have = existsSync(ACTIVATE);

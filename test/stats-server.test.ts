@@ -5,10 +5,11 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STATS_SERVER_DEFAULTS, startStatsServer, type StatsReport, type StatsServer } from '@shardgram/udp-core';
-import { startServe, type Serving } from './helpers/cli.js';
-import { holdConnection, rawRequest, type HeldConnection } from './helpers/http.js';
-import { waitFor } from './helpers/udp.js';
+import { startStatsServer, type StatsReport, type StatsServer } from '@shardgram/udp-core';
+import { STATS_SERVER_DEFAULTS } from '@shardgram/udp-core/stats';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { holdConnection, rawRequest, type HeldConnection } from '@shardgram/test-kit/http';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 function statsUrlOf(s: Serving): string {
   if (!s.stats) throw new Error(`serve has no stats URL:\n${s.output()}`);

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { Supervisor, startStatsServer } from '@shardgram/udp-core';
 import { decodeProbe, encodeProbe } from '@shardgram/udp-core/load';
 import { decodeSnapshot, encodeSnapshot } from '@shardgram/udp-core/stats';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
 if (!haveSocat) console.log('socat is not installed here (.ci/run installs it): the plain-client test is skipped');

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { parseEchoReply } from '@shardgram/udp-core/load';
-import { closeAll, openClients, send, sleep, waitFor } from './helpers/udp.js';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { sleep, waitFor } from '@shardgram/test-kit/wait';
 
 let sup: Supervisor | undefined;
 afterEach(async () => {

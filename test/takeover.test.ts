@@ -5,9 +5,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { runLoad, type LoadProgress } from '@shardgram/udp-core/load';
 import { controlRequest } from '../packages/udp-core/src/control/client.js';
-import { runCli, startServe, type Serving } from './helpers/cli.js';
-import { waitFor } from './helpers/udp.js';
-import { bigRcvbufArgs, rcvbufShortfall, skipNote } from './helpers/rcvbuf.js';
+import { runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
+import { bigRcvbufArgs, rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
 
 // Starting a second supervisor and its workers takes the CPU from the running ones for a
 // moment on a 2-core machine: a production-sized buffer (4 MiB) rides that out.

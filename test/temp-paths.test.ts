@@ -4,13 +4,13 @@
  * could have made the path first (and decide what a run executes, or make it fail), and
  * a run as root leaves what a later run as someone else cannot write.
  *
- * Every use of the OS temp dir in test/, packages/*\/test and bench/ must be the parent
+ * Every use of the OS temp dir in test/, packages/*\/test, the test kit and bench/ must be the parent
  * given to mkdtemp; no source names /tmp, /var/tmp or /dev/shm outright.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from './helpers/cli.js';
+import { ROOT } from '@shardgram/test-kit/cli';
 
 const SOURCE = /\.(ts|js|mjs|cjs|sh|py)$/;
 
@@ -46,8 +46,8 @@ describe('temp paths in tests and benchmarks', () => {
     expect(sharedTempUses("tmp = await mkdtemp(join(os.tmpdir(), 'x-'));")).toEqual([]);
   });
 
-  it('every use of the OS temp dir in test/, packages/*/test and bench/ is the parent of a mkdtemp', () => {
-    const roots = [join(ROOT, 'test'), join(ROOT, 'bench'), ...readdirSync(join(ROOT, 'packages')).map((p) => join(ROOT, 'packages', p, 'test'))];
+  it('every use of the OS temp dir in test/, packages/*/test, packages/test-kit and bench/ is the parent of a mkdtemp', () => {
+    const roots = [join(ROOT, 'test'), join(ROOT, 'bench'), join(ROOT, 'packages', 'test-kit', 'src'), ...readdirSync(join(ROOT, 'packages')).map((p) => join(ROOT, 'packages', p, 'test'))];
     const self = join(ROOT, 'test', 'temp-paths.test.ts');
     const offending: string[] = [];
     for (const root of roots) {

@@ -2,7 +2,8 @@ import type dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { decodeSnapshot, encodeSnapshot } from '@shardgram/udp-core/stats';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const name = (s: dgram.Socket): string => `127.0.0.1:${s.address().port}`;
 

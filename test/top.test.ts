@@ -2,8 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Supervisor, startStatsServer, type StatsServer } from '@shardgram/udp-core';
 import { line, screen, type Reading, type StatsView } from '../packages/udp-core/src/cli/top-view.js';
-import { BIN, ROOT, runCli } from './helpers/cli.js';
-import { closeAll, openClients, send, waitFor } from './helpers/udp.js';
+import { BIN, ROOT, runCli } from '@shardgram/test-kit/cli';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const haveTmux = spawnSync('sh', ['-c', 'command -v tmux']).status === 0;
 if (!haveTmux) console.log('tmux is not installed here (.ci/run installs it): the terminal test of `shardgram top` is skipped');

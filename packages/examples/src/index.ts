@@ -12,7 +12,7 @@ export { splitNameTags } from './statsd/tag-styles.js';
 export type { TagStyles } from './statsd/tag-styles.js';
 export { PartialAggregate } from './statsd/aggregate.js';
 export type { Partial, GaugeOps, TimerPartial } from './statsd/aggregate.js';
-export { IntervalMerge, replayGauge } from './statsd/merge.js';
+export { GaugeStore, IntervalMerge, replayGauge } from './statsd/merge.js';
 export type { FlushResult } from './statsd/merge.js';
 export { timerSummary, percentileKey } from './statsd/timer-stats.js';
 export type { TimerSummary } from './statsd/timer-stats.js';

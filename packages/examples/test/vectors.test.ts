@@ -5,8 +5,7 @@
  * held to the fields the reference expects. Every case must pass.
  */
 import { describe, expect, it } from 'vitest';
-import { parseDatagram, type MetricSink } from '@shardgram/examples/statsd/parser';
-import { parseSyslog } from '@shardgram/examples/syslog/parse';
+import { parseDatagram, type MetricSink, parseSyslog } from '@shardgram/examples';
 import { STATSD_VECTORS, type SinkCall } from './fixtures/statsd-vectors.js';
 import { NOW, SYSLOG_VECTORS } from './fixtures/syslog-vectors.js';
 

@@ -1,13 +1,14 @@
 /**
  * @shardgram/udp-core — what an app author needs: the `Supervisor`, `defineApp` /
- * `defineAppSupervisor`, `ShardgramError`, `startStatsServer`, the app-options
- * contract (schemas, sizes, sampled logs, `escapeText` for network text in a log), and their types.
+ * `defineAppSupervisor`, `ShardgramError`, `startStatsServer`, sampled logs, `escapeText` for
+ * network text in a log, an output that may close, and their types.
  *
  * The rest is namespaced in subpaths (see package.json "exports"):
+ *   @shardgram/udp-core/app-options  an app's option schema, its parsers, the size grammar, OptionValueError
  *   @shardgram/udp-core/steering  reuseport steering: policies, the cBPF builder, checker, interpreter, attach
  *   @shardgram/udp-core/load      the load generator, its probes, the echo reply format, the native sender
  *   @shardgram/udp-core/sockets   raw SO_REUSEPORT sockets through libc, SO_MEMINFO, who holds a port
- *   @shardgram/udp-core/stats     fairness, the Prometheus text of a report, worker snapshots
+ *   @shardgram/udp-core/stats     fairness, the Prometheus text of a report, worker snapshots, the stats server's limits
  *   @shardgram/udp-core/prom      a Prometheus text writer with correct label escaping
  */
 export { Supervisor } from './supervisor/supervisor.js';
@@ -16,14 +17,11 @@ export { defineApp, defineAppSupervisor } from './app/shard-socket.js';
 export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './app/shard-socket.js';
 export { ShardgramError, describeError } from './errors.js';
 export type { ShardgramErrorCode, ShardgramErrorDetails, PortHolder } from './errors.js';
-export { STATS_SERVER_DEFAULTS, startStatsServer } from './http/stats-server.js';
+export { startStatsServer } from './http/stats-server.js';
 export type { StatsServer, StatsServerOptions, StatsSource } from './http/stats-server.js';
-// The apps' contract: option schemas, the byte-size grammar, sampled logs, outputs that may close.
+// The apps' contract: sampled logs, escaped network text, outputs that may close (option schemas: /app-options).
 export type { AppModule } from './app/shard-socket.js';
-export { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase } from './app/app-options.js';
 export type { AppOption, AppOptionSchema, AppOptionValues } from './app/app-options.js';
-export { parseByteSize, formatByteSize } from './app/byte-size.js';
-export { OptionValueError } from './app/option-error.js';
 export { sampledLog } from './app/log-sampler.js';
 export { escapeText } from './app/escape-text.js';
 export type { EscapeTextOptions } from './app/escape-text.js';

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { guardOutput, sampledLog, ShardgramError } from '@shardgram/udp-core';
 import {
-  byteSize, defineAppOptions, formatByteSize, guardOutput, OptionValueError, outputFile, parseAppOptions, parseByteSize, sampledLog, ShardgramError, wholeNumber,
-} from '@shardgram/udp-core';
+  byteSize, defineAppOptions, formatByteSize, OptionValueError, outputFile, parseAppOptions, parseByteSize, wholeNumber,
+} from '@shardgram/udp-core/app-options';
 
 describe('parseByteSize: one grammar, binary multiples', () => {
   it.each([

@@ -1,15 +1,17 @@
 /**
  * App name resolution: built-ins first, then packages that declare shardgram apps, found from
  * the working directory the way Node finds packages. Fake packages in a temp project.
- * (Runs against the compiled resolver: built-ins resolve to dist/app/builtin/<name>.js.)
+ * (Runs against the resolver's source, as udp-core's other unit tests of internals do: built-ins
+ * resolve to the modules beside it, src/app/builtin/<name>.js, whose TypeScript source is <name>.ts
+ * there; the compiled package is what test/published-package.test.ts and the serve tests run.)
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ShardgramError } from '@shardgram/udp-core';
-import { resolveApp } from '../dist/app/resolve.js';
+import { ShardgramError } from '../src/errors.js';
+import { resolveApp } from '../src/app/resolve.js';
 
 const project = mkdtempSync(join(tmpdir(), 'shardgram-resolve-'));
 afterAll(() => rmSync(project, { recursive: true, force: true }));
@@ -47,8 +49,8 @@ describe('resolveApp', () => {
   it('resolves the built-in apps to modules of this package, before any installed package', () => {
     for (const app of ['echo', 'discard']) {
       const url = resolveApp(app, project);
-      expect(url).toMatch(new RegExp(`/udp-core/dist/app/builtin/${app}\\.js$`));
-      expect(existsSync(fileURLToPath(url))).toBe(true);
+      expect(url).toBe(new URL(`../src/app/builtin/${app}.js`, import.meta.url).href);
+      expect(existsSync(fileURLToPath(url).replace(/\.js$/, '.ts'))).toBe(true);
     }
   });
 

@@ -11,6 +11,7 @@ import { ShardgramError } from '@shardgram/udp-core';
 import { openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 import { fairness } from '@shardgram/udp-core/stats';
 import { attachProgram, attachSteering, detachSteering, insn, keySocketIndex, parsePolicy } from '@shardgram/udp-core/steering';
+import { sleep } from '@shardgram/test-kit/wait';
 
 const HOST = '127.0.0.1';
 const BATCH = 100;
@@ -83,10 +84,6 @@ async function openClients(n: number): Promise<dgram.Socket[]> {
   }
   open.push({ close: async () => { for (const s of out) s.close(); } });
   return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /**

@@ -38,7 +38,8 @@
  *   libratoTags=on|off    read Librato tags in the name, `name#k=v:1|c` (default on)
  *   signalfxTags=on|off   read SignalFX tags in the name, `name[k=v]:1|c` (default on)
  */
-import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber, describeError } from '@shardgram/udp-core';
+import { describeError } from '@shardgram/udp-core';
+import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core/app-options';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
 import type { TagStyles } from './tag-styles.js';
 import { isAbsolute, resolve } from 'node:path';

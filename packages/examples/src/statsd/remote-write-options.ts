@@ -17,7 +17,8 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { defineAppOptions, OptionValueError, ShardgramError, type AppOptionValues } from '@shardgram/udp-core';
+import { ShardgramError } from '@shardgram/udp-core';
+import { defineAppOptions, OptionValueError, type AppOptionValues } from '@shardgram/udp-core/app-options';
 import type { RemoteWriteAuth, RemoteWriteTarget } from '../outputs/remote-write.js';
 
 /** `on`/`off` (also true/false, yes/no, 1/0). */

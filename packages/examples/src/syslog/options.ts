@@ -3,7 +3,8 @@
  * checks from it; `--app-option key=value` sets any of them): where to write and when
  * to rotate.
  */
-import { byteSize, defineAppOptions, outputFile, parseAppOptions, ShardgramError, wholeNumber } from '@shardgram/udp-core';
+import { ShardgramError } from '@shardgram/udp-core';
+import { byteSize, defineAppOptions, outputFile, parseAppOptions, wholeNumber } from '@shardgram/udp-core/app-options';
 
 export interface SyslogOptions {
   /** Absolute path of the output file, or null for standard output (through the supervisor). */

@@ -1,7 +1,7 @@
 /** The output backlog on its own: order, retry with backoff, exact counts when full, the close deadline. */
 import { describe, expect, it } from 'vitest';
-import { Backlog, Undeliverable, type BacklogCounts } from '@shardgram/examples/outputs/backlog';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import { Backlog, Undeliverable, type BacklogCounts } from '../../src/outputs/backlog.js';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 interface Harness {
   backlog: Backlog<string[]>;

@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import snappy from 'snappyjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeWriteRequest, PromWriter, type PromFamily } from '@shardgram/udp-core/prom';
-import { RemoteWriteOutput, type RemoteWriteTarget } from '@shardgram/examples/outputs/remote-write';
-import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import { RemoteWriteOutput, type RemoteWriteTarget } from '../../src/outputs/remote-write.js';
+import { parseStatsdOptions } from '../../src/statsd/options.js';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 interface Received {
   headers: http.IncomingHttpHeaders;

@@ -12,9 +12,9 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import type { FlushResult } from '@shardgram/examples';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 import { haveCommand } from '../syslog/helpers.js';
 
 const haveCarbon = haveCommand('carbon-cache') && haveCommand('whisper-fetch');

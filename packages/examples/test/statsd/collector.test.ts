@@ -7,13 +7,13 @@ import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PartialAggregate } from '@shardgram/examples/statsd/aggregate';
-import { FlushCollector } from '@shardgram/examples/statsd/collector';
-import { formatGraphite, formatPrometheus, sendGraphite } from '@shardgram/examples/statsd/flush';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
-import type { FlushRequest } from '@shardgram/examples/statsd/protocol';
-import { relativeError } from '@shardgram/examples/statsd/native-histogram';
+import { PartialAggregate } from '../../src/statsd/aggregate.js';
+import { FlushCollector } from '../../src/statsd/collector.js';
+import { formatGraphite, formatPrometheus, sendGraphite } from '../../src/statsd/flush.js';
+import type { FlushResult } from '../../src/statsd/merge.js';
+import { parseStatsdOptions } from '../../src/statsd/options.js';
+import type { FlushRequest } from '../../src/statsd/protocol.js';
+import { relativeError } from '../../src/statsd/native-histogram.js';
 import { ManualClock, until } from './manual-clock.js';
 
 /** A collector wired to fake workers: each answers flush requests unless muted. */

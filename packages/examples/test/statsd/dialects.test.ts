@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StatsD } from 'hot-shots';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import type { FlushResult } from '@shardgram/examples';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const dir = mkdtempSync(join(tmpdir(), 'shardgram-dialects-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -20,10 +20,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { bigRcvbufArgs } from '../../../../test/helpers/rcvbuf.js';
-import { closeAll, openClients, send, waitFor } from '../../../../test/helpers/udp.js';
+import type { FlushResult } from '@shardgram/examples';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { bigRcvbufArgs } from '@shardgram/test-kit/rcvbuf';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const dir = mkdtempSync(join(tmpdir(), 'shardgram-statsd-hot-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,11 +4,12 @@
  * hostile input; no number in JSON or /metrics becomes null, Infinity or a stuck 0.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PartialAggregate, type Partial } from '@shardgram/examples/statsd/aggregate';
-import { FlushCollector } from '@shardgram/examples/statsd/collector';
-import { formatJson } from '@shardgram/examples/statsd/flush';
-import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from '@shardgram/examples/statsd/merge';
-import { parseStatsdOptions } from '@shardgram/examples/statsd/options';
+import { PartialAggregate, type Partial } from '../../src/statsd/aggregate.js';
+import { FlushCollector } from '../../src/statsd/collector.js';
+import { formatJson } from '../../src/statsd/flush.js';
+import { GaugeStore, IntervalMerge, type FlushResult, type MergeLimits } from '../../src/statsd/merge.js';
+import { parseStatsdOptions } from '../../src/statsd/options.js';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const DEFAULTS = parseStatsdOptions({});
 const META = (flush: number) => ({ timestamp: 0, flush, final: false, interval_ms: 0, missing_workers: [] });
@@ -131,10 +132,10 @@ describe('overflow', () => {
     collector.message(0, { t: 'statsd.hello', index: 0, pid: 1 });
     collector.start();
     agg.datagram('a:1e308|c');
-    for (let i = 0; i < 300 && flushes.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => flushes.length >= 1, 3_000, 10);
     agg.datagram('a:1e308|c');
     const before = flushes.length;
-    for (let i = 0; i < 300 && !flushes.slice(before).some((f) => f.counters['a'] !== undefined); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => flushes.slice(before).some((f) => f.counters['a'] !== undefined), 3_000, 10);
     const text = collector.metrics();
     expect(text).toMatch(layout === 'labels' ? /^shardgram_statsd_counter_total\{metric="a"\} 1e\+308$/m : /^a 1e\+308$/m);
     expect(text).toMatch(/^shardgram_statsd_rejected_total\{reason="overflow"\} 1$/m);

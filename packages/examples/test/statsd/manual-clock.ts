@@ -1,5 +1,5 @@
 /** A clock for FlushCollector tests: time moves only when the test says so; no real timers. */
-import type { CollectorClock } from '@shardgram/examples/statsd/collector';
+import type { CollectorClock } from '../../src/statsd/collector.js';
 
 /** One turn of the event loop (I/O-like callbacks, such as the fake workers' replies, run). */
 export const turn = (): Promise<void> => new Promise((r) => setImmediate(r));

@@ -6,9 +6,9 @@
  * would refuse gets here: refused, with the line and the reason.
  */
 import { describe, expect, it } from 'vitest';
-import { Mapper } from '@shardgram/examples/statsd/mapper';
-import { MappingError, parseGoDuration, parseMappingConfig } from '@shardgram/examples/statsd/mapping';
-import { escapeMetricName } from '@shardgram/examples/statsd/prom-names';
+import { Mapper } from '../../src/statsd/mapper.js';
+import { MappingError, parseGoDuration, parseMappingConfig } from '../../src/statsd/mapping.js';
+import { escapeMetricName } from '../../src/statsd/prom-names.js';
 
 /** A literal "$" inside String.raw templates (so that ${D}{1} is the text "${1}"). */
 const D = '$';

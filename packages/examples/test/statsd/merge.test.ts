@@ -7,10 +7,10 @@
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PartialAggregate, type Partial } from '@shardgram/examples/statsd/aggregate';
-import { GaugeStore, IntervalMerge, replayGauge, type FlushResult } from '@shardgram/examples/statsd/merge';
-import { timerSummary } from '@shardgram/examples/statsd/timer-stats';
-import { relativeError } from '@shardgram/examples/statsd/native-histogram';
+import { PartialAggregate, type Partial } from '../../src/statsd/aggregate.js';
+import { GaugeStore, IntervalMerge, replayGauge, type FlushResult } from '../../src/statsd/merge.js';
+import { timerSummary } from '../../src/statsd/timer-stats.js';
+import { relativeError } from '../../src/statsd/native-histogram.js';
 
 const require = createRequire(import.meta.url);
 type EtsyMetrics = { counters: object; timers: Record<string, number[]>; timer_counters: Record<string, number>; pctThreshold: number[]; histogram: []; timer_data?: Record<string, Record<string, number>> };

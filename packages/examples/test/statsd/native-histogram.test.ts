@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   bucketKey, MAX_SCHEMA, MIN_SCHEMA, NativeHistogram, relativeError, schemaForFactor, toSpans, upperBound,
-} from '@shardgram/examples/statsd/native-histogram';
+} from '../../src/statsd/native-histogram.js';
 
 const build = (schema: number, values: readonly number[]): NativeHistogram => {
   const h = new NativeHistogram(schema);

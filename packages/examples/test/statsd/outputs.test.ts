@@ -17,10 +17,9 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { formatGraphite } from '@shardgram/examples/statsd/flush';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import { formatGraphite, type FlushResult } from '@shardgram/examples';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 const FLUSH_MS = 200;
 

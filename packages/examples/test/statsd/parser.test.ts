@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { metricKey, parseDatagram, parseLine, parseSimpleDatagram, splitKey, type MetricSink } from '@shardgram/examples/statsd/parser';
+import { metricKey, parseDatagram, parseLine, parseSimpleDatagram, splitKey, type MetricSink } from '../../src/statsd/parser.js';
 
 type Ev = [string, ...unknown[]];
 

@@ -21,11 +21,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples/statsd/merge';
-import { relativeError } from '@shardgram/examples/statsd/native-histogram';
-import { BIG_RCVBUF, ROOT, startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { bigRcvbufOptions, rcvbufShortfall, skipNote } from '../../../../test/helpers/rcvbuf.js';
-import { udpPortQueues, waitFor, waitQueuesEmpty } from '../../../../test/helpers/udp.js';
+import type { FlushResult } from '../../src/statsd/merge.js';
+import { relativeError } from '../../src/statsd/native-histogram.js';
+import { BIG_RCVBUF, ROOT, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { bigRcvbufOptions, rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
+import { udpPortQueues, waitQueuesEmpty } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 import { CLIENTS, PERCENTILES, STEPS, expectedTimer, sendWorkload, type Expected } from './workload.js';
 
 const ETSY = join(ROOT, 'node_modules/statsd/stats.js');

@@ -6,10 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { PromWriter, type PromHistogram, type PromSummary } from '@shardgram/udp-core/prom';
-import { Mapper } from '@shardgram/examples/statsd/mapper';
-import { parseMappingConfig } from '@shardgram/examples/statsd/mapping';
-import { NativeHistogram, relativeError, toSpans } from '@shardgram/examples/statsd/native-histogram';
-import { ExporterRegistry } from '@shardgram/examples/statsd/prom-registry';
+import { Mapper } from '../../src/statsd/mapper.js';
+import { parseMappingConfig } from '../../src/statsd/mapping.js';
+import { NativeHistogram, relativeError, toSpans } from '../../src/statsd/native-histogram.js';
+import { ExporterRegistry } from '../../src/statsd/prom-registry.js';
 
 function setup(yaml: string | undefined, schema = 5): { reg: ExporterRegistry; clock: { t: number } } {
   const clock = { t: 1_000_000 };

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 export const havePrometheus = spawnSync('sh', ['-c', 'command -v prometheus']).status === 0;
 

@@ -19,8 +19,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 import { havePrometheus, PrometheusServer } from './prometheus-server.js';
 
 if (!havePrometheus) console.log('statsd remote write test: prometheus not found (Debian package prometheus); skipped');

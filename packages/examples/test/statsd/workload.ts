@@ -10,6 +10,7 @@
  */
 import dgram from 'node:dgram';
 import { StatsD } from 'hot-shots';
+import { sleep } from '@shardgram/test-kit/wait';
 
 export interface Expected {
   counters: Map<string, number>;
@@ -22,8 +23,6 @@ export interface Expected {
   /** Non-empty lines sent. */
   metrics: number;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // 16 clients (16 source ports): under `--policy hash` the odds that all of them hash to
 // one of 2 workers are 2^-15 (with 6 they were 1 in 32, and the "both workers had a share"

@@ -9,8 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { closeAll, openClients, send, waitFor } from '../../../../test/helpers/udp.js';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
+import { waitFor } from '@shardgram/test-kit/wait';
 import { readRecords, tempDir } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -1,12 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES } from '@shardgram/examples/syslog/pri';
-import { parseRfc5424 } from '@shardgram/examples/syslog/rfc5424';
-import { parseRfc3164 } from '@shardgram/examples/syslog/rfc3164';
-import { parseSyslog } from '@shardgram/examples/syslog/parse';
-import { toRecord, recordLine } from '@shardgram/examples/syslog/record';
-import { parseSyslogOptions } from '@shardgram/examples/syslog/options';
+import { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES, parseRfc5424, parseRfc3164, parseSyslog, toRecord, recordLine, parseSyslogOptions } from '@shardgram/examples';
 
 const NOW = new Date(2025, 5, 15, 12, 0, 0); // 15 June 2025, local time
 const p = (text: string | Buffer): ReturnType<typeof parseSyslog> => parseSyslog(typeof text === 'string' ? Buffer.from(text) : text, NOW);

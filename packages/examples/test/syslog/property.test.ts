@@ -5,9 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { parseSyslog } from '@shardgram/examples/syslog/parse';
-import { toRecord, recordLine } from '@shardgram/examples/syslog/record';
-import { FACILITY_NAMES, SEVERITY_NAMES } from '@shardgram/examples/syslog/pri';
+import { parseSyslog, toRecord, recordLine, FACILITY_NAMES, SEVERITY_NAMES } from '@shardgram/examples';
 
 const AT = { receivedAt: new Date('2025-06-15T10:00:00Z'), worker: 0, workerPid: 1, senderAddress: '::1', senderPort: 514 };
 const NOW = new Date(2025, 5, 15, 12, 0, 0);

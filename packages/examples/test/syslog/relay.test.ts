@@ -15,9 +15,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SyslogRecord } from '@shardgram/examples/syslog/record';
-import { startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { waitFor } from '../../../../test/helpers/udp.js';
+import type { SyslogRecord } from '@shardgram/examples';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
+import { waitFor } from '@shardgram/test-kit/wait';
 import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
 
 const run = promisify(execFile);

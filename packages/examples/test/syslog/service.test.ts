@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
 import type dgram from 'node:dgram';
-import { BIG_RCVBUF, startServe, type Serving } from '../../../../test/helpers/cli.js';
-import { rcvbufShortfall, skipNote } from '../../../../test/helpers/rcvbuf.js';
-import { closeAll, openClients, send, sleep, udpQueuedBytes, waitFor } from '../../../../test/helpers/udp.js';
+import { BIG_RCVBUF, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
+import { closeAll, openClients, send, udpQueuedBytes } from '@shardgram/test-kit/udp';
+import { sleep, waitFor } from '@shardgram/test-kit/wait';
 import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
-import type { SyslogRecord } from '@shardgram/examples/syslog/record';
+import type { SyslogRecord } from '@shardgram/examples';
 
 const run = promisify(execFile);
 const haveLogger = haveCommand('logger');
@@ -264,7 +265,7 @@ describe('syslog: malformed input, metrics, standard output', () => {
   });
 
   it('rejects bad app options before starting, in one line', async () => {
-    const { runCli } = await import('../../../../test/helpers/cli.js');
+    const { runCli } = await import('@shardgram/test-kit/cli');
     const t = tempDir();
     const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', `out=${join(t.dir, 'keep0.jsonl')}`], { timeoutMs: 20_000 }).finally(t.cleanup);
     // (The last line: a checkout whose sources changed may first say it is compiling them.)

@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AppendWriter, fileIdOfPath, rotateFiles, WriteFailure } from '@shardgram/examples/syslog/writer';
-import { RotationCoordinator } from '@shardgram/examples/syslog/rotation';
+import { AppendWriter, fileIdOfPath, rotateFiles, WriteFailure } from '../../src/syslog/writer.js';
+import { RotationCoordinator } from '../../src/syslog/rotation.js';
 import { tempDir } from './helpers.js';
 
 let cleanup: (() => void) | undefined;
@@ -20,8 +20,10 @@ describe('AppendWriter', () => {
     const path = join(t.dir, 'shared.jsonl');
     const perProcess = 3000;
     // Lines from 20 bytes to ~12 KiB: larger than a pipe's atomic size, so only O_APPEND keeps them whole.
+    // Child processes run JavaScript: the writer as built (a module of the package, not one of its exports).
+    const writerJs = new URL('../../dist/syslog/writer.js', import.meta.url).href;
     const script = `
-      import { AppendWriter } from '@shardgram/examples/syslog/writer';
+      import { AppendWriter } from '${writerJs}';
       const w = new AppendWriter(process.argv[1]);
       const id = Number(process.argv[2]);
       for (let i = 0; i < ${perProcess}; i++) {

@@ -1,10 +1,21 @@
 /** Runs the real `shardgram` command in a child process. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bigRcvbufArgs } from './rcvbuf.js';
 
-export const BIN = fileURLToPath(new URL('../../packages/udp-core/bin/shardgram.js', import.meta.url));
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The `shardgram` command of the installed @shardgram/udp-core, found as npm would (its package.json "bin"). */
+function shardgramBin(): string {
+  const manifest = createRequire(import.meta.url).resolve('@shardgram/udp-core/package.json');
+  const bin = (JSON.parse(readFileSync(manifest, 'utf8')) as { bin: { shardgram: string } }).bin.shardgram;
+  return join(dirname(manifest), bin);
+}
+
+export const BIN = shardgramBin();
+/** The repository (this file is packages/test-kit/dist/cli.js): where the tests' fixtures are. */
+export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 /**
  * Tests that want a large receive buffer ask for it with these flags: forced past
@@ -46,8 +57,22 @@ export interface Serving {
   /** What the service printed besides its ready line: data on stdout (an app's, e.g. syslog's), then its status lines. */
   output: () => string;
   stderr: () => string;
-  /** Sends a signal and waits for the exit; the result's `stdout` is `output()`, the ready line left out. */
-  stop(signal?: NodeJS.Signals): Promise<CliResult>;
+  /** Everything it printed, ready line included: stdout, then stderr. */
+  log: () => string;
+  /** Resolves when it has exited (the result's `stdout` is `output()`). */
+  exited: Promise<CliResult>;
+  /**
+   * Sends a signal (unless it has exited already) and waits for the exit; the result's `stdout`
+   * is `output()`, the ready line left out. With `killAfterMs`, a SIGKILL follows if it is still there then.
+   */
+  stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<CliResult>;
+}
+
+export interface ServeOptions extends SpawnOptions {
+  /** How long it may take to print its ready line (default 30 s). */
+  readyTimeoutMs?: number;
+  /** The `shardgram` command to run (default: BIN; e.g. another built checkout's, for an A/B run). */
+  bin?: string;
 }
 
 interface ReadyLine {
@@ -62,10 +87,10 @@ interface ReadyLine {
  * Starts `shardgram serve … --ready-json` and resolves on its ready line (one JSON
  * object on stdout; the status lines go to stderr) once it names `workers` workers.
  */
-export function startServe(args: string[], workers: number, opts: SpawnOptions & { readyTimeoutMs?: number } = {}): Promise<Serving> {
+export function startServe(args: string[], workers: number, opts: ServeOptions = {}): Promise<Serving> {
   return new Promise((resolve, reject) => {
-    const { readyTimeoutMs = 30_000, ...spawnOpts } = opts;
-    const child = spawn(process.execPath, [BIN, 'serve', ...args, '--ready-json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...spawnOpts });
+    const { readyTimeoutMs = 30_000, bin = BIN, ...spawnOpts } = opts;
+    const child = spawn(process.execPath, [bin, 'serve', ...args, '--ready-json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...spawnOpts });
     let out = '';
     let err = '';
     let done = false;
@@ -75,7 +100,7 @@ export function startServe(args: string[], workers: number, opts: SpawnOptions &
     const timer = setTimeout(() => {
       if (!done) {
         child.kill('SIGKILL');
-        reject(new Error(`serve did not get ready: ${out}\n${err}`));
+        reject(new Error(`serve did not get ready within ${readyTimeoutMs} ms: ${out}\n${err}`));
       }
     }, readyTimeoutMs);
     child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
@@ -99,9 +124,15 @@ export function startServe(args: string[], workers: number, opts: SpawnOptions &
         child, port: r.port, pids: r.workers, stats: r.stats, control: r.control,
         output,
         stderr: () => err,
-        stop: (signal = 'SIGTERM') => {
-          child.kill(signal);
-          return exited;
+        log: () => `${out}${err}`,
+        exited,
+        stop: async (signal = 'SIGTERM', killAfterMs) => {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          if (killAfterMs === undefined) return exited;
+          const t = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+          const r = await exited;
+          clearTimeout(t);
+          return r;
         },
       });
     });

@@ -1,4 +1,5 @@
 /** What /proc says about sockets and processes: the kernel's view, not the service's. */
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 /** Every socket row of /proc/net/udp and /proc/net/udp6, split into its fields. */
@@ -63,4 +64,53 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+let clkTck: number | undefined;
+/** Clock ticks per second of /proc/PID/stat's times (getconf CLK_TCK; 100 on Linux). */
+function ticksPerSecond(): number {
+  if (clkTck === undefined) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+    } catch {
+      clkTck = 100;
+    }
+  }
+  return clkTck;
+}
+
+/** utime+stime ticks and the parent pid of a process, from /proc/PID/stat; undefined once gone. */
+function procStat(pid: number): { ppid: number; ticks: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the ")" of the command name: state(3) ppid(4) … utime(14) stime(15).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** user+sys CPU of a process (all its threads) in µs; 0 once it is gone. */
+export function cpuMicros(pid: number): number {
+  const s = procStat(pid);
+  return s ? (s.ticks * 1e6) / ticksPerSecond() : 0;
+}
+
+/** user+sys CPU in µs of a process and all its descendants. */
+export function treeCpuMicros(rootPid: number): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = procStat(Number(name));
+    if (s) stats.set(Number(name), s);
+  }
+  let ticks = 0;
+  const todo = [rootPid];
+  for (let guard = 0; todo.length && guard < 100_000; guard++) {
+    const pid = todo.pop()!;
+    ticks += stats.get(pid)?.ticks ?? 0;
+    for (const [child, st] of stats) if (st.ppid === pid) todo.push(child);
+  }
+  return (ticks * 1e6) / ticksPerSecond();
 }

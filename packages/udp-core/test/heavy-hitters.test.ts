@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SpaceSaving } from '../packages/udp-core/src/stats/heavy-hitters.js';
-import { TopSenders, mergeTopSenders } from '../packages/udp-core/src/stats/top-senders.js';
+import { SpaceSaving } from '../src/stats/heavy-hitters.js';
+import { TopSenders, mergeTopSenders } from '../src/stats/top-senders.js';
 
 /** Streams with a few heavy keys among many light ones, in any order. */
 const streams = fc.record({

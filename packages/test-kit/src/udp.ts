@@ -1,20 +1,7 @@
 /** Test helpers: real sockets on loopback, bounded in count and time. */
 import dgram from 'node:dgram';
 import { procUdpRows, rowHasPort } from './procfs.js';
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `fn` until it returns true or `timeoutMs` passes; returns the last result. */
-export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 20): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return true;
-    await sleep(stepMs);
-  }
-  return fn();
-}
+import { waitFor } from './wait.js';
 
 export async function openClients(n: number, type: 'udp4' | 'udp6' = 'udp4'): Promise<dgram.Socket[]> {
   const out: dgram.Socket[] = [];
@@ -44,7 +31,7 @@ export function udpPortQueues(port: number): { queuedBytes: number; drops: numbe
   for (const f of procUdpRows()) {
     if (!rowHasPort(f, port)) continue;
     queuedBytes += parseInt(f[4]!.split(':')[1]!, 16);
-    drops += Number(f[f.length - 1]);
+    drops += Number(f[f.length - 1]) || 0;
   }
   return { queuedBytes, drops };
 }

@@ -94,10 +94,10 @@ export class Topology {
     await must('ip', [...lb, 'addr', 'add', `${VIP}/24`, 'dev', 'vclient']);
     await must('ip', [...lb, 'link', 'set', 'vclient', 'up']);
     await this.side(this.client, `${CLIENT}/24`, VIP);
-    for (let i = 0; i < this.hosts.length; i++) {
-      await must('ip', [...lb, 'link', 'add', `vh${i + 1}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.hosts[i]]);
+    for (const [i, host] of this.hosts.entries()) {
+      await must('ip', [...lb, 'link', 'add', `vh${i + 1}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host]);
       await must('ip', [...lb, 'link', 'set', `vh${i + 1}`, 'master', 'br0', 'up']);
-      await this.side(this.hosts[i], `${hostAddress(i)}/24`, LB_INNER);
+      await this.side(host, `${hostAddress(i)}/24`, LB_INNER);
     }
     await must('ip', ['netns', 'exec', this.lb, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }

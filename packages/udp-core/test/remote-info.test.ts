@@ -4,8 +4,8 @@
  * shortcut, for IPv4 and IPv6 senders interleaved.
  */
 import { describe, expect, it } from 'vitest';
-import { isV4, remoteInfo, SenderNames, v4Key } from '../packages/udp-core/src/worker/engine/remote-info.js';
-import { encodeSockaddr } from '../packages/udp-core/src/ffi/sockaddr.js';
+import { isV4, remoteInfo, SenderNames, v4Key } from '../src/worker/engine/remote-info.js';
+import { encodeSockaddr } from '../src/ffi/sockaddr.js';
 
 /** A sockaddr at offset 8 of a larger buffer (as in the arena). */
 function at8(address: string, port: number): Buffer {
