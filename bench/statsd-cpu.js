@@ -66,7 +66,7 @@ export async function runStatsdPerDatagram({
   // discard row gets the same, so that statsd − discard is the app's own cost. One more
   // statsd row runs with the engine's general default, to show what the longer wait saves.
   const { defaults } = await import('@shardgram/examples/statsd');
-  const { DEFAULT_MAX_READ_DELAY_US } = await import(pathToFileURL(join(ROOT, 'packages', 'udp-core', 'dist', 'engine', 'pacing.js')).href);
+  const { DEFAULT_MAX_READ_DELAY_US } = await import(pathToFileURL(join(ROOT, 'packages', 'udp-core', 'dist', 'worker', 'engine', 'pacing.js')).href);
   const appDelay = defaults.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
   const rowDefs = [
     ...(c?.recv ? [{ key: 'c', name: 'C recvmmsg loop (the floor)', kind: 'c' }] : []),

@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ROOT } from './lib.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const SENDER_JS = join(ROOT, 'packages', 'udp-core', 'dist', 'sender.js');
+const SENDER_JS = join(ROOT, 'packages', 'udp-core', 'dist', 'load', 'sender.js');
 const SENDER_ENV = 'SHARDGRAM_STATSD_BENCH_SENDER';
 export const HOST = '127.0.0.1';
 

@@ -47,8 +47,8 @@ const ROUNDS = intArg('rounds', args.rounds, 1, 20, 'bench/top-senders.js');
 const SOURCES = intArg('sources', args.sources, 1, 4096, 'bench/top-senders.js');
 
 const { openReusePortSocket, socketMemInfo } = await import(join(DIST, 'ffi', 'socket.js'));
-const { NativeEngineSocket } = await import(join(DIST, 'engine', 'native.js'));
-const { DgramEngineSocket } = await import(join(DIST, 'engine', 'dgram.js'));
+const { NativeEngineSocket } = await import(join(DIST, 'worker', 'engine', 'native.js'));
+const { DgramEngineSocket } = await import(join(DIST, 'worker', 'engine', 'dgram.js'));
 const { TopSenders } = await import(join(DIST, 'top-senders.js'));
 
 function cpuMicros() {
