@@ -92,6 +92,26 @@ export interface LoadReport {
   timedOut: boolean;
 }
 
+/** runLoad's defaults, which `shardgram load` shows and uses too. */
+export const LOAD_DEFAULTS = Object.freeze({
+  sources: 64,
+  count: 10_000,
+  rate: 0,
+  size: 64,
+  replyTimeoutMs: 1000,
+  maxDurationMs: 120_000,
+  sender: 'native' as LoadSender,
+});
+
+/** runLoad's ranges (inclusive). */
+export const LOAD_LIMITS = Object.freeze({
+  port: { min: 1, max: 65535 },
+  sources: { min: 1, max: 4096 },
+  count: { min: 1, max: 100_000_000 },
+  rate: { min: 0, max: 100_000_000 },
+  size: { min: 1, max: UDP_MAX_PAYLOAD - 64 },
+} as const);
+
 function checkInt(name: string, v: number, min: number, max: number): number {
   if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);
   return v;
@@ -119,15 +139,15 @@ function planOf(opts: LoadOptions): Plan {
   const plan: Plan = {
     address,
     family,
-    port: checkInt('port', opts.port, 1, 65535),
-    sources: checkInt('sources', opts.sources ?? 64, 1, 4096),
-    count: checkInt('count', opts.count ?? 10_000, 1, 100_000_000),
-    rate: checkInt('rate', opts.rate ?? 0, 0, 100_000_000),
-    size: checkInt('size', opts.size ?? 64, 1, UDP_MAX_PAYLOAD - 64),
-    replyTimeoutMs: opts.replyTimeoutMs ?? 1000,
-    maxDurationMs: opts.maxDurationMs ?? 120_000,
+    port: checkInt('port', opts.port, LOAD_LIMITS.port.min, LOAD_LIMITS.port.max),
+    sources: checkInt('sources', opts.sources ?? LOAD_DEFAULTS.sources, LOAD_LIMITS.sources.min, LOAD_LIMITS.sources.max),
+    count: checkInt('count', opts.count ?? LOAD_DEFAULTS.count, LOAD_LIMITS.count.min, LOAD_LIMITS.count.max),
+    rate: checkInt('rate', opts.rate ?? LOAD_DEFAULTS.rate, LOAD_LIMITS.rate.min, LOAD_LIMITS.rate.max),
+    size: checkInt('size', opts.size ?? LOAD_DEFAULTS.size, LOAD_LIMITS.size.min, LOAD_LIMITS.size.max),
+    replyTimeoutMs: opts.replyTimeoutMs ?? LOAD_DEFAULTS.replyTimeoutMs,
+    maxDurationMs: opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs,
     expectReplies: opts.expectReplies ?? true,
-    sender: opts.sender ?? 'native',
+    sender: opts.sender ?? LOAD_DEFAULTS.sender,
   };
   if (plan.sender !== 'native' && plan.sender !== 'dgram') throw invalidArg('sender', plan.sender, '"native" or "dgram"');
   return plan;
