@@ -15,6 +15,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { ShardgramError } from '../errors.js';
 import { parseByteSize, formatByteSize, type ByteSizeRange } from './byte-size.js';
 import { OptionValueError, parseNamed } from './option-error.js';
+import { formatOptionRows } from './option-help.js';
 
 export interface AppOption<T> {
   /** Flag of `shardgram serve <app>` (without `--`); without one, only `--app-option key=value` sets it. */
@@ -89,8 +90,7 @@ export function appOptionsHelp(schema: AppOptionSchema, indent = '  '): string[]
     const def = o.defaultText ?? (o.default === undefined ? undefined : Array.isArray(o.default) ? o.default.join(',') : String(o.default));
     return [left, `${o.help}${def !== undefined ? ` (default ${def})` : ''}`] as const;
   });
-  const width = Math.max(0, ...rows.map(([l]) => l.length)) + 2;
-  return rows.map(([l, r]) => `${indent}${l.padEnd(width)}${r}`);
+  return formatOptionRows(rows, { indent });
 }
 
 // ------------------------------------------------------------- value parsers

@@ -1,8 +1,11 @@
 /** Command-line parsing on node:util parseArgs, with one-line errors. */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { byteSize, wholeNumber } from '../app/app-options.js';
 import type { ByteSizeRange } from '../app/byte-size.js';
 import { OptionValueError, optionMessage } from '../app/option-error.js';
+import { optionsOf, retiredGiven, type FlagTable, type Options } from './flags.js';
+
+export type { Options } from './flags.js';
 
 /** A mistake in the command line: printed as one line plus the usage, exit status 2. */
 export class UsageError extends Error {
@@ -11,7 +14,6 @@ export class UsageError extends Error {
   }
 }
 
-export type Options = NonNullable<ParseArgsConfig['options']>;
 export type Values = Record<string, string | boolean | string[] | undefined>;
 
 /**
@@ -53,16 +55,19 @@ export function parse(argv: string[], options: Options, usage: string): { values
 }
 
 /**
- * The flags of a command that takes no positional arguments: parsed, or a UsageError;
- * undefined once `--help` has printed `usage` (the command then exits 0).
+ * The flags of a command that takes no positional arguments: parsed (a retired flag
+ * refused with what to do instead), or a UsageError; undefined once `--help` has
+ * printed `usage` (the command then exits 0).
  */
-export function parseFlags(argv: string[], options: Options, usage: string): Values | undefined {
-  const { values, positionals } = parse(argv, options, usage);
+export function parseFlags(argv: string[], flags: FlagTable, usage: string): Values | undefined {
+  const { values, positionals } = parse(argv, optionsOf(flags), usage);
   if (values.help) {
     process.stdout.write(usage);
     return undefined;
   }
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, usage);
+  const retired = retiredGiven(flags, values);
+  if (retired !== undefined) throw new UsageError(retired, usage);
   return values;
 }
 

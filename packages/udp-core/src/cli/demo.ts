@@ -6,42 +6,47 @@
 import { Supervisor } from '../supervisor/supervisor.js';
 import { runLoad } from '../load/load.js';
 import { fairness } from '../stats/fairness.js';
-import { choice, intOption, parseFlags, type Options } from './args.js';
+import { choice, intOption, parseFlags } from './args.js';
+import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { LiveBlock, bar, pct, table } from './render.js';
 
-export const DEMO_USAGE = `Usage: shardgram demo [options]
+/** The demo's defaults and ranges. */
+const DEMO = {
+  workers: { default: 4, min: 2, max: 32 },
+  sources: { default: 200, min: 1, max: 4096 },
+  count: { default: 20_000, min: 1, max: 1_000_000 },
+  rate: { default: 10_000, min: 0, max: 10_000_000 },
+  engine: 'native' as 'dgram' | 'native',
+};
+
+export const DEMO_FLAGS: FlagTable = {
+  workers: { short: 'w', value: 'N', help: `worker processes, ${DEMO.workers.min}-${DEMO.workers.max} (default ${DEMO.workers.default})` },
+  sources: { short: 'k', value: 'K', help: `source ports, ${DEMO.sources.min}-${DEMO.sources.max} (default ${DEMO.sources.default})` },
+  count: { short: 'n', value: 'N', help: `datagrams, ${DEMO.count.min}-${DEMO.count.max} (default ${DEMO.count.default})` },
+  rate: { short: 'r', value: 'R', help: `datagrams per second, ${DEMO.rate.min}-${DEMO.rate.max}, 0 = unlimited (default ${DEMO.rate.default})` },
+  engine: { short: 'e', value: 'E', help: `native (batched recvmmsg) or dgram (Node's dgram on the same sockets)\n(default ${DEMO.engine})` },
+  help: HELP_FLAG,
+};
+
+export const DEMO_USAGE = usageOf(
+  `Usage: shardgram demo [options]
 
 Starts an echo service on a free port of 127.0.0.1 with several worker processes,
 sends a bounded burst of datagrams from many source ports, shows how many each
 worker got while it runs, then prints the split and how fair it was. Exits by itself.
-
-Options:
-  -w, --workers N   worker processes, 2-32 (default 4)
-  -k, --sources K   source ports, 1-4096 (default 200)
-  -n, --count N     datagrams, 1-1000000 (default 20000)
-  -r, --rate R      datagrams per second, 0 = unlimited (default 10000)
-  -e, --engine E    native (batched recvmmsg) or dgram (Node's dgram on the same sockets)
-                    (default native)
-  -h, --help        show this help
-`;
-
-const OPTIONS: Options = {
-  workers: { type: 'string', short: 'w' },
-  sources: { type: 'string', short: 'k' },
-  count: { type: 'string', short: 'n' },
-  rate: { type: 'string', short: 'r' },
-  engine: { type: 'string', short: 'e' },
-};
+`,
+  DEMO_FLAGS,
+);
 
 export async function demo(argv: string[]): Promise<number> {
   const u = DEMO_USAGE;
-  const values = parseFlags(argv, OPTIONS, u);
+  const values = parseFlags(argv, DEMO_FLAGS, u);
   if (!values) return 0;
-  const workers = intOption(values, 'workers', 2, 32, u, 4)!;
-  const sources = intOption(values, 'sources', 1, 4096, u, 200)!;
-  const count = intOption(values, 'count', 1, 1_000_000, u, 20_000)!;
-  const rate = intOption(values, 'rate', 0, 10_000_000, u, 10_000)!;
-  const engine = choice(values, 'engine', ['dgram', 'native'] as const, u, 'native');
+  const workers = intOption(values, 'workers', DEMO.workers.min, DEMO.workers.max, u, DEMO.workers.default)!;
+  const sources = intOption(values, 'sources', DEMO.sources.min, DEMO.sources.max, u, DEMO.sources.default)!;
+  const count = intOption(values, 'count', DEMO.count.min, DEMO.count.max, u, DEMO.count.default)!;
+  const rate = intOption(values, 'rate', DEMO.rate.min, DEMO.rate.max, u, DEMO.rate.default)!;
+  const engine = choice(values, 'engine', ['dgram', 'native'] as const, u, DEMO.engine);
   const out = process.stdout;
   const live = new LiveBlock(out);
   const logLines: string[] = [];

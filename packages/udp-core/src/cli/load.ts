@@ -1,66 +1,66 @@
 /** `shardgram load`: a bounded burst of probes against a running echo service. */
-import { runLoad, type LoadReport } from '../load/load.js';
-import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
-import { UsageError, choice, intOption, parseFlags, type Options } from './args.js';
+import { LOAD_DEFAULTS, LOAD_LIMITS, runLoad, type LoadReport } from '../load/load.js';
+import { UsageError, choice, intOption, parseFlags } from './args.js';
+import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { LiveBlock, pct, progressLine, table } from './render.js';
 import { DEFAULTS } from '../defaults.js';
 
-export const LOAD_USAGE = `Usage: shardgram load --port P [options]
+/** The command's own bounds: a datagram holds at least a probe; the waits in ms. */
+const CLI_LIMITS = {
+  size: { min: 24, max: LOAD_LIMITS.size.max },
+  replyTimeoutMs: { min: 0, max: 600_000 },
+  maxDurationMs: { min: 100, max: 3_600_000 },
+};
+const L = LOAD_LIMITS;
+const D = LOAD_DEFAULTS;
+
+export const LOAD_FLAGS: FlagTable = {
+  port: { short: 'p', value: 'P', help: 'UDP port of the service (required)' },
+  address: { short: 'a', value: 'A', help: `address of the service (default ${DEFAULTS.address})` },
+  sources: { short: 'k', value: 'K', help: `source sockets (source ports), ${L.sources.min}-${L.sources.max} (default ${D.sources})` },
+  count: { short: 'n', value: 'N', help: `datagrams to send in all, ${L.count.min}-${L.count.max} (default ${D.count})` },
+  rate: { short: 'r', value: 'R', help: `datagrams per second, 0 for as fast as possible (default ${D.rate})` },
+  size: { short: 'b', value: 'B', help: `datagram size in bytes, ${CLI_LIMITS.size.min}-${CLI_LIMITS.size.max} (default ${D.size})` },
+  sender: {
+    value: 'S',
+    help: `how to send: native (sendmmsg batches of prebuilt probes\nthrough libc; saturates a receiver) or dgram (one\nnode:dgram send per probe) (default ${D.sender})`,
+  },
+  'no-replies': { help: 'do not wait for echo replies (for discard and other apps)' },
+  'reply-timeout': { value: 'MS', help: `wait this long after the last reply, ${CLI_LIMITS.replyTimeoutMs.min}-${CLI_LIMITS.replyTimeoutMs.max} (default ${D.replyTimeoutMs})` },
+  'max-duration': { value: 'MS', help: `hard limit on the whole run, ${CLI_LIMITS.maxDurationMs.min}-${CLI_LIMITS.maxDurationMs.max} (default ${D.maxDurationMs})` },
+  json: { help: 'print the report as JSON' },
+  help: HELP_FLAG,
+};
+
+export const LOAD_USAGE = usageOf(
+  `Usage: shardgram load --port P [options]
 
 Sends a bounded burst of protobuf probes (sender, sequence number, send time) to
 an echo service from many source ports, then reports loss, duplicates and round
 trips per worker. It stops by itself: after --count datagrams and the reply wait,
 or at --max-duration.
-
-Options:
-  -p, --port P          UDP port of the service (required)
-  -a, --address A       address of the service (default 127.0.0.1)
-  -k, --sources K       source sockets (source ports), 1-4096 (default 64)
-  -n, --count N         datagrams to send in all (default 10000)
-  -r, --rate R          datagrams per second, 0 for as fast as possible (default 0)
-  -b, --size B          datagram size in bytes, 24-${UDP_MAX_PAYLOAD - 64} (default 64)
-      --sender S        how to send: native (sendmmsg batches of prebuilt probes
-                        through libc; saturates a receiver) or dgram (one
-                        node:dgram send per probe) (default native)
-      --no-replies      do not wait for echo replies (for discard and other apps)
-      --reply-timeout MS  wait this long after the last reply (default 1000)
-      --max-duration MS   hard limit on the whole run (default 120000)
-      --json            print the report as JSON
-  -h, --help            show this help
-`;
-
-const OPTIONS: Options = {
-  port: { type: 'string', short: 'p' },
-  address: { type: 'string', short: 'a' },
-  sources: { type: 'string', short: 'k' },
-  count: { type: 'string', short: 'n' },
-  rate: { type: 'string', short: 'r' },
-  size: { type: 'string', short: 'b' },
-  sender: { type: 'string' },
-  'no-replies': { type: 'boolean' },
-  'reply-timeout': { type: 'string' },
-  'max-duration': { type: 'string' },
-  json: { type: 'boolean' },
-};
+`,
+  LOAD_FLAGS,
+);
 
 export async function load(argv: string[]): Promise<number> {
   const u = LOAD_USAGE;
-  const values = parseFlags(argv, OPTIONS, u);
+  const values = parseFlags(argv, LOAD_FLAGS, u);
   if (!values) return 0;
   if (values.port === undefined) throw new UsageError('--port is required', u);
   const live = new LiveBlock(process.stderr);
   let lastPlain = 0;
   const report = await runLoad({
-    port: intOption(values, 'port', 1, 65535, u)!,
+    port: intOption(values, 'port', L.port.min, L.port.max, u)!,
     address: (values.address as string | undefined) ?? DEFAULTS.address,
-    sources: intOption(values, 'sources', 1, 4096, u, 64)!,
-    count: intOption(values, 'count', 1, 100_000_000, u, 10_000)!,
-    rate: intOption(values, 'rate', 0, 100_000_000, u, 0)!,
-    size: intOption(values, 'size', 24, UDP_MAX_PAYLOAD - 64, u, 64)!,
+    sources: intOption(values, 'sources', L.sources.min, L.sources.max, u, D.sources)!,
+    count: intOption(values, 'count', L.count.min, L.count.max, u, D.count)!,
+    rate: intOption(values, 'rate', L.rate.min, L.rate.max, u, D.rate)!,
+    size: intOption(values, 'size', CLI_LIMITS.size.min, CLI_LIMITS.size.max, u, D.size)!,
     expectReplies: !values['no-replies'],
-    sender: choice(values, 'sender', ['native', 'dgram'] as const, u, 'native'),
-    replyTimeoutMs: intOption(values, 'reply-timeout', 0, 600_000, u, 1000)!,
-    maxDurationMs: intOption(values, 'max-duration', 100, 3_600_000, u, 120_000)!,
+    sender: choice(values, 'sender', ['native', 'dgram'] as const, u, D.sender),
+    replyTimeoutMs: intOption(values, 'reply-timeout', CLI_LIMITS.replyTimeoutMs.min, CLI_LIMITS.replyTimeoutMs.max, u, D.replyTimeoutMs)!,
+    maxDurationMs: intOption(values, 'max-duration', CLI_LIMITS.maxDurationMs.min, CLI_LIMITS.maxDurationMs.max, u, D.maxDurationMs)!,
     onProgress: (p) => {
       const line = progressLine('sending', p.sent, p.count, `replies ${p.replies}`);
       if (live.tty) live.draw(line);

@@ -1,32 +1,30 @@
 /** `shardgram scale`: grow or shrink a running service through its control socket. */
-import { UsageError, intOption, parseFlags, type Options } from './args.js';
+import { UsageError, intOption, parseFlags } from './args.js';
+import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { LIMITS } from '../defaults.js';
 import { controlRequest } from '../control/client.js';
 import { controlDir, defaultControlPath, findControlSockets } from '../control/paths.js';
 
-export const SCALE_USAGE = `Usage: shardgram scale --port P --workers N [--address A] [--control PATH]
+export const SCALE_FLAGS: FlagTable = {
+  port: { short: 'p', value: 'P', help: `the service's UDP port (finds its control socket in ${controlDir()})` },
+  address: { short: 'a', value: 'A', help: 'the service\'s UDP address, when several services share port P' },
+  control: { short: 'c', value: 'PATH', help: 'the control socket\'s path (what `serve` printed), instead of --port' },
+  workers: { short: 'w', value: 'N', help: `the number of workers wanted, ${LIMITS.workers.min}-${LIMITS.workers.max} (required)` },
+  'stats-port': { short: 's', value: 'S', refusal: 'scale no longer goes through the stats port (it is read-only); give the service\'s UDP --port instead' },
+  help: HELP_FLAG,
+};
+
+export const SCALE_USAGE = usageOf(
+  `Usage: shardgram scale --port P --workers N [--address A] [--control PATH]
 
 Asks the shardgram service on UDP port P to grow or shrink to N workers, through
 its control socket (a unix socket only the user running the service can use). A
 shrink steers new datagrams away from the sockets it retires, lets their workers
 drain them, then closes them: nothing queued is lost. Waits until the service has
 finished resizing.
-
-Options:
-  -p, --port P         the service's UDP port (finds its control socket in ${controlDir()})
-  -a, --address A      the service's UDP address, when several services share port P
-  -c, --control PATH   the control socket's path (what \`serve\` printed), instead of --port
-  -w, --workers N      the number of workers wanted, ${LIMITS.workers.min}-${LIMITS.workers.max} (required)
-  -h, --help           show this help
-`;
-
-const OPTIONS: Options = {
-  port: { type: 'string', short: 'p' },
-  address: { type: 'string', short: 'a' },
-  control: { type: 'string', short: 'c' },
-  workers: { type: 'string', short: 'w' },
-  'stats-port': { type: 'string', short: 's' },
-};
+`,
+  SCALE_FLAGS,
+);
 
 /** The control socket of the service on `port` (and `address`), or a usage error saying what was looked for. */
 export function locateControl(values: Record<string, unknown>, usage: string): string {
@@ -44,9 +42,8 @@ export function locateControl(values: Record<string, unknown>, usage: string): s
 
 export async function scale(argv: string[]): Promise<number> {
   const u = SCALE_USAGE;
-  const values = parseFlags(argv, OPTIONS, u);
+  const values = parseFlags(argv, SCALE_FLAGS, u);
   if (!values) return 0;
-  if (values['stats-port'] !== undefined) throw new UsageError('scale no longer goes through the stats port (it is read-only); give the service\'s UDP --port instead', u);
   if (values.workers === undefined) throw new UsageError('--workers is required', u);
   const count = intOption(values, 'workers', LIMITS.workers.min, LIMITS.workers.max, u)!;
   const path = locateControl(values, u);

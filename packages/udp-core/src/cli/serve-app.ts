@@ -8,6 +8,7 @@ import { ShardgramError, describeError } from '../errors.js';
 import { BUILTIN_APPS, appPackageNames, findAppPackage, resolveApp } from '../app/resolve.js';
 import { appOptionsHelp, isAppOptionSchema, parseAppOptions, type AppOptionSchema } from '../app/app-options.js';
 import { formatByteSize } from '../app/byte-size.js';
+import { formatOptionRows, type OptionRow } from '../app/option-help.js';
 import type { AppDefaults } from '../app/shard-socket.js';
 import { AppEndedProcessError, withoutExit } from '../app/app-host.js';
 import { joinNegativeValues, UsageError, type Options, type Values } from './args.js';
@@ -135,13 +136,12 @@ function defaultsText(d: AppDefaults | undefined): string | undefined {
 
 /** The apps part of `serve --help`: each app, its description and defaults, and its options. */
 export function appsHelp(apps: readonly LoadedApp[]): string {
-  const lines: string[] = ['Apps:'];
-  for (const a of apps) {
-    lines.push(`  ${a.name.padEnd(16)}${a.description ?? ''}`);
+  const rows: OptionRow[] = apps.map((a) => {
     const d = defaultsText(a.defaults);
-    if (d) lines.push(`  ${''.padEnd(16)}${d}`);
-  }
-  if (apps.length > 1) lines.push(`  ${'./path/to/app.js'.padEnd(16)}a module whose default export is a ShardApp (see docs/)`);
+    return [a.name, `${a.description ?? ''}${d ? `\n${d}` : ''}`];
+  });
+  if (apps.length > 1) rows.push(['./path/to/app.js', 'a module whose default export is a ShardApp (see docs/)']);
+  const lines: string[] = ['Apps:', ...formatOptionRows(rows, { maxWidth: 16 })];
   for (const a of apps) {
     if (Object.keys(a.schema).length === 0) continue;
     lines.push('', `${a.name} options (its flags, or --app-option KEY=VALUE; only with ${a.name}):`, ...appOptionsHelp(a.schema));

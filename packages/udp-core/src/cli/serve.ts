@@ -6,7 +6,8 @@ import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { DEFAULT_MAX_READ_DELAY_US, pacingAllowed } from '../worker/engine/pacing.js';
-import { UsageError, byteOption, choice, intOption, parse, type Options } from './args.js';
+import { UsageError, byteOption, choice, intOption, parse } from './args.js';
+import { HELP_FLAG, optionsOf, usageOf, type FlagTable } from './flags.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf } from '../ffi/sockaddr.js';
 import { formatByteSize } from '../app/byte-size.js';
@@ -15,72 +16,128 @@ import { appFlagOptions, appOptionsFromArgs, appsHelp, findAppName, loadApp, loa
 import { describeError } from '../errors.js';
 import { DEFAULTS, LIMITS } from '../defaults.js';
 
+const W = LIMITS.workers;
+const KML = LIMITS.keyMaxLength;
+const RD = LIMITS.maxReadDelayUs;
+const HT = LIMITS.handoverTimeoutMs;
+
+/** serve's own flags (an app adds its own, serve-app.ts), in help order. */
+export const SERVE_FLAGS: FlagTable = {
+  port: { short: 'p', value: 'P', help: `UDP port to bind, ${LIMITS.port.min}-${LIMITS.port.max} (0: the kernel picks; printed). Required.` },
+  address: { short: 'a', value: 'A', help: `IPv4 or IPv6 address to bind (default ${DEFAULTS.address})` },
+  workers: {
+    short: 'w', value: 'N',
+    help: `worker processes and sockets, ${W.min}-${W.max} (default: cores, ${availableParallelism()} here;\nwith --takeover or passed sockets: as many as there are)`,
+  },
+  engine: {
+    short: 'e', value: 'E',
+    help: `dgram (Node's socket, one recvmsg per datagram) or native\n(batched recvmmsg through libc) (default: the app's, else ${DEFAULTS.engine})`,
+  },
+  policy: {
+    short: 'P', value: 'P',
+    help: `how the kernel picks a worker per datagram (default: the app's, else ${DEFAULTS.policy}):
+  hash    the kernel's 4-tuple hash: one source port, one worker
+  random  even per datagram, whatever the source
+  cpu     the worker of the CPU that received the packet (pairs with RSS)
+  key     a hash of the payload up to a delimiter: one key, one worker`,
+  },
+  'key-delimiter': { value: 'C', help: `the byte that ends the key for --policy key (default '${DEFAULTS.keyDelimiter}')` },
+  'key-max-length': {
+    value: 'N',
+    help: `most key bytes hashed for --policy key, ${KML.min}-${KML.max}, rounded up to a\nmultiple of 4 (default ${DEFAULTS.keyMaxLength})`,
+  },
+  rcvbuf: {
+    value: 'SIZE',
+    help: `SO_RCVBUF per socket, e.g. 4m, 4MiB or 4194304 (powers of 1024);
+capped by net.core.rmem_max (a warning says so) (default: the app's,
+else the kernel's)`,
+  },
+  'rcvbuf-force': { help: 'use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)' },
+  'change-rcvbuf': {
+    value: 'SIZE',
+    help: `receive buffer every socket gets while the group changes (a takeover,
+a reload, a resize) and while it waits for a worker (start, restart after
+a crash or a stall), so workers starting cold do not overflow it; 0: none
+(default ${formatByteSize(DEFAULTS.changeRcvbuf)}; above net.core.rmem_max only with CAP_NET_ADMIN)`,
+  },
+  'max-datagram': {
+    value: 'SIZE',
+    help: `largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD} over IPv4,
+1-${UDP6_MAX_PAYLOAD} over IPv6 (default: the most); longer ones are counted
+as truncated`,
+  },
+  batch: { value: 'N', help: `datagrams per recvmmsg/sendmmsg call, native engine, ${LIMITS.batch.min}-${LIMITS.batch.max} (default ${DEFAULTS.batch})` },
+  'max-read-delay': {
+    value: 'US',
+    help: `the most latency the native engine may add under steady traffic
+(≥ 8 k datagrams/s per worker), in µs, ${RD.min}-${RD.max}: it lets datagrams
+wait in the socket's queue (never past a quarter of its buffer) so
+that one wake-up reads many, for less CPU; under 20: never (woken
+per arrival) (default: the app's, else ${DEFAULTS.maxReadDelayUs})`,
+  },
+  'stats-port': {
+    short: 's', value: 'S',
+    help: `serve GET /stats (JSON) and GET /metrics (Prometheus) on
+http://${DEFAULTS.statsAddress}:S (0: pick a free port; printed); read-only`,
+  },
+  'stats-address': {
+    value: 'A',
+    help: `the stats port's IPv4/IPv6 literal (default ${DEFAULTS.statsAddress}; 0.0.0.0 or ::
+to let a Prometheus server on another host scrape it; docs/multi-host.md)`,
+  },
+  'stats-host': {
+    value: 'NAME', multiple: true,
+    help: `a name the stats port answers to in the Host header besides its
+address (repeatable), e.g. the DNS name Prometheus scrapes it by`,
+  },
+  control: {
+    short: 'c', value: 'PATH',
+    help: `the owner-only control socket (resize, reload, takeover) (default:\n${controlDir()}/udp-<address>-<port>.sock)`,
+  },
+  takeover: {
+    help: `take the group over from the service running on the same address
+and port (same user): its sockets, queues and counts carry on here,
+then it exits; nothing is lost. A failed takeover leaves it serving`,
+  },
+  'handover-timeout': {
+    value: 'S',
+    help: `how long either side of a hand-over waits for the other: the running
+service for the new one's workers to read (then it serves on, and the
+new one exits non-zero when it wakes), the new one for the old one's
+word after that, ${HT.min / 1000}-${HT.max / 1000} (default ${DEFAULTS.handoverTimeoutMs / 1000}). A side that dies is seen at once.`,
+  },
+  'app-option': { short: 'o', value: 'K=V', multiple: true, help: 'option for the app (repeatable); an app\'s flags are shorthands' },
+  'drain-timeout': {
+    value: 'MS',
+    help: `longest a stop waits for a worker's queue to empty, ${LIMITS.drainTimeoutMs.min}-${LIMITS.drainTimeoutMs.max}
+(default ${DEFAULTS.drainTimeoutMs})`,
+  },
+  'stall-timeout': {
+    value: 'MS',
+    help: `a worker that reads nothing while its queue holds datagrams, or sends
+no heartbeat, this long is reported stalled and replaced, ${LIMITS.stallTimeoutMs.min}-${LIMITS.stallTimeoutMs.max}
+(default ${DEFAULTS.stallTimeoutMs}; 0 never)`,
+  },
+  'ready-json': {
+    help: `when ready, print one JSON line to stdout (address, port, family,
+engine, policy, worker pids, stats URL, control socket); other
+status lines go to stderr`,
+  },
+  help: { ...HELP_FLAG, help: 'show this help (with <app>: that app\'s options)' },
+};
+
 /** The usage printed with a command-line mistake; `serve --help` adds the apps and their options. */
-export const SERVE_USAGE = `Usage: shardgram serve <app> --port P [options]
+export const SERVE_USAGE = usageOf(
+  `Usage: shardgram serve <app> --port P [options]
 
 Runs <app> on UDP address:port with one worker process per SO_REUSEPORT socket.
 The supervisor keeps every socket open, so a worker that dies is restarted on the
 same socket with its queued datagrams intact. SIGINT/SIGTERM drain every queue,
 then exit 0. <app> is a built-in app (\`shardgram serve --help\` lists them with
 their options) or the path of a module whose default export is a ShardApp.
-
-Options:
-  -p, --port P          UDP port to bind, ${LIMITS.port.min}-${LIMITS.port.max} (0: the kernel picks; printed). Required.
-  -a, --address A       IPv4 or IPv6 address to bind (default ${DEFAULTS.address})
-  -w, --workers N       worker processes and sockets, ${LIMITS.workers.min}-${LIMITS.workers.max} (default: cores, ${availableParallelism()} here;
-                        with --takeover or passed sockets: as many as there are)
-  -e, --engine E        dgram (Node's socket, one recvmsg per datagram) or native
-                        (batched recvmmsg through libc) (default: the app's, else ${DEFAULTS.engine})
-  -P, --policy P        how the kernel picks a worker per datagram (default: the app's, else ${DEFAULTS.policy}):
-                          hash    the kernel's 4-tuple hash: one source port, one worker
-                          random  even per datagram, whatever the source
-                          cpu     the worker of the CPU that received the packet (pairs with RSS)
-                          key     a hash of the payload up to a delimiter: one key, one worker
-      --key-delimiter C the byte that ends the key for --policy key (default '${DEFAULTS.keyDelimiter}')
-      --key-max-length N  most key bytes hashed for --policy key, ${LIMITS.keyMaxLength.min}-${LIMITS.keyMaxLength.max}, rounded up to a
-                        multiple of 4 (default ${DEFAULTS.keyMaxLength})
-      --rcvbuf SIZE     SO_RCVBUF per socket, e.g. 4m, 4MiB or 4194304 (powers of 1024);
-                        capped by net.core.rmem_max (a warning says so) (default: the app's,
-                        else the kernel's)
-      --rcvbuf-force    use SO_RCVBUFFORCE to go past net.core.rmem_max (needs CAP_NET_ADMIN)
-      --change-rcvbuf SIZE  receive buffer every socket gets while the group changes (a takeover,
-                        a reload, a resize) and while it waits for a worker (start, restart after
-                        a crash or a stall), so workers starting cold do not overflow it; 0: none
-                        (default ${formatByteSize(DEFAULTS.changeRcvbuf)}; above net.core.rmem_max only with CAP_NET_ADMIN)
-      --max-datagram SIZE  largest datagram the native engine takes whole, 1-${UDP_MAX_PAYLOAD} over IPv4,
-                        1-${UDP6_MAX_PAYLOAD} over IPv6 (default: the most); longer ones are counted
-                        as truncated
-      --batch N         datagrams per recvmmsg/sendmmsg call, native engine, ${LIMITS.batch.min}-${LIMITS.batch.max} (default ${DEFAULTS.batch})
-      --max-read-delay US  the most latency the native engine may add under steady traffic
-                        (≥ 8 k datagrams/s per worker), in µs, ${LIMITS.maxReadDelayUs.min}-${LIMITS.maxReadDelayUs.max}: it lets datagrams
-                        wait in the socket's queue (never past a quarter of its buffer) so
-                        that one wake-up reads many, for less CPU; under 20: never (woken
-                        per arrival) (default: the app's, else ${DEFAULTS.maxReadDelayUs})
-  -s, --stats-port S    serve GET /stats (JSON) and GET /metrics (Prometheus) on
-                        http://${DEFAULTS.statsAddress}:S (0: pick a free port; printed); read-only
-      --stats-address A the stats port's IPv4/IPv6 literal (default ${DEFAULTS.statsAddress}; 0.0.0.0 or ::
-                        to let a Prometheus server on another host scrape it; docs/multi-host.md)
-      --stats-host NAME a name the stats port answers to in the Host header besides its
-                        address (repeatable), e.g. the DNS name Prometheus scrapes it by
-  -c, --control PATH    the owner-only control socket (resize, reload, takeover) (default:
-                        ${controlDir()}/udp-<address>-<port>.sock)
-      --takeover        take the group over from the service running on the same address
-                        and port (same user): its sockets, queues and counts carry on here,
-                        then it exits; nothing is lost. A failed takeover leaves it serving
-      --handover-timeout S  how long either side of a hand-over waits for the other: the running
-                        service for the new one's workers to read (then it serves on, and the
-                        new one exits non-zero when it wakes), the new one for the old one's
-                        word after that, ${LIMITS.handoverTimeoutMs.min / 1000}-${LIMITS.handoverTimeoutMs.max / 1000} (default ${DEFAULTS.handoverTimeoutMs / 1000}). A side that dies is seen at once.
-  -o, --app-option K=V  option for the app (repeatable); an app's flags are shorthands
-      --drain-timeout MS  longest a stop waits for a worker's queue to empty (default ${DEFAULTS.drainTimeoutMs})
-      --stall-timeout MS  a worker that reads nothing while its queue holds datagrams, or sends
-                        no heartbeat, this long is reported stalled and replaced (default ${DEFAULTS.stallTimeoutMs}; 0 never)
-      --ready-json      when ready, print one JSON line to stdout (address, port, family,
-                        engine, policy, worker pids, stats URL, control socket); other
-                        status lines go to stderr
-  -h, --help            show this help (with <app>: that app's options)
-
-Under a service manager (systemd): sockets passed with LISTEN_FDS (a .socket unit with
+`,
+  SERVE_FLAGS,
+  `Under a service manager (systemd): sockets passed with LISTEN_FDS (a .socket unit with
 ListenDatagram= and ReusePort=yes) are used instead of opening new ones; with
 NOTIFY_SOCKET it says READY=1, and when $FDSTORE > 0 it keeps the group's sockets in the
 manager's fd store, so a crash or restart comes back on the same sockets, queues intact.
@@ -92,33 +149,10 @@ While it runs:
   shardgram scale --port P --workers N
                                grow or shrink the group under load through the control
                                socket; a shrink drains the retired sockets first
-`;
+`,
+);
 
-const OPTIONS: Options = {
-  port: { type: 'string', short: 'p' },
-  address: { type: 'string', short: 'a' },
-  workers: { type: 'string', short: 'w' },
-  engine: { type: 'string', short: 'e' },
-  policy: { type: 'string', short: 'P' },
-  'key-delimiter': { type: 'string' },
-  'key-max-length': { type: 'string' },
-  rcvbuf: { type: 'string' },
-  'rcvbuf-force': { type: 'boolean' },
-  'change-rcvbuf': { type: 'string' },
-  'max-datagram': { type: 'string' },
-  batch: { type: 'string' },
-  'max-read-delay': { type: 'string' },
-  'stats-port': { type: 'string', short: 's' },
-  'stats-address': { type: 'string' },
-  'stats-host': { type: 'string', multiple: true },
-  control: { type: 'string', short: 'c' },
-  takeover: { type: 'boolean' },
-  'handover-timeout': { type: 'string' },
-  'app-option': { type: 'string', short: 'o', multiple: true },
-  'drain-timeout': { type: 'string' },
-  'stall-timeout': { type: 'string' },
-  'ready-json': { type: 'boolean' },
-};
+const OPTIONS = optionsOf(SERVE_FLAGS);
 
 /** The line `--ready-json` prints (one JSON object, one line). */
 export interface ReadyLine {

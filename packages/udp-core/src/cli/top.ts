@@ -2,10 +2,25 @@
 import { get as httpGet } from 'node:http';
 import { ShardgramError, describeError } from '../errors.js';
 import { escapeText } from '../app/escape-text.js';
-import { UsageError, intOption, parseFlags, type Options } from './args.js';
+import { UsageError, intOption, parseFlags } from './args.js';
+import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
 
-export const TOP_USAGE = `Usage: shardgram top --stats-port S [options]
+/** How often top refreshes: the default and the range, in ms. */
+const INTERVAL = { default: 1000, min: 100, max: 60_000 };
+/** How many refreshes --count may ask for. */
+const REFRESHES = { min: 1, max: 1_000_000 };
+
+export const TOP_FLAGS: FlagTable = {
+  'stats-port': { short: 's', value: 'S', help: 'the service\'s --stats-port, on 127.0.0.1' },
+  'stats-url': { short: 'u', value: 'URL', help: 'the service\'s stats URL instead (e.g. http://[::1]:9100)' },
+  interval: { short: 'i', value: 'MS', help: `refresh every MS milliseconds, ${INTERVAL.min}-${INTERVAL.max} (default ${INTERVAL.default})` },
+  count: { short: 'n', value: 'N', help: `quit after N refreshes, ${REFRESHES.min}-${REFRESHES.max} (default: run until q or Ctrl-C)` },
+  help: HELP_FLAG,
+};
+
+export const TOP_USAGE = usageOf(
+  `Usage: shardgram top --stats-port S [options]
        shardgram top --stats-url URL [options]
 
 A live view of a running \`shardgram serve … --stats-port S\`, like htop for the
@@ -13,21 +28,9 @@ group: one row per worker (pid, state, share of all datagrams, datagrams/s over
 the last interval, receive queue, kernel drops, restarts), the fairness of the
 split and the top senders. On a terminal it redraws in place (alternate screen,
 restored on exit); otherwise it prints one line per refresh. q or Ctrl-C quits.
-
-Options:
-  -s, --stats-port S   the service's --stats-port, on 127.0.0.1
-  -u, --stats-url URL  the service's stats URL instead (e.g. http://[::1]:9100)
-  -i, --interval MS    refresh every MS milliseconds, 100-60000 (default 1000)
-  -n, --count N        quit after N refreshes (default: run until q or Ctrl-C)
-  -h, --help           show this help
-`;
-
-const OPTIONS: Options = {
-  'stats-port': { type: 'string', short: 's' },
-  'stats-url': { type: 'string', short: 'u' },
-  interval: { type: 'string', short: 'i' },
-  count: { type: 'string', short: 'n' },
-};
+`,
+  TOP_FLAGS,
+);
 
 /** The /stats URL from --stats-port or --stats-url. */
 function statsUrl(values: Record<string, unknown>, u: string): string {
@@ -85,11 +88,11 @@ async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promi
 
 export async function top(argv: string[]): Promise<number> {
   const u = TOP_USAGE;
-  const values = parseFlags(argv, OPTIONS, u);
+  const values = parseFlags(argv, TOP_FLAGS, u);
   if (!values) return 0;
   const url = statsUrl(values, u);
-  const intervalMs = intOption(values, 'interval', 100, 60_000, u, 1000)!;
-  const count = intOption(values, 'count', 1, 1_000_000, u);
+  const intervalMs = intOption(values, 'interval', INTERVAL.min, INTERVAL.max, u, INTERVAL.default)!;
+  const count = intOption(values, 'count', REFRESHES.min, REFRESHES.max, u);
   const timeoutMs = Math.max(2000, intervalMs);
   const out = process.stdout;
   const tty = Boolean(out.isTTY);

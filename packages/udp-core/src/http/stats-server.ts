@@ -12,6 +12,10 @@
  * of the oldest one that is not being answered (a slow or silent one: what a slowloris
  * or an idle flood holds), so an ordinary GET is answered while they keep trying; it is
  * refused only when every connection held is in the middle of an answer.
+ *
+ * startStatsServer in steps: the options checked (settingsOf), who may ask (hostCheck,
+ * refused), what is answered (answer), the connection limits (ConnectionLimits), then
+ * listen and the bounded close (closer).
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -177,7 +181,19 @@ function positiveInt(name: string, v: number): number {
   return v;
 }
 
-export async function startStatsServer(source: StatsSource, port: number, options: StatsServerOptions | string = {}): Promise<StatsServer> {
+/** The options checked, with their defaults. */
+interface Settings {
+  address: string;
+  hosts: readonly string[];
+  headersTimeout: number;
+  requestTimeout: number;
+  closeTimeout: number;
+  keepAliveTimeout: number;
+  maxConnections: number;
+  maxPerAddress: number;
+}
+
+function settingsOf(port: number, options: StatsServerOptions | string): Settings {
   const o = typeof options === 'string' ? { address: options } : options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
@@ -187,134 +203,146 @@ export async function startStatsServer(source: StatsSource, port: number, option
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-address must be an IPv4 or IPv6 literal such as 127.0.0.1, ::1 or 0.0.0.0; got "${address}"`, { option: 'stats-address', address });
   }
   const headersTimeout = positiveInt('headersTimeoutMs', o.headersTimeoutMs ?? STATS_SERVER_DEFAULTS.headersTimeoutMs);
-  const requestTimeout = Math.max(headersTimeout, positiveInt('requestTimeoutMs', o.requestTimeoutMs ?? STATS_SERVER_DEFAULTS.requestTimeoutMs));
-  const closeTimeout = positiveInt('closeTimeoutMs', o.closeTimeoutMs ?? STATS_SERVER_DEFAULTS.closeTimeoutMs);
+  return {
+    address,
+    hosts: o.hosts ?? [],
+    headersTimeout,
+    requestTimeout: Math.max(headersTimeout, positiveInt('requestTimeoutMs', o.requestTimeoutMs ?? STATS_SERVER_DEFAULTS.requestTimeoutMs)),
+    closeTimeout: positiveInt('closeTimeoutMs', o.closeTimeoutMs ?? STATS_SERVER_DEFAULTS.closeTimeoutMs),
+    keepAliveTimeout: positiveInt('keepAliveTimeoutMs', o.keepAliveTimeoutMs ?? STATS_SERVER_DEFAULTS.keepAliveTimeoutMs),
+    maxConnections: positiveInt('maxConnections', o.maxConnections ?? STATS_SERVER_DEFAULTS.maxConnections),
+    maxPerAddress: positiveInt('maxConnectionsPerAddress', o.maxConnectionsPerAddress ?? STATS_SERVER_DEFAULTS.maxConnectionsPerAddress),
+  };
+}
 
-  const accepted = new Set<string>([canonicalHost(address), ...(o.hosts ?? []).map(canonicalHost)]);
+/** Whether a request's Host names this server: its address, a --stats-host name, loopback names where they fit, or the address it arrived on. */
+function hostCheck(address: string, hosts: readonly string[]): (req: IncomingMessage) => boolean {
+  const accepted = new Set<string>([canonicalHost(address), ...hosts.map(canonicalHost)]);
   if (isLoopback(address) || isWildcard(address)) for (const n of LOOPBACK_NAMES) accepted.add(n);
-  const hostAllowed = (req: IncomingMessage): boolean => {
+  return (req) => {
     const host = hostPart(req.headers.host ?? '');
     if (host === undefined || host === '') return false;
     // The address this connection arrived on is this host's own literal: no DNS name can rebind to it.
     return accepted.has(host) || (req.socket.localAddress !== undefined && host === canonicalHost(req.socket.localAddress));
   };
+}
 
-  let boundPort = port;
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    // Two Host headers: which one is meant is anyone's guess (Node keeps the first), so neither is.
-    let hostHeaders = 0;
-    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hostHeaders++;
-    if (hostHeaders > 1) {
-      send(res, 400, 'bad request: more than one Host header\n', { connection: 'close' });
-      return;
-    }
-    // Not for other web pages: a Host that is not one of ours (DNS rebinding) is refused,
-    // and so is an Origin (a browser's cross-site request) other than this server's own
-    // (http://, this Host, this port: its live page), which may only read.
-    const origin = req.headers.origin;
-    const ownOrigin = origin === `http://${req.headers.host}` && origin.endsWith(`:${boundPort}`) && (req.method === 'GET' || req.method === 'HEAD');
-    if (!hostAllowed(req) || (origin !== undefined && !ownOrigin)) {
-      send(res, 403, `forbidden: this stats port answers monitoring tools that ask for it by its address (Host ${address.includes(':') ? `[${address}]` : address}:${boundPort}) or a name given with --stats-host, not web pages\n`);
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'method not allowed: this port is read-only (GET, HEAD /stats or /metrics)\n', { allow: 'GET, HEAD', connection: 'close' });
-      return;
-    }
-    const path = pathOf(req.url ?? '');
-    if (path === '/') {
-      page ??= readFileSync(new URL('../../dashboard/index.html', import.meta.url));
-      res.writeHead(200, PAGE_HEADERS).end(req.method === 'HEAD' ? undefined : page);
-      return;
-    }
-    if (path !== '/stats' && path !== '/metrics') {
-      send(res, 404, 'not found: try GET / (a live page), GET /stats or GET /metrics\n');
-      return;
-    }
-    if (path === '/stats') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
-    } else {
-      // The protobuf format (native histograms) to a scraper that prefers it; text otherwise.
-      const families = prefersProtobuf(req.headers.accept) ? (source.metricFamilies ? source.metricFamilies() : source.metrics ? undefined : statsFamilies(source.stats())) : undefined;
-      if (families && protobufCapable(families)) {
-        res.writeHead(200, { 'content-type': PROTOBUF_CONTENT_TYPE, vary: 'Accept' }).end(encodeFamilies(families));
-      } else {
-        res.writeHead(200, { 'content-type': TEXT_CONTENT_TYPE, vary: 'Accept' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
-      }
-    }
-  };
+/** Who may ask: answers a request that is not for this port (refused), and says whether it did. */
+function refused(req: IncomingMessage, res: ServerResponse, hostAllowed: (req: IncomingMessage) => boolean, address: string, port: number): boolean {
+  // Two Host headers: which one is meant is anyone's guess (Node keeps the first), so neither is.
+  let hostHeaders = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hostHeaders++;
+  if (hostHeaders > 1) {
+    send(res, 400, 'bad request: more than one Host header\n', { connection: 'close' });
+    return true;
+  }
+  // Not for other web pages: a Host that is not one of ours (DNS rebinding) is refused,
+  // and so is an Origin (a browser's cross-site request) other than this server's own
+  // (http://, this Host, this port: its live page), which may only read.
+  const origin = req.headers.origin;
+  const ownOrigin = origin === `http://${req.headers.host}` && origin.endsWith(`:${port}`) && (req.method === 'GET' || req.method === 'HEAD');
+  if (!hostAllowed(req) || (origin !== undefined && !ownOrigin)) {
+    send(res, 403, `forbidden: this stats port answers monitoring tools that ask for it by its address (Host ${address.includes(':') ? `[${address}]` : address}:${port}) or a name given with --stats-host, not web pages\n`);
+    return true;
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    send(res, 405, 'method not allowed: this port is read-only (GET, HEAD /stats or /metrics)\n', { allow: 'GET, HEAD', connection: 'close' });
+    return true;
+  }
+  return false;
+}
 
-  const server = createServer(
-    {
-      headersTimeout,
-      requestTimeout,
-      keepAliveTimeout: positiveInt('keepAliveTimeoutMs', o.keepAliveTimeoutMs ?? STATS_SERVER_DEFAULTS.keepAliveTimeoutMs),
-      // How often Node looks for requests past their timeouts (its default is 30 s).
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
-      maxHeaderSize: 8192,
-    },
-    (req, res) => {
-      try {
-        handle(req, res);
-      } catch (err) {
-        if (!res.headersSent) send(res, 500, `${describeError(err)}\n`, { connection: 'close' });
-        else res.destroy();
-      }
-    },
-  );
-  const maxConnections = positiveInt('maxConnections', o.maxConnections ?? STATS_SERVER_DEFAULTS.maxConnections);
-  const maxPerAddress = positiveInt('maxConnectionsPerAddress', o.maxConnectionsPerAddress ?? STATS_SERVER_DEFAULTS.maxConnectionsPerAddress);
-  // A connection that never sends a byte is not a request yet: the headers timeout cuts it
-  // (Node counts it from the connection), and this one any connection silent for that long.
-  server.setTimeout(requestTimeout);
-  // Every connection held, and those of each client, in arrival order (oldest first).
-  const sockets = new Set<Socket>();
-  const byClient = new Map<string, Set<Socket>>();
-  // Requests being answered, per connection: such a connection is never the one let go.
-  const answering = new Map<Socket, number>();
-  const forget = (s: Socket, key: string): void => {
-    sockets.delete(s);
-    const mine = byClient.get(key);
+/** What there is to read: the live page, /stats, /metrics (protobuf to a scraper that prefers it, text otherwise). */
+function answer(req: IncomingMessage, res: ServerResponse, source: StatsSource): void {
+  const path = pathOf(req.url ?? '');
+  if (path === '/') {
+    page ??= readFileSync(new URL('../../dashboard/index.html', import.meta.url));
+    res.writeHead(200, PAGE_HEADERS).end(req.method === 'HEAD' ? undefined : page);
+    return;
+  }
+  if (path !== '/stats' && path !== '/metrics') {
+    send(res, 404, 'not found: try GET / (a live page), GET /stats or GET /metrics\n');
+    return;
+  }
+  if (path === '/stats') {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
+    return;
+  }
+  const families = prefersProtobuf(req.headers.accept) ? (source.metricFamilies ? source.metricFamilies() : source.metrics ? undefined : statsFamilies(source.stats())) : undefined;
+  if (families && protobufCapable(families)) {
+    res.writeHead(200, { 'content-type': PROTOBUF_CONTENT_TYPE, vary: 'Accept' }).end(encodeFamilies(families));
+  } else {
+    res.writeHead(200, { 'content-type': TEXT_CONTENT_TYPE, vary: 'Accept' }).end(source.metrics ? source.metrics() : toPrometheus(source.stats()));
+  }
+}
+
+/**
+ * The connections held, and those of each client, in arrival order (oldest first),
+ * with the requests being answered on each: over a limit, the oldest connection not
+ * being answered makes room; when every one is being answered, the newcomer is closed.
+ */
+class ConnectionLimits {
+  readonly sockets = new Set<Socket>();
+  private readonly byClient = new Map<string, Set<Socket>>();
+  /** Requests being answered, per connection: such a connection is never the one let go. */
+  private readonly answering = new Map<Socket, number>();
+  private readonly keyOf = new WeakMap<Socket, string>();
+
+  constructor(private readonly maxConnections: number, private readonly maxPerAddress: number) {}
+
+  /** Counts these limits on `server`'s connections and requests. */
+  watch(server: Server): void {
+    server.on('connection', (s: Socket) => this.admit(s));
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.answeringOn(req.socket, res));
+  }
+
+  private admit(s: Socket): void {
+    const key = clientKey(s.remoteAddress);
+    const mine = this.byClient.get(key);
+    if ((mine && mine.size >= this.maxPerAddress && !this.letOldestGo(mine)) || (this.sockets.size >= this.maxConnections && !this.letOldestGo(this.sockets))) {
+      s.destroy();
+      return;
+    }
+    this.keyOf.set(s, key);
+    this.sockets.add(s);
+    this.byClient.set(key, (this.byClient.get(key) ?? new Set()).add(s));
+    s.once('close', () => {
+      this.forget(s, key);
+      this.answering.delete(s);
+    });
+  }
+
+  private answeringOn(s: Socket, res: ServerResponse): void {
+    this.answering.set(s, (this.answering.get(s) ?? 0) + 1);
+    res.once('close', () => {
+      const n = (this.answering.get(s) ?? 1) - 1;
+      if (n > 0) this.answering.set(s, n);
+      else this.answering.delete(s);
+    });
+  }
+
+  private forget(s: Socket, key: string): void {
+    this.sockets.delete(s);
+    const mine = this.byClient.get(key);
     mine?.delete(s);
-    if (mine?.size === 0) byClient.delete(key);
-  };
-  const keyOf = new WeakMap<Socket, string>();
+    if (mine?.size === 0) this.byClient.delete(key);
+  }
+
   /** Closes the oldest connection of `held` that is not being answered; false when there is none. */
-  const letOldestGo = (held: Set<Socket>): boolean => {
+  private letOldestGo(held: Set<Socket>): boolean {
     for (const s of held) {
-      if (answering.has(s)) continue;
-      forget(s, keyOf.get(s) ?? '');
+      if (this.answering.has(s)) continue;
+      this.forget(s, this.keyOf.get(s) ?? '');
       s.destroy();
       return true;
     }
     return false;
-  };
-  server.on('connection', (s: Socket) => {
-    const key = clientKey(s.remoteAddress);
-    const mine = byClient.get(key);
-    if ((mine && mine.size >= maxPerAddress && !letOldestGo(mine)) || (sockets.size >= maxConnections && !letOldestGo(sockets))) {
-      s.destroy();
-      return;
-    }
-    keyOf.set(s, key);
-    sockets.add(s);
-    byClient.set(key, (byClient.get(key) ?? new Set()).add(s));
-    s.once('close', () => {
-      forget(s, key);
-      answering.delete(s);
-    });
-  });
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    const s = req.socket;
-    answering.set(s, (answering.get(s) ?? 0) + 1);
-    res.once('close', () => {
-      const n = (answering.get(s) ?? 1) - 1;
-      if (n > 0) answering.set(s, n);
-      else answering.delete(s);
-    });
-  });
+  }
+}
 
-  await new Promise<void>((resolve, reject) => {
+/** Listens on address:port; a port in use or refused is said as the --stats-port it is. */
+function listen(server: Server, port: number, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(
         new ShardgramError(
@@ -328,25 +356,61 @@ export async function startStatsServer(source: StatsSource, port: number, option
     });
     server.listen(port, address, () => resolve());
   });
+}
+
+/** Stops listening and closes every connection; resolves within `timeoutMs` whatever the clients do. */
+function closer(server: Server, sockets: ReadonlySet<Socket>, timeoutMs: number): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () =>
+    (closing ??= new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      server.closeAllConnections();
+      for (const s of sockets) s.destroy();
+    }));
+}
+
+export async function startStatsServer(source: StatsSource, port: number, options: StatsServerOptions | string = {}): Promise<StatsServer> {
+  const o = settingsOf(port, options);
+  const { address } = o;
+  const hostAllowed = hostCheck(address, o.hosts);
+  let boundPort = port;
+  const server = createServer(
+    {
+      headersTimeout: o.headersTimeout,
+      requestTimeout: o.requestTimeout,
+      keepAliveTimeout: o.keepAliveTimeout,
+      // How often Node looks for requests past their timeouts (its default is 30 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(o.headersTimeout / 4))),
+      maxHeaderSize: 8192,
+    },
+    (req, res) => {
+      try {
+        if (!refused(req, res, hostAllowed, address, boundPort)) answer(req, res, source);
+      } catch (err) {
+        if (!res.headersSent) send(res, 500, `${describeError(err)}\n`, { connection: 'close' });
+        else res.destroy();
+      }
+    },
+  );
+  // A connection that never sends a byte is not a request yet: the headers timeout cuts it
+  // (Node counts it from the connection), and this one any connection silent for that long.
+  server.setTimeout(o.requestTimeout);
+  const limits = new ConnectionLimits(o.maxConnections, o.maxPerAddress);
+  limits.watch(server);
+  await listen(server, port, address);
   const addr = server.address();
   boundPort = typeof addr === 'object' && addr ? addr.port : port;
-  let closing: Promise<void> | undefined;
   return {
     server,
     port: boundPort,
     address,
     url: `http://${address.includes(':') ? `[${address}]` : address}:${boundPort}`,
     warning: exposureWarning(address, boundPort),
-    close: () =>
-      (closing ??= new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, closeTimeout);
-        timer.unref();
-        server.close(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-      })),
+    close: closer(server, limits.sockets, o.closeTimeout),
   };
 }

@@ -7,6 +7,11 @@
  * Two senders: `native` (default) sends batches of prebuilt probes with sendmmsg
  * through libc (sender.ts) and saturates a receiver; `dgram` sends one
  * `socket.send` per probe through Node. Replies are read through node:dgram either way.
+ *
+ * A run, step by step (runLoad): the options checked once (planOf), the source sockets
+ * opened (openSources), the replies tallied as they come (reply-tally.ts), one of the
+ * two send phases (sendNative, sendDgram), the wait for replies (repliesIn), then the
+ * loss put down to workers and the report (lossOf, reportOf).
  */
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
@@ -14,10 +19,13 @@ import { invalidArg } from '../errors.js';
 import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
 import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { readProcUdp } from '../ffi/holders.js';
-import { parseEchoReply } from '../app/builtin/echo-format.js';
 import { NativeSender, probePad } from './sender.js';
-import { decodeProbe, encodeProbe } from '../stats/snapshot.js';
+import { encodeProbe } from '../stats/snapshot.js';
 import { DEFAULTS } from '../defaults.js';
+import { ReplyTally, type LossAttribution, type WorkerLoadStats } from './reply-tally.js';
+import { SenderRuns } from './sender-runs.js';
+
+export type { WorkerLoadStats } from './reply-tally.js';
 
 export type LoadSender = 'native' | 'dgram';
 
@@ -56,15 +64,6 @@ export interface LoadProgress {
   perWorker: number[];
 }
 
-export interface WorkerLoadStats {
-  worker: number;
-  pids: number[];
-  replies: number;
-  /** Senders whose every reply came from this worker. */
-  senders: number;
-  rttMs: { p50: number; p90: number; p99: number; max: number };
-}
-
 export interface LoadReport {
   sent: number;
   sendErrors: number;
@@ -93,14 +92,203 @@ export interface LoadReport {
   timedOut: boolean;
 }
 
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
+/** runLoad's defaults, which `shardgram load` shows and uses too. */
+export const LOAD_DEFAULTS = Object.freeze({
+  sources: 64,
+  count: 10_000,
+  rate: 0,
+  size: 64,
+  replyTimeoutMs: 1000,
+  maxDurationMs: 120_000,
+  sender: 'native' as LoadSender,
+});
+
+/** runLoad's ranges (inclusive). */
+export const LOAD_LIMITS = Object.freeze({
+  port: { min: 1, max: 65535 },
+  sources: { min: 1, max: 4096 },
+  count: { min: 1, max: 100_000_000 },
+  rate: { min: 0, max: 100_000_000 },
+  size: { min: 1, max: UDP_MAX_PAYLOAD - 64 },
+} as const);
 
 function checkInt(name: string, v: number, min: number, max: number): number {
   if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);
   return v;
+}
+
+/** The options checked, with their defaults: the run's plan. */
+interface Plan {
+  address: string;
+  family: 'udp4' | 'udp6';
+  port: number;
+  sources: number;
+  count: number;
+  rate: number;
+  size: number;
+  replyTimeoutMs: number;
+  maxDurationMs: number;
+  expectReplies: boolean;
+  sender: LoadSender;
+}
+
+function planOf(opts: LoadOptions): Plan {
+  const address = opts.address ?? DEFAULTS.address;
+  const family = familyOf(address);
+  if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal');
+  const plan: Plan = {
+    address,
+    family,
+    port: checkInt('port', opts.port, LOAD_LIMITS.port.min, LOAD_LIMITS.port.max),
+    sources: checkInt('sources', opts.sources ?? LOAD_DEFAULTS.sources, LOAD_LIMITS.sources.min, LOAD_LIMITS.sources.max),
+    count: checkInt('count', opts.count ?? LOAD_DEFAULTS.count, LOAD_LIMITS.count.min, LOAD_LIMITS.count.max),
+    rate: checkInt('rate', opts.rate ?? LOAD_DEFAULTS.rate, LOAD_LIMITS.rate.min, LOAD_LIMITS.rate.max),
+    size: checkInt('size', opts.size ?? LOAD_DEFAULTS.size, LOAD_LIMITS.size.min, LOAD_LIMITS.size.max),
+    replyTimeoutMs: opts.replyTimeoutMs ?? LOAD_DEFAULTS.replyTimeoutMs,
+    maxDurationMs: opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs,
+    expectReplies: opts.expectReplies ?? true,
+    sender: opts.sender ?? LOAD_DEFAULTS.sender,
+  };
+  if (plan.sender !== 'native' && plan.sender !== 'dgram') throw invalidArg('sender', plan.sender, '"native" or "dgram"');
+  return plan;
+}
+
+/** The run's source sockets: read through node:dgram (for the replies), and the native sender's when it sends. */
+interface Sources {
+  socks: dgram.Socket[];
+  native: NativeSender | undefined;
+}
+
+function bindSocket(s: dgram.Socket, opt: dgram.BindOptions): Promise<void> {
+  return new Promise<void>((res, rej) => {
+    s.once('error', rej);
+    s.bind(opt, () => {
+      s.off('error', rej);
+      res();
+    });
+  });
+}
+
+async function openSources(plan: Plan): Promise<Sources> {
+  const socks: dgram.Socket[] = [];
+  if (plan.sender === 'dgram') {
+    for (let i = 0; i < plan.sources; i++) {
+      const s = dgram.createSocket({ type: plan.family, recvBufferSize: 1 << 20 });
+      socks.push(s);
+      await bindSocket(s, { port: 0, address: sourceBindAddress(plan.address) });
+    }
+    return { socks, native: undefined };
+  }
+  const native = new NativeSender({ address: plan.address, port: plan.port, sources: plan.sources, rcvbuf: 1 << 20 });
+  if (!plan.expectReplies) return { socks, native };
+  // Replies are read through node:dgram on the same sockets, which then own the fds.
+  try {
+    for (const fd of native.fds) {
+      const s = dgram.createSocket({ type: plan.family });
+      socks.push(s);
+      await bindSocket(s, { fd });
+    }
+    native.releaseFds();
+  } catch (err) {
+    for (const s of socks) s.close();
+    native.releaseFds();
+    throw err;
+  }
+  return { socks, native };
+}
+
+/** The sending phase as it goes: what the progress reports and the report sums up. */
+interface Sending {
+  readonly start: number;
+  /** When the last probe was handed to the kernel. */
+  done: number;
+  sent: number;
+  sendErrors: number;
+  /** dgram sends not yet completed. */
+  inFlight: number;
+  timedOut: boolean;
+  /** Called when the last send in flight completes. */
+  onIdle: (() => void) | undefined;
+}
+
+/** sendmmsg batches of prebuilt probes; `runs` (when replies are expected) learns which socket sent each. */
+async function sendNative(native: NativeSender, plan: Plan, sending: Sending, runs: SenderRuns | undefined): Promise<void> {
+  const r = await native.sendProbes({
+    count: plan.count, size: plan.size, rate: plan.rate, maxDurationMs: plan.maxDurationMs,
+    onProgress: (n) => {
+      sending.sent = n;
+    },
+    onSent: runs ? (first, _n, sender) => runs.record(first, sender) : undefined,
+  });
+  sending.sent = r.sent;
+  sending.sendErrors = r.sendErrors;
+  sending.timedOut = r.timedOut;
+}
+
+/** One node:dgram send per probe, socket `seq % sources`, at most 512 a turn and 8192 in flight, paced to the rate. */
+async function sendDgram(socks: readonly dgram.Socket[], plan: Plan, sending: Sending, pad: Buffer): Promise<void> {
+  const { start } = sending;
+  const done = (err: Error | null): void => {
+    sending.inFlight--;
+    if (err) sending.sendErrors++;
+    if (sending.inFlight === 0) sending.onIdle?.();
+  };
+  while (sending.sent < plan.count) {
+    const now = performance.now();
+    if (now - start > plan.maxDurationMs) {
+      sending.timedOut = true;
+      break;
+    }
+    let allowed = plan.count - sending.sent;
+    if (plan.rate > 0) allowed = Math.min(allowed, Math.floor(((now - start) / 1000) * plan.rate) - sending.sent + 1);
+    allowed = Math.min(allowed, 512, 8192 - sending.inFlight);
+    for (let i = 0; i < allowed; i++) {
+      const sender = sending.sent % plan.sources;
+      const probe = encodeProbe({ sender, seq: sending.sent, sentAt: performance.now(), pad });
+      sending.inFlight++;
+      socks[sender]!.send(probe, plan.port, plan.address, done);
+      sending.sent++;
+    }
+    // Let replies and send completions run; with a rate limit, wait for the next slot.
+    await new Promise((r) => (plan.rate > 0 && allowed <= 0 ? setTimeout(r, Math.max(1, 1000 / plan.rate)) : setImmediate(r)));
+  }
+}
+
+/** Resolves when the dgram sends in flight have completed, or after 5 s. */
+function sendsCompleted(sending: Sending): Promise<void> {
+  if (sending.inFlight === 0) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const end = (): void => {
+      clearTimeout(timer);
+      sending.onIdle = undefined;
+      resolve();
+    };
+    const timer = setTimeout(end, 5000);
+    sending.onIdle = end;
+  });
+}
+
+/** Resolves once every probe sent has been answered, or no reply has come for `replyTimeoutMs`, or at `maxDurationMs`. */
+function repliesIn(tally: ReplyTally, sending: Sending, plan: Plan): Promise<void> {
+  tally.lastReplyAt = Math.max(tally.lastReplyAt, performance.now());
+  return new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      clearTimeout(timer);
+      const now = performance.now();
+      const deadline = Math.min(tally.lastReplyAt + plan.replyTimeoutMs, sending.start + plan.maxDurationMs);
+      if (tally.received < sending.sent && now < deadline) {
+        timer = setTimeout(check, deadline - now);
+        return;
+      }
+      tally.onAnswer = undefined;
+      resolve();
+    };
+    tally.onAnswer = () => {
+      if (tally.received >= sending.sent) check();
+    };
+    check();
+  });
 }
 
 /** Kernel drops on the run's reply sockets, from /proc/net/udp by their local addresses. */
@@ -119,216 +307,51 @@ function replyDropsOf(socks: readonly dgram.Socket[]): number {
   return drops;
 }
 
+/** The lost probes put down to workers (none when no replies were expected). */
+function lossOf(tally: ReplyTally, sending: Sending, plan: Plan, runs: SenderRuns | undefined): LossAttribution {
+  if (!plan.expectReplies) return { lostByWorker: {}, unattributedLoss: 0 };
+  return tally.attributeLoss(sending.sent, runs ? runs.inOrder() : (seq) => seq % plan.sources);
+}
+
+function reportOf(plan: Plan, sending: Sending, tally: ReplyTally, loss: LossAttribution, replyDrops: number, durationMs: number): LoadReport {
+  const { sent, start, done } = sending;
+  const lost = plan.expectReplies ? sent - tally.received : 0;
+  return {
+    sent, sendErrors: sending.sendErrors, received: tally.received, duplicates: tally.duplicates, lost, replyDrops,
+    lossPercent: sent ? (100 * lost) / sent : 0, strayReplies: tally.stray, durationMs,
+    sendRate: sent / (Math.max(1e-3, done - start) / 1000), sendMs: done - start, sender: plan.sender,
+    workers: tally.workers(), lostByWorker: loss.lostByWorker, unattributedLoss: loss.unattributedLoss, timedOut: sending.timedOut,
+  };
+}
+
 export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
-  const address = opts.address ?? DEFAULTS.address;
-  const family = familyOf(address);
-  if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal');
-  const port = checkInt('port', opts.port, 1, 65535);
-  const sources = checkInt('sources', opts.sources ?? 64, 1, 4096);
-  const count = checkInt('count', opts.count ?? 10_000, 1, 100_000_000);
-  const rate = checkInt('rate', opts.rate ?? 0, 0, 100_000_000);
-  const size = checkInt('size', opts.size ?? 64, 1, UDP_MAX_PAYLOAD - 64);
-  const replyTimeoutMs = opts.replyTimeoutMs ?? 1000;
-  const maxDurationMs = opts.maxDurationMs ?? 120_000;
-  const expectReplies = opts.expectReplies ?? true;
-  const senderKind = opts.sender ?? 'native';
-  if (senderKind !== 'native' && senderKind !== 'dgram') throw invalidArg('sender', senderKind, '"native" or "dgram"');
-
-  const socks: dgram.Socket[] = [];
-  let native: NativeSender | undefined;
-  const bindSocket = (s: dgram.Socket, opt: dgram.BindOptions): Promise<void> =>
-    new Promise<void>((res, rej) => {
-      s.once('error', rej);
-      s.bind(opt, () => {
-        s.off('error', rej);
-        res();
-      });
-    });
-  if (senderKind === 'native') {
-    native = new NativeSender({ address, port, sources, rcvbuf: 1 << 20 });
-    if (expectReplies) {
-      // Replies are read through node:dgram on the same sockets, which then own the fds.
-      try {
-        for (const fd of native.fds) {
-          const s = dgram.createSocket({ type: family });
-          socks.push(s);
-          await bindSocket(s, { fd });
-        }
-        native.releaseFds();
-      } catch (err) {
-        for (const s of socks) s.close();
-        native.releaseFds();
-        throw err;
-      }
-    }
-  } else {
-    for (let i = 0; i < sources; i++) {
-      const s = dgram.createSocket({ type: family, recvBufferSize: 1 << 20 });
-      socks.push(s);
-      await bindSocket(s, { port: 0, address: sourceBindAddress(address) });
-    }
-  }
-
-  const seen = new Uint8Array(count);
-  const senderWorker = new Int32Array(sources).fill(-1); // -2: more than one worker
-  const perWorkerRtt = new Map<number, number[]>();
-  const perWorkerPids = new Map<number, Set<number>>();
-  const perWorkerCount: number[] = [];
-  let received = 0;
-  let duplicates = 0;
-  let stray = 0;
-  let replies = 0;
-  let lastReplyAt = performance.now();
-
-  socks.forEach((s, sender) => {
-    s.on('message', (msg) => {
-      const now = performance.now();
-      lastReplyAt = now;
-      const reply = parseEchoReply(msg);
-      let probe;
-      try {
-        probe = reply ? decodeProbe(reply.payload) : undefined;
-      } catch {
-        probe = undefined;
-      }
-      if (!reply || !probe || probe.seq >= count || probe.sender !== sender) {
-        stray++;
-        return;
-      }
-      replies++;
-      if (seen[probe.seq]) {
-        duplicates++;
-        return;
-      }
-      seen[probe.seq] = 1;
-      received++;
-      const w = reply.worker;
-      perWorkerCount[w] = (perWorkerCount[w] ?? 0) + 1;
-      let rtts = perWorkerRtt.get(w);
-      if (!rtts) perWorkerRtt.set(w, (rtts = []));
-      rtts.push(now - probe.sentAt);
-      let pids = perWorkerPids.get(w);
-      if (!pids) perWorkerPids.set(w, (pids = new Set()));
-      pids.add(reply.pid);
-      const prev = senderWorker[sender]!;
-      senderWorker[sender] = prev === -1 || prev === w ? w : -2;
-    });
-  });
-
+  const plan = planOf(opts);
+  const { socks, native } = await openSources(plan);
+  const tally = new ReplyTally(plan.count, plan.sources, performance.now());
+  socks.forEach((s, sender) => s.on('message', (msg) => tally.add(msg, sender, performance.now())));
   // Pad so that the largest probe of the run is `size` bytes (smaller sequence numbers encode a byte or two shorter).
-  const pad = probePad(size, sources, count);
+  const pad = probePad(plan.size, plan.sources, plan.count);
   const start = performance.now();
-  let sent = 0;
-  let sendErrors = 0;
-  let inFlight = 0;
-  let timedOut = false;
-  let replyDrops = 0;
+  const sending: Sending = { start, done: start, sent: 0, sendErrors: 0, inFlight: 0, timedOut: false, onIdle: undefined };
+  // Which source socket sent each probe: seq % sources for the dgram sender; recorded for the native one.
+  const runs = native && plan.expectReplies ? new SenderRuns() : undefined;
   const progress = (): void =>
-    opts.onProgress?.({ sent, replies: received, count, elapsedMs: performance.now() - start, perWorker: [...perWorkerCount].map((v) => v ?? 0) });
+    opts.onProgress?.({ sent: sending.sent, replies: tally.received, count: plan.count, elapsedMs: performance.now() - start, perWorker: tally.perWorker() });
   const ticker = setInterval(progress, 100);
-
-  let sendDone = start;
-  // Which source socket sent each probe: seq % sources for the dgram sender; runs of
-  // consecutive sequence numbers, one per sendmmsg call, for the native one.
-  let runStart = new Uint32Array(1024);
-  let runSender = new Uint16Array(1024);
-  let runs = 0;
+  let replyDrops = 0;
   try {
-    if (native) {
-      const r = await native.sendProbes({
-        count, size, rate, maxDurationMs,
-        onProgress: (n) => {
-          sent = n;
-        },
-        onSent: expectReplies
-          ? (first, _n, sender) => {
-              if (runs > 0 && runSender[runs - 1] === sender) return;
-              if (runs === runStart.length) {
-                const a = new Uint32Array(runs * 2);
-                a.set(runStart);
-                runStart = a;
-                const b = new Uint16Array(runs * 2);
-                b.set(runSender);
-                runSender = b;
-              }
-              runStart[runs] = first;
-              runSender[runs] = sender;
-              runs++;
-            }
-          : undefined,
-      });
-      sent = r.sent;
-      sendErrors = r.sendErrors;
-      timedOut = r.timedOut;
-    }
-    while (!native && sent < count) {
-      const now = performance.now();
-      if (now - start > maxDurationMs) {
-        timedOut = true;
-        break;
-      }
-      let allowed = count - sent;
-      if (rate > 0) allowed = Math.min(allowed, Math.floor(((now - start) / 1000) * rate) - sent + 1);
-      allowed = Math.min(allowed, 512, 8192 - inFlight);
-      for (let i = 0; i < allowed; i++) {
-        const sender = sent % sources;
-        const probe = encodeProbe({ sender, seq: sent, sentAt: performance.now(), pad });
-        inFlight++;
-        socks[sender]!.send(probe, port, address, (err) => {
-          inFlight--;
-          if (err) sendErrors++;
-        });
-        sent++;
-      }
-      // Let replies and send completions run; with a rate limit, wait for the next slot.
-      await new Promise((r) => (rate > 0 && allowed <= 0 ? setTimeout(r, Math.max(1, 1000 / rate)) : setImmediate(r)));
-    }
-    sendDone = performance.now();
-    while (inFlight > 0 && performance.now() - sendDone < 5000) await new Promise((r) => setTimeout(r, 1));
-    if (expectReplies) {
-      lastReplyAt = Math.max(lastReplyAt, performance.now());
-      while (received < sent && performance.now() - lastReplyAt < replyTimeoutMs && performance.now() - start < maxDurationMs) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    }
+    if (native) await sendNative(native, plan, sending, runs);
+    else await sendDgram(socks, plan, sending, pad);
+    sending.done = performance.now();
+    await sendsCompleted(sending);
+    if (plan.expectReplies) await repliesIn(tally, sending, plan);
   } finally {
     clearInterval(ticker);
     progress();
-    replyDrops = expectReplies ? replyDropsOf(socks) : 0;
+    replyDrops = plan.expectReplies ? replyDropsOf(socks) : 0;
     for (const s of socks) s.close();
     native?.close();
   }
-
   const durationMs = performance.now() - start;
-  const lostByWorker: Record<number, number> = {};
-  let unattributedLoss = 0;
-  if (expectReplies) {
-    let run = 0;
-    for (let seq = 0; seq < sent; seq++) {
-      if (seen[seq]) continue;
-      let sender = seq % sources;
-      if (native) {
-        while (run + 1 < runs && runStart[run + 1]! <= seq) run++;
-        sender = runSender[run]!;
-      }
-      const w = senderWorker[sender]!;
-      if (w >= 0) lostByWorker[w] = (lostByWorker[w] ?? 0) + 1;
-      else unattributedLoss++;
-    }
-  }
-  const workers: WorkerLoadStats[] = [...perWorkerRtt.keys()].sort((a, b) => a - b).map((w) => {
-    const rtts = Float64Array.from(perWorkerRtt.get(w) ?? []).sort();
-    return {
-      worker: w,
-      pids: [...(perWorkerPids.get(w) ?? [])],
-      replies: perWorkerCount[w] ?? 0,
-      senders: [...senderWorker].filter((x) => x === w).length,
-      rttMs: { p50: percentile(rtts, 0.5), p90: percentile(rtts, 0.9), p99: percentile(rtts, 0.99), max: rtts[rtts.length - 1] ?? 0 },
-    };
-  });
-  const lost = expectReplies ? sent - received : 0;
-  return {
-    sent, sendErrors, received, duplicates, lost, replyDrops, lossPercent: sent ? (100 * lost) / sent : 0, strayReplies: stray,
-    durationMs, sendRate: sent / (Math.max(1e-3, sendDone - start) / 1000), sendMs: sendDone - start, sender: senderKind, workers, lostByWorker, unattributedLoss, timedOut,
-  };
+  return reportOf(plan, sending, tally, lossOf(tally, sending, plan, runs), replyDrops, durationMs);
 }

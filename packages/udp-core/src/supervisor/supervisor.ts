@@ -50,6 +50,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private launcher: Launcher | undefined;
   private stopped: Promise<StopReport> | undefined;
   private busy: Promise<unknown> = Promise.resolve();
+  /** Told of every worker snapshot that arrives (the new side of a hand-over waits on them). */
+  private readonly snapshotListeners = new Set<() => void>();
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -196,7 +198,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: RCVBUF_DOUBLING * slot.ownRcvbuf, // SO_MEMINFO counts the doubled size
     };
     if (this.launcher) return this.launcher(slot, config);
-    return new WorkerProcess({ config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m) });
+    return new WorkerProcess({
+      config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m),
+      onSnapshot: () => {
+        for (const l of this.snapshotListeners) l();
+      },
+    });
   }
 
   /** Runs control operations (start, resize, reload, hand-over) one at a time. */
@@ -321,7 +328,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           if (this.life.is('taking-over')) this.life.move({ name: 'taking-over', from, sole: true }, 'takeover');
         },
         stop: () => this.stop(),
-        stats: () => this.stats(),
+        coldWorkers: () => this.group.slots.filter((s) => s.counters().datagrams === 0).length,
+        onSnapshot: (listener) => {
+          this.snapshotListeners.add(listener);
+          return () => void this.snapshotListeners.delete(listener);
+        },
         inherit: (counters, pid) => this.accounting.inherit(counters, pid),
       },
       source,

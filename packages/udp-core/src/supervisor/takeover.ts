@@ -3,8 +3,8 @@
  * service owns the group until it says done; until then this one is its guest:
  *
  *   sockets received ─► buffers raised ─► our workers start on them ─► each has read
- *   (or a quiet WARM_TIMEOUT_MS) ─► ready ─► done: the group and the old counts are
- *   ours ─► ack.
+ *   (seen at their snapshots; or a quiet WARM_TIMEOUT_MS) ─► ready ─► done: the group
+ *   and the old counts are ours ─► ack.
  *
  * An old side that dies at any step leaves the group to us at once (its counts are
  * lost, which we say): we go on, and a stop from then on reads out and counts the
@@ -17,7 +17,6 @@ import type { Counters } from '../stats/counters.js';
 import { ShardgramError } from '../errors.js';
 import { F_DUPFD_CLOEXEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
-import type { StatsReport } from '../stats/report.js';
 import { raiseBuffers, type LetGo } from './buffers.js';
 import type { Adoption, SourceLoss, TakeoverSource } from './types.js';
 
@@ -36,7 +35,10 @@ export interface TakingOver {
   becomeSoleOwner(): void;
   /** Stops this service; with `touch` false the sockets are let go unread (the old side keeps them). */
   stop(): Promise<unknown>;
-  stats(): StatsReport;
+  /** How many of our workers have handled no datagram yet. */
+  coldWorkers(): number;
+  /** Calls `listener` each time one of our workers' snapshots arrives (its counts have moved on); returns the unsubscribe. */
+  onSnapshot(listener: () => void): () => void;
   inherit(counters: Partial<Counters>, pid: number): void;
 }
 
@@ -103,7 +105,7 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
     }
     // Each new worker handles a datagram (or the traffic is quiet) before the old ones stop.
     if (!sole) {
-      const warm = await orLoss(waitWarm(side, () => loss !== undefined), source.lost);
+      const warm = await orLoss(waitWarm(side, source.lost), source.lost);
       if ('lost' in warm && warm.lost === 'abandoned') await givenUp(warm);
     }
     if (sole) {
@@ -143,11 +145,28 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
   }
 }
 
-/** Resolves once every worker has handled a datagram, or after a quiet WARM_TIMEOUT_MS (said in the log), or once `over()`. */
-async function waitWarm(side: TakingOver, over: () => boolean): Promise<void> {
-  const deadline = Date.now() + WARM_TIMEOUT_MS;
-  const cold = (): number => side.stats().workers.filter((w) => w.datagrams === 0).length;
-  while (Date.now() < deadline && cold() > 0 && !over()) await new Promise((r) => setTimeout(r, 20));
-  const n = cold();
-  if (n && !over()) side.log(`takeover: ${n} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
+/**
+ * Resolves at the first snapshot after which every worker has handled a datagram, or
+ * after a quiet WARM_TIMEOUT_MS (said in the log), or once `over` settles (the old side
+ * is gone or gave up: no word then).
+ */
+export function waitWarm(side: Pick<TakingOver, 'log' | 'coldWorkers' | 'onSnapshot'>, over: Promise<unknown>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let ended = false;
+    const end = (quiet: boolean): void => {
+      if (ended) return;
+      ended = true;
+      off();
+      clearTimeout(timer);
+      const n = quiet ? side.coldWorkers() : 0;
+      if (n) side.log(`takeover: ${n} new workers have had no datagram in ${WARM_TIMEOUT_MS / 1000} s (little traffic); going on`);
+      resolve();
+    };
+    const off = side.onSnapshot(() => {
+      if (side.coldWorkers() === 0) end(false);
+    });
+    const timer = setTimeout(() => end(true), WARM_TIMEOUT_MS);
+    void over.then(() => end(false), () => end(false));
+    if (side.coldWorkers() === 0) end(false);
+  });
 }

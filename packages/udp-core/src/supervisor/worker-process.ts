@@ -56,6 +56,8 @@ export interface WorkerProcessOptions {
   socketFd: number;
   log: (line: string) => void;
   onAppMessage: (message: unknown) => void;
+  /** Called at each snapshot it sends (its counts have moved on: the shared page holds them). */
+  onSnapshot?: () => void;
   startTimeoutMs?: number;
 }
 
@@ -174,6 +176,7 @@ export class WorkerProcess implements WorkerHandle {
         const snap = decodeSnapshot(msg.b);
         for (const c of PROCESS_COUNTERS) this.processCounters[c.key] = snap[c.key];
         this.topSenders = snap.topSenders ?? undefined;
+        this.opts.onSnapshot?.();
         break;
       }
       case 'log':
