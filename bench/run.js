@@ -264,10 +264,12 @@ async function appSections() {
     }
   }
   if (SECTIONS.includes('syslog')) {
-    log(`${elapsed()}  syslog section: rsyslog imudp vs shardgram syslog …`);
+    log(`${elapsed()}  syslog section: rsyslog and syslog-ng vs shardgram syslog, paced steps …`);
     const { runSyslogBench } = await import('./syslog.js');
     try {
-      out.push(`## Syslog: rsyslog imudp vs shardgram syslog\n\n${(await runSyslogBench({ log, quick: args.quick })).markdown}`);
+      const sl = await runSyslogBench({ log, quick: args.quick });
+      out.push(`## Syslog: rsyslog, syslog-ng and shardgram syslog, the same paced steps\n\n${sl.markdown}`);
+      for (const t of sl.targets) log(`${elapsed()}  syslog target ${t.what}: ${t.detail} → ${t.met ? 'met' : 'MISSED'}`);
     } catch (err) {
       out.push(`## Syslog\n\nThe syslog section did not run: ${err.message}\n`);
     }

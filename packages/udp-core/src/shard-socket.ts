@@ -31,6 +31,12 @@ export type SendCallback = (error: Error | null, bytes?: number) => void;
 
 export interface ShardSocketEvents {
   message: [msg: Buffer, rinfo: RemoteInfo];
+  /**
+   * After the `message` events of one read: a recvmmsg batch (native engine), one
+   * datagram (dgram engine). An app that buffers what its handler makes (one write(2)
+   * per batch instead of one per datagram) flushes here: nothing is left for later.
+   */
+  batchEnd: [];
   error: [error: Error];
   close: [];
 }

@@ -21,6 +21,15 @@ describe('paceWaitUs', () => {
     expect(wait({ maxDelayUs: PACE_MIN_US - 1 })).toBe(0);
   });
 
+  it('a longer allowed delay paces thinner traffic: 4 datagrams within the delay (2 ms: 2 k/s; 10 ms: 400/s)', () => {
+    expect(wait({ perUs: 0.0025, maxDelayUs: 2000 })).toBe(2000);
+    expect(wait({ perUs: 0.0019, maxDelayUs: 2000 })).toBe(0);
+    expect(wait({ perUs: 0.0005, maxDelayUs: 10_000 })).toBe(10_000);
+    expect(wait({ perUs: 0.00039, maxDelayUs: 10_000 })).toBe(0);
+    // The default delay keeps the 8 k/s threshold.
+    expect(wait({ perUs: 0.0025 })).toBe(0);
+  });
+
   it('at the default 500 µs: half a batch per wake-up, between 20 and 500 µs', () => {
     expect(wait({ perUs: 0.2 })).toBeCloseTo(160); // 32 datagrams at 200 k/s
     expect(wait({ perUs: 0.02 })).toBe(500); // 32 would take 1600 µs: the cap
