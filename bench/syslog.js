@@ -20,7 +20,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BENCH, ROOT, SETUP_HINT, benchArgs, freePort, mdTable, sleep, startServe, treeCpuMicros, udpQueues, which } from './lib.js';
 import { compileC } from './receivers.js';
@@ -238,7 +238,8 @@ async function startSyslogNg(peer, dir, port) {
 async function startShardgram(dir, port, bin, name) {
   const out = join(dir, `${name}.jsonl`);
   // The app's defaults (engine, receive buffer, read delay): what `serve syslog` gives a user.
-  const sg = await startServe(['syslog', '--port', String(port), '--workers', String(WORKERS), '--out', out], { workers: WORKERS, ...(bin ? { bin } : {}) });
+  // Another checkout's command runs in that checkout, so that `syslog` is its app too.
+  const sg = await startServe(['syslog', '--port', String(port), '--workers', String(WORKERS), '--out', out], { workers: WORKERS, ...(bin ? { bin, cwd: resolve(bin, '../../../..') } : {}) });
   return { child: sg.child, out, stderr: sg.log, stop: () => sg.stop('SIGTERM', 15_000) };
 }
 
@@ -307,7 +308,7 @@ function toMarkdown(rows, meta) {
   const pct = (a, b) => (b ? `${((100 * a) / b).toFixed(2)} %` : '–');
   const lines = [
     `The same paced steps of RFC 5424 messages (~240 bytes, ${SOURCES} source ports, loopback; bench/c/sender.c --rate, ${meta.seconds} s per step) offered to each receiver.`,
-    `Machine: ${meta.cpus} cores, Node ${process.version}; ${meta.peers.join('; ')}.`,
+    `Machine: ${meta.cpus} cores, Node ${process.version}${meta.peers.length ? `; ${meta.peers.join('; ')}` : ''}.`,
     `rsyslog: imudp with ${WORKERS} threads → omfile (%jsonmesg%); syslog-ng: ${WORKERS} network() sources with so-reuseport(1), flags(syslog-protocol) → file (format-json);`,
     `both asked for a ${RCVBUF / 1048576} MiB SO_RCVBUF. shardgram: \`serve syslog --workers ${WORKERS} --out FILE\`, nothing else: the app's defaults (${meta.defaults}).`,
     '',
@@ -328,6 +329,7 @@ function toMarkdown(rows, meta) {
   if (ratios.table.length) {
     lines.push('', '**shardgram syslog against the peers, step by step** (CPU per message, same run):', '');
     lines.push(mdTable(['offered', ...ratios.peers.map((p) => `× ${p}`), 'shardgram kernel drops', ...ratios.peers.map((p) => `${p} kernel drops`)], ratios.table));
+    lines.push('', '× peer: shardgram syslog\'s CPU per message over that peer\'s at the same step (below 1: shardgram costs less).');
   }
   const targets = syslogTargets(rows);
   if (targets.length) {
@@ -341,9 +343,9 @@ function toMarkdown(rows, meta) {
 /** Per step: shardgram's CPU per message over each peer's, and the drops. */
 function ratioRows(rows) {
   const sg = rows.filter((r) => r.key === 'shardgram');
-  const peers = [...new Set(rows.filter((r) => r.key !== 'shardgram' && r.key !== 'ab').map((r) => r.receiver))];
+  const peers = [...new Set(rows.filter((r) => r.key !== 'shardgram').map((r) => r.key))];
   const table = sg.map((s) => {
-    const at = (p) => rows.find((r) => r.receiver === p && r.rate === s.rate);
+    const at = (p) => rows.find((r) => r.key === p && r.rate === s.rate);
     return [
       `${s.rate.toLocaleString('en-US')}/s`,
       ...peers.map((p) => {
@@ -415,7 +417,7 @@ export async function runSyslogBench({ log = (line) => process.stderr.write(`${l
     }
   }
   if (want.includes('shardgram')) targets.push({ key: 'shardgram', name: `shardgram syslog, ${WORKERS} workers (defaults)`, start: (d, port) => startShardgram(d, port, undefined, 'shardgram') });
-  if (abBin) targets.push({ key: 'ab', name: `shardgram syslog, ${WORKERS} workers (defaults), ${abBin}`, start: (d, port) => startShardgram(d, port, abBin, 'shardgram-ab') });
+  if (abBin) targets.push({ key: 'ab', name: `shardgram syslog, ${WORKERS} workers (defaults), A/B: ${resolve(abBin, '../../../..')}`, start: (d, port) => startShardgram(d, port, abBin, 'shardgram-ab') });
   try {
     for (const t of targets) {
       try {

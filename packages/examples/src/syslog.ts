@@ -34,7 +34,8 @@ const STATUS_INTERVAL_MS = 500;
 export const defaults: AppDefaults = {
   engine: 'native',
   rcvbuf: 4 * 1024 * 1024,
-  maxReadDelayUs: 10_000,
+  maxReadDelayUs: 50_000,
+  snapshotIntervalMs: 1000,
 };
 
 export { syslogOptions as options } from './syslog/options.js';

@@ -144,6 +144,12 @@ export interface AppDefaults {
    * so that each wake-up reads more of them for less CPU (docs/native-engine.md).
    */
   maxReadDelayUs?: number;
+  /**
+   * How often each worker sends its snapshot (CPU time, its heartbeat; default 200 ms).
+   * Each one wakes the worker and the supervisor: an app whose traffic is thin for much
+   * of the time (syslog) runs cheaper on fewer. Stall detection waits at least 3 of them.
+   */
+  snapshotIntervalMs?: number;
 }
 
 /**

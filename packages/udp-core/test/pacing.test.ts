@@ -56,6 +56,18 @@ describe('paceWaitUs', () => {
   });
 });
 
+describe('snapshotIntervalMs in the service config', () => {
+  it('is the caller\'s, else the app\'s (within a third of the stall timeout), else 200', () => {
+    const opts = validateOptions({ app: 'discard', port: 0, workers: 1 });
+    expect(resolveConfig(opts, {}).snapshotIntervalMs).toBe(200);
+    expect(resolveConfig(opts, { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(1000);
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, snapshotIntervalMs: 100 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(100);
+    // A caller's 2 s stall timeout wants a snapshot at least every 666 ms.
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 2000 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(666);
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 0 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(1000);
+  });
+});
+
 describe('maxReadDelayUs in the service config', () => {
   it('is the caller\'s, else the app\'s, else 500', () => {
     const opts = validateOptions({ app: 'discard', port: 0, workers: 1 });
