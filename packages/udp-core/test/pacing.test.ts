@@ -30,6 +30,13 @@ describe('paceWaitUs', () => {
     expect(wait({ perUs: 0.0025 })).toBe(0);
   });
 
+  it('a thin rate is bounded by the buffer as if it were 8 k/s: a rate measured over a quiet spell runs low', () => {
+    // 100 ms allowed, 500/s measured, a 256 KiB buffer (524288 as SO_MEMINFO counts it): a quarter lasts 19.7 ms at 8 k/s.
+    expect(wait({ perUs: 0.0005, maxDelayUs: 100_000, rcvbuf: 524_288 })).toBeCloseTo((0.25 * 524_288) / (0.008 * 832));
+    // A big buffer does not bind.
+    expect(wait({ perUs: 0.0005, maxDelayUs: 50_000, rcvbuf: 8 << 20 })).toBe(50_000);
+  });
+
   it('at the default 500 µs: half a batch per wake-up, between 20 and 500 µs', () => {
     expect(wait({ perUs: 0.2 })).toBeCloseTo(160); // 32 datagrams at 200 k/s
     expect(wait({ perUs: 0.02 })).toBe(500); // 32 would take 1600 µs: the cap

@@ -62,7 +62,10 @@ export function paceWaitUs(p: PaceInput): number {
   const target = p.batch * PACE_FILL * (p.maxDelayUs / DEFAULT_MAX_READ_DELAY_US);
   let wait = Math.min(p.maxDelayUs, Math.max(PACE_MIN_US, target / p.perUs));
   if (p.rcvbuf > 0 && p.bytesPerDatagram > 0) {
-    const bufferUs = (PACE_QUEUE_SHARE * p.rcvbuf) / (p.perUs * p.bytesPerDatagram);
+    // A rate measured over a quiet spell runs low (a burst may be starting): the bound assumes
+    // at least the rate that paces at the default delay, 8 k/s.
+    const boundRate = Math.max(p.perUs, PACE_MIN_DATAGRAMS / PACE_ENGAGE_US);
+    const bufferUs = (PACE_QUEUE_SHARE * p.rcvbuf) / (boundRate * p.bytesPerDatagram);
     if (bufferUs < PACE_MIN_US) return 0;
     wait = Math.min(wait, bufferUs);
   }
