@@ -58,11 +58,11 @@ function byMarker(records: SyslogRecord[], marker: string): SyslogRecord[] {
 }
 
 describe('syslog: defaults', () => {
-  it('`serve syslog` with no engine, buffer or delay flag runs the app\'s defaults: native engine, 4 MiB asked, reads wait up to 10 ms', async () => {
+  it('`serve syslog` with no engine, buffer or delay flag runs the app\'s defaults: native engine, 4 MiB asked, reads wait up to 50 ms', async () => {
     const t = tempDir();
     cleanup = t.cleanup;
     const s = await serveSyslog(2, { out: join(t.dir, 'd.jsonl') }, ['--stats-port', '0']);
-    expect(s.stderr()).toMatch(/with 2 workers \(native engine, reads wait up to 10 ms,/);
+    expect(s.stderr()).toMatch(/with 2 workers \(native engine, reads wait up to 50 ms,/);
     const stats = (await (await fetch(`${s.stats}/stats`)).json()) as { service: { engine: string }; workers: { engine: string; rcvbuf: number }[] };
     expect(stats.service.engine).toBe('native');
     // The kernel doubles what is asked, up to net.core.rmem_max (no SO_RCVBUFFORCE unless asked): at least that much.
