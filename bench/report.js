@@ -157,7 +157,7 @@ export function markdown({ env, summary, tableRows, header, senders, targets, no
   L.push('  unread socket, so that no receiver sets the pace.');
   L.push('- Options: `npm run bench -- --help` (`--workers`, `--count`, `--rounds`, `--rcvbuf`, `--rows`, `--quick`, `--node`).');
   L.push('- The benchmark changes nothing on the host: it writes only `bench/out/`, `docs/benchmarks.*` and temporary');
-  L.push('  directories. A row whose peer is missing (a C compiler, rsyslog, Etsy statsd) is skipped with the reason;');
+  L.push('  directories. A row whose peer is missing (a C compiler, rsyslog, syslog-ng, Etsy statsd) is skipped with the reason;');
   L.push('  `bench/setup.sh` installs them (as root, apt-get; `bench/setup.sh --check` only says what is missing).');
   L.push('');
   L.push('## The reusePort row: a Node >= 22.12 binary for the benchmark only');
