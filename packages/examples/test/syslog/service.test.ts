@@ -74,6 +74,28 @@ describe('syslog: defaults', () => {
   });
 });
 
+describe('syslog: the dgram engine (one batch per datagram)', () => {
+  it('--engine dgram: every message once, each a whole line, all counted written', async () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const out = join(t.dir, 'dg.jsonl');
+    const s = await serveSyslog(2, { out }, ['--engine', 'dgram', '--stats-port', '0']);
+    const clients = await openClients(8);
+    const n = 300;
+    try {
+      for (let i = 0; i < n; i++) await send(clients[i % clients.length]!, `<13>1 - h app - - - dg-${i}`, s.port);
+    } finally {
+      closeAll(clients);
+    }
+    const records = await recordsWhen(out, n);
+    expect(records.map((r) => r.message).sort()).toEqual(Array.from({ length: n }, (_, i) => `dg-${i}`).sort());
+    expect(await waitFor(async () => {
+      const text = await (await fetch(`${s.stats!}/metrics`)).text();
+      return [...text.matchAll(/^shardgram_syslog_written_total\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0) === n;
+    }, 5_000)).toBe(true);
+  });
+});
+
 describe('syslog: real clients', () => {
   it.skipIf(!haveLogger)('util-linux logger, RFC 5424 and RFC 3164: every message once, with the right fields', async () => {
     const t = tempDir();
