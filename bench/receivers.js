@@ -131,7 +131,7 @@ async function startShardgram(engine, { workers, rcvbuf, log }) {
   };
 }
 
-/** Starts the receiver of a row: { label, port, pids, counts(), stop() }. `opts`: { c, node22, workers, rcvbuf, log }. */
+/** Starts the receiver of a row: { label, port, pids, counts(), stop() }. `opts`: { c, node22, workers, rcvbuf, readDelayUs, log }. */
 export async function startReceiver(row, opts) {
   const { c, node22, workers: WORKERS, rcvbuf: RCVBUF } = opts;
   switch (row) {
@@ -149,6 +149,9 @@ export async function startReceiver(row, opts) {
     }
     case 'c':
       return startPeer(c.recv, ['--port', '0', '--workers', String(WORKERS), '--size', '2048', ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : [])], 'C receiver');
+    case 'cpaced':
+      // The native engine's batch (64) and read delay (the discard app declares none: the default).
+      return startPeer(c.recv, ['--port', '0', '--workers', String(WORKERS), '--size', '2048', '--paced-us', String(opts.readDelayUs), ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : [])], 'paced C receiver');
   }
   throw new Error(`unknown row ${row}`);
 }

@@ -11,7 +11,8 @@ export const ROW_INFO = {
   native: { label: 'shardgram native engine', short: 'native engine' },
   dgram: { label: 'shardgram dgram engine', short: 'dgram engine' },
   cluster: { label: 'node:cluster, one shared dgram socket', short: 'cluster (shared socket)' },
-  c: { label: 'C recvmmsg loop (the floor)', short: 'C recvmmsg' },
+  c: { label: 'C recvmmsg loop, blocking (the floor)', short: 'C recvmmsg, blocking' },
+  cpaced: { label: 'C recvmmsg loop, paced as the engine (the floor)', short: 'C recvmmsg, paced' },
   reuseport: { label: 'Node dgram reusePort', short: 'dgram reusePort' },
 };
 
@@ -31,7 +32,7 @@ export function svgChart(results, meta) {
   const H = top + rows.length * (barH + gap) + 52;
   const max = Math.max(...rows.map((r) => r.costMax ?? r.cost)) * 1.1;
   const x = (v) => left + ((W - left - right) * v) / max;
-  const colors = { native: '#2b6cb0', dgram: '#dd6b20', cluster: '#805ad5', c: '#4a5568', reuseport: '#38a169' };
+  const colors = { native: '#2b6cb0', dgram: '#dd6b20', cluster: '#805ad5', c: '#4a5568', cpaced: '#718096', reuseport: '#38a169' };
   const step = max > 8 ? 2 : max > 4 ? 1 : max > 2 ? 0.5 : 0.25;
   const parts = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="13">`);
@@ -108,7 +109,10 @@ export function markdown({ env, summary, tableRows, header, senders, targets, no
   L.push('  before the burst until their queues ran empty after it, divided by the datagrams they received;');
   L.push('  the median over the rounds, with the lowest and highest round beside it (**min–max**).');
   L.push('  Supervisors and cluster primaries are not counted: they do not touch the datagrams.');
-  L.push('- **× dgram**, **× C floor**: that cost over the dgram engine\'s and the C loop\'s, from the same run.');
+  L.push('- **× dgram**, **× C floor**, **× paced C**: that cost over the dgram engine\'s, the blocking C loop\'s and the');
+  L.push('  paced C loop\'s, from the same run. The blocking loop\'s cost per datagram depends on how many datagrams');
+  L.push('  each wake-up finds; the paced loop wakes as the native engine does (same batch, same read delay), so');
+  L.push('  **× paced C** is the engine\'s cost over the kernel\'s work, not over a different number of wake-ups.');
   L.push('- **received / sent**, **loss**: at the sender\'s full rate; what was lost overflowed a receive queue.');
   L.push('- **per-worker split**: each process\'s share of what was received (the kernel\'s 4-tuple hash over');
   L.push(`  ${SOURCES} source ports for SO_REUSEPORT groups; whoever wakes first for the shared cluster socket).`);
@@ -142,7 +146,10 @@ export function markdown({ env, summary, tableRows, header, senders, targets, no
   L.push('  the traditional technique: the primary binds one dgram socket and every worker reads the same handle;');
   L.push('  **C recvmmsg loop** (`bench/c/recv.c`, compiled with `cc -O2` at bench time into the gitignored');
   L.push('  `bench/out/`) opens the same SO_REUSEPORT group and forks one process per socket that loops on');
-  L.push('  blocking `recvmmsg(MSG_WAITFORONE)` with a batch of 64: the floor; **Node dgram reusePort**');
+  L.push('  blocking `recvmmsg(MSG_WAITFORONE)` with a batch of 64: the floor; **C recvmmsg loop, paced** is the');
+  L.push('  same program with `--paced-us 500`: `recvmmsg(MSG_DONTWAIT)` batches of 64 after a timerfd armed as the');
+  L.push('  native engine arms its own (half a batch at the measured rate, 20–500 µs, the discard app\'s read delay),');
+  L.push('  or after the socket\'s readable event when traffic is thin; **Node dgram reusePort**');
   L.push('  (`bench/peers/node-recv.js reuseport`, only with `--node`) is Node\'s own SO_REUSEPORT option.');
   L.push('- Senders: `bench/c/sender.c` is the plain C `sendmmsg` loop (blocking, batches of 64, round-robin');
   L.push('  over its source sockets); shardgram\'s native sender (`packages/udp-core/src/load/sender.ts`) does the same');
@@ -150,7 +157,7 @@ export function markdown({ env, summary, tableRows, header, senders, targets, no
   L.push('  unread socket, so that no receiver sets the pace.');
   L.push('- Options: `npm run bench -- --help` (`--workers`, `--count`, `--rounds`, `--rcvbuf`, `--rows`, `--quick`, `--node`).');
   L.push('- The benchmark changes nothing on the host: it writes only `bench/out/`, `docs/benchmarks.*` and temporary');
-  L.push('  directories. A row whose peer is missing (a C compiler, rsyslog, Etsy statsd) is skipped with the reason;');
+  L.push('  directories. A row whose peer is missing (a C compiler, rsyslog, syslog-ng, Etsy statsd) is skipped with the reason;');
   L.push('  `bench/setup.sh` installs them (as root, apt-get; `bench/setup.sh --check` only says what is missing).');
   L.push('');
   L.push('## The reusePort row: a Node >= 22.12 binary for the benchmark only');

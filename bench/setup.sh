@@ -9,7 +9,12 @@
 #   rsyslog      the syslog section's rsyslog imudp rows (Debian package `rsyslog`; its
 #                system service is kept from starting while it installs, so nothing
 #                takes /dev/log or port 514)
-#   cc           the C recvmmsg floor and the C sendmmsg sender (bench/c/*.c, compiled
+#   syslog-ng    the syslog section's syslog-ng rows: Debian's `syslog-ng-core` conflicts
+#                with `rsyslog` (both are the system's log daemon: installing one removes
+#                the other, and the tests need rsyslog), so its package is only unpacked
+#                into bench/out/syslog-ng (gitignored), and the libraries it needs are
+#                installed from Debian; the benchmark runs it from there
+#   cc           the C recvmmsg floors and the C sendmmsg sender (bench/c/*.c, compiled
 #                by the benchmark into bench/out/); Debian package `gcc`
 #   prometheus   the remotewrite section's receiver (Debian package `prometheus`; the
 #                benchmark starts its own, in the foreground, on a free loopback port)
@@ -29,12 +34,19 @@ need=()
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 command -v cc >/dev/null || command -v gcc >/dev/null || command -v clang >/dev/null || need+=(gcc)
 command -v prometheus >/dev/null || need+=(prometheus)
+# syslog-ng: on PATH already, or unpacked here.
+sng_dir=bench/out/syslog-ng
+sng=0
+command -v syslog-ng >/dev/null || [ -x /usr/sbin/syslog-ng ] || [ -x "$sng_dir/usr/sbin/syslog-ng" ] || sng=1
+sng_libs=(libivykis0 libnet1 libpcre3 libjson-c5 libglib2.0-0 libwrap0 libcap2 libssl3 libsystemd0)
 [ -f node_modules/statsd/stats.js ] || echo "Etsy statsd is missing: run \`npm ci\` (it is a devDependency)."
 
-if [ ${#need[@]} -eq 0 ]; then
+if [ ${#need[@]} -eq 0 ] && [ $sng -eq 0 ]; then
   echo "bench peers: all present."
 elif [ $check_only -eq 1 ]; then
-  echo "bench peers missing: ${need[*]} (run bench/setup.sh as root to install them)."
+  missing=("${need[@]}")
+  [ $sng -eq 1 ] && missing+=("syslog-ng (unpacked into $sng_dir)")
+  echo "bench peers missing: ${missing[*]} (run bench/setup.sh as root to install them)."
   exit 1
 else
   if [ "$(id -u)" -ne 0 ]; then
@@ -42,6 +54,7 @@ else
     exit 1
   fi
   command -v apt-get >/dev/null || { echo "bench/setup.sh: no apt-get; install ${need[*]} with your package manager." >&2; exit 1; }
+  [ $sng -eq 1 ] && need+=("${sng_libs[@]}")
   echo "installing: ${need[*]}"
   # policy-rc.d exit 101 keeps apt from starting the system rsyslog; ours is removed afterwards.
   own_policy=0
@@ -55,6 +68,15 @@ else
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   echo "installed: ${need[*]}"
+  if [ $sng -eq 1 ]; then
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp" # apt-get download fetches as the _apt user
+    (cd "$tmp" && apt-get download -qq syslog-ng-core)
+    mkdir -p "$sng_dir"
+    dpkg-deb -x "$tmp"/syslog-ng-core_*.deb "$sng_dir"
+    rm -rf "$tmp"
+    echo "unpacked: syslog-ng-core into $sng_dir ($(LD_LIBRARY_PATH="$sng_dir/usr/lib/syslog-ng" "$sng_dir/usr/sbin/syslog-ng" --version 2>/dev/null | head -1 || echo 'does not run'))"
+  fi
 fi
 
 cat <<'NOTE'

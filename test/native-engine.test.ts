@@ -194,6 +194,39 @@ describe('native engine: graceful stop', () => {
   });
 });
 
+describe('batchEnd: after the message events of one read', () => {
+  for (const engine of ['native', 'dgram'] as const) {
+    it(`${engine}: ${engine === 'native' ? 'a recvmmsg batch (up to 64) per batchEnd' : 'one datagram per batchEnd'}, every message in one`, async () => {
+      sup = new Supervisor({ app: fixture('batch-end.js'), port: 0, workers: 1, snapshotIntervalMs: 50, log: () => {}, engine });
+      await sup.start();
+      const s = sup;
+      const pid = s.workerPids()[0]!;
+      const [client] = await openClients(1);
+      const batches: number[] = [];
+      client!.on('message', (m) => batches.push(Number(/^batch (\d+)$/.exec(m.toString())?.[1])));
+      const n = 200; // ~170 KB queued: fits a stock receive buffer
+      try {
+        // Queued while the worker is stopped, so that one read finds many.
+        process.kill(pid, 'SIGSTOP');
+        try {
+          for (let i = 0; i < n; i++) await send(client!, `m${i}`, s.port);
+        } finally {
+          process.kill(pid, 'SIGCONT');
+        }
+        expect(await waitFor(() => batches.reduce((a, b) => a + b, 0) === n, 5000)).toBe(true);
+      } finally {
+        closeAll([client!]);
+      }
+      if (engine === 'native') {
+        expect(Math.max(...batches)).toBe(64);
+        expect(batches.length).toBeLessThan(n / 2);
+      } else {
+        expect(batches.every((b) => b === 1)).toBe(true);
+      }
+    });
+  }
+});
+
 // 20 000 datagrams at 40 000/s, every one counted: a stall of the reader must not overflow the queue.
 const noBigBuffer = skipNote(rcvbufShortfall('4m'), 'the lossless native sender tests');
 

@@ -10,17 +10,33 @@
  * (rotate at this size, e.g. 100m; default never), `keep` (rotated files kept, default 5).
  * See docs/syslog.md.
  */
-import { defineApp, defineAppSupervisor, guardOutput, ShardgramError, describeError } from '@shardgram/udp-core';
+import { type AppDefaults, defineApp, defineAppSupervisor, guardOutput, ShardgramError, describeError } from '@shardgram/udp-core';
 import { countFormat, newSyslogCounters, SyslogTotals } from './syslog/counters.js';
 import { isToSyslogSupervisor, isToSyslogWorker, type ToSyslogSupervisor } from './syslog/messages.js';
 import { parseSyslogOptions } from './syslog/options.js';
 import { parseSyslog } from './syslog/parse.js';
 import { recordLine, toRecord } from './syslog/record.js';
 import { RotationCoordinator } from './syslog/rotation.js';
-import { FileSink, ForwardSink, type RecordSink } from './syslog/sink.js';
+import { FileSink, FLUSH_BYTES, ForwardSink, type RecordSink } from './syslog/sink.js';
 import { WriteFailure } from './syslog/writer.js';
 
 const STATUS_INTERVAL_MS = 500;
+
+/**
+ * What `serve syslog` runs with unless told otherwise (docs/syslog.md, "Defaults"): the
+ * native engine (batched recvmmsg: one read, and one write(2) of the records, per batch),
+ * a 4 MiB receive buffer per socket (the system's default, 208 KiB, overflows in a burst
+ * of a few thousand messages while a worker writes), and a read delay of 10 ms: syslog is
+ * one-way and its records are read by people and log shippers, so a message may wait that
+ * long in the socket's queue under steady traffic; each wake-up then reads and writes many
+ * messages, which is most of the cost at the rates syslog receivers live at.
+ */
+export const defaults: AppDefaults = {
+  engine: 'native',
+  rcvbuf: 4 * 1024 * 1024,
+  maxReadDelayUs: 50_000,
+  snapshotIntervalMs: 1000,
+};
 
 export { syslogOptions as options } from './syslog/options.js';
 export const description = 'RFC 5424/3164 receiver writing JSON lines (docs/syslog.md)';
@@ -57,31 +73,41 @@ export default defineApp((socket, ctx) => {
       counters.malformed++;
       malformed.note(() => `${msg.length} bytes from ${rinfo.address}:${rinfo.port}, stored with its bytes: ${parsed.error}`);
     }
-    const line = recordLine(toRecord(msg, { receivedAt, worker: ctx.index, workerPid: ctx.pid, senderAddress: rinfo.address, senderPort: rinfo.port }, parsed));
-    try {
-      counters.writtenBytes += sink.write(line);
-      counters.written++;
-      if (failing) {
-        ctx.log(`writing records again; ${failing.count} were not written (${failing.reason})`);
-        failing = undefined;
-      }
-    } catch (err) {
-      counters.writeErrors++;
-      if (err instanceof WriteFailure && err.torn) counters.torn++;
+    sink.add(recordLine(toRecord(msg, { receivedAt, worker: ctx.index, workerPid: ctx.pid, senderAddress: rinfo.address, senderPort: rinfo.port }, parsed)));
+    // A batch of big records goes out before its end.
+    if (sink.pendingSize >= FLUSH_BYTES) flush();
+  });
+  // The records of one read (a recvmmsg batch; one datagram on the dgram engine): one write(2).
+  socket.on('batchEnd', () => flush());
+
+  /** Writes what the batch made, and counts it. */
+  function flush(): void {
+    const o = sink.flush();
+    for (const f of o.failed) {
+      counters.writeErrors += f.records;
+      if (f.error instanceof WriteFailure && f.error.torn) counters.torn++;
       // Said once per cause (a full disk, a removed directory), then counted.
-      const reason = errorText(err);
-      if (failing?.reason === reason) failing.count++;
+      const reason = errorText(f.error);
+      if (failing?.reason === reason) failing.count += f.records;
       else {
-        failing = { reason, count: 1 };
+        failing = { reason, count: f.records };
         writeErrors.note(() => `record #${counters.messages}: ${reason} (the next ones failing the same way are only counted: shardgram_syslog_write_errors_total)`);
       }
     }
-  });
+    if (o.written === 0) return;
+    counters.written += o.written;
+    counters.writtenBytes += o.bytes;
+    if (failing && o.failed.length === 0) {
+      ctx.log(`writing records again; ${failing.count} were not written (${failing.reason})`);
+      failing = undefined;
+    }
+  }
 
   let closed = false;
   ctx.onSupervisorMessage((m) => {
     // After close, the file is synced and closed for good: a late reopen must not open it again.
     if (closed || !isToSyslogWorker(m)) return;
+    flush(); // nothing is pending between batches; said for clarity: no record goes to the new file early
     try {
       sink.reopen();
     } catch (err) {
@@ -98,6 +124,7 @@ export default defineApp((socket, ctx) => {
     close() {
       closed = true;
       clearInterval(timer);
+      flush();
       try {
         sink.close();
       } catch (err) {

@@ -21,6 +21,22 @@ describe('paceWaitUs', () => {
     expect(wait({ maxDelayUs: PACE_MIN_US - 1 })).toBe(0);
   });
 
+  it('a longer allowed delay paces thinner traffic: 4 datagrams within the delay (2 ms: 2 k/s; 10 ms: 400/s)', () => {
+    expect(wait({ perUs: 0.0025, maxDelayUs: 2000 })).toBe(2000);
+    expect(wait({ perUs: 0.0019, maxDelayUs: 2000 })).toBe(0);
+    expect(wait({ perUs: 0.0005, maxDelayUs: 10_000 })).toBe(10_000);
+    expect(wait({ perUs: 0.00039, maxDelayUs: 10_000 })).toBe(0);
+    // The default delay keeps the 8 k/s threshold.
+    expect(wait({ perUs: 0.0025 })).toBe(0);
+  });
+
+  it('a thin rate is bounded by the buffer as if it were 8 k/s: a rate measured over a quiet spell runs low', () => {
+    // 100 ms allowed, 500/s measured, a 256 KiB buffer (524288 as SO_MEMINFO counts it): a quarter lasts 19.7 ms at 8 k/s.
+    expect(wait({ perUs: 0.0005, maxDelayUs: 100_000, rcvbuf: 524_288 })).toBeCloseTo((0.25 * 524_288) / (0.008 * 832));
+    // A big buffer does not bind.
+    expect(wait({ perUs: 0.0005, maxDelayUs: 50_000, rcvbuf: 8 << 20 })).toBe(50_000);
+  });
+
   it('at the default 500 µs: half a batch per wake-up, between 20 and 500 µs', () => {
     expect(wait({ perUs: 0.2 })).toBeCloseTo(160); // 32 datagrams at 200 k/s
     expect(wait({ perUs: 0.02 })).toBe(500); // 32 would take 1600 µs: the cap
@@ -44,6 +60,18 @@ describe('paceWaitUs', () => {
     // A big buffer does not bind; an unknown one (0) does not either.
     expect(wait({ perUs: 0.1, maxDelayUs: 2000, rcvbuf: 8 << 20 })).toBeCloseTo(1280);
     expect(wait({ perUs: 0.1, maxDelayUs: 100_000, rcvbuf: 0 })).toBeCloseTo(64_000); // 6400 datagrams (half a batch × 100000/500) at 100 k/s
+  });
+});
+
+describe('snapshotIntervalMs in the service config', () => {
+  it('is the caller\'s, else the app\'s (within a third of the stall timeout), else 200', () => {
+    const opts = validateOptions({ app: 'discard', port: 0, workers: 1 });
+    expect(resolveConfig(opts, {}).snapshotIntervalMs).toBe(200);
+    expect(resolveConfig(opts, { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(1000);
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, snapshotIntervalMs: 100 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(100);
+    // A caller's 2 s stall timeout wants a snapshot at least every 666 ms.
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 2000 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(666);
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 0 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(1000);
   });
 });
 

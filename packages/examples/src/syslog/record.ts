@@ -70,7 +70,47 @@ export function toRecord(datagram: Buffer, at: Reception, parsed: ParsedSyslog =
   };
 }
 
-/** One line of the output: the record as JSON (no raw line break inside) and `\n`. */
-export function recordLine(record: SyslogRecord): string {
-  return `${JSON.stringify(record)}\n`;
+/** Characters JSON.stringify writes otherwise than as themselves: `"`, `\\`, controls, and lone surrogates (checked by JSON.stringify itself). */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A string as JSON, as JSON.stringify writes it; the common case (nothing to escape) without its machinery. */
+function str(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+}
+
+const strOrNull = (s: string | null): string => (s === null ? 'null' : str(s));
+
+/** Structured data as JSON.stringify writes it: own keys in Object.keys order, values a string or a list of strings. */
+function sdJson(sd: NonNullable<SyslogRecord['structuredData']>): string {
+  let out = '{';
+  let first = true;
+  for (const id of Object.keys(sd)) {
+    const params = sd[id]!;
+    out += `${first ? '' : ','}${str(id)}:{`;
+    first = false;
+    let firstParam = true;
+    for (const name of Object.keys(params)) {
+      const v = params[name]!;
+      out += `${firstParam ? '' : ','}${str(name)}:${typeof v === 'string' ? str(v) : `[${v.map(str).join(',')}]`}`;
+      firstParam = false;
+    }
+    out += '}';
+  }
+  return `${out}}`;
+}
+
+/**
+ * One line of the output: the record as JSON (no raw line break inside) and `\n`.
+ * Written by hand for the record's fixed shape: the same text as `JSON.stringify(record)`
+ * (a test checks it on random and real records), for about two thirds of its cost.
+ */
+export function recordLine(r: SyslogRecord): string {
+  return (
+    `{"receivedAt":${str(r.receivedAt)},"worker":${r.worker},"workerPid":${r.workerPid},"senderAddress":${str(r.senderAddress)},` +
+    `"senderPort":${r.senderPort},"bytes":${r.bytes},"format":${str(r.format)},"pri":${r.pri},"facility":${strOrNull(r.facility)},` +
+    `"severity":${strOrNull(r.severity)},"version":${r.version},"timestamp":${strOrNull(r.timestamp)},"hostname":${strOrNull(r.hostname)},` +
+    `"appName":${strOrNull(r.appName)},"procId":${strOrNull(r.procId)},"msgId":${strOrNull(r.msgId)},` +
+    `"structuredData":${r.structuredData === null ? 'null' : sdJson(r.structuredData)},"message":${strOrNull(r.message)},` +
+    `"error":${strOrNull(r.error)},"raw":${strOrNull(r.raw)}}\n`
+  );
 }

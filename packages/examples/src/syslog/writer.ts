@@ -1,14 +1,15 @@
 /**
  * A worker's handle on the shared output file: opened with O_APPEND, so every write
  * lands at the current end of the file whichever process makes it; each call of
- * `write` is one write(2) of whole lines, so lines of different workers never
- * interleave (on a local file system the kernel serializes writes to one inode).
+ * `write` is one write(2) of whole lines (one record, or a batch of them: sink.ts), so
+ * lines of different workers never interleave (on a local file system the kernel
+ * serializes writes to one inode).
  *
- * Whole records or nothing: a short write (disk full, quota) is rolled back with
- * ftruncate to where the record began, and the record is reported as not written
+ * Whole lines or nothing: a short write (disk full, quota) is rolled back with
+ * ftruncate to where the data began, and the data is reported as not written
  * (`WriteFailure`), so a torn fragment never stays for the next record to be glued to.
  * A file removed under the writer (its link count is 0 after a write) is detected at
- * that write: the record is written again to the file the path names now (created if
+ * that write: the data is written again to the file the path names now (created if
  * need be), or reported as not written when the path cannot be opened (its directory
  * is gone), and so is every later one until it can (tried at most every 100 ms).
  *
@@ -52,6 +53,8 @@ export class WriteFailure extends Error {
     readonly code: string | undefined,
     /** A fragment of the record could not be rolled back: one broken line is in the file. */
     readonly torn = false,
+    /** When torn: how many bytes of the data stay in the file (whole lines of a batch, then the broken one). */
+    readonly kept = 0,
   ) {
     super(message);
     this.name = 'WriteFailure';
@@ -113,7 +116,7 @@ export class AppendWriter {
       ftruncateSync(this.fd, end - n);
       throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); the partial record was removed from the file`, 'ENOSPC');
     }
-    throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); another write followed it, so the partial record stays in the file as a broken line`, 'ENOSPC', true);
+    throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); another write followed it, so the partial record stays in the file as a broken line`, 'ENOSPC', true, n);
   }
 
   /** After a removal: opens the path again (at most every 100 ms), or throws why it cannot. */

@@ -16,6 +16,8 @@ function checkAnyDatagram(bytes: Buffer): void {
   const parsed = parseSyslog(bytes, NOW);
   const record = toRecord(bytes, AT, parsed);
   const line = recordLine(record);
+  // The hand-built line is exactly what JSON.stringify writes.
+  expect(line).toBe(`${JSON.stringify(record)}\n`);
   expect(line.indexOf('\n')).toBe(line.length - 1);
   expect(JSON.parse(line)).toEqual(record);
   expect(['rfc5424', 'rfc3164', 'unknown']).toContain(record.format);
@@ -206,6 +208,40 @@ describe('near-valid messages (one edit away from valid) are kept', () => {
         const i = at % (bytes.length + 1);
         checkAnyDatagram(Buffer.concat([bytes.subarray(0, i), junk, bytes.subarray(i)]));
       }),
+      RUNS,
+    );
+  });
+});
+
+describe('recordLine writes what JSON.stringify writes', () => {
+  // Any text: controls, quotes, backslashes, lone and paired surrogates, U+2028.
+  const anyString = fc.string({ unit: fc.oneof(fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u007f', '\u2028', '\ud800', '\udfff', '\u{1F600}', 'é'), fc.string({ unit: 'binary', maxLength: 1 })), maxLength: 30 });
+  const orNull = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<T | null> => fc.option(a, { nil: null });
+  // Keys like "__proto__", "toString" and integer-like ones ("10", "2": JSON.stringify puts those first).
+  const key = fc.oneof(anyString, fc.constantFrom('__proto__', 'toString', '10', '2', '0', 'constructor'));
+  const ownObject = <T>(entries: [string, T][]): Record<string, T> => {
+    const o: Record<string, T> = {};
+    for (const [k, v] of entries) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+    return o;
+  };
+  const sd = fc
+    .array(fc.tuple(key, fc.array(fc.tuple(key, fc.oneof(anyString, fc.array(anyString, { minLength: 2, maxLength: 3 }))), { maxLength: 4 })), { maxLength: 3 })
+    .map((els) => ownObject(els.map(([id, params]) => [id, ownObject(params)])));
+
+  it('for random records, whatever their strings and structured data', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          receivedAt: anyString, worker: fc.nat(), workerPid: fc.nat(), senderAddress: anyString, senderPort: fc.nat(65535), bytes: fc.nat(),
+          format: fc.constantFrom('rfc5424' as const, 'rfc3164' as const, 'unknown' as const), pri: orNull(fc.nat(191)),
+          facility: orNull(fc.constantFrom(...FACILITY_NAMES)), severity: orNull(fc.constantFrom(...SEVERITY_NAMES)), version: orNull(fc.integer({ min: 1, max: 999 })),
+          timestamp: orNull(anyString), hostname: orNull(anyString), appName: orNull(anyString), procId: orNull(anyString), msgId: orNull(anyString),
+          structuredData: orNull(sd), message: orNull(anyString), error: orNull(anyString), raw: orNull(anyString),
+        }),
+        (r) => {
+          expect(recordLine(r)).toBe(`${JSON.stringify(r)}\n`);
+        },
+      ),
       RUNS,
     );
   });

@@ -425,13 +425,17 @@ describe('syslog: rotation', () => {
     // a few ms of the stream as a rule (1.03–1.22 × maxBytes here), longer when a busy
     // machine holds a process up (a CI run saw one file at 3.4 ×: ~0.3 s of this stream).
     // So the typical file is held close and any file within ~1 s of the stream (8 ×).
+    // A worker writes what one read brought in one write (up to 50 ms of its share of the
+    // stream under the app's read delay, ~25 KB here), so the file that crosses maxBytes
+    // takes up to one such write per worker before they reopen: the typical file stays
+    // under 2 × (it was under 1.5 × with one write per record).
     const ratios = files.slice(1).map((f) => statSync(f).size / maxBytes);
     console.log(`rotated sizes / maxBytes: ${ratios.map((r) => r.toFixed(2)).join(' ')}`);
     for (const [i, r] of ratios.entries()) {
       expect(r, files[i + 1]).toBeGreaterThanOrEqual(1);
       expect(r, files[i + 1]).toBeLessThan(8);
     }
-    expect([...ratios].sort((a, b) => a - b)[ratios.length >> 1], 'the median rotated file / maxBytes').toBeLessThan(1.5);
+    expect([...ratios].sort((a, b) => a - b)[ratios.length >> 1], 'the median rotated file / maxBytes').toBeLessThan(2);
     expect(statSync(out).size).toBeLessThan(maxBytes * 8);
     expect(stopped.stderr).toMatch(/app: rotated .*rot\.jsonl at \d+ bytes \(rotation 1, keeping 100\)/);
     const rotations = /(\d+) rotations\)/.exec(stopped.stderr);

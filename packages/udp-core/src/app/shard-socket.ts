@@ -32,6 +32,12 @@ export type SendCallback = (error: Error | null, bytes?: number) => void;
 
 export interface ShardSocketEvents {
   message: [msg: Buffer, rinfo: RemoteInfo];
+  /**
+   * After the `message` events of one read: a recvmmsg batch (native engine), one
+   * datagram (dgram engine). An app that buffers what its handler makes (one write(2)
+   * per batch instead of one per datagram) flushes here: nothing is left for later.
+   */
+  batchEnd: [];
   error: [error: Error];
   close: [];
 }
@@ -145,6 +151,12 @@ export interface AppDefaults {
    * so that each wake-up reads more of them for less CPU (docs/native-engine.md).
    */
   maxReadDelayUs?: number;
+  /**
+   * How often each worker sends its snapshot (CPU time, its heartbeat; default 200 ms).
+   * Each one wakes the worker and the supervisor: an app whose traffic is thin for much
+   * of the time (syslog) runs cheaper on fewer. Stall detection waits at least 3 of them.
+   */
+  snapshotIntervalMs?: number;
 }
 
 /**

@@ -131,6 +131,7 @@ function defaultsText(d: AppDefaults | undefined): string | undefined {
   if (d.engine) parts.push(`--engine ${d.engine}`);
   if (d.rcvbuf !== undefined) parts.push(`--rcvbuf ${formatByteSize(d.rcvbuf)}`);
   if (d.maxReadDelayUs !== undefined) parts.push(`--max-read-delay ${d.maxReadDelayUs}`);
+  if (d.snapshotIntervalMs !== undefined) parts.push(`a worker snapshot every ${d.snapshotIntervalMs} ms`);
   return parts.length ? `defaults: ${parts.join(', ')}` : undefined;
 }
 

@@ -153,6 +153,11 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
   const address = opts.address ?? DEFAULTS.address;
   const maxReadDelayUs = opts.maxReadDelayUs ?? defaults.maxReadDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
   checkReadDelay(maxReadDelayUs); // an app's default is checked like an option
+  const stallTimeoutMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+  // An app's cadence yields to the caller's stall timeout (at least 3 snapshots per timeout).
+  const appSnapshotMs = defaults.snapshotIntervalMs !== undefined && Number.isInteger(defaults.snapshotIntervalMs) && defaults.snapshotIntervalMs >= 1
+    ? (stallTimeoutMs > 0 ? Math.min(defaults.snapshotIntervalMs, Math.floor(stallTimeoutMs / 3)) : defaults.snapshotIntervalMs)
+    : undefined;
   const family = familyOf(address) as 'udp4' | 'udp6';
   return Object.freeze({
     app: opts.app,
@@ -165,9 +170,9 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
     rcvbuf: opts.rcvbuf ?? defaults.rcvbuf,
     rcvbufForce: opts.rcvbufForce ?? false,
     appOptions: opts.appOptions ?? {},
-    snapshotIntervalMs: opts.snapshotIntervalMs ?? DEFAULTS.snapshotIntervalMs,
+    snapshotIntervalMs: opts.snapshotIntervalMs ?? appSnapshotMs ?? DEFAULTS.snapshotIntervalMs,
     drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
-    stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    stallTimeoutMs,
     maxDatagram: opts.maxDatagram ?? (family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD),
     batch: opts.batch ?? DEFAULTS.batch,
     maxReadDelayUs,

@@ -96,6 +96,17 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
     }
   }
 
+  /** The end of one read's deliveries: `batchEnd`, an exception in its listener counted like a handler's. */
+  protected endBatch(): void {
+    try {
+      this.emit('batchEnd');
+    } catch (error) {
+      if (this.warming) return;
+      this.counters.handlerErrors++;
+      this.onHandlerError(error);
+    }
+  }
+
   /** Asks for rinfo.timestamp before start(); false when this engine cannot give it. */
   requestTimestamps(): boolean {
     return false;
@@ -125,6 +136,7 @@ export abstract class EngineSocket extends EventEmitter<ShardSocketEvents> imple
       const msg = samples[(from + i) % samples.length]!;
       this.deliver(msg, { address: '127.0.0.1', family: 'IPv4', port: 9, size: msg.length });
     }
+    this.endBatch();
     return k;
   }
 

@@ -24,6 +24,7 @@ export class DgramEngineSocket extends EngineSocket {
         this.counters.batches++;
         this.topSenders?.offer(rinfo.address, rinfo.port, rinfo.family as 'IPv4' | 'IPv6');
         this.deliver(msg, { address: rinfo.address, family: rinfo.family as 'IPv4' | 'IPv6', port: rinfo.port, size: rinfo.size });
+        this.endBatch();
       });
       sock.bind({ fd: this.fd }, () => {
         sock.off('error', onError);

@@ -188,8 +188,11 @@ export class NativeEngineSocket extends EngineSocket {
         }
         this.lastReceived = n;
         this.sinceDry += n;
-        if (n > 0) this.counters.batches++;
-        this.deliverReceived(n);
+        if (n > 0) {
+          this.counters.batches++;
+          this.deliverReceived(n);
+          this.endBatch();
+        }
         if (this.txCount) this.flushSends();
         if (this.closed) return;
         if (n < batch) {
@@ -302,6 +305,7 @@ export class NativeEngineSocket extends EngineSocket {
     const lo = encodeSockaddr('127.0.0.1', 9).buf;
     for (let i = 0; i < n; i++) rx.layOutReceived(i, samples[(from + i) % samples.length]!, lo, this.wantTimestamps ? now : undefined);
     this.deliverReceived(n);
+    this.endBatch();
     // recvmmsg must find every header as the arena set it up.
     rx.resetForReceive(this.batch);
     this.lastReceived = this.batch;

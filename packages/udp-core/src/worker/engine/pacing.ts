@@ -17,7 +17,11 @@ export const MAX_READ_DELAY_US = LIMITS.maxReadDelayUs.max;
 export const PACE_FILL = 0.5;
 /** Shortest paced wait (below this, a wake-up per batch costs little anyway). */
 export const PACE_MIN_US = 20;
-/** Pace only when at least PACE_MIN_DATAGRAMS would arrive within PACE_ENGAGE_US (≥ 8 k/s): thinner traffic is woken per arrival. */
+/**
+ * Pace only when at least PACE_MIN_DATAGRAMS would arrive within PACE_ENGAGE_US (≥ 8 k/s)
+ * or within the allowed delay if that is longer (2 ms: ≥ 2 k/s): thinner traffic is woken
+ * per arrival.
+ */
 export const PACE_MIN_DATAGRAMS = 4;
 export const PACE_ENGAGE_US = 500;
 /** Share of the receive buffer the queue may be expected to hold when a paced wait ends. */
@@ -55,11 +59,14 @@ export function pacingAllowed(maxDelayUs: number): boolean {
  * PACE_MIN_US of this traffic).
  */
 export function paceWaitUs(p: PaceInput): number {
-  if (!(p.perUs > 0) || !pacingAllowed(p.maxDelayUs) || p.perUs * PACE_ENGAGE_US < PACE_MIN_DATAGRAMS) return 0;
+  if (!(p.perUs > 0) || !pacingAllowed(p.maxDelayUs) || p.perUs * Math.max(PACE_ENGAGE_US, p.maxDelayUs) < PACE_MIN_DATAGRAMS) return 0;
   const target = p.batch * PACE_FILL * (p.maxDelayUs / DEFAULT_MAX_READ_DELAY_US);
   let wait = Math.min(p.maxDelayUs, Math.max(PACE_MIN_US, target / p.perUs));
   if (p.rcvbuf > 0 && p.bytesPerDatagram > 0) {
-    const bufferUs = (PACE_QUEUE_SHARE * p.rcvbuf) / (p.perUs * p.bytesPerDatagram);
+    // A rate measured over a quiet spell runs low (a burst may be starting): the bound assumes
+    // at least the rate that paces at the default delay, 8 k/s.
+    const boundRate = Math.max(p.perUs, PACE_MIN_DATAGRAMS / PACE_ENGAGE_US);
+    const bufferUs = (PACE_QUEUE_SHARE * p.rcvbuf) / (boundRate * p.bytesPerDatagram);
     if (bufferUs < PACE_MIN_US) return 0;
     wait = Math.min(wait, bufferUs);
   }
