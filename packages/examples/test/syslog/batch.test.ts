@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AppContext, AppHooks, ShardSocket } from '@shardgram/udp-core';
-import app from '@shardgram/examples/syslog';
+import app from '../../src/syslog.js';
 import { FileSink } from '../../src/syslog/sink.js';
 import { AppendWriter, WriteFailure } from '../../src/syslog/writer.js';
 import { readRecords, tempDir } from './helpers.js';
