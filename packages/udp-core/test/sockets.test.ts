@@ -88,3 +88,38 @@ describe('FFI socket layer', () => {
     expect(err?.message).toMatch(/192\.0\.2\.1 is not an address of this host/);
   });
 });
+
+describe('sealing a socket before its last read-out', () => {
+  it('a sealed member of a group receives nothing more: what its peers send finds no socket, none is queued to be freed unread', async () => {
+    const { sealSocket } = await import('../src/ffi/socket.js');
+    const dgram = await import('node:dgram');
+    const a = openReusePortSocket({ address: '127.0.0.1', port: 0 });
+    const client = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
+      const sendOne = (): Promise<void> => new Promise((r) => client.send('x', a.port, '127.0.0.1', () => r()));
+      await sendOne();
+      expect(socketMemInfo(a.fd).queueBytes).toBeGreaterThan(0);
+      sealSocket(a.fd, '127.0.0.1', a.port);
+      const queued = socketMemInfo(a.fd).queueBytes;
+      const noPorts = (): number => {
+        const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+        return Number(lines[1]!.split(/\s+/)[lines[0]!.split(/\s+/).indexOf('NoPorts')]);
+      };
+      const before = noPorts();
+      for (let i = 0; i < 20; i++) await sendOne();
+      // Loopback delivers in the sender's own call: by the time a witness socket has its datagram, the 20 were handled.
+      const witness = dgram.createSocket('udp4');
+      await new Promise<void>((r) => witness.bind(0, '127.0.0.1', () => r()));
+      const seen = new Promise<void>((r) => witness.once('message', () => r()));
+      await new Promise<void>((r) => client.send('w', witness.address().port, '127.0.0.1', () => r()));
+      await seen;
+      witness.close();
+      expect(socketMemInfo(a.fd).queueBytes).toBe(queued);
+      expect(noPorts() - before).toBeGreaterThanOrEqual(20);
+    } finally {
+      client.close();
+      closeFd(a.fd);
+    }
+  });
+});

@@ -318,3 +318,19 @@ export function setReceiveBuffer(fd: number, bytes: number): number {
 export function closeFd(fd: number): void {
   libc().close(fd);
 }
+
+/**
+ * Seals a socket before its last read-out: connect(2) to its own address and port, after
+ * which the kernel delivers it only what that address and port send, i.e. nothing; other
+ * senders' datagrams find no socket (the kernel counts them as NoPorts) instead of being
+ * queued and freed unread at the close. Only for a socket whose group is closing whole:
+ * a connected member changes how the kernel picks among the others.
+ */
+export function sealSocket(fd: number, address: string, port: number): void {
+  const self = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
+  const { buf, len } = encodeSockaddr(self, port);
+  if (libc().connect(fd, buf, len) !== 0) {
+    const e = libc().errno();
+    throw syscallError('connect', e, self, port, 'The socket could not be sealed before its close.');
+  }
+}

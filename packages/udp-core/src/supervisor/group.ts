@@ -6,7 +6,8 @@
  */
 import { ShardgramError } from '../errors.js';
 import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
-import { closeFd, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { closeFd, sealSocket, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
+import { describeError } from '../errors.js';
 import { lowerNow, raiseBuffers, type LetGo } from './buffers.js';
 import { Steering, type PolicySpec } from '../steering/steering.js';
 import type { EffectiveConfig } from './config.js';
@@ -14,6 +15,9 @@ import { Slot, type SlotDeps } from './slot.js';
 import { StartGate } from './start-gate.js';
 import { openGroupSocket } from './sockets.js';
 import type { Adoption, SharedWith } from './types.js';
+
+/** How long a sealed socket is left before its last read-out: routing decisions already made land within microseconds. */
+const SEAL_SETTLE_MS = 5;
 
 /** Sockets passed to us (a service manager's, an old supervisor's) must be one group, where we were asked to serve. */
 export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveConfig): void {
@@ -253,21 +257,53 @@ export class Group {
    * and counted. A socket left to a service manager gets its own buffer size back now
    * (the next service would take a raised size for its own); in a hand-over the other
    * supervisor puts the buffers back. Returns the bytes each socket had left at close.
+   *
+   * A group closed whole under traffic loses nothing unaccounted between a socket's last
+   * read-out and its close: from the start of the stop every new datagram is steered to
+   * socket 0, so the others are read out and closed with nothing on its way to them (as
+   * a shrink does), last-first; socket 0 is then sealed (connected to itself: the kernel
+   * delivers it nothing more, and what arrives finds no socket, counted by the kernel as
+   * NoPorts) before its own read-out.
    */
   async stop(drainTimeoutMs?: number): Promise<number[]> {
-    await this.retireWorkers(drainTimeoutMs);
     const shared = this.deps.sharedWith();
+    const closesAll = !shared && this.slots.length > 0 && this.slots.every((s) => !s.closed && !s.heldElsewhere);
+    if (closesAll && this.slots.length > 1) this.steerAllToFirst();
+    await this.retireWorkers(drainTimeoutMs);
     const handOver = shared === 'hand-over';
     this.unbrace(handOver ? { keep: true } : {});
-    return this.slots.map((s) => {
-      if (s.closed) return 0;
+    const left = this.slots.map(() => 0);
+    for (const s of [...this.slots].reverse()) {
+      if (s.closed) continue;
       if (shared || s.heldElsewhere) {
         if (!handOver) lowerNow([s.raisable()]);
         s.release();
-        return 0;
+        continue;
       }
+      if (closesAll && s.index === 0) await this.seal(s);
       s.close();
-      return s.lastMem.queueBytes;
-    });
+      left[s.index] = s.lastMem.queueBytes;
+    }
+    return left;
+  }
+
+  /** Every new datagram to socket 0 (best effort: without it the stop closes as before). */
+  private steerAllToFirst(): void {
+    try {
+      this.steer?.applyDuringShrink(this.slots[0]!.sock.fd, 1);
+    } catch (err) {
+      this.deps.slot.log(`stop: could not steer the group to its first socket before closing the others (${describeError(err)})`);
+    }
+  }
+
+  /** The last socket: sealed, then given a moment for datagrams the kernel had already routed to it to land. */
+  private async seal(s: Slot): Promise<void> {
+    try {
+      sealSocket(s.sock.fd, s.sock.address, s.sock.port);
+    } catch (err) {
+      this.deps.slot.log(`stop: could not seal socket ${s.index} before its last read-out (${describeError(err)}); datagrams arriving during it may go uncounted`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, SEAL_SETTLE_MS));
   }
 }
