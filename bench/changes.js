@@ -36,7 +36,13 @@ async function stream(port, rate, seconds, during) {
   const count = Math.round(rate * seconds);
   let fired;
   const load = runLoad({
-    port, sources: 64, count, rate, size: 100, expectReplies: false, maxDurationMs: (seconds + 30) * 1000,
+    port,
+    sources: 64,
+    count,
+    rate,
+    size: 100,
+    expectReplies: false,
+    maxDurationMs: (seconds + 30) * 1000,
     onProgress: (p) => {
       if (!fired && during && p.sent >= count / 4) fired = during();
     },
@@ -108,18 +114,23 @@ export async function runChangesBench({ log, quick = false }) {
   log('changes: finding the highest rate held with no kernel drop (native engine, 2 workers, discard) …');
   const rate = await sustainedRate(o.rates, o.seconds, log);
   if (!rate) return { markdown: '## Changes under load\n\nNo rate tried was held without kernel drops on this machine; nothing measured.\n' };
-  const variants = [['buffers raised during the change (default)', []], ['no raise (--change-rcvbuf 0)', ['--change-rcvbuf', '0']]];
+  const variants = [
+    ['buffers raised during the change (default)', []],
+    ['no raise (--change-rcvbuf 0)', ['--change-rcvbuf', '0']],
+  ];
   const rows = [];
   for (const change of Object.keys(CHANGES)) {
     for (const [name, flags] of variants) {
       const r = await measure(change, rate, o.seconds, flags);
-      log(`  ${change}, ${name}: sent ${fmtInt(r.sent)}, received ${fmtInt(r.received)}, kernel drops ${fmtInt(r.drops)}, unaccounted ${fmtInt(r.unaccounted)}`);
+      log(
+        `  ${change}, ${name}: sent ${fmtInt(r.sent)}, received ${fmtInt(r.received)}, kernel drops ${fmtInt(r.drops)}, unaccounted ${fmtInt(r.unaccounted)}`,
+      );
       rows.push([change, name, fmtInt(r.sent), fmtInt(r.received), fmtInt(r.drops), fmtInt(r.unaccounted)]);
     }
     await sleep(100);
   }
   const header = ['change', 'variant', 'sent', 'received', 'kernel drops', 'unaccounted'];
-  log('\n' + textTable(header, rows));
+  log(`\n${textTable(header, rows)}`);
   return {
     markdown:
       `## Changes under load\n\n` +
@@ -128,6 +139,7 @@ export async function runChangesBench({ log, quick = false }) {
       `"received" counts what the workers handled (after a takeover: the new service's totals, which carry the old one's); ` +
       `"unaccounted" is sent − received − kernel drops (datagrams neither handled nor counted as dropped). ` +
       `Each change ran twice, side by side: with the receive buffers raised to 8 MiB for the length of the change (the default; for a takeover, from the new command's first word) and without.\n\n` +
-      mdTable(header, rows, ['l', 'l', 'r', 'r', 'r', 'r']) + '\n',
+      mdTable(header, rows, ['l', 'l', 'r', 'r', 'r', 'r']) +
+      '\n',
   };
 }

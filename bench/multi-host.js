@@ -33,11 +33,15 @@ namespaces it makes and removes: the highest rate each balancer carries with no 
   --seconds   length of each run (default 2)
   --workers   workers per host (default 2)
 `;
-const args = benchArgs({
-  rates: { type: 'string', default: '2000,5000,10000,20000,40000' },
-  seconds: { type: 'string', default: '2' },
-  workers: { type: 'string', default: '2' },
-}, USAGE, 'bench/multi-host.js');
+const args = benchArgs(
+  {
+    rates: { type: 'string', default: '2000,5000,10000,20000,40000' },
+    seconds: { type: 'string', default: '2' },
+    workers: { type: 'string', default: '2' },
+  },
+  USAGE,
+  'bench/multi-host.js',
+);
 const RATES = args.rates.split(',').map((r) => intArg('rates', r, 1, 10_000_000, 'bench/multi-host.js'));
 const SECONDS = intArg('seconds', args.seconds, 1, 600, 'bench/multi-host.js');
 const WORKERS = intArg('workers', args.workers, 1, 64, 'bench/multi-host.js');
@@ -78,13 +82,39 @@ function processSeconds(pids) {
 const topo = await Topology.create(HOSTS);
 const tmp = await mkdtemp(join(tmpdir(), 'shardgram-bench-multihost-'));
 try {
-  await topo.nft(topo.lb, nftDnat({
-    table: 'shardgram', vip: VIP, targets: topo.hosts.map((_, i) => hostAddress(i)), toPort: ECHO,
-    rules: [{ port: PORTS.jhash, kind: 'jhash' }, { port: PORTS.random, kind: 'random' }],
-  }));
+  await topo.nft(
+    topo.lb,
+    nftDnat({
+      table: 'shardgram',
+      vip: VIP,
+      targets: topo.hosts.map((_, i) => hostAddress(i)),
+      toPort: ECHO,
+      rules: [
+        { port: PORTS.jhash, kind: 'jhash' },
+        { port: PORTS.random, kind: 'random' },
+      ],
+    }),
+  );
   for (let i = 0; i < HOSTS; i++) {
-    const child = topo.spawn(topo.hosts[i], [process.execPath, BIN, 'serve', 'echo', '--port', String(ECHO), '--address', hostAddress(i), '--workers', String(WORKERS),
-      '--rcvbuf', '4m', '--rcvbuf-force', '--stats-port', String(STATS), '--stats-address', hostAddress(i)]);
+    const child = topo.spawn(topo.hosts[i], [
+      process.execPath,
+      BIN,
+      'serve',
+      'echo',
+      '--port',
+      String(ECHO),
+      '--address',
+      hostAddress(i),
+      '--workers',
+      String(WORKERS),
+      '--rcvbuf',
+      '4m',
+      '--rcvbuf-force',
+      '--stats-port',
+      String(STATS),
+      '--stats-address',
+      hostAddress(i),
+    ]);
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     if (!(await waitFor(() => /^shardgram: |"ready":true/m.test(out), 30_000))) throw new Error(`host ${i + 1} did not start`);
@@ -92,11 +122,18 @@ try {
   const dir = await mkdtemp(join(tmp, 'nginx-'));
   const conf = await writeNginxConfig({ dir, listen: `${VIP}:${PORTS.nginx}`, targets: topo.hosts.map((_, i) => `${hostAddress(i)}:${ECHO}`) });
   topo.spawn(topo.lb, ['nginx', '-p', dir, '-c', conf, '-e', join(dir, 'error.log'), '-g', 'daemon off;']);
-  if (!(await waitFor(async () => (await topo.exec(topo.lb, ['ss', '-Hlun', 'src', `${VIP}:${PORTS.nginx}`])).stdout.trim() !== '', 10_000))) throw new Error('nginx did not start');
-  const nginxPids = async () => (await topo.exec(topo.lb, ['sh', '-c', 'ps -e -o pid=,comm= | awk \'$2=="nginx"{print $1}\''])).stdout.split(/\s+/).filter(Boolean).map(Number);
+  if (!(await waitFor(async () => (await topo.exec(topo.lb, ['ss', '-Hlun', 'src', `${VIP}:${PORTS.nginx}`])).stdout.trim() !== '', 10_000)))
+    throw new Error('nginx did not start');
+  const nginxPids = async () =>
+    (await topo.exec(topo.lb, ['sh', '-c', 'ps -e -o pid=,comm= | awk \'$2=="nginx"{print $1}\''])).stdout.split(/\s+/).filter(Boolean).map(Number);
 
   const hostTotals = async () =>
-    (await topo.getAll(topo.lb, topo.hosts.map((_, i) => ({ url: `http://${hostAddress(i)}:${STATS}/stats` })))).map((r) => JSON.parse(r.body).total);
+    (
+      await topo.getAll(
+        topo.lb,
+        topo.hosts.map((_, i) => ({ url: `http://${hostAddress(i)}:${STATS}/stats` })),
+      )
+    ).map((r) => JSON.parse(r.body).total);
 
   /** One paced burst; returns loss, drops, split and CPU figures. */
   async function burst(name, address, port, rate) {
@@ -105,8 +142,30 @@ try {
     const pids = name === 'nginx' ? await nginxPids() : [];
     const k0 = kernelSeconds();
     const p0 = processSeconds(pids);
-    const r = await topo.exec(topo.client, [process.execPath, BIN, 'load', '--address', address, '--port', String(port), '--sources', '64', '--count', String(count),
-      '--rate', String(rate), '--reply-timeout', '1000', '--max-duration', String(SECONDS * 1000 + 30_000), '--json'], { timeoutMs: SECONDS * 1000 + 60_000 });
+    const r = await topo.exec(
+      topo.client,
+      [
+        process.execPath,
+        BIN,
+        'load',
+        '--address',
+        address,
+        '--port',
+        String(port),
+        '--sources',
+        '64',
+        '--count',
+        String(count),
+        '--rate',
+        String(rate),
+        '--reply-timeout',
+        '1000',
+        '--max-duration',
+        String(SECONDS * 1000 + 30_000),
+        '--json',
+      ],
+      { timeoutMs: SECONDS * 1000 + 60_000 },
+    );
     const report = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')));
     const k1 = kernelSeconds();
     const p1 = processSeconds(pids);
@@ -117,16 +176,33 @@ try {
     }, 5_000);
     const split = after.map((t, i) => t.datagrams - before[i].datagrams);
     const drops = after.reduce((a, t, i) => a + t.kernelDrops - before[i].kernelDrops, 0);
-    return { name, rate, sent: report.sent, lost: report.lost, drops, split, sendRate: report.sendRate, kernelUs: ((k1 - k0) * 1e6) / report.sent, procUs: ((p1 - p0) * 1e6) / report.sent };
+    return {
+      name,
+      rate,
+      sent: report.sent,
+      lost: report.lost,
+      drops,
+      split,
+      sendRate: report.sendRate,
+      kernelUs: ((k1 - k0) * 1e6) / report.sent,
+      procUs: ((p1 - p0) * 1e6) / report.sent,
+    };
   }
 
   const rows = [];
-  const plan = [['direct', hostAddress(0), PORTS.direct], ['nft jhash', VIP, PORTS.jhash], ['nft random', VIP, PORTS.random], ['nginx', VIP, PORTS.nginx]];
+  const plan = [
+    ['direct', hostAddress(0), PORTS.direct],
+    ['nft jhash', VIP, PORTS.jhash],
+    ['nft random', VIP, PORTS.random],
+    ['nginx', VIP, PORTS.nginx],
+  ];
   for (const [name, address, port] of plan) {
     let best;
     for (const rate of RATES) {
       const b = await burst(name, address, port, rate);
-      console.error(`${name.padEnd(10)} ${String(rate).padStart(6)}/s: lost ${b.lost}, host drops ${b.drops}, split ${b.split.join('/')}, kernel ${b.kernelUs.toFixed(1)} µs/dgram, nginx ${b.procUs.toFixed(1)} µs/dgram`);
+      console.error(
+        `${name.padEnd(10)} ${String(rate).padStart(6)}/s: lost ${b.lost}, host drops ${b.drops}, split ${b.split.join('/')}, kernel ${b.kernelUs.toFixed(1)} µs/dgram, nginx ${b.procUs.toFixed(1)} µs/dgram`,
+      );
       if (b.lost > 0 || b.drops > 0) break;
       best = b;
     }
@@ -140,14 +216,17 @@ try {
       console.log(`| ${b.name} | below ${RATES[0]} | – | – |`);
       continue;
     }
-    const cpu = b.name === 'nginx'
-      ? `${b.procUs.toFixed(1)} µs (nginx processes)`
-      : `${(b.kernelUs - (direct.kernelUs ?? 0)).toFixed(1)} µs (machine kernel time ${b.kernelUs.toFixed(1)} µs vs ${direct.kernelUs?.toFixed(1) ?? '–'} µs plain forwarding)`;
+    const cpu =
+      b.name === 'nginx'
+        ? `${b.procUs.toFixed(1)} µs (nginx processes)`
+        : `${(b.kernelUs - (direct.kernelUs ?? 0)).toFixed(1)} µs (machine kernel time ${b.kernelUs.toFixed(1)} µs vs ${direct.kernelUs?.toFixed(1) ?? '–'} µs plain forwarding)`;
     const total = b.split.reduce((a, n) => a + n, 0);
     const top = b.rate === RATES[RATES.length - 1] ? '≥ ' : '';
     console.log(`| ${b.name} | ${top}${b.rate} | ${cpu} | ${b.split.map((n) => `${((100 * n) / total).toFixed(0)}%`).join(' / ')} |`);
   }
-  console.log(`\nplain forwarding through lb to one host (no DNAT): highest rate ${direct.rate || `below ${RATES[0]}`}/s, machine kernel time ${direct.kernelUs?.toFixed(1) ?? '–'} µs per datagram`);
+  console.log(
+    `\nplain forwarding through lb to one host (no DNAT): highest rate ${direct.rate || `below ${RATES[0]}`}/s, machine kernel time ${direct.kernelUs?.toFixed(1) ?? '–'} µs per datagram`,
+  );
 } finally {
   await topo.destroy();
   await rm(tmp, { recursive: true, force: true });

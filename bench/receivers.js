@@ -111,7 +111,12 @@ function startPeer(cmd, argv, label) {
 async function startShardgram(engine, { workers, rcvbuf, log }) {
   const { Supervisor } = await import('@shardgram/udp-core');
   const sup = new Supervisor({
-    app: 'discard', address: '127.0.0.1', port: 0, workers, engine, snapshotIntervalMs: 50,
+    app: 'discard',
+    address: '127.0.0.1',
+    port: 0,
+    workers,
+    engine,
+    snapshotIntervalMs: 50,
     ...(rcvbuf ? { rcvbuf } : {}),
     log: (line) => {
       if (/warning|error|fatal/i.test(line)) log(`  [${engine}] ${line}`);
@@ -140,18 +145,56 @@ export async function startReceiver(row, opts) {
       return startShardgram(row, opts);
     case 'cluster': {
       const port = await freePort();
-      return startPeer(process.execPath, [join(BENCH, 'peers', 'node-recv.js'), 'cluster', '--port', String(port), '--workers', String(WORKERS), ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : [])], 'cluster peer');
+      return startPeer(
+        process.execPath,
+        [
+          join(BENCH, 'peers', 'node-recv.js'),
+          'cluster',
+          '--port',
+          String(port),
+          '--workers',
+          String(WORKERS),
+          ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : []),
+        ],
+        'cluster peer',
+      );
     }
     case 'reuseport': {
       // A fixed port: with port 0, each worker would bind a port of its own.
       const port = await freePort();
-      return startPeer(node22, [join(BENCH, 'peers', 'node-recv.js'), 'reuseport', '--port', String(port), '--workers', String(WORKERS), ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : [])], 'reusePort peer');
+      return startPeer(
+        node22,
+        [
+          join(BENCH, 'peers', 'node-recv.js'),
+          'reuseport',
+          '--port',
+          String(port),
+          '--workers',
+          String(WORKERS),
+          ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : []),
+        ],
+        'reusePort peer',
+      );
     }
     case 'c':
       return startPeer(c.recv, ['--port', '0', '--workers', String(WORKERS), '--size', '2048', ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : [])], 'C receiver');
     case 'cpaced':
       // The native engine's batch (64) and read delay (the discard app declares none: the default).
-      return startPeer(c.recv, ['--port', '0', '--workers', String(WORKERS), '--size', '2048', '--paced-us', String(opts.readDelayUs), ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : [])], 'paced C receiver');
+      return startPeer(
+        c.recv,
+        [
+          '--port',
+          '0',
+          '--workers',
+          String(WORKERS),
+          '--size',
+          '2048',
+          '--paced-us',
+          String(opts.readDelayUs),
+          ...(RCVBUF ? ['--rcvbuf', String(RCVBUF)] : []),
+        ],
+        'paced C receiver',
+      );
   }
   throw new Error(`unknown row ${row}`);
 }

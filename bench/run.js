@@ -14,7 +14,6 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, relative } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BENCH, ROOT, SETUP_HINT, cpuMicros, fmtInt, intArg, median, readSysctl, sleep, textTable } from './lib.js';
 import { ROW_INFO, markdown, svgChart } from './report.js';
@@ -133,7 +132,7 @@ const notes = [];
 function cpuModel() {
   try {
     const m = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    return m ? m[1].trim() : os.cpus()[0]?.model ?? 'unknown';
+    return m ? m[1].trim() : (os.cpus()[0]?.model ?? 'unknown');
   } catch {
     return 'unknown';
   }
@@ -161,14 +160,36 @@ function runProcess(cmd, argv, timeoutMs) {
 async function send(kind, c, port, count) {
   const maxMs = Math.max(10_000, Math.ceil(count / 50)); // 50k/s at the very least
   if (kind === 'c') {
-    const out = await runProcess(c.sender, ['--port', String(port), '--count', String(count), '--sources', String(SOURCES), '--size', String(SIZE), '--max-ms', String(maxMs)], maxMs + 10_000);
+    const out = await runProcess(
+      c.sender,
+      ['--port', String(port), '--count', String(count), '--sources', String(SOURCES), '--size', String(SIZE), '--max-ms', String(maxMs)],
+      maxMs + 10_000,
+    );
     const r = JSON.parse(out.trim().split('\n').pop());
     return { sent: r.sent, ms: r.ms, rate: r.rate };
   }
-  const out = await runProcess(process.execPath, [
-    BIN, 'load', '--port', String(port), '--sender', 'native', '--no-replies', '--json', '--count', String(count), '--size', String(SIZE),
-    '--sources', String(SOURCES), '--max-duration', String(maxMs),
-  ], maxMs + 20_000);
+  const out = await runProcess(
+    process.execPath,
+    [
+      BIN,
+      'load',
+      '--port',
+      String(port),
+      '--sender',
+      'native',
+      '--no-replies',
+      '--json',
+      '--count',
+      String(count),
+      '--size',
+      String(SIZE),
+      '--sources',
+      String(SOURCES),
+      '--max-duration',
+      String(maxMs),
+    ],
+    maxMs + 20_000,
+  );
   const r = JSON.parse(out);
   return { sent: r.sent, ms: r.sendMs, rate: r.sendRate };
 }
@@ -218,7 +239,9 @@ async function calibrateSenders(c) {
       for (const kind of ['c', 'native']) {
         const s = await send(kind, c, sink.port, n);
         rates[kind].push(s.rate);
-        log(`${elapsed()}  sender calibration ${r + 1}/${ROUNDS}: ${kind === 'c' ? 'C sendmmsg loop' : 'native sender'} ${Math.round(s.rate).toLocaleString('en-US')} datagrams/s`);
+        log(
+          `${elapsed()}  sender calibration ${r + 1}/${ROUNDS}: ${kind === 'c' ? 'C sendmmsg loop' : 'native sender'} ${Math.round(s.rate).toLocaleString('en-US')} datagrams/s`,
+        );
       }
     }
   } finally {
@@ -229,7 +252,10 @@ async function calibrateSenders(c) {
 
 // ---------------------------------------------------------------------------
 // ---------------------------------------------------------------------------
-const SECTIONS = String(args.sections).split(',').map((x) => x.trim()).filter(Boolean);
+const SECTIONS = String(args.sections)
+  .split(',')
+  .map((x) => x.trim())
+  .filter(Boolean);
 for (const x of SECTIONS) {
   if (!['receive', 'statsd', 'timers', 'remotewrite', 'syslog', 'changes'].includes(x)) {
     process.stderr.write(`bench: --sections takes receive, statsd, timers, remotewrite, syslog, changes; got "${x}"\n`);
@@ -254,7 +280,10 @@ async function appSections() {
       const pd = await runStatsdPerDatagram({ log, ...(args.quick ? { ...QUICK, warmup: 5000 } : {}) });
       out.push(pd.markdown);
       const sg = pd.rows.find((r) => r.key === 'statsd');
-      if (sg) log(`${elapsed()}  shardgram statsd: ${sg.us.toFixed(3)} µs CPU/datagram, ${sg.xFloor === undefined ? 'no C floor' : `${sg.xFloor.toFixed(2)} × the C recvmmsg floor`} (same run)`);
+      if (sg)
+        log(
+          `${elapsed()}  shardgram statsd: ${sg.us.toFixed(3)} µs CPU/datagram, ${sg.xFloor === undefined ? 'no C floor' : `${sg.xFloor.toFixed(2)} × the C recvmmsg floor`} (same run)`,
+        );
     } catch (err) {
       out.push(`## StatsD: CPU per datagram against the C floor\n\nThis section did not run: ${err.message}\n`);
     }
@@ -303,7 +332,7 @@ async function appSections() {
 async function main() {
   if (!SECTIONS.includes('receive')) {
     const extra = await appSections();
-    process.stdout.write(extra.join('\n') + '\n');
+    process.stdout.write(`${extra.join('\n')}\n`);
     return;
   }
   const env = {
@@ -315,7 +344,9 @@ async function main() {
     rmemDefault: readSysctl('net.core.rmem_default'),
     rmemMax: readSysctl('net.core.rmem_max'),
   };
-  log(`shardgram benchmark: ${WORKERS} receiving processes per row, ${fmtInt(COUNT)} datagrams of ${SIZE} bytes per burst, ${ROUNDS} round(s), ${SENDER} sender`);
+  log(
+    `shardgram benchmark: ${WORKERS} receiving processes per row, ${fmtInt(COUNT)} datagrams of ${SIZE} bytes per burst, ${ROUNDS} round(s), ${SENDER} sender`,
+  );
   log(`${env.cpu}, ${env.cores} cores, ${env.kernel}, Node ${env.node}`);
   const load = os.loadavg()[0];
   if (load > 0.5) log(`note: load average is ${load.toFixed(2)}: something else is running; figures will be noisy (ratios within this run still compare).`);
@@ -334,10 +365,13 @@ async function main() {
   if (args.node) {
     node22Version = nodeVersionOf(args.node);
     if (!node22Version) notes.push(`--node ${args.node} did not run: the reusePort row was skipped.`);
-    else if (!hasReusePort(node22Version)) notes.push(`--node ${args.node} is ${node22Version}; dgram's reusePort needs Node >= 22.12 (or >= 23.1): the reusePort row was skipped.`);
+    else if (!hasReusePort(node22Version))
+      notes.push(`--node ${args.node} is ${node22Version}; dgram's reusePort needs Node >= 22.12 (or >= 23.1): the reusePort row was skipped.`);
     else node22 = args.node;
   } else if (WANT.includes('reuseport')) {
-    notes.push("Node's dgram `reusePort` row needs `--node PATH` to a Node >= 22.12 binary; it was not given, so the row was skipped (see below for how to get one).");
+    notes.push(
+      "Node's dgram `reusePort` row needs `--node PATH` to a Node >= 22.12 binary; it was not given, so the row was skipped (see below for how to get one).",
+    );
   }
   const rows = WANT.filter((r) => (r === 'c' || r === 'cpaced' ? Boolean(c?.recv) : r === 'reuseport' ? Boolean(node22) : true));
 
@@ -363,7 +397,9 @@ async function main() {
         results.get(row).push(m);
         const rec = m.received.reduce((a, b) => a + b, 0);
         const cpu = m.cpu.reduce((a, b) => a + b, 0);
-        log(`${elapsed()}        sent ${fmtInt(m.sent)} at ${fmtInt(m.sent / (m.sendMs / 1000))}/s, received ${fmtInt(rec)} (loss ${((100 * (m.sent - rec)) / m.sent).toFixed(2)}%), ${(cpu / rec).toFixed(3)} µs/datagram, split ${m.received.map((v) => fmtInt(v)).join(' / ')}`);
+        log(
+          `${elapsed()}        sent ${fmtInt(m.sent)} at ${fmtInt(m.sent / (m.sendMs / 1000))}/s, received ${fmtInt(rec)} (loss ${((100 * (m.sent - rec)) / m.sent).toFixed(2)}%), ${(cpu / rec).toFixed(3)} µs/datagram, split ${m.received.map((v) => fmtInt(v)).join(' / ')}`,
+        );
       } catch (err) {
         log(`        failed: ${err.message}`);
         notes.push(`${ROW_INFO[row].label}, round ${round + 1}: ${err.message.split('\n')[0]}`);
@@ -384,8 +420,18 @@ async function main() {
     const costs = ms.map((m) => m.cpu.reduce((x, y) => x + y, 0) / m.received.reduce((x, y) => x + y, 0));
     const sendSec = ms.reduce((a, m) => a + m.sendMs, 0) / 1000;
     summary.push({
-      row, rounds: ms.length, sent, received, cpu, cost: median(costs), costMin: Math.min(...costs), costMax: Math.max(...costs),
-      lossPct: (100 * (sent - received)) / sent, split: perWorker.map((v) => v / received), sendRate: sent / sendSec, recvRate: received / sendSec,
+      row,
+      rounds: ms.length,
+      sent,
+      received,
+      cpu,
+      cost: median(costs),
+      costMin: Math.min(...costs),
+      costMax: Math.max(...costs),
+      lossPct: (100 * (sent - received)) / sent,
+      split: perWorker.map((v) => v / received),
+      sendRate: sent / sendSec,
+      recvRate: received / sendSec,
     });
   }
   const get = (row) => summary.find((s) => s.row === row);
@@ -411,7 +457,8 @@ async function main() {
   const targets = [];
   if (nat && dg) targets.push({ what: 'native engine ≤ 0.6 × dgram engine', value: nat.cost / dg.cost, limit: 0.6 });
   if (nat && cf) targets.push({ what: 'native engine ≤ 1.5 × C recvmmsg floor (blocking loop)', value: nat.cost / cf.cost, limit: 1.5 });
-  if (nat && cp) targets.push({ what: 'native engine ≤ 1.10 × C recvmmsg floor (paced loop, same batch and read delay)', value: nat.cost / cp.cost, limit: 1.1 });
+  if (nat && cp)
+    targets.push({ what: 'native engine ≤ 1.10 × C recvmmsg floor (paced loop, same batch and read delay)', value: nat.cost / cp.cost, limit: 1.1 });
   if (senders) targets.push({ what: 'C sendmmsg rate ≤ 1.5 × native sender rate', value: senders.c / senders.native, limit: 1.5 });
 
   const out = [];
@@ -419,22 +466,36 @@ async function main() {
   out.push(textTable(header, tableRows));
   out.push('');
   if (senders) {
-    out.push(`senders (${fmtInt(senders.count)} datagrams into an unread socket, median of ${ROUNDS}): C sendmmsg loop ${fmtInt(senders.c)}/s, native sender ${fmtInt(senders.native)}/s: native/C = ${(senders.native / senders.c).toFixed(2)} (C is ${(senders.c / senders.native).toFixed(2)}× the native sender)`);
+    out.push(
+      `senders (${fmtInt(senders.count)} datagrams into an unread socket, median of ${ROUNDS}): C sendmmsg loop ${fmtInt(senders.c)}/s, native sender ${fmtInt(senders.native)}/s: native/C = ${(senders.native / senders.c).toFixed(2)} (C is ${(senders.c / senders.native).toFixed(2)}× the native sender)`,
+    );
   }
   for (const t of targets) out.push(`target ${t.what}: ${t.value.toFixed(2)} → ${t.value <= t.limit ? 'met' : 'MISSED'}`);
   for (const n of notes) out.push(`note: ${n}`);
-  process.stdout.write(out.join('\n') + '\n');
+  process.stdout.write(`${out.join('\n')}\n`);
 
   const extra = await appSections();
-  if (extra.length) process.stdout.write('\n' + extra.join('\n') + '\n');
+  if (extra.length) process.stdout.write(`\n${extra.join('\n')}\n`);
   if (args['no-write']) return;
   mkdirSync(DOCS, { recursive: true });
   const meta = `${WORKERS} receiving processes · ${SIZE}-byte datagrams · ${env.cores} cores · ${env.date.slice(0, 10)}`;
   writeFileSync(join(DOCS, 'benchmarks.svg'), svgChart(summary, meta));
-  writeFileSync(join(DOCS, 'benchmarks.md'), markdown({
-    env, summary, tableRows, header, senders, targets, node22Version, senderKind, extra, notes,
-    run: { workers: WORKERS, size: SIZE, sources: SOURCES, count: COUNT, warmup: WARMUP, rounds: ROUNDS, rcvbuf: RCVBUF },
-  }));
+  writeFileSync(
+    join(DOCS, 'benchmarks.md'),
+    markdown({
+      env,
+      summary,
+      tableRows,
+      header,
+      senders,
+      targets,
+      node22Version,
+      senderKind,
+      extra,
+      notes,
+      run: { workers: WORKERS, size: SIZE, sources: SOURCES, count: COUNT, warmup: WARMUP, rounds: ROUNDS, rcvbuf: RCVBUF },
+    }),
+  );
   log(`${elapsed()}  wrote docs/benchmarks.md and docs/benchmarks.svg`);
 }
 

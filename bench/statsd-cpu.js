@@ -51,8 +51,16 @@ async function startPerDatagramRow(dir, kind, { c, workers, rcvbuf, bin, readDel
  * run of a change). Returns a markdown section and the rows.
  */
 export async function runStatsdPerDatagram({
-  log = (line) => process.stderr.write(`${line}\n`), count = 400_000, warmup = 50_000, sources = 64, names = 64, rounds = 3, workers = 2,
-  rcvbuf = 4 << 20, baseline, maxMsPerBurst = 8000,
+  log = (line) => process.stderr.write(`${line}\n`),
+  count = 400_000,
+  warmup = 50_000,
+  sources = 64,
+  names = 64,
+  rounds = 3,
+  workers = 2,
+  rcvbuf = 4 << 20,
+  baseline,
+  maxMsPerBurst = 8000,
 } = {}) {
   if (!existsSync(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error('build first: npm run build');
   if (!Number.isInteger(warmup) || warmup < 0) throw new Error('warmup: a whole number of datagrams ≥ 0');
@@ -61,7 +69,8 @@ export async function runStatsdPerDatagram({
   const c = compileC(join(ROOT, 'bench', 'out'), notes);
   if (!c?.recv) notes.push('no C compiler, or bench/c/recv.c did not compile: no C floor row, no "× C floor"');
   const baseBin = baseline === undefined ? undefined : join(baseline, 'packages', 'udp-core', 'bin', 'shardgram.js');
-  if (baseBin && !existsSync(join(baseline, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error(`--baseline ${baseline}: not a built checkout (no packages/examples/dist/statsd.js)`);
+  if (baseBin && !existsSync(join(baseline, 'packages', 'examples', 'dist', 'statsd.js')))
+    throw new Error(`--baseline ${baseline}: not a built checkout (no packages/examples/dist/statsd.js)`);
   // The statsd app lets the engine wait up to its maxReadDelayUs under steady traffic; the
   // discard row gets the same, so that statsd − discard is the app's own cost. One more
   // statsd row runs with the engine's general default, to show what the longer wait saves.
@@ -73,7 +82,14 @@ export async function runStatsdPerDatagram({
     { key: 'discard', name: `shardgram discard, native engine, --max-read-delay ${appDelay}`, kind: 'discard', readDelay: appDelay },
     { key: 'statsd', name: `shardgram statsd, native engine (its default --max-read-delay ${appDelay})`, kind: 'statsd' },
     ...(appDelay !== DEFAULT_MAX_READ_DELAY_US
-      ? [{ key: 'statsdShort', name: `shardgram statsd, native engine, --max-read-delay ${DEFAULT_MAX_READ_DELAY_US} (the engine's general default)`, kind: 'statsd', readDelay: DEFAULT_MAX_READ_DELAY_US }]
+      ? [
+          {
+            key: 'statsdShort',
+            name: `shardgram statsd, native engine, --max-read-delay ${DEFAULT_MAX_READ_DELAY_US} (the engine's general default)`,
+            kind: 'statsd',
+            readDelay: DEFAULT_MAX_READ_DELAY_US,
+          },
+        ]
       : []),
     ...(baseBin ? [{ key: 'baseline', name: 'shardgram statsd, native engine (baseline checkout)', kind: 'statsd', bin: baseBin }] : []),
   ];
@@ -101,7 +117,9 @@ export async function runStatsdPerDatagram({
           const received = s.sent - lost;
           const us = (1000 * cpu) / Math.max(1, received);
           runs.get(def.key).push({ round, sent: s.sent, sendMs: s.ms, received, lost, us });
-          log(`statsd per-datagram round ${round}/${rounds}: ${def.name}: sent ${int(s.sent)} at ${int(s.sent / (s.ms / 1000))}/s, lost ${int(lost)}, ${us.toFixed(3)} µs CPU/datagram`);
+          log(
+            `statsd per-datagram round ${round}/${rounds}: ${def.name}: sent ${int(s.sent)} at ${int(s.sent / (s.ms / 1000))}/s, lost ${int(lost)}, ${us.toFixed(3)} µs CPU/datagram`,
+          );
         } finally {
           await rx.stop();
         }
@@ -120,14 +138,28 @@ export async function runStatsdPerDatagram({
     const rs = runs.get(def.key);
     const ratios = floor ? rs.map((r) => r.us / (floor.find((f) => f.round === r.round)?.us ?? NaN)).filter(Number.isFinite) : [];
     return {
-      key: def.key, name: def.name, rounds: rs.length, sent: rs.reduce((a, r) => a + r.sent, 0), lost: rs.reduce((a, r) => a + r.lost, 0),
-      us: med(rs.map((r) => r.us)), usMin: Math.min(...rs.map((r) => r.us)), usMax: Math.max(...rs.map((r) => r.us)),
-      xFloor: ratios.length ? med(ratios) : undefined, perRound: rs.map((r) => r.us),
+      key: def.key,
+      name: def.name,
+      rounds: rs.length,
+      sent: rs.reduce((a, r) => a + r.sent, 0),
+      lost: rs.reduce((a, r) => a + r.lost, 0),
+      us: med(rs.map((r) => r.us)),
+      usMin: Math.min(...rs.map((r) => r.us)),
+      usMax: Math.max(...rs.map((r) => r.us)),
+      xFloor: ratios.length ? med(ratios) : undefined,
+      perRound: rs.map((r) => r.us),
     };
   });
   const table = mdTable(
     ['receiver', 'µs / datagram (median)', 'min–max', '× C floor', 'sent', 'lost'],
-    rows.map((r) => [r.name, r.us.toFixed(3), `${r.usMin.toFixed(2)}–${r.usMax.toFixed(2)}`, r.xFloor === undefined ? '–' : r.xFloor.toFixed(2), int(r.sent), int(r.lost)]),
+    rows.map((r) => [
+      r.name,
+      r.us.toFixed(3),
+      `${r.usMin.toFixed(2)}–${r.usMax.toFixed(2)}`,
+      r.xFloor === undefined ? '–' : r.xFloor.toFixed(2),
+      int(r.sent),
+      int(r.lost),
+    ]),
   );
   const statsd = rows.find((r) => r.key === 'statsd');
   const discard = rows.find((r) => r.key === 'discard');
@@ -135,12 +167,19 @@ export async function runStatsdPerDatagram({
   const short = rows.find((r) => r.key === 'statsdShort');
   /** Median over the rounds of statsd's cost over row `key`'s in the same round, and the per-round ratios. */
   const paired = (key) => {
-    const pairs = runs.get('statsd').map((r) => r.us / (runs.get(key).find((b) => b.round === r.round)?.us ?? NaN)).filter(Number.isFinite);
+    const pairs = runs
+      .get('statsd')
+      .map((r) => r.us / (runs.get(key).find((b) => b.round === r.round)?.us ?? NaN))
+      .filter(Number.isFinite);
     return `${med(pairs).toFixed(3)}× (median of the per-round ratios: ${pairs.map((x) => x.toFixed(2)).join(', ')})`;
   };
   const verdicts = [];
-  if (statsd && discard) verdicts.push(`- the statsd app on top of the native engine: ${(statsd.us - discard.us).toFixed(3)} µs/datagram (statsd − discard, medians, both with --max-read-delay ${appDelay}).`);
-  if (statsd && short) verdicts.push(`- statsd with its ${appDelay} µs read delay against ${DEFAULT_MAX_READ_DELAY_US} µs: ${paired('statsdShort')} the CPU per datagram.`);
+  if (statsd && discard)
+    verdicts.push(
+      `- the statsd app on top of the native engine: ${(statsd.us - discard.us).toFixed(3)} µs/datagram (statsd − discard, medians, both with --max-read-delay ${appDelay}).`,
+    );
+  if (statsd && short)
+    verdicts.push(`- statsd with its ${appDelay} µs read delay against ${DEFAULT_MAX_READ_DELAY_US} µs: ${paired('statsdShort')} the CPU per datagram.`);
   if (statsd && base) verdicts.push(`- this checkout against the baseline checkout: ${paired('baseline')} its CPU per datagram.`);
   const markdown = [
     '## StatsD: CPU per datagram against the C floor',
@@ -164,4 +203,3 @@ export async function runStatsdPerDatagram({
 }
 
 // ---------------------------------------------------------------- entry points
-

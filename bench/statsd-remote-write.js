@@ -28,10 +28,17 @@ const FLUSH_MS = 1000;
 async function startPrometheus(dir) {
   const port = await freePort('tcp');
   writeFileSync(join(dir, 'prometheus.yml'), 'global:\n  scrape_interval: 1m\nscrape_configs: []\n');
-  const child = spawn('prometheus', [
-    `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`,
-    '--web.enable-remote-write-receiver', '--enable-feature=native-histograms',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    'prometheus',
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--web.enable-remote-write-receiver',
+      '--enable-feature=native-histograms',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
@@ -68,7 +75,8 @@ async function throughput(url, { series, flushes, log }) {
   const lines = [];
   const out = new RemoteWriteOutput({
     target: { url: new URL(url), externalLabels: { job: 'bench' }, auth: undefined, timeoutMs: 30_000, caFile: undefined, nativeHistograms: true },
-    capacity: series * flushes, log: (l) => lines.push(l),
+    capacity: series * flushes,
+    log: (l) => lines.push(l),
   });
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -140,7 +148,8 @@ async function supervisorRow(dir, url, { series, flushes }) {
 /** Runs both parts; returns { markdown, rows }. */
 export async function runRemoteWriteBench({ log = (l) => process.stderr.write(`${l}\n`), series = 10_000, flushes = 10, rounds = 3 } = {}) {
   const title = '## StatsD: Prometheus remote write';
-  if (!which('prometheus')) return { markdown: `${title}\n\nSkipped: prometheus not found (Debian package prometheus; bench/setup.sh installs it).\n`, rows: [] };
+  if (!which('prometheus'))
+    return { markdown: `${title}\n\nSkipped: prometheus not found (Debian package prometheus; bench/setup.sh installs it).\n`, rows: [] };
   const dir = mkdtempSync(join(os.tmpdir(), 'shardgram-bench-rw-'));
   const prom = await startPrometheus(dir);
   try {
@@ -154,8 +163,11 @@ export async function runRemoteWriteBench({ log = (l) => process.stderr.write(`$
       log(`remotewrite: supervisor CPU per flush, round ${r + 1}: ${off.at(-1).toFixed(1)} ms without, ${on.at(-1).toFixed(1)} ms with remote write`);
     }
     const rows = {
-      perSecond: median(tp.map((x) => x.perSecond)), cpuUsPerSample: median(tp.map((x) => x.cpuUsPerSample)), pushMs: median(tp.map((x) => x.pushMs)),
-      offMs: median(off), onMs: median(on),
+      perSecond: median(tp.map((x) => x.perSecond)),
+      cpuUsPerSample: median(tp.map((x) => x.cpuUsPerSample)),
+      pushMs: median(tp.map((x) => x.pushMs)),
+      offMs: median(off),
+      onMs: median(on),
     };
     const int = (n) => Math.round(n).toLocaleString('en-US');
     const markdown = [
@@ -163,13 +175,17 @@ export async function runRemoteWriteBench({ log = (l) => process.stderr.write(`$
       '',
       `Into a real Prometheus (${prom.url.replace(/:\d+\//, ':PORT/')}, \`--web.enable-remote-write-receiver\`), on this machine, median of ${rounds} round(s).`,
       '',
-      mdTable(['measure', 'value'], [
-        [`throughput: ${flushes} flushes of ${int(series)} series, queued at once, stored by Prometheus`, `${int(rows.perSecond)} samples/s`],
-        ['sender CPU per sample (encode, snappy, HTTP)', `${rows.cpuUsPerSample.toFixed(2)} µs`],
-        [`queueing one flush of ${int(series)} series (the flush clock's share)`, `${rows.pushMs.toFixed(1)} ms`],
-        [`supervisor CPU per flush, ${int(series)} counters, without remote write`, `${rows.offMs.toFixed(1)} ms`],
-        [`supervisor CPU per flush, ${int(series)} counters, with remote write`, `${rows.onMs.toFixed(1)} ms`],
-      ], ['l', 'r']),
+      mdTable(
+        ['measure', 'value'],
+        [
+          [`throughput: ${flushes} flushes of ${int(series)} series, queued at once, stored by Prometheus`, `${int(rows.perSecond)} samples/s`],
+          ['sender CPU per sample (encode, snappy, HTTP)', `${rows.cpuUsPerSample.toFixed(2)} µs`],
+          [`queueing one flush of ${int(series)} series (the flush clock's share)`, `${rows.pushMs.toFixed(1)} ms`],
+          [`supervisor CPU per flush, ${int(series)} counters, without remote write`, `${rows.offMs.toFixed(1)} ms`],
+          [`supervisor CPU per flush, ${int(series)} counters, with remote write`, `${rows.onMs.toFixed(1)} ms`],
+        ],
+        ['l', 'r'],
+      ),
       '',
     ].join('\n');
     return { markdown, rows };

@@ -33,7 +33,9 @@ async function loadModules() {
 /** One measurement: n values over the workers in `mode`; returns flush µs, partial bytes, heap growth. */
 function measure(m, mode, values) {
   const aggs = Array.from({ length: WORKERS }, () => new m.PartialAggregate({ timers: { mode } }));
-  values.forEach((v, i) => aggs[i % WORKERS].datagram(`api.latency:${v}|ms`));
+  values.forEach((v, i) => {
+    aggs[i % WORKERS].datagram(`api.latency:${v}|ms`);
+  });
   const wire = aggs.map((a) => serialize(a.take()));
   const bytes = wire.reduce((a, b) => a + b.length, 0);
   gc();
@@ -84,7 +86,10 @@ export async function runTimerBench({ log = () => {}, rounds = 5, sizes = SIZES 
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const args = benchArgs({ rounds: { type: 'string', default: '5' }, quick: { type: 'boolean', default: false } }, 'Usage: node [--expose-gc] bench/statsd-timers.js [--rounds R] [--quick]');
+  const args = benchArgs(
+    { rounds: { type: 'string', default: '5' }, quick: { type: 'boolean', default: false } },
+    'Usage: node [--expose-gc] bench/statsd-timers.js [--rounds R] [--quick]',
+  );
   const r = await runTimerBench({ log: (l) => process.stderr.write(`${l}\n`), ...(args.quick ? QUICK : { rounds: intArg('rounds', args.rounds, 1, 99) }) });
   process.stdout.write(r.markdown);
 }

@@ -68,9 +68,18 @@ async function runEtsy(dir, cfg, { rcvbuf } = {}) {
   const backend = join(dir, 'etsy-backend.cjs');
   writeFileSync(backend, ETSY_BACKEND);
   const config = join(dir, `etsy-${port}.js`);
-  writeFileSync(config, JSON.stringify({
-    port, address: HOST, mgmt_port: await freePort('tcp'), mgmt_address: HOST, flushInterval: FLUSH_MS, backends: [backend], dumpFile: dump,
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      port,
+      address: HOST,
+      mgmt_port: await freePort('tcp'),
+      mgmt_address: HOST,
+      flushInterval: FLUSH_MS,
+      backends: [backend],
+      dumpFile: dump,
+    }),
+  );
   const p = spawnLogged(['-r', ETSY_PRELOAD, ETSY, config], { env: { ...process.env, ETSY_RCVBUF: String(rcvbuf ?? 0) } });
   try {
     await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
@@ -125,7 +134,13 @@ const int = (n) => Math.round(n).toLocaleString('en-US');
  * section and the rows (sums over the rounds).
  */
 export async function runStatsdBench({
-  log = (line) => process.stderr.write(`${line}\n`), count = 400_000, sources = 64, names = 64, rounds = 2, workers = 2, maxMsPerBurst = 8000,
+  log = (line) => process.stderr.write(`${line}\n`),
+  count = 400_000,
+  sources = 64,
+  names = 64,
+  rounds = 2,
+  workers = 2,
+  maxMsPerBurst = 8000,
 } = {}) {
   if (!existsSync(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error('build first: npm run build');
   if (!Number.isInteger(count) || count < 1 || count > 5_000_000) throw new Error('count: 1 to 5000000');
@@ -136,10 +151,22 @@ export async function runStatsdBench({
   if (etsyMissing) log(etsyMissing);
   const configs = [
     { name: 'Etsy statsd 0.9.0 (1 process), default SO_RCVBUF', buffer: 'default', etsy: true, run: () => runEtsy(dir, cfg) },
-    { name: `shardgram statsd, ${workers} workers, dgram engine, default SO_RCVBUF`, buffer: 'default', run: () => runShardgram(dir, cfg, { engine: 'dgram', workers }) },
-    { name: `shardgram statsd, ${workers} workers, native engine, default SO_RCVBUF`, buffer: 'default', run: () => runShardgram(dir, cfg, { engine: 'native', workers }) },
+    {
+      name: `shardgram statsd, ${workers} workers, dgram engine, default SO_RCVBUF`,
+      buffer: 'default',
+      run: () => runShardgram(dir, cfg, { engine: 'dgram', workers }),
+    },
+    {
+      name: `shardgram statsd, ${workers} workers, native engine, default SO_RCVBUF`,
+      buffer: 'default',
+      run: () => runShardgram(dir, cfg, { engine: 'native', workers }),
+    },
     { name: 'Etsy statsd 0.9.0 (1 process), SO_RCVBUF 4 MiB', buffer: '4m', etsy: true, run: () => runEtsy(dir, cfg, { rcvbuf: big }) },
-    { name: `shardgram statsd, ${workers} workers, native engine, --rcvbuf 4m`, buffer: '4m', run: () => runShardgram(dir, cfg, { engine: 'native', workers, rcvbuf: '4m' }) },
+    {
+      name: `shardgram statsd, ${workers} workers, native engine, --rcvbuf 4m`,
+      buffer: '4m',
+      run: () => runShardgram(dir, cfg, { engine: 'native', workers, rcvbuf: '4m' }),
+    },
   ].filter((c) => !(c.etsy && etsyMissing));
   const totals = configs.map((c) => ({ name: c.name, buffer: c.buffer, etsy: Boolean(c.etsy), sent: 0, received: 0, cpuMs: 0, sendMs: 0, runs: 0 }));
   const started = Date.now();
@@ -154,15 +181,24 @@ export async function runStatsdBench({
         t.cpuMs += res.cpuMs;
         t.sendMs += res.sendMs;
         t.runs++;
-        log(`statsd bench round ${r + 1}/${rounds}: ${c.name}: sent ${int(res.sent)} in ${res.sendMs.toFixed(0)} ms, received ${int(res.received)}, lost ${pct(1 - res.received / res.sent)}`);
+        log(
+          `statsd bench round ${r + 1}/${rounds}: ${c.name}: sent ${int(res.sent)} in ${res.sendMs.toFixed(0)} ms, received ${int(res.received)}, lost ${pct(1 - res.received / res.sent)}`,
+        );
       }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   const rows = totals.map((t) => ({
-    name: t.name, buffer: t.buffer, etsy: t.etsy, sent: t.sent, received: t.received, lost: t.sent - t.received, lossPct: (100 * (t.sent - t.received)) / t.sent,
-    sendRate: t.sent / (t.sendMs / 1000), cpuUsPerReceived: t.received ? (1000 * t.cpuMs) / t.received : 0,
+    name: t.name,
+    buffer: t.buffer,
+    etsy: t.etsy,
+    sent: t.sent,
+    received: t.received,
+    lost: t.sent - t.received,
+    lossPct: (100 * (t.sent - t.received)) / t.sent,
+    sendRate: t.sent / (t.sendMs / 1000),
+    cpuUsPerReceived: t.received ? (1000 * t.cpuMs) / t.received : 0,
   }));
   const lines = [
     mdTable(
@@ -224,14 +260,27 @@ async function coldReceiver(dir, cfg, kind, workers) {
     const backend = join(dir, 'etsy-backend.cjs');
     writeFileSync(backend, ETSY_BACKEND);
     const config = join(dir, `etsy-cold-${port}.js`);
-    writeFileSync(config, JSON.stringify({ port, address: HOST, mgmt_port: await freePort('tcp'), mgmt_address: HOST, flushInterval: FLUSH_MS, backends: [backend], dumpFile: out }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        port,
+        address: HOST,
+        mgmt_port: await freePort('tcp'),
+        mgmt_address: HOST,
+        flushInterval: FLUSH_MS,
+        backends: [backend],
+        dumpFile: out,
+      }),
+    );
     p = spawnLogged([ETSY, config]);
     await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
     if (p.child.exitCode !== null) throw new Error(`Etsy statsd exited at start:\n${p.log()}`);
     pids = [p.child.pid];
   } else {
     // Default settings, as a new user runs it: only the port, the worker count and the output.
-    const sg = await startServe(['statsd', '--port', '0', '--workers', String(workers), '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`], { workers });
+    const sg = await startServe(['statsd', '--port', '0', '--workers', String(workers), '-o', `jsonOut=${out}`, '-o', `flushInterval=${FLUSH_MS}`], {
+      workers,
+    });
     p = { child: sg.child, log: sg.log, exited: sg.exited };
     port = sg.port;
     pids = sg.pids;
@@ -265,7 +314,14 @@ async function coldReceiver(dir, cfg, kind, workers) {
  * ready, `count` datagrams of one name ("bench.c00:1|c") from 64 source ports; then
  * the same burst again, warm. Returns a markdown section and the rows.
  */
-export async function runStatsdColdBurst({ log = (line) => process.stderr.write(`${line}\n`), count = 400_000, sources = 64, rounds = 3, workers = 2, maxMsPerBurst = 8000 } = {}) {
+export async function runStatsdColdBurst({
+  log = (line) => process.stderr.write(`${line}\n`),
+  count = 400_000,
+  sources = 64,
+  rounds = 3,
+  workers = 2,
+  maxMsPerBurst = 8000,
+} = {}) {
   if (!existsSync(join(ROOT, 'packages', 'examples', 'dist', 'statsd.js'))) throw new Error('build first: npm run build');
   if (!existsSync(ETSY)) throw new Error(`Etsy statsd is not installed (${ETSY}): run \`npm ci\` (it is a devDependency)`);
   const cfg = { count, sources, names: 1, batch: 64, maxMs: maxMsPerBurst };
@@ -278,9 +334,19 @@ export async function runStatsdColdBurst({ log = (line) => process.stderr.write(
         const res = await coldReceiver(dir, cfg, kind, workers);
         const name = kind === 'etsy' ? 'Etsy statsd 0.9.0 (1 process)' : `shardgram statsd, ${workers} workers, defaults`;
         for (const b of res.bursts) {
-          const row = { round: r, name, etsy: kind === 'etsy', ...b, lossPct: (100 * b.lost) / b.sent, sendRate: b.sent / (b.sendMs / 1000), cpuUsPerDatagram: (1000 * b.cpuMs) / Math.max(1, b.sent - b.lost) };
+          const row = {
+            round: r,
+            name,
+            etsy: kind === 'etsy',
+            ...b,
+            lossPct: (100 * b.lost) / b.sent,
+            sendRate: b.sent / (b.sendMs / 1000),
+            cpuUsPerDatagram: (1000 * b.cpuMs) / Math.max(1, b.sent - b.lost),
+          };
           rows.push(row);
-          log(`statsd cold burst round ${r}/${rounds}: ${name}, ${b.phase}: sent ${int(b.sent)} at ${int(row.sendRate)}/s, lost ${int(b.lost)} (${pct(b.lost / b.sent)}), ${row.cpuUsPerDatagram.toFixed(2)} µs CPU/datagram`);
+          log(
+            `statsd cold burst round ${r}/${rounds}: ${name}, ${b.phase}: sent ${int(b.sent)} at ${int(row.sendRate)}/s, lost ${int(b.lost)} (${pct(b.lost / b.sent)}), ${row.cpuUsPerDatagram.toFixed(2)} µs CPU/datagram`,
+          );
         }
         const sent = res.bursts.reduce((a, b) => a + b.sent, 0);
         const lost = res.bursts.reduce((a, b) => a + b.lost, 0);
@@ -303,7 +369,9 @@ export async function runStatsdColdBurst({ log = (line) => process.stderr.write(
     const cold = rows.find((x) => x.round === r && !x.etsy && x.phase === 'cold');
     const warm = rows.find((x) => x.round === r && !x.etsy && x.phase === 'warm');
     const tenth = e.lost > 0 ? cold.lost < e.lost / 10 : cold.lost === 0;
-    verdicts.push(`- round ${r}: shardgram's cold burst lost ${pct(cold.lost / cold.sent)} against Etsy's ${pct(e.lost / e.sent)} (under a tenth: ${tenth ? 'yes' : 'no'}); cold ${pct(cold.lost / cold.sent)} vs warm ${pct(warm.lost / warm.sent)} (no more than warm: ${cold.lost <= warm.lost ? 'yes' : 'no'}).`);
+    verdicts.push(
+      `- round ${r}: shardgram's cold burst lost ${pct(cold.lost / cold.sent)} against Etsy's ${pct(e.lost / e.sent)} (under a tenth: ${tenth ? 'yes' : 'no'}); cold ${pct(cold.lost / cold.sent)} vs warm ${pct(warm.lost / warm.sent)} (no more than warm: ${cold.lost <= warm.lost ? 'yes' : 'no'}).`,
+    );
   }
   const markdown = [
     '## StatsD: cold start, one hot name',
@@ -323,25 +391,30 @@ export async function runStatsdColdBurst({ log = (line) => process.stderr.write(
 }
 
 if (process.argv[1] === SELF) {
-  const USAGE = 'Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--quick] [--json] [--cold-burst | --per-datagram [--baseline DIR] [--warmup N]]\n' +
+  const USAGE =
+    'Usage: node bench/statsd.js [--count N] [--sources K] [--names M] [--rounds R] [--quick] [--json] [--cold-burst | --per-datagram [--baseline DIR] [--warmup N]]\n' +
     '  --quick: a short smoke run (1 round of 20000 datagrams per row)\n' +
     '  --cold-burst: only the cold-start hot-name burst (3 rounds; Etsy statsd beside shardgram)\n' +
     '  --per-datagram: only the CPU per datagram of shardgram statsd beside the C recvmmsg floor and the discard app (3 rounds)\n' +
     '  --baseline DIR: with --per-datagram, also the statsd of another built checkout at DIR, interleaved (an A/B run)\n' +
     '  --warmup N: with --per-datagram, datagrams sent before the measured burst (default 50000; 0: measure from a cold start)\n' +
     'It prints its section (markdown, or the rows with --json) and writes nothing; `npm run bench` writes docs/benchmarks.md.\n';
-  const values = benchArgs({
-    count: { type: 'string', default: '400000' },
-    sources: { type: 'string', default: '64' },
-    names: { type: 'string', default: '64' },
-    rounds: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    'cold-burst': { type: 'boolean', default: false },
-    'per-datagram': { type: 'boolean', default: false },
-    baseline: { type: 'string' },
-    warmup: { type: 'string' },
-    json: { type: 'boolean', default: false },
-  }, USAGE, 'bench/statsd.js');
+  const values = benchArgs(
+    {
+      count: { type: 'string', default: '400000' },
+      sources: { type: 'string', default: '64' },
+      names: { type: 'string', default: '64' },
+      rounds: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'cold-burst': { type: 'boolean', default: false },
+      'per-datagram': { type: 'boolean', default: false },
+      baseline: { type: 'string' },
+      warmup: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    USAGE,
+    'bench/statsd.js',
+  );
   const arg = (name, v, min, max) => intArg(name, v, min, max, 'bench/statsd.js');
   values.count = arg('count', values.count, 1000, 50_000_000);
   values.sources = arg('sources', values.sources, 1, 4096);
@@ -350,8 +423,11 @@ if (process.argv[1] === SELF) {
   if (values.warmup !== undefined) values.warmup = arg('warmup', values.warmup, 0, 50_000_000);
   if (values['per-datagram']) {
     const { markdown, rows } = await runStatsdPerDatagram({
-      count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), names: Number(values.names),
-      rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 3), baseline: values.baseline,
+      count: values.quick ? QUICK.count : Number(values.count),
+      sources: Number(values.sources),
+      names: Number(values.names),
+      rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 3),
+      baseline: values.baseline,
       ...(values.quick ? { warmup: 5000 } : {}),
       ...(values.warmup !== undefined ? { warmup: Number(values.warmup) } : {}),
     });
@@ -364,13 +440,17 @@ if (process.argv[1] === SELF) {
   }
   if (values['cold-burst']) {
     const { markdown, rows } = await runStatsdColdBurst({
-      count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 3),
+      count: values.quick ? QUICK.count : Number(values.count),
+      sources: Number(values.sources),
+      rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 3),
     });
     process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : markdown);
     process.exit(0);
   }
   const { markdown, rows } = await runStatsdBench({
-    count: values.quick ? QUICK.count : Number(values.count), sources: Number(values.sources), names: Number(values.names),
+    count: values.quick ? QUICK.count : Number(values.count),
+    sources: Number(values.sources),
+    names: Number(values.names),
     rounds: values.quick ? QUICK.rounds : Number(values.rounds ?? 2),
   });
   process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : markdown);

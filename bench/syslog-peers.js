@@ -33,7 +33,14 @@ function foreground(bin, argv, env) {
   const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  return { child, stderr: () => stderr, stop: async () => { child.kill('SIGTERM'); await waitForExit(child, 5000); } };
+  return {
+    child,
+    stderr: () => stderr,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await waitForExit(child, 5000);
+    },
+  };
 }
 
 export function findRsyslog() {
@@ -96,8 +103,10 @@ export async function startSyslogNg(peer, dir, port) {
   const conf = join(dir, 'syslog-ng.conf');
   // One network() source per shardgram worker, each its own SO_REUSEPORT socket; RFC 5424
   // parsing (flags(syslog-protocol)); no DNS, no statistics lines; JSON lines to a file.
-  const sources = Array.from({ length: WORKERS }, (_, i) =>
-    `  network(ip("127.0.0.1") port(${port}) transport(udp) so-reuseport(1) so-rcvbuf(${RCVBUF}) flags(syslog-protocol) persist-name("bench${i}"));`);
+  const sources = Array.from(
+    { length: WORKERS },
+    (_, i) => `  network(ip("127.0.0.1") port(${port}) transport(udp) so-reuseport(1) so-rcvbuf(${RCVBUF}) flags(syslog-protocol) persist-name("bench${i}"));`,
+  );
   writeFileSync(
     conf,
     [

@@ -94,7 +94,20 @@ class LineCounter {
 /** Runs the C sender: `count` messages tagged `marker` at `rate` per second. Resolves { sent, ms, rate }. */
 function runSender(sender, port, marker, count, rate, maxMs) {
   return new Promise((resolve, reject) => {
-    const argv = ['--port', String(port), '--count', String(count), '--rate', String(rate), '--sources', String(SOURCES), '--syslog', marker, '--max-ms', String(maxMs)];
+    const argv = [
+      '--port',
+      String(port),
+      '--count',
+      String(count),
+      '--rate',
+      String(rate),
+      '--sources',
+      String(SOURCES),
+      '--syslog',
+      marker,
+      '--max-ms',
+      String(maxMs),
+    ];
     const child = spawn(sender, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -133,7 +146,10 @@ async function startShardgram(dir, port, bin, name) {
   const out = join(dir, `${name}.jsonl`);
   // The app's defaults (engine, receive buffer, read delay): what `serve syslog` gives a user.
   // Another checkout's command runs in that checkout, so that `syslog` is its app too.
-  const sg = await startServe(['syslog', '--port', String(port), '--workers', String(WORKERS), '--out', out], { workers: WORKERS, ...(bin ? { bin, cwd: resolve(bin, '../../../..') } : {}) });
+  const sg = await startServe(['syslog', '--port', String(port), '--workers', String(WORKERS), '--out', out], {
+    workers: WORKERS,
+    ...(bin ? { bin, cwd: resolve(bin, '../../../..') } : {}),
+  });
   return { child: sg.child, out, stderr: sg.log, stop: () => sg.stop('SIGTERM', 15_000) };
 }
 
@@ -183,11 +199,22 @@ async function benchTarget(target, sender, dir, log, budgetEnd, steps, seconds) 
       const distinct = counter.seqs.size;
       const spanMs = Math.max(s.ms, lastGrowth - t0);
       rows.push({
-        receiver: target.name, key: target.key, rate, sent: s.sent, sendRate: Math.round(s.rate), written, duplicates: written - distinct,
-        lost: s.sent - distinct, kernelDrops: drops, writtenPerSec: Math.round(distinct / (spanMs / 1000)),
-        receiverCpuMs: Math.round(cpuUs / 1000), cpuMicrosPerMessage: distinct ? cpuUs / distinct : null,
+        receiver: target.name,
+        key: target.key,
+        rate,
+        sent: s.sent,
+        sendRate: Math.round(s.rate),
+        written,
+        duplicates: written - distinct,
+        lost: s.sent - distinct,
+        kernelDrops: drops,
+        writtenPerSec: Math.round(distinct / (spanMs / 1000)),
+        receiverCpuMs: Math.round(cpuUs / 1000),
+        cpuMicrosPerMessage: distinct ? cpuUs / distinct : null,
       });
-      log(`${target.name}, ${rate}/s offered (sent at ${Math.round(s.rate)}/s): ${distinct} of ${s.sent} written, ${drops} kernel drops, ${distinct ? (cpuUs / distinct).toFixed(1) : '–'} µs CPU/message`);
+      log(
+        `${target.name}, ${rate}/s offered (sent at ${Math.round(s.rate)}/s): ${distinct} of ${s.sent} written, ${drops} kernel drops, ${distinct ? (cpuUs / distinct).toFixed(1) : '–'} µs CPU/message`,
+      );
       await sleep(200);
     }
   } finally {
@@ -209,8 +236,16 @@ function toMarkdown(rows, meta) {
     mdTable(
       ['receiver', 'offered', 'sent at', 'written / sent', 'lost', 'duplicates', 'kernel drops', 'written per s', 'receiver CPU', 'CPU per message'],
       rows.map((r) => [
-        r.receiver, `${r.rate.toLocaleString('en-US')}/s`, `${r.sendRate.toLocaleString('en-US')}/s`, `${r.written - r.duplicates} / ${r.sent} (${pct(r.written - r.duplicates, r.sent)})`,
-        r.lost, r.duplicates, r.kernelDrops, r.writtenPerSec.toLocaleString('en-US'), `${r.receiverCpuMs} ms`, fmtUs(r.cpuMicrosPerMessage),
+        r.receiver,
+        `${r.rate.toLocaleString('en-US')}/s`,
+        `${r.sendRate.toLocaleString('en-US')}/s`,
+        `${r.written - r.duplicates} / ${r.sent} (${pct(r.written - r.duplicates, r.sent)})`,
+        r.lost,
+        r.duplicates,
+        r.kernelDrops,
+        r.writtenPerSec.toLocaleString('en-US'),
+        `${r.receiverCpuMs} ms`,
+        fmtUs(r.cpuMicrosPerMessage),
       ]),
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
@@ -222,8 +257,10 @@ function toMarkdown(rows, meta) {
   const ratios = ratioRows(rows);
   if (ratios.table.length) {
     lines.push('', '**shardgram syslog against the peers, step by step** (CPU per message, same run):', '');
-    lines.push(mdTable(['offered', ...ratios.peers.map((p) => `× ${p}`), 'shardgram kernel drops', ...ratios.peers.map((p) => `${p} kernel drops`)], ratios.table));
-    lines.push('', '× peer: shardgram syslog\'s CPU per message over that peer\'s at the same step (below 1: shardgram costs less).');
+    lines.push(
+      mdTable(['offered', ...ratios.peers.map((p) => `× ${p}`), 'shardgram kernel drops', ...ratios.peers.map((p) => `${p} kernel drops`)], ratios.table),
+    );
+    lines.push('', "× peer: shardgram syslog's CPU per message over that peer's at the same step (below 1: shardgram costs less).");
   }
   const targets = syslogTargets(rows);
   if (targets.length) {
@@ -285,7 +322,11 @@ export async function runSyslogBench({ log = (line) => process.stderr.write(`${l
   const c = compileC(join(BENCH, 'out'), notes);
   if (!c?.sender) throw new Error(`the paced sender needs a C compiler (cc, gcc or clang; ${SETUP_HINT})${notes.length ? `: ${notes.join('; ')}` : ''}`);
   const { defaults } = await import(pathToFileURL(join(ROOT, 'packages/examples/dist/syslog.js')).href);
-  const defaultsText = defaults ? Object.entries(defaults).map(([k, v]) => `${k} ${v}`).join(', ') : 'none declared';
+  const defaultsText = defaults
+    ? Object.entries(defaults)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')
+    : 'none declared';
   const dir = mkdtempSync(join(tmpdir(), 'shardgram-syslog-bench-'));
   const rows = [];
   const peers = [];
@@ -310,8 +351,18 @@ export async function runSyslogBench({ log = (line) => process.stderr.write(`${l
       targets.push({ key: 'syslog-ng', name: `${p.version}, ${WORKERS} reuseport sources → file`, start: (d, port) => startSyslogNg(p, d, port) });
     }
   }
-  if (want.includes('shardgram')) targets.push({ key: 'shardgram', name: `shardgram syslog, ${WORKERS} workers (defaults)`, start: (d, port) => startShardgram(d, port, undefined, 'shardgram') });
-  if (abBin) targets.push({ key: 'ab', name: `shardgram syslog, ${WORKERS} workers (defaults), A/B: ${resolve(abBin, '../../../..')}`, start: (d, port) => startShardgram(d, port, abBin, 'shardgram-ab') });
+  if (want.includes('shardgram'))
+    targets.push({
+      key: 'shardgram',
+      name: `shardgram syslog, ${WORKERS} workers (defaults)`,
+      start: (d, port) => startShardgram(d, port, undefined, 'shardgram'),
+    });
+  if (abBin)
+    targets.push({
+      key: 'ab',
+      name: `shardgram syslog, ${WORKERS} workers (defaults), A/B: ${resolve(abBin, '../../../..')}`,
+      start: (d, port) => startShardgram(d, port, abBin, 'shardgram-ab'),
+    });
   try {
     for (const t of targets) {
       try {
@@ -347,7 +398,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   let steps;
   if (a.steps !== undefined) {
     steps = a.steps.split(',').map((x) => Number(x.trim()));
-    if (!steps.length || steps.some((x) => !Number.isInteger(x) || x < 100 || x > 1_000_000)) fail(`--steps takes rates from 100 to 1000000 messages/s, comma-separated; got "${a.steps}"`);
+    if (!steps.length || steps.some((x) => !Number.isInteger(x) || x < 100 || x > 1_000_000))
+      fail(`--steps takes rates from 100 to 1000000 messages/s, comma-separated; got "${a.steps}"`);
   }
   let seconds;
   if (a.seconds !== undefined) {

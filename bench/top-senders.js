@@ -36,12 +36,16 @@ Options:
   -h, --help    show this help
 `;
 
-const args = benchArgs({
-  count: { type: 'string', default: '400000' },
-  rounds: { type: 'string', default: '5' },
-  sources: { type: 'string', default: '64' },
-  'no-write': { type: 'boolean', default: false },
-}, USAGE, 'bench/top-senders.js');
+const args = benchArgs(
+  {
+    count: { type: 'string', default: '400000' },
+    rounds: { type: 'string', default: '5' },
+    sources: { type: 'string', default: '64' },
+    'no-write': { type: 'boolean', default: false },
+  },
+  USAGE,
+  'bench/top-senders.js',
+);
 const COUNT = intArg('count', args.count, 10_000, 5_000_000, 'bench/top-senders.js');
 const ROUNDS = intArg('rounds', args.rounds, 1, 20, 'bench/top-senders.js');
 const SOURCES = intArg('sources', args.sources, 1, 4096, 'bench/top-senders.js');
@@ -76,8 +80,27 @@ async function makeRow(engine, topSenders) {
 async function burst(row) {
   const before = row.sock.counters.datagrams;
   const cpu0 = cpuMicros();
-  const child = spawn(process.execPath, [BIN, 'load', '--port', String(row.port), '--sender', 'native', '--no-replies',
-    '--count', String(COUNT), '--sources', String(SOURCES), '--size', '100', '--max-duration', '60000'], { stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'load',
+      '--port',
+      String(row.port),
+      '--sender',
+      'native',
+      '--no-replies',
+      '--count',
+      String(COUNT),
+      '--sources',
+      String(SOURCES),
+      '--size',
+      '100',
+      '--max-duration',
+      '60000',
+    ],
+    { stdio: 'ignore' },
+  );
   let exited = false;
   child.on('exit', () => (exited = true));
   await until(() => exited, 90_000);
@@ -131,7 +154,9 @@ const L = [];
 L.push(START);
 L.push('### Top senders: cost of the sketch per datagram');
 L.push('');
-L.push(`${os.cpus()[0]?.model.split(' ')[0] ?? 'CPU'}, ${os.cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; load average ${load0.toFixed(1)} at the start (other work on the machine inflates every row alike).`);
+L.push(
+  `${os.cpus()[0]?.model.split(' ')[0] ?? 'CPU'}, ${os.cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; load average ${load0.toFixed(1)} at the start (other work on the machine inflates every row alike).`,
+);
 L.push(`Each engine in one process, with and without the sketch, on its own loopback socket; ${ROUNDS} rounds of`);
 L.push(`${COUNT.toLocaleString('en-US')} 100-byte datagrams from ${SOURCES} source ports (\`shardgram load --sender native\`), rows interleaved;`);
 L.push('cost = CPU of the receiving process from the start of a burst until its queue is empty, over datagrams received (median, min–max).');
@@ -141,13 +166,19 @@ L.push('|---|---:|---:|---:|---:|');
 for (const row of rows) {
   const m = median(row.costs);
   const off = rows.find((x) => x.engine === row.engine && !x.topSenders);
-  const delta = row.topSenders ? `${(m - median(off.costs) >= 0 ? '+' : '')}${(m - median(off.costs)).toFixed(3)} µs (${(((m / median(off.costs)) - 1) * 100).toFixed(1)}%)` : '—';
-  L.push(`| ${label(row)} | ${m.toFixed(3)} | ${Math.min(...row.costs).toFixed(2)}–${Math.max(...row.costs).toFixed(2)} | ${row.received.toLocaleString('en-US')} / ${row.sent.toLocaleString('en-US')} | ${delta} |`);
+  const delta = row.topSenders
+    ? `${m - median(off.costs) >= 0 ? '+' : ''}${(m - median(off.costs)).toFixed(3)} µs (${((m / median(off.costs) - 1) * 100).toFixed(1)}%)`
+    : '—';
+  L.push(
+    `| ${label(row)} | ${m.toFixed(3)} | ${Math.min(...row.costs).toFixed(2)}–${Math.max(...row.costs).toFixed(2)} | ${row.received.toLocaleString('en-US')} / ${row.sent.toLocaleString('en-US')} | ${delta} |`,
+  );
 }
 L.push('');
 const few = offerCost(16);
 const many = offerCost(4096);
-L.push(`\`offer\` alone (IPv4 key, no string; loop cost subtracted): ${few.toFixed(1)} ns with 16 senders (all held), ${many.toFixed(1)} ns with 4,096 senders`);
+L.push(
+  `\`offer\` alone (IPv4 key, no string; loop cost subtracted): ${few.toFixed(1)} ns with 16 senders (all held), ${many.toFixed(1)} ns with 4,096 senders`,
+);
 L.push('cycling through 64 counters (every offer evicts the smallest: the worst case).');
 L.push(END);
 const section = L.join('\n');
@@ -158,7 +189,7 @@ if (!args['no-write']) {
   const a = doc.indexOf(START);
   const b = doc.indexOf(END);
   const keepEnd = doc.indexOf('<!-- notes:end -->');
-  const next = a >= 0 && b > a ? doc.slice(0, a) + section + doc.slice(b + END.length) : doc.slice(0, keepEnd) + section + '\n\n' + doc.slice(keepEnd);
+  const next = a >= 0 && b > a ? doc.slice(0, a) + section + doc.slice(b + END.length) : `${doc.slice(0, keepEnd) + section}\n\n${doc.slice(keepEnd)}`;
   writeFileSync(DOC, next);
   process.stderr.write('wrote the top-senders section of docs/benchmarks.md\n');
 }

@@ -29,10 +29,14 @@ const sup = new Supervisor({ app: 'discard', port: 0, workers: 4, engine: 'nativ
 await sup.start();
 const http = await startStatsServer(sup, 0);
 const sources = await Promise.all(
-  Array.from({ length: 41 }, () => new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => resolve(s));
-  })),
+  Array.from(
+    { length: 41 },
+    () =>
+      new Promise((resolve) => {
+        const s = dgram.createSocket('udp4');
+        s.bind(0, '127.0.0.1', () => resolve(s));
+      }),
+  ),
 );
 // About 8,000 datagrams/s for `seconds`: source 0 sends 60 per tick (60%), the others one each.
 let ticks = 0;
@@ -48,7 +52,15 @@ const profile = mkdtempSync(join(tmpdir(), 'shardgram-chromium-'));
 const browser = await puppeteer.launch({
   executablePath: args.chromium,
   headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`],
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    `--user-data-dir=${profile}`,
+  ],
 });
 try {
   const page = await browser.newPage();

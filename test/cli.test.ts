@@ -19,8 +19,16 @@ describe('shardgram command line', () => {
     ['demo with one worker', ['demo', '--workers', '1'], /--workers must be from 2 to 32; got 1/],
     ['an app flag with the wrong app', ['serve', 'echo', '--port', '9000', '--flush-interval', '100'], /--flush-interval goes with the statsd app, not echo/],
     ['a bad policy', ['serve', 'echo', '--port', '9000', '--policy', 'roundrobin'], /--policy must be one of hash, random, cpu, key; got "roundrobin"/],
-    ['key options without --policy key', ['serve', 'echo', '--port', '9000', '--key-delimiter', ';'], /--key-delimiter and --key-max-length go with --policy key/],
-    ['a bad key length', ['serve', 'echo', '--port', '9000', '--policy', 'key', '--key-max-length', '999'], /--key-max-length must be an integer from 1 to 256/],
+    [
+      'key options without --policy key',
+      ['serve', 'echo', '--port', '9000', '--key-delimiter', ';'],
+      /--key-delimiter and --key-max-length go with --policy key/,
+    ],
+    [
+      'a bad key length',
+      ['serve', 'echo', '--port', '9000', '--policy', 'key', '--key-max-length', '999'],
+      /--key-max-length must be an integer from 1 to 256/,
+    ],
     ['a bad address', ['serve', 'echo', '--port', '9000', '--address', 'localhost'], /--address must be an IPv4 or IPv6 literal/],
     ['scale without workers', ['scale', '--port', '9100'], /--workers is required/],
   ];
@@ -47,11 +55,17 @@ describe('shardgram command line', () => {
 
   it('rejects a bad app option in one line with exit 2, before any worker starts', async () => {
     for (const [args, message] of [
-      [['serve', 'statsd', '--port', '0', '--flush-interval', 'soon'], /^shardgram: --flush-interval must be a whole number of milliseconds from 10 to 86400000; got "soon"$/],
+      [
+        ['serve', 'statsd', '--port', '0', '--flush-interval', 'soon'],
+        /^shardgram: --flush-interval must be a whole number of milliseconds from 10 to 86400000; got "soon"$/,
+      ],
       [['serve', 'statsd', '--port', '0', '-o', 'flushInterval=5'], /^shardgram: --app-option flushInterval must be from 10 to 86400000 milliseconds; got 5$/],
       [['serve', 'statsd', '--port', '0', '-o', 'bogus=1'], /^shardgram: unknown statsd option "bogus"/],
       [['serve', 'syslog', '--port', '0', '--keep', '0'], /^shardgram: --keep must be from 1 to 1000; got 0$/],
-      [['serve', 'syslog', '--port', '0', '--max-bytes', '10q'], /^shardgram: --max-bytes must be a number of bytes such as 4194304, 4096k, 4m or 4MiB; got "10q"$/],
+      [
+        ['serve', 'syslog', '--port', '0', '--max-bytes', '10q'],
+        /^shardgram: --max-bytes must be a number of bytes such as 4194304, 4096k, 4m or 4MiB; got "10q"$/,
+      ],
     ] as const) {
       const r = await runCli([...args], { timeoutMs: 20_000 });
       expect(r.code).toBe(2);
@@ -64,7 +78,37 @@ describe('shardgram command line', () => {
   it('serve --help documents every flag it accepts', async () => {
     const r = await runCli(['serve', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--port', '--address', '--workers', '--engine', '--policy', '--key-delimiter', '--key-max-length', '--rcvbuf', '--rcvbuf-force', '--max-datagram', '--batch', '--max-read-delay', '--stats-port', '--app-option', '--drain-timeout', '--stall-timeout', '--change-rcvbuf', '--takeover', '--flush-interval', '--percentiles', '--json-out', '--graphite', '--out', '--max-bytes', '--keep', '--help', '--control', 'SIGHUP', 'shardgram scale']) {
+    for (const flag of [
+      '--port',
+      '--address',
+      '--workers',
+      '--engine',
+      '--policy',
+      '--key-delimiter',
+      '--key-max-length',
+      '--rcvbuf',
+      '--rcvbuf-force',
+      '--max-datagram',
+      '--batch',
+      '--max-read-delay',
+      '--stats-port',
+      '--app-option',
+      '--drain-timeout',
+      '--stall-timeout',
+      '--change-rcvbuf',
+      '--takeover',
+      '--flush-interval',
+      '--percentiles',
+      '--json-out',
+      '--graphite',
+      '--out',
+      '--max-bytes',
+      '--keep',
+      '--help',
+      '--control',
+      'SIGHUP',
+      'shardgram scale',
+    ]) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toMatch(/echo/);

@@ -73,7 +73,12 @@ describe('the control socket', () => {
         }
       });
     });
-    expect(raw.split('\n').slice(0, 3).map((l) => JSON.parse(l).ok)).toEqual([false, false, false]);
+    expect(
+      raw
+        .split('\n')
+        .slice(0, 3)
+        .map((l) => JSON.parse(l).ok),
+    ).toEqual([false, false, false]);
     expect(raw).toContain('unknown op');
     await expect(controlRequest(path, { op: 'resize', workers: 0 })).rejects.toThrow(/workers/);
     expect((await controlRequest(path, { op: 'status' })).port).toBe(serving.port);
@@ -84,11 +89,7 @@ describe('the control socket', () => {
     const path = join(dir, 'ctl', 'c.sock');
     const logs: string[] = [];
     let resized = 0;
-    server = await startControlServer(
-      { status: () => ({ fine: true }), resize: async () => ({ from: 1, to: ++resized }) },
-      path,
-      (l) => logs.push(l),
-    );
+    server = await startControlServer({ status: () => ({ fine: true }), resize: async () => ({ from: 1, to: ++resized }) }, path, (l) => logs.push(l));
     // Open the files up, as a careless operator might: the peer check still holds.
     chmodSync(dir, 0o755);
     chmodSync(dirname(path), 0o755);

@@ -42,7 +42,15 @@ describe.skipIf(!chromium)('the live page in headless Chromium', () => {
     browser = await puppeteer.launch({
       executablePath: chromium,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        `--user-data-dir=${profile}`,
+      ],
     });
   });
 
@@ -82,7 +90,7 @@ describe.skipIf(!chromium)('the live page in headless Chromium', () => {
       // Every worker's pid, as a row and as visible text.
       const pids = sup.workerPids();
       expect(await page.$$eval('.worker[data-pid]', (rows) => rows.map((r) => Number((r as HTMLElement).dataset.pid)))).toEqual(pids);
-      const text = await page.$eval('body', (b) => (b as HTMLElement).innerText);
+      const text = await page.$eval('body', (b) => (b as HTMLElement).textContent ?? '');
       for (const pid of pids) expect(text).toContain(String(pid));
       expect(text).toContain('discard on 127.0.0.1:');
 
@@ -90,7 +98,9 @@ describe.skipIf(!chromium)('the live page in headless Chromium', () => {
       const before = await readStats();
       const n = await seq(page);
       await page.waitForFunction((k) => Number(document.getElementById('updated')!.dataset.seq) > k, { timeout: 10_000 }, n);
-      const shown = await page.$$eval('.worker[data-pid]', (rows) => rows.map((r) => ({ pid: Number((r as HTMLElement).dataset.pid), share: r.querySelector('.share')!.textContent! })));
+      const shown = await page.$$eval('.worker[data-pid]', (rows) =>
+        rows.map((r) => ({ pid: Number((r as HTMLElement).dataset.pid), share: r.querySelector('.share')!.textContent! })),
+      );
       const after = await readStats();
       for (const s of shown) {
         const w1 = before.workers.find((w) => w.pid === s.pid)!;
@@ -117,10 +127,11 @@ describe.skipIf(!chromium)('the live page in headless Chromium', () => {
       await page.setViewport({ width: 390, height: 844, deviceScaleFactor: 2, isMobile: true });
       expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
       // Dark mode follows the system.
-      const luminance = (): Promise<number> => page.evaluate(() => {
-        const m = /(\d+), (\d+), (\d+)/.exec(getComputedStyle(document.body).backgroundColor)!;
-        return (0.2126 * Number(m[1]) + 0.7152 * Number(m[2]) + 0.0722 * Number(m[3])) / 255;
-      });
+      const luminance = (): Promise<number> =>
+        page.evaluate(() => {
+          const m = /(\d+), (\d+), (\d+)/.exec(getComputedStyle(document.body).backgroundColor)!;
+          return (0.2126 * Number(m[1]) + 0.7152 * Number(m[2]) + 0.0722 * Number(m[3])) / 255;
+        });
       expect(await luminance()).toBeGreaterThan(0.8);
       await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
       expect(await luminance()).toBeLessThan(0.2);
@@ -158,7 +169,9 @@ describe('the stats port and web origins', () => {
         request(`${http.url}/stats`, { headers: { host: 'evil.test', origin: 'http://evil.test' } }, (res) => {
           res.resume();
           resolve(res.statusCode);
-        }).on('error', reject).end();
+        })
+          .on('error', reject)
+          .end();
       });
       expect(status).toBe(403);
     } finally {

@@ -18,7 +18,11 @@ const SERVICE = 'shardgram-echo.service';
 
 const read = (name: string): string => readFileSync(join(DIR, name), 'utf8');
 const values = (unit: string, key: string): string[] =>
-  unit.replace(/\\\n\s*/g, ' ').split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1).trim());
+  unit
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .filter((l) => l.startsWith(`${key}=`))
+    .map((l) => l.slice(key.length + 1).trim());
 
 /** Runs `systemd-analyze verify` on copies of `units` (name → text) in a temp dir. */
 function verify(units: Record<string, string>): { status: number | null; stderr: string } {
@@ -27,7 +31,9 @@ function verify(units: Record<string, string>): { status: number | null; stderr:
     for (const [name, text] of Object.entries(units)) writeFileSync(join(dir, name), text);
     const r = spawnSync(ANALYZE, ['verify', ...Object.keys(units).map((n) => join(dir, n))], { encoding: 'utf8', timeout: 30_000 });
     // Complaints about the host's own unit files (a Debian package's, say) are not about ours.
-    const ours = (r.stderr ?? '').split('\n').filter((l) => l.trim() !== '' && !(/^\/\S+\.(service|socket|target|timer|mount):\d+:/.test(l) && !l.startsWith(dir)));
+    const ours = (r.stderr ?? '')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !(/^\/\S+\.(service|socket|target|timer|mount):\d+:/.test(l) && !l.startsWith(dir)));
     return { status: r.status, stderr: ours.join('\n') };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -68,7 +68,10 @@ describe('distribution under the kernel hash', () => {
     } finally {
       client!.close();
     }
-    const counts = sup.stats().workers.map((w) => w.datagrams).sort((a, b) => b - a);
+    const counts = sup
+      .stats()
+      .workers.map((w) => w.datagrams)
+      .sort((a, b) => b - a);
     expect(counts).toEqual([300, 0, 0]);
     const f = sup.stats().fairness;
     expect(f.maxShare).toBe(1);

@@ -57,9 +57,17 @@ class Events {
   }
 }
 
-interface Ready { pid: number; port: number; workers: number[]; stats: string }
+interface Ready {
+  pid: number;
+  port: number;
+  workers: number[];
+  stats: string;
+}
 
-const readyOf = (pid: number) => (e: Ev): boolean => e.event === 'stdout' && e.pid === pid && e.line!.startsWith('{');
+const readyOf =
+  (pid: number) =>
+  (e: Ev): boolean =>
+    e.event === 'stdout' && e.pid === pid && e.line!.startsWith('{');
 const parseReady = (e: Ev): Ready => JSON.parse(e.line!) as Ready;
 
 /** Sequenced probes from several clients at a steady rate; replies tallied per sequence number and per worker pid. */
@@ -70,16 +78,19 @@ class Prober {
   readonly markers = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly clients: dgram.Socket[], private readonly port: number) {
-    clients.forEach((c, i) =>
+  constructor(
+    private readonly clients: dgram.Socket[],
+    private readonly port: number,
+  ) {
+    clients.forEach((c, i) => {
       c.on('message', (m) => {
         const r = /^Hello from worker \d+ \(pid (\d+)\): ([qm])(\d+)$/.exec(m.toString());
         if (!r) return;
         this.byPid.set(Number(r[1]), (this.byPid.get(Number(r[1])) ?? 0) + 1);
         if (r[2] === 'm') this.markers.add(i);
         else this.answers.set(Number(r[3]), (this.answers.get(Number(r[3])) ?? 0) + 1);
-      }),
-    );
+      });
+    });
   }
 
   start(): void {
@@ -99,7 +110,9 @@ class Prober {
 
   /** One marker per client, after everything: its reply means all before it on that client's socket was handled. */
   sendMarkers(): void {
-    this.clients.forEach((c, i) => c.send(`m${i}`, this.port, '127.0.0.1'));
+    this.clients.forEach((c, i) => {
+      c.send(`m${i}`, this.port, '127.0.0.1');
+    });
   }
 }
 
@@ -107,8 +120,23 @@ describe.skipIf(!existsSync(PYTHON))('fd store: a supervisor SIGKILLed under loa
   it('loses only what the killed workers had read, keeps the sockets and queues, says READY=1 again, leaves no worker behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sg-fdstore-'));
     const serveArgs = [
-      BIN, 'serve', 'echo', '--port', '0', '--workers', String(WORKERS), '--engine', 'native', '--batch', String(BATCH),
-      '--stats-port', '0', '--control', join(dir, 'control.sock'), '--ready-json', ...BIG_RCVBUF('1m'),
+      BIN,
+      'serve',
+      'echo',
+      '--port',
+      '0',
+      '--workers',
+      String(WORKERS),
+      '--engine',
+      'native',
+      '--batch',
+      String(BATCH),
+      '--stats-port',
+      '0',
+      '--control',
+      join(dir, 'control.sock'),
+      '--ready-json',
+      ...BIG_RCVBUF('1m'),
     ];
     const manager = spawn(PYTHON, [FAKE, '--fdstore', '8', '--', process.execPath, ...serveArgs], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
@@ -146,7 +174,10 @@ describe.skipIf(!existsSync(PYTHON))('fd store: a supervisor SIGKILLed under loa
       const second = await ev.wait('restart', (e) => e.event === 'started' && e.pid !== first.pid);
       pids.push(second.pid!);
       // The stored sockets come back as LISTEN_FDS, named.
-      expect(second.listen_fds).toEqual([{ name: 'slot0', inode: stored.slot0 }, { name: 'slot1', inode: stored.slot1 }]);
+      expect(second.listen_fds).toEqual([
+        { name: 'slot0', inode: stored.slot0 },
+        { name: 'slot1', inode: stored.slot1 },
+      ]);
       const ready2Notify = await ev.wait('READY=1 again', (e) => e.event === 'notify' && e.pid === second.pid && e.fields!.READY === '1');
       expect(ready2Notify.fields!.MAINPID).toBe(String(second.pid));
       const ready2 = parseReady(await ev.wait('second ready line', readyOf(second.pid!)));

@@ -3,7 +3,7 @@
  * random datagrams at the UDP port of a running `serve echo`. After every case the
  * service still answers /stats, and its counters count exactly the datagrams sent.
  */
-import dgram from 'node:dgram';
+import type dgram from 'node:dgram';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsReport } from '@shardgram/udp-core';
@@ -24,12 +24,31 @@ const token = fc.string({ unit: pick(['a', 'Z', '-', '_', ':', ' ', '\u0000', '\
 
 /** Mostly well-formed headers, so that most requests reach the handler. */
 const header = fc.tuple(
-  pick(['Accept', 'Accept', 'Connection', 'Content-Length', 'Transfer-Encoding', 'Origin', 'X-Forwarded-For', 'Expect', 'Upgrade', 'Range', 'Cookie', 'User-Agent']),
-  fc.oneof(pick(['close', 'keep-alive', '0', 'chunked', '100-continue', 'http://127.0.0.1', '-1', '99999999999', 'bytes=0-1']), fc.string({ unit: 'grapheme-ascii', maxLength: 20 })),
+  pick([
+    'Accept',
+    'Accept',
+    'Connection',
+    'Content-Length',
+    'Transfer-Encoding',
+    'Origin',
+    'X-Forwarded-For',
+    'Expect',
+    'Upgrade',
+    'Range',
+    'Cookie',
+    'User-Agent',
+  ]),
+  fc.oneof(
+    pick(['close', 'keep-alive', '0', 'chunked', '100-continue', 'http://127.0.0.1', '-1', '99999999999', 'bytes=0-1']),
+    fc.string({ unit: 'grapheme-ascii', maxLength: 20 }),
+  ),
 );
 const structured = fc
   .record({
-    method: fc.oneof({ weight: 4, arbitrary: pick(['GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT', 'PRI']) }, { weight: 1, arbitrary: token }),
+    method: fc.oneof(
+      { weight: 4, arbitrary: pick(['GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT', 'PRI']) },
+      { weight: 1, arbitrary: token },
+    ),
     target: fc.oneof(
       { weight: 2, arbitrary: pick(['/stats', '/metrics', '//', '///', '//a b', '//@', '*', 'http://127.0.0.1/stats', '/workers?count=256', '/stats?x=//']) },
       { weight: 6, arbitrary: fc.string({ unit: urlChar, maxLength: 30 }).map((t) => `/${t}`) },
@@ -38,7 +57,9 @@ const structured = fc
     ),
     version: fc.oneof({ weight: 4, arbitrary: pick(['HTTP/1.1', 'HTTP/1.0']) }, { weight: 1, arbitrary: pick(['HTTP/2.0', 'HTTP/9.9', 'http/1.1', '']) }),
     host: fc.option(pick(['127.0.0.1', '127.0.0.1', 'localhost', '[::1]', 'evil.example', '', '[::1', '127.0.0.1:0', '\u0000']), { nil: undefined, freq: 8 }),
-    headers: fc.array(fc.oneof({ weight: 8, arbitrary: header }, { weight: 1, arbitrary: fc.tuple(token, fc.string({ unit: 'binary', maxLength: 30 })) }), { maxLength: 4 }),
+    headers: fc.array(fc.oneof({ weight: 8, arbitrary: header }, { weight: 1, arbitrary: fc.tuple(token, fc.string({ unit: 'binary', maxLength: 30 })) }), {
+      maxLength: 4,
+    }),
     terminated: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
   })
   .map(({ method, target, version, host, headers, terminated }) => {
@@ -53,12 +74,19 @@ const wellFormed = fc
     method: pick(['GET', 'GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS']),
     target: fc.oneof(
       { weight: 1, arbitrary: pick(['/stats', '/metrics', '//', '///', '//@', '//?x', '/workers?count=256', '/stats?x=//']) },
-      { weight: 3, arbitrary: fc.string({ unit: pick(['/', '@', '%', '?', '#', ':', '[', ']', 'a', '.', '\\', '*', 's', '~', '=', '&', ';', '%2F', '%00', '..']), maxLength: 30 }).map((t) => `/${t}`) },
+      {
+        weight: 3,
+        arbitrary: fc
+          .string({ unit: pick(['/', '@', '%', '?', '#', ':', '[', ']', 'a', '.', '\\', '*', 's', '~', '=', '&', ';', '%2F', '%00', '..']), maxLength: 30 })
+          .map((t) => `/${t}`),
+      },
     ),
     host: pick(['127.0.0.1', '127.0.0.1', 'localhost', '[::1]', 'evil.example', '127.0.0.1:1', '[::1', 'a:b:c']),
     headers: fc.array(header, { maxLength: 4 }),
   })
-  .map(({ method, target, host, headers }) => Buffer.from([`${method} ${target} HTTP/1.1`, `Host: ${host}`, ...headers.map(([k, v]) => `${k}: ${v}`)].join('\r\n') + '\r\n\r\n'));
+  .map(({ method, target, host, headers }) =>
+    Buffer.from(`${[`${method} ${target} HTTP/1.1`, `Host: ${host}`, ...headers.map(([k, v]) => `${k}: ${v}`)].join('\r\n')}\r\n\r\n`),
+  );
 const request = fc.oneof(
   { weight: 4, arbitrary: wellFormed },
   { weight: 2, arbitrary: structured },

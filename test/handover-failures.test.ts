@@ -97,8 +97,12 @@ describe('a hand-over that loses its other side', () => {
     // Seen at once (the connection's close and the old pid's exit), not after a 60 s wait.
     const ready = await readyWithin(next, 15_000);
     expect(Date.now() - killedAt).toBeLessThan(15_000);
-    expect(next.stderr()).toMatch(new RegExp(`takeover: the old service \\(pid ${old.child.pid}\\) exited during the hand-over; this service now owns the sockets alone`));
-    expect(next.stderr()).toMatch(new RegExp(`takeover: pid ${old.child.pid} died during the hand-over; this service serves udp 127\\.0\\.0\\.1:${old.port} alone`));
+    expect(next.stderr()).toMatch(
+      new RegExp(`takeover: the old service \\(pid ${old.child.pid}\\) exited during the hand-over; this service now owns the sockets alone`),
+    );
+    expect(next.stderr()).toMatch(
+      new RegExp(`takeover: pid ${old.child.pid} died during the hand-over; this service serves udp 127\\.0\\.0\\.1:${old.port} alone`),
+    );
     expect(next.stderr()).not.toMatch(/has handed over/);
     // It serves: its stats port and control socket are up, and it answers as the owner.
     expect((await controlRequest(ready.control, { op: 'status' })).pid).toBe(next.child.pid);
@@ -115,12 +119,18 @@ describe('a hand-over that loses its other side', () => {
     expect(next.stderr()).not.toMatch(/stay open/);
   });
 
-  it('new side stopped past the old side\'s patience: the old one serves on; the new one wakes, leaves the group untouched and exits non-zero', async () => {
+  it("new side stopped past the old side's patience: the old one serves on; the new one wakes, leaves the group untouched and exits non-zero", async () => {
     const old = await serve(['echo', '--port', '0', '--workers', '2', '--handover-timeout', '2'], 2);
     const next = startTakeover(['echo', '--port', String(old.port), '--workers', '2', '--stats-port', '0']);
     await next.saw(/takeover: received 2 sockets/);
     next.child.kill('SIGSTOP');
-    expect(await waitFor(() => /takeover abandoned: the new service \(pid \d+\) did not say its workers read within 2 s; this service goes on serving/.test(old.stderr()), 15_000), old.stderr()).toBe(true);
+    expect(
+      await waitFor(
+        () => /takeover abandoned: the new service \(pid \d+\) did not say its workers read within 2 s; this service goes on serving/.test(old.stderr()),
+        15_000,
+      ),
+      old.stderr(),
+    ).toBe(true);
     next.child.kill('SIGCONT');
     expect(await next.exited).not.toBe(0);
     expect(next.stderr()).toMatch(/gave up on this service .*and serves on; this one leaves the group untouched/);
@@ -160,7 +170,9 @@ describe('the control socket', () => {
     writeFileSync(file, 'keep me\n');
     const r = await runCli(['serve', 'discard', '--port', '0', '--control', file], { timeoutMs: 30_000 });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`the control socket path ${file.replace(/[.]/g, '\\.')} exists and is not a socket \\(a regular file\\); refusing to replace it`));
+    expect(r.stderr).toMatch(
+      new RegExp(`the control socket path ${file.replace(/[.]/g, '\\.')} exists and is not a socket \\(a regular file\\); refusing to replace it`),
+    );
     expect(readFileSync(file, 'utf8')).toBe('keep me\n');
   });
 
@@ -200,7 +212,10 @@ describe('the control socket', () => {
 describe('the old side of a hand-over', () => {
   it('restarts its workers on its sockets, queues intact, when the new side dies after done and before its ack', async () => {
     const old = await serve(['echo', '--port', '0', '--workers', '2'], 2);
-    const peer = spawn(process.execPath, ['test/fixtures/takeover-peer.js', old.control, 'die-after-done'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const peer = spawn(process.execPath, ['test/fixtures/takeover-peer.js', old.control, 'die-after-done'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     children.push(peer);
     let out = '';
     peer.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -214,7 +229,9 @@ describe('the old side of a hand-over', () => {
     for (let i = 0; i < 50; i++) await send(c!, `q${i}`, old.port);
     expect(await waitFor(() => replies.length === 50, 15_000), `${replies.length} of 50 answered\n${old.stderr()}`).toBe(true);
     closeAll([c!]);
-    expect(old.stderr()).toMatch(/takeover: the new service \(pid \d+\) died before it confirmed the hand-over; restarting this service's workers on its sockets/);
+    expect(old.stderr()).toMatch(
+      /takeover: the new service \(pid \d+\) died before it confirmed the hand-over; restarting this service's workers on its sockets/,
+    );
     expect(old.child.exitCode).toBe(null);
     expect((await controlRequest(old.control, { op: 'status' })).pid).toBe(old.child.pid);
     // New processes answer now, on the same sockets.

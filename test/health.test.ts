@@ -27,7 +27,11 @@ describe('stalled workers', () => {
     const logs: string[] = [];
     let seenWhileStalled: { state: string; metrics: string } | undefined;
     sup = new Supervisor({
-      app: 'echo', port: 0, workers: 3, stallTimeoutMs: 1000, snapshotIntervalMs: 100,
+      app: 'echo',
+      port: 0,
+      workers: 3,
+      stallTimeoutMs: 1000,
+      snapshotIntervalMs: 100,
       log: (l) => {
         logs.push(l);
         if (/is stalled/.test(l) && !seenWhileStalled) seenWhileStalled = { state: sup!.stats().workers[0]!.state, metrics: sup!.metrics() };
@@ -102,20 +106,28 @@ describe('group membership', () => {
     const logs: string[] = [];
     sup = new Supervisor({ app: 'discard', port: 0, workers: 2, log: (l) => logs.push(l) });
     await sup.start();
-    const py = spawn('/usr/bin/python3', ['-c', `
+    const py = spawn(
+      '/usr/bin/python3',
+      [
+        '-c',
+        `
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))
 print("joined", flush=True)
 sys.stdin.read()
-`, String(sup.port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+`,
+        String(sup.port),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     try {
       await new Promise<void>((r) => py.stdout!.once('data', () => r()));
       expect(await waitFor(() => logs.some((l) => l.includes(`pid ${py.pid} (python3)`)), 10_000)).toBe(true);
       expect(logs.find((l) => /not ours is in this service's SO_REUSEPORT group/.test(l))).toContain(`127.0.0.1:${sup.port}`);
       const s = sup.stats();
-      expect(s.intruders?.map((h) => h.pids).flat()).toContain(py.pid);
+      expect(s.intruders?.flatMap((h) => h.pids)).toContain(py.pid);
       expect(sup.metrics()).toMatch(/shardgram_group_intruders\{app="discard",port="\d+"\} 1/);
     } finally {
       py.stdin!.end();

@@ -35,7 +35,7 @@ describe('escapeText', () => {
     for (const plain of ['statsd: bad line #1', 'naïve 名前 😀 \\x1b', '']) expect(escapeText(plain)).toBe(plain);
   });
 
-  it('is what a sampled log applies to its detail: one line, or a stack\'s lines with keepLines', () => {
+  it("is what a sampled log applies to its detail: one line, or a stack's lines with keepLines", () => {
     const stack: string[] = [];
     sampledLog((l) => stack.push(l), 'threw', { keepLines: true }).note(() => `Error: ${HOSTILE}\n    at parse`);
     expect(stack).toEqual([`threw #1: Error: ${escapeText(HOSTILE, { lines: true })}\n    at parse`]);
@@ -55,16 +55,18 @@ describe('escapeText', () => {
 });
 
 describe('serve statsd: a bad line with escape sequences', () => {
-  it('is logged with them escaped (printf \'x:1|zz\\x1b]0;PWNED\\x07\')', async () => {
+  it("is logged with them escaped (printf 'x:1|zz\\x1b]0;PWNED\\x07')", async () => {
     const s = await startServe(['statsd', '--port', '0', '--workers', '1'], 1);
     const sock = dgram.createSocket('udp4');
     try {
       const payload = Buffer.from(`x:1|zz${OSC_TITLE}`, 'latin1');
       // One datagram is enough; more are sent only if the first is lost before the log line.
-      expect(await waitFor(() => {
-        if (!s.stderr().includes('bad line #1')) sock.send(payload, s.port, '127.0.0.1');
-        return s.stderr().includes('bad line #1');
-      }, 10_000)).toBe(true);
+      expect(
+        await waitFor(() => {
+          if (!s.stderr().includes('bad line #1')) sock.send(payload, s.port, '127.0.0.1');
+          return s.stderr().includes('bad line #1');
+        }, 10_000),
+      ).toBe(true);
     } finally {
       sock.close();
     }
@@ -74,7 +76,7 @@ describe('serve statsd: a bad line with escape sequences', () => {
     expectInert(r.stderr);
   }, 40_000);
 
-  it('is escaped whatever way an app logs it (ctx.log, its stdout, a handler\'s error): the supervisor\'s log is the one sink', async () => {
+  it("is escaped whatever way an app logs it (ctx.log, its stdout, a handler's error): the supervisor's log is the one sink", async () => {
     const lines: string[] = [];
     const sup = new Supervisor({ app: join(ROOT, 'test', 'fixtures', 'log-verbatim.js'), port: 0, workers: 1, log: (l) => lines.push(l) });
     await sup.start();
@@ -100,7 +102,9 @@ describe('shardgram top against an answer whose strings hold escape sequences', 
   let url = '';
   const hostileStats = {
     service: { app: `statsd${OSC_TITLE}`, engine: 'native', address: '127.0.0.1', port: 8125, family: 'udp4', workers: 1, uptimeSeconds: 5 },
-    workers: [{ index: 0, pid: `7${OSC_TITLE}`, state: `running${HOSTILE}`, engine: 'native', datagrams: 10, kernelDrops: 0, queueBytes: 0, restarts: 0, share: 1 }],
+    workers: [
+      { index: 0, pid: `7${OSC_TITLE}`, state: `running${HOSTILE}`, engine: 'native', datagrams: 10, kernelDrops: 0, queueBytes: 0, restarts: 0, share: 1 },
+    ],
     policy: { name: `hash${OSC_TITLE}` },
     imbalance: { detected: true, message: `advice${HOSTILE}` },
     total: { datagrams: 10, kernelDrops: 0, restarts: 0, queueBytes: 0 },
@@ -127,7 +131,7 @@ describe('shardgram top against an answer whose strings hold escape sequences', 
     expectInert(r.stdout.replace(/\n$/, ''));
   });
 
-  it('says a bad answer\'s first line escaped', async () => {
+  it("says a bad answer's first line escaped", async () => {
     const r = await runCli(['top', '--stats-url', `${url}/broken`, '--count', '1'], { timeoutMs: 20_000 });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`HTTP 500 nozz${VISIBLE_TITLE}\\x9b31m\\u202eevil\\r\n`);
@@ -137,10 +141,14 @@ describe('shardgram top against an answer whose strings hold escape sequences', 
   const haveScript = spawnSync('sh', ['-c', 'command -v script']).status === 0;
   if (!haveScript) console.log('script(1) (util-linux) is not installed: the terminal test of top with hostile strings is skipped');
 
-  it.skipIf(!haveScript)('draws them escaped in a real terminal (the view\'s own cursor sequences only)', async () => {
+  it.skipIf(!haveScript)("draws them escaped in a real terminal (the view's own cursor sequences only)", async () => {
     // script(1) runs top on a pseudo-terminal and copies every byte top writes to it.
     const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} top --stats-url ${url} --count 1`;
-    const child = spawn('script', ['-q', '-e', '-c', cmd, '/dev/null'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, COLUMNS: '160', LINES: '40' } });
+    const child = spawn('script', ['-q', '-e', '-c', cmd, '/dev/null'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, COLUMNS: '160', LINES: '40' },
+    });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     const code = await new Promise<number | null>((resolve) => {

@@ -42,58 +42,61 @@ const noBigBuffer = skipNote(rcvbufShortfall('1m'), 'the kill -9 tests');
 const noChangeBuffer = skipNote(rcvbufShortfall('8m'), 'the restart buffer test');
 
 describe('worker crash and restart', () => {
-  it.skipIf(noBigBuffer).each(['dgram', 'native'])('kill -9 of a worker mid-stream (%s engine): the restarted worker on the same socket answers everything that queued meanwhile', async (engine) => {
-    serving = await startServe(['echo', '--port', '0', '--workers', '2', '--engine', engine, ...BIG_RCVBUF(), '--stats-port', '0'], 2);
-    const victim = serving.pids[0]!;
-    const clients = await openClients(20);
-    const { replies, count } = collect(clients);
-    const total = 1500;
-    const statsUrl = serving.stats!;
-    type Stats = { workers: { restarts: number; kernelDrops: number }[]; total: { kernelDrops: number; datagrams: number } };
-    const stats = async (): Promise<Stats> => (await (await fetch(`${statsUrl}/stats`)).json()) as Stats;
-    try {
-      for (let i = 0; i < total; i++) {
-        await send(clients[i % clients.length]!, `seq-${i}`, serving.port);
-        if (i === 300) process.kill(victim, 'SIGKILL');
-        if (i % 3 === 2) await sleep(1); // ~1.5 s of steady traffic, with the restart in the middle
+  it.skipIf(noBigBuffer).each(['dgram', 'native'])(
+    'kill -9 of a worker mid-stream (%s engine): the restarted worker on the same socket answers everything that queued meanwhile',
+    async (engine) => {
+      serving = await startServe(['echo', '--port', '0', '--workers', '2', '--engine', engine, ...BIG_RCVBUF(), '--stats-port', '0'], 2);
+      const victim = serving.pids[0]!;
+      const clients = await openClients(20);
+      const { replies, count } = collect(clients);
+      const total = 1500;
+      const statsUrl = serving.stats!;
+      type Stats = { workers: { restarts: number; kernelDrops: number }[]; total: { kernelDrops: number; datagrams: number } };
+      const stats = async (): Promise<Stats> => (await (await fetch(`${statsUrl}/stats`)).json()) as Stats;
+      try {
+        for (let i = 0; i < total; i++) {
+          await send(clients[i % clients.length]!, `seq-${i}`, serving.port);
+          if (i === 300) process.kill(victim, 'SIGKILL');
+          if (i % 3 === 2) await sleep(1); // ~1.5 s of steady traffic, with the restart in the middle
+        }
+        await waitFor(() => replies.size >= total - 1, 10_000);
+        // Every datagram was read (the queues are empty, and all but at most the one the
+        // killed process had taken are counted), and every reply a worker sent has arrived
+        // (the one being handled at the kill may have none): no late duplicate can still come.
+        type Totals = Stats['total'] & { queueBytes: number };
+        const readOut = async (): Promise<boolean> => {
+          const t = (await stats()).total as Totals;
+          return t.queueBytes === 0 && t.datagrams >= total - 1;
+        };
+        expect(await waitFor(readOut, 5_000, 50)).toBe(true);
+        expect(await waitFor(() => count() >= total - 1, 5_000)).toBe(true);
+      } finally {
+        closeAll(clients);
       }
-      await waitFor(() => replies.size >= total - 1, 10_000);
-      // Every datagram was read (the queues are empty, and all but at most the one the
-      // killed process had taken are counted), and every reply a worker sent has arrived
-      // (the one being handled at the kill may have none): no late duplicate can still come.
-      type Totals = Stats['total'] & { queueBytes: number };
-      const readOut = async (): Promise<boolean> => {
-        const t = (await stats()).total as Totals;
-        return t.queueBytes === 0 && t.datagrams >= total - 1;
-      };
-      expect(await waitFor(readOut, 5_000, 50)).toBe(true);
-      expect(await waitFor(() => count() >= total - 1, 5_000)).toBe(true);
-    } finally {
-      closeAll(clients);
-    }
-    // Everything sent after the kill queued on the socket (or went to worker 1) and is
-    // answered exactly once. Before it, at most the one datagram worker 0 was handling
-    // at the instant of the kill can be gone: it had left the queue.
-    for (let i = 301; i < total; i++) expect(replies.get(`seq-${i}`), `seq-${i}`).toHaveLength(1);
-    const before = Array.from({ length: 301 }, (_, i) => replies.get(`seq-${i}`)?.length ?? 0);
-    expect(before.filter((n) => n > 1)).toEqual([]);
-    expect(before.filter((n) => n === 0).length).toBeLessThanOrEqual(1);
-    const answeredBy0 = [...replies.values()].map((l) => l[0]!).filter((r) => r.worker === 0);
-    const newPids = new Set(answeredBy0.map((r) => r.pid).filter((p) => p !== victim));
-    expect(newPids.size).toBe(1); // worker 0 came back as one new process…
-    expect(answeredBy0.filter((r) => r.pid !== victim).length).toBeGreaterThan(100); // …and answered the queue and the rest
-    expect(serving.output()).toMatch(/worker 0 restarted: pid \d+/);
-    expect(serving.stderr()).toMatch(new RegExp(`worker 0 \\(pid ${victim}\\) was killed by SIGKILL after [\\d.]+ s; restarting it on the same socket`));
-    const s = await stats();
-    // The statistics count the killed process's datagrams too (they live in memory the
-    // supervisor shares with each worker): every answered datagram, plus at most the one
-    // that was being handled at the instant of the kill.
-    expect(s.total.datagrams - replies.size).toBeGreaterThanOrEqual(0);
-    expect(s.total.datagrams - replies.size).toBeLessThanOrEqual(1);
-    expect(s.workers[0]!.restarts).toBe(1);
-    expect(s.workers[1]!.restarts).toBe(0);
-    expect(s.total.kernelDrops).toBe(0);
-  });
+      // Everything sent after the kill queued on the socket (or went to worker 1) and is
+      // answered exactly once. Before it, at most the one datagram worker 0 was handling
+      // at the instant of the kill can be gone: it had left the queue.
+      for (let i = 301; i < total; i++) expect(replies.get(`seq-${i}`), `seq-${i}`).toHaveLength(1);
+      const before = Array.from({ length: 301 }, (_, i) => replies.get(`seq-${i}`)?.length ?? 0);
+      expect(before.filter((n) => n > 1)).toEqual([]);
+      expect(before.filter((n) => n === 0).length).toBeLessThanOrEqual(1);
+      const answeredBy0 = [...replies.values()].map((l) => l[0]!).filter((r) => r.worker === 0);
+      const newPids = new Set(answeredBy0.map((r) => r.pid).filter((p) => p !== victim));
+      expect(newPids.size).toBe(1); // worker 0 came back as one new process…
+      expect(answeredBy0.filter((r) => r.pid !== victim).length).toBeGreaterThan(100); // …and answered the queue and the rest
+      expect(serving.output()).toMatch(/worker 0 restarted: pid \d+/);
+      expect(serving.stderr()).toMatch(new RegExp(`worker 0 \\(pid ${victim}\\) was killed by SIGKILL after [\\d.]+ s; restarting it on the same socket`));
+      const s = await stats();
+      // The statistics count the killed process's datagrams too (they live in memory the
+      // supervisor shares with each worker): every answered datagram, plus at most the one
+      // that was being handled at the instant of the kill.
+      expect(s.total.datagrams - replies.size).toBeGreaterThanOrEqual(0);
+      expect(s.total.datagrams - replies.size).toBeLessThanOrEqual(1);
+      expect(s.workers[0]!.restarts).toBe(1);
+      expect(s.workers[1]!.restarts).toBe(0);
+      expect(s.total.kernelDrops).toBe(0);
+    },
+  );
 
   it.skipIf(noChangeBuffer)('a socket waiting for its restarted worker has its buffer raised: a burst meanwhile is all read, none dropped', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shardgram-gate-'));
@@ -150,7 +153,10 @@ describe('worker crash and restart', () => {
     expect(exits[0]).toMatch(/restarting it on the same socket \(its queue is kept\) in 0 ms/);
     expect(exits[1]).toMatch(/restarting it on the same socket \(its queue is kept\) in 100 ms/);
     expect(exits[2]).toMatch(/3 times in a row within 5 s each: crash loop, backing off 200 ms/);
-    const delays = lines.map((l) => /backing off (\d+) ms/.exec(l)?.[1]).filter(Boolean).map(Number);
+    const delays = lines
+      .map((l) => /backing off (\d+) ms/.exec(l)?.[1])
+      .filter(Boolean)
+      .map(Number);
     expect(delays.slice(0, 3)).toEqual([200, 400, 800]);
     expect(sup.stats().workers[0]!.restarts).toBeGreaterThanOrEqual(4);
   });

@@ -37,17 +37,23 @@ describe(`--workers ${MAX_WORKERS} (the documented maximum)`, () => {
         client.close();
       }
       const stats = async (): Promise<Stats> => (await (await fetch(`${serving.stats}/stats`)).json()) as Stats;
-      const counted = await waitFor(async () => {
-        const t = (await stats()).total;
-        return t.datagrams + t.kernelDrops >= DATAGRAMS;
-      }, 30_000, 100);
+      const counted = await waitFor(
+        async () => {
+          const t = (await stats()).total;
+          return t.datagrams + t.kernelDrops >= DATAGRAMS;
+        },
+        30_000,
+        100,
+      );
       const s = await stats();
       expect(counted, JSON.stringify(s.total)).toBe(true);
       expect(s.total.datagrams).toBe(DATAGRAMS);
       expect(s.workers).toHaveLength(MAX_WORKERS);
       expect(s.workers.filter((w) => w.state !== 'running')).toEqual([]);
       expect(s.workers.filter((w) => w.datagrams === 0).map((w) => w.index)).toEqual([]);
-      console.log(`${MAX_WORKERS} workers ready after ${(startMs / 1000).toFixed(1)} s; every one read (fewest ${Math.min(...s.workers.map((w) => w.datagrams))} datagrams)`);
+      console.log(
+        `${MAX_WORKERS} workers ready after ${(startMs / 1000).toFixed(1)} s; every one read (fewest ${Math.min(...s.workers.map((w) => w.datagrams))} datagrams)`,
+      );
     } finally {
       const r = await serving.stop();
       expect(r.code).toBe(0);

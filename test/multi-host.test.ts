@@ -72,25 +72,65 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     tmp = await mkdtemp(join(tmpdir(), 'shardgram-multihost-'));
     topo = await Topology.create(HOSTS);
     const t = topo;
-    await t.nft(t.lb, nftDnat({
-      table: 'shardgram', vip: VIP, targets: t.hosts.map((_, i) => hostAddress(i)), toPort: ECHO_PORT,
-      rules: [{ port: PORTS.jhash, kind: 'jhash' }, { port: PORTS.random, kind: 'random' }],
-    }));
-    await t.nft(t.lb, nftDnat({
-      table: 'shardgram_statsd', vip: VIP, targets: t.hosts.map((_, i) => hostAddress(i)), toPort: STATSD_PORT, rules: [{ port: STATSD_PORT, kind: 'jhash' }],
-    }));
+    await t.nft(
+      t.lb,
+      nftDnat({
+        table: 'shardgram',
+        vip: VIP,
+        targets: t.hosts.map((_, i) => hostAddress(i)),
+        toPort: ECHO_PORT,
+        rules: [
+          { port: PORTS.jhash, kind: 'jhash' },
+          { port: PORTS.random, kind: 'random' },
+        ],
+      }),
+    );
+    await t.nft(
+      t.lb,
+      nftDnat({
+        table: 'shardgram_statsd',
+        vip: VIP,
+        targets: t.hosts.map((_, i) => hostAddress(i)),
+        toPort: STATSD_PORT,
+        rules: [{ port: STATSD_PORT, kind: 'jhash' }],
+      }),
+    );
     const echo = t.hosts.map((ns, i) =>
       serveIn(t, ns, [
-        'echo', '--port', String(ECHO_PORT), '--address', hostAddress(i), '--workers', '2',
-        '--stats-port', String(STATS_PORT), '--stats-address', hostAddress(i), '--stats-host', `h${i + 1}.shardgram.test`,
+        'echo',
+        '--port',
+        String(ECHO_PORT),
+        '--address',
+        hostAddress(i),
+        '--workers',
+        '2',
+        '--stats-port',
+        String(STATS_PORT),
+        '--stats-address',
+        hostAddress(i),
+        '--stats-host',
+        `h${i + 1}.shardgram.test`,
       ]),
     );
     const mapping = join(tmp!, 'mapping.yml');
     await writeFile(mapping, MAPPING);
     const statsd = t.hosts.map((ns, i) =>
       serveIn(t, ns, [
-        'statsd', '--port', String(STATSD_PORT), '--address', hostAddress(i), '--workers', '2', '--flush-interval', '200',
-        '--mapping-config', mapping, '--stats-port', String(STATSD_STATS_PORT), '--stats-address', hostAddress(i),
+        'statsd',
+        '--port',
+        String(STATSD_PORT),
+        '--address',
+        hostAddress(i),
+        '--workers',
+        '2',
+        '--flush-interval',
+        '200',
+        '--mapping-config',
+        mapping,
+        '--stats-port',
+        String(STATSD_STATS_PORT),
+        '--stats-address',
+        hostAddress(i),
       ]),
     );
     hosts.push(...(await Promise.all([...echo, ...statsd])));
@@ -103,7 +143,10 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
 
   /** Every host's /stats, fetched from `lb` by the host's address. */
   async function hostStats(): Promise<StatsReport[]> {
-    const answers = await topo!.getAll(topo!.lb, Array.from({ length: HOSTS }, (_, i) => ({ url: `http://${hostAddress(i)}:${STATS_PORT}/stats` })));
+    const answers = await topo!.getAll(
+      topo!.lb,
+      Array.from({ length: HOSTS }, (_, i) => ({ url: `http://${hostAddress(i)}:${STATS_PORT}/stats` })),
+    );
     return answers.map((r, i) => {
       if (r.status !== 200) throw new Error(`host ${i + 1} /stats: ${r.status} ${r.body}`);
       return JSON.parse(r.body) as StatsReport;
@@ -114,8 +157,26 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
   async function burst(port: number): Promise<LoadReport> {
     const r = await topo!.exec(
       topo!.client,
-      [process.execPath, BIN, 'load', '--address', VIP, '--port', String(port), '--sources', String(BURST.sources), '--count', String(BURST.count),
-        '--rate', String(BURST.rate), '--reply-timeout', '1000', '--max-duration', '30000', '--json'],
+      [
+        process.execPath,
+        BIN,
+        'load',
+        '--address',
+        VIP,
+        '--port',
+        String(port),
+        '--sources',
+        String(BURST.sources),
+        '--count',
+        String(BURST.count),
+        '--rate',
+        String(BURST.rate),
+        '--reply-timeout',
+        '1000',
+        '--max-duration',
+        '30000',
+        '--json',
+      ],
       { timeoutMs: 40_000 },
     );
     const json = r.stdout.slice(r.stdout.indexOf('{'));
@@ -128,14 +189,21 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     const before = await hostStats();
     const report = await burst(port);
     let after = before;
-    const got = (): number => after.reduce((a, s, i) => a + s.total.datagrams + s.total.kernelDrops - before[i]!.total.datagrams - before[i]!.total.kernelDrops, 0);
-    await waitFor(async () => {
-      after = await hostStats();
-      return got() >= report.sent;
-    }, 10_000, 100);
+    const got = (): number =>
+      after.reduce((a, s, i) => a + s.total.datagrams + s.total.kernelDrops - before[i]!.total.datagrams - before[i]!.total.kernelDrops, 0);
+    await waitFor(
+      async () => {
+        after = await hostStats();
+        return got() >= report.sent;
+      },
+      10_000,
+      100,
+    );
     const split = after.map((s, i) => s.total.datagrams - before[i]!.total.datagrams);
     const drops = after.reduce((a, s, i) => a + s.total.kernelDrops - before[i]!.total.kernelDrops, 0);
-    console.log(`port ${port}: sent ${report.sent}, replies ${report.received}, per host ${split.join('/')}, kernel drops ${drops}, ${Math.round(report.sendRate)}/s`);
+    console.log(
+      `port ${port}: sent ${report.sent}, replies ${report.received}, per host ${split.join('/')}, kernel drops ${drops}, ${Math.round(report.sendRate)}/s`,
+    );
     expect(report.sent).toBe(BURST.count);
     // received + kernel drops on the hosts = sent
     expect(got()).toBe(report.sent);
@@ -152,10 +220,17 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     const url = `http://${hostAddress(0)}:${STATS_PORT}/stats`;
     const good = ['', `${hostAddress(0)}:${STATS_PORT}`, hostAddress(0), `h1.shardgram.test:${STATS_PORT}`, 'H1.shardgram.test'];
     const bad = ['localhost', `127.0.0.1:${STATS_PORT}`, '[::1]', 'h2.shardgram.test', hostAddress(1), 'evil.example'];
-    const answers = await t.getAll(t.lb, [...good, ...bad].map((host) => ({ url, headers: host ? { host } : {} })));
+    const answers = await t.getAll(
+      t.lb,
+      [...good, ...bad].map((host) => ({ url, headers: host ? { host } : {} })),
+    );
     expect(answers.map((a) => a.status)).toEqual([...good.map(() => 200), ...bad.map(() => 403)]);
     // Writes are not on this port whoever asks.
-    const post = await t.exec(t.lb, [process.execPath, '-e', `fetch(${JSON.stringify(`http://${hostAddress(0)}:${STATS_PORT}/workers?count=1`)},{method:'POST'}).then(r=>process.stdout.write(String(r.status)))`]);
+    const post = await t.exec(t.lb, [
+      process.execPath,
+      '-e',
+      `fetch(${JSON.stringify(`http://${hostAddress(0)}:${STATS_PORT}/workers?count=1`)},{method:'POST'}).then(r=>process.stdout.write(String(r.status)))`,
+    ]);
     expect(post.stdout).toBe('405');
     // Bound to the host's address: not on its loopback.
     expect((await t.get(t.hosts[0]!, `http://127.0.0.1:${STATS_PORT}/stats`)).status).toBe(0);
@@ -172,10 +247,18 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
   it.skipIf(skipNginx)('nginx stream proxy (udp reuseport, proxy_responses 1): replies reach the client, received + drops = sent', async () => {
     const t = topo!;
     const dir = await mkdtemp(join(tmp!, 'nginx-'));
-    const conf = await writeNginxConfig({ dir, listen: `${VIP}:${PORTS.nginx}`, targets: Array.from({ length: HOSTS }, (_, i) => `${hostAddress(i)}:${ECHO_PORT}`) });
+    const conf = await writeNginxConfig({
+      dir,
+      listen: `${VIP}:${PORTS.nginx}`,
+      targets: Array.from({ length: HOSTS }, (_, i) => `${hostAddress(i)}:${ECHO_PORT}`),
+    });
     const nginx = t.spawn(t.lb, ['nginx', '-p', dir, '-c', conf, '-e', join(dir, 'error.log'), '-g', 'daemon off;']);
     try {
-      const listening = await waitFor(async () => nginx.exitCode === null && (await t.exec(t.lb, ['ss', '-Hlun', 'src', `${VIP}:${PORTS.nginx}`])).stdout.trim() !== '', 10_000, 50);
+      const listening = await waitFor(
+        async () => nginx.exitCode === null && (await t.exec(t.lb, ['ss', '-Hlun', 'src', `${VIP}:${PORTS.nginx}`])).stdout.trim() !== '',
+        10_000,
+        50,
+      );
       expect(listening, `nginx did not start: ${existsSync(join(dir, 'error.log')) ? await readFile(join(dir, 'error.log'), 'utf8') : ''}`).toBe(true);
       await balancedBurst(PORTS.nginx);
     } finally {
@@ -183,60 +266,82 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     }
   });
 
+  it.skipIf(skipProm)(
+    'Prometheus (native histograms) in lb scrapes every host: counter sums exact, the cross-host p99 of the summed native histograms within the bucket error',
+    async () => {
+      const t = topo!;
+      const dir = await mkdtemp(join(tmp!, 'prometheus-'));
+      const targets = (port: number): string[] => t.hosts.map((_, i) => `${hostAddress(i)}:${port}`);
+      const config = await writePrometheusConfig({
+        dir,
+        jobs: [
+          { name: 'echo', targets: targets(STATS_PORT) },
+          { name: 'statsd', targets: targets(STATSD_STATS_PORT) },
+        ],
+      });
+      const prom = t.spawn(t.lb, [
+        'prometheus',
+        `--config.file=${config}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=${PROM}`,
+        '--log.level=warn',
+        '--enable-feature=native-histograms',
+      ]);
+      let promLog = '';
+      prom.stderr!.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-4000)));
+      const query = async (q: string): Promise<number | undefined> => {
+        const r = await t.get(t.lb, `http://${PROM}/api/v1/query?query=${encodeURIComponent(q)}`);
+        if (r.status !== 200) return undefined;
+        const v = (JSON.parse(r.body) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
+        return v === undefined ? undefined : Number(v);
+      };
+      try {
+        expect(await waitFor(async () => (await t.get(t.lb, `http://${PROM}/-/ready`)).status === 200, 30_000, 200), `prometheus not ready: ${promLog}`).toBe(
+          true,
+        );
+        expect(await waitFor(async () => (await query('count(up{job=~"echo|statsd"} == 1)')) === 2 * HOSTS, 20_000, 250), 'every target up').toBe(true);
 
-  it.skipIf(skipProm)('Prometheus (native histograms) in lb scrapes every host: counter sums exact, the cross-host p99 of the summed native histograms within the bucket error', async () => {
-    const t = topo!;
-    const dir = await mkdtemp(join(tmp!, 'prometheus-'));
-    const targets = (port: number): string[] => t.hosts.map((_, i) => `${hostAddress(i)}:${port}`);
-    const config = await writePrometheusConfig({ dir, jobs: [{ name: 'echo', targets: targets(STATS_PORT) }, { name: 'statsd', targets: targets(STATSD_STATS_PORT) }] });
-    const prom = t.spawn(t.lb, ['prometheus', `--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=${PROM}`, '--log.level=warn', '--enable-feature=native-histograms']);
-    let promLog = '';
-    prom.stderr!.on('data', (d: Buffer) => (promLog = (promLog + d.toString()).slice(-4000)));
-    const query = async (q: string): Promise<number | undefined> => {
-      const r = await t.get(t.lb, `http://${PROM}/api/v1/query?query=${encodeURIComponent(q)}`);
-      if (r.status !== 200) return undefined;
-      const v = (JSON.parse(r.body) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
-      return v === undefined ? undefined : Number(v);
-    };
-    try {
-      expect(await waitFor(async () => (await t.get(t.lb, `http://${PROM}/-/ready`)).status === 200, 30_000, 200), `prometheus not ready: ${promLog}`).toBe(true);
-      expect(await waitFor(async () => (await query('count(up{job=~"echo|statsd"} == 1)')) === 2 * HOSTS, 20_000, 250), 'every target up').toBe(true);
+        // 1. The echo hosts: Prometheus's sum equals the hosts' own totals.
+        const hostSum = (await hostStats()).reduce((a, s) => a + s.total.datagrams, 0);
+        expect(hostSum).toBeGreaterThan(0);
+        let promSum: number | undefined;
+        await waitFor(async () => (promSum = await query('sum(shardgram_datagrams_total{job="echo"})')) === hostSum, 20_000, 250);
+        expect(promSum).toBe(hostSum);
 
-      // 1. The echo hosts: Prometheus's sum equals the hosts' own totals.
-      const hostSum = (await hostStats()).reduce((a, s) => a + s.total.datagrams, 0);
-      expect(hostSum).toBeGreaterThan(0);
-      let promSum: number | undefined;
-      await waitFor(async () => (promSum = await query('sum(shardgram_datagrams_total{job="echo"})')) === hostSum, 20_000, 250);
-      expect(promSum).toBe(hostSum);
+        // 2. A StatsD burst through the DNAT, spread over the three hosts.
+        const n = 3000;
+        let seed = 12345;
+        const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+        // Latencies spread over 1..1000 ms (log-uniform), whole milliseconds.
+        const latencies = Array.from({ length: n }, () => Math.max(1, Math.round(Math.exp(rnd() * Math.log(1000)))));
+        const datagrams = latencies.map((ms) => `mh.requests:1|c\nmh.latency:${ms}|ms`);
+        const sent = await t.exec(t.client, [process.execPath, FIXTURE_BURST], {
+          input: JSON.stringify({ address: VIP, port: STATSD_PORT, sources: 64, rate: 3000, datagrams }),
+          timeoutMs: 30_000,
+        });
+        expect(JSON.parse(sent.stdout)).toMatchObject({ sent: n, errors: 0 });
+        // statsd_exporter's names: mh.requests is the counter mh_requests, mh.latency the histogram mh_latency (seconds).
+        let total: number | undefined;
+        await waitFor(async () => (total = await query('sum(mh_requests)')) === n, 20_000, 250);
+        expect(total, 'cross-host counter sum').toBe(n);
+        expect(await query('count(mh_requests > 0)'), 'hosts that got a share').toBe(HOSTS);
+        let count: number | undefined;
+        await waitFor(async () => (count = await query('histogram_count(sum(mh_latency))')) === n, 20_000, 250);
+        expect(count, 'observations in the summed native histograms').toBe(n);
 
-      // 2. A StatsD burst through the DNAT, spread over the three hosts.
-      const n = 3000;
-      let seed = 12345;
-      const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-      // Latencies spread over 1..1000 ms (log-uniform), whole milliseconds.
-      const latencies = Array.from({ length: n }, () => Math.max(1, Math.round(Math.exp(rnd() * Math.log(1000)))));
-      const datagrams = latencies.map((ms) => `mh.requests:1|c\nmh.latency:${ms}|ms`);
-      const sent = await t.exec(t.client, [process.execPath, FIXTURE_BURST], { input: JSON.stringify({ address: VIP, port: STATSD_PORT, sources: 64, rate: 3000, datagrams }), timeoutMs: 30_000 });
-      expect(JSON.parse(sent.stdout)).toMatchObject({ sent: n, errors: 0 });
-      // statsd_exporter's names: mh.requests is the counter mh_requests, mh.latency the histogram mh_latency (seconds).
-      let total: number | undefined;
-      await waitFor(async () => (total = await query('sum(mh_requests)')) === n, 20_000, 250);
-      expect(total, 'cross-host counter sum').toBe(n);
-      expect(await query('count(mh_requests > 0)'), 'hosts that got a share').toBe(HOSTS);
-      let count: number | undefined;
-      await waitFor(async () => (count = await query('histogram_count(sum(mh_latency))')) === n, 20_000, 250);
-      expect(count, 'observations in the summed native histograms').toBe(n);
-
-      // 3. Cross-host percentiles from the summed native histograms, against the exact ones of every value sent.
-      const sorted = [...latencies].sort((a, b) => a - b);
-      for (const q of [0.5, 0.9, 0.99]) {
-        const exact = sorted[Math.ceil(q * n) - 1]!;
-        const est = (await query(`histogram_quantile(${q}, sum(mh_latency))`))! * 1000;
-        console.log(`p${q * 100}: exact ${exact} ms, from Prometheus's summed native histograms ${est.toFixed(2)} ms (bound ±${(NATIVE_ERROR * 100).toFixed(2)} %)`);
-        expect(Math.abs(est - exact) / exact, `p${q * 100}`).toBeLessThanOrEqual(NATIVE_ERROR);
+        // 3. Cross-host percentiles from the summed native histograms, against the exact ones of every value sent.
+        const sorted = [...latencies].sort((a, b) => a - b);
+        for (const q of [0.5, 0.9, 0.99]) {
+          const exact = sorted[Math.ceil(q * n) - 1]!;
+          const est = (await query(`histogram_quantile(${q}, sum(mh_latency))`))! * 1000;
+          console.log(
+            `p${q * 100}: exact ${exact} ms, from Prometheus's summed native histograms ${est.toFixed(2)} ms (bound ±${(NATIVE_ERROR * 100).toFixed(2)} %)`,
+          );
+          expect(Math.abs(est - exact) / exact, `p${q * 100}`).toBeLessThanOrEqual(NATIVE_ERROR);
+        }
+      } finally {
+        await t.stop(prom);
       }
-    } finally {
-      await t.stop(prom);
-    }
-  });
+    },
+  );
 });

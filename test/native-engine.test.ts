@@ -35,7 +35,10 @@ function statsUntil(s: Supervisor, ok: (w: ReturnType<Supervisor['stats']>['work
 }
 
 describe('native engine: messages, rinfo and replies', () => {
-  for (const [family, address] of [['udp4', '127.0.0.1'], ['udp6', '::1']] as const) {
+  for (const [family, address] of [
+    ['udp4', '127.0.0.1'],
+    ['udp6', '::1'],
+  ] as const) {
     it(`echo over ${family === 'udp4' ? 'IPv4' : 'IPv6'} (${address}): every datagram gets its reply from the service port`, async () => {
       // A 1 MiB buffer: a freshly started worker on a busy 2-core machine may not read for a few ms.
       const s = await start({ app: 'echo', address, port: 0, workers: 2, ...bigRcvbufOptions('1m') });
@@ -144,7 +147,13 @@ describe('native engine: the event loop stays responsive', () => {
     expect(await waitFor(() => logs.some((l) => /tick late=/.test(l)), 5_000)).toBe(true);
     const before = logs.length;
     const report = await runLoad({
-      port: s.port, sender: 'native', expectReplies: false, sources: 16, size: 100, count: 3_000_000, maxDurationMs: 3000,
+      port: s.port,
+      sender: 'native',
+      expectReplies: false,
+      sources: 16,
+      size: 100,
+      count: 3_000_000,
+      maxDurationMs: 3000,
     });
     const during = logs.slice(before);
     for (const l of during) {
@@ -244,11 +253,20 @@ describe('native sender (shardgram load --sender native)', () => {
     const count = 20_000; // crosses the 1→2 and 2→3 byte varint widths of the sequence number
     try {
       const report = await runLoad({
-        port: rx.address().port, sender: 'native', expectReplies: false, sources: 3, size: 100, count, rate: 40_000, maxDurationMs: 10_000,
+        port: rx.address().port,
+        sender: 'native',
+        expectReplies: false,
+        sources: 3,
+        size: 100,
+        count,
+        rate: 40_000,
+        maxDurationMs: 10_000,
       });
       expect(report.sent).toBe(count);
       expect(report.sendErrors).toBe(0);
-      expect(await waitFor(() => got.length === count, 5000), `${got.length} of ${count} received; ${socketMemInfo(sock.fd).drops} dropped by the kernel`).toBe(true);
+      expect(await waitFor(() => got.length === count, 5000), `${got.length} of ${count} received; ${socketMemInfo(sock.fd).drops} dropped by the kernel`).toBe(
+        true,
+      );
     } finally {
       rx.close();
     }
@@ -273,7 +291,16 @@ describe('native sender (shardgram load --sender native)', () => {
     // 4 MiB per worker holds about half a second of this stream: a worker starved of
     // CPU that long by the rest of a parallel test run still loses nothing.
     const s = await start({ app: 'echo', port: 0, workers: 2, ...bigRcvbufOptions('4m') });
-    const report = await runLoad({ port: s.port, sender: 'native', sources: 32, size: 100, count: 20_000, rate: 20_000, replyTimeoutMs: 2000, maxDurationMs: 20_000 });
+    const report = await runLoad({
+      port: s.port,
+      sender: 'native',
+      sources: 32,
+      size: 100,
+      count: 20_000,
+      rate: 20_000,
+      replyTimeoutMs: 2000,
+      maxDurationMs: 20_000,
+    });
     expect(report.sent).toBe(20_000);
     const serviceDrops = s.stats().total.kernelDrops;
     expect(report.lost, `lost ${report.lost}: ${serviceDrops} dropped on the service's sockets, ${report.replyDrops} on the sender's`).toBe(0);
@@ -286,7 +313,7 @@ describe('native sender (shardgram load --sender native)', () => {
 });
 
 describe('native engine: sends from send callbacks', () => {
-  it('a reply sent from another send\'s callback goes out once, and the stop does not wait on it', async () => {
+  it("a reply sent from another send's callback goes out once, and the stop does not wait on it", async () => {
     const s = await start({ app: fixture('chain-echo.js'), port: 0, workers: 1, engine: 'native', drainTimeoutMs: 5_000 });
     const [client] = await openClients(1);
     const got: string[] = [];
@@ -322,10 +349,11 @@ describe('rinfo.timestamp (SO_TIMESTAMPNS through recvmmsg control messages)', (
       await sup.start();
       const clients = await openClients(8);
       const got = new Map<string, string>();
-      for (const c of clients) c.on('message', (m) => {
-        const [k, t] = m.toString().split(' ');
-        got.set(k!, t!);
-      });
+      for (const c of clients)
+        c.on('message', (m) => {
+          const [k, t] = m.toString().split(' ');
+          got.set(k!, t!);
+        });
       try {
         const n = 200;
         const before = nowNs();

@@ -14,9 +14,11 @@ import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 /** What Prometheus 2.42 sends with --enable-feature=native-histograms (scrape/scrape.go, scrapeAcceptHeaderWithProtobuf). */
-export const PROMETHEUS_PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1';
+const PROMETHEUS_PROTOBUF_ACCEPT =
+  'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1';
 /** What Prometheus 2.42 sends without it. */
-const PROMETHEUS_TEXT_ACCEPT = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+const PROMETHEUS_TEXT_ACCEPT =
+  'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
 
 describe('content negotiation', () => {
   it('protobuf only when the Accept header prefers it', () => {
@@ -33,28 +35,101 @@ describe('content negotiation', () => {
 describe('encoding', () => {
   it('counters, gauges, summaries and histograms (classic and native) round-trip through metrics.proto', () => {
     const w = new PromWriter()
-      .family('a_total', 'counter', 'A.').sample('a_total', { x: 'y"z' }, 3)
-      .family('g', 'gauge', 'G.').sample('g', {}, -1.5)
-      .family('s', 'summary', 'S.').summary('s', { k: 'v' }, { count: 4, sum: 2.5, quantiles: [[0.5, 0.4], [0.99, 1.2]] })
-      .family('h', 'histogram', 'H.').histogram('h', {}, {
-        count: 5, sum: 7, buckets: [[1, 2], [5, 4]],
-        native: { schema: 3, zeroThreshold: 2 ** -128, zeroCount: 1, positiveSpans: [{ offset: -2, length: 2 }, { offset: 3, length: 1 }], positiveDeltas: [1, 1, -1], negativeSpans: [], negativeDeltas: [] },
-      });
-    const decoded = decodeFamilies(encodeFamilies(w.families()));
-    expect(decoded).toEqual([
-      { name: 'a_total', help: 'A.', type: 'COUNTER', metric: [{ label: [{ name: 'x', value: 'y"z' }], counter: { value: 3 } }] },
-      { name: 'g', help: 'G.', type: 'GAUGE', metric: [{ label: [], gauge: { value: -1.5 } }] },
-      { name: 's', help: 'S.', type: 'SUMMARY', metric: [{ label: [{ name: 'k', value: 'v' }], summary: { sampleCount: 4, sampleSum: 2.5, quantile: [{ quantile: 0.5, value: 0.4 }, { quantile: 0.99, value: 1.2 }] } }] },
-      {
-        name: 'h', help: 'H.', type: 'HISTOGRAM', metric: [{
-          label: [],
-          histogram: {
-            sampleCount: 5, sampleSum: 7, bucket: [{ upperBound: 1, cumulativeCount: 2 }, { upperBound: 5, cumulativeCount: 4 }],
-            schema: 3, zeroThreshold: 2 ** -128, zeroCount: 1, positiveSpan: [{ offset: -2, length: 2 }, { offset: 3, length: 1 }], positiveDelta: [1, 1, -1],
+      .family('a_total', 'counter', 'A.')
+      .sample('a_total', { x: 'y"z' }, 3)
+      .family('g', 'gauge', 'G.')
+      .sample('g', {}, -1.5)
+      .family('s', 'summary', 'S.')
+      .summary(
+        's',
+        { k: 'v' },
+        {
+          count: 4,
+          sum: 2.5,
+          quantiles: [
+            [0.5, 0.4],
+            [0.99, 1.2],
+          ],
+        },
+      )
+      .family('h', 'histogram', 'H.')
+      .histogram(
+        'h',
+        {},
+        {
+          count: 5,
+          sum: 7,
+          buckets: [
+            [1, 2],
+            [5, 4],
+          ],
+          native: {
+            schema: 3,
+            zeroThreshold: 2 ** -128,
+            zeroCount: 1,
+            positiveSpans: [
+              { offset: -2, length: 2 },
+              { offset: 3, length: 1 },
+            ],
+            positiveDeltas: [1, 1, -1],
+            negativeSpans: [],
+            negativeDeltas: [],
           },
-        }],
-      },
-    ].map((f) => ({ ...f, metric: f.metric.map((m) => (m.label.length ? m : { ...m, label: undefined })) })).map((f) => JSON.parse(JSON.stringify(f)) as unknown));
+        },
+      );
+    const decoded = decodeFamilies(encodeFamilies(w.families()));
+    expect(decoded).toEqual(
+      [
+        { name: 'a_total', help: 'A.', type: 'COUNTER', metric: [{ label: [{ name: 'x', value: 'y"z' }], counter: { value: 3 } }] },
+        { name: 'g', help: 'G.', type: 'GAUGE', metric: [{ label: [], gauge: { value: -1.5 } }] },
+        {
+          name: 's',
+          help: 'S.',
+          type: 'SUMMARY',
+          metric: [
+            {
+              label: [{ name: 'k', value: 'v' }],
+              summary: {
+                sampleCount: 4,
+                sampleSum: 2.5,
+                quantile: [
+                  { quantile: 0.5, value: 0.4 },
+                  { quantile: 0.99, value: 1.2 },
+                ],
+              },
+            },
+          ],
+        },
+        {
+          name: 'h',
+          help: 'H.',
+          type: 'HISTOGRAM',
+          metric: [
+            {
+              label: [],
+              histogram: {
+                sampleCount: 5,
+                sampleSum: 7,
+                bucket: [
+                  { upperBound: 1, cumulativeCount: 2 },
+                  { upperBound: 5, cumulativeCount: 4 },
+                ],
+                schema: 3,
+                zeroThreshold: 2 ** -128,
+                zeroCount: 1,
+                positiveSpan: [
+                  { offset: -2, length: 2 },
+                  { offset: 3, length: 1 },
+                ],
+                positiveDelta: [1, 1, -1],
+              },
+            },
+          ],
+        },
+      ]
+        .map((f) => ({ ...f, metric: f.metric.map((m) => (m.label.length ? m : { ...m, label: undefined })) }))
+        .map((f) => JSON.parse(JSON.stringify(f)) as unknown),
+    );
     // The text format of the same writer: classic buckets with +Inf, summary quantiles.
     expect(w.text()).toContain('h_bucket{le="+Inf"} 5\nh_sum 7\nh_count 5\n');
     expect(w.text()).toContain('s{k="v",quantile="0.99"} 1.2\n');
@@ -91,7 +166,10 @@ describe("the statsd app's /metrics", () => {
     const dir = mkdtempSync(join(tmpdir(), 'shardgram-protobuf-'));
     const mapping = join(dir, 'mapping.yml');
     writeFileSync(mapping, 'defaults:\n  observer_type: histogram\n');
-    const serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping], 2);
+    const serving = await startServe(
+      ['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping],
+      2,
+    );
     const clients = await openClients(4);
     try {
       const values = [1, 2, 2, 3, 40, 500]; // ms
@@ -100,8 +178,19 @@ describe("the statsd app's /metrics", () => {
       expect(await waitFor(async () => /^api_lat_count 6$/m.test(await (await fetch(url)).text()), 10_000, 50)).toBe(true);
       const r = await fetch(url, { headers: { accept: PROMETHEUS_PROTOBUF_ACCEPT } });
       expect(r.headers.get('content-type')).toBe(PROTOBUF_CONTENT_TYPE);
-      type H = { sampleCount: number; sampleSum: number; schema: number; zeroThreshold: number; positiveSpan: { offset: number; length?: number }[]; positiveDelta: number[] };
-      const families = decodeFamilies(new Uint8Array(await r.arrayBuffer())) as { name: string; type: string; metric: { label?: { name: string; value: string }[]; counter?: { value: number }; histogram?: H }[] }[];
+      type H = {
+        sampleCount: number;
+        sampleSum: number;
+        schema: number;
+        zeroThreshold: number;
+        positiveSpan: { offset: number; length?: number }[];
+        positiveDelta: number[];
+      };
+      const families = decodeFamilies(new Uint8Array(await r.arrayBuffer())) as {
+        name: string;
+        type: string;
+        metric: { label?: { name: string; value: string }[]; counter?: { value: number }; histogram?: H }[];
+      }[];
       const req = families.find((f) => f.name === 'api_req')!;
       expect(req).toMatchObject({ type: 'COUNTER', metric: [{ label: [{ name: 'env', value: 'prod' }], counter: { value: 6 } }] });
       const h = families.find((f) => f.name === 'api_lat')!.metric[0]!.histogram!;

@@ -26,7 +26,13 @@ const KNOWN_STATSD_NAMING = [
 
 function promtool(text: string): { code: number | null; out: string[] } {
   const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
-  return { code: r.status, out: `${r.stdout}${r.stderr}`.split('\n').map((l) => l.trim()).filter(Boolean) };
+  return {
+    code: r.status,
+    out: `${r.stdout}${r.stderr}`
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean),
+  };
 }
 
 let serving: Serving | undefined;
@@ -58,8 +64,26 @@ describe('/metrics and promtool', () => {
   });
 
   it('promLayout=labels (the old layout): statsd timers are also a histogram counting every value into its bucket; promtool parses it and lints it clean', async () => {
-    serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--app-option', 'timerBuckets=10,20,50,100',
-      '--app-option', 'promLayout=labels', '--app-option', 'timerMode=exact'], 2);
+    serving = await startServe(
+      [
+        'statsd',
+        '--port',
+        '0',
+        '--workers',
+        '2',
+        '--stats-port',
+        '0',
+        '--flush-interval',
+        '100',
+        '--app-option',
+        'timerBuckets=10,20,50,100',
+        '--app-option',
+        'promLayout=labels',
+        '--app-option',
+        'timerMode=exact',
+      ],
+      2,
+    );
     // Values (ms) and the bucket each falls in: ≤10, ≤20, ≤50, ≤100, +Inf. 20 lands in ≤20 (le is inclusive).
     const values = [5, 10, 15, 20, 30, 70, 200, 1, 99.5, 100];
     const clients = await openClients(5);
@@ -71,9 +95,16 @@ describe('/metrics and promtool', () => {
       const countLine = /^shardgram_statsd_timer_seconds_count\{metric="lat"\} (\d+)$/m;
       expect(await waitFor(async () => countLine.exec(await metricsOf(serving!))?.[1] === String(values.length), 10_000, 50)).toBe(true);
       const text = await metricsOf(serving);
-      const bucket = (le: string, tags = ''): number => Number(new RegExp(`^shardgram_statsd_timer_seconds_bucket\\{metric="lat"${tags},le="${le.replace('+', '\\+')}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+      const bucket = (le: string, tags = ''): number =>
+        Number(new RegExp(`^shardgram_statsd_timer_seconds_bucket\\{metric="lat"${tags},le="${le.replace('+', '\\+')}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
       const exact = (bound: number): number => values.filter((v) => v <= bound).length;
-      expect([bucket('0.01'), bucket('0.02'), bucket('0.05'), bucket('0.1'), bucket('+Inf')]).toEqual([exact(10), exact(20), exact(50), exact(100), values.length]);
+      expect([bucket('0.01'), bucket('0.02'), bucket('0.05'), bucket('0.1'), bucket('+Inf')]).toEqual([
+        exact(10),
+        exact(20),
+        exact(50),
+        exact(100),
+        values.length,
+      ]);
       expect(bucket('0.05', ',env="prod"')).toBe(exact(50));
       const sum = Number(/^shardgram_statsd_timer_seconds_sum\{metric="lat"\} (\S+)$/m.exec(text)?.[1]);
       expect(sum).toBeCloseTo(values.reduce((a, v) => a + v, 0) / 1000, 9);
@@ -94,11 +125,26 @@ describe('/metrics and promtool', () => {
   it("the statsd_exporter layout (default) with a mapping file: histograms and summaries; promtool finds nothing in shardgram's own families", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
     const mapping = join(dir, 'mapping.yml');
-    writeFileSync(mapping, [
-      'defaults:', '  observer_type: histogram', '  histogram_options:', '    buckets: [0.01, 0.02, 0.05, 0.1]',
-      'mappings:', '- match: "api.*.latency"', '  name: "api_latency_seconds"', '  observer_type: summary', '  labels:', '    endpoint: "$1"',
-      '- match: "api.*.requests"', '  name: "api_requests_total"', '  labels:', '    endpoint: "$1"', '',
-    ].join('\n'));
+    writeFileSync(
+      mapping,
+      [
+        'defaults:',
+        '  observer_type: histogram',
+        '  histogram_options:',
+        '    buckets: [0.01, 0.02, 0.05, 0.1]',
+        'mappings:',
+        '- match: "api.*.latency"',
+        '  name: "api_latency_seconds"',
+        '  observer_type: summary',
+        '  labels:',
+        '    endpoint: "$1"',
+        '- match: "api.*.requests"',
+        '  name: "api_requests_total"',
+        '  labels:',
+        '    endpoint: "$1"',
+        '',
+      ].join('\n'),
+    );
     try {
       serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping], 2);
       const values = [5, 10, 15, 20, 30, 70, 200, 1, 99.5, 100];

@@ -88,7 +88,12 @@ function pack(dir: string, dest: string): { filename: string; shasum: string } {
 function installedProject(cache: string): string {
   const staging = mkdtempSync(join(cache, 'staging-'));
   const tarballs = [pack(CORE, staging), pack(EXAMPLES, staging)];
-  const project = join(cache, createHash('sha1').update(tarballs.map((t) => t.shasum).join(',')).digest('hex'));
+  const project = join(
+    cache,
+    createHash('sha1')
+      .update(tarballs.map((t) => t.shasum).join(','))
+      .digest('hex'),
+  );
   if (existsSync(join(project, 'node_modules', '.bin', 'shardgram'))) {
     rmSync(staging, { recursive: true, force: true });
     return project;
@@ -216,7 +221,9 @@ describe('the published package, installed in a project of its own', () => {
     expect(installed.sort()).toEqual(['examples', 'udp-core']);
     for (const name of installed) {
       const dir = join(project, 'node_modules', '@shardgram', name);
-      expect(readdirSync(dir).sort(), name).toEqual(name === 'udp-core' ? ['LICENSE', 'bin', 'dashboard', 'dist', 'package.json', 'proto'] : ['LICENSE', 'dist', 'package.json']);
+      expect(readdirSync(dir).sort(), name).toEqual(
+        name === 'udp-core' ? ['LICENSE', 'bin', 'dashboard', 'dist', 'package.json', 'proto'] : ['LICENSE', 'dist', 'package.json'],
+      );
       expect(readFileSync(join(dir, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n/);
       const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { private?: boolean; license?: string };
       expect(manifest.private, name).toBeUndefined();
@@ -250,7 +257,13 @@ describe('the published package, installed in a project of its own', () => {
     client.timing('packed.time', 5);
     await new Promise<void>((resolve) => client.close(() => resolve()));
     type Flush = { counters: Record<string, number>; timers: Record<string, { count: number; max: number }>; final: boolean };
-    const flushes = (): Flush[] => (existsSync(json) ? readFileSync(json, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flush) : []);
+    const flushes = (): Flush[] =>
+      existsSync(json)
+        ? readFileSync(json, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as Flush)
+        : [];
     const sent = (f: Flush): boolean => f.counters['packed.count'] !== undefined;
     expect(await waitFor(() => flushes().some(sent), 10_000), readFileSync(json, 'utf8')).toBe(true);
     const got = flushes().filter(sent);
@@ -268,10 +281,19 @@ describe('the published package, installed in a project of its own', () => {
     const s = await npxServe(project, ['syslog', '--port', '0', '--workers', '2', '--out', file, '--ready-json'], 2);
     running.push(s.child);
     const nonce = `packed ${process.pid}-${Date.now()}`;
-    const logger = spawnSync('logger', ['-d', '-n', '127.0.0.1', '-P', String(s.port), '--rfc5424', '-t', 'packedtest', '-p', 'local3.warning', nonce], { encoding: 'utf8', timeout: 10_000 });
+    const logger = spawnSync('logger', ['-d', '-n', '127.0.0.1', '-P', String(s.port), '--rfc5424', '-t', 'packedtest', '-p', 'local3.warning', nonce], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(logger.status, logger.stderr).toBe(0);
     type Rec = { format: string; facility: string; severity: string; message: string; senderAddress: string; workerPid: number };
-    const records = (): Rec[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Rec) : []);
+    const records = (): Rec[] =>
+      existsSync(file)
+        ? readFileSync(file, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as Rec)
+        : [];
     expect(await waitFor(() => records().length >= 1, 10_000)).toBe(true);
     const [rec, ...more] = records();
     expect(more).toEqual([]);
@@ -304,25 +326,42 @@ describe('the published package, installed in a project of its own', () => {
         '  parseEchoReply, encodeProbe, NativeSender, openReusePortSocket, socketMemInfo, findPortHolders, fairness, toPrometheus, decodeSnapshot,',
         '  PromWriter, policy, report, STATS_SERVER_DEFAULTS, defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase,',
         '  OptionValueError, parseByteSize, formatByteSize, statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, statsdApp, syslogApp, rec];',
-        'export const schema: AppOptionSchema = defineAppOptions({ every: { value: \'MS\', help: \'h\', parse: wholeNumber(1, 10), default: 5 } });',
+        "export const schema: AppOptionSchema = defineAppOptions({ every: { value: 'MS', help: 'h', parse: wholeNumber(1, 10), default: 5 } });",
         '',
       ].join('\n'),
     );
     const tsc = spawnSync(
       process.execPath,
-      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext',
-        '--skipLibCheck', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), 'consumer.ts'],
+      [
+        join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+        '--noEmit',
+        '--strict',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--skipLibCheck',
+        '--types',
+        'node',
+        '--typeRoots',
+        join(ROOT, 'node_modules', '@types'),
+        'consumer.ts',
+      ],
       { cwd: project, encoding: 'utf8', timeout: 30_000 },
     );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
     // And the root carries what an app author needs, no more: the option kit is /app-options, the stats server's limits /stats.
-    const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], { cwd: project, encoding: 'utf8' });
-    expect(root.stdout.trim()).toBe(
-      'ShardgramError,Supervisor,defineApp,defineAppSupervisor,describeError,escapeText,guardOutput,sampledLog,startStatsServer',
-    );
+    const root = spawnSync(process.execPath, ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/udp-core')).sort().join(','))"], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(root.stdout.trim()).toBe('ShardgramError,Supervisor,defineApp,defineAppSupervisor,describeError,escapeText,guardOutput,sampledLog,startStatsServer');
     // The examples' modules are theirs: only the apps and the root are exported.
-    const inner = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@shardgram/examples/statsd/merge')"], { cwd: project, encoding: 'utf8' });
+    const inner = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@shardgram/examples/statsd/merge')"], {
+      cwd: project,
+      encoding: 'utf8',
+    });
     expect(inner.status).not.toBe(0);
     expect(inner.stderr).toContain('ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
@@ -331,7 +370,10 @@ describe('the published package, installed in a project of its own', () => {
     // A third-party app package as npm would lay it out: it imports the project's own udp-core.
     const pkg = join(project, 'node_modules', 'shardgram-app-upper');
     mkdirSync(pkg, { recursive: true });
-    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'shardgram-app-upper', version: '1.0.0', type: 'module', shardgram: { apps: { upper: './index.js' } } }));
+    writeFileSync(
+      join(pkg, 'package.json'),
+      JSON.stringify({ name: 'shardgram-app-upper', version: '1.0.0', type: 'module', shardgram: { apps: { upper: './index.js' } } }),
+    );
     writeFileSync(
       join(pkg, 'index.js'),
       "import { defineApp } from '@shardgram/udp-core';\n" +
@@ -343,7 +385,12 @@ describe('the published package, installed in a project of its own', () => {
     process.kill(s.supervisorPid, 'SIGTERM');
     expect((await s.exited).code).toBe(0);
 
-    const missing = spawnSync('npx', ['--no', '--', 'shardgram', 'serve', 'wordcount', '--port', '0'], { cwd: project, env: cleanEnv(), encoding: 'utf8', timeout: 20_000 });
+    const missing = spawnSync('npx', ['--no', '--', 'shardgram', 'serve', 'wordcount', '--port', '0'], {
+      cwd: project,
+      env: cleanEnv(),
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/unknown app "wordcount"\. Built-in apps: discard, echo\./);
     expect(missing.stderr).toMatch(/shardgram-app-wordcount \(not installed\), @shardgram\/examples \(installed; has statsd, syslog\)/);

@@ -20,7 +20,12 @@ afterEach(async () => {
 /** Runs `count` datagrams at `rate`/s into a 1-worker discard service; returns what its worker counted. */
 async function steadyRun(opts: { maxReadDelayUs?: number; rcvbuf?: number; rcvbufForce?: boolean; rate: number; count: number }) {
   sup = new Supervisor({
-    app: 'discard', port: 0, workers: 1, engine: 'native', snapshotIntervalMs: 50, log: () => {},
+    app: 'discard',
+    port: 0,
+    workers: 1,
+    engine: 'native',
+    snapshotIntervalMs: 50,
+    log: () => {},
     ...(opts.maxReadDelayUs !== undefined ? { maxReadDelayUs: opts.maxReadDelayUs } : {}),
     ...(opts.rcvbuf !== undefined ? { rcvbuf: opts.rcvbuf, rcvbufForce: opts.rcvbufForce ?? false } : {}),
   });
@@ -38,7 +43,11 @@ async function steadyRun(opts: { maxReadDelayUs?: number; rcvbuf?: number; rcvbu
   await s.stop();
   sup = undefined;
   return {
-    sent: r.sent, datagrams: w.datagrams, drops: w.kernelDrops, wakeups: w.wakeups, perWakeup: w.datagrams / Math.max(1, w.wakeups),
+    sent: r.sent,
+    datagrams: w.datagrams,
+    drops: w.kernelDrops,
+    wakeups: w.wakeups,
+    perWakeup: w.datagrams / Math.max(1, w.wakeups),
     // Small datagrams the socket's own buffer holds (~832 bytes of kernel memory each on loopback).
     capacity: w.rcvbuf / 832,
   };
@@ -53,7 +62,9 @@ describe('native engine: maxReadDelayUs', () => {
     expect(short.drops).toBe(0);
     expect(long.drops).toBe(0);
     console.log(`per wake-up at 20,000/s: ${short.perWakeup.toFixed(1)} (500 µs), ${long.perWakeup.toFixed(1)} (2 ms)`);
-    expect(long.perWakeup, `per wake-up: ${long.perWakeup.toFixed(1)} with 2 ms, ${short.perWakeup.toFixed(1)} with 500 µs`).toBeGreaterThanOrEqual(2 * short.perWakeup);
+    expect(long.perWakeup, `per wake-up: ${long.perWakeup.toFixed(1)} with 2 ms, ${short.perWakeup.toFixed(1)} with 500 µs`).toBeGreaterThanOrEqual(
+      2 * short.perWakeup,
+    );
   });
 
   it('a 100 ms allowance on a 256 KiB buffer waits only as long as a quarter of the buffer lasts: nothing is dropped', async () => {
@@ -74,7 +85,14 @@ describe('native engine: maxReadDelayUs', () => {
     // The new worker starts on a raised buffer: were its waits sized for that one, the wait
     // running when the supervisor lowers the buffer again would overflow the socket's own.
     sup = new Supervisor({
-      app: 'discard', port: 0, workers: 1, engine: 'native', snapshotIntervalMs: 50, log: () => {}, maxReadDelayUs: 100_000, rcvbuf: 256 * 1024,
+      app: 'discard',
+      port: 0,
+      workers: 1,
+      engine: 'native',
+      snapshotIntervalMs: 50,
+      log: () => {},
+      maxReadDelayUs: 100_000,
+      rcvbuf: 256 * 1024,
     });
     await sup.start();
     const s = sup;
@@ -84,7 +102,9 @@ describe('native engine: maxReadDelayUs', () => {
     const r = await load;
     const settled = await waitFor(() => s.stats().total.datagrams + s.stats().total.kernelDrops === r.sent && s.stats().total.queueBytes === 0, 10_000);
     const t = s.stats().total;
-    console.log(`reload under 10,000/s with 100 ms allowed on 256 KiB: ${t.datagrams} handled, ${t.kernelDrops} dropped of ${r.sent}; ${(t.datagrams / Math.max(1, t.wakeups)).toFixed(1)} per wake-up`);
+    console.log(
+      `reload under 10,000/s with 100 ms allowed on 256 KiB: ${t.datagrams} handled, ${t.kernelDrops} dropped of ${r.sent}; ${(t.datagrams / Math.max(1, t.wakeups)).toFixed(1)} per wake-up`,
+    );
     expect(settled, `handled ${t.datagrams} + dropped ${t.kernelDrops} of ${r.sent}`).toBe(true);
     expect(t.kernelDrops).toBe(0);
   });

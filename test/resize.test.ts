@@ -20,7 +20,12 @@ function startLoad(port: number, count: number, rate: number): { load: ReturnTyp
 }
 
 /** Runs a steady, sequenced echo load while `during` changes the service; returns the load report. */
-async function underLoad(sup: Supervisor, during: (untilSent: UntilSent) => Promise<void>, count = 12_000, rate = 3_000): Promise<Awaited<ReturnType<typeof runLoad>>> {
+async function underLoad(
+  sup: Supervisor,
+  during: (untilSent: UntilSent) => Promise<void>,
+  count = 12_000,
+  rate = 3_000,
+): Promise<Awaited<ReturnType<typeof runLoad>>> {
   const { load, untilSent } = startLoad(sup.port, count, rate);
   await during(untilSent);
   return load;

@@ -110,10 +110,14 @@ describe('who may join the group', () => {
     const clients = await openClients(200);
     try {
       for (const c of clients) await send(c, 'x', serving.port);
-      const ok = await waitFor(async () => {
-        const s = (await (await fetch(`${statsUrl}/stats`)).json()) as { total: { datagrams: number } };
-        return s.total.datagrams === 200;
-      }, 10_000, 100);
+      const ok = await waitFor(
+        async () => {
+          const s = (await (await fetch(`${statsUrl}/stats`)).json()) as { total: { datagrams: number } };
+          return s.total.datagrams === 200;
+        },
+        10_000,
+        100,
+      );
       expect(ok).toBe(true);
     } finally {
       closeAll(clients);

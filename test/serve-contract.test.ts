@@ -89,11 +89,23 @@ describe('serve --ready-json', () => {
   });
 });
 
-describe('serve builds an app\'s flags and help from its schema', () => {
-  it('serve statsd --help shows statsd\'s flags and not syslog\'s; plain serve --help shows both', async () => {
+describe("serve builds an app's flags and help from its schema", () => {
+  it("serve statsd --help shows statsd's flags and not syslog's; plain serve --help shows both", async () => {
     const statsd = await runCli(['serve', 'statsd', '--help']);
     expect(statsd.code).toBe(0);
-    for (const f of ['--flush-interval MS', '--percentiles LIST', '--json-out FILE', '--graphite HOST:PORT', '--remote-write URL', '--remote-write-labels LIST', 'remoteWriteBacklog=', 'remoteWritePasswordFile=', 'graphitePrefix=', 'flushTimeout=']) expect(statsd.stdout).toContain(f);
+    for (const f of [
+      '--flush-interval MS',
+      '--percentiles LIST',
+      '--json-out FILE',
+      '--graphite HOST:PORT',
+      '--remote-write URL',
+      '--remote-write-labels LIST',
+      'remoteWriteBacklog=',
+      'remoteWritePasswordFile=',
+      'graphitePrefix=',
+      'flushTimeout=',
+    ])
+      expect(statsd.stdout).toContain(f);
     expect(statsd.stdout).not.toContain('--max-bytes');
     expect(statsd.stdout).not.toContain('[object Object]');
     const all = await runCli(['serve', '--help']);
@@ -114,16 +126,36 @@ describe('serve builds an app\'s flags and help from its schema', () => {
 describe('option errors: one line, exit 2, before any worker starts', () => {
   const cases: [string, string[], RegExp][] = [
     ['a negative worker count', ['serve', 'echo', '--port', '0', '--workers', '-3'], /^shardgram: --workers must be a whole number from 1 to 256; got "-3"$/],
-    ['a negative worker count, short flag', ['serve', 'echo', '--port', '0', '-w', '-3'], /^shardgram: --workers must be a whole number from 1 to 256; got "-3"$/],
+    [
+      'a negative worker count, short flag',
+      ['serve', 'echo', '--port', '0', '-w', '-3'],
+      /^shardgram: --workers must be a whole number from 1 to 256; got "-3"$/,
+    ],
     ['a negative port', ['serve', 'echo', '--port', '-1'], /^shardgram: --port must be a whole number from 0 to 65535; got "-1"$/],
     ['a negative batch', ['serve', 'echo', '--port', '0', '--batch', '-64'], /^shardgram: --batch must be a whole number from 1 to 1024; got "-64"$/],
-    ['a negative drain timeout', ['serve', 'echo', '--port', '0', '--drain-timeout', '-10'], /^shardgram: --drain-timeout must be a whole number from 0 to 3600000; got "-10"$/],
+    [
+      'a negative drain timeout',
+      ['serve', 'echo', '--port', '0', '--drain-timeout', '-10'],
+      /^shardgram: --drain-timeout must be a whole number from 0 to 3600000; got "-10"$/,
+    ],
     ['a negative receive buffer', ['serve', 'echo', '--port', '0', '--rcvbuf', '-4m'], /^shardgram: --rcvbuf must be a number of bytes such as/],
-    ['a negative stats port', ['serve', 'echo', '--port', '0', '--stats-port', '-5'], /^shardgram: --stats-port must be a whole number from 0 to 65535; got "-5"$/],
-    ['a negative app flag', ['serve', 'statsd', '--port', '0', '--flush-interval', '-100'], /^shardgram: --flush-interval must be a whole number of milliseconds/],
+    [
+      'a negative stats port',
+      ['serve', 'echo', '--port', '0', '--stats-port', '-5'],
+      /^shardgram: --stats-port must be a whole number from 0 to 65535; got "-5"$/,
+    ],
+    [
+      'a negative app flag',
+      ['serve', 'statsd', '--port', '0', '--flush-interval', '-100'],
+      /^shardgram: --flush-interval must be a whole number of milliseconds/,
+    ],
     ['a negative load count', ['load', '--port', '9', '--count', '-5'], /^shardgram: --count must be a whole number from 1 to 100000000; got "-5"$/],
     ['a negative scale', ['scale', '--port', '9100', '--workers', '-2'], /^shardgram: --workers must be a whole number from 1 to 256; got "-2"$/],
-    ['an IPv4-mapped IPv6 address', ['serve', 'echo', '--port', '0', '--address', '::ffff:127.0.0.1'], /^shardgram: --address must be written as IPv4 for an IPv4 address \(127\.0\.0\.1\), not IPv4-mapped IPv6/],
+    [
+      'an IPv4-mapped IPv6 address',
+      ['serve', 'echo', '--port', '0', '--address', '::ffff:127.0.0.1'],
+      /^shardgram: --address must be written as IPv4 for an IPv4 address \(127\.0\.0\.1\), not IPv4-mapped IPv6/,
+    ],
   ];
   for (const [what, args, message] of cases) {
     it(`${what}: one line of ours (not parseArgs' text), exit 2`, async () => {
@@ -137,16 +169,21 @@ describe('option errors: one line, exit 2, before any worker starts', () => {
   }
 
   it('statsd --json-out and syslog --out into a missing directory: exit 2, one line naming the flag and the path', async () => {
-    for (const [app, flag] of [['statsd', '--json-out'], ['syslog', '--out']]) {
+    for (const [app, flag] of [
+      ['statsd', '--json-out'],
+      ['syslog', '--out'],
+    ]) {
       const r = await runCli(['serve', app!, '--port', '0', '--workers', '1', flag!, '/nonexistent-shardgram-dir/out.jsonl'], { timeoutMs: 20_000 });
       expect(r.code).toBe(2);
-      expect(r.stderr.trim()).toBe(`shardgram: ${flag} must be a file in an existing directory; got "/nonexistent-shardgram-dir/out.jsonl" (directory /nonexistent-shardgram-dir does not exist)`);
+      expect(r.stderr.trim()).toBe(
+        `shardgram: ${flag} must be a file in an existing directory; got "/nonexistent-shardgram-dir/out.jsonl" (directory /nonexistent-shardgram-dir does not exist)`,
+      );
       expect(r.stdout).toBe('');
     }
   });
 });
 
-describe('a worker\'s fatal load error', () => {
+describe("a worker's fatal load error", () => {
   it('is logged once, then the start fails naming it', async () => {
     const r = await runCli(['serve', './test/fixtures/load-fails-in-worker.js', '--port', '0', '--workers', '1'], { timeoutMs: 30_000 });
     expect(r.code).toBe(1);
@@ -165,7 +202,9 @@ describe('an app that calls process.exit() as it loads or starts', () => {
     );
     const atStart = await runCli(['serve', './test/fixtures/exit-at-start.js', '--port', '0', '--workers', '1'], { timeoutMs: 30_000 });
     expect(atStart.code).toBe(1);
-    expect(atStart.stderr.trim().split('\n').at(-1)).toMatch(/^shardgram: worker 0 \(pid \d+\) could not start: app \S*exit-at-start\.js called process\.exit\(0\) while it started: an app must not end the process/);
+    expect(atStart.stderr.trim().split('\n').at(-1)).toMatch(
+      /^shardgram: worker 0 \(pid \d+\) could not start: app \S*exit-at-start\.js called process\.exit\(0\) while it started: an app must not end the process/,
+    );
   });
 });
 

@@ -36,14 +36,16 @@ interface Outcome {
 const why = unavailable();
 if (why) console.log(`skipped: ${why}`);
 
-describe.skipIf(why !== undefined)('resize and reload under load, by the kernel\'s counters (own network namespace)', () => {
+describe.skipIf(why !== undefined)("resize and reload under load, by the kernel's counters (own network namespace)", () => {
   it('delivered to a socket == received + kernelDrops + droppedAtClose, exactly, over at least 10 reload + 4→1→3→2→4 sequences', async () => {
     const ns = `sgshrink${process.pid.toString(36)}${randomBytes(3).toString('hex')}`;
     const made = await run('ip', ['netns', 'add', ns]);
     expect(made.code, made.stderr).toBe(0);
     try {
       expect((await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])).code).toBe(0);
-      const r = await run('ip', ['netns', 'exec', ns, process.execPath, FIXTURE, JSON.stringify({ reps: 12, minReps: 10, budgetMs: 45_000, rate: 80_000 })], { timeoutMs: 110_000 });
+      const r = await run('ip', ['netns', 'exec', ns, process.execPath, FIXTURE, JSON.stringify({ reps: 12, minReps: 10, budgetMs: 45_000, rate: 80_000 })], {
+        timeoutMs: 110_000,
+      });
       expect(r.code, r.stderr).toBe(0);
       const o = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Outcome;
       console.log(JSON.stringify(o));
@@ -52,7 +54,11 @@ describe.skipIf(why !== undefined)('resize and reload under load, by the kernel\
       expect(o.changesUnderLoad).toBe(o.reps);
       expect(o.kernel.noSocket).toBeGreaterThan(0);
       expect(o.kernel.freedUnread).toBe(0);
-      expect(o.service).toEqual({ received: o.kernel.read - o.service.droppedAtClose, kernelDrops: o.kernel.dropped, droppedAtClose: o.service.droppedAtClose });
+      expect(o.service).toEqual({
+        received: o.kernel.read - o.service.droppedAtClose,
+        kernelDrops: o.kernel.dropped,
+        droppedAtClose: o.service.droppedAtClose,
+      });
       expect(o.unaccounted).toBe(0);
     } finally {
       // Anything still inside (the fixture killed at its timeout) goes with the namespace.

@@ -48,7 +48,8 @@ async function activate(serveArgs: string[], listens = 1): Promise<Activated> {
     const port = await freePort();
     const ls = Array.from({ length: listens }, () => ['-l', `127.0.0.1:${port}`]).flat();
     const child = spawn(ACTIVATE, ['--datagram', ...ls, process.execPath, BIN, 'serve', 'echo', '--port', String(port), ...serveArgs], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     started.push(child);
     let out = '';

@@ -46,7 +46,13 @@ describe('the stats port survives any request line', () => {
   });
 
   it('is read-only: POST /workers (the old resize) and every other write get 405, and nothing changes', async () => {
-    for (const [method, path] of [['POST', '/workers?count=1'], ['POST', '/stats'], ['PUT', '/metrics'], ['DELETE', '/stats'], ['PATCH', '/workers']]) {
+    for (const [method, path] of [
+      ['POST', '/workers?count=1'],
+      ['POST', '/stats'],
+      ['PUT', '/metrics'],
+      ['DELETE', '/stats'],
+      ['PATCH', '/workers'],
+    ]) {
       const res = await fetch(`${url}${path}`, { method });
       expect(res.status, `${method} ${path}`).toBe(405);
       expect(res.headers.get('allow')).toBe('GET, HEAD');
@@ -79,7 +85,8 @@ describe('the stats port bounds what clients can hold', () => {
     expect(one.slice(24).every((h) => !h.isClosed())).toBe(true);
     // Eight addresses of sixteen: 128 asked, 64 held, the newest.
     const many: HeldConnection[] = [];
-    for (let a = 0; a < 8; a++) for (let i = 0; i < maxConnectionsPerAddress; i++) many.push(await holdConnection(http.port, '', '127.0.0.1', `127.0.1.${a + 1}`));
+    for (let a = 0; a < 8; a++)
+      for (let i = 0; i < maxConnectionsPerAddress; i++) many.push(await holdConnection(http.port, '', '127.0.0.1', `127.0.1.${a + 1}`));
     held.push(...many);
     expect(await waitFor(() => [...one, ...many].filter((h) => !h.isClosed()).length === maxConnections, 3_000)).toBe(true);
     expect(many.slice(-maxConnections).every((h) => !h.isClosed())).toBe(true);
@@ -159,7 +166,9 @@ describe('the stats port under a slowloris and an idle flood', () => {
         if (a.status === 200 && a.text.includes('"fake": true')) answered.push(a.ms);
       }
       const getsMs = Date.now() - t1;
-      console.log(`idle flood of ${idle} opened in ${floodMs} ms; ${answered.length} of 60 GET /stats answered in ${getsMs} ms (slowest ${Math.max(0, ...answered)} ms)`);
+      console.log(
+        `idle flood of ${idle} opened in ${floodMs} ms; ${answered.length} of 60 GET /stats answered in ${getsMs} ms (slowest ${Math.max(0, ...answered)} ms)`,
+      );
       expect(answered).toHaveLength(60);
       expect(getsMs).toBeLessThan(30_000);
     } finally {
@@ -216,7 +225,15 @@ describe('who the stats port answers', () => {
     const ask = (host: string, extra = ''): Promise<number | undefined> =>
       rawRequest(http.port, `GET /stats HTTP/1.1\r\nHost: ${host}\r\n${extra}Connection: close\r\n\r\n`).then((a) => a.status);
     try {
-      for (const h of ['127.0.0.1', `127.0.0.1:${http.port}`, 'localhost', `localhost:${http.port}`, '[::1]', 'metrics.example', `METRICS.example:${http.port}`]) {
+      for (const h of [
+        '127.0.0.1',
+        `127.0.0.1:${http.port}`,
+        'localhost',
+        `localhost:${http.port}`,
+        '[::1]',
+        'metrics.example',
+        `METRICS.example:${http.port}`,
+      ]) {
         expect(await ask(h), h).toBe(200);
       }
       for (const h of ['evil.example', `evil.example:${http.port}`, '127.0.0.1.evil.example', '', '[::1', '10.0.0.1']) {
@@ -231,7 +248,11 @@ describe('who the stats port answers', () => {
   it('refuses a request with two Host headers with 400, whichever comes first', async () => {
     const http = await startStatsServer(fakeSource(), 0);
     try {
-      for (const [a, b] of [['127.0.0.1', 'evil.example'], ['evil.example', '127.0.0.1'], ['127.0.0.1', `127.0.0.1:${http.port}`]]) {
+      for (const [a, b] of [
+        ['127.0.0.1', 'evil.example'],
+        ['evil.example', '127.0.0.1'],
+        ['127.0.0.1', `127.0.0.1:${http.port}`],
+      ]) {
         const r = await rawRequest(http.port, `GET /stats HTTP/1.1\r\nHost: ${a}\r\nHost: ${b}\r\n\r\n`);
         expect(r.status, `Host: ${a} and Host: ${b}`).toBe(400);
         expect(r.text).toContain('more than one Host header');
@@ -250,7 +271,9 @@ describe('who the stats port answers', () => {
     }
     const wide = await startStatsServer(fakeSource(), 0, { address: '::' });
     await wide.close();
-    expect(wide.warning).toMatch(new RegExp(`^--stats-address ::: the stats port \\(http://\\[::\\]:${wide.port}: .*\\) is open on every interface of this host`));
+    expect(wide.warning).toMatch(
+      new RegExp(`^--stats-address ::: the stats port \\(http://\\[::\\]:${wide.port}: .*\\) is open on every interface of this host`),
+    );
     expect(wide.warning).toContain('use --stats-address 127.0.0.1 (the default) or ::1');
 
     const quiet = await startServe(['discard', '--port', '0', '--workers', '1', '--stats-port', '0'], 1);
@@ -258,7 +281,9 @@ describe('who the stats port answers', () => {
     try {
       const port = portOf(statsUrlOf(loud));
       expect(await waitFor(() => loud.stderr().includes('shardgram: warning: --stats-address'), 5_000), loud.stderr()).toBe(true);
-      expect(loud.stderr()).toContain(`shardgram: warning: --stats-address 0.0.0.0: the stats port (http://0.0.0.0:${port}: GET /stats, /metrics and the live page) is open on every interface of this host (0.0.0.0)`);
+      expect(loud.stderr()).toContain(
+        `shardgram: warning: --stats-address 0.0.0.0: the stats port (http://0.0.0.0:${port}: GET /stats, /metrics and the live page) is open on every interface of this host (0.0.0.0)`,
+      );
       expect(loud.stderr()).toContain('To keep it local, use --stats-address 127.0.0.1');
       // Only loopback traffic here: the wildcard bind answers on 127.0.0.1.
       expect((await fetch(`http://127.0.0.1:${port}/stats`)).status).toBe(200);
@@ -281,6 +306,9 @@ describe('who the stats port answers', () => {
   });
 
   it('refuses an address that is not an IP literal, naming the flag', async () => {
-    await expect(startStatsServer(fakeSource(), 0, { address: 'localhost' })).rejects.toMatchObject({ code: 'ERR_SHARDGRAM_INVALID_ARG', option: 'stats-address' });
+    await expect(startStatsServer(fakeSource(), 0, { address: 'localhost' })).rejects.toMatchObject({
+      code: 'ERR_SHARDGRAM_INVALID_ARG',
+      option: 'stats-address',
+    });
   });
 });

@@ -44,11 +44,18 @@ describe('statistics', () => {
       expect(s.workers.map((w) => w.pid)).toEqual(sup.workerPids());
 
       const metrics = await (await fetch(`${http.url}/metrics`)).text();
-      const total = [...metrics.matchAll(/^shardgram_worker_datagrams_total\{app="echo",port="\d+",worker="\d"\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+      const total = [...metrics.matchAll(/^shardgram_worker_datagrams_total\{app="echo",port="\d+",worker="\d"\} (\d+)$/gm)].reduce(
+        (a, m) => a + Number(m[1]),
+        0,
+      );
       expect(total).toBe(50);
       expect(metrics).toMatch(/^# TYPE shardgram_fairness_jain gauge$/m);
       // Every sample line is "name{labels} number".
-      for (const line of metrics.trim().split('\n').filter((l) => !l.startsWith('#'))) expect(line).toMatch(/^[a-z_]+\{[^}]*\} [-\d.e+]+$/);
+      for (const line of metrics
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('#')))
+        expect(line).toMatch(/^[a-z_]+\{[^}]*\} [-\d.e+]+$/);
       expect((await fetch(`${http.url}/nope`)).status).toBe(404);
       // Not for web pages: a browser's cross-site request carries an Origin.
       expect((await fetch(`${http.url}/stats`, { headers: { origin: 'http://example.test' } })).status).toBe(403);
@@ -60,9 +67,25 @@ describe('statistics', () => {
   });
 
   it('refuses a stats port that is taken, naming it', async () => {
-    const a = await startStatsServer({ stats: () => { throw new Error('unused'); } }, 0);
+    const a = await startStatsServer(
+      {
+        stats: () => {
+          throw new Error('unused');
+        },
+      },
+      0,
+    );
     try {
-      await expect(startStatsServer({ stats: () => { throw new Error('unused'); } }, a.port)).rejects.toThrow(new RegExp(`--stats-port ${a.port}: TCP 127.0.0.1:${a.port} is already in use`));
+      await expect(
+        startStatsServer(
+          {
+            stats: () => {
+              throw new Error('unused');
+            },
+          },
+          a.port,
+        ),
+      ).rejects.toThrow(new RegExp(`--stats-port ${a.port}: TCP 127.0.0.1:${a.port} is already in use`));
     } finally {
       await a.close();
     }

@@ -67,7 +67,11 @@ describe('steering policies on a running service', () => {
   it('warns when one worker keeps far more than its share under hash, naming the fix, and /stats says so', async () => {
     const logs: string[] = [];
     sup = new Supervisor({
-      app: 'discard', port: 0, workers: 3, snapshotIntervalMs: 50, log: (l) => logs.push(l),
+      app: 'discard',
+      port: 0,
+      workers: 3,
+      snapshotIntervalMs: 50,
+      log: (l) => logs.push(l),
       imbalance: { windowMs: 2_000, minDatagrams: 200, sustainMs: 1_000 },
     });
     await sup.start();

@@ -26,7 +26,7 @@ function files(dir: string): string[] {
 }
 
 /** Every place in `text` that reaches into a shared temp dir other than as mkdtemp's parent. */
-export function sharedTempUses(text: string): string[] {
+function sharedTempUses(text: string): string[] {
   const found: string[] = [];
   for (const m of text.matchAll(/(?:os\.)?tmpdir\(\)|\$\{?TMPDIR\}?|['"`]\/(?:tmp|var\/tmp|dev\/shm)(?:\/|['"`])/g)) {
     const before = text.slice(Math.max(0, m.index - 40), m.index);
@@ -39,15 +39,20 @@ export function sharedTempUses(text: string): string[] {
 
 describe('temp paths in tests and benchmarks', () => {
   it('finds what it must find', () => {
-    expect(sharedTempUses("const p = join(tmpdir(), `shardgram-packed-${sha}`);")).toHaveLength(1);
+    expect(sharedTempUses('const p = join(tmpdir(), `shardgram-packed-${sha}`);')).toHaveLength(1);
     expect(sharedTempUses("spawn('x', ['--out', '/tmp/x.jsonl'])")).toHaveLength(1);
-    expect(sharedTempUses("const cwd = os.tmpdir();")).toHaveLength(1);
+    expect(sharedTempUses('const cwd = os.tmpdir();')).toHaveLength(1);
     expect(sharedTempUses("const dir = mkdtempSync(join(tmpdir(), 'shardgram-syslog-'));")).toEqual([]);
     expect(sharedTempUses("tmp = await mkdtemp(join(os.tmpdir(), 'x-'));")).toEqual([]);
   });
 
   it('every use of the OS temp dir in test/, packages/*/test, packages/test-kit and bench/ is the parent of a mkdtemp', () => {
-    const roots = [join(ROOT, 'test'), join(ROOT, 'bench'), join(ROOT, 'packages', 'test-kit', 'src'), ...readdirSync(join(ROOT, 'packages')).map((p) => join(ROOT, 'packages', p, 'test'))];
+    const roots = [
+      join(ROOT, 'test'),
+      join(ROOT, 'bench'),
+      join(ROOT, 'packages', 'test-kit', 'src'),
+      ...readdirSync(join(ROOT, 'packages')).map((p) => join(ROOT, 'packages', p, 'test')),
+    ];
     const self = join(ROOT, 'test', 'temp-paths.test.ts');
     const offending: string[] = [];
     for (const root of roots) {

@@ -8,10 +8,24 @@ import { waitFor } from '@shardgram/test-kit/wait';
 const name = (s: dgram.Socket): string => `127.0.0.1:${s.address().port}`;
 
 describe('top senders in /stats', () => {
-  it('carries a worker\'s top senders through the protobuf snapshot', () => {
+  it("carries a worker's top senders through the protobuf snapshot", () => {
     const snap = {
-      index: 1, pid: 7, cpuUserMicros: 1, cpuSystemMicros: 2, seq: 3, final: false, engine: 'native',
-      topSenders: { total: 10, capacity: 64, errorBound: 0, senders: [{ sender: '[::1]:53', count: 6, error: 0 }, { sender: '10.0.0.5:8125', count: 4, error: 0 }] },
+      index: 1,
+      pid: 7,
+      cpuUserMicros: 1,
+      cpuSystemMicros: 2,
+      seq: 3,
+      final: false,
+      engine: 'native',
+      topSenders: {
+        total: 10,
+        capacity: 64,
+        errorBound: 0,
+        senders: [
+          { sender: '[::1]:53', count: 6, error: 0 },
+          { sender: '10.0.0.5:8125', count: 4, error: 0 },
+        ],
+      },
     };
     expect(decodeSnapshot(encodeSnapshot(snap))).toEqual(snap);
     expect(decodeSnapshot(encodeSnapshot({ ...snap, topSenders: undefined }))).not.toHaveProperty('topSenders');
@@ -69,7 +83,11 @@ describe('top senders in /stats', () => {
   it('names the top sender in the imbalance warning', async () => {
     const logs: string[] = [];
     const sup = new Supervisor({
-      app: 'discard', port: 0, workers: 3, snapshotIntervalMs: 50, log: (l) => logs.push(l),
+      app: 'discard',
+      port: 0,
+      workers: 3,
+      snapshotIntervalMs: 50,
+      log: (l) => logs.push(l),
       imbalance: { windowMs: 2_000, minDatagrams: 200, sustainMs: 1_000 },
     });
     await sup.start();
@@ -90,7 +108,9 @@ describe('top senders in /stats', () => {
       const im = sup.stats().imbalance!;
       expect(im.detected).toBe(true);
       expect(im.topSender?.sender).toBe(name(hot!));
-      expect(im.message).toMatch(new RegExp(`^worker ${im.worker} holds \\d+%: ${name(hot!).replace(/\./g, '\\.')} alone sent (9\\d|100)%; use --policy random$`));
+      expect(im.message).toMatch(
+        new RegExp(`^worker ${im.worker} holds \\d+%: ${name(hot!).replace(/\./g, '\\.')} alone sent (9\\d|100)%; use --policy random$`),
+      );
       expect(logs.some((l) => l.startsWith(`warning: worker ${im.worker} has received`) && l.includes(`${name(hot!)} alone sent`))).toBe(true);
     } finally {
       closeAll([hot!, ...light]);

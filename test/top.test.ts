@@ -98,8 +98,15 @@ describe('top view', () => {
     return {
       service: { app: 'statsd', engine: 'native', address: '::1', port: 8125, family: 'udp6', workers: datagrams.length, uptimeSeconds: 3725 },
       workers: datagrams.map((d, i) => ({
-        index: i, pid: 100 + i, state: i === 1 ? 'stalled' : 'running', engine: 'native', datagrams: d, kernelDrops: 0, queueBytes: 2048 * i,
-        restarts: 0, share: total ? d / total : 0,
+        index: i,
+        pid: 100 + i,
+        state: i === 1 ? 'stalled' : 'running',
+        engine: 'native',
+        datagrams: d,
+        kernelDrops: 0,
+        queueBytes: 2048 * i,
+        restarts: 0,
+        share: total ? d / total : 0,
       })),
       total: { datagrams: total, kernelDrops: 5, restarts: 1, queueBytes: 0 },
       fairness: { jain: 0.7, minShare: 0.2, maxShare: 0.8 },

@@ -45,13 +45,13 @@ if (cluster.isPrimary) {
     ws.push(w);
     w.on('message', (m) => {
       if (m.t === 'ready' && ++ready === workers) {
-        process.stdout.write(JSON.stringify({ ready: true, port: m.port, pids: ws.map((x) => x.process.pid) }) + '\n');
+        process.stdout.write(`${JSON.stringify({ ready: true, port: m.port, pids: ws.map((x) => x.process.pid) })}\n`);
       } else if (m.t === 'count' && pending) {
         pending.got.set(w.process.pid, m.datagrams);
         if (pending.got.size === workers) {
           const got = pending.got;
           pending = null;
-          process.stdout.write(JSON.stringify({ workers: ws.map((x) => ({ pid: x.process.pid, datagrams: got.get(x.process.pid) })) }) + '\n');
+          process.stdout.write(`${JSON.stringify({ workers: ws.map((x) => ({ pid: x.process.pid, datagrams: got.get(x.process.pid) })) })}\n`);
         }
       } else if (m.t === 'error') {
         process.stderr.write(`worker ${w.process.pid}: ${m.message}\n`);

@@ -41,10 +41,20 @@ export const defaults: AppDefaults = {
 
 /** Datagrams the worker runs through its handler before reading (AppHooks.warmup): every path of the parser. */
 const WARMUP_SAMPLES = [
-  'warmup.requests:1|c', 'warmup.latency:12|ms', 'warmup.level:7|g', 'warmup.level:+3|g', 'warmup.level:-1|g',
-  'warmup.rate:2|c|@0.5', 'warmup.t:3.5|ms|@0.1|#env:prod,az:b', 'warmup.users:alice|s', 'warmup.g:1.5|g|#k:v',
-  'warmup.a:1|c\nwarmup.b:2|ms\nwarmup.c:3|g\nwarmup.d:x|s', 'warmup.h:4|h', 'warmup.d:5|d',
-  'warmup.p:1:2|h|T1700000000|c:abc|x:y', 'warmup.i,k=v:1|c',
+  'warmup.requests:1|c',
+  'warmup.latency:12|ms',
+  'warmup.level:7|g',
+  'warmup.level:+3|g',
+  'warmup.level:-1|g',
+  'warmup.rate:2|c|@0.5',
+  'warmup.t:3.5|ms|@0.1|#env:prod,az:b',
+  'warmup.users:alice|s',
+  'warmup.g:1.5|g|#k:v',
+  'warmup.a:1|c\nwarmup.b:2|ms\nwarmup.c:3|g\nwarmup.d:x|s',
+  'warmup.h:4|h',
+  'warmup.d:5|d',
+  'warmup.p:1:2|h|T1700000000|c:abc|x:y',
+  'warmup.i,k=v:1|c',
 ];
 
 export { statsdOptionSchema as options } from './statsd/options.js';
@@ -59,7 +69,9 @@ export default defineApp((socket, ctx) => {
     maxKeys: o.maxKeys,
     tagStyles: o.tagStyles,
     timers: {
-      mode: o.timerMode, schema: effectiveTimerSchema(o), maxBuckets: o.timerMaxBuckets,
+      mode: o.timerMode,
+      schema: effectiveTimerSchema(o),
+      maxBuckets: o.timerMaxBuckets,
       // Prometheus units: ms to seconds (as statsd_exporter), times a mapping's scale.
       scale: (name, type) => (type === 'ms' ? 0.001 : 1) * mapper.timerScale(name),
     },
@@ -69,7 +81,12 @@ export default defineApp((socket, ctx) => {
   ctx.send({ t: 'statsd.hello', index: ctx.index, pid: ctx.pid } satisfies HelloMessage);
   let closed = false;
   const partial = (id: number | null, final: boolean): PartialMessage => ({
-    t: 'statsd.partial', index: ctx.index, pid: ctx.pid, id, final, partial: agg.take(),
+    t: 'statsd.partial',
+    index: ctx.index,
+    pid: ctx.pid,
+    id,
+    final,
+    partial: agg.take(),
   });
   ctx.onSupervisorMessage((m) => {
     if (!closed && isFlushRequest(m)) ctx.send(partial(m.id, false));
@@ -94,9 +111,18 @@ export const supervisor = defineAppSupervisor((ctx) => {
   try {
     // Fails now, not at the first flush, when jsonOut cannot be written. Failed deliveries count in output_errors.
     // Remote write sends the app's /metrics families (the same series a scrape gets) at each flush.
-    outputs = new FlushOutputs(o, (l) => ctx.log(l), () => collector.countOutputError(), () => collector.writer(outputs).families());
+    outputs = new FlushOutputs(
+      o,
+      (l) => ctx.log(l),
+      () => collector.countOutputError(),
+      () => collector.writer(outputs).families(),
+    );
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `jsonOut must be a file that can be appended to; got ${JSON.stringify(o.jsonOut)} (${describeError(err)})`, { option: 'jsonOut' });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `jsonOut must be a file that can be appended to; got ${JSON.stringify(o.jsonOut)} (${describeError(err)})`,
+      { option: 'jsonOut' },
+    );
   }
   const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs: outputs.list });
   collector.start();

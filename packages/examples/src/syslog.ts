@@ -48,7 +48,7 @@ function countLines(text: string): number {
   return n;
 }
 
-const errorText = (err: unknown): string => (describeError(err));
+const errorText = (err: unknown): string => describeError(err);
 
 export default defineApp((socket, ctx) => {
   const options = parseSyslogOptions(ctx.options);
@@ -91,7 +91,9 @@ export default defineApp((socket, ctx) => {
       if (failing?.reason === reason) failing.count += f.records;
       else {
         failing = { reason, count: f.records };
-        writeErrors.note(() => `record #${counters.messages}: ${reason} (the next ones failing the same way are only counted: shardgram_syslog_write_errors_total)`);
+        writeErrors.note(
+          () => `record #${counters.messages}: ${reason} (the next ones failing the same way are only counted: shardgram_syslog_write_errors_total)`,
+        );
       }
     }
     if (o.written === 0) return;
@@ -156,11 +158,22 @@ export const supervisor = defineAppSupervisor((ctx) => {
     try {
       rotation.start();
     } catch (err) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `out must be a file that can be appended to; got ${JSON.stringify(options.out)} (${errorText(err)})`, { option: 'out' });
+      throw new ShardgramError(
+        'ERR_SHARDGRAM_INVALID_ARG',
+        `out must be a file that can be appended to; got ${JSON.stringify(options.out)} (${errorText(err)})`,
+        { option: 'out' },
+      );
     }
   }
   // Records for standard output: a reader that goes away (`| head`) stops this output, not the service.
-  const stdout = options.out ? undefined : guardOutput(process.stdout, 'syslog: standard output', (l) => ctx.log(l), 'records are counted as unwritten (shardgram_syslog_stdout_unwritten_total), the service runs on');
+  const stdout = options.out
+    ? undefined
+    : guardOutput(
+        process.stdout,
+        'syslog: standard output',
+        (l) => ctx.log(l),
+        'records are counted as unwritten (shardgram_syslog_stdout_unwritten_total), the service runs on',
+      );
   return {
     message(index, m) {
       if (!isToSyslogSupervisor(m)) return;

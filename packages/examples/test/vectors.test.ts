@@ -47,7 +47,11 @@ describe('syslog vectors', () => {
   it.each(SYSLOG_VECTORS.map((v) => [`${v.message.slice(0, 70)}  (${v.source})`, v] as const))('%s', (_, v) => {
     const p = parseSyslog(Buffer.from(v.message), NOW);
     const got: Record<string, unknown> = {
-      timestamp: p.timestamp, hostname: p.hostname, appName: p.appName, procId: p.procId, message: p.message,
+      timestamp: p.timestamp,
+      hostname: p.hostname,
+      appName: p.appName,
+      procId: p.procId,
+      message: p.message,
     };
     if ('version' in v.expect) got.version = p.version;
     if ('structuredData' in v.expect) got.structuredData = p.structuredData;

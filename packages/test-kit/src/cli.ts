@@ -121,7 +121,11 @@ export function startServe(args: string[], workers: number, opts: ServeOptions =
       readyLine = line;
       clearTimeout(timer);
       resolve({
-        child, port: r.port, pids: r.workers, stats: r.stats, control: r.control,
+        child,
+        port: r.port,
+        pids: r.workers,
+        stats: r.stats,
+        control: r.control,
         output,
         stderr: () => err,
         log: () => `${out}${err}`,

@@ -56,10 +56,12 @@ export function holdConnection(port: number, data: string, host = '127.0.0.1', l
     const socket = net.connect({ port, host, ...(localAddress !== undefined ? { localAddress } : {}) });
     let isClosed = false;
     let text = '';
-    const closed = new Promise<void>((r) => socket.on('close', () => {
-      isClosed = true;
-      r();
-    }));
+    const closed = new Promise<void>((r) =>
+      socket.on('close', () => {
+        isClosed = true;
+        r();
+      }),
+    );
     socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
     socket.once('error', (err) => {
       if (!socket.remoteAddress) reject(err);

@@ -27,7 +27,10 @@ export function rowHasPort(f: string[], port: number): boolean {
 
 /** The inodes of every UDP socket bound to `port` (any address, IPv4 and IPv6), from /proc/net/udp{,6}. */
 export function udpInodesOnPort(port: number): number[] {
-  return procUdpRows().filter((f) => rowHasPort(f, port)).map((f) => Number(f[9])).sort((a, b) => a - b);
+  return procUdpRows()
+    .filter((f) => rowHasPort(f, port))
+    .map((f) => Number(f[9]))
+    .sort((a, b) => a - b);
 }
 
 /** The local port of the UDP socket with inode `inode`, if there is one. */

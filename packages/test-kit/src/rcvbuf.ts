@@ -60,8 +60,10 @@ export function rcvbufShortfall(size: string | number): string | undefined {
   if (CAN_FORCE_RCVBUF) return undefined;
   const max = emulated ?? rmemMax();
   if (max >= want) return undefined;
-  return `needs a ${want}-byte receive buffer: not root (SO_RCVBUFFORCE needs CAP_NET_ADMIN) and net.core.rmem_max is ${max}` +
-    `${emulated !== undefined ? ' (SHARDGRAM_TEST_RMEM_MAX)' : ''}; run as root or raise net.core.rmem_max to run it`;
+  return (
+    `needs a ${want}-byte receive buffer: not root (SO_RCVBUFFORCE needs CAP_NET_ADMIN) and net.core.rmem_max is ${max}` +
+    `${emulated !== undefined ? ' (SHARDGRAM_TEST_RMEM_MAX)' : ''}; run as root or raise net.core.rmem_max to run it`
+  );
 }
 
 /** Prints why the named tests are skipped, once per file (vitest shows a skip without a reason). */

@@ -14,7 +14,20 @@
 export { Supervisor } from './supervisor/supervisor.js';
 export type { SupervisorOptions, SupervisorEvents, StopReport } from './supervisor/supervisor.js';
 export { defineApp, defineAppSupervisor } from './app/shard-socket.js';
-export type { ShardApp, AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardSocket, AppContext, AppHooks, RemoteInfo, EngineName, SendData, SendCallback } from './app/shard-socket.js';
+export type {
+  ShardApp,
+  AppDefaults,
+  AppSupervisor,
+  AppSupervisorContext,
+  AppSupervisorHooks,
+  ShardSocket,
+  AppContext,
+  AppHooks,
+  RemoteInfo,
+  EngineName,
+  SendData,
+  SendCallback,
+} from './app/shard-socket.js';
 export { ShardgramError, describeError } from './errors.js';
 export type { ShardgramErrorCode, ShardgramErrorDetails, PortHolder } from './errors.js';
 export { startStatsServer } from './http/stats-server.js';

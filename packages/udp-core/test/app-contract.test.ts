@@ -8,7 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { guardOutput, sampledLog, ShardgramError } from '@shardgram/udp-core';
 import {
-  byteSize, defineAppOptions, formatByteSize, OptionValueError, outputFile, parseAppOptions, parseByteSize, wholeNumber,
+  byteSize,
+  defineAppOptions,
+  formatByteSize,
+  OptionValueError,
+  outputFile,
+  parseAppOptions,
+  parseByteSize,
+  wholeNumber,
 } from '@shardgram/udp-core/app-options';
 
 describe('parseByteSize: one grammar, binary multiples', () => {
@@ -71,7 +78,11 @@ describe('parseAppOptions: a schema checks raw options with one error style', ()
       return undefined;
     })();
     expect(err).toBeInstanceOf(ShardgramError);
-    expect(err).toMatchObject({ code: 'ERR_SHARDGRAM_INVALID_ARG', option: 'every', message: 'every must be a whole number of milliseconds from 10 to 1000; got "soon"' });
+    expect(err).toMatchObject({
+      code: 'ERR_SHARDGRAM_INVALID_ARG',
+      option: 'every',
+      message: 'every must be a whole number of milliseconds from 10 to 1000; got "soon"',
+    });
     expect(() => parseAppOptions('demo', schema, { every: '5' }, { name: (k) => `--${k}` })).toThrow(/^--every must be from 10 to 1000 milliseconds; got 5$/);
     expect(() => parseAppOptions('demo', schema, { limit: '0' })).toThrow(/^limit must be from 1 byte to /);
     expect(() => parseAppOptions('demo', schema, { evrey: '5' })).toThrow(/^unknown demo option "evrey"; the options are every, limit, note$/);
@@ -80,7 +91,9 @@ describe('parseAppOptions: a schema checks raw options with one error style', ()
   it('an output file must be in a directory that exists', () => {
     const here = fileURLToPath(new URL('.', import.meta.url)); // a directory that exists; nothing is written
     expect(outputFile(here)('x.jsonl')).toBe(join(here, 'x.jsonl'));
-    expect(() => outputFile()('/no/such/dir/x.jsonl')).toThrow(expect.objectContaining({ expected: 'a file in an existing directory', shown: '"/no/such/dir/x.jsonl" (directory /no/such/dir does not exist)' }));
+    expect(() => outputFile()('/no/such/dir/x.jsonl')).toThrow(
+      expect.objectContaining({ expected: 'a file in an existing directory', shown: '"/no/such/dir/x.jsonl" (directory /no/such/dir does not exist)' }),
+    );
   });
 });
 

@@ -31,7 +31,7 @@ function small(): OpenedSocket {
 const rcvbuf = (s: OpenedSocket): number => socketMemInfo(s.fd).rcvbuf;
 
 describe('raised receive buffers', () => {
-  it('hold a backlog the socket\'s own buffer could not, and go back only once the queue fits it', async () => {
+  it("hold a backlog the socket's own buffer could not, and go back only once the queue fits it", async () => {
     const sock = small();
     try {
       expect(rcvbuf(sock)).toBe(16384);
@@ -128,7 +128,7 @@ describe('raised receive buffers', () => {
     }
   });
 
-  it('go back to the size given as the socket\'s own, even when it was raised already (a hand-over\'s sockets)', async () => {
+  it("go back to the size given as the socket's own, even when it was raised already (a hand-over's sockets)", async () => {
     const sock = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 100_000 });
     try {
       await raiseBuffers([{ ...sock, own: 8192 }], 100_000)();

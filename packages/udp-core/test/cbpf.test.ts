@@ -8,8 +8,23 @@ import { ShardgramError } from '@shardgram/udp-core';
 import { closeFd, openReusePortSocket, type OpenedSocket } from '@shardgram/udp-core/sockets';
 import { fairness } from '@shardgram/udp-core/stats';
 import {
-  CbpfBuilder, attachProgram, decodeProgram, detachSteering, encodeProgram, insn, keyHash, keySocketIndex, parsePolicy,
-  payloadKey, policyProgram, runProgram, toSockFprog, validateProgram, type CbpfRule, type Insn, type SteeringPolicy,
+  CbpfBuilder,
+  attachProgram,
+  decodeProgram,
+  detachSteering,
+  encodeProgram,
+  insn,
+  keyHash,
+  keySocketIndex,
+  parsePolicy,
+  payloadKey,
+  policyProgram,
+  runProgram,
+  toSockFprog,
+  validateProgram,
+  type CbpfRule,
+  type Insn,
+  type SteeringPolicy,
 } from '@shardgram/udp-core/steering';
 
 const hex = (b: Buffer): string => b.toString('hex');
@@ -76,17 +91,34 @@ describe('instruction encoding', () => {
       .retA(); // 0x16
     const bytes = hex(encodeProgram(b.build()));
     const expected = [
-      '28000000' + '0c000000', '30000000' + '17000000', '20000000' + '1a000000', '48000000' + '0e000000',
-      'b1000000' + '0e000000', '80000000' + '00000000', '81000000' + '00000000', '00000000' + '07000000',
-      '01000000' + '05000000', '60000000' + '01000000', '61000000' + '02000000', '02000000' + '03000000',
-      '03000000' + '04000000', '94000000' + '03000000', 'ac000000' + '00000000', '74000000' + '10000000',
-      '84000000' + '00000000', '07000000' + '00000000', '87000000' + '00000000', '20000000' + '38f0ffff',
+      '28000000' + '0c000000',
+      '30000000' + '17000000',
+      '20000000' + '1a000000',
+      '48000000' + '0e000000',
+      'b1000000' + '0e000000',
+      '80000000' + '00000000',
+      '81000000' + '00000000',
+      '00000000' + '07000000',
+      '01000000' + '05000000',
+      '60000000' + '01000000',
+      '61000000' + '02000000',
+      '02000000' + '03000000',
+      '03000000' + '04000000',
+      '94000000' + '03000000',
+      'ac000000' + '00000000',
+      '74000000' + '10000000',
+      '84000000' + '00000000',
+      '07000000' + '00000000',
+      '87000000' + '00000000',
+      '20000000' + '38f0ffff',
       '20000000' + '24f0ffff',
       '15000500' + 'dd860000', // jeq: 'end' is 5 instructions after the next
       '45000004' + 'ff1f0000', // jset: jf 4
-      '2d000000' + '00000000', '35000000' + '09000000',
+      '2d000000' + '00000000',
+      '35000000' + '09000000',
       '05000000' + '01000000', // ja +1
-      '06000000' + '00000400', '16000000' + '00000000',
+      '06000000' + '00000400',
+      '16000000' + '00000000',
     ].join('');
     expect(bytes).toBe(expected);
   });
@@ -102,7 +134,7 @@ describe('instruction encoding', () => {
     expect(filter.length).toBe(24);
   });
 
-  it('stores negative k as its 32-bit two\'s complement and refuses what does not fit', () => {
+  it("stores negative k as its 32-bit two's complement and refuses what does not fit", () => {
     expect(insn(0x20, AD + 56).k).toBe(0xfffff038);
     expect(codeOf(() => insn(0x20, 2 ** 32))).toBe('ERR_SHARDGRAM_INVALID_ARG');
     expect(codeOf(() => insn(0x10000))).toBe('ERR_SHARDGRAM_INVALID_ARG');
@@ -291,8 +323,14 @@ describe('policy programs', () => {
     expect(parsePolicy('key', { delimiter: '|', maxLength: '30' })).toEqual({ name: 'key', delimiter: 0x7c, maxLength: 32 });
     expect(parsePolicy('key', { delimiter: '0x0a' })).toMatchObject({ delimiter: 10 });
     expect(parsePolicy('key', { delimiter: 124 })).toMatchObject({ delimiter: 124 });
-    for (const bad of [() => parsePolicy('round-robin'), () => parsePolicy('key', { maxLength: 0 }), () => parsePolicy('key', { maxLength: 257 }),
-      () => parsePolicy('key', { delimiter: '::' }), () => parsePolicy('key', { delimiter: 'é' }), () => policyProgram(parsePolicy('random'), 0)]) {
+    for (const bad of [
+      () => parsePolicy('round-robin'),
+      () => parsePolicy('key', { maxLength: 0 }),
+      () => parsePolicy('key', { maxLength: 257 }),
+      () => parsePolicy('key', { delimiter: '::' }),
+      () => parsePolicy('key', { delimiter: 'é' }),
+      () => policyProgram(parsePolicy('random'), 0),
+    ]) {
       expect(codeOf(bad)).toBe('ERR_SHARDGRAM_INVALID_ARG');
     }
   });

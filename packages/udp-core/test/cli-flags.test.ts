@@ -32,8 +32,11 @@ function optionRows(usage: string): Row[] {
   const section = usage.split('\nOptions:\n')[1];
   expect(section, 'an Options: section').toBeDefined();
   const rows: Row[] = [];
-  for (const line of section!.split('\n\n')[0]!.split('\n').filter((l) => l !== '')) {
-    const m = /^  (?:-(\w), |    )--([a-z][a-z-]*)(?: ([^\s]+))?(?: |$)/.exec(line);
+  for (const line of section!
+    .split('\n\n')[0]!
+    .split('\n')
+    .filter((l) => l !== '')) {
+    const m = /^ {2}(?:-(\w), | {4})--([a-z][a-z-]*)(?: ([^\s]+))?(?: |$)/.exec(line);
     if (m) rows.push({ short: m[1], name: m[2]!, value: m[3] });
     else expect(line, 'a continuation line, under the help column').toMatch(/^ {17,}\S/);
   }

@@ -13,7 +13,11 @@ function rows(): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const line of doc.split('\n')) {
     const m = /^\| `([A-Za-z]+)` \|(.*)\|$/.exec(line);
-    if (m) out.set(m[1]!, m[2]!.split('|').map((c) => c.trim()));
+    if (m)
+      out.set(
+        m[1]!,
+        m[2]!.split('|').map((c) => c.trim()),
+      );
   }
   return out;
 }

@@ -16,7 +16,11 @@ const streams = fc.record({
 function shuffled<T>(items: T[], seed: number): T[] {
   let s = seed >>> 0 || 1;
   for (let i = items.length - 1; i > 0; i--) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     const j = s % (i + 1);
     [items[i], items[j]] = [items[j]!, items[i]!];
   }
@@ -114,7 +118,7 @@ describe('top senders', () => {
     expect(m.total).toBe(11);
   });
 
-  it('keeps IPv6 names right while senders take over each other\'s counters', () => {
+  it("keeps IPv6 names right while senders take over each other's counters", () => {
     const t = new TopSenders(2);
     for (let round = 0; round < 3; round++) for (const p of [1, 2, 3, 4]) t.offer(`fd00::${p}`, 1000 + p, 'IPv6');
     for (let i = 0; i < 20; i++) t.offer('fd00::9', 9, 'IPv6');

@@ -64,19 +64,25 @@ describe('paceWaitUs', () => {
 });
 
 describe('snapshotIntervalMs in the service config', () => {
-  it('is the caller\'s, else the app\'s (within a third of the stall timeout), else 200', () => {
+  it("is the caller's, else the app's (within a third of the stall timeout), else 200", () => {
     const opts = validateOptions({ app: 'discard', port: 0, workers: 1 });
     expect(resolveConfig(opts, {}).snapshotIntervalMs).toBe(200);
     expect(resolveConfig(opts, { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(1000);
-    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, snapshotIntervalMs: 100 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(100);
+    expect(
+      resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, snapshotIntervalMs: 100 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs,
+    ).toBe(100);
     // A caller's 2 s stall timeout wants a snapshot at least every 666 ms.
-    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 2000 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(666);
-    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 0 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(1000);
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 2000 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(
+      666,
+    );
+    expect(resolveConfig(validateOptions({ app: 'discard', port: 0, workers: 1, stallTimeoutMs: 0 }), { snapshotIntervalMs: 1000 }).snapshotIntervalMs).toBe(
+      1000,
+    );
   });
 });
 
 describe('maxReadDelayUs in the service config', () => {
-  it('is the caller\'s, else the app\'s, else 500', () => {
+  it("is the caller's, else the app's, else 500", () => {
     const opts = validateOptions({ app: 'discard', port: 0, workers: 1 });
     expect(resolveConfig(opts, {}).maxReadDelayUs).toBe(500);
     expect(resolveConfig(opts, { maxReadDelayUs: 2000 }).maxReadDelayUs).toBe(2000);
@@ -101,7 +107,7 @@ describe('Pacer: the buffer the native engine sizes its waits for', () => {
     return pacer.limit;
   };
 
-  it('is the socket\'s own size while the supervisor has raised it (the raise goes back down, perhaps mid-wait)', () => {
+  it("is the socket's own size while the supervisor has raised it (the raise goes back down, perhaps mid-wait)", () => {
     const sock = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 65536 });
     try {
       const own = socketMemInfo(sock.fd).rcvbuf; // 131072: the kernel counts twice the size asked
@@ -139,7 +145,13 @@ describe('Pacer: the buffer the native engine sizes its waits for', () => {
     expect(pacer.atWake(5)).toBe(64 * 832);
     expect(reads).toBe(2);
     // A 64 KiB buffer: the waits come near the bound, so every wake-up reads.
-    const small = new Pacer(3, { maxDelayUs: 2000, memInfo: () => (reads++, { queueBytes: 10 * 832, rcvbuf: 65536, drops: 0 }) });
+    const small = new Pacer(3, {
+      maxDelayUs: 2000,
+      memInfo: () => {
+        reads++;
+        return { queueBytes: 10 * 832, rcvbuf: 65536, drops: 0 };
+      },
+    });
     small.atWake(0);
     const w = small.nextWait(0, 0.1, 64, 10, 10 * 832, 13);
     expect(w).toBeCloseTo((0.25 * 65536) / (0.1 * 845)); // 832 + 13 bytes a datagram is the floor

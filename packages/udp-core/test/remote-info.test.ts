@@ -16,7 +16,7 @@ function at8(address: string, port: number): Buffer {
 }
 
 describe('native rinfo', () => {
-  it("v4Key is readUInt32LE of sin_addr (also above 2^31), and isV4 tells the families apart", () => {
+  it('v4Key is readUInt32LE of sin_addr (also above 2^31), and isV4 tells the families apart', () => {
     for (const a of ['127.0.0.1', '10.0.0.200', '255.255.255.255', '0.0.0.0', '192.168.1.129']) {
       const mem = at8(a, 53);
       expect(isV4(mem, 8)).toBe(true);
@@ -28,8 +28,15 @@ describe('native rinfo', () => {
   it('gives the address, family, port and size of each sender, however they interleave', () => {
     const names = new SenderNames();
     const senders: [string, 'IPv4' | 'IPv6', number][] = [
-      ['127.0.0.1', 'IPv4', 1], ['127.0.0.1', 'IPv4', 65535], ['10.0.0.200', 'IPv4', 2], ['::1', 'IPv6', 3], ['::1', 'IPv6', 3],
-      ['fe80::1:2', 'IPv6', 4], ['127.0.0.1', 'IPv4', 5], ['10.0.0.200', 'IPv4', 6], ['::ffff:127.0.0.1', 'IPv6', 7],
+      ['127.0.0.1', 'IPv4', 1],
+      ['127.0.0.1', 'IPv4', 65535],
+      ['10.0.0.200', 'IPv4', 2],
+      ['::1', 'IPv6', 3],
+      ['::1', 'IPv6', 3],
+      ['fe80::1:2', 'IPv6', 4],
+      ['127.0.0.1', 'IPv4', 5],
+      ['10.0.0.200', 'IPv4', 6],
+      ['::ffff:127.0.0.1', 'IPv6', 7],
     ];
     for (const [address, family, port] of senders) {
       const mem = at8(address, port);

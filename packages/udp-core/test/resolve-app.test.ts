@@ -40,7 +40,11 @@ function errorOf(fn: () => unknown): ShardgramError {
 }
 
 describe('resolveApp', () => {
-  const examples = fakePackage('@shardgram/examples', { apps: { bar: './dist/bar.js', echo: './dist/echo.js', ghost: './dist/ghost.js', evil: '../outside.js' } }, ['dist/bar.js', 'dist/echo.js']);
+  const examples = fakePackage(
+    '@shardgram/examples',
+    { apps: { bar: './dist/bar.js', echo: './dist/echo.js', ghost: './dist/ghost.js', evil: '../outside.js' } },
+    ['dist/bar.js', 'dist/echo.js'],
+  );
   const foo = fakePackage('shardgram-app-foo', { apps: { foo: './lib/foo.js' } }, ['lib/foo.js']);
   const barPkg = fakePackage('shardgram-app-bar', { apps: { bar: './bar.js' } }, ['bar.js']);
   fakePackage('shardgram-app-empty', undefined);

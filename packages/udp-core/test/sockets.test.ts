@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ShardgramError } from '@shardgram/udp-core';
+import type { ShardgramError } from '@shardgram/udp-core';
 import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
 
 const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
@@ -103,7 +103,9 @@ describe('sealing a socket before its last read-out', () => {
       sealSocket(a.fd, '127.0.0.1', a.port);
       const queued = socketMemInfo(a.fd).queueBytes;
       const noPorts = (): number => {
-        const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+        const lines = readFileSync('/proc/net/snmp', 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('Udp:'));
         return Number(lines[1]!.split(/\s+/)[lines[0]!.split(/\s+/).indexOf('NoPorts')]);
       };
       const before = noPorts();

@@ -82,7 +82,11 @@ async function openClients(n: number): Promise<dgram.Socket[]> {
     await new Promise<void>((r) => s.bind(0, HOST, () => r()));
     out.push(s);
   }
-  open.push({ close: async () => { for (const s of out) s.close(); } });
+  open.push({
+    close: async () => {
+      for (const s of out) s.close();
+    },
+  });
   return out;
 }
 
@@ -116,7 +120,12 @@ describe('steering a 3-socket group', () => {
     const [c] = await openClients(1);
     const r = attachSteering(g.fds[2]!, 'random', 3);
     expect(r.program).toHaveLength(3);
-    await sendPaced(g, 30_000, () => c!, (i) => `r${i}`);
+    await sendPaced(
+      g,
+      30_000,
+      () => c!,
+      (i) => `r${i}`,
+    );
     const f = fairness(g.counts);
     console.log(`random: counts ${g.counts.join('/')}, Jain ${f.jain.toFixed(6)}, chi-square p ${f.chiSquareP.toFixed(3)}`);
     expect(g.received()).toBe(30_000);
@@ -133,7 +142,12 @@ describe('steering a 3-socket group', () => {
     const [c] = await openClients(1);
     const r = attachSteering(g.fds[0]!, 'hash', 3);
     expect(r.program).toBeUndefined();
-    await sendPaced(g, 30_000, () => c!, (i) => `h${i}`);
+    await sendPaced(
+      g,
+      30_000,
+      () => c!,
+      (i) => `h${i}`,
+    );
     console.log(`hash: counts ${g.counts.join('/')}`);
     expect(g.received()).toBe(30_000);
     expect(drops(g)).toEqual([0, 0, 0]);
@@ -178,13 +192,23 @@ describe('steering a 3-socket group', () => {
     const g = await openGroup(3);
     const [c] = await openClients(1);
     attachSteering(g.fds[0]!, 'random', 3);
-    await sendPaced(g, 3_000, () => c!, (i) => `d${i}`);
+    await sendPaced(
+      g,
+      3_000,
+      () => c!,
+      (i) => `d${i}`,
+    );
     const before = [...g.counts];
     expect(Math.min(...before)).toBeGreaterThan(800);
     expect(detachSteering(g.fds[2]!)).toBe(true);
     expect(detachSteering(g.fds[2]!)).toBe(false); // ENOENT: nothing attached any more
     g.reset();
-    await sendPaced(g, 3_000, () => c!, (i) => `d${i}`);
+    await sendPaced(
+      g,
+      3_000,
+      () => c!,
+      (i) => `d${i}`,
+    );
     console.log(`detach: random ${before.join('/')}, then hash ${g.counts.join('/')}`);
     expect([...g.counts].sort((a, b) => a - b)).toEqual([0, 0, 3_000]);
     expect(drops(g)).toEqual([0, 0, 0]);
@@ -194,14 +218,24 @@ describe('steering a 3-socket group', () => {
     const g = await openGroup(3);
     const clients = await openClients(30);
     attachProgram(g.fds[0]!, [insn(0x06, 7)]);
-    await sendPaced(g, 300, () => clients[0]!, (i) => `f${i}`);
+    await sendPaced(
+      g,
+      300,
+      () => clients[0]!,
+      (i) => `f${i}`,
+    );
     expect([...g.counts].sort((a, b) => a - b)).toEqual([0, 0, 300]);
     g.reset();
-    await sendPaced(g, 300, (i) => clients[i % 30]!, (i) => `f${i}`);
+    await sendPaced(
+      g,
+      300,
+      (i) => clients[i % 30]!,
+      (i) => `f${i}`,
+    );
     expect(g.counts.filter((n) => n > 0).length).toBeGreaterThan(1);
   });
 
-  it('cpu: the socket is the receiving CPU mod N (loopback: the sender\'s CPU)', async () => {
+  it("cpu: the socket is the receiving CPU mod N (loopback: the sender's CPU)", async () => {
     const cpus = availableParallelism();
     const lib = koffi.load('libc.so.6');
     const getaff = lib.func('int sched_getaffinity(int, size_t, void *)');
@@ -219,7 +253,12 @@ describe('steering a 3-socket group', () => {
         mask[cpu >> 3] = 1 << (cpu & 7);
         expect(setaff(0, mask.length, mask)).toBe(0);
         g.reset();
-        await sendPaced(g, 500, () => c!, (i) => `c${i}`);
+        await sendPaced(
+          g,
+          500,
+          () => c!,
+          (i) => `c${i}`,
+        );
         seen.push(`cpu ${cpu}: ${g.counts.join('/')}`);
         expect(g.counts[cpu % 3]).toBe(500);
       }

@@ -100,7 +100,11 @@ function harness(spawnFails: () => boolean = () => false) {
   };
   const slot = new Slot(0, { fd: -1, port: 1, inode: 1 } as unknown as OpenedSocket, deps);
   return {
-    slot, procs, timers, logs, buffer,
+    slot,
+    procs,
+    timers,
+    logs,
+    buffer,
     advance: (ms: number) => void (now += ms),
     stop: () => void (stopping = true),
     /** Fires the pending restart timer (the backoff elapsed). */
@@ -156,7 +160,7 @@ describe('a slot', () => {
     expect(h.timers).toHaveLength(0);
   });
 
-  it('raises the socket\'s buffer while it has no ready reader (first start, crash restart), not for a reload', async () => {
+  it("raises the socket's buffer while it has no ready reader (first start, crash restart), not for a reload", async () => {
     const h = harness();
     const first = h.slot.start();
     expect(h.buffer).toEqual(['raised']);
@@ -268,7 +272,10 @@ describe('paced starts (a start gate shared by the group)', () => {
         return p;
       },
       // (stopping: an exit is not restarted, so a failed start stays failed here)
-      log: () => undefined, drainTimeoutMs: 1000, stopping: () => true, startGate: gate,
+      log: () => undefined,
+      drainTimeoutMs: 1000,
+      stopping: () => true,
+      startGate: gate,
     };
     const slots = Array.from({ length: n }, (_, i) => new Slot(i, { fd: -1, port: 1, inode: i + 1 } as unknown as OpenedSocket, deps));
     return { procs, gate, slots };
@@ -365,9 +372,17 @@ describe('sockets a service manager holds open', () => {
     const a = openReusePortSocket({ address: '127.0.0.1', port: 0 });
     const b = openReusePortSocket({ address: '127.0.0.1', port: a.port });
     const unit = [adoptSocket(a.fd, 'unit socket 0'), adoptSocket(b.fd, 'unit socket 1')];
-    const fake = { launch: () => { const p = new FakeProc(Date.now()); queueMicrotask(() => p.becomeReady()); return p; } };
+    const fake = {
+      launch: () => {
+        const p = new FakeProc(Date.now());
+        queueMicrotask(() => p.becomeReady());
+        return p;
+      },
+    };
     const tooFew = withFakes({ app: 'discard', port: a.port, workers: 1, log: () => {} }, fake);
-    await expect(controlOf(tooFew).startAdopted(async () => ({ sockets: unit, heldElsewhere: [true, true] }))).rejects.toThrow(/keeps 2 sockets of this group open \(its \.socket unit\): 1 workers would leave some unread/);
+    await expect(controlOf(tooFew).startAdopted(async () => ({ sockets: unit, heldElsewhere: [true, true] }))).rejects.toThrow(
+      /keeps 2 sockets of this group open \(its \.socket unit\): 1 workers would leave some unread/,
+    );
     const sup = withFakes({ app: 'discard', port: a.port, log: () => {} }, fake);
     await controlOf(sup).startAdopted(async () => ({ sockets: unit, heldElsewhere: [true, true] }));
     expect(sup.workers).toBe(2);
@@ -389,7 +404,13 @@ describe('sockets a service manager holds open', () => {
     const a = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 8192 });
     // The manager's copy: what is left of the socket once the service has let go.
     const managers = libc().fcntl(a.fd, F_DUPFD_CLOEXEC, 0);
-    const fake = { launch: () => { const p = new FakeProc(Date.now()); queueMicrotask(() => p.becomeReady()); return p; } };
+    const fake = {
+      launch: () => {
+        const p = new FakeProc(Date.now());
+        queueMicrotask(() => p.becomeReady());
+        return p;
+      },
+    };
     const sup = withFakes({ app: 'discard', port: a.port, changeRcvbuf: 100_000, log: () => {} }, fake);
     try {
       await controlOf(sup).startAdopted(async () => ({ sockets: [adoptSocket(a.fd, 'stored socket 0')] }));
@@ -421,7 +442,7 @@ describe('the new side of a hand-over', () => {
     const a = openReusePortSocket({ address: '127.0.0.1', port: 0 });
     const b = openReusePortSocket({ address: '127.0.0.1', port: a.port });
     const given = [a, b].map((s, i) => adoptSocket(libc().fcntl(s.fd, F_DUPFD_CLOEXEC, 0), `socket ${i} of the old service`));
-    return { port: a.port, olds: [a, b], given, queued: () => a.fd >= 0 ? socketMemInfo(a.fd).queueBytes + socketMemInfo(b.fd).queueBytes : 0 };
+    return { port: a.port, olds: [a, b], given, queued: () => (a.fd >= 0 ? socketMemInfo(a.fd).queueBytes + socketMemInfo(b.fd).queueBytes : 0) };
   }
 
   /** A source whose old side answers nothing and never goes away (the new side fails first). */
@@ -446,13 +467,16 @@ describe('the new side of a hand-over', () => {
     client.close();
     const before = g.queued();
     expect(before).toBeGreaterThan(0);
-    const sup = withFakes({ app: 'discard', port: g.port, log: () => {} }, {
-      launch: () => {
-        const p = new FakeProc(Date.now());
-        queueMicrotask(() => p.exit(70));
-        return p;
+    const sup = withFakes(
+      { app: 'discard', port: g.port, log: () => {} },
+      {
+        launch: () => {
+          const p = new FakeProc(Date.now());
+          queueMicrotask(() => p.exit(70));
+          return p;
+        },
       },
-    });
+    );
     const source = silentSource(g);
     await expect(controlOf(sup).takeOver(source)).rejects.toThrow(/before it was ready/);
     expect(source.aborted).toHaveLength(1);

@@ -78,7 +78,6 @@ interface Entry<T> {
   units: number;
 }
 
-
 export class Backlog<T> {
   private queue: Entry<T>[] = [];
   /** Index of the first live entry of `queue` (shifting a long array one at a time is slow). */
@@ -186,7 +185,9 @@ export class Backlog<T> {
     this.c.dropped += units;
     if (this.fullSaid) return;
     this.fullSaid = true;
-    this.o.log(`${this.o.name}: backlog full (${this.o.capacity} ${this.unit}): dropping the oldest; every ${this.unit.replace(/s$/, '')} dropped is counted (said once until it is delivered to again)`);
+    this.o.log(
+      `${this.o.name}: backlog full (${this.o.capacity} ${this.unit}): dropping the oldest; every ${this.unit.replace(/s$/, '')} dropped is counted (said once until it is delivered to again)`,
+    );
   }
 
   private compact(): void {
@@ -248,7 +249,9 @@ export class Backlog<T> {
       this.c.rejected += units;
       if (err.message !== this.rejectedSaid) {
         this.rejectedSaid = err.message;
-        this.o.log(`${this.o.name}: ${units} ${this.unit} refused, not retried (${err.message}); every refused ${this.unit.replace(/s$/, '')} is counted (said again when the reason changes)`);
+        this.o.log(
+          `${this.o.name}: ${units} ${this.unit} refused, not retried (${err.message}); every refused ${this.unit.replace(/s$/, '')} is counted (said again when the reason changes)`,
+        );
       }
       this.o.onFailedAttempt?.();
     } else {
@@ -261,7 +264,9 @@ export class Backlog<T> {
       const reason = describeError(err);
       if (!this.outage) {
         this.outage = { since: this.now(), reason, attempts: 0, droppedAtStart: this.c.dropped };
-        this.o.log(`${this.o.name}: ${reason}; keeping up to ${this.o.capacity} ${this.unit} and retrying (backoff ${this.minMs} ms doubling to ${this.maxMs} ms); said once, then counted`);
+        this.o.log(
+          `${this.o.name}: ${reason}; keeping up to ${this.o.capacity} ${this.unit} and retrying (backoff ${this.minMs} ms doubling to ${this.maxMs} ms); said once, then counted`,
+        );
       } else if (reason !== this.outage.reason) {
         this.o.log(`${this.o.name}: still failing, now: ${reason}`);
       }
@@ -271,10 +276,13 @@ export class Backlog<T> {
     }
     if (this.pendingUnits() === 0) this.idle?.();
     if (err !== null && !(err instanceof Undeliverable) && !this.closed) {
-      const t = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.pump();
-      }, this.closing ? Math.min(this.backoffMs, 250) : this.backoffMs);
+      const t = setTimeout(
+        () => {
+          this.retryTimer = undefined;
+          this.pump();
+        },
+        this.closing ? Math.min(this.backoffMs, 250) : this.backoffMs,
+      );
       t.unref();
       this.retryTimer = t;
       return;
@@ -290,7 +298,11 @@ export function writeBacklogMetrics(w: PromWriter, prefix: string, unitsHelp: st
     for (const { output, counts } of outputs) w.sample(name, { output }, value(counts));
   };
   each(`${prefix}_delivered_total`, 'counter', `Delivered by the output (${unitsHelp}).`, (c) => c.delivered);
-  w.family(`${prefix}_dropped_total`, 'counter', `Never delivered (${unitsHelp}), by reason: backlog_full, rejected (refused for good by the destination, not retried), stop (still queued when the service stopped).`);
+  w.family(
+    `${prefix}_dropped_total`,
+    'counter',
+    `Never delivered (${unitsHelp}), by reason: backlog_full, rejected (refused for good by the destination, not retried), stop (still queued when the service stopped).`,
+  );
   for (const { output, counts } of outputs) {
     w.sample(`${prefix}_dropped_total`, { output, reason: 'backlog_full' }, counts.dropped);
     w.sample(`${prefix}_dropped_total`, { output, reason: 'rejected' }, counts.rejected);

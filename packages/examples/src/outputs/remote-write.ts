@@ -178,9 +178,17 @@ export class RemoteWriteOutput {
     // One connection, kept between requests (the backlog sends one request at a time).
     this.agent = tls ? new https.Agent({ keepAlive: true, maxSockets: 1 }) : new http.Agent({ keepAlive: true, maxSockets: 1 });
     this.backlog = new Backlog<Chunk>({
-      name: this.name, capacity: o.capacity, unitName: 'samples', units: (c) => c.samples, maxBatchUnits: this.maxSamples,
-      retryMinMs: o.retryMinMs, retryMaxMs: o.retryMaxMs, log: o.log, onFailedAttempt: o.onFailedAttempt,
-      send: (batch) => postWriteRequest(t, Buffer.from(snappy.compress(batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((c) => c.bytes)))), this.agent, this.ca),
+      name: this.name,
+      capacity: o.capacity,
+      unitName: 'samples',
+      units: (c) => c.samples,
+      maxBatchUnits: this.maxSamples,
+      retryMinMs: o.retryMinMs,
+      retryMaxMs: o.retryMaxMs,
+      log: o.log,
+      onFailedAttempt: o.onFailedAttempt,
+      send: (batch) =>
+        postWriteRequest(t, Buffer.from(snappy.compress(batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((c) => c.bytes)))), this.agent, this.ca),
     });
   }
 

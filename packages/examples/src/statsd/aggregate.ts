@@ -111,7 +111,13 @@ export interface Partial extends Tallies {
 
 export function emptyPartial(): Partial {
   return {
-    counters: [], gauges: [], timers: [], sets: [], events: [], serviceChecks: [], ...zeroTallies(),
+    counters: [],
+    gauges: [],
+    timers: [],
+    sets: [],
+    events: [],
+    serviceChecks: [],
+    ...zeroTallies(),
   };
 }
 
@@ -231,8 +237,16 @@ export class PartialAggregate implements MetricSink {
       if (!this.room()) return;
       const exact = o.mode === 'exact';
       tm = {
-        count: 0, sum: 0, n: 0, min: Infinity, max: -Infinity, scale: o.scale(splitKey(key).name, type),
-        hist: exact ? undefined : new NativeHistogram(o.schema), unweighted: undefined, values: exact ? [] : undefined, weights: undefined,
+        count: 0,
+        sum: 0,
+        n: 0,
+        min: Infinity,
+        max: -Infinity,
+        scale: o.scale(splitKey(key).name, type),
+        hist: exact ? undefined : new NativeHistogram(o.schema),
+        unweighted: undefined,
+        values: exact ? [] : undefined,
+        weights: undefined,
       };
       this.timers.set(key, tm);
     }

@@ -109,7 +109,16 @@ export class FlushCollector {
   /** The statsd_exporter layout's metrics (promLayout=exporter). */
   private readonly registry: ExporterRegistry | undefined;
   private totals = {
-    badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0, namesTooLong: 0, keysOverLimit: 0, overflows: 0, gaugesExpired: 0,
+    badLines: 0,
+    metrics: 0,
+    packets: 0,
+    flushes: 0,
+    missingPartials: 0,
+    outputErrors: 0,
+    namesTooLong: 0,
+    keysOverLimit: 0,
+    overflows: 0,
+    gaugesExpired: 0,
   };
 
   constructor(private readonly deps: CollectorDeps) {
@@ -121,9 +130,16 @@ export class FlushCollector {
     this.startedAt = this.clock.now();
     this.lastFlushAt = this.startedAt;
     this.histograms = new TimerHistograms(this.o.timerBucketsMs, this.o.maxKeys);
-    this.registry = this.o.promLayout === 'exporter'
-      ? new ExporterRegistry({ mapper: new Mapper(this.o.mappingConfig), maxSeries: this.o.maxKeys, schema, maxBuckets: this.o.timerMaxBuckets, now: () => this.clock.now() })
-      : undefined;
+    this.registry =
+      this.o.promLayout === 'exporter'
+        ? new ExporterRegistry({
+            mapper: new Mapper(this.o.mappingConfig),
+            maxSeries: this.o.maxKeys,
+            schema,
+            maxBuckets: this.o.timerMaxBuckets,
+            now: () => this.clock.now(),
+          })
+        : undefined;
     this.late = sampledLog(deps.log, 'late partial', { first: 20 });
   }
 
@@ -138,13 +154,17 @@ export class FlushCollector {
     if (this.stopped) return;
     const every = this.o.flushIntervalMs;
     const delay = every - ((this.clock.now() - this.startedAt) % every);
-    this.cancelTimer = this.clock.setTimer(() => {
-      this.cancelTimer = undefined;
-      this.chain = this.chain
-        .then(() => this.flushRound())
-        .catch((err: unknown) => this.deps.log(`flush failed: ${describeError(err, true)}`))
-        .then(() => this.schedule());
-    }, delay, { unref: true });
+    this.cancelTimer = this.clock.setTimer(
+      () => {
+        this.cancelTimer = undefined;
+        this.chain = this.chain
+          .then(() => this.flushRound())
+          .catch((err: unknown) => this.deps.log(`flush failed: ${describeError(err, true)}`))
+          .then(() => this.schedule());
+      },
+      delay,
+      { unref: true },
+    );
   }
 
   /** A failed delivery that an output counts itself (its backlog retries it): added to `output_errors`. */
@@ -200,7 +220,10 @@ export class FlushCollector {
       });
     }
     this.noteMissing(id, missing);
-    await this.emit(false, missing.map((m) => m.index));
+    await this.emit(
+      false,
+      missing.map((m) => m.index),
+    );
   }
 
   private noteMissing(id: number, missing: Member[]): void {
@@ -218,13 +241,18 @@ export class FlushCollector {
 
   private async emit(final: boolean, missingWorkers: number[]): Promise<void> {
     const now = this.clock.now();
-    const r = this.pending.finish(this.gauges, this.o.percentiles, {
-      timestamp: Math.round(now / 1000),
-      flush: ++this.totals.flushes,
-      final,
-      interval_ms: now - this.lastFlushAt,
-      missing_workers: missingWorkers,
-    }, (k, t) => (this.registry ? this.registry.timer(k, t) : this.histograms.observeFlush(k, t)));
+    const r = this.pending.finish(
+      this.gauges,
+      this.o.percentiles,
+      {
+        timestamp: Math.round(now / 1000),
+        flush: ++this.totals.flushes,
+        final,
+        interval_ms: now - this.lastFlushAt,
+        missing_workers: missingWorkers,
+      },
+      (k, t) => (this.registry ? this.registry.timer(k, t) : this.histograms.observeFlush(k, t)),
+    );
     this.lastFlushAt = now;
     if (this.registry) {
       for (const [k, v] of Object.entries(r.counters)) this.registry.counter(k, v);
@@ -296,7 +324,8 @@ export class FlushCollector {
       });
       this.onMembersGone = undefined;
     }
-    for (const m of this.members.values()) this.deps.log(`stop: no final partial from worker ${m.index} (pid ${m.pid}); its figures since its last flush are lost`);
+    for (const m of this.members.values())
+      this.deps.log(`stop: no final partial from worker ${m.index} (pid ${m.pid}); its figures since its last flush are lost`);
     // Nobody else will answer an open round.
     this.round?.finish();
     await this.chain;
@@ -321,7 +350,11 @@ export class FlushCollector {
     if (this.registry) {
       this.registry.write(w);
       formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }, w, true);
-      w.family('shardgram_statsd_prometheus_dropped_total', 'counter', 'StatsD metrics not served on /metrics, as statsd_exporter would not serve them (reason: set, mapping_drop, empty_name, conflict, negative_counter, tag, series_limit); the other outputs still have them.');
+      w.family(
+        'shardgram_statsd_prometheus_dropped_total',
+        'counter',
+        'StatsD metrics not served on /metrics, as statsd_exporter would not serve them (reason: set, mapping_drop, empty_name, conflict, negative_counter, tag, series_limit); the other outputs still have them.',
+      );
       for (const reason of DROP_REASONS) w.sample('shardgram_statsd_prometheus_dropped_total', { reason }, this.registry.dropped[reason]);
     } else {
       formatPrometheus({ last: this.last, counterTotals: this.counterTotals, ...this.totals, overflows }, w);

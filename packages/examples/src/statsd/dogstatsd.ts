@@ -87,8 +87,15 @@ export function parseEvent(line: string): DogParse<DogEvent> {
   const cut = cutByBytes(body, tl, xl) ?? cutByUnits(body, tl, xl);
   if (!cut) return { ok: false, reason: `event title and text do not fit the lengths ${tl},${xl}` };
   const e: DogEvent = {
-    title: unescapeText(cut.title), text: unescapeText(cut.text), timestamp: null, hostname: null, aggregation_key: null,
-    priority: 'normal', source_type: null, alert_type: 'info', tags: [],
+    title: unescapeText(cut.title),
+    text: unescapeText(cut.text),
+    timestamp: null,
+    hostname: null,
+    aggregation_key: null,
+    priority: 'normal',
+    source_type: null,
+    alert_type: 'info',
+    tags: [],
   };
   let ignored = 0;
   const fields = cut.rest === '' ? [] : cut.rest.slice(1).split('|');

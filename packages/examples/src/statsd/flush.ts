@@ -25,7 +25,9 @@ function tagPairs(tags: readonly string[]): [string, string][] {
 function graphiteName(prefix: string, kind: string, key: string, ...suffix: string[]): string {
   const { name, tags } = splitKey(key);
   const path = [prefix, kind, name, ...suffix].filter((p) => p !== '').join('.');
-  const t = tagPairs(tags).map(([k, v]) => `;${k}=${v}`).join('');
+  const t = tagPairs(tags)
+    .map(([k, v]) => `;${k}=${v}`)
+    .join('');
   return path + t;
 }
 
@@ -142,7 +144,12 @@ export interface PrometheusState {
  */
 export function formatPrometheus(s: PrometheusState, w = new PromWriter(), ownOnly = false): string {
   if (!ownOnly) writeLabelsLayout(s, w);
-  else if (s.last) w.family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.').sample('shardgram_statsd_last_flush_timestamp_seconds', {}, s.last.timestamp);
+  else if (s.last)
+    w.family('shardgram_statsd_last_flush_timestamp_seconds', 'gauge', 'Unix time of the last flush.').sample(
+      'shardgram_statsd_last_flush_timestamp_seconds',
+      {},
+      s.last.timestamp,
+    );
   writeOwn(s, w);
   return w.text();
 }

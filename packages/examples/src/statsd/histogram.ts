@@ -59,7 +59,10 @@ export class TimerHistograms {
    * histogram's buckets (each under the first bound at or above its middle).
    */
   observeFlush(key: string, t: TimerFlush): void {
-    if (t.values) return this.observe(key, t.values);
+    if (t.values) {
+      this.observe(key, t.values);
+      return;
+    }
     let s = this.series.get(key);
     if (!s) {
       if (this.series.size >= this.maxKeys) return;
@@ -72,7 +75,10 @@ export class TimerHistograms {
       s.count = 0;
       this.overflowResets++;
     }
-    const counts = classicCounts(t.hist, this.boundsMs.map((b) => b * t.scale));
+    const counts = classicCounts(
+      t.hist,
+      this.boundsMs.map((b) => b * t.scale),
+    );
     for (let i = 0; i < counts.length; i++) s.counts[i]! += counts[i]!;
     s.sumMs += sumMs;
     s.count += t.hist.count;

@@ -63,7 +63,11 @@ export interface MappingConfig {
 
 /** A mapping file statsd_exporter would refuse, or one this receiver cannot honour. */
 export class MappingError extends Error {
-  constructor(readonly source: string, readonly line: number, reason: string) {
+  constructor(
+    readonly source: string,
+    readonly line: number,
+    reason: string,
+  ) {
     super(`${source}:${line}: ${reason}`);
     this.name = 'MappingError';
   }
@@ -71,7 +75,11 @@ export class MappingError extends Error {
 
 /** prometheus.DefBuckets. */
 export const DEF_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-const DEFAULT_QUANTILES: [number, number][] = [[0.5, 0.05], [0.9, 0.01], [0.99, 0.001]];
+const DEFAULT_QUANTILES: [number, number][] = [
+  [0.5, 0.05],
+  [0.9, 0.01],
+  [0.99, 0.001],
+];
 /** client_golang's DefMaxAge and DefAgeBuckets, statsd_exporter's buf_cap default. */
 const DEFAULT_MAX_AGE_MS = 10 * 60_000;
 const DEFAULT_AGE_BUCKETS = 5;
@@ -83,7 +91,21 @@ const TEMPLATE = String.raw`\$\{?\d+\}?`;
 const METRIC_NAME = new RegExp(`^([a-zA-Z_]|${TEMPLATE})([a-zA-Z0-9_]|${TEMPLATE})*$`);
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]+$/;
 
-const MAPPING_KEYS = new Set(['match', 'name', 'labels', 'honor_labels', 'observer_type', 'match_type', 'help', 'action', 'match_metric_type', 'ttl', 'summary_options', 'histogram_options', 'scale']);
+const MAPPING_KEYS = new Set([
+  'match',
+  'name',
+  'labels',
+  'honor_labels',
+  'observer_type',
+  'match_type',
+  'help',
+  'action',
+  'match_metric_type',
+  'ttl',
+  'summary_options',
+  'histogram_options',
+  'scale',
+]);
 const DEFAULTS_KEYS = new Set(['observer_type', 'match_type', 'glob_disable_ordering', 'ttl', 'summary_options', 'histogram_options']);
 const SUMMARY_KEYS = new Set(['quantiles', 'max_age', 'age_buckets', 'buf_cap']);
 const HISTOGRAM_KEYS = new Set(['buckets', 'native_histogram_bucket_factor', 'native_histogram_max_buckets']);
@@ -123,7 +145,7 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const lineOf = (n: Node | Pair | null | undefined): number => {
-    const node = n && 'range' in n ? n : (n as Pair | undefined)?.key as Node | undefined;
+    const node = n && 'range' in n ? n : ((n as Pair | undefined)?.key as Node | undefined);
     const r = node?.range;
     return r ? lc.linePos(r[0]).line : 0;
   };
@@ -138,7 +160,12 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
   if (root === null || (isScalar(root) && root.value === null)) return finish(source, false, emptyDefaults(), []);
   if (!isMap(root)) return fail(root, 'a mapping file is a YAML map with "mappings" (and optionally "defaults")');
 
-  const entries = pairsOf(root, new Set(['defaults', 'mappings']), fail, (k) => `unknown top-level key "${k}" (statsd_exporter knows "defaults" and "mappings")`);
+  const entries = pairsOf(
+    root,
+    new Set(['defaults', 'mappings']),
+    fail,
+    (k) => `unknown top-level key "${k}" (statsd_exporter knows "defaults" and "mappings")`,
+  );
   const defaults = emptyDefaults();
   let globDisableOrdering = false;
   let defaultMatchType: MatchType = 'glob';
@@ -149,7 +176,7 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
     for (const [k, p] of de) {
       const v = p.value as Node;
       if (k === 'observer_type') defaults.observerType = observerType(v, fail);
-      else if (k === 'match_type') defaultMatchType = oneOf(v, ['glob', 'regex', ''], fail, 'match type') as MatchType || 'glob';
+      else if (k === 'match_type') defaultMatchType = (oneOf(v, ['glob', 'regex', ''], fail, 'match type') as MatchType) || 'glob';
       else if (k === 'glob_disable_ordering') globDisableOrdering = bool(v, fail);
       else if (k === 'ttl') defaults.ttlMs = duration(v, fail);
       else if (k === 'summary_options') defaults.summary = summaryOptions(v, fail, undefined);
@@ -198,7 +225,8 @@ function finish(source: string, globDisableOrdering: boolean, defaults: MappingC
 
 function emptyDefaults(): MappingConfig['defaults'] {
   return {
-    observerType: 'summary', ttlMs: 0,
+    observerType: 'summary',
+    ttlMs: 0,
     summary: { quantiles: [], maxAgeMs: 0, ageBuckets: 0, bufCap: 0 },
     histogram: { buckets: [], nativeBucketFactor: 0, nativeMaxBuckets: 0 },
   };
@@ -316,9 +344,20 @@ function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatc
   const e = pairsOf(node, MAPPING_KEYS, fail, (k) => unknownKey(k, 'a mapping'));
   const get = (k: string): Node | undefined => e.get(k)?.value as Node | undefined;
   const m: Mapping = {
-    line, match: '', matchType: defaultMatchType, name: '', labels: [], honorLabels: false, help: undefined, action: 'map',
-    matchMetricType: undefined, observerType: defaults.observerType, ttlMs: 0,
-    summary: { quantiles: [], maxAgeMs: 0, ageBuckets: 0, bufCap: 0 }, histogram: { buckets: [], nativeBucketFactor: 0, nativeMaxBuckets: 0 }, scale: undefined,
+    line,
+    match: '',
+    matchType: defaultMatchType,
+    name: '',
+    labels: [],
+    honorLabels: false,
+    help: undefined,
+    action: 'map',
+    matchMetricType: undefined,
+    observerType: defaults.observerType,
+    ttlMs: 0,
+    summary: { quantiles: [], maxAgeMs: 0, ageBuckets: 0, bufCap: 0 },
+    histogram: { buckets: [], nativeBucketFactor: 0, nativeMaxBuckets: 0 },
+    scale: undefined,
   };
   let observerSet = false;
   if (get('match')) m.match = str(get('match')!, fail, 'match');

@@ -133,7 +133,8 @@ function coarser(k: number, by: number): number {
 }
 
 function checkSchema(schema: number): void {
-  if (!Number.isInteger(schema) || schema < MIN_SCHEMA || schema > MAX_SCHEMA) throw new RangeError(`a native histogram schema is a whole number from ${MIN_SCHEMA} to ${MAX_SCHEMA}; got ${schema}`);
+  if (!Number.isInteger(schema) || schema < MIN_SCHEMA || schema > MAX_SCHEMA)
+    throw new RangeError(`a native histogram schema is a whole number from ${MIN_SCHEMA} to ${MAX_SCHEMA}; got ${schema}`);
 }
 
 export class NativeHistogram {
@@ -185,7 +186,8 @@ export class NativeHistogram {
 
   /** Adds another histogram (or its data); the result has the coarser of the two schemas. */
   merge(other: NativeHistogram | NativeHistogramData): this {
-    if (other.zeroThreshold !== this.zeroThreshold) throw new RangeError(`cannot merge native histograms with zero thresholds ${this.zeroThreshold} and ${other.zeroThreshold}`);
+    if (other.zeroThreshold !== this.zeroThreshold)
+      throw new RangeError(`cannot merge native histograms with zero thresholds ${this.zeroThreshold} and ${other.zeroThreshold}`);
     if (other.schema < this.schema) this.reduceTo(other.schema);
     const by = other.schema - this.schema;
     const each = (keys: Iterable<[number, number]>, into: Map<number, number>): void => {
@@ -256,8 +258,15 @@ export class NativeHistogram {
     const p = this.positive();
     const n = this.negative();
     return {
-      schema: this.schema, zeroThreshold: this.zeroThreshold, zeroCount: this.zeroCount, count: this.count, sum: this.sum,
-      posKeys: p.map((e) => e[0]), posCounts: p.map((e) => e[1]), negKeys: n.map((e) => e[0]), negCounts: n.map((e) => e[1]),
+      schema: this.schema,
+      zeroThreshold: this.zeroThreshold,
+      zeroCount: this.zeroCount,
+      count: this.count,
+      sum: this.sum,
+      posKeys: p.map((e) => e[0]),
+      posCounts: p.map((e) => e[1]),
+      negKeys: n.map((e) => e[0]),
+      negCounts: n.map((e) => e[1]),
     };
   }
 

@@ -95,7 +95,11 @@ function mappingFile(text: string): MappingConfig {
   try {
     return loadMappingFile(isAbsolute(path) ? path : resolve(path));
   } catch (err) {
-    if (err instanceof MappingError) throw new OptionValueError('a statsd_exporter mapping file with only what this receiver supports (docs/statsd-prometheus.md)', `${JSON.stringify(text)} (${err.message})`);
+    if (err instanceof MappingError)
+      throw new OptionValueError(
+        'a statsd_exporter mapping file with only what this receiver supports (docs/statsd-prometheus.md)',
+        `${JSON.stringify(text)} (${err.message})`,
+      );
     throw err;
   }
 }
@@ -143,37 +147,105 @@ export function parsePercentiles(value: string): number[] {
 }
 
 export const statsdOptionSchema = defineAppOptions({
-  flushInterval: { flag: 'flush-interval', value: 'MS', help: 'flush every MS milliseconds', parse: wholeNumber(10, 86_400_000, 'milliseconds'), default: 10_000 },
+  flushInterval: {
+    flag: 'flush-interval',
+    value: 'MS',
+    help: 'flush every MS milliseconds',
+    parse: wholeNumber(10, 86_400_000, 'milliseconds'),
+    default: 10_000,
+  },
   percentiles: { flag: 'percentiles', value: 'LIST', help: 'timer percentiles, e.g. 90,95,99', parse: parsePercentiles, default: [90] },
   jsonOut: { flag: 'json-out', value: 'FILE', help: 'append one JSON object per flush to FILE', parse: outputFile(), default: undefined },
   graphite: { flag: 'graphite', value: 'HOST:PORT', help: 'send each flush as Graphite plaintext over TCP', parse: parseHostPort, default: undefined },
-  graphitePrefix: { value: 'P', help: 'first path element of Graphite names', parse: textMatching(/^[A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'), default: 'stats' },
-  graphiteBacklog: { value: 'N', help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped', parse: wholeNumber(1, 100_000_000, 'lines'), default: 1_000_000 },
-  jsonBacklog: { value: 'N', help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped', parse: wholeNumber(1, 1_000_000, 'flushes'), default: 100 },
+  graphitePrefix: {
+    value: 'P',
+    help: 'first path element of Graphite names',
+    parse: textMatching(/^[A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'),
+    default: 'stats',
+  },
+  graphiteBacklog: {
+    value: 'N',
+    help: 'Graphite lines kept while Graphite is slow or down; past it the oldest are counted and dropped',
+    parse: wholeNumber(1, 100_000_000, 'lines'),
+    default: 1_000_000,
+  },
+  jsonBacklog: {
+    value: 'N',
+    help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped',
+    parse: wholeNumber(1, 1_000_000, 'flushes'),
+    default: 100,
+  },
   ...remoteWriteOptionSchema,
-  outputRetryMax: { value: 'MS', help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling): Graphite, JSON, remote write', parse: wholeNumber(100, 3_600_000, 'milliseconds'), default: 10_000 },
+  outputRetryMax: {
+    value: 'MS',
+    help: 'longest wait between two delivery attempts of an output (from 100 ms, doubling): Graphite, JSON, remote write',
+    parse: wholeNumber(100, 3_600_000, 'milliseconds'),
+    default: 10_000,
+  },
   flushTimeout: {
-    value: 'MS', help: "how long a flush waits for every worker's partial", parse: wholeNumber(1, 600_000, 'milliseconds'),
-    default: undefined, defaultText: 'the smaller of 2000 and flushInterval',
+    value: 'MS',
+    help: "how long a flush waits for every worker's partial",
+    parse: wholeNumber(1, 600_000, 'milliseconds'),
+    default: undefined,
+    defaultText: 'the smaller of 2000 and flushInterval',
   },
   timerBuckets: {
-    value: 'LIST', help: "upper bounds in ms of the timers' Prometheus histogram buckets", parse: timerBuckets,
-    default: DEFAULT_TIMER_BUCKETS_MS as readonly number[], defaultText: DEFAULT_TIMER_BUCKETS_MS.join(','),
+    value: 'LIST',
+    help: "upper bounds in ms of the timers' Prometheus histogram buckets",
+    parse: timerBuckets,
+    default: DEFAULT_TIMER_BUCKETS_MS as readonly number[],
+    defaultText: DEFAULT_TIMER_BUCKETS_MS.join(','),
   },
-  maxNameLength: { value: 'N', help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped', parse: wholeNumber(1, 65_536, 'characters'), default: 512 },
-  maxKeys: { value: 'N', help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped', parse: wholeNumber(1, 10_000_000), default: 50_000 },
+  maxNameLength: {
+    value: 'N',
+    help: 'longest name (tags included) accepted, in characters; longer lines are counted and dropped',
+    parse: wholeNumber(1, 65_536, 'characters'),
+    default: 512,
+  },
+  maxKeys: {
+    value: 'N',
+    help: 'most distinct keys per flush interval, and most gauges kept; more are counted and dropped',
+    parse: wholeNumber(1, 10_000_000),
+    default: 50_000,
+  },
   timerMode: {
-    flag: 'timer-mode', value: 'MODE', help: 'histogram (bounded memory; percentiles within the schema\'s relative error) or exact (every raw value until the flush)',
-    parse: oneOf(['histogram', 'exact'] as const), default: 'histogram' as 'histogram' | 'exact',
+    flag: 'timer-mode',
+    value: 'MODE',
+    help: "histogram (bounded memory; percentiles within the schema's relative error) or exact (every raw value until the flush)",
+    parse: oneOf(['histogram', 'exact'] as const),
+    default: 'histogram' as 'histogram' | 'exact',
   },
-  timerSchema: { value: 'N', help: 'native histogram schema of the timers, -4 to 8 (5: percentiles within 1.09 %)', parse: integerIn(MIN_SCHEMA, MAX_SCHEMA), default: 5 },
-  timerMaxBuckets: { value: 'N', help: "most buckets of one timer's histogram per worker and interval; more lower its schema", parse: wholeNumber(16, 1_000_000, 'buckets'), default: 2048 },
-  mappingConfig: { flag: 'mapping-config', value: 'FILE', help: "a statsd_exporter mapping file (YAML) for the Prometheus names", parse: mappingFile, default: undefined as MappingConfig | undefined },
+  timerSchema: {
+    value: 'N',
+    help: 'native histogram schema of the timers, -4 to 8 (5: percentiles within 1.09 %)',
+    parse: integerIn(MIN_SCHEMA, MAX_SCHEMA),
+    default: 5,
+  },
+  timerMaxBuckets: {
+    value: 'N',
+    help: "most buckets of one timer's histogram per worker and interval; more lower its schema",
+    parse: wholeNumber(16, 1_000_000, 'buckets'),
+    default: 2048,
+  },
+  mappingConfig: {
+    flag: 'mapping-config',
+    value: 'FILE',
+    help: 'a statsd_exporter mapping file (YAML) for the Prometheus names',
+    parse: mappingFile,
+    default: undefined as MappingConfig | undefined,
+  },
   promLayout: {
-    value: 'L', help: "exporter (statsd_exporter's names and types) or labels (before: the name in a metric label, one family per type)",
-    parse: oneOf(['exporter', 'labels'] as const), default: 'exporter' as 'exporter' | 'labels',
+    value: 'L',
+    help: "exporter (statsd_exporter's names and types) or labels (before: the name in a metric label, one family per type)",
+    parse: oneOf(['exporter', 'labels'] as const),
+    default: 'exporter' as 'exporter' | 'labels',
   },
-  gaugeExpiry: { value: 'N', help: 'flushes without an update after which a gauge is forgotten (0: never)', parse: wholeNumber(0, 1_000_000, 'flushes'), default: 360 },
+  gaugeExpiry: {
+    value: 'N',
+    help: 'flushes without an update after which a gauge is forgotten (0: never)',
+    parse: wholeNumber(0, 1_000_000, 'flushes'),
+    default: 360,
+  },
   influxdbTags: { value: 'on|off', help: 'read InfluxDB tags in the name: name,k=v:1|c', parse: onOff, default: true },
   libratoTags: { value: 'on|off', help: 'read Librato tags in the name: name#k=v:1|c', parse: onOff, default: true },
   signalfxTags: { value: 'on|off', help: 'read SignalFX tags in the name: name[k=v]:1|c', parse: onOff, default: true },

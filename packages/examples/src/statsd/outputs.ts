@@ -64,7 +64,11 @@ export class FlushOutputs {
       const writer = new AppendWriter(o.jsonOut);
       const name = `jsonOut ${o.jsonOut}`;
       const backlog = new Backlog<string>({
-        ...retry, name, capacity: o.jsonBacklog, unitName: 'flushes', units: () => 1,
+        ...retry,
+        name,
+        capacity: o.jsonBacklog,
+        unitName: 'flushes',
+        units: () => 1,
         send: async (batch) => void writer.write(Buffer.from(batch.join(''), 'utf8')),
       });
       this.add({ id: 'json', name, unit: 'flushes', backlog, close: () => writer.close() }, (r) => backlog.push(formatJson(r)));
@@ -73,7 +77,12 @@ export class FlushOutputs {
       const g = o.graphite;
       const name = `graphite ${g.host}:${g.port}`;
       const backlog = new Backlog<string>({
-        ...retry, name, capacity: o.graphiteBacklog, unitName: 'lines', units: lineCount, maxBatchUnits: GRAPHITE_BATCH_LINES,
+        ...retry,
+        name,
+        capacity: o.graphiteBacklog,
+        unitName: 'lines',
+        units: lineCount,
+        maxBatchUnits: GRAPHITE_BATCH_LINES,
         send: (batch) => sendGraphite(g, batch.join('')),
       });
       this.add({ id: 'graphite', name, unit: 'lines', backlog, close: () => undefined }, (r) => {
@@ -83,7 +92,16 @@ export class FlushOutputs {
     }
     if (o.remoteWrite) {
       const rw = new RemoteWriteOutput({ target: o.remoteWrite, capacity: o.remoteWriteBacklog, retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt });
-      this.add({ id: 'remote_write', name: rw.name, unit: 'samples', backlog: { counts: () => rw.backlog.counts(), close: (ms) => rw.close(ms) }, close: () => undefined }, () => rw.push(families()));
+      this.add(
+        {
+          id: 'remote_write',
+          name: rw.name,
+          unit: 'samples',
+          backlog: { counts: () => rw.backlog.counts(), close: (ms) => rw.close(ms) },
+          close: () => undefined,
+        },
+        () => rw.push(families()),
+      );
     }
   }
 
@@ -99,7 +117,12 @@ export class FlushOutputs {
   /** `shardgram_statsd_output_*{output}` families, into the app's /metrics. */
   write(w: PromWriter): void {
     if (!this.outputs.length) return;
-    writeBacklogMetrics(w, 'shardgram_statsd_output', 'graphite: lines, json: flushes, remote_write: samples', this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })));
+    writeBacklogMetrics(
+      w,
+      'shardgram_statsd_output',
+      'graphite: lines, json: flushes, remote_write: samples',
+      this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })),
+    );
   }
 
   /** After the last flush: delivers what is queued (bounded), counts the rest, closes the file; one line per output. */

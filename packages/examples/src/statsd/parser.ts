@@ -96,7 +96,10 @@ const CLEAN_NAME = /^[A-Za-z0-9_.-]+$/;
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 function sanitize(s: string): string {
-  return s.replace(/\s+/g, '_').replace(/\//g, '-').replace(/[^a-zA-Z_\-0-9.;=]/g, '');
+  return s
+    .replace(/\s+/g, '_')
+    .replace(/\//g, '-')
+    .replace(/[^a-zA-Z_\-0-9.;=]/g, '');
 }
 
 /** A decimal number (no hex, no Infinity, no spaces), or NaN. */
@@ -273,7 +276,13 @@ export function parseLine(raw: string, opts?: number | ParseOptions): ParsedLine
     extras(g, packed, timestamp, ignored);
     return g;
   }
-  const r: { ok: true; type: 'c' | 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number } & LineExtras = { ok: true, type, key, value: values[0]!, sampleRate };
+  const r: { ok: true; type: 'c' | 'ms' | 'h' | 'd'; key: string; value: number; sampleRate: number } & LineExtras = {
+    ok: true,
+    type,
+    key,
+    value: values[0]!,
+    sampleRate,
+  };
   extras(r, packed, timestamp, ignored);
   return r as ParsedLine;
 }

@@ -74,8 +74,13 @@ export interface ExporterRegistryOptions {
   now(): number;
 }
 
-const labelKey = (labels: Map<string, string>): string => [...labels].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `${k}\u0000${v}`).join('\u0001');
-const sortedRecord = (labels: Map<string, string>): Record<string, string> => Object.fromEntries([...labels].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
+const labelKey = (labels: Map<string, string>): string =>
+  [...labels]
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([k, v]) => `${k}\u0000${v}`)
+    .join('\u0001');
+const sortedRecord = (labels: Map<string, string>): Record<string, string> =>
+  Object.fromEntries([...labels].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
 
 export class ExporterRegistry {
   private readonly families = new Map<string, Family>();
@@ -117,18 +122,28 @@ export class ExporterRegistry {
   /** A timer's interval (its histogram already in Prometheus units, scale included). */
   timer(key: string, t: TimerFlush): void {
     const mapped = this.o.mapper.map(key, 'observer');
-    const observer = mapped.drop ? 'summary' : (mapped.mapping ?? this.config?.defaults)?.observerType ?? 'summary';
+    const observer = mapped.drop ? 'summary' : ((mapped.mapping ?? this.config?.defaults)?.observerType ?? 'summary');
     const h = t.hist;
     if (observer === 'histogram') {
-      const s = this.series(key, 'histogram', (ttlMs, m) => {
-        const o = (m ?? this.config?.defaults)?.histogram;
-        const factor = o?.nativeBucketFactor ?? 1.1;
-        const bounds = o?.buckets ?? [];
-        return {
-          ttlMs, bounds, counts: new Float64Array(bounds.length + 1), count: 0, sum: 0,
-          native: factor > 1 ? new NativeHistogram(schemaForFactor(factor), h.zeroThreshold) : undefined, maxBuckets: o?.nativeMaxBuckets ?? 256,
-        };
-      }, mapped);
+      const s = this.series(
+        key,
+        'histogram',
+        (ttlMs, m) => {
+          const o = (m ?? this.config?.defaults)?.histogram;
+          const factor = o?.nativeBucketFactor ?? 1.1;
+          const bounds = o?.buckets ?? [];
+          return {
+            ttlMs,
+            bounds,
+            counts: new Float64Array(bounds.length + 1),
+            count: 0,
+            sum: 0,
+            native: factor > 1 ? new NativeHistogram(schemaForFactor(factor), h.zeroThreshold) : undefined,
+            maxBuckets: o?.nativeMaxBuckets ?? 256,
+          };
+        },
+        mapped,
+      );
       if (!s) return;
       const x = s.series;
       const c = classicCounts(h, x.bounds);
@@ -139,15 +154,32 @@ export class ExporterRegistry {
       return;
     }
     const now = this.o.now();
-    const s = this.series(key, 'summary', (ttlMs, m) => {
-      const o = (m ?? this.config?.defaults)?.summary;
-      const maxAge = o?.maxAgeMs || 600_000;
-      const n = o?.ageBuckets || 5;
-      return {
-        ttlMs, quantiles: o?.quantiles ?? ([[0.5, 0.05], [0.9, 0.01], [0.99, 0.001]] as [number, number][]), count: 0, sum: 0,
-        window: Array.from({ length: n }, () => new NativeHistogram(this.o.schema, h.zeroThreshold)), head: 0, headExpires: now + maxAge, streamMs: maxAge / n,
-      };
-    }, mapped);
+    const s = this.series(
+      key,
+      'summary',
+      (ttlMs, m) => {
+        const o = (m ?? this.config?.defaults)?.summary;
+        const maxAge = o?.maxAgeMs || 600_000;
+        const n = o?.ageBuckets || 5;
+        return {
+          ttlMs,
+          quantiles:
+            o?.quantiles ??
+            ([
+              [0.5, 0.05],
+              [0.9, 0.01],
+              [0.99, 0.001],
+            ] as [number, number][]),
+          count: 0,
+          sum: 0,
+          window: Array.from({ length: n }, () => new NativeHistogram(this.o.schema, h.zeroThreshold)),
+          head: 0,
+          headExpires: now + maxAge,
+          streamMs: maxAge / n,
+        };
+      },
+      mapped,
+    );
     if (!s) return;
     const x = s.series;
     rotate(x, now, this.o.schema);
@@ -278,8 +310,13 @@ function histogramOf(s: HistogramSeries): PromHistogram {
     const pos = toSpans(n.positive());
     const neg = toSpans(n.negative());
     h.native = {
-      schema: n.schema, zeroThreshold: n.zeroThreshold, zeroCount: n.zeroCount,
-      positiveSpans: pos.spans, positiveDeltas: pos.deltas, negativeSpans: neg.spans, negativeDeltas: neg.deltas,
+      schema: n.schema,
+      zeroThreshold: n.zeroThreshold,
+      zeroCount: n.zeroCount,
+      positiveSpans: pos.spans,
+      positiveDeltas: pos.deltas,
+      negativeSpans: neg.spans,
+      negativeDeltas: neg.deltas,
     };
   }
   return h;

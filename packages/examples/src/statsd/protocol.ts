@@ -45,8 +45,14 @@ const isArray = Array.isArray;
 
 function isPartial(p: unknown): p is Partial {
   return (
-    isObject(p) && isArray(p.counters) && isArray(p.gauges) && isArray(p.timers) && isArray(p.sets) &&
-    isArray(p.events) && isArray(p.serviceChecks) && hasTallies(p)
+    isObject(p) &&
+    isArray(p.counters) &&
+    isArray(p.gauges) &&
+    isArray(p.timers) &&
+    isArray(p.sets) &&
+    isArray(p.events) &&
+    isArray(p.serviceChecks) &&
+    hasTallies(p)
   );
 }
 

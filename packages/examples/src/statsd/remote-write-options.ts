@@ -38,7 +38,10 @@ function httpUrl(text: string): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OptionValueError('an http:// or https:// URL, e.g. http://127.0.0.1:9090/api/v1/write');
   if (url.username || url.password) {
-    throw new OptionValueError('a URL without credentials (give them with remoteWriteUsername and remoteWritePasswordFile)', '(a URL with credentials, not shown)');
+    throw new OptionValueError(
+      'a URL without credentials (give them with remoteWriteUsername and remoteWritePasswordFile)',
+      '(a URL with credentials, not shown)',
+    );
   }
   return url;
 }
@@ -54,7 +57,9 @@ export function labelList(text: string): Record<string, string> {
     const eq = s.indexOf('=');
     const k = eq > 0 ? s.slice(0, eq).trim() : '';
     if (!LABEL_NAME.test(k) || k.startsWith('__')) {
-      throw new OptionValueError('a comma-separated list of name=value, each name a Prometheus label name not starting with "__", e.g. job=statsd,instance=host1');
+      throw new OptionValueError(
+        'a comma-separated list of name=value, each name a Prometheus label name not starting with "__", e.g. job=statsd,instance=host1',
+      );
     }
     out[k] = s.slice(eq + 1).trim();
   }
@@ -78,7 +83,8 @@ function readableFile(what: string): (text: string) => string {
 /** A PEM file with at least one certificate. */
 function pemFile(text: string): string {
   const path = readableFile('CA')(text);
-  if (!readFileSync(path, 'utf8').includes('-----BEGIN CERTIFICATE-----')) throw new OptionValueError('a PEM file of CA certificates', `${JSON.stringify(text)} (no certificate in it)`);
+  if (!readFileSync(path, 'utf8').includes('-----BEGIN CERTIFICATE-----'))
+    throw new OptionValueError('a PEM file of CA certificates', `${JSON.stringify(text)} (no certificate in it)`);
   return path;
 }
 
@@ -93,17 +99,70 @@ function wholeIn(min: number, max: number, unit: string): (v: string) => number 
 const text = (t: string): string => t;
 
 export const remoteWriteOptionSchema = defineAppOptions({
-  remoteWrite: { flag: 'remote-write', value: 'URL', help: 'push every flush to a Prometheus remote write receiver (Prometheus, Mimir, Thanos, Cortex, VictoriaMetrics)', parse: httpUrl, default: undefined as URL | undefined },
-  remoteWriteBacklog: { value: 'N', help: 'samples kept while the remote write receiver is slow or down; past it the oldest are counted and dropped', parse: wholeIn(1, 100_000_000, 'samples'), default: 1_000_000 },
-  remoteWriteLabels: { flag: 'remote-write-labels', value: 'LIST', help: 'external labels of remote write, e.g. job=statsd,instance=host1', parse: labelList, default: {} as Record<string, string>, defaultText: 'none' },
-  remoteWriteUsername: { value: 'U', help: 'remote write basic auth user (with remoteWritePassword or remoteWritePasswordFile)', parse: text, default: undefined as string | undefined },
-  remoteWritePassword: { value: 'P', help: 'remote write basic auth password (remoteWritePasswordFile keeps it off the command line)', parse: text, default: undefined as string | undefined },
-  remoteWritePasswordFile: { value: 'FILE', help: 'file holding the remote write basic auth password (read at each request)', parse: readableFile('password'), default: undefined as string | undefined },
-  remoteWriteBearerToken: { value: 'T', help: 'remote write bearer token (remoteWriteBearerTokenFile keeps it off the command line)', parse: text, default: undefined as string | undefined },
-  remoteWriteBearerTokenFile: { value: 'FILE', help: 'file holding the remote write bearer token (read at each request)', parse: readableFile('bearer token'), default: undefined as string | undefined },
-  remoteWriteCaFile: { value: 'FILE', help: 'PEM CAs trusted for an https remote write URL, besides Node\'s and the system\'s', parse: pemFile, default: undefined as string | undefined },
+  remoteWrite: {
+    flag: 'remote-write',
+    value: 'URL',
+    help: 'push every flush to a Prometheus remote write receiver (Prometheus, Mimir, Thanos, Cortex, VictoriaMetrics)',
+    parse: httpUrl,
+    default: undefined as URL | undefined,
+  },
+  remoteWriteBacklog: {
+    value: 'N',
+    help: 'samples kept while the remote write receiver is slow or down; past it the oldest are counted and dropped',
+    parse: wholeIn(1, 100_000_000, 'samples'),
+    default: 1_000_000,
+  },
+  remoteWriteLabels: {
+    flag: 'remote-write-labels',
+    value: 'LIST',
+    help: 'external labels of remote write, e.g. job=statsd,instance=host1',
+    parse: labelList,
+    default: {} as Record<string, string>,
+    defaultText: 'none',
+  },
+  remoteWriteUsername: {
+    value: 'U',
+    help: 'remote write basic auth user (with remoteWritePassword or remoteWritePasswordFile)',
+    parse: text,
+    default: undefined as string | undefined,
+  },
+  remoteWritePassword: {
+    value: 'P',
+    help: 'remote write basic auth password (remoteWritePasswordFile keeps it off the command line)',
+    parse: text,
+    default: undefined as string | undefined,
+  },
+  remoteWritePasswordFile: {
+    value: 'FILE',
+    help: 'file holding the remote write basic auth password (read at each request)',
+    parse: readableFile('password'),
+    default: undefined as string | undefined,
+  },
+  remoteWriteBearerToken: {
+    value: 'T',
+    help: 'remote write bearer token (remoteWriteBearerTokenFile keeps it off the command line)',
+    parse: text,
+    default: undefined as string | undefined,
+  },
+  remoteWriteBearerTokenFile: {
+    value: 'FILE',
+    help: 'file holding the remote write bearer token (read at each request)',
+    parse: readableFile('bearer token'),
+    default: undefined as string | undefined,
+  },
+  remoteWriteCaFile: {
+    value: 'FILE',
+    help: "PEM CAs trusted for an https remote write URL, besides Node's and the system's",
+    parse: pemFile,
+    default: undefined as string | undefined,
+  },
   remoteWriteTimeout: { value: 'MS', help: 'longest wait for one remote write request', parse: wholeIn(100, 600_000, 'milliseconds'), default: 30_000 },
-  remoteWriteNativeHistograms: { value: 'on|off', help: "send timers' native histograms by remote write (off for a receiver without native histograms)", parse: onOff, default: true },
+  remoteWriteNativeHistograms: {
+    value: 'on|off',
+    help: "send timers' native histograms by remote write (off for a receiver without native histograms)",
+    parse: onOff,
+    default: true,
+  },
 });
 
 type Parsed = AppOptionValues<typeof remoteWriteOptionSchema>;
@@ -121,19 +180,34 @@ export function remoteWriteTarget(o: Parsed): RemoteWriteTarget | undefined {
     if (stray) refuse(stray, `${stray} is a remote write option: give remoteWrite (--remote-write URL) too`);
     return undefined;
   }
-  if (basic && bearer) refuse('remoteWriteBearerToken', 'remote write takes basic auth (remoteWriteUsername…) or a bearer token (remoteWriteBearerToken…), not both');
-  if (o.remoteWritePassword !== undefined && o.remoteWritePasswordFile !== undefined) refuse('remoteWritePassword', 'give remoteWritePassword or remoteWritePasswordFile, not both');
-  if (o.remoteWriteBearerToken !== undefined && o.remoteWriteBearerTokenFile !== undefined) refuse('remoteWriteBearerToken', 'give remoteWriteBearerToken or remoteWriteBearerTokenFile, not both');
+  if (basic && bearer)
+    refuse('remoteWriteBearerToken', 'remote write takes basic auth (remoteWriteUsername…) or a bearer token (remoteWriteBearerToken…), not both');
+  if (o.remoteWritePassword !== undefined && o.remoteWritePasswordFile !== undefined)
+    refuse('remoteWritePassword', 'give remoteWritePassword or remoteWritePasswordFile, not both');
+  if (o.remoteWriteBearerToken !== undefined && o.remoteWriteBearerTokenFile !== undefined)
+    refuse('remoteWriteBearerToken', 'give remoteWriteBearerToken or remoteWriteBearerTokenFile, not both');
   if (basic && o.remoteWriteUsername === undefined) refuse('remoteWriteUsername', 'remote write basic auth needs remoteWriteUsername');
-  if (o.remoteWriteCaFile !== undefined && o.remoteWrite.protocol !== 'https:') refuse('remoteWriteCaFile', 'remoteWriteCaFile is for an https:// remote write URL');
+  if (o.remoteWriteCaFile !== undefined && o.remoteWrite.protocol !== 'https:')
+    refuse('remoteWriteCaFile', 'remoteWriteCaFile is for an https:// remote write URL');
   let auth: RemoteWriteAuth | undefined;
   if (basic) {
-    auth = { kind: 'basic', username: o.remoteWriteUsername!, ...(o.remoteWritePasswordFile !== undefined ? { passwordFile: o.remoteWritePasswordFile } : { password: o.remoteWritePassword ?? '' }) };
+    auth = {
+      kind: 'basic',
+      username: o.remoteWriteUsername!,
+      ...(o.remoteWritePasswordFile !== undefined ? { passwordFile: o.remoteWritePasswordFile } : { password: o.remoteWritePassword ?? '' }),
+    };
   } else if (bearer) {
-    auth = { kind: 'bearer', ...(o.remoteWriteBearerTokenFile !== undefined ? { tokenFile: o.remoteWriteBearerTokenFile } : { token: o.remoteWriteBearerToken! }) };
+    auth = {
+      kind: 'bearer',
+      ...(o.remoteWriteBearerTokenFile !== undefined ? { tokenFile: o.remoteWriteBearerTokenFile } : { token: o.remoteWriteBearerToken! }),
+    };
   }
   return {
-    url: o.remoteWrite, externalLabels: o.remoteWriteLabels, auth, timeoutMs: o.remoteWriteTimeout,
-    caFile: o.remoteWriteCaFile, nativeHistograms: o.remoteWriteNativeHistograms,
+    url: o.remoteWrite,
+    externalLabels: o.remoteWriteLabels,
+    auth,
+    timeoutMs: o.remoteWriteTimeout,
+    caFile: o.remoteWriteCaFile,
+    nativeHistograms: o.remoteWriteNativeHistograms,
   };
 }

@@ -23,7 +23,7 @@ export interface TagStyles {
 export const ALL_TAG_STYLES: TagStyles = { influxdbTags: true, libratoTags: true, signalfxTags: true };
 
 export type NameTags =
-  | { ok: true; name: string; /** `k=v,k2=v2`, or undefined when the name had none. */ tags: string | undefined }
+  | { ok: true; name: string /** `k=v,k2=v2`, or undefined when the name had none. */; tags: string | undefined }
   | { ok: false; reason: string };
 
 const MIXED = 'the name mixes two tag styles';

@@ -26,7 +26,18 @@ export interface SyslogCounters {
   torn: number;
 }
 
-export const COUNTER_NAMES = ['messages', 'rfc5424', 'rfc3164', 'unknown', 'malformed', 'notUtf8', 'written', 'writtenBytes', 'writeErrors', 'torn'] as const satisfies readonly (keyof SyslogCounters)[];
+export const COUNTER_NAMES = [
+  'messages',
+  'rfc5424',
+  'rfc3164',
+  'unknown',
+  'malformed',
+  'notUtf8',
+  'written',
+  'writtenBytes',
+  'writeErrors',
+  'torn',
+] as const satisfies readonly (keyof SyslogCounters)[];
 
 export function newSyslogCounters(): SyslogCounters {
   return { messages: 0, rfc5424: 0, rfc3164: 0, unknown: 0, malformed: 0, notUtf8: 0, written: 0, writtenBytes: 0, writeErrors: 0, torn: 0 };
@@ -75,20 +86,36 @@ export class SyslogTotals {
       for (const [worker, c] of rows) w.sample(name, { worker }, value(c));
     };
     w.family('shardgram_syslog_messages_total', 'counter', 'Syslog datagrams received, by worker and format.');
-    for (const [worker, c] of rows) for (const format of ['rfc5424', 'rfc3164', 'unknown'] as const) w.sample('shardgram_syslog_messages_total', { worker, format }, c[format]);
+    for (const [worker, c] of rows)
+      for (const format of ['rfc5424', 'rfc3164', 'unknown'] as const) w.sample('shardgram_syslog_messages_total', { worker, format }, c[format]);
     perWorker('shardgram_syslog_malformed_total', 'Datagrams stored as malformed: text, bytes in base64 and the parse error.', (c) => c.malformed);
     perWorker('shardgram_syslog_not_utf8_total', 'Datagrams whose bytes are not valid UTF-8 (stored with their bytes in base64).', (c) => c.notUtf8);
     perWorker('shardgram_syslog_written_total', 'Records written.', (c) => c.written);
     perWorker('shardgram_syslog_written_bytes_total', 'Bytes of records written.', (c) => c.writtenBytes);
-    perWorker('shardgram_syslog_write_errors_total', 'Records not written: an I/O error, a full disk (partial record rolled back), a removed output that cannot be created again.', (c) => c.writeErrors);
-    perWorker('shardgram_syslog_torn_records_total', 'Records cut by a short write whose fragment could not be rolled back (a broken line in the file).', (c) => c.torn);
+    perWorker(
+      'shardgram_syslog_write_errors_total',
+      'Records not written: an I/O error, a full disk (partial record rolled back), a removed output that cannot be created again.',
+      (c) => c.writeErrors,
+    );
+    perWorker(
+      'shardgram_syslog_torn_records_total',
+      'Records cut by a short write whose fragment could not be rolled back (a broken line in the file).',
+      (c) => c.torn,
+    );
     if (file) {
-      w.family('shardgram_syslog_rotations_total', 'counter', 'Size-based rotations of the output file.').sample('shardgram_syslog_rotations_total', {}, file.rotations);
+      w.family('shardgram_syslog_rotations_total', 'counter', 'Size-based rotations of the output file.').sample(
+        'shardgram_syslog_rotations_total',
+        {},
+        file.rotations,
+      );
       w.family('shardgram_syslog_file_bytes', 'gauge', 'Size of the current output file.').sample('shardgram_syslog_file_bytes', {}, file.bytes);
     }
     if (stdoutUnwritten !== undefined) {
-      w.family('shardgram_syslog_stdout_unwritten_total', 'counter', 'Records not written because standard output was closed (EPIPE).')
-        .sample('shardgram_syslog_stdout_unwritten_total', {}, stdoutUnwritten);
+      w.family('shardgram_syslog_stdout_unwritten_total', 'counter', 'Records not written because standard output was closed (EPIPE).').sample(
+        'shardgram_syslog_stdout_unwritten_total',
+        {},
+        stdoutUnwritten,
+      );
     }
     return w.text();
   }

@@ -22,9 +22,12 @@ export function syslogOptionSchema(cwd?: string) {
   const file = outputFile(cwd);
   return defineAppOptions({
     out: {
-      flag: 'out', value: 'FILE', help: 'append JSON records to FILE ("-": standard output)',
+      flag: 'out',
+      value: 'FILE',
+      help: 'append JSON records to FILE ("-": standard output)',
       parse: (t: string): string | null => (t.trim() === '' || t.trim() === '-' ? null : file(t)),
-      default: null, defaultText: 'standard output',
+      default: null,
+      defaultText: 'standard output',
     },
     maxBytes: { flag: 'max-bytes', value: 'SIZE', help: 'rotate FILE when it reaches SIZE, e.g. 100m', parse: byteSize(), default: 0, defaultText: 'never' },
     keep: { flag: 'keep', value: 'N', help: 'rotated files kept', parse: wholeNumber(1, 1000), default: DEFAULT_KEEP },
@@ -37,7 +40,11 @@ export const syslogOptions = syslogOptionSchema();
 export function parseSyslogOptions(options: Readonly<Record<string, string>>, cwd?: string): SyslogOptions {
   const o = parseAppOptions('syslog', cwd === undefined ? syslogOptions : syslogOptionSchema(cwd), options);
   if (o.out === null && o.maxBytes > 0) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `maxBytes must be used with out=FILE (standard output is not rotated); got ${JSON.stringify(options.maxBytes)}`, { option: 'maxBytes' });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `maxBytes must be used with out=FILE (standard output is not rotated); got ${JSON.stringify(options.maxBytes)}`,
+      { option: 'maxBytes' },
+    );
   }
   return { out: o.out, maxBytes: o.maxBytes, keep: o.keep };
 }

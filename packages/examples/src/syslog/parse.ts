@@ -50,8 +50,17 @@ function trimEnd(text: string): string {
 
 type Header = Omit<ParsedSyslog, 'message' | 'error' | 'utf8'>;
 const NO_HEADER: Header = {
-  format: 'unknown', pri: null, facility: null, severity: null, version: null, timestamp: null, hostname: null,
-  appName: null, procId: null, msgId: null, structuredData: null,
+  format: 'unknown',
+  pri: null,
+  facility: null,
+  severity: null,
+  version: null,
+  timestamp: null,
+  hostname: null,
+  appName: null,
+  procId: null,
+  msgId: null,
+  structuredData: null,
 };
 
 function malformed(text: string, utf8: boolean, error: string, header: Header = NO_HEADER): ParsedSyslog {
@@ -70,8 +79,20 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
     const def = splitPri(DEFAULT_PRIVAL);
     const f = parseRfc3164(text, 0, now);
     return {
-      format: 'rfc3164', pri: null, facility: def.facility, severity: def.severity, version: null, timestamp: f.timestamp, hostname: f.hostname,
-      appName: f.appName, procId: f.procId, msgId: null, structuredData: f.structuredData, message: f.message, error: null, utf8,
+      format: 'rfc3164',
+      pri: null,
+      facility: def.facility,
+      severity: def.severity,
+      version: null,
+      timestamp: f.timestamp,
+      hostname: f.hostname,
+      appName: f.appName,
+      procId: f.procId,
+      msgId: null,
+      structuredData: f.structuredData,
+      message: f.message,
+      error: null,
+      utf8,
     };
   }
   const pri = parsePri(text);
@@ -84,19 +105,52 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
     if (!r.ok) {
       const f = r.fields;
       return malformed(text, utf8, r.error, {
-        format: 'rfc5424', pri: value, facility, severity, version: f.version ?? null, timestamp: f.timestamp ?? null, hostname: f.hostname ?? null,
-        appName: f.appName ?? null, procId: f.procId ?? null, msgId: f.msgId ?? null, structuredData: f.structuredData ?? null,
+        format: 'rfc5424',
+        pri: value,
+        facility,
+        severity,
+        version: f.version ?? null,
+        timestamp: f.timestamp ?? null,
+        hostname: f.hostname ?? null,
+        appName: f.appName ?? null,
+        procId: f.procId ?? null,
+        msgId: f.msgId ?? null,
+        structuredData: f.structuredData ?? null,
       });
     }
     const f = r.fields;
     return {
-      format: 'rfc5424', pri: value, facility, severity, version: f.version, timestamp: f.timestamp, hostname: f.hostname, appName: f.appName,
-      procId: f.procId, msgId: f.msgId, structuredData: f.structuredData, message: f.message, error: null, utf8,
+      format: 'rfc5424',
+      pri: value,
+      facility,
+      severity,
+      version: f.version,
+      timestamp: f.timestamp,
+      hostname: f.hostname,
+      appName: f.appName,
+      procId: f.procId,
+      msgId: f.msgId,
+      structuredData: f.structuredData,
+      message: f.message,
+      error: null,
+      utf8,
     };
   }
   const f = parseRfc3164(text, pri.end, now);
   return {
-    format: 'rfc3164', pri: value, facility, severity, version: null, timestamp: f.timestamp, hostname: f.hostname, appName: f.appName,
-    procId: f.procId, msgId: null, structuredData: f.structuredData, message: f.message, error: null, utf8,
+    format: 'rfc3164',
+    pri: value,
+    facility,
+    severity,
+    version: null,
+    timestamp: f.timestamp,
+    hostname: f.hostname,
+    appName: f.appName,
+    procId: f.procId,
+    msgId: null,
+    structuredData: f.structuredData,
+    message: f.message,
+    error: null,
+    utf8,
   };
 }

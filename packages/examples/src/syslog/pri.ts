@@ -8,9 +8,30 @@
  * are "NTP subsystem", "log audit", "log alert" and "clock daemon" in RFC 5424 Table 1).
  */
 export const FACILITY_NAMES = [
-  'kern', 'user', 'mail', 'daemon', 'auth', 'syslog', 'lpr', 'news',
-  'uucp', 'cron', 'authpriv', 'ftp', 'ntp', 'audit', 'alert', 'clock',
-  'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7',
+  'kern',
+  'user',
+  'mail',
+  'daemon',
+  'auth',
+  'syslog',
+  'lpr',
+  'news',
+  'uucp',
+  'cron',
+  'authpriv',
+  'ftp',
+  'ntp',
+  'audit',
+  'alert',
+  'clock',
+  'local0',
+  'local1',
+  'local2',
+  'local3',
+  'local4',
+  'local5',
+  'local6',
+  'local7',
 ] as const;
 
 /** Severity names by code, as syslog(3) and logger(1) spell them (RFC 5424 Table 2). */
@@ -38,9 +59,7 @@ export function splitPri(value: number): Pri {
   return { value, facility: FACILITY_NAMES[value >> 3]!, severity: SEVERITY_NAMES[value & 7]! };
 }
 
-export type PriResult =
-  | { ok: true; pri: Pri; /** Index just past `>`. */ end: number }
-  | { ok: false; error: string };
+export type PriResult = { ok: true; pri: Pri /** Index just past `>`. */; end: number } | { ok: false; error: string };
 
 /**
  * Reads `<PRIVAL>` at the start of `text` (which must begin with `<`). PRIVAL is one to

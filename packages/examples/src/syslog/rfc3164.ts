@@ -34,13 +34,27 @@ export interface Rfc3164Fields {
 }
 
 const MONTHS: Record<string, number> = {
-  jan: 1, feb: 2, mar: 3, apr: 4, may: 5, jun: 6, jul: 7, aug: 8, sep: 9, oct: 10, nov: 11, dec: 12,
+  jan: 1,
+  feb: 2,
+  mar: 3,
+  apr: 4,
+  may: 5,
+  jun: 6,
+  jul: 7,
+  aug: 8,
+  sep: 9,
+  oct: 10,
+  nov: 11,
+  dec: 12,
 };
 
 // Both sticky: they match at `lastIndex` only. The lookahead makes sure the timestamp is a whole word.
 /** Zone names Cisco-style senders put after the time (`18:48:50.483 UTC:`); a list, so an upper-case tag (`CRON:`) stays a tag. */
 const ZONES = 'UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|MSK|JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT';
-const BSD_TS = new RegExp(`[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{0,9})?(?: (\\d{4})(?=[ :]|$))?(?:(?: (?:${ZONES}))?:)?(?= |$)`, 'y');
+const BSD_TS = new RegExp(
+  `[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{0,9})?(?: (\\d{4})(?=[ :]|$))?(?:(?: (?:${ZONES}))?:)?(?= |$)`,
+  'y',
+);
 const ISO_TS = /(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?(?= |$)/y;
 /** Cisco IOS: message counter (maybe empty), sequence number, hostname, each followed by ":" and spaces. */
 const CISCO_PREFIX = /(\d{0,10}): +(?:(\d{1,10}): +)?(?:([A-Za-z0-9._-]{1,255}): +)?/y;

@@ -30,7 +30,7 @@ export interface Rfc5424Fields {
 
 export type Rfc5424Result =
   | { ok: true; fields: Rfc5424Fields }
-  | { ok: false; error: string; /** What was read before the error. */ fields: Partial<Rfc5424Fields> };
+  | { ok: false; error: string /** What was read before the error. */; fields: Partial<Rfc5424Fields> };
 
 const SP = 0x20;
 
@@ -108,7 +108,10 @@ class Scanner {
   i: number;
   readonly n: number;
 
-  constructor(readonly text: string, start: number) {
+  constructor(
+    readonly text: string,
+    start: number,
+  ) {
     this.i = start;
     this.n = text.length;
   }
@@ -206,7 +209,8 @@ class Scanner {
         const value = this.paramValue();
         const prev = Object.hasOwn(params, name) ? params[name] : undefined;
         if (prev === undefined) setOwn(params, name, value);
-        else if (Array.isArray(prev)) prev.push(value); // in place: repeats stay linear
+        else if (Array.isArray(prev))
+          prev.push(value); // in place: repeats stay linear
         else setOwn(params, name, [prev, value]);
       }
       if (text.charCodeAt(this.i) !== 0x5d) this.fail(this.i >= this.n ? `SD-ELEMENT "${id}" is not closed` : `"]" or SP expected in SD-ELEMENT "${id}"`);

@@ -44,7 +44,6 @@ interface WriterState {
   seen: number;
 }
 
-
 function fsyncPath(path: string, directory: boolean): void {
   const fd = openSync(path, directory ? constants.O_RDONLY | constants.O_DIRECTORY : constants.O_RDONLY);
   try {
@@ -137,7 +136,9 @@ export class RotationCoordinator {
         // The previous rotation is not finished: renaming again could drop a file a worker still writes to.
         if (!this.heldSince) this.heldSince = this.now();
         else if (this.now() - this.heldSince > 5000) {
-          this.o.log(`rotation of ${this.o.path} held back for ${((this.now() - this.heldSince) / 1000).toFixed(0)} s: worker pid ${lagging.join(', ')} has not reopened`);
+          this.o.log(
+            `rotation of ${this.o.path} held back for ${((this.now() - this.heldSince) / 1000).toFixed(0)} s: worker pid ${lagging.join(', ')} has not reopened`,
+          );
           this.heldSince = this.now();
         }
         this.askReopen();

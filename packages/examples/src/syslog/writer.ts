@@ -116,7 +116,12 @@ export class AppendWriter {
       ftruncateSync(this.fd, end - n);
       throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); the partial record was removed from the file`, 'ENOSPC');
     }
-    throw new WriteFailure(`short write: ${n} of ${data.length} bytes (disk full?); another write followed it, so the partial record stays in the file as a broken line`, 'ENOSPC', true, n);
+    throw new WriteFailure(
+      `short write: ${n} of ${data.length} bytes (disk full?); another write followed it, so the partial record stays in the file as a broken line`,
+      'ENOSPC',
+      true,
+      n,
+    );
   }
 
   /** After a removal: opens the path again (at most every 100 ms), or throws why it cannot. */

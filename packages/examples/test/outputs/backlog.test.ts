@@ -19,7 +19,13 @@ function harness(capacity: number, opts: { maxBatchUnits?: number; hold?: () => 
   let fail = false;
   let attempts = 0;
   const backlog = new Backlog<string[]>({
-    name: 'test output', capacity, units: (i) => i.length, unitName: 'lines', retryMinMs: 5, retryMaxMs: 40, log: (l) => logs.push(l),
+    name: 'test output',
+    capacity,
+    units: (i) => i.length,
+    unitName: 'lines',
+    retryMinMs: 5,
+    retryMaxMs: 40,
+    log: (l) => logs.push(l),
     ...(opts.maxBatchUnits === undefined ? {} : { maxBatchUnits: opts.maxBatchUnits }),
     send: async (batch) => {
       attempts++;
@@ -40,8 +46,15 @@ describe('Backlog', () => {
     const sent: string[][] = [];
     let failed = 0;
     const backlog = new Backlog<string>({
-      name: 'test output', capacity: 100, units: () => 2, unitName: 'samples', retryMinMs: 5, retryMaxMs: 40, maxBatchUnits: 2,
-      log: (l) => logs.push(l), onFailedAttempt: () => void failed++,
+      name: 'test output',
+      capacity: 100,
+      units: () => 2,
+      unitName: 'samples',
+      retryMinMs: 5,
+      retryMaxMs: 40,
+      maxBatchUnits: 2,
+      log: (l) => logs.push(l),
+      onFailedAttempt: () => void failed++,
       send: async (batch) => {
         sent.push([...batch]);
         if (batch[0]!.startsWith('bad')) throw new Undeliverable(`HTTP 400: out of order sample (${batch[0]})`);

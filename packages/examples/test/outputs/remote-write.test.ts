@@ -52,7 +52,10 @@ function target(url: string, more: Partial<RemoteWriteTarget> = {}): RemoteWrite
   return { url: new URL(url), externalLabels: {}, auth: undefined, timeoutMs: 2000, caFile: undefined, nativeHistograms: true, ...more };
 }
 
-function output(t: RemoteWriteTarget, more: { capacity?: number; maxSamplesPerSend?: number; now?: () => number } = {}): { out: RemoteWriteOutput; logs: string[] } {
+function output(
+  t: RemoteWriteTarget,
+  more: { capacity?: number; maxSamplesPerSend?: number; now?: () => number } = {},
+): { out: RemoteWriteOutput; logs: string[] } {
   const logs: string[] = [];
   const out = new RemoteWriteOutput({ target: t, capacity: more.capacity ?? 100_000, retryMinMs: 5, retryMaxMs: 20, log: (l) => logs.push(l), ...more });
   cleanups.push(() => out.close(100));
@@ -62,10 +65,24 @@ function output(t: RemoteWriteTarget, more: { capacity?: number; maxSamplesPerSe
 function families(): PromFamily[] {
   const w = new PromWriter();
   w.family('app_hits', 'counter', 'h').sample('app_hits', { Zone: 'a', env: 'prod', empty: '' }, 42);
-  w.family('app_latency', 'histogram', 'h').histogram('app_latency', {}, {
-    count: 3, sum: 0.6, buckets: [[0.25, 2]],
-    native: { schema: 3, zeroThreshold: 2 ** -128, zeroCount: 0, positiveSpans: [{ offset: -9, length: 2 }], positiveDeltas: [2, -1], negativeSpans: [], negativeDeltas: [] },
-  });
+  w.family('app_latency', 'histogram', 'h').histogram(
+    'app_latency',
+    {},
+    {
+      count: 3,
+      sum: 0.6,
+      buckets: [[0.25, 2]],
+      native: {
+        schema: 3,
+        zeroThreshold: 2 ** -128,
+        zeroCount: 0,
+        positiveSpans: [{ offset: -9, length: 2 }],
+        positiveDeltas: [2, -1],
+        negativeSpans: [],
+        negativeDeltas: [],
+      },
+    },
+  );
   return w.families();
 }
 
@@ -82,10 +99,32 @@ describe('remote write output', () => {
     expect([h['content-encoding'], h['content-type'], h['x-prometheus-remote-write-version']]).toEqual(['snappy', 'application/x-protobuf', '0.1.0']);
     const series = r.got[0]!.series;
     // The series' own env wins over the external one; an empty label is left out; byte order ("Zone" < "__name__").
-    expect(series[0]).toEqual({ labels: [{ name: 'Zone', value: 'a' }, { name: '__name__', value: 'app_hits' }, { name: 'env', value: 'prod' }, { name: 'job', value: 'statsd' }], samples: [{ value: 42, timestamp: 1_700_000_000_123 }] });
-    const names = series.map((s) => `${s.labels.find((l) => l.name === '__name__')!.value}${s.labels.find((l) => l.name === 'le') ? `{le=${s.labels.find((l) => l.name === 'le')!.value}}` : ''}`);
+    expect(series[0]).toEqual({
+      labels: [
+        { name: 'Zone', value: 'a' },
+        { name: '__name__', value: 'app_hits' },
+        { name: 'env', value: 'prod' },
+        { name: 'job', value: 'statsd' },
+      ],
+      samples: [{ value: 42, timestamp: 1_700_000_000_123 }],
+    });
+    const names = series.map(
+      (s) =>
+        `${s.labels.find((l) => l.name === '__name__')!.value}${s.labels.find((l) => l.name === 'le') ? `{le=${s.labels.find((l) => l.name === 'le')!.value}}` : ''}`,
+    );
     expect(names).toEqual(['app_hits', 'app_latency_bucket{le=0.25}', 'app_latency_bucket{le=+Inf}', 'app_latency_sum', 'app_latency_count', 'app_latency']);
-    expect(series.at(-1)!.histograms).toEqual([{ countInt: 3, sum: 0.6, schema: 3, zeroThreshold: 2 ** -128, zeroCountInt: 0, positiveSpans: [{ offset: -9, length: 2 }], positiveDeltas: [2, -1], timestamp: 1_700_000_000_123 }]);
+    expect(series.at(-1)!.histograms).toEqual([
+      {
+        countInt: 3,
+        sum: 0.6,
+        schema: 3,
+        zeroThreshold: 2 ** -128,
+        zeroCountInt: 0,
+        positiveSpans: [{ offset: -9, length: 2 }],
+        positiveDeltas: [2, -1],
+        timestamp: 1_700_000_000_123,
+      },
+    ]);
     expect(out.backlog.counts()).toMatchObject({ accepted: 6, delivered: 6 });
   });
 
@@ -121,7 +160,9 @@ describe('remote write output', () => {
     const held: net.Socket[] = [];
     server.on('connection', (c) => held.push(c));
     cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    cleanups.push(() => held.forEach((c) => c.destroy()));
+    cleanups.push(() => {
+      for (const c of held) c.destroy();
+    });
     const { out, logs } = output(target(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/write`, { timeoutMs: 200 }));
     const t0 = performance.now();
     for (let i = 0; i < 5; i++) out.push(families());
@@ -139,7 +180,11 @@ describe('remote write output', () => {
     expect(await waitFor(idle(out), 5000, 5)).toBe(true);
     expect(r.got).toHaveLength(2);
     expect(out.backlog.counts()).toMatchObject({ accepted: 12, delivered: 6, rejected: 6, failedAttempts: 0 });
-    expect(logs).toContain('remote write ' + r.url + ': 6 samples refused, not retried (HTTP 400: out of order sample\\x1b[31m); every refused sample is counted (said again when the reason changes)');
+    expect(logs).toContain(
+      'remote write ' +
+        r.url +
+        ': 6 samples refused, not retried (HTTP 400: out of order sample\\x1b[31m); every refused sample is counted (said again when the reason changes)',
+    );
   });
 
   it('basic auth, and a bearer token file read at each request (rotated between two)', async () => {
@@ -183,8 +228,18 @@ describe('remote write options', () => {
   const opts = (more: Record<string, string>): ReturnType<typeof parseStatsdOptions> => parseStatsdOptions(more);
 
   it('parsed into a target', () => {
-    const o = opts({ remoteWrite: 'https://mimir.example:443/api/v1/push', remoteWriteLabels: 'job=statsd, instance=h1', remoteWriteBearerToken: 't', remoteWriteBacklog: '5000' });
-    expect(o.remoteWrite).toMatchObject({ externalLabels: { job: 'statsd', instance: 'h1' }, auth: { kind: 'bearer', token: 't' }, timeoutMs: 30_000, nativeHistograms: true });
+    const o = opts({
+      remoteWrite: 'https://mimir.example:443/api/v1/push',
+      remoteWriteLabels: 'job=statsd, instance=h1',
+      remoteWriteBearerToken: 't',
+      remoteWriteBacklog: '5000',
+    });
+    expect(o.remoteWrite).toMatchObject({
+      externalLabels: { job: 'statsd', instance: 'h1' },
+      auth: { kind: 'bearer', token: 't' },
+      timeoutMs: 30_000,
+      nativeHistograms: true,
+    });
     expect(o.remoteWrite!.url.href).toBe('https://mimir.example/api/v1/push');
     expect(o.remoteWriteBacklog).toBe(5000);
     expect(opts({}).remoteWrite).toBeUndefined();
@@ -200,12 +255,18 @@ describe('remote write options', () => {
       }
       return ['', 'accepted'];
     };
-    expect(code({ remoteWrite: 'ftp://x/y' })).toEqual(['remoteWrite', 'remoteWrite must be an http:// or https:// URL, e.g. http://127.0.0.1:9090/api/v1/write; got "ftp://x/y"']);
+    expect(code({ remoteWrite: 'ftp://x/y' })).toEqual([
+      'remoteWrite',
+      'remoteWrite must be an http:// or https:// URL, e.g. http://127.0.0.1:9090/api/v1/write; got "ftp://x/y"',
+    ]);
     expect(code({ remoteWrite: 'http://u:secret@x/y' })[1]).not.toContain('secret');
     expect(code({ remoteWrite: 'http://x/y', remoteWriteLabels: '__name__=x' })[0]).toBe('remoteWriteLabels');
     expect(code({ remoteWrite: 'http://x/y', remoteWriteUsername: 'u', remoteWriteBearerToken: 't' })[0]).toBe('remoteWriteBearerToken');
     expect(code({ remoteWrite: 'http://x/y', remoteWritePassword: 'p' })[0]).toBe('remoteWriteUsername');
-    expect(code({ remoteWriteUsername: 'u' })).toEqual(['remoteWriteUsername', 'remoteWriteUsername is a remote write option: give remoteWrite (--remote-write URL) too']);
+    expect(code({ remoteWriteUsername: 'u' })).toEqual([
+      'remoteWriteUsername',
+      'remoteWriteUsername is a remote write option: give remoteWrite (--remote-write URL) too',
+    ]);
     expect(code({ remoteWrite: 'http://x/y', remoteWritePasswordFile: '/nonexistent/pw', remoteWriteUsername: 'u' })[0]).toBe('remoteWritePasswordFile');
   });
 });

@@ -57,23 +57,44 @@ async function carbonConfig(): Promise<Carbon> {
   for (const d of ['storage/whisper', 'storage/lists', 'log']) mkdirSync(join(dir, d), { recursive: true });
   const [line, pickle, query] = [await freePort(), await freePort(), await freePort()];
   const conf = join(dir, 'carbon.conf');
-  writeFileSync(conf, [
-    '[cache]',
-    `STORAGE_DIR = ${dir}/storage/`, `LOCAL_DATA_DIR = ${dir}/storage/whisper/`, `WHITELISTS_DIR = ${dir}/storage/lists/`,
-    `CONF_DIR = ${dir}/`, `LOG_DIR = ${dir}/log/`, `PID_DIR = ${dir}/`, 'ENABLE_LOGROTATION = False', 'USER =',
-    'MAX_CACHE_SIZE = inf', 'MAX_UPDATES_PER_SECOND = 1000', 'MAX_CREATES_PER_MINUTE = inf',
-    'LINE_RECEIVER_INTERFACE = 127.0.0.1', `LINE_RECEIVER_PORT = ${line}`, 'ENABLE_UDP_LISTENER = False',
-    'PICKLE_RECEIVER_INTERFACE = 127.0.0.1', `PICKLE_RECEIVER_PORT = ${pickle}`,
-    'CACHE_QUERY_INTERFACE = 127.0.0.1', `CACHE_QUERY_PORT = ${query}`,
-    'LOG_LISTENER_CONN_SUCCESS = False', 'LOG_UPDATES = False', 'ENABLE_TAGS = False', 'WHISPER_AUTOFLUSH = False', '',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      '[cache]',
+      `STORAGE_DIR = ${dir}/storage/`,
+      `LOCAL_DATA_DIR = ${dir}/storage/whisper/`,
+      `WHITELISTS_DIR = ${dir}/storage/lists/`,
+      `CONF_DIR = ${dir}/`,
+      `LOG_DIR = ${dir}/log/`,
+      `PID_DIR = ${dir}/`,
+      'ENABLE_LOGROTATION = False',
+      'USER =',
+      'MAX_CACHE_SIZE = inf',
+      'MAX_UPDATES_PER_SECOND = 1000',
+      'MAX_CREATES_PER_MINUTE = inf',
+      'LINE_RECEIVER_INTERFACE = 127.0.0.1',
+      `LINE_RECEIVER_PORT = ${line}`,
+      'ENABLE_UDP_LISTENER = False',
+      'PICKLE_RECEIVER_INTERFACE = 127.0.0.1',
+      `PICKLE_RECEIVER_PORT = ${pickle}`,
+      'CACHE_QUERY_INTERFACE = 127.0.0.1',
+      `CACHE_QUERY_PORT = ${query}`,
+      'LOG_LISTENER_CONN_SUCCESS = False',
+      'LOG_UPDATES = False',
+      'ENABLE_TAGS = False',
+      'WHISPER_AUTOFLUSH = False',
+      '',
+    ].join('\n'),
+  );
   writeFileSync(join(dir, 'storage-schemas.conf'), '[all]\npattern = .*\nretentions = 1s:1h\n');
   return { dir, line, conf };
 }
 
 /** Starts carbon-cache in the foreground; resolves once its line receiver listens. */
 async function startCarbon(c: Carbon): Promise<ChildProcess> {
-  const child = spawn('carbon-cache', [`--config=${c.conf}`, `--pidfile=${join(c.dir, 'carbon.pid')}`, '--nodaemon', 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('carbon-cache', [`--config=${c.conf}`, `--pidfile=${join(c.dir, 'carbon.pid')}`, '--nodaemon', 'start'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -104,7 +125,10 @@ function whisperPoints(c: Carbon, metric: string): Map<number, number> {
 }
 
 function flushes(path: string): FlushResult[] {
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlushResult);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as FlushResult);
 }
 
 describe('statsd → a real carbon-cache, restarted mid-run', () => {
@@ -112,7 +136,10 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
     const c = await carbonConfig();
     let carbon = await startCarbon(c);
     const json = join(c.dir, 'flushes.jsonl');
-    serving = await startServe(['statsd', '--port', '0', '--workers', '1', '-o', 'flushInterval=1000', '-o', `jsonOut=${json}`, '-o', `graphite=127.0.0.1:${c.line}`], 1);
+    serving = await startServe(
+      ['statsd', '--port', '0', '--workers', '1', '-o', 'flushInterval=1000', '-o', `jsonOut=${json}`, '-o', `graphite=127.0.0.1:${c.line}`],
+      1,
+    );
     const s = serving;
     const sock = dgram.createSocket('udp4');
     cleanups.push(() => sock.close());
@@ -143,7 +170,9 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
     const all = flushes(json);
     const perSecond = new Map<number, number>();
     for (const f of all) perSecond.set(f.timestamp, (perSecond.get(f.timestamp) ?? 0) + 1);
-    const want = new Map(all.filter((f) => f.counters['carbon.hits'] !== undefined && perSecond.get(f.timestamp) === 1).map((f) => [f.timestamp, f.counters['carbon.hits']!]));
+    const want = new Map(
+      all.filter((f) => f.counters['carbon.hits'] !== undefined && perSecond.get(f.timestamp) === 1).map((f) => [f.timestamp, f.counters['carbon.hits']!]),
+    );
     expect(want.size).toBeGreaterThanOrEqual(value - 1);
     let got = new Map<number, number>();
     const complete = (): boolean => {

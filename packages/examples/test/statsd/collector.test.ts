@@ -161,15 +161,34 @@ describe('flush rounds', () => {
     expect(text).toContain('shardgram_statsd_timer{metric="lat",stat="p99_9"} 5');
     expect(text).toContain('shardgram_statsd_timer{metric="lat",stat="median"} 4');
     expect(text).toMatch(/^# TYPE shardgram_statsd_counter_total counter$/m);
-    expect(formatPrometheus({ last: undefined, counterTotals: new Map([['a;k=x"y\\z', 1]]), badLines: 0, metrics: 0, packets: 0, flushes: 0, missingPartials: 0, outputErrors: 0 }))
-      .toContain('shardgram_statsd_counter_total{metric="a",k="x\\"y\\\\z"} 1');
+    expect(
+      formatPrometheus({
+        last: undefined,
+        counterTotals: new Map([['a;k=x"y\\z', 1]]),
+        badLines: 0,
+        metrics: 0,
+        packets: 0,
+        flushes: 0,
+        missingPartials: 0,
+        outputErrors: 0,
+      }),
+    ).toContain('shardgram_statsd_counter_total{metric="a",k="x\\"y\\\\z"} 1');
   });
 });
 
 describe('Graphite plaintext', () => {
   const r: FlushResult = {
-    timestamp: 1700000000, flush: 1, final: false, interval_ms: 10_000, bad_lines_seen: 2, metrics_received: 9, packets_received: 4, missing_workers: [],
-    counters: { 'api.hits;env=prod': 30 }, gauges: { temp: -3.5 }, sets: { users: 4 },
+    timestamp: 1700000000,
+    flush: 1,
+    final: false,
+    interval_ms: 10_000,
+    bad_lines_seen: 2,
+    metrics_received: 9,
+    packets_received: 4,
+    missing_workers: [],
+    counters: { 'api.hits;env=prod': 30 },
+    gauges: { temp: -3.5 },
+    sets: { users: 4 },
     timers: { lat: { count: 2, sum: 8, mean: 4, min: 3, max: 5, median: 4, p90: 5 } },
   };
 
@@ -227,23 +246,73 @@ describe('Graphite plaintext', () => {
 describe('options', () => {
   it('defaults', () => {
     expect(parseStatsdOptions({})).toEqual({
-      graphiteBacklog: 1_000_000, jsonBacklog: 100, outputRetryMaxMs: 10_000, remoteWrite: undefined, remoteWriteBacklog: 1_000_000,
-      flushIntervalMs: 10_000, percentiles: [90], jsonOut: undefined, graphite: undefined, graphitePrefix: 'stats', flushTimeoutMs: 2000,
-      maxNameLength: 512, maxKeys: 50_000, gaugeExpiry: 360, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
+      graphiteBacklog: 1_000_000,
+      jsonBacklog: 100,
+      outputRetryMaxMs: 10_000,
+      remoteWrite: undefined,
+      remoteWriteBacklog: 1_000_000,
+      flushIntervalMs: 10_000,
+      percentiles: [90],
+      jsonOut: undefined,
+      graphite: undefined,
+      graphitePrefix: 'stats',
+      flushTimeoutMs: 2000,
+      maxNameLength: 512,
+      maxKeys: 50_000,
+      gaugeExpiry: 360,
+      tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
       timerBucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000],
-      timerMode: 'histogram', timerSchema: 5, timerMaxBuckets: 2048, mappingConfig: undefined, promLayout: 'exporter',
+      timerMode: 'histogram',
+      timerSchema: 5,
+      timerMaxBuckets: 2048,
+      mappingConfig: undefined,
+      promLayout: 'exporter',
     });
   });
 
   it('parses every option', () => {
-    expect(parseStatsdOptions({
-      graphiteBacklog: '20', jsonBacklog: '3', outputRetryMax: '500',
-      flushInterval: '500', percentiles: '90,95,99.9', jsonOut: 'f.jsonl', graphite: '[::1]:2003', flushTimeout: '100', graphitePrefix: 'p',
-      timerBuckets: '1,10,100', maxNameLength: '100', maxKeys: '10', gaugeExpiry: '0', timerMode: 'exact', timerSchema: '-2', timerMaxBuckets: '100', promLayout: 'labels',
-    })).toEqual({
-      graphiteBacklog: 20, jsonBacklog: 3, outputRetryMaxMs: 500, remoteWrite: undefined, remoteWriteBacklog: 1_000_000,
-      flushIntervalMs: 500, percentiles: [90, 95, 99.9], jsonOut: resolve('f.jsonl'), graphite: { host: '::1', port: 2003 }, graphitePrefix: 'p', flushTimeoutMs: 100,
-      timerBucketsMs: [1, 10, 100], maxNameLength: 100, maxKeys: 10, gaugeExpiry: 0, tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true }, timerMode: 'exact', timerSchema: -2, timerMaxBuckets: 100, mappingConfig: undefined, promLayout: 'labels',
+    expect(
+      parseStatsdOptions({
+        graphiteBacklog: '20',
+        jsonBacklog: '3',
+        outputRetryMax: '500',
+        flushInterval: '500',
+        percentiles: '90,95,99.9',
+        jsonOut: 'f.jsonl',
+        graphite: '[::1]:2003',
+        flushTimeout: '100',
+        graphitePrefix: 'p',
+        timerBuckets: '1,10,100',
+        maxNameLength: '100',
+        maxKeys: '10',
+        gaugeExpiry: '0',
+        timerMode: 'exact',
+        timerSchema: '-2',
+        timerMaxBuckets: '100',
+        promLayout: 'labels',
+      }),
+    ).toEqual({
+      graphiteBacklog: 20,
+      jsonBacklog: 3,
+      outputRetryMaxMs: 500,
+      remoteWrite: undefined,
+      remoteWriteBacklog: 1_000_000,
+      flushIntervalMs: 500,
+      percentiles: [90, 95, 99.9],
+      jsonOut: resolve('f.jsonl'),
+      graphite: { host: '::1', port: 2003 },
+      graphitePrefix: 'p',
+      flushTimeoutMs: 100,
+      timerBucketsMs: [1, 10, 100],
+      maxNameLength: 100,
+      maxKeys: 10,
+      gaugeExpiry: 0,
+      tagStyles: { influxdbTags: true, libratoTags: true, signalfxTags: true },
+      timerMode: 'exact',
+      timerSchema: -2,
+      timerMaxBuckets: 100,
+      mappingConfig: undefined,
+      promLayout: 'labels',
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
   });
@@ -260,7 +329,10 @@ describe('options', () => {
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
     [{ timerMode: 'sketch' }, /timerMode.*histogram or exact/],
     [{ timerSchema: '9' }, /timerSchema.*-4 to 8/],
-    [{ jsonOut: '/nonexistent-dir/f.jsonl' }, /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/],
+    [
+      { jsonOut: '/nonexistent-dir/f.jsonl' },
+      /^jsonOut must be a file in an existing directory; got "\/nonexistent-dir\/f.jsonl" \(directory \/nonexistent-dir does not exist\)$/,
+    ],
   ])('rejects %j', (o, msg) => {
     expect(() => parseStatsdOptions(o as Record<string, string>)).toThrow(msg);
   });

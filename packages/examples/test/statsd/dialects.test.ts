@@ -36,33 +36,63 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
     const out = join(dir, 'flushes.jsonl');
     serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', `jsonOut=${out}`, '-o', 'flushInterval=200'], 2);
     const s = serving;
-    const client = new StatsD({ host: '127.0.0.1', port: s.port, protocol: 'udp', globalTags: { env: 'prod' }, errorHandler: (e) => { throw e; } });
+    const client = new StatsD({
+      host: '127.0.0.1',
+      port: s.port,
+      protocol: 'udp',
+      globalTags: { env: 'prod' },
+      errorHandler: (e) => {
+        throw e;
+      },
+    });
     const sent = (fn: (cb: (err?: Error) => void) => void): Promise<void> => new Promise((res, rej) => fn((err) => (err ? rej(err) : res())));
     await sent((cb) => client.increment('dd.requests', 3, { route: 'home' }, cb));
     await sent((cb) => client.histogram('dd.latency', 12.5, ['az:b'], cb));
     await sent((cb) => client.gauge('dd.level', 7, cb));
-    await sent((cb) => client.event('deploy done', 'version 42\nall green', { alert_type: 'success', hostname: 'web1', aggregation_key: 'deploy', priority: 'low', source_type_name: 'ci' }, ['team:core'], cb));
+    await sent((cb) =>
+      client.event(
+        'deploy done',
+        'version 42\nall green',
+        { alert_type: 'success', hostname: 'web1', aggregation_key: 'deploy', priority: 'low', source_type_name: 'ci' },
+        ['team:core'],
+        cb,
+      ),
+    );
     await sent((cb) => client.event('disk nearly full', 'on /var', { alert_type: 'warning' }, cb));
     await sent((cb) => client.check('redis.up', client.CHECKS.CRITICAL, { hostname: 'db1', message: 'timeout' }, ['role:cache'], cb));
     await sent((cb) => client.check('web.up', client.CHECKS.OK, {}, cb));
     await new Promise<void>((r) => client.close(() => r()));
     const raw = dgram.createSocket('udp4');
     const lines = [
-      'raw.packed:1:2:3|c', 'raw.h:4:5|h|#k:v', 'raw.future:1|c|f:feature|x:1', 'raw.ts:9|g|T1700000000', 'raw.influx,host=a,dc=x:1|c',
-      'raw.librato#host=b:1|c', 'raw.[host=c]sfx:1|c', 'raw.mixed,a=b:1|c|#c:d', 'raw.badts:1|g|TABCD', '_sc|raw.check|3|m:no idea',
+      'raw.packed:1:2:3|c',
+      'raw.h:4:5|h|#k:v',
+      'raw.future:1|c|f:feature|x:1',
+      'raw.ts:9|g|T1700000000',
+      'raw.influx,host=a,dc=x:1|c',
+      'raw.librato#host=b:1|c',
+      'raw.[host=c]sfx:1|c',
+      'raw.mixed,a=b:1|c|#c:d',
+      'raw.badts:1|g|TABCD',
+      '_sc|raw.check|3|m:no idea',
     ];
     await new Promise<void>((r, j) => raw.send(lines.join('\n'), s.port, '127.0.0.1', (err) => (err ? j(err) : r())));
     raw.close();
 
     // /metrics: every event, check and bad line is counted (flushes every 200 ms).
     let text = '';
-    const ready = await waitFor(async () => {
-      text = await (await fetch(`${s.stats!}/metrics`)).text();
-      return promValue(text, 'shardgram_statsd_lines_total{kind="bad"}') === 2 &&
-        promValue(text, 'shardgram_statsd_service_checks_total{status="unknown"}') === 1 &&
-        promValue(text, 'shardgram_statsd_events_total{alert_type="success"}') === 1 &&
-        promValue(text, 'shardgram_statsd_events_total{alert_type="warning"}') === 1;
-    }, 10_000, 50);
+    const ready = await waitFor(
+      async () => {
+        text = await (await fetch(`${s.stats!}/metrics`)).text();
+        return (
+          promValue(text, 'shardgram_statsd_lines_total{kind="bad"}') === 2 &&
+          promValue(text, 'shardgram_statsd_service_checks_total{status="unknown"}') === 1 &&
+          promValue(text, 'shardgram_statsd_events_total{alert_type="success"}') === 1 &&
+          promValue(text, 'shardgram_statsd_events_total{alert_type="warning"}') === 1
+        );
+      },
+      10_000,
+      50,
+    );
     expect(ready, text).toBe(true);
     expect(promValue(text, 'shardgram_statsd_service_checks_total{status="critical"}')).toBe(1);
     expect(promValue(text, 'shardgram_statsd_service_checks_total{status="ok"}')).toBe(1);
@@ -74,7 +104,10 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
     const r = await s.stop('SIGTERM');
     serving = undefined;
     expect(r.code).toBe(0);
-    const flushes = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlushResult);
+    const flushes = readFileSync(out, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as FlushResult);
     const counters: Record<string, number> = {};
     const timers: Record<string, number[]> = {};
     const gauges: Record<string, number> = {};
@@ -84,7 +117,12 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
       Object.assign(gauges, f.gauges);
     }
     expect(counters).toEqual({
-      'dd.requests;env=prod;route=home': 3, 'raw.packed': 6, 'raw.future': 1, 'raw.influx;dc=x;host=a': 1, 'raw.librato;host=b': 1, 'raw.sfx;host=c': 1,
+      'dd.requests;env=prod;route=home': 3,
+      'raw.packed': 6,
+      'raw.future': 1,
+      'raw.influx;dc=x;host=a': 1,
+      'raw.librato;host=b': 1,
+      'raw.sfx;host=c': 1,
     });
     expect(timers['dd.latency;az=b;env=prod']).toEqual([12.5, 12.5]);
     expect(timers['raw.h;k=v']).toEqual([4, 5]);
@@ -94,12 +132,26 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
     const checks = flushes.flatMap((f) => f.service_checks);
     expect(events).toHaveLength(2);
     expect(events).toContainEqual({
-      title: 'deploy done', text: 'version 42\nall green', timestamp: null, hostname: 'web1', aggregation_key: 'deploy', priority: 'low',
-      source_type: 'ci', alert_type: 'success', tags: ['env:prod', 'team:core'],
+      title: 'deploy done',
+      text: 'version 42\nall green',
+      timestamp: null,
+      hostname: 'web1',
+      aggregation_key: 'deploy',
+      priority: 'low',
+      source_type: 'ci',
+      alert_type: 'success',
+      tags: ['env:prod', 'team:core'],
     });
     expect(events).toContainEqual(expect.objectContaining({ title: 'disk nearly full', text: 'on /var', alert_type: 'warning', tags: ['env:prod'] }));
     expect(checks).toHaveLength(3);
-    expect(checks).toContainEqual({ name: 'redis.up', status: 'critical', timestamp: null, hostname: 'db1', message: 'timeout', tags: ['env:prod', 'role:cache'] });
+    expect(checks).toContainEqual({
+      name: 'redis.up',
+      status: 'critical',
+      timestamp: null,
+      hostname: 'db1',
+      message: 'timeout',
+      tags: ['env:prod', 'role:cache'],
+    });
     expect(checks).toContainEqual(expect.objectContaining({ name: 'web.up', status: 'ok', tags: ['env:prod'] }));
     expect(checks).toContainEqual(expect.objectContaining({ name: 'raw.check', status: 'unknown', message: 'no idea' }));
     for (const f of flushes) for (const k of Object.keys(f.counters)) expect(k.startsWith('_')).toBe(false);

@@ -36,7 +36,10 @@ afterEach(async () => {
 });
 
 function readFlushes(path: string): FlushResult[] {
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlushResult);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as FlushResult);
 }
 
 async function workerDatagrams(s: Serving): Promise<number[]> {
@@ -50,7 +53,20 @@ const jain = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) ** 2 / (xs.
 
 function serveArgs(out: string, workers: number): string[] {
   // No --policy and no --engine: the app's defaults (random, native).
-  return ['statsd', '--port', '0', '--workers', String(workers), ...bigRcvbufArgs('4m'), '--stats-port', '0', '-o', `jsonOut=${out}`, '-o', 'flushInterval=600000'];
+  return [
+    'statsd',
+    '--port',
+    '0',
+    '--workers',
+    String(workers),
+    ...bigRcvbufArgs('4m'),
+    '--stats-port',
+    '0',
+    '-o',
+    `jsonOut=${out}`,
+    '-o',
+    'flushInterval=600000',
+  ];
 }
 
 describe('one hot name, default policy', () => {
@@ -81,7 +97,10 @@ describe('one hot name, default policy', () => {
       closeAll(clients);
     }
     const shares = await workerDatagrams(s);
-    expect(shares.every((n) => n > 0), `shares ${shares.join(', ')}`).toBe(true);
+    expect(
+      shares.every((n) => n > 0),
+      `shares ${shares.join(', ')}`,
+    ).toBe(true);
     expect(jain(shares), `shares ${shares.join(', ')}`).toBeGreaterThanOrEqual(0.95);
     const r = await s.stop('SIGTERM');
     serving = undefined;
@@ -130,7 +149,10 @@ describe('one hot name, default policy', () => {
       closeAll(clients);
     }
     const shares = await workerDatagrams(s);
-    expect(shares.every((n) => n > ops / workers / 2), `shares ${shares.join(', ')}`).toBe(true);
+    expect(
+      shares.every((n) => n > ops / workers / 2),
+      `shares ${shares.join(', ')}`,
+    ).toBe(true);
     const r = await s.stop('SIGTERM');
     serving = undefined;
     expect(r.code).toBe(0);

@@ -106,9 +106,9 @@ describe('overflow', () => {
     expect(w1.overflows).toBe(1); // the second t in the same worker
     const r = flush([w1, w2]);
     expect(r.gauges).toEqual({ g: 1e308 });
-    expect(r.timers['t']).toMatchObject({ count: 1, sum: 1e308 });
+    expect(r.timers.t).toMatchObject({ count: 1, sum: 1e308 });
     // u: w1's 1e308 kept; w2's chunk (1e308 + 1) would overflow the merged sum: dropped whole.
-    expect(r.timers['u']).toMatchObject({ count: 1, sum: 1e308 });
+    expect(r.timers.u).toMatchObject({ count: 1, sum: 1e308 });
     expect(r.overflows).toBe(1 + 1 + 2);
     expectFiniteJson(formatJson(r));
   });
@@ -119,26 +119,29 @@ describe('overflow', () => {
     c = undefined;
   });
 
-  it.each(['labels', 'exporter'])('/metrics (promLayout=%s): a counter total that would overflow restarts from the interval value, never 0 or +Inf', async (layout) => {
-    const flushes: FlushResult[] = [];
-    const agg = new PartialAggregate();
-    const collector = new FlushCollector({
-      options: parseStatsdOptions({ flushInterval: '20', promLayout: layout }),
-      log: () => {},
-      broadcast: (m) => setImmediate(() => collector.message(0, { t: 'statsd.partial', index: 0, pid: 1, id: m.id, final: false, partial: agg.take() })),
-      outputs: [{ name: 'test', write: async (r) => void flushes.push(r) }],
-    });
-    c = collector;
-    collector.message(0, { t: 'statsd.hello', index: 0, pid: 1 });
-    collector.start();
-    agg.datagram('a:1e308|c');
-    await waitFor(() => flushes.length >= 1, 3_000, 10);
-    agg.datagram('a:1e308|c');
-    const before = flushes.length;
-    await waitFor(() => flushes.slice(before).some((f) => f.counters['a'] !== undefined), 3_000, 10);
-    const text = collector.metrics();
-    expect(text).toMatch(layout === 'labels' ? /^shardgram_statsd_counter_total\{metric="a"\} 1e\+308$/m : /^a 1e\+308$/m);
-    expect(text).toMatch(/^shardgram_statsd_rejected_total\{reason="overflow"\} 1$/m);
-    expect(text).not.toMatch(/\b(?:NaN|[+-]?Inf)\b/);
-  });
+  it.each(['labels', 'exporter'])(
+    '/metrics (promLayout=%s): a counter total that would overflow restarts from the interval value, never 0 or +Inf',
+    async (layout) => {
+      const flushes: FlushResult[] = [];
+      const agg = new PartialAggregate();
+      const collector = new FlushCollector({
+        options: parseStatsdOptions({ flushInterval: '20', promLayout: layout }),
+        log: () => {},
+        broadcast: (m) => setImmediate(() => collector.message(0, { t: 'statsd.partial', index: 0, pid: 1, id: m.id, final: false, partial: agg.take() })),
+        outputs: [{ name: 'test', write: async (r) => void flushes.push(r) }],
+      });
+      c = collector;
+      collector.message(0, { t: 'statsd.hello', index: 0, pid: 1 });
+      collector.start();
+      agg.datagram('a:1e308|c');
+      await waitFor(() => flushes.length >= 1, 3_000, 10);
+      agg.datagram('a:1e308|c');
+      const before = flushes.length;
+      await waitFor(() => flushes.slice(before).some((f) => f.counters.a !== undefined), 3_000, 10);
+      const text = collector.metrics();
+      expect(text).toMatch(layout === 'labels' ? /^shardgram_statsd_counter_total\{metric="a"\} 1e\+308$/m : /^a 1e\+308$/m);
+      expect(text).toMatch(/^shardgram_statsd_rejected_total\{reason="overflow"\} 1$/m);
+      expect(text).not.toMatch(/\b(?:NaN|[+-]?Inf)\b/);
+    },
+  );
 });

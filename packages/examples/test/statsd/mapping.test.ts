@@ -17,7 +17,10 @@ const mapperOf = (yaml: string): Mapper => new Mapper(parseMappingConfig(yaml, '
 function series(m: Mapper, key: string, type: 'counter' | 'gauge' | 'observer' = 'counter'): string {
   const r = m.map(key, type);
   if (r.drop) return `drop (${r.reason})`;
-  return `${r.name}{${[...r.labels].sort().map(([k, v]) => `${k}="${v}"`).join(', ')}}`;
+  return `${r.name}{${[...r.labels]
+    .sort()
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(', ')}}`;
 }
 
 describe('statsd_exporter README: glob matching', () => {
@@ -38,7 +41,9 @@ mappings:
     job: "\${1}_server"
 `);
   it('gives the documented series', () => {
-    expect(series(m, 'test.dispatcher.FooProcessor.send.success')).toBe('dispatcher_events_total{action="send", job="test_dispatcher", outcome="success", processor="FooProcessor"}');
+    expect(series(m, 'test.dispatcher.FooProcessor.send.success')).toBe(
+      'dispatcher_events_total{action="send", job="test_dispatcher", outcome="success", processor="FooProcessor"}',
+    );
     expect(series(m, 'foo_product.signup.facebook.failure')).toBe('signup_events_total{job="foo_product_server", outcome="failure", provider="facebook"}');
     expect(series(m, 'test.web-server.foo.bar')).toBe('test_web_server_foo_bar{}');
   });
@@ -51,7 +56,8 @@ mappings:
   });
 
   it('ordering: the first match in file order, or the most specific with glob_disable_ordering', () => {
-    const rules = (disable: boolean): Mapper => mapperOf(`
+    const rules = (disable: boolean): Mapper =>
+      mapperOf(`
 defaults:
   glob_disable_ordering: ${disable}
 mappings:
@@ -102,14 +108,16 @@ mappings:
     expect(series(m, 'a.b.c')).toBe('regex{}');
   });
 
-  it('the README\'s badly escaped example is refused, with its line', () => {
-    expect(() => parseMappingConfig('mappings:\n- match: "test\\\\.(\\w+)\\\\.(\\w+)\\\\.counter"\n  match_type: regex\n  name: "${2}_total"\n', 'm.yml')).toThrow(/^m\.yml:2: not valid YAML/);
+  it("the README's badly escaped example is refused, with its line", () => {
+    expect(() =>
+      parseMappingConfig('mappings:\n- match: "test\\\\.(\\w+)\\\\.(\\w+)\\\\.counter"\n  match_type: regex\n  name: "${2}_total"\n', 'm.yml'),
+    ).toThrow(/^m\.yml:2: not valid YAML/);
   });
 });
 
 describe('statsd_exporter README: drop, match_metric_type, honor_labels, help, scale, ttl', () => {
   it('action: drop after a mapping keeps only the mapped metric', () => {
-    const m = mapperOf(String.raw`
+    const m = mapperOf(`
 mappings:
 - match: "test.timing.*.*.*"
   name: "my_timer"
@@ -133,7 +141,8 @@ mappings:
   });
 
   it('mapping labels win over tags, unless honor_labels', () => {
-    const yaml = (honor: boolean): string => `mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  honor_labels: ${honor}\n  labels:\n    code: "$1"\n`;
+    const yaml = (honor: boolean): string =>
+      `mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  honor_labels: ${honor}\n  labels:\n    code: "$1"\n`;
     expect(series(mapperOf(yaml(false)), 'http.request.200;code=500;env=prod')).toBe('http_requests_total{code="200", env="prod"}');
     expect(series(mapperOf(yaml(true)), 'http.request.200;code=500;env=prod')).toBe('http_requests_total{code="500", env="prod"}');
     const r = mapperOf(yaml(false)).map('http.request.200', 'counter');
@@ -141,7 +150,10 @@ mappings:
   });
 
   it('scale and ttl', () => {
-    const c = parseMappingConfig('defaults:\n  ttl: 1m20s\nmappings:\n- match: foo.latency_ms\n  name: foo_latency_seconds\n  scale: 0.001\n- match: bar.x\n  name: bar\n  ttl: 45s\n', 'm.yml');
+    const c = parseMappingConfig(
+      'defaults:\n  ttl: 1m20s\nmappings:\n- match: foo.latency_ms\n  name: foo_latency_seconds\n  scale: 0.001\n- match: bar.x\n  name: bar\n  ttl: 45s\n',
+      'm.yml',
+    );
     const m = new Mapper(c);
     expect(m.timerScale('foo.latency_ms')).toBe(0.001);
     expect(m.timerScale('other')).toBe(1);
@@ -150,8 +162,9 @@ mappings:
     expect(parseGoDuration('300ms')).toBe(300);
   });
 
-  it('observer options: the README\'s summary and histogram examples, and the defaults statsd_exporter fills in', () => {
-    const c = parseMappingConfig(`
+  it("observer options: the README's summary and histogram examples, and the defaults statsd_exporter fills in", () => {
+    const c = parseMappingConfig(
+      `
 mappings:
 - match: "test.timing.*.*.*"
   observer_type: summary
@@ -175,18 +188,37 @@ mappings:
 - match: "test.plain.*"
   observer_type: histogram
   name: "plain"
-`, 'm.yml');
+`,
+      'm.yml',
+    );
     const [s, h, p] = c.mappings;
-    expect(s!.summary).toEqual({ quantiles: [[0.99, 0.001], [0.95, 0.01]], maxAgeMs: 30_000, ageBuckets: 3, bufCap: 1000 });
+    expect(s!.summary).toEqual({
+      quantiles: [
+        [0.99, 0.001],
+        [0.95, 0.01],
+      ],
+      maxAgeMs: 30_000,
+      ageBuckets: 3,
+      bufCap: 1000,
+    });
     expect(h!.histogram).toEqual({ buckets: [0.01, 0.025, 0.05, 0.1], nativeBucketFactor: 1.01, nativeMaxBuckets: 256 });
     expect(p!.histogram).toEqual({ buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], nativeBucketFactor: 1.1, nativeMaxBuckets: 256 });
-    expect(c.defaults.summary).toEqual({ quantiles: [[0.5, 0.05], [0.9, 0.01], [0.99, 0.001]], maxAgeMs: 600_000, ageBuckets: 5, bufCap: 500 });
+    expect(c.defaults.summary).toEqual({
+      quantiles: [
+        [0.5, 0.05],
+        [0.9, 0.01],
+        [0.99, 0.001],
+      ],
+      maxAgeMs: 600_000,
+      ageBuckets: 5,
+      bufCap: 500,
+    });
     // The workers keep timers fine enough for the finest native histogram asked (1.01: schema 7).
     expect(new Mapper(c).finestSchema()).toBe(7);
   });
 });
 
-describe('names without a mapping (statsd_exporter\'s EscapeMetricName)', () => {
+describe("names without a mapping (statsd_exporter's EscapeMetricName)", () => {
   it('every character outside [a-zA-Z0-9_] becomes _, a leading digit gets a _, "--" counts once', () => {
     expect(escapeMetricName('api.req')).toBe('api_req');
     expect(escapeMetricName('1st.metric')).toBe('_1st_metric');
@@ -205,7 +237,10 @@ describe('refused at start, with the line and the reason', () => {
     ['mappings:\n- match: a.b\n', /^m\.yml:2: metric mapping didn't set a metric name/],
     ['mappings:\n- match: a.b\n  name: 1x\n', /^m\.yml:3: metric name '1x' doesn't match/],
     ['mappings:\n- match: a.b\n  name: x\n  labels:\n    a: "1"\n', /^m\.yml:5: invalid label key: a/],
-    ['mappings:\n- match: a.b\n  name: x\n  observer_type: histogram\n  summary_options:\n    max_age: 1m\n', /^m\.yml:5: cannot use histogram observer and summary options/],
+    [
+      'mappings:\n- match: a.b\n  name: x\n  observer_type: histogram\n  summary_options:\n    max_age: 1m\n',
+      /^m\.yml:5: cannot use histogram observer and summary options/,
+    ],
     ['mappings:\n- match: a.b\n  name: x\n  observer_type: histo\n', /^m\.yml:4: invalid observer type "histo"/],
     ['mappings:\n- match: "(?i)a"\n  match_type: regex\n  name: x\n', /^m\.yml:2: invalid regex .*inline flags/],
     ['defaults:\n  ttl: 5 minutes\n', /^m\.yml:2: "5 minutes" is not a duration/],

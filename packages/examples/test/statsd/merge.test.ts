@@ -13,8 +13,17 @@ import { timerSummary } from '../../src/statsd/timer-stats.js';
 import { relativeError } from '../../src/statsd/native-histogram.js';
 
 const require = createRequire(import.meta.url);
-type EtsyMetrics = { counters: object; timers: Record<string, number[]>; timer_counters: Record<string, number>; pctThreshold: number[]; histogram: []; timer_data?: Record<string, Record<string, number>> };
-const etsy = require('statsd/lib/process_metrics.js') as { process_metrics(m: EtsyMetrics, calc: string[] | undefined, flushInterval: number, ts: number, cb: (m: EtsyMetrics) => void): void };
+type EtsyMetrics = {
+  counters: object;
+  timers: Record<string, number[]>;
+  timer_counters: Record<string, number>;
+  pctThreshold: number[];
+  histogram: [];
+  timer_data?: Record<string, Record<string, number>>;
+};
+const etsy = require('statsd/lib/process_metrics.js') as {
+  process_metrics(m: EtsyMetrics, calc: string[] | undefined, flushInterval: number, ts: number, cb: (m: EtsyMetrics) => void): void;
+};
 
 const PCT = [50, 90, 95, 99, 99.9];
 
@@ -34,7 +43,12 @@ const line = fc.oneof(
 );
 
 /** Runs `lines` through `workers` aggregates, routing each line with `route`; one clock for all. */
-function run(lines: string[], workers: number, route: (line: string, i: number) => number, mode: 'histogram' | 'exact' = 'exact'): { partials: Partial[]; single: Partial } {
+function run(
+  lines: string[],
+  workers: number,
+  route: (line: string, i: number) => number,
+  mode: 'histogram' | 'exact' = 'exact',
+): { partials: Partial[]; single: Partial } {
   let now = 0n;
   const clock = (): bigint => ++now;
   const aggs = Array.from({ length: workers }, () => new PartialAggregate({ clock, timers: { mode } }));
@@ -57,7 +71,9 @@ const byName = (l: string, n: number): number => {
 /** Histogram mode adds a timer's sum in arrival order per worker, so a spread may change its last bits (not the histogram). */
 function norm(r: FlushResult, mode: 'exact' | 'histogram'): FlushResult {
   if (mode === 'exact') return r;
-  const timers = Object.fromEntries(Object.entries(r.timers).map(([k, t]) => [k, { ...t, sum: Number(t.sum.toPrecision(10)), mean: Number(t.mean.toPrecision(10)) }]));
+  const timers = Object.fromEntries(
+    Object.entries(r.timers).map(([k, t]) => [k, { ...t, sum: Number(t.sum.toPrecision(10)), mean: Number(t.mean.toPrecision(10)) }]),
+  );
   return { ...r, timers };
 }
 
@@ -75,7 +91,12 @@ describe.each(['exact', 'histogram'] as const)('merging partials is exact (timer
   it('any spread (hash, random): still exact when receive times follow arrival order', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(line, fc.nat()), { maxLength: 300 }), fc.integer({ min: 1, max: 6 }), (spec, n) => {
-        const { partials, single } = run(spec.map((s) => s[0]), n, (_l, i) => spec[i]![1] % n, mode);
+        const { partials, single } = run(
+          spec.map((s) => s[0]),
+          n,
+          (_l, i) => spec[i]![1] % n,
+          mode,
+        );
         // Partials may arrive in any order.
         expect(norm(flush([...partials].reverse()), mode)).toEqual(norm(flush([single]), mode));
       }),
@@ -108,7 +129,14 @@ describe.each(['exact', 'histogram'] as const)('merging partials is exact (timer
     // Read order: +1 (t=5), set 10 (t=2), +2 (t=7), -4 (t=1), set 3 (t=6): by receive time
     // that is -4, set 10, +1, set 3, +2 = 5.
     const a = new PartialAggregate();
-    for (const [text, t] of [['g:+1|g', 5n], ['g:10|g', 2n], ['g:+2|g', 7n], ['g:-4|g', 1n], ['g:3|g', 6n]] as const) a.datagram(text, { timestamp: t });
+    for (const [text, t] of [
+      ['g:+1|g', 5n],
+      ['g:10|g', 2n],
+      ['g:+2|g', 7n],
+      ['g:-4|g', 1n],
+      ['g:3|g', 6n],
+    ] as const)
+      a.datagram(text, { timestamp: t });
     const p = a.take();
     expect(p.gauges).toEqual([['g', { abs: true, t: [6n, 7n], v: [3, 2] }]]);
     expect(flush([p]).gauges).toEqual({ g: 5 });
@@ -119,9 +147,10 @@ describe.each(['exact', 'histogram'] as const)('merging partials is exact (timer
     a.datagram('__proto__:1|c\nconstructor:2|c\ntoString:5|g');
     const r = flush([a.take()]);
     expect(Object.keys(r.counters).sort()).toEqual(['__proto__', 'constructor']);
-    expect(r.counters['__proto__']).toBe(1);
+    // biome-ignore lint/suspicious/noProto: a metric named __proto__ is the point of this test
+    expect(r.counters.__proto__).toBe(1);
     expect(JSON.stringify(r.counters)).toBe('{"__proto__":1,"constructor":2}');
-    expect(r.gauges['toString']).toBe(5);
+    expect(r.gauges.toString).toBe(5);
   });
 });
 
@@ -167,29 +196,39 @@ describe('histogram timers (the default) against exact ones', () => {
   });
 
   it('count, min, max exact; sum to the last bits; median and percentiles within relativeError(schema)', () => {
-    const timerLine = fc.tuple(fc.constantFrom('a', 'b'), fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.double({ min: 0.001, max: 1e5, noNaN: true })), fc.constantFrom('', '', '|@0.5', '|@0.1'))
+    const timerLine = fc
+      .tuple(
+        fc.constantFrom('a', 'b'),
+        fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.double({ min: 0.001, max: 1e5, noNaN: true })),
+        fc.constantFrom('', '', '|@0.5', '|@0.1'),
+      )
       .map(([n, v, r]) => `${n}:${v}|ms${r}`);
-    fc.assert(fc.property(fc.array(fc.tuple(timerLine, fc.nat()), { minLength: 1, maxLength: 400 }), fc.integer({ min: 0, max: 8 }), (spec, schema) => {
-      const lines = spec.map((s) => s[0]);
-      const route = (_l: string, i: number): number => spec[i]![1] % 3;
-      const exact = flush(run(lines, 3, route, 'exact').partials);
-      const aggs = [0, 1, 2].map(() => new PartialAggregate({ timers: { mode: 'histogram', schema } }));
-      lines.forEach((l, i) => aggs[route(l, i)]!.datagram(l));
-      const hist = flush(aggs.map((a) => a.take()));
-      expect(Object.keys(hist.timers).sort()).toEqual(Object.keys(exact.timers).sort());
-      for (const [k, e] of Object.entries(exact.timers)) {
-        const h = hist.timers[k]!;
-        expect([h.count, h.min, h.max]).toEqual([e.count, e.min, e.max]);
-        expect(h.sum).toBeCloseTo(e.sum, 6);
-        for (const stat of ['median', ...PCT.map((p) => `p${String(p).replace('.', '_')}`)] as const) {
-          const ev = e[stat as 'median']; // Etsy omits a percentile of rank 0: so do both
-          const hv = h[stat as 'median'];
-          expect(hv === undefined, `${k} ${stat}`).toBe(ev === undefined);
-          if (ev === undefined) continue;
-          const err = ev === 0 ? Math.abs(hv) : Math.abs(hv - ev) / ev;
-          expect(err, `${k} ${stat}: ${hv} vs exact ${ev} (schema ${schema})`).toBeLessThanOrEqual(relativeError(schema) * (1 + 1e-9));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(timerLine, fc.nat()), { minLength: 1, maxLength: 400 }), fc.integer({ min: 0, max: 8 }), (spec, schema) => {
+        const lines = spec.map((s) => s[0]);
+        const route = (_l: string, i: number): number => spec[i]![1] % 3;
+        const exact = flush(run(lines, 3, route, 'exact').partials);
+        const aggs = [0, 1, 2].map(() => new PartialAggregate({ timers: { mode: 'histogram', schema } }));
+        lines.forEach((l, i) => {
+          aggs[route(l, i)]!.datagram(l);
+        });
+        const hist = flush(aggs.map((a) => a.take()));
+        expect(Object.keys(hist.timers).sort()).toEqual(Object.keys(exact.timers).sort());
+        for (const [k, e] of Object.entries(exact.timers)) {
+          const h = hist.timers[k]!;
+          expect([h.count, h.min, h.max]).toEqual([e.count, e.min, e.max]);
+          expect(h.sum).toBeCloseTo(e.sum, 6);
+          for (const stat of ['median', ...PCT.map((p) => `p${String(p).replace('.', '_')}`)] as const) {
+            const ev = e[stat as 'median']; // Etsy omits a percentile of rank 0: so do both
+            const hv = h[stat as 'median'];
+            expect(hv === undefined, `${k} ${stat}`).toBe(ev === undefined);
+            if (ev === undefined) continue;
+            const err = ev === 0 ? Math.abs(hv) : Math.abs(hv - ev) / ev;
+            expect(err, `${k} ${stat}: ${hv} vs exact ${ev} (schema ${schema})`).toBeLessThanOrEqual(relativeError(schema) * (1 + 1e-9));
+          }
         }
-      }
-    }), { numRuns: 200 });
+      }),
+      { numRuns: 200 },
+    );
   });
 });

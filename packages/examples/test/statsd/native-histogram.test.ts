@@ -5,9 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  bucketKey, MAX_SCHEMA, MIN_SCHEMA, NativeHistogram, relativeError, schemaForFactor, toSpans, upperBound,
-} from '../../src/statsd/native-histogram.js';
+import { bucketKey, MAX_SCHEMA, MIN_SCHEMA, NativeHistogram, relativeError, schemaForFactor, toSpans, upperBound } from '../../src/statsd/native-histogram.js';
 
 const build = (schema: number, values: readonly number[]): NativeHistogram => {
   const h = new NativeHistogram(schema);
@@ -37,50 +35,67 @@ describe('bucket keys', () => {
     expect(bucketKey(0, 0.25)).toBe(-2);
     expect(bucketKey(0, 5e-324)).toBe(-1074); // the smallest subnormal is 2^-1074
     expect(bucketKey(0, Infinity)).toBe(bucketKey(0, Number.MAX_VALUE) + 1);
-    fc.assert(fc.property(schema, fc.double({ min: 1e-300, max: 1e300, noNaN: true }), (s, v) => {
-      const k = bucketKey(s, v);
-      // Within the bucket's bounds (computed independently, so allow one ulp-sized slack).
-      expect(v).toBeLessThanOrEqual(upperBound(s, k) * (1 + 1e-12));
-      expect(v).toBeGreaterThan(upperBound(s, k - 1) * (1 - 1e-12));
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(schema, fc.double({ min: 1e-300, max: 1e300, noNaN: true }), (s, v) => {
+        const k = bucketKey(s, v);
+        // Within the bucket's bounds (computed independently, so allow one ulp-sized slack).
+        expect(v).toBeLessThanOrEqual(upperBound(s, k) * (1 + 1e-12));
+        expect(v).toBeGreaterThan(upperBound(s, k - 1) * (1 - 1e-12));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
-  it('schemaForFactor is client_golang\'s pickSchema', () => {
+  it("schemaForFactor is client_golang's pickSchema", () => {
     expect(schemaForFactor(1.1)).toBe(3);
     expect(schemaForFactor(2)).toBe(0);
     expect(schemaForFactor(1.0001)).toBe(8);
     expect(schemaForFactor(1e9)).toBe(-4);
     expect(schemaForFactor(1.01)).toBe(7);
     expect(() => schemaForFactor(1)).toThrow(/above 1/);
-    fc.assert(fc.property(fc.double({ min: 1.003, max: 65536, noNaN: true }), (f) => {
-      const s = schemaForFactor(f);
-      expect(2 ** (2 ** -s)).toBeLessThanOrEqual(f * (1 + 1e-12));
-      if (s > MIN_SCHEMA) expect(2 ** (2 ** -(s - 1))).toBeGreaterThan(f * (1 - 1e-12));
-    }));
+    fc.assert(
+      fc.property(fc.double({ min: 1.003, max: 65536, noNaN: true }), (f) => {
+        const s = schemaForFactor(f);
+        expect(2 ** (2 ** -s)).toBeLessThanOrEqual(f * (1 + 1e-12));
+        if (s > MIN_SCHEMA) expect(2 ** (2 ** -(s - 1))).toBeGreaterThan(f * (1 - 1e-12));
+      }),
+    );
   });
 });
 
 describe('merge', () => {
   it('the histograms of any split of the values merge into exactly the histogram of all of them', () => {
-    fc.assert(fc.property(schema, fc.array(fc.tuple(value, fc.integer({ min: 0, max: 3 })), { maxLength: 300 }), (s, tagged) => {
-      const whole = build(s, tagged.map((t) => t[0]));
-      const parts = [0, 1, 2, 3].map((w) => build(s, tagged.filter((t) => t[1] === w).map((t) => t[0])));
-      const merged = new NativeHistogram(s);
-      for (const p of parts) merged.merge(p.toData()); // through the plain data, as from a worker
-      expect(buckets(merged)).toEqual(buckets(whole));
-      expect(merged.sum).toBeCloseTo(whole.sum, 0);
-    }));
+    fc.assert(
+      fc.property(schema, fc.array(fc.tuple(value, fc.integer({ min: 0, max: 3 })), { maxLength: 300 }), (s, tagged) => {
+        const whole = build(
+          s,
+          tagged.map((t) => t[0]),
+        );
+        const parts = [0, 1, 2, 3].map((w) =>
+          build(
+            s,
+            tagged.filter((t) => t[1] === w).map((t) => t[0]),
+          ),
+        );
+        const merged = new NativeHistogram(s);
+        for (const p of parts) merged.merge(p.toData()); // through the plain data, as from a worker
+        expect(buckets(merged)).toEqual(buckets(whole));
+        expect(merged.sum).toBeCloseTo(whole.sum, 0);
+      }),
+    );
   });
 
   it('lowering the schema gives the histogram observed at the lower schema; merging finer into coarser too', () => {
-    fc.assert(fc.property(schema, fc.integer({ min: 1, max: 12 }), fc.array(value, { maxLength: 200 }), (s, by, values) => {
-      const lower = Math.max(MIN_SCHEMA, s - by);
-      expect(buckets(build(s, values).reduceTo(lower))).toEqual(buckets(build(lower, values)));
-      const coarse = build(lower, values.slice(0, 50)).merge(build(s, values.slice(50)));
-      expect(buckets(coarse)).toEqual(buckets(build(lower, values)));
-      const fine = build(s, values.slice(0, 50)).merge(build(lower, values.slice(50)));
-      expect(buckets(fine)).toEqual(buckets(build(lower, values)));
-    }));
+    fc.assert(
+      fc.property(schema, fc.integer({ min: 1, max: 12 }), fc.array(value, { maxLength: 200 }), (s, by, values) => {
+        const lower = Math.max(MIN_SCHEMA, s - by);
+        expect(buckets(build(s, values).reduceTo(lower))).toEqual(buckets(build(lower, values)));
+        const coarse = build(lower, values.slice(0, 50)).merge(build(s, values.slice(50)));
+        expect(buckets(coarse)).toEqual(buckets(build(lower, values)));
+        const fine = build(s, values.slice(0, 50)).merge(build(lower, values.slice(50)));
+        expect(buckets(fine)).toEqual(buckets(build(lower, values)));
+      }),
+    );
   });
 
   it('a bucket limit lowers the schema until it holds', () => {
@@ -95,18 +110,21 @@ describe('merge', () => {
 
 describe('quantiles', () => {
   it('are within relativeError(schema) of the exact nearest-rank quantile', () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 0, max: MAX_SCHEMA }),
-      fc.array(fc.oneof(fc.integer({ min: 1, max: 10_000 }), fc.double({ min: 1e-3, max: 1e7, noNaN: true })), { minLength: 1, maxLength: 400 }),
-      fc.double({ min: 0, max: 1, noNaN: true }),
-      (s, values, q) => {
-        const h = build(s, values);
-        const sorted = [...values].sort((a, b) => a - b);
-        const exact = sorted[Math.max(1, Math.ceil(q * values.length)) - 1]!;
-        const est = h.quantile(q);
-        expect(Math.abs(est - exact) / exact).toBeLessThanOrEqual(relativeError(s) * (1 + 1e-9));
-      },
-    ), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: MAX_SCHEMA }),
+        fc.array(fc.oneof(fc.integer({ min: 1, max: 10_000 }), fc.double({ min: 1e-3, max: 1e7, noNaN: true })), { minLength: 1, maxLength: 400 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (s, values, q) => {
+          const h = build(s, values);
+          const sorted = [...values].sort((a, b) => a - b);
+          const exact = sorted[Math.max(1, Math.ceil(q * values.length)) - 1]!;
+          const est = h.quantile(q);
+          expect(Math.abs(est - exact) / exact).toBeLessThanOrEqual(relativeError(s) * (1 + 1e-9));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it('orders negative values, zeros and positive ones', () => {
@@ -119,8 +137,20 @@ describe('quantiles', () => {
 
 describe('span layout', () => {
   it('spans with offsets from the previous span, deltas across spans', () => {
-    expect(toSpans([[-2, 3], [-1, 1], [3, 5], [4, 5], [10, 1]])).toEqual({
-      spans: [{ offset: -2, length: 2 }, { offset: 3, length: 2 }, { offset: 5, length: 1 }],
+    expect(
+      toSpans([
+        [-2, 3],
+        [-1, 1],
+        [3, 5],
+        [4, 5],
+        [10, 1],
+      ]),
+    ).toEqual({
+      spans: [
+        { offset: -2, length: 2 },
+        { offset: 3, length: 2 },
+        { offset: 5, length: 1 },
+      ],
       deltas: [3, -2, 4, 0, -4],
     });
     expect(toSpans([])).toEqual({ spans: [], deltas: [] });

@@ -115,7 +115,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function serveStatsd(graphitePort: number | null, extra: Record<string, string> = {}, json = join(dir, `${++seq}-flushes.jsonl`)): Promise<{ s: Serving; json: string }> {
+async function serveStatsd(
+  graphitePort: number | null,
+  extra: Record<string, string> = {},
+  json = join(dir, `${++seq}-flushes.jsonl`),
+): Promise<{ s: Serving; json: string }> {
   const args = ['statsd', '--port', '0', '--workers', '1', '--stats-port', '0', '-o', `flushInterval=${FLUSH_MS}`, '-o', `jsonOut=${json}`];
   if (graphitePort !== null) args.push('-o', `graphite=127.0.0.1:${graphitePort}`);
   for (const [k, v] of Object.entries(extra)) args.push('-o', `${k}=${v}`);
@@ -124,7 +128,10 @@ async function serveStatsd(graphitePort: number | null, extra: Record<string, st
 }
 
 function flushes(path: string): FlushResult[] {
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlushResult);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as FlushResult);
 }
 
 /** Every Graphite line the flushes in the JSON file make (the same formatting as the service's). */
@@ -165,7 +172,9 @@ interface StopLine {
 }
 
 function graphiteStopLine(output: string): StopLine {
-  const m = /graphite 127\.0\.0\.1:\d+: (\d+) of (\d+) lines delivered, (\d+) dropped \(backlog full\), (\d+) dropped at stop, (\d+) failed attempts/.exec(output);
+  const m = /graphite 127\.0\.0\.1:\d+: (\d+) of (\d+) lines delivered, (\d+) dropped \(backlog full\), (\d+) dropped at stop, (\d+) failed attempts/.exec(
+    output,
+  );
   if (!m) throw new Error(`no Graphite stop line in:\n${output}`);
   const [delivered, accepted, dropped, droppedAtStop, failed] = m.slice(1).map(Number) as [number, number, number, number, number];
   return { delivered, accepted, dropped, droppedAtStop, failed };
@@ -179,7 +188,9 @@ describe('statsd outputs: a Graphite that fails', () => {
     await sendPaced(s, json, 'hold', 12, 200);
     expect(await waitFor(() => flushes(json).length >= 14, 10_000)).toBe(true);
     // The first flush is aligned to the start (shorter); every later one comes on time, Graphite stalled or not.
-    const intervals = flushes(json).slice(1).map((r) => r.interval_ms);
+    const intervals = flushes(json)
+      .slice(1)
+      .map((r) => r.interval_ms);
     expect(Math.max(...intervals), JSON.stringify(intervals)).toBeLessThan(2 * FLUSH_MS);
     expect(await metric(s, /^shardgram_statsd_output_backlog\{output="graphite"\} (\d+)$/m)).toBeGreaterThan(0);
 
@@ -201,7 +212,9 @@ describe('statsd outputs: a Graphite that fails', () => {
     const port = await freePort();
     const { s, json } = await serveStatsd(port);
     await sendPaced(s, json, 'down', 6);
-    expect(await waitFor(async () => (await metric(s, /^shardgram_statsd_output_failed_attempts_total\{output="graphite"\} (\d+)$/m)) >= 2, 10_000, 50)).toBe(true);
+    expect(await waitFor(async () => (await metric(s, /^shardgram_statsd_output_failed_attempts_total\{output="graphite"\} (\d+)$/m)) >= 2, 10_000, 50)).toBe(
+      true,
+    );
     expect(s.stderr()).toMatch(/graphite 127\.0\.0\.1:\d+: .*ECONNREFUSED.*; keeping up to 1000000 lines and retrying/);
     const g = await startGraphite(port, 'read');
     await sendPaced(s, json, 'up', 4);
@@ -224,7 +237,9 @@ describe('statsd outputs: a Graphite that fails', () => {
     // A flush is 5 lines here (a counter's count and rate, 3 statsd figures): 12 lines hold two.
     const { s, json } = await serveStatsd(port, { outputRetryMax: '200', graphiteBacklog: '12' });
     await sendPaced(s, json, 'small', 8);
-    expect(await waitFor(async () => (await metric(s, /^shardgram_statsd_output_dropped_total\{output="graphite",reason="backlog_full"\} (\d+)$/m)) > 0, 10_000, 50)).toBe(true);
+    expect(
+      await waitFor(async () => (await metric(s, /^shardgram_statsd_output_dropped_total\{output="graphite",reason="backlog_full"\} (\d+)$/m)) > 0, 10_000, 50),
+    ).toBe(true);
     const g = await startGraphite(port, 'read');
     await sendPaced(s, json, 'later', 3);
     const r = await s.stop('SIGTERM');

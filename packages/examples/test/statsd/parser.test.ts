@@ -110,7 +110,12 @@ describe('the line protocol', () => {
     const lines = parseDatagram('a:1|c\n\nbad line\nb:2|ms\r\nc:+1|g\nd:x|s\n', r);
     expect(lines).toBe(5);
     expect(r.badLines).toEqual(['bad line']);
-    expect(r.events).toEqual([['c', 'a', 1, 1], ['t', 'b', 2, 1], ['g', 'c', 1, true], ['s', 'd', 'x']]);
+    expect(r.events).toEqual([
+      ['c', 'a', 1, 1],
+      ['t', 'b', 2, 1],
+      ['g', 'c', 1, true],
+      ['s', 'd', 'x'],
+    ]);
   });
 });
 
@@ -118,8 +123,14 @@ describe('the line protocol', () => {
 
 const NAME_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789._-';
 const name = fc.string({ unit: fc.constantFrom(...NAME_CHARS.split('')), minLength: 1, maxLength: 12 }).filter((s) => metricKey(s) === s);
-const num = fc.oneof(fc.integer({ min: -1e6, max: 1e6 }).map(String), fc.double({ min: -1e6, max: 1e6, noNaN: true }).map((d) => d.toFixed(3)));
-const posNum = fc.oneof(fc.integer({ min: 0, max: 1e6 }).map(String), fc.double({ min: 0, max: 1e6, noNaN: true }).map((d) => d.toFixed(3)));
+const num = fc.oneof(
+  fc.integer({ min: -1e6, max: 1e6 }).map(String),
+  fc.double({ min: -1e6, max: 1e6, noNaN: true }).map((d) => d.toFixed(3)),
+);
+const posNum = fc.oneof(
+  fc.integer({ min: 0, max: 1e6 }).map(String),
+  fc.double({ min: 0, max: 1e6, noNaN: true }).map((d) => d.toFixed(3)),
+);
 const rate = fc.constantFrom('', '|@0.1', '|@0.5', '|@1', '|@0.25');
 const tags = fc.constantFrom('', '|#env:prod', '|#a:1,b', '|#k:v,k2:v2');
 
@@ -175,27 +186,30 @@ describe('parser properties (fast-check)', () => {
 
   it('a bad line never poisons the valid lines of the same datagram', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.boolean(), validLine, mutated), { minLength: 1, maxLength: 25 }),
-        (spec) => {
-          // Each position holds a valid line or a junk one; the valid ones must come out
-          // exactly as they would alone, and in order.
-          const lines = spec.map(([good, v, m]) => (good ? v : m));
-          const alone = recorder();
-          for (const l of lines) parseDatagram(l, alone);
-          const together = recorder();
-          parseDatagram(lines.join('\n'), together);
-          expect(together.events).toEqual(alone.events);
-          expect(together.badLines).toEqual(alone.badLines);
-          for (const [good, v] of spec) if (good) expect(parseLine(v).ok).toBe(true);
-        },
-      ),
+      fc.property(fc.array(fc.tuple(fc.boolean(), validLine, mutated), { minLength: 1, maxLength: 25 }), (spec) => {
+        // Each position holds a valid line or a junk one; the valid ones must come out
+        // exactly as they would alone, and in order.
+        const lines = spec.map(([good, v, m]) => (good ? v : m));
+        const alone = recorder();
+        for (const l of lines) parseDatagram(l, alone);
+        const together = recorder();
+        parseDatagram(lines.join('\n'), together);
+        expect(together.events).toEqual(alone.events);
+        expect(together.badLines).toEqual(alone.badLines);
+        for (const [good, v] of spec) if (good) expect(parseLine(v).ok).toBe(true);
+      }),
       { numRuns: 1500 },
     );
   });
 
   it('the byte-level fast path agrees with the general parser wherever it takes a datagram', () => {
-    const simple = fc.tuple(name, fc.constantFrom('', '-', '+', '--', '1.'), fc.oneof(fc.nat().map(String), fc.constant('1234567890123456'), fc.constant('')), fc.constantFrom('c', 'ms', 'g', 'h', 's', 'c|@0.5', 'msx'))
+    const simple = fc
+      .tuple(
+        name,
+        fc.constantFrom('', '-', '+', '--', '1.'),
+        fc.oneof(fc.nat().map(String), fc.constant('1234567890123456'), fc.constant('')),
+        fc.constantFrom('c', 'ms', 'g', 'h', 's', 'c|@0.5', 'msx'),
+      )
       .map(([n, sg, v, t]) => `${n}:${sg}${v}|${t}`);
     fc.assert(
       fc.property(fc.oneof(simple, validLine, mutated), (text) => {
@@ -216,7 +230,11 @@ describe('parser properties (fast-check)', () => {
     expect(parseSimpleDatagram(Buffer.from('a.b-c_d:42|c'), r)).toBe(true);
     expect(parseSimpleDatagram(Buffer.from('g:-3|g'), r)).toBe(true);
     expect(parseSimpleDatagram(Buffer.from('t:12|ms'), r)).toBe(true);
-    expect(r.events).toEqual([['c', 'a.b-c_d', 42, 1], ['g', 'g', -3, true], ['t', 't', 12, 1]]);
+    expect(r.events).toEqual([
+      ['c', 'a.b-c_d', 42, 1],
+      ['g', 'g', -3, true],
+      ['t', 't', 12, 1],
+    ]);
   });
 
   it('fast path: a name that is not clean, or a second line, rate or tags, go to the general path; a cached name is reused only for the same bytes', () => {
@@ -243,12 +261,20 @@ describe('parser properties (fast-check)', () => {
     expect(parseSimpleDatagram(buf, r)).toBe(true);
     buf.write('xz');
     expect(parseSimpleDatagram(buf, r)).toBe(true);
-    expect(r.events).toEqual([['c', 'ab', 1, 1], ['c', 'abcde', 1, 1], ['c', 'xy', 2, 1], ['c', 'xz', 2, 1]]);
+    expect(r.events).toEqual([
+      ['c', 'ab', 1, 1],
+      ['c', 'abcde', 1, 1],
+      ['c', 'xy', 2, 1],
+      ['c', 'xz', 2, 1],
+    ]);
     expect(r.badLines).toEqual([]);
     // What the fast path declines, the general path parses (or counts as bad).
     const slow = recorder();
     expect(parseDatagram('a/:1|c\nab:1|c|@0.5\nab|c', slow)).toBe(3);
-    expect(slow.events).toEqual([['c', 'a-', 1, 1], ['c', 'ab', 1, 0.5]]);
+    expect(slow.events).toEqual([
+      ['c', 'a-', 1, 1],
+      ['c', 'ab', 1, 0.5],
+    ]);
     expect(slow.badLines).toEqual(['ab|c']);
   });
 

@@ -51,7 +51,10 @@ afterEach(async () => {
 });
 
 function readLines<T>(path: string): T[] {
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as T);
 }
 
 interface Totals {
@@ -106,8 +109,23 @@ function expectMatches(t: Totals, e: Expected, mode: 'exact' | 'histogram' = 'ex
 /** Exact timers (every raw value: Etsy's percentiles bit for bit) unless `mode` says histogram. */
 function serveArgs(out: string, extra: string[] = [], mode: 'exact' | 'histogram' = 'exact'): string[] {
   return [
-    'statsd', '--port', '0', '--workers', '2', ...BIG_RCVBUF('4m'), '--stats-port', '0',
-    '-o', `jsonOut=${out}`, '-o', 'flushInterval=600000', '-o', `percentiles=${PERCENTILES.join(',')}`, '-o', `timerMode=${mode}`, ...extra,
+    'statsd',
+    '--port',
+    '0',
+    '--workers',
+    '2',
+    ...BIG_RCVBUF('4m'),
+    '--stats-port',
+    '0',
+    '-o',
+    `jsonOut=${out}`,
+    '-o',
+    'flushInterval=600000',
+    '-o',
+    `percentiles=${PERCENTILES.join(',')}`,
+    '-o',
+    `timerMode=${mode}`,
+    ...extra,
   ];
 }
 
@@ -145,50 +163,56 @@ describe('exact across a rolling reload', () => {
   // While a slot's old process drains, its new one already reads the same socket: two
   // readers of one queue. Gauge operations split between them are ordered by the
   // kernel's receive timestamps, as across workers (docs/statsd.md).
-  it.skipIf(skipNote(rcvbufShortfall('4m'), 'the statsd reload test'))('SIGHUP in the middle of the workload: old processes send their last partials, nothing is lost or counted twice', async () => {
-    const out = tmpFile('reload.jsonl');
-    serving = await startServe(serveArgs(out, ['-o', 'flushInterval=300', '-o', 'flushTimeout=250']), 2);
-    const s = serving;
-    let hupAt = 0;
-    const expected = await sendWorkload(s.port, {
-      onStep: (done) => {
-        // A third of the way through the workload.
-        if (done === Math.floor((CLIENTS * STEPS) / 3)) {
-          hupAt = done;
-          s.child.kill('SIGHUP');
-        }
-      },
-    });
-    expect(hupAt).toBeGreaterThan(0);
-    expect(await waitFor(() => /reloaded: 2 workers/.test(s.output()), 20_000)).toBe(true);
-    // A flush after the reload: the new processes answer a round (the SIGTERM flush follows).
-    const flushesAtReload = readLines<FlushResult>(out).length;
-    expect(await waitFor(() => readLines<FlushResult>(out).length > flushesAtReload, 5_000)).toBe(true);
-    const r = await s.stop('SIGTERM');
-    serving = undefined;
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/ 0 dropped by the kernel/);
-    const flushes = readLines<FlushResult>(out);
-    expect(flushes.length).toBeGreaterThan(2);
-    // Counters, sets' members, timers' values and gauges over all flushes.
-    const counters: Record<string, number> = {};
-    let bad = 0;
-    let metrics = 0;
-    for (const f of flushes) {
-      for (const [k, v] of Object.entries(f.counters)) counters[k] = (counters[k] ?? 0) + v;
-      bad += f.bad_lines_seen;
-      metrics += f.metrics_received;
-    }
-    expect(counters).toEqual(Object.fromEntries(expected.counters));
-    expect(flushes.at(-1)!.gauges['wl.inflight']).toBe(expected.gauges.get('wl.inflight'));
-    expect(bad).toBe(expected.badLines);
-    expect(metrics).toBe(expected.metrics);
-    for (const [k, t] of expected.timers) {
-      const sum = flushes.reduce((n, f) => n + (f.timers[k]?.sum ?? 0), 0);
-      expect(flushes.reduce((n, f) => n + (f.timers[k]?.count ?? 0), 0), k).toBe(t.count);
-      expect(sum, k).toBe(t.values.reduce((a, b) => a + b, 0));
-    }
-  });
+  it.skipIf(skipNote(rcvbufShortfall('4m'), 'the statsd reload test'))(
+    'SIGHUP in the middle of the workload: old processes send their last partials, nothing is lost or counted twice',
+    async () => {
+      const out = tmpFile('reload.jsonl');
+      serving = await startServe(serveArgs(out, ['-o', 'flushInterval=300', '-o', 'flushTimeout=250']), 2);
+      const s = serving;
+      let hupAt = 0;
+      const expected = await sendWorkload(s.port, {
+        onStep: (done) => {
+          // A third of the way through the workload.
+          if (done === Math.floor((CLIENTS * STEPS) / 3)) {
+            hupAt = done;
+            s.child.kill('SIGHUP');
+          }
+        },
+      });
+      expect(hupAt).toBeGreaterThan(0);
+      expect(await waitFor(() => /reloaded: 2 workers/.test(s.output()), 20_000)).toBe(true);
+      // A flush after the reload: the new processes answer a round (the SIGTERM flush follows).
+      const flushesAtReload = readLines<FlushResult>(out).length;
+      expect(await waitFor(() => readLines<FlushResult>(out).length > flushesAtReload, 5_000)).toBe(true);
+      const r = await s.stop('SIGTERM');
+      serving = undefined;
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/ 0 dropped by the kernel/);
+      const flushes = readLines<FlushResult>(out);
+      expect(flushes.length).toBeGreaterThan(2);
+      // Counters, sets' members, timers' values and gauges over all flushes.
+      const counters: Record<string, number> = {};
+      let bad = 0;
+      let metrics = 0;
+      for (const f of flushes) {
+        for (const [k, v] of Object.entries(f.counters)) counters[k] = (counters[k] ?? 0) + v;
+        bad += f.bad_lines_seen;
+        metrics += f.metrics_received;
+      }
+      expect(counters).toEqual(Object.fromEntries(expected.counters));
+      expect(flushes.at(-1)!.gauges['wl.inflight']).toBe(expected.gauges.get('wl.inflight'));
+      expect(bad).toBe(expected.badLines);
+      expect(metrics).toBe(expected.metrics);
+      for (const [k, t] of expected.timers) {
+        const sum = flushes.reduce((n, f) => n + (f.timers[k]?.sum ?? 0), 0);
+        expect(
+          flushes.reduce((n, f) => n + (f.timers[k]?.count ?? 0), 0),
+          k,
+        ).toBe(t.count);
+        expect(sum, k).toBe(t.values.reduce((a, b) => a + b, 0));
+      }
+    },
+  );
 });
 
 // ---------------------------------------------------------------- Etsy statsd
@@ -222,12 +246,22 @@ function freePort(type: 'udp' | 'tcp'): Promise<number> {
 async function startEtsy(dump: string): Promise<{ port: number; child: ChildProcess; log: () => string }> {
   const port = await freePort('udp');
   const config = join(dir, `etsy-${++fileSeq}.js`);
-  writeFileSync(config, JSON.stringify({
-    port, address: '127.0.0.1', mgmt_port: await freePort('tcp'), mgmt_address: '127.0.0.1',
-    flushInterval: 600_000, percentThreshold: PERCENTILES, backends: [BACKEND], dumpFile: dump,
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      port,
+      address: '127.0.0.1',
+      mgmt_port: await freePort('tcp'),
+      mgmt_address: '127.0.0.1',
+      flushInterval: 600_000,
+      percentThreshold: PERCENTILES,
+      backends: [BACKEND],
+      dumpFile: dump,
+    }),
+  );
   const child = spawn(process.execPath, ['-r', RCVBUF_PRELOAD, ETSY, config], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ETSY_RCVBUF: String(bigRcvbufOptions('4m').rcvbuf) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ETSY_RCVBUF: String(bigRcvbufOptions('4m').rcvbuf) },
   });
   let log = '';
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
@@ -289,13 +323,19 @@ describe('Etsy statsd 0.9.0 and shardgram flush the same figures', () => {
     expect(sg.timers[hist]!.sum).toBe(histSum);
 
     const etsyCounters = Object.fromEntries(
-      Object.entries(counters).filter(([k]) => !k.startsWith('statsd.') && k !== hist).map(([k, v]) => [sortTags(k), v]),
+      Object.entries(counters)
+        .filter(([k]) => !k.startsWith('statsd.') && k !== hist)
+        .map(([k, v]) => [sortTags(k), v]),
     );
     expect(sg.counters).toEqual(etsyCounters);
     expect(sg.gauges).toEqual(Object.fromEntries(Object.entries(gauges).filter(([k]) => !k.startsWith('statsd.'))));
     expect(sg.sets).toEqual(Object.fromEntries([...members].map(([k, s]) => [k, s.size])));
     const etsyTimers = Object.keys(timerData).sort();
-    expect(Object.keys(sg.timers).filter((k) => k !== hist).sort()).toEqual(etsyTimers);
+    expect(
+      Object.keys(sg.timers)
+        .filter((k) => k !== hist)
+        .sort(),
+    ).toEqual(etsyTimers);
     for (const k of etsyTimers) {
       const et = timerData[k]!;
       const mine = sg.timers[k]!;
@@ -309,11 +349,13 @@ describe('Etsy statsd 0.9.0 and shardgram flush the same figures', () => {
 // ---------------------------------------------------------------- outputs
 
 describe('outputs of a running service', () => {
-  it('/metrics: statsd_exporter names and types (the default layout), the core\'s figures beside them', async () => {
+  it("/metrics: statsd_exporter names and types (the default layout), the core's figures beside them", async () => {
     serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200'], 2);
     const url = serving.stats!;
     const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
+    await new Promise<void>((r) =>
+      s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()),
+    );
     s.close();
     let text = '';
     expect(await waitFor(async () => /^m_lat_count 2$/m.test((text = await (await fetch(`${url}/metrics`)).text())), 5000, 50)).toBe(true);
@@ -330,10 +372,14 @@ describe('outputs of a running service', () => {
     serving = await startServe(['statsd', '--port', '0', '--workers', '2', '--stats-port', '0', '-o', 'flushInterval=200', '-o', 'promLayout=labels'], 2);
     const url = serving.stats!;
     const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()));
+    await new Promise<void>((r) =>
+      s.send('m.req:5|c|#env:prod\nm.lat:12|ms\nm.lat:30|ms\nm.temp:21.5|g\nm.users:ann|s', serving!.port, '127.0.0.1', () => r()),
+    );
     s.close();
     let text = '';
-    expect(await waitFor(async () => /shardgram_statsd_timer\{metric="m.lat",stat="max"\} 30/.test((text = await (await fetch(`${url}/metrics`)).text())), 5000, 50)).toBe(true);
+    expect(
+      await waitFor(async () => /shardgram_statsd_timer\{metric="m.lat",stat="max"\} 30/.test((text = await (await fetch(`${url}/metrics`)).text())), 5000, 50),
+    ).toBe(true);
     expect(text).toContain('shardgram_statsd_counter_total{metric="m.req",env="prod"} 5');
     expect(text).toContain('shardgram_statsd_gauge{metric="m.temp"} 21.5');
     expect(text).toContain('shardgram_statsd_set_unique{metric="m.users"} 1');

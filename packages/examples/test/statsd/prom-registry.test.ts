@@ -20,22 +20,29 @@ function setup(yaml: string | undefined, schema = 5): { reg: ExporterRegistry; c
 /** The interval of one timer as the merge hands it over: values (seconds) spread over three workers' histograms, merged. */
 function interval(values: readonly number[], schema = 5): { hist: NativeHistogram; scale: number } {
   const workers = [0, 1, 2].map(() => new NativeHistogram(schema));
-  values.forEach((v, i) => workers[i % 3]!.observe(v));
+  values.forEach((v, i) => {
+    workers[i % 3]!.observe(v);
+  });
   const merged = new NativeHistogram(schema);
   for (const w of workers) merged.merge(w.toData());
   return { hist: merged, scale: 0.001 };
 }
 
-function families(reg: ExporterRegistry): Map<string, { type: string; metrics: ({ labels: Record<string, string> } & ({ value: number } | { histogram: PromHistogram } | { summary: PromSummary }))[] }> {
+function families(
+  reg: ExporterRegistry,
+): Map<
+  string,
+  { type: string; metrics: ({ labels: Record<string, string> } & ({ value: number } | { histogram: PromHistogram } | { summary: PromSummary }))[] }
+> {
   const w = new PromWriter();
   reg.write(w);
   return new Map(w.families().map((f) => [f.name, f]));
 }
 
-const values = Array.from({ length: 3000 }, (_, i) => 0.001 * Math.exp((i % 997) / 997 * Math.log(1000)));
+const values = Array.from({ length: 3000 }, (_, i) => 0.001 * Math.exp(((i % 997) / 997) * Math.log(1000)));
 
 describe('histograms', () => {
-  it('native buckets equal one histogram of every value at the mapping\'s schema; classic buckets off by at most one fine bucket', () => {
+  it("native buckets equal one histogram of every value at the mapping's schema; classic buckets off by at most one fine bucket", () => {
     const { reg } = setup('defaults:\n  observer_type: histogram\n  histogram_options:\n    buckets: [0.005, 0.05, 0.5]\n');
     reg.timer('lat', interval(values.slice(0, 1500)));
     reg.timer('lat', interval(values.slice(1500)));
@@ -45,9 +52,20 @@ describe('histograms', () => {
     const whole = new NativeHistogram(3); // bucket factor 1.1 (statsd_exporter's default): schema 3
     for (const v of values) whole.observe(v);
     const spans = toSpans(whole.positive());
-    expect(h.native).toEqual({ schema: 3, zeroThreshold: 2 ** -128, zeroCount: 0, positiveSpans: spans.spans, positiveDeltas: spans.deltas, negativeSpans: [], negativeDeltas: [] });
+    expect(h.native).toEqual({
+      schema: 3,
+      zeroThreshold: 2 ** -128,
+      zeroCount: 0,
+      positiveSpans: spans.spans,
+      positiveDeltas: spans.deltas,
+      negativeSpans: [],
+      negativeDeltas: [],
+    });
     expect(h.count).toBe(values.length);
-    expect(h.sum).toBeCloseTo(values.reduce((a, b) => a + b, 0), 9);
+    expect(h.sum).toBeCloseTo(
+      values.reduce((a, b) => a + b, 0),
+      9,
+    );
     for (const [le, cumulative] of h.buckets) {
       const exact = values.filter((v) => v <= le).length;
       const near = values.filter((v) => Math.abs(v - le) / le <= 2 ** (2 ** -5) - 1).length; // within one fine (schema 5) bucket of the bound
@@ -56,12 +74,15 @@ describe('histograms', () => {
   });
 
   it('native_histogram_max_buckets lowers the schema', () => {
-    const { reg } = setup('mappings:\n- match: lat\n  name: lat\n  observer_type: histogram\n  histogram_options:\n    native_histogram_bucket_factor: 1.01\n    native_histogram_max_buckets: 20\n', 8);
+    const { reg } = setup(
+      'mappings:\n- match: lat\n  name: lat\n  observer_type: histogram\n  histogram_options:\n    native_histogram_bucket_factor: 1.01\n    native_histogram_max_buckets: 20\n',
+      8,
+    );
     reg.timer('lat', interval(values, 8));
     const h = (families(reg).get('lat')!.metrics[0] as { histogram: PromHistogram }).histogram;
     const buckets = h.native!.positiveSpans.reduce((a, s) => a + s.length, 0);
     expect(h.native!.schema).toBeLessThan(7);
-    expect(h.native!.positiveDeltas.reduce((a, d, i, all) => a + all.slice(0, i + 1).reduce((x, y) => x + y, 0), 0)).toBe(values.length);
+    expect(h.native!.positiveDeltas.reduce((a, _d, i, all) => a + all.slice(0, i + 1).reduce((x, y) => x + y, 0), 0)).toBe(values.length);
     expect(buckets).toBeLessThanOrEqual(20 + 2 ** 6); // spans may carry empty buckets between used ones; used ones ≤ 20
   });
 
@@ -122,7 +143,7 @@ describe('series lifecycle and clashes', () => {
     expect(reg.dropped).toMatchObject({ conflict: 2, negative_counter: 1, set: 1 });
   });
 
-  it('tags that would break the exposition are no labels: __…, a histogram\'s le, a summary\'s quantile (counted)', () => {
+  it("tags that would break the exposition are no labels: __…, a histogram's le, a summary's quantile (counted)", () => {
     const { reg } = setup('mappings:\n- match: h\n  name: h\n  observer_type: histogram\n');
     reg.counter('c;__name__=x;ok=1', 1);
     reg.timer('h;le=5;ok=1', interval([0.1]));
@@ -134,7 +155,7 @@ describe('series lifecycle and clashes', () => {
     expect(reg.dropped.tag).toBe(3);
   });
 
-  it('a counter\'s scale applies to its increments', () => {
+  it("a counter's scale applies to its increments", () => {
     const { reg } = setup('mappings:\n- match: bytes.kb\n  name: bytes_total\n  scale: 1024\n');
     reg.counter('bytes.kb', 2);
     expect(families(reg).get('bytes_total')!.metrics).toEqual([{ labels: {}, value: 2048 }]);

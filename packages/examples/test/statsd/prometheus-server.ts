@@ -35,7 +35,10 @@ export class PrometheusServer {
   private out = '';
   readonly dir: string;
 
-  private constructor(readonly port: number, private readonly web: PrometheusWeb) {
+  private constructor(
+    readonly port: number,
+    private readonly web: PrometheusWeb,
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-rw-'));
     writeFileSync(join(this.dir, 'prometheus.yml'), 'global:\n  scrape_interval: 1m\nscrape_configs: []\n');
     const lines: string[] = [];
@@ -57,9 +60,13 @@ export class PrometheusServer {
   /** Starts it (again, on the same storage); resolves when it says it is ready to receive. */
   async resume(): Promise<void> {
     const args = [
-      `--config.file=${join(this.dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(this.dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${this.port}`, '--web.enable-remote-write-receiver', '--enable-feature=native-histograms',
-      '--storage.tsdb.retention.time=1d', '--log.level=info',
+      `--config.file=${join(this.dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(this.dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${this.port}`,
+      '--web.enable-remote-write-receiver',
+      '--enable-feature=native-histograms',
+      '--storage.tsdb.retention.time=1d',
+      '--log.level=info',
     ];
     if (this.web.tls || this.web.basicAuth) args.push(`--web.config.file=${join(this.dir, 'web.yml')}`);
     const child = spawn('prometheus', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -90,7 +97,11 @@ export class PrometheusServer {
   }
 
   /** An instant query (plain http, no auth: the tests that query run it so). */
-  async query(expr: string): Promise<{ metric: Record<string, string>; value?: [number, string]; values?: [number, string][]; histogram?: [number, { count: string; sum: string }] }[]> {
+  async query(
+    expr: string,
+  ): Promise<
+    { metric: Record<string, string>; value?: [number, string]; values?: [number, string][]; histogram?: [number, { count: string; sum: string }] }[]
+  > {
     const res = await fetch(`http://127.0.0.1:${this.port}/api/v1/query?query=${encodeURIComponent(expr)}`);
     const body = (await res.json()) as { status: string; error?: string; data: { result: never[] } };
     if (body.status !== 'success') throw new Error(`query ${expr}: ${body.error}`);

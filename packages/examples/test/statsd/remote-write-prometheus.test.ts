@@ -65,7 +65,10 @@ interface StopLine {
 
 /** The remote write output's stop line. */
 function stopLine(out: string): StopLine {
-  const m = /remote write [^:]+:\/\/[^:]+:\d+\/api\/v1\/write: (\d+) of (\d+) samples delivered, (\d+) dropped \(backlog full\), (?:(\d+) refused by the receiver, )?(\d+) dropped at stop/.exec(out);
+  const m =
+    /remote write [^:]+:\/\/[^:]+:\d+\/api\/v1\/write: (\d+) of (\d+) samples delivered, (\d+) dropped \(backlog full\), (?:(\d+) refused by the receiver, )?(\d+) dropped at stop/.exec(
+      out,
+    );
   if (!m) throw new Error(`no remote write stop line in:\n${out}`);
   return { delivered: Number(m[1]), accepted: Number(m[2]), dropped: Number(m[3]), refused: Number(m[4] ?? 0), droppedAtStop: Number(m[5]) };
 }
@@ -77,10 +80,26 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const prom = await prometheus();
     const dir = tempDir();
     writeFileSync(join(dir, 'mapping.yml'), MAPPING);
-    serving = await startServe([
-      'statsd', '--port', '0', '--workers', '2', '--flush-interval', '250', '--mapping-config', join(dir, 'mapping.yml'),
-      '--remote-write', prom.writeUrl, '--remote-write-labels', 'job=rw_exact,instance=t1', '-o', 'outputRetryMax=500',
-    ], 2);
+    serving = await startServe(
+      [
+        'statsd',
+        '--port',
+        '0',
+        '--workers',
+        '2',
+        '--flush-interval',
+        '250',
+        '--mapping-config',
+        join(dir, 'mapping.yml'),
+        '--remote-write',
+        prom.writeUrl,
+        '--remote-write-labels',
+        'job=rw_exact,instance=t1',
+        '-o',
+        'outputRetryMax=500',
+      ],
+      2,
+    );
     const send = udpSender(serving.port);
     const want = new Map<string, number>();
     const timerValues: number[] = [];
@@ -120,10 +139,26 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const prom = await prometheus();
     const dir = tempDir();
     const json = join(dir, 'flushes.jsonl');
-    serving = await startServe([
-      'statsd', '--port', '0', '--workers', '1', '--flush-interval', '500', '--json-out', json,
-      '--remote-write', prom.writeUrl, '--remote-write-labels', 'job=rw_outage', '-o', 'outputRetryMax=1000',
-    ], 1);
+    serving = await startServe(
+      [
+        'statsd',
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--flush-interval',
+        '500',
+        '--json-out',
+        json,
+        '--remote-write',
+        prom.writeUrl,
+        '--remote-write-labels',
+        'job=rw_outage',
+        '-o',
+        'outputRetryMax=1000',
+      ],
+      1,
+    );
     const s0 = serving;
     const send = udpSender(s0.port);
     let total = 0;
@@ -162,10 +197,28 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
 
   it('a backlog too small on purpose: what Prometheus holds plus the counted drops is exactly what was sent', async () => {
     const prom = await prometheus();
-    serving = await startServe([
-      'statsd', '--port', '0', '--workers', '1', '--flush-interval', '200',
-      '--remote-write', prom.writeUrl, '--remote-write-labels', 'job=rw_small', '-o', 'remoteWriteBacklog=200', '-o', 'outputRetryMax=500', '--stats-port', '0',
-    ], 1);
+    serving = await startServe(
+      [
+        'statsd',
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--flush-interval',
+        '200',
+        '--remote-write',
+        prom.writeUrl,
+        '--remote-write-labels',
+        'job=rw_small',
+        '-o',
+        'remoteWriteBacklog=200',
+        '-o',
+        'outputRetryMax=500',
+        '--stats-port',
+        '0',
+      ],
+      1,
+    );
     const s0 = serving;
     const send = udpSender(s0.port);
     await send(['rw.small:1|c', 'rw.level:5|g']);
@@ -201,7 +254,11 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     ssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
     writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
     ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
-    const bcrypt = execFileSync('python3', ['-W', 'ignore', '-c', "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"], { encoding: 'utf8' }).trim();
+    const bcrypt = execFileSync(
+      'python3',
+      ['-W', 'ignore', '-c', "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"],
+      { encoding: 'utf8' },
+    ).trim();
     const prom = await prometheus({ tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server.key') }, basicAuth: { user: 'statsd', bcrypt } });
     writeFileSync(join(dir, 'password'), 's3cret\n');
     writeFileSync(join(dir, 'wrong'), 'guess\n');
@@ -209,19 +266,42 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     /** An instant query over https, with the CA and the password. */
     const secureValue = async (expr: string): Promise<string | undefined> => {
       const body = await new Promise<string>((resolve, reject) => {
-        https.get(`https://127.0.0.1:${prom.port}/api/v1/query?query=${encodeURIComponent(expr)}`, { ca: readFileSync(join(dir, 'ca.pem')), auth: 'statsd:s3cret' }, (res) => {
-          let t = '';
-          res.on('data', (d: Buffer) => (t += d.toString()));
-          res.on('end', () => resolve(t));
-        }).on('error', reject);
+        https
+          .get(
+            `https://127.0.0.1:${prom.port}/api/v1/query?query=${encodeURIComponent(expr)}`,
+            { ca: readFileSync(join(dir, 'ca.pem')), auth: 'statsd:s3cret' },
+            (res) => {
+              let t = '';
+              res.on('data', (d: Buffer) => (t += d.toString()));
+              res.on('end', () => resolve(t));
+            },
+          )
+          .on('error', reject);
       });
       return (JSON.parse(body) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
     };
     const run = async (passwordFile: string, until: (s: Serving) => Promise<boolean>): Promise<StopLine> => {
-      serving = await startServe([
-        'statsd', '--port', '0', '--workers', '1', '--flush-interval', '200', '--remote-write', prom.writeUrl, '--remote-write-labels', 'job=rw_tls',
-        '-o', 'remoteWriteUsername=statsd', '-o', `remoteWritePasswordFile=${passwordFile}`,
-      ], 1, { env });
+      serving = await startServe(
+        [
+          'statsd',
+          '--port',
+          '0',
+          '--workers',
+          '1',
+          '--flush-interval',
+          '200',
+          '--remote-write',
+          prom.writeUrl,
+          '--remote-write-labels',
+          'job=rw_tls',
+          '-o',
+          'remoteWriteUsername=statsd',
+          '-o',
+          `remoteWritePasswordFile=${passwordFile}`,
+        ],
+        1,
+        { env },
+      );
       const s0 = serving;
       await udpSender(s0.port)(['rw.secure:7|c']);
       expect(await waitFor(() => until(s0), 10_000, 100)).toBe(true);

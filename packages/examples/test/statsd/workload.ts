@@ -73,12 +73,17 @@ export async function sendWorkload(port: number, opts: { onStep?: (done: number)
   Math.random = () => 0;
   const errors: Error[] = [];
   try {
-    const clients = Array.from({ length: CLIENTS }, (_, i) =>
-      new StatsD({
-        host: '127.0.0.1', port, includeDataDogTags: false, errorHandler: (e: Error) => void errors.push(e),
-        // Odd clients buffer: several metrics per datagram, newline-separated.
-        ...(i % 2 === 1 ? { maxBufferSize: 1000, bufferFlushInterval: 20 } : {}),
-      }),
+    const clients = Array.from(
+      { length: CLIENTS },
+      (_, i) =>
+        new StatsD({
+          host: '127.0.0.1',
+          port,
+          includeDataDogTags: false,
+          errorHandler: (e: Error) => void errors.push(e),
+          // Odd clients buffer: several metrics per datagram, newline-separated.
+          ...(i % 2 === 1 ? { maxBufferSize: 1000, bufferFlushInterval: 20 } : {}),
+        }),
     );
     await Promise.all(
       clients.map(async (c, i) => {
@@ -173,7 +178,11 @@ export function expectedTimer(values: readonly number[], count: number, percenti
   let sum = 0;
   for (const x of v) sum += x;
   const out: Record<string, number> = {
-    count, sum, mean: sum / n, min: v[0]!, max: v[n - 1]!,
+    count,
+    sum,
+    mean: sum / n,
+    min: v[0]!,
+    max: v[n - 1]!,
     median: n % 2 ? v[(n - 1) / 2]! : (v[n / 2 - 1]! + v[n / 2]!) / 2,
   };
   for (const p of percentiles) out[`p${String(p).replace('.', '_')}`] = v[Math.round((p / 100) * n) - 1]!;

@@ -23,7 +23,13 @@ afterEach(() => {
 });
 
 const ctx = (options: Record<string, string>, sent: unknown[] = []): AppContext => ({
-  index: 0, workers: 1, pid: 4242, options, log: () => {}, send: (m) => void sent.push(m), onSupervisorMessage: () => {},
+  index: 0,
+  workers: 1,
+  pid: 4242,
+  options,
+  log: () => {},
+  send: (m) => void sent.push(m),
+  onSupervisorMessage: () => {},
   sampledLog: () => ({ note: () => {} }) as unknown as ReturnType<AppContext['sampledLog']>,
 });
 
@@ -110,7 +116,11 @@ describe('the app: one write per batch', () => {
     expect(readRecords(path).map((r) => r.message)).toEqual([0, 1, 2, 3, 4].map((i) => `batch-${i}`));
     socket.emit('message', Buffer.from('<13>1 - h a p m - alone'), rinfo);
     await hooks.close?.(); // what a batch left pending is written at close
-    expect(readRecords(path).map((r) => r.message).at(-1)).toBe('alone');
+    expect(
+      readRecords(path)
+        .map((r) => r.message)
+        .at(-1),
+    ).toBe('alone');
     const final = sent.filter((m) => (m as { final?: boolean }).final).at(-1) as { counters: { written: number; messages: number } };
     expect(final.counters).toMatchObject({ written: 6, messages: 6 });
   });

@@ -34,7 +34,7 @@ async function recordsWhen(path: string, n: number, timeoutMs = 10_000): Promise
 }
 
 describe('syslog: defaults', () => {
-  it('`serve syslog` with no engine, buffer or delay flag runs the app\'s defaults: native engine, 4 MiB asked, reads wait up to 50 ms', async () => {
+  it("`serve syslog` with no engine, buffer or delay flag runs the app's defaults: native engine, 4 MiB asked, reads wait up to 50 ms", async () => {
     const t = tempDir();
     cleanup = t.cleanup;
     const s = await serveSyslog(2, { out: join(t.dir, 'd.jsonl') }, ['--stats-port', '0']);
@@ -65,10 +65,11 @@ describe('syslog: the dgram engine (one batch per datagram)', () => {
     }
     const records = await recordsWhen(out, n);
     expect(records.map((r) => r.message).sort()).toEqual(Array.from({ length: n }, (_, i) => `dg-${i}`).sort());
-    expect(await waitFor(async () => {
-      const text = await (await fetch(`${s.stats!}/metrics`)).text();
-      return [...text.matchAll(/^shardgram_syslog_written_total\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0) === n;
-    }, 5_000)).toBe(true);
+    expect(
+      await waitFor(async () => {
+        const text = await (await fetch(`${s.stats!}/metrics`)).text();
+        return [...text.matchAll(/^shardgram_syslog_written_total\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0) === n;
+      }, 5_000),
+    ).toBe(true);
   });
 });
-

@@ -16,13 +16,16 @@ export function readRecords(path: string): SyslogRecord[] {
   const text = readFileSync(path, 'utf8');
   if (!text) return [];
   if (!text.endsWith('\n')) throw new Error(`${path} does not end with a line break`);
-  return text.slice(0, -1).split('\n').map((line, i) => {
-    try {
-      return JSON.parse(line) as SyslogRecord;
-    } catch {
-      throw new Error(`${path} line ${i + 1} is not one JSON record: ${line.slice(0, 200)}`);
-    }
-  });
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .map((line, i) => {
+      try {
+        return JSON.parse(line) as SyslogRecord;
+      } catch {
+        throw new Error(`${path} line ${i + 1} is not one JSON record: ${line.slice(0, 200)}`);
+      }
+    });
 }
 
 /** Lines in the file so far (cheap polling; a partial last line is not counted). */

@@ -41,7 +41,11 @@ interface Counts {
 
 async function counts(s: Serving): Promise<Counts> {
   const text = await (await fetch(`${s.stats!}/metrics`)).text();
-  return { messages: sumOf(text, 'shardgram_syslog_messages_total'), written: sumOf(text, 'shardgram_syslog_written_total'), writeErrors: sumOf(text, 'shardgram_syslog_write_errors_total') };
+  return {
+    messages: sumOf(text, 'shardgram_syslog_messages_total'),
+    written: sumOf(text, 'shardgram_syslog_written_total'),
+    writeErrors: sumOf(text, 'shardgram_syslog_write_errors_total'),
+  };
 }
 
 /** Waits until the workers have reported `n` messages in all (their status comes every 500 ms). */

@@ -1,7 +1,18 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parsePri, splitPri, FACILITY_NAMES, SEVERITY_NAMES, parseRfc5424, parseRfc3164, parseSyslog, toRecord, recordLine, parseSyslogOptions } from '@shardgram/examples';
+import {
+  parsePri,
+  splitPri,
+  FACILITY_NAMES,
+  SEVERITY_NAMES,
+  parseRfc5424,
+  parseRfc3164,
+  parseSyslog,
+  toRecord,
+  recordLine,
+  parseSyslogOptions,
+} from '@shardgram/examples';
 
 const NOW = new Date(2025, 5, 15, 12, 0, 0); // 15 June 2025, local time
 const p = (text: string | Buffer): ReturnType<typeof parseSyslog> => parseSyslog(typeof text === 'string' ? Buffer.from(text) : text, NOW);
@@ -29,19 +40,41 @@ describe('PRI', () => {
 
 describe('RFC 5424', () => {
   it('parses the RFC examples (§6.5)', () => {
-    expect(p('<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \u{FEFF}\'su root\' failed for lonvick on /dev/pts/8')).toMatchObject({
-      format: 'rfc5424', pri: 34, facility: 'auth', severity: 'crit', version: 1, timestamp: '2003-10-11T22:14:15.003Z',
-      hostname: 'mymachine.example.com', appName: 'su', procId: null, msgId: 'ID47', structuredData: null,
-      message: "'su root' failed for lonvick on /dev/pts/8", error: null, utf8: true,
+    expect(p("<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \u{FEFF}'su root' failed for lonvick on /dev/pts/8")).toMatchObject({
+      format: 'rfc5424',
+      pri: 34,
+      facility: 'auth',
+      severity: 'crit',
+      version: 1,
+      timestamp: '2003-10-11T22:14:15.003Z',
+      hostname: 'mymachine.example.com',
+      appName: 'su',
+      procId: null,
+      msgId: 'ID47',
+      structuredData: null,
+      message: "'su root' failed for lonvick on /dev/pts/8",
+      error: null,
+      utf8: true,
     });
-    expect(p('<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It\'s time to make the do-nuts.')).toMatchObject({
-      facility: 'local4', severity: 'notice', timestamp: '2003-08-24T05:14:15.000003-07:00', hostname: '192.0.2.1', appName: 'myproc',
-      procId: '8710', msgId: null, structuredData: null, message: "%% It's time to make the do-nuts.",
+    expect(p("<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nuts.")).toMatchObject({
+      facility: 'local4',
+      severity: 'notice',
+      timestamp: '2003-08-24T05:14:15.000003-07:00',
+      hostname: '192.0.2.1',
+      appName: 'myproc',
+      procId: '8710',
+      msgId: null,
+      structuredData: null,
+      message: "%% It's time to make the do-nuts.",
     });
-    const ex3 = p('<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] \u{FEFF}An application event log entry...');
+    const ex3 = p(
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] \u{FEFF}An application event log entry...',
+    );
     expect(ex3).toMatchObject({ appName: 'evntslog', msgId: 'ID47', message: 'An application event log entry...', error: null });
     expect(ex3.structuredData).toEqual({ 'exampleSDID@32473': { iut: '3', eventSource: 'Application', eventID: '1011' } });
-    const ex4 = p('<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"]');
+    const ex4 = p(
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"]',
+    );
     expect(ex4.structuredData).toEqual({
       'exampleSDID@32473': { iut: '3', eventSource: 'Application', eventID: '1011' },
       'examplePriority@32473': { class: 'high' },
@@ -62,20 +95,50 @@ describe('RFC 5424', () => {
     expect(r.structuredData?.['x@1']).toEqual({ a: ['1', '2', '3'], u: 'ø' });
     expect(Object.keys(r.structuredData!)).toEqual(['x@1', '__proto__']);
     expect(Object.getPrototypeOf(r.structuredData)).toBe(Object.prototype); // not replaced by "__proto__"
-    expect(p('<13>1 - - - - - [y@1 toString="a" toString="b" hasOwnProperty="c"] m').structuredData).toEqual({ 'y@1': { toString: ['a', 'b'], hasOwnProperty: 'c' } });
+    expect(p('<13>1 - - - - - [y@1 toString="a" toString="b" hasOwnProperty="c"] m').structuredData).toEqual({
+      'y@1': { toString: ['a', 'b'], hasOwnProperty: 'c' },
+    });
     expect(JSON.parse(JSON.stringify(r.structuredData))).toEqual({ 'x@1': { a: ['1', '2', '3'], u: 'ø' }, ['__proto__']: { constructor: 'c', toString: 't' } });
   });
 
   it('NILVALUE everywhere, and no MSG', () => {
-    expect(p('<13>1 - - - - - -')).toMatchObject({ format: 'rfc5424', timestamp: null, hostname: null, appName: null, procId: null, msgId: null, structuredData: null, message: null, error: null });
+    expect(p('<13>1 - - - - - -')).toMatchObject({
+      format: 'rfc5424',
+      timestamp: null,
+      hostname: null,
+      appName: null,
+      procId: null,
+      msgId: null,
+      structuredData: null,
+      message: null,
+      error: null,
+    });
     expect(p('<13>1 - - - - - - ')).toMatchObject({ message: '', error: null });
   });
 
   it('timestamps with fractions and offsets; strict ranges', () => {
-    for (const ts of ['1985-04-12T23:20:50.52Z', '1985-04-12T19:20:50.52-04:00', '2003-10-11T22:14:15.003Z', '2003-08-24T05:14:15.000003-07:00', '2024-02-29T00:00:00+14:00', '2003-10-11T22:14:15.123456789Z']) {
+    for (const ts of [
+      '1985-04-12T23:20:50.52Z',
+      '1985-04-12T19:20:50.52-04:00',
+      '2003-10-11T22:14:15.003Z',
+      '2003-08-24T05:14:15.000003-07:00',
+      '2024-02-29T00:00:00+14:00',
+      '2003-10-11T22:14:15.123456789Z',
+    ]) {
       expect(p(`<13>1 ${ts} h a p m - x`), ts).toMatchObject({ timestamp: ts, error: null });
     }
-    for (const ts of ['2003-10-11T22:14:15', '2003-10-11 22:14:15Z', '2003-10-11t22:14:15z', '2003-13-11T22:14:15Z', '2023-02-29T00:00:00Z', '2003-10-11T24:00:00Z', '2003-10-11T22:14:60Z', '2003-10-11T22:14:15.Z', '2003-10-11T22:14:15+0100', '2003-10-11T22:14:15.1234567890Z']) {
+    for (const ts of [
+      '2003-10-11T22:14:15',
+      '2003-10-11 22:14:15Z',
+      '2003-10-11t22:14:15z',
+      '2003-13-11T22:14:15Z',
+      '2023-02-29T00:00:00Z',
+      '2003-10-11T24:00:00Z',
+      '2003-10-11T22:14:60Z',
+      '2003-10-11T22:14:15.Z',
+      '2003-10-11T22:14:15+0100',
+      '2003-10-11T22:14:15.1234567890Z',
+    ]) {
       const r = p(`<13>1 ${ts} h a p m - x`);
       expect(r.error, ts).toMatch(/TIMESTAMP/);
       expect(r.format).toBe('rfc5424');
@@ -122,10 +185,25 @@ describe('RFC 5424', () => {
 describe('RFC 3164 and its real-world deviations', () => {
   it('the RFC examples (§5.4)', () => {
     expect(p("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8")).toMatchObject({
-      format: 'rfc3164', pri: 34, facility: 'auth', severity: 'crit', version: null, timestamp: '2024-10-11T22:14:15',
-      hostname: 'mymachine', appName: 'su', procId: null, msgId: null, structuredData: null, message: "'su root' failed for lonvick on /dev/pts/8",
+      format: 'rfc3164',
+      pri: 34,
+      facility: 'auth',
+      severity: 'crit',
+      version: null,
+      timestamp: '2024-10-11T22:14:15',
+      hostname: 'mymachine',
+      appName: 'su',
+      procId: null,
+      msgId: null,
+      structuredData: null,
+      message: "'su root' failed for lonvick on /dev/pts/8",
     });
-    expect(p('<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!')).toMatchObject({ timestamp: '2025-02-05T17:32:18', hostname: '10.0.0.99', appName: null, message: 'Use the BFG!' });
+    expect(p('<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!')).toMatchObject({
+      timestamp: '2025-02-05T17:32:18',
+      hostname: '10.0.0.99',
+      appName: null,
+      message: 'Use the BFG!',
+    });
   });
 
   it('day padding: two spaces, a zero, or none', () => {
@@ -141,7 +219,12 @@ describe('RFC 3164 and its real-world deviations', () => {
   });
 
   it('tag with [pid], tag without colon, and no hostname', () => {
-    expect(p('<13>Jun 15 10:00:00 web1 sshd[4242]: Accepted publickey')).toMatchObject({ hostname: 'web1', appName: 'sshd', procId: '4242', message: 'Accepted publickey' });
+    expect(p('<13>Jun 15 10:00:00 web1 sshd[4242]: Accepted publickey')).toMatchObject({
+      hostname: 'web1',
+      appName: 'sshd',
+      procId: '4242',
+      message: 'Accepted publickey',
+    });
     expect(p('<13>Jun 15 10:00:00 sshd[4242]: Accepted')).toMatchObject({ hostname: null, appName: 'sshd', procId: '4242', message: 'Accepted' });
     expect(p('<13>Jun 15 10:00:00 kernel: oops')).toMatchObject({ hostname: null, appName: 'kernel', message: 'oops' });
     expect(p('<13>Jun 15 10:00:00 web1 cron[7] started')).toMatchObject({ hostname: 'web1', appName: 'cron', procId: '7', message: 'started' });
@@ -152,7 +235,13 @@ describe('RFC 3164 and its real-world deviations', () => {
   });
 
   it('ISO 8601 timestamps (rsyslog forwarding format), with T or a space', () => {
-    expect(p('<13>2025-06-15T10:00:00.123456+02:00 host app[9]: iso')).toMatchObject({ timestamp: '2025-06-15T10:00:00.123456+02:00', hostname: 'host', appName: 'app', procId: '9', message: 'iso' });
+    expect(p('<13>2025-06-15T10:00:00.123456+02:00 host app[9]: iso')).toMatchObject({
+      timestamp: '2025-06-15T10:00:00.123456+02:00',
+      hostname: 'host',
+      appName: 'app',
+      procId: '9',
+      message: 'iso',
+    });
     expect(p('<13>2025-06-15 10:00:00 host app: spaced')).toMatchObject({ timestamp: '2025-06-15 10:00:00', hostname: 'host', appName: 'app' });
   });
 
@@ -160,18 +249,34 @@ describe('RFC 3164 and its real-world deviations', () => {
     expect(p('<13>Jun 15 2019 10:00:00 host app: y')).toMatchObject({ timestamp: '2019-06-15T10:00:00', hostname: 'host' });
     expect(p('<13>Jun 15 10:00:00.250 host app: f')).toMatchObject({ timestamp: '2025-06-15T10:00:00.250', hostname: 'host' });
     expect(p('<189>*Mar  1 18:48:50.483 UTC: %SYS-5-CONFIG_I: Configured from console')).toMatchObject({
-      facility: 'local7', severity: 'notice', timestamp: '2025-03-01T18:48:50.483', hostname: null, appName: '%SYS-5-CONFIG_I', message: 'Configured from console',
+      facility: 'local7',
+      severity: 'notice',
+      timestamp: '2025-03-01T18:48:50.483',
+      hostname: null,
+      appName: '%SYS-5-CONFIG_I',
+      message: 'Configured from console',
     });
     // An upper-case hostname or tag is not taken for a time zone.
     expect(p('<13>Jun 15 10:00:00 HOST app: x')).toMatchObject({ hostname: 'HOST', appName: 'app' });
     expect(p('<13>Jun 15 10:00:00 CRON: x')).toMatchObject({ hostname: null, appName: 'CRON', message: 'x' });
-    expect(p('<13>Jun 15 10:00:00.5 CET: %LINK-3-UPDOWN: down')).toMatchObject({ timestamp: '2025-06-15T10:00:00.5', appName: '%LINK-3-UPDOWN', message: 'down' });
+    expect(p('<13>Jun 15 10:00:00.5 CET: %LINK-3-UPDOWN: down')).toMatchObject({
+      timestamp: '2025-06-15T10:00:00.5',
+      appName: '%LINK-3-UPDOWN',
+      message: 'down',
+    });
   });
 
   it('no timestamp, no PRI, nothing but text', () => {
     expect(p('<13>sshd[12]: no time')).toMatchObject({ format: 'rfc3164', timestamp: null, hostname: null, appName: 'sshd', procId: '12', message: 'no time' });
     expect(p('<13>1 apple fell')).toMatchObject({ format: 'rfc3164', message: '1 apple fell', error: null });
-    expect(p('just text, no PRI')).toMatchObject({ format: 'rfc3164', pri: null, facility: 'user', severity: 'notice', message: 'just text, no PRI', error: null });
+    expect(p('just text, no PRI')).toMatchObject({
+      format: 'rfc3164',
+      pri: null,
+      facility: 'user',
+      severity: 'notice',
+      message: 'just text, no PRI',
+      error: null,
+    });
     expect(p('Jun 15 10:00:00 host app: no PRI')).toMatchObject({ pri: null, timestamp: '2025-06-15T10:00:00', hostname: 'host', appName: 'app' });
     expect(p('<13>Jun 31 99:00:00 host app: bad time')).toMatchObject({ timestamp: null, message: 'Jun 31 99:00:00 host app: bad time' });
   });
@@ -188,7 +293,17 @@ describe('malformed input and records', () => {
   it('keeps the text (invalid bytes replaced), the exact bytes in base64, and the error', () => {
     const bytes = Buffer.concat([Buffer.from('<999>bad '), Buffer.from([0xff, 0xfe, 0x00, 0xc3]), Buffer.from(' tail')]);
     const r = toRecord(bytes, at);
-    expect(r).toMatchObject({ format: 'unknown', facility: null, severity: null, error: 'PRI: 999 is more than 191', worker: 1, workerPid: 4242, senderAddress: '127.0.0.1', senderPort: 5000, bytes: bytes.length });
+    expect(r).toMatchObject({
+      format: 'unknown',
+      facility: null,
+      severity: null,
+      error: 'PRI: 999 is more than 191',
+      worker: 1,
+      workerPid: 4242,
+      senderAddress: '127.0.0.1',
+      senderPort: 5000,
+      bytes: bytes.length,
+    });
     expect(r.message).toBe('<999>bad \uFFFD\uFFFD\u0000\uFFFD tail');
     expect(Buffer.from(r.raw!, 'base64').equals(bytes)).toBe(true);
     const line = recordLine(r);
@@ -214,8 +329,26 @@ describe('malformed input and records', () => {
     const keys = Object.keys(toRecord(Buffer.from('<13>1 - h a - - - m'), at));
     for (const text of ['<13>Jun 15 10:00:00 host app: x', '<300>x', '', 'plain']) expect(Object.keys(toRecord(Buffer.from(text), at))).toEqual(keys);
     expect(keys).toEqual([
-      'receivedAt', 'worker', 'workerPid', 'senderAddress', 'senderPort', 'bytes', 'format', 'pri', 'facility', 'severity', 'version',
-      'timestamp', 'hostname', 'appName', 'procId', 'msgId', 'structuredData', 'message', 'error', 'raw',
+      'receivedAt',
+      'worker',
+      'workerPid',
+      'senderAddress',
+      'senderPort',
+      'bytes',
+      'format',
+      'pri',
+      'facility',
+      'severity',
+      'version',
+      'timestamp',
+      'hostname',
+      'appName',
+      'procId',
+      'msgId',
+      'structuredData',
+      'message',
+      'error',
+      'raw',
     ]);
   });
 });
@@ -234,6 +367,8 @@ describe('app options', () => {
     expect(() => parseSyslogOptions({ out: 'x', maxBytes: 'lots' })).toThrow(/^maxBytes must be a number of bytes/);
     expect(() => parseSyslogOptions({ out: 'x', keep: '0' })).toThrow(/^keep must be from 1 to 1000; got 0$/);
     expect(() => parseSyslogOptions({ maxBytes: '1m' })).toThrow(/used with out=FILE/);
-    expect(() => parseSyslogOptions({ out: '/nonexistent-dir/x.jsonl' })).toThrow('out must be a file in an existing directory; got "/nonexistent-dir/x.jsonl" (directory /nonexistent-dir does not exist)');
+    expect(() => parseSyslogOptions({ out: '/nonexistent-dir/x.jsonl' })).toThrow(
+      'out must be a file in an existing directory; got "/nonexistent-dir/x.jsonl" (directory /nonexistent-dir does not exist)',
+    );
   });
 });

@@ -37,8 +37,19 @@ function checkAnyDatagram(bytes: Buffer): void {
 // --- generators ---------------------------------------------------------------
 
 const printAscii = (min: number, max: number, exclude = ''): fc.Arbitrary<string> =>
-  fc.string({ unit: fc.integer({ min: 33, max: 126 }).map((c) => String.fromCharCode(c)).filter((c) => !exclude.includes(c)), minLength: min, maxLength: max });
-const nilOr = (a: fc.Arbitrary<string>): fc.Arbitrary<string | null> => fc.option(a.filter((s) => s !== '-'), { nil: null });
+  fc.string({
+    unit: fc
+      .integer({ min: 33, max: 126 })
+      .map((c) => String.fromCharCode(c))
+      .filter((c) => !exclude.includes(c)),
+    minLength: min,
+    maxLength: max,
+  });
+const nilOr = (a: fc.Arbitrary<string>): fc.Arbitrary<string | null> =>
+  fc.option(
+    a.filter((s) => s !== '-'),
+    { nil: null },
+  );
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 
 const timestamp5424 = fc
@@ -54,7 +65,10 @@ const timestamp5424 = fc
   });
 
 /** Any Unicode text, including the characters that must be escaped in a PARAM-VALUE. */
-const anyText = fc.string({ unit: fc.oneof(fc.constantFrom('"', '\\', ']', '[', '=', ' ', 'é', '✓', '\u{1F600}'), fc.string({ unit: 'grapheme', maxLength: 1 })), maxLength: 40 });
+const anyText = fc.string({
+  unit: fc.oneof(fc.constantFrom('"', '\\', ']', '[', '=', ' ', 'é', '✓', '\u{1F600}'), fc.string({ unit: 'grapheme', maxLength: 1 })),
+  maxLength: 40,
+});
 const escapeValue = (v: string): string => v.replace(/["\\\]]/g, (c) => `\\${c}`);
 
 const sdElements = fc.uniqueArray(
@@ -73,7 +87,10 @@ const rfc5424Message = fc.record({
   procId: nilOr(printAscii(1, 128)),
   msgId: nilOr(printAscii(1, 32)),
   sd: sdElements,
-  message: fc.option(fc.string({ unit: 'grapheme', maxLength: 200 }).map((s) => s.replace(/[\r\n\0]+$/, '')), { nil: null }),
+  message: fc.option(
+    fc.string({ unit: 'grapheme', maxLength: 200 }).map((s) => s.replace(/[\r\n\0]+$/, '')),
+    { nil: null },
+  ),
   bom: fc.boolean(),
 });
 type Gen5424 = typeof rfc5424Message extends fc.Arbitrary<infer T> ? T : never;
@@ -107,7 +124,10 @@ const rfc3164Message = fc.record({
   hms: fc.tuple(fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }), fc.integer({ min: 0, max: 59 })),
   // A four-digit word after the time is the year of the form network gear sends (`Apr 15 21:28:13 2007 host …`,
   // docs/syslog.md): a host named like that cannot be told apart from it, and is read as the year.
-  hostname: fc.option(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/).filter((h) => !/^\d{4}$/.test(h)), { nil: null }),
+  hostname: fc.option(
+    fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/).filter((h) => !/^\d{4}$/.test(h)),
+    { nil: null },
+  ),
   // (Not a zone name like UTC: `Jun 1 10:00:00 UTC: x` is Cisco's time zone, not a tag.)
   tag: fc.stringMatching(/^[A-Za-z0-9_./%-]{1,32}$/).filter((t) => !/^[A-Z]{3,5}$/.test(t)),
   pid: fc.option(fc.integer({ min: 1, max: 4_194_304 }).map(String), { nil: null }),
@@ -118,17 +138,37 @@ const rfc3164Message = fc.record({
 
 describe('parsing never fails, and malformed input is kept exactly', () => {
   it('random bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (a) => checkAnyDatagram(Buffer.from(a))), RUNS);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (a) => checkAnyDatagram(Buffer.from(a))),
+      RUNS,
+    );
   });
 
   it('random bytes after a plausible start', () => {
-    const starts = fc.constantFrom('<13>', '<13>1 ', '<13>1 - ', '<165>1 2003-10-11T22:14:15.003Z h a p m ', '<13>1 - - - - - [', '<34>Oct 11 22:14:15 ', '<0>', '<191>Jan  1 ', '<', '<13>1 - h a p m [x@1 a="');
-    fc.assert(fc.property(starts, fc.uint8Array({ maxLength: 200 }), (s, a) => checkAnyDatagram(Buffer.concat([Buffer.from(s), Buffer.from(a)]))), RUNS);
+    const starts = fc.constantFrom(
+      '<13>',
+      '<13>1 ',
+      '<13>1 - ',
+      '<165>1 2003-10-11T22:14:15.003Z h a p m ',
+      '<13>1 - - - - - [',
+      '<34>Oct 11 22:14:15 ',
+      '<0>',
+      '<191>Jan  1 ',
+      '<',
+      '<13>1 - h a p m [x@1 a="',
+    );
+    fc.assert(
+      fc.property(starts, fc.uint8Array({ maxLength: 200 }), (s, a) => checkAnyDatagram(Buffer.concat([Buffer.from(s), Buffer.from(a)]))),
+      RUNS,
+    );
   });
 
   it('random text from the syslog alphabet', () => {
     const alphabet = fc.constantFrom(...'<>0123456789 -[]="\\:TZ.+@abcJanOct\u{FEFF}\n\0é'.split(''), '\u{FEFF}');
-    fc.assert(fc.property(fc.string({ unit: alphabet, maxLength: 120 }), (s) => checkAnyDatagram(Buffer.from(s))), RUNS);
+    fc.assert(
+      fc.property(fc.string({ unit: alphabet, maxLength: 120 }), (s) => checkAnyDatagram(Buffer.from(s))),
+      RUNS,
+    );
   });
 });
 
@@ -139,8 +179,17 @@ describe('valid messages parse back to their fields', () => {
         const r = parseSyslog(Buffer.from(build5424(m)), NOW);
         expect(r.error).toBeNull();
         expect(r).toMatchObject({
-          format: 'rfc5424', pri: m.pri, facility: FACILITY_NAMES[m.pri >> 3], severity: SEVERITY_NAMES[m.pri & 7], version: 1,
-          timestamp: m.timestamp, hostname: m.hostname, appName: m.appName, procId: m.procId, msgId: m.msgId, message: m.message,
+          format: 'rfc5424',
+          pri: m.pri,
+          facility: FACILITY_NAMES[m.pri >> 3],
+          severity: SEVERITY_NAMES[m.pri & 7],
+          version: 1,
+          timestamp: m.timestamp,
+          hostname: m.hostname,
+          appName: m.appName,
+          procId: m.procId,
+          msgId: m.msgId,
+          message: m.message,
         });
         expect(r.structuredData === null ? null : JSON.parse(JSON.stringify(r.structuredData))).toEqual(expectedSd(m));
         checkAnyDatagram(Buffer.from(build5424(m)));
@@ -158,8 +207,15 @@ describe('valid messages parse back to their fields', () => {
         const r = parseSyslog(Buffer.from(text), NOW);
         const pri = m.pri ?? 13;
         expect(r).toMatchObject({
-          format: 'rfc3164', pri: m.pri, facility: FACILITY_NAMES[pri >> 3], severity: SEVERITY_NAMES[pri & 7], error: null,
-          hostname: m.hostname, appName: m.tag, procId: m.pid, message: m.message,
+          format: 'rfc3164',
+          pri: m.pri,
+          facility: FACILITY_NAMES[pri >> 3],
+          severity: SEVERITY_NAMES[pri & 7],
+          error: null,
+          hostname: m.hostname,
+          appName: m.tag,
+          procId: m.pid,
+          message: m.message,
         });
         expect(r.timestamp).toMatch(new RegExp(`^\\d{4}-${pad(m.month + 1)}-${pad(m.day)}T${time}$`));
       }),
@@ -177,16 +233,24 @@ describe('near-valid messages (one edit away from valid) are kept', () => {
   function apply(text: string, e: { kind: string; at: number; ch: string }): string {
     const i = text.length ? e.at % text.length : 0;
     switch (e.kind) {
-      case 'insert': return text.slice(0, i) + e.ch + text.slice(i);
-      case 'delete': return text.slice(0, i) + text.slice(i + 1);
-      case 'replace': return text.slice(0, i) + e.ch + text.slice(i + 1);
-      case 'truncate': return text.slice(0, i);
-      default: return text.slice(0, i) + text.slice(i, i + 5) + text.slice(i);
+      case 'insert':
+        return text.slice(0, i) + e.ch + text.slice(i);
+      case 'delete':
+        return text.slice(0, i) + text.slice(i + 1);
+      case 'replace':
+        return text.slice(0, i) + e.ch + text.slice(i + 1);
+      case 'truncate':
+        return text.slice(0, i);
+      default:
+        return text.slice(0, i) + text.slice(i, i + 5) + text.slice(i);
     }
   }
 
   it('RFC 5424 with one edit', () => {
-    fc.assert(fc.property(rfc5424Message, edit, (m, e) => checkAnyDatagram(Buffer.from(apply(build5424(m), e)))), RUNS);
+    fc.assert(
+      fc.property(rfc5424Message, edit, (m, e) => checkAnyDatagram(Buffer.from(apply(build5424(m), e)))),
+      RUNS,
+    );
   });
 
   it('an edit in the header of RFC 5424 gives an error that says where, or a message that still parses', () => {
@@ -205,11 +269,16 @@ describe('near-valid messages (one edit away from valid) are kept', () => {
 
   it('bytes that are not UTF-8 spliced into a valid message', () => {
     fc.assert(
-      fc.property(rfc5424Message, fc.nat(), fc.uint8Array({ minLength: 1, maxLength: 4 }).map((a) => Buffer.from(a.map((b) => b | 0x80))), (m, at, junk) => {
-        const bytes = Buffer.from(build5424(m));
-        const i = at % (bytes.length + 1);
-        checkAnyDatagram(Buffer.concat([bytes.subarray(0, i), junk, bytes.subarray(i)]));
-      }),
+      fc.property(
+        rfc5424Message,
+        fc.nat(),
+        fc.uint8Array({ minLength: 1, maxLength: 4 }).map((a) => Buffer.from(a.map((b) => b | 0x80))),
+        (m, at, junk) => {
+          const bytes = Buffer.from(build5424(m));
+          const i = at % (bytes.length + 1);
+          checkAnyDatagram(Buffer.concat([bytes.subarray(0, i), junk, bytes.subarray(i)]));
+        },
+      ),
       RUNS,
     );
   });
@@ -217,7 +286,13 @@ describe('near-valid messages (one edit away from valid) are kept', () => {
 
 describe('recordLine writes what JSON.stringify writes', () => {
   // Any text: controls, quotes, backslashes, lone and paired surrogates, U+2028.
-  const anyString = fc.string({ unit: fc.oneof(fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u007f', '\u2028', '\ud800', '\udfff', '\u{1F600}', 'é'), fc.string({ unit: 'binary', maxLength: 1 })), maxLength: 30 });
+  const anyString = fc.string({
+    unit: fc.oneof(
+      fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u007f', '\u2028', '\ud800', '\udfff', '\u{1F600}', 'é'),
+      fc.string({ unit: 'binary', maxLength: 1 }),
+    ),
+    maxLength: 30,
+  });
   const orNull = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<T | null> => fc.option(a, { nil: null });
   // Keys like "__proto__", "toString" and integer-like ones ("10", "2": JSON.stringify puts those first).
   const key = fc.oneof(anyString, fc.constantFrom('__proto__', 'toString', '10', '2', '0', 'constructor'));
@@ -234,11 +309,26 @@ describe('recordLine writes what JSON.stringify writes', () => {
     fc.assert(
       fc.property(
         fc.record({
-          receivedAt: anyString, worker: fc.nat(), workerPid: fc.nat(), senderAddress: anyString, senderPort: fc.nat(65535), bytes: fc.nat(),
-          format: fc.constantFrom('rfc5424' as const, 'rfc3164' as const, 'unknown' as const), pri: orNull(fc.nat(191)),
-          facility: orNull(fc.constantFrom(...FACILITY_NAMES)), severity: orNull(fc.constantFrom(...SEVERITY_NAMES)), version: orNull(fc.integer({ min: 1, max: 999 })),
-          timestamp: orNull(anyString), hostname: orNull(anyString), appName: orNull(anyString), procId: orNull(anyString), msgId: orNull(anyString),
-          structuredData: orNull(sd), message: orNull(anyString), error: orNull(anyString), raw: orNull(anyString),
+          receivedAt: anyString,
+          worker: fc.nat(),
+          workerPid: fc.nat(),
+          senderAddress: anyString,
+          senderPort: fc.nat(65535),
+          bytes: fc.nat(),
+          format: fc.constantFrom('rfc5424' as const, 'rfc3164' as const, 'unknown' as const),
+          pri: orNull(fc.nat(191)),
+          facility: orNull(fc.constantFrom(...FACILITY_NAMES)),
+          severity: orNull(fc.constantFrom(...SEVERITY_NAMES)),
+          version: orNull(fc.integer({ min: 1, max: 999 })),
+          timestamp: orNull(anyString),
+          hostname: orNull(anyString),
+          appName: orNull(anyString),
+          procId: orNull(anyString),
+          msgId: orNull(anyString),
+          structuredData: orNull(sd),
+          message: orNull(anyString),
+          error: orNull(anyString),
+          raw: orNull(anyString),
         }),
         (r) => {
           expect(recordLine(r)).toBe(`${JSON.stringify(r)}\n`);

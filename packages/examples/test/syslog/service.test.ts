@@ -21,7 +21,10 @@ const run = promisify(execFile);
 const haveLogger = haveCommand('logger');
 
 interface SyslogClientModule {
-  createClient(target: string, options: Record<string, unknown>): {
+  createClient(
+    target: string,
+    options: Record<string, unknown>,
+  ): {
     log(message: string, options: Record<string, unknown>, cb: (err?: Error) => void): void;
     close(): void;
     on(event: 'error', cb: (err: Error) => void): void;
@@ -71,22 +74,58 @@ describe('syslog: real clients', () => {
 
     for (let i = 0; i < 12; i++) {
       const m = `L5424-${i}`;
-      add(m, ['--rfc5424', '-t', `app${i}`, '-p', `local${i % 8}.${['err', 'info', 'debug', 'warning'][i % 4]}`, '--msgid', `ID${i}`,
-        '--sd-id', 'test@32473', '--sd-param', `seq="${i}"`, '--sd-param', 'tricky="q\\"b\\\\s\\]e"', `${m} héllo wörld ✓ 日本語`], (r) => {
-        expect(r).toMatchObject({
-          format: 'rfc5424', version: 1, facility: `local${i % 8}`, severity: ['err', 'info', 'debug', 'warning'][i % 4], appName: `app${i}`,
-          msgId: `ID${i}`, message: `${m} héllo wörld ✓ 日本語`, error: null, raw: null, senderAddress: '127.0.0.1',
-        });
-        expect(r.hostname).toBeTruthy();
-        expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$/);
-        expect(r.structuredData?.['test@32473']).toEqual({ seq: String(i), tricky: 'q"b\\s]e' });
-        expect(r.structuredData?.timeQuality).toMatchObject({ tzKnown: '1' });
-      });
+      add(
+        m,
+        [
+          '--rfc5424',
+          '-t',
+          `app${i}`,
+          '-p',
+          `local${i % 8}.${['err', 'info', 'debug', 'warning'][i % 4]}`,
+          '--msgid',
+          `ID${i}`,
+          '--sd-id',
+          'test@32473',
+          '--sd-param',
+          `seq="${i}"`,
+          '--sd-param',
+          'tricky="q\\"b\\\\s\\]e"',
+          `${m} héllo wörld ✓ 日本語`,
+        ],
+        (r) => {
+          expect(r).toMatchObject({
+            format: 'rfc5424',
+            version: 1,
+            facility: `local${i % 8}`,
+            severity: ['err', 'info', 'debug', 'warning'][i % 4],
+            appName: `app${i}`,
+            msgId: `ID${i}`,
+            message: `${m} héllo wörld ✓ 日本語`,
+            error: null,
+            raw: null,
+            senderAddress: '127.0.0.1',
+          });
+          expect(r.hostname).toBeTruthy();
+          expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$/);
+          expect(r.structuredData?.['test@32473']).toEqual({ seq: String(i), tricky: 'q"b\\s]e' });
+          expect(r.structuredData?.timeQuality).toMatchObject({ tzKnown: '1' });
+        },
+      );
     }
     for (let i = 0; i < 8; i++) {
       const m = `L3164-${i}`;
       add(m, ['--rfc3164', '-i', '-t', `bsd${i}`, '-p', `daemon.notice`, `${m} plain ascii and ünïcode`], (r) => {
-        expect(r).toMatchObject({ format: 'rfc3164', facility: 'daemon', severity: 'notice', appName: `bsd${i}`, message: `${m} plain ascii and ünïcode`, error: null, version: null, msgId: null, structuredData: null });
+        expect(r).toMatchObject({
+          format: 'rfc3164',
+          facility: 'daemon',
+          severity: 'notice',
+          appName: `bsd${i}`,
+          message: `${m} plain ascii and ünïcode`,
+          error: null,
+          version: null,
+          msgId: null,
+          structuredData: null,
+        });
         expect(r.procId).toMatch(/^\d+$/);
         expect(r.hostname).toBeTruthy();
         expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
@@ -101,7 +140,9 @@ describe('syslog: real clients', () => {
     });
     // (logger sends kern as user: kern is the kernel's own.)
     add('LFTP', ['--rfc5424', '-p', 'ftp.emerg', '-t', 'k', 'LFTP panic'], (r) => expect(r).toMatchObject({ pri: 88, facility: 'ftp', severity: 'emerg' }));
-    add('LAUTH', ['--rfc3164', '-p', 'authpriv.alert', '-t', 'sudo', 'LAUTH sudo'], (r) => expect(r).toMatchObject({ pri: 81, facility: 'authpriv', severity: 'alert', appName: 'sudo' }));
+    add('LAUTH', ['--rfc3164', '-p', 'authpriv.alert', '-t', 'sudo', 'LAUTH sudo'], (r) =>
+      expect(r).toMatchObject({ pri: 81, facility: 'authpriv', severity: 'alert', appName: 'sudo' }),
+    );
 
     for (const x of sent) await run('logger', [...net, ...x.args]);
     // Several lines on stdin: one message each.
@@ -131,7 +172,7 @@ describe('syslog: real clients', () => {
     cleanup = t.cleanup;
     const out = join(t.dir, 'syslog.jsonl');
     const s = await serveSyslog(2, { out });
-    const { Facility, Severity } = syslogClient;
+    const { Facility } = syslogClient;
     const clients = Array.from({ length: 6 }, (_, i) =>
       syslogClient.createClient('127.0.0.1', { port: s.port, rfc3164: i % 2 === 1, appName: `nodeapp${i}`, syslogHostname: `host${i}.example` }),
     );
@@ -139,7 +180,13 @@ describe('syslog: real clients', () => {
       new Promise((resolve, reject) => c.log(msg, options, (err) => (err ? reject(err) : resolve())));
     const expected = new Map<string, Partial<SyslogRecord>>();
     const sevNames = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
-    const facs: [number, string][] = [[Facility.Kernel!, 'kern'], [Facility.User!, 'user'], [Facility.Audit!, 'audit'], [Facility.Local0!, 'local0'], [Facility.Local7!, 'local7']];
+    const facs: [number, string][] = [
+      [Facility.Kernel!, 'kern'],
+      [Facility.User!, 'user'],
+      [Facility.Audit!, 'audit'],
+      [Facility.Local0!, 'local0'],
+      [Facility.Local7!, 'local7'],
+    ];
     let n = 0;
     const stamp = new Date('2025-03-04T05:06:07.089Z');
     for (let k = 0; k < 60; k++) {
@@ -152,11 +199,22 @@ describe('syslog: real clients', () => {
       await log(clients[ci]!, text, { facility: fac, severity: sev, msgid: rfc3164 ? undefined : `M${k}`, timestamp: k % 3 === 0 ? stamp : undefined });
       n++;
       expected.set(marker, {
-        format: rfc3164 ? 'rfc3164' : 'rfc5424', facility: facName as SyslogRecord['facility'], severity: sevNames[sev], hostname: `host${ci}.example`,
-        message: text, error: null, raw: null,
+        format: rfc3164 ? 'rfc3164' : 'rfc5424',
+        facility: facName as SyslogRecord['facility'],
+        severity: sevNames[sev],
+        hostname: `host${ci}.example`,
+        message: text,
+        error: null,
+        raw: null,
         ...(rfc3164
           ? { appName: null, procId: null, msgId: null, structuredData: null }
-          : { appName: `nodeapp${ci}`, procId: String(process.pid), msgId: `M${k}`, structuredData: null, ...(k % 3 === 0 ? { timestamp: stamp.toISOString() } : {}) }),
+          : {
+              appName: `nodeapp${ci}`,
+              procId: String(process.pid),
+              msgId: `M${k}`,
+              structuredData: null,
+              ...(k % 3 === 0 ? { timestamp: stamp.toISOString() } : {}),
+            }),
       });
     }
     for (const c of clients) c.close();
@@ -202,7 +260,8 @@ describe('syslog: malformed input, metrics, standard output', () => {
       Buffer.concat([Buffer.from('<13>1 - h a p m [big'), Buffer.alloc(60_000, 0xfe)]), // large, and no UTF-8
     ];
     const good = [
-      Buffer.from('<13>1 - h a p m - fine'), Buffer.concat([Buffer.from('<13>Jun 15 10:00:00 h a: caf'), Buffer.from([0xe9])]),
+      Buffer.from('<13>1 - h a p m - fine'),
+      Buffer.concat([Buffer.from('<13>Jun 15 10:00:00 h a: caf'), Buffer.from([0xe9])]),
       Buffer.from('<13>2 - h a p m - version two'), // another VERSION: parsed by the 5424 grammar, recorded (docs/syslog.md)
     ];
     const clients = await openClients(8);
@@ -228,10 +287,12 @@ describe('syslog: malformed input, metrics, standard output', () => {
       const sumOf = (text: string, name: string): number =>
         [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
       let metrics = '';
-      expect(await waitFor(async () => {
-        metrics = await (await fetch(`${statsUrl}/metrics`)).text();
-        return sumOf(metrics, 'shardgram_syslog_written_total') === bad.length + good.length;
-      }, 5_000)).toBe(true);
+      expect(
+        await waitFor(async () => {
+          metrics = await (await fetch(`${statsUrl}/metrics`)).text();
+          return sumOf(metrics, 'shardgram_syslog_written_total') === bad.length + good.length;
+        }, 5_000),
+      ).toBe(true);
       expect(sumOf(metrics, 'shardgram_syslog_malformed_total')).toBe(bad.length);
       expect(sumOf(metrics, 'shardgram_syslog_not_utf8_total')).toBe(3);
       expect(sumOf(metrics, 'shardgram_syslog_write_errors_total')).toBe(0);
@@ -257,7 +318,10 @@ describe('syslog: malformed input, metrics, standard output', () => {
     } finally {
       closeAll(clients);
     }
-    const lines = s.output().split('\n').filter((l) => l.startsWith('{'));
+    const lines = s
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
     const recs = lines.map((l) => JSON.parse(l) as SyslogRecord);
     expect(new Set(recs.map((r) => r.message)).size).toBe(40);
     expect(recs.every((r) => r.appName === 'stdoutapp' && r.severity === 'info')).toBe(true);
@@ -267,13 +331,18 @@ describe('syslog: malformed input, metrics, standard output', () => {
   it('rejects bad app options before starting, in one line', async () => {
     const { runCli } = await import('@shardgram/test-kit/cli');
     const t = tempDir();
-    const r = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', `out=${join(t.dir, 'keep0.jsonl')}`], { timeoutMs: 20_000 }).finally(t.cleanup);
+    const r = await runCli(
+      ['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'keep=0', '--app-option', `out=${join(t.dir, 'keep0.jsonl')}`],
+      { timeoutMs: 20_000 },
+    ).finally(t.cleanup);
     // (The last line: a checkout whose sources changed may first say it is compiling them.)
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n').at(-1)).toBe('shardgram: --app-option keep must be from 1 to 1000; got 0');
     const r2 = await runCli(['serve', 'syslog', '--port', '0', '--workers', '1', '--app-option', 'out=/nonexistent-dir/x.jsonl'], { timeoutMs: 20_000 });
     expect(r2.code).toBe(2);
-    expect(r2.stderr.trim().split('\n').at(-1)).toBe('shardgram: --app-option out must be a file in an existing directory; got "/nonexistent-dir/x.jsonl" (directory /nonexistent-dir does not exist)');
+    expect(r2.stderr.trim().split('\n').at(-1)).toBe(
+      'shardgram: --app-option out must be a file in an existing directory; got "/nonexistent-dir/x.jsonl" (directory /nonexistent-dir does not exist)',
+    );
   });
 });
 
@@ -384,7 +453,10 @@ describe('syslog: rotation', () => {
   /** The rotated set: file, file.1 … file.N that exist. */
   function fileSet(out: string): string[] {
     const names = readdirSync(join(out, '..'));
-    const n = names.filter((f) => /\.jsonl\.\d+$/.test(f)).map((f) => Number(f.split('.').pop())).sort((a, b) => a - b);
+    const n = names
+      .filter((f) => /\.jsonl\.\d+$/.test(f))
+      .map((f) => Number(f.split('.').pop()))
+      .sort((a, b) => a - b);
     return [out, ...n.map((k) => `${out}.${k}`)];
   }
 

@@ -123,7 +123,13 @@ describe('RotationCoordinator', () => {
     let n = 0;
     const clock = { t: 1_000_000 };
     const rc = new RotationCoordinator({
-      path, maxBytes, keep: 2, log: (l) => logs.push(l), broadcast: () => void n++, checkIntervalMs: 3_600_000, now: () => clock.t,
+      path,
+      maxBytes,
+      keep: 2,
+      log: (l) => logs.push(l),
+      broadcast: () => void n++,
+      checkIntervalMs: 3_600_000,
+      now: () => clock.t,
     });
     rc.start();
     return { path, rc, logs, broadcasts: () => n, clock };

@@ -63,7 +63,8 @@ export async function importApp(url: string, name: string): Promise<AppModule> {
     throw new ShardgramError('ERR_SHARDGRAM_APP', `cannot load app ${name} (${url}): ${describeError(err)}`);
   }
   if (typeof mod.default !== 'function') throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${name} has no default export function (see defineApp)`);
-  if (mod.supervisor !== undefined && typeof mod.supervisor !== 'function') throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${name}: its "supervisor" export must be a function (see defineAppSupervisor)`);
+  if (mod.supervisor !== undefined && typeof mod.supervisor !== 'function')
+    throw new ShardgramError('ERR_SHARDGRAM_APP', `app ${name}: its "supervisor" export must be a function (see defineAppSupervisor)`);
   return mod as AppModule;
 }
 

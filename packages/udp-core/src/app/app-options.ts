@@ -46,7 +46,10 @@ export function defineAppOptions<S extends AppOptionSchema>(schema: S): S {
 /** Whether a module export looks like an option schema (for loading untyped modules). */
 export function isAppOptionSchema(x: unknown): x is AppOptionSchema {
   if (typeof x !== 'object' || x === null) return false;
-  return Object.values(x).every((o: unknown) => typeof o === 'object' && o !== null && typeof (o as AppOption<unknown>).parse === 'function' && typeof (o as AppOption<unknown>).help === 'string');
+  return Object.values(x).every(
+    (o: unknown) =>
+      typeof o === 'object' && o !== null && typeof (o as AppOption<unknown>).parse === 'function' && typeof (o as AppOption<unknown>).help === 'string',
+  );
 }
 
 export interface ParseAppOptionsHow {
@@ -58,7 +61,12 @@ export interface ParseAppOptionsHow {
  * Checks and parses an app's raw options against its schema. Throws a ShardgramError
  * (ERR_SHARDGRAM_INVALID_ARG, `option` = the key) naming the first bad or unknown one.
  */
-export function parseAppOptions<S extends AppOptionSchema>(app: string, schema: S, raw: Readonly<Record<string, string>>, how: ParseAppOptionsHow = {}): AppOptionValues<S> {
+export function parseAppOptions<S extends AppOptionSchema>(
+  app: string,
+  schema: S,
+  raw: Readonly<Record<string, string>>,
+  how: ParseAppOptionsHow = {},
+): AppOptionValues<S> {
   const name = how.name ?? ((k: string) => k);
   for (const key of Object.keys(raw)) {
     if (!Object.hasOwn(schema, key)) {

@@ -42,7 +42,12 @@ export function parseByteSize(text: string, range: ByteSizeRange = {}): number {
 /** A size in the shortest exact form of the grammar: `4m`, `1536k`, `100`. */
 export function formatByteSize(n: number): string {
   if (n === Number.MAX_SAFE_INTEGER) return '2^53-1 bytes';
-  for (const [unit, mult] of [['t', UNITS.t], ['g', UNITS.g], ['m', UNITS.m], ['k', UNITS.k]] as const) {
+  for (const [unit, mult] of [
+    ['t', UNITS.t],
+    ['g', UNITS.g],
+    ['m', UNITS.m],
+    ['k', UNITS.k],
+  ] as const) {
     if (n >= mult && n % mult === 0) return `${n / mult}${unit}`;
   }
   return n === 1 ? '1 byte' : `${n}`;

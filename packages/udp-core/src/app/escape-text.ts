@@ -29,7 +29,8 @@ export interface EscapeTextOptions {
  * C0 controls and DEL, C1 controls, the line and paragraph separators, the bidi
  * marks, embeddings, overrides and isolates, and UTF-16 halves without their pair.
  */
-const UNSAFE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const UNSAFE =
+  /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 const UNSAFE_ONE = new RegExp(UNSAFE.source);
 
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
@@ -44,6 +45,10 @@ function escapeOne(c: string): string {
 /** `text` with every character a terminal or a log reader would act on shown as an escape. */
 export function escapeText(text: string, options: EscapeTextOptions = {}): string {
   if (!UNSAFE_ONE.test(text)) return text;
-  if (options.lines) return text.split('\n').map((l) => l.replace(UNSAFE, escapeOne)).join('\n');
+  if (options.lines)
+    return text
+      .split('\n')
+      .map((l) => l.replace(UNSAFE, escapeOne))
+      .join('\n');
   return text.replace(UNSAFE, escapeOne);
 }

@@ -60,7 +60,9 @@ export function sampledLog(log: (line: string) => void, what: string, options: S
       count++;
       if (count <= first) {
         lastLogged = count;
-        log(`${what} #${count}: ${escapeText(detail(), { lines: keepLines })}${count === first ? ` (further ones: one line per ${every}, with the count)` : ''}`);
+        log(
+          `${what} #${count}: ${escapeText(detail(), { lines: keepLines })}${count === first ? ` (further ones: one line per ${every}, with the count)` : ''}`,
+        );
       } else if (count % every === 0) {
         log(`${what} #${count} (${count - lastLogged - 1} not logged since #${lastLogged}): ${escapeText(firstLine(detail()))}`);
         lastLogged = count;

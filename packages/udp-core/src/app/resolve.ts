@@ -100,7 +100,8 @@ function declaredApps(manifest: string): Record<string, string> {
   }
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(apps)) {
-    if (typeof value !== 'string') throw new ShardgramError('ERR_SHARDGRAM_APP', `${manifest}: "shardgram.apps.${key}" must be a module path such as "./dist/${key}.js"`);
+    if (typeof value !== 'string')
+      throw new ShardgramError('ERR_SHARDGRAM_APP', `${manifest}: "shardgram.apps.${key}" must be a module path such as "./dist/${key}.js"`);
     out[key] = value;
   }
   return out;

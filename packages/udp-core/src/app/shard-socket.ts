@@ -2,7 +2,7 @@
  * The surface an app sees, whichever engine reads the socket: a dgram-like
  * EventEmitter with `message` events and `send`.
  */
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import type { SteeringPolicy } from '../steering/policies.js';
 import type { SampledLog, SampledLogOptions } from './log-sampler.js';
 import type { AppOptionSchema } from './app-options.js';
@@ -103,6 +103,7 @@ export interface AppWarmup {
  * An app: a module whose default export is this function. It is called once per
  * worker process with that worker's socket.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: an app that sets up its handlers and returns nothing is typed void, as Node's own callbacks are
 export type ShardApp = (socket: ShardSocket, context: AppContext) => void | AppHooks | Promise<void | AppHooks>;
 
 /** What the supervisor side of an app gets (see `AppModule.supervisor`). */

@@ -9,7 +9,10 @@ export type { Options } from './flags.js';
 
 /** A mistake in the command line: printed as one line plus the usage, exit status 2. */
 export class UsageError extends Error {
-  constructor(message: string, readonly usage: string) {
+  constructor(
+    message: string,
+    readonly usage: string,
+  ) {
     super(message);
   }
 }
@@ -45,7 +48,12 @@ export function joinNegativeValues(argv: readonly string[], options: Options): s
 
 export function parse(argv: string[], options: Options, usage: string): { values: Values; positionals: string[] } {
   try {
-    const r = parseArgs({ args: joinNegativeValues(argv, options), options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const r = parseArgs({
+      args: joinNegativeValues(argv, options),
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
     return { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
     // parseArgs' messages are long and mention internals; keep their first sentence.

@@ -70,7 +70,13 @@ export async function demo(argv: string[]): Promise<number> {
       }
     };
     const report = await runLoad({
-      port: sup.port, sources, count, rate, size: 64, replyTimeoutMs: 500, maxDurationMs: 45_000,
+      port: sup.port,
+      sources,
+      count,
+      rate,
+      size: 64,
+      replyTimeoutMs: 500,
+      maxDurationMs: 45_000,
       onProgress: (p) => draw(p.sent, p.replies, p.elapsedMs),
     });
     // A graceful stop drains every worker and brings in their final snapshots: exact counts.
@@ -78,13 +84,17 @@ export async function demo(argv: string[]): Promise<number> {
     draw(report.sent, report.received, report.durationMs);
     live.done();
     const s = sup.stats();
-    out.write('\n' + table(
-      ['worker', 'pid', 'datagrams', 'share', 'replies', 'rtt p50 ms', 'kernel drops'],
-      s.workers.map((w) => {
-        const l = report.workers.find((x) => x.worker === w.index);
-        return [String(w.index), w.pid, w.datagrams, pct(w.share), l?.replies ?? 0, (l?.rttMs.p50 ?? 0).toFixed(3), w.kernelDrops];
-      }),
-    ) + '\n\n');
+    out.write(
+      '\n' +
+        table(
+          ['worker', 'pid', 'datagrams', 'share', 'replies', 'rtt p50 ms', 'kernel drops'],
+          s.workers.map((w) => {
+            const l = report.workers.find((x) => x.worker === w.index);
+            return [String(w.index), w.pid, w.datagrams, pct(w.share), l?.replies ?? 0, (l?.rttMs.p50 ?? 0).toFixed(3), w.kernelDrops];
+          }),
+        ) +
+        '\n\n',
+    );
     const f = s.fairness;
     const byPort = s.workers.map((w) => report.workers.find((x) => x.worker === w.index)?.senders ?? 0);
     const portFair = fairness(byPort);

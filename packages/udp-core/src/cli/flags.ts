@@ -63,7 +63,9 @@ export function shownFlags(table: FlagTable): [name: string, flag: CommandFlag][
 
 /** The "Options:" section: one row per shown flag, `-p, --port P` then its help. */
 export function flagsHelp(table: FlagTable): string {
-  const rows = shownFlags(table).map(([name, f]) => [`${f.short !== undefined ? `-${f.short}, ` : '    '}--${name}${f.value !== undefined ? ` ${f.value}` : ''}`, f.help] as const);
+  const rows = shownFlags(table).map(
+    ([name, f]) => [`${f.short !== undefined ? `-${f.short}, ` : '    '}--${name}${f.value !== undefined ? ` ${f.value}` : ''}`, f.help] as const,
+  );
   return `Options:\n${formatOptionRows(rows, { maxWidth: LEFT_WIDTH }).join('\n')}\n`;
 }
 

@@ -26,8 +26,14 @@ export const LOAD_FLAGS: FlagTable = {
     help: `how to send: native (sendmmsg batches of prebuilt probes\nthrough libc; saturates a receiver) or dgram (one\nnode:dgram send per probe) (default ${D.sender})`,
   },
   'no-replies': { help: 'do not wait for echo replies (for discard and other apps)' },
-  'reply-timeout': { value: 'MS', help: `wait this long after the last reply, ${CLI_LIMITS.replyTimeoutMs.min}-${CLI_LIMITS.replyTimeoutMs.max} (default ${D.replyTimeoutMs})` },
-  'max-duration': { value: 'MS', help: `hard limit on the whole run, ${CLI_LIMITS.maxDurationMs.min}-${CLI_LIMITS.maxDurationMs.max} (default ${D.maxDurationMs})` },
+  'reply-timeout': {
+    value: 'MS',
+    help: `wait this long after the last reply, ${CLI_LIMITS.replyTimeoutMs.min}-${CLI_LIMITS.replyTimeoutMs.max} (default ${D.replyTimeoutMs})`,
+  },
+  'max-duration': {
+    value: 'MS',
+    help: `hard limit on the whole run, ${CLI_LIMITS.maxDurationMs.min}-${CLI_LIMITS.maxDurationMs.max} (default ${D.maxDurationMs})`,
+  },
   json: { help: 'print the report as JSON' },
   help: HELP_FLAG,
 };
@@ -71,14 +77,15 @@ export async function load(argv: string[]): Promise<number> {
     },
   });
   live.done();
-  if (values.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-  else process.stdout.write(formatLoadReport(report, !values['no-replies']) + '\n');
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`${formatLoadReport(report, !values['no-replies'])}\n`);
   return report.lost > 0 || report.timedOut ? 1 : 0;
 }
 
 export function formatLoadReport(r: LoadReport, replies = true): string {
   const lines = [
-    `sent ${r.sent} in ${(r.sendMs / 1000).toFixed(2)} s (${Math.round(r.sendRate)}/s, ${r.sender} sender), send errors ${r.sendErrors}` + (r.timedOut ? ' — stopped at --max-duration' : ''),
+    `sent ${r.sent} in ${(r.sendMs / 1000).toFixed(2)} s (${Math.round(r.sendRate)}/s, ${r.sender} sender), send errors ${r.sendErrors}` +
+      (r.timedOut ? ' — stopped at --max-duration' : ''),
   ];
   if (!replies) return lines.join('\n');
   lines.push(
@@ -87,8 +94,15 @@ export function formatLoadReport(r: LoadReport, replies = true): string {
     table(
       ['worker', 'pids', 'replies', 'share', 'lost', 'rtt p50 ms', 'p90', 'p99', 'max'],
       r.workers.map((w) => [
-        String(w.worker), w.pids.join(','), w.replies, pct(r.received ? w.replies / r.received : 0), r.lostByWorker[w.worker] ?? 0,
-        w.rttMs.p50.toFixed(3), w.rttMs.p90.toFixed(3), w.rttMs.p99.toFixed(3), w.rttMs.max.toFixed(3),
+        String(w.worker),
+        w.pids.join(','),
+        w.replies,
+        pct(r.received ? w.replies / r.received : 0),
+        r.lostByWorker[w.worker] ?? 0,
+        w.rttMs.p50.toFixed(3),
+        w.rttMs.p90.toFixed(3),
+        w.rttMs.p99.toFixed(3),
+        w.rttMs.max.toFixed(3),
       ]),
     ),
   );

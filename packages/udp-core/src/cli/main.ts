@@ -66,9 +66,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ShardgramError) {
       // The library names its options in camelCase; on the command line they are flags.
       const o = err.code === 'ERR_SHARDGRAM_INVALID_ARG' ? err.option : undefined;
-      const message = o && /^[a-z][A-Za-z]*$/.test(o) && err.message.startsWith(o)
-        ? `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}${err.message.slice(o.length)}`
-        : err.message;
+      const message =
+        o && /^[a-z][A-Za-z]*$/.test(o) && err.message.startsWith(o)
+          ? `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}${err.message.slice(o.length)}`
+          : err.message;
       process.stderr.write(`shardgram: ${message}\n`);
       return err.code === 'ERR_SHARDGRAM_INVALID_ARG' ? 2 : 1;
     }

@@ -47,6 +47,6 @@ export function prepareTakeover(args: readonly string[]): Promise<void> {
     const timer = setTimeout(done, ANSWER_WAIT_MS);
     conn.on('error', done);
     conn.on('data', done);
-    conn.on('connect', () => conn.write(JSON.stringify({ op: 'takeover-prepare' }) + '\n'));
+    conn.on('connect', () => conn.write(`${JSON.stringify({ op: 'takeover-prepare' })}\n`));
   });
 }

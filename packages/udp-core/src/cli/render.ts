@@ -31,7 +31,10 @@ export class LiveBlock {
   draw(text: string): void {
     if (!this.tty) return;
     const up = this.lines ? `\x1b[${this.lines}F` : '';
-    const body = text.split('\n').map((l) => `${l}\x1b[K`).join('\n');
+    const body = text
+      .split('\n')
+      .map((l) => `${l}\x1b[K`)
+      .join('\n');
     this.out.write(`${up}${body}\n`);
     this.lines = text.split('\n').length;
   }

@@ -74,7 +74,10 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     opts.say(
       `stopped: ${s.total.datagrams} datagrams received, ${s.total.kernelDrops} dropped by the kernel, ` +
         `${report.droppedAtClose} still queued at close (counted and dropped)` +
-        (controlOf(sup).sharedWith ? `; the sockets stay open, with their queues, in ${controlOf(sup).sharedWith === 'service-manager' ? "the service manager's fd store" : 'the other service of the hand-over'}` : '') + '\n',
+        (controlOf(sup).sharedWith
+          ? `; the sockets stay open, with their queues, in ${controlOf(sup).sharedWith === 'service-manager' ? "the service manager's fd store" : 'the other service of the hand-over'}`
+          : '') +
+        '\n',
     );
     process.exit(0);
   };
@@ -104,7 +107,9 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
     const path = opts.control ?? defaultControlPath(address, sup.options.port);
     const source = requestTakeover(path);
     const o = source.offer;
-    err(`takeover: received ${o.nfds} sockets of udp ${fmt(o.address, o.port)} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`);
+    err(
+      `takeover: received ${o.nfds} sockets of udp ${fmt(o.address, o.port)} from pid ${o.pid} (${o.workers} workers, ${o.policy.name} policy, app ${o.app})`,
+    );
     const r = await controlOf(sup).takeOver(source, opts.handoverTimeoutMs);
     const at = `udp ${fmt(sup.address, sup.port)}`;
     err(
@@ -137,7 +142,9 @@ export async function runService(sup: Supervisor, opts: RunOptions): Promise<nev
           },
           leave: (reason) => {
             // The new service holds the group: its sockets were let go here unread, its workers read them.
-            err(`takeover: ${escapeText(reason)}; the new service took udp ${fmt(sup.address, sup.port)} while this one was not answering: leaving it untouched`);
+            err(
+              `takeover: ${escapeText(reason)}; the new service took udp ${fmt(sup.address, sup.port)} while this one was not answering: leaving it untouched`,
+            );
             process.exit(3);
           },
           ...(opts.handoverTimeoutMs !== undefined ? { patienceMs: opts.handoverTimeoutMs } : {}),

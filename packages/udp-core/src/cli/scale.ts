@@ -7,10 +7,10 @@ import { controlDir, defaultControlPath, findControlSockets } from '../control/p
 
 export const SCALE_FLAGS: FlagTable = {
   port: { short: 'p', value: 'P', help: `the service's UDP port (finds its control socket in ${controlDir()})` },
-  address: { short: 'a', value: 'A', help: 'the service\'s UDP address, when several services share port P' },
-  control: { short: 'c', value: 'PATH', help: 'the control socket\'s path (what `serve` printed), instead of --port' },
+  address: { short: 'a', value: 'A', help: "the service's UDP address, when several services share port P" },
+  control: { short: 'c', value: 'PATH', help: "the control socket's path (what `serve` printed), instead of --port" },
   workers: { short: 'w', value: 'N', help: `the number of workers wanted, ${LIMITS.workers.min}-${LIMITS.workers.max} (required)` },
-  'stats-port': { short: 's', value: 'S', refusal: 'scale no longer goes through the stats port (it is read-only); give the service\'s UDP --port instead' },
+  'stats-port': { short: 's', value: 'S', refusal: "scale no longer goes through the stats port (it is read-only); give the service's UDP --port instead" },
   help: HELP_FLAG,
 };
 
@@ -29,13 +29,16 @@ finished resizing.
 /** The control socket of the service on `port` (and `address`), or a usage error saying what was looked for. */
 export function locateControl(values: Record<string, unknown>, usage: string): string {
   if (values.control !== undefined) return String(values.control);
-  if (values.port === undefined) throw new UsageError('--port (the service\'s UDP port) or --control PATH is required', usage);
+  if (values.port === undefined) throw new UsageError("--port (the service's UDP port) or --control PATH is required", usage);
   const port = intOption(values, 'port', 1, 65535, usage)!;
   if (values.address !== undefined) return defaultControlPath(String(values.address), port);
   const found = findControlSockets(port);
   if (found.length === 1) return found[0]!;
   if (found.length === 0) {
-    throw new UsageError(`no control socket for UDP port ${port} in ${controlDir()}: is a service running there (as this user)? If it was started with --control PATH, give that path`, usage);
+    throw new UsageError(
+      `no control socket for UDP port ${port} in ${controlDir()}: is a service running there (as this user)? If it was started with --control PATH, give that path`,
+      usage,
+    );
   }
   throw new UsageError(`several services use UDP port ${port} (${found.join(', ')}): say which with --address or --control`, usage);
 }

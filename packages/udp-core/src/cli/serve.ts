@@ -26,15 +26,18 @@ export const SERVE_FLAGS: FlagTable = {
   port: { short: 'p', value: 'P', help: `UDP port to bind, ${LIMITS.port.min}-${LIMITS.port.max} (0: the kernel picks; printed). Required.` },
   address: { short: 'a', value: 'A', help: `IPv4 or IPv6 address to bind (default ${DEFAULTS.address})` },
   workers: {
-    short: 'w', value: 'N',
+    short: 'w',
+    value: 'N',
     help: `worker processes and sockets, ${W.min}-${W.max} (default: cores, ${availableParallelism()} here;\nwith --takeover or passed sockets: as many as there are)`,
   },
   engine: {
-    short: 'e', value: 'E',
+    short: 'e',
+    value: 'E',
     help: `dgram (Node's socket, one recvmsg per datagram) or native\n(batched recvmmsg through libc) (default: the app's, else ${DEFAULTS.engine})`,
   },
   policy: {
-    short: 'P', value: 'P',
+    short: 'P',
+    value: 'P',
     help: `how the kernel picks a worker per datagram (default: the app's, else ${DEFAULTS.policy}):
   hash    the kernel's 4-tuple hash: one source port, one worker
   random  even per datagram, whatever the source
@@ -76,7 +79,8 @@ that one wake-up reads many, for less CPU; under 20: never (woken
 per arrival) (default: the app's, else ${DEFAULTS.maxReadDelayUs})`,
   },
   'stats-port': {
-    short: 's', value: 'S',
+    short: 's',
+    value: 'S',
     help: `serve GET /stats (JSON) and GET /metrics (Prometheus) on
 http://${DEFAULTS.statsAddress}:S (0: pick a free port; printed); read-only`,
   },
@@ -86,12 +90,14 @@ http://${DEFAULTS.statsAddress}:S (0: pick a free port; printed); read-only`,
 to let a Prometheus server on another host scrape it; docs/multi-host.md)`,
   },
   'stats-host': {
-    value: 'NAME', multiple: true,
+    value: 'NAME',
+    multiple: true,
     help: `a name the stats port answers to in the Host header besides its
 address (repeatable), e.g. the DNS name Prometheus scrapes it by`,
   },
   control: {
-    short: 'c', value: 'PATH',
+    short: 'c',
+    value: 'PATH',
     help: `the owner-only control socket (resize, reload, takeover) (default:\n${controlDir()}/udp-<address>-<port>.sock)`,
   },
   takeover: {
@@ -106,7 +112,7 @@ service for the new one's workers to read (then it serves on, and the
 new one exits non-zero when it wakes), the new one for the old one's
 word after that, ${HT.min / 1000}-${HT.max / 1000} (default ${DEFAULTS.handoverTimeoutMs / 1000}). A side that dies is seen at once.`,
   },
-  'app-option': { short: 'o', value: 'K=V', multiple: true, help: 'option for the app (repeatable); an app\'s flags are shorthands' },
+  'app-option': { short: 'o', value: 'K=V', multiple: true, help: "option for the app (repeatable); an app's flags are shorthands" },
   'drain-timeout': {
     value: 'MS',
     help: `longest a stop waits for a worker's queue to empty, ${LIMITS.drainTimeoutMs.min}-${LIMITS.drainTimeoutMs.max}
@@ -123,7 +129,7 @@ no heartbeat, this long is reported stalled and replaced, ${LIMITS.stallTimeoutM
 engine, policy, worker pids, stats URL, control socket); other
 status lines go to stderr`,
   },
-  help: { ...HELP_FLAG, help: 'show this help (with <app>: that app\'s options)' },
+  help: { ...HELP_FLAG, help: "show this help (with <app>: that app's options)" },
 };
 
 /** The usage printed with a command-line mistake; `serve --help` adds the apps and their options. */
@@ -179,7 +185,7 @@ export async function serve(argv: string[]): Promise<number> {
   const u = SERVE_USAGE;
   const appName = findAppName(argv, OPTIONS);
   const app = appName === undefined ? undefined : await loadApp(appName);
-  let parsed;
+  let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv, { ...OPTIONS, ...(app ? appFlagOptions(app, OPTIONS) : {}) }, u);
   } catch (err) {
@@ -192,7 +198,8 @@ export async function serve(argv: string[]): Promise<number> {
     process.stdout.write(`${SERVE_USAGE}\n${appsHelp(app ? [app] : await loadBuiltInApps())}`);
     return 0;
   }
-  if (positionals.length !== 1 || !app) throw new UsageError(positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000', u);
+  if (positionals.length !== 1 || !app)
+    throw new UsageError(positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000', u);
   if (values.port === undefined) throw new UsageError('--port is required', u);
   const port = intOption(values, 'port', LIMITS.port.min, LIMITS.port.max, u)!;
   const rcvbuf = byteOption(values, 'rcvbuf', u);
@@ -208,12 +215,15 @@ export async function serve(argv: string[]): Promise<number> {
   if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
     throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
   }
-  let policy;
+  let policy: ReturnType<typeof parsePolicy> | undefined;
   try {
-    policy = policyName === undefined ? undefined : parsePolicy(policyName, {
-      ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
-      ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
-    });
+    policy =
+      policyName === undefined
+        ? undefined
+        : parsePolicy(policyName, {
+            ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
+            ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
+          });
   } catch (err) {
     const msg = describeError(err);
     throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
@@ -232,7 +242,12 @@ export async function serve(argv: string[]): Promise<number> {
 
   // Status lines: stdout, or stderr when stdout carries the ready line. A stdout that
   // closes (`serve … | head -1`) stops them, not the service.
-  const stdout = guardOutput(process.stdout, 'standard output', (l) => process.stderr.write(`shardgram: ${l}\n`), 'status lines are dropped; the service runs on');
+  const stdout = guardOutput(
+    process.stdout,
+    'standard output',
+    (l) => process.stderr.write(`shardgram: ${l}\n`),
+    'status lines are dropped; the service runs on',
+  );
   const say = (line: string): void => (readyJson ? void process.stderr.write(line) : stdout.write(line));
 
   const sup = new Supervisor({
@@ -272,8 +287,17 @@ export async function serve(argv: string[]): Promise<number> {
       );
       if (readyJson) {
         const ready: ReadyLine = {
-          ready: true, pid: process.pid, app: c.app, address: sup.address, port: sup.port, family: familyOf(sup.address) ?? 'udp4',
-          engine: c.engine, policy: sup.policy.name, workers: sup.workerPids(), stats: stats?.url ?? null, control: control.path,
+          ready: true,
+          pid: process.pid,
+          app: c.app,
+          address: sup.address,
+          port: sup.port,
+          family: familyOf(sup.address) ?? 'udp4',
+          engine: c.engine,
+          policy: sup.policy.name,
+          workers: sup.workerPids(),
+          stats: stats?.url ?? null,
+          control: control.path,
         };
         stdout.write(`${JSON.stringify(ready)}\n`);
       }

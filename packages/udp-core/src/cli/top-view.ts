@@ -86,7 +86,9 @@ export function screen(prev: Reading | undefined, cur: Reading, opts: { columns:
   const svc = s.service;
   const where = svc.family === 'udp6' ? `[${svc.address}]:${svc.port}` : `${svc.address}:${svc.port}`;
   const out: string[] = [];
-  out.push(`shardgram top · ${svc.app} on ${where} · engine ${svc.engine} · policy ${s.policy?.name ?? 'hash'} · up ${uptime(svc.uptimeSeconds)} · ${s.workers.length} workers`);
+  out.push(
+    `shardgram top · ${svc.app} on ${where} · engine ${svc.engine} · policy ${s.policy?.name ?? 'hash'} · up ${uptime(svc.uptimeSeconds)} · ${s.workers.length} workers`,
+  );
   out.push(
     `${int(r.total)} datagrams/s · total ${int(s.total.datagrams)} · fairness jain ${s.fairness.jain.toFixed(3)}, ` +
       `min ${pct(s.fairness.minShare)}, max ${pct(s.fairness.maxShare)} · drops ${int(s.total.kernelDrops)} (${int(r.drops)}/s) · restarts ${s.total.restarts}${s.total.stalls ? ` · stalls ${s.total.stalls}` : ''}`,
@@ -94,7 +96,9 @@ export function screen(prev: Reading | undefined, cur: Reading, opts: { columns:
   const warn = imbalanceText(s);
   out.push(warn ? `! ${warn}` : '');
   const barWidth = Math.max(10, Math.min(40, opts.columns - 78));
-  out.push(`${'#'.padStart(3)}  ${'PID'.padEnd(8)}${'STATE'.padEnd(10)}${'SHARE'.padEnd(barWidth + 8)}${'DGRAM/S'.padStart(11)}${'QUEUE'.padStart(11)}${'DROPS'.padStart(10)}${'RESTARTS'.padStart(10)}`);
+  out.push(
+    `${'#'.padStart(3)}  ${'PID'.padEnd(8)}${'STATE'.padEnd(10)}${'SHARE'.padEnd(barWidth + 8)}${'DGRAM/S'.padStart(11)}${'QUEUE'.padStart(11)}${'DROPS'.padStart(10)}${'RESTARTS'.padStart(10)}`,
+  );
   for (const w of s.workers) {
     const rate = r.workers.get(w.index);
     out.push(
@@ -103,7 +107,7 @@ export function screen(prev: Reading | undefined, cur: Reading, opts: { columns:
     );
   }
   const top = s.topSenders;
-  if (top && top.senders.length) {
+  if (top?.senders.length) {
     out.push('');
     const bound = top.errorBound > 0 ? `counts may be high by at most ${int(top.errorBound)}` : 'exact counts';
     out.push(`TOP SENDERS (of ${int(top.total)} datagrams; ${bound})`);

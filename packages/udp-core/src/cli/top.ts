@@ -12,8 +12,8 @@ const INTERVAL = { default: 1000, min: 100, max: 60_000 };
 const REFRESHES = { min: 1, max: 1_000_000 };
 
 export const TOP_FLAGS: FlagTable = {
-  'stats-port': { short: 's', value: 'S', help: 'the service\'s --stats-port, on 127.0.0.1' },
-  'stats-url': { short: 'u', value: 'URL', help: 'the service\'s stats URL instead (e.g. http://[::1]:9100)' },
+  'stats-port': { short: 's', value: 'S', help: "the service's --stats-port, on 127.0.0.1" },
+  'stats-url': { short: 'u', value: 'URL', help: "the service's stats URL instead (e.g. http://[::1]:9100)" },
   interval: { short: 'i', value: 'MS', help: `refresh every MS milliseconds, ${INTERVAL.min}-${INTERVAL.max} (default ${INTERVAL.default})` },
   count: { short: 'n', value: 'N', help: `quit after N refreshes, ${REFRESHES.min}-${REFRESHES.max} (default: run until q or Ctrl-C)` },
   help: HELP_FLAG,
@@ -71,7 +71,8 @@ async function read(url: string, timeoutMs: number, cancel?: AbortSignal): Promi
     const why = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `no answer within ${timeoutMs} ms` : 'nothing answers there';
     throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `cannot read ${url}: ${why}; is the service running with that --stats-port?`);
   }
-  if (res.status !== 200) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `cannot read ${url}: HTTP ${res.status} ${escapeText(res.body.split('\n')[0]!.slice(0, 200))}`);
+  if (res.status !== 200)
+    throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `cannot read ${url}: HTTP ${res.status} ${escapeText(res.body.split('\n')[0]!.slice(0, 200))}`);
   let body: StatsView | undefined;
   try {
     // Every string of the answer (an app name, a sender, an advice…) is shown escaped:
@@ -138,7 +139,10 @@ export async function top(argv: string[]): Promise<number> {
     const tick = (): void => {
       refreshes++;
       draw();
-      if (count !== undefined && refreshes >= count) return finish(0);
+      if (count !== undefined && refreshes >= count) {
+        finish(0);
+        return;
+      }
       timer = setTimeout(() => {
         read(url, timeoutMs, cancel.signal).then(
           (r) => {

@@ -28,7 +28,8 @@ export async function controlRequest(path: string, request: ControlRequest, time
     reader.send(request);
     const next = await reader.next(timeoutMs);
     if ('timeout' in next) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service did not answer "${request.op}" within ${timeoutMs / 1000} s`);
-    if ('tooLong' in next) throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `the service's answer to "${request.op}" is longer than ${MAX_ANSWER_BYTES} bytes`);
+    if ('tooLong' in next)
+      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `the service's answer to "${request.op}" is longer than ${MAX_ANSWER_BYTES} bytes`);
     if ('closed' in next) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service closed the control connection without answering "${request.op}"`);
     const r = JSON.parse(next.line) as ControlResponse;
     // The server's own code comes through; one this version does not know reads as a worker's failure.

@@ -18,7 +18,7 @@ export class LineReader {
 
   constructor(
     private readonly conn: net.Socket,
-    private readonly maxLine: number,
+    maxLine: number,
   ) {
     conn.setEncoding('utf8');
     conn.on('data', (d: string) => {
@@ -94,6 +94,6 @@ export class LineReader {
   /** Writes one JSON message as a line (nothing once the connection is gone). */
   send(message: object, then?: () => void): void {
     if (this.conn.destroyed) return;
-    this.conn.write(JSON.stringify(message) + '\n', then ? () => then() : undefined);
+    this.conn.write(`${JSON.stringify(message)}\n`, then ? () => then() : undefined);
   }
 }

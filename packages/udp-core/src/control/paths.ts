@@ -29,18 +29,29 @@ export function ensurePrivateDir(dir: string): void {
   try {
     made = mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_PERMISSION', `cannot create the control directory ${dir}: ${(err as Error).message}. Give another path with --control.`);
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_PERMISSION',
+      `cannot create the control directory ${dir}: ${(err as Error).message}. Give another path with --control.`,
+    );
   }
   const st = lstatSync(dir);
   const uid = process.geteuid?.() ?? 0;
   if (!st.isDirectory() || st.uid !== uid) {
-    throw new ShardgramError('ERR_SHARDGRAM_PERMISSION', `the control directory ${dir} is not a directory owned by uid ${uid}; refusing to put the control socket there. Give another path with --control.`, { uid });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_PERMISSION',
+      `the control directory ${dir} is not a directory owned by uid ${uid}; refusing to put the control socket there. Give another path with --control.`,
+      { uid },
+    );
   }
   if (made !== undefined) {
     if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700); // ours: made under a umask
   } else if ((st.mode & 0o022) !== 0) {
     // Someone else could replace the socket file there; a directory we did not make is not ours to change.
-    throw new ShardgramError('ERR_SHARDGRAM_PERMISSION', `the control directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)}): anyone could replace the control socket there. Use a directory only you can write to (e.g. chmod go-w ${dir}), or another --control path.`, { uid });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_PERMISSION',
+      `the control directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)}): anyone could replace the control socket there. Use a directory only you can write to (e.g. chmod go-w ${dir}), or another --control path.`,
+      { uid },
+    );
   }
 }
 

@@ -45,7 +45,7 @@ export function socketFd(conn: net.Socket): number {
 }
 
 function reply(conn: net.Socket, r: ControlResponse, then?: () => void): void {
-  if (!conn.destroyed) conn.write(JSON.stringify(r) + '\n', then ? () => then() : undefined);
+  if (!conn.destroyed) conn.write(`${JSON.stringify(r)}\n`, then ? () => then() : undefined);
 }
 
 function parseRequest(line: string): ControlRequest | string {
@@ -87,14 +87,18 @@ interface Conn {
  * never touched: `--control` naming a file is an error, not a file lost.
  */
 async function checkPath(path: string, replace: boolean): Promise<void> {
-  let st;
+  let st: ReturnType<typeof lstatSync>;
   try {
     st = lstatSync(path);
   } catch {
     return;
   }
   if (!st.isSocket()) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `the control socket path ${path} exists and is not a socket (${st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : 'not a socket'}); refusing to replace it. Remove it yourself, or give another --control path.`, { option: 'control' });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `the control socket path ${path} exists and is not a socket (${st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : 'not a socket'}); refusing to replace it. Remove it yourself, or give another --control path.`,
+      { option: 'control' },
+    );
   }
   if (replace) return;
   const live = await new Promise<boolean>((resolve) => {
@@ -105,7 +109,12 @@ async function checkPath(path: string, replace: boolean): Promise<void> {
     });
     probe.once('error', () => resolve(false));
   });
-  if (live) throw new ShardgramError('ERR_SHARDGRAM_PORT_HELD', `the control socket ${path} belongs to a running service. Stop it, or use --takeover to replace it, or give another --control path.`, { option: 'control' });
+  if (live)
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_PORT_HELD',
+      `the control socket ${path} belongs to a running service. Stop it, or use --takeover to replace it, or give another --control path.`,
+      { option: 'control' },
+    );
 }
 
 /**
@@ -115,7 +124,12 @@ async function checkPath(path: string, replace: boolean): Promise<void> {
  * replaced; anything else there is refused. The socket is made at a temporary name
  * and renamed over `path`, and at close the file is removed only if it is still ours.
  */
-export async function startControlServer(handlers: ControlHandlers, path: string, log: (line: string) => void, opts: { replace?: boolean } = {}): Promise<ControlServer> {
+export async function startControlServer(
+  handlers: ControlHandlers,
+  path: string,
+  log: (line: string) => void,
+  opts: { replace?: boolean } = {},
+): Promise<ControlServer> {
   ensurePrivateDir(dirname(path));
   await checkPath(path, opts.replace ?? false);
   const me = process.geteuid?.() ?? 0;
@@ -126,7 +140,9 @@ export async function startControlServer(handlers: ControlHandlers, path: string
     if (conns.size < MAX_CONNECTIONS) return undefined;
     const idle = [...conns].filter((c) => c.inFlight === 0).sort((a, b) => a.lastActive - b.lastActive)[0];
     if (idle) {
-      log(`control: ${MAX_CONNECTIONS} connections open; closed the longest idle one (pid ${idle.peer.pid}, idle ${((Date.now() - idle.lastActive) / 1000).toFixed(1)} s) to make room`);
+      log(
+        `control: ${MAX_CONNECTIONS} connections open; closed the longest idle one (pid ${idle.peer.pid}, idle ${((Date.now() - idle.lastActive) / 1000).toFixed(1)} s) to make room`,
+      );
       idle.conn.destroy();
       conns.delete(idle);
       return undefined;
@@ -147,7 +163,11 @@ export async function startControlServer(handlers: ControlHandlers, path: string
     }
     if (peer.uid !== me && peer.uid !== 0) {
       log(`control: refused a connection from uid ${peer.uid} (pid ${peer.pid}): only uid ${me} may control this service`);
-      reply(conn, { ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` }, () => conn.end());
+      reply(
+        conn,
+        { ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` },
+        () => conn.end(),
+      );
       return;
     }
     const full = makeRoom();
@@ -227,7 +247,9 @@ export async function startControlServer(handlers: ControlHandlers, path: string
     // none
   }
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new ShardgramError('ERR_SHARDGRAM_SYSCALL', `cannot listen on the control socket ${listenPath}: ${err.message}`, { option: 'control' })));
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new ShardgramError('ERR_SHARDGRAM_SYSCALL', `cannot listen on the control socket ${listenPath}: ${err.message}`, { option: 'control' })),
+    );
     server.listen(listenPath, () => resolve());
   });
   chmodSync(listenPath, 0o600);

@@ -2,8 +2,15 @@
 export { attachSteering, attachProgram, detachSteering } from '../steering/attach.js';
 export type { AttachedSteering, AttachProgramOptions } from '../steering/attach.js';
 export {
-  parsePolicy, policyProgram, keyHash, keySocketIndex, payloadKey, POLICY_NAMES, KEY_DEFAULT_DELIMITER,
-  KEY_DEFAULT_MAX_LENGTH, KEY_MAX_LENGTH_LIMIT,
+  parsePolicy,
+  policyProgram,
+  keyHash,
+  keySocketIndex,
+  payloadKey,
+  POLICY_NAMES,
+  KEY_DEFAULT_DELIMITER,
+  KEY_DEFAULT_MAX_LENGTH,
+  KEY_MAX_LENGTH_LIMIT,
 } from '../steering/policies.js';
 export type { PolicyName, SteeringPolicy, KeyPolicy, KeyPolicyOptions } from '../steering/policies.js';
 export { CbpfBuilder, insn, encodeProgram, decodeProgram, toSockFprog, MAX_COND_JUMP } from '../steering/cbpf.js';

@@ -26,13 +26,22 @@ export function adoptSocket(fd: number, what: string): AdoptedSocket {
     throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${what} (fd ${fd}) is not a socket`);
   }
   if (type !== SOCK_DGRAM || protocol !== IPPROTO_UDP || (domain !== AF_INET && domain !== AF_INET6)) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${what} (fd ${fd}) is not a UDP socket over IPv4 or IPv6 (ListenDatagram= with an IP address and port is what shardgram takes)`);
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `${what} (fd ${fd}) is not a UDP socket over IPv4 or IPv6 (ListenDatagram= with an IP address and port is what shardgram takes)`,
+    );
   }
   const local = localAddress(fd);
   if (local.port === 0) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${what} (fd ${fd}) is not bound to a port`);
   return {
-    fd, family: domain === AF_INET ? 'udp4' : 'udp6', address: local.address, port: local.port, inode: fstatSync(fd).ino,
-    rcvbuf: getIntOption(fd, SOL_SOCKET, SO_RCVBUF), warnings: [], reusePort: getIntOption(fd, SOL_SOCKET, SO_REUSEPORT) !== 0,
+    fd,
+    family: domain === AF_INET ? 'udp4' : 'udp6',
+    address: local.address,
+    port: local.port,
+    inode: fstatSync(fd).ino,
+    rcvbuf: getIntOption(fd, SOL_SOCKET, SO_RCVBUF),
+    warnings: [],
+    reusePort: getIntOption(fd, SOL_SOCKET, SO_REUSEPORT) !== 0,
   };
 }
 

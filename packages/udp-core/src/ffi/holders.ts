@@ -38,7 +38,10 @@ export interface ProcUdpRow {
 /** The sockets of /proc/net/udp (and udp6) in this network namespace. */
 export function readProcUdp(): ProcUdpRow[] {
   const rows: ProcUdpRow[] = [];
-  for (const [file, v6] of [['/proc/net/udp', false], ['/proc/net/udp6', true]] as const) {
+  for (const [file, v6] of [
+    ['/proc/net/udp', false],
+    ['/proc/net/udp6', true],
+  ] as const) {
     let text: string;
     try {
       text = readFileSync(file, 'latin1');

@@ -10,7 +10,10 @@ import { libc } from './libc.js';
 export class ProcessHandle {
   private fd: number;
 
-  private constructor(readonly pid: number, fd: number) {
+  private constructor(
+    readonly pid: number,
+    fd: number,
+  ) {
     this.fd = fd;
   }
 

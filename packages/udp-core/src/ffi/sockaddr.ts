@@ -1,8 +1,17 @@
 /** Encoding and decoding of struct sockaddr_in / sockaddr_in6 in Buffers. */
 import { isIPv4, isIPv6 } from 'node:net';
 import {
-  AF_INET, AF_INET6, SIN6_ADDR, SIN6_FAMILY, SIN6_PORT, SIN6_SCOPE_ID, SIN_ADDR, SIN_FAMILY, SIN_PORT,
-  SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
+  AF_INET,
+  AF_INET6,
+  SIN6_ADDR,
+  SIN6_FAMILY,
+  SIN6_PORT,
+  SIN6_SCOPE_ID,
+  SIN_ADDR,
+  SIN_FAMILY,
+  SIN_PORT,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_IN_SIZE,
 } from './kernel.js';
 
 export type Family = 'udp4' | 'udp6';
@@ -42,15 +51,17 @@ export function ipv6Bytes(address: string): Buffer {
   const out = Buffer.alloc(16);
   let tail: number[] = [];
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4 && v4[1]) {
+  if (v4?.[1]) {
     tail = v4[1].split('.').map(Number);
-    text = text.slice(0, -v4[1].length) + '0:0';
+    text = `${text.slice(0, -v4[1].length)}0:0`;
   }
   const [head = '', rest] = text.split('::');
   const h = head ? head.split(':') : [];
   const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
   const groups = rest === undefined ? h : [...h, ...Array<string>(8 - h.length - r.length).fill('0'), ...r];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  groups.forEach((g, i) => {
+    out.writeUInt16BE(parseInt(g, 16), i * 2);
+  });
   if (tail.length === 4) out.set(tail, 12);
   return out;
 }
@@ -62,10 +73,16 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   if (bestStart === 0 && bestLen === 5 && groups[5] === 0xffff) {

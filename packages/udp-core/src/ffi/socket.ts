@@ -6,10 +6,29 @@ import { fstatSync, readFileSync } from 'node:fs';
 import { ShardgramError, errnoName, invalidArg, type PortHolder } from '../errors.js';
 import { describeHolder, findPortHolders, socketFdsOf } from './holders.js';
 import {
-  EACCES, EADDRINUSE, EADDRNOTAVAIL, EMFILE, EPERM,
-  AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY, SK_MEMINFO_DROPS, SK_MEMINFO_RCVBUF,
-  SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_VARS, SOCKADDR_MAX, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET, SO_MEMINFO,
-  SO_RCVBUF, SO_RCVBUFFORCE, SO_REUSEPORT, RCVBUF_DOUBLING,
+  EACCES,
+  EADDRINUSE,
+  EADDRNOTAVAIL,
+  EMFILE,
+  EPERM,
+  AF_INET,
+  AF_INET6,
+  IPPROTO_IPV6,
+  IPPROTO_UDP,
+  IPV6_V6ONLY,
+  SK_MEMINFO_DROPS,
+  SK_MEMINFO_RCVBUF,
+  SK_MEMINFO_RMEM_ALLOC,
+  SK_MEMINFO_VARS,
+  SOCKADDR_MAX,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOL_SOCKET,
+  SO_MEMINFO,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_REUSEPORT,
+  RCVBUF_DOUBLING,
 } from './kernel.js';
 import { libc } from './libc.js';
 import { decodeSockaddr, encodeSockaddr, familyOf, isIPv4Mapped, type Family } from './sockaddr.js';
@@ -60,11 +79,13 @@ export function readSysctl(name: string): number | undefined {
 
 function syscallError(syscall: string, errno: number, address: string, port: number, advice: string, option?: string): ShardgramError {
   const what = option ? `${syscall}(${option})` : syscall;
-  return new ShardgramError(
-    'ERR_SHARDGRAM_SYSCALL',
-    `${what} failed for UDP ${address}:${port}: ${errnoName(errno)} (errno ${errno}). ${advice}`,
-    { errno, syscall, address, port, ...(option ? { option } : {}) },
-  );
+  return new ShardgramError('ERR_SHARDGRAM_SYSCALL', `${what} failed for UDP ${address}:${port}: ${errnoName(errno)} (errno ${errno}). ${advice}`, {
+    errno,
+    syscall,
+    address,
+    port,
+    ...(option ? { option } : {}),
+  });
 }
 
 function setIntOption(fd: number, level: number, name: number, value: number): number {
@@ -95,7 +116,6 @@ function holderReusesPort(h: PortHolder): boolean | undefined {
         if (copy < 0) continue;
         return getIntOption(copy, SOL_SOCKET, SO_REUSEPORT) !== 0;
       } catch {
-        continue;
       } finally {
         if (copy >= 0) libc().close(copy);
       }
@@ -205,7 +225,8 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   const family = familyOf(address);
   if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
   if (address.includes('%')) throw invalidArg('address', address, 'an IPv6 address without a %zone (scoped link-local addresses are not supported)');
-  if (isIPv4Mapped(address)) throw invalidArg('address', address, 'written as IPv4 for an IPv4 address, not IPv4-mapped IPv6 (IPv6 sockets here are IPv6-only)');
+  if (isIPv4Mapped(address))
+    throw invalidArg('address', address, 'written as IPv4 for an IPv4 address, not IPv4-mapped IPv6 (IPv6 sockets here are IPv6-only)');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg('port', port, 'an integer from 0 to 65535');
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf <= 0 || opts.rcvbuf > 2 ** 30)) {
     throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive number of bytes up to 1 GiB');
@@ -214,7 +235,13 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   const fd = c.socket(family === 'udp4' ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
   if (fd < 0) {
     const e = c.errno();
-    throw syscallError('socket', e, address, port, e === EMFILE ? 'Too many open files: raise the limit with `ulimit -n`.' : 'The kernel refused a new UDP socket.');
+    throw syscallError(
+      'socket',
+      e,
+      address,
+      port,
+      e === EMFILE ? 'Too many open files: raise the limit with `ulimit -n`.' : 'The kernel refused a new UDP socket.',
+    );
   }
   try {
     const warnings: string[] = [];
@@ -235,7 +262,8 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
           { errno: e, syscall: 'setsockopt', option: 'SO_RCVBUFFORCE', address, port },
         );
       }
-      if (e) throw syscallError('setsockopt', e, address, port, 'The kernel refused the receive buffer size.', opts.rcvbufForce ? 'SO_RCVBUFFORCE' : 'SO_RCVBUF');
+      if (e)
+        throw syscallError('setsockopt', e, address, port, 'The kernel refused the receive buffer size.', opts.rcvbufForce ? 'SO_RCVBUFFORCE' : 'SO_RCVBUF');
     }
     const rcvbuf = getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
     if (opts.rcvbuf !== undefined && rcvbuf < opts.rcvbuf * RCVBUF_DOUBLING) {
@@ -295,7 +323,9 @@ export function socketMemInfo(fd: number): SocketMemInfo {
   if (libc().getsockopt(fd, SOL_SOCKET, SO_MEMINFO, memBuf, memLen) !== 0) {
     const e = libc().errno();
     throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `getsockopt(SO_MEMINFO) on fd ${fd} failed: ${errnoName(e)}`, {
-      errno: e, syscall: 'getsockopt', option: 'SO_MEMINFO',
+      errno: e,
+      syscall: 'getsockopt',
+      option: 'SO_MEMINFO',
     });
   }
   return {

@@ -5,9 +5,40 @@
  */
 import { ShardgramError, errnoName } from '../errors.js';
 import {
-  AF_UNIX, CMSG_ALIGN, CMSGHDR_SIZE, CMSG_DATA, CMSG_LEN_OFF, CMSG_LEVEL, CMSG_TYPE, IOVEC_SIZE, IOV_BASE, IOV_LEN, MSGHDR_SIZE, MSG_CMSG_CLOEXEC,
-  MSG_CONTROL, MSG_CONTROLLEN, MSG_CTRUNC, MSG_FLAGS, MSG_IOV, MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, SCM_RIGHTS, SOCKADDR_UN_SIZE, SOCK_CLOEXEC,
-  SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_PEERCRED, SUN_FAMILY, SUN_PATH, UCRED_GID, UCRED_PID, UCRED_SIZE, UCRED_UID, UNIX_PATH_MAX,
+  AF_UNIX,
+  CMSG_ALIGN,
+  CMSGHDR_SIZE,
+  CMSG_DATA,
+  CMSG_LEN_OFF,
+  CMSG_LEVEL,
+  CMSG_TYPE,
+  IOVEC_SIZE,
+  IOV_BASE,
+  IOV_LEN,
+  MSGHDR_SIZE,
+  MSG_CMSG_CLOEXEC,
+  MSG_CONTROL,
+  MSG_CONTROLLEN,
+  MSG_CTRUNC,
+  MSG_FLAGS,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  SCM_RIGHTS,
+  SOCKADDR_UN_SIZE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  SO_PEERCRED,
+  SUN_FAMILY,
+  SUN_PATH,
+  UCRED_GID,
+  UCRED_PID,
+  UCRED_SIZE,
+  UCRED_UID,
+  UNIX_PATH_MAX,
 } from './kernel.js';
 import koffi from 'koffi';
 import { libc } from './libc.js';
@@ -35,7 +66,8 @@ export function peerCred(fd: number): PeerCred {
 /** A `struct sockaddr_un` for a path (a leading `@` names the abstract namespace). */
 export function sockaddrUn(path: string): { addr: Buffer; len: number } {
   const bytes = Buffer.from(path.startsWith('@') ? `\0${path.slice(1)}` : path);
-  if (bytes.length >= UNIX_PATH_MAX) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `unix socket path is ${bytes.length} bytes, over the kernel's ${UNIX_PATH_MAX - 1}: ${path}`);
+  if (bytes.length >= UNIX_PATH_MAX)
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `unix socket path is ${bytes.length} bytes, over the kernel's ${UNIX_PATH_MAX - 1}: ${path}`);
   const addr = Buffer.alloc(SOCKADDR_UN_SIZE);
   addr.writeUInt16LE(AF_UNIX, SUN_FAMILY);
   bytes.copy(addr, SUN_PATH);
@@ -69,7 +101,9 @@ export function sendWithFds(fd: number, data: Buffer, fds: readonly number[]): v
     ctrl.writeBigUInt64LE(BigInt(CMSGHDR_SIZE + 4 * fds.length), CMSG_LEN_OFF);
     ctrl.writeInt32LE(SOL_SOCKET, CMSG_LEVEL);
     ctrl.writeInt32LE(SCM_RIGHTS, CMSG_TYPE);
-    fds.forEach((f, i) => ctrl.writeInt32LE(f, CMSG_DATA + 4 * i));
+    fds.forEach((f, i) => {
+      ctrl.writeInt32LE(f, CMSG_DATA + 4 * i);
+    });
   }
   const msg = Buffer.alloc(MSGHDR_SIZE);
   msg.writeBigUInt64LE(0n, MSG_NAME);

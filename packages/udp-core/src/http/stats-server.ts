@@ -96,7 +96,8 @@ let page: Buffer | undefined;
 const PAGE_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
   // Everything is in the one file; it may only talk to this server.
-  'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
   'x-content-type-options': 'nosniff',
   'cache-control': 'no-cache',
 };
@@ -138,7 +139,7 @@ function exposureWarning(address: string, port: number): string | undefined {
   return (
     `--stats-address ${address}: the stats port (http://${shown}:${port}: GET /stats, /metrics and the live page) is open on ${where} ` +
     'to anyone who can reach it: worker pids, traffic figures and top sender addresses. It is read-only. ' +
-    'To keep it local, use --stats-address 127.0.0.1 (the default) or ::1; to expose it to one monitoring network, bind that network\'s address and firewall the port (docs/multi-host.md).'
+    "To keep it local, use --stats-address 127.0.0.1 (the default) or ::1; to expose it to one monitoring network, bind that network's address and firewall the port (docs/multi-host.md)."
   );
 }
 
@@ -177,7 +178,8 @@ function send(res: ServerResponse, status: number, body: string, headers: Record
 }
 
 function positiveInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `stats server ${name} must be a positive integer; got ${v}`, { option: name });
+  if (!Number.isInteger(v) || v < 1)
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `stats server ${name} must be a positive integer; got ${v}`, { option: name });
   return v;
 }
 
@@ -200,7 +202,11 @@ function settingsOf(port: number, options: StatsServerOptions | string): Setting
   }
   const address = o.address ?? STATS_SERVER_DEFAULTS.address;
   if (!familyOf(address) || address.includes('%')) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-address must be an IPv4 or IPv6 literal such as 127.0.0.1, ::1 or 0.0.0.0; got "${address}"`, { option: 'stats-address', address });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      `--stats-address must be an IPv4 or IPv6 literal such as 127.0.0.1, ::1 or 0.0.0.0; got "${address}"`,
+      { option: 'stats-address', address },
+    );
   }
   const headersTimeout = positiveInt('headersTimeoutMs', o.headersTimeoutMs ?? STATS_SERVER_DEFAULTS.headersTimeoutMs);
   return {
@@ -242,7 +248,11 @@ function refused(req: IncomingMessage, res: ServerResponse, hostAllowed: (req: I
   const origin = req.headers.origin;
   const ownOrigin = origin === `http://${req.headers.host}` && origin.endsWith(`:${port}`) && (req.method === 'GET' || req.method === 'HEAD');
   if (!hostAllowed(req) || (origin !== undefined && !ownOrigin)) {
-    send(res, 403, `forbidden: this stats port answers monitoring tools that ask for it by its address (Host ${address.includes(':') ? `[${address}]` : address}:${port}) or a name given with --stats-host, not web pages\n`);
+    send(
+      res,
+      403,
+      `forbidden: this stats port answers monitoring tools that ask for it by its address (Host ${address.includes(':') ? `[${address}]` : address}:${port}) or a name given with --stats-host, not web pages\n`,
+    );
     return true;
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -265,10 +275,16 @@ function answer(req: IncomingMessage, res: ServerResponse, source: StatsSource):
     return;
   }
   if (path === '/stats') {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.stats(), null, 2) + '\n');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(source.stats(), null, 2)}\n`);
     return;
   }
-  const families = prefersProtobuf(req.headers.accept) ? (source.metricFamilies ? source.metricFamilies() : source.metrics ? undefined : statsFamilies(source.stats())) : undefined;
+  const families = prefersProtobuf(req.headers.accept)
+    ? source.metricFamilies
+      ? source.metricFamilies()
+      : source.metrics
+        ? undefined
+        : statsFamilies(source.stats())
+    : undefined;
   if (families && protobufCapable(families)) {
     res.writeHead(200, { 'content-type': PROTOBUF_CONTENT_TYPE, vary: 'Accept' }).end(encodeFamilies(families));
   } else {
@@ -288,7 +304,10 @@ class ConnectionLimits {
   private readonly answering = new Map<Socket, number>();
   private readonly keyOf = new WeakMap<Socket, string>();
 
-  constructor(private readonly maxConnections: number, private readonly maxPerAddress: number) {}
+  constructor(
+    private readonly maxConnections: number,
+    private readonly maxPerAddress: number,
+  ) {}
 
   /** Counts these limits on `server`'s connections and requests. */
   watch(server: Server): void {

@@ -214,7 +214,10 @@ interface Sending {
 /** sendmmsg batches of prebuilt probes; `runs` (when replies are expected) learns which socket sent each. */
 async function sendNative(native: NativeSender, plan: Plan, sending: Sending, runs: SenderRuns | undefined): Promise<void> {
   const r = await native.sendProbes({
-    count: plan.count, size: plan.size, rate: plan.rate, maxDurationMs: plan.maxDurationMs,
+    count: plan.count,
+    size: plan.size,
+    rate: plan.rate,
+    maxDurationMs: plan.maxDurationMs,
     onProgress: (n) => {
       sending.sent = n;
     },
@@ -317,10 +320,22 @@ function reportOf(plan: Plan, sending: Sending, tally: ReplyTally, loss: LossAtt
   const { sent, start, done } = sending;
   const lost = plan.expectReplies ? sent - tally.received : 0;
   return {
-    sent, sendErrors: sending.sendErrors, received: tally.received, duplicates: tally.duplicates, lost, replyDrops,
-    lossPercent: sent ? (100 * lost) / sent : 0, strayReplies: tally.stray, durationMs,
-    sendRate: sent / (Math.max(1e-3, done - start) / 1000), sendMs: done - start, sender: plan.sender,
-    workers: tally.workers(), lostByWorker: loss.lostByWorker, unattributedLoss: loss.unattributedLoss, timedOut: sending.timedOut,
+    sent,
+    sendErrors: sending.sendErrors,
+    received: tally.received,
+    duplicates: tally.duplicates,
+    lost,
+    replyDrops,
+    lossPercent: sent ? (100 * lost) / sent : 0,
+    strayReplies: tally.stray,
+    durationMs,
+    sendRate: sent / (Math.max(1e-3, done - start) / 1000),
+    sendMs: done - start,
+    sender: plan.sender,
+    workers: tally.workers(),
+    lostByWorker: loss.lostByWorker,
+    unattributedLoss: loss.unattributedLoss,
+    timedOut: sending.timedOut,
   };
 }
 
@@ -328,7 +343,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   const plan = planOf(opts);
   const { socks, native } = await openSources(plan);
   const tally = new ReplyTally(plan.count, plan.sources, performance.now());
-  socks.forEach((s, sender) => s.on('message', (msg) => tally.add(msg, sender, performance.now())));
+  socks.forEach((s, sender) => {
+    s.on('message', (msg) => tally.add(msg, sender, performance.now()));
+  });
   // Pad so that the largest probe of the run is `size` bytes (smaller sequence numbers encode a byte or two shorter).
   const pad = probePad(plan.size, plan.sources, plan.count);
   const start = performance.now();

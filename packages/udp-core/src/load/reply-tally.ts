@@ -57,7 +57,11 @@ export class ReplyTally {
   private readonly pids = new Map<number, Set<number>>();
   private readonly replies: number[] = [];
 
-  constructor(private readonly count: number, sources: number, now: number) {
+  constructor(
+    private readonly count: number,
+    sources: number,
+    now: number,
+  ) {
     this.seen = new Uint8Array(count);
     this.senderWorker = new Int32Array(sources).fill(NO_WORKER);
     this.lastReplyAt = now;
@@ -111,15 +115,17 @@ export class ReplyTally {
 
   /** Each worker that answered, by index: its pids, replies, senders and round-trip percentiles. */
   workers(): WorkerLoadStats[] {
-    return [...this.rtts.keys()].sort((a, b) => a - b).map((w) => {
-      const rtts = Float64Array.from(this.rtts.get(w) ?? []).sort();
-      return {
-        worker: w,
-        pids: [...(this.pids.get(w) ?? [])],
-        replies: this.replies[w] ?? 0,
-        senders: [...this.senderWorker].filter((x) => x === w).length,
-        rttMs: { p50: percentile(rtts, 0.5), p90: percentile(rtts, 0.9), p99: percentile(rtts, 0.99), max: rtts[rtts.length - 1] ?? 0 },
-      };
-    });
+    return [...this.rtts.keys()]
+      .sort((a, b) => a - b)
+      .map((w) => {
+        const rtts = Float64Array.from(this.rtts.get(w) ?? []).sort();
+        return {
+          worker: w,
+          pids: [...(this.pids.get(w) ?? [])],
+          replies: this.replies[w] ?? 0,
+          senders: [...this.senderWorker].filter((x) => x === w).length,
+          rttMs: { p50: percentile(rtts, 0.5), p90: percentile(rtts, 0.9), p99: percentile(rtts, 0.99), max: rtts[rtts.length - 1] ?? 0 },
+        };
+      });
   }
 }

@@ -17,7 +17,17 @@ import { performance } from 'node:perf_hooks';
 import { errnoName, invalidArg, ShardgramError } from '../errors.js';
 import { MsgArena } from '../ffi/arena.js';
 import {
-  AF_INET, AF_INET6, EAGAIN, EINTR, ENOBUFS, IPPROTO_UDP, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOL_SOCKET, SO_RCVBUF,
+  AF_INET,
+  AF_INET6,
+  EAGAIN,
+  EINTR,
+  ENOBUFS,
+  IPPROTO_UDP,
+  MSG_DONTWAIT,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOL_SOCKET,
+  SO_RCVBUF,
   UDP_MAX_PAYLOAD,
 } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
@@ -249,7 +259,8 @@ export class NativeSender {
   async sendProbes(opts: SendProbesOptions): Promise<SendProbesResult> {
     const count = opts.count;
     if (!Number.isInteger(count) || count < 1 || count > 2 ** 32 - 1) throw invalidArg('count', count, 'a positive integer');
-    if (!Number.isInteger(opts.size) || opts.size < 1 || opts.size > UDP_MAX_PAYLOAD - 64) throw invalidArg('size', opts.size, `an integer from 1 to ${UDP_MAX_PAYLOAD - 64}`);
+    if (!Number.isInteger(opts.size) || opts.size < 1 || opts.size > UDP_MAX_PAYLOAD - 64)
+      throw invalidArg('size', opts.size, `an integer from 1 to ${UDP_MAX_PAYLOAD - 64}`);
     const rate = opts.rate ?? 0;
     const maxDurationMs = opts.maxDurationMs ?? 120_000;
     const sources = this.fds.length;
@@ -260,7 +271,11 @@ export class NativeSender {
     // One arena per source socket, so that the sender field never needs rewriting;
     // fewer slots per call when many large sources would take too much memory.
     if (sources * (slotSize + 128) > ARENA_BUDGET_BYTES) {
-      throw invalidArg('sources × size', `${sources} × ${opts.size} bytes`, `at most ${ARENA_BUDGET_BYTES / 1048576} MiB of send buffers (fewer sources or smaller datagrams)`);
+      throw invalidArg(
+        'sources × size',
+        `${sources} × ${opts.size} bytes`,
+        `at most ${ARENA_BUDGET_BYTES / 1048576} MiB of send buffers (fewer sources or smaller datagrams)`,
+      );
     }
     const batch = Math.max(1, Math.min(this.batch, count, Math.floor(ARENA_BUDGET_BYTES / (sources * (slotSize + 128)))));
     const arenas = this.fds.map(() => new MsgArena(batch, slotSize));
@@ -305,7 +320,8 @@ export class NativeSender {
           first.copy(mem, a.dataOffset(0));
           a.setForSend(0, first.length, this.dest.length);
           return {
-            mem, n: 1,
+            mem,
+            n: 1,
             after: () => {
               const t = templates[source]!;
               t.bytes.copy(mem, a.dataOffset(0));

@@ -55,7 +55,8 @@ export class ServiceManager {
       this.log(`LISTEN_FDS is set for pid ${this.env.LISTEN_PID ?? '?'}, not this process (${process.pid}): ignoring it`);
       return none;
     }
-    if (!Number.isInteger(n) || n < 0 || n > 1024) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `LISTEN_FDS=${this.env.LISTEN_FDS} is not a count of file descriptors`);
+    if (!Number.isInteger(n) || n < 0 || n > 1024)
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `LISTEN_FDS=${this.env.LISTEN_FDS} is not a count of file descriptors`);
     const names = (this.env.LISTEN_FDNAMES ?? '').split(':');
     const byInode = new Map<number, { sock: AdoptedSocket; slot?: number; unit: boolean }>();
     for (let i = 0; i < n; i++) {

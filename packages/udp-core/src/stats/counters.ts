@@ -27,16 +27,31 @@ export const COUNTERS = [
   { key: 'bytes', source: 'engine', help: 'Payload bytes handed to the app.', prom: { name: 'bytes' } },
   { key: 'handlerErrors', source: 'engine', help: 'Exceptions thrown (or promises rejected) by the message handler.', prom: { name: 'handler_errors' } },
   { key: 'batches', source: 'engine', help: 'Receive calls that returned data (one per datagram for the dgram engine).', prom: { name: 'batches' } },
-  { key: 'wakeups', source: 'engine', help: 'Times the native engine woke to read (readable events and pacing timers; 0 for the dgram engine, whose reads libuv makes).', prom: { name: 'wakeups' } },
+  {
+    key: 'wakeups',
+    source: 'engine',
+    help: 'Times the native engine woke to read (readable events and pacing timers; 0 for the dgram engine, whose reads libuv makes).',
+    prom: { name: 'wakeups' },
+  },
   { key: 'truncated', source: 'engine', help: 'Datagrams larger than the receive buffer, counted and not delivered.', prom: { name: 'truncated' } },
   { key: 'sends', source: 'engine', help: 'Datagrams the app sent.', prom: { name: 'sends' } },
   { key: 'sendErrors', source: 'engine', help: 'Sends that failed.', prom: { name: 'send_errors' } },
   { key: 'cpuUserMicros', source: 'process', help: 'User CPU time of the worker processes.', prom: { name: 'cpu_user_seconds', scale: 1e-6 }, wire: 6 },
   { key: 'cpuSystemMicros', source: 'process', help: 'System CPU time of the worker processes.', prom: { name: 'cpu_system_seconds', scale: 1e-6 }, wire: 7 },
   { key: 'kernelDrops', source: 'socket', help: 'Datagrams the kernel dropped on the socket (receive buffer full).', prom: { name: 'kernel_drops' } },
-  { key: 'droppedAtClose', source: 'slot', help: 'Datagrams still queued when the socket closed, read out and counted, not handled.', prom: { name: 'dropped_at_close' } },
+  {
+    key: 'droppedAtClose',
+    source: 'slot',
+    help: 'Datagrams still queued when the socket closed, read out and counted, not handled.',
+    prom: { name: 'dropped_at_close' },
+  },
   { key: 'restarts', source: 'slot', help: 'Worker process restarts on the socket.', prom: { name: 'restarts' } },
-  { key: 'stalls', source: 'slot', help: 'Workers found stalled (reading nothing while their queue filled, or silent) and replaced.', prom: { name: 'stalls' } },
+  {
+    key: 'stalls',
+    source: 'slot',
+    help: 'Workers found stalled (reading nothing while their queue filled, or silent) and replaced.',
+    prom: { name: 'stalls' },
+  },
 ] as const satisfies readonly CounterSpec[];
 
 export type CounterKey = (typeof COUNTERS)[number]['key'];

@@ -40,11 +40,17 @@ function metric(m: PromMetric): Record<string, unknown> {
   const n = h.native;
   if (n) {
     Object.assign(out, {
-      schema: n.schema, zeroThreshold: n.zeroThreshold, zeroCount: n.zeroCount,
-      positiveSpan: n.positiveSpans, positiveDelta: n.positiveDeltas, negativeSpan: n.negativeSpans, negativeDelta: n.negativeDeltas,
+      schema: n.schema,
+      zeroThreshold: n.zeroThreshold,
+      zeroCount: n.zeroCount,
+      positiveSpan: n.positiveSpans,
+      positiveDelta: n.positiveDeltas,
+      negativeSpan: n.negativeSpans,
+      negativeDelta: n.negativeDeltas,
     });
     // A native histogram without any bucket yet still needs a span to be taken as one (as client_golang does).
-    if (n.positiveSpans.length === 0 && n.negativeSpans.length === 0 && n.zeroCount === 0 && n.zeroThreshold === 0) out.positiveSpan = [{ offset: 0, length: 0 }];
+    if (n.positiveSpans.length === 0 && n.negativeSpans.length === 0 && n.zeroCount === 0 && n.zeroThreshold === 0)
+      out.positiveSpan = [{ offset: 0, length: 0 }];
   }
   return { label, histogram: out };
 }
@@ -94,14 +100,23 @@ export function prefersProtobuf(accept: string | undefined): boolean {
   let text = 0;
   for (const item of accept.split(',')) {
     const [type, ...params] = item.split(';').map((s) => s.trim());
-    const p = new Map(params.map((kv) => {
-      const eq = kv.indexOf('=');
-      return [kv.slice(0, eq).trim().toLowerCase(), kv.slice(eq + 1).trim().replace(/^"|"$/g, '')] as const;
-    }));
+    const p = new Map(
+      params.map((kv) => {
+        const eq = kv.indexOf('=');
+        return [
+          kv.slice(0, eq).trim().toLowerCase(),
+          kv
+            .slice(eq + 1)
+            .trim()
+            .replace(/^"|"$/g, ''),
+        ] as const;
+      }),
+    );
     const q = p.has('q') ? Number(p.get('q')) : 1;
     if (!(q >= 0 && q <= 1)) continue;
     const t = (type ?? '').toLowerCase();
-    if (t === 'application/vnd.google.protobuf' && p.get('proto') === 'io.prometheus.client.MetricFamily' && p.get('encoding') === 'delimited') proto = Math.max(proto, q);
+    if (t === 'application/vnd.google.protobuf' && p.get('proto') === 'io.prometheus.client.MetricFamily' && p.get('encoding') === 'delimited')
+      proto = Math.max(proto, q);
     else if (t === 'text/plain' || t === 'application/openmetrics-text' || t === '*/*' || t === 'text/*') text = Math.max(text, q);
   }
   return proto > 0 && proto > text;

@@ -95,12 +95,20 @@ function seriesObject(s: RemoteSeries, timestampMs: number): Record<string, unkn
   const empty = n.positiveSpans.length === 0 && n.negativeSpans.length === 0;
   return {
     labels: s.labels,
-    histograms: [{
-      countInt: count, sum, schema: n.schema, zeroThreshold: n.zeroThreshold, zeroCountInt: n.zeroCount,
-      negativeSpans: n.negativeSpans, negativeDeltas: n.negativeDeltas,
-      positiveSpans: empty ? [{ offset: 0, length: 0 }] : n.positiveSpans, positiveDeltas: n.positiveDeltas,
-      timestamp: timestampMs,
-    }],
+    histograms: [
+      {
+        countInt: count,
+        sum,
+        schema: n.schema,
+        zeroThreshold: n.zeroThreshold,
+        zeroCountInt: n.zeroCount,
+        negativeSpans: n.negativeSpans,
+        negativeDeltas: n.negativeDeltas,
+        positiveSpans: empty ? [{ offset: 0, length: 0 }] : n.positiveSpans,
+        positiveDeltas: n.positiveDeltas,
+        timestamp: timestampMs,
+      },
+    ],
   };
 }
 
@@ -117,4 +125,3 @@ export function decodeWriteRequest(bytes: Uint8Array): Record<string, unknown> {
   const T = load();
   return T.toObject(T.decode(bytes), { longs: Number, enums: String, defaults: false, oneofs: false });
 }
-

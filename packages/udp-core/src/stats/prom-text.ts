@@ -197,5 +197,5 @@ export function familiesText(families: readonly PromFamily[]): string {
     }
     if (f.raw) lines.push(...f.raw);
   }
-  return lines.length ? lines.join('\n') + '\n' : '';
+  return lines.length ? `${lines.join('\n')}\n` : '';
 }

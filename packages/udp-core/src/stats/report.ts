@@ -61,7 +61,12 @@ export function noRetired(): RetiredTotals {
   return { ...zeroCounters(), workers: 0 };
 }
 
-export function summarize(service: StatsReport['service'], rows: WorkerRow[], retired: RetiredTotals = noRetired(), inherited?: StatsReport['inherited']): StatsReport {
+export function summarize(
+  service: StatsReport['service'],
+  rows: WorkerRow[],
+  retired: RetiredTotals = noRetired(),
+  inherited?: StatsReport['inherited'],
+): StatsReport {
   const counts = rows.map((w) => w.datagrams);
   const s = shares(counts);
   const total = addInto(zeroCounters(), retired);
@@ -107,7 +112,9 @@ export function toPrometheus(r: StatsReport, out = new PromWriter()): string {
   perWorker('shardgram_worker_rcvbuf_bytes', 'The socket receive buffer limit.', (w) => w.rcvbuf);
   perWorker('shardgram_worker_share', 'Fraction of all datagrams received by this worker.', (w) => w.share);
   perWorker('shardgram_worker_up', 'The worker is running (1) or not: starting, stalled, in backoff, stopping (0).', (w) => (w.state === 'running' ? 1 : 0));
-  perWorker('shardgram_worker_stalled', 'The worker has stopped reading while its queue holds datagrams (1) or not (0).', (w) => (w.state === 'stalled' ? 1 : 0));
+  perWorker('shardgram_worker_stalled', 'The worker has stopped reading while its queue holds datagrams (1) or not (0).', (w) =>
+    w.state === 'stalled' ? 1 : 0,
+  );
   const gauge = (name: string, help: string, v: number): void => {
     out.family(name, 'gauge', help).sample(name, svc, Number.isFinite(v) ? v : 0);
   };
@@ -116,7 +123,11 @@ export function toPrometheus(r: StatsReport, out = new PromWriter()): string {
   gauge('shardgram_fairness_max_share', 'Largest worker share.', r.fairness.maxShare);
   gauge('shardgram_fairness_chi_square_p', 'Chi-square p-value of the split against an even one.', r.fairness.chiSquareP);
   gauge('shardgram_workers', 'Workers in the group.', r.workers.length);
-  gauge('shardgram_group_intruders', 'Sockets in the SO_REUSEPORT group that are not the service\'s (another process of the same user).', r.intruders?.length ?? 0);
+  gauge(
+    'shardgram_group_intruders',
+    "Sockets in the SO_REUSEPORT group that are not the service's (another process of the same user).",
+    r.intruders?.length ?? 0,
+  );
   gauge('shardgram_imbalance_detected', 'One worker has had far more than its share for a while (1) or not (0).', r.imbalance?.detected ? 1 : 0);
   for (const c of COUNTERS) {
     const name = `shardgram_${c.prom.name}_total`;
@@ -125,4 +136,3 @@ export function toPrometheus(r: StatsReport, out = new PromWriter()): string {
   }
   return out.text();
 }
-

@@ -57,7 +57,9 @@ export class SharedCounters {
   read(): EngineCounters {
     const a = this.array;
     const out = {} as EngineCounters;
-    ENGINE_COUNTER_KEYS.forEach((f, i) => (out[f] = a[i]!));
+    ENGINE_COUNTER_KEYS.forEach((f, i) => {
+      out[f] = a[i]!;
+    });
     return out;
   }
 
@@ -69,9 +71,14 @@ export class SharedCounters {
 }
 
 function failure(call: string, errno: number): ShardgramError {
-  return new ShardgramError('ERR_SHARDGRAM_SYSCALL', `${call} for a worker's shared counters failed: ${errnoName(errno)} (errno ${errno}). The statistics need memfd_create (Linux ≥ 3.17).`, {
-    errno, syscall: call,
-  });
+  return new ShardgramError(
+    'ERR_SHARDGRAM_SYSCALL',
+    `${call} for a worker's shared counters failed: ${errnoName(errno)} (errno ${errno}). The statistics need memfd_create (Linux ≥ 3.17).`,
+    {
+      errno,
+      syscall: call,
+    },
+  );
 }
 
 /**
@@ -79,12 +86,17 @@ function failure(call: string, errno: number): ShardgramError {
  * engine counter of the list (defined once on the prototype: as fast as written-out ones).
  */
 export interface ArrayCounters extends EngineCounters {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the accessors below are defined on the prototype, one per counter of the list; the interface says they are there
 export class ArrayCounters {
   constructor(protected readonly a: Float64Array) {}
 }
 ENGINE_COUNTER_KEYS.forEach((key, i) => {
   Object.defineProperty(ArrayCounters.prototype, key, {
-    get(this: { a: Float64Array }) { return this.a[i]; },
-    set(this: { a: Float64Array }, v: number) { this.a[i] = v; },
+    get(this: { a: Float64Array }) {
+      return this.a[i];
+    },
+    set(this: { a: Float64Array }, v: number) {
+      this.a[i] = v;
+    },
   });
 });

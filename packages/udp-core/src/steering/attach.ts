@@ -6,7 +6,18 @@
  * bind, the socket gets a group of its own and its bind then fails with EADDRINUSE).
  */
 import { ShardgramError, errnoName } from '../errors.js';
-import { EINVAL, ENOENT, ENOMEM, ENOPROTOOPT, EPERM, SOCK_FPROG_SIZE, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, SO_DETACH_REUSEPORT_BPF, SO_REUSEPORT } from '../ffi/kernel.js';
+import {
+  EINVAL,
+  ENOENT,
+  ENOMEM,
+  ENOPROTOOPT,
+  EPERM,
+  SOCK_FPROG_SIZE,
+  SOL_SOCKET,
+  SO_ATTACH_REUSEPORT_CBPF,
+  SO_DETACH_REUSEPORT_BPF,
+  SO_REUSEPORT,
+} from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import { getIntOption, localAddress, readSysctl } from '../ffi/socket.js';
 import { toSockFprog, type Insn, type SockFprog } from './cbpf.js';
@@ -25,7 +36,6 @@ export interface AttachProgramOptions {
   validate?: boolean;
 }
 
-
 /** While setsockopt runs, the memory it reads is referenced from here, not only by address. */
 let inFlight: SockFprog | undefined;
 
@@ -41,7 +51,10 @@ function where(fd: number): { address?: string; port?: number; text: string } {
 function fail(fd: number, option: string, errno: number, advice: string): ShardgramError {
   const w = where(fd);
   return new ShardgramError('ERR_SHARDGRAM_SYSCALL', `setsockopt(SOL_SOCKET, ${option}) on ${w.text} failed: ${errnoName(errno)} (errno ${errno}). ${advice}`, {
-    errno, syscall: 'setsockopt', option, ...(w.address !== undefined ? { address: w.address, port: w.port } : {}),
+    errno,
+    syscall: 'setsockopt',
+    option,
+    ...(w.address !== undefined ? { address: w.address, port: w.port } : {}),
   });
 }
 
@@ -56,8 +69,12 @@ function checkMember(fd: number, option: string): void {
   }
   if (!reuse) throw fail(fd, option, EINVAL, 'The socket does not have SO_REUSEPORT set, so it has no group to steer: open it with openReusePortSocket().');
   if (where(fd).port === 0) {
-    throw fail(fd, option, EINVAL,
-      'The socket is not bound yet. Attach after bind: a program attached before bind gives the socket a group of its own, and its bind then fails with EADDRINUSE.');
+    throw fail(
+      fd,
+      option,
+      EINVAL,
+      'The socket is not bound yet. Attach after bind: a program attached before bind gives the socket a group of its own, and its bind then fails with EADDRINUSE.',
+    );
   }
 }
 
@@ -80,14 +97,19 @@ export function attachProgram(fd: number, prog: readonly Insn[], opts: AttachPro
   if (rc === 0) return;
   if (errno === ENOMEM) {
     const max = readSysctl('net/core/optmem_max');
-    throw fail(fd, option, errno,
+    throw fail(
+      fd,
+      option,
+      errno,
       `The ${prog.length}-instruction program, translated to eBPF, is larger than net.core.optmem_max${max !== undefined ? ` = ${max}` : ''} bytes. ` +
-        'Use a smaller key length, or raise net.core.optmem_max (sysctl -w net.core.optmem_max=131072).');
+        'Use a smaller key length, or raise net.core.optmem_max (sysctl -w net.core.optmem_max=131072).',
+    );
   }
   if (errno === EINVAL) {
     throw fail(fd, option, errno, "The kernel's classic BPF checker refused the program, or the socket is not in an SO_REUSEPORT group.");
   }
-  if (errno === ENOPROTOOPT) throw fail(fd, option, errno, 'This kernel has no SO_ATTACH_REUSEPORT_CBPF: Linux ≥ 4.5 is needed for steering policies (use --policy hash).');
+  if (errno === ENOPROTOOPT)
+    throw fail(fd, option, errno, 'This kernel has no SO_ATTACH_REUSEPORT_CBPF: Linux ≥ 4.5 is needed for steering policies (use --policy hash).');
   if (errno === EPERM) throw fail(fd, option, errno, "The socket's filters are locked (SO_LOCK_FILTER); open a fresh socket.");
   throw fail(fd, option, errno, 'The kernel refused the steering program.');
 }
@@ -99,7 +121,13 @@ export function detachSteering(fd: number): boolean {
   if (libc().setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, dummy, 4) === 0) return true;
   const errno = libc().errno();
   if (errno === ENOENT) return false;
-  if (errno === ENOPROTOOPT) throw fail(fd, option, errno, 'This kernel has no SO_DETACH_REUSEPORT_BPF (Linux ≥ 5.3): to return to hashing, attach a program that returns an index ≥ the group size, or reopen the group.');
+  if (errno === ENOPROTOOPT)
+    throw fail(
+      fd,
+      option,
+      errno,
+      'This kernel has no SO_DETACH_REUSEPORT_BPF (Linux ≥ 5.3): to return to hashing, attach a program that returns an index ≥ the group size, or reopen the group.',
+    );
   if (errno === EINVAL) throw fail(fd, option, errno, 'The socket does not have SO_REUSEPORT set: it belongs to no group.');
   throw fail(fd, option, errno, 'The kernel refused to detach the steering program.');
 }
@@ -110,12 +138,7 @@ export function detachSteering(fd: number): boolean {
  * is bound, and again whenever the group's size changes: N is compiled in, and an
  * index ≥ the group's size falls back to the hash.
  */
-export function attachSteering(
-  fd: number,
-  policy: SteeringPolicy | PolicyName,
-  nSockets: number,
-  opts: KeyPolicyOptions = {},
-): AttachedSteering {
+export function attachSteering(fd: number, policy: SteeringPolicy | PolicyName, nSockets: number, opts: KeyPolicyOptions = {}): AttachedSteering {
   const p = typeof policy === 'string' ? parsePolicy(policy, opts) : policy;
   const program = policyProgram(p, nSockets);
   if (program) attachProgram(fd, program);

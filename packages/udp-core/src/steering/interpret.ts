@@ -7,10 +7,46 @@
  */
 import { ShardgramError } from '../errors.js';
 import {
-  BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE,
-  BPF_JGT, BPF_JMP, BPF_JSET, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD,
-  BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
-  SKF_AD_CPU, SKF_AD_OFF, SKF_AD_RANDOM,
+  BPF_A,
+  BPF_ABS,
+  BPF_ADD,
+  BPF_ALU,
+  BPF_AND,
+  BPF_B,
+  BPF_DIV,
+  BPF_H,
+  BPF_IMM,
+  BPF_IND,
+  BPF_JA,
+  BPF_JEQ,
+  BPF_JGE,
+  BPF_JGT,
+  BPF_JMP,
+  BPF_JSET,
+  BPF_LD,
+  BPF_LDX,
+  BPF_LEN,
+  BPF_LSH,
+  BPF_MEM,
+  BPF_MEMWORDS,
+  BPF_MISC,
+  BPF_MOD,
+  BPF_MSH,
+  BPF_MUL,
+  BPF_NEG,
+  BPF_OR,
+  BPF_RET,
+  BPF_RSH,
+  BPF_ST,
+  BPF_STX,
+  BPF_SUB,
+  BPF_TXA,
+  BPF_W,
+  BPF_X,
+  BPF_XOR,
+  SKF_AD_CPU,
+  SKF_AD_OFF,
+  SKF_AD_RANDOM,
 } from '../ffi/kernel.js';
 import type { Insn } from './cbpf.js';
 import { assertValidProgram } from './validate.js';
@@ -80,18 +116,42 @@ export function runProgram(prog: readonly Insn[], packet: Uint8Array, ctx: RunCo
         const op = code & 0xf0;
         const src = (code & BPF_X) === BPF_X ? x : k;
         switch (op) {
-          case BPF_ADD: a = (a + src) >>> 0; break;
-          case BPF_SUB: a = (a - src) >>> 0; break;
-          case BPF_MUL: a = Math.imul(a, src) >>> 0; break;
-          case BPF_DIV: if (src === 0) return 0; a = Math.floor(a / src) >>> 0; break;
-          case BPF_MOD: if (src === 0) return 0; a = a % src >>> 0; break;
-          case BPF_AND: a = (a & src) >>> 0; break;
-          case BPF_OR: a = (a | src) >>> 0; break;
-          case BPF_XOR: a = (a ^ src) >>> 0; break;
+          case BPF_ADD:
+            a = (a + src) >>> 0;
+            break;
+          case BPF_SUB:
+            a = (a - src) >>> 0;
+            break;
+          case BPF_MUL:
+            a = Math.imul(a, src) >>> 0;
+            break;
+          case BPF_DIV:
+            if (src === 0) return 0;
+            a = Math.floor(a / src) >>> 0;
+            break;
+          case BPF_MOD:
+            if (src === 0) return 0;
+            a = (a % src) >>> 0;
+            break;
+          case BPF_AND:
+            a = (a & src) >>> 0;
+            break;
+          case BPF_OR:
+            a = (a | src) >>> 0;
+            break;
+          case BPF_XOR:
+            a = (a ^ src) >>> 0;
+            break;
           // A shift by X ≥ 32 is masked to 5 bits, as x86 does.
-          case BPF_LSH: a = (a << (src & 31)) >>> 0; break;
-          case BPF_RSH: a = a >>> (src & 31); break;
-          case BPF_NEG: a = -a >>> 0; break;
+          case BPF_LSH:
+            a = (a << (src & 31)) >>> 0;
+            break;
+          case BPF_RSH:
+            a = a >>> (src & 31);
+            break;
+          case BPF_NEG:
+            a = -a >>> 0;
+            break;
         }
         break;
       }
@@ -102,8 +162,7 @@ export function runProgram(prog: readonly Insn[], packet: Uint8Array, ctx: RunCo
           break;
         }
         const src = (code & BPF_X) === BPF_X ? x : k;
-        const taken =
-          op === BPF_JEQ ? a === src : op === BPF_JGT ? a > src : op === BPF_JGE ? a >= src : op === BPF_JSET ? (a & src) !== 0 : false;
+        const taken = op === BPF_JEQ ? a === src : op === BPF_JGT ? a > src : op === BPF_JGE ? a >= src : op === BPF_JSET ? (a & src) !== 0 : false;
         pc += taken ? jt : jf;
         break;
       }

@@ -198,11 +198,17 @@ function keyProgram(n: number, delimiter: number, maxLength: number): Insn[] {
   // Byte 3 of a word sent here is the delimiter or past the end.
   b.label('done')
     .ldMem(M_HASH)
-    .tax().alu('rsh', 16).alu('xor', 'x')
+    .tax()
+    .alu('rsh', 16)
+    .alu('xor', 'x')
     .alu('mul', FMIX1)
-    .tax().alu('rsh', 13).alu('xor', 'x')
+    .tax()
+    .alu('rsh', 13)
+    .alu('xor', 'x')
     .alu('mul', FMIX2)
-    .tax().alu('rsh', 16).alu('xor', 'x')
+    .tax()
+    .alu('rsh', 16)
+    .alu('xor', 'x')
     .alu('mod', n)
     .retA();
   return b.build();

@@ -6,10 +6,48 @@
  */
 import { ShardgramError } from '../errors.js';
 import {
-  BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE,
-  BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS,
-  BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX,
-  BPF_TXA, BPF_W, BPF_X, BPF_XOR, SKF_AD_MAX, SKF_AD_OFF,
+  BPF_A,
+  BPF_ABS,
+  BPF_ADD,
+  BPF_ALU,
+  BPF_AND,
+  BPF_B,
+  BPF_DIV,
+  BPF_H,
+  BPF_IMM,
+  BPF_IND,
+  BPF_JA,
+  BPF_JEQ,
+  BPF_JGE,
+  BPF_JGT,
+  BPF_JMP,
+  BPF_JSET,
+  BPF_K,
+  BPF_LD,
+  BPF_LDX,
+  BPF_LEN,
+  BPF_LSH,
+  BPF_MAXINSNS,
+  BPF_MEM,
+  BPF_MEMWORDS,
+  BPF_MISC,
+  BPF_MOD,
+  BPF_MSH,
+  BPF_MUL,
+  BPF_NEG,
+  BPF_OR,
+  BPF_RET,
+  BPF_RSH,
+  BPF_ST,
+  BPF_STX,
+  BPF_SUB,
+  BPF_TAX,
+  BPF_TXA,
+  BPF_W,
+  BPF_X,
+  BPF_XOR,
+  SKF_AD_MAX,
+  SKF_AD_OFF,
 } from '../ffi/kernel.js';
 import type { Insn } from './cbpf.js';
 
@@ -40,14 +78,25 @@ const COND_JUMPS = [BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JSET];
 export const ALLOWED_OPCODES: ReadonlySet<number> = new Set<number>([
   ...ALU_OPS.flatMap((op) => [BPF_ALU | op | BPF_K, BPF_ALU | op | BPF_X]),
   BPF_ALU | BPF_NEG,
-  BPF_LD | BPF_W | BPF_ABS, BPF_LD | BPF_H | BPF_ABS, BPF_LD | BPF_B | BPF_ABS,
+  BPF_LD | BPF_W | BPF_ABS,
+  BPF_LD | BPF_H | BPF_ABS,
+  BPF_LD | BPF_B | BPF_ABS,
   BPF_LD | BPF_W | BPF_LEN,
-  BPF_LD | BPF_W | BPF_IND, BPF_LD | BPF_H | BPF_IND, BPF_LD | BPF_B | BPF_IND,
-  BPF_LD | BPF_IMM, BPF_LD | BPF_MEM,
-  BPF_LDX | BPF_W | BPF_LEN, BPF_LDX | BPF_B | BPF_MSH, BPF_LDX | BPF_IMM, BPF_LDX | BPF_MEM,
-  BPF_ST, BPF_STX,
-  BPF_MISC | BPF_TAX, BPF_MISC | BPF_TXA,
-  BPF_RET | BPF_K, BPF_RET | BPF_A,
+  BPF_LD | BPF_W | BPF_IND,
+  BPF_LD | BPF_H | BPF_IND,
+  BPF_LD | BPF_B | BPF_IND,
+  BPF_LD | BPF_IMM,
+  BPF_LD | BPF_MEM,
+  BPF_LDX | BPF_W | BPF_LEN,
+  BPF_LDX | BPF_B | BPF_MSH,
+  BPF_LDX | BPF_IMM,
+  BPF_LDX | BPF_MEM,
+  BPF_ST,
+  BPF_STX,
+  BPF_MISC | BPF_TAX,
+  BPF_MISC | BPF_TXA,
+  BPF_RET | BPF_K,
+  BPF_RET | BPF_A,
   BPF_JMP | BPF_JA,
   ...COND_JUMPS.flatMap((op) => [BPF_JMP | op | BPF_K, BPF_JMP | op | BPF_X]),
 ]);
@@ -99,7 +148,8 @@ export function validateProgram(prog: readonly Insn[]): CbpfViolation | undefine
     if (!isU(code, 16) || !isU(jt, 8) || !isU(jf, 8) || !isU(k, 32)) {
       return v('malformed', pc, `fields out of range (code u16, jt u8, jf u8, k u32): ${JSON.stringify(prog[pc])}`);
     }
-    if (!ALLOWED_OPCODES.has(code)) return v('unknown-opcode', pc, `opcode 0x${code.toString(16).padStart(2, '0')} is not a classic BPF instruction the kernel accepts`);
+    if (!ALLOWED_OPCODES.has(code))
+      return v('unknown-opcode', pc, `opcode 0x${code.toString(16).padStart(2, '0')} is not a classic BPF instruction the kernel accepts`);
     switch (code) {
       case BPF_ALU | BPF_DIV | BPF_K:
       case BPF_ALU | BPF_MOD | BPF_K:

@@ -25,12 +25,23 @@ export class Accounting {
   row(slot: Slot, engine: string): WorkerRow {
     const mem = slot.memInfo();
     return {
-      index: slot.index, pid: slot.current?.pid ?? slot.lastPid, state: slot.state, engine,
-      ...slot.counters(), queueBytes: mem.queueBytes, rcvbuf: mem.rcvbuf, topSenders: slot.topSenders(),
+      index: slot.index,
+      pid: slot.current?.pid ?? slot.lastPid,
+      state: slot.state,
+      engine,
+      ...slot.counters(),
+      queueBytes: mem.queueBytes,
+      rcvbuf: mem.rcvbuf,
+      topSenders: slot.topSenders(),
     };
   }
 
   report(service: StatsReport['service'], slots: readonly Slot[]): StatsReport {
-    return summarize(service, slots.map((s) => this.row(s, service.engine)), this.retired, this.inherited);
+    return summarize(
+      service,
+      slots.map((s) => this.row(s, service.engine)),
+      this.retired,
+      this.inherited,
+    );
   }
 }

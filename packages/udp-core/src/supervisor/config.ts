@@ -80,7 +80,8 @@ export const MAX_WORKERS = LIMITS.workers.max;
 export const DEFAULT_STALL_TIMEOUT_MS = DEFAULTS.stallTimeoutMs;
 
 export function checkWorkers(n: number): void {
-  if (!Number.isInteger(n) || n < LIMITS.workers.min || n > MAX_WORKERS) throw invalidArg('workers', n, `an integer from ${LIMITS.workers.min} to ${MAX_WORKERS}`);
+  if (!Number.isInteger(n) || n < LIMITS.workers.min || n > MAX_WORKERS)
+    throw invalidArg('workers', n, `an integer from ${LIMITS.workers.min} to ${MAX_WORKERS}`);
 }
 
 /**
@@ -92,13 +93,18 @@ export function checkAddress(address: string, option = 'address'): 'udp4' | 'udp
   const family = familyOf(address);
   if (!family || address.includes('%')) throw invalidArg(option, address, 'an IPv4 or IPv6 literal such as 127.0.0.1 or ::1');
   if (isIPv4Mapped(address)) {
-    throw invalidArg(option, address, `written as IPv4 for an IPv4 address (${address.slice(address.lastIndexOf(':') + 1)}), not IPv4-mapped IPv6: the group's IPv6 sockets are IPv6-only`);
+    throw invalidArg(
+      option,
+      address,
+      `written as IPv4 for an IPv4 address (${address.slice(address.lastIndexOf(':') + 1)}), not IPv4-mapped IPv6: the group's IPv6 sockets are IPv6-only`,
+    );
   }
   return family;
 }
 
 function checkReadDelay(us: number): void {
-  if (!Number.isInteger(us) || us < 0 || us > MAX_READ_DELAY_US) throw invalidArg('maxReadDelayUs', us, `a whole number of microseconds from 0 to ${MAX_READ_DELAY_US}`);
+  if (!Number.isInteger(us) || us < 0 || us > MAX_READ_DELAY_US)
+    throw invalidArg('maxReadDelayUs', us, `a whole number of microseconds from 0 to ${MAX_READ_DELAY_US}`);
 }
 
 /** Throws an ERR_SHARDGRAM_INVALID_ARG naming the first bad option; returns a frozen copy of the options. */
@@ -115,10 +121,13 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
     throw invalidArg('maxDatagram', maxDatagram, `an integer from 1 to ${familyMax} (${family === 'udp4' ? 'IPv4' : 'IPv6'})`);
   }
   const batch = opts.batch ?? DEFAULTS.batch;
-  if (!Number.isInteger(batch) || batch < LIMITS.batch.min || batch > LIMITS.batch.max) throw invalidArg('batch', batch, `an integer from ${LIMITS.batch.min} to ${LIMITS.batch.max}`);
+  if (!Number.isInteger(batch) || batch < LIMITS.batch.min || batch > LIMITS.batch.max)
+    throw invalidArg('batch', batch, `an integer from ${LIMITS.batch.min} to ${LIMITS.batch.max}`);
   if (opts.maxReadDelayUs !== undefined) checkReadDelay(opts.maxReadDelayUs);
-  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1)) throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
-  if (opts.changeRcvbuf !== undefined && (!Number.isInteger(opts.changeRcvbuf) || opts.changeRcvbuf < 0)) throw invalidArg('changeRcvbuf', opts.changeRcvbuf, 'a whole number of bytes ≥ 0');
+  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1))
+    throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
+  if (opts.changeRcvbuf !== undefined && (!Number.isInteger(opts.changeRcvbuf) || opts.changeRcvbuf < 0))
+    throw invalidArg('changeRcvbuf', opts.changeRcvbuf, 'a whole number of bytes ≥ 0');
   for (const k of ['snapshotIntervalMs', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');
@@ -127,7 +136,11 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   if (snapshotMs < 1) throw invalidArg('snapshotIntervalMs', snapshotMs, 'at least 1 ms');
   const stallMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   if (stallMs > 0 && stallMs < 3 * snapshotMs) {
-    throw invalidArg('stallTimeoutMs', stallMs, `0 (never) or at least 3 × the snapshot interval (${3 * snapshotMs} ms): a worker's snapshots are its heartbeat`);
+    throw invalidArg(
+      'stallTimeoutMs',
+      stallMs,
+      `0 (never) or at least 3 × the snapshot interval (${3 * snapshotMs} ms): a worker's snapshots are its heartbeat`,
+    );
   }
   return Object.freeze({ ...opts, appOptions: Object.freeze({ ...(opts.appOptions ?? {}) }) });
 }
@@ -155,9 +168,12 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
   checkReadDelay(maxReadDelayUs); // an app's default is checked like an option
   const stallTimeoutMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   // An app's cadence yields to the caller's stall timeout (at least 3 snapshots per timeout).
-  const appSnapshotMs = defaults.snapshotIntervalMs !== undefined && Number.isInteger(defaults.snapshotIntervalMs) && defaults.snapshotIntervalMs >= 1
-    ? (stallTimeoutMs > 0 ? Math.min(defaults.snapshotIntervalMs, Math.floor(stallTimeoutMs / 3)) : defaults.snapshotIntervalMs)
-    : undefined;
+  const appSnapshotMs =
+    defaults.snapshotIntervalMs !== undefined && Number.isInteger(defaults.snapshotIntervalMs) && defaults.snapshotIntervalMs >= 1
+      ? stallTimeoutMs > 0
+        ? Math.min(defaults.snapshotIntervalMs, Math.floor(stallTimeoutMs / 3))
+        : defaults.snapshotIntervalMs
+      : undefined;
   const family = familyOf(address) as 'udp4' | 'udp6';
   return Object.freeze({
     app: opts.app,

@@ -25,7 +25,10 @@ export function checkAdoption(sockets: readonly AdoptedSocket[], cfg: EffectiveC
   if (!first) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', 'no sockets were passed to take over');
   for (const s of sockets) {
     if (s.port !== first.port || s.address !== first.address || s.family !== first.family) {
-      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `the sockets passed are not one group: udp ${first.address}:${first.port} and udp ${s.address}:${s.port}`);
+      throw new ShardgramError(
+        'ERR_SHARDGRAM_INVALID_ARG',
+        `the sockets passed are not one group: udp ${first.address}:${first.port} and udp ${s.address}:${s.port}`,
+      );
     }
   }
   if ((cfg.port !== 0 && cfg.port !== first.port) || cfg.address !== first.address) {
@@ -106,12 +109,13 @@ export class Group {
       if (adoption) {
         checkAdoption(adoption.sockets, cfg);
         checkKeepsHeld(adoption.heldElsewhere?.filter(Boolean).length ?? 0, cfg.workers);
-        adoption.sockets.forEach((sock, i) =>
+        for (const [i, sock] of adoption.sockets.entries()) {
           this.add(sock, {
             dropsBefore: adoption.dropsBefore?.[i] ?? socketMemInfo(sock.fd).drops,
             heldElsewhere: adoption.heldElsewhere?.[i] ?? false,
             ...(adoption.rcvbufs?.[i] !== undefined ? { ownRcvbuf: adoption.rcvbufs[i] } : {}),
-          }));
+          });
+        }
       } else {
         let port = cfg.port;
         for (let i = 0; i < cfg.workers; i++) port = this.open(port).sock.port;
@@ -213,7 +217,10 @@ export class Group {
 
   /** Raises every open socket's receive buffer for the length of a change; returns the undo (see buffers.ts). */
   raiseBuffers(bytes: number): (how?: LetGo) => Promise<void> {
-    return raiseBuffers(this.slots.filter((s) => !s.closed).map((s) => s.raisable()), bytes);
+    return raiseBuffers(
+      this.slots.filter((s) => !s.closed).map((s) => s.raisable()),
+      bytes,
+    );
   }
 
   /**
@@ -301,7 +308,9 @@ export class Group {
     try {
       sealSocket(s.sock.fd, s.sock.address, s.sock.port);
     } catch (err) {
-      this.deps.slot.log(`stop: could not seal socket ${s.index} before its last read-out (${describeError(err)}); datagrams arriving during it may go uncounted`);
+      this.deps.slot.log(
+        `stop: could not seal socket ${s.index} before its last read-out (${describeError(err)}); datagrams arriving during it may go uncounted`,
+      );
       return;
     }
     await new Promise((r) => setTimeout(r, SEAL_SETTLE_MS));

@@ -53,9 +53,17 @@ export async function handOverGroup(side: HandingOver, peer: HandOverPeer, patie
   // Raised at the new service's first word: held now until the outcome, however long it takes.
   group.holdBrace();
   const offer: HandOverOffer = {
-    fds: group.slots.map((s) => s.sock.fd), address: first.address, port: first.port, family: first.family,
-    workers: group.size, policy: side.policy, app: side.app, pid: process.pid,
-    dropsBefore: group.slots.map((s) => s.dropsBefore), rcvbufs: group.slots.map((s) => s.ownRcvbuf), braced: group.isBraced,
+    fds: group.slots.map((s) => s.sock.fd),
+    address: first.address,
+    port: first.port,
+    family: first.family,
+    workers: group.size,
+    policy: side.policy,
+    app: side.app,
+    pid: process.pid,
+    dropsBefore: group.slots.map((s) => s.dropsBefore),
+    rcvbufs: group.slots.map((s) => s.ownRcvbuf),
+    braced: group.isBraced,
   };
   try {
     peer.offer(offer);

@@ -216,7 +216,9 @@ export class Slot {
     if (!proc || this.state !== 'running') return;
     this.stalls++;
     this.state = 'stalled';
-    this.deps.log(`warning: worker ${this.index} (pid ${proc.pid}) is stalled: ${reason}. Killing it and starting a new one on the same socket (its queue is kept).`);
+    this.deps.log(
+      `warning: worker ${this.index} (pid ${proc.pid}) is stalled: ${reason}. Killing it and starting a new one on the same socket (its queue is kept).`,
+    );
     proc.kill('SIGKILL');
   }
 
@@ -288,7 +290,9 @@ export class Slot {
       const left = discardQueued(this.sock.fd);
       if (left > 0) {
         this.droppedAtClose += left;
-        this.deps.log(`socket ${this.index}: ${left} datagrams (${this.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`);
+        this.deps.log(
+          `socket ${this.index}: ${left} datagrams (${this.lastMem.queueBytes} bytes) were still queued at close and are dropped; counted in droppedAtClose`,
+        );
       }
       // Drops the kernel counted while the queue was read out are this socket's too.
       this.lastMem = { ...this.lastMem, drops: socketMemInfo(this.sock.fd).drops };

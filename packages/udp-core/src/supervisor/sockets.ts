@@ -17,7 +17,10 @@ const EPHEMERAL_ATTEMPTS = 10;
 export function openGroupSocket(config: EffectiveConfig, index: number, port: number, own: ReadonlySet<number>): OpenedSocket {
   const open = (p: number): OpenedSocket =>
     openReusePortSocket({
-      address: config.address, port: p, ownInodes: own, rcvbufForce: config.rcvbufForce,
+      address: config.address,
+      port: p,
+      ownInodes: own,
+      rcvbufForce: config.rcvbufForce,
       ...(config.rcvbuf !== undefined ? { rcvbuf: config.rcvbuf } : {}),
     });
   if (index > 0) return open(port);
@@ -32,7 +35,10 @@ export function openGroupSocket(config: EffectiveConfig, index: number, port: nu
     if (competingHolders(config.address, sock.port, new Set([sock.inode])).length === 0) return sock;
     closeFd(sock.fd);
     if (attempt === EPHEMERAL_ATTEMPTS) {
-      throw new ShardgramError('ERR_SHARDGRAM_PORT_HELD', 'the kernel kept choosing ports that other SO_REUSEPORT sockets already hold; give --port explicitly');
+      throw new ShardgramError(
+        'ERR_SHARDGRAM_PORT_HELD',
+        'the kernel kept choosing ports that other SO_REUSEPORT sockets already hold; give --port explicitly',
+      );
     }
   }
 }

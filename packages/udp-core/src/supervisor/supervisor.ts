@@ -14,7 +14,15 @@ import type { PolicySpec } from '../steering/steering.js';
 import { escapeText } from '../app/escape-text.js';
 import { Accounting } from './accounting.js';
 import { AppHost } from '../app/app-host.js';
-import { DEFAULT_STALL_TIMEOUT_MS, checkWorkers, resolveConfig, validateOptions, withAdoption, type EffectiveConfig, type SupervisorOptions } from './config.js';
+import {
+  DEFAULT_STALL_TIMEOUT_MS,
+  checkWorkers,
+  resolveConfig,
+  validateOptions,
+  withAdoption,
+  type EffectiveConfig,
+  type SupervisorOptions,
+} from './config.js';
 import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
 import { Group } from './group.js';
 import { HANDOVER_PATIENCE_MS, handOverGroup, type HandOverResult } from './handover.js';
@@ -74,11 +82,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         raiseBuffer: (s) => raiseBuffers([s.raisable()], this.changeRcvbuf),
       },
     });
-    this.monitor = new Monitor(
-      { slots: () => this.group.slots, policy: () => this.policy, address: () => this.address, port: () => this.port },
-      this.log,
-      { stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS, ...(opts.imbalance ? { imbalance: opts.imbalance } : {}) },
-    );
+    this.monitor = new Monitor({ slots: () => this.group.slots, policy: () => this.policy, address: () => this.address, port: () => this.port }, this.log, {
+      stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      ...(opts.imbalance ? { imbalance: opts.imbalance } : {}),
+    });
   }
 
   /** The effective configuration: the options, then the app's defaults. Known once start() has loaded the app. */
@@ -114,7 +121,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Who else holds the group's sockets now: the other side of a hand-over, or a service manager's fd store. */
   private get sharedWith(): SharedWith {
     const st = this.life.state;
-    if ((st.name === 'taking-over' && !st.sole) || (st.name === 'stopping' && st.guestOf !== undefined) || st.name === 'handing-over' || st.name === 'handed-over') return 'hand-over';
+    if (
+      (st.name === 'taking-over' && !st.sole) ||
+      (st.name === 'stopping' && st.guestOf !== undefined) ||
+      st.name === 'handing-over' ||
+      st.name === 'handed-over'
+    )
+      return 'hand-over';
     return this.heldByManager ? 'service-manager' : undefined;
   }
 
@@ -193,13 +206,25 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private launch(slot: Slot): WorkerHandle {
     const c = this.config;
     const config: WorkerConfig = {
-      supervisorPid: process.pid, index: slot.index, workers: this.group.size, engine: c.engine, family: slot.sock.family, app: this.app.url,
-      appOptions: { ...c.appOptions }, snapshotIntervalMs: c.snapshotIntervalMs, maxDatagram: c.maxDatagram, batch: c.batch,
-      maxReadDelayUs: c.maxReadDelayUs, ownRcvbuf: RCVBUF_DOUBLING * slot.ownRcvbuf, // SO_MEMINFO counts the doubled size
+      supervisorPid: process.pid,
+      index: slot.index,
+      workers: this.group.size,
+      engine: c.engine,
+      family: slot.sock.family,
+      app: this.app.url,
+      appOptions: { ...c.appOptions },
+      snapshotIntervalMs: c.snapshotIntervalMs,
+      maxDatagram: c.maxDatagram,
+      batch: c.batch,
+      maxReadDelayUs: c.maxReadDelayUs,
+      ownRcvbuf: RCVBUF_DOUBLING * slot.ownRcvbuf, // SO_MEMINFO counts the doubled size
     };
     if (this.launcher) return this.launcher(slot, config);
     return new WorkerProcess({
-      config, socketFd: slot.sock.fd, log: this.log, onAppMessage: (m) => this.app.message(slot.index, m),
+      config,
+      socketFd: slot.sock.fd,
+      log: this.log,
+      onAppMessage: (m) => this.app.message(slot.index, m),
       onSnapshot: () => {
         for (const l of this.snapshotListeners) l();
       },
@@ -238,7 +263,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       const from = this.group.size;
       if (count > from) await this.group.grow(count);
       else if (count < from) {
-        await this.group.shrink(count, (s) => this.emit('socket-closing', { index: s.index, inode: s.sock.inode }), (s) => this.accounting.retire(s));
+        await this.group.shrink(
+          count,
+          (s) => this.emit('socket-closing', { index: s.index, inode: s.sock.inode }),
+          (s) => this.accounting.retire(s),
+        );
       }
       this.monitor.reset();
       if (count !== from) {
@@ -303,7 +332,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.exclusive(async () => {
       this.life.move({ name: 'handing-over', to: peer.pid }, 'takeover');
       this.monitor.stop();
-      const r = await handOverGroup({ group: this.group, app: this.options.app, policy: this.policy, log: this.log, stats: () => this.stats() }, peer, patienceMs);
+      const r = await handOverGroup(
+        { group: this.group, app: this.options.app, policy: this.policy, log: this.log, stats: () => this.stats() },
+        peer,
+        patienceMs,
+      );
       if (r.outcome === 'kept') {
         this.life.move({ name: 'running' }, 'takeover');
         this.monitor.start();
@@ -348,9 +381,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const c = this.cfg;
     const report = this.accounting.report(
       {
-        app: this.options.app, engine: c?.engine ?? this.options.engine ?? 'dgram', address: this.address, port: this.port,
+        app: this.options.app,
+        engine: c?.engine ?? this.options.engine ?? 'dgram',
+        address: this.address,
+        port: this.port,
         family: this.group.first?.family ?? c?.family ?? (this.address.includes(':') ? 'udp6' : 'udp4'),
-        workers: this.group.size, startedAt: new Date(this.startedAt).toISOString(), uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+        workers: this.group.size,
+        startedAt: new Date(this.startedAt).toISOString(),
+        uptimeSeconds: (Date.now() - this.startedAt) / 1000,
       },
       this.group.slots,
     );
@@ -376,7 +414,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * than once; waits for a change under way (a hand-over that completes leaves nothing to stop).
    */
   stop(): Promise<StopReport> {
-    if (this.stopped) return this.stopped;
+    if (this.stopped !== undefined) return this.stopped;
     if (this.life.is('new')) {
       this.life.move({ name: 'stopped' }, 'stop()');
       return (this.stopped = Promise.resolve({ leftBytes: [], droppedAtClose: 0 }));

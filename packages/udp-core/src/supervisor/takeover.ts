@@ -68,7 +68,11 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
     left = true;
     await side.stop();
     await restoreBuffers({ keep: true });
-    throw new ShardgramError('ERR_SHARDGRAM_STATE', `--takeover: ${from} gave up on this service (${loss.detail}) and serves on; this one leaves the group untouched`, { state: 'taking-over' });
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_STATE',
+      `--takeover: ${from} gave up on this service (${loss.detail}) and serves on; this one leaves the group untouched`,
+      { state: 'taking-over' },
+    );
   };
   // Our own duplicates of the sockets, to set their buffers whatever the supervisor lets go of.
   const dups = source.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
@@ -92,7 +96,8 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
   try {
     const starting = side.start(async () => {
       // Given up on while the app loaded (this process was stopped, say): no worker touches the group.
-      if (loss?.lost === 'abandoned') throw new ShardgramError('ERR_SHARDGRAM_STATE', `--takeover: ${from} gave up on this service (${loss.detail})`, { state: 'taking-over' });
+      if (loss?.lost === 'abandoned')
+        throw new ShardgramError('ERR_SHARDGRAM_STATE', `--takeover: ${from} gave up on this service (${loss.detail})`, { state: 'taking-over' });
       adopted = true;
       return { sockets: source.sockets, workers: o.workers, policy: o.policy, dropsBefore: o.dropsBefore, ...(own ? { rcvbufs: own } : {}) };
     });
@@ -166,7 +171,10 @@ export function waitWarm(side: Pick<TakingOver, 'log' | 'coldWorkers' | 'onSnaps
       if (side.coldWorkers() === 0) end(false);
     });
     const timer = setTimeout(() => end(true), WARM_TIMEOUT_MS);
-    void over.then(() => end(false), () => end(false));
+    void over.then(
+      () => end(false),
+      () => end(false),
+    );
     if (side.coldWorkers() === 0) end(false);
   });
 }

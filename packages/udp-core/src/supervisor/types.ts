@@ -107,4 +107,3 @@ export interface TakeoverSource {
 
 /** The offer as the new side receives it: `rcvbufs` and `braced` are missing from a service of an older version. */
 export type ReceivedOffer = Omit<HandOverOffer, 'fds' | 'rcvbufs' | 'braced'> & { nfds: number; rcvbufs?: number[]; braced?: boolean };
-

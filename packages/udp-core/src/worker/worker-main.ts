@@ -7,7 +7,7 @@ import { COUNTERS_FD, WORKER_ENV, WORKER_FD, type ToSupervisor, type ToWorker, t
 import { ArrayCounters, SharedCounters } from '../stats/shared-counters.js';
 import { libc } from '../ffi/libc.js';
 import { PR_SET_PDEATHSIG, SIGKILL } from '../ffi/kernel.js';
-import type { AppHooks, AppWarmup } from '../app/shard-socket.js';
+import type { AppHooks, AppModule, AppWarmup } from '../app/shard-socket.js';
 import { AppEndedProcessError, describeError, guarded, importApp, withoutExit } from '../app/app-host.js';
 import { DgramEngineSocket } from './engine/dgram.js';
 import { sampledLog } from '../app/log-sampler.js';
@@ -95,25 +95,28 @@ async function main(): Promise<void> {
   });
   engine.on('error', (err) => log(`socket error: ${err.message}`));
 
-  let app;
+  let app: AppModule['default'];
   try {
     app = (await importApp(config.app, config.app)).default;
   } catch (err) {
     fatal(describeError(err));
   }
+  // biome-ignore lint/suspicious/noConfusingVoidType: what a ShardApp returns (nothing, or its hooks)
   let hooks: void | AppHooks;
   const fromSupervisor: ((m: unknown) => void)[] = [];
   try {
-    hooks = await withoutExit(config.app, 'it started', async () => app(engine, {
-      index: config.index,
-      workers: config.workers,
-      pid: process.pid,
-      options: config.appOptions,
-      log,
-      sampledLog: (what, options) => sampledLog(log, what, options),
-      send: (m) => send({ t: 'app', m }),
-      onSupervisorMessage: (h) => void fromSupervisor.push(h),
-    }));
+    hooks = await withoutExit(config.app, 'it started', async () =>
+      app(engine, {
+        index: config.index,
+        workers: config.workers,
+        pid: process.pid,
+        options: config.appOptions,
+        log,
+        sampledLog: (what, options) => sampledLog(log, what, options),
+        send: (m) => send({ t: 'app', m }),
+        onSupervisorMessage: (h) => void fromSupervisor.push(h),
+      }),
+    );
   } catch (err) {
     fatal(err instanceof AppEndedProcessError ? err.message : `app ${config.app} failed to start: ${describeError(err)}`);
   }

@@ -20,7 +20,13 @@ import type { Counters } from '../../stats/counters.js';
 import type { HandOverOffer } from '../../supervisor/types.js';
 
 /** The offer as it travels: the fds go beside it; `rcvbufs` and `braced` are missing from a service of an older version. */
-export type OfferMessage = Omit<HandOverOffer, 'fds' | 'rcvbufs' | 'braced'> & { ok: true; op: 'takeover-offer'; nfds: number; rcvbufs?: number[]; braced?: boolean };
+export type OfferMessage = Omit<HandOverOffer, 'fds' | 'rcvbufs' | 'braced'> & {
+  ok: true;
+  op: 'takeover-offer';
+  nfds: number;
+  rcvbufs?: number[];
+  braced?: boolean;
+};
 
 export type FromOld =
   | OfferMessage
@@ -28,11 +34,7 @@ export type FromOld =
   | { ok: true; op: 'takeover-abandoned'; reason: string }
   | { ok: false; error: string; code?: string };
 
-export type FromNew =
-  | { op: 'takeover-ready' }
-  | { op: 'takeover-abort'; reason: string }
-  | { op: 'takeover-ack' }
-  | { op: 'takeover-taken'; reason: string };
+export type FromNew = { op: 'takeover-ready' } | { op: 'takeover-abort'; reason: string } | { op: 'takeover-ack' } | { op: 'takeover-taken'; reason: string };
 
 function parse(line: string): Record<string, unknown> | undefined {
   try {
@@ -63,7 +65,8 @@ export function parseFromOld(line: string): FromOld | undefined {
   const v = parse(line);
   if (!v) return undefined;
   if (v.ok === false) return { ok: false, error: String(v.error ?? 'no reason given'), ...(typeof v.code === 'string' ? { code: v.code } : {}) };
-  if (v.op === 'takeover-done') return { ok: true, op: 'takeover-done', total: (typeof v.total === 'object' && v.total !== null ? v.total : {}) as Partial<Counters> };
+  if (v.op === 'takeover-done')
+    return { ok: true, op: 'takeover-done', total: (typeof v.total === 'object' && v.total !== null ? v.total : {}) as Partial<Counters> };
   if (v.op === 'takeover-abandoned') return { ok: true, op: 'takeover-abandoned', reason: String(v.reason ?? 'no reason given') };
   return undefined;
 }

@@ -29,7 +29,10 @@ export function requestTakeover(path: string): TakeoverSource {
   try {
     fd = connectUnix(path, 'stream');
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `--takeover: no running service answers on its control socket ${path} (${describeError(err)}). Start without --takeover, or give its socket with --control.`);
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_UNREACHABLE',
+      `--takeover: no running service answers on its control socket ${path} (${describeError(err)}). Start without --takeover, or give its socket with --control.`,
+    );
   }
   const c = libc();
   const fds: number[] = [];
@@ -39,15 +42,20 @@ export function requestTakeover(path: string): TakeoverSource {
   try {
     const me = process.geteuid?.() ?? 0;
     const peer = peerCred(fd);
-    if (peer.uid !== me) throw new ShardgramError('ERR_SHARDGRAM_FOREIGN_UID', `--takeover: the service on ${path} runs as uid ${peer.uid}, not as this user (uid ${me}); only a service of the same user can be taken over`, { uid: peer.uid });
+    if (peer.uid !== me)
+      throw new ShardgramError(
+        'ERR_SHARDGRAM_FOREIGN_UID',
+        `--takeover: the service on ${path} runs as uid ${peer.uid}, not as this user (uid ${me}); only a service of the same user can be taken over`,
+        { uid: peer.uid },
+      );
     // Held from before the request: whatever the old process does next, this says whether it exited.
     const handle = ProcessHandle.open(peer.pid);
     const tv = Buffer.alloc(TIMEVAL_SIZE);
     tv.writeBigInt64LE(BigInt(OFFER_TIMEOUT_MS / 1000), TV_SEC);
     c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, TIMEVAL_SIZE);
-    sendWithFds(fd, Buffer.from(JSON.stringify({ op: 'takeover', pid: process.pid }) + '\n'), []);
+    sendWithFds(fd, Buffer.from(`${JSON.stringify({ op: 'takeover', pid: process.pid })}\n`), []);
     let text = '';
-    let answer: { ok: true; op: string; nfds: number } & ReceivedOffer | { ok: false; error: string; code?: string };
+    let answer: ({ ok: true; op: string; nfds: number } & ReceivedOffer) | { ok: false; error: string; code?: string };
     try {
       while (!text.includes('\n') && text.length < MAX_REQUEST_BYTES * 16) {
         const r = recvWithFds(fd, 65536, SCM_MAX_FD);
@@ -63,7 +71,8 @@ export function requestTakeover(path: string): TakeoverSource {
       const code = answer.code === 'ERR_SHARDGRAM_STATE' ? 'ERR_SHARDGRAM_STATE' : 'ERR_SHARDGRAM_UNREACHABLE';
       throw new ShardgramError(code, `--takeover: the running service said: ${answer.error}`);
     }
-    if (fds.length !== answer.nfds) throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: expected ${answer.nfds} sockets from the running service, received ${fds.length}`);
+    if (fds.length !== answer.nfds)
+      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: expected ${answer.nfds} sockets from the running service, received ${fds.length}`);
     const sockets: AdoptedSocket[] = fds.map((f, i) => adoptSocket(f, `socket ${i} of the running service`));
     const { ok: _ok, op: _op, ...offer } = answer;
     // The rest of the exchange is asynchronous; the reader hears the old side from this moment on.

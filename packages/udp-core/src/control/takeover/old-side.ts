@@ -51,9 +51,13 @@ function peerOver(conn: net.Socket, reader: LineReader, pid: number): HandOverPe
     pid,
     offer(offer) {
       const { fds, ...state } = offer;
-      if (fds.length > SCM_MAX_FD) throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `a group of ${fds.length} sockets cannot be handed over in one message (at most ${SCM_MAX_FD}); shrink it first`);
+      if (fds.length > SCM_MAX_FD)
+        throw new ShardgramError(
+          'ERR_SHARDGRAM_INVALID_ARG',
+          `a group of ${fds.length} sockets cannot be handed over in one message (at most ${SCM_MAX_FD}); shrink it first`,
+        );
       const answer: OfferMessage = { ok: true, op: 'takeover-offer', ...state, nfds: fds.length };
-      sendWithFds(socketFd(conn), Buffer.from(JSON.stringify(answer) + '\n'), fds);
+      sendWithFds(socketFd(conn), Buffer.from(`${JSON.stringify(answer)}\n`), fds);
     },
     async next(timeoutMs): Promise<NewSideWord> {
       for (;;) {

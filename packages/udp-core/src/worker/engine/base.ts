@@ -4,8 +4,14 @@ import { performance } from 'node:perf_hooks';
 import type { Family } from '../../ffi/sockaddr.js';
 import { socketMemInfo } from '../../ffi/socket.js';
 import {
-  newCounters, type EngineCounters, type EngineName, type RemoteInfo, type SendCallback, type SendData,
-  type ShardSocket, type ShardSocketEvents,
+  newCounters,
+  type EngineCounters,
+  type EngineName,
+  type RemoteInfo,
+  type SendCallback,
+  type SendData,
+  type ShardSocket,
+  type ShardSocketEvents,
 } from '../../app/shard-socket.js';
 import { TOP_SENDERS_CAPACITY, TopSenders } from '../../stats/top-senders.js';
 

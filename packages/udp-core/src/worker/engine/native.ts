@@ -32,9 +32,30 @@ import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../../errors.js';
 import {
-  CLOCK_MONOTONIC, CMSG_SPACE_TIMESPEC, EAGAIN, EINTR, ITIMERSPEC_SIZE, IT_VALUE_NSEC, IT_VALUE_SEC, MMSGHDR_SIZE, MMSG_HDR,
-  MMSG_LEN, MSG_CONTROLLEN, MSG_CTRUNC, MSG_DONTWAIT, MSG_FLAGS, MSG_TRUNC, SIN_PORT, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE,
-  SOL_SOCKET, SO_TIMESTAMPNS, TFD_CLOEXEC, TFD_NONBLOCK, UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD,
+  CLOCK_MONOTONIC,
+  CMSG_SPACE_TIMESPEC,
+  EAGAIN,
+  EINTR,
+  ITIMERSPEC_SIZE,
+  IT_VALUE_NSEC,
+  IT_VALUE_SEC,
+  MMSGHDR_SIZE,
+  MMSG_HDR,
+  MMSG_LEN,
+  MSG_CONTROLLEN,
+  MSG_CTRUNC,
+  MSG_DONTWAIT,
+  MSG_FLAGS,
+  MSG_TRUNC,
+  SIN_PORT,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_IN_SIZE,
+  SOL_SOCKET,
+  SO_TIMESTAMPNS,
+  TFD_CLOEXEC,
+  TFD_NONBLOCK,
+  UDP6_MAX_PAYLOAD,
+  UDP_MAX_PAYLOAD,
 } from '../../ffi/kernel.js';
 import { libc } from '../../ffi/libc.js';
 import { encodeSockaddr } from '../../ffi/sockaddr.js';
@@ -57,7 +78,11 @@ const CONTROLLEN_WORD = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
 const RX_CONTROL = 2 * CMSG_SPACE_TIMESPEC;
 
 /** koffi's poll of an fd through libuv. */
-interface PollHandle { start(opts: { readable: boolean }, cb: () => void): void; stop(): void; close(): void }
+interface PollHandle {
+  start(opts: { readable: boolean }, cb: () => void): void;
+  stop(): void;
+  close(): void;
+}
 
 type Poll = (fd: number, opts: { readable: boolean }, cb: () => void) => PollHandle;
 const poll: Poll = (koffi as unknown as { node: { poll: Poll } }).node.poll;
@@ -245,7 +270,7 @@ export class NativeEngineSocket extends EngineSocket {
     const spec = this.timerSpec;
     // Waits are under a second: it_value.tv_sec stays 0; no BigInt per wake-up.
     this.timerWords[IT_VALUE_SEC >> 2] = 0;
-    this.timerWords[(IT_VALUE_NSEC >> 2)] = Math.min(999_999_999, Math.round(us * 1000));
+    this.timerWords[IT_VALUE_NSEC >> 2] = Math.min(999_999_999, Math.round(us * 1000));
     if (libc().timerfdSettime(this.timerFd, 0, spec, null) === 0) {
       this.timerArmed = true;
       return;
@@ -333,7 +358,12 @@ export class NativeEngineSocket extends EngineSocket {
     }
     const want = this.family === 'udp4' ? 4 : 6;
     if (!this.sendNames.has(address) && isIP(address) !== want) {
-      return this.failSend(Object.assign(new Error(`send: ${JSON.stringify(address)} is not an IPv${want} address (this socket is ${this.family}; no name lookup here)`), { code: 'ERR_INVALID_ADDRESS' }), callback);
+      return this.failSend(
+        Object.assign(new Error(`send: ${JSON.stringify(address)} is not an IPv${want} address (this socket is ${this.family}; no name lookup here)`), {
+          code: 'ERR_INVALID_ADDRESS',
+        }),
+        callback,
+      );
     }
     if (this.txCount === this.batch) this.flushSends();
     const slot = this.txCount;

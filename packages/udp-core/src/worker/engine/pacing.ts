@@ -106,7 +106,10 @@ export class Pacer {
   /** SO_MEMINFO failed: no bound from the buffer, so waits stay within the default delay. */
   private failed = false;
 
-  constructor(private readonly fd: number, opts: PacerOptions = {}) {
+  constructor(
+    private readonly fd: number,
+    opts: PacerOptions = {},
+  ) {
     this.maxDelayUs = opts.maxDelayUs ?? DEFAULT_MAX_READ_DELAY_US;
     this.ownRcvbuf = opts.ownRcvbuf ?? 0;
     this.memInfo = opts.memInfo ?? socketMemInfo;
