@@ -56,6 +56,9 @@ Options:
 
 const kernelDrops = (port) => udpQueues(port).drops;
 
+/** How much of an output file one read takes. */
+const CHUNK_BYTES = 8 << 20;
+
 /** Counts the lines of a growing file that contain `marker` and a sequence number, reading only what is new. */
 class LineCounter {
   constructor(path, marker) {
@@ -72,17 +75,20 @@ class LineCounter {
     const fd = openSync(this.path, 'r');
     try {
       const size = fstatSync(fd).size;
-      if (size <= this.offset) return this.count;
-      const buf = Buffer.alloc(size - this.offset);
-      readSync(fd, buf, 0, buf.length, this.offset);
-      this.offset = size;
-      const lines = (this.tail + buf.toString('utf8')).split('\n');
-      this.tail = lines.pop();
-      for (const line of lines) {
-        const m = this.re.exec(line);
-        if (!m) continue;
-        this.count++;
-        this.seqs.add(Number(m[1]));
+      // In chunks: a receiver's file over the steps grows past what one string may hold.
+      const buf = Buffer.alloc(Math.min(CHUNK_BYTES, Math.max(0, size - this.offset)));
+      while (this.offset < size) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, size - this.offset), this.offset);
+        if (n <= 0) break;
+        this.offset += n;
+        const lines = (this.tail + buf.toString('utf8', 0, n)).split('\n');
+        this.tail = lines.pop();
+        for (const line of lines) {
+          const m = this.re.exec(line);
+          if (!m) continue;
+          this.count++;
+          this.seqs.add(Number(m[1]));
+        }
       }
     } finally {
       closeSync(fd);
