@@ -77,23 +77,7 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
   if (text.charCodeAt(0) !== 0x3c /* < */) {
     // No PRI: RFC 3164 §4.3.3 has a relay treat the whole as MSG of user.notice.
     const def = splitPri(DEFAULT_PRIVAL);
-    const f = parseRfc3164(text, 0, now);
-    return {
-      format: 'rfc3164',
-      pri: null,
-      facility: def.facility,
-      severity: def.severity,
-      version: null,
-      timestamp: f.timestamp,
-      hostname: f.hostname,
-      appName: f.appName,
-      procId: f.procId,
-      msgId: null,
-      structuredData: f.structuredData,
-      message: f.message,
-      error: null,
-      utf8,
-    };
+    return bsdRecord(parseRfc3164(text, 0, now), null, def.facility, def.severity, utf8);
   }
   const pri = parsePri(text);
   if (!pri.ok) return malformed(text, utf8, pri.error);
@@ -136,10 +120,14 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
       utf8,
     };
   }
-  const f = parseRfc3164(text, pri.end, now);
+  return bsdRecord(parseRfc3164(text, pri.end, now), value, facility, severity, utf8);
+}
+
+/** A BSD (RFC 3164) message's record: its PRI (null when it had none, then user.notice) and the fields parsed. */
+function bsdRecord(f: ReturnType<typeof parseRfc3164>, pri: number | null, facility: ParsedSyslog['facility'], severity: ParsedSyslog['severity'], utf8: boolean): ParsedSyslog {
   return {
     format: 'rfc3164',
-    pri: value,
+    pri,
     facility,
     severity,
     version: null,
