@@ -124,7 +124,13 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
 }
 
 /** A BSD (RFC 3164) message's record: its PRI (null when it had none, then user.notice) and the fields parsed. */
-function bsdRecord(f: ReturnType<typeof parseRfc3164>, pri: number | null, facility: ParsedSyslog['facility'], severity: ParsedSyslog['severity'], utf8: boolean): ParsedSyslog {
+function bsdRecord(
+  f: ReturnType<typeof parseRfc3164>,
+  pri: number | null,
+  facility: ParsedSyslog['facility'],
+  severity: ParsedSyslog['severity'],
+  utf8: boolean,
+): ParsedSyslog {
   return {
     format: 'rfc3164',
     pri,

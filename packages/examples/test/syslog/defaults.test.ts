@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';
-import { countLines, readRecords, tempDir } from './helpers.js';
-import type { SyslogRecord } from '../../src/syslog/record.js';
+import { recordsWhen, syslogArgs, tempDir } from './helpers.js';
 
 let serving: Serving | undefined;
 let cleanup: (() => void) | undefined;
@@ -22,15 +21,8 @@ afterEach(async () => {
 });
 
 async function serveSyslog(workers: number, appOptions: Record<string, string>, extra: string[] = []): Promise<Serving> {
-  const args = ['syslog', '--port', '0', '--workers', String(workers), ...extra];
-  for (const [k, v] of Object.entries(appOptions)) args.push('--app-option', `${k}=${v}`);
-  serving = await startServe(args, workers);
+  serving = await startServe(syslogArgs(workers, appOptions, extra), workers);
   return serving;
-}
-
-async function recordsWhen(path: string, n: number, timeoutMs = 10_000): Promise<SyslogRecord[]> {
-  await waitFor(() => countLines(path) >= n, timeoutMs);
-  return readRecords(path);
 }
 
 describe('syslog: defaults', () => {

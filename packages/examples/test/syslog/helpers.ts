@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { SyslogRecord } from '@shardgram/examples';
+import { waitFor } from '@shardgram/test-kit/wait';
 
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'shardgram-syslog-'));
@@ -44,4 +45,17 @@ export function haveCommand(cmd: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** `serve syslog` arguments: `workers` workers on a free port, each app option as `--app-option k=v`, then `extra`. */
+export function syslogArgs(workers: number, appOptions: Record<string, string>, extra: string[] = []): string[] {
+  const args = ['syslog', '--port', '0', '--workers', String(workers), ...extra];
+  for (const [k, v] of Object.entries(appOptions)) args.push('--app-option', `${k}=${v}`);
+  return args;
+}
+
+/** Waits until `path` has `n` lines (or the time is up), then reads them. */
+export async function recordsWhen(path: string, n: number, timeoutMs = 10_000): Promise<SyslogRecord[]> {
+  await waitFor(() => countLines(path) >= n, timeoutMs);
+  return readRecords(path);
 }

@@ -14,7 +14,7 @@ import { BIG_RCVBUF, startServe, type Serving } from '@shardgram/test-kit/cli';
 import { rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
 import { closeAll, openClients, send, udpQueuedBytes } from '@shardgram/test-kit/udp';
 import { sleep, waitFor } from '@shardgram/test-kit/wait';
-import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
+import { countLines, haveCommand, readRecords, recordsWhen, syslogArgs, tempDir } from './helpers.js';
 import type { SyslogRecord } from '@shardgram/examples';
 
 const run = promisify(execFile);
@@ -44,16 +44,8 @@ afterEach(async () => {
 });
 
 async function serveSyslog(workers: number, appOptions: Record<string, string>, extra: string[] = []): Promise<Serving> {
-  const args = ['syslog', '--port', '0', '--workers', String(workers), ...extra];
-  for (const [k, v] of Object.entries(appOptions)) args.push('--app-option', `${k}=${v}`);
-  serving = await startServe(args, workers);
+  serving = await startServe(syslogArgs(workers, appOptions, extra), workers);
   return serving;
-}
-
-/** Waits until `path` has `n` lines (or the time is up), then reads them. */
-async function recordsWhen(path: string, n: number, timeoutMs = 10_000): Promise<SyslogRecord[]> {
-  await waitFor(() => countLines(path) >= n, timeoutMs);
-  return readRecords(path);
 }
 
 /** Records whose message starts with the word `marker`. */
