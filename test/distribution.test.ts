@@ -39,7 +39,10 @@ describe('distribution under the kernel hash', () => {
           closeAll(clients);
         }
       }
-      expect(await waitFor(() => sup!.stats().total.datagrams === PORTS, 10_000)).toBe(true);
+      const counted = await waitFor(() => sup!.stats().total.datagrams === PORTS, 10_000);
+      // On a miss, say where the datagrams went: received, dropped by the kernel, per worker.
+      const t = sup.stats();
+      expect(counted, JSON.stringify({ received: t.total.datagrams, kernelDrops: t.total.kernelDrops, perWorker: t.workers.map((w) => w.datagrams) })).toBe(true);
       const s = sup.stats();
       expect(s.workers).toHaveLength(workers);
       for (const w of s.workers) expect(w.datagrams).toBeGreaterThan(0);
