@@ -42,7 +42,9 @@ describe('distribution under the kernel hash', () => {
       const counted = await waitFor(() => sup!.stats().total.datagrams === PORTS, 10_000);
       // On a miss, say where the datagrams went: received, dropped by the kernel, per worker.
       const t = sup.stats();
-      expect(counted, JSON.stringify({ received: t.total.datagrams, kernelDrops: t.total.kernelDrops, perWorker: t.workers.map((w) => w.datagrams) })).toBe(true);
+      expect(counted, JSON.stringify({ received: t.total.datagrams, kernelDrops: t.total.kernelDrops, perWorker: t.workers.map((w) => w.datagrams) })).toBe(
+        true,
+      );
       const s = sup.stats();
       expect(s.workers).toHaveLength(workers);
       for (const w of s.workers) expect(w.datagrams).toBeGreaterThan(0);
