@@ -46,7 +46,7 @@ Options:
   --quick           a short smoke run (count 200000, 1 round; short statsd and syslog
                     sections too): checks that every row works, measures little
   --max-minutes M   stop starting new measurements after M minutes (default 6)
-  --sections LIST   comma-separated subset of: receive,statsd,timers,remotewrite,syslog,changes (default: all);
+  --sections LIST   comma-separated subset of: receive,statsd,timers,remotewrite,syslog,changes,sealed (default: all);
                     statsd: Etsy statsd 0.9.0 vs shardgram statsd, and shardgram statsd's
                     CPU per datagram beside the C recvmmsg floor (bench/statsd.js);
                     timers: statsd timers' flush cost and supervisor memory, exact values
@@ -56,7 +56,9 @@ Options:
                     (bench/statsd-remote-write.js; skipped without prometheus);
                     syslog: rsyslog and syslog-ng vs shardgram syslog, the same paced
                     steps offered to each (bench/syslog.js);
-                    changes: takeover, reload, shrink/grow under load (bench/changes.js)
+                    changes: takeover, reload, shrink/grow under load (bench/changes.js);
+                    sealed: what a group that once had a sealed (connected) member costs
+                    each later datagram, groups of 2 to 256 sockets (bench/sealed-member.js)
   --no-write        print only; leave docs/ alone
   -h, --help        show this help
 `;
@@ -77,7 +79,7 @@ try {
       quick: { type: 'boolean', default: false },
       'max-minutes': { type: 'string', default: '6' },
       'no-write': { type: 'boolean', default: false },
-      sections: { type: 'string', default: 'receive,statsd,timers,remotewrite,syslog,changes' },
+      sections: { type: 'string', default: 'receive,statsd,timers,remotewrite,syslog,changes,sealed' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -257,8 +259,8 @@ const SECTIONS = String(args.sections)
   .map((x) => x.trim())
   .filter(Boolean);
 for (const x of SECTIONS) {
-  if (!['receive', 'statsd', 'timers', 'remotewrite', 'syslog', 'changes'].includes(x)) {
-    process.stderr.write(`bench: --sections takes receive, statsd, timers, remotewrite, syslog, changes; got "${x}"\n`);
+  if (!['receive', 'statsd', 'timers', 'remotewrite', 'syslog', 'changes', 'sealed'].includes(x)) {
+    process.stderr.write(`bench: --sections takes receive, statsd, timers, remotewrite, syslog, changes, sealed; got "${x}"\n`);
     process.exit(2);
   }
 }
@@ -313,6 +315,15 @@ async function appSections() {
       out.push((await runChangesBench({ log, quick: args.quick })).markdown);
     } catch (err) {
       out.push(`## Changes under load\n\nThe changes section did not run: ${err.message}\n`);
+    }
+  }
+  if (SECTIONS.includes('sealed')) {
+    log(`${elapsed()}  sealed section: a group that once had a sealed member, fresh vs marked …`);
+    const { runSealedBench } = await import('./sealed-member.js');
+    try {
+      out.push((await runSealedBench({ log, quick: args.quick })).markdown);
+    } catch (err) {
+      out.push(`## A group that once had a sealed member\n\nThe sealed section did not run: ${err.message}\n`);
     }
   }
   if (SECTIONS.includes('syslog')) {

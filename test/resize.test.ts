@@ -10,9 +10,9 @@ import { waitFor } from '@shardgram/test-kit/wait';
 type UntilSent = (n: number) => Promise<void>;
 
 /** Starts a steady, sequenced echo load on `port`: the report, and a way to wait for its progress. */
-function startLoad(port: number, count: number, rate: number): { load: ReturnType<typeof runLoad>; untilSent: UntilSent } {
+function startLoad(port: number, count: number, rate: number, address = '127.0.0.1'): { load: ReturnType<typeof runLoad>; untilSent: UntilSent } {
   let sent = 0;
-  const load = runLoad({ port, sources: 64, count, rate, size: 64, replyTimeoutMs: 2_000, maxDurationMs: 30_000, onProgress: (p) => (sent = p.sent) });
+  const load = runLoad({ address, port, sources: 64, count, rate, size: 64, replyTimeoutMs: 2_000, maxDurationMs: 30_000, onProgress: (p) => (sent = p.sent) });
   const untilSent: UntilSent = async (n) => {
     if (!(await waitFor(() => sent >= n, 30_000))) throw new Error(`the load sent ${sent} of ${n} within 30 s`);
   };
@@ -57,6 +57,34 @@ describe('live resize and rolling reload lose nothing', () => {
         expect(s.total.datagrams).toBe(12_000);
         expect(s.total.kernelDrops).toBe(0);
         expect(logs.filter((l) => /still queued|dropped/.test(l))).toEqual([]);
+      } finally {
+        await sup.stop();
+      }
+    });
+  }
+
+  // Sealing a leaving socket bound to a wildcard address connects it to loopback, which
+  // moves it to another of the kernel's lookup lists and out of the group before its drain.
+  for (const [address, to] of [
+    ['0.0.0.0', '127.0.0.1'],
+    ['::', '::1'],
+  ] as const) {
+    it(`shrinks 4 → 1 and grows back to 4 on the wildcard ${address} under a steady load: received == sent`, async () => {
+      const logs: string[] = [];
+      const sup = new Supervisor({ app: 'echo', address, port: 0, workers: 4, log: (l) => logs.push(l) });
+      await sup.start();
+      try {
+        const { load, untilSent } = startLoad(sup.port, 9_000, 3_000, to);
+        await untilSent(2_400);
+        expect(await sup.resize(1)).toEqual({ from: 4, to: 1 });
+        await untilSent(4_800);
+        expect(await sup.resize(4)).toEqual({ from: 1, to: 4 });
+        const report = await load;
+        expect(report.sent).toBe(9_000);
+        expect(report.lost).toBe(0);
+        await sup.stop();
+        expect(sup.stats().total.datagrams).toBe(9_000);
+        expect(logs.filter((l) => /could not seal|still queued|dropped/.test(l))).toEqual([]);
       } finally {
         await sup.stop();
       }

@@ -5,7 +5,9 @@
  * stopped while the load still runs. What the kernel delivered to a socket (read,
  * dropped, or queued and freed unread: /proc/net/snmp's Udp counters against what was
  * sent) must equal what the service counts (received + kernelDrops + droppedAtClose),
- * exactly; and nothing may have been freed unread with a closing socket.
+ * exactly; and nothing may have been freed unread with a closing socket. The load runs on
+ * a thread of its own, so that datagrams arrive while a socket closes: before leaving
+ * sockets were sealed, about 2 runs in 3 had one freed unread.
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -43,9 +45,13 @@ describe.skipIf(why !== undefined)("resize and reload under load, by the kernel'
     expect(made.code, made.stderr).toBe(0);
     try {
       expect((await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])).code).toBe(0);
-      const r = await run('ip', ['netns', 'exec', ns, process.execPath, FIXTURE, JSON.stringify({ reps: 12, minReps: 10, budgetMs: 45_000, rate: 80_000 })], {
-        timeoutMs: 110_000,
-      });
+      const r = await run(
+        'ip',
+        ['netns', 'exec', ns, process.execPath, FIXTURE, JSON.stringify({ reps: 12, minReps: 10, budgetMs: 45_000, rate: 80_000, loadThread: true })],
+        {
+          timeoutMs: 110_000,
+        },
+      );
       expect(r.code, r.stderr).toBe(0);
       const o = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Outcome;
       console.log(JSON.stringify(o));

@@ -352,9 +352,10 @@ export function closeFd(fd: number): void {
 /**
  * Seals a socket before its last read-out: connect(2) to its own address and port, after
  * which the kernel delivers it only what that address and port send, i.e. nothing; other
- * senders' datagrams find no socket (the kernel counts them as NoPorts) instead of being
- * queued and freed unread at the close. Only for a socket whose group is closing whole:
- * a connected member changes how the kernel picks among the others.
+ * senders' datagrams go to the group's other sockets, or (the last socket) find none and
+ * are counted by the kernel as NoPorts, instead of being queued and freed unread at the
+ * close. A connected member marks its reuseport group as having connections for the
+ * group's life: the kernel then scores every member per datagram (Group.sealAll).
  */
 export function sealSocket(fd: number, address: string, port: number): void {
   const self = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;

@@ -168,9 +168,9 @@ export class Group {
 
   /**
    * Shrinks the group to `count` sockets, retiring the last ones: new datagrams are
-   * steered away from them first, then each is drained by its worker and closed
-   * last-first (closing the last socket of a group moves no other's index).
-   * `beforeClose` runs just before a socket closes, `retired` just after.
+   * steered away from them and they are sealed (see sealAll), then each is drained by
+   * its worker, read out and closed last-first (closing the last socket of a group moves
+   * no other's index). `beforeClose` runs just before a socket closes, `retired` just after.
    */
   async shrink(count: number, beforeClose: (slot: Slot) => void, retired: (slot: Slot) => void): Promise<void> {
     checkKeepsHeld(this.slots.filter((s) => s.heldElsewhere).length, count);
@@ -178,6 +178,7 @@ export class Group {
     const fd0 = this.slots[0]!.sock.fd;
     const leaving = this.slots.slice(count);
     steering.applyDuringShrink(fd0, count);
+    this.sealAll(leaving, 'shrink');
     await Promise.all(leaving.map((s) => s.retireAll()));
     for (const s of [...leaving].reverse()) {
       beforeClose(s);
@@ -267,15 +268,18 @@ export class Group {
    *
    * A group closed whole under traffic loses nothing unaccounted between a socket's last
    * read-out and its close: from the start of the stop every new datagram is steered to
-   * socket 0, so the others are read out and closed with nothing on its way to them (as
-   * a shrink does), last-first; socket 0 is then sealed (connected to itself: the kernel
-   * delivers it nothing more, and what arrives finds no socket, counted by the kernel as
-   * NoPorts) before its own read-out.
+   * socket 0 and the others are sealed, so they are read out and closed with nothing on
+   * its way to them (as a shrink does), last-first; socket 0 is then sealed too (what
+   * arrives from then on finds no socket, counted by the kernel as NoPorts) before its
+   * own read-out.
    */
   async stop(drainTimeoutMs?: number): Promise<number[]> {
     const shared = this.deps.sharedWith();
     const closesAll = !shared && this.slots.length > 0 && this.slots.every((s) => !s.closed && !s.heldElsewhere);
-    if (closesAll && this.slots.length > 1) this.steerAllToFirst();
+    if (closesAll && this.slots.length > 1) {
+      this.steerAllToFirst();
+      this.sealAll(this.slots.slice(1), 'stop');
+    }
     await this.retireWorkers(drainTimeoutMs);
     const handOver = shared === 'hand-over';
     this.unbrace(handOver ? { keep: true } : {});
@@ -300,6 +304,31 @@ export class Group {
       this.steer?.applyDuringShrink(this.slots[0]!.sock.fd, 1);
     } catch (err) {
       this.deps.slot.log(`stop: could not steer the group to its first socket before closing the others (${describeError(err)})`);
+    }
+  }
+
+  /**
+   * Seals sockets that are leaving while the group goes on (connects each to itself):
+   * steering alone does not keep datagrams off a closing socket. The kernel takes a
+   * socket out of its reuseport group a moment before it takes it out of the lookup
+   * list, and a lookup that meets it in between (IPv4 lists the newest sockets, the
+   * leaving ones, first) queues the datagram on it to be freed unread at the close,
+   * counted nowhere. A connected socket matches only datagrams from its peer, so a
+   * sealed one is never chosen. Sealing happens before the workers' drain, which reads
+   * whatever the kernel had already routed. Connecting one member marks the group as
+   * having connections for as long as it lives: the kernel then scores every member
+   * per datagram instead of stopping at the first (docs/steering.md has the cost).
+   */
+  private sealAll(slots: readonly Slot[], during: string): void {
+    for (const s of [...slots].reverse()) {
+      if (s.closed || s.heldElsewhere) continue;
+      try {
+        sealSocket(s.sock.fd, s.sock.address, s.sock.port);
+      } catch (err) {
+        this.deps.slot.log(
+          `${during}: could not seal socket ${s.index} before its drain (${describeError(err)}); a datagram the kernel routes to it while it closes may go uncounted`,
+        );
+      }
     }
   }
 
