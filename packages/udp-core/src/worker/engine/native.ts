@@ -60,7 +60,7 @@ import {
 import { libc } from '../../ffi/libc.js';
 import { encodeSockaddr } from '../../ffi/sockaddr.js';
 import { localAddress } from '../../ffi/socket.js';
-import type { RemoteInfo, SendCallback, SendData } from '../../app/shard-socket.js';
+import type { SendCallback, SendData } from '../../app/shard-socket.js';
 import { MsgArena } from '../../ffi/arena.js';
 import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
@@ -299,21 +299,47 @@ export class NativeEngineSocket extends EngineSocket {
     const words = this.rxWords;
     const mem = rx.memory;
     const views = this.views;
-    for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
-      const flags = words[w + FLAGS_WORD]!;
-      if (flags & MSG_TRUNC) {
-        this.counters.truncated++;
-        continue;
+    const top = this.warming ? undefined : this.topSenders;
+    // Datagrams in a row from one IPv4 sender (a burst, one sendmmsg batch) go to the
+    // top-senders sketch as one offer of their number: the sketch's counts are the same.
+    let runAddr = -1;
+    let runPort = -1;
+    let run = 0;
+    try {
+      for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
+        const flags = words[w + FLAGS_WORD]!;
+        if (flags & MSG_TRUNC) {
+          this.counters.truncated++;
+          continue;
+        }
+        if (flags & MSG_CTRUNC) this.controlTruncated++;
+        // The receive time, or -1 seconds when there is none.
+        rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
+        const len = words[w + LEN_WORD]!;
+        // The slot's view from last time if the length is the same (a hot stream's usually
+        // is): no Buffer is made per datagram. A view is only valid while its handler runs.
+        let view = views[i];
+        if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
+        const nameOff = rx.nameOffset(i);
+        // IPv4 by the address's number: no string per datagram for the sender's name or the top-senders sketch.
+        const v4addr = isV4(mem, nameOff) ? v4Key(mem, nameOff) : -1;
+        const info = remoteInfo(mem, nameOff, v4addr, len, this.names, rx.tsSec, rx.tsNsec);
+        if (top) {
+          if (v4addr >= 0 && v4addr === runAddr && info.port === runPort) run++;
+          else {
+            if (run > 0) top.offerV4(runAddr, runPort, run);
+            run = 0;
+            if (v4addr >= 0) {
+              runAddr = v4addr;
+              runPort = info.port;
+              run = 1;
+            } else top.offer(info.address, info.port, 'IPv6');
+          }
+        }
+        this.deliver(view, info);
       }
-      if (flags & MSG_CTRUNC) this.controlTruncated++;
-      // The receive time, or -1 seconds when there is none.
-      rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
-      const len = words[w + LEN_WORD]!;
-      // The slot's view from last time if the length is the same (a hot stream's usually
-      // is): no Buffer is made per datagram. A view is only valid while its handler runs.
-      let view = views[i];
-      if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
-      this.deliver(view, this.remote(rx.nameOffset(i), len));
+    } finally {
+      if (run > 0) top?.offerV4(runAddr, runPort, run);
     }
     if (n > 0) this.lastLen = words[(n - 1) * STRIDE_WORDS + LEN_WORD]!;
   }
@@ -335,19 +361,6 @@ export class NativeEngineSocket extends EngineSocket {
     rx.resetForReceive(this.batch);
     this.lastReceived = this.batch;
     return n;
-  }
-
-  private remote(nameOff: number, size: number): RemoteInfo {
-    const mem = this.rx.memory;
-    // IPv4 by the address's number: no string per datagram for the sender's name or the top-senders sketch.
-    const v4addr = isV4(mem, nameOff) ? v4Key(mem, nameOff) : -1;
-    const info = remoteInfo(mem, nameOff, v4addr, size, this.names, this.rx.tsSec, this.rx.tsNsec);
-    const top = this.warming ? undefined : this.topSenders;
-    if (top) {
-      if (v4addr >= 0) top.offerV4(v4addr, info.port);
-      else top.offer(info.address, info.port, 'IPv6');
-    }
-    return info;
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
