@@ -3,8 +3,11 @@
  * directly. Level-triggered like koffi.node.poll: a socket with a datagram queued and
  * unread is reported at every loop turn until stopped; stop and start pause and resume;
  * after close nothing more is reported, and the koffi callback slot is given back
- * (more polls than koffi's 8192 slots can be made and closed one after another).
+ * (more polls than koffi's 8192 slots can be made and closed one after another). Off the
+ * main thread, whose loop is not uv_default_loop, it is koffi.node.poll (run in a worker
+ * thread from the built module, as a child would load it).
  */
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';
@@ -61,6 +64,33 @@ describe('uv-poll', () => {
         if (i % 1000 === 999) await loopTurns(1);
       }
     } finally {
+      closeFd(sock.fd);
+    }
+  });
+
+  it('off the main thread falls back to koffi.node.poll, which reports a queued datagram too', async () => {
+    const sock = openReusePortSocket({ address: '127.0.0.1', port: 0 });
+    const [client] = await openClients(1);
+    // The worker polls the socket, says which way, then reports its first event and closes the poll.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.module).then(({ pollReadable }) => {
+        const p = pollReadable(workerData.fd, () => { p.close(); parentPort.postMessage('readable'); });
+        parentPort.postMessage(p.via);
+      });`;
+    const module = new URL('../dist/ffi/uv-poll.js', import.meta.url).href;
+    const w = new Worker(code, { eval: true, workerData: { module, fd: sock.fd } });
+    const said: string[] = [];
+    w.on('message', (m: string) => void said.push(m));
+    try {
+      expect(await waitFor(() => said.length === 1, 5000, 5)).toBe(true);
+      expect(said[0]).toBe('koffi');
+      await send(client!, 'x', sock.port);
+      expect(await waitFor(() => said.length === 2, 5000, 5)).toBe(true);
+      expect(said[1]).toBe('readable');
+    } finally {
+      await w.terminate();
+      closeAll([client!]);
       closeFd(sock.fd);
     }
   });
