@@ -1,6 +1,7 @@
 /**
  * Every Linux constant and struct layout shardgram hands to the kernel, named once,
- * with the header it comes from. x86_64 / generic 64-bit ABI.
+ * with the header it comes from. x86_64 / generic 64-bit ABI. (At the end: the two libuv
+ * constants of ffi/uv-poll.ts.)
  */
 
 // include/linux/socket.h
@@ -267,3 +268,8 @@ export const POLLIN = 0x0001;
 // net/core/sock.c (sk_setsockopt, SO_RCVBUF): the kernel keeps twice the size asked for
 // (room for its own bookkeeping) and SO_RCVBUF and SO_MEMINFO report that doubled size.
 export const RCVBUF_DOUBLING = 2;
+
+// libuv's uv.h (the event loop Node runs on; Node exports its uv_* functions to addons):
+// uv_handle_type's UV_POLL (UV_HANDLE_TYPE_MAP order, stable across libuv 1.x) and uv_poll_event's UV_READABLE.
+export const UV_POLL = 8;
+export const UV_READABLE = 1;

@@ -72,12 +72,14 @@ export class SpaceSaving {
   }
 
   /**
-   * Counts one occurrence of `key` (a non-negative safe integer). Returns the entry
-   * the key just took (a new counter, or the smallest one taken over), or -1 when
-   * it already had one; a caller keeping a name per entry sets it then.
+   * Counts `count` occurrences in a row of `key` (a non-negative safe integer; count a
+   * positive integer, default 1): the counts and errors are those of `count` single
+   * offers of it. Returns the entry the key just took (a new counter, or the smallest
+   * one taken over), or -1 when it already had one; a caller keeping a name per entry
+   * sets it then.
    */
-  offer(key: number): number {
-    this.n++;
+  offer(key: number, count = 1): number {
+    this.n += count;
     const home = hash(key) & this.mask;
     const index = this.index;
     const keys = this.keys;
@@ -85,7 +87,7 @@ export class SpaceSaving {
       const e = index[i]! - 1;
       if (e < 0) break;
       if (keys[e] === key) {
-        this.counts[e]!++;
+        this.counts[e]! += count;
         this.siftDown(this.pos[e]!);
         return -1;
       }
@@ -93,7 +95,7 @@ export class SpaceSaving {
     let e: number;
     if (this.used < this.capacity) {
       e = this.used++;
-      this.counts[e] = 1;
+      this.counts[e] = count;
       this.errors[e] = 0;
       this.heap[e] = e;
       this.pos[e] = e;
@@ -103,7 +105,7 @@ export class SpaceSaving {
       e = this.heap[0]!;
       this.unindex(e);
       this.errors[e] = this.counts[e]!;
-      this.counts[e]!++;
+      this.counts[e]! += count;
     }
     keys[e] = key;
     this.homes[e] = home;

@@ -45,11 +45,12 @@ export class TopSenders {
   }
 
   /**
-   * Counts a datagram from an IPv4 source, given the address as the little-endian
-   * reading of its four network-order bytes (what `readUInt32LE` on sin_addr gives).
+   * Counts `count` datagrams in a row (default 1) from an IPv4 source, given the address
+   * as the little-endian reading of its four network-order bytes (what `readUInt32LE` on
+   * sin_addr gives).
    */
-  offerV4(addrLE: number, port: number): void {
-    const e = this.sketch.offer(addrLE * 65536 + port);
+  offerV4(addrLE: number, port: number, count = 1): void {
+    const e = this.sketch.offer(addrLE * 65536 + port, count);
     if (e >= 0) this.v6Names[e] = undefined;
   }
 

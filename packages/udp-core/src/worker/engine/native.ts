@@ -1,6 +1,6 @@
 /**
  * The native engine: batched recvmmsg/sendmmsg through koffi on the worker's main
- * thread, woken through libuv (koffi.node.poll) so that the event loop is never
+ * thread, woken through libuv (ffi/uv-poll.ts) so that the event loop is never
  * blocked waiting for datagrams.
  *
  * Waking up is what costs, not the syscall (see docs/native-engine.md): a readable
@@ -28,7 +28,6 @@
  * epoch, computed only when read).
  */
 import { isIP } from 'node:net';
-import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../../errors.js';
 import {
@@ -60,8 +59,9 @@ import {
 import { libc } from '../../ffi/libc.js';
 import { encodeSockaddr } from '../../ffi/sockaddr.js';
 import { localAddress } from '../../ffi/socket.js';
-import type { RemoteInfo, SendCallback, SendData } from '../../app/shard-socket.js';
+import type { SendCallback, SendData } from '../../app/shard-socket.js';
 import { MsgArena } from '../../ffi/arena.js';
+import { pollReadable, type ReadablePoll } from '../../ffi/uv-poll.js';
 import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 import { Pacer } from './pacing.js';
@@ -77,16 +77,6 @@ const CONTROLLEN_WORD = (MMSG_HDR + MSG_CONTROLLEN) >> 2;
 /** Control-message room per slot: SCM_TIMESTAMPNS, and as much again for anything else the socket is set to deliver. */
 const RX_CONTROL = 2 * CMSG_SPACE_TIMESPEC;
 
-/** koffi's poll of an fd through libuv. */
-interface PollHandle {
-  start(opts: { readable: boolean }, cb: () => void): void;
-  stop(): void;
-  close(): void;
-}
-
-type Poll = (fd: number, opts: { readable: boolean }, cb: () => void) => PollHandle;
-const poll: Poll = (koffi as unknown as { node: { poll: Poll } }).node.poll;
-
 export class NativeEngineSocket extends EngineSocket {
   readonly engine = 'native' as const;
   private readonly batch: number;
@@ -94,11 +84,11 @@ export class NativeEngineSocket extends EngineSocket {
   private readonly tx: MsgArena;
   private readonly rxWords: Int32Array;
   /** Readable events of the socket (started in "poll" mode only). */
-  private sockPoll: PollHandle | undefined;
+  private sockPoll: ReadablePoll | undefined;
   private sockPolling = false;
   /** The pacing timer: a timerfd whose readable event libuv delivers like any other. */
   private timerFd = -1;
-  private timerPoll: PollHandle | undefined;
+  private timerPoll: ReadablePoll | undefined;
   private timerArmed = false;
   /** The itimerspec handed to timerfd_settime (own ArrayBuffer: never pooled), and its 32-bit words. */
   private readonly timerSpec = Buffer.from(new ArrayBuffer(ITIMERSPEC_SIZE));
@@ -154,8 +144,8 @@ export class NativeEngineSocket extends EngineSocket {
       one.writeInt32LE(1);
       this.timestamps = c.setsockopt(this.fd, SOL_SOCKET, SO_TIMESTAMPNS, one, 4) === 0;
     }
-    this.timerPoll = poll(this.timerFd, { readable: true }, this.onTimer);
-    this.sockPoll = poll(this.fd, { readable: true }, this.onReadable);
+    this.timerPoll = pollReadable(this.timerFd, this.onTimer);
+    this.sockPoll = pollReadable(this.fd, this.onReadable);
     this.sockPolling = true;
     this.lastDryAt = performance.now();
     // Anything queued before we started (e.g. across a restart) is read at once.
@@ -256,7 +246,7 @@ export class NativeEngineSocket extends EngineSocket {
 
   private startSocketPoll(): void {
     if (this.sockPolling || !this.sockPoll) return;
-    this.sockPoll.start({ readable: true }, this.onReadable);
+    this.sockPoll.start();
     this.sockPolling = true;
   }
 
@@ -299,21 +289,47 @@ export class NativeEngineSocket extends EngineSocket {
     const words = this.rxWords;
     const mem = rx.memory;
     const views = this.views;
-    for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
-      const flags = words[w + FLAGS_WORD]!;
-      if (flags & MSG_TRUNC) {
-        this.counters.truncated++;
-        continue;
+    const top = this.warming ? undefined : this.topSenders;
+    // Datagrams in a row from one IPv4 sender (a burst, one sendmmsg batch) go to the
+    // top-senders sketch as one offer of their number: the sketch's counts are the same.
+    let runAddr = -1;
+    let runPort = -1;
+    let run = 0;
+    try {
+      for (let i = 0, w = 0; i < n; i++, w += STRIDE_WORDS) {
+        const flags = words[w + FLAGS_WORD]!;
+        if (flags & MSG_TRUNC) {
+          this.counters.truncated++;
+          continue;
+        }
+        if (flags & MSG_CTRUNC) this.controlTruncated++;
+        // The receive time, or -1 seconds when there is none.
+        rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
+        const len = words[w + LEN_WORD]!;
+        // The slot's view from last time if the length is the same (a hot stream's usually
+        // is): no Buffer is made per datagram. A view is only valid while its handler runs.
+        let view = views[i];
+        if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
+        const nameOff = rx.nameOffset(i);
+        // IPv4 by the address's number: no string per datagram for the sender's name or the top-senders sketch.
+        const v4addr = isV4(mem, nameOff) ? v4Key(mem, nameOff) : -1;
+        const info = remoteInfo(mem, nameOff, v4addr, len, this.names, rx.tsSec, rx.tsNsec);
+        if (top) {
+          if (v4addr >= 0 && v4addr === runAddr && info.port === runPort) run++;
+          else {
+            if (run > 0) top.offerV4(runAddr, runPort, run);
+            run = 0;
+            if (v4addr >= 0) {
+              runAddr = v4addr;
+              runPort = info.port;
+              run = 1;
+            } else top.offer(info.address, info.port, 'IPv6');
+          }
+        }
+        this.deliver(view, info);
       }
-      if (flags & MSG_CTRUNC) this.controlTruncated++;
-      // The receive time, or -1 seconds when there is none.
-      rx.readTimestamp(i, words[w + CONTROLLEN_WORD]!);
-      const len = words[w + LEN_WORD]!;
-      // The slot's view from last time if the length is the same (a hot stream's usually
-      // is): no Buffer is made per datagram. A view is only valid while its handler runs.
-      let view = views[i];
-      if (view === undefined || view.length !== len) views[i] = view = Buffer.from(mem.buffer, mem.byteOffset + rx.dataOffset(i), len);
-      this.deliver(view, this.remote(rx.nameOffset(i), len));
+    } finally {
+      if (run > 0) top?.offerV4(runAddr, runPort, run);
     }
     if (n > 0) this.lastLen = words[(n - 1) * STRIDE_WORDS + LEN_WORD]!;
   }
@@ -335,19 +351,6 @@ export class NativeEngineSocket extends EngineSocket {
     rx.resetForReceive(this.batch);
     this.lastReceived = this.batch;
     return n;
-  }
-
-  private remote(nameOff: number, size: number): RemoteInfo {
-    const mem = this.rx.memory;
-    // IPv4 by the address's number: no string per datagram for the sender's name or the top-senders sketch.
-    const v4addr = isV4(mem, nameOff) ? v4Key(mem, nameOff) : -1;
-    const info = remoteInfo(mem, nameOff, v4addr, size, this.names, this.rx.tsSec, this.rx.tsNsec);
-    const top = this.warming ? undefined : this.topSenders;
-    if (top) {
-      if (v4addr >= 0) top.offerV4(v4addr, info.port);
-      else top.offer(info.address, info.port, 'IPv6');
-    }
-    return info;
   }
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
