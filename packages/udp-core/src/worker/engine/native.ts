@@ -20,14 +20,14 @@
  *          never pauses.
  *
  * Messages are views into the receive arena: valid while the handler runs, then
- * overwritten. Keep one with `Buffer.from(msg)` (a copy).
+ * overwritten. Keep one with `Buffer.from(msg)` (a copy). What the app sends is
+ * batched for sendmmsg in send-batch.ts.
  *
  * If the app asks (AppHooks.timestamps), the socket gets SO_TIMESTAMPNS: the kernel puts
  * each datagram's receive time in a control message (SCM_TIMESTAMPNS) in that slot's
  * control buffer, and the app gets it as `rinfo.timestamp` (bigint ns since the Unix
  * epoch, computed only when read).
  */
-import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../../errors.js';
 import {
@@ -46,9 +46,6 @@ import {
   MSG_DONTWAIT,
   MSG_FLAGS,
   MSG_TRUNC,
-  SIN_PORT,
-  SOCKADDR_IN6_SIZE,
-  SOCKADDR_IN_SIZE,
   SOL_SOCKET,
   SO_TIMESTAMPNS,
   TFD_CLOEXEC,
@@ -65,10 +62,10 @@ import { pollReadable, type ReadablePoll } from '../../ffi/uv-poll.js';
 import { isV4, remoteInfo, SenderNames, v4Key } from './remote-info.js';
 import { EngineSocket, type EngineOptions } from './base.js';
 import { Pacer } from './pacing.js';
+import { SendBatch } from './send-batch.js';
 
 /** Batches per event-loop turn before yielding (64 × 16 = 1024 datagrams at the default batch). */
 const BATCHES_PER_TURN = 16;
-const ADDRESS_CACHE_MAX = 4096; // the send side's cache of encoded addresses
 // 32-bit word indexes into one mmsghdr of the arena (see MsgArena.headerWords).
 const STRIDE_WORDS = MMSGHDR_SIZE >> 2;
 const FLAGS_WORD = (MMSG_HDR + MSG_FLAGS) >> 2;
@@ -81,7 +78,6 @@ export class NativeEngineSocket extends EngineSocket {
   readonly engine = 'native' as const;
   private readonly batch: number;
   private readonly rx: MsgArena;
-  private readonly tx: MsgArena;
   private readonly rxWords: Int32Array;
   /** Readable events of the socket (started in "poll" mode only). */
   private sockPoll: ReadablePoll | undefined;
@@ -105,11 +101,10 @@ export class NativeEngineSocket extends EngineSocket {
   private readonly pacer: Pacer;
   /** Length of the last datagram delivered (the pacer's per-datagram memory floor). */
   private lastLen = 0;
-  private txCount = 0;
-  private txCallbacks: (SendCallback | undefined)[];
+  /** The datagrams the app sends, batched for sendmmsg. */
+  private readonly sends: SendBatch;
   private flushQueued = false;
   private readonly names = new SenderNames();
-  private readonly sendNames = new Map<string, Buffer>();
   /** Per receive slot: the Buffer view last handed to the app (reused for the same length). */
   private readonly views: (Buffer | undefined)[];
   /** Datagrams whose control messages did not fit (MSG_CTRUNC): delivered without a timestamp. */
@@ -125,10 +120,9 @@ export class NativeEngineSocket extends EngineSocket {
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
     this.rx = new MsgArena(this.batch, max, RX_CONTROL);
-    this.tx = new MsgArena(this.batch, familyMax);
+    this.sends = new SendBatch(opts.fd, opts.family, this.batch, familyMax, this.counters, this.onHandlerError);
     this.rxWords = this.rx.headerWords;
     this.lastReceived = this.batch;
-    this.txCallbacks = new Array<SendCallback | undefined>(this.batch);
     this.views = new Array<Buffer | undefined>(this.batch).fill(undefined);
   }
 
@@ -208,7 +202,7 @@ export class NativeEngineSocket extends EngineSocket {
           this.deliverReceived(n);
           this.endBatch();
         }
-        if (this.txCount) this.flushSends();
+        this.flushSends();
         if (this.closed) return;
         if (n < batch) {
           dry = true;
@@ -355,109 +349,23 @@ export class NativeEngineSocket extends EngineSocket {
 
   send(data: SendData, port: number, address: string, callback?: SendCallback): void {
     if (this.warming) return void (callback && process.nextTick(callback, null, 0)); // warm-up replies go nowhere
-    if (this.closed) return this.failSend(new Error('send on a closed shardgram socket'), callback);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      return this.failSend(Object.assign(new Error(`send: port must be an integer from 1 to 65535; got ${port}`), { code: 'ERR_SOCKET_BAD_PORT' }), callback);
-    }
-    const want = this.family === 'udp4' ? 4 : 6;
-    if (!this.sendNames.has(address) && isIP(address) !== want) {
-      return this.failSend(
-        Object.assign(new Error(`send: ${JSON.stringify(address)} is not an IPv${want} address (this socket is ${this.family}; no name lookup here)`), {
-          code: 'ERR_INVALID_ADDRESS',
-        }),
-        callback,
-      );
-    }
-    if (this.txCount === this.batch) this.flushSends();
-    const slot = this.txCount;
-    const tx = this.tx;
-    // Copy now: the caller's buffers (often views into the receive arena) are reused.
-    let len = 0;
-    const parts = typeof data === 'string' || data instanceof Uint8Array ? [data] : data;
-    const start = tx.dataOffset(slot);
-    for (const p of parts) {
-      const n = typeof p === 'string' ? Buffer.byteLength(p) : p.length;
-      if (len + n > tx.slotSize) {
-        return this.failSend(Object.assign(new Error(`send: datagram of more than ${tx.slotSize} bytes (EMSGSIZE)`), { code: 'EMSGSIZE' }), callback);
-      }
-      if (typeof p === 'string') tx.memory.write(p, start + len);
-      else tx.memory.set(p, start + len);
-      len += n;
-    }
-    let name = this.sendNames.get(address);
-    if (!name) {
-      name = encodeSockaddr(address, 0).buf;
-      if (this.sendNames.size >= ADDRESS_CACHE_MAX) this.sendNames.clear();
-      this.sendNames.set(address, name);
-    }
-    const nameOff = tx.nameOffset(slot);
-    name.copy(tx.memory, nameOff);
-    tx.memory[nameOff + SIN_PORT] = port >> 8;
-    tx.memory[nameOff + SIN_PORT + 1] = port & 0xff;
-    tx.setForSend(slot, len, name.length === SOCKADDR_IN_SIZE ? SOCKADDR_IN_SIZE : SOCKADDR_IN6_SIZE);
-    this.txCallbacks[slot] = callback;
-    this.txCount++;
-    this.pending++;
+    if (this.closed) return void this.sends.fail(new Error('send on a closed shardgram socket'), callback);
+    this.sends.add(data, port, address, callback);
+    this.pending = this.sends.size;
     // Inside a drain the batch is flushed after the handlers; otherwise at the end of this tick.
     if (!this.draining && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => {
         this.flushQueued = false;
-        if (this.txCount) this.flushSends();
+        this.flushSends();
       });
     }
   }
 
-  /** Counts a send that cannot go and hands its error to the callback, on the next tick as dgram does. */
-  private failSend(err: Error, callback: SendCallback | undefined): void {
-    this.counters.sendErrors++;
-    if (callback) process.nextTick(callback, err);
-  }
-
+  /** Sends what is batched (sendmmsg); nothing is pending then. */
   private flushSends(): void {
-    const c = libc();
-    const count = this.txCount;
-    const mem = this.tx.memory;
-    // Results first, callbacks after: a callback may send again, into a batch that
-    // must already be empty.
-    const done: { cb: SendCallback; err: Error | null; bytes: number }[] = [];
-    let off = 0;
-    let spins = 0;
-    while (off < count) {
-      const n = c.sendmmsg(this.fd, off ? mem.subarray(off * MMSGHDR_SIZE) : mem, count - off, MSG_DONTWAIT);
-      if (n > 0) {
-        for (let i = off; i < off + n; i++) {
-          this.counters.sends++;
-          const cb = this.txCallbacks[i];
-          if (cb) done.push({ cb, err: null, bytes: this.tx.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSG_LEN) });
-        }
-        off += n;
-        continue;
-      }
-      const e = c.errno();
-      if ((e === EAGAIN || e === EINTR) && spins++ < 1000) continue;
-      // The datagram at `off` failed: report it and go on with the rest.
-      this.counters.sendErrors++;
-      const cb = this.txCallbacks[off];
-      if (cb) done.push({ cb, err: Object.assign(new Error(`sendmmsg failed: ${errnoName(e)} (errno ${e})`), { code: errnoName(e), errno: e }), bytes: 0 });
-      off++;
-    }
-    this.txCallbacks.fill(undefined, 0, count);
-    this.txCount = 0;
-    this.pending -= count;
-    // Like dgram's: callbacks run after the current work, never inside the send loop.
-    if (done.length) process.nextTick(() => this.runSendCallbacks(done));
-  }
-
-  private runSendCallbacks(done: { cb: SendCallback; err: Error | null; bytes: number }[]): void {
-    for (const d of done) {
-      try {
-        d.cb(d.err, d.bytes);
-      } catch (error) {
-        this.counters.handlerErrors++;
-        this.onHandlerError(error);
-      }
-    }
+    this.sends.flush();
+    this.pending = 0;
   }
 
   protected localAddress(): { address: string; port: number } {
@@ -466,7 +374,7 @@ export class NativeEngineSocket extends EngineSocket {
 
   protected stopReading(): void {
     this.closed = true;
-    if (this.txCount) this.flushSends();
+    this.flushSends();
     if (this.immediate) clearImmediate(this.immediate);
     this.immediate = undefined;
     this.sockPoll?.close();
