@@ -5,8 +5,11 @@
  * after close nothing more is reported, and the koffi callback slot is given back
  * (more polls than koffi's 8192 slots can be made and closed one after another). Off the
  * main thread, whose loop is not uv_default_loop, it is koffi.node.poll (run in a worker
- * thread from the built module, as a child would load it).
+ * thread from the built module, as a child would load it). An exception out of the
+ * callback is not lost on either path: it is uncaught, which ends the process (or the
+ * thread), as any exception in an I/O callback does.
  */
+import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
@@ -88,6 +91,56 @@ describe('uv-poll', () => {
       await send(client!, 'x', sock.port);
       expect(await waitFor(() => said.length === 2, 5000, 5)).toBe(true);
       expect(said[1]).toBe('readable');
+    } finally {
+      await w.terminate();
+      closeAll([client!]);
+      closeFd(sock.fd);
+    }
+  });
+  it('an exception out of the callback is uncaught on the main thread (uv_poll): the process ends with it, it is not lost', async () => {
+    const module = new URL('../dist/ffi/uv-poll.js', import.meta.url).href;
+    const sockets = new URL('../dist/exports/sockets.js', import.meta.url).href;
+    // The child polls a socket of its own and sends itself a datagram; its callback throws.
+    // If the exception were lost, the child would read on unaware: it says so after 10 s.
+    const code = `
+      import dgram from 'node:dgram';
+      const { pollReadable } = await import(${JSON.stringify(module)});
+      const { openReusePortSocket } = await import(${JSON.stringify(sockets)});
+      const sock = openReusePortSocket({ address: '127.0.0.1', port: 0 });
+      const p = pollReadable(sock.fd, () => { throw new Error('engine bug ' + p.via); });
+      const c = dgram.createSocket('udp4');
+      c.send('x', sock.port, '127.0.0.1', () => c.close());
+      setTimeout(() => { console.log('lost'); process.exit(3); }, 10_000).unref();
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const exitCode = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(out).toMatch(/Error: engine bug uv/);
+    expect(exitCode).toBe(1);
+  });
+
+  it('off the main thread (koffi.node.poll) an exception out of the callback ends the thread with it', async () => {
+    const sock = openReusePortSocket({ address: '127.0.0.1', port: 0 });
+    const [client] = await openClients(1);
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.module).then(({ pollReadable }) => {
+        const p = pollReadable(workerData.fd, () => { throw new Error('engine bug ' + p.via); });
+        parentPort.postMessage(p.via);
+      });`;
+    const module = new URL('../dist/ffi/uv-poll.js', import.meta.url).href;
+    const w = new Worker(code, { eval: true, workerData: { module, fd: sock.fd } });
+    const said: string[] = [];
+    const errors: Error[] = [];
+    w.on('message', (m: string) => void said.push(m));
+    w.on('error', (e) => void errors.push(e));
+    try {
+      expect(await waitFor(() => said.length === 1, 5000, 5)).toBe(true);
+      await send(client!, 'x', sock.port);
+      expect(await waitFor(() => errors.length === 1, 5000, 5)).toBe(true);
+      expect(errors[0]!.message).toBe('engine bug koffi');
     } finally {
       await w.terminate();
       closeAll([client!]);

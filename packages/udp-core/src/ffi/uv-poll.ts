@@ -68,10 +68,30 @@ function uv(): Uv | null {
   return cached;
 }
 
-/** Polls `fd` for readable events, calling `onReadable` (with no arguments) for each; started at once. */
+/**
+ * Polls `fd` for readable events, calling `onReadable` (with no arguments) for each;
+ * started at once. An exception out of `onReadable` is thrown again from a
+ * setImmediate, as an uncaught exception: called from libuv through koffi, it would otherwise be lost,
+ * and the reader with it (a worker that stops reading but stays alive). Uncaught, it
+ * ends the worker, which the supervisor restarts on the same socket, queue and all.
+ */
 export function pollReadable(fd: number, onReadable: () => void): ReadablePoll {
   const u = uv();
-  return u ? new UvPoll(u, fd, onReadable) : koffiPoll(fd, onReadable);
+  const cb = (): void => {
+    try {
+      onReadable();
+    } catch (err) {
+      // Out of the callback first (ticks would run inside its scope, where an exception
+      // is fatal to koffi.node.poll's N-API callback), and the poll closed (a thread
+      // that ends with a koffi poll open takes the process down with it).
+      setImmediate(() => {
+        poll.close();
+        throw err;
+      });
+    }
+  };
+  const poll = u ? new UvPoll(u, fd, cb) : koffiPoll(fd, cb);
+  return poll;
 }
 
 class UvPoll implements ReadablePoll {
