@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import type dgram from 'node:dgram';
 import { BIG_RCVBUF, startServe, type Serving } from '@shardgram/test-kit/cli';
 import { rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
-import { closeAll, openClients, send, udpQueuedBytes } from '@shardgram/test-kit/udp';
+import { closeAll, openClients, send, udpQueuedBytes, waitQueuesEmpty } from '@shardgram/test-kit/udp';
 import { sleep, waitFor } from '@shardgram/test-kit/wait';
 import { countLines, haveCommand, readRecords, recordsWhen, syslogArgs, tempDir } from './helpers.js';
 import type { SyslogRecord } from '@shardgram/examples';
@@ -413,7 +413,8 @@ describe('syslog: durability', () => {
         });
       for (let i = 0; i < total - tail; i += 200) {
         await burst(i, i + 200);
-        await sleep(2); // pacing: the workers keep up
+        // Paced on the workers: each burst is read before the next goes.
+        expect(await waitQueuesEmpty(s.port)).toBe(true);
       }
       for (const pid of s.pids) process.kill(pid, 'SIGSTOP');
       await burst(total - tail, total); // every send's callback has fired: the datagrams are in the queues
