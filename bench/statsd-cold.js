@@ -1,12 +1,12 @@
 // The cold-start, one-hot-name section of the StatsD bench (`node bench/statsd.js
 // --cold-burst`, and `npm run bench`): Etsy statsd and `shardgram serve statsd` started
 // fresh every round and sent one name's burst the moment they are ready, then again warm.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { ROOT, freePort, mdTable, readSysctl, startServe, udpQueues, waitDrained, waitFor } from './lib.js';
-import { HOST, runSender } from './statsd-sender.js';
-import { ETSY, ETSY_BACKEND, FLUSH_MS, cpuMs, int, pct, spawnLogged } from './statsd-peers.js';
+import { ROOT, mdTable, readSysctl, startServe, udpQueues, waitDrained } from './lib.js';
+import { runSender } from './statsd-sender.js';
+import { ETSY, FLUSH_MS, benchCounterTotal, cpuMs, int, pct, startEtsy } from './statsd-peers.js';
 
 /**
  * One receiver, started fresh: as soon as it is ready, a burst of `count` datagrams of
@@ -21,25 +21,7 @@ async function coldReceiver(dir, cfg, kind, workers) {
   const out = join(dir, `cold-${kind}-${Date.now()}.jsonl`);
   writeFileSync(out, '');
   if (kind === 'etsy') {
-    port = await freePort('udp');
-    const backend = join(dir, 'etsy-backend.cjs');
-    writeFileSync(backend, ETSY_BACKEND);
-    const config = join(dir, `etsy-cold-${port}.js`);
-    writeFileSync(
-      config,
-      JSON.stringify({
-        port,
-        address: HOST,
-        mgmt_port: await freePort('tcp'),
-        mgmt_address: HOST,
-        flushInterval: FLUSH_MS,
-        backends: [backend],
-        dumpFile: out,
-      }),
-    );
-    p = spawnLogged([ETSY, config]);
-    await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
-    if (p.child.exitCode !== null) throw new Error(`Etsy statsd exited at start:\n${p.log()}`);
+    ({ p, port } = await startEtsy(dir, out));
     pids = [p.child.pid];
   } else {
     // Default settings, as a new user runs it: only the port, the worker count and the output.
@@ -63,11 +45,7 @@ async function coldReceiver(dir, cfg, kind, workers) {
     }
     p.child.kill('SIGTERM');
     await p.exited;
-    let received = 0;
-    for (const line of readFileSync(out, 'utf8').split('\n').filter(Boolean)) {
-      for (const [k, v] of Object.entries(JSON.parse(line).counters)) if (k.startsWith('bench.')) received += v;
-    }
-    return { bursts, received };
+    return { bursts, received: benchCounterTotal(out) };
   } finally {
     if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   }

@@ -18,15 +18,15 @@
 //
 // Etsy statsd is the npm devDependency `statsd` (`npm ci`); without it its rows are
 // skipped with the reason. Traffic goes only to 127.0.0.1. Build first (`npm run build`).
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROOT, benchArgs, freePort, intArg, mdTable, readSysctl, startServe, udpQueues, waitDrained, waitFor } from './lib.js';
+import { ROOT, benchArgs, intArg, mdTable, readSysctl, startServe, udpQueues, waitDrained } from './lib.js';
 import { runStatsdColdBurst } from './statsd-cold.js';
 import { runStatsdPerDatagram } from './statsd-cpu.js';
-import { ETSY, ETSY_BACKEND, ETSY_PRELOAD, FLUSH_MS, cpuMs, int, pct, spawnLogged } from './statsd-peers.js';
-import { HOST, runSender } from './statsd-sender.js';
+import { ETSY, FLUSH_MS, benchCounterTotal, cpuMs, int, pct, startEtsy } from './statsd-peers.js';
+import { runSender } from './statsd-sender.js';
 
 export { runStatsdColdBurst, runStatsdPerDatagram };
 
@@ -35,39 +35,16 @@ const SELF = fileURLToPath(import.meta.url);
 export const QUICK = { count: 20_000, rounds: 1 };
 
 async function runEtsy(dir, cfg, { rcvbuf } = {}) {
-  const port = await freePort('udp');
-  const dump = join(dir, `etsy-${port}.jsonl`);
-  writeFileSync(dump, '');
-  const backend = join(dir, 'etsy-backend.cjs');
-  writeFileSync(backend, ETSY_BACKEND);
-  const config = join(dir, `etsy-${port}.js`);
-  writeFileSync(
-    config,
-    JSON.stringify({
-      port,
-      address: HOST,
-      mgmt_port: await freePort('tcp'),
-      mgmt_address: HOST,
-      flushInterval: FLUSH_MS,
-      backends: [backend],
-      dumpFile: dump,
-    }),
-  );
-  const p = spawnLogged(['-r', ETSY_PRELOAD, ETSY, config], { env: { ...process.env, ETSY_RCVBUF: String(rcvbuf ?? 0) } });
+  const dump = join(dir, `etsy-${Date.now()}.jsonl`);
+  const { p, port } = await startEtsy(dir, dump, { rcvbuf: rcvbuf ?? 0 });
   try {
-    await waitFor(() => /server is up/.test(p.log()) || p.child.exitCode !== null, 10_000, 'Etsy statsd to start');
-    if (p.child.exitCode !== null) throw new Error(`Etsy statsd exited at start:\n${p.log()}`);
     const cpu0 = cpuMs([p.child.pid]);
     const s = await runSender({ ...cfg, port });
     await waitDrained(port);
     const cpu = cpuMs([p.child.pid]) - cpu0;
     p.child.kill('SIGTERM');
     await p.exited;
-    let received = 0;
-    for (const line of readFileSync(dump, 'utf8').split('\n').filter(Boolean)) {
-      for (const [k, v] of Object.entries(JSON.parse(line).counters)) if (k.startsWith('bench.')) received += v;
-    }
-    return { sent: s.sent, sendMs: s.ms, received, cpuMs: cpu };
+    return { sent: s.sent, sendMs: s.ms, received: benchCounterTotal(dump), cpuMs: cpu };
   } finally {
     if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   }
@@ -86,11 +63,7 @@ async function runShardgram(dir, cfg, { engine, workers, rcvbuf }) {
     const drops = udpQueues(sg.port).drops;
     const { code } = await sg.stop('SIGTERM');
     if (code !== 0) throw new Error(`shardgram exited ${code}:\n${sg.log()}`);
-    let received = 0;
-    for (const line of readFileSync(out, 'utf8').split('\n').filter(Boolean)) {
-      for (const [k, v] of Object.entries(JSON.parse(line).counters)) if (k.startsWith('bench.')) received += v;
-    }
-    return { sent: s.sent, sendMs: s.ms, received, cpuMs: cpu, kernelDrops: drops };
+    return { sent: s.sent, sendMs: s.ms, received: benchCounterTotal(out), cpuMs: cpu, kernelDrops: drops };
   } finally {
     if (sg.child.exitCode === null && sg.child.signalCode === null) sg.child.kill('SIGKILL');
   }
