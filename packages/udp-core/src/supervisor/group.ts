@@ -321,27 +321,23 @@ export class Group {
    */
   private sealAll(slots: readonly Slot[], during: string): void {
     for (const s of [...slots].reverse()) {
-      if (s.closed || s.heldElsewhere) continue;
-      try {
-        sealSocket(s.sock.fd, s.sock.address, s.sock.port);
-      } catch (err) {
-        this.deps.slot.log(
-          `${during}: could not seal socket ${s.index} before its drain (${describeError(err)}); a datagram the kernel routes to it while it closes may go uncounted`,
-        );
-      }
+      if (!s.closed && !s.heldElsewhere) this.trySeal(s, `${during}: could not seal socket ${s.index} before its drain`);
     }
   }
 
   /** The last socket: sealed, then given a moment for datagrams the kernel had already routed to it to land. */
   private async seal(s: Slot): Promise<void> {
+    if (this.trySeal(s, `stop: could not seal socket ${s.index} before its last read-out`)) await new Promise((r) => setTimeout(r, SEAL_SETTLE_MS));
+  }
+
+  /** Seals one socket (sealSocket); if that fails, logs `what` with the reason and what it risks, and returns false. */
+  private trySeal(s: Slot, what: string): boolean {
     try {
       sealSocket(s.sock.fd, s.sock.address, s.sock.port);
+      return true;
     } catch (err) {
-      this.deps.slot.log(
-        `stop: could not seal socket ${s.index} before its last read-out (${describeError(err)}); datagrams arriving during it may go uncounted`,
-      );
-      return;
+      this.deps.slot.log(`${what} (${describeError(err)}); a datagram the kernel routes to it while it closes may go uncounted`);
+      return false;
     }
-    await new Promise((r) => setTimeout(r, SEAL_SETTLE_MS));
   }
 }
