@@ -83,21 +83,22 @@ function resolve(o: number | ParseOptions | undefined): Resolved {
  * - event: a `_e{…}` line that is not an event (dogstatsd.ts);
  * - service_check: a `_sc|…` line that is not a service check.
  */
-export type BadLineCode =
-  | 'syntax'
-  | 'name'
-  | 'name_length'
-  | 'type'
-  | 'value'
-  | 'rate'
-  | 'tags'
-  | 'mixed_tags'
-  | 'timestamp'
-  | 'event'
-  | 'service_check';
+export type BadLineCode = 'syntax' | 'name' | 'name_length' | 'type' | 'value' | 'rate' | 'tags' | 'mixed_tags' | 'timestamp' | 'event' | 'service_check';
 
 /** Every BadLineCode, in the order /metrics shows them. */
-export const BAD_LINE_CODES: readonly BadLineCode[] = ['syntax', 'name', 'name_length', 'type', 'value', 'rate', 'tags', 'mixed_tags', 'timestamp', 'event', 'service_check'];
+export const BAD_LINE_CODES: readonly BadLineCode[] = [
+  'syntax',
+  'name',
+  'name_length',
+  'type',
+  'value',
+  'rate',
+  'tags',
+  'mixed_tags',
+  'timestamp',
+  'event',
+  'service_check',
+];
 
 /**
  * What every good metric line may add: `values` when it packed more than one value
