@@ -23,6 +23,10 @@ import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
 const run = promisify(execFile);
 const RSYSLOGD = ['/usr/sbin/rsyslogd', '/sbin/rsyslogd'].find((p) => existsSync(p));
 const canRun = RSYSLOGD !== undefined && haveCommand('logger');
+if (!canRun) {
+  const missing = [RSYSLOGD === undefined ? 'rsyslogd (Debian package rsyslog)' : '', haveCommand('logger') ? '' : 'logger (Debian package bsdutils)'].filter(Boolean);
+  console.log(`syslog relay test: ${missing.join(' and ')} not found; skipped`);
+}
 
 let serving: Serving | undefined;
 let relay: ChildProcess | undefined;
