@@ -24,7 +24,9 @@ const run = promisify(execFile);
 const RSYSLOGD = ['/usr/sbin/rsyslogd', '/sbin/rsyslogd'].find((p) => existsSync(p));
 const canRun = RSYSLOGD !== undefined && haveCommand('logger');
 if (!canRun) {
-  const missing = [RSYSLOGD === undefined ? 'rsyslogd (Debian package rsyslog)' : '', haveCommand('logger') ? '' : 'logger (Debian package bsdutils)'].filter(Boolean);
+  const missing: string[] = [];
+  if (RSYSLOGD === undefined) missing.push('rsyslogd (Debian package rsyslog)');
+  if (!haveCommand('logger')) missing.push('logger (Debian package bsdutils)');
   console.log(`syslog relay test: ${missing.join(' and ')} not found; skipped`);
 }
 
