@@ -4,8 +4,8 @@
  * through the "shardgram.apps" map in this package's package.json. (`echo` is built into core.)
  */
 export { default as statsd, supervisor as statsdSupervisor } from './statsd.js';
-export { parseDatagram, parseLine, metricKey, splitKey } from './statsd/parser.js';
-export type { MetricSink, MetricType, ParsedLine, ParseOptions } from './statsd/parser.js';
+export { parseDatagram, parseLine, metricKey, splitKey, BAD_LINE_CODES } from './statsd/parser.js';
+export type { BadLineCode, MetricSink, MetricType, ParsedLine, ParseOptions } from './statsd/parser.js';
 export { parseEvent, parseServiceCheck } from './statsd/dogstatsd.js';
 export type { DogEvent, ServiceCheck, AlertType, ServiceCheckStatus } from './statsd/dogstatsd.js';
 export { splitNameTags } from './statsd/tag-styles.js';

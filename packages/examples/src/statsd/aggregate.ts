@@ -286,18 +286,21 @@ export class PartialAggregate implements MetricSink {
     s.add(member);
   }
 
-  bad(line: string, reason: string, code?: BadLineCode): void {
+  bad(line: string, reason: string, code: BadLineCode): void {
     this.t.badLines++;
+    this.t.badReasons[code]++;
     if (code === 'name_length') this.t.namesTooLong++;
     this.onBadLine?.(line, reason);
   }
 
   event(e: DogEvent): void {
+    this.t.eventsSeen++;
     if (this.events.length + this.serviceChecks.length < this.maxKeys) this.events.push(e);
     else this.t.keysOverLimit++;
   }
 
   serviceCheck(c: ServiceCheck): void {
+    this.t.serviceChecksSeen++;
     if (this.events.length + this.serviceChecks.length < this.maxKeys) this.serviceChecks.push(c);
     else this.t.keysOverLimit++;
   }

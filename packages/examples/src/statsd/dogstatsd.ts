@@ -10,7 +10,8 @@
  * Title and text are cut by their lengths (so they may hold "|"); the lengths are
  * UTF-8 bytes, as the agent counts them; when they do not fit in bytes but do in
  * UTF-16 code units (the npm hot-shots client counts those), those are used. In title
- * and text `\n` stands for a line break. An optional field with an invalid value
+ * and text `\n` stands for a line break. Blanks in the text count (the line is not
+ * trimmed); blanks after the text are dropped, as the agent ignores them. An optional field with an invalid value
  * (`p:urgent`, `d:abc`) or an unknown one is ignored and counted, as the agent ignores
  * it; a bad header, title, status or a missing field makes the line bad.
  */
@@ -60,19 +61,33 @@ function isOriginField(f: string): boolean {
 
 const unescapeText = (s: string): string => s.replace(/\\n/g, '\n');
 
-/** Title and text cut by `lengths` units; `cut(from, n)` gives n units from `from`. */
+/** Only spaces and tabs. */
+const BLANKS = /^[ \t]+$/;
+
+/**
+ * What follows the text: "" or `|fields…`. Blanks alone after the text are dropped
+ * (the agent reads them as an optional field it does not know and ignores them);
+ * anything else means the lengths did not fit (null).
+ */
+function afterText(rest: string): string | null {
+  if (rest === '' || rest.charCodeAt(0) === 0x7c /* | */) return rest;
+  return BLANKS.test(rest) ? '' : null;
+}
+
+/** Title and text cut by their lengths in UTF-8 bytes. */
 function cutByBytes(body: string, tl: number, xl: number): { title: string; text: string; rest: string } | null {
   const b = Buffer.from(body, 'utf8');
   if (b.length < tl + 1 + xl || b[tl] !== 0x7c /* | */) return null;
-  const rest = b.subarray(tl + 1 + xl);
-  if (rest.length > 0 && rest[0] !== 0x7c) return null;
-  return { title: b.toString('utf8', 0, tl), text: b.toString('utf8', tl + 1, tl + 1 + xl), rest: rest.toString('utf8') };
+  const rest = afterText(b.toString('utf8', tl + 1 + xl));
+  if (rest === null) return null;
+  return { title: b.toString('utf8', 0, tl), text: b.toString('utf8', tl + 1, tl + 1 + xl), rest };
 }
 
+/** The same in UTF-16 code units. */
 function cutByUnits(body: string, tl: number, xl: number): { title: string; text: string; rest: string } | null {
   if (body.length < tl + 1 + xl || body.charCodeAt(tl) !== 0x7c) return null;
-  const rest = body.slice(tl + 1 + xl);
-  if (rest.length > 0 && rest.charCodeAt(0) !== 0x7c) return null;
+  const rest = afterText(body.slice(tl + 1 + xl));
+  if (rest === null) return null;
   return { title: body.slice(0, tl), text: body.slice(tl + 1, tl + 1 + xl), rest };
 }
 

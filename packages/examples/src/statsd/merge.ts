@@ -28,6 +28,7 @@
  */
 import type { GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
+import type { BadLineCode } from './parser.js';
 import { NativeHistogram } from './native-histogram.js';
 import { timerSummary, timerSummaryFromHistogram, type TimerSummary } from './timer-stats.js';
 import { addTallies, zeroTallies } from './tallies.js';
@@ -69,6 +70,11 @@ export interface FlushResult {
   service_checks: ServiceCheck[];
   /** Fields of good lines that were unknown (or had an invalid value) and were ignored. */
   ignored_fields: number;
+  /** Bad lines by reason (parser.ts BadLineCode); they add up to bad_lines_seen. */
+  bad_lines_by_reason: Record<BadLineCode, number>;
+  /** DogStatsD events and service checks parsed, kept in `events` / `service_checks` or dropped by maxKeys. */
+  events_seen: number;
+  service_checks_seen: number;
 }
 
 /** A record without a prototype: keys such as `__proto__` stay ordinary keys. */
@@ -280,6 +286,9 @@ export class IntervalMerge {
       events: this.events,
       service_checks: this.serviceChecks,
       ignored_fields: this.t.ignoredFields,
+      bad_lines_by_reason: this.t.badReasons,
+      events_seen: this.t.eventsSeen,
+      service_checks_seen: this.t.serviceChecksSeen,
     };
     this.events = [];
     this.serviceChecks = [];

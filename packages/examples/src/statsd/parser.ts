@@ -10,12 +10,13 @@
  * (timer / histogram / distribution: all three are timers here), s (set). Several
  * values separated by ":" (DogStatsD 1.1 value packing) are several samples, for every
  * type but sets (a set member may hold ":"); empty ones (`1::2`) are skipped, as the
- * agent does. `|T` must be digits (≥ 1), else the line is bad; it is checked and
+ * agent does. `|T` must be digits (≥ 1), and come once, else the line is bad; it is checked and
  * then not used (the sample counts in the interval that receives it, docs/statsd.md).
  * A field the parser does not know is ignored, as the protocol's owner ignores it for
  * forward compatibility, and counted (MetricSink.ignoredFields), not a bad line.
- * Tags may also come in the name (tag-styles.ts). A bad line is reported to the sink
- * and skipped; it never stops the lines after it. The parser does not throw on any
+ * Tags may also come in the name (tag-styles.ts). Trailing CR, spaces and tabs are
+ * dropped, except from an event (its text has a length). A bad line is reported to
+ * the sink with its reason class (BadLineCode) and skipped; it never stops the lines after it. The parser does not throw on any
  * input (a property test holds it to that).
  *
  * Keys: the name and every tag are sanitized as Etsy statsd does (whitespace → "_",
@@ -40,8 +41,8 @@ export interface MetricSink {
   timer(key: string, value: number, sampleRate: number, type: 'ms' | 'h' | 'd'): void;
   /** A set member. */
   set(key: string, member: string): void;
-  /** A line that was not a metric (it was skipped); `code` names a limit it broke. */
-  bad(line: string, reason: string, code?: BadLineCode): void;
+  /** A line that was not a metric (it was skipped): `reason` in words, `code` its class (BadLineCode). */
+  bad(line: string, reason: string, code: BadLineCode): void;
   /** A DogStatsD event. */
   event(e: DogEvent): void;
   /** A DogStatsD service check. */
@@ -68,8 +69,36 @@ function resolve(o: number | ParseOptions | undefined): Resolved {
   return { ...DEFAULTS, ...o };
 }
 
-/** Why a bad line was rejected, when it was a limit rather than the syntax. */
-export type BadLineCode = 'name_length';
+/**
+ * Why a bad line was rejected, one closed set (shardgram_statsd_bad_lines_total{reason}):
+ * - syntax: no ":" after the name, or no "|type";
+ * - name: nothing is left of the name once sanitized;
+ * - name_length: the name (with its tags) is longer than maxName;
+ * - type: a type that is none of c, g, ms, h, d, s;
+ * - value: a value that is not a number of its type (or no value at all);
+ * - rate: a sample rate that is not a number > 0, or two of them;
+ * - tags: two `|#` fields, or SignalFX brackets twice in one name;
+ * - mixed_tags: two tag styles in one line (tag-styles.ts);
+ * - timestamp: a `|T` that is not Unix seconds, or two of them;
+ * - event: a `_e{…}` line that is not an event (dogstatsd.ts);
+ * - service_check: a `_sc|…` line that is not a service check.
+ */
+export type BadLineCode = 'syntax' | 'name' | 'name_length' | 'type' | 'value' | 'rate' | 'tags' | 'mixed_tags' | 'timestamp' | 'event' | 'service_check';
+
+/** Every BadLineCode, in the order /metrics shows them. */
+export const BAD_LINE_CODES: readonly BadLineCode[] = [
+  'syntax',
+  'name',
+  'name_length',
+  'type',
+  'value',
+  'rate',
+  'tags',
+  'mixed_tags',
+  'timestamp',
+  'event',
+  'service_check',
+];
 
 /**
  * What every good metric line may add: `values` when it packed more than one value
@@ -90,7 +119,7 @@ export type ParsedLine =
   | ({ ok: true; type: 's'; key: string; member: string } & Omit<LineExtras, 'values'>)
   | { ok: true; type: '_e'; event: DogEvent; ignoredFields?: number }
   | { ok: true; type: '_sc'; check: ServiceCheck; ignoredFields?: number }
-  | { ok: false; reason: string; code?: BadLineCode };
+  | { ok: false; reason: string; code: BadLineCode };
 
 const CLEAN_NAME = /^[A-Za-z0-9_.-]+$/;
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
@@ -175,31 +204,32 @@ function extras(line: { ok: true } & LineExtras, values: number[] | undefined, t
 export function parseLine(raw: string, opts?: number | ParseOptions): ParsedLine {
   const o = resolve(opts);
   let line = raw;
-  // Tolerate CRLF and trailing blanks (an event keeps its blanks: its text has a length).
-  const dog = line.charCodeAt(0) === 95; /* _ */
+  // Tolerate CRLF and trailing blanks. An event keeps its blanks: its text has a
+  // length, and blanks after it are dropped by parseEvent (as the agent ignores them).
+  const event = line.charCodeAt(0) === 95 /* _ */ && line.startsWith('_e{');
   let end = line.length;
   while (end > 0) {
     const c = line.charCodeAt(end - 1);
-    if (c === 13 || (!dog && (c === 32 || c === 9))) end--;
+    if (c === 13 || (!event && (c === 32 || c === 9))) end--;
     else break;
   }
   if (end !== line.length) line = line.slice(0, end);
-  if (dog) {
-    if (line.startsWith('_e{')) {
-      const e = parseEvent(line);
-      if (!e.ok) return e;
-      return e.ignoredFields > 0 ? { ok: true, type: '_e', event: e.value, ignoredFields: e.ignoredFields } : { ok: true, type: '_e', event: e.value };
-    }
+  if (event) {
+    const e = parseEvent(line);
+    if (!e.ok) return { ok: false, reason: e.reason, code: 'event' };
+    return e.ignoredFields > 0 ? { ok: true, type: '_e', event: e.value, ignoredFields: e.ignoredFields } : { ok: true, type: '_e', event: e.value };
+  }
+  if (line.charCodeAt(0) === 95 /* _ */) {
     if (line.startsWith('_sc|')) {
       const c = parseServiceCheck(line);
-      if (!c.ok) return c;
+      if (!c.ok) return { ok: false, reason: c.reason, code: 'service_check' };
       return c.ignoredFields > 0 ? { ok: true, type: '_sc', check: c.value, ignoredFields: c.ignoredFields } : { ok: true, type: '_sc', check: c.value };
     }
   }
   const colon = line.indexOf(':');
-  if (colon < 0) return { ok: false, reason: 'no ":" after the name' };
+  if (colon < 0) return { ok: false, reason: 'no ":" after the name', code: 'syntax' };
   const fields = line.slice(colon + 1).split('|');
-  if (fields.length < 2) return { ok: false, reason: 'no "|type"' };
+  if (fields.length < 2) return { ok: false, reason: 'no "|type"', code: 'syntax' };
   const valueText = fields[0]!;
   const type = fields[1]!;
   let sampleRate = 1;
@@ -211,17 +241,18 @@ export function parseLine(raw: string, opts?: number | ParseOptions): ParsedLine
     const f = fields[i]!;
     const c0 = f.charCodeAt(0);
     if (c0 === 64 /* @ */) {
-      if (rateSeen) return { ok: false, reason: 'two sample rates' };
+      if (rateSeen) return { ok: false, reason: 'two sample rates', code: 'rate' };
       rateSeen = true;
       sampleRate = decimal(f.slice(1));
-      if (!(sampleRate > 0) || !Number.isFinite(1 / sampleRate)) return { ok: false, reason: `bad sample rate "${f}"` };
+      if (!(sampleRate > 0) || !Number.isFinite(1 / sampleRate)) return { ok: false, reason: `bad sample rate "${f}"`, code: 'rate' };
     } else if (c0 === 35 /* # */) {
-      if (tags !== undefined) return { ok: false, reason: 'two tag fields' };
+      if (tags !== undefined) return { ok: false, reason: 'two tag fields', code: 'tags' };
       tags = f.slice(1);
     } else if (c0 === 84 /* T */) {
-      // DogStatsD 1.3 timestamp: Unix seconds, digits only and > 0 (the agent's rule).
+      // DogStatsD 1.3 timestamp: Unix seconds, digits only and > 0 (the agent's rule); one only, like the rate and the tags.
+      if (timestamp !== undefined) return { ok: false, reason: 'two timestamps', code: 'timestamp' };
       const t = f.slice(1);
-      if (!UNIX_SECONDS.test(t) || Number(t) < 1) return { ok: false, reason: `timestamp "${f}" is not |T<unix seconds>` };
+      if (!UNIX_SECONDS.test(t) || Number(t) < 1) return { ok: false, reason: `timestamp "${f}" is not |T<unix seconds>`, code: 'timestamp' };
       timestamp = Number(t);
     } else if (!isOriginField(f)) {
       ignored++;
@@ -233,39 +264,39 @@ export function parseLine(raw: string, opts?: number | ParseOptions): ParsedLine
     const nt = splitNameTags(name, o);
     if (!nt.ok) return nt;
     if (nt.tags !== undefined) {
-      if (tags !== undefined) return { ok: false, reason: 'tags in the name and DogStatsD |# tags: two tag styles' };
+      if (tags !== undefined) return { ok: false, reason: 'tags in the name and DogStatsD |# tags: two tag styles', code: 'mixed_tags' };
       name = nt.name;
       tags = nt.tags;
     }
   }
   const key = metricKey(name, tags);
-  if (key === '') return { ok: false, reason: 'empty name' };
+  if (key === '') return { ok: false, reason: 'empty name', code: 'name' };
   if (type === 's') {
     // Etsy: an empty member is "0". A set is never packed: its member may hold ":".
     const r: Extract<ParsedLine, { type: 's' }> = { ok: true, type, key, member: valueText === '' ? '0' : valueText };
     extras(r, undefined, timestamp, ignored);
     return r;
   }
-  if (type !== 'c' && type !== 'g' && type !== 'ms' && type !== 'h' && type !== 'd') return { ok: false, reason: `unknown type "${type}"` };
+  if (type !== 'c' && type !== 'g' && type !== 'ms' && type !== 'h' && type !== 'd') return { ok: false, reason: `unknown type "${type}"`, code: 'type' };
   const texts = valueText.includes(':') ? packedValues(valueText) : [valueText];
-  if (texts === null) return { ok: false, reason: `no value in "${valueText}"` };
+  if (texts === null) return { ok: false, reason: `no value in "${valueText}"`, code: 'value' };
   const values: number[] = [];
   const relatives: boolean[] = [];
   for (const text of texts) {
     const value = decimal(text);
     switch (type) {
       case 'c':
-        if (Number.isNaN(value)) return { ok: false, reason: `counter value "${text}" is not a number` };
-        if (!Number.isFinite(value * (1 / sampleRate))) return { ok: false, reason: 'counter value / sample rate is out of range' };
+        if (Number.isNaN(value)) return { ok: false, reason: `counter value "${text}" is not a number`, code: 'value' };
+        if (!Number.isFinite(value * (1 / sampleRate))) return { ok: false, reason: 'counter value / sample rate is out of range', code: 'value' };
         break;
       case 'g': {
-        if (!Number.isFinite(value)) return { ok: false, reason: `gauge value "${text}" is not a number` };
+        if (!Number.isFinite(value)) return { ok: false, reason: `gauge value "${text}" is not a number`, code: 'value' };
         const c = text.charCodeAt(0);
         relatives.push(c === 43 || c === 45);
         break;
       }
       default:
-        if (!(value >= 0)) return { ok: false, reason: `timer value "${text}" is not a number ≥ 0` };
+        if (!(value >= 0)) return { ok: false, reason: `timer value "${text}" is not a number ≥ 0`, code: 'value' };
     }
     values.push(value);
   }

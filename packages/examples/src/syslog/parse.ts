@@ -34,7 +34,9 @@ export interface ParsedSyslog extends HeaderFields {
 
 /**
  * VERSION SP, then `-` SP, a date, or a stray SP: an RFC 5424 header. (A BSD message
- * without a timestamp can start with a number too: `<13>3 disks failed`.)
+ * without a timestamp can start with a number too: `<13>3 disks failed`; and when
+ * the VERSION is not 1 and the rest does not follow the 5424 grammar, the message is
+ * read as BSD, see parseSyslog.)
  */
 const RFC5424_START = /[1-9]\d{0,2} (?:- | |\d{4}-)/y;
 
@@ -86,6 +88,10 @@ export function parseSyslog(datagram: Uint8Array, now: Date = new Date()): Parse
   RFC5424_START.lastIndex = pri.end;
   if (RFC5424_START.test(text)) {
     const r = parseRfc5424(text, pri.end);
+    // VERSION other than 1 and not the 5424 grammar: a BSD message that starts with a
+    // number (`<13>10 - minute job done`, `<13>3  disks failed`), as rsyslog takes
+    // only `1 ` for RFC 5424. VERSION 1 that fails stays a malformed RFC 5424 message.
+    if (!r.ok && !text.startsWith('1 ', pri.end)) return bsdRecord(parseRfc3164(text, pri.end, now), value, facility, severity, utf8);
     if (!r.ok) {
       const f = r.fields;
       return malformed(text, utf8, r.error, {

@@ -7,11 +7,13 @@
  * fails: what it cannot place is message text. It accepts
  * - the RFC timestamp `Mmm dd hh:mm:ss` with the day space-padded (`Nov  7`), zero-padded
  *   (`Nov 07`) or not padded (`Nov 7`); a fraction of a second (`.123`); a year before
- *   the time (`Nov 7 2024 12:00:00`); Cisco's `*`/`.` sync markers and a trailing `:`
+ *   the time (`Nov 7 2024 12:00:00`) or after it (`Apr 15 21:28:13 2007`, only from 1970
+ *   to the receiver's next year: another number there is left to the message); Cisco's `*`/`.` sync markers and a trailing `:`
  *   with or without a common time-zone name (`18:48:50.483 UTC:`);
  * - an ISO 8601 / RFC 3339 timestamp (rsyslog's forwarding format), with `T` or a space;
  * - no timestamp at all (then no hostname either: the rest is tag and message);
- * - no hostname after the timestamp (the next word is a tag: it ends in `:` or `[pid]`);
+ * - no hostname after the timestamp (the next word is a tag: it ends in `:` or `[pid]`;
+ *   or it is the four digits that were not a plausible year: they stay in the message);
  * - a tag with or without `[pid]`, with or without the `:`, and up to 128 characters.
  */
 
@@ -51,10 +53,14 @@ const MONTHS: Record<string, number> = {
 // Both sticky: they match at `lastIndex` only. The lookahead makes sure the timestamp is a whole word.
 /** Zone names Cisco-style senders put after the time (`18:48:50.483 UTC:`); a list, so an upper-case tag (`CRON:`) stays a tag. */
 const ZONES = 'UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|MSK|JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT';
-const BSD_TS = new RegExp(
-  `[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{0,9})?(?: (\\d{4})(?=[ :]|$))?(?:(?: (?:${ZONES}))?:)?(?= |$)`,
-  'y',
-);
+const BSD_TIME = `[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{0,9})?`;
+const BSD_END = `(?:(?: (?:${ZONES}))?:)?(?= |$)`;
+const BSD_TS = new RegExp(`${BSD_TIME}(?: (\\d{4})(?=[ :]|$))?${BSD_END}`, 'y');
+/** The same without a year after the time: for when the number there is not a plausible year. */
+const BSD_TS_NO_YEAR = new RegExp(`${BSD_TIME}${BSD_END}`, 'y');
+/** A year after the time is one from 1970 to the receiver's next year; another number there is message text. */
+const FIRST_YEAR = 1970;
+
 const ISO_TS = /(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?(?= |$)/y;
 /** Cisco IOS: message counter (maybe empty), sequence number, hostname, each followed by ":" and spaces. */
 const CISCO_PREFIX = /(\d{0,10}): +(?:(\d{1,10}): +)?(?:([A-Za-z0-9._-]{1,255}): +)?/y;
@@ -72,11 +78,25 @@ const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 interface Stamp {
   iso: string;
   end: number;
+  /** Four digits follow that are not a plausible year: they may be a year or a host, so they stay message text. */
+  numberAfter?: true;
 }
 
 function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
-  BSD_TS.lastIndex = at;
-  const m = BSD_TS.exec(text);
+  let re = BSD_TS;
+  re.lastIndex = at;
+  let m = re.exec(text);
+  let numberAfter = false;
+  if (m?.[8] !== undefined) {
+    const y = Number(m[8]);
+    if (y < FIRST_YEAR || y > now.getFullYear() + 1) {
+      // `Apr 15 21:28:13 1024 bytes free`: the time ends before the number.
+      re = BSD_TS_NO_YEAR;
+      re.lastIndex = at;
+      m = re.exec(text);
+      numberAfter = true;
+    }
+  }
   if (!m) return null;
   const month = MONTHS[m[1]!.toLowerCase()];
   const day = Number(m[2]);
@@ -95,7 +115,8 @@ function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
     if (wall - nowWall > 31 * 86_400_000) year--;
   }
   const frac = m[7] !== undefined && m[7].length > 1 ? m[7] : ''; // a bare "." (syslog-ng accepts it) adds nothing
-  return { iso: `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${frac}`, end: BSD_TS.lastIndex };
+  const iso = `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${frac}`;
+  return numberAfter ? { iso, end: re.lastIndex, numberAfter } : { iso, end: re.lastIndex };
 }
 
 function isoTimestamp(text: string, at: number): Stamp | null {
@@ -159,7 +180,7 @@ export function parseRfc3164(text: string, start = 0, now: Date = new Date()): R
     if (hostname === null && wordEnd > i) {
       const word = text.slice(i, wordEnd);
       const ipv6 = IPV6ISH.test(word);
-      if (ipv6 || (HOSTNAME.test(word) && !tagAt(text, i))) {
+      if (!stamp.numberAfter && (ipv6 || (HOSTNAME.test(word) && !tagAt(text, i)))) {
         hostname = word;
         i = skipSpaces(text, wordEnd);
       }

@@ -5,10 +5,11 @@
  * (InfluxDB/Librato/SignalFX tags, unknown fields, `|T`, a mixed-style line, a bad
  * timestamp). The flushes hold every metric under its tags, every event and check
  * apart from the metrics with the fields its sender set, and /metrics counts events
- * by alert type, checks by status, ignored fields and lines of each kind.
+ * by alert type, checks by status, ignored fields, bad lines by reason and lines of
+ * each kind. With a tag style switched off, its tags stay in the name.
  */
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StatsD } from 'hot-shots';
@@ -100,6 +101,9 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
     expect(promValue(text, 'shardgram_statsd_lines_total{kind="event"}')).toBe(2);
     expect(promValue(text, 'shardgram_statsd_lines_total{kind="service_check"}')).toBe(3);
     expect(promValue(text, 'shardgram_statsd_lines_total{kind="metric"}')).toBe(3 + 7);
+    expect(promValue(text, 'shardgram_statsd_bad_lines_total{reason="mixed_tags"}')).toBe(1);
+    expect(promValue(text, 'shardgram_statsd_bad_lines_total{reason="timestamp"}')).toBe(1);
+    expect(promValue(text, 'shardgram_statsd_bad_lines_total{reason="syntax"}')).toBe(0);
 
     const r = await s.stop('SIGTERM');
     serving = undefined;
@@ -156,5 +160,30 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
     expect(checks).toContainEqual(expect.objectContaining({ name: 'raw.check', status: 'unknown', message: 'no idea' }));
     for (const f of flushes) for (const k of Object.keys(f.counters)) expect(k.startsWith('_')).toBe(false);
     expect(flushes.reduce((n, f) => n + f.bad_lines_seen, 0)).toBe(2);
+    expect(flushes.reduce((n, f) => n + f.bad_lines_by_reason.mixed_tags + 10 * f.bad_lines_by_reason.timestamp, 0)).toBe(11);
+  }, 30_000);
+
+  it('a tag style switched off (influxdbTags=off) leaves its tags in the name; the others still read theirs', async () => {
+    const out = join(dir, 'flushes-off.jsonl');
+    serving = await startServe(['statsd', '--port', '0', '--workers', '1', '-o', `jsonOut=${out}`, '-o', 'flushInterval=200', '-o', 'influxdbTags=off'], 1);
+    const raw = dgram.createSocket('udp4');
+    await new Promise<void>((r, j) => raw.send('off.influx,host=a:1|c\noff.librato#host=b:2|c', serving!.port, '127.0.0.1', (err) => (err ? j(err) : r())));
+    raw.close();
+    const counters: Record<string, number> = {};
+    const read = (): number => {
+      for (const k of Object.keys(counters)) delete counters[k];
+      const all = existsSync(out) ? readFileSync(out, 'utf8') : '';
+      const text = all.slice(0, all.lastIndexOf('\n') + 1); // whole lines only: a flush may be half written
+      for (const l of text.split('\n').filter(Boolean)) {
+        for (const [k, v] of Object.entries((JSON.parse(l) as FlushResult).counters)) counters[k] = (counters[k] ?? 0) + v;
+      }
+      return Object.keys(counters).length;
+    };
+    // Flushes every 200 ms: wait for both lines' counters to be written.
+    expect(await waitFor(() => read() >= 2, 10_000, 50), JSON.stringify(counters)).toBe(true);
+    expect(counters).toEqual({ 'off.influxhost=a': 1, 'off.librato;host=b': 2 });
+    const r = await serving.stop('SIGTERM');
+    serving = undefined;
+    expect(r.code).toBe(0);
   }, 30_000);
 });

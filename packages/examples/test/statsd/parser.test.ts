@@ -79,30 +79,72 @@ describe('the line protocol', () => {
   });
 
   it.each([
-    ['nocolon', 'no ":"'],
-    ['x:1', 'no "|type"'],
-    ['x:abc|c', 'not a number'],
-    ['x:|c', 'not a number'],
-    ['x:0x10|c', 'not a number'],
-    ['x:Infinity|g', 'not a number'],
-    ['x:-1|ms', '≥ 0'],
-    ['x:1|zz', 'unknown type'],
-    ['x:1|c|@0', 'sample rate'],
-    ['x:1|c|@abc', 'sample rate'],
-    ['x:1|c|@0.5|@0.5', 'two sample rates'],
-    ['x:1e300|c|@1e-300', 'out of range'],
-    ['x:1|c|TABCD', 'timestamp'],
-    ['x:1|c|T', 'timestamp'],
-    ['x:1|c|T-102348932', 'timestamp'],
-    ['x:1|c|T0', 'timestamp'],
-    ['x::|c', 'no value'],
-    ['x:1|c:2|c', 'unknown'],
-    [':1|c', 'empty name'],
-    ['!!!:1|c', 'empty name'],
-  ])('rejects %j (%s)', (line, reason) => {
+    ['nocolon', 'no ":"', 'syntax'],
+    ['x:1', 'no "|type"', 'syntax'],
+    ['x:abc|c', 'not a number', 'value'],
+    ['x:|c', 'not a number', 'value'],
+    ['x:0x10|c', 'not a number', 'value'],
+    ['x:Infinity|g', 'not a number', 'value'],
+    ['x:-1|ms', '≥ 0', 'value'],
+    ['x:1|zz', 'unknown type', 'type'],
+    ['x:1|c|@0', 'sample rate', 'rate'],
+    ['x:1|c|@abc', 'sample rate', 'rate'],
+    ['x:1|c|@0.5|@0.5', 'two sample rates', 'rate'],
+    ['x:1e300|c|@1e-300', 'out of range', 'value'],
+    ['x:1|c|TABCD', 'timestamp', 'timestamp'],
+    ['x:1|c|T', 'timestamp', 'timestamp'],
+    ['x:1|c|T-102348932', 'timestamp', 'timestamp'],
+    ['x:1|c|T0', 'timestamp', 'timestamp'],
+    ['x:1|g|T1|T2', 'two timestamps', 'timestamp'],
+    ['x:1|c|#a|#b', 'two tag fields', 'tags'],
+    ['name[a=b][c=d]:1|c', 'brackets twice', 'tags'],
+    ['x,a=b:1|c|#c:d', 'two tag styles', 'mixed_tags'],
+    ['x,a=b#c=d:1|c', 'mixes two tag styles', 'mixed_tags'],
+    ['x::|c', 'no value', 'value'],
+    ['x:1|c:2|c', 'unknown', 'type'],
+    [':1|c', 'empty name', 'name'],
+    ['!!!:1|c', 'empty name', 'name'],
+    ['_e{5,4}:title|tex', 'do not fit', 'event'],
+    ['_sc|x|7', 'status', 'service_check'],
+  ])('rejects %j (%s, code %s)', (line, reason, code) => {
     const p = parseLine(line);
-    expect(p.ok).toBe(false);
+    expect(p).toMatchObject({ ok: false, code });
     if (!p.ok) expect(p.reason).toContain(reason);
+  });
+
+  it('a name longer than maxName is a bad line of code name_length', () => {
+    expect(parseLine('abcdef:1|c', { maxName: 3 })).toMatchObject({ ok: false, code: 'name_length' });
+  });
+
+  it('trailing blanks are dropped from every line but an event, whose text has a length', () => {
+    for (const end of [' ', '\t', ' \t ', '\r']) {
+      expect(parseLine(`foo:1|c${end}`), JSON.stringify(end)).toMatchObject({ ok: true, type: 'c', key: 'foo' });
+      // A name that starts with "_" is still a metric, not an event or a check.
+      expect(parseLine(`_foo:1|c${end}`), JSON.stringify(end)).toMatchObject({ ok: true, type: 'c', key: '_foo' });
+      expect(parseLine(`_sc|x|0${end}`), JSON.stringify(end)).toMatchObject({ ok: true, type: '_sc', check: { name: 'x', status: 'ok' } });
+    }
+    // Event: blanks inside the text length are text; blanks after it are dropped, as the agent ignores them.
+    expect(parseLine('_e{5,5}:title|text ')).toMatchObject({ ok: true, type: '_e', event: { title: 'title', text: 'text ' } });
+    expect(parseLine('_e{5,4}:title|text  \t')).toMatchObject({ ok: true, type: '_e', event: { title: 'title', text: 'text' } });
+    expect(parseLine('_e{5,4}:title|text|t:error ')).toMatchObject({ ok: true, type: '_e', event: { alert_type: 'info' }, ignoredFields: 1 });
+    expect(parseLine('_e{5,4}:title|texts')).toMatchObject({ ok: false, code: 'event' });
+  });
+
+  it('each name-embedded tag style can be switched off: the name is then left alone', () => {
+    expect(parseLine('a,k=v:1|c')).toMatchObject({ key: 'a;k=v' });
+    expect(parseLine('a#k=v:1|c')).toMatchObject({ key: 'a;k=v' });
+    expect(parseLine('a[k=v]:1|c')).toMatchObject({ key: 'a;k=v' });
+    // Off: the text stays in the name (and is sanitized there: "," "#" "[" "]" are dropped).
+    expect(parseLine('a,k=v:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'ak=v' });
+    expect(parseLine('a#k=v:1|c', { libratoTags: false })).toMatchObject({ ok: true, key: 'ak=v' });
+    expect(parseLine('a[k=v]:1|c', { signalfxTags: false })).toMatchObject({ ok: true, key: 'ak=v' });
+    // One style off leaves the others on; with it off, its character is no longer a second style.
+    expect(parseLine('a#k=v:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'a;k=v' });
+    expect(parseLine('a[k=v]x,y:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'axy;k=v' });
+    expect(parseLine('a[k=v]x,y:1|c')).toMatchObject({ ok: false, code: 'mixed_tags' });
+    // All off: DogStatsD |# tags are the only tags, and a name with "," is not a second style.
+    const off = { influxdbTags: false, libratoTags: false, signalfxTags: false };
+    expect(parseLine('a,b:1|c|#k:v', off)).toMatchObject({ ok: true, key: 'ab;k=v' });
   });
 
   it('several metrics per datagram; empty lines are skipped, bad ones counted, the rest parsed', () => {

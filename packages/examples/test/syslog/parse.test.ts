@@ -162,7 +162,6 @@ describe('RFC 5424', () => {
       [`<13>1 - h ${'a'.repeat(49)} 1 ID - m`, /APP-NAME is longer than 48/],
       [`<13>1 - h a 1 ${'m'.repeat(33)} - m`, /MSGID is longer than 32/],
       [`<13>1 - h a 1 m [${'s'.repeat(33)}] m`, /SD-ID is longer than 32/],
-      ['<13>2 - h a 1 m -x', /SP expected after STRUCTURED-DATA/],
     ];
     for (const [text, why] of cases) {
       const r = p(text);
@@ -173,6 +172,26 @@ describe('RFC 5424', () => {
     expect(p('<13>1 - h a 1 ID [x@1 ü="1"] m').error).toMatch(/PARAM-NAME has a character that is not printable US-ASCII/);
     expect(p('<13>01 - h a 1 m - x')).toMatchObject({ format: 'rfc3164', message: '01 - h a 1 m - x' }); // not a VERSION: BSD text
     expect(p('<13>1 - host app 1 ID [x@1 a="1"')).toMatchObject({ hostname: 'host', appName: 'app', procId: '1', msgId: 'ID', structuredData: null });
+  });
+
+  it('VERSION other than 1: parsed by the 5424 grammar with its version; when that fails, read as BSD', () => {
+    expect(p('<13>2 - h a 1 m - x')).toMatchObject({
+      format: 'rfc5424',
+      version: 2,
+      hostname: 'h',
+      appName: 'a',
+      procId: '1',
+      msgId: 'm',
+      message: 'x',
+      error: null,
+    });
+    // rsyslog takes only `1 ` for RFC 5424: another number that does not start a 5424 header is BSD text.
+    const bsd = { format: 'rfc3164', version: null, timestamp: null, hostname: null, appName: null, procId: null, error: null };
+    expect(p('<13>10 - minute job done')).toMatchObject({ ...bsd, message: '10 - minute job done' });
+    expect(p('<13>3  disks failed')).toMatchObject({ ...bsd, message: '3  disks failed' });
+    expect(p('<13>2 - h a 1 m -x')).toMatchObject({ ...bsd, message: '2 - h a 1 m -x' });
+    // VERSION 1 that breaks the grammar stays a malformed RFC 5424 message.
+    expect(p('<13>1 - minute job done')).toMatchObject({ format: 'rfc5424', version: 1, error: expect.stringMatching(/^RFC 5424: /) });
   });
 
   it('parseRfc5424 on its own, from an offset', () => {
@@ -247,6 +266,15 @@ describe('RFC 3164 and its real-world deviations', () => {
 
   it('year in the timestamp, fractions, Cisco markers and a time zone before a colon', () => {
     expect(p('<13>Jun 15 2019 10:00:00 host app: y')).toMatchObject({ timestamp: '2019-06-15T10:00:00', hostname: 'host' });
+    // A year after the time: 1970 to the receiver's next year (NOW is 2025); another number is message text, never the year or the host.
+    expect(p('<190>Apr 15 21:28:13 2007 linksys app: msg')).toMatchObject({ timestamp: '2007-04-15T21:28:13', hostname: 'linksys', appName: 'app' });
+    expect(p('<13>Apr 15 21:28:13 1970 h app: m')).toMatchObject({ timestamp: '1970-04-15T21:28:13', hostname: 'h' });
+    expect(p('<13>Apr 15 21:28:13 2026 h app: m')).toMatchObject({ timestamp: '2026-04-15T21:28:13', hostname: 'h' });
+    const noYear = { timestamp: '2025-04-15T21:28:13', hostname: null, appName: null, error: null };
+    expect(p('<13>Apr 15 21:28:13 1024 bytes free')).toMatchObject({ ...noYear, message: '1024 bytes free' });
+    expect(p('<13>Apr 15 21:28:13 1969 h app: m')).toMatchObject({ ...noYear, message: '1969 h app: m' });
+    expect(p('<13>Apr 15 21:28:13 2027 h app: m')).toMatchObject({ ...noYear, message: '2027 h app: m' });
+    expect(p('<13>Apr 15 21:28:13 9999')).toMatchObject({ ...noYear, message: '9999' });
     expect(p('<13>Jun 15 10:00:00.250 host app: f')).toMatchObject({ timestamp: '2025-06-15T10:00:00.250', hostname: 'host' });
     expect(p('<189>*Mar  1 18:48:50.483 UTC: %SYS-5-CONFIG_I: Configured from console')).toMatchObject({
       facility: 'local7',

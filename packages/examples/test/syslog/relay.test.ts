@@ -23,6 +23,12 @@ import { countLines, haveCommand, readRecords, tempDir } from './helpers.js';
 const run = promisify(execFile);
 const RSYSLOGD = ['/usr/sbin/rsyslogd', '/sbin/rsyslogd'].find((p) => existsSync(p));
 const canRun = RSYSLOGD !== undefined && haveCommand('logger');
+if (!canRun) {
+  const missing: string[] = [];
+  if (RSYSLOGD === undefined) missing.push('rsyslogd (Debian package rsyslog)');
+  if (!haveCommand('logger')) missing.push('logger (Debian package bsdutils)');
+  console.log(`syslog relay test: ${missing.join(' and ')} not found; skipped`);
+}
 
 let serving: Serving | undefined;
 let relay: ChildProcess | undefined;
