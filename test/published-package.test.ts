@@ -316,16 +316,18 @@ describe('the published package, installed in a project of its own', () => {
         "import { fairness, toPrometheus, decodeSnapshot, STATS_SERVER_DEFAULTS } from '@shardgram/udp-core/stats';",
         "import { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase, OptionValueError, parseByteSize, formatByteSize, type AppOptionSchema } from '@shardgram/udp-core/app-options';",
         "import { PromWriter } from '@shardgram/udp-core/prom';",
-        "import { statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, type SyslogRecord } from '@shardgram/examples';",
+        "import { statsd, syslog, parseDatagram, parseSyslog, parseRfc5424, parseRfc3164, parsePri, toRecord, recordLine, type MetricSink, type SyslogRecord } from '@shardgram/examples';",
         "import statsdApp from '@shardgram/examples/statsd';",
         "import syslogApp from '@shardgram/examples/syslog';",
         'const rec: SyslogRecord | undefined = undefined;',
+        'const sink: MetricSink | undefined = undefined;',
         "const policy: SteeringPolicy = parsePolicy('random');",
         'const report: StatsReport | undefined = undefined;',
         'export const all = [Supervisor, defineApp, defineAppSupervisor, ShardgramError, startStatsServer, CbpfBuilder, runProgram, runLoad,',
         '  parseEchoReply, encodeProbe, NativeSender, openReusePortSocket, socketMemInfo, findPortHolders, fairness, toPrometheus, decodeSnapshot,',
         '  PromWriter, policy, report, STATS_SERVER_DEFAULTS, defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase,',
-        '  OptionValueError, parseByteSize, formatByteSize, statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, statsdApp, syslogApp, rec];',
+        '  OptionValueError, parseByteSize, formatByteSize, statsd, syslog, parseDatagram, parseSyslog, parseRfc5424, parseRfc3164, parsePri, toRecord, recordLine,',
+        '  statsdApp, syslogApp, rec, sink];',
         "export const schema: AppOptionSchema = defineAppOptions({ every: { value: 'MS', help: 'h', parse: wholeNumber(1, 10), default: 5 } });",
         '',
       ].join('\n'),
@@ -357,6 +359,18 @@ describe('the published package, installed in a project of its own', () => {
       encoding: 'utf8',
     });
     expect(root.stdout.trim()).toBe('ShardgramError,Supervisor,defineApp,defineAppSupervisor,describeError,escapeText,guardOutput,sampledLog,startStatsServer');
+    // The examples' root: the two apps and their parsers (docs/statsd.md, docs/syslog.md), no more.
+    const examples = spawnSync(
+      process.execPath,
+      ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/examples')).sort().join(','))"],
+      {
+        cwd: project,
+        encoding: 'utf8',
+      },
+    );
+    expect(examples.stdout.trim()).toBe(
+      'FACILITY_NAMES,SEVERITY_NAMES,parseDatagram,parsePri,parseRfc3164,parseRfc5424,parseSyslog,recordLine,statsd,syslog,toRecord',
+    );
     // The examples' modules are theirs: only the apps and the root are exported.
     const inner = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@shardgram/examples/statsd/merge')"], {
       cwd: project,
