@@ -23,6 +23,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { StatsD } from 'hot-shots';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '@shardgram/test-kit/cli';
+import { parentPid } from '@shardgram/test-kit/procfs';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 const CORE = join(ROOT, 'packages', 'udp-core');
@@ -160,7 +161,12 @@ function npxServe(cwd: string, args: string[], workers: number): Promise<Running
         reject(new Error(`expected ${workers} worker pids in:\n${out}`));
         return;
       }
-      resolve({ child, supervisorPid: ready.pid ?? parentPid(ready.pids[0]), port: ready.port, pids: ready.pids, out: () => out, exited });
+      const supervisorPid = ready.pid ?? parentPid(ready.pids[0]);
+      if (supervisorPid === undefined) {
+        reject(new Error(`worker ${ready.pids[0]} is gone before its supervisor could be found:\n${out}`));
+        return;
+      }
+      resolve({ child, supervisorPid, port: ready.port, pids: ready.pids, out: () => out, exited });
     });
     void exited.then((r) => {
       if (done) return;
@@ -178,12 +184,6 @@ function killGroup(child: ChildProcess): void {
   } catch {
     // already gone
   }
-}
-
-/** A process's parent, from /proc/PID/stat (the field after the parenthesised name). */
-function parentPid(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
 }
 
 function roundTrip(port: number, payload: string): Promise<string> {
