@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { benchArgs, intArg } from './lib.js';
 import { Topology, VIP, hostAddress, netnsUnavailable } from '@shardgram/test-kit/netns';
 import { nftDnat, writeNginxConfig } from '@shardgram/test-kit/balancers';
+import { cpuMicros } from '@shardgram/test-kit/procfs';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -64,19 +65,9 @@ function kernelSeconds() {
   return (f[2] + f[5] + f[6]) / TICK;
 }
 
-/** utime + stime seconds of `pids` (/proc/PID/stat fields 14, 15). */
+/** user+sys seconds of `pids` (all their threads; 0 for one that is gone). */
 function processSeconds(pids) {
-  let t = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      t += (Number(f[11]) + Number(f[12])) / TICK;
-    } catch {
-      // gone
-    }
-  }
-  return t;
+  return pids.reduce((t, pid) => t + cpuMicros(pid), 0) / 1e6;
 }
 
 const topo = await Topology.create(HOSTS);

@@ -25,8 +25,10 @@ function gc() {
   if (typeof globalThis.gc === 'function') globalThis.gc();
 }
 
+/** The statsd app's own aggregation and merge (not exported: loaded from the build). */
 async function loadModules() {
-  const { PartialAggregate, IntervalMerge, GaugeStore } = await import('@shardgram/examples');
+  const { PartialAggregate } = await import(new URL('../packages/examples/dist/statsd/aggregate.js', import.meta.url).href);
+  const { IntervalMerge, GaugeStore } = await import(new URL('../packages/examples/dist/statsd/merge.js', import.meta.url).href);
   return { PartialAggregate, IntervalMerge, GaugeStore };
 }
 

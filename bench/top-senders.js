@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchArgs, intArg } from './lib.js';
+import { benchArgs, intArg, median, waitFor } from './lib.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const DIST = join(ROOT, 'packages', 'udp-core', 'dist');
@@ -53,19 +53,12 @@ const SOURCES = intArg('sources', args.sources, 1, 4096, 'bench/top-senders.js')
 const { openReusePortSocket, socketMemInfo } = await import(join(DIST, 'ffi', 'socket.js'));
 const { NativeEngineSocket } = await import(join(DIST, 'worker', 'engine', 'native.js'));
 const { DgramEngineSocket } = await import(join(DIST, 'worker', 'engine', 'dgram.js'));
-const { TopSenders } = await import(join(DIST, 'top-senders.js'));
+const { TopSenders } = await import(join(DIST, 'stats', 'top-senders.js'));
 
 function cpuMicros() {
   const u = process.cpuUsage();
   return u.user + u.system;
 }
-
-const until = (cond, timeoutMs) =>
-  new Promise((resolve) => {
-    const deadline = Date.now() + timeoutMs;
-    const tick = () => (cond() || Date.now() > deadline ? resolve(cond()) : setTimeout(tick, 5));
-    tick();
-  });
 
 async function makeRow(engine, topSenders) {
   const s = openReusePortSocket({ address: '127.0.0.1', port: 0, rcvbuf: 4 << 20 });
@@ -103,22 +96,22 @@ async function burst(row) {
   );
   let exited = false;
   child.on('exit', () => (exited = true));
-  await until(() => exited, 90_000);
+  await waitFor(() => exited, 90_000, 'the sender to exit', 5);
   // The queue empty twice in a row: whatever the engine had taken has been counted.
   let empty = 0;
-  await until(() => {
-    empty = socketMemInfo(row.fd).queueBytes === 0 ? empty + 1 : 0;
-    return empty >= 2;
-  }, 10_000);
+  await waitFor(
+    () => {
+      empty = socketMemInfo(row.fd).queueBytes === 0 ? empty + 1 : 0;
+      return empty >= 2;
+    },
+    10_000,
+    'the socket queue to read empty',
+    5,
+  );
   const got = row.sock.counters.datagrams - before;
   row.costs.push((cpuMicros() - cpu0) / Math.max(1, got));
   row.received += got;
   row.sent += COUNT;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** ns per offer, for a stream over `keys` distinct IPv4 senders (fits in the counters or not). */

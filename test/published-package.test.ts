@@ -23,6 +23,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { StatsD } from 'hot-shots';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '@shardgram/test-kit/cli';
+import { parentPid } from '@shardgram/test-kit/procfs';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 const CORE = join(ROOT, 'packages', 'udp-core');
@@ -160,7 +161,12 @@ function npxServe(cwd: string, args: string[], workers: number): Promise<Running
         reject(new Error(`expected ${workers} worker pids in:\n${out}`));
         return;
       }
-      resolve({ child, supervisorPid: ready.pid ?? parentPid(ready.pids[0]), port: ready.port, pids: ready.pids, out: () => out, exited });
+      const supervisorPid = ready.pid ?? parentPid(ready.pids[0]);
+      if (supervisorPid === undefined) {
+        reject(new Error(`worker ${ready.pids[0]} is gone before its supervisor could be found:\n${out}`));
+        return;
+      }
+      resolve({ child, supervisorPid, port: ready.port, pids: ready.pids, out: () => out, exited });
     });
     void exited.then((r) => {
       if (done) return;
@@ -178,12 +184,6 @@ function killGroup(child: ChildProcess): void {
   } catch {
     // already gone
   }
-}
-
-/** A process's parent, from /proc/PID/stat (the field after the parenthesised name). */
-function parentPid(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
 }
 
 function roundTrip(port: number, payload: string): Promise<string> {
@@ -316,16 +316,18 @@ describe('the published package, installed in a project of its own', () => {
         "import { fairness, toPrometheus, decodeSnapshot, STATS_SERVER_DEFAULTS } from '@shardgram/udp-core/stats';",
         "import { defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase, OptionValueError, parseByteSize, formatByteSize, type AppOptionSchema } from '@shardgram/udp-core/app-options';",
         "import { PromWriter } from '@shardgram/udp-core/prom';",
-        "import { statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, type SyslogRecord } from '@shardgram/examples';",
+        "import { statsd, syslog, parseDatagram, parseSyslog, parseRfc5424, parseRfc3164, parsePri, toRecord, recordLine, type MetricSink, type SyslogRecord } from '@shardgram/examples';",
         "import statsdApp from '@shardgram/examples/statsd';",
         "import syslogApp from '@shardgram/examples/syslog';",
         'const rec: SyslogRecord | undefined = undefined;',
+        'const sink: MetricSink | undefined = undefined;',
         "const policy: SteeringPolicy = parsePolicy('random');",
         'const report: StatsReport | undefined = undefined;',
         'export const all = [Supervisor, defineApp, defineAppSupervisor, ShardgramError, startStatsServer, CbpfBuilder, runProgram, runLoad,',
         '  parseEchoReply, encodeProbe, NativeSender, openReusePortSocket, socketMemInfo, findPortHolders, fairness, toPrometheus, decodeSnapshot,',
         '  PromWriter, policy, report, STATS_SERVER_DEFAULTS, defineAppOptions, parseAppOptions, wholeNumber, byteSize, textMatching, outputFile, kebabCase,',
-        '  OptionValueError, parseByteSize, formatByteSize, statsd, syslog, parseSyslog, parseDatagram, IntervalMerge, GaugeStore, statsdApp, syslogApp, rec];',
+        '  OptionValueError, parseByteSize, formatByteSize, statsd, syslog, parseDatagram, parseSyslog, parseRfc5424, parseRfc3164, parsePri, toRecord, recordLine,',
+        '  statsdApp, syslogApp, rec, sink];',
         "export const schema: AppOptionSchema = defineAppOptions({ every: { value: 'MS', help: 'h', parse: wholeNumber(1, 10), default: 5 } });",
         '',
       ].join('\n'),
@@ -357,6 +359,18 @@ describe('the published package, installed in a project of its own', () => {
       encoding: 'utf8',
     });
     expect(root.stdout.trim()).toBe('ShardgramError,Supervisor,defineApp,defineAppSupervisor,describeError,escapeText,guardOutput,sampledLog,startStatsServer');
+    // The examples' root: the two apps and their parsers (docs/statsd.md, docs/syslog.md), no more.
+    const examples = spawnSync(
+      process.execPath,
+      ['--input-type=module', '-e', "console.log(Object.keys(await import('@shardgram/examples')).sort().join(','))"],
+      {
+        cwd: project,
+        encoding: 'utf8',
+      },
+    );
+    expect(examples.stdout.trim()).toBe(
+      'BAD_LINE_CODES,FACILITY_NAMES,SEVERITY_NAMES,parseDatagram,parsePri,parseRfc3164,parseRfc5424,parseSyslog,recordLine,statsd,syslog,toRecord',
+    );
     // The examples' modules are theirs: only the apps and the root are exported.
     const inner = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@shardgram/examples/statsd/merge')"], {
       cwd: project,

@@ -1,4 +1,4 @@
-/** What /proc says about sockets and processes: the kernel's view, not the service's. */
+/** What /proc says about sockets, processes and UDP counters: the kernel's view, not the service's. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
@@ -116,4 +116,19 @@ export function treeCpuMicros(rootPid: number): number {
     for (const [child, st] of stats) if (st.ppid === pid) todo.push(child);
   }
   return (ticks * 1e6) / ticksPerSecond();
+}
+
+/** The parent pid of a process, from /proc/PID/stat; undefined once it is gone. */
+export function parentPid(pid: number): number | undefined {
+  return procStat(pid)?.ppid;
+}
+
+/** The `Udp:` counters of this process's network namespace (/proc/net/snmp), by name: InDatagrams, NoPorts, InErrors… */
+export function udpSnmpCounters(): Record<string, number> {
+  const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'))
+    .map((l) => l.trim().split(/\s+/).slice(1));
+  if (!names || !values) throw new Error('/proc/net/snmp has no Udp: lines');
+  return Object.fromEntries(names.map((n, i) => [n, Number(values[i])]));
 }

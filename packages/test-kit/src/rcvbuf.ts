@@ -19,7 +19,8 @@ if (emulated !== undefined && !(Number.isInteger(emulated) && emulated > 0)) {
 /** Whether the tests may use SO_RCVBUFFORCE (root, and no stock host emulated). */
 export const CAN_FORCE_RCVBUF = process.getuid?.() === 0 && emulated === undefined;
 
-function rmemMax(): number {
+/** This host's net.core.rmem_max, read from /proc (not SHARDGRAM_TEST_RMEM_MAX's emulated one); 212992 when unreadable. */
+export function rmemMax(): number {
   try {
     return Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim());
   } catch {

@@ -7,10 +7,10 @@
  */
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
+import { closeFd, openReusePortSocket, socketMemInfo, type OpenedSocket } from '@shardgram/udp-core/sockets';
 import { discardQueued } from '../src/ffi/discard.js';
 import { F_DUPFD_CLOEXEC } from '../src/ffi/kernel.js';
 import { libc } from '../src/ffi/libc.js';
-import { closeFd, openReusePortSocket, socketMemInfo, type OpenedSocket } from '../src/ffi/socket.js';
 import { lowerNow, raiseBuffers } from '../src/supervisor/buffers.js';
 
 async function sendMany(port: number, n: number, size: number): Promise<void> {

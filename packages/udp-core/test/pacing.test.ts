@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_READ_DELAY_US, PACE_MIN_US, Pacer, paceWaitUs, type PaceInput } from '../src/worker/engine/pacing.js';
-import { closeFd, openReusePortSocket, setReceiveBuffer, socketMemInfo } from '../src/ffi/socket.js';
+import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
+import { setReceiveBuffer } from '../src/ffi/socket.js';
 import { resolveConfig, validateOptions } from '../src/supervisor/config.js';
 
 const base: PaceInput = { perUs: 0.1, batch: 64, maxDelayUs: DEFAULT_MAX_READ_DELAY_US, rcvbuf: 0, bytesPerDatagram: 832 };

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+// From the source, as resolveApp is: its errors are instances of this copy of the class (the package's is dist/'s).
 import { ShardgramError } from '../src/errors.js';
 import { resolveApp } from '../src/app/resolve.js';
 

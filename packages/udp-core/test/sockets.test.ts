@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { ShardgramError } from '@shardgram/udp-core';
 import { closeFd, openReusePortSocket, socketMemInfo } from '@shardgram/udp-core/sockets';
+import { udpSnmpCounters } from '@shardgram/test-kit/procfs';
+import { rmemMax as hostRmemMax } from '@shardgram/test-kit/rcvbuf';
 
-const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+const rmemMax = hostRmemMax();
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.log('not root: the SO_RCVBUFFORCE test is skipped (it needs CAP_NET_ADMIN)');
 
@@ -102,12 +103,7 @@ describe('sealing a socket before its last read-out', () => {
       expect(socketMemInfo(a.fd).queueBytes).toBeGreaterThan(0);
       sealSocket(a.fd, '127.0.0.1', a.port);
       const queued = socketMemInfo(a.fd).queueBytes;
-      const noPorts = (): number => {
-        const lines = readFileSync('/proc/net/snmp', 'utf8')
-          .split('\n')
-          .filter((l) => l.startsWith('Udp:'));
-        return Number(lines[1]!.split(/\s+/)[lines[0]!.split(/\s+/).indexOf('NoPorts')]);
-      };
+      const noPorts = (): number => udpSnmpCounters().NoPorts!;
       const before = noPorts();
       for (let i = 0; i < 20; i++) await sendOne();
       // Loopback delivers in the sender's own call: by the time a witness socket has its datagram, the 20 were handled.

@@ -12,7 +12,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples';
+import type { FlushResult } from '../../src/statsd/merge.js';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 import { haveCommand } from '../syslog/helpers.js';

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StatsD } from 'hot-shots';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples';
+import type { FlushResult } from '../../src/statsd/merge.js';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 

@@ -20,7 +20,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '@shardgram/examples';
+import type { FlushResult } from '../../src/statsd/merge.js';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { bigRcvbufArgs } from '@shardgram/test-kit/rcvbuf';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';

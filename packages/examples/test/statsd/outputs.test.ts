@@ -17,7 +17,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { formatGraphite, type FlushResult } from '@shardgram/examples';
+import { formatGraphite } from '../../src/statsd/flush.js';
+import type { FlushResult } from '../../src/statsd/merge.js';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 

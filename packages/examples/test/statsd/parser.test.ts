@@ -5,7 +5,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { metricKey, parseDatagram, parseLine, parseSimpleDatagram, splitKey, type MetricSink } from '../../src/statsd/parser.js';
+import { parseDatagram, type MetricSink } from '@shardgram/examples';
+import { metricKey, parseLine, parseSimpleDatagram, splitKey } from '../../src/statsd/parser.js';
 
 type Ev = [string, ...unknown[]];
 

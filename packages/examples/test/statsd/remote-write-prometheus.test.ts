@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
-import { waitFor } from '@shardgram/test-kit/wait';
+import { sleep, waitFor } from '@shardgram/test-kit/wait';
 import { havePrometheus, PrometheusServer } from './prometheus-server.js';
 
 if (!havePrometheus) console.log('statsd remote write test: prometheus not found (Debian package prometheus); skipped');
@@ -116,7 +116,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
         lines.push(`rw.latency:${ms}|ms`);
       }
       await send(lines);
-      if (round % 5 === 4) await new Promise((r) => setTimeout(r, 300)); // across several flushes
+      if (round % 5 === 4) await sleep(300); // across several flushes
     }
     const r = await serving.stop('SIGTERM');
     serving = undefined;
@@ -174,7 +174,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const downUntil = Date.now() + 30_000;
     for (let i = 0; i < 60 && Date.now() < downUntil; i++) {
       await hit();
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
     expect(s0.stderr()).toMatch(/remote write http:\/\/127\.0\.0\.1:\d+\/api\/v1\/write: .*ECONNREFUSED/);
     await prom.resume();

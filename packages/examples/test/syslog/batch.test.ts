@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AppContext, AppHooks, ShardSocket } from '@shardgram/udp-core';
+// The app from its source, so that it writes through the same AppendWriter the spies replace (the package resolves to dist/).
 import app from '../../src/syslog.js';
 import { FileSink } from '../../src/syslog/sink.js';
 import { AppendWriter, WriteFailure } from '../../src/syslog/writer.js';

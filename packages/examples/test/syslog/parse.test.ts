@@ -1,18 +1,9 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import {
-  parsePri,
-  splitPri,
-  FACILITY_NAMES,
-  SEVERITY_NAMES,
-  parseRfc5424,
-  parseRfc3164,
-  parseSyslog,
-  toRecord,
-  recordLine,
-  parseSyslogOptions,
-} from '@shardgram/examples';
+import { parsePri, FACILITY_NAMES, SEVERITY_NAMES, parseRfc5424, parseRfc3164, parseSyslog, toRecord, recordLine } from '@shardgram/examples';
+import { splitPri } from '../../src/syslog/pri.js';
+import { parseSyslogOptions } from '../../src/syslog/options.js';
 
 const NOW = new Date(2025, 5, 15, 12, 0, 0); // 15 June 2025, local time
 const p = (text: string | Buffer): ReturnType<typeof parseSyslog> => parseSyslog(typeof text === 'string' ? Buffer.from(text) : text, NOW);

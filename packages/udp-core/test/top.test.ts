@@ -1,7 +1,11 @@
+/**
+ * `shardgram top`: the live view of a running service in a real terminal (tmux) and as
+ * plain lines, and its pure layout (rates between readings, workers, warning, senders).
+ */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Supervisor, startStatsServer, type StatsServer } from '@shardgram/udp-core';
-import { line, screen, type Reading, type StatsView } from '../packages/udp-core/src/cli/top-view.js';
+import { line, screen, type Reading, type StatsView } from '../src/cli/top-view.js';
 import { BIN, ROOT, runCli } from '@shardgram/test-kit/cli';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';

@@ -6,7 +6,7 @@
 import dgram from 'node:dgram';
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { MAX_WORKERS } from '../packages/udp-core/src/supervisor/config.js';
+import { MAX_WORKERS } from '../src/supervisor/config.js';
 import { startServe } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 

@@ -7,8 +7,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { controlRequest } from '../packages/udp-core/src/control/client.js';
-import { startControlServer, type ControlServer } from '../packages/udp-core/src/control/server.js';
+import { controlRequest } from '../src/control/client.js';
+import { startControlServer, type ControlServer } from '../src/control/server.js';
 import { runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 

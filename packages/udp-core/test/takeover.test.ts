@@ -2,15 +2,19 @@
  * Upgrading the whole service: a new supervisor takes the group over from the
  * running one (`serve --takeover`), under load, losing nothing.
  */
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runLoad, type LoadProgress } from '@shardgram/udp-core/load';
-import { controlRequest } from '../packages/udp-core/src/control/client.js';
+import { controlRequest } from '../src/control/client.js';
 import { runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 import { bigRcvbufArgs, rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
 
 // Starting a second supervisor and its workers takes the CPU from the running ones for a
 // moment on a 2-core machine: a production-sized buffer (4 MiB) rides that out.
+// An app that loads in the supervisor but throws in every worker.
+const BROKEN_BUILD = fileURLToPath(new URL('./fixtures/throw-at-load.js', import.meta.url));
+
 const noBigBuffer = skipNote(rcvbufShortfall('4m'), 'the lossless takeover tests');
 
 const running: Serving[] = [];
@@ -94,7 +98,7 @@ describe('serve --takeover', () => {
     const count = 6_000;
     const { report, marked } = loadWithMark(old.port, count, 3_000, 1_500);
     await marked;
-    const failed = await runCli(['serve', './test/fixtures/throw-at-load.js', '--port', String(old.port), '--workers', '2', '--takeover'], {
+    const failed = await runCli(['serve', BROKEN_BUILD, '--port', String(old.port), '--workers', '2', '--takeover'], {
       timeoutMs: 60_000,
     });
     expect(failed.code).not.toBe(0);

@@ -8,11 +8,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { controlRequest } from '../packages/udp-core/src/control/client.js';
+import { controlRequest } from '../src/control/client.js';
 import { BIN, ROOT, runCli, startServe, type Serving } from '@shardgram/test-kit/cli';
 import { openClients, closeAll, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';
+
+// A scripted new side of a hand-over that speaks the real protocol and misbehaves on cue.
+const TAKEOVER_PEER = fileURLToPath(new URL('./fixtures/takeover-peer.js', import.meta.url));
 
 const running: Serving[] = [];
 const children: ChildProcess[] = [];
@@ -212,7 +216,7 @@ describe('the control socket', () => {
 describe('the old side of a hand-over', () => {
   it('restarts its workers on its sockets, queues intact, when the new side dies after done and before its ack', async () => {
     const old = await serve(['echo', '--port', '0', '--workers', '2'], 2);
-    const peer = spawn(process.execPath, ['test/fixtures/takeover-peer.js', old.control, 'die-after-done'], {
+    const peer = spawn(process.execPath, [TAKEOVER_PEER, old.control, 'die-after-done'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
