@@ -124,6 +124,8 @@ export const supervisor = defineAppSupervisor((ctx) => {
       { option: 'jsonOut' },
     );
   }
+  // Deprecated keys statsd_exporter still reads: said once, by the supervisor.
+  for (const w of o.mappingConfig?.warnings ?? []) ctx.log(`statsd: warning: ${w}`);
   const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs: outputs.list });
   collector.start();
   ctx.log(
