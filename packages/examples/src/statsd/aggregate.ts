@@ -26,6 +26,7 @@ import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram, type NativeHistogramData } from './native-histogram.js';
 import { parseDatagram, parseSimpleDatagram, splitKey, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
 import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
+import type { TimerTotals } from './timer-stats.js';
 import { zeroTallies, type Tallies } from './tallies.js';
 
 /** Gauge operations of one key, in receive-time order; only the first may be absolute. */
@@ -38,17 +39,12 @@ export interface GaugeOps {
   v: number[];
 }
 
-export interface TimerPartial {
-  /** Σ 1/rate: the count Etsy statsd reports. */
-  count: number;
-  /** Σ values (kept finite: a value that would overflow it is rejected). */
-  sum: number;
-  /** Values received. */
-  n: number;
-  min: number;
-  max: number;
-  /** Prometheus units per unit of the values: 0.001 for `ms` (to seconds), 1 for `h` and `d`, times a mapping's `scale`. */
-  scale: number;
+/**
+ * A timer's interval in a worker's partial: the totals (count Σ 1/rate, sum kept finite,
+ * n, min, max, and scale: 0.001 for `ms` (to seconds), 1 for `h` and `d`, times a
+ * mapping's `scale`), and its values as a histogram or raw.
+ */
+export interface TimerPartial extends TimerTotals {
   /** Histogram mode: the values times `scale`, each weighted as statsd_exporter weights a sampled one (trunc(1/rate), at least 1). */
   hist?: NativeHistogramData;
   /** Histogram mode, when a value was sampled: every value counted once (Etsy's percentiles are over the values, not their weights). */
@@ -79,13 +75,7 @@ export const DEFAULT_TIMER_OPTIONS: TimerOptions = {
 };
 
 /** A timer of the interval being received. */
-interface LiveTimer {
-  count: number;
-  sum: number;
-  n: number;
-  min: number;
-  max: number;
-  scale: number;
+interface LiveTimer extends TimerTotals {
   hist: NativeHistogram | undefined;
   unweighted: NativeHistogram | undefined;
   values: number[] | undefined;

@@ -29,7 +29,7 @@
 import type { GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram } from './native-histogram.js';
-import { timerSummary, timerSummaryFromHistogram, type TimerSummary } from './timer-stats.js';
+import { timerSummary, timerSummaryFromHistogram, type TimerSummary, type TimerTotals } from './timer-stats.js';
 import { addTallies, zeroTallies } from './tallies.js';
 
 /** One flush interval's merged figures, plain JSON. */
@@ -76,13 +76,7 @@ export function record<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
 }
 
-interface TimerAcc {
-  count: number;
-  sum: number;
-  n: number;
-  min: number;
-  max: number;
-  scale: number;
+interface TimerAcc extends TimerTotals {
   /** Histogram-mode partials, merged. */
   hist: NativeHistogram | undefined;
   /** The same with every value counted once, kept from the first partial that had a sampled value. */
