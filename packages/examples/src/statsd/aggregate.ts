@@ -4,7 +4,9 @@
  * computed from all the lines (see merge.ts):
  *
  * - counters: the sum of `value * (1 / rate)` per key, added in arrival order (as
- *   Etsy statsd does);
+ *   Etsy statsd does); for a key that had a negative increment, also the sum of its
+ *   positive increments and the number and sum of its negative ones (statsd_exporter
+ *   adds only the positive ones to a Prometheus counter and counts each negative one);
  * - gauges: the operations themselves, in receive-time order, each with its receive
  *   time: the kernel's (rinfo.timestamp, native engine) or this process's clock; an
  *   absolute value drops the operations before it (they can no longer matter);
@@ -82,6 +84,16 @@ interface LiveTimer extends TimerTotals {
   weights: number[] | undefined;
 }
 
+/** A counter key's increments split by sign, kept once one was negative (the Prometheus side adds only the positive ones). */
+export interface CounterSigns {
+  /** Σ of the increments ≥ 0 (`value * (1 / rate)` each). */
+  positive: number;
+  /** Number of negative increments. */
+  negatives: number;
+  /** Σ of the negative increments. */
+  negativeSum: number;
+}
+
 /** statsd_exporter observes a value sampled at rate r trunc(1/r) times. */
 export function sampleWeight(sampleRate: number): number {
   return Math.max(1, Math.trunc(1 / sampleRate));
@@ -90,6 +102,8 @@ export function sampleWeight(sampleRate: number): number {
 /** A worker's partial aggregate: plain data, structured-cloneable for IPC. */
 export interface Partial extends Tallies {
   counters: [key: string, total: number][];
+  /** Keys of `counters` that had a negative increment, with their increments by sign. */
+  counterSigns?: [key: string, signs: CounterSigns][];
   gauges: [key: string, ops: GaugeOps][];
   timers: [key: string, timer: TimerPartial][];
   sets: [key: string, members: string[]][];
@@ -138,7 +152,7 @@ export interface PartialAggregateOptions {
 
 export class PartialAggregate implements MetricSink {
   /** Totals in holders: one Map lookup per increment, not a get and a set. */
-  private counters = new Map<string, { v: number }>();
+  private counters = new Map<string, { v: number; signs: CounterSigns | undefined }>();
   private gauges = new Map<string, GaugeOps>();
   private timers = new Map<string, LiveTimer>();
   private readonly timerOptions: TimerOptions;
@@ -190,11 +204,28 @@ export class PartialAggregate implements MetricSink {
     let total = this.counters.get(key);
     if (total === undefined) {
       if (!this.room()) return;
-      this.counters.set(key, (total = { v: 0 }));
+      this.counters.set(key, (total = { v: 0, signs: undefined }));
     }
-    const sum = total.v + value * (1 / sampleRate);
-    if (Number.isFinite(sum)) total.v = sum;
-    else this.t.overflows++;
+    const x = value * (1 / sampleRate);
+    const sum = total.v + x;
+    if (!Number.isFinite(sum)) {
+      this.t.overflows++;
+      return;
+    }
+    // Until a negative increment, the total is the positive sum.
+    if (x < 0 && !total.signs) total.signs = { positive: total.v, negatives: 0, negativeSum: 0 };
+    const s = total.signs;
+    if (s) {
+      if (x < 0) {
+        s.negatives++;
+        s.negativeSum += x;
+      } else if (Number.isFinite(s.positive + x)) s.positive += x;
+      else {
+        this.t.overflows++;
+        return;
+      }
+    }
+    total.v = sum;
   }
 
   gauge(key: string, value: number, relative: boolean): void {
@@ -305,6 +336,7 @@ export class PartialAggregate implements MetricSink {
   take(): Partial {
     const p: Partial = {
       counters: Array.from(this.counters, ([k, t]): [string, number] => [k, t.v]),
+      counterSigns: signsOf(this.counters),
       gauges: [...this.gauges],
       timers: Array.from(this.timers, ([k, t]): [string, TimerPartial] => [k, timerPartial(t)]),
       sets: [...this.sets].map(([k, s]) => [k, [...s]]),
@@ -322,6 +354,12 @@ export class PartialAggregate implements MetricSink {
     this.keys = 0;
     return p;
   }
+}
+
+function signsOf(counters: Map<string, { signs: CounterSigns | undefined }>): [string, CounterSigns][] | undefined {
+  let out: [string, CounterSigns][] | undefined;
+  for (const [k, t] of counters) if (t.signs) (out ??= []).push([k, t.signs]);
+  return out;
 }
 
 function timerPartial(t: LiveTimer): TimerPartial {

@@ -5,7 +5,10 @@
  *
  * - counters: partials' totals added. Exact for integer-valued totals; with fractional
  *   values a key that lands on one worker (the `key` policy) is summed in exactly
- *   Etsy's order; one spread over several workers may differ in the last bit.
+ *   Etsy's order; one spread over several workers may differ in the last bit. The
+ *   flush outputs get these net totals (Etsy); the Prometheus side gets each key's
+ *   positive sum and its negative increments apart (`observeCounter`), as
+ *   statsd_exporter adds only the positive ones.
  * - sets: union of members. Exact.
  * - timers: the workers' native histograms merged (exact: the merge of any split is
  *   the histogram of all the values), count, sum, min and max added up; the flush's
@@ -26,7 +29,7 @@
  * dropped and counted), gauges forgotten after `gaugeExpiry` flushes without an
  * update, and sums kept finite (what would overflow is dropped and counted).
  */
-import type { GaugeOps, Partial } from './aggregate.js';
+import type { CounterSigns, GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram } from './native-histogram.js';
 import { timerSummary, timerSummaryFromHistogram, type TimerSummary, type TimerTotals } from './timer-stats.js';
@@ -86,6 +89,9 @@ interface TimerAcc extends TimerTotals {
   weights: (number[] | undefined)[];
 }
 
+/** One counter's interval as the Prometheus side sees it: its increments by sign. */
+export type CounterFlush = CounterSigns;
+
 /** One timer's interval as the Prometheus side sees it. */
 export interface TimerFlush {
   /** Every value of the interval, in Prometheus units (value × scale), as a native histogram. */
@@ -115,6 +121,8 @@ export class GaugeStore {
 
 export class IntervalMerge {
   private counters = new Map<string, number>();
+  /** Keys that had a negative increment in some partial: their increments by sign. */
+  private counterSigns = new Map<string, CounterSigns>();
   private timers = new Map<string, TimerAcc>();
   private sets = new Map<string, Set<string>>();
   private gauges = new Map<string, GaugeOps[]>();
@@ -144,12 +152,27 @@ export class IntervalMerge {
 
   add(p: Partial): void {
     this.partials++;
+    const signs = p.counterSigns?.length ? new Map(p.counterSigns) : undefined;
     for (const [k, v] of p.counters) {
       const old = this.counters.get(k);
       if (old === undefined && !this.room()) continue;
       const sum = (old ?? 0) + v;
-      if (Number.isFinite(sum)) this.counters.set(k, sum);
-      else this.t.overflows++;
+      if (!Number.isFinite(sum)) {
+        this.t.overflows++;
+        continue;
+      }
+      this.counters.set(k, sum);
+      const ps = signs?.get(k);
+      let acc = this.counterSigns.get(k);
+      // The partials before had only positive increments of it: their total is its positive sum.
+      if (ps && !acc) this.counterSigns.set(k, (acc = { positive: old ?? 0, negatives: 0, negativeSum: 0 }));
+      if (acc) {
+        acc.positive += ps ? ps.positive : v;
+        if (ps) {
+          acc.negatives += ps.negatives;
+          acc.negativeSum += ps.negativeSum;
+        }
+      }
     }
     for (const [k, t] of p.timers) {
       let acc = this.timers.get(k);
@@ -210,13 +233,14 @@ export class IntervalMerge {
    * Ends the interval: replays gauge operations onto `store` (the persisted values,
    * updated in place; gauges idle for `gaugeExpiry` flushes are forgotten) and returns
    * the interval's figures. Starts a new interval. `observe` sees each timer's
-   * interval (the Prometheus side).
+   * interval (the Prometheus side); `observeCounter` each counter's increments by sign.
    */
   finish(
     store: GaugeStore,
     percentiles: readonly number[],
     meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
     observe?: (key: string, timer: TimerFlush) => void,
+    observeCounter?: (key: string, counter: CounterFlush) => void,
   ): FlushResult {
     const gauges = store.values;
     const overflow = { n: 0 };
@@ -241,7 +265,10 @@ export class IntervalMerge {
       }
     }
     const counters = record<number>();
-    for (const [k, v] of this.counters) counters[k] = v;
+    for (const [k, v] of this.counters) {
+      counters[k] = v;
+      observeCounter?.(k, this.counterSigns.get(k) ?? { positive: v, negatives: 0, negativeSum: 0 });
+    }
     const sets = record<number>();
     for (const [k, s] of this.sets) sets[k] = s.size;
     const timers = record<TimerSummary>();
@@ -278,6 +305,7 @@ export class IntervalMerge {
     this.events = [];
     this.serviceChecks = [];
     this.counters = new Map();
+    this.counterSigns = new Map();
     this.timers = new Map();
     this.sets = new Map();
     this.gauges = new Map();
