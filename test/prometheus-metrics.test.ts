@@ -79,8 +79,6 @@ describe('/metrics and promtool', () => {
         'timerBuckets=10,20,50,100',
         '--app-option',
         'promLayout=labels',
-        '--app-option',
-        'timerMode=exact',
       ],
       2,
     );
@@ -170,6 +168,63 @@ describe('/metrics and promtool', () => {
         const own = r.out.filter((l) => /^shardgram_/.test(l));
         expect(own).toEqual([]);
         expect(r.code === 0 || r.code === 3, r.out.join('\n')).toBe(true); // never a parse error
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('classic buckets count a value exactly on a bound in that bound (le is inclusive, as client_golang), in both layouts, with the default histogram timers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
+    const mapping = join(dir, 'mapping.yml');
+    // statsd_exporter's DefBuckets (seconds), for every timer.
+    writeFileSync(mapping, 'defaults:\n  observer_type: histogram\n');
+    const boundsS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    // The old layout's default timerBuckets (ms).
+    const boundsMs = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+    const cases = [
+      { layout: 'exporter', bounds: boundsS.map(String), values: boundsS.map((b) => b * 1000), line: (le: string) => `^t_bucket\\{le="${le}"\\} (\\S+)$` },
+      {
+        layout: 'labels',
+        bounds: boundsMs.map((b) => String(b / 1000)),
+        values: boundsMs,
+        line: (le: string) => `^shardgram_statsd_timer_seconds_bucket\\{metric="t",le="${le}"\\} (\\S+)$`,
+      },
+    ];
+    try {
+      for (const c of cases) {
+        serving = await startServe(
+          [
+            'statsd',
+            '--port',
+            '0',
+            '--workers',
+            '2',
+            '--stats-port',
+            '0',
+            '--flush-interval',
+            '100',
+            '--mapping-config',
+            mapping,
+            '--app-option',
+            `promLayout=${c.layout}`,
+          ],
+          2,
+        );
+        const clients = await openClients(4);
+        try {
+          for (let i = 0; i < c.values.length; i++) await send(clients[i % clients.length]!, `t:${c.values[i]}|ms`, serving.port);
+        } finally {
+          closeAll(clients);
+        }
+        const inf = new RegExp(c.line('\\+Inf'), 'm');
+        expect(await waitFor(async () => inf.exec(await metricsOf(serving!))?.[1] === String(c.values.length), 10_000, 50), c.layout).toBe(true);
+        const text = await metricsOf(serving);
+        // Value i sits on bound i: bound i's cumulative count is i + 1.
+        const got = c.bounds.map((le) => Number(new RegExp(c.line(le), 'm').exec(text)?.[1]));
+        expect(got, c.layout).toEqual(c.bounds.map((_le, i) => i + 1));
+        await serving.stop('SIGTERM');
+        serving = undefined;
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

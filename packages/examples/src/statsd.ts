@@ -74,6 +74,16 @@ export default defineApp((socket, ctx) => {
       maxBuckets: o.timerMaxBuckets,
       // Prometheus units: ms to seconds (as statsd_exporter), times a mapping's scale.
       scale: (name, type) => (type === 'ms' ? 0.001 : 1) * mapper.timerScale(name),
+      // Classic buckets counted exactly (a native bucket can straddle a bound): the old layout's
+      // timerBuckets against the values in ms, each once; else the mapping's, in seconds, as statsd_exporter observes.
+      classic: (name, type) => {
+        if (o.promLayout === 'labels') return { bounds: o.timerBucketsMs, convert: (v) => v, weighted: false };
+        const c = mapper.classicBuckets(name);
+        if (!c) return undefined;
+        const { scale } = c;
+        const seconds = type === 'ms';
+        return { bounds: c.bounds, convert: (v) => (seconds ? v / 1000 : v) * (scale ?? 1), weighted: true };
+      },
     },
     onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });

@@ -14,7 +14,9 @@
  *   Prometheus's units (seconds for `ms`, as statsd_exporter converts them; times a
  *   mapping's `scale`), whose memory does not grow with traffic, plus the exact count,
  *   sum, min and max; with `timerMode: 'exact'`, every raw value instead (Etsy's
- *   exact percentiles);
+ *   exact percentiles); and, when the timer is served as a classic histogram, its
+ *   exact count per bucket (`le` inclusive, as client_golang), one number per bound
+ *   and one above the last: a native histogram's bucket can straddle a bound;
  * - sets: the members;
  * - DogStatsD events and service checks: each one, as parsed (they are not metrics,
  *   and are kept apart from them), and the count of ignored fields.
@@ -55,6 +57,18 @@ export interface TimerPartial extends TimerTotals {
   values?: number[];
   /** Exact mode: each value's weight, present when one is not 1. */
   weights?: number[];
+  /** Classic histogram: values ≤ each bound and above the last (not cumulative); see TimerOptions.classic. */
+  classic?: Float64Array;
+}
+
+/** The classic buckets a timer is served with. */
+export interface ClassicBuckets {
+  /** Upper bounds, inclusive, ascending, in the units of `convert`'s results. */
+  bounds: readonly number[];
+  /** A raw value (as sent) in the bounds' units. */
+  convert(value: number): number;
+  /** Count a sampled value trunc(1/rate) times (statsd_exporter), else once. */
+  weighted: boolean;
 }
 
 /** How a worker keeps its timers. */
@@ -67,6 +81,8 @@ export interface TimerOptions {
   maxBuckets: number;
   /** Prometheus units per unit of a timer's values (default: 0.001 for `ms`, else 1). */
   scale(name: string, type: 'ms' | 'h' | 'd'): number;
+  /** The classic buckets a timer is served with, counted exactly here (default: none). */
+  classic(name: string, type: 'ms' | 'h' | 'd'): ClassicBuckets | undefined;
 }
 
 export const DEFAULT_TIMER_OPTIONS: TimerOptions = {
@@ -74,6 +90,7 @@ export const DEFAULT_TIMER_OPTIONS: TimerOptions = {
   schema: 5,
   maxBuckets: 2048,
   scale: (_name, type) => (type === 'ms' ? 0.001 : 1),
+  classic: () => undefined,
 };
 
 /** A timer of the interval being received. */
@@ -82,6 +99,8 @@ interface LiveTimer extends TimerTotals {
   unweighted: NativeHistogram | undefined;
   values: number[] | undefined;
   weights: number[] | undefined;
+  buckets: ClassicBuckets | undefined;
+  classic: Float64Array | undefined;
 }
 
 /** A counter key's increments split by sign, kept once one was negative (the Prometheus side adds only the positive ones). */
@@ -257,17 +276,21 @@ export class PartialAggregate implements MetricSink {
     if (!tm) {
       if (!this.room()) return;
       const exact = o.mode === 'exact';
+      const name = splitKey(key).name;
+      const buckets = o.classic(name, type);
       tm = {
         count: 0,
         sum: 0,
         n: 0,
         min: Infinity,
         max: -Infinity,
-        scale: o.scale(splitKey(key).name, type),
+        scale: o.scale(name, type),
         hist: exact ? undefined : new NativeHistogram(o.schema),
         unweighted: undefined,
         values: exact ? [] : undefined,
         weights: undefined,
+        buckets,
+        classic: buckets ? new Float64Array(buckets.bounds.length + 1) : undefined,
       };
       this.timers.set(key, tm);
     }
@@ -290,6 +313,10 @@ export class PartialAggregate implements MetricSink {
       if (w !== 1) tm.weights ??= new Array<number>(tm.values!.length).fill(1);
       tm.weights?.push(w);
       tm.values!.push(value);
+    }
+    if (tm.classic) {
+      const b = tm.buckets!;
+      tm.classic[firstAtOrAbove(b.bounds, b.convert(value))]! += b.weighted ? w : 1;
     }
     if (value < tm.min) tm.min = value;
     if (value > tm.max) tm.max = value;
@@ -368,7 +395,20 @@ function timerPartial(t: LiveTimer): TimerPartial {
   if (t.unweighted) p.unweighted = t.unweighted.toData();
   if (t.values) p.values = t.values;
   if (t.weights) p.weights = t.weights;
+  if (t.classic) p.classic = t.classic;
   return p;
+}
+
+/** Index of the first bound ≥ v (bounds.length when none is): its classic bucket. */
+export function firstAtOrAbove(bounds: readonly number[], v: number): number {
+  let lo = 0;
+  let hi = bounds.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (bounds[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**

@@ -87,6 +87,8 @@ interface TimerAcc extends TimerTotals {
   /** Exact-mode partials' values (and weights, when one is not 1). */
   chunks: number[][];
   weights: (number[] | undefined)[];
+  /** Classic bucket counts added up; undefined once a partial came without them (or with other bounds). */
+  classic: Float64Array | undefined;
 }
 
 /** One counter's interval as the Prometheus side sees it: its increments by sign. */
@@ -100,6 +102,8 @@ export interface TimerFlush {
   scale: number;
   /** Exact mode: the raw values, sorted (each once, whatever its sample rate). */
   values?: Float64Array;
+  /** Exact classic bucket counts (per bound, then above the last; not cumulative), when the workers counted them. */
+  classic?: Float64Array;
 }
 
 export interface MergeLimits {
@@ -188,8 +192,23 @@ export class IntervalMerge {
         acc.n += t.n;
         acc.min = Math.min(acc.min, t.min);
         acc.max = Math.max(acc.max, t.max);
+        const c = acc.classic;
+        if (c && t.classic?.length === c.length) for (let i = 0; i < c.length; i++) c[i]! += t.classic[i]!;
+        else acc.classic = undefined;
       } else if (this.room()) {
-        acc = { count: t.count, sum: t.sum, n: t.n, min: t.min, max: t.max, scale: t.scale, hist: undefined, unweighted: undefined, chunks: [], weights: [] };
+        acc = {
+          count: t.count,
+          sum: t.sum,
+          n: t.n,
+          min: t.min,
+          max: t.max,
+          scale: t.scale,
+          hist: undefined,
+          unweighted: undefined,
+          chunks: [],
+          weights: [],
+          classic: t.classic ? Float64Array.from(t.classic) : undefined,
+        };
         this.timers.set(k, acc);
       } else continue;
       if (t.hist) {
@@ -343,7 +362,7 @@ function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: numb
     const hist = new NativeHistogram(schema);
     for (let i = 0; i < all.length; i++) hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
     // timerSummary sorts `all` in place (after the histogram counted it with its weights).
-    return { summary: timerSummary(all, acc.count, percentiles), flush: { hist, scale: acc.scale, values: all } };
+    return { summary: timerSummary(all, acc.count, percentiles), flush: withClassic({ hist, scale: acc.scale, values: all }, acc) };
   }
   const hist = acc.hist ?? new NativeHistogram(schema);
   // Every value counted once, for the percentiles: the weighted histogram itself unless a value was sampled.
@@ -355,7 +374,12 @@ function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: numb
     }
   }
   unweighted ??= hist;
-  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: { hist, scale: acc.scale } };
+  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: withClassic({ hist, scale: acc.scale }, acc) };
+}
+
+function withClassic(f: TimerFlush, acc: TimerAcc): TimerFlush {
+  if (acc.classic) f.classic = acc.classic;
+  return f;
 }
 
 /**

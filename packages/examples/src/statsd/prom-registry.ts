@@ -9,8 +9,9 @@
  *   histogram of schema schemaForFactor(factor) kept under `native_histogram_max_buckets`
  *   by lowering its schema; both since the start, both from the interval's merged
  *   native histogram: the native one exactly (the merge of the workers' buckets brought
- *   to its schema), the classic one with each fine bucket under the first bound at or
- *   above its middle.
+ *   to its schema), the classic one exactly: the workers count each value into the
+ *   mapping's classic buckets (`le` inclusive, as client_golang), because a native bucket
+ *   can straddle a bound.
  * - summary: `_sum` and `_count` since the start, quantiles over a sliding window of
  *   `max_age` in `age_buckets` steps (client_golang's rotation), read from the window's
  *   merged histogram: within relativeError(schema) of the exact quantile (nearest rank).
@@ -158,7 +159,8 @@ export class ExporterRegistry {
       );
       if (!s) return;
       const x = s.series;
-      const c = classicCounts(h, x.bounds);
+      // The workers' exact counts for these bounds; else (another mapping when they counted) estimated from the native buckets.
+      const c = t.classic?.length === x.bounds.length + 1 ? t.classic : classicCounts(h, x.bounds);
       for (let i = 0; i < c.length; i++) x.counts[i]! += c[i]!;
       x.count += h.count;
       x.sum += h.sum;
