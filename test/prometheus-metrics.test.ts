@@ -231,6 +231,50 @@ describe('/metrics and promtool', () => {
     }
   });
 
+  it('the workers get the mapping file as the supervisor read it at start: one SIGKILLed after the file was broken restarts and maps as before; deprecated keys are read with a warning', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
+    const mapping = join(dir, 'mapping.yml');
+    // scale and the classic buckets apply in the workers; timer_type is statsd_exporter's deprecated observer_type.
+    writeFileSync(mapping, 'mappings:\n- match: t\n  name: t\n  timer_type: histogram\n  scale: 2\n  histogram_options:\n    buckets: [0.01, 0.02]\n');
+    try {
+      serving = await startServe(['statsd', '--port', '0', '--workers', '1', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping], 1);
+      expect(serving.stderr()).toContain(`statsd: warning: ${mapping}:4: timer_type is deprecated: use observer_type`);
+      const client = (await openClients(1))[0]!;
+      try {
+        const expectT = async (count: number): Promise<void> => {
+          const line = /^t_count (\d+)$/m;
+          expect(await waitFor(async () => line.exec(await metricsOf(serving!))?.[1] === String(count), 10_000, 50)).toBe(true);
+          const text = await metricsOf(serving!);
+          // 10 ms = 0.01 s, times the mapping's scale 2: 0.02, in the le="0.02" bucket.
+          expect(text).toMatch(new RegExp(`^t_bucket\\{le="0.01"\\} 0$`, 'm'));
+          expect(text).toMatch(new RegExp(`^t_bucket\\{le="0.02"\\} ${count}$`, 'm'));
+          expect(Number(/^t_sum (\S+)$/m.exec(text)?.[1])).toBeCloseTo(0.02 * count, 12);
+        };
+        await send(client, 't:10|ms', serving.port);
+        await expectT(1);
+        // Broken: a worker that read the file now would not start.
+        writeFileSync(mapping, 'mappings:\n- match: t\n  name: t\n  bogus_key: 1\n');
+        const victim = serving.pids[0]!;
+        process.kill(victim, 'SIGKILL');
+        type Stats = { workers: { pid: number; state: string; restarts: number }[] };
+        const stats = async (): Promise<Stats> => (await fetch(`${statsUrl(serving!)}/stats`)).json() as Promise<Stats>;
+        expect(
+          await waitFor(async () => {
+            const w = (await stats()).workers[0]!;
+            return w.pid !== victim && w.state === 'running' && w.restarts === 1;
+          }, 15_000),
+        ).toBe(true);
+        await send(client, 't:10|ms', serving.port);
+        await expectT(2);
+        expect((await stats()).workers[0]!.restarts).toBe(1);
+      } finally {
+        closeAll([client]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a mapping file statsd_exporter would refuse stops serve at once with its line and reason, exit 2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
     const mapping = join(dir, 'bad.yml');

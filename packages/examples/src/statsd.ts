@@ -18,7 +18,7 @@ import { FlushCollector } from './statsd/collector.js';
 import { FlushOutputs } from './statsd/outputs.js';
 import { showUrl } from './outputs/remote-write.js';
 import { Mapper } from './statsd/mapper.js';
-import { effectiveTimerSchema, parseStatsdOptions } from './statsd/options.js';
+import { effectiveTimerSchema, parseStatsdOptions, statsdWorkerOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
 
 /**
@@ -156,5 +156,7 @@ export const supervisor = defineAppSupervisor((ctx) => {
     },
     metrics: () => collector.writer(outputs).text(),
     metricFamilies: () => collector.writer(outputs).families(),
+    // The workers get the mapping file's text read above, never its path: one that restarts maps as the service started.
+    workerOptions: statsdWorkerOptions(ctx.options, o),
   };
 });

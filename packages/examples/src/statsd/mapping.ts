@@ -65,6 +65,8 @@ export interface MappingConfig {
   /** What an unmatched metric gets (observer type, options, ttl). */
   defaults: Omit<Mapping, 'line' | 'match' | 'matchType' | 'name' | 'labels' | 'honorLabels' | 'help' | 'action' | 'matchMetricType' | 'scale'>;
   mappings: Mapping[];
+  /** The YAML text it was read from (the supervisor hands it to the workers: they never read the file). */
+  text: string;
   /** Deprecated keys read (statsd_exporter reads them too, with a warning): one line each, `<source>:<line>: …`. */
   warnings: string[];
 }
@@ -171,7 +173,7 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
     throw new MappingError(source, lc.linePos(e.pos[0]).line, `not valid YAML: ${e.message.split('\n')[0]}`);
   }
   const root = doc.contents;
-  if (root === null || (isScalar(root) && root.value === null)) return finish(source, false, emptyDefaults(), [], warnings);
+  if (root === null || (isScalar(root) && root.value === null)) return finish(text, source, false, emptyDefaults(), [], warnings);
   if (!isMap(root)) return fail(root, 'a mapping file is a YAML map with "mappings" (and optionally "defaults")');
 
   const entries = pairsOf(
@@ -225,12 +227,19 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
       mappings.push(mapping(node as YAMLMap, defaults, defaultMatchType, lineOf(node), fail, warn));
     }
   }
-  return finish(source, globDisableOrdering, defaults, mappings, warnings);
+  return finish(text, source, globDisableOrdering, defaults, mappings, warnings);
 }
 
 type Warn = (n: Node | Pair | null | undefined, reason: string) => void;
 
-function finish(source: string, globDisableOrdering: boolean, defaults: MappingConfig['defaults'], mappings: Mapping[], warnings: string[]): MappingConfig {
+function finish(
+  text: string,
+  source: string,
+  globDisableOrdering: boolean,
+  defaults: MappingConfig['defaults'],
+  mappings: Mapping[],
+  warnings: string[],
+): MappingConfig {
   const d = defaults;
   if (d.summary.maxAgeMs === 0) d.summary.maxAgeMs = DEFAULT_MAX_AGE_MS;
   if (d.summary.ageBuckets === 0) d.summary.ageBuckets = DEFAULT_AGE_BUCKETS;
@@ -247,7 +256,7 @@ function finish(source: string, globDisableOrdering: boolean, defaults: MappingC
     if (m.histogram.nativeBucketFactor <= 0) m.histogram.nativeBucketFactor = d.histogram.nativeBucketFactor;
     if (m.histogram.nativeMaxBuckets <= 0) m.histogram.nativeMaxBuckets = d.histogram.nativeMaxBuckets;
   }
-  return { source, globDisableOrdering, defaults: d, mappings, warnings };
+  return { text, source, globDisableOrdering, defaults: d, mappings, warnings };
 }
 
 function emptyDefaults(): MappingConfig['defaults'] {
