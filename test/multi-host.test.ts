@@ -301,7 +301,9 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
         );
         expect(await waitFor(async () => (await query('count(up{job=~"echo|statsd"} == 1)')) === 2 * HOSTS, 20_000, 250), 'every target up').toBe(true);
 
-        // 1. The echo hosts: Prometheus's sum equals the hosts' own totals.
+        // 1. The echo hosts: Prometheus's sum equals the hosts' own totals (after traffic of this test's own, so that it
+        // does not depend on the tests before it).
+        await balancedBurst(PORTS.jhash);
         const hostSum = (await hostStats()).reduce((a, s) => a + s.total.datagrams, 0);
         expect(hostSum).toBeGreaterThan(0);
         let promSum: number | undefined;
