@@ -49,7 +49,9 @@ interface Host {
 
 /** Starts `shardgram serve` in `ns`; resolves when it says it is ready. */
 async function serveIn(topo: Topology, ns: string, args: string[]): Promise<Host> {
-  const child = topo.spawn(ns, [process.execPath, BIN, 'serve', ...args]);
+  // The control socket in this run's directory: the default (/run/shardgram/udp-ADDRESS-PORT.sock) is shared by every run on the machine.
+  const control = join(tmp!, `control-${ns}-${args[0]}.sock`);
+  const child = topo.spawn(ns, [process.execPath, BIN, 'serve', ...args, '--control', control]);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
