@@ -79,8 +79,6 @@ describe('/metrics and promtool', () => {
         'timerBuckets=10,20,50,100',
         '--app-option',
         'promLayout=labels',
-        '--app-option',
-        'timerMode=exact',
       ],
       2,
     );
@@ -176,16 +174,117 @@ describe('/metrics and promtool', () => {
     }
   });
 
+  it('classic buckets count a value exactly on a bound in that bound (le is inclusive, as client_golang), in both layouts, with the default histogram timers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
+    const mapping = join(dir, 'mapping.yml');
+    // statsd_exporter's DefBuckets (seconds), for every timer.
+    writeFileSync(mapping, 'defaults:\n  observer_type: histogram\n');
+    const boundsS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    // The old layout's default timerBuckets (ms).
+    const boundsMs = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+    const cases = [
+      { layout: 'exporter', bounds: boundsS.map(String), values: boundsS.map((b) => b * 1000), line: (le: string) => `^t_bucket\\{le="${le}"\\} (\\S+)$` },
+      {
+        layout: 'labels',
+        bounds: boundsMs.map((b) => String(b / 1000)),
+        values: boundsMs,
+        line: (le: string) => `^shardgram_statsd_timer_seconds_bucket\\{metric="t",le="${le}"\\} (\\S+)$`,
+      },
+    ];
+    try {
+      for (const c of cases) {
+        serving = await startServe(
+          [
+            'statsd',
+            '--port',
+            '0',
+            '--workers',
+            '2',
+            '--stats-port',
+            '0',
+            '--flush-interval',
+            '100',
+            '--mapping-config',
+            mapping,
+            '--app-option',
+            `promLayout=${c.layout}`,
+          ],
+          2,
+        );
+        const clients = await openClients(4);
+        try {
+          for (let i = 0; i < c.values.length; i++) await send(clients[i % clients.length]!, `t:${c.values[i]}|ms`, serving.port);
+        } finally {
+          closeAll(clients);
+        }
+        const inf = new RegExp(c.line('\\+Inf'), 'm');
+        expect(await waitFor(async () => inf.exec(await metricsOf(serving!))?.[1] === String(c.values.length), 10_000, 50), c.layout).toBe(true);
+        const text = await metricsOf(serving);
+        // Value i sits on bound i: bound i's cumulative count is i + 1.
+        const got = c.bounds.map((le) => Number(new RegExp(c.line(le), 'm').exec(text)?.[1]));
+        expect(got, c.layout).toEqual(c.bounds.map((_le, i) => i + 1));
+        await serving.stop('SIGTERM');
+        serving = undefined;
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the workers get the mapping file as the supervisor read it at start: one SIGKILLed after the file was broken restarts and maps as before; deprecated keys are read with a warning', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
+    const mapping = join(dir, 'mapping.yml');
+    // scale and the classic buckets apply in the workers; timer_type is statsd_exporter's deprecated observer_type.
+    writeFileSync(mapping, 'mappings:\n- match: t\n  name: t\n  timer_type: histogram\n  scale: 2\n  histogram_options:\n    buckets: [0.01, 0.02]\n');
+    try {
+      serving = await startServe(['statsd', '--port', '0', '--workers', '1', '--stats-port', '0', '--flush-interval', '100', '--mapping-config', mapping], 1);
+      expect(serving.stderr()).toContain(`statsd: warning: ${mapping}:4: timer_type is deprecated: use observer_type`);
+      const client = (await openClients(1))[0]!;
+      try {
+        const expectT = async (count: number): Promise<void> => {
+          const line = /^t_count (\d+)$/m;
+          expect(await waitFor(async () => line.exec(await metricsOf(serving!))?.[1] === String(count), 10_000, 50)).toBe(true);
+          const text = await metricsOf(serving!);
+          // 10 ms = 0.01 s, times the mapping's scale 2: 0.02, in the le="0.02" bucket.
+          expect(text).toMatch(/^t_bucket\{le="0.01"\} 0$/m);
+          expect(text).toMatch(new RegExp(`^t_bucket\\{le="0.02"\\} ${count}$`, 'm'));
+          expect(Number(/^t_sum (\S+)$/m.exec(text)?.[1])).toBeCloseTo(0.02 * count, 12);
+        };
+        await send(client, 't:10|ms', serving.port);
+        await expectT(1);
+        // Broken: a worker that read the file now would not start.
+        writeFileSync(mapping, 'mappings:\n- match: t\n  name: t\n  bogus_key: 1\n');
+        const victim = serving.pids[0]!;
+        process.kill(victim, 'SIGKILL');
+        type Stats = { workers: { pid: number; state: string; restarts: number }[] };
+        const stats = async (): Promise<Stats> => (await fetch(`${statsUrl(serving!)}/stats`)).json() as Promise<Stats>;
+        expect(
+          await waitFor(async () => {
+            const w = (await stats()).workers[0]!;
+            return w.pid !== victim && w.state === 'running' && w.restarts === 1;
+          }, 15_000),
+        ).toBe(true);
+        await send(client, 't:10|ms', serving.port);
+        await expectT(2);
+        expect((await stats()).workers[0]!.restarts).toBe(1);
+      } finally {
+        closeAll([client]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a mapping file statsd_exporter would refuse stops serve at once with its line and reason, exit 2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shardgram-prom-'));
     const mapping = join(dir, 'bad.yml');
-    writeFileSync(mapping, 'mappings:\n- match: "a.*"\n  name: "x"\n  timer_type: histogram\n');
+    writeFileSync(mapping, 'mappings:\n- match: "a.*"\n  name: "x"\n  bogus_key: 1\n');
     try {
       const r = await runCli(['serve', 'statsd', '--port', '0', '--workers', '1', '--mapping-config', mapping], { timeoutMs: 20_000 });
       expect(r.code).toBe(2);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toContain(`--mapping-config must be a statsd_exporter mapping file`);
-      expect(r.stderr).toContain(`${mapping}:4: timer_type was renamed observer_type`);
+      expect(r.stderr).toContain(`${mapping}:4: unknown key "bogus_key" in a mapping`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -18,7 +18,7 @@ import { FlushCollector } from './statsd/collector.js';
 import { FlushOutputs } from './statsd/outputs.js';
 import { showUrl } from './outputs/remote-write.js';
 import { Mapper } from './statsd/mapper.js';
-import { effectiveTimerSchema, parseStatsdOptions } from './statsd/options.js';
+import { effectiveTimerSchema, parseStatsdOptions, statsdWorkerOptions } from './statsd/options.js';
 import { isFlushRequest, isFromWorker, type HelloMessage, type PartialMessage } from './statsd/protocol.js';
 
 /**
@@ -74,6 +74,16 @@ export default defineApp((socket, ctx) => {
       maxBuckets: o.timerMaxBuckets,
       // Prometheus units: ms to seconds (as statsd_exporter), times a mapping's scale.
       scale: (name, type) => (type === 'ms' ? 0.001 : 1) * mapper.timerScale(name),
+      // Classic buckets counted exactly (a native bucket can straddle a bound): the old layout's
+      // timerBuckets against the values in ms, each once; else the mapping's, in seconds, as statsd_exporter observes.
+      classic: (name, type) => {
+        if (o.promLayout === 'labels') return { bounds: o.timerBucketsMs, convert: (v) => v, weighted: false };
+        const c = mapper.classicBuckets(name);
+        if (!c) return undefined;
+        const { scale } = c;
+        const seconds = type === 'ms';
+        return { bounds: c.bounds, convert: (v) => (seconds ? v / 1000 : v) * (scale ?? 1), weighted: true };
+      },
     },
     onBadLine: (line, reason) => badLines.note(() => `${JSON.stringify(line.length > 200 ? `${line.slice(0, 200)}…` : line)}: ${reason}`),
   });
@@ -124,6 +134,8 @@ export const supervisor = defineAppSupervisor((ctx) => {
       { option: 'jsonOut' },
     );
   }
+  // Deprecated keys statsd_exporter still reads: said once, by the supervisor.
+  for (const w of o.mappingConfig?.warnings ?? []) ctx.log(`statsd: warning: ${w}`);
   const collector = new FlushCollector({ options: o, log: (l) => ctx.log(l), broadcast: (m) => ctx.broadcast(m), outputs: outputs.list });
   collector.start();
   ctx.log(
@@ -144,5 +156,7 @@ export const supervisor = defineAppSupervisor((ctx) => {
     },
     metrics: () => collector.writer(outputs).text(),
     metricFamilies: () => collector.writer(outputs).families(),
+    // The workers get the mapping file's text read above, never its path: one that restarts maps as the service started.
+    workerOptions: statsdWorkerOptions(ctx.options, o),
   };
 });

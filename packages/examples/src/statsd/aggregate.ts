@@ -4,7 +4,9 @@
  * computed from all the lines (see merge.ts):
  *
  * - counters: the sum of `value * (1 / rate)` per key, added in arrival order (as
- *   Etsy statsd does);
+ *   Etsy statsd does); for a key that had a negative increment, also the sum of its
+ *   positive increments and the number and sum of its negative ones (statsd_exporter
+ *   adds only the positive ones to a Prometheus counter and counts each negative one);
  * - gauges: the operations themselves, in receive-time order, each with its receive
  *   time: the kernel's (rinfo.timestamp, native engine) or this process's clock; an
  *   absolute value drops the operations before it (they can no longer matter);
@@ -12,7 +14,9 @@
  *   Prometheus's units (seconds for `ms`, as statsd_exporter converts them; times a
  *   mapping's `scale`), whose memory does not grow with traffic, plus the exact count,
  *   sum, min and max; with `timerMode: 'exact'`, every raw value instead (Etsy's
- *   exact percentiles);
+ *   exact percentiles); and, when the timer is served as a classic histogram, its
+ *   exact count per bucket (`le` inclusive, as client_golang), one number per bound
+ *   and one above the last: a native histogram's bucket can straddle a bound;
  * - sets: the members;
  * - DogStatsD events and service checks: each one, as parsed (they are not metrics,
  *   and are kept apart from them), and the count of ignored fields.
@@ -26,6 +30,7 @@ import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram, type NativeHistogramData } from './native-histogram.js';
 import { parseDatagram, parseSimpleDatagram, splitKey, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
 import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
+import type { TimerTotals } from './timer-stats.js';
 import { zeroTallies, type Tallies } from './tallies.js';
 
 /** Gauge operations of one key, in receive-time order; only the first may be absolute. */
@@ -38,17 +43,12 @@ export interface GaugeOps {
   v: number[];
 }
 
-export interface TimerPartial {
-  /** Σ 1/rate: the count Etsy statsd reports. */
-  count: number;
-  /** Σ values (kept finite: a value that would overflow it is rejected). */
-  sum: number;
-  /** Values received. */
-  n: number;
-  min: number;
-  max: number;
-  /** Prometheus units per unit of the values: 0.001 for `ms` (to seconds), 1 for `h` and `d`, times a mapping's `scale`. */
-  scale: number;
+/**
+ * A timer's interval in a worker's partial: the totals (count Σ 1/rate, sum kept finite,
+ * n, min, max, and scale: 0.001 for `ms` (to seconds), 1 for `h` and `d`, times a
+ * mapping's `scale`), and its values as a histogram or raw.
+ */
+export interface TimerPartial extends TimerTotals {
   /** Histogram mode: the values times `scale`, each weighted as statsd_exporter weights a sampled one (trunc(1/rate), at least 1). */
   hist?: NativeHistogramData;
   /** Histogram mode, when a value was sampled: every value counted once (Etsy's percentiles are over the values, not their weights). */
@@ -57,6 +57,18 @@ export interface TimerPartial {
   values?: number[];
   /** Exact mode: each value's weight, present when one is not 1. */
   weights?: number[];
+  /** Classic histogram: values ≤ each bound and above the last (not cumulative); see TimerOptions.classic. */
+  classic?: Float64Array;
+}
+
+/** The classic buckets a timer is served with. */
+export interface ClassicBuckets {
+  /** Upper bounds, inclusive, ascending, in the units of `convert`'s results. */
+  bounds: readonly number[];
+  /** A raw value (as sent) in the bounds' units. */
+  convert(value: number): number;
+  /** Count a sampled value trunc(1/rate) times (statsd_exporter), else once. */
+  weighted: boolean;
 }
 
 /** How a worker keeps its timers. */
@@ -69,6 +81,8 @@ export interface TimerOptions {
   maxBuckets: number;
   /** Prometheus units per unit of a timer's values (default: 0.001 for `ms`, else 1). */
   scale(name: string, type: 'ms' | 'h' | 'd'): number;
+  /** The classic buckets a timer is served with, counted exactly here (default: none). */
+  classic(name: string, type: 'ms' | 'h' | 'd'): ClassicBuckets | undefined;
 }
 
 export const DEFAULT_TIMER_OPTIONS: TimerOptions = {
@@ -76,20 +90,27 @@ export const DEFAULT_TIMER_OPTIONS: TimerOptions = {
   schema: 5,
   maxBuckets: 2048,
   scale: (_name, type) => (type === 'ms' ? 0.001 : 1),
+  classic: () => undefined,
 };
 
 /** A timer of the interval being received. */
-interface LiveTimer {
-  count: number;
-  sum: number;
-  n: number;
-  min: number;
-  max: number;
-  scale: number;
+interface LiveTimer extends TimerTotals {
   hist: NativeHistogram | undefined;
   unweighted: NativeHistogram | undefined;
   values: number[] | undefined;
   weights: number[] | undefined;
+  buckets: ClassicBuckets | undefined;
+  classic: Float64Array | undefined;
+}
+
+/** A counter key's increments split by sign, kept once one was negative (the Prometheus side adds only the positive ones). */
+export interface CounterSigns {
+  /** Σ of the increments ≥ 0 (`value * (1 / rate)` each). */
+  positive: number;
+  /** Number of negative increments. */
+  negatives: number;
+  /** Σ of the negative increments. */
+  negativeSum: number;
 }
 
 /** statsd_exporter observes a value sampled at rate r trunc(1/r) times. */
@@ -100,6 +121,8 @@ export function sampleWeight(sampleRate: number): number {
 /** A worker's partial aggregate: plain data, structured-cloneable for IPC. */
 export interface Partial extends Tallies {
   counters: [key: string, total: number][];
+  /** Keys of `counters` that had a negative increment, with their increments by sign. */
+  counterSigns?: [key: string, signs: CounterSigns][];
   gauges: [key: string, ops: GaugeOps][];
   timers: [key: string, timer: TimerPartial][];
   sets: [key: string, members: string[]][];
@@ -148,7 +171,7 @@ export interface PartialAggregateOptions {
 
 export class PartialAggregate implements MetricSink {
   /** Totals in holders: one Map lookup per increment, not a get and a set. */
-  private counters = new Map<string, { v: number }>();
+  private counters = new Map<string, { v: number; signs: CounterSigns | undefined }>();
   private gauges = new Map<string, GaugeOps>();
   private timers = new Map<string, LiveTimer>();
   private readonly timerOptions: TimerOptions;
@@ -200,11 +223,28 @@ export class PartialAggregate implements MetricSink {
     let total = this.counters.get(key);
     if (total === undefined) {
       if (!this.room()) return;
-      this.counters.set(key, (total = { v: 0 }));
+      this.counters.set(key, (total = { v: 0, signs: undefined }));
     }
-    const sum = total.v + value * (1 / sampleRate);
-    if (Number.isFinite(sum)) total.v = sum;
-    else this.t.overflows++;
+    const x = value * (1 / sampleRate);
+    const sum = total.v + x;
+    if (!Number.isFinite(sum)) {
+      this.t.overflows++;
+      return;
+    }
+    // Until a negative increment, the total is the positive sum.
+    if (x < 0 && !total.signs) total.signs = { positive: total.v, negatives: 0, negativeSum: 0 };
+    const s = total.signs;
+    if (s) {
+      if (x < 0) {
+        s.negatives++;
+        s.negativeSum += x;
+      } else if (Number.isFinite(s.positive + x)) s.positive += x;
+      else {
+        this.t.overflows++;
+        return;
+      }
+    }
+    total.v = sum;
   }
 
   gauge(key: string, value: number, relative: boolean): void {
@@ -236,17 +276,21 @@ export class PartialAggregate implements MetricSink {
     if (!tm) {
       if (!this.room()) return;
       const exact = o.mode === 'exact';
+      const name = splitKey(key).name;
+      const buckets = o.classic(name, type);
       tm = {
         count: 0,
         sum: 0,
         n: 0,
         min: Infinity,
         max: -Infinity,
-        scale: o.scale(splitKey(key).name, type),
+        scale: o.scale(name, type),
         hist: exact ? undefined : new NativeHistogram(o.schema),
         unweighted: undefined,
         values: exact ? [] : undefined,
         weights: undefined,
+        buckets,
+        classic: buckets ? new Float64Array(buckets.bounds.length + 1) : undefined,
       };
       this.timers.set(key, tm);
     }
@@ -269,6 +313,10 @@ export class PartialAggregate implements MetricSink {
       if (w !== 1) tm.weights ??= new Array<number>(tm.values!.length).fill(1);
       tm.weights?.push(w);
       tm.values!.push(value);
+    }
+    if (tm.classic) {
+      const b = tm.buckets!;
+      tm.classic[firstAtOrAbove(b.bounds, b.convert(value))]! += b.weighted ? w : 1;
     }
     if (value < tm.min) tm.min = value;
     if (value > tm.max) tm.max = value;
@@ -318,6 +366,7 @@ export class PartialAggregate implements MetricSink {
   take(): Partial {
     const p: Partial = {
       counters: Array.from(this.counters, ([k, t]): [string, number] => [k, t.v]),
+      counterSigns: signsOf(this.counters),
       gauges: [...this.gauges],
       timers: Array.from(this.timers, ([k, t]): [string, TimerPartial] => [k, timerPartial(t)]),
       sets: [...this.sets].map(([k, s]) => [k, [...s]]),
@@ -337,13 +386,32 @@ export class PartialAggregate implements MetricSink {
   }
 }
 
+function signsOf(counters: Map<string, { signs: CounterSigns | undefined }>): [string, CounterSigns][] | undefined {
+  let out: [string, CounterSigns][] | undefined;
+  for (const [k, t] of counters) if (t.signs) (out ??= []).push([k, t.signs]);
+  return out;
+}
+
 function timerPartial(t: LiveTimer): TimerPartial {
   const p: TimerPartial = { count: t.count, sum: t.sum, n: t.n, min: t.min, max: t.max, scale: t.scale };
   if (t.hist) p.hist = t.hist.toData();
   if (t.unweighted) p.unweighted = t.unweighted.toData();
   if (t.values) p.values = t.values;
   if (t.weights) p.weights = t.weights;
+  if (t.classic) p.classic = t.classic;
   return p;
+}
+
+/** Index of the first bound ≥ v (bounds.length when none is): its classic bucket. */
+export function firstAtOrAbove(bounds: readonly number[], v: number): number {
+  let lo = 0;
+  let hi = bounds.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (bounds[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**

@@ -252,10 +252,10 @@ export class FlushCollector {
         missing_workers: missingWorkers,
       },
       (k, t) => (this.registry ? this.registry.timer(k, t) : this.histograms.observeFlush(k, t)),
+      (k, c) => this.registry?.counter(k, c.positive, c.negatives, c.negativeSum),
     );
     this.lastFlushAt = now;
     if (this.registry) {
-      for (const [k, v] of Object.entries(r.counters)) this.registry.counter(k, v);
       // Gauges set or changed in this interval (the others keep their value and their ttl clock).
       for (const [k, v] of Object.entries(r.gauges)) if (this.gauges.updated.get(k) === r.flush) this.registry.gauge(k, v);
       for (const _k of Object.keys(r.sets)) this.registry.set();
@@ -353,7 +353,7 @@ export class FlushCollector {
       w.family(
         'shardgram_statsd_prometheus_dropped_total',
         'counter',
-        'StatsD metrics not served on /metrics, as statsd_exporter would not serve them (reason: set, mapping_drop, empty_name, conflict, negative_counter, tag, series_limit); the other outputs still have them.',
+        'StatsD metrics not served on /metrics, as statsd_exporter would not serve them (reason: set, mapping_drop, empty_name, conflict, illegal_negative_counter, tag, series_limit); the other outputs still have them.',
       );
       for (const reason of DROP_REASONS) w.sample('shardgram_statsd_prometheus_dropped_total', { reason }, this.registry.dropped[reason]);
     } else {

@@ -55,11 +55,12 @@ export class TimerHistograms {
   ) {}
 
   /**
-   * Counts one flush interval of timer `key`: its raw values (exact mode), or its native
-   * histogram's buckets (each under the first bound at or above its middle).
+   * Counts one flush interval of timer `key`: the workers' exact bucket counts (each
+   * value once), or else its raw values (exact mode), or else its native histogram's
+   * buckets (each under the first bound at or above its middle).
    */
   observeFlush(key: string, t: TimerFlush): void {
-    if (t.values) {
+    if (t.values && !t.classic) {
       this.observe(key, t.values);
       return;
     }
@@ -75,13 +76,21 @@ export class TimerHistograms {
       s.count = 0;
       this.overflowResets++;
     }
-    const counts = classicCounts(
-      t.hist,
-      this.boundsMs.map((b) => b * t.scale),
-    );
-    for (let i = 0; i < counts.length; i++) s.counts[i]! += counts[i]!;
+    // The workers' exact counts (each value once, against the bounds in ms); else estimated from the native buckets.
+    const counts =
+      t.classic?.length === this.boundsMs.length + 1
+        ? t.classic
+        : classicCounts(
+            t.hist,
+            this.boundsMs.map((b) => b * t.scale),
+          );
+    let n = 0;
+    for (let i = 0; i < counts.length; i++) {
+      s.counts[i]! += counts[i]!;
+      n += counts[i]!;
+    }
     s.sumMs += sumMs;
-    s.count += t.hist.count;
+    s.count += n;
   }
 
   /** Counts one flush interval's raw values of timer `key` (milliseconds). */

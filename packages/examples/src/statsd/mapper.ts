@@ -148,6 +148,18 @@ export class Mapper {
     return r?.mapping.scale ?? 1;
   }
 
+  /**
+   * The classic histogram buckets (Prometheus units) a timer name is served with, and its
+   * mapping's `scale` when set; undefined when it is served as a summary or dropped.
+   */
+  classicBuckets(name: string): { bounds: readonly number[]; scale: number | undefined } | undefined {
+    const r = this.config ? this.rule(name, 'observer') : null;
+    if (r?.mapping.action === 'drop') return undefined;
+    const o = r?.mapping ?? this.config?.defaults;
+    if (o?.observerType !== 'histogram') return undefined;
+    return { bounds: o.histogram.buckets, scale: r?.mapping.scale };
+  }
+
   /** The finest native histogram schema any histogram observer of the file asks for (undefined: none). */
   finestSchema(): number | undefined {
     const c = this.config;

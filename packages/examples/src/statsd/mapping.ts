@@ -2,13 +2,19 @@
  * statsd_exporter's mapping file (`--mapping-config FILE`), read as statsd_exporter
  * reads it (pkg/mapper/mapper.go, InitFromYAMLString): `defaults` and `mappings`, every
  * key it knows, its defaults (histogram buckets DefBuckets, native bucket factor 1.1
- * and 256 buckets, summary quantiles 0.5/0.9/0.99, glob matching) and its checks. A
- * file it would refuse, or that uses something this receiver does not do, is refused
- * at start with the line and the reason (`MappingError`). The matching itself is in
- * mapper.ts.
+ * and 256 buckets, summary quantiles 0.5/0.9/0.99, glob matching) and its checks. The
+ * deprecated keys it still reads (`timer_type`, top-level `buckets` and `quantiles` in a
+ * mapping or in `defaults`, `match_metric_type: timer`) are read as it reads them, each
+ * with a deprecation warning naming its line (`MappingConfig.warnings`). A file it would
+ * refuse, or that uses something this receiver does not do, is refused at start with the
+ * line and the reason (`MappingError`). The matching itself is in mapper.ts.
  */
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import { goRegex } from './go-regex.js';
+import { bool, bucketList, duration, num, observerType, oneOf, pairsOf, quantileList, str, unknownKey, type Fail } from './mapping-values.js';
+
+export { parseGoDuration } from './mapping-values.js';
 
 export type MatchType = 'glob' | 'regex';
 export type ObserverType = 'summary' | 'histogram';
@@ -59,6 +65,10 @@ export interface MappingConfig {
   /** What an unmatched metric gets (observer type, options, ttl). */
   defaults: Omit<Mapping, 'line' | 'match' | 'matchType' | 'name' | 'labels' | 'honorLabels' | 'help' | 'action' | 'matchMetricType' | 'scale'>;
   mappings: Mapping[];
+  /** The YAML text it was read from (the supervisor hands it to the workers: they never read the file). */
+  text: string;
+  /** Deprecated keys read (statsd_exporter reads them too, with a warning): one line each, `<source>:<line>: …`. */
+  warnings: string[];
 }
 
 /** A mapping file statsd_exporter would refuse, or one this receiver cannot honour. */
@@ -105,30 +115,34 @@ const MAPPING_KEYS = new Set([
   'summary_options',
   'histogram_options',
   'scale',
+  // Deprecated, still read by statsd_exporter (≤ 0.30): see LEGACY.
+  'timer_type',
+  'buckets',
+  'quantiles',
 ]);
-const DEFAULTS_KEYS = new Set(['observer_type', 'match_type', 'glob_disable_ordering', 'ttl', 'summary_options', 'histogram_options']);
+const DEFAULTS_KEYS = new Set([
+  'observer_type',
+  'match_type',
+  'glob_disable_ordering',
+  'ttl',
+  'summary_options',
+  'histogram_options',
+  'timer_type',
+  'buckets',
+  'quantiles',
+]);
 const SUMMARY_KEYS = new Set(['quantiles', 'max_age', 'age_buckets', 'buf_cap']);
 const HISTOGRAM_KEYS = new Set(['buckets', 'native_histogram_bucket_factor', 'native_histogram_max_buckets']);
-/** Keys of older statsd_exporter versions, which the current one refuses too: say what replaced them. */
-const REMOVED: Record<string, string> = {
-  timer_type: 'timer_type was renamed observer_type in statsd_exporter 0.16',
-  buckets: 'buckets belongs under histogram_options (statsd_exporter 0.16)',
-  quantiles: 'quantiles belongs under summary_options (statsd_exporter 0.16)',
+/**
+ * Keys statsd_exporter deprecated but still reads (pkg/mapper/mapping.go,
+ * mapper_defaults.go, metric_type.go of v0.30.0), each with what replaced it.
+ */
+const LEGACY: Record<string, string> = {
+  timer_type: 'timer_type is deprecated: use observer_type (which wins when both are set)',
+  buckets: 'a top-level buckets is deprecated: use histogram_options.buckets',
+  quantiles: 'a top-level quantiles is deprecated: use summary_options.quantiles',
+  timer: 'match_metric_type: timer is deprecated: use observer (what it means)',
 };
-
-const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Go's time.ParseDuration, in milliseconds ("1m20s", "1.5h", "0"). */
-export function parseGoDuration(text: string): number {
-  const s = text.trim();
-  if (s === '0') return 0;
-  const m = /^([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/.exec(s);
-  if (!m) throw new RangeError(`"${text}" is not a duration (e.g. 30s, 1m20s, 1.5h)`);
-  let ms = 0;
-  for (const part of s.replace(/^[+-]/, '').matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g)) ms += Number(part[1]) * UNITS[part[2]!]!;
-  return m[1] === '-' ? -ms : ms;
-}
-
 /** Reads and checks a mapping file; throws MappingError naming the line and the reason. */
 export function loadMappingFile(path: string): MappingConfig {
   let text: string;
@@ -152,12 +166,14 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
   const fail = (n: Node | Pair | null | undefined, reason: string): never => {
     throw new MappingError(source, lineOf(n), reason);
   };
+  const warnings: string[] = [];
+  const warn: Warn = (n, reason) => warnings.push(`${source}:${lineOf(n)}: ${reason}`);
   if (doc.errors.length) {
     const e = doc.errors[0]!;
     throw new MappingError(source, lc.linePos(e.pos[0]).line, `not valid YAML: ${e.message.split('\n')[0]}`);
   }
   const root = doc.contents;
-  if (root === null || (isScalar(root) && root.value === null)) return finish(source, false, emptyDefaults(), []);
+  if (root === null || (isScalar(root) && root.value === null)) return finish(text, source, false, emptyDefaults(), [], warnings);
   if (!isMap(root)) return fail(root, 'a mapping file is a YAML map with "mappings" (and optionally "defaults")');
 
   const entries = pairsOf(
@@ -173,15 +189,28 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
   if (d && !(isScalar(d.value) && d.value.value === null)) {
     if (!isMap(d.value)) fail(d, '"defaults" must be a map');
     const de = pairsOf(d.value as YAMLMap, DEFAULTS_KEYS, fail, (k) => unknownKey(k, 'defaults'));
+    let legacyBuckets: number[] = [];
+    let legacyQuantiles: [number, number][] = [];
     for (const [k, p] of de) {
       const v = p.value as Node;
+      if (LEGACY[k]) warn(p, `${LEGACY[k]} (in defaults)`);
       if (k === 'observer_type') defaults.observerType = observerType(v, fail);
+      // statsd_exporter's mapperConfigDefaults: timer_type when observer_type is unset.
+      else if (k === 'timer_type') {
+        if (!de.has('observer_type')) defaults.observerType = observerType(v, fail);
+      } else if (k === 'buckets') legacyBuckets = bucketList(p, fail);
+      else if (k === 'quantiles') legacyQuantiles = quantileList(p, fail);
       else if (k === 'match_type') defaultMatchType = (oneOf(v, ['glob', 'regex', ''], fail, 'match type') as MatchType) || 'glob';
       else if (k === 'glob_disable_ordering') globDisableOrdering = bool(v, fail);
       else if (k === 'ttl') defaults.ttlMs = duration(v, fail);
       else if (k === 'summary_options') defaults.summary = summaryOptions(v, fail, undefined);
       else if (k === 'histogram_options') defaults.histogram = histogramOptions(v, fail, undefined);
     }
+    // Only when the options' own list is empty, and then they replace the whole options (as statsd_exporter does).
+    if (defaults.summary.quantiles.length === 0 && legacyQuantiles.length > 0)
+      defaults.summary = { quantiles: legacyQuantiles, maxAgeMs: 0, ageBuckets: 0, bufCap: 0 };
+    if (defaults.histogram.buckets.length === 0 && legacyBuckets.length > 0)
+      defaults.histogram = { buckets: legacyBuckets, nativeBucketFactor: 0, nativeMaxBuckets: 0 };
   }
   if (defaults.histogram.buckets.length === 0) defaults.histogram.buckets = [...DEF_BUCKETS];
   if (defaults.histogram.nativeBucketFactor === 0) defaults.histogram.nativeBucketFactor = 1.1;
@@ -195,15 +224,22 @@ export function parseMappingConfig(text: string, source = 'mapping'): MappingCon
     for (const item of (ms.value as { items: unknown[] }).items) {
       const node = item as Node;
       if (!isMap(node)) fail(node, 'each mapping must be a map (match, name, labels, …)');
-      mappings.push(mapping(node as YAMLMap, defaults, defaultMatchType, lineOf(node), fail));
+      mappings.push(mapping(node as YAMLMap, defaults, defaultMatchType, lineOf(node), fail, warn));
     }
   }
-  return finish(source, globDisableOrdering, defaults, mappings);
+  return finish(text, source, globDisableOrdering, defaults, mappings, warnings);
 }
 
-type Fail = (n: Node | Pair | null | undefined, reason: string) => never;
+type Warn = (n: Node | Pair | null | undefined, reason: string) => void;
 
-function finish(source: string, globDisableOrdering: boolean, defaults: MappingConfig['defaults'], mappings: Mapping[]): MappingConfig {
+function finish(
+  text: string,
+  source: string,
+  globDisableOrdering: boolean,
+  defaults: MappingConfig['defaults'],
+  mappings: Mapping[],
+  warnings: string[],
+): MappingConfig {
   const d = defaults;
   if (d.summary.maxAgeMs === 0) d.summary.maxAgeMs = DEFAULT_MAX_AGE_MS;
   if (d.summary.ageBuckets === 0) d.summary.ageBuckets = DEFAULT_AGE_BUCKETS;
@@ -220,7 +256,7 @@ function finish(source: string, globDisableOrdering: boolean, defaults: MappingC
     if (m.histogram.nativeBucketFactor <= 0) m.histogram.nativeBucketFactor = d.histogram.nativeBucketFactor;
     if (m.histogram.nativeMaxBuckets <= 0) m.histogram.nativeMaxBuckets = d.histogram.nativeMaxBuckets;
   }
-  return { source, globDisableOrdering, defaults: d, mappings };
+  return { text, source, globDisableOrdering, defaults: d, mappings, warnings };
 }
 
 function emptyDefaults(): MappingConfig['defaults'] {
@@ -232,84 +268,14 @@ function emptyDefaults(): MappingConfig['defaults'] {
   };
 }
 
-function unknownKey(k: string, where: string): string {
-  return REMOVED[k] ?? `unknown key "${k}" in ${where} (statsd_exporter refuses it too)`;
-}
-
-function pairsOf(map: YAMLMap, known: Set<string>, fail: Fail, unknown: (k: string) => string): Map<string, Pair> {
-  const out = new Map<string, Pair>();
-  for (const p of map.items as Pair[]) {
-    const k = isScalar(p.key) ? String(p.key.value) : '';
-    if (!known.has(k)) fail(p, unknown(k));
-    out.set(k, p);
-  }
-  return out;
-}
-
-function scalar(v: Node, fail: Fail, what: string): string | number | boolean {
-  if (!isScalar(v) || v.value === null || typeof v.value === 'object') return fail(v, `${what} must be a single value`);
-  return v.value as string | number | boolean;
-}
-
-function str(v: Node, fail: Fail, what: string): string {
-  return String(scalar(v, fail, what));
-}
-
-function num(v: Node, fail: Fail, what: string): number {
-  const x = scalar(v, fail, what);
-  const n = typeof x === 'number' ? x : Number(x);
-  if (typeof x === 'boolean' || !Number.isFinite(n)) fail(v, `${what} must be a number; got ${JSON.stringify(x)}`);
-  return n;
-}
-
-function bool(v: Node, fail: Fail): boolean {
-  const x = scalar(v, fail, 'a boolean');
-  if (typeof x !== 'boolean') fail(v, `expected true or false; got ${JSON.stringify(x)}`);
-  return x as boolean;
-}
-
-function oneOf(v: Node, values: string[], fail: Fail, what: string): string {
-  const x = str(v, fail, what);
-  if (!values.includes(x)) fail(v, `invalid ${what} "${x}" (${values.filter(Boolean).join(', ')})`);
-  return x;
-}
-
-function observerType(v: Node, fail: Fail): ObserverType {
-  const x = oneOf(v, ['summary', 'histogram', ''], fail, 'observer type');
-  return x === 'histogram' ? 'histogram' : 'summary';
-}
-
-function duration(v: Node, fail: Fail): number {
-  try {
-    const ms = parseGoDuration(str(v, fail, 'a duration'));
-    if (ms < 0) fail(v, 'a negative duration');
-    return ms;
-  } catch (err) {
-    if (err instanceof MappingError) throw err;
-    return fail(v, err instanceof Error ? err.message : String(err));
-  }
-}
-
 function summaryOptions(v: Node, fail: Fail, _base: SummaryOptions | undefined): SummaryOptions {
   const out: SummaryOptions = { quantiles: [], maxAgeMs: 0, ageBuckets: 0, bufCap: 0 };
   if (isScalar(v) && v.value === null) return out;
   if (!isMap(v)) return fail(v, 'summary_options must be a map');
   for (const [k, p] of pairsOf(v, SUMMARY_KEYS, fail, (key) => unknownKey(key, 'summary_options'))) {
     const val = p.value as Node;
-    if (k === 'quantiles') {
-      if (!isSeq(val)) fail(p, 'quantiles must be a list of {quantile, error}');
-      for (const q of (val as { items: Node[] }).items) {
-        if (!isMap(q)) fail(q, 'each quantile is a map: {quantile: 0.99, error: 0.001}');
-        let quantile = 0;
-        let error = 0;
-        for (const [qk, qp] of pairsOf(q as YAMLMap, new Set(['quantile', 'error']), fail, (key) => `unknown key "${key}" in a quantile (quantile, error)`)) {
-          if (qk === 'quantile') quantile = num(qp.value as Node, fail, 'quantile');
-          else error = num(qp.value as Node, fail, 'error');
-        }
-        if (!(quantile >= 0 && quantile <= 1)) fail(q, `a quantile is from 0 to 1; got ${quantile}`);
-        out.quantiles.push([quantile, error]);
-      }
-    } else if (k === 'max_age') out.maxAgeMs = duration(val, fail);
+    if (k === 'quantiles') out.quantiles = quantileList(p, fail);
+    else if (k === 'max_age') out.maxAgeMs = duration(val, fail);
     else {
       const n = num(val, fail, k);
       if (!(Number.isInteger(n) && n >= 0 && n < 2 ** 32)) fail(p, `${k} must be a whole number`);
@@ -326,11 +292,8 @@ function histogramOptions(v: Node, fail: Fail, _base: HistogramOptions | undefin
   if (!isMap(v)) return fail(v, 'histogram_options must be a map');
   for (const [k, p] of pairsOf(v, HISTOGRAM_KEYS, fail, (key) => unknownKey(key, 'histogram_options'))) {
     const val = p.value as Node;
-    if (k === 'buckets') {
-      if (!isSeq(val)) fail(p, 'buckets must be a list of upper bounds');
-      out.buckets = (val as { items: Node[] }).items.map((b) => num(b, fail, 'a bucket bound'));
-      for (let i = 1; i < out.buckets.length; i++) if (!(out.buckets[i]! > out.buckets[i - 1]!)) fail(val, 'histogram buckets must be in increasing order');
-    } else if (k === 'native_histogram_bucket_factor') out.nativeBucketFactor = num(val, fail, k);
+    if (k === 'buckets') out.buckets = bucketList(p, fail);
+    else if (k === 'native_histogram_bucket_factor') out.nativeBucketFactor = num(val, fail, k);
     else {
       const n = num(val, fail, k);
       if (!(Number.isInteger(n) && n >= 0 && n < 2 ** 32)) fail(p, `${k} must be a whole number`);
@@ -340,8 +303,9 @@ function histogramOptions(v: Node, fail: Fail, _base: HistogramOptions | undefin
   return out;
 }
 
-function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatchType: MatchType, line: number, fail: Fail): Mapping {
+function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatchType: MatchType, line: number, fail: Fail, warn: Warn): Mapping {
   const e = pairsOf(node, MAPPING_KEYS, fail, (k) => unknownKey(k, 'a mapping'));
+  for (const [k, p] of e) if (LEGACY[k]) warn(p, LEGACY[k]);
   const get = (k: string): Node | undefined => e.get(k)?.value as Node | undefined;
   const m: Mapping = {
     line,
@@ -359,18 +323,20 @@ function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatc
     histogram: { buckets: [], nativeBucketFactor: 0, nativeMaxBuckets: 0 },
     scale: undefined,
   };
-  let observerSet = false;
   if (get('match')) m.match = str(get('match')!, fail, 'match');
   if (get('name')) m.name = str(get('name')!, fail, 'name');
   if (get('match_type')) m.matchType = (oneOf(get('match_type')!, ['glob', 'regex', ''], fail, 'match type') || 'glob') as MatchType;
   if (get('help')) m.help = str(get('help')!, fail, 'help');
   if (get('honor_labels')) m.honorLabels = bool(get('honor_labels')!, fail);
   if (get('action')) m.action = oneOf(get('action')!, ['map', 'drop', ''], fail, 'action type') === 'drop' ? 'drop' : 'map';
-  if (get('match_metric_type')) m.matchMetricType = oneOf(get('match_metric_type')!, ['counter', 'gauge', 'observer'], fail, 'metric type') as MatchMetricType;
-  if (get('observer_type')) {
-    m.observerType = observerType(get('observer_type')!, fail);
-    observerSet = true;
+  if (get('match_metric_type')) {
+    const t = oneOf(get('match_metric_type')!, ['counter', 'gauge', 'observer', 'timer'], fail, 'metric type');
+    if (t === 'timer') warn(e.get('match_metric_type'), LEGACY.timer!);
+    m.matchMetricType = (t === 'timer' ? 'observer' : t) as MatchMetricType;
   }
+  // statsd_exporter's MetricMapping.UnmarshalYAML: the deprecated timer_type when observer_type is unset.
+  if (get('observer_type')) m.observerType = observerType(get('observer_type')!, fail);
+  else if (get('timer_type')) m.observerType = observerType(get('timer_type')!, fail);
   if (get('ttl')) m.ttlMs = duration(get('ttl')!, fail);
   if (m.ttlMs === 0 && defaults.ttlMs > 0) m.ttlMs = defaults.ttlMs;
   if (get('scale')) m.scale = num(get('scale')!, fail, 'scale');
@@ -380,6 +346,8 @@ function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatc
     for (const p of (labels as YAMLMap).items as Pair[]) {
       const k = isScalar(p.key) ? String(p.key.value) : '';
       if (!LABEL_NAME.test(k)) fail(p, `invalid label key: ${k}`);
+      // statsd_exporter takes it, then client_golang refuses every series of the family; Prometheus reserves such names.
+      if (k.startsWith('__')) fail(p, `invalid label key: ${k} (names starting with "__" are reserved by Prometheus)`);
       m.labels.push([k, str(p.value as Node, fail, `label ${k}`)]);
     }
   }
@@ -389,7 +357,15 @@ function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatc
   const ho = get('histogram_options');
   if (so) m.summary = summaryOptions(so, fail, undefined);
   if (ho) m.histogram = histogramOptions(ho, fail, undefined);
-  void observerSet;
+  // The deprecated top-level buckets and quantiles: refused beside the options' own, else used by the matching observer.
+  const lb = e.get('buckets');
+  const lq = e.get('quantiles');
+  if (lq && so && isMap(so) && so.has('quantiles')) fail(lq, `cannot use quantiles in both the top level and summary options at the same time in ${m.match}`);
+  if (lb && ho && isMap(ho) && ho.has('buckets')) fail(lb, `cannot use buckets in both the top level and histogram options at the same time in ${m.match}`);
+  const legacyBuckets = lb ? bucketList(lb, fail) : [];
+  const legacyQuantiles = lq ? quantileList(lq, fail) : [];
+  if (m.observerType === 'histogram' && legacyBuckets.length > 0) m.histogram.buckets = legacyBuckets;
+  if (m.observerType === 'summary' && legacyQuantiles.length > 0) m.summary.quantiles = legacyQuantiles;
   if (m.observerType === 'histogram' && so) fail(e.get('summary_options'), 'cannot use histogram observer and summary options at the same time');
   if (m.observerType === 'summary' && ho) fail(e.get('histogram_options'), 'cannot use summary observer and histogram options at the same time');
   if (m.matchType === 'glob') {
@@ -399,19 +375,4 @@ function mapping(node: YAMLMap, defaults: MappingConfig['defaults'], defaultMatc
     m.regex = goRegex(m.match, (reason) => fail(e.get('match') ?? node, `invalid regex ${m.match} in mapping: ${reason}`));
   }
   return m;
-}
-
-/**
- * A Go (RE2) expression as a JavaScript RegExp: `(?P<name>` becomes `(?<name>`; what
- * has no JavaScript equivalent (inline flags such as `(?i)`, `\z`, `\Q…\E`, POSIX
- * classes) is refused rather than matched differently.
- */
-function goRegex(src: string, fail: (reason: string) => never): RegExp {
-  if (/\(\?[imsU-]+[:)]/.test(src)) fail('inline flags such as (?i) are not supported here; spell the cases out');
-  if (/\\[zQEpP]|\[\[:/.test(src)) fail('\\z, \\Q…\\E, \\p{…} and [[:class:]] are not supported here');
-  try {
-    return new RegExp(src.replace(/\(\?P</g, '(?<'));
-  } catch (err) {
-    return fail(err instanceof Error ? err.message : String(err));
-  }
 }

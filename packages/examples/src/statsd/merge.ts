@@ -5,7 +5,10 @@
  *
  * - counters: partials' totals added. Exact for integer-valued totals; with fractional
  *   values a key that lands on one worker (the `key` policy) is summed in exactly
- *   Etsy's order; one spread over several workers may differ in the last bit.
+ *   Etsy's order; one spread over several workers may differ in the last bit. The
+ *   flush outputs get these net totals (Etsy); the Prometheus side gets each key's
+ *   positive sum and its negative increments apart (`observeCounter`), as
+ *   statsd_exporter adds only the positive ones.
  * - sets: union of members. Exact.
  * - timers: the workers' native histograms merged (exact: the merge of any split is
  *   the histogram of all the values), count, sum, min and max added up; the flush's
@@ -26,11 +29,11 @@
  * dropped and counted), gauges forgotten after `gaugeExpiry` flushes without an
  * update, and sums kept finite (what would overflow is dropped and counted).
  */
-import type { GaugeOps, Partial } from './aggregate.js';
+import type { CounterSigns, GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import type { BadLineCode } from './parser.js';
 import { NativeHistogram } from './native-histogram.js';
-import { timerSummary, timerSummaryFromHistogram, type TimerSummary } from './timer-stats.js';
+import { timerSummary, timerSummaryFromHistogram, type TimerSummary, type TimerTotals } from './timer-stats.js';
 import { addTallies, zeroTallies } from './tallies.js';
 
 /** One flush interval's merged figures, plain JSON. */
@@ -82,13 +85,7 @@ export function record<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
 }
 
-interface TimerAcc {
-  count: number;
-  sum: number;
-  n: number;
-  min: number;
-  max: number;
-  scale: number;
+interface TimerAcc extends TimerTotals {
   /** Histogram-mode partials, merged. */
   hist: NativeHistogram | undefined;
   /** The same with every value counted once, kept from the first partial that had a sampled value. */
@@ -96,7 +93,12 @@ interface TimerAcc {
   /** Exact-mode partials' values (and weights, when one is not 1). */
   chunks: number[][];
   weights: (number[] | undefined)[];
+  /** Classic bucket counts added up; undefined once a partial came without them (or with other bounds). */
+  classic: Float64Array | undefined;
 }
+
+/** One counter's interval as the Prometheus side sees it: its increments by sign. */
+export type CounterFlush = CounterSigns;
 
 /** One timer's interval as the Prometheus side sees it. */
 export interface TimerFlush {
@@ -106,6 +108,8 @@ export interface TimerFlush {
   scale: number;
   /** Exact mode: the raw values, sorted (each once, whatever its sample rate). */
   values?: Float64Array;
+  /** Exact classic bucket counts (per bound, then above the last; not cumulative), when the workers counted them. */
+  classic?: Float64Array;
 }
 
 export interface MergeLimits {
@@ -127,6 +131,8 @@ export class GaugeStore {
 
 export class IntervalMerge {
   private counters = new Map<string, number>();
+  /** Keys that had a negative increment in some partial: their increments by sign. */
+  private counterSigns = new Map<string, CounterSigns>();
   private timers = new Map<string, TimerAcc>();
   private sets = new Map<string, Set<string>>();
   private gauges = new Map<string, GaugeOps[]>();
@@ -156,12 +162,27 @@ export class IntervalMerge {
 
   add(p: Partial): void {
     this.partials++;
+    const signs = p.counterSigns?.length ? new Map(p.counterSigns) : undefined;
     for (const [k, v] of p.counters) {
       const old = this.counters.get(k);
       if (old === undefined && !this.room()) continue;
       const sum = (old ?? 0) + v;
-      if (Number.isFinite(sum)) this.counters.set(k, sum);
-      else this.t.overflows++;
+      if (!Number.isFinite(sum)) {
+        this.t.overflows++;
+        continue;
+      }
+      this.counters.set(k, sum);
+      const ps = signs?.get(k);
+      let acc = this.counterSigns.get(k);
+      // The partials before had only positive increments of it: their total is its positive sum.
+      if (ps && !acc) this.counterSigns.set(k, (acc = { positive: old ?? 0, negatives: 0, negativeSum: 0 }));
+      if (acc) {
+        acc.positive += ps ? ps.positive : v;
+        if (ps) {
+          acc.negatives += ps.negatives;
+          acc.negativeSum += ps.negativeSum;
+        }
+      }
     }
     for (const [k, t] of p.timers) {
       let acc = this.timers.get(k);
@@ -177,8 +198,23 @@ export class IntervalMerge {
         acc.n += t.n;
         acc.min = Math.min(acc.min, t.min);
         acc.max = Math.max(acc.max, t.max);
+        const c = acc.classic;
+        if (c && t.classic?.length === c.length) for (let i = 0; i < c.length; i++) c[i]! += t.classic[i]!;
+        else acc.classic = undefined;
       } else if (this.room()) {
-        acc = { count: t.count, sum: t.sum, n: t.n, min: t.min, max: t.max, scale: t.scale, hist: undefined, unweighted: undefined, chunks: [], weights: [] };
+        acc = {
+          count: t.count,
+          sum: t.sum,
+          n: t.n,
+          min: t.min,
+          max: t.max,
+          scale: t.scale,
+          hist: undefined,
+          unweighted: undefined,
+          chunks: [],
+          weights: [],
+          classic: t.classic ? Float64Array.from(t.classic) : undefined,
+        };
         this.timers.set(k, acc);
       } else continue;
       if (t.hist) {
@@ -222,13 +258,14 @@ export class IntervalMerge {
    * Ends the interval: replays gauge operations onto `store` (the persisted values,
    * updated in place; gauges idle for `gaugeExpiry` flushes are forgotten) and returns
    * the interval's figures. Starts a new interval. `observe` sees each timer's
-   * interval (the Prometheus side).
+   * interval (the Prometheus side); `observeCounter` each counter's increments by sign.
    */
   finish(
     store: GaugeStore,
     percentiles: readonly number[],
     meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
     observe?: (key: string, timer: TimerFlush) => void,
+    observeCounter?: (key: string, counter: CounterFlush) => void,
   ): FlushResult {
     const gauges = store.values;
     const overflow = { n: 0 };
@@ -253,7 +290,10 @@ export class IntervalMerge {
       }
     }
     const counters = record<number>();
-    for (const [k, v] of this.counters) counters[k] = v;
+    for (const [k, v] of this.counters) {
+      counters[k] = v;
+      observeCounter?.(k, this.counterSigns.get(k) ?? { positive: v, negatives: 0, negativeSum: 0 });
+    }
     const sets = record<number>();
     for (const [k, s] of this.sets) sets[k] = s.size;
     const timers = record<TimerSummary>();
@@ -293,6 +333,7 @@ export class IntervalMerge {
     this.events = [];
     this.serviceChecks = [];
     this.counters = new Map();
+    this.counterSigns = new Map();
     this.timers = new Map();
     this.sets = new Map();
     this.gauges = new Map();
@@ -330,7 +371,7 @@ function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: numb
     const hist = new NativeHistogram(schema);
     for (let i = 0; i < all.length; i++) hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
     // timerSummary sorts `all` in place (after the histogram counted it with its weights).
-    return { summary: timerSummary(all, acc.count, percentiles), flush: { hist, scale: acc.scale, values: all } };
+    return { summary: timerSummary(all, acc.count, percentiles), flush: withClassic({ hist, scale: acc.scale, values: all }, acc) };
   }
   const hist = acc.hist ?? new NativeHistogram(schema);
   // Every value counted once, for the percentiles: the weighted histogram itself unless a value was sampled.
@@ -342,7 +383,12 @@ function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: numb
     }
   }
   unweighted ??= hist;
-  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: { hist, scale: acc.scale } };
+  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: withClassic({ hist, scale: acc.scale }, acc) };
+}
+
+function withClassic(f: TimerFlush, acc: TimerAcc): TimerFlush {
+  if (acc.classic) f.classic = acc.classic;
+  return f;
 }
 
 /**

@@ -308,9 +308,11 @@ export function toSpans(buckets: readonly (readonly [number, number])[]): SpanBu
 
 /**
  * Classic bucket counts (not cumulative; one per bound, then the one above the last)
- * from a native histogram: each sparse bucket counts under the first bound at or above
- * its geometric middle, so a value may be counted one bound off only when it lies
- * within a sparse bucket's width of that bound (a relative 2^(2^-schema) - 1).
+ * estimated from a native histogram: each sparse bucket counts under the first bound at
+ * or above its geometric middle, so a value may be counted one bound off when it lies
+ * within a sparse bucket's width of that bound (a relative 2^(2^-schema) - 1), a value
+ * exactly on a bound included. Only a fallback: the workers count the classic buckets
+ * exactly (aggregate.ts, TimerOptions.classic) whenever the bounds are known there.
  */
 export function classicCounts(h: NativeHistogram, bounds: readonly number[]): Float64Array {
   const out = new Float64Array(bounds.length + 1);

@@ -26,7 +26,9 @@
  *   timerMaxBuckets=N     most buckets of one timer's histogram per worker and interval
  *                         (default 2048); more lower its schema
  *   mappingConfig=FILE    a statsd_exporter mapping file (YAML): names, labels, summary or
- *                         histogram, native histograms, drop, ttl (docs/statsd.md)
+ *                         histogram, native histograms, drop, ttl (docs/statsd.md); read
+ *                         once, by the supervisor, which gives the workers its text
+ *   mappingConfigText=Y   the mapping file's text itself (what the workers get)
  *   promLayout=L          exporter (default: statsd_exporter's names and types) or labels
  *                         (the layout before: one family per type, the name in a
  *                         `metric` label; kept for existing users)
@@ -38,13 +40,13 @@
  *   libratoTags=on|off    read Librato tags in the name, `name#k=v:1|c` (default on)
  *   signalfxTags=on|off   read SignalFX tags in the name, `name[k=v]:1|c` (default on)
  */
-import { describeError } from '@shardgram/udp-core';
+import { describeError, ShardgramError } from '@shardgram/udp-core';
 import { defineAppOptions, OptionValueError, outputFile, parseAppOptions, textMatching, wholeNumber } from '@shardgram/udp-core/app-options';
 import { DEFAULT_TIMER_BUCKETS_MS, parseTimerBuckets } from './histogram.js';
 import type { TagStyles } from './tag-styles.js';
 import { isAbsolute, resolve } from 'node:path';
 import { Mapper } from './mapper.js';
-import { loadMappingFile, MappingError, type MappingConfig } from './mapping.js';
+import { loadMappingFile, MappingError, parseMappingConfig, type MappingConfig } from './mapping.js';
 import { MAX_SCHEMA, MIN_SCHEMA } from './native-histogram.js';
 import type { RemoteWriteTarget } from '../outputs/remote-write.js';
 import { onOff, remoteWriteOptionSchema, remoteWriteTarget } from './remote-write-options.js';
@@ -102,6 +104,26 @@ function mappingFile(text: string): MappingConfig {
       );
     throw err;
   }
+}
+
+function mappingText(text: string): MappingConfig {
+  try {
+    return parseMappingConfig(text, 'mappingConfigText');
+  } catch (err) {
+    if (err instanceof MappingError)
+      throw new OptionValueError('the text of a statsd_exporter mapping file with only what this receiver supports (docs/statsd-prometheus.md)', err.message);
+    throw err;
+  }
+}
+
+/**
+ * The options the workers get: the mapping file's text read by the supervisor
+ * (`mappingConfigText`) instead of its path, so that a worker restarted after the file
+ * was edited (or broken) maps as the service started.
+ */
+export function statsdWorkerOptions(raw: Readonly<Record<string, string>>, o: StatsdOptions): Record<string, string> {
+  const { mappingConfig: _path, ...rest } = raw;
+  return o.mappingConfig ? { ...rest, mappingConfigText: o.mappingConfig.text } : { ...rest };
 }
 
 /** `host:port`, `[v6]:port`. */
@@ -234,6 +256,12 @@ export const statsdOptionSchema = defineAppOptions({
     parse: mappingFile,
     default: undefined as MappingConfig | undefined,
   },
+  mappingConfigText: {
+    value: 'YAML',
+    help: "a statsd_exporter mapping file's text itself (the supervisor gives it to the workers in place of mappingConfig)",
+    parse: mappingText,
+    default: undefined as MappingConfig | undefined,
+  },
   promLayout: {
     value: 'L',
     help: "exporter (statsd_exporter's names and types) or labels (before: the name in a metric label, one family per type)",
@@ -254,6 +282,14 @@ export const statsdOptionSchema = defineAppOptions({
 /** Validates and resolves the options; throws a ShardgramError (ERR_SHARDGRAM_INVALID_ARG) naming the bad one. */
 export function parseStatsdOptions(raw: Readonly<Record<string, string>>): StatsdOptions {
   const o = parseAppOptions('statsd', statsdOptionSchema, raw);
+  if (o.mappingConfig && o.mappingConfigText)
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_INVALID_ARG',
+      'statsd options mappingConfig (a file) and mappingConfigText (its text) cannot both be set: give one',
+      {
+        option: 'mappingConfigText',
+      },
+    );
   return {
     flushIntervalMs: o.flushInterval,
     percentiles: o.percentiles,
@@ -274,7 +310,7 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     timerMode: o.timerMode,
     timerSchema: o.timerSchema,
     timerMaxBuckets: o.timerMaxBuckets,
-    mappingConfig: o.mappingConfig,
+    mappingConfig: o.mappingConfig ?? o.mappingConfigText,
     promLayout: o.promLayout,
   };
 }

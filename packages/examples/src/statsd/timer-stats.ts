@@ -63,10 +63,15 @@ export function timerSummary(values: Float64Array | number[], count: number, per
   return out;
 }
 
-/** What a timer's histogram summary needs besides the histogram. */
+/**
+ * A timer's totals over an interval: what a histogram summary needs besides the
+ * histogram, and the base of the worker's (aggregate.ts) and the merge's (merge.ts)
+ * timer records.
+ */
 export interface TimerTotals {
-  /** Σ 1/sample-rate. */
+  /** Σ 1/sample-rate (the count Etsy statsd reports). */
   count: number;
+  /** Σ values (kept finite: a value that would overflow it is rejected and counted). */
   sum: number;
   /** Values received. */
   n: number;

@@ -147,6 +147,24 @@ describe('flush rounds', () => {
     expect(text).not.toMatch(/shardgram_statsd_(counter|gauge|timer|set_unique)\b/);
   });
 
+  it('negative counter increments: the Prometheus counter adds only the positive ones and counts each negative one (statsd_exporter); the flush outputs keep the net sum (Etsy)', async () => {
+    const h = harness({ flushInterval: '40', flushTimeout: '20' });
+    stopMe = h;
+    // One key over two workers: a worker with only positive increments of it, one with both signs.
+    h.hello(0, 500).datagram('c:5|c\nc:-3|c\nc:-1|c|@0.5\nonly.neg:-4|c\npos:2|c');
+    h.hello(1, 501).datagram('c:10|c\npos:3|c');
+    h.c.start();
+    await h.clock.advance(40);
+    await until(() => h.flushes.length >= 1);
+    expect(h.flushes[0]!.counters).toEqual({ c: 10, 'only.neg': -4, pos: 5 });
+    const text = h.c.metrics();
+    expect(text).toMatch(/^c 15$/m);
+    expect(text).toMatch(/^pos 5$/m);
+    // Only negative increments: no series, as in statsd_exporter.
+    expect(text).not.toMatch(/^only_neg /m);
+    expect(text).toMatch(/^shardgram_statsd_prometheus_dropped_total\{reason="illegal_negative_counter"\} 3$/m);
+  });
+
   it('/metrics (promLayout=labels, the layout before): Prometheus text with tags as labels, escaped', async () => {
     const h = harness({ flushInterval: '40', flushTimeout: '20', percentiles: '90,99.9', promLayout: 'labels', timerMode: 'exact' });
     stopMe = h;

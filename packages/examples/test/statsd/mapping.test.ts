@@ -232,7 +232,21 @@ describe("names without a mapping (statsd_exporter's EscapeMetricName)", () => {
 describe('refused at start, with the line and the reason', () => {
   it.each([
     ['mappings:\n- match: a.b\n  name: x\n  bogus: 1\n', /^m\.yml:4: unknown key "bogus" in a mapping/],
-    ['mappings:\n- match: a.b\n  name: x\n  timer_type: histogram\n', /^m\.yml:4: timer_type was renamed observer_type/],
+    ['mappings:\n- match: a.b\n  name: x\n  timer_typ: histogram\n', /^m\.yml:4: unknown key "timer_typ" in a mapping/],
+    ['defaults:\n  bucket: [1]\n', /^m\.yml:2: unknown key "bucket" in defaults/],
+    [
+      'mappings:\n- match: a.b\n  name: x\n  observer_type: histogram\n  buckets: [1]\n  histogram_options:\n    buckets: [2]\n',
+      /^m\.yml:5: cannot use buckets in both the top level and histogram options at the same time in a\.b/,
+    ],
+    [
+      'mappings:\n- match: a.b\n  name: x\n  quantiles:\n  - quantile: 0.5\n  summary_options:\n    quantiles: []\n',
+      /^m\.yml:4: cannot use quantiles in both the top level and summary options at the same time in a\.b/,
+    ],
+    ['mappings:\n- match: a.b\n  name: x\n  labels:\n    __name__: "$1"\n', /^m\.yml:5: invalid label key: __name__ \(names starting with "__" are reserved/],
+    ['mappings:\n- match: a.b\n  name: x\n  honor_labels: "yes"\n', /^m\.yml:4: expected true or false/],
+    ['mappings:\n- match: "a\\\\x{41}"\n  match_type: regex\n  name: x\n', /^m\.yml:2: invalid regex .*\\x\{…\} is not supported/],
+    ['mappings:\n- match: "a\\\\C"\n  match_type: regex\n  name: x\n', /^m\.yml:2: invalid regex .*\\C \(any byte\) is not supported/],
+    ['mappings:\n- match: "[\\\\A]"\n  match_type: regex\n  name: x\n', /^m\.yml:2: invalid regex .*\\A inside a character class/],
     ['mappings:\n- match: a.b*\n  name: x\n', /^m\.yml:2: invalid match: a\.b\*/],
     ['mappings:\n- match: a.b\n', /^m\.yml:2: metric mapping didn't set a metric name/],
     ['mappings:\n- match: a.b\n  name: 1x\n', /^m\.yml:3: metric name '1x' doesn't match/],
@@ -248,5 +262,134 @@ describe('refused at start, with the line and the reason', () => {
   ])('%j', (yaml, message) => {
     expect(() => parseMappingConfig(yaml, 'm.yml')).toThrow(MappingError);
     expect(() => parseMappingConfig(yaml, 'm.yml')).toThrow(message);
+  });
+});
+
+describe("statsd_exporter's deprecated keys (pkg/mapper of v0.30.0): read as it reads them, with a warning naming the line", () => {
+  it('timer_type is the observer type when observer_type is unset, in a mapping and in the defaults', () => {
+    const c = parseMappingConfig(
+      `defaults:
+  timer_type: histogram
+mappings:
+- match: a.*
+  name: a
+  timer_type: summary
+- match: b.*
+  name: b
+  timer_type: summary
+  observer_type: histogram
+- match: c.*
+  name: c
+`,
+      'm.yml',
+    );
+    expect(c.defaults.observerType).toBe('histogram');
+    expect(c.mappings.map((m) => m.observerType)).toEqual(['summary', 'histogram', 'histogram']);
+    expect(c.warnings).toEqual([
+      'm.yml:2: timer_type is deprecated: use observer_type (which wins when both are set) (in defaults)',
+      'm.yml:6: timer_type is deprecated: use observer_type (which wins when both are set)',
+      'm.yml:9: timer_type is deprecated: use observer_type (which wins when both are set)',
+    ]);
+  });
+
+  it("a mapping's top-level buckets and quantiles go into its observer's options", () => {
+    const c = parseMappingConfig(
+      `mappings:
+- match: h.*
+  name: h
+  observer_type: histogram
+  buckets: [0.1, 1]
+  histogram_options:
+    native_histogram_bucket_factor: 1.5
+- match: s.*
+  name: s
+  quantiles:
+  - quantile: 0.75
+    error: 0.01
+- match: ignored.*
+  name: i
+  observer_type: summary
+  buckets: [5]
+`,
+      'm.yml',
+    );
+    const [h, s, i] = c.mappings;
+    expect(h!.histogram).toEqual({ buckets: [0.1, 1], nativeBucketFactor: 1.5, nativeMaxBuckets: 256 });
+    expect(s!.summary.quantiles).toEqual([[0.75, 0.01]]);
+    // statsd_exporter uses top-level buckets only for a histogram observer (and quantiles only for a summary).
+    expect(i!.summary.quantiles).toEqual(c.defaults.summary.quantiles);
+    expect(c.warnings).toEqual([
+      'm.yml:5: a top-level buckets is deprecated: use histogram_options.buckets',
+      'm.yml:10: a top-level quantiles is deprecated: use summary_options.quantiles',
+      'm.yml:16: a top-level buckets is deprecated: use histogram_options.buckets',
+    ]);
+  });
+
+  it("defaults' buckets and quantiles apply only when the options' own lists are empty, replacing those options", () => {
+    const used = parseMappingConfig(
+      `defaults:
+  buckets: [0.5, 2]
+  quantiles:
+  - quantile: 0.9
+    error: 0.01
+  summary_options:
+    max_age: 1m
+  histogram_options:
+    native_histogram_bucket_factor: 2
+`,
+      'm.yml',
+    );
+    expect(used.defaults.histogram.buckets).toEqual([0.5, 2]);
+    // statsd_exporter's mapperConfigDefaults replaces the whole options: the factor and max_age go back to their defaults.
+    expect(used.defaults.histogram.nativeBucketFactor).toBe(1.1);
+    expect(used.defaults.summary.quantiles).toEqual([[0.9, 0.01]]);
+    expect(used.defaults.summary.maxAgeMs).toBe(600_000);
+    const unused = parseMappingConfig(
+      `defaults:
+  buckets: [0.5, 2]
+  histogram_options:
+    buckets: [3]
+`,
+      'm.yml',
+    );
+    expect(unused.defaults.histogram.buckets).toEqual([3]);
+    expect(unused.warnings).toEqual(['m.yml:2: a top-level buckets is deprecated: use histogram_options.buckets (in defaults)']);
+  });
+
+  it('match_metric_type: timer means observer', () => {
+    const m = mapperOf('mappings:\n- match: t.*\n  name: t\n  match_metric_type: timer\n');
+    expect(m.config!.mappings[0]!.matchMetricType).toBe('observer');
+    expect(m.config!.warnings).toEqual(['mapping.yml:4: match_metric_type: timer is deprecated: use observer (what it means)']);
+    expect(series(m, 't.x', 'observer')).toBe('t{}');
+    expect(series(m, 't.x', 'counter')).toBe('t_x{}');
+  });
+});
+
+describe('read as go-yaml v2 reads it', () => {
+  it('YAML 1.1 booleans (yes/no, on/off, y/n) for boolean keys', () => {
+    for (const [text, value] of [
+      ['yes', true],
+      ['On', true],
+      ['Y', true],
+      ['no', false],
+      ['OFF', false],
+      ['n', false],
+    ] as const) {
+      const c = parseMappingConfig(`defaults:\n  glob_disable_ordering: ${text}\nmappings:\n- match: a.b\n  name: x\n  honor_labels: ${text}\n`, 'm.yml');
+      expect(c.globDisableOrdering, text).toBe(value);
+      expect(c.mappings[0]!.honorLabels, text).toBe(value);
+    }
+  });
+
+  it('\\A in a regex is the start of the name, as in Go', () => {
+    const m = mapperOf(String.raw`mappings:
+- match: '\Aapi\.(\w+)'
+  match_type: regex
+  name: api_$1
+`);
+    expect(series(m, 'api.req')).toBe('api_req{}');
+    // Not a literal "A": in JavaScript without the translation, \A would match "A".
+    expect(series(m, 'Aapi.req')).toBe('Aapi_req{}');
+    expect(series(m, 'x.api.req')).toBe('x_api_req{}');
   });
 });

@@ -232,3 +232,23 @@ describe('histogram timers (the default) against exact ones', () => {
     );
   });
 });
+
+describe('classic buckets counted in the workers', () => {
+  it('a value on a bound counts in that bound (le inclusive), sampled values weighted as asked, summed over workers, in both timer modes', () => {
+    const bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    const classic = () => ({ bounds, convert: (v: number) => v / 1000, weighted: true });
+    for (const mode of ['histogram', 'exact'] as const) {
+      const workers = [0, 1].map(() => new PartialAggregate({ timers: { mode, classic } }));
+      // One value (ms) on each bound, alternating workers; one more above the last, sampled at 0.5 (weight 2).
+      for (let i = 0; i < bounds.length; i++) workers[i % 2]!.datagram(`t:${bounds[i]! * 1000}|ms`);
+      workers[0]!.datagram('t:20000|ms|@0.5');
+      const m = new IntervalMerge();
+      for (const w of workers) m.add(w.take());
+      let got: Float64Array | undefined;
+      m.finish(new GaugeStore(), PCT, { timestamp: 0, flush: 1, final: false, interval_ms: 0, missing_workers: [] }, (_k, t) => {
+        got = t.classic;
+      });
+      expect([...got!], mode).toEqual([...bounds.map(() => 1), 2]);
+    }
+  });
+});

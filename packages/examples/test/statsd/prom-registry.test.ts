@@ -140,7 +140,7 @@ describe('series lifecycle and clashes', () => {
     expect(f.get('x')!.type).toBe('counter');
     expect(f.has('t_count')).toBe(false);
     expect(f.has('y')).toBe(false);
-    expect(reg.dropped).toMatchObject({ conflict: 2, negative_counter: 1, set: 1 });
+    expect(reg.dropped).toMatchObject({ conflict: 2, illegal_negative_counter: 1, set: 1 });
   });
 
   it("tags that would break the exposition are no labels: __…, a histogram's le, a summary's quantile (counted)", () => {

@@ -111,6 +111,11 @@ export class AppHost {
     return this.defaults;
   }
 
+  /** The options workers get: the supervisor side's `workerOptions`, else `options` (the command line's). */
+  workerOptions(options: Readonly<Record<string, string>>): Record<string, string> {
+    return { ...(this.hooks.workerOptions ?? options) };
+  }
+
   message(index: number, message: unknown): void {
     guarded(this.log, 'app message hook', () => this.hooks.message?.(index, message));
   }

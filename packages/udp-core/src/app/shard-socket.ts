@@ -116,6 +116,13 @@ export interface AppSupervisorContext {
 }
 
 export interface AppSupervisorHooks {
+  /**
+   * The options every worker started from now on gets (`context.options`), instead of
+   * the command line's: e.g. a file's content read once here rather than its path, so
+   * that a worker restarted after the file changed runs with what the service started
+   * with. Read once, when the supervisor side has started.
+   */
+  workerOptions?: Readonly<Record<string, string>>;
   /** A message a worker sent with `context.send`. */
   message?(index: number, message: unknown): void;
   /** Called once on a graceful stop, after every worker has drained and exited. */

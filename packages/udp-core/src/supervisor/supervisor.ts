@@ -212,7 +212,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       engine: c.engine,
       family: slot.sock.family,
       app: this.app.url,
-      appOptions: { ...c.appOptions },
+      appOptions: this.app.workerOptions(c.appOptions),
       snapshotIntervalMs: c.snapshotIntervalMs,
       maxDatagram: c.maxDatagram,
       batch: c.batch,
