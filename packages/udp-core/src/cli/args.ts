@@ -123,7 +123,7 @@ export function limitOption(values: Record<string, unknown>, name: string, key: 
 }
 
 /** Sizes in the one grammar (byte-size.ts): 4194304, 4096k, 4m, 4MiB. */
-export function byteOption(values: Record<string, unknown>, name: string, usage: string, range: ByteSizeRange = { min: 1, max: 2 ** 30 }): number | undefined {
+export function byteOption(values: Record<string, unknown>, name: string, usage: string, range: ByteSizeRange): number | undefined {
   return flagValue(values, name, byteSize(range), usage);
 }
 
