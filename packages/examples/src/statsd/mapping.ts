@@ -8,6 +8,7 @@
  * mapper.ts.
  */
 import { readFileSync } from 'node:fs';
+import { describeError } from '@shardgram/udp-core';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 
 export type MatchType = 'glob' | 'regex';
@@ -135,7 +136,7 @@ export function loadMappingFile(path: string): MappingConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new MappingError(path, 0, `cannot read the mapping file: ${err instanceof Error ? err.message : String(err)}`);
+    throw new MappingError(path, 0, `cannot read the mapping file: ${describeError(err)}`);
   }
   return parseMappingConfig(text, path);
 }
@@ -286,7 +287,7 @@ function duration(v: Node, fail: Fail): number {
     return ms;
   } catch (err) {
     if (err instanceof MappingError) throw err;
-    return fail(v, err instanceof Error ? err.message : String(err));
+    return fail(v, describeError(err));
   }
 }
 
@@ -412,6 +413,6 @@ function goRegex(src: string, fail: (reason: string) => never): RegExp {
   try {
     return new RegExp(src.replace(/\(\?P</g, '(?<'));
   } catch (err) {
-    return fail(err instanceof Error ? err.message : String(err));
+    return fail(describeError(err));
   }
 }
