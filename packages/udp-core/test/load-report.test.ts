@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runLoad, type LoadSender } from '../src/load/load.js';
 import { echoPrefix } from '../src/app/builtin/echo-format.js';
-import { decodeProbe } from '../src/stats/snapshot.js';
+import { decodeProbe } from '../src/load/probe.js';
 
 const WORKERS = 3;
 /** The sender answered by two workers (by its sequence numbers). */

@@ -19,7 +19,7 @@ import { invalidArg } from '../errors.js';
 import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
 import { readProcUdp } from '../ffi/holders.js';
 import { NativeSender, probePad } from './sender.js';
-import { encodeProbe } from '../stats/snapshot.js';
+import { encodeProbe } from './probe.js';
 import { DEFAULTS, LOAD_DEFAULTS, LOAD_LIMITS } from '../defaults.js';
 import { ReplyTally, type LossAttribution, type WorkerLoadStats } from './reply-tally.js';
 import { SenderRuns } from './sender-runs.js';

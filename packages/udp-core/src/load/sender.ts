@@ -34,7 +34,7 @@ import {
 import { libc } from '../ffi/libc.js';
 import { encodeSockaddr, familyOf, sourceBindAddress, type Family } from '../ffi/sockaddr.js';
 import { localAddress } from '../ffi/socket.js';
-import { encodeProbe } from '../stats/snapshot.js';
+import { encodeProbe } from './probe.js';
 
 export interface NativeSenderOptions {
   /** Destination address (IPv4 or IPv6 literal). */
