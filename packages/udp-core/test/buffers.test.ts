@@ -7,10 +7,10 @@
  */
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
+import { closeFd, openReusePortSocket, socketMemInfo, type OpenedSocket } from '@shardgram/udp-core/sockets';
 import { discardQueued } from '../src/ffi/discard.js';
 import { F_DUPFD_CLOEXEC } from '../src/ffi/kernel.js';
 import { libc } from '../src/ffi/libc.js';
-import { closeFd, openReusePortSocket, socketMemInfo, type OpenedSocket } from '../src/ffi/socket.js';
 import { BufferRaises } from '../src/supervisor/buffers.js';
 
 /** One service's raises (its Group owns one), as the tests below raise and lower through it. */

@@ -8,9 +8,7 @@
  */
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runLoad, type LoadSender } from '../src/load/load.js';
-import { echoPrefix } from '../src/app/builtin/echo-format.js';
-import { decodeProbe } from '../src/load/probe.js';
+import { decodeProbe, echoPrefix, runLoad, type LoadSender } from '@shardgram/udp-core/load';
 
 const WORKERS = 3;
 /** The sender answered by two workers (by its sequence numbers). */
