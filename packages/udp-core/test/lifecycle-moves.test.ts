@@ -6,6 +6,7 @@
  * allow them.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+// The error class of the same copy as lifecycle.ts (not exported), for instanceof.
 import { ShardgramError } from '../src/errors.js';
 import { Lifecycle, describeState, type State, type StateName } from '../src/supervisor/lifecycle.js';
 // The real service as a user has it (its workers run the built worker).

@@ -4,10 +4,9 @@
  * as the flag with the same value is, with the same range in the message.
  */
 import { describe, expect, it } from 'vitest';
+import { ShardgramError, Supervisor } from '@shardgram/udp-core';
 import { UsageError, limitOption } from '../src/cli/args.js';
 import { LIMITS } from '../src/defaults.js';
-import { ShardgramError } from '../src/errors.js';
-import { Supervisor } from '../src/supervisor/supervisor.js';
 
 function refusal(fn: () => unknown): ShardgramError {
   try {

@@ -4,8 +4,8 @@
  * what a valid one looks like (not a plain Error without a code).
  */
 import { describe, expect, it } from 'vitest';
-import { ShardgramError } from '../src/errors.js';
-import { PromWriter } from '../src/stats/prom-text.js';
+import { ShardgramError } from '@shardgram/udp-core';
+import { PromWriter } from '@shardgram/udp-core/prom';
 
 function refusal(fn: () => unknown): ShardgramError {
   try {

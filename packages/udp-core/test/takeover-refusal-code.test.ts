@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { requestTakeover } from '../src/control/takeover/new-side.js';
 import { MAX_CONNECTIONS } from '../src/control/server.js';
+// The error class of the same copy as new-side.ts (not exported), for instanceof.
 import { ShardgramError } from '../src/errors.js';
 
 const serverModule = new URL('../dist/control/server.js', import.meta.url).href;
