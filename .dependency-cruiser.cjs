@@ -1,12 +1,13 @@
 /**
  * The layer rule of packages/udp-core/src (docs/architecture.md, "Layers"): a folder
  * imports only from its own layer or from a lower one, and nothing imports in a circle.
- * Checked in CI by `npm run lint:layers`.
+ * Every module of src is in a layer: one in none is refused. Checked in CI by
+ * `npm run lint` (.ci/run).
  */
 const SRC = '^packages/udp-core/src/';
 // Lowest first. A module of layer N may import from layers 0..N only.
 const LAYERS = [
-  ['errors\\.ts$', 'ffi/'],
+  ['errors\\.ts$', 'defaults\\.ts$', 'ffi/'],
   ['app/', 'stats/', 'steering/'],
   ['worker/'],
   ['supervisor/'],
@@ -14,6 +15,8 @@ const LAYERS = [
   ['cli/', 'exports/', 'index\\.ts$'],
 ];
 const pattern = (folders) => `${SRC}(${folders.join('|')})`;
+const LAYERED = pattern(LAYERS.flat());
+const NO_LAYER = 'is in no layer: add its folder (or file) to LAYERS in .dependency-cruiser.cjs and to docs/architecture.md';
 
 module.exports = {
   forbidden: [
@@ -24,6 +27,28 @@ module.exports = {
       from: { path: pattern(folders) },
       to: { path: pattern(LAYERS.slice(n + 1).flat()) },
     })),
+    // A module in no layer escapes the rule above both ways: refused whether it imports, is imported, or neither.
+    {
+      name: 'module-in-no-layer-imports',
+      comment: `a module that ${NO_LAYER}`,
+      severity: 'error',
+      from: { path: SRC, pathNot: LAYERED },
+      to: {},
+    },
+    {
+      name: 'module-in-no-layer-imported',
+      comment: `an imported module that ${NO_LAYER}`,
+      severity: 'error',
+      from: { path: SRC },
+      to: { path: SRC, pathNot: LAYERED },
+    },
+    {
+      name: 'module-in-no-layer-orphan',
+      comment: `an orphan module that ${NO_LAYER}`,
+      severity: 'error',
+      from: { path: SRC, pathNot: LAYERED, orphan: true },
+      to: {},
+    },
     {
       name: 'no-circular',
       comment: 'no import cycles (type-only imports included)',

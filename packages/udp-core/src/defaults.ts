@@ -1,8 +1,11 @@
 /**
- * Every default and every limit of the service, once, frozen: the Supervisor's
- * options, `shardgram serve`'s and `scale`'s flags and their --help, and the docs'
- * tables (docs/defaults.md, checked against this by a test) all read them here.
+ * Every default and every limit, once, frozen: the service's (the Supervisor's
+ * options, `shardgram serve`'s and `scale`'s flags and their --help), the stats
+ * server's and the load tool's; the docs' tables (docs/defaults.md, checked against
+ * this by a test) read them here too. Layer 0: it imports only kernel constants.
  */
+import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
+
 const defaults = {
   /** Where the group binds, and where the stats port listens. */
   address: '127.0.0.1',
@@ -43,4 +46,41 @@ export const LIMITS = Object.freeze({
   rcvbuf: { min: 1, max: 2 ** 30 },
   changeRcvbuf: { min: 0, max: 2 ** 30 },
   keyMaxLength: { min: 1, max: 256 },
+} as const);
+
+/** The stats server's (startStatsServer) defaults: where it listens, how many it holds, how long it waits. */
+export const STATS_SERVER_DEFAULTS = Object.freeze({
+  address: DEFAULTS.statsAddress,
+  /** Connections held at once; a new one takes the place of the oldest silent one. */
+  maxConnections: 64,
+  /** The same, per client address (an IPv6 address counting by its /64). */
+  maxConnectionsPerAddress: 16,
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 2000,
+  /** Bound on the server's close(). */
+  closeTimeoutMs: 1000,
+} as const);
+
+/** The load tool's (runLoad, `shardgram load`) defaults. */
+export const LOAD_DEFAULTS = Object.freeze({
+  /** Source sockets (source ports). */
+  sources: 64,
+  count: 10_000,
+  /** Probes per second; 0: as fast as it can. */
+  rate: 0,
+  /** Bytes per probe. */
+  size: 64,
+  replyTimeoutMs: 1000,
+  maxDurationMs: 120_000,
+  sender: 'native' as 'native' | 'dgram',
+});
+
+/** The load tool's ranges (inclusive). */
+export const LOAD_LIMITS = Object.freeze({
+  port: { min: 1, max: 65535 },
+  sources: { min: 1, max: 4096 },
+  count: { min: 1, max: 100_000_000 },
+  rate: { min: 0, max: 100_000_000 },
+  size: { min: 1, max: UDP_MAX_PAYLOAD - 64 },
 } as const);

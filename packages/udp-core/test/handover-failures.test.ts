@@ -159,7 +159,8 @@ describe('a hand-over that loses its other side', () => {
     first.child.kill('SIGSTOP');
     const second = await runCli(['serve', 'discard', '--port', String(old.port), '--takeover'], { timeoutMs: 30_000 });
     expect(second.code).not.toBe(0);
-    expect(second.stderr).toMatch(new RegExp(`takeover refused: takeover refused: the service is handing over to pid ${first.child.pid}`));
+    expect(second.stderr).toMatch(new RegExp(`the running service said: takeover refused: the service is handing over to pid ${first.child.pid}`));
+    expect(second.stderr).not.toMatch(/takeover refused: takeover refused/);
     first.child.kill('SIGCONT');
     await readyWithin(first, 20_000);
     const oldExit = await new Promise<number | null>((r) => (old.child.exitCode !== null ? r(old.child.exitCode) : old.child.once('exit', (c) => r(c))));

@@ -4,6 +4,8 @@
  * refused where JavaScript has no equivalent, so that a mapping never matches other
  * names than it does in statsd_exporter.
  */
+import { describeError } from '@shardgram/udp-core';
+
 /**
  * A Go (RE2) expression as a JavaScript RegExp: `(?P<name>` becomes `(?<name>`, `\A`
  * (start of text) becomes `^` (the same without the `m` flag), a `]` first in a class
@@ -43,6 +45,6 @@ export function goRegex(src: string, fail: (reason: string) => never): RegExp {
   try {
     return new RegExp(js.replace(/\(\?P</g, '(?<'));
   } catch (err) {
-    return fail(err instanceof Error ? err.message : String(err));
+    return fail(describeError(err));
   }
 }

@@ -3,6 +3,7 @@
  * reads them: scalars, YAML 1.1 booleans, Go durations, observer types, bucket and
  * quantile lists; each failure names the node (its line) and the reason.
  */
+import { describeError } from '@shardgram/udp-core';
 import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from 'yaml';
 
 export type Fail = (n: Node | Pair | null | undefined, reason: string) => never;
@@ -82,7 +83,7 @@ export function duration(v: Node, fail: Fail): number {
   try {
     ms = parseGoDuration(text);
   } catch (err) {
-    return fail(v, err instanceof Error ? err.message : String(err));
+    return fail(v, describeError(err));
   }
   if (ms < 0) fail(v, 'a negative duration');
   return ms;

@@ -10,6 +10,7 @@
  * line and the reason (`MappingError`). The matching itself is in mapper.ts.
  */
 import { readFileSync } from 'node:fs';
+import { describeError } from '@shardgram/udp-core';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { goRegex } from './go-regex.js';
 import { bool, bucketList, duration, num, observerType, oneOf, pairsOf, quantileList, str, unknownKey, type Fail } from './mapping-values.js';
@@ -149,7 +150,7 @@ export function loadMappingFile(path: string): MappingConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new MappingError(path, 0, `cannot read the mapping file: ${err instanceof Error ? err.message : String(err)}`);
+    throw new MappingError(path, 0, `cannot read the mapping file: ${describeError(err)}`);
   }
   return parseMappingConfig(text, path);
 }

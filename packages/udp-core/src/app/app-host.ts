@@ -5,13 +5,7 @@
  */
 import { ShardgramError, describeError } from '../errors.js';
 import type { PromFamily } from '../stats/prom-text.js';
-import type { AppDefaults, AppSupervisor, AppSupervisorContext, AppSupervisorHooks, ShardApp } from './shard-socket.js';
-
-export interface AppModule {
-  default: ShardApp;
-  supervisor?: AppSupervisor;
-  defaults?: AppDefaults;
-}
+import type { AppDefaults, AppModule, AppSupervisorContext, AppSupervisorHooks } from './shard-socket.js';
 
 export { describeError };
 

@@ -1,7 +1,9 @@
 /** Command-line parsing on node:util parseArgs, with one-line errors. */
 import { parseArgs } from 'node:util';
 import { byteSize, wholeNumber } from '../app/app-options.js';
-import type { ByteSizeRange } from '../app/byte-size.js';
+import { parseByteSize, type ByteSizeRange } from '../app/byte-size.js';
+import { ShardgramError } from '../errors.js';
+import { checkLimit, isByteLimit, type LimitName } from '../supervisor/config.js';
 import { OptionValueError, optionMessage } from '../app/option-error.js';
 import { optionsOf, retiredGiven, type FlagTable, type Options } from './flags.js';
 
@@ -95,8 +97,33 @@ export function intOption(values: Record<string, unknown>, name: string, min: nu
   return flagValue(values, name, wholeNumber(min, max), usage) ?? fallback;
 }
 
+/**
+ * A flag whose range is in LIMITS (`--drain-timeout` is `drainTimeoutMs`'s): parsed
+ * (a size in the size grammar for the byte limits, else a whole number), then checked
+ * by the same checkLimit as the API's option, its error a UsageError.
+ */
+export function limitOption(values: Record<string, unknown>, name: string, key: LimitName, usage: string, fallback?: number): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const text = String(raw);
+  const bytes = isByteLimit(key);
+  let n: number;
+  try {
+    n = bytes ? parseByteSize(text) : /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+  } catch (err) {
+    if (err instanceof OptionValueError) throw new UsageError(optionMessage(`--${name}`, text, err), usage);
+    throw err;
+  }
+  try {
+    return checkLimit(key, n, `--${name}`, bytes || Number.isNaN(n) ? JSON.stringify(text) : undefined);
+  } catch (err) {
+    if (err instanceof ShardgramError) throw new UsageError(err.message, usage);
+    throw err;
+  }
+}
+
 /** Sizes in the one grammar (byte-size.ts): 4194304, 4096k, 4m, 4MiB. */
-export function byteOption(values: Record<string, unknown>, name: string, usage: string, range: ByteSizeRange = { min: 1, max: 2 ** 30 }): number | undefined {
+export function byteOption(values: Record<string, unknown>, name: string, usage: string, range: ByteSizeRange): number | undefined {
   return flagValue(values, name, byteSize(range), usage);
 }
 

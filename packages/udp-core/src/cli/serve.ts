@@ -6,7 +6,7 @@ import { controlDir } from '../control/paths.js';
 import { fmt, plural, runService } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { DEFAULT_MAX_READ_DELAY_US, pacingAllowed } from '../worker/engine/pacing.js';
-import { UsageError, byteOption, choice, intOption, parse } from './args.js';
+import { UsageError, byteOption, choice, intOption, limitOption, parse } from './args.js';
 import { HELP_FLAG, optionsOf, usageOf, type FlagTable } from './flags.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf } from '../ffi/sockaddr.js';
@@ -201,16 +201,16 @@ export async function serve(argv: string[]): Promise<number> {
   if (positionals.length !== 1 || !app)
     throw new UsageError(positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000', u);
   if (values.port === undefined) throw new UsageError('--port is required', u);
-  const port = intOption(values, 'port', LIMITS.port.min, LIMITS.port.max, u)!;
-  const rcvbuf = byteOption(values, 'rcvbuf', u);
-  const changeRcvbuf = byteOption(values, 'change-rcvbuf', u, LIMITS.changeRcvbuf);
+  const port = limitOption(values, 'port', 'port', u)!;
+  const rcvbuf = limitOption(values, 'rcvbuf', 'rcvbuf', u);
+  const changeRcvbuf = limitOption(values, 'change-rcvbuf', 'changeRcvbuf', u);
   const address = (values.address as string | undefined) ?? DEFAULTS.address;
   try {
     checkAddress(address); // the API's own check, said as a flag
   } catch (err) {
     throw new UsageError(`--${describeError(err)}`, u);
   }
-  const statsPort = intOption(values, 'stats-port', LIMITS.port.min, LIMITS.port.max, u);
+  const statsPort = limitOption(values, 'stats-port', 'port', u);
   const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, DEFAULTS.policy);
   if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
     throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
@@ -228,12 +228,12 @@ export async function serve(argv: string[]): Promise<number> {
     const msg = describeError(err);
     throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
   }
-  const workers = intOption(values, 'workers', LIMITS.workers.min, LIMITS.workers.max, u);
+  const workers = limitOption(values, 'workers', 'workers', u);
   const maxDatagram = byteOption(values, 'max-datagram', u, { min: 1, max: UDP6_MAX_PAYLOAD });
-  const batch = intOption(values, 'batch', LIMITS.batch.min, LIMITS.batch.max, u, DEFAULTS.batch);
-  const maxReadDelayUs = intOption(values, 'max-read-delay', LIMITS.maxReadDelayUs.min, LIMITS.maxReadDelayUs.max, u);
-  const drainTimeoutMs = intOption(values, 'drain-timeout', LIMITS.drainTimeoutMs.min, LIMITS.drainTimeoutMs.max, u, DEFAULTS.drainTimeoutMs);
-  const stallTimeoutMs = intOption(values, 'stall-timeout', LIMITS.stallTimeoutMs.min, LIMITS.stallTimeoutMs.max, u, DEFAULTS.stallTimeoutMs);
+  const batch = limitOption(values, 'batch', 'batch', u, DEFAULTS.batch);
+  const maxReadDelayUs = limitOption(values, 'max-read-delay', 'maxReadDelayUs', u);
+  const drainTimeoutMs = limitOption(values, 'drain-timeout', 'drainTimeoutMs', u, DEFAULTS.drainTimeoutMs);
+  const stallTimeoutMs = limitOption(values, 'stall-timeout', 'stallTimeoutMs', u, DEFAULTS.stallTimeoutMs);
   const engine = values.engine !== undefined ? choice(values, 'engine', ['dgram', 'native'] as const, u, DEFAULTS.engine) : undefined;
   // Checked against the app's schema here, so a bad one stops us before anything starts.
   const appOptions = appOptionsFromArgs(app, values, u);

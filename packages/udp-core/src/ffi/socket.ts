@@ -4,6 +4,7 @@
  */
 import { fstatSync, readFileSync } from 'node:fs';
 import { ShardgramError, errnoName, invalidArg, type PortHolder } from '../errors.js';
+import { LIMITS } from '../defaults.js';
 import { describeHolder, findPortHolders, socketFdsOf } from './holders.js';
 import {
   EACCES,
@@ -228,8 +229,9 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   if (isIPv4Mapped(address))
     throw invalidArg('address', address, 'written as IPv4 for an IPv4 address, not IPv4-mapped IPv6 (IPv6 sockets here are IPv6-only)');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg('port', port, 'an integer from 0 to 65535');
-  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf <= 0 || opts.rcvbuf > 2 ** 30)) {
-    throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive number of bytes up to 1 GiB');
+  const R = LIMITS.rcvbuf;
+  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < R.min || opts.rcvbuf > R.max)) {
+    throw invalidArg('rcvbuf', opts.rcvbuf, `a whole number of bytes from ${R.min} to ${R.max} (1 GiB)`);
   }
   const c = libc();
   const fd = c.socket(family === 'udp4' ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);

@@ -25,7 +25,7 @@ import { familyOf } from '../ffi/sockaddr.js';
 import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../stats/prom-proto.js';
 import type { PromFamily } from '../stats/prom-text.js';
 import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
-import { DEFAULTS } from '../defaults.js';
+import { STATS_SERVER_DEFAULTS } from '../defaults.js';
 
 export interface StatsServer {
   readonly server: Server;
@@ -79,15 +79,8 @@ export interface StatsServerOptions {
   closeTimeoutMs?: number;
 }
 
-export const STATS_SERVER_DEFAULTS = {
-  address: DEFAULTS.statsAddress,
-  maxConnections: 64,
-  maxConnectionsPerAddress: 16,
-  headersTimeoutMs: 5000,
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 2000,
-  closeTimeoutMs: 1000,
-} as const;
+/** Its defaults live with every other default (defaults.ts); exported here for its callers. */
+export { STATS_SERVER_DEFAULTS };
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1'];
 

@@ -17,11 +17,10 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { invalidArg } from '../errors.js';
 import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
-import { UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { readProcUdp } from '../ffi/holders.js';
 import { NativeSender, probePad } from './sender.js';
-import { encodeProbe } from '../stats/snapshot.js';
-import { DEFAULTS } from '../defaults.js';
+import { encodeProbe } from './probe.js';
+import { DEFAULTS, LOAD_DEFAULTS, LOAD_LIMITS } from '../defaults.js';
 import { ReplyTally, type LossAttribution, type WorkerLoadStats } from './reply-tally.js';
 import { SenderRuns } from './sender-runs.js';
 
@@ -92,25 +91,8 @@ export interface LoadReport {
   timedOut: boolean;
 }
 
-/** runLoad's defaults, which `shardgram load` shows and uses too. */
-export const LOAD_DEFAULTS = Object.freeze({
-  sources: 64,
-  count: 10_000,
-  rate: 0,
-  size: 64,
-  replyTimeoutMs: 1000,
-  maxDurationMs: 120_000,
-  sender: 'native' as LoadSender,
-});
-
-/** runLoad's ranges (inclusive). */
-export const LOAD_LIMITS = Object.freeze({
-  port: { min: 1, max: 65535 },
-  sources: { min: 1, max: 4096 },
-  count: { min: 1, max: 100_000_000 },
-  rate: { min: 0, max: 100_000_000 },
-  size: { min: 1, max: UDP_MAX_PAYLOAD - 64 },
-} as const);
+/** runLoad's defaults and ranges, which `shardgram load` shows and uses too, live with every other (defaults.ts). */
+export { LOAD_DEFAULTS, LOAD_LIMITS };
 
 function checkInt(name: string, v: number, min: number, max: number): number {
   if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);

@@ -6,7 +6,7 @@
  * was only one.
  */
 import { parseEchoReply } from '../app/builtin/echo-format.js';
-import { decodeProbe, type Probe } from '../stats/snapshot.js';
+import { decodeProbe, type Probe } from './probe.js';
 
 export interface WorkerLoadStats {
   worker: number;

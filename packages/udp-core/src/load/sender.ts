@@ -15,6 +15,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { errnoName, invalidArg, ShardgramError } from '../errors.js';
+import { DEFAULTS, LIMITS, LOAD_DEFAULTS, LOAD_LIMITS } from '../defaults.js';
 import { MsgArena } from '../ffi/arena.js';
 import {
   AF_INET,
@@ -33,7 +34,7 @@ import {
 import { libc } from '../ffi/libc.js';
 import { encodeSockaddr, familyOf, sourceBindAddress, type Family } from '../ffi/sockaddr.js';
 import { localAddress } from '../ffi/socket.js';
-import { encodeProbe } from '../stats/snapshot.js';
+import { encodeProbe } from './probe.js';
 
 export interface NativeSenderOptions {
   /** Destination address (IPv4 or IPv6 literal). */
@@ -179,11 +180,13 @@ export class NativeSender {
   constructor(opts: NativeSenderOptions) {
     const family = familyOf(opts.address);
     if (!family) throw invalidArg('address', opts.address, 'an IPv4 or IPv6 literal');
-    if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw invalidArg('port', opts.port, 'an integer from 1 to 65535');
-    const sources = opts.sources ?? 64;
-    if (!Number.isInteger(sources) || sources < 1 || sources > 4096) throw invalidArg('sources', sources, 'an integer from 1 to 4096');
-    const batch = opts.batch ?? 64;
-    if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalidArg('batch', batch, 'an integer from 1 to 1024');
+    const { port: P, sources: S } = LOAD_LIMITS;
+    const B = LIMITS.batch;
+    if (!Number.isInteger(opts.port) || opts.port < P.min || opts.port > P.max) throw invalidArg('port', opts.port, `an integer from ${P.min} to ${P.max}`);
+    const sources = opts.sources ?? LOAD_DEFAULTS.sources;
+    if (!Number.isInteger(sources) || sources < S.min || sources > S.max) throw invalidArg('sources', sources, `an integer from ${S.min} to ${S.max}`);
+    const batch = opts.batch ?? DEFAULTS.batch;
+    if (!Number.isInteger(batch) || batch < B.min || batch > B.max) throw invalidArg('batch', batch, `an integer from ${B.min} to ${B.max}`);
     this.family = family;
     this.address = opts.address;
     this.port = opts.port;

@@ -6,6 +6,8 @@
  * histograms) are both written from.
  */
 
+import { invalidArg } from '../errors.js';
+
 export type PromType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
 export type PromLabels = Readonly<Record<string, string | number>>;
 
@@ -77,13 +79,13 @@ export function sanitizeMetricName(name: string): string {
 }
 
 function checkName(name: string): void {
-  if (!NAME.test(name)) throw new Error(`invalid Prometheus metric name "${name}"`);
+  if (!NAME.test(name)) throw invalidArg('metric name', name, 'a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*; sanitizeMetricName makes one)');
 }
 
 function labelRecord(labels: PromLabels): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels)) {
-    if (!LABEL.test(k)) throw new Error(`invalid Prometheus label name "${k}"`);
+    if (!LABEL.test(k)) throw invalidArg('label name', k, 'a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)');
     out[k] = String(v);
   }
   return out;

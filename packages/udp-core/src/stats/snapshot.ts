@@ -1,4 +1,4 @@
-/** protobufjs codecs for the messages of proto/shardgram.proto. */
+/** The schema of proto/shardgram.proto (protobufjs), and the codec of a worker's snapshot. */
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { PROCESS_COUNTERS, type ProcessCounters } from './counters.js';
@@ -15,50 +15,41 @@ export interface WorkerSnapshot extends ProcessCounters {
   topSenders?: TopSendersReport;
 }
 
-export interface Probe {
-  sender: number;
-  seq: number;
-  sentAt: number;
-  pad?: Uint8Array;
-}
-
 /** Path of the schema, shipped with the package. */
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/shardgram.proto', import.meta.url));
 
-let types: { snapshot: protobuf.Type; probe: protobuf.Type } | undefined;
+let root: protobuf.Root | undefined;
 
-function load(): { snapshot: protobuf.Type; probe: protobuf.Type } {
-  if (!types) {
-    const root = protobuf.loadSync(PROTO_PATH);
-    const snapshot = root.lookupType('shardgram.WorkerSnapshot');
-    // The counter fields come from the one counter list.
-    for (const c of PROCESS_COUNTERS) snapshot.add(new protobuf.Field(c.key, c.wire, 'double'));
-    types = { snapshot, probe: root.lookupType('shardgram.Probe') };
-  }
-  return types;
+/** The schema, loaded once: the worker snapshot here, the load tool's probe (load/probe.ts) from the same root. */
+export function protoRoot(): protobuf.Root {
+  root ??= protobuf.loadSync(PROTO_PATH);
+  return root;
 }
 
-const decodeOptions = { defaults: true, longs: Number, bytes: Buffer } as const;
+let snapshotType: protobuf.Type | undefined;
+
+function snapshotMessage(): protobuf.Type {
+  if (!snapshotType) {
+    const t = protoRoot().lookupType('shardgram.WorkerSnapshot');
+    // The counter fields come from the one counter list.
+    for (const c of PROCESS_COUNTERS) t.add(new protobuf.Field(c.key, c.wire, 'double'));
+    snapshotType = t;
+  }
+  return snapshotType;
+}
+
+/** How a message is decoded: absent fields at their defaults, 64-bit numbers as numbers, bytes as Buffers. */
+export const DECODE_OPTIONS = { defaults: true, longs: Number, bytes: Buffer } as const;
 
 export function encodeSnapshot(s: WorkerSnapshot): Uint8Array {
-  const t = load().snapshot;
+  const t = snapshotMessage();
   return t.encode(t.fromObject(s)).finish();
 }
 
 export function decodeSnapshot(bytes: Uint8Array): WorkerSnapshot {
-  const t = load().snapshot;
-  const snap = t.toObject(t.decode(bytes), decodeOptions) as WorkerSnapshot & { topSenders?: TopSendersReport | null };
+  const t = snapshotMessage();
+  const snap = t.toObject(t.decode(bytes), DECODE_OPTIONS) as WorkerSnapshot & { topSenders?: TopSendersReport | null };
   // An absent message decodes as null with `defaults`: leave it out, as it was sent.
   if (snap.topSenders == null) delete snap.topSenders;
   return snap;
-}
-
-export function encodeProbe(p: Probe): Uint8Array {
-  const t = load().probe;
-  return t.encode(t.fromObject(p)).finish();
-}
-
-export function decodeProbe(bytes: Uint8Array): Probe {
-  const t = load().probe;
-  return t.toObject(t.decode(bytes), decodeOptions) as Probe;
 }

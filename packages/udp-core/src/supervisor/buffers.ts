@@ -10,6 +10,10 @@
  * the first raise, only when the last raise is let go. And only once the socket's queue
  * fits in half of it again: the kernel admits a datagram only while the queue is within
  * the buffer, so lowering it under a longer backlog would drop whatever arrives next.
+ *
+ * The count lives in a BufferRaises, which the service's Group owns: the group's own
+ * raises (a change, a brace, a slot waiting for its worker) and the new side of a
+ * takeover's (through the supervisor) all go through that one object.
  */
 import { RCVBUF_DOUBLING, SOL_SOCKET, SO_RCVBUF } from '../ffi/kernel.js';
 import { getIntOption, setReceiveBuffer, socketMemInfo } from '../ffi/socket.js';
@@ -43,80 +47,86 @@ export interface LetGo {
   ref?: boolean;
 }
 
-/** Raises now in force in this process, by socket inode. */
+/** One socket's raises now in force. */
 interface Held {
   holds: number;
   own: number;
 }
-const held = new Map<number, Held>();
 
-/**
- * Raises the receive buffers of `socks` to at least `bytes` (SO_RCVBUFFORCE where the
- * process may, else capped by net.core.rmem_max; 0 raises nothing). Returns how to let
- * the raise go (once; see LetGo): a socket no other raise holds goes back to its own
- * size once its queue fits; the promise resolves when every socket is done.
- */
-export function raiseBuffers(socks: readonly RaisedSocket[], bytes: number): (how?: LetGo) => Promise<void> {
-  if (bytes <= 0) return () => Promise.resolve();
-  const mine = socks.map((s) => {
-    const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / RCVBUF_DOUBLING;
-    let h = held.get(s.inode);
-    if (!h) held.set(s.inode, (h = { holds: 0, own: s.own ?? now }));
-    else if (s.own !== undefined) h.own = s.own;
-    h.holds++;
-    if (now < bytes) setReceiveBuffer(s.fd, bytes);
-    return { sock: s, h };
-  });
-  let done: Promise<void> | undefined;
-  return (how = {}) => (done ??= letGo(mine, how));
-}
+/** The raises in force on a service's sockets, counted by socket inode. */
+export class BufferRaises {
+  private readonly held = new Map<number, Held>();
 
-function letGo(mine: { sock: RaisedSocket; h: Held }[], how: LetGo): Promise<void> {
-  let pending = mine.filter(({ sock, h }) => {
-    if (--h.holds > 0 || held.get(sock.inode) !== h) return false;
-    if (how.keep || !(sock.stillOpen?.() ?? true)) {
-      held.delete(sock.inode);
-      return false;
+  /**
+   * Raises the receive buffers of `socks` to at least `bytes` (SO_RCVBUFFORCE where the
+   * process may, else capped by net.core.rmem_max; 0 raises nothing). Returns how to let
+   * the raise go (once; see LetGo): a socket no other raise holds goes back to its own
+   * size once its queue fits; the promise resolves when every socket is done.
+   */
+  raise(socks: readonly RaisedSocket[], bytes: number): (how?: LetGo) => Promise<void> {
+    if (bytes <= 0) return () => Promise.resolve();
+    const held = this.held;
+    const mine = socks.map((s) => {
+      const now = getIntOption(s.fd, SOL_SOCKET, SO_RCVBUF) / RCVBUF_DOUBLING;
+      let h = held.get(s.inode);
+      if (!h) held.set(s.inode, (h = { holds: 0, own: s.own ?? now }));
+      else if (s.own !== undefined) h.own = s.own;
+      h.holds++;
+      if (now < bytes) setReceiveBuffer(s.fd, bytes);
+      return { sock: s, h };
+    });
+    let done: Promise<void> | undefined;
+    return (how = {}) => (done ??= this.letGo(mine, how));
+  }
+
+  /**
+   * Ends every raise of `socks` at once, whoever holds it: each buffer goes back to its
+   * own size now, queue or not (a stop that leaves the sockets to a service manager:
+   * the next service would take a raised size for the socket's own).
+   */
+  lowerNow(socks: readonly RaisedSocket[]): void {
+    for (const s of socks) {
+      const h = this.held.get(s.inode);
+      if (!h) continue;
+      this.held.delete(s.inode);
+      if (s.stillOpen?.() ?? true) setReceiveBuffer(s.fd, h.own);
     }
-    return true;
-  });
-  const giveUpAt = Date.now() + (how.giveUpMs ?? LOWER_GIVE_UP_MS);
-  return new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const late = Date.now() >= giveUpAt;
-      pending = pending.filter(({ sock, h }) => {
-        // Raised again meanwhile, or forgotten (see lowerNow): no longer ours to lower.
-        if (h.holds > 0 || held.get(sock.inode) !== h) return false;
-        if (!(sock.stillOpen?.() ?? true)) {
-          held.delete(sock.inode);
-          return false;
-        }
-        // The kernel's buffer is twice the size asked for; half of it leaves room for what arrives next.
-        if (!late && socketMemInfo(sock.fd).queueBytes > h.own) return true;
-        setReceiveBuffer(sock.fd, h.own);
+  }
+
+  private letGo(mine: { sock: RaisedSocket; h: Held }[], how: LetGo): Promise<void> {
+    const held = this.held;
+    let pending = mine.filter(({ sock, h }) => {
+      if (--h.holds > 0 || held.get(sock.inode) !== h) return false;
+      if (how.keep || !(sock.stillOpen?.() ?? true)) {
         held.delete(sock.inode);
         return false;
-      });
-      if (pending.length === 0) resolve();
-      else {
-        const t = setTimeout(tick, LOWER_POLL_MS);
-        if (!how.ref) t.unref();
       }
-    };
-    tick();
-  });
-}
-
-/**
- * Ends every raise of `socks` at once, whoever holds it: each buffer goes back to its
- * own size now, queue or not (a stop that leaves the sockets to a service manager:
- * the next service would take a raised size for the socket's own).
- */
-export function lowerNow(socks: readonly RaisedSocket[]): void {
-  for (const s of socks) {
-    const h = held.get(s.inode);
-    if (!h) continue;
-    held.delete(s.inode);
-    if (s.stillOpen?.() ?? true) setReceiveBuffer(s.fd, h.own);
+      return true;
+    });
+    const giveUpAt = Date.now() + (how.giveUpMs ?? LOWER_GIVE_UP_MS);
+    return new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const late = Date.now() >= giveUpAt;
+        pending = pending.filter(({ sock, h }) => {
+          // Raised again meanwhile, or forgotten (see lowerNow): no longer ours to lower.
+          if (h.holds > 0 || held.get(sock.inode) !== h) return false;
+          if (!(sock.stillOpen?.() ?? true)) {
+            held.delete(sock.inode);
+            return false;
+          }
+          // The kernel's buffer is twice the size asked for; half of it leaves room for what arrives next.
+          if (!late && socketMemInfo(sock.fd).queueBytes > h.own) return true;
+          setReceiveBuffer(sock.fd, h.own);
+          held.delete(sock.inode);
+          return false;
+        });
+        if (pending.length === 0) resolve();
+        else {
+          const t = setTimeout(tick, LOWER_POLL_MS);
+          if (!how.ref) t.unref();
+        }
+      };
+      tick();
+    });
   }
 }

@@ -4,7 +4,8 @@
  * Nothing here mutates the caller's options.
  */
 import { availableParallelism } from 'node:os';
-import { invalidArg } from '../errors.js';
+import { ShardgramError, invalidArg } from '../errors.js';
+import { formatByteSize } from '../app/byte-size.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { familyOf, isIPv4Mapped } from '../ffi/sockaddr.js';
 import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../worker/engine/pacing.js';
@@ -84,6 +85,43 @@ export function checkWorkers(n: number): void {
     throw invalidArg('workers', n, `an integer from ${LIMITS.workers.min} to ${MAX_WORKERS}`);
 }
 
+/** An option with a range in LIMITS. */
+export type LimitName = keyof typeof LIMITS;
+
+/** The limited options that are sizes in bytes: their range reads in the size grammar (byte-size.ts). */
+const BYTE_LIMITS: readonly LimitName[] = ['rcvbuf', 'changeRcvbuf'];
+
+export function isByteLimit(key: LimitName): boolean {
+  return BYTE_LIMITS.includes(key);
+}
+
+/**
+ * The one range check of an option that LIMITS bounds, for the API (validateOptions)
+ * and the CLI's flags (cli/args.ts, limitOption): returns `value` when it is a whole
+ * number within the range, else throws ERR_SHARDGRAM_INVALID_ARG naming the option as
+ * the caller spells it (`drainTimeoutMs`, `--drain-timeout`), the range to give a value
+ * in, and the value given (`shown`: how to show it, e.g. the flag's text, quoted).
+ */
+export function checkLimit(key: LimitName, value: unknown, name: string = key, shown?: string): number {
+  const { min, max } = LIMITS[key];
+  const bytes = isByteLimit(key);
+  const lo = bytes ? formatByteSize(min) : String(min);
+  const hi = bytes ? formatByteSize(max) : String(max);
+  const fail = (expected: string): ShardgramError =>
+    new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${name} must be ${expected}; got ${shown ?? showValue(value)}`, { option: key });
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw fail(`a whole number${bytes ? ' of bytes' : ''} from ${lo} to ${hi}`);
+  if (value < min || value > max) throw fail(`from ${lo} to ${hi}`);
+  return value;
+}
+
+function showValue(value: unknown): string {
+  try {
+    return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  } catch {
+    return typeof value;
+  }
+}
+
 /**
  * An address the group can bind: an IPv4 or IPv6 literal, IPv4 written as IPv4 (an
  * IPv4-mapped IPv6 address never receives: the group's IPv6 sockets are IPv6-only).
@@ -124,14 +162,12 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
   if (!Number.isInteger(batch) || batch < LIMITS.batch.min || batch > LIMITS.batch.max)
     throw invalidArg('batch', batch, `an integer from ${LIMITS.batch.min} to ${LIMITS.batch.max}`);
   if (opts.maxReadDelayUs !== undefined) checkReadDelay(opts.maxReadDelayUs);
-  if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < 1))
-    throw invalidArg('rcvbuf', opts.rcvbuf, 'a positive whole number of bytes');
-  if (opts.changeRcvbuf !== undefined && (!Number.isInteger(opts.changeRcvbuf) || opts.changeRcvbuf < 0))
-    throw invalidArg('changeRcvbuf', opts.changeRcvbuf, 'a whole number of bytes ≥ 0');
-  for (const k of ['snapshotIntervalMs', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
-    const v = opts[k];
-    if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(k, v, 'a whole number of milliseconds ≥ 0');
+  // The limited options, through the same check as the CLI's flags.
+  for (const k of ['rcvbuf', 'changeRcvbuf', 'drainTimeoutMs', 'stallTimeoutMs'] as const) {
+    if (opts[k] !== undefined) checkLimit(k, opts[k]);
   }
+  const sv = opts.snapshotIntervalMs;
+  if (sv !== undefined && (!Number.isInteger(sv) || sv < 0)) throw invalidArg('snapshotIntervalMs', sv, 'a whole number of milliseconds ≥ 0');
   const snapshotMs = opts.snapshotIntervalMs ?? DEFAULTS.snapshotIntervalMs;
   if (snapshotMs < 1) throw invalidArg('snapshotIntervalMs', snapshotMs, 'at least 1 ms');
   const stallMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;

@@ -8,7 +8,7 @@ import { ShardgramError } from '../errors.js';
 import { checkGroupable, type AdoptedSocket } from '../ffi/adopt.js';
 import { closeFd, sealSocket, socketMemInfo, type OpenedSocket } from '../ffi/socket.js';
 import { describeError } from '../errors.js';
-import { lowerNow, raiseBuffers, type LetGo } from './buffers.js';
+import { BufferRaises, type LetGo } from './buffers.js';
 import { Steering, type PolicySpec } from '../steering/steering.js';
 import type { EffectiveConfig } from './config.js';
 import { Slot, type SlotDeps } from './slot.js';
@@ -77,6 +77,8 @@ export class Group {
 
   /** What each slot gets: the supervisor's deps, and one pace for all the group's starts (start-gate.ts). */
   private readonly slotDeps: SlotDeps;
+  /** The raises in force on this group's sockets (buffers.ts), the group's own and a takeover's. */
+  readonly buffers = new BufferRaises();
 
   constructor(private readonly deps: GroupDeps) {
     this.slotDeps = { ...deps.slot, startGate: deps.slot.startGate ?? new StartGate() };
@@ -218,7 +220,7 @@ export class Group {
 
   /** Raises every open socket's receive buffer for the length of a change; returns the undo (see buffers.ts). */
   raiseBuffers(bytes: number): (how?: LetGo) => Promise<void> {
-    return raiseBuffers(
+    return this.buffers.raise(
       this.slots.filter((s) => !s.closed).map((s) => s.raisable()),
       bytes,
     );
@@ -287,7 +289,7 @@ export class Group {
     for (const s of [...this.slots].reverse()) {
       if (s.closed) continue;
       if (shared || s.heldElsewhere) {
-        if (!handOver) lowerNow([s.raisable()]);
+        if (!handOver) this.buffers.lowerNow([s.raisable()]);
         s.release();
         continue;
       }

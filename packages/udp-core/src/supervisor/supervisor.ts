@@ -23,7 +23,7 @@ import {
   type EffectiveConfig,
   type SupervisorOptions,
 } from './config.js';
-import { CHANGE_RCVBUF, raiseBuffers } from './buffers.js';
+import { CHANGE_RCVBUF } from './buffers.js';
 import { Group } from './group.js';
 import { HANDOVER_PATIENCE_MS, handOverGroup, type HandOverResult } from './handover.js';
 import { kControl, type SupervisorControl } from './internal.js';
@@ -79,7 +79,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         stopping: () => !this.life.serving && !this.life.is('starting', 'taking-over'),
         onReady: (s, proc, restart) => this.emit('worker-ready', { index: s.index, pid: proc.pid, restart }),
         onExit: (s, proc, e) => this.emit('worker-exit', { index: s.index, pid: proc.pid, code: e.code, signal: e.signal, expected: proc.expected }),
-        raiseBuffer: (s) => raiseBuffers([s.raisable()], this.changeRcvbuf),
+        raiseBuffer: (s) => this.group.buffers.raise([s.raisable()], this.changeRcvbuf),
       },
     });
     this.monitor = new Monitor({ slots: () => this.group.slots, policy: () => this.policy, address: () => this.address, port: () => this.port }, this.log, {
@@ -352,13 +352,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Upgrade hand-over, new side (takeover.ts): starts on the old service's sockets as its guest until it says done. */
   private takeOver(source: TakeoverSource, patienceMs: number): Promise<TakeoverResult> {
     const from = source.offer.pid;
+    const life = this.life;
     return takeOverGroup(
       {
         log: this.log,
         changeRcvbuf: this.changeRcvbuf,
+        buffers: this.group.buffers,
         start: (adopt) => this.startWith('takeover', { name: 'taking-over', from, sole: false }, adopt),
         becomeSoleOwner: () => {
           if (this.life.is('taking-over')) this.life.move({ name: 'taking-over', from, sole: true }, 'takeover');
+        },
+        get sole() {
+          const s = life.state;
+          return s.name === 'taking-over' && s.sole;
         },
         stop: () => this.stop(),
         coldWorkers: () => this.group.slots.filter((s) => s.counters().datagrams === 0).length,

@@ -17,7 +17,7 @@ import type { Counters } from '../stats/counters.js';
 import { ShardgramError } from '../errors.js';
 import { F_DUPFD_CLOEXEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
-import { raiseBuffers, type LetGo } from './buffers.js';
+import type { BufferRaises, LetGo } from './buffers.js';
 import type { Adoption, SourceLoss, TakeoverSource } from './types.js';
 
 /** How long the new side waits for each of its workers to handle a first datagram. */
@@ -29,10 +29,14 @@ const TAKEOVER_LOWER_MS = 2000;
 export interface TakingOver {
   log(line: string): void;
   changeRcvbuf: number;
+  /** The raises in force on the group's sockets (its Group's): ours on the received sockets count among them. */
+  buffers: BufferRaises;
   /** Starts on the adopted sockets (the old side still owns them). */
   start(adopt: () => Promise<Adoption>): Promise<void>;
-  /** The old side died: the group is ours alone from now on. */
+  /** The old side died: the group is ours alone from now on (the lifecycle's taking-over state says `sole`). */
   becomeSoleOwner(): void;
+  /** Whether the group is ours alone: read from the lifecycle (taking-over, `sole`), which holds it. */
+  readonly sole: boolean;
   /** Stops this service; with `touch` false the sockets are let go unread (the old side keeps them). */
   stop(): Promise<unknown>;
   /** How many of our workers have handled no datagram yet. */
@@ -53,12 +57,10 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
   const { log } = side;
   const o = source.offer;
   const from = `the old service (pid ${o.pid})`;
-  let sole = false;
   let adopted = false;
   let readySent = false;
   const died = (loss: SourceLoss): void => {
-    if (sole) return;
-    sole = true;
+    if (side.sole) return;
     side.becomeSoleOwner();
     log(`takeover: ${from} ${loss.detail}; this service now owns the sockets alone (its counts are lost; nothing queued is)`);
   };
@@ -78,7 +80,7 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
   const dups = source.sockets.map((k) => libc().fcntl(k.fd, F_DUPFD_CLOEXEC, 0));
   let dupsOpen = true;
   const own = Array.isArray(o.rcvbufs) && o.rcvbufs.length === dups.length && o.rcvbufs.every((n) => Number.isInteger(n) && n > 0) ? o.rcvbufs : undefined;
-  const letGo = raiseBuffers(
+  const letGo = side.buffers.raise(
     dups.map((fd, i) => ({ fd, inode: source.sockets[i]!.inode, stillOpen: () => dupsOpen, ...(own ? { own: own[i]! } : {}) })),
     side.changeRcvbuf,
   );
@@ -109,11 +111,11 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
       await starting;
     }
     // Each new worker handles a datagram (or the traffic is quiet) before the old ones stop.
-    if (!sole) {
+    if (!side.sole) {
       const warm = await orLoss(waitWarm(side, source.lost), source.lost);
       if ('lost' in warm && warm.lost === 'abandoned') await givenUp(warm);
     }
-    if (sole) {
+    if (side.sole) {
       void restoreBuffers();
       return { from: o.pid, how: 'old-side-died' };
     }
@@ -139,6 +141,8 @@ export async function takeOverGroup(side: TakingOver, source: TakeoverSource, pa
     return { from: o.pid, how: 'old-side-died' };
   } catch (err) {
     if (left) throw err;
+    // Read before the stop, which leaves the taking-over state (and its `sole`) behind.
+    const sole = side.sole;
     if (!readySent && !sole) source.abort((err as Error).message);
     // As the sole holder a stop reads out and counts the queues; as a guest it lets them be.
     await side.stop();

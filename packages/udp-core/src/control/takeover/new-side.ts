@@ -6,7 +6,7 @@
  * it exited) the moment it happens.
  */
 import net from 'node:net';
-import { ShardgramError, describeError } from '../../errors.js';
+import { ShardgramError, describeError, isErrorCode } from '../../errors.js';
 import { adoptSocket, type AdoptedSocket } from '../../ffi/adopt.js';
 import { SCM_MAX_FD, SOL_SOCKET, SO_RCVTIMEO, TIMEVAL_SIZE, TV_SEC } from '../../ffi/kernel.js';
 import { libc } from '../../ffi/libc.js';
@@ -68,7 +68,9 @@ export function requestTakeover(path: string): TakeoverSource {
       throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: no usable answer from the running service: ${describeError(err)}`);
     }
     if (!answer.ok) {
-      const code = answer.code === 'ERR_SHARDGRAM_STATE' ? 'ERR_SHARDGRAM_STATE' : 'ERR_SHARDGRAM_UNREACHABLE';
+      // The old side's own code passes through (a state refusal, a busy or foreign control socket...);
+      // an answer without a known code is a service we cannot use.
+      const code = isErrorCode(answer.code) ? answer.code : 'ERR_SHARDGRAM_UNREACHABLE';
       throw new ShardgramError(code, `--takeover: the running service said: ${answer.error}`);
     }
     if (fds.length !== answer.nfds)

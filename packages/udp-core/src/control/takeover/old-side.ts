@@ -109,7 +109,9 @@ export function takeoverHandler(sup: Supervisor, log: (line: string) => void, ho
         },
         (err: unknown) => {
           const code = err instanceof ShardgramError ? err.code : 'ERR_SHARDGRAM_WORKER';
-          reader.send({ ok: false, code, error: `takeover refused: ${describeError(err)}` }, () => conn.end());
+          // A state refusal already reads "takeover refused: ..." (lifecycle.ts); anything else gets the prefix once.
+          const text = describeError(err);
+          reader.send({ ok: false, code, error: text.startsWith('takeover refused') ? text : `takeover refused: ${text}` }, () => conn.end());
         },
       );
   };

@@ -30,6 +30,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { errnoName } from '../../errors.js';
+import { DEFAULTS } from '../../defaults.js';
 import {
   CLOCK_MONOTONIC,
   CMSG_SPACE_TIMESPEC,
@@ -115,7 +116,7 @@ export class NativeEngineSocket extends EngineSocket {
 
   constructor(opts: EngineOptions) {
     super(opts);
-    this.batch = opts.batch ?? 64;
+    this.batch = opts.batch ?? DEFAULTS.batch;
     this.pacer = new Pacer(opts.fd, { maxDelayUs: opts.maxReadDelayUs, ownRcvbuf: opts.ownRcvbuf });
     const familyMax = opts.family === 'udp6' ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
     const max = Math.min(opts.maxDatagram ?? familyMax, familyMax);
