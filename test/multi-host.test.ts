@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LoadReport, StatsReport } from '@shardgram/udp-core';
+import type { StatsReport } from '@shardgram/udp-core';
+import type { LoadReport } from '@shardgram/udp-core/load';
 import { BIN } from '@shardgram/test-kit/cli';
 import { LB_INNER, Topology, VIP, hostAddress, netnsUnavailable } from '@shardgram/test-kit/netns';
 import { nftDnat, writeNginxConfig, writePrometheusConfig } from '@shardgram/test-kit/balancers';
@@ -224,7 +225,7 @@ describe.skipIf(skipAll)('several hosts behind a real UDP balancer (network name
     const bad = ['localhost', `127.0.0.1:${STATS_PORT}`, '[::1]', 'h2.shardgram.test', hostAddress(1), 'evil.example'];
     const answers = await t.getAll(
       t.lb,
-      [...good, ...bad].map((host) => ({ url, headers: host ? { host } : {} })),
+      [...good, ...bad].map((host): { url: string; headers: Record<string, string> } => ({ url, headers: host ? { host } : {} })),
     );
     expect(answers.map((a) => a.status)).toEqual([...good.map(() => 200), ...bad.map(() => 403)]);
     // Writes are not on this port whoever asks.

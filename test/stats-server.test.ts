@@ -207,7 +207,7 @@ describe('close() and SIGTERM are not held by HTTP clients', () => {
     const client = await holdConnection(portOf(url), 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     try {
       const t0 = Date.now();
-      const r = await Promise.race([serving.stop('SIGTERM'), new Promise<undefined>((res) => setTimeout(res, 5_000).unref())]);
+      const r = await Promise.race([serving.stop('SIGTERM'), new Promise<undefined>((res) => setTimeout(() => res(undefined), 5_000).unref())]);
       expect(r, 'serve still running 5 s after SIGTERM').toBeDefined();
       expect(r!.code).toBe(0);
       expect(Date.now() - t0).toBeLessThan(5_000);

@@ -148,9 +148,14 @@ Promise.all(reqs.map(({url,headers})=>new Promise((res)=>{const q=http.get(url,{
     }
   }
 
-  /** @param {string} ns @param {string} url @param {Record<string, string>} [headers] */
+  /**
+   * @param {string} ns @param {string} url @param {Record<string, string>} [headers]
+   * @returns {Promise<{ status: number, body: string }>}
+   */
   async get(ns, url, headers = {}) {
-    return (await this.getAll(ns, [{ url, headers }]))[0];
+    const [answer] = await this.getAll(ns, [{ url, headers }]);
+    if (!answer) throw new Error(`no answer for ${url} in ${ns}`);
+    return answer;
   }
 
   /** Stops `child` by its pid (SIGTERM, then SIGKILL after `graceMs`); resolves when it has exited. @param {import('node:child_process').ChildProcess} child */

@@ -17,7 +17,7 @@ export function closeAll(socks: dgram.Socket[]): void {
   for (const s of socks) s.close();
 }
 
-export function send(s: dgram.Socket, data: string | Buffer, port: number, address = '127.0.0.1'): Promise<void> {
+export function send(s: dgram.Socket, data: string | Uint8Array, port: number, address = '127.0.0.1'): Promise<void> {
   return new Promise((resolve, reject) => s.send(data, port, address, (err) => (err ? reject(err) : resolve())));
 }
 

@@ -26,6 +26,8 @@ export class FakeProc implements WorkerHandle {
   readonly exited: Promise<ExitInfo>;
   counts: Partial<Counters> = { datagrams: 0 };
   retired = 0;
+  /** A fake sends no snapshots: it was last heard from when it was made. */
+  readonly lastHeard = Date.now();
   private markReady!: () => void;
   private failReady!: (err: Error) => void;
   private markExited!: (e: ExitInfo) => void;
@@ -51,6 +53,10 @@ export class FakeProc implements WorkerHandle {
     const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     this.failReady(new Error(`exited before it was ready`));
     this.markExited({ code, signal, why });
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    this.exit(null, signal);
   }
 
   async retire(): Promise<void> {

@@ -122,7 +122,7 @@ describe('a slot', () => {
 
     // A crash: raised from the exit, through the backoff, until the new process is ready.
     h.advance(10);
-    h.slot.current!.exit(null, 'SIGKILL');
+    (h.slot.current as FakeProc).exit(null, 'SIGKILL');
     await settle();
     expect(h.buffer).toEqual(['raised', 'lowered', 'raised']);
     h.fire();
@@ -160,7 +160,7 @@ describe('a slot', () => {
     const delays: number[] = [];
     for (let i = 0; i < 3; i++) {
       h.advance(10);
-      h.slot.current!.exit(null, 'SIGKILL');
+      (h.slot.current as FakeProc).exit(null, 'SIGKILL');
       await settle();
       expect(h.slot.state).toBe('backoff');
       delays.push(h.timers[0]!.ms);
@@ -174,7 +174,7 @@ describe('a slot', () => {
     expect(h.procs).toHaveLength(4);
     expect(h.logs.at(-1)).toMatch(/crash loop, backing off 200 ms/);
     h.stop();
-    h.slot.current!.exit(1);
+    (h.slot.current as FakeProc).exit(1);
     await settle();
     expect(h.timers).toHaveLength(0);
     expect(h.slot.state).toBe('stopped');
@@ -191,7 +191,7 @@ describe('a slot', () => {
     h.procs[0]!.becomeReady();
     await ok;
     fail = true;
-    h.slot.current!.exit(1);
+    (h.slot.current as FakeProc).exit(1);
     await settle();
     h.fire();
     await settle();

@@ -13,6 +13,7 @@ import { formatGraphite, formatPrometheus, sendGraphite } from '../../src/statsd
 import type { FlushResult } from '../../src/statsd/merge.js';
 import { parseStatsdOptions } from '../../src/statsd/options.js';
 import type { FlushRequest } from '../../src/statsd/protocol.js';
+import { zeroBadReasons } from '../../src/statsd/tallies.js';
 import { relativeError } from '../../src/statsd/native-histogram.js';
 import { ManualClock, until } from './manual-clock.js';
 
@@ -189,6 +190,10 @@ describe('flush rounds', () => {
         flushes: 0,
         missingPartials: 0,
         outputErrors: 0,
+        namesTooLong: 0,
+        keysOverLimit: 0,
+        overflows: 0,
+        gaugesExpired: 0,
       }),
     ).toContain('shardgram_statsd_counter_total{metric="a",k="x\\"y\\\\z"} 1');
   });
@@ -204,10 +209,20 @@ describe('Graphite plaintext', () => {
     metrics_received: 9,
     packets_received: 4,
     missing_workers: [],
+    names_too_long: 0,
+    keys_over_limit: 0,
+    overflows: 0,
+    gauges_expired: 0,
     counters: { 'api.hits;env=prod': 30 },
     gauges: { temp: -3.5 },
     sets: { users: 4 },
     timers: { lat: { count: 2, sum: 8, mean: 4, min: 3, max: 5, median: 4, p90: 5 } },
+    events: [],
+    service_checks: [],
+    ignored_fields: 0,
+    bad_lines_by_reason: { ...zeroBadReasons(), syntax: 2 },
+    events_seen: 0,
+    service_checks_seen: 0,
   };
 
   it('uses Etsy statsd’s namespace with Graphite tags', () => {

@@ -61,7 +61,7 @@ describe('hot-shots (DogStatsD) and raw dialect lines → shardgram serve statsd
     );
     await sent((cb) => client.event('disk nearly full', 'on /var', { alert_type: 'warning' }, cb));
     await sent((cb) => client.check('redis.up', client.CHECKS.CRITICAL, { hostname: 'db1', message: 'timeout' }, ['role:cache'], cb));
-    await sent((cb) => client.check('web.up', client.CHECKS.OK, {}, cb));
+    await sent((cb) => client.check('web.up', client.CHECKS.OK, {}, undefined, cb));
     await new Promise<void>((r) => client.close(() => r()));
     const raw = dgram.createSocket('udp4');
     const lines = [
