@@ -6,9 +6,11 @@
  * The limit is on inactivity, not on the whole attempt, so that a Graphite that reads
  * slowly but steadily is never given up on (which would send the same lines again, and
  * again): the attempt fails when `idleMs` pass without progress. Progress is the kernel
- * taking more of the text (a write drained) and, once all of it is in the kernel's send
- * queue, that queue getting shorter (its length read from /proc/net/tcp on Linux; where
- * it cannot be read, the server must close within `idleMs` of the last write).
+ * taking more of the text (a write drained) and, once all of it is in the kernel, what
+ * the kernels hold getting less: our send queue, and on loopback the server's receive
+ * queue (read from /proc/net/tcp on Linux). Since the server's receive window may hold
+ * much of a batch where we cannot see it (a remote server's), the last write is in any
+ * case given `idleMs` plus the time to read the batch at 10 KB/s.
  *
  * A failed or abandoned attempt resets its connection (RST): what is still in the
  * kernel's send queue is discarded, not delivered later (only what Graphite's kernel
@@ -35,12 +37,20 @@ export interface GraphiteSendOptions {
 
 /** What is handed to the socket at a time (progress is seen at each). */
 const PIECE_BYTES = 64 * 1024;
+/** Bytes a second a Graphite is given, at least, to read what the kernels hold once all is written. */
+const TAIL_MIN_RATE = 10 * 1024;
 
-/** The `tx_queue` of the TCP socket from local port `local` to remote port `remote`, from /proc/net/tcp{,6}; undefined when not found. */
+/**
+ * What the kernel still holds of what `sock` sent: its own send queue (`tx_queue`), plus,
+ * when the peer is on this host (loopback), the peer's receive queue not yet read by
+ * the server (`rx_queue`), from /proc/net/tcp{,6}; undefined when `sock` is not found.
+ */
 export function procSendQueue(sock: Socket): number | undefined {
   const local = sock.localPort;
   const remote = sock.remotePort;
   if (local === undefined || remote === undefined) return undefined;
+  let ours: number | undefined;
+  let peer = 0;
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string;
     try {
@@ -54,12 +64,12 @@ export function procSendQueue(sock: Socket): number | undefined {
       if (f.length < 5) continue;
       const lp = parseInt(f[1]!.slice(f[1]!.lastIndexOf(':') + 1), 16);
       const rp = parseInt(f[2]!.slice(f[2]!.lastIndexOf(':') + 1), 16);
-      if (lp !== local || rp !== remote) continue;
-      const tx = parseInt(f[4]!.split(':')[0]!, 16);
-      return Number.isFinite(tx) ? tx : undefined;
+      const [tx, rx] = f[4]!.split(':').map((h) => parseInt(h, 16)) as [number, number];
+      if (lp === local && rp === remote) ours = tx;
+      else if (lp === remote && rp === local) peer = rx;
     }
   }
-  return undefined;
+  return ours === undefined ? undefined : ours + peer;
 }
 
 /** Sends `text` over a new TCP connection; resolves when the server closed its side, rejects on an error, `idleMs` without progress, or `signal`. */
@@ -101,14 +111,21 @@ export function sendGraphite(target: GraphiteAddress, text: string, o: GraphiteS
     const body = Buffer.from(text, 'utf8');
     let off = 0;
     const tail = (): void => {
-      // All of it is in the kernel: progress is its send queue getting shorter.
-      let last = sendQueue(sock);
-      if (last === undefined) return;
+      // All of it is in the kernel, which may hold much of it (the server's receive
+      // window): at least as long as reading that at TAIL_MIN_RATE takes; and progress
+      // is what the kernels hold getting less, looked at from the first period on (a
+      // Graphite that closes at once costs no read of /proc).
+      const allowance = idleMs + Math.round((body.length / TAIL_MIN_RATE) * 1000);
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(new Error(`${where}: no progress for ${idleMs} ms`)), allowance);
+      timer.unref();
+      let last: number | undefined;
       poll = setInterval(
         () => {
           const now = sendQueue(sock);
-          if (now !== undefined && now < last!) progress();
-          if (now !== undefined) last = now;
+          if (now === undefined) return void clearInterval(poll); // not readable here: the plain limit
+          if (last !== undefined && now < last) progress();
+          last = now;
         },
         Math.max(10, Math.min(250, idleMs / 4)),
       );

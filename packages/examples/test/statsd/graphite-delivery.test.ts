@@ -6,14 +6,18 @@
  *   carries in 5 s): every line is delivered exactly once, nothing dropped, no attempt
  *   given up on (an attempt is limited on inactivity, not on its total time);
  * - a flush bigger than the backlog, to a Graphite that keeps up: delivered whole;
+ * - an attempt with progress (the kernels holding less: an injected send queue) goes on
+ *   past idleMs, one without fails after it; procSendQueue sees a loopback connection's
+ *   unread data and its being read;
  * - a Graphite that never reads, at stop: the stop gives up after outputStopTimeout and
  *   resets the connection at once (no socket nor timer outlives it, and the lines
  *   counted as dropped at stop are not sent after it).
  */
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlushResult } from '../../src/statsd/merge.js';
+import { procSendQueue, sendGraphite } from '../../src/outputs/graphite.js';
 import { parseStatsdOptions } from '../../src/statsd/options.js';
 import { FlushOutputs } from '../../src/statsd/outputs.js';
 import { waitFor } from '@shardgram/test-kit/wait';
@@ -139,5 +143,43 @@ describe('statsd Graphite output: slow, small backlog, stop', () => {
     for (const c of g.conns) c.on('data', (b: Buffer) => g.lines.push(...b.toString().split('\n'))).resume();
     expect(await waitFor(() => g.closed() === 1, 2000, 10)).toBe(true);
     expect(g.lines.length).toBeLessThan(10_000);
+  });
+
+  it('an attempt is limited on inactivity: progress (the kernels holding less) keeps it going; none ends it after idleMs', async () => {
+    // A server that reads nothing and closes 1.5 s after the connection.
+    const accepted: Socket[] = [];
+    const server = createServer({ pauseOnConnect: true }, (c) => {
+      accepted.push(c);
+      setTimeout(() => c.end(), 1500).unref();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    cleanups.push(() => {
+      for (const c of accepted) c.destroy();
+    });
+    const target = { host: '127.0.0.1', port: (server.address() as AddressInfo).port };
+    let held = 1_000_000;
+    await expect(sendGraphite(target, 'a 1 1\n', { idleMs: 300, sendQueue: () => (held -= 10) })).resolves.toBeUndefined();
+    const t0 = performance.now();
+    await expect(sendGraphite(target, 'a 1 1\n', { idleMs: 300, sendQueue: () => 5 })).rejects.toThrow(/no progress for 300 ms/);
+    expect(performance.now() - t0).toBeLessThan(1400);
+  });
+
+  it("procSendQueue: what the kernels hold of a loopback connection's data, less as the server reads", async () => {
+    let server!: Socket;
+    const srv = createServer({ pauseOnConnect: true }, (c) => void (server = c));
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const sock = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+    cleanups.push(() => void sock.destroy());
+    await once(sock, 'connect');
+    expect(await waitFor(() => server !== undefined, 5000, 5)).toBe(true);
+    sock.write(Buffer.alloc(100_000, 'a'));
+    expect(await waitFor(() => procSendQueue(sock) === 100_000, 5000, 10)).toBe(true);
+    server.resume();
+    expect(await waitFor(() => procSendQueue(sock) === 0, 5000, 10)).toBe(true);
+    server.destroy();
   });
 });
