@@ -101,6 +101,8 @@ describe("serve builds an app's flags and help from its schema", () => {
       '--remote-write URL',
       '--remote-write-labels LIST',
       'remoteWriteBacklog=',
+      'remoteWriteBacklogBytes=',
+      'outputStopTimeout=',
       'remoteWritePasswordFile=',
       'graphitePrefix=',
       'flushTimeout=',

@@ -6,19 +6,27 @@
  * - `push` never waits: the item joins the queue; one sender loop delivers the queue
  *   in order, a batch at a time (`send`).
  * - A failed attempt keeps its batch at the head of the queue and is retried after a
- *   backoff that doubles from `retryMinMs` up to `retryMaxMs`; the first success
- *   resets it. The failure is logged once (and again only if the reason changes),
- *   then counted; the recovery is logged with what happened meanwhile.
- * - The backlog holds at most `capacity` units (what `units` says an item weighs:
- *   lines, samples, flushes). A push that would pass it drops the oldest waiting items
- *   (never the batch being sent) and, if that is not enough, the new item; every unit
- *   dropped is counted (`dropped`), none silently.
+ *   backoff that doubles from `retryMinMs` up to `retryMaxMs`, each wait drawn uniformly
+ *   between half and all of it (jitter: senders that failed together do not retry
+ *   together; `random` is injectable). A `RetryLater` failure (a 429 or 503 with
+ *   Retry-After) waits at least what the destination asked, capped by `retryMaxMs`. The
+ *   first success resets the backoff. The failure is logged once (and again only if the
+ *   reason changes), then counted; the recovery is logged with what happened meanwhile.
+ * - At most `capacity` units wait (what `units` says an item weighs: lines, samples,
+ *   flushes), and at most `capacityBytes` bytes when `bytes` is given; the batch being
+ *   sent (at most `maxBatchUnits` ≤ `capacity`) is held on top, so what is held stays
+ *   below twice the capacity, and an item no heavier than the capacity is never dropped
+ *   while the destination keeps up. A push that would pass a cap drops the oldest
+ *   waiting items (never the batch being sent) and, if the item alone passes it, the
+ *   new item; every unit dropped is counted (`dropped`), none silently.
  * - A batch the destination refuses for good (`send` rejects with `Undeliverable`: a
  *   remote write receiver's 400, say) is not retried, since sending it again cannot
  *   help: its units are counted as `rejected`, the reason logged (once per reason
  *   until a delivery succeeds), and the queue goes on at once.
  * - `close` stops taking items and tries to deliver what is left until a deadline;
- *   what is still there then is counted as `droppedAtClose`.
+ *   what is still there then is counted as `droppedAtClose`, and the attempt in flight
+ *   is aborted (the `AbortSignal` given to `send`), so that it can neither deliver
+ *   what was counted as dropped nor keep a socket or a timer alive.
  *
  * Every unit pushed ends in exactly one of `delivered`, `dropped`, `rejected`,
  * `droppedAtClose`, or is still `queued`:
@@ -32,16 +40,34 @@ export class Undeliverable extends Error {
   override readonly name = 'Undeliverable';
 }
 
+/** A failure (retried) after which the destination asked to wait `afterMs` (HTTP Retry-After). */
+export class RetryLater extends Error {
+  override readonly name = 'RetryLater';
+  constructor(
+    message: string,
+    readonly afterMs: number,
+  ) {
+    super(message);
+  }
+}
+
 export interface BacklogOptions<T> {
   /** For log lines: `graphite 127.0.0.1:2003`. */
   name: string;
-  /** Most units held (waiting and being sent). */
+  /** Most units waiting (the batch being sent is on top). */
   capacity: number;
   /** What one item weighs, in the unit of `capacity` and of the counts (≥ 0). */
   units(item: T): number;
-  /** Delivers a batch (in order); rejects when it was not delivered (it is then retried). */
-  send(batch: readonly T[]): Promise<void>;
-  /** Most units per attempt (a first item heavier than this goes alone). Default: `capacity`. */
+  /** Most bytes waiting, with `bytes` (a second cap, e.g. on encoded size). */
+  capacityBytes?: number;
+  /** What one item weighs in bytes, for `capacityBytes`. */
+  bytes?(item: T): number;
+  /**
+   * Delivers a batch (in order); rejects when it was not delivered (it is then retried).
+   * `signal` aborts when `close` gives up on it: stop, free what it holds.
+   */
+  send(batch: readonly T[], signal: AbortSignal): Promise<void>;
+  /** Most units per attempt (a first item heavier than this goes alone). Default and most: `capacity`. */
   maxBatchUnits?: number;
   /** Default 100. */
   retryMinMs?: number;
@@ -53,6 +79,8 @@ export interface BacklogOptions<T> {
   /** Called at each failed attempt and each rejected batch (after it is counted), e.g. to feed a service-wide error counter. */
   onFailedAttempt?(): void;
   now?: () => number;
+  /** Uniform in [0, 1), for the jitter. Default Math.random. */
+  random?: () => number;
 }
 
 export interface BacklogCounts {
@@ -76,6 +104,7 @@ export interface BacklogCounts {
 interface Entry<T> {
   item: T;
   units: number;
+  bytes: number;
 }
 
 export class Backlog<T> {
@@ -85,6 +114,8 @@ export class Backlog<T> {
   private inflight: Entry<T>[] = [];
   private queuedUnits = 0;
   private inflightUnits = 0;
+  private queuedBytes = 0;
+  private inflightAbort: AbortController | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private backoffMs = 0;
   /** The current outage: since when, its last reason, what it cost. */
@@ -99,6 +130,9 @@ export class Backlog<T> {
   private readonly minMs: number;
   private readonly maxMs: number;
   private readonly unit: string;
+  private readonly random: () => number;
+  private readonly maxBatch: number;
+  private readonly capBytes: number;
   private readonly c = { accepted: 0, delivered: 0, dropped: 0, rejected: 0, droppedAtClose: 0, failedAttempts: 0 };
 
   constructor(private readonly o: BacklogOptions<T>) {
@@ -107,6 +141,9 @@ export class Backlog<T> {
     this.minMs = o.retryMinMs ?? 100;
     this.maxMs = Math.max(this.minMs, o.retryMaxMs ?? 10_000);
     this.unit = o.unitName ?? 'units';
+    this.random = o.random ?? Math.random;
+    this.maxBatch = Math.min(o.capacity, o.maxBatchUnits ?? o.capacity);
+    this.capBytes = o.bytes ? (o.capacityBytes ?? Infinity) : Infinity;
   }
 
   /** Takes an item for delivery; never waits, never throws (a full backlog drops and counts). */
@@ -117,20 +154,24 @@ export class Backlog<T> {
       this.c.droppedAtClose += units;
       return;
     }
-    // Heavier than what the batch in flight leaves: no eviction makes room for it.
-    if (this.inflightUnits + units > this.o.capacity) {
-      this.drop(units);
+    const bytes = this.o.bytes ? this.o.bytes(item) : 0;
+    // Heavier than the backlog: no eviction makes room for it.
+    if (units > this.o.capacity || bytes > this.capBytes) {
+      this.drop(units, bytes > this.capBytes);
       return;
     }
-    while (this.queuedUnits + this.inflightUnits + units > this.o.capacity && this.head < this.queue.length) {
+    while ((this.queuedUnits + units > this.o.capacity || this.queuedBytes + bytes > this.capBytes) && this.head < this.queue.length) {
+      const byBytes = this.queuedUnits + units <= this.o.capacity;
       const old = this.queue[this.head]!;
       this.queue[this.head++] = undefined as unknown as Entry<T>;
       this.queuedUnits -= old.units;
-      this.drop(old.units);
+      this.queuedBytes -= old.bytes;
+      this.drop(old.units, byBytes);
     }
     this.compact();
-    this.queue.push({ item, units });
+    this.queue.push({ item, units, bytes });
     this.queuedUnits += units;
+    this.queuedBytes += bytes;
     this.pump();
   }
 
@@ -163,6 +204,8 @@ export class Backlog<T> {
       this.idle = undefined;
     }
     this.closed = true;
+    this.inflightAbort?.abort(new Error('given up at stop'));
+    this.inflightAbort = undefined;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     const left = this.pendingUnits();
@@ -174,6 +217,7 @@ export class Backlog<T> {
     this.head = 0;
     this.inflight = [];
     this.queuedUnits = 0;
+    this.queuedBytes = 0;
     this.inflightUnits = 0;
   }
 
@@ -181,12 +225,14 @@ export class Backlog<T> {
     return this.queuedUnits + this.inflightUnits;
   }
 
-  private drop(units: number): void {
+  /** `byBytes`: the byte cap, not the unit cap, was passed. */
+  private drop(units: number, byBytes = false): void {
     this.c.dropped += units;
     if (this.fullSaid) return;
     this.fullSaid = true;
+    const cap = byBytes ? `${this.capBytes} bytes` : `${this.o.capacity} ${this.unit}`;
     this.o.log(
-      `${this.o.name}: backlog full (${this.o.capacity} ${this.unit}): dropping the oldest; every ${this.unit.replace(/s$/, '')} dropped is counted (said once until it is delivered to again)`,
+      `${this.o.name}: backlog full (${cap}): dropping the oldest; every ${this.unit.replace(/s$/, '')} dropped is counted (said once until it is delivered to again)`,
     );
   }
 
@@ -200,23 +246,31 @@ export class Backlog<T> {
   /** Sends the next batch unless one is in flight or a retry is waiting. */
   private pump(): void {
     if (this.closed || this.inflight.length || this.retryTimer || this.head >= this.queue.length) return;
-    const max = this.o.maxBatchUnits ?? this.o.capacity;
+    const max = this.maxBatch;
     const batch: Entry<T>[] = [];
     let units = 0;
+    let bytes = 0;
     while (this.head < this.queue.length) {
       const e = this.queue[this.head]!;
       if (batch.length > 0 && units + e.units > max) break;
       batch.push(e);
       units += e.units;
+      bytes += e.bytes;
       this.queue[this.head++] = undefined as unknown as Entry<T>;
     }
     this.compact();
     this.inflight = batch;
     this.inflightUnits = units;
     this.queuedUnits -= units;
+    this.queuedBytes -= bytes;
+    const abort = new AbortController();
+    this.inflightAbort = abort;
     let sent: Promise<void>;
     try {
-      sent = this.o.send(batch.map((e) => e.item));
+      sent = this.o.send(
+        batch.map((e) => e.item),
+        abort.signal,
+      );
     } catch (err) {
       sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
@@ -229,8 +283,10 @@ export class Backlog<T> {
   private settled(batch: Entry<T>[], err: unknown): void {
     if (this.closed || this.inflight !== batch) return; // given up at close: already counted
     this.inflight = [];
+    this.inflightAbort = undefined;
     const units = this.inflightUnits;
     this.inflightUnits = 0;
+    let waitMs = 0;
     if (err === null) {
       this.c.delivered += units;
       this.backoffMs = 0;
@@ -259,13 +315,15 @@ export class Backlog<T> {
       this.queue = [...batch, ...this.queue.slice(this.head)];
       this.head = 0;
       this.queuedUnits += units;
+      this.queuedBytes += batch.reduce((a, e) => a + e.bytes, 0);
       this.c.failedAttempts++;
       this.backoffMs = this.backoffMs ? Math.min(this.maxMs, this.backoffMs * 2) : this.minMs;
+      waitMs = retryWaitMs(this.backoffMs, this.random(), err instanceof RetryLater ? err.afterMs : 0, this.maxMs);
       const reason = describeError(err);
       if (!this.outage) {
         this.outage = { since: this.now(), reason, attempts: 0, droppedAtStart: this.c.dropped };
         this.o.log(
-          `${this.o.name}: ${reason}; keeping up to ${this.o.capacity} ${this.unit} and retrying (backoff ${this.minMs} ms doubling to ${this.maxMs} ms); said once, then counted`,
+          `${this.o.name}: ${reason}; keeping up to ${this.o.capacity} ${this.unit} and retrying (backoff ${this.minMs} ms doubling to ${this.maxMs} ms, jittered); said once, then counted`,
         );
       } else if (reason !== this.outage.reason) {
         this.o.log(`${this.o.name}: still failing, now: ${reason}`);
@@ -281,7 +339,7 @@ export class Backlog<T> {
           this.retryTimer = undefined;
           this.pump();
         },
-        this.closing ? Math.min(this.backoffMs, 250) : this.backoffMs,
+        this.closing ? Math.min(waitMs, 250) : waitMs,
       );
       t.unref();
       this.retryTimer = t;
@@ -289,6 +347,15 @@ export class Backlog<T> {
     }
     this.pump();
   }
+}
+
+/**
+ * The wait before a retry: uniform between half and all of `backoffMs` (`random` in
+ * [0, 1)), and at least `retryAfterMs` (what the destination asked), capped by `maxMs`.
+ */
+export function retryWaitMs(backoffMs: number, random: number, retryAfterMs: number, maxMs: number): number {
+  const jittered = backoffMs / 2 + (backoffMs / 2) * Math.min(Math.max(random, 0), 1);
+  return Math.round(Math.max(jittered, Math.min(retryAfterMs, maxMs)));
 }
 
 /** The backlogs' counts as Prometheus families `<prefix>_delivered_total{output}`, `_dropped_total{output,reason}` (backlog_full, rejected, stop), `_backlog{output}`, `_backlog_capacity{output}`, `_failed_attempts_total{output}`. */

@@ -1,13 +1,12 @@
 /**
  * What a flush turns into: a JSON line (jsonOut), Graphite plaintext (graphite), and
- * Prometheus text for GET /metrics; and the two writers that deliver the first two.
+ * Prometheus text for GET /metrics; and the writers that deliver the first two
+ * (Graphite's is ../outputs/graphite.ts).
  */
 import { appendFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { PromWriter } from '@shardgram/udp-core/prom';
 import { splitKey } from './parser.js';
 import type { FlushResult } from './merge.js';
-import type { GraphiteTarget } from './options.js';
 
 /** One flush as one line of JSON (with its "\n"). */
 export function formatJson(r: FlushResult): string {
@@ -62,26 +61,8 @@ export function formatGraphite(r: FlushResult, prefix: string, flushIntervalMs: 
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
-/** Sends one flush's text over a new TCP connection (as Etsy's graphite backend does). */
-export function sendGraphite(target: GraphiteTarget, text: string, timeoutMs = 5000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const sock = connect({ host: target.host, port: target.port });
-    let done = false;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        sock.destroy();
-        reject(err);
-      } else resolve();
-    };
-    const timer = setTimeout(() => finish(new Error(`graphite ${target.host}:${target.port}: no answer within ${timeoutMs} ms`)), timeoutMs);
-    sock.on('error', (err) => finish(new Error(`graphite ${target.host}:${target.port}: ${err.message}`)));
-    sock.on('connect', () => sock.end(text));
-    sock.on('close', () => finish());
-  });
-}
+/** Sends Graphite text over a new TCP connection (../outputs/graphite.ts). */
+export { sendGraphite } from '../outputs/graphite.js';
 
 /** Appends one JSON line per flush to a file. */
 export function appendJson(path: string, r: FlushResult): Promise<void> {

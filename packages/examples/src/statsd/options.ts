@@ -10,6 +10,7 @@
  *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
  *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
  *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
+ *   outputStopTimeout=MS  how long the stop keeps delivering what the outputs hold (default 5000)
  *   remoteWrite=URL       push every flush by Prometheus remote write; its other options
  *                         (remoteWriteBacklog, remoteWriteLabels, auth, CA, timeout):
  *                         remote-write-options.ts
@@ -67,9 +68,12 @@ export interface StatsdOptions {
   graphiteBacklog: number;
   jsonBacklog: number;
   outputRetryMaxMs: number;
-  /** Prometheus remote write (../outputs/remote-write.ts): where, and how many samples are kept while it is down. */
+  /** How long the stop keeps delivering what the output backlogs hold. */
+  outputStopTimeoutMs: number;
+  /** Prometheus remote write (../outputs/remote-write.ts): where, and how many samples (and encoded bytes) are kept while it is down. */
   remoteWrite: RemoteWriteTarget | undefined;
   remoteWriteBacklog: number;
+  remoteWriteBacklogBytes: number;
   flushTimeoutMs: number;
   /** Upper bounds (ms) of the timer histogram buckets. */
   timerBucketsMs: readonly number[];
@@ -204,6 +208,12 @@ export const statsdOptionSchema = defineAppOptions({
     parse: wholeNumber(100, 3_600_000, 'milliseconds'),
     default: 10_000,
   },
+  outputStopTimeout: {
+    value: 'MS',
+    help: 'how long the stop keeps delivering what the outputs hold; what is left then is counted as dropped (reason stop)',
+    parse: wholeNumber(0, 3_600_000, 'milliseconds'),
+    default: 5000,
+  },
   flushTimeout: {
     value: 'MS',
     help: "how long a flush waits for every worker's partial",
@@ -299,8 +309,10 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     graphiteBacklog: o.graphiteBacklog,
     jsonBacklog: o.jsonBacklog,
     outputRetryMaxMs: o.outputRetryMax,
+    outputStopTimeoutMs: o.outputStopTimeout,
     remoteWrite: remoteWriteTarget(o),
     remoteWriteBacklog: o.remoteWriteBacklog,
+    remoteWriteBacklogBytes: o.remoteWriteBacklogBytes,
     flushTimeoutMs: o.flushTimeout ?? Math.min(2000, o.flushInterval),
     timerBucketsMs: o.timerBuckets ?? DEFAULT_TIMER_BUCKETS_MS,
     maxNameLength: o.maxNameLength,

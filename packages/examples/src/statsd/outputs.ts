@@ -7,13 +7,20 @@
  * and what is still queued at stop, is counted (Graphite in lines, JSON in flushes,
  * remote write in samples) on /metrics and in the stop line.
  *
- * - Graphite: one TCP connection per attempt (as Etsy's backend), up to 50 000 lines
+ * - Graphite: one TCP connection per attempt (as Etsy's backend), up to 10 000 lines
  *   of queued flushes in it; delivered when the server closes its side after reading
- *   the lot, failed on an error or 5 s without that. A failed attempt is sent again
- *   whole (a line may then reach Graphite twice: the same value at the same time,
- *   which Graphite stores once).
+ *   the lot, failed on an error or 5 s without progress (../outputs/graphite.ts: a
+ *   slow but steady Graphite is waited for). A failed attempt is sent again whole (a
+ *   line may then reach Graphite twice: the same value at the same time, which
+ *   Graphite stores once). A flush is queued in parts of at most that many lines (and
+ *   at most `graphiteBacklog`), so a flush bigger than the backlog is still delivered
+ *   part after part to a Graphite that keeps up.
  * - JSON: appended as whole lines or not at all (a short write on a full disk is
- *   rolled back; a removed file is created again: ../syslog/writer.ts).
+ *   rolled back; a removed file is created again: ../syslog/writer.ts). The write is
+ *   synchronous, on the flush's own path: a disk that blocks (not one that fails)
+ *   delays the flush clock by as long (docs/statsd.md).
+ * - At stop, each backlog keeps delivering for `outputStopTimeoutMs`, then counts what
+ *   is left and abandons the attempt in flight (its socket closed).
  * - Remote write: at each flush, the app's /metrics families (`families`: the same
  *   series, names and labels a scrape gets) at the flush time (../outputs/remote-write.ts).
  */
@@ -26,15 +33,33 @@ import { formatGraphite, formatJson, sendGraphite } from './flush.js';
 import type { StatsdOptions } from './options.js';
 import { describeError } from '@shardgram/udp-core';
 
-/** Graphite lines sent over one connection at most (a bigger flush goes alone). */
-const GRAPHITE_BATCH_LINES = 50_000;
-/** How long the stop hook keeps trying to deliver what is queued. */
-export const CLOSE_TIMEOUT_MS = 5000;
+/** Graphite lines sent over one connection at most (and the most lines of one queued part of a flush). */
+export const GRAPHITE_BATCH_LINES = 10_000;
 
 function lineCount(text: string): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
   return n;
+}
+
+/** `text` (whole lines) cut in parts of at most `max` lines each. */
+export function splitLines(text: string, max: number): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  while (start < text.length) {
+    let end = start;
+    for (let n = 0; n < max; n++) {
+      const nl = text.indexOf('\n', end);
+      if (nl < 0) {
+        end = text.length;
+        break;
+      }
+      end = nl + 1;
+    }
+    parts.push(text.slice(start, end));
+    start = end;
+  }
+  return parts;
 }
 
 interface Output {
@@ -50,6 +75,7 @@ interface Output {
 
 export class FlushOutputs {
   private readonly outputs: Output[] = [];
+  private readonly stopTimeoutMs: number;
   /** For the collector: formatting and queueing, never waiting for a delivery. */
   readonly list: { name: string; write: FlushOutput }[] = [];
 
@@ -59,6 +85,7 @@ export class FlushOutputs {
    * `families` gives the app's /metrics families at a flush (remote write sends them).
    */
   constructor(o: StatsdOptions, log: (line: string) => void, onFailedAttempt: () => void = () => undefined, families: () => readonly PromFamily[] = () => []) {
+    this.stopTimeoutMs = o.outputStopTimeoutMs;
     const retry = { retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt };
     if (o.jsonOut !== undefined) {
       const writer = new AppendWriter(o.jsonOut);
@@ -83,15 +110,23 @@ export class FlushOutputs {
         unitName: 'lines',
         units: lineCount,
         maxBatchUnits: GRAPHITE_BATCH_LINES,
-        send: (batch) => sendGraphite(g, batch.join('')),
+        send: (batch, signal) => sendGraphite(g, batch.join(''), { signal }),
       });
+      const partLines = Math.min(GRAPHITE_BATCH_LINES, o.graphiteBacklog);
       this.add({ id: 'graphite', name, unit: 'lines', backlog, close: () => undefined }, (r) => {
         const text = formatGraphite(r, o.graphitePrefix, o.flushIntervalMs);
-        if (text) backlog.push(text);
+        for (const part of splitLines(text, partLines)) backlog.push(part);
       });
     }
     if (o.remoteWrite) {
-      const rw = new RemoteWriteOutput({ target: o.remoteWrite, capacity: o.remoteWriteBacklog, retryMaxMs: o.outputRetryMaxMs, log, onFailedAttempt });
+      const rw = new RemoteWriteOutput({
+        target: o.remoteWrite,
+        capacity: o.remoteWriteBacklog,
+        capacityBytes: o.remoteWriteBacklogBytes,
+        retryMaxMs: o.outputRetryMaxMs,
+        log,
+        onFailedAttempt,
+      });
       this.add(
         {
           id: 'remote_write',
@@ -126,7 +161,7 @@ export class FlushOutputs {
   }
 
   /** After the last flush: delivers what is queued (bounded), counts the rest, closes the file; one line per output. */
-  async close(log: (line: string) => void, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
+  async close(log: (line: string) => void, timeoutMs = this.stopTimeoutMs): Promise<void> {
     await Promise.all(this.outputs.map((out) => out.backlog.close(timeoutMs)));
     for (const out of this.outputs) {
       try {

@@ -4,6 +4,8 @@
  *
  *   remoteWrite=URL                 push every flush to URL (`--remote-write`)
  *   remoteWriteBacklog=N            samples kept while the receiver is slow or down (default 1000000)
+ *   remoteWriteBacklogBytes=N       and at most N bytes of them, encoded (default 268435456: 256 MiB;
+ *                                   a native histogram weighs by its buckets)
  *   remoteWriteLabels=k=v,…         external labels, added to every series that lacks them (`--remote-write-labels`)
  *   remoteWriteUsername=U           basic auth user, with remoteWritePassword or remoteWritePasswordFile
  *   remoteWriteBearerToken=T        bearer auth (Authorization: Bearer T), or remoteWriteBearerTokenFile
@@ -12,14 +14,15 @@
  *   remoteWriteNativeHistograms=on  send timers' native histograms (off: the classic series only)
  *
  * A password or token file is read at each request (so it can be rotated), and must be
- * readable at start. Basic and bearer auth exclude each other; a URL with credentials
+ * readable at start. A bearer token (given or in its file at start) that cannot be an
+ * HTTP header value (a control character, one above U+00FF) is refused at start. Basic and bearer auth exclude each other; a URL with credentials
  * in it is refused (they would show in logs): the options say them.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ShardgramError } from '@shardgram/udp-core';
 import { defineAppOptions, OptionValueError, type AppOptionValues } from '@shardgram/udp-core/app-options';
-import type { RemoteWriteAuth, RemoteWriteTarget } from '../outputs/remote-write.js';
+import { invalidHeaderValue, type RemoteWriteAuth, type RemoteWriteTarget } from '../outputs/remote-write.js';
 
 /** `on`/`off` (also true/false, yes/no, 1/0). */
 export function onOff(value: string): boolean {
@@ -112,6 +115,12 @@ export const remoteWriteOptionSchema = defineAppOptions({
     parse: wholeIn(1, 100_000_000, 'samples'),
     default: 1_000_000,
   },
+  remoteWriteBacklogBytes: {
+    value: 'N',
+    help: 'bytes (encoded, uncompressed) kept while the remote write receiver is slow or down, besides remoteWriteBacklog; past it the oldest are counted and dropped',
+    parse: wholeIn(1 << 20, 64 * 2 ** 30, 'bytes'),
+    default: 256 * 1024 * 1024,
+  },
   remoteWriteLabels: {
     flag: 'remote-write-labels',
     value: 'LIST',
@@ -189,6 +198,14 @@ export function remoteWriteTarget(o: Parsed): RemoteWriteTarget | undefined {
   if (basic && o.remoteWriteUsername === undefined) refuse('remoteWriteUsername', 'remote write basic auth needs remoteWriteUsername');
   if (o.remoteWriteCaFile !== undefined && o.remoteWrite.protocol !== 'https:')
     refuse('remoteWriteCaFile', 'remoteWriteCaFile is for an https:// remote write URL');
+  if (o.remoteWriteBearerToken !== undefined) {
+    const bad = invalidHeaderValue(o.remoteWriteBearerToken);
+    if (bad) refuse('remoteWriteBearerToken', `remoteWriteBearerToken is not usable: ${bad}; give the token as issued`);
+  }
+  if (o.remoteWriteBearerTokenFile !== undefined) {
+    const bad = invalidHeaderValue(readFileSync(o.remoteWriteBearerTokenFile, 'utf8').trim());
+    if (bad) refuse('remoteWriteBearerTokenFile', `remoteWriteBearerTokenFile ${o.remoteWriteBearerTokenFile} holds a token that is not usable: ${bad}`);
+  }
   let auth: RemoteWriteAuth | undefined;
   if (basic) {
     auth = {

@@ -1,6 +1,6 @@
 /** The output backlog on its own: order, retry with backoff, exact counts when full, the close deadline. */
 import { describe, expect, it } from 'vitest';
-import { Backlog, Undeliverable, type BacklogCounts } from '../../src/outputs/backlog.js';
+import { Backlog, RetryLater, retryWaitMs, Undeliverable, type BacklogCounts } from '../../src/outputs/backlog.js';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 interface Harness {
@@ -97,21 +97,123 @@ describe('Backlog', () => {
     expect(h.logs.at(-1)).toMatch(/delivering again after [\d.]+ s and \d+ failed attempts \(0 lines dropped meanwhile/);
   });
 
-  it('full: the oldest waiting items are dropped, never the batch in flight, and every line is counted', async () => {
+  it('full: the oldest waiting items are dropped, never the batch in flight (held on top of the capacity), and every line is counted', async () => {
     let release: () => void = () => undefined;
     let held = true;
     const h = harness(25, { hold: () => (held ? new Promise<void>((r) => (release = r)) : Promise.resolve()) });
     h.backlog.push(lines(0, 10)); // in flight, held
-    for (let i = 1; i < 6; i++) h.backlog.push(lines(i * 10, 10)); // room for one more item of 10 beside it: each drops the one before
+    for (let i = 1; i < 6; i++) h.backlog.push(lines(i * 10, 10)); // room for two items of 10 waiting: each past that drops the oldest
     h.backlog.push(lines(1000, 30)); // heavier than the backlog: dropped alone
-    expect(h.backlog.counts()).toMatchObject({ accepted: 90, dropped: 40 + 30, queued: 20 });
+    expect(h.backlog.counts()).toMatchObject({ accepted: 90, dropped: 30 + 30, queued: 10 + 20 });
     expect(balanced(h.backlog.counts())).toBe(true);
     expect(h.logs.filter((l) => /backlog full \(25 lines\)/.test(l))).toHaveLength(1);
     held = false;
     release();
     expect(await waitFor(() => h.backlog.counts().queued === 0, 5000, 5)).toBe(true);
-    expect(h.delivered).toEqual([...lines(0, 10), ...lines(50, 10)]);
-    expect(h.backlog.counts()).toMatchObject({ accepted: 90, delivered: 20, dropped: 70, droppedAtClose: 0 });
+    expect(h.delivered).toEqual([...lines(0, 10), ...lines(40, 20)]);
+    expect(h.backlog.counts()).toMatchObject({ accepted: 90, delivered: 30, dropped: 60, droppedAtClose: 0 });
+  });
+
+  it('an item as heavy as the capacity, pushed while a batch is in flight, waits and is delivered (nothing dropped while the destination keeps up)', async () => {
+    let release: () => void = () => undefined;
+    let held = true;
+    const h = harness(10, { hold: () => (held ? new Promise<void>((r) => (release = r)) : Promise.resolve()) });
+    h.backlog.push(lines(0, 10)); // in flight
+    h.backlog.push(lines(10, 5)); // waits beside it
+    expect(h.backlog.counts()).toMatchObject({ accepted: 15, dropped: 0, queued: 15 });
+    held = false;
+    release();
+    expect(await waitFor(() => h.backlog.counts().queued === 0, 5000, 5)).toBe(true);
+    expect(h.delivered).toEqual(lines(0, 15));
+    expect(h.backlog.counts()).toMatchObject({ delivered: 15, dropped: 0 });
+  });
+
+  it('a byte cap besides the unit cap: the oldest are dropped when the bytes pass it, counted in units, said with the byte cap', async () => {
+    let release: () => void = () => undefined;
+    const logs: string[] = [];
+    const delivered: string[] = [];
+    const backlog = new Backlog<string>({
+      name: 'test output',
+      capacity: 1000,
+      capacityBytes: 100,
+      units: () => 1,
+      bytes: (s) => s.length,
+      unitName: 'samples',
+      log: (l) => logs.push(l),
+      send: async (batch) => {
+        await new Promise<void>((r) => (release = r));
+        delivered.push(...batch);
+      },
+    });
+    backlog.push('a'.repeat(60)); // in flight
+    backlog.push('b'.repeat(60)); // waits: 60 bytes
+    backlog.push('c'.repeat(60)); // 120 > 100: drops b
+    backlog.push('d'.repeat(101)); // heavier than the byte cap: dropped alone
+    expect(backlog.counts()).toMatchObject({ accepted: 4, dropped: 2, queued: 2 });
+    expect(logs).toEqual([expect.stringMatching(/backlog full \(100 bytes\)/)]);
+    release();
+    expect(await waitFor(() => delivered.length === 1, 5000, 5)).toBe(true);
+    release();
+    expect(await waitFor(() => backlog.counts().queued === 0, 5000, 5)).toBe(true);
+    expect(delivered.map((s) => s[0])).toEqual(['a', 'c']);
+    await backlog.close(100);
+  });
+
+  it('the retry wait: jittered between half and all of the backoff, at least a Retry-After, capped by retryMaxMs', () => {
+    expect(retryWaitMs(1000, 0, 0, 10_000)).toBe(500);
+    expect(retryWaitMs(1000, 0.5, 0, 10_000)).toBe(750);
+    expect(retryWaitMs(1000, 0.999999, 0, 10_000)).toBe(1000);
+    expect(retryWaitMs(1000, 0, 3000, 10_000)).toBe(3000);
+    expect(retryWaitMs(1000, 0, 60_000, 10_000)).toBe(10_000);
+  });
+
+  it('retries wait a jittered backoff (from the random source given) and what a RetryLater asks, capped', async () => {
+    const at: number[] = [];
+    let fail: (n: number) => Error | undefined = () => undefined;
+    const backlog = new Backlog<string>({
+      name: 'test output',
+      capacity: 100,
+      units: () => 1,
+      retryMinMs: 200,
+      retryMaxMs: 800,
+      random: () => 0, // the shortest: half the backoff
+      log: () => undefined,
+      send: async () => {
+        at.push(performance.now());
+        const err = fail(at.length);
+        if (err) throw err;
+      },
+    });
+    // 1st fails (backoff 200: waits 100), 2nd asks 600 ms, 3rd asks an hour (capped: 800), 4th succeeds.
+    fail = (n) => (n === 1 ? new Error('down') : n === 2 ? new RetryLater('HTTP 429', 600) : n === 3 ? new RetryLater('HTTP 503', 3_600_000) : undefined);
+    backlog.push('x');
+    expect(await waitFor(() => backlog.counts().delivered === 1, 10_000, 5)).toBe(true);
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    expect(gaps[0]).toBeGreaterThanOrEqual(95);
+    expect(gaps[0]).toBeLessThan(170); // not the whole backoff: the random source said half
+    expect(gaps[1]).toBeGreaterThanOrEqual(595);
+    expect(gaps[2]).toBeGreaterThanOrEqual(795);
+    expect(gaps[2]).toBeLessThan(3000);
+    await backlog.close(100);
+  });
+
+  it('close aborts the attempt it gives up on (the AbortSignal given to send)', async () => {
+    let signal: AbortSignal | undefined;
+    const backlog = new Backlog<string>({
+      name: 'test output',
+      capacity: 100,
+      units: () => 1,
+      log: () => undefined,
+      send: (_batch, s) => {
+        signal = s;
+        return new Promise<void>(() => undefined); // never settles by itself
+      },
+    });
+    backlog.push('x');
+    expect(signal?.aborted).toBe(false);
+    await backlog.close(50);
+    expect(signal?.aborted).toBe(true);
+    expect(backlog.counts()).toMatchObject({ accepted: 1, droppedAtClose: 1, delivered: 0 });
   });
 
   it('close: tries until the deadline, then counts what is left; later pushes are counted too', async () => {

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import snappy from 'snappyjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeWriteRequest, PromWriter, type PromFamily } from '@shardgram/udp-core/prom';
-import { RemoteWriteOutput, type RemoteWriteTarget } from '../../src/outputs/remote-write.js';
+import { decodeWriteRequest, encodeWriteRequest, familiesToSeries, PromWriter, type PromFamily } from '@shardgram/udp-core/prom';
+import { retryAfterMs, RemoteWriteOutput, type RemoteWriteTarget } from '../../src/outputs/remote-write.js';
 import { parseStatsdOptions } from '../../src/statsd/options.js';
 import { waitFor } from '@shardgram/test-kit/wait';
 
@@ -28,24 +28,30 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A receiver answering each request with `answer(n)` (n from 0); it records what it got. */
-async function receiver(answer: (n: number) => [number, string] = () => [204, '']): Promise<{ url: string; got: Received[] }> {
+/** A receiver answering each request with `answer(n)` (n from 0, with optional headers); it records what it got, and when. */
+async function receiver(
+  answer: (n: number) => [number, string, Record<string, string>?] = () => [204, ''],
+): Promise<{ url: string; got: Received[]; at: number[]; sizes: number[] }> {
   const got: Received[] = [];
+  const at: number[] = [];
+  const sizes: number[] = [];
   const server = http.createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
       const body = snappy.uncompress(Buffer.concat(parts));
-      const [status, text] = answer(got.length);
+      const [status, text, headers] = answer(got.length);
+      at.push(performance.now());
+      sizes.push(body.length);
       got.push({ headers: req.headers, series: (decodeWriteRequest(body).timeseries ?? []) as Received['series'] });
-      res.writeHead(status).end(text);
+      res.writeHead(status, headers).end(text);
     });
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
   cleanups.push(() => void server.closeAllConnections());
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/write`, got };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/write`, got, at, sizes };
 }
 
 function target(url: string, more: Partial<RemoteWriteTarget> = {}): RemoteWriteTarget {
@@ -54,7 +60,7 @@ function target(url: string, more: Partial<RemoteWriteTarget> = {}): RemoteWrite
 
 function output(
   t: RemoteWriteTarget,
-  more: { capacity?: number; maxSamplesPerSend?: number; now?: () => number } = {},
+  more: { capacity?: number; capacityBytes?: number; maxSamplesPerSend?: number; retryMaxMs?: number; now?: () => number } = {},
 ): { out: RemoteWriteOutput; logs: string[] } {
   const logs: string[] = [];
   const out = new RemoteWriteOutput({ target: t, capacity: more.capacity ?? 100_000, retryMinMs: 5, retryMaxMs: 20, log: (l) => logs.push(l), ...more });
@@ -224,6 +230,95 @@ describe('remote write output', () => {
   });
 });
 
+describe('remote write limits', () => {
+  it('a flush bigger than the backlog (1500 series, backlog 1000) to a receiver that keeps up: all delivered, none dropped', async () => {
+    const r = await receiver();
+    const { out } = output(target(r.url), { capacity: 1000 });
+    const w = new PromWriter().family('wide', 'gauge', 'h');
+    for (let i = 0; i < 1500; i++) w.sample('wide', { i }, i);
+    out.push(w.families());
+    expect(await waitFor(idle(out), 5000, 5)).toBe(true);
+    expect(out.backlog.counts()).toMatchObject({ accepted: 1500, delivered: 1500, dropped: 0 });
+    expect(r.got.reduce((a, g) => a + g.series.length, 0)).toBe(1500);
+    expect(r.got.every((g) => g.series.length <= 1000)).toBe(true);
+  });
+
+  it('Retry-After on 429 (seconds) and 503 (an HTTP date) is waited for, capped by the longest backoff', async () => {
+    const later = new Date(Date.now() + 3_600_000).toUTCString();
+    const r = await receiver((n) => (n === 0 ? [429, 'slow down', { 'Retry-After': '1' }] : n === 1 ? [503, 'busy', { 'Retry-After': later }] : [204, '']));
+    const { out, logs } = output(target(r.url), { retryMaxMs: 1500 });
+    out.push(families());
+    expect(await waitFor(idle(out), 10_000, 5)).toBe(true);
+    expect(r.at).toHaveLength(3);
+    expect(r.at[1]! - r.at[0]!).toBeGreaterThanOrEqual(950); // asked 1 s (the backoff alone: 5 ms)
+    expect(r.at[2]! - r.at[1]!).toBeGreaterThanOrEqual(1450);
+    expect(r.at[2]! - r.at[1]!).toBeLessThan(3000); // an hour asked, 1500 ms the cap
+    expect(logs[0]).toMatch(/HTTP 429: slow down \(Retry-After 1000 ms\)/);
+    expect(retryAfterMs('120')).toBe(120_000);
+    expect(retryAfterMs('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:30 GMT'))).toBe(30_000);
+    expect(retryAfterMs('soon')).toBe(0);
+    expect(retryAfterMs(undefined)).toBe(0);
+  });
+
+  it('the byte cap: native histograms weigh by their encoding; a chunk heavier than the cap is split; the oldest are dropped past it, counted', async () => {
+    /** `n` timers, each a native histogram of 300 buckets. */
+    const heavy = (n: number): PromFamily[] => {
+      const w = new PromWriter().family('heavy', 'histogram', 'h');
+      for (let i = 0; i < n; i++) {
+        w.histogram(
+          'heavy',
+          { i },
+          {
+            count: 300,
+            sum: 1,
+            buckets: [],
+            native: {
+              schema: 3,
+              zeroThreshold: 0,
+              zeroCount: 0,
+              positiveSpans: [{ offset: 0, length: 300 }],
+              positiveDeltas: Array.from({ length: 300 }, (_, k) => (k ? 0 : 1)),
+            },
+          },
+        );
+      }
+      return w.families();
+    };
+    const oneBytes = encodeWriteRequest(familiesToSeries(heavy(1), { externalLabels: {}, nativeHistograms: true }), 1_700_000_000_000).length;
+    expect(oneBytes).toBeGreaterThan(300); // the buckets, not one sample's worth
+    const cap = 4 * oneBytes + 10;
+    // A receiver that keeps up: a 6-timer flush (heavier than the cap) goes in two requests within it, all delivered.
+    const r = await receiver();
+    const ok = output(target(r.url), { capacityBytes: cap, now: () => 1_700_000_000_000 });
+    ok.out.push(heavy(6));
+    expect(await waitFor(idle(ok.out), 5000, 5)).toBe(true);
+    expect(r.got.flatMap((g) => g.series).filter((s) => s.histograms)).toHaveLength(6);
+    expect(r.got).toHaveLength(2);
+    expect(Math.max(...r.sizes)).toBeLessThanOrEqual(cap);
+    expect(ok.out.backlog.counts()).toMatchObject({ accepted: 24, delivered: 24, dropped: 0 }); // 4 series a timer
+    // A dead receiver: flushes of one timer (4 samples, oneBytes); 4 flushes wait (the cap), 1 in flight, the rest dropped and counted.
+    const dead = output(target('http://127.0.0.1:1/api/v1/write'), { capacityBytes: cap, now: () => 1_700_000_000_000 });
+    for (let i = 0; i < 10; i++) dead.out.push(heavy(1));
+    expect(dead.out.backlog.counts()).toMatchObject({ accepted: 40, dropped: 20, queued: 20 });
+    expect(dead.logs.some((l) => l.includes(`backlog full (${cap} bytes)`))).toBe(true);
+  });
+
+  it('a bearer token file rotated to a value no HTTP header can carry: the attempt fails with the reason (retried), it does not throw', async () => {
+    const r = await receiver();
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-rw-token-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'token');
+    writeFileSync(file, 'bad\u0001token\n');
+    const { out, logs } = output(target(r.url, { auth: { kind: 'bearer', tokenFile: file } }));
+    out.push(families());
+    expect(await waitFor(() => out.backlog.counts().failedAttempts >= 1, 5000, 5)).toBe(true);
+    expect(logs[0]).toContain(`the bearer token in ${file} is not usable: the character U+0001 cannot be in an HTTP header`);
+    writeFileSync(file, 'good\n');
+    expect(await waitFor(idle(out), 5000, 5)).toBe(true);
+    expect(r.got.map((g) => g.headers.authorization)).toEqual(['Bearer good']);
+  });
+});
+
 describe('remote write options', () => {
   const opts = (more: Record<string, string>): ReturnType<typeof parseStatsdOptions> => parseStatsdOptions(more);
 
@@ -268,5 +363,19 @@ describe('remote write options', () => {
       'remoteWriteUsername is a remote write option: give remoteWrite (--remote-write URL) too',
     ]);
     expect(code({ remoteWrite: 'http://x/y', remoteWritePasswordFile: '/nonexistent/pw', remoteWriteUsername: 'u' })[0]).toBe('remoteWritePasswordFile');
+    // A token no HTTP header can carry: refused at start, not retried forever.
+    expect(code({ remoteWrite: 'http://x/y', remoteWriteBearerToken: 'tok\u20acen' })).toEqual([
+      'remoteWriteBearerToken',
+      'remoteWriteBearerToken is not usable: the character U+20AC cannot be in an HTTP header; give the token as issued',
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), 'shardgram-rw-token-'));
+    try {
+      writeFileSync(join(dir, 'token'), 'a\nb\n');
+      expect(code({ remoteWrite: 'http://x/y', remoteWriteBearerTokenFile: join(dir, 'token') })[0]).toBe('remoteWriteBearerTokenFile');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(opts({ remoteWrite: 'http://x/y' }).remoteWriteBacklogBytes).toBe(256 * 1024 * 1024);
+    expect(code({ remoteWrite: 'http://x/y', remoteWriteBacklogBytes: '1000' })[0]).toBe('remoteWriteBacklogBytes');
   });
 });

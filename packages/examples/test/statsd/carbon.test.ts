@@ -1,8 +1,12 @@
 /**
  * `shardgram serve statsd` against a real carbon-cache (Debian graphite-carbon), run in
- * the foreground from a config this test writes, restarted in the middle of the run:
- * every flush's counter is in the whisper file at its timestamp, those flushed while
- * carbon was down included (they waited in the Graphite backlog).
+ * the foreground from a config this test writes:
+ *
+ * - restarted in the middle of the run: every flush's counter is in the whisper file at
+ *   its timestamp, those flushed while carbon was down included (they waited in the
+ *   Graphite backlog);
+ * - stopped (SIGSTOP: it accepts nothing, reads nothing) for several flushes: the flush
+ *   clock keeps its interval meanwhile, and once it runs again every flush is there.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -131,6 +135,47 @@ function flushes(path: string): FlushResult[] {
     .map((l) => JSON.parse(l) as FlushResult);
 }
 
+/** Sends the next value of `carbon.hits` and waits until a flush has it (so each value is one flush's total); returns it. */
+function counterSender(s: Serving, json: string): () => Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  cleanups.push(() => sock.close());
+  let value = 0;
+  return async () => {
+    value++;
+    const v = value;
+    await new Promise<void>((r) => sock.send(`carbon.hits:${v}|c`, s.port, '127.0.0.1', () => r()));
+    const seen = (): boolean => flushes(json).some((f) => f.counters['carbon.hits'] === v);
+    if (!(await waitFor(seen, 5000))) throw new Error(`value ${v} was not flushed`);
+    return v;
+  };
+}
+
+/** Every flush's counter value is in whisper at its timestamp (two flushes in one second would share a point: not compared); at least `atLeast` of them. */
+async function expectEveryFlushInWhisper(c: Carbon, json: string, metric: string, atLeast: number): Promise<void> {
+  const all = flushes(json);
+  const perSecond = new Map<number, number>();
+  for (const f of all) perSecond.set(f.timestamp, (perSecond.get(f.timestamp) ?? 0) + 1);
+  const want = new Map(
+    all.filter((f) => f.counters['carbon.hits'] !== undefined && perSecond.get(f.timestamp) === 1).map((f) => [f.timestamp, f.counters['carbon.hits']!]),
+  );
+  expect(want.size).toBeGreaterThanOrEqual(atLeast);
+  let got = new Map<number, number>();
+  const complete = (): boolean => {
+    got = whisperPoints(c, metric);
+    return [...want].every(([ts, v]) => got.get(ts) === v);
+  };
+  expect(await waitFor(complete, 20_000, 250)).toBe(true);
+  expect(Object.fromEntries([...want].map(([ts]) => [ts, got.get(ts)]))).toEqual(Object.fromEntries(want));
+}
+
+/** The service's Graphite stop line: every line made delivered, none dropped. */
+function expectAllDelivered(stdout: string): void {
+  const stop = /graphite 127\.0\.0\.1:\d+: (\d+) of (\d+) lines delivered, (\d+) dropped \(backlog full\), (\d+) dropped at stop/.exec(stdout);
+  expect(stop, stdout).not.toBeNull();
+  expect(Number(stop![1])).toBe(Number(stop![2]));
+  expect([Number(stop![3]), Number(stop![4])]).toEqual([0, 0]);
+}
+
 describe('statsd → a real carbon-cache, restarted mid-run', () => {
   it.skipIf(!haveCarbon)('every flush of the counter is in whisper at its timestamp, those made while carbon was down included', async () => {
     const c = await carbonConfig();
@@ -141,17 +186,8 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
       1,
     );
     const s = serving;
-    const sock = dgram.createSocket('udp4');
-    cleanups.push(() => sock.close());
     const metric = 'stats.counters.carbon.hits.count';
-    let value = 0;
-    /** Sends the next value and waits until a flush has it (so each value is one flush's total). */
-    const next = async (): Promise<void> => {
-      value++;
-      await new Promise<void>((r) => sock.send(`carbon.hits:${value}|c`, s.port, '127.0.0.1', () => r()));
-      const seen = (): boolean => flushes(json).some((f) => f.counters['carbon.hits'] === value);
-      if (!(await waitFor(seen, 5000))) throw new Error(`value ${value} was not flushed`);
-    };
+    const next = counterSender(s, json);
     for (let i = 0; i < 3; i++) await next();
     // On disk before the restart, so that what carbon's own stop does with its cache is not in question.
     expect(await waitFor(() => [...whisperPoints(c, metric).values()].includes(3), 15_000, 200)).toBe(true);
@@ -160,32 +196,70 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
     for (let i = 0; i < 3; i++) await next(); // flushed while carbon is down
     expect(s.stderr()).toMatch(/graphite 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     carbon = await startCarbon(c);
-    for (let i = 0; i < 2; i++) await next();
+    await next();
+    const last = await next();
 
     const r = await s.stop('SIGTERM');
     serving = undefined;
     expect(r.code).toBe(0);
 
-    // Every flush with the counter, at its timestamp (two flushes in one second would share a point: not compared).
-    const all = flushes(json);
-    const perSecond = new Map<number, number>();
-    for (const f of all) perSecond.set(f.timestamp, (perSecond.get(f.timestamp) ?? 0) + 1);
-    const want = new Map(
-      all.filter((f) => f.counters['carbon.hits'] !== undefined && perSecond.get(f.timestamp) === 1).map((f) => [f.timestamp, f.counters['carbon.hits']!]),
-    );
-    expect(want.size).toBeGreaterThanOrEqual(value - 1);
-    let got = new Map<number, number>();
-    const complete = (): boolean => {
-      got = whisperPoints(c, metric);
-      return [...want].every(([ts, v]) => got.get(ts) === v);
-    };
-    expect(await waitFor(complete, 20_000, 250)).toBe(true);
-    expect(Object.fromEntries([...want].map(([ts]) => [ts, got.get(ts)]))).toEqual(Object.fromEntries(want));
+    await expectEveryFlushInWhisper(c, json, metric, last - 1);
     // And the service says every line it made was delivered.
-    const stop = /graphite 127\.0\.0\.1:\d+: (\d+) of (\d+) lines delivered, (\d+) dropped \(backlog full\), (\d+) dropped at stop/.exec(r.stdout);
-    expect(stop, r.stdout).not.toBeNull();
-    expect(Number(stop![1])).toBe(Number(stop![2]));
-    expect([Number(stop![3]), Number(stop![4])]).toEqual([0, 0]);
+    expectAllDelivered(r.stdout);
     await stopProcess(carbon, 'SIGTERM');
   });
+
+  it.skipIf(!haveCarbon)(
+    'carbon stopped (SIGSTOP) for several flushes: the flush clock keeps time; once it runs again, every flush is in whisper',
+    async () => {
+      const c = await carbonConfig();
+      const carbon = await startCarbon(c);
+      const json = join(c.dir, 'flushes.jsonl');
+      const flushMs = 1000; // whisper keeps one point a second
+      serving = await startServe(
+        [
+          'statsd',
+          '--port',
+          '0',
+          '--workers',
+          '1',
+          '-o',
+          `flushInterval=${flushMs}`,
+          '-o',
+          `jsonOut=${json}`,
+          '-o',
+          `graphite=127.0.0.1:${c.line}`,
+          '-o',
+          'outputRetryMax=500',
+        ],
+        1,
+      );
+      const s = serving;
+      const metric = 'stats.counters.carbon.hits.count';
+      const next = counterSender(s, json);
+      await next();
+      expect(await waitFor(() => [...whisperPoints(c, metric).values()].includes(1), 15_000, 200)).toBe(true);
+
+      process.kill(carbon.pid!, 'SIGSTOP');
+      try {
+        const before = flushes(json).length;
+        for (let i = 0; i < 5; i++) await next(); // five flushes (5 s) with carbon stopped
+        const intervals = flushes(json)
+          .slice(before)
+          .map((f) => f.interval_ms);
+        expect(intervals.length).toBeGreaterThanOrEqual(5);
+        expect(Math.max(...intervals), JSON.stringify(intervals)).toBeLessThan(2 * flushMs);
+      } finally {
+        process.kill(carbon.pid!, 'SIGCONT');
+      }
+      const last = await next();
+
+      const r = await s.stop('SIGTERM');
+      serving = undefined;
+      expect(r.code).toBe(0);
+      await expectEveryFlushInWhisper(c, json, metric, last - 1);
+      expectAllDelivered(r.stdout);
+      await stopProcess(carbon, 'SIGTERM');
+    },
+  );
 });

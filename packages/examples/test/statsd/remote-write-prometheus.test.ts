@@ -7,8 +7,11 @@
  *   histogram counts every value (histogram_count);
  * - Prometheus stopped for 30 s mid-run: once it is back, every flush is there (the
  *   flush counter's samples are exactly 1…N, N the flushes made) and the totals exact;
- * - a backlog too small on purpose: what Prometheus holds plus what was counted as
- *   dropped is exactly what was sent;
+ * - a backlog too small on purpose: the drops counted are exactly the samples made
+ *   (flushes in the JSON file × series a flush) that Prometheus does not hold;
+ * - Prometheus stopped with SIGSTOP (a receiver that accepts and does not answer) for
+ *   several flushes: the flush clock keeps its interval meanwhile, and once it runs
+ *   again every flush and total is there, nothing dropped;
  * - https with a CA given the system's way (SSL_CERT_FILE) and basic auth; a wrong
  *   password is refused (401), counted, not retried.
  */
@@ -18,6 +21,7 @@ import https from 'node:https';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bcryptjs from 'bcryptjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { sleep, waitFor } from '@shardgram/test-kit/wait';
@@ -195,8 +199,9 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     expect(await prom.value('rw_outage{job="rw_outage"}')).toBe(total);
   }, 60_000);
 
-  it('a backlog too small on purpose: what Prometheus holds plus the counted drops is exactly what was sent', async () => {
+  it('a backlog too small on purpose: the drops counted are exactly the samples made (flushes × series) that Prometheus does not hold', async () => {
     const prom = await prometheus();
+    const json = join(tempDir(), 'flushes.jsonl');
     serving = await startServe(
       [
         'statsd',
@@ -206,6 +211,8 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
         '1',
         '--flush-interval',
         '200',
+        '--json-out',
+        json,
         '--remote-write',
         prom.writeUrl,
         '--remote-write-labels',
@@ -229,7 +236,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     await prom.resume();
     await send(['rw.small:1|c']);
     expect(await waitFor(() => s0.stderr().includes('delivering again'), 10_000, 100)).toBe(true);
-    // Nothing is dropped once Prometheus is back (a flush's few dozen samples and the batch in flight fit in 200 again): /metrics already has the final count.
+    // Nothing is dropped once Prometheus is back (a flush's few dozen samples fit in 200 again): /metrics already has the final count.
     const metrics = await (await fetch(`${s0.stats}/metrics`)).text();
     const onMetrics = /^shardgram_statsd_output_dropped_total\{output="remote_write",reason="backlog_full"\} (\d+)$/m.exec(metrics);
     expect(onMetrics, metrics).not.toBeNull();
@@ -240,10 +247,93 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     expect(s.dropped).toBeGreaterThan(0);
     expect(Number(onMetrics![1])).toBe(s.dropped);
     expect(s.droppedAtStop + s.refused).toBe(0);
-    // Every sample Prometheus holds (the raw samples of every series of this run).
-    const stored = (await prom.query('{job="rw_small"}[1h]')).reduce((a, series) => a + series.values!.length, 0);
+
+    // What was made, independently of the service's own counts: N flushes (the JSON file),
+    // each of S series from the first flush with rw_small on (flush k0, at t0: Prometheus
+    // has it, before the outage), the flush counter's value being the flush number.
+    const n = readFileSync(json, 'utf8').split('\n').filter(Boolean).length;
+    const all = await prom.query('{job="rw_small"}[1h]');
+    const t0 = Math.min(...all.find((x) => x.metric.__name__ === 'rw_small')!.values!.map(([t]) => t));
+    const flushCounter = all.find((x) => x.metric.__name__ === 'shardgram_statsd_flushes_total')!.values!;
+    const k0 = Number(flushCounter.find(([t]) => t === t0)![1]);
+    const perStamp = new Map<number, number>();
+    for (const series of all) for (const [t] of series.values!) perStamp.set(t, (perStamp.get(t) ?? 0) + 1);
+    const series = perStamp.get(t0)!;
+    // The set is the same at every flush from k0 on (each stored flush has all of it).
+    expect([...perStamp].filter(([t, c]) => t >= t0 && c !== series)).toEqual([]);
+    // Flushes 1…k0 were delivered whole before the outage.
+    expect(flushCounter.filter(([t]) => t <= t0).map(([, v]) => Number(v))).toEqual(Array.from({ length: k0 }, (_, i) => i + 1));
+    const storedAfter = [...perStamp].filter(([t]) => t > t0).reduce((a, [, c]) => a + c, 0);
+    expect(s.dropped).toBe((n - k0) * series - storedAfter);
+    const stored = [...perStamp.values()].reduce((a, c) => a + c, 0);
     expect(stored).toBe(s.delivered);
-    expect(s.accepted - stored).toBe(s.dropped);
+  }, 60_000);
+
+  it('Prometheus stopped (SIGSTOP) for several flushes: the flush clock keeps time, nothing is dropped, every total is exact once it runs again', async () => {
+    const prom = await prometheus();
+    const json = join(tempDir(), 'flushes.jsonl');
+    serving = await startServe(
+      [
+        'statsd',
+        '--port',
+        '0',
+        '--workers',
+        '1',
+        '--flush-interval',
+        '250',
+        '--json-out',
+        json,
+        '--remote-write',
+        prom.writeUrl,
+        '--remote-write-labels',
+        'job=rw_sigstop',
+        '-o',
+        'outputRetryMax=500',
+        '--stats-port',
+        '0',
+      ],
+      1,
+    );
+    const s0 = serving;
+    const send = udpSender(s0.port);
+    const flushCount = (): number => readFileSync(json, 'utf8').split('\n').filter(Boolean).length;
+    await send(['rw.stopped:1|c']);
+    expect(await waitFor(async () => (await prom.value('rw_stopped{job="rw_sigstop"}')) === 1, 10_000, 100)).toBe(true);
+    const backlog = async (): Promise<number> =>
+      Number(/^shardgram_statsd_output_backlog\{output="remote_write"\} (\d+)$/m.exec(await (await fetch(`${s0.stats}/metrics`)).text())![1]);
+
+    process.kill(prom.child!.pid!, 'SIGSTOP');
+    let total = 1;
+    try {
+      const before = flushCount();
+      // Eight flushes made while it is stopped, a value in each (bounded: 10 s).
+      for (let i = 0; i < 8; i++) {
+        total++;
+        await send(['rw.stopped:1|c']);
+        const want = flushCount() + 1;
+        expect(await waitFor(() => flushCount() >= want, 5000, 20)).toBe(true);
+      }
+      expect(await backlog()).toBeGreaterThan(0); // waiting, not sent
+      const made = readFileSync(json, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .slice(before)
+        .map((l) => (JSON.parse(l) as { interval_ms: number }).interval_ms);
+      expect(made.length).toBeGreaterThanOrEqual(8);
+      expect(Math.max(...made), JSON.stringify(made)).toBeLessThan(2 * 250);
+    } finally {
+      process.kill(prom.child!.pid!, 'SIGCONT');
+    }
+    expect(await waitFor(async () => (await backlog()) === 0, 20_000, 100)).toBe(true);
+    const r = await s0.stop('SIGTERM');
+    serving = undefined;
+    expect(r.code, r.stdout).toBe(0);
+    const s = stopLine(r.stdout);
+    expect(s).toMatchObject({ dropped: 0, refused: 0, droppedAtStop: 0 });
+    expect(s.delivered).toBe(s.accepted);
+    expect(await prom.value('rw_stopped{job="rw_sigstop"}')).toBe(total);
+    const raw = await prom.query('shardgram_statsd_flushes_total{job="rw_sigstop"}[1h]');
+    expect(raw[0]!.values!.map(([, v]) => Number(v))).toEqual(Array.from({ length: flushCount() }, (_, i) => i + 1));
   }, 60_000);
 
   it('https with the CA given the system way (SSL_CERT_FILE) and basic auth; a wrong password is refused, counted, not retried', async () => {
@@ -254,11 +344,8 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     ssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
     writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
     ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
-    const bcrypt = execFileSync(
-      'python3',
-      ['-W', 'ignore', '-c', "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"],
-      { encoding: 'utf8' },
-    ).trim();
+    // The bcrypt hash Prometheus's web config wants (bcryptjs: pure JS; Python's crypt module is gone from 3.13).
+    const bcrypt = bcryptjs.hashSync('s3cret', 4);
     const prom = await prometheus({ tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server.key') }, basicAuth: { user: 'statsd', bcrypt } });
     writeFileSync(join(dir, 'password'), 's3cret\n');
     writeFileSync(join(dir, 'wrong'), 'guess\n');
