@@ -278,6 +278,8 @@ describe('remote write limits', () => {
               zeroCount: 0,
               positiveSpans: [{ offset: 0, length: 300 }],
               positiveDeltas: Array.from({ length: 300 }, (_, k) => (k ? 0 : 1)),
+              negativeSpans: [],
+              negativeDeltas: [],
             },
           },
         );
