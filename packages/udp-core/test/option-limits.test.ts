@@ -4,7 +4,7 @@
  * as the flag with the same value is, with the same range in the message.
  */
 import { describe, expect, it } from 'vitest';
-import { ShardgramError, Supervisor } from '@shardgram/udp-core';
+import { ShardgramError, Supervisor, startStatsServer, type StatsSource } from '@shardgram/udp-core';
 import { UsageError, limitOption } from '../src/cli/args.js';
 import { LIMITS } from '../src/defaults.js';
 
@@ -57,5 +57,18 @@ describe('the API refuses what LIMITS does not allow', () => {
       expect(refusal(() => new Supervisor({ ...base, [key]: LIMITS[key].min - 1 })).code).toBe('ERR_SHARDGRAM_INVALID_ARG');
     }
     expect(() => new Supervisor({ ...base, stallTimeoutMs: 0, drainTimeoutMs: 0, changeRcvbuf: 0 })).not.toThrow();
+  });
+});
+
+describe('the stats server and the CLI commands take a port in the same range', () => {
+  it('startStatsServer refuses a port above LIMITS.port.max before it listens', async () => {
+    const unread = {} as StatsSource; // refused before the source is read
+    const e = await startStatsServer(unread, LIMITS.port.max + 1).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(ShardgramError);
+    expect((e as ShardgramError).code).toBe('ERR_SHARDGRAM_INVALID_ARG');
+    expect((e as ShardgramError).message).toBe(`--stats-port must be from 0 to ${LIMITS.port.max}; got ${LIMITS.port.max + 1}`);
   });
 });

@@ -3,33 +3,19 @@
  * declared defaults: native engine, 4 MiB receive buffers, 50 ms read delay), and the
  * dgram engine still writing every message once (one read batch per datagram there).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rmemMax } from '@shardgram/test-kit/rcvbuf';
 import { join } from 'node:path';
-import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';
-import { recordsWhen, syslogArgs, tempDir } from './helpers.js';
+import { recordsWhen, syslogPerTest } from './helpers.js';
 
-let serving: Serving | undefined;
-let cleanup: (() => void) | undefined;
-afterEach(async () => {
-  await serving?.stop('SIGTERM');
-  serving = undefined;
-  cleanup?.();
-  cleanup = undefined;
-});
-
-async function serveSyslog(workers: number, appOptions: Record<string, string>, extra: string[] = []): Promise<Serving> {
-  serving = await startServe(syslogArgs(workers, appOptions, extra), workers);
-  return serving;
-}
+const service = syslogPerTest();
 
 describe('syslog: defaults', () => {
   it("`serve syslog` with no engine, buffer or delay flag runs the app's defaults: native engine, 4 MiB asked, reads wait up to 50 ms", async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const s = await serveSyslog(2, { out: join(t.dir, 'd.jsonl') }, ['--stats-port', '0']);
+    const dir = service.dir();
+    const s = await service.serve(2, { out: join(dir, 'd.jsonl') }, ['--stats-port', '0']);
     expect(s.stderr()).toMatch(/with 2 workers \(native engine, reads wait up to 50 ms,/);
     const stats = (await (await fetch(`${s.stats}/stats`)).json()) as { service: { engine: string }; workers: { engine: string; rcvbuf: number }[] };
     expect(stats.service.engine).toBe('native');
@@ -43,10 +29,9 @@ describe('syslog: defaults', () => {
 
 describe('syslog: the dgram engine (one batch per datagram)', () => {
   it('--engine dgram: every message once, each a whole line, all counted written', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'dg.jsonl');
-    const s = await serveSyslog(2, { out }, ['--engine', 'dgram', '--stats-port', '0']);
+    const dir = service.dir();
+    const out = join(dir, 'dg.jsonl');
+    const s = await service.serve(2, { out }, ['--engine', 'dgram', '--stats-port', '0']);
     const clients = await openClients(8);
     const n = 300;
     try {

@@ -4,37 +4,24 @@
  * two workers (every record in exactly one file, `keep` honoured). What it receives and
  * how it records it: reception.test.ts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type dgram from 'node:dgram';
-import { BIG_RCVBUF, startServe, type Serving } from '@shardgram/test-kit/cli';
+import { BIG_RCVBUF } from '@shardgram/test-kit/cli';
 import { rcvbufShortfall, skipNote } from '@shardgram/test-kit/rcvbuf';
 import { closeAll, openClients, send, udpQueuedBytes, waitQueuesEmpty } from '@shardgram/test-kit/udp';
 import { sleep, waitFor } from '@shardgram/test-kit/wait';
-import { countLines, readRecords, recordsWhen, syslogArgs, tempDir } from './helpers.js';
+import { countLines, readRecords, recordsWhen, syslogPerTest } from './helpers.js';
 import type { SyslogRecord } from '@shardgram/examples';
 
-let serving: Serving | undefined;
-let cleanup: (() => void) | undefined;
-afterEach(async () => {
-  await serving?.stop('SIGTERM');
-  serving = undefined;
-  cleanup?.();
-  cleanup = undefined;
-});
-
-async function serveSyslog(workers: number, appOptions: Record<string, string>, extra: string[] = []): Promise<Serving> {
-  serving = await startServe(syslogArgs(workers, appOptions, extra), workers);
-  return serving;
-}
+const service = syslogPerTest();
 
 describe('syslog: durability', () => {
   it('a worker killed with SIGKILL mid-stream: after the restart every message is in the file exactly once', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'kill.jsonl');
-    const s = await serveSyslog(2, { out }, [...BIG_RCVBUF('1m'), '--stats-port', '0']);
+    const dir = service.dir();
+    const out = join(dir, 'kill.jsonl');
+    const s = await service.serve(2, { out }, [...BIG_RCVBUF('1m'), '--stats-port', '0']);
     const victim = s.pids[0]!;
     const clients = await openClients(50);
     const total = 1500;
@@ -84,10 +71,9 @@ describe('syslog: durability', () => {
   });
 
   it.skipIf(skipNote(rcvbufShortfall('4m'), 'the syslog burst test'))('SIGTERM right after a burst: everything queued is written, then exit 0', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'stop.jsonl');
-    const s = await serveSyslog(2, { out }, BIG_RCVBUF('4m'));
+    const dir = service.dir();
+    const out = join(dir, 'stop.jsonl');
+    const s = await service.serve(2, { out }, BIG_RCVBUF('4m'));
     const clients = await openClients(32);
     const total = 3000;
     const tail = 200; // sent while the workers are stopped: still queued at SIGTERM (~150 KB, fits a stock rmem_max)
@@ -110,7 +96,7 @@ describe('syslog: durability', () => {
       for (const pid of s.pids) process.kill(pid, 'SIGSTOP');
       await burst(total - tail, total); // every send's callback has fired: the datagrams are in the queues
       expect(udpQueuedBytes(s.port)).toBeGreaterThan(0);
-      serving = undefined;
+      service.stopped();
       const stopping = s.stop('SIGTERM');
       expect(await waitFor(() => /SIGTERM: draining/.test(s.stderr()), 5_000)).toBe(true);
       for (const pid of s.pids) process.kill(pid, 'SIGCONT');
@@ -159,15 +145,14 @@ describe('syslog: rotation', () => {
   }
 
   it('two workers, one file rotated by size: every record in exactly one file, whole lines, sizes near maxBytes', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'rot.jsonl');
+    const dir = service.dir();
+    const out = join(dir, 'rot.jsonl');
     const maxBytes = 64 * 1024;
-    const s = await serveSyslog(2, { out, maxBytes: '64k', keep: '100' }, ['--stats-port', '0']);
+    const s = await service.serve(2, { out, maxBytes: '64k', keep: '100' }, ['--stats-port', '0']);
     const total = 3000; // ~1.6 MB of records: about 25 rotations
     await stream(s.port, total, 'rot');
     expect(await waitFor(() => fileSet(out).reduce((a, f) => a + countLines(f), 0) >= total, 10_000)).toBe(true);
-    serving = undefined;
+    service.stopped();
     const stopped = await s.stop('SIGTERM');
     expect(stopped.code).toBe(0);
 
@@ -199,10 +184,9 @@ describe('syslog: rotation', () => {
   });
 
   it('keeps only `keep` rotated files', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'keep.jsonl');
-    const s = await serveSyslog(2, { out, maxBytes: '32k', keep: '2' });
+    const dir = service.dir();
+    const out = join(dir, 'keep.jsonl');
+    const s = await service.serve(2, { out, maxBytes: '32k', keep: '2' });
     await stream(s.port, 1200, 'keep');
     // The last record is in the current file: every rotation the stream causes has happened.
     const written = (f: string): boolean => {
@@ -213,7 +197,7 @@ describe('syslog: rotation', () => {
       }
     };
     expect(await waitFor(() => fileSet(out).some(written), 10_000)).toBe(true);
-    serving = undefined;
+    service.stopped();
     const stopped = await s.stop('SIGTERM');
     expect(stopped.code).toBe(0);
     expect(Number(/(\d+) rotations\)/.exec(stopped.stderr)?.[1])).toBeGreaterThan(3);

@@ -1,9 +1,11 @@
-/** Helpers for the syslog service tests: a temp dir, reading the JSON-lines output. */
+/** Helpers for the syslog service tests: a service and a temp dir per test, reading the JSON-lines output. */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { SyslogRecord } from '@shardgram/examples';
+import { afterEach } from 'vitest';
+import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 
 export function tempDir(): { dir: string; cleanup: () => void } {
@@ -52,6 +54,42 @@ export function syslogArgs(workers: number, appOptions: Record<string, string>, 
   const args = ['syslog', '--port', '0', '--workers', String(workers), ...extra];
   for (const [k, v] of Object.entries(appOptions)) args.push('--app-option', `${k}=${v}`);
   return args;
+}
+
+/** A test file's `serve syslog`: at most one per test, stopped (SIGTERM) after it with its temp directory removed. */
+export interface SyslogPerTest {
+  /** Starts `serve syslog` (see `syslogArgs`) and waits for its workers. */
+  serve(workers: number, appOptions: Record<string, string>, extra?: string[]): Promise<Serving>;
+  /** A temp directory of this test's own. */
+  dir(): string;
+  /** The test stopped the service itself: nothing is left to stop. */
+  stopped(): void;
+}
+
+/** Call once at a test file's top level: registers the afterEach that stops and removes. */
+export function syslogPerTest(): SyslogPerTest {
+  let serving: Serving | undefined;
+  let cleanup: (() => void) | undefined;
+  afterEach(async () => {
+    await serving?.stop('SIGTERM');
+    serving = undefined;
+    cleanup?.();
+    cleanup = undefined;
+  });
+  return {
+    async serve(workers, appOptions, extra = []) {
+      serving = await startServe(syslogArgs(workers, appOptions, extra), workers);
+      return serving;
+    },
+    dir() {
+      const t = tempDir();
+      cleanup = t.cleanup;
+      return t.dir;
+    },
+    stopped() {
+      serving = undefined;
+    },
+  };
 }
 
 /** Waits until `path` has `n` lines (or the time is up), then reads them. */

@@ -4,15 +4,14 @@
  * counted on /metrics, JSON lines on standard output, and bad app options refused. What
  * survives a killed worker, a stop and rotation: durability.test.ts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
-import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { closeAll, openClients, send } from '@shardgram/test-kit/udp';
 import { waitFor } from '@shardgram/test-kit/wait';
-import { haveCommand, recordsWhen, syslogArgs, tempDir } from './helpers.js';
+import { haveCommand, recordsWhen, syslogPerTest, tempDir } from './helpers.js';
 import type { SyslogRecord } from '@shardgram/examples';
 
 const run = promisify(execFile);
@@ -32,19 +31,7 @@ interface SyslogClientModule {
 }
 const syslogClient = createRequire(import.meta.url)('syslog-client') as SyslogClientModule;
 
-let serving: Serving | undefined;
-let cleanup: (() => void) | undefined;
-afterEach(async () => {
-  await serving?.stop('SIGTERM');
-  serving = undefined;
-  cleanup?.();
-  cleanup = undefined;
-});
-
-async function serveSyslog(workers: number, appOptions: Record<string, string>, extra: string[] = []): Promise<Serving> {
-  serving = await startServe(syslogArgs(workers, appOptions, extra), workers);
-  return serving;
-}
+const service = syslogPerTest();
 
 /** Records whose message starts with the word `marker`. */
 function byMarker(records: SyslogRecord[], marker: string): SyslogRecord[] {
@@ -53,10 +40,9 @@ function byMarker(records: SyslogRecord[], marker: string): SyslogRecord[] {
 
 describe('syslog: real clients', () => {
   it.skipIf(!haveLogger)('util-linux logger, RFC 5424 and RFC 3164: every message once, with the right fields', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'syslog.jsonl');
-    const s = await serveSyslog(2, { out });
+    const dir = service.dir();
+    const out = join(dir, 'syslog.jsonl');
+    const s = await service.serve(2, { out });
     const net = ['-d', '-n', '127.0.0.1', '-P', String(s.port)];
     const long = `LLONG ${'L'.repeat(4000)} end`;
     const sent: { marker: string; args: string[]; check: (r: SyslogRecord) => void }[] = [];
@@ -158,10 +144,9 @@ describe('syslog: real clients', () => {
   });
 
   it('npm syslog-client, RFC 5424 and RFC 3164: every message once, with the right fields', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'syslog.jsonl');
-    const s = await serveSyslog(2, { out });
+    const dir = service.dir();
+    const out = join(dir, 'syslog.jsonl');
+    const s = await service.serve(2, { out });
     const { Facility } = syslogClient;
     const clients = Array.from({ length: 6 }, (_, i) =>
       syslogClient.createClient('127.0.0.1', { port: s.port, rfc3164: i % 2 === 1, appName: `nodeapp${i}`, syslogHostname: `host${i}.example` }),
@@ -223,10 +208,9 @@ describe('syslog: real clients', () => {
 
 describe('syslog: IPv6', () => {
   it('serves on ::1 and records the IPv6 sender', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'v6.jsonl');
-    const s = await serveSyslog(1, { out }, ['--address', '::1']);
+    const dir = service.dir();
+    const out = join(dir, 'v6.jsonl');
+    const s = await service.serve(1, { out }, ['--address', '::1']);
     const c = syslogClient.createClient('::1', { port: s.port, rfc3164: false, appName: 'v6app', syslogHostname: 'v6host' });
     await new Promise<void>((resolve, reject) => c.log('over IPv6', { msgid: 'V6' }, (err) => (err ? reject(err) : resolve())));
     c.close();
@@ -237,10 +221,9 @@ describe('syslog: IPv6', () => {
 
 describe('syslog: malformed input, metrics, standard output', () => {
   it('stores malformed datagrams with text, bytes and error; counts them on /metrics; the workers live on', async () => {
-    const t = tempDir();
-    cleanup = t.cleanup;
-    const out = join(t.dir, 'm.jsonl');
-    const s = await serveSyslog(2, { out }, ['--stats-port', '0']);
+    const dir = service.dir();
+    const out = join(dir, 'm.jsonl');
+    const s = await service.serve(2, { out }, ['--stats-port', '0']);
     const bad: Buffer[] = [
       Buffer.from('<999>too big'),
       Buffer.from('<13>1 2025-13-01T00:00:00Z h a p m - bad month'),
@@ -298,7 +281,7 @@ describe('syslog: malformed input, metrics, standard output', () => {
   });
 
   it('without out=: JSON lines on the standard output of the service', async () => {
-    const s = await serveSyslog(2, {});
+    const s = await service.serve(2, {});
     // One source port per message: 40 ports all hashing to one of 2 workers has odds of 2^-39
     // (with 10 ports, 2^-9: it happened once in CI).
     const clients = await openClients(40);

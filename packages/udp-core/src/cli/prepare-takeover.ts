@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { defaultControlPath } from '../control/paths.js';
-import { DEFAULTS } from '../defaults.js';
+import { DEFAULTS, LIMITS } from '../defaults.js';
 
 /** Longest wait for the running service's answer before starting anyway. */
 const ANSWER_WAIT_MS = 500;
@@ -29,7 +29,7 @@ export function controlPathOf(args: readonly string[]): string | undefined {
   }
   if (typeof values.control === 'string') return values.control;
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  if (!Number.isInteger(port) || port < 1 || port > LIMITS.port.max) return undefined;
   return defaultControlPath(typeof values.address === 'string' ? values.address : DEFAULTS.address, port);
 }
 

@@ -30,7 +30,7 @@ finished resizing.
 export function locateControl(values: Record<string, unknown>, usage: string): string {
   if (values.control !== undefined) return String(values.control);
   if (values.port === undefined) throw new UsageError("--port (the service's UDP port) or --control PATH is required", usage);
-  const port = intOption(values, 'port', 1, 65535, usage)!;
+  const port = intOption(values, 'port', 1, LIMITS.port.max, usage)!;
   if (values.address !== undefined) return defaultControlPath(String(values.address), port);
   const found = findControlSockets(port);
   if (found.length === 1) return found[0]!;

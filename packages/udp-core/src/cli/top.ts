@@ -5,6 +5,7 @@ import { escapeText } from '../app/escape-text.js';
 import { UsageError, intOption, parseFlags } from './args.js';
 import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
+import { LIMITS } from '../defaults.js';
 
 /** How often top refreshes: the default and the range, in ms. */
 const INTERVAL = { default: 1000, min: 100, max: 60_000 };
@@ -35,7 +36,7 @@ restored on exit); otherwise it prints one line per refresh. q or Ctrl-C quits.
 /** The /stats URL from --stats-port or --stats-url. */
 function statsUrl(values: Record<string, unknown>, u: string): string {
   if (values['stats-port'] !== undefined && values['stats-url'] !== undefined) throw new UsageError('give --stats-port or --stats-url, not both', u);
-  if (values['stats-port'] !== undefined) return `http://127.0.0.1:${intOption(values, 'stats-port', 1, 65535, u)!}/stats`;
+  if (values['stats-port'] !== undefined) return `http://127.0.0.1:${intOption(values, 'stats-port', 1, LIMITS.port.max, u)!}/stats`;
   if (values['stats-url'] === undefined) throw new UsageError('--stats-port or --stats-url is required', u);
   let url: URL;
   try {

@@ -26,6 +26,7 @@ import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE
 import type { PromFamily } from '../stats/prom-text.js';
 import { statsFamilies, toPrometheus, type StatsReport } from '../stats/report.js';
 import { STATS_SERVER_DEFAULTS } from '../defaults.js';
+import { checkLimit } from '../supervisor/config.js';
 
 export interface StatsServer {
   readonly server: Server;
@@ -190,9 +191,7 @@ interface Settings {
 
 function settingsOf(port: number, options: StatsServerOptions | string): Settings {
   const o = typeof options === 'string' ? { address: options } : options;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `--stats-port must be an integer from 0 to 65535; got ${port}`, { option: 'stats-port' });
-  }
+  checkLimit('port', port, '--stats-port');
   const address = o.address ?? STATS_SERVER_DEFAULTS.address;
   if (!familyOf(address) || address.includes('%')) {
     throw new ShardgramError(
