@@ -82,5 +82,8 @@ export const LOAD_LIMITS = Object.freeze({
   sources: { min: 1, max: 4096 },
   count: { min: 1, max: 100_000_000 },
   rate: { min: 0, max: 100_000_000 },
-  size: { min: 1, max: UDP_MAX_PAYLOAD - 64 },
+  /** At least a probe's sequenced header (its id, sequence number and send time; smaller would not be what was asked). */
+  size: { min: 24, max: UDP_MAX_PAYLOAD - 64 },
+  replyTimeoutMs: { min: 0, max: 600_000 },
+  maxDurationMs: { min: 100, max: 3_600_000 },
 } as const);

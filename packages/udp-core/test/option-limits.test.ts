@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { ShardgramError, Supervisor, startStatsServer, type StatsSource } from '@shardgram/udp-core';
 import { UsageError, limitOption } from '../src/cli/args.js';
-import { LIMITS } from '../src/defaults.js';
+import { LIMITS, LOAD_LIMITS } from '../src/defaults.js';
+import { runLoad } from '@shardgram/udp-core/load';
 
 function refusal(fn: () => unknown): ShardgramError {
   try {
@@ -71,4 +72,23 @@ describe('the stats server and the CLI commands take a port in the same range', 
     expect((e as ShardgramError).code).toBe('ERR_SHARDGRAM_INVALID_ARG');
     expect((e as ShardgramError).message).toBe(`--stats-port must be from 0 to ${LIMITS.port.max}; got ${LIMITS.port.max + 1}`);
   });
+});
+
+describe("the load tool's options: runLoad refuses what LOAD_LIMITS does not allow, as `shardgram load` does", () => {
+  const cases = [
+    ['size', 23, LOAD_LIMITS.size],
+    ['replyTimeoutMs', LOAD_LIMITS.replyTimeoutMs.max + 1, LOAD_LIMITS.replyTimeoutMs],
+    ['maxDurationMs', LOAD_LIMITS.maxDurationMs.min - 1, LOAD_LIMITS.maxDurationMs],
+  ] as const;
+  for (const [key, value, range] of cases) {
+    it(`${key}: ${value} is ERR_SHARDGRAM_INVALID_ARG with the range ${range.min} to ${range.max}, before anything is sent`, async () => {
+      const e = await runLoad({ port: 9, [key]: value }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(ShardgramError);
+      expect((e as ShardgramError).code).toBe('ERR_SHARDGRAM_INVALID_ARG');
+      expect((e as ShardgramError).message).toContain(`an integer from ${range.min} to ${range.max}`);
+    });
+  }
 });

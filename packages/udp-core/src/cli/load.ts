@@ -6,11 +6,6 @@ import { LiveBlock, pct, progressLine, table } from './render.js';
 import { DEFAULTS } from '../defaults.js';
 
 /** The command's own bounds: a datagram holds at least a probe; the waits in ms. */
-const CLI_LIMITS = {
-  size: { min: 24, max: LOAD_LIMITS.size.max },
-  replyTimeoutMs: { min: 0, max: 600_000 },
-  maxDurationMs: { min: 100, max: 3_600_000 },
-};
 const L = LOAD_LIMITS;
 const D = LOAD_DEFAULTS;
 
@@ -20,7 +15,7 @@ export const LOAD_FLAGS: FlagTable = {
   sources: { short: 'k', value: 'K', help: `source sockets (source ports), ${L.sources.min}-${L.sources.max} (default ${D.sources})` },
   count: { short: 'n', value: 'N', help: `datagrams to send in all, ${L.count.min}-${L.count.max} (default ${D.count})` },
   rate: { short: 'r', value: 'R', help: `datagrams per second, 0 for as fast as possible (default ${D.rate})` },
-  size: { short: 'b', value: 'B', help: `datagram size in bytes, ${CLI_LIMITS.size.min}-${CLI_LIMITS.size.max} (default ${D.size})` },
+  size: { short: 'b', value: 'B', help: `datagram size in bytes, ${L.size.min}-${L.size.max} (default ${D.size})` },
   sender: {
     value: 'S',
     help: `how to send: native (sendmmsg batches of prebuilt probes\nthrough libc; saturates a receiver) or dgram (one\nnode:dgram send per probe) (default ${D.sender})`,
@@ -28,11 +23,11 @@ export const LOAD_FLAGS: FlagTable = {
   'no-replies': { help: 'do not wait for echo replies (for discard and other apps)' },
   'reply-timeout': {
     value: 'MS',
-    help: `wait this long after the last reply, ${CLI_LIMITS.replyTimeoutMs.min}-${CLI_LIMITS.replyTimeoutMs.max} (default ${D.replyTimeoutMs})`,
+    help: `wait this long after the last reply, ${L.replyTimeoutMs.min}-${L.replyTimeoutMs.max} (default ${D.replyTimeoutMs})`,
   },
   'max-duration': {
     value: 'MS',
-    help: `hard limit on the whole run, ${CLI_LIMITS.maxDurationMs.min}-${CLI_LIMITS.maxDurationMs.max} (default ${D.maxDurationMs})`,
+    help: `hard limit on the whole run, ${L.maxDurationMs.min}-${L.maxDurationMs.max} (default ${D.maxDurationMs})`,
   },
   json: { help: 'print the report as JSON' },
   help: HELP_FLAG,
@@ -62,11 +57,11 @@ export async function load(argv: string[]): Promise<number> {
     sources: intOption(values, 'sources', L.sources.min, L.sources.max, u, D.sources)!,
     count: intOption(values, 'count', L.count.min, L.count.max, u, D.count)!,
     rate: intOption(values, 'rate', L.rate.min, L.rate.max, u, D.rate)!,
-    size: intOption(values, 'size', CLI_LIMITS.size.min, CLI_LIMITS.size.max, u, D.size)!,
+    size: intOption(values, 'size', L.size.min, L.size.max, u, D.size)!,
     expectReplies: !values['no-replies'],
     sender: choice(values, 'sender', ['native', 'dgram'] as const, u, D.sender),
-    replyTimeoutMs: intOption(values, 'reply-timeout', CLI_LIMITS.replyTimeoutMs.min, CLI_LIMITS.replyTimeoutMs.max, u, D.replyTimeoutMs)!,
-    maxDurationMs: intOption(values, 'max-duration', CLI_LIMITS.maxDurationMs.min, CLI_LIMITS.maxDurationMs.max, u, D.maxDurationMs)!,
+    replyTimeoutMs: intOption(values, 'reply-timeout', L.replyTimeoutMs.min, L.replyTimeoutMs.max, u, D.replyTimeoutMs)!,
+    maxDurationMs: intOption(values, 'max-duration', L.maxDurationMs.min, L.maxDurationMs.max, u, D.maxDurationMs)!,
     onProgress: (p) => {
       const line = progressLine('sending', p.sent, p.count, `replies ${p.replies}`);
       if (live.tty) live.draw(line);

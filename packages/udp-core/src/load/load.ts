@@ -37,7 +37,7 @@ export interface LoadOptions {
   count?: number;
   /** Datagrams per second; 0 = as fast as possible. Default 0. */
   rate?: number;
-  /** Datagram size in bytes (at least the probe's own ~20 bytes). Default 64. */
+  /** Datagram size in bytes (LOAD_LIMITS.size: at least a probe's header). Default 64. */
   size?: number;
   /** How long to wait for replies after the last send, in ms. Default 1000. */
   replyTimeoutMs?: number;
@@ -126,8 +126,8 @@ function planOf(opts: LoadOptions): Plan {
     count: checkInt('count', opts.count ?? LOAD_DEFAULTS.count, LOAD_LIMITS.count.min, LOAD_LIMITS.count.max),
     rate: checkInt('rate', opts.rate ?? LOAD_DEFAULTS.rate, LOAD_LIMITS.rate.min, LOAD_LIMITS.rate.max),
     size: checkInt('size', opts.size ?? LOAD_DEFAULTS.size, LOAD_LIMITS.size.min, LOAD_LIMITS.size.max),
-    replyTimeoutMs: opts.replyTimeoutMs ?? LOAD_DEFAULTS.replyTimeoutMs,
-    maxDurationMs: opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs,
+    replyTimeoutMs: checkInt('replyTimeoutMs', opts.replyTimeoutMs ?? LOAD_DEFAULTS.replyTimeoutMs, LOAD_LIMITS.replyTimeoutMs.min, LOAD_LIMITS.replyTimeoutMs.max),
+    maxDurationMs: checkInt('maxDurationMs', opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs, LOAD_LIMITS.maxDurationMs.min, LOAD_LIMITS.maxDurationMs.max),
     expectReplies: opts.expectReplies ?? true,
     sender: opts.sender ?? LOAD_DEFAULTS.sender,
   };
