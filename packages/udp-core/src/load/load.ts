@@ -94,7 +94,9 @@ export interface LoadReport {
 /** runLoad's defaults and ranges, which `shardgram load` shows and uses too, live with every other (defaults.ts). */
 export { LOAD_DEFAULTS, LOAD_LIMITS };
 
-function checkInt(name: string, v: number, min: number, max: number): number {
+/** `v` when it is a whole number within the option's LOAD_LIMITS range, else ERR_SHARDGRAM_INVALID_ARG with the range. */
+function checkInt(name: keyof typeof LOAD_LIMITS, v: number): number {
+  const { min, max } = LOAD_LIMITS[name];
   if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);
   return v;
 }
@@ -121,13 +123,13 @@ function planOf(opts: LoadOptions): Plan {
   const plan: Plan = {
     address,
     family,
-    port: checkInt('port', opts.port, LOAD_LIMITS.port.min, LOAD_LIMITS.port.max),
-    sources: checkInt('sources', opts.sources ?? LOAD_DEFAULTS.sources, LOAD_LIMITS.sources.min, LOAD_LIMITS.sources.max),
-    count: checkInt('count', opts.count ?? LOAD_DEFAULTS.count, LOAD_LIMITS.count.min, LOAD_LIMITS.count.max),
-    rate: checkInt('rate', opts.rate ?? LOAD_DEFAULTS.rate, LOAD_LIMITS.rate.min, LOAD_LIMITS.rate.max),
-    size: checkInt('size', opts.size ?? LOAD_DEFAULTS.size, LOAD_LIMITS.size.min, LOAD_LIMITS.size.max),
-    replyTimeoutMs: checkInt('replyTimeoutMs', opts.replyTimeoutMs ?? LOAD_DEFAULTS.replyTimeoutMs, LOAD_LIMITS.replyTimeoutMs.min, LOAD_LIMITS.replyTimeoutMs.max),
-    maxDurationMs: checkInt('maxDurationMs', opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs, LOAD_LIMITS.maxDurationMs.min, LOAD_LIMITS.maxDurationMs.max),
+    port: checkInt('port', opts.port),
+    sources: checkInt('sources', opts.sources ?? LOAD_DEFAULTS.sources),
+    count: checkInt('count', opts.count ?? LOAD_DEFAULTS.count),
+    rate: checkInt('rate', opts.rate ?? LOAD_DEFAULTS.rate),
+    size: checkInt('size', opts.size ?? LOAD_DEFAULTS.size),
+    replyTimeoutMs: checkInt('replyTimeoutMs', opts.replyTimeoutMs ?? LOAD_DEFAULTS.replyTimeoutMs),
+    maxDurationMs: checkInt('maxDurationMs', opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs),
     expectReplies: opts.expectReplies ?? true,
     sender: opts.sender ?? LOAD_DEFAULTS.sender,
   };
