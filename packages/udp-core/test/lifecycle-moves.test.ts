@@ -6,6 +6,7 @@
  * allow them.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { rejectedWith, thrownBy } from '@shardgram/test-kit/throws';
 // The error class of the same copy as lifecycle.ts (not exported), for instanceof.
 import { ShardgramError } from '../src/errors.js';
 import { Lifecycle, describeState, type State, type StateName } from '../src/supervisor/lifecycle.js';
@@ -62,15 +63,7 @@ function lifeIn(name: StateName, moves: [StateName, StateName][] = []): Lifecycl
   return life;
 }
 
-function refusal(fn: () => unknown): ShardgramError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ShardgramError) return err;
-    throw err;
-  }
-  throw new Error('not refused');
-}
+const refusal = (fn: () => unknown): ShardgramError => thrownBy(ShardgramError, fn);
 
 describe('the lifecycle table', () => {
   for (const from of NAMES) {
@@ -132,15 +125,7 @@ describe('a Supervisor called in the wrong state', () => {
     sup = undefined;
   });
 
-  async function refusedWith(p: Promise<unknown>): Promise<PublicError> {
-    try {
-      await p;
-    } catch (err) {
-      if (err instanceof PublicError) return err;
-      throw err;
-    }
-    throw new Error('not refused');
-  }
+  const refusedWith = (p: Promise<unknown>): Promise<PublicError> => rejectedWith(PublicError, p);
 
   it('refuses resize() and reload() before start(), and start() after stop(), naming the state', async () => {
     sup = new Supervisor({ app: 'discard', port: 0, workers: 1, log: () => undefined });

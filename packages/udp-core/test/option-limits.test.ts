@@ -4,30 +4,15 @@
  * as the flag with the same value is, with the same range in the message.
  */
 import { describe, expect, it } from 'vitest';
+import { rejectedWith, thrownBy } from '@shardgram/test-kit/throws';
 import { ShardgramError, Supervisor, startStatsServer, type StatsSource } from '@shardgram/udp-core';
 import { UsageError, limitOption } from '../src/cli/args.js';
 import { LIMITS, LOAD_LIMITS } from '../src/defaults.js';
 import { runLoad } from '@shardgram/udp-core/load';
 
-function refusal(fn: () => unknown): ShardgramError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ShardgramError) return err;
-    throw err;
-  }
-  throw new Error('not refused');
-}
+const refusal = (fn: () => unknown): ShardgramError => thrownBy(ShardgramError, fn);
 
-function usageError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof UsageError) return err.message;
-    throw err;
-  }
-  throw new Error('not refused');
-}
+const usageError = (fn: () => unknown): string => thrownBy(UsageError, fn).message;
 
 const base = { app: 'discard', port: 0, workers: 1 };
 
@@ -64,13 +49,9 @@ describe('the API refuses what LIMITS does not allow', () => {
 describe('the stats server and the CLI commands take a port in the same range', () => {
   it('startStatsServer refuses a port above LIMITS.port.max before it listens', async () => {
     const unread = {} as StatsSource; // refused before the source is read
-    const e = await startStatsServer(unread, LIMITS.port.max + 1).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    expect(e).toBeInstanceOf(ShardgramError);
-    expect((e as ShardgramError).code).toBe('ERR_SHARDGRAM_INVALID_ARG');
-    expect((e as ShardgramError).message).toBe(`--stats-port must be from 0 to ${LIMITS.port.max}; got ${LIMITS.port.max + 1}`);
+    const e = await rejectedWith(ShardgramError, startStatsServer(unread, LIMITS.port.max + 1));
+    expect(e.code).toBe('ERR_SHARDGRAM_INVALID_ARG');
+    expect(e.message).toBe(`--stats-port must be from 0 to ${LIMITS.port.max}; got ${LIMITS.port.max + 1}`);
   });
 });
 
@@ -82,13 +63,9 @@ describe("the load tool's options: runLoad refuses what LOAD_LIMITS does not all
   ] as const;
   for (const [key, value, range] of cases) {
     it(`${key}: ${value} is ERR_SHARDGRAM_INVALID_ARG with the range ${range.min} to ${range.max}, before anything is sent`, async () => {
-      const e = await runLoad({ port: 9, [key]: value }).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(e).toBeInstanceOf(ShardgramError);
-      expect((e as ShardgramError).code).toBe('ERR_SHARDGRAM_INVALID_ARG');
-      expect((e as ShardgramError).message).toContain(`an integer from ${range.min} to ${range.max}`);
+      const e = await rejectedWith(ShardgramError, runLoad({ port: 9, [key]: value }));
+      expect(e.code).toBe('ERR_SHARDGRAM_INVALID_ARG');
+      expect(e.message).toContain(`an integer from ${range.min} to ${range.max}`);
     });
   }
 });

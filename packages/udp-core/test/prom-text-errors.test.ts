@@ -4,18 +4,11 @@
  * what a valid one looks like (not a plain Error without a code).
  */
 import { describe, expect, it } from 'vitest';
+import { thrownBy } from '@shardgram/test-kit/throws';
 import { ShardgramError } from '@shardgram/udp-core';
 import { PromWriter } from '@shardgram/udp-core/prom';
 
-function refusal(fn: () => unknown): ShardgramError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ShardgramError) return err;
-    throw err;
-  }
-  throw new Error('not refused');
-}
+const refusal = (fn: () => unknown): ShardgramError => thrownBy(ShardgramError, fn);
 
 describe('PromWriter', () => {
   it('refuses a bad metric name with ERR_SHARDGRAM_INVALID_ARG, naming it', () => {
