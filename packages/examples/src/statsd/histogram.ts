@@ -69,7 +69,8 @@ export class TimerHistograms {
       if (this.series.size >= this.maxKeys) return;
       this.series.set(key, (s = { counts: new Float64Array(this.boundsMs.length + 1), sumMs: 0, count: 0 }));
     }
-    const sumMs = t.hist.sum / t.scale;
+    // Each value once, as the buckets and _count count it (the native histogram weighs a sampled one).
+    const sumMs = t.valueSum;
     if (!Number.isFinite(s.sumMs + sumMs)) {
       s.counts.fill(0);
       s.sumMs = 0;

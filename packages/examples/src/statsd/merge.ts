@@ -106,6 +106,8 @@ export interface TimerFlush {
   hist: NativeHistogram;
   /** Prometheus units per unit of the values. */
   scale: number;
+  /** Σ the values received, each once whatever its sample rate, in their own unit (ms for `ms` timers). */
+  valueSum: number;
   /** Exact mode: the raw values, sorted (each once, whatever its sample rate). */
   values?: Float64Array;
   /** Exact classic bucket counts (per bound, then above the last; not cumulative), when the workers counted them. */
@@ -371,7 +373,7 @@ function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: numb
     const hist = new NativeHistogram(schema);
     for (let i = 0; i < all.length; i++) hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
     // timerSummary sorts `all` in place (after the histogram counted it with its weights).
-    return { summary: timerSummary(all, acc.count, percentiles), flush: withClassic({ hist, scale: acc.scale, values: all }, acc) };
+    return { summary: timerSummary(all, acc.count, percentiles), flush: withClassic({ hist, scale: acc.scale, valueSum: acc.sum, values: all }, acc) };
   }
   const hist = acc.hist ?? new NativeHistogram(schema);
   // Every value counted once, for the percentiles: the weighted histogram itself unless a value was sampled.
@@ -383,7 +385,7 @@ function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: numb
     }
   }
   unweighted ??= hist;
-  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: withClassic({ hist, scale: acc.scale }, acc) };
+  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: withClassic({ hist, scale: acc.scale, valueSum: acc.sum }, acc) };
 }
 
 function withClassic(f: TimerFlush, acc: TimerAcc): TimerFlush {

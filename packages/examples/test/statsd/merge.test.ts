@@ -11,6 +11,7 @@ import { PartialAggregate, type Partial } from '../../src/statsd/aggregate.js';
 import { GaugeStore, IntervalMerge, replayGauge, type FlushResult } from '../../src/statsd/merge.js';
 import { timerSummary } from '../../src/statsd/timer-stats.js';
 import { relativeError } from '../../src/statsd/native-histogram.js';
+import { TimerHistograms } from '../../src/statsd/histogram.js';
 
 const require = createRequire(import.meta.url);
 type EtsyMetrics = {
@@ -249,6 +250,26 @@ describe('classic buckets counted in the workers', () => {
         got = t.classic;
       });
       expect([...got!], mode).toEqual([...bounds.map(() => 1), 2]);
+    }
+  });
+});
+
+describe('the old layout (promLayout=labels): a sampled timer value counts once', () => {
+  it('in the buckets, in _count and in _sum alike, in both timer modes', () => {
+    const bounds = [10, 20, 50];
+    for (const mode of ['histogram', 'exact'] as const) {
+      const w = new PartialAggregate({ timers: { mode, classic: () => ({ bounds, convert: (v: number) => v, weighted: false }) } });
+      w.datagram('t:10|ms|@0.5');
+      w.datagram('t:30|ms');
+      const m = new IntervalMerge();
+      m.add(w.take());
+      const h = new TimerHistograms(bounds);
+      m.finish(new GaugeStore(), PCT, { timestamp: 0, flush: 1, final: false, interval_ms: 0, missing_workers: [] }, (k, t) => h.observeFlush(k, t));
+      const text = h.text((key) => ({ metric: key }));
+      expect(text, mode).toContain('shardgram_statsd_timer_seconds_count{metric="t"} 2');
+      // 10 ms + 30 ms, each once (the weighted native histogram holds 10 ms twice).
+      expect(text, mode).toContain('shardgram_statsd_timer_seconds_sum{metric="t"} 0.04');
+      expect(text, mode).toContain('shardgram_statsd_timer_seconds_bucket{metric="t",le="0.01"} 1');
     }
   });
 });

@@ -10,6 +10,7 @@ import { Mapper } from '../../src/statsd/mapper.js';
 import { parseMappingConfig } from '../../src/statsd/mapping.js';
 import { NativeHistogram, relativeError, toSpans } from '../../src/statsd/native-histogram.js';
 import { ExporterRegistry } from '../../src/statsd/prom-registry.js';
+import type { TimerFlush } from '../../src/statsd/merge.js';
 
 function setup(yaml: string | undefined, schema = 5): { reg: ExporterRegistry; clock: { t: number } } {
   const clock = { t: 1_000_000 };
@@ -18,14 +19,14 @@ function setup(yaml: string | undefined, schema = 5): { reg: ExporterRegistry; c
 }
 
 /** The interval of one timer as the merge hands it over: values (seconds) spread over three workers' histograms, merged. */
-function interval(values: readonly number[], schema = 5): { hist: NativeHistogram; scale: number } {
+function interval(values: readonly number[], schema = 5): TimerFlush {
   const workers = [0, 1, 2].map(() => new NativeHistogram(schema));
   values.forEach((v, i) => {
     workers[i % 3]!.observe(v);
   });
   const merged = new NativeHistogram(schema);
   for (const w of workers) merged.merge(w.toData());
-  return { hist: merged, scale: 0.001 };
+  return { hist: merged, scale: 0.001, valueSum: values.reduce((a, v) => a + v / 0.001, 0) };
 }
 
 function families(
