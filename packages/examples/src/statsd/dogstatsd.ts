@@ -61,17 +61,20 @@ function isOriginField(f: string): boolean {
 
 const unescapeText = (s: string): string => s.replace(/\\n/g, '\n');
 
-/** Only spaces and tabs. */
-const BLANKS = /^[ \t]+$/;
+/** Spaces and tabs at the start. */
+const LEADING_BLANKS = /^[ \t]+/;
 
 /**
- * What follows the text: "" or `|fields…`. Blanks alone after the text are dropped
- * (the agent reads them as an optional field it does not know and ignores them);
- * anything else means the lengths did not fit (null).
+ * What follows the text: "" or `|fields…`. Blanks right after the text are dropped,
+ * alone or before the fields (the agent skips the byte after the text and reads the
+ * blanks as an optional field it does not know, and ignores it); anything else means
+ * the lengths did not fit (null).
  */
 function afterText(rest: string): string | null {
   if (rest === '' || rest.charCodeAt(0) === 0x7c /* | */) return rest;
-  return BLANKS.test(rest) ? '' : null;
+  const m = LEADING_BLANKS.exec(rest);
+  const after = rest.slice(m ? m[0].length : 0);
+  return m && (after === '' || after.charCodeAt(0) === 0x7c) ? after : null;
 }
 
 /** Title and text cut by their lengths in UTF-8 bytes. */

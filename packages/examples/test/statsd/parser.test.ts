@@ -129,6 +129,10 @@ describe('the line protocol', () => {
     expect(parseLine('_e{5,4}:title|text  \t')).toMatchObject({ ok: true, type: '_e', event: { title: 'title', text: 'text' } });
     expect(parseLine('_e{5,4}:title|text|t:error ')).toMatchObject({ ok: true, type: '_e', event: { alert_type: 'info' }, ignoredFields: 1 });
     expect(parseLine('_e{5,4}:title|texts')).toMatchObject({ ok: false, code: 'event' });
+    // Blanks between the text and its fields are skipped too, as the agent skips them.
+    expect(parseLine('_e{5,4}:title|text |t:error|#a:b')).toMatchObject({ ok: true, type: '_e', event: { text: 'text', alert_type: 'error', tags: ['a:b'] } });
+    expect(parseLine('_e{5,4}:title|text \t|p:low')).toMatchObject({ ok: true, type: '_e', event: { priority: 'low' } });
+    expect(parseLine('_e{5,4}:title|text x|t:error')).toMatchObject({ ok: false, code: 'event' });
   });
 
   it('each name-embedded tag style can be switched off: the name is then left alone', () => {
