@@ -27,7 +27,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
-import { NativeHistogram, type NativeHistogramData } from './native-histogram.js';
+import { NativeHistogram, firstAtOrAbove, type NativeHistogramData } from './native-histogram.js';
 import { parseDatagram, parseSimpleDatagram, splitKey, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
 import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
 import type { TimerTotals } from './timer-stats.js';
@@ -400,18 +400,6 @@ function timerPartial(t: LiveTimer): TimerPartial {
   if (t.weights) p.weights = t.weights;
   if (t.classic) p.classic = t.classic;
   return p;
-}
-
-/** Index of the first bound ≥ v (bounds.length when none is): its classic bucket. */
-export function firstAtOrAbove(bounds: readonly number[], v: number): number {
-  let lo = 0;
-  let hi = bounds.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (bounds[mid]! < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**

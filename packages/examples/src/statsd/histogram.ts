@@ -11,7 +11,7 @@
  */
 import { PromWriter, type PromLabels } from '@shardgram/udp-core/prom';
 import type { TimerFlush } from './merge.js';
-import { classicCounts } from './native-histogram.js';
+import { classicCounts, firstAtOrAbove } from './native-histogram.js';
 
 /** Default bucket upper bounds in milliseconds: 1 ms to 10 s, 1-2.5-5 steps. */
 export const DEFAULT_TIMER_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
@@ -105,21 +105,14 @@ export class TimerHistograms {
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
       if (!Number.isFinite(v)) continue;
-      // The first bound not below v (binary search: bounds ascend).
-      let lo = 0;
-      let hi = b.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (b[mid]! < v) lo = mid + 1;
-        else hi = mid;
-      }
+      const k = firstAtOrAbove(b, v);
       if (!Number.isFinite(s.sumMs + v)) {
         s.counts.fill(0);
         s.sumMs = 0;
         s.count = 0;
         this.overflowResets++;
       }
-      s.counts[lo]!++;
+      s.counts[k]!++;
       s.sumMs += v;
       s.count++;
     }

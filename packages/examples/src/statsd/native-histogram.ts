@@ -104,6 +104,18 @@ function frexp(v: number): [frac: number, exp: number] {
   return [F64[0], e - 1022 - shift];
 }
 
+/** Index of the first bound ≥ v (bounds.length when none is): a classic bucket's index, or a native bucket's within its power of two. */
+export function firstAtOrAbove(bounds: ArrayLike<number>, v: number): number {
+  let lo = 0;
+  let hi = bounds.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (bounds[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** The bucket of |v| > 0 at `schema`, as client_golang computes it (an infinite value goes one above the largest double's). */
 export function bucketKey(schema: number, absValue: number): number {
   const inf = absValue === Infinity;
@@ -112,14 +124,7 @@ export function bucketKey(schema: number, absValue: number): number {
   if (schema > 0) {
     const bounds = BOUNDS[schema]!;
     // The first bound ≥ frac (Go's sort.SearchFloat64s).
-    let lo = 0;
-    let hi = bounds.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (bounds[mid]! < frac) lo = mid + 1;
-      else hi = mid;
-    }
-    key = lo + (exp - 1) * bounds.length;
+    key = firstAtOrAbove(bounds, frac) + (exp - 1) * bounds.length;
   } else {
     key = frac === 0.5 ? exp - 1 : exp;
     key = Math.ceil(key / 2 ** -schema);
