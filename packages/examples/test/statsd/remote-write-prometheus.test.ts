@@ -51,6 +51,36 @@ async function prometheus(web?: Parameters<typeof PrometheusServer.start>[0]): P
   return p;
 }
 
+/**
+ * `serve statsd` with `workers` workers
+ * flushing every `flushMs`, pushing to `prom` with the remote write labels `labels`;
+ * `extra` flags after those.
+ */
+async function serveInto(
+  prom: PrometheusServer,
+  labels: string,
+  workers: number,
+  flushMs: number,
+  extra: string[],
+  opts?: Parameters<typeof startServe>[2],
+): Promise<Serving> {
+  const args = [
+    'statsd',
+    '--port',
+    '0',
+    '--workers',
+    String(workers),
+    '--flush-interval',
+    String(flushMs),
+    '--remote-write',
+    prom.writeUrl,
+    '--remote-write-labels',
+    labels,
+    ...extra,
+  ];
+  return startServe(args, workers, opts);
+}
+
 function udpSender(port: number): (lines: string[]) => Promise<void> {
   const sock = dgram.createSocket('udp4');
   cleanups.push(() => sock.close());
@@ -84,26 +114,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const prom = await prometheus();
     const dir = tempDir();
     writeFileSync(join(dir, 'mapping.yml'), MAPPING);
-    serving = await startServe(
-      [
-        'statsd',
-        '--port',
-        '0',
-        '--workers',
-        '2',
-        '--flush-interval',
-        '250',
-        '--mapping-config',
-        join(dir, 'mapping.yml'),
-        '--remote-write',
-        prom.writeUrl,
-        '--remote-write-labels',
-        'job=rw_exact,instance=t1',
-        '-o',
-        'outputRetryMax=500',
-      ],
-      2,
-    );
+    serving = await serveInto(prom, 'job=rw_exact,instance=t1', 2, 250, ['--mapping-config', join(dir, 'mapping.yml'), '-o', 'outputRetryMax=500']);
     const send = udpSender(serving.port);
     const want = new Map<string, number>();
     const timerValues: number[] = [];
@@ -143,26 +154,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const prom = await prometheus();
     const dir = tempDir();
     const json = join(dir, 'flushes.jsonl');
-    serving = await startServe(
-      [
-        'statsd',
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--flush-interval',
-        '500',
-        '--json-out',
-        json,
-        '--remote-write',
-        prom.writeUrl,
-        '--remote-write-labels',
-        'job=rw_outage',
-        '-o',
-        'outputRetryMax=1000',
-      ],
-      1,
-    );
+    serving = await serveInto(prom, 'job=rw_outage', 1, 500, ['--json-out', json, '-o', 'outputRetryMax=1000']);
     const s0 = serving;
     const send = udpSender(s0.port);
     let total = 0;
@@ -202,30 +194,16 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
   it('a backlog too small on purpose: the drops counted are exactly the samples made (flushes × series) that Prometheus does not hold', async () => {
     const prom = await prometheus();
     const json = join(tempDir(), 'flushes.jsonl');
-    serving = await startServe(
-      [
-        'statsd',
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--flush-interval',
-        '200',
-        '--json-out',
-        json,
-        '--remote-write',
-        prom.writeUrl,
-        '--remote-write-labels',
-        'job=rw_small',
-        '-o',
-        'remoteWriteBacklog=200',
-        '-o',
-        'outputRetryMax=500',
-        '--stats-port',
-        '0',
-      ],
-      1,
-    );
+    serving = await serveInto(prom, 'job=rw_small', 1, 200, [
+      '--json-out',
+      json,
+      '-o',
+      'remoteWriteBacklog=200',
+      '-o',
+      'outputRetryMax=500',
+      '--stats-port',
+      '0',
+    ]);
     const s0 = serving;
     const send = udpSender(s0.port);
     await send(['rw.small:1|c', 'rw.level:5|g']);
@@ -272,28 +250,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
   it('Prometheus stopped (SIGSTOP) for several flushes: the flush clock keeps time, nothing is dropped, every total is exact once it runs again', async () => {
     const prom = await prometheus();
     const json = join(tempDir(), 'flushes.jsonl');
-    serving = await startServe(
-      [
-        'statsd',
-        '--port',
-        '0',
-        '--workers',
-        '1',
-        '--flush-interval',
-        '250',
-        '--json-out',
-        json,
-        '--remote-write',
-        prom.writeUrl,
-        '--remote-write-labels',
-        'job=rw_sigstop',
-        '-o',
-        'outputRetryMax=500',
-        '--stats-port',
-        '0',
-      ],
-      1,
-    );
+    serving = await serveInto(prom, 'job=rw_sigstop', 1, 250, ['--json-out', json, '-o', 'outputRetryMax=500', '--stats-port', '0']);
     const s0 = serving;
     const send = udpSender(s0.port);
     const flushCount = (): number => readFileSync(json, 'utf8').split('\n').filter(Boolean).length;
@@ -368,27 +325,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
       return (JSON.parse(body) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
     };
     const run = async (passwordFile: string, until: (s: Serving) => Promise<boolean>): Promise<StopLine> => {
-      serving = await startServe(
-        [
-          'statsd',
-          '--port',
-          '0',
-          '--workers',
-          '1',
-          '--flush-interval',
-          '200',
-          '--remote-write',
-          prom.writeUrl,
-          '--remote-write-labels',
-          'job=rw_tls',
-          '-o',
-          'remoteWriteUsername=statsd',
-          '-o',
-          `remoteWritePasswordFile=${passwordFile}`,
-        ],
-        1,
-        { env },
-      );
+      serving = await serveInto(prom, 'job=rw_tls', 1, 200, ['-o', 'remoteWriteUsername=statsd', '-o', `remoteWritePasswordFile=${passwordFile}`], { env });
       const s0 = serving;
       await udpSender(s0.port)(['rw.secure:7|c']);
       expect(await waitFor(() => until(s0), 10_000, 100)).toBe(true);
