@@ -22,6 +22,8 @@ interface Group {
   counts: number[];
   /** key (payload before ':') → sockets it arrived on. */
   keys: Map<string, Set<number>>;
+  /** source port → sockets its datagrams arrived on. */
+  ports: Map<number, Set<number>>;
   received(): number;
   reset(): void;
   close(): Promise<void>;
@@ -38,13 +40,17 @@ async function openGroup(n: number): Promise<Group> {
   for (let i = 1; i < n; i++) fds.push(openReusePortSocket({ address: HOST, port: first.port }).fd);
   const counts = new Array<number>(n).fill(0);
   const keys = new Map<string, Set<number>>();
+  const ports = new Map<number, Set<number>>();
   const socks = await Promise.all(
     fds.map(
       (fd, i) =>
         new Promise<dgram.Socket>((resolve, reject) => {
           const s = dgram.createSocket('udp4');
-          s.on('message', (msg) => {
+          s.on('message', (msg, rinfo) => {
             counts[i]!++;
+            let from = ports.get(rinfo.port);
+            if (!from) ports.set(rinfo.port, (from = new Set()));
+            from.add(i);
             const text = msg.toString('latin1');
             const colon = text.indexOf(':');
             if (colon >= 0) {
@@ -64,10 +70,12 @@ async function openGroup(n: number): Promise<Group> {
     fds,
     counts,
     keys,
+    ports,
     received: () => counts.reduce((a, b) => a + b, 0),
     reset: () => {
       counts.fill(0);
       keys.clear();
+      ports.clear();
     },
     close: () => Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
   };
@@ -179,13 +187,31 @@ describe('steering a 3-socket group', () => {
     expect(mispredicted).toBe(0);
     for (const n of perSocket) expect(n).toBeGreaterThanOrEqual(20);
 
-    // Back to the hash: the same keys from 3 source ports each now split across sockets.
+    // Back to the hash: each source port on one socket again, so a key now follows its
+    // senders. It splits exactly when its 3 source ports hash to different sockets; which
+    // ports do is up to the ephemeral port numbers, so the count is checked against the
+    // ports' own sockets, not against a guess.
     expect(detachSteering(g.fds[0]!)).toBe(true);
     g.reset();
     await sendPaced(g, 300, src, msg);
+    const socketOfPort = new Map<number, number>();
+    for (const [port, set] of g.ports) {
+      expect(set.size, `source port ${port} arrived on sockets ${[...set].join(', ')}`).toBe(1);
+      socketOfPort.set(port, [...set][0]!);
+    }
+    expect(socketOfPort.size).toBe(20);
+    const portSockets = new Set(socketOfPort.values());
+    let expected = 0;
+    for (let k = 0; k < 100; k++) {
+      const on = new Set([0, 1, 2].map((round) => socketOfPort.get(src(round * 100 + k).address().port)!));
+      if (on.size > 1) expected++;
+    }
     const split = [...g.keys.values()].filter((s) => s.size > 1).length;
-    console.log(`key after detach: ${split} of 100 keys on more than one socket`);
-    expect(split).toBeGreaterThan(50);
+    console.log(`key after detach: ${split} of 100 keys on more than one socket (20 source ports on ${portSockets.size} sockets)`);
+    // 20 ports all hashing to one of 3 sockets: about 1 run in 10^9.
+    expect(portSockets.size).toBeGreaterThan(1);
+    expect(split).toBe(expected);
+    expect(split).toBeGreaterThan(0);
   });
 
   it('detach returns to hash behaviour: one source port spread by random, then on one socket again', async () => {
