@@ -50,7 +50,7 @@ interface Host {
 
 /** Starts `shardgram serve` in `ns`; resolves when it says it is ready. */
 async function serveIn(topo: Topology, ns: string, args: string[]): Promise<Host> {
-  // The control socket in this run's directory: the default (/run/shardgram/udp-ADDRESS-PORT.sock) is shared by every run on the machine.
+  // Each host's control socket in this test's own directory, removed with it.
   const control = join(tmp!, `control-${ns}-${args[0]}.sock`);
   const child = topo.spawn(ns, [process.execPath, BIN, 'serve', ...args, '--control', control]);
   let out = '';

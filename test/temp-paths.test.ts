@@ -10,7 +10,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '@shardgram/test-kit/cli';
+import { tmpdir } from 'node:os';
+import { ROOT, runCli } from '@shardgram/test-kit/cli';
 
 const SOURCE = /\.(ts|js|mjs|cjs|sh|py)$/;
 
@@ -68,5 +69,15 @@ describe('temp paths in tests and benchmarks', () => {
       }
     }
     expect(offending).toEqual([]);
+  });
+
+  it("services started without --control put their sockets in this run's own directory, not in the machine's shared one", async () => {
+    const run = process.env.XDG_RUNTIME_DIR ?? '';
+    expect(run.startsWith(join(tmpdir(), 'shardgram-run-'))).toBe(true);
+    expect(statSync(run).mode & 0o777).toBe(0o700);
+    // What the CLI, started as the tests start it, says it will use.
+    const r = await runCli(['scale', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`finds its control socket in ${join(run, 'shardgram')}`);
   });
 });
