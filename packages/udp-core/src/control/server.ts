@@ -81,6 +81,51 @@ interface Conn {
   lastActive: number;
 }
 
+/** The connections one server holds open: at most MAX_CONNECTIONS, idle ones cut. */
+class Connections {
+  private readonly open = new Set<Conn>();
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  /** Makes room for one more: the longest idle goes; with none idle, undefined (and what holds them). */
+  makeRoom(): string | undefined {
+    if (this.open.size < MAX_CONNECTIONS) return undefined;
+    const idle = [...this.open].filter((c) => c.inFlight === 0).sort((a, b) => a.lastActive - b.lastActive)[0];
+    if (idle) {
+      this.log(
+        `control: ${MAX_CONNECTIONS} connections open; closed the longest idle one (pid ${idle.peer.pid}, idle ${((Date.now() - idle.lastActive) / 1000).toFixed(1)} s) to make room`,
+      );
+      idle.conn.destroy();
+      this.open.delete(idle);
+      return undefined;
+    }
+    const oldest = Math.min(...[...this.open].map((c) => c.lastActive));
+    return `the control socket has ${MAX_CONNECTIONS} requests under way (the oldest for ${((Date.now() - oldest) / 1000).toFixed(1)} s); try again when one is done`;
+  }
+
+  /** Keeps `conn` until it closes. Idle connections are cut; one waiting for a long operation (a reload) is not. */
+  add(conn: net.Socket, peer: PeerCred): Conn {
+    const c: Conn = { conn, peer, inFlight: 0, lastActive: Date.now() };
+    this.open.add(c);
+    conn.once('close', () => this.open.delete(c));
+    conn.setTimeout(IDLE_TIMEOUT_MS, () => {
+      if (c.inFlight === 0) conn.destroy();
+    });
+    return c;
+  }
+
+  /** The hand-over owns this connection now: no idle cut, and closing the server leaves it alone. */
+  release(c: Conn): void {
+    c.conn.setTimeout(0);
+    this.open.delete(c);
+  }
+
+  /** Cuts every connection still held (a stop is never held by one). */
+  destroyAll(): void {
+    for (const c of this.open) c.conn.destroy();
+  }
+}
+
 /**
  * What is at `path` before we listen: nothing, a stale socket (replaced), or a live
  * one (another service: refused unless `replace`). Anything that is not a socket is
@@ -133,113 +178,121 @@ export async function startControlServer(
   ensurePrivateDir(dirname(path));
   await checkPath(path, opts.replace ?? false);
   const me = process.geteuid?.() ?? 0;
-  const conns = new Set<Conn>();
+  const conns = new Connections(log);
+  const server = net.createServer({ allowHalfOpen: false }, (conn) => admit(conn, { handlers, conns, me, log }));
+  const ours = await listenAndRename(server, path);
+  return controlServerHandle(server, conns, path, ours);
+}
 
-  /** Makes room for one more: the longest idle goes; with none idle, undefined (and what holds them). */
-  const makeRoom = (): string | undefined => {
-    if (conns.size < MAX_CONNECTIONS) return undefined;
-    const idle = [...conns].filter((c) => c.inFlight === 0).sort((a, b) => a.lastActive - b.lastActive)[0];
-    if (idle) {
-      log(
-        `control: ${MAX_CONNECTIONS} connections open; closed the longest idle one (pid ${idle.peer.pid}, idle ${((Date.now() - idle.lastActive) / 1000).toFixed(1)} s) to make room`,
-      );
-      idle.conn.destroy();
-      conns.delete(idle);
-      return undefined;
-    }
-    const oldest = Math.min(...[...conns].map((c) => c.lastActive));
-    return `the control socket has ${MAX_CONNECTIONS} requests under way (the oldest for ${((Date.now() - oldest) / 1000).toFixed(1)} s); try again when one is done`;
-  };
+/** What a server's connections share. */
+interface ServerContext {
+  handlers: ControlHandlers;
+  conns: Connections;
+  /** The euid that may control the service (root may too). */
+  me: number;
+  log: (line: string) => void;
+}
 
-  const server = net.createServer({ allowHalfOpen: false }, (conn) => {
-    conn.on('error', () => undefined);
-    let peer: PeerCred;
-    try {
-      peer = peerCred(socketFd(conn));
-    } catch (err) {
-      log(`control: cannot read a connection's credentials (${describeError(err)}); closing it`);
-      conn.destroy();
-      return;
-    }
-    if (peer.uid !== me && peer.uid !== 0) {
-      log(`control: refused a connection from uid ${peer.uid} (pid ${peer.pid}): only uid ${me} may control this service`);
-      reply(
-        conn,
-        { ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` },
-        () => conn.end(),
-      );
-      return;
-    }
-    const full = makeRoom();
-    if (full) {
-      reply(conn, { ok: false, code: 'ERR_SHARDGRAM_BUSY', error: full }, () => conn.end());
-      return;
-    }
-    const c: Conn = { conn, peer, inFlight: 0, lastActive: Date.now() };
-    conns.add(c);
-    conn.once('close', () => conns.delete(c));
-    // Idle connections are cut; one waiting for a long operation (a reload) is not.
-    conn.setTimeout(IDLE_TIMEOUT_MS, () => {
-      if (c.inFlight === 0) conn.destroy();
-    });
-    const reader = new LineReader(conn, MAX_REQUEST_BYTES);
-    void (async () => {
-      for (;;) {
-        const r = await reader.next(0);
-        if ('closed' in r || 'timeout' in r) return;
-        if ('tooLong' in r) {
-          reply(conn, { ok: false, error: `request longer than ${MAX_REQUEST_BYTES} bytes` }, () => conn.destroy());
-          return;
-        }
-        c.lastActive = Date.now();
-        const req = parseRequest(r.line);
-        if (typeof req === 'string') {
-          reply(conn, { ok: false, error: req });
-          continue;
-        }
-        if (req.op === 'takeover') {
-          if (!handlers.takeover) {
-            reply(conn, { ok: false, error: 'this service does not support takeover' });
-            continue;
-          }
-          conn.setTimeout(0);
-          // The hand-over owns this connection now; closing the server leaves it alone.
-          conns.delete(c);
-          handlers.takeover(conn, reader, peer, req);
-          return;
-        }
-        c.inFlight++;
-        const answer = await handle(req);
-        c.inFlight--;
-        c.lastActive = Date.now();
-        reply(conn, answer);
-      }
-    })();
-  });
-
-  async function handle(req: ControlRequest): Promise<ControlResponse> {
-    try {
-      switch (req.op) {
-        case 'status':
-          return { ok: true, ...handlers.status() };
-        case 'resize':
-          if (!handlers.resize) return { ok: false, error: 'resize is not supported here' };
-          return { ok: true, ...(await handlers.resize(req.workers)) };
-        case 'reload':
-          if (!handlers.reload) return { ok: false, error: 'reload is not supported here' };
-          return { ok: true, ...(await handlers.reload()) };
-        case 'takeover-prepare':
-          if (!handlers.prepareTakeover) return { ok: false, error: 'this service does not support takeover' };
-          return { ok: true, ...handlers.prepareTakeover() };
-        default:
-          return { ok: false, error: `"${req.op}" is only valid during a takeover` };
-      }
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      return { ok: false, error: describeError(err), ...(typeof e.code === 'string' ? { code: e.code } : {}) };
-    }
+/** A new connection: its peer checked, room made for it, then its requests served. */
+function admit(conn: net.Socket, ctx: ServerContext): void {
+  conn.on('error', () => undefined);
+  const peer = readPeer(conn, ctx.log);
+  if (!peer || refuseStranger(conn, peer, ctx)) return;
+  const full = ctx.conns.makeRoom();
+  if (full) {
+    reply(conn, { ok: false, code: 'ERR_SHARDGRAM_BUSY', error: full }, () => conn.end());
+    return;
   }
+  const c = ctx.conns.add(conn, peer);
+  const reader = new LineReader(conn, MAX_REQUEST_BYTES);
+  void serveRequests(c, reader, ctx);
+}
 
+/** The connection's peer (SO_PEERCRED); unreadable: logged, the connection closed, undefined. */
+function readPeer(conn: net.Socket, log: (line: string) => void): PeerCred | undefined {
+  try {
+    return peerCred(socketFd(conn));
+  } catch (err) {
+    log(`control: cannot read a connection's credentials (${describeError(err)}); closing it`);
+    conn.destroy();
+    return undefined;
+  }
+}
+
+/** Whether `peer` is another user (not ours, not root): then it is told why, logged, and closed. */
+function refuseStranger(conn: net.Socket, peer: PeerCred, { me, log }: ServerContext): boolean {
+  if (peer.uid === me || peer.uid === 0) return false;
+  log(`control: refused a connection from uid ${peer.uid} (pid ${peer.pid}): only uid ${me} may control this service`);
+  reply(
+    conn,
+    { ok: false, code: 'ERR_SHARDGRAM_PERMISSION', error: `permission denied: this service is controlled by uid ${me} only; you are uid ${peer.uid}` },
+    () => conn.end(),
+  );
+  return true;
+}
+
+/** Answers one request after another until the connection closes, sends too long a line, or is handed to a takeover. */
+async function serveRequests(c: Conn, reader: LineReader, { handlers, conns }: ServerContext): Promise<void> {
+  const { conn } = c;
+  for (;;) {
+    const r = await reader.next(0);
+    if ('closed' in r || 'timeout' in r) return;
+    if ('tooLong' in r) {
+      reply(conn, { ok: false, error: `request longer than ${MAX_REQUEST_BYTES} bytes` }, () => conn.destroy());
+      return;
+    }
+    c.lastActive = Date.now();
+    const req = parseRequest(r.line);
+    if (typeof req === 'string') {
+      reply(conn, { ok: false, error: req });
+      continue;
+    }
+    if (req.op === 'takeover') {
+      if (!handlers.takeover) {
+        reply(conn, { ok: false, error: 'this service does not support takeover' });
+        continue;
+      }
+      conns.release(c);
+      handlers.takeover(conn, reader, c.peer, req);
+      return;
+    }
+    c.inFlight++;
+    const answer = await handle(handlers, req);
+    c.inFlight--;
+    c.lastActive = Date.now();
+    reply(conn, answer);
+  }
+}
+
+/** One request's answer, from its handler; a handler's error becomes the answer (with its code). */
+async function handle(handlers: ControlHandlers, req: ControlRequest): Promise<ControlResponse> {
+  try {
+    switch (req.op) {
+      case 'status':
+        return { ok: true, ...handlers.status() };
+      case 'resize':
+        if (!handlers.resize) return { ok: false, error: 'resize is not supported here' };
+        return { ok: true, ...(await handlers.resize(req.workers)) };
+      case 'reload':
+        if (!handlers.reload) return { ok: false, error: 'reload is not supported here' };
+        return { ok: true, ...(await handlers.reload()) };
+      case 'takeover-prepare':
+        if (!handlers.prepareTakeover) return { ok: false, error: 'this service does not support takeover' };
+        return { ok: true, ...handlers.prepareTakeover() };
+      default:
+        return { ok: false, error: `"${req.op}" is only valid during a takeover` };
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    return { ok: false, error: describeError(err), ...(typeof e.code === 'string' ? { code: e.code } : {}) };
+  }
+}
+
+/**
+ * Listens at a temporary name beside `path`, makes it mode 0600, and renames it over
+ * `path`; returns its inode, by which close knows the file is still ours.
+ */
+async function listenAndRename(server: net.Server, path: string): Promise<number> {
   const listenPath = `${path}.${process.pid}.new`;
   try {
     unlinkSync(listenPath); // a leftover of a process that had our pid
@@ -254,7 +307,11 @@ export async function startControlServer(
   });
   chmodSync(listenPath, 0o600);
   renameSync(listenPath, path);
-  const ours = lstatSync(path).ino;
+  return lstatSync(path).ino;
+}
+
+/** The running server as its owner holds it: `close` works once, later calls do nothing. */
+function controlServerHandle(server: net.Server, conns: Connections, path: string, ours: number): ControlServer {
   let closed = false;
   return {
     path,
@@ -265,7 +322,7 @@ export async function startControlServer(
       // is never held by a connection. The file goes only if it is still ours (a
       // hand-over's new service may have renamed its own over it).
       server.close();
-      for (const c of conns) c.conn.destroy();
+      conns.destroyAll();
       try {
         if (lstatSync(path).ino === ours) unlinkSync(path);
       } catch {
