@@ -37,7 +37,7 @@ export interface TakingOver {
   becomeSoleOwner(): void;
   /** Whether the group is ours alone: read from the lifecycle (taking-over, `sole`), which holds it. */
   readonly sole: boolean;
-  /** Stops this service; with `touch` false the sockets are let go unread (the old side keeps them). */
+  /** Stops this service: as the sole holder it reads out and counts the queues; as a guest it lets the sockets go unread (the old side keeps them). */
   stop(): Promise<unknown>;
   /** How many of our workers have handled no datagram yet. */
   coldWorkers(): number;
@@ -175,7 +175,7 @@ class Takeover {
     if (this.left) return;
     // Read before the stop, which leaves the taking-over state (and its `sole`) behind.
     const sole = this.side.sole;
-    if (!this.readySent && !sole) this.source.abort((err as Error).message);
+    if (!this.readySent && !sole) this.source.abort(err instanceof Error ? err.message : String(err));
     // As the sole holder a stop reads out and counts the queues; as a guest it lets them be.
     await this.side.stop();
     if (!this.adopted && !sole) for (const k of this.source.sockets) libc().close(k.fd);
