@@ -120,6 +120,32 @@ describe('the control socket', () => {
     await expect(startControlServer({ status: () => ({ n: 2 }) }, path, () => {})).rejects.toThrow(/belongs to a running service/);
   });
 
+  it('a takeover handler that throws closes only its connection: logged, and the server answers the next request', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sg-ctl-'));
+    const path = join(dir, 'c.sock');
+    const logs: string[] = [];
+    server = await startControlServer(
+      {
+        status: () => ({ n: 7 }),
+        takeover: () => {
+          throw new Error('hand-off broke');
+        },
+      },
+      path,
+      (l) => logs.push(l),
+    );
+    const closed = await new Promise<string>((resolve) => {
+      const c = net.connect(path, () => c.write(`${JSON.stringify({ op: 'takeover', pid: process.pid })}\n`));
+      let got = '';
+      c.on('data', (d) => (got += d.toString()));
+      c.on('error', () => undefined);
+      c.on('close', () => resolve(got));
+    });
+    expect(closed).toBe('');
+    expect(logs.join('\n')).toMatch(/control: a request failed \(.*hand-off broke.*\); closing its connection/);
+    expect((await controlRequest(path, { op: 'status' })).n).toBe(7);
+  });
+
   it('scale finds the service by its UDP port, and says what it looked for when there is none', async () => {
     serving = await startServe(['discard', '--port', '0', '--workers', '2'], 2);
     const r = await runCli(['scale', '--port', String(serving.port), '--workers', '1']);

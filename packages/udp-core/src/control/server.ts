@@ -205,7 +205,11 @@ function admit(conn: net.Socket, ctx: ServerContext): void {
   }
   const c = ctx.conns.add(conn, peer);
   const reader = new LineReader(conn, MAX_REQUEST_BYTES);
-  void serveRequests(c, reader, ctx);
+  serveRequests(c, reader, ctx).catch((err: unknown) => {
+    // A handler that threw outside its answer (a takeover's hand-off, say): this connection ends, the service serves on.
+    ctx.log(`control: a request failed (${describeError(err)}); closing its connection`);
+    conn.destroy();
+  });
 }
 
 /** The connection's peer (SO_PEERCRED); unreadable: logged, the connection closed, undefined. */
