@@ -1,18 +1,18 @@
 /** `shardgram serve <app>`: run a sharded UDP service until SIGINT/SIGTERM. */
 import { availableParallelism } from 'node:os';
-import { Supervisor } from '../supervisor/supervisor.js';
+import { Supervisor, type SupervisorOptions } from '../supervisor/supervisor.js';
 import { checkAddress } from '../supervisor/config.js';
 import { controlDir } from '../control/paths.js';
-import { fmt, plural, runService } from './run-service.js';
+import { fmt, plural, runService, type ReadyInfo, type RunOptions } from './run-service.js';
 import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { DEFAULT_MAX_READ_DELAY_US, pacingAllowed } from '../worker/engine/pacing.js';
-import { UsageError, byteOption, choice, intOption, limitOption, parse } from './args.js';
+import { UsageError, byteOption, choice, intOption, limitOption, parse, type Values } from './args.js';
 import { HELP_FLAG, optionsOf, usageOf, type FlagTable } from './flags.js';
 import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
 import { familyOf } from '../ffi/sockaddr.js';
 import { formatByteSize } from '../app/byte-size.js';
-import { guardOutput } from '../app/output-guard.js';
-import { appFlagOptions, appOptionsFromArgs, appsHelp, findAppName, loadApp, loadBuiltInApps, otherAppsFlag } from './serve-app.js';
+import { guardOutput, type GuardedOutput } from '../app/output-guard.js';
+import { appFlagOptions, appOptionsFromArgs, appsHelp, findAppName, loadApp, loadBuiltInApps, otherAppsFlag, type LoadedApp } from './serve-app.js';
 import { describeError } from '../errors.js';
 import { DEFAULTS, LIMITS } from '../defaults.js';
 
@@ -181,53 +181,60 @@ function readDelayNote(engine: string, us: number): string {
   return !pacingAllowed(us) ? ', never paced' : `, reads wait up to ${us % 1000 === 0 ? `${us / 1000} ms` : `${us} µs`}`;
 }
 
+/**
+ * `shardgram serve`, step by step: the app named and loaded, the command line parsed
+ * with its flags (parseServeArgs), every flag checked (serveFlagsOf), the status lines'
+ * output chosen (statusOutput), then the service run (runService) until a signal, with
+ * the ready lines said once it serves (announceReady).
+ */
 export async function serve(argv: string[]): Promise<number> {
-  const u = SERVE_USAGE;
   const appName = findAppName(argv, OPTIONS);
   const app = appName === undefined ? undefined : await loadApp(appName);
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv, { ...OPTIONS, ...(app ? appFlagOptions(app, OPTIONS) : {}) }, u);
-  } catch (err) {
-    const flag = err instanceof UsageError ? /^Unknown option '--([^']+)'/.exec(err.message)?.[1] : undefined;
-    const other = flag && appName ? await otherAppsFlag(flag, appName) : undefined;
-    throw other ? new UsageError(other, u) : err;
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = await parseServeArgs(argv, appName, app);
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n${appsHelp(app ? [app] : await loadBuiltInApps())}`);
     return 0;
   }
   if (positionals.length !== 1 || !app)
-    throw new UsageError(positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000', u);
+    throw new UsageError(
+      positionals.length ? `one app expected; got ${positionals.join(' ')}` : 'which app? e.g. shardgram serve echo --port 9000',
+      SERVE_USAGE,
+    );
+  const flags = serveFlagsOf(values, app);
+  const out = statusOutput(flags.readyJson);
+  const sup = new Supervisor(flags.supervisor);
+  await runService(sup, { ...flags.run, say: out.say, onReady: (ready) => announceReady(sup, ready, out, flags.readyJson) });
+  return 0;
+}
+
+/** The command line parsed with serve's flags and the app's; an unknown flag that is another app's is said so. */
+async function parseServeArgs(argv: string[], appName: string | undefined, app: LoadedApp | undefined): Promise<{ values: Values; positionals: string[] }> {
+  try {
+    return parse(argv, { ...OPTIONS, ...(app ? appFlagOptions(app, OPTIONS) : {}) }, SERVE_USAGE);
+  } catch (err) {
+    const flag = err instanceof UsageError ? /^Unknown option '--([^']+)'/.exec(err.message)?.[1] : undefined;
+    const other = flag && appName ? await otherAppsFlag(flag, appName) : undefined;
+    throw other ? new UsageError(other, SERVE_USAGE) : err;
+  }
+}
+
+/** What serve's flags ask for: the Supervisor's options, runService's, and whether to print the ready line. */
+interface ServeFlags {
+  supervisor: SupervisorOptions;
+  run: Omit<RunOptions, 'say' | 'onReady'>;
+  readyJson: boolean;
+}
+
+/** Every flag checked, in this order (the first mistake is the one said), before anything starts. */
+function serveFlagsOf(values: Values, app: LoadedApp): ServeFlags {
+  const u = SERVE_USAGE;
   if (values.port === undefined) throw new UsageError('--port is required', u);
   const port = limitOption(values, 'port', 'port', u)!;
   const rcvbuf = limitOption(values, 'rcvbuf', 'rcvbuf', u);
   const changeRcvbuf = limitOption(values, 'change-rcvbuf', 'changeRcvbuf', u);
-  const address = (values.address as string | undefined) ?? DEFAULTS.address;
-  try {
-    checkAddress(address); // the API's own check, said as a flag
-  } catch (err) {
-    throw new UsageError(`--${describeError(err)}`, u);
-  }
+  const address = addressOf(values);
   const statsPort = limitOption(values, 'stats-port', 'port', u);
-  const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, DEFAULTS.policy);
-  if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
-    throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
-  }
-  let policy: ReturnType<typeof parsePolicy> | undefined;
-  try {
-    policy =
-      policyName === undefined
-        ? undefined
-        : parsePolicy(policyName, {
-            ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
-            ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
-          });
-  } catch (err) {
-    const msg = describeError(err);
-    throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
-  }
+  const policy = policyOf(values);
   const workers = limitOption(values, 'workers', 'workers', u);
   const maxDatagram = byteOption(values, 'max-datagram', u, { min: 1, max: UDP6_MAX_PAYLOAD });
   const batch = limitOption(values, 'batch', 'batch', u, DEFAULTS.batch);
@@ -237,20 +244,8 @@ export async function serve(argv: string[]): Promise<number> {
   const engine = values.engine !== undefined ? choice(values, 'engine', ['dgram', 'native'] as const, u, DEFAULTS.engine) : undefined;
   // Checked against the app's schema here, so a bad one stops us before anything starts.
   const appOptions = appOptionsFromArgs(app, values, u);
-  const readyJson = values['ready-json'] === true;
   const handoverTimeoutS = intOption(values, 'handover-timeout', LIMITS.handoverTimeoutMs.min / 1000, LIMITS.handoverTimeoutMs.max / 1000, u);
-
-  // Status lines: stdout, or stderr when stdout carries the ready line. A stdout that
-  // closes (`serve … | head -1`) stops them, not the service.
-  const stdout = guardOutput(
-    process.stdout,
-    'standard output',
-    (l) => process.stderr.write(`shardgram: ${l}\n`),
-    'status lines are dropped; the service runs on',
-  );
-  const say = (line: string): void => (readyJson ? void process.stderr.write(line) : stdout.write(line));
-
-  const sup = new Supervisor({
+  const supervisor: SupervisorOptions = {
     app: app.name,
     port,
     address,
@@ -266,42 +261,101 @@ export async function serve(argv: string[]): Promise<number> {
     drainTimeoutMs,
     stallTimeoutMs,
     appOptions,
-  });
-  await runService(sup, {
+  };
+  return { supervisor, run: runFlagsOf(values, statsPort, handoverTimeoutS, workers), readyJson: values['ready-json'] === true };
+}
+
+/** `--address`, checked by the API's own check, said as a flag. */
+function addressOf(values: Values): string {
+  const address = (values.address as string | undefined) ?? DEFAULTS.address;
+  try {
+    checkAddress(address);
+  } catch (err) {
+    throw new UsageError(`--${describeError(err)}`, SERVE_USAGE);
+  }
+  return address;
+}
+
+/** `--policy` (undefined: the app's), with `--key-delimiter` and `--key-max-length`, which go only with `key`. */
+function policyOf(values: Values): ReturnType<typeof parsePolicy> | undefined {
+  const u = SERVE_USAGE;
+  const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, DEFAULTS.policy);
+  if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
+    throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
+  }
+  if (policyName === undefined) return undefined;
+  try {
+    return parsePolicy(policyName, {
+      ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
+      ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
+    });
+  } catch (err) {
+    const msg = describeError(err);
+    throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
+  }
+}
+
+/** runService's options from the flags: the endpoints, the takeover, the workers asked for. */
+function runFlagsOf(values: Values, statsPort: number | undefined, handoverTimeoutS: number | undefined, workers: number | undefined): ServeFlags['run'] {
+  return {
     ...(statsPort !== undefined ? { statsPort } : {}),
     stats: { address: (values['stats-address'] as string | undefined) ?? DEFAULTS.statsAddress, hosts: (values['stats-host'] as string[] | undefined) ?? [] },
     ...(values.control !== undefined ? { control: String(values.control) } : {}),
     takeover: Boolean(values.takeover),
     ...(handoverTimeoutS !== undefined ? { handoverTimeoutMs: handoverTimeoutS * 1000 } : {}),
     ...(workers !== undefined ? { workers } : {}),
-    say,
-    onReady: ({ stats, control }) => {
-      const c = sup.config;
-      // A stats port beyond loopback is said loudly, once, before the ready line.
-      if (stats?.warning) process.stderr.write(`shardgram: warning: ${stats.warning}\n`);
-      say(
-        `shardgram: ${c.app} on udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')} (${c.engine} engine${readDelayNote(c.engine, c.maxReadDelayUs)}, ${sup.policy.name} policy)` +
-          (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
-          `; control socket ${control.path}` +
-          '\n',
-      );
-      if (readyJson) {
-        const ready: ReadyLine = {
-          ready: true,
-          pid: process.pid,
-          app: c.app,
-          address: sup.address,
-          port: sup.port,
-          family: familyOf(sup.address) ?? 'udp4',
-          engine: c.engine,
-          policy: sup.policy.name,
-          workers: sup.workerPids(),
-          stats: stats?.url ?? null,
-          control: control.path,
-        };
-        stdout.write(`${JSON.stringify(ready)}\n`);
-      }
-    },
-  });
-  return 0;
+  };
+}
+
+/** Where status lines go, and standard output guarded for the lines that must go there. */
+interface StatusOutput {
+  stdout: GuardedOutput;
+  say(line: string): void;
+}
+
+/**
+ * Status lines: stdout, or stderr when stdout carries the ready line. A stdout that
+ * closes (`serve … | head -1`) stops them, not the service.
+ */
+function statusOutput(readyJson: boolean): StatusOutput {
+  const stdout = guardOutput(
+    process.stdout,
+    'standard output',
+    (l) => process.stderr.write(`shardgram: ${l}\n`),
+    'status lines are dropped; the service runs on',
+  );
+  const say = (line: string): void => (readyJson ? void process.stderr.write(line) : stdout.write(line));
+  return { stdout, say };
+}
+
+/** Once the service serves: a stats port's warning, the status line, and with `--ready-json` the ready line. */
+function announceReady(sup: Supervisor, ready: ReadyInfo, out: StatusOutput, readyJson: boolean): void {
+  const { stats, control } = ready;
+  // A stats port beyond loopback is said loudly, once, before the ready line.
+  if (stats?.warning) process.stderr.write(`shardgram: warning: ${stats.warning}\n`);
+  const c = sup.config;
+  out.say(
+    `shardgram: ${c.app} on udp ${fmt(sup.address, sup.port)} with ${plural(sup.workers, 'worker')} (${c.engine} engine${readDelayNote(c.engine, c.maxReadDelayUs)}, ${sup.policy.name} policy)` +
+      (stats ? `; stats at ${stats.url}/stats and ${stats.url}/metrics` : '') +
+      `; control socket ${control.path}` +
+      '\n',
+  );
+  if (readyJson) out.stdout.write(`${JSON.stringify(readyLineOf(sup, ready))}\n`);
+}
+
+function readyLineOf(sup: Supervisor, { stats, control }: ReadyInfo): ReadyLine {
+  const c = sup.config;
+  return {
+    ready: true,
+    pid: process.pid,
+    app: c.app,
+    address: sup.address,
+    port: sup.port,
+    family: familyOf(sup.address) ?? 'udp4',
+    engine: c.engine,
+    policy: sup.policy.name,
+    workers: sup.workerPids(),
+    stats: stats?.url ?? null,
+    control: control.path,
+  };
 }
