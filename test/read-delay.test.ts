@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
 import { runLoad } from '@shardgram/udp-core/load';
+import { runCli } from '@shardgram/test-kit/cli';
 import { bigRcvbufOptions } from '@shardgram/test-kit/rcvbuf';
 import { waitFor } from '@shardgram/test-kit/wait';
 
@@ -96,16 +97,49 @@ describe('native engine: maxReadDelayUs', () => {
     });
     await sup.start();
     const s = sup;
-    const load = runLoad({ port: s.port, count: 30_000, rate: 10_000, sources: 8, size: 64, expectReplies: false, maxDurationMs: 20_000 });
+    // The sender in a process of its own: in this one, the reload's work would hold its
+    // clock back, and its rate would then catch up in one burst the 63 ms buffer cannot
+    // hold, whatever the worker's waits.
+    const load = runCli(
+      [
+        'load',
+        '--port',
+        String(s.port),
+        '--count',
+        '30000',
+        '--rate',
+        '10000',
+        '--sources',
+        '8',
+        '--size',
+        '64',
+        '--no-replies',
+        '--max-duration',
+        '20000',
+        '--json',
+      ],
+      { timeoutMs: 30_000 },
+    );
     expect(await waitFor(() => s.stats().total.datagrams >= 5000, 10_000)).toBe(true);
+    const before = s.stats().workers[0]!.pid;
     await s.reload();
-    const r = await load;
+    const w = s.stats().workers[0]!;
+    expect(w.pid).not.toBe(before);
+    const done = await load;
+    expect(done.code, done.stderr).toBe(0);
+    const r = JSON.parse(done.stdout) as { sent: number; sendErrors: number };
+    expect(r.sendErrors).toBe(0);
     const settled = await waitFor(() => s.stats().total.datagrams + s.stats().total.kernelDrops === r.sent && s.stats().total.queueBytes === 0, 10_000);
     const t = s.stats().total;
+    const nw = s.stats().workers[0]!;
+    const perWakeup = nw.datagrams / Math.max(1, nw.wakeups);
+    const capacity = nw.rcvbuf / 832;
     console.log(
-      `reload under 10,000/s with 100 ms allowed on 256 KiB: ${t.datagrams} handled, ${t.kernelDrops} dropped of ${r.sent}; ${(t.datagrams / Math.max(1, t.wakeups)).toFixed(1)} per wake-up`,
+      `reload under 10,000/s with 100 ms allowed on 256 KiB: ${t.datagrams} handled, ${t.kernelDrops} dropped of ${r.sent}; the new worker ${perWakeup.toFixed(1)} per wake-up, buffer ${capacity.toFixed(0)}`,
     );
     expect(settled, `handled ${t.datagrams} + dropped ${t.kernelDrops} of ${r.sent}`).toBe(true);
+    // The new worker's waits are sized for the socket's own buffer, not the raised one.
+    expect(perWakeup, `${perWakeup.toFixed(1)} datagrams per wake-up, buffer ${capacity.toFixed(0)}`).toBeLessThan(0.4 * capacity);
     expect(t.kernelDrops).toBe(0);
   });
 });
