@@ -24,10 +24,9 @@ export interface Expected {
   metrics: number;
 }
 
-// 16 clients (16 source ports): under `--policy hash` the odds that all of them hash to
-// one of 2 workers are 2^-15 (with 6 they were 1 in 32, and the "both workers had a share"
-// check failed now and then). 16 × 150 steps is the same workload size as 6 × 400, and
-// the pause below keeps the total send rate the same.
+// 16 clients (16 source ports). 16 × 150 steps is the same workload size as 6 × 400, and
+// the pause below keeps the total send rate the same. Under `--policy hash` the kernel
+// hashes each source port to a worker: see `sources` below for a test that needs both.
 export const CLIENTS = 16;
 export const STEPS = 150;
 export const PERCENTILES = [90, 95, 99];
@@ -60,13 +59,33 @@ function model() {
   };
 }
 
-/**
- * Sends the workload to 127.0.0.1:port and returns what must be flushed for it.
- * `onStep` is called after each of the CLIENTS × STEPS steps with the number done so far.
- */
-export async function sendWorkload(port: number, opts: { onStep?: (done: number) => void } = {}): Promise<Expected> {
+export interface WorkloadOptions {
+  /** Called after each of the CLIENTS × STEPS steps with the number done so far. */
+  onStep?: (done: number) => void;
+  /**
+   * More source ports: this many sockets of their own, each sending one `wl.sources:1|c`
+   * (in the model) first, all kept open until the clients have closed so that every port
+   * differs from every client's. Under the kernel hash each of the CLIENTS + sources ports
+   * lands on either of 2 workers independently: all on one has odds 2^-(CLIENTS + sources - 1).
+   */
+  sources?: number;
+}
+
+/** Sends the workload to 127.0.0.1:port and returns what must be flushed for it. */
+export async function sendWorkload(port: number, opts: WorkloadOptions = {}): Promise<Expected> {
   let done = 0;
   const m = model();
+  const sources = await Promise.all(
+    Array.from({ length: opts.sources ?? 0 }, async () => {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      return s;
+    }),
+  );
+  for (const s of sources) {
+    await new Promise<void>((r, j) => s.send('wl.sources:1|c', port, '127.0.0.1', (err) => (err ? j(err) : r())));
+    m.count('wl.sources', 1);
+  }
   // hot-shots drops sampled metrics at random (Math.random() < rate): with 0 every
   // one is sent, with its "|@rate", so the expected totals are known exactly.
   const random = Math.random;
@@ -157,6 +176,7 @@ export async function sendWorkload(port: number, opts: { onStep?: (done: number)
     );
   } finally {
     Math.random = random;
+    for (const s of sources) s.close();
   }
   if (errors.length) throw errors[0];
   // Raw datagrams: bad lines alone, and one among good lines of the same datagram.
