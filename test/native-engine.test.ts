@@ -138,7 +138,7 @@ describe('native engine: truncation', () => {
 });
 
 describe('native engine: the event loop stays responsive', () => {
-  it('a 100 ms setInterval in the worker runs within 250 ms of schedule while a sender saturates the socket', async () => {
+  it('a 100 ms setInterval in the worker keeps its schedule (90% within 50 ms, none late by 300) while a sender saturates the socket', async () => {
     const ticks: { late: number; datagrams: number }[] = [];
     // The Supervisor's log callback gets the worker's context.log lines.
     const logs: string[] = [];
@@ -164,9 +164,17 @@ describe('native engine: the event loop stays responsive', () => {
     // The sender really saturated the socket: the kernel dropped what the worker could not take.
     expect(report.sent).toBeGreaterThan(100_000);
     expect(w.kernelDrops).toBeGreaterThan(0);
-    // About one tick per 100 ms of the load, none of them late by more than 250 ms.
-    expect(ticks.length).toBeGreaterThanOrEqual(Math.floor(report.sendMs / 100) - 3);
-    expect(Math.max(...ticks.map((t) => t.late))).toBeLessThan(250);
+    // The ticks keep coming on time. Node's setInterval re-arms from when a tick ran, so
+    // lateness adds up over the run: counting ticks against sendMs / 100 would ask for
+    // under ~10 ms on average, which a loaded 2-core machine does not promise. So: the
+    // ticks ran (at least one per 200 ms of the load), most of them close to schedule
+    // (90th-percentile lateness under 50 ms: one read turn is a few ms), and no gap
+    // between two ticks above 400 ms (late by 300: one scheduler stall, not a read loop
+    // that holds the event loop; one that never yields gives no tick, or one late by seconds).
+    expect(ticks.length).toBeGreaterThanOrEqual(Math.floor(report.sendMs / 200));
+    const late = ticks.map((t) => t.late).sort((a, b) => a - b);
+    expect(late[Math.floor(late.length * 0.9)]).toBeLessThan(50);
+    expect(late.at(-1)).toBeLessThan(300);
     // And datagrams kept flowing between ticks.
     const moving = ticks.filter((t, i) => i > 0 && t.datagrams > ticks[i - 1]!.datagrams).length;
     expect(moving).toBeGreaterThanOrEqual(ticks.length - 3);

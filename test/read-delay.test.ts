@@ -7,7 +7,6 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor } from '@shardgram/udp-core';
-import { runLoad } from '@shardgram/udp-core/load';
 import { runCli } from '@shardgram/test-kit/cli';
 import { bigRcvbufOptions } from '@shardgram/test-kit/rcvbuf';
 import { waitFor } from '@shardgram/test-kit/wait';
@@ -17,6 +16,37 @@ afterEach(async () => {
   await sup?.stop();
   sup = undefined;
 });
+
+/**
+ * Sends `count` datagrams at `rate`/s to `port` with `shardgram load`, in a process of its
+ * own as a real client is: in this one, the supervisor's work (a reload, the stats
+ * snapshots) would hold the sender's clock back, and its rate would then catch up in one
+ * burst that a small buffer cannot hold, whatever the worker's waits.
+ */
+async function loadFromOwnProcess(port: number, count: number, rate: number): Promise<{ sent: number; sendErrors: number }> {
+  const done = await runCli(
+    [
+      'load',
+      '--port',
+      String(port),
+      '--count',
+      String(count),
+      '--rate',
+      String(rate),
+      '--sources',
+      '8',
+      '--size',
+      '64',
+      '--no-replies',
+      '--max-duration',
+      '20000',
+      '--json',
+    ],
+    { timeoutMs: 30_000 },
+  );
+  expect(done.code, done.stderr).toBe(0);
+  return JSON.parse(done.stdout) as { sent: number; sendErrors: number };
+}
 
 /** Runs `count` datagrams at `rate`/s into a 1-worker discard service; returns what its worker counted. */
 async function steadyRun(opts: { maxReadDelayUs?: number; rcvbuf?: number; rcvbufForce?: boolean; rate: number; count: number }) {
@@ -32,7 +62,7 @@ async function steadyRun(opts: { maxReadDelayUs?: number; rcvbuf?: number; rcvbu
   });
   await sup.start();
   const s = sup;
-  const r = await runLoad({ port: s.port, count: opts.count, rate: opts.rate, sources: 8, size: 64, expectReplies: false, maxDurationMs: 20_000 });
+  const r = await loadFromOwnProcess(s.port, opts.count, opts.rate);
   expect(r.sendErrors).toBe(0);
   // Everything sent is either handled or counted as dropped by the kernel.
   const settled = await waitFor(() => {
@@ -98,36 +128,14 @@ describe('native engine: maxReadDelayUs', () => {
     await sup.start();
     const s = sup;
     // The sender in a process of its own: in this one, the reload's work would hold its
-    // clock back, and its rate would then catch up in one burst the 63 ms buffer cannot
-    // hold, whatever the worker's waits.
-    const load = runCli(
-      [
-        'load',
-        '--port',
-        String(s.port),
-        '--count',
-        '30000',
-        '--rate',
-        '10000',
-        '--sources',
-        '8',
-        '--size',
-        '64',
-        '--no-replies',
-        '--max-duration',
-        '20000',
-        '--json',
-      ],
-      { timeoutMs: 30_000 },
-    );
+    // clock back, and its rate would then catch up in one burst the 63 ms buffer cannot hold.
+    const load = loadFromOwnProcess(s.port, 30_000, 10_000);
     expect(await waitFor(() => s.stats().total.datagrams >= 5000, 10_000)).toBe(true);
     const before = s.stats().workers[0]!.pid;
     await s.reload();
     const w = s.stats().workers[0]!;
     expect(w.pid).not.toBe(before);
-    const done = await load;
-    expect(done.code, done.stderr).toBe(0);
-    const r = JSON.parse(done.stdout) as { sent: number; sendErrors: number };
+    const r = await load;
     expect(r.sendErrors).toBe(0);
     const settled = await waitFor(() => s.stats().total.datagrams + s.stats().total.kernelDrops === r.sent && s.stats().total.queueBytes === 0, 10_000);
     const t = s.stats().total;

@@ -174,8 +174,10 @@ describe('Backlog', () => {
       name: 'test output',
       capacity: 100,
       units: () => 1,
-      retryMinMs: 200,
-      retryMaxMs: 800,
+      // Half the first backoff (300) and all of it (600) far enough apart that a timer late
+      // by up to 250 ms on a loaded machine is still told from the whole backoff.
+      retryMinMs: 600,
+      retryMaxMs: 1000,
       random: () => 0, // the shortest: half the backoff
       log: () => undefined,
       send: async () => {
@@ -184,15 +186,16 @@ describe('Backlog', () => {
         if (err) throw err;
       },
     });
-    // 1st fails (backoff 200: waits 100), 2nd asks 600 ms, 3rd asks an hour (capped: 800), 4th succeeds.
-    fail = (n) => (n === 1 ? new Error('down') : n === 2 ? new RetryLater('HTTP 429', 600) : n === 3 ? new RetryLater('HTTP 503', 3_600_000) : undefined);
+    // 1st fails (backoff 600: waits 300), 2nd asks 800 ms (above its jittered backoff, 500),
+    // 3rd asks an hour (capped: 1000; its backoff alone would wait 500), 4th succeeds.
+    fail = (n) => (n === 1 ? new Error('down') : n === 2 ? new RetryLater('HTTP 429', 800) : n === 3 ? new RetryLater('HTTP 503', 3_600_000) : undefined);
     backlog.push('x');
     expect(await waitFor(() => backlog.counts().delivered === 1, 10_000, 5)).toBe(true);
     const gaps = at.slice(1).map((t, i) => t - at[i]!);
-    expect(gaps[0]).toBeGreaterThanOrEqual(95);
-    expect(gaps[0]).toBeLessThan(170); // not the whole backoff: the random source said half
-    expect(gaps[1]).toBeGreaterThanOrEqual(595);
-    expect(gaps[2]).toBeGreaterThanOrEqual(795);
+    expect(gaps[0]).toBeGreaterThanOrEqual(295);
+    expect(gaps[0]).toBeLessThan(550); // not the whole backoff (600): the random source said half
+    expect(gaps[1]).toBeGreaterThanOrEqual(795);
+    expect(gaps[2]).toBeGreaterThanOrEqual(995);
     expect(gaps[2]).toBeLessThan(3000);
     await backlog.close(100);
   });
