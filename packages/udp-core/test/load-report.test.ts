@@ -132,3 +132,39 @@ describe('runLoad report', () => {
     });
   }
 });
+
+describe('runLoad reply wait', () => {
+  it('reads the replies already queued when its wait runs out during a stall of this process, instead of counting them lost', async () => {
+    const count = 40;
+    const s = dgram.createSocket('udp4');
+    servers.push(s);
+    let seen = 0;
+    let stalledMs = 0;
+    s.on('message', (msg, rinfo) => {
+      const reply = Buffer.concat([echoPrefix(0, 1000), msg]);
+      if (++seen < count) {
+        s.send(reply, rinfo.port, rinfo.address);
+        return;
+      }
+      // The last reply goes out from a check-phase callback that then holds this process
+      // past the reply wait: the next loop turn runs the wait's timer before it polls
+      // the socket the reply is queued on.
+      setTimeout(() => {
+        setImmediate(() => {
+          s.send(reply, rinfo.port, rinfo.address);
+          const from = performance.now();
+          while (performance.now() - from < 600) {
+            // held up, as a busy machine holds a process
+          }
+          stalledMs = performance.now() - from;
+        });
+      }, 50);
+    });
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    const r = await runLoad({ port: s.address().port, sources: 4, count, size: 64, replyTimeoutMs: 200, maxDurationMs: 10_000 });
+    expect(stalledMs).toBeGreaterThanOrEqual(600);
+    expect(r.sent).toBe(count);
+    expect(r.received).toBe(count);
+    expect(r.lost).toBe(0);
+  });
+});

@@ -17,7 +17,7 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { invalidArg } from '../errors.js';
 import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
-import { readProcUdp } from '../ffi/holders.js';
+import { readProcUdp, type ProcUdpRow } from '../ffi/holders.js';
 import { NativeSender, probePad } from './sender.js';
 import { encodeProbe } from './probe.js';
 import { DEFAULTS, LOAD_DEFAULTS, LOAD_LIMITS } from '../defaults.js';
@@ -255,17 +255,28 @@ function sendsCompleted(sending: Sending): Promise<void> {
   });
 }
 
-/** Resolves once every probe sent has been answered, or no reply has come for `replyTimeoutMs`, or at `maxDurationMs`. */
-function repliesIn(tally: ReplyTally, sending: Sending, plan: Plan): Promise<void> {
+/**
+ * Resolves once every probe sent has been answered, or no reply has come for
+ * `replyTimeoutMs`, or at `maxDurationMs`. A reply already queued on one of our sockets
+ * when the wait runs out is read first: were this process held up (a busy machine), the
+ * timer would otherwise fire before the replies that came meanwhile, and count them lost.
+ */
+function repliesIn(tally: ReplyTally, sending: Sending, plan: Plan, socks: readonly dgram.Socket[]): Promise<void> {
   tally.lastReplyAt = Math.max(tally.lastReplyAt, performance.now());
   return new Promise<void>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
     const check = (): void => {
       clearTimeout(timer);
       const now = performance.now();
-      const deadline = Math.min(tally.lastReplyAt + plan.replyTimeoutMs, sending.start + plan.maxDurationMs);
+      const end = sending.start + plan.maxDurationMs;
+      const deadline = Math.min(tally.lastReplyAt + plan.replyTimeoutMs, end);
       if (tally.received < sending.sent && now < deadline) {
         timer = setTimeout(check, deadline - now);
+        return;
+      }
+      if (tally.received < sending.sent && now < end && ownRows(socks).some((r) => r.rxQueue > 0)) {
+        // After the poll phase, which reads them.
+        setImmediate(check);
         return;
       }
       tally.onAnswer = undefined;
@@ -278,8 +289,8 @@ function repliesIn(tally: ReplyTally, sending: Sending, plan: Plan): Promise<voi
   });
 }
 
-/** Kernel drops on the run's reply sockets, from /proc/net/udp by their local addresses. */
-function replyDropsOf(socks: readonly dgram.Socket[]): number {
+/** Our reply sockets' rows in /proc/net/udp, found by their local addresses. */
+function ownRows(socks: readonly dgram.Socket[]): ProcUdpRow[] {
   const mine = new Set<string>();
   for (const s of socks) {
     try {
@@ -289,9 +300,12 @@ function replyDropsOf(socks: readonly dgram.Socket[]): number {
       // not bound: nothing was queued on it
     }
   }
-  let drops = 0;
-  for (const row of readProcUdp()) if (mine.has(`${row.address} ${row.port}`)) drops += row.drops;
-  return drops;
+  return readProcUdp().filter((row) => mine.has(`${row.address} ${row.port}`));
+}
+
+/** Kernel drops on the run's reply sockets. */
+function replyDropsOf(socks: readonly dgram.Socket[]): number {
+  return ownRows(socks).reduce((sum, row) => sum + row.drops, 0);
 }
 
 /** The lost probes put down to workers (none when no replies were expected). */
@@ -345,7 +359,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     else await sendDgram(socks, plan, sending, pad);
     sending.done = performance.now();
     await sendsCompleted(sending);
-    if (plan.expectReplies) await repliesIn(tally, sending, plan);
+    if (plan.expectReplies) await repliesIn(tally, sending, plan, socks);
   } finally {
     clearInterval(ticker);
     progress();
