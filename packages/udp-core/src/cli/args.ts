@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { byteSize, wholeNumber } from '../app/app-options.js';
 import { parseByteSize, type ByteSizeRange } from '../app/byte-size.js';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { checkLimit, isByteLimit, type LimitName } from '../supervisor/config.js';
 import { OptionValueError, optionMessage } from '../app/option-error.js';
 import { optionsOf, retiredGiven, type FlagTable, type Options } from './flags.js';
@@ -59,7 +59,7 @@ export function parse(argv: string[], options: Options, usage: string): { values
     return { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
     // parseArgs' messages are long and mention internals; keep their first sentence.
-    const msg = err instanceof Error ? err.message.split('. ')[0]!.replace(/\.$/, '') : String(err);
+    const msg = describeError(err).split('. ')[0]!.replace(/\.$/, '');
     throw new UsageError(msg, usage);
   }
 }

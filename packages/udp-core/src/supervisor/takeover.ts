@@ -14,7 +14,7 @@
  * is control/takeover/new-side.ts.
  */
 import type { Counters } from '../stats/counters.js';
-import { ShardgramError } from '../errors.js';
+import { ShardgramError, describeError } from '../errors.js';
 import { F_DUPFD_CLOEXEC } from '../ffi/kernel.js';
 import { libc } from '../ffi/libc.js';
 import type { BufferRaises, LetGo } from './buffers.js';
@@ -175,7 +175,7 @@ class Takeover {
     if (this.left) return;
     // Read before the stop, which leaves the taking-over state (and its `sole`) behind.
     const sole = this.side.sole;
-    if (!this.readySent && !sole) this.source.abort(err instanceof Error ? err.message : String(err));
+    if (!this.readySent && !sole) this.source.abort(describeError(err));
     // As the sole holder a stop reads out and counts the queues; as a guest it lets them be.
     await this.side.stop();
     if (!this.adopted && !sole) for (const k of this.source.sockets) libc().close(k.fd);
