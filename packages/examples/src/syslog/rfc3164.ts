@@ -6,23 +6,32 @@
  * RFC 3164 is a description of practice rather than a grammar, so this parser never
  * fails: what it cannot place is message text. It accepts
  * - the RFC timestamp `Mmm dd hh:mm:ss` with the day space-padded (`Nov  7`), zero-padded
- *   (`Nov 07`) or not padded (`Nov 7`); a fraction of a second (`.123`); a year before
- *   the time (`Nov 7 2024 12:00:00`) or after it (`Apr 15 21:28:13 2007`, only from 1970
- *   to the receiver's next year: another number there is left to the message); Cisco's `*`/`.` sync markers and a trailing `:`
- *   with or without a common time-zone name (`18:48:50.483 UTC:`);
+ *   (`Nov 07`) or not padded (`Nov 7`); a fraction of a second (`.123`, any number of
+ *   digits); a year before the time (`Nov 7 2024 12:00:00`) or after it
+ *   (`Apr 15 21:28:13 2007`, only from 1970 to the receiver's next year: another number
+ *   there is left to the message); Cisco's `*`/`.` sync markers and a trailing `:` with
+ *   or without a common time-zone name (`18:48:50.483 UTC:`, its offset kept; a name of
+ *   several zones, `CST:`, is left to the message); a date that does not exist (`Feb 30`)
+ *   is not a timestamp;
  * - an ISO 8601 / RFC 3339 timestamp (rsyslog's forwarding format), with `T` or a space;
  * - no timestamp at all (then no hostname either: the rest is tag and message);
  * - no hostname after the timestamp (the next word is a tag: it ends in `:` or `[pid]`;
  *   or it is the four digits that were not a plausible year: they stay in the message);
- * - a tag with or without `[pid]`, with or without the `:`, and up to 128 characters.
+ *   a word with colons is a hostname only when it is an IPv6 address (`12:00:01` is not);
+ * - a tag with or without `[pid]`, with or without the `:`, and up to 128 characters; an
+ *   empty tag (`host : msg`, Cisco ASA and NX-OS) gives no app name.
  */
+
+import { isIPv6 } from 'node:net';
 
 export interface Rfc3164Fields {
   /**
    * ISO 8601. A BSD timestamp has no year and no zone: the year is inferred (the
    * receiver's, or the one before when that would put the message more than a month
-   * in the future), and the result has no offset (it is the sender's local time).
-   * An ISO timestamp is kept as sent. null when there was none.
+   * in the future), and the result has no offset (it is the sender's local time),
+   * unless a zone name of one offset follows the time (`UTC:` gives `Z`, `CET:`
+   * `+01:00`). An impossible date (`Feb 30`) is not a timestamp. An ISO timestamp is
+   * kept as sent. null when there was none.
    */
   timestamp: string | null;
   hostname: string | null;
@@ -51,10 +60,51 @@ const MONTHS: Record<string, number> = {
 };
 
 // Both sticky: they match at `lastIndex` only. The lookahead makes sure the timestamp is a whole word.
-/** Zone names Cisco-style senders put after the time (`18:48:50.483 UTC:`); a list, so an upper-case tag (`CRON:`) stays a tag. */
-const ZONES = 'UTC|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|AKST|AKDT|HST|CET|CEST|EET|EEST|WET|WEST|BST|IST|MSK|JST|KST|HKT|SGT|AEST|AEDT|ACST|AWST|NZST|NZDT';
-const BSD_TIME = `[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d{0,9})?`;
-const BSD_END = `(?:(?: (?:${ZONES}))?:)?(?= |$)`;
+/**
+ * Zone names Cisco-style senders put after the time (`18:48:50.483 UTC:`), with the
+ * offset each one names (a list, so an upper-case tag, `CRON:`, stays a tag). null: the
+ * name means more than one zone (CST is US Central or China, IST India, Ireland or
+ * Israel, BST British Summer or Bangladesh): it stays in the message.
+ */
+const ZONE_OFFSETS: Record<string, string | null> = {
+  UTC: 'Z',
+  GMT: 'Z',
+  WET: '+00:00',
+  WEST: '+01:00',
+  CET: '+01:00',
+  CEST: '+02:00',
+  EET: '+02:00',
+  EEST: '+03:00',
+  MSK: '+03:00',
+  HKT: '+08:00',
+  SGT: '+08:00',
+  AWST: '+08:00',
+  JST: '+09:00',
+  KST: '+09:00',
+  ACST: '+09:30',
+  AEST: '+10:00',
+  AEDT: '+11:00',
+  NZST: '+12:00',
+  NZDT: '+13:00',
+  HST: '-10:00',
+  AKST: '-09:00',
+  AKDT: '-08:00',
+  PST: '-08:00',
+  PDT: '-07:00',
+  MST: '-07:00',
+  MDT: '-06:00',
+  EST: '-05:00',
+  EDT: '-04:00',
+  CST: null,
+  CDT: null,
+  IST: null,
+  BST: null,
+};
+const ZONES = Object.keys(ZONE_OFFSETS).join('|');
+/** Any number of fraction digits, as for an ISO time (syslog-ng reads them all). */
+const BSD_TIME = `[*.]?([A-Za-z]{3}) {1,2}(\\d{1,2}) (?:(\\d{4}) )?(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d*)?`;
+/** The zone is the last group: 9 in BSD_TS, 8 in BSD_TS_NO_YEAR. */
+const BSD_END = `(?:(?: (${ZONES}))?:)?(?= |$)`;
 const BSD_TS = new RegExp(`${BSD_TIME}(?: (\\d{4})(?=[ :]|$))?${BSD_END}`, 'y');
 /** The same without a year after the time: for when the number there is not a plausible year. */
 const BSD_TS_NO_YEAR = new RegExp(`${BSD_TIME}${BSD_END}`, 'y');
@@ -71,6 +121,7 @@ const TAG_COLON = /([^\s[\]:]{1,128})(?:\[([^\]\s]{0,128})\])?:/y;
 /** `tag[pid]` followed by SP or the end. */
 const TAG_PID = /([^\s[\]:]{1,128})\[([^\]\s]{0,128})\](?= |$)/y;
 const HOSTNAME = /^[A-Za-z0-9._-]{1,255}$/;
+/** Looks like IPv6; then isIPv6 decides (`12:00:01`, a time, is not an address). */
 const IPV6ISH = /^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
@@ -80,6 +131,14 @@ interface Stamp {
   end: number;
   /** Four digits follow that are not a plausible year: they may be a year or a host, so they stay message text. */
   numberAfter?: true;
+  /** A zone name of several zones follows (`CST:`): neither host nor tag, it starts the message. */
+  zoneAfter?: true;
+}
+
+/** Days in a month (1–12) of a year: a date past them (`Feb 30`) is not a timestamp. */
+function daysIn(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
@@ -87,6 +146,7 @@ function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
   re.lastIndex = at;
   let m = re.exec(text);
   let numberAfter = false;
+  let zoneGroup = 9;
   if (m?.[8] !== undefined) {
     const y = Number(m[8]);
     if (y < FIRST_YEAR || y > now.getFullYear() + 1) {
@@ -95,6 +155,7 @@ function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
       re.lastIndex = at;
       m = re.exec(text);
       numberAfter = true;
+      zoneGroup = 8;
     }
   }
   if (!m) return null;
@@ -114,9 +175,18 @@ function bsdTimestamp(text: string, at: number, now: Date): Stamp | null {
     const nowWall = Date.UTC(now.getFullYear(), now.getMonth(), now.getDate(), now.getHours(), now.getMinutes(), now.getSeconds());
     if (wall - nowWall > 31 * 86_400_000) year--;
   }
+  if (day > daysIn(year, month)) return null;
   const frac = m[7] !== undefined && m[7].length > 1 ? m[7] : ''; // a bare "." (syslog-ng accepts it) adds nothing
-  const iso = `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${frac}`;
-  return numberAfter ? { iso, end: re.lastIndex, numberAfter } : { iso, end: re.lastIndex };
+  let iso = `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}${frac}`;
+  const end = re.lastIndex;
+  const zone = m[zoneGroup];
+  if (zone !== undefined) {
+    const offset = ZONE_OFFSETS[zone]!;
+    // A zone name of several zones: the time ends before it, and `CST: …` stays in the message.
+    if (offset === null) return { iso, end: text.lastIndexOf(' ', end - 1), zoneAfter: true };
+    iso += offset;
+  }
+  return numberAfter ? { iso, end, numberAfter } : { iso, end };
 }
 
 function isoTimestamp(text: string, at: number): Stamp | null {
@@ -124,7 +194,7 @@ function isoTimestamp(text: string, at: number): Stamp | null {
   const m = ISO_TS.exec(text);
   if (!m) return null;
   const [month, day, hour, minute, second] = [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return null;
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(Number(m[1]), month) || hour > 23 || minute > 59 || second > 60) return null;
   return { iso: m[0], end: ISO_TS.lastIndex };
 }
 
@@ -140,6 +210,16 @@ function tagAt(text: string, at: number): { appName: string; procId: string | nu
   // `10:43:21` or `2006-11-10T10:43` after a broken timestamp: not a tag, leave it in the message.
   if (TIMEISH_TAG.test(m[1]!) && /^\d{2}[:.]/.test(text.slice(end, end + 3))) return null;
   return { appName: m[1]!, procId: m[2] ? m[2] : null, end };
+}
+
+/**
+ * An empty tag after the time and host (Cisco ASA, NX-OS: `host : %ASA-4-713903: …`), as
+ * rsyslog and syslog-ng read it: no app name. Without a host, only `: ` or a last `:`
+ * (rsyslog's empty tag); `:x` there is message text.
+ */
+function emptyTagAt(text: string, i: number, afterHost: boolean): boolean {
+  if (text.charCodeAt(i) !== 0x3a /* : */) return false;
+  return afterHost || i + 1 === text.length || text.charCodeAt(i + 1) === 0x20;
 }
 
 function skipSpaces(text: string, i: number): number {
@@ -179,8 +259,8 @@ export function parseRfc3164(text: string, start = 0, now: Date = new Date()): R
     const wordEnd = text.indexOf(' ', i);
     if (hostname === null && wordEnd > i) {
       const word = text.slice(i, wordEnd);
-      const ipv6 = IPV6ISH.test(word);
-      if (!stamp.numberAfter && (ipv6 || (HOSTNAME.test(word) && !tagAt(text, i)))) {
+      const ipv6 = IPV6ISH.test(word) && isIPv6(word);
+      if (!stamp.numberAfter && !stamp.zoneAfter && (ipv6 || (HOSTNAME.test(word) && !tagAt(text, i)))) {
         hostname = word;
         i = skipSpaces(text, wordEnd);
       }
@@ -190,11 +270,14 @@ export function parseRfc3164(text: string, start = 0, now: Date = new Date()): R
   let procId: string | null = null;
   // No timestamp: spaces after the PRI still come before a tag (`<15> openvpn[2499]: …`).
   if (!stamp && from > i && tagAt(text, from)) i = from;
-  const tag = tagAt(text, i);
+  const tag = stamp?.zoneAfter ? null : tagAt(text, i);
   if (tag) {
     appName = tag.appName;
     procId = tag.procId;
     i = tag.end;
+    if (text.charCodeAt(i) === 0x20) i++;
+  } else if (stamp && !stamp.zoneAfter && emptyTagAt(text, i, hostname !== null)) {
+    i++;
     if (text.charCodeAt(i) === 0x20) i++;
   }
   return { timestamp, hostname, appName, procId, structuredData, message: text.slice(i) };

@@ -270,7 +270,7 @@ describe('RFC 3164 and its real-world deviations', () => {
     expect(p('<189>*Mar  1 18:48:50.483 UTC: %SYS-5-CONFIG_I: Configured from console')).toMatchObject({
       facility: 'local7',
       severity: 'notice',
-      timestamp: '2025-03-01T18:48:50.483',
+      timestamp: '2025-03-01T18:48:50.483Z',
       hostname: null,
       appName: '%SYS-5-CONFIG_I',
       message: 'Configured from console',
@@ -279,7 +279,7 @@ describe('RFC 3164 and its real-world deviations', () => {
     expect(p('<13>Jun 15 10:00:00 HOST app: x')).toMatchObject({ hostname: 'HOST', appName: 'app' });
     expect(p('<13>Jun 15 10:00:00 CRON: x')).toMatchObject({ hostname: null, appName: 'CRON', message: 'x' });
     expect(p('<13>Jun 15 10:00:00.5 CET: %LINK-3-UPDOWN: down')).toMatchObject({
-      timestamp: '2025-06-15T10:00:00.5',
+      timestamp: '2025-06-15T10:00:00.5+01:00',
       appName: '%LINK-3-UPDOWN',
       message: 'down',
     });
