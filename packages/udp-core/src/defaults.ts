@@ -1,7 +1,7 @@
 /**
  * Every default and every limit, once, frozen: the service's (the Supervisor's
  * options, `shardgram serve`'s and `scale`'s flags and their --help), the stats
- * server's and the load tool's; the docs' tables (docs/defaults.md, checked against
+ * server's, the load tool's and those of `shardgram demo` and `top`; the docs' tables (docs/defaults.md, checked against
  * this by a test) read them here too. Layer 0: it imports only kernel constants.
  */
 import { UDP_MAX_PAYLOAD } from './ffi/kernel.js';
@@ -30,6 +30,12 @@ const defaults = {
   /** `--policy key`: the byte that ends the key, and the most key bytes hashed. */
   keyDelimiter: ':',
   keyMaxLength: 64,
+  /** Imbalance detection under `hash` (the `imbalance` option): the sliding window, */
+  imbalanceWindowMs: 10_000,
+  /** the fewest datagrams in it worth judging, */
+  imbalanceMinDatagrams: 1000,
+  /** and how long an imbalance must last before it is reported. */
+  imbalanceSustainMs: 5000,
 };
 export const DEFAULTS: Readonly<typeof defaults> = Object.freeze(defaults);
 
@@ -46,6 +52,10 @@ export const LIMITS = Object.freeze({
   rcvbuf: { min: 1, max: 2 ** 30 },
   changeRcvbuf: { min: 0, max: 2 ** 30 },
   keyMaxLength: { min: 1, max: 256 },
+  /** The `imbalance` option's fields (`imbalance.windowMs`, …): a window no shorter than the monitor's 1 s tick. */
+  imbalanceWindowMs: { min: 1000, max: 3_600_000 },
+  imbalanceMinDatagrams: { min: 1, max: 1_000_000_000 },
+  imbalanceSustainMs: { min: 0, max: 3_600_000 },
 } as const);
 
 /** The stats server's (startStatsServer) defaults: where it listens, how many it holds, how long it waits. */
@@ -86,4 +96,45 @@ export const LOAD_LIMITS = Object.freeze({
   size: { min: 24, max: UDP_MAX_PAYLOAD - 64 },
   replyTimeoutMs: { min: 0, max: 600_000 },
   maxDurationMs: { min: 100, max: 3_600_000 },
+} as const);
+
+/** `shardgram demo`'s defaults: its flags', and the service and the burst it runs. */
+export const DEMO_DEFAULTS = Object.freeze({
+  workers: 4,
+  sources: 200,
+  count: 20_000,
+  /** Datagrams per second; 0: as fast as it can. */
+  rate: 10_000,
+  engine: 'native' as 'dgram' | 'native',
+  /** Bytes per datagram of the burst. */
+  size: 64,
+  /** How long it waits for the last replies. */
+  replyTimeoutMs: 500,
+  /** Bound on the burst. */
+  maxDurationMs: 45_000,
+  /** Workers' snapshots: often, for the live bars. */
+  snapshotIntervalMs: 100,
+});
+
+/** `shardgram demo`'s ranges (inclusive). */
+export const DEMO_LIMITS = Object.freeze({
+  workers: { min: 2, max: 32 },
+  sources: { min: 1, max: 4096 },
+  count: { min: 1, max: 1_000_000 },
+  rate: { min: 0, max: 10_000_000 },
+} as const);
+
+/** `shardgram top`'s defaults. */
+export const TOP_DEFAULTS = Object.freeze({
+  /** How often it refreshes. */
+  intervalMs: 1000,
+  /** Longest wait for one reading of /stats (or the interval, if longer). */
+  readTimeoutMs: 2000,
+});
+
+/** `shardgram top`'s ranges (inclusive). */
+export const TOP_LIMITS = Object.freeze({
+  intervalMs: { min: 100, max: 60_000 },
+  /** Refreshes `--count` may ask for. */
+  count: { min: 1, max: 1_000_000 },
 } as const);

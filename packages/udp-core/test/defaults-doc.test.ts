@@ -1,12 +1,13 @@
 /**
  * docs/defaults.md says what the code does: every default and limit in its tables is
  * the one packages/udp-core/src/defaults.ts holds, and none is missing: the service's
- * (DEFAULTS, LIMITS), the stats server's (STATS_SERVER_DEFAULTS) and the load tool's
- * (LOAD_DEFAULTS, LOAD_LIMITS), each in its own section.
+ * (DEFAULTS, LIMITS), the stats server's (STATS_SERVER_DEFAULTS), the load tool's
+ * (LOAD_DEFAULTS, LOAD_LIMITS), `shardgram demo`'s (DEMO_DEFAULTS, DEMO_LIMITS) and
+ * `shardgram top`'s (TOP_DEFAULTS, TOP_LIMITS), each in its own section.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, LIMITS, LOAD_DEFAULTS, LOAD_LIMITS, STATS_SERVER_DEFAULTS } from '../src/defaults.js';
+import { DEFAULTS, DEMO_DEFAULTS, DEMO_LIMITS, LIMITS, LOAD_DEFAULTS, LOAD_LIMITS, STATS_SERVER_DEFAULTS, TOP_DEFAULTS, TOP_LIMITS } from '../src/defaults.js';
 
 const doc = readFileSync(new URL('../../../docs/defaults.md', import.meta.url), 'utf8');
 
@@ -53,5 +54,13 @@ describe('docs/defaults.md', () => {
 
   it("has the load tool's defaults and ranges", () => {
     expectTable(rows('The load tool'), LOAD_DEFAULTS, LOAD_LIMITS, '"The load tool"');
+  });
+
+  it("has the demo's defaults and ranges", () => {
+    expectTable(rows('The demo'), DEMO_DEFAULTS, DEMO_LIMITS, '"The demo"');
+  });
+
+  it("has top's defaults and ranges", () => {
+    expectTable(rows('top'), TOP_DEFAULTS, TOP_LIMITS, '"top"');
   });
 });

@@ -8,7 +8,7 @@ import { rejectedWith, thrownBy } from '@shardgram/test-kit/throws';
 import { ShardgramError, Supervisor, startStatsServer, type StatsSource } from '@shardgram/udp-core';
 import { UsageError, limitOption } from '../src/cli/args.js';
 import { LIMITS, LOAD_LIMITS } from '../src/defaults.js';
-import { runLoad } from '@shardgram/udp-core/load';
+import { NativeSender, runLoad } from '@shardgram/udp-core/load';
 
 const refusal = (fn: () => unknown): ShardgramError => thrownBy(ShardgramError, fn);
 
@@ -46,6 +46,31 @@ describe('the API refuses what LIMITS does not allow', () => {
   });
 });
 
+describe("the `imbalance` option's fields: LIMITS' ranges, through the same checkLimit", () => {
+  const cases = [
+    ['windowMs', -1, 'imbalanceWindowMs', 'from 1000 to 3600000; got -1'],
+    ['minDatagrams', 'x', 'imbalanceMinDatagrams', 'a whole number from 1 to 1000000000; got "x"'],
+    ['sustainMs', Number.NaN, 'imbalanceSustainMs', 'a whole number from 0 to 3600000; got NaN'],
+    ['windowMs', 999, 'imbalanceWindowMs', 'from 1000 to 3600000; got 999'],
+  ] as const;
+  for (const [field, value, key, tail] of cases) {
+    it(`imbalance.${field}: ${String(value)} is ERR_SHARDGRAM_INVALID_ARG naming imbalance.${field}, before anything starts`, () => {
+      const e = refusal(() => new Supervisor({ ...base, imbalance: { [field]: value } as never }));
+      expect(e.code).toBe('ERR_SHARDGRAM_INVALID_ARG');
+      expect(e.option).toBe(`imbalance.${field}`);
+      expect(e.message).toBe(`imbalance.${field} must be ${tail}`);
+      expect(LIMITS[key]).toBeDefined();
+    });
+  }
+
+  it('refuses an imbalance that is not an object, and takes the ends of each range and the defaults', () => {
+    expect(refusal(() => new Supervisor({ ...base, imbalance: 5 as never })).option).toBe('imbalance');
+    const ends = { windowMs: LIMITS.imbalanceWindowMs.min, minDatagrams: LIMITS.imbalanceMinDatagrams.max, sustainMs: LIMITS.imbalanceSustainMs.min };
+    expect(() => new Supervisor({ ...base, imbalance: ends })).not.toThrow();
+    expect(() => new Supervisor({ ...base, imbalance: {} })).not.toThrow();
+  });
+});
+
 describe('the stats server and the CLI commands take a port in the same range', () => {
   it('startStatsServer refuses a port above LIMITS.port.max before it listens', async () => {
     const unread = {} as StatsSource; // refused before the source is read
@@ -68,4 +93,15 @@ describe("the load tool's options: runLoad refuses what LOAD_LIMITS does not all
       expect(e.message).toContain(`an integer from ${range.min} to ${range.max}`);
     });
   }
+
+  it('NativeSender.sendProbes takes the same size range as runLoad: a probe smaller than its header is refused, not sent larger', async () => {
+    const sender = new NativeSender({ address: '127.0.0.1', port: 9, sources: 1 });
+    try {
+      const e = await rejectedWith(ShardgramError, sender.sendProbes({ count: 1, size: LOAD_LIMITS.size.min - 1 }));
+      expect(e.code).toBe('ERR_SHARDGRAM_INVALID_ARG');
+      expect(e.message).toBe(`size must be an integer from ${LOAD_LIMITS.size.min} to ${LOAD_LIMITS.size.max}; got ${LOAD_LIMITS.size.min - 1}`);
+    } finally {
+      sender.close();
+    }
+  });
 });

@@ -9,29 +9,22 @@ import { fairness } from '../stats/fairness.js';
 import { choice, intOption, parseFlags } from './args.js';
 import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { LiveBlock, bar, pct, table } from './render.js';
-
-/** The demo's defaults and ranges. */
-const DEMO = {
-  workers: { default: 4, min: 2, max: 32 },
-  sources: { default: 200, min: 1, max: 4096 },
-  count: { default: 20_000, min: 1, max: 1_000_000 },
-  rate: { default: 10_000, min: 0, max: 10_000_000 },
-  engine: 'native' as 'dgram' | 'native',
-};
+import { fmt } from './run-service.js';
+import { DEFAULTS, DEMO_DEFAULTS as D, DEMO_LIMITS as L } from '../defaults.js';
 
 export const DEMO_FLAGS: FlagTable = {
-  workers: { short: 'w', value: 'N', help: `worker processes, ${DEMO.workers.min}-${DEMO.workers.max} (default ${DEMO.workers.default})` },
-  sources: { short: 'k', value: 'K', help: `source ports, ${DEMO.sources.min}-${DEMO.sources.max} (default ${DEMO.sources.default})` },
-  count: { short: 'n', value: 'N', help: `datagrams, ${DEMO.count.min}-${DEMO.count.max} (default ${DEMO.count.default})` },
-  rate: { short: 'r', value: 'R', help: `datagrams per second, ${DEMO.rate.min}-${DEMO.rate.max}, 0 = unlimited (default ${DEMO.rate.default})` },
-  engine: { short: 'e', value: 'E', help: `native (batched recvmmsg) or dgram (Node's dgram on the same sockets)\n(default ${DEMO.engine})` },
+  workers: { short: 'w', value: 'N', help: `worker processes, ${L.workers.min}-${L.workers.max} (default ${D.workers})` },
+  sources: { short: 'k', value: 'K', help: `source ports, ${L.sources.min}-${L.sources.max} (default ${D.sources})` },
+  count: { short: 'n', value: 'N', help: `datagrams, ${L.count.min}-${L.count.max} (default ${D.count})` },
+  rate: { short: 'r', value: 'R', help: `datagrams per second, ${L.rate.min}-${L.rate.max}, 0 = unlimited (default ${D.rate})` },
+  engine: { short: 'e', value: 'E', help: `native (batched recvmmsg) or dgram (Node's dgram on the same sockets)\n(default ${D.engine})` },
   help: HELP_FLAG,
 };
 
 export const DEMO_USAGE = usageOf(
   `Usage: shardgram demo [options]
 
-Starts an echo service on a free port of 127.0.0.1 with several worker processes,
+Starts an echo service on a free port of ${DEFAULTS.address} with several worker processes,
 sends a bounded burst of datagrams from many source ports, shows how many each
 worker got while it runs, then prints the split and how fair it was. Exits by itself.
 `,
@@ -42,19 +35,19 @@ export async function demo(argv: string[]): Promise<number> {
   const u = DEMO_USAGE;
   const values = parseFlags(argv, DEMO_FLAGS, u);
   if (!values) return 0;
-  const workers = intOption(values, 'workers', DEMO.workers.min, DEMO.workers.max, u, DEMO.workers.default)!;
-  const sources = intOption(values, 'sources', DEMO.sources.min, DEMO.sources.max, u, DEMO.sources.default)!;
-  const count = intOption(values, 'count', DEMO.count.min, DEMO.count.max, u, DEMO.count.default)!;
-  const rate = intOption(values, 'rate', DEMO.rate.min, DEMO.rate.max, u, DEMO.rate.default)!;
-  const engine = choice(values, 'engine', ['dgram', 'native'] as const, u, DEMO.engine);
+  const workers = intOption(values, 'workers', L.workers.min, L.workers.max, u, D.workers)!;
+  const sources = intOption(values, 'sources', L.sources.min, L.sources.max, u, D.sources)!;
+  const count = intOption(values, 'count', L.count.min, L.count.max, u, D.count)!;
+  const rate = intOption(values, 'rate', L.rate.min, L.rate.max, u, D.rate)!;
+  const engine = choice(values, 'engine', ['dgram', 'native'] as const, u, D.engine);
   const out = process.stdout;
   const live = new LiveBlock(out);
   const logLines: string[] = [];
 
-  const sup = new Supervisor({ app: 'echo', port: 0, workers, engine, snapshotIntervalMs: 100, log: (l) => logLines.push(l) });
+  const sup = new Supervisor({ app: 'echo', port: 0, workers, engine, snapshotIntervalMs: D.snapshotIntervalMs, log: (l) => logLines.push(l) });
   await sup.start();
   try {
-    out.write(`echo service on udp 127.0.0.1:${sup.port}: ${workers} worker processes, one SO_REUSEPORT socket each (${engine} engine)\n`);
+    out.write(`echo service on udp ${fmt(sup.address, sup.port)}: ${workers} worker processes, one SO_REUSEPORT socket each (${engine} engine)\n`);
     for (const [i, pid] of sup.workerPids().entries()) out.write(`  worker ${i}: pid ${pid}\n`);
     out.write(`sending ${count} datagrams from ${sources} source ports${rate ? ` at ${rate}/s` : ''}…\n`);
     let lastPlain = 0;
@@ -74,9 +67,9 @@ export async function demo(argv: string[]): Promise<number> {
       sources,
       count,
       rate,
-      size: 64,
-      replyTimeoutMs: 500,
-      maxDurationMs: 45_000,
+      size: D.size,
+      replyTimeoutMs: D.replyTimeoutMs,
+      maxDurationMs: D.maxDurationMs,
       onProgress: (p) => draw(p.sent, p.replies, p.elapsedMs),
     });
     // A graceful stop drains every worker and brings in their final snapshots: exact counts.

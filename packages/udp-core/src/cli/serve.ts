@@ -8,7 +8,7 @@ import { UDP6_MAX_PAYLOAD, UDP_MAX_PAYLOAD } from '../ffi/kernel.js';
 import { DEFAULT_MAX_READ_DELAY_US, pacingAllowed } from '../worker/engine/pacing.js';
 import { UsageError, byteOption, choice, intOption, limitOption, parse, type Values } from './args.js';
 import { HELP_FLAG, optionsOf, usageOf, type FlagTable } from './flags.js';
-import { POLICY_NAMES, parsePolicy } from '../steering/policies.js';
+import { POLICY_FLAG_NAMES, checkPolicy, type SteeringPolicy } from '../steering/policies.js';
 import { familyOf } from '../ffi/sockaddr.js';
 import { formatByteSize } from '../app/byte-size.js';
 import { guardOutput, type GuardedOutput } from '../app/output-guard.js';
@@ -276,22 +276,29 @@ function addressOf(values: Values): string {
   return address;
 }
 
-/** `--policy` (undefined: the app's), with `--key-delimiter` and `--key-max-length`, which go only with `key`. */
-function policyOf(values: Values): ReturnType<typeof parsePolicy> | undefined {
+/**
+ * `--policy` (undefined: the app's), with `--key-delimiter` and `--key-max-length`,
+ * which go only with `key`: checked by checkPolicy, the API's own check of its
+ * `policy` option, said as flags.
+ */
+function policyOf(values: Values): SteeringPolicy | undefined {
   const u = SERVE_USAGE;
-  const policyName = values.policy === undefined ? undefined : choice(values, 'policy', POLICY_NAMES, u, DEFAULTS.policy);
-  if (policyName !== 'key' && (values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined)) {
-    throw new UsageError('--key-delimiter and --key-max-length go with --policy key', u);
+  const keyFlags = values['key-delimiter'] !== undefined || values['key-max-length'] !== undefined;
+  if (values.policy === undefined) {
+    if (keyFlags) throw new UsageError(`${POLICY_FLAG_NAMES.delimiter} and ${POLICY_FLAG_NAMES.maxLength} go with ${POLICY_FLAG_NAMES.name} key`, u);
+    return undefined;
   }
-  if (policyName === undefined) return undefined;
   try {
-    return parsePolicy(policyName, {
-      ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
-      ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
-    });
+    return checkPolicy(
+      {
+        name: String(values.policy),
+        ...(values['key-delimiter'] !== undefined ? { delimiter: String(values['key-delimiter']) } : {}),
+        ...(values['key-max-length'] !== undefined ? { maxLength: String(values['key-max-length']) } : {}),
+      },
+      POLICY_FLAG_NAMES,
+    );
   } catch (err) {
-    const msg = describeError(err);
-    throw new UsageError(msg.replace(/^key delimiter/, '--key-delimiter').replace(/^key max length/, '--key-max-length'), u);
+    throw new UsageError(describeError(err), u);
   }
 }
 

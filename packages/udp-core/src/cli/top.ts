@@ -5,17 +5,16 @@ import { escapeText } from '../app/escape-text.js';
 import { UsageError, intOption, parseFlags } from './args.js';
 import { HELP_FLAG, usageOf, type FlagTable } from './flags.js';
 import { line, screen, type Reading, type StatsView } from './top-view.js';
-import { LIMITS } from '../defaults.js';
+import { fmt } from './run-service.js';
+import { DEFAULTS, LIMITS, TOP_DEFAULTS, TOP_LIMITS } from '../defaults.js';
 
-/** How often top refreshes: the default and the range, in ms. */
-const INTERVAL = { default: 1000, min: 100, max: 60_000 };
-/** How many refreshes --count may ask for. */
-const REFRESHES = { min: 1, max: 1_000_000 };
+const INTERVAL = TOP_LIMITS.intervalMs;
+const REFRESHES = TOP_LIMITS.count;
 
 export const TOP_FLAGS: FlagTable = {
-  'stats-port': { short: 's', value: 'S', help: "the service's --stats-port, on 127.0.0.1" },
+  'stats-port': { short: 's', value: 'S', help: `the service's --stats-port, on ${DEFAULTS.statsAddress}` },
   'stats-url': { short: 'u', value: 'URL', help: "the service's stats URL instead (e.g. http://[::1]:9100)" },
-  interval: { short: 'i', value: 'MS', help: `refresh every MS milliseconds, ${INTERVAL.min}-${INTERVAL.max} (default ${INTERVAL.default})` },
+  interval: { short: 'i', value: 'MS', help: `refresh every MS milliseconds, ${INTERVAL.min}-${INTERVAL.max} (default ${TOP_DEFAULTS.intervalMs})` },
   count: { short: 'n', value: 'N', help: `quit after N refreshes, ${REFRESHES.min}-${REFRESHES.max} (default: run until q or Ctrl-C)` },
   help: HELP_FLAG,
 };
@@ -36,7 +35,7 @@ restored on exit); otherwise it prints one line per refresh. q or Ctrl-C quits.
 /** The /stats URL from --stats-port or --stats-url. */
 function statsUrl(values: Record<string, unknown>, u: string): string {
   if (values['stats-port'] !== undefined && values['stats-url'] !== undefined) throw new UsageError('give --stats-port or --stats-url, not both', u);
-  if (values['stats-port'] !== undefined) return `http://127.0.0.1:${intOption(values, 'stats-port', 1, LIMITS.port.max, u)!}/stats`;
+  if (values['stats-port'] !== undefined) return `http://${fmt(DEFAULTS.statsAddress, intOption(values, 'stats-port', 1, LIMITS.port.max, u)!)}/stats`;
   if (values['stats-url'] === undefined) throw new UsageError('--stats-port or --stats-url is required', u);
   let url: URL;
   try {
@@ -93,9 +92,9 @@ export async function top(argv: string[]): Promise<number> {
   const values = parseFlags(argv, TOP_FLAGS, u);
   if (!values) return 0;
   const url = statsUrl(values, u);
-  const intervalMs = intOption(values, 'interval', INTERVAL.min, INTERVAL.max, u, INTERVAL.default)!;
+  const intervalMs = intOption(values, 'interval', INTERVAL.min, INTERVAL.max, u, TOP_DEFAULTS.intervalMs)!;
   const count = intOption(values, 'count', REFRESHES.min, REFRESHES.max, u);
-  const timeoutMs = Math.max(2000, intervalMs);
+  const timeoutMs = Math.max(TOP_DEFAULTS.readTimeoutMs, intervalMs);
   const out = process.stdout;
   const tty = Boolean(out.isTTY);
 

@@ -29,13 +29,26 @@ export async function controlRequest(path: string, request: ControlRequest, time
     const next = await reader.next(timeoutMs);
     if ('timeout' in next) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service did not answer "${request.op}" within ${timeoutMs / 1000} s`);
     if ('tooLong' in next)
-      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `the service's answer to "${request.op}" is longer than ${MAX_ANSWER_BYTES} bytes`);
+      throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service's answer to "${request.op}" is longer than ${MAX_ANSWER_BYTES} bytes`);
     if ('closed' in next) throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the service closed the control connection without answering "${request.op}"`);
-    const r = JSON.parse(next.line) as ControlResponse;
+    const r = parseAnswer(next.line, request.op);
     // The server's own code comes through; one this version does not know reads as a worker's failure.
     if (!r.ok) throw new ShardgramError(isErrorCode(r.code) ? r.code : 'ERR_SHARDGRAM_WORKER', r.error);
     return r;
   } finally {
     conn.destroy();
   }
+}
+
+/** An answer line as a ControlResponse; one that is not a JSON object is a service we cannot use (ERR_SHARDGRAM_UNREACHABLE). */
+function parseAnswer(line: string, op: string): ControlResponse {
+  let r: unknown;
+  try {
+    r = JSON.parse(line);
+  } catch {
+    r = undefined;
+  }
+  if (typeof r !== 'object' || r === null || typeof (r as { ok?: unknown }).ok !== 'boolean')
+    throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `the answer to "${op}" on the control socket is not a shardgram service's answer`);
+  return r as ControlResponse;
 }

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { invalidArg } from '../errors.js';
 import { familyOf, sourceBindAddress } from '../ffi/sockaddr.js';
 import { readProcUdp, type ProcUdpRow } from '../ffi/holders.js';
-import { NativeSender, probePad } from './sender.js';
+import { NativeSender, checkLoadOption, probePad } from './sender.js';
 import { encodeProbe } from './probe.js';
 import { DEFAULTS, LOAD_DEFAULTS, LOAD_LIMITS } from '../defaults.js';
 import { ReplyTally, type LossAttribution, type WorkerLoadStats } from './reply-tally.js';
@@ -94,12 +94,8 @@ export interface LoadReport {
 /** runLoad's defaults and ranges, which `shardgram load` shows and uses too, live with every other (defaults.ts). */
 export { LOAD_DEFAULTS, LOAD_LIMITS };
 
-/** `v` when it is a whole number within the option's LOAD_LIMITS range, else ERR_SHARDGRAM_INVALID_ARG with the range. */
-function checkInt(name: keyof typeof LOAD_LIMITS, v: number): number {
-  const { min, max } = LOAD_LIMITS[name];
-  if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);
-  return v;
-}
+/** `v` within the option's LOAD_LIMITS range (the sender's check, sender.ts). */
+const checkInt = checkLoadOption;
 
 /** The options checked, with their defaults: the run's plan. */
 interface Plan {

@@ -149,6 +149,13 @@ function writeVarint(buf: Buffer, offset: number, v: number, width: number): voi
   buf[offset + width - 1] = v;
 }
 
+/** `v` when it is a whole number within the option's LOAD_LIMITS range, else ERR_SHARDGRAM_INVALID_ARG with the range: runLoad's check and the sender's. */
+export function checkLoadOption(name: keyof typeof LOAD_LIMITS, v: number): number {
+  const { min, max } = LOAD_LIMITS[name];
+  if (!Number.isInteger(v) || v < min || v > max) throw invalidArg(name, v, `an integer from ${min} to ${max}`);
+  return v;
+}
+
 /** Pads so that the largest probe of the run is `size` bytes (as `runLoad` always has). */
 export function probePad(size: number, sources: number, count: number): Buffer {
   const bare = encodeProbe({ sender: sources - 1, seq: count - 1, sentAt: 1.5 }).length;
@@ -247,7 +254,7 @@ export class NativeSender {
     if (payloads.length < 1 || payloads.length > this.batch) throw invalidArg('payloads', payloads.length, `1 to ${this.batch} datagrams`);
     const slotSize = Math.max(...payloads.map((p) => p.length));
     if (slotSize < 1 || slotSize > UDP_MAX_PAYLOAD) throw invalidArg('payload size', slotSize, `1 to ${UDP_MAX_PAYLOAD} bytes`);
-    const maxDurationMs = opts.maxDurationMs ?? 120_000;
+    const maxDurationMs = checkLoadOption('maxDurationMs', opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs);
     const n = payloads.length;
     const arena = new MsgArena(n, slotSize);
     payloads.forEach((p, i) => {
@@ -262,10 +269,10 @@ export class NativeSender {
   async sendProbes(opts: SendProbesOptions): Promise<SendProbesResult> {
     const count = opts.count;
     if (!Number.isInteger(count) || count < 1 || count > 2 ** 32 - 1) throw invalidArg('count', count, 'a positive integer');
-    if (!Number.isInteger(opts.size) || opts.size < 1 || opts.size > UDP_MAX_PAYLOAD - 64)
-      throw invalidArg('size', opts.size, `an integer from 1 to ${UDP_MAX_PAYLOAD - 64}`);
-    const rate = opts.rate ?? 0;
-    const maxDurationMs = opts.maxDurationMs ?? 120_000;
+    // runLoad's range: at least a probe's header, so that every probe is the size asked.
+    checkLoadOption('size', opts.size);
+    const rate = opts.rate ?? LOAD_DEFAULTS.rate;
+    const maxDurationMs = checkLoadOption('maxDurationMs', opts.maxDurationMs ?? LOAD_DEFAULTS.maxDurationMs);
     const sources = this.fds.length;
     const pad = probePad(opts.size, sources, count);
     const maxWidth = varintWidth(count - 1);

@@ -2,13 +2,15 @@
  * Detects a group whose traffic piles onto one worker — what the kernel hash does
  * to a few busy source ports — from the per-worker counts over a sliding window.
  */
+import { DEFAULTS } from '../defaults.js';
 
+/** Defaults and ranges: DEFAULTS and LIMITS' `imbalanceWindowMs`, `imbalanceMinDatagrams`, `imbalanceSustainMs` (defaults.ts). */
 export interface ImbalanceOptions {
-  /** Length of the sliding window. Default 10 s. */
+  /** Length of the sliding window (ms, 1000–3600000). Default 10 s. */
   windowMs?: number;
-  /** Fewest datagrams in the window worth judging. Default 1000. */
+  /** Fewest datagrams in the window worth judging (1–1000000000). Default 1000. */
   minDatagrams?: number;
-  /** How long the imbalance must last before it is reported. Default 5 s. */
+  /** How long the imbalance must last before it is reported (ms, 0–3600000). Default 5 s. */
   sustainMs?: number;
 }
 
@@ -44,9 +46,9 @@ export class ImbalanceDetector {
   private state: ImbalanceState = { detected: false, evenShare: 1, threshold: 1 };
 
   constructor(opts: ImbalanceOptions = {}) {
-    this.windowMs = opts.windowMs ?? 10_000;
-    this.minDatagrams = opts.minDatagrams ?? 1000;
-    this.sustainMs = opts.sustainMs ?? 5_000;
+    this.windowMs = opts.windowMs ?? DEFAULTS.imbalanceWindowMs;
+    this.minDatagrams = opts.minDatagrams ?? DEFAULTS.imbalanceMinDatagrams;
+    this.sustainMs = opts.sustainMs ?? DEFAULTS.imbalanceSustainMs;
   }
 
   /** Forgets the history (the group changed size or policy). */

@@ -6,7 +6,7 @@
  *   key     a hash of the payload's leading bytes up to a delimiter (StatsD's ':' by
  *           default): one key always lands on one socket, wherever it comes from.
  */
-import { invalidArg } from '../errors.js';
+import { ShardgramError, invalidArg } from '../errors.js';
 import { CbpfBuilder, type Insn } from './cbpf.js';
 import { DEFAULTS, LIMITS } from '../defaults.js';
 
@@ -40,43 +40,74 @@ export const KEY_MAX_LENGTH_LIMIT = LIMITS.keyMaxLength.max;
 /** Sockets a reuseport group can hold (its counters are u16). */
 export const MAX_GROUP_SOCKETS = 65535;
 
-function parseDelimiter(d: string | number): number {
-  if (typeof d === 'number') {
-    if (Number.isInteger(d) && d >= 0 && d <= 255) return d;
-  } else if (d.length === 1 && d.charCodeAt(0) < 128) {
-    return d.charCodeAt(0);
-  } else if (/^(0x[0-9a-f]{1,2}|[0-9]{1,3})$/i.test(d) && Number(d) <= 255) {
-    return Number(d);
-  }
-  throw invalidArg('key delimiter', d, 'one byte: a single ASCII character such as ":", or a number 0–255 (e.g. 10 or 0x0a)');
+/** How a caller spells the parts of a policy in its messages: the API's options, or the CLI's flags. */
+export interface PolicyNames {
+  readonly name: string;
+  readonly delimiter: string;
+  readonly maxLength: string;
 }
 
-function parseMaxLength(m: number | string): number {
+/** The Supervisor's `policy` option's parts. */
+export const POLICY_OPTION_NAMES: PolicyNames = Object.freeze({ name: 'policy.name', delimiter: 'policy.delimiter', maxLength: 'policy.maxLength' });
+/** `shardgram serve`'s flags for them. */
+export const POLICY_FLAG_NAMES: PolicyNames = Object.freeze({ name: '--policy', delimiter: '--key-delimiter', maxLength: '--key-max-length' });
+/** parsePolicy's own words (its arguments have no option names). */
+const PARSE_NAMES: PolicyNames = Object.freeze({ name: 'policy', delimiter: 'key delimiter', maxLength: 'key max length' });
+
+function parseDelimiter(d: unknown, name = PARSE_NAMES.delimiter): number {
+  if (typeof d === 'number') {
+    if (Number.isInteger(d) && d >= 0 && d <= 255) return d;
+  } else if (typeof d === 'string' && d.length === 1 && d.charCodeAt(0) < 128) {
+    return d.charCodeAt(0);
+  } else if (typeof d === 'string' && /^(0x[0-9a-f]{1,2}|[0-9]{1,3})$/i.test(d) && Number(d) <= 255) {
+    return Number(d);
+  }
+  throw invalidArg(name, d, 'one byte: a single ASCII character such as ":", or a number 0–255 (e.g. 10 or 0x0a)');
+}
+
+function parseMaxLength(m: unknown, name = PARSE_NAMES.maxLength): number {
+  // A CLI's digits are a number: shown as one, as the API's number is.
   const n = typeof m === 'string' && /^[0-9]+$/.test(m.trim()) ? Number(m) : m;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > KEY_MAX_LENGTH_LIMIT) {
-    throw invalidArg('key max length', m, `an integer from 1 to ${KEY_MAX_LENGTH_LIMIT}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < LIMITS.keyMaxLength.min || n > KEY_MAX_LENGTH_LIMIT) {
+    throw invalidArg(name, n, `an integer from ${LIMITS.keyMaxLength.min} to ${KEY_MAX_LENGTH_LIMIT}`);
   }
   return Math.ceil(n / 4) * 4;
 }
 
-/** Turns a CLI's `--policy` value (and key options) into a policy; throws ERR_SHARDGRAM_INVALID_ARG. */
+/**
+ * The one check of a steering policy, for the Supervisor's `policy` option
+ * (validateOptions, and an app's declared default) and `shardgram serve`'s
+ * `--policy`, `--key-delimiter` and `--key-max-length` alike: returns the policy
+ * resolved (a key policy's delimiter as a byte, its maxLength rounded up to a
+ * multiple of 4, each defaulted), else throws ERR_SHARDGRAM_INVALID_ARG naming the
+ * part as the caller spells it (`names`).
+ */
+export function checkPolicy(spec: unknown, names: PolicyNames = POLICY_OPTION_NAMES): SteeringPolicy {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
+    throw invalidArg(names.name.replace(/\.name$/, ''), spec, 'a policy such as { name: "hash" }');
+  const { name, delimiter, maxLength } = spec as { name?: unknown; delimiter?: unknown; maxLength?: unknown };
+  if (typeof name !== 'string' || !(POLICY_NAMES as readonly string[]).includes(name)) throw invalidArg(names.name, name, `one of ${POLICY_NAMES.join(', ')}`);
+  if (name !== 'key') {
+    if (delimiter !== undefined || maxLength !== undefined) {
+      throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${names.delimiter} and ${names.maxLength} go with ${names.name} key`, {
+        option: delimiter !== undefined ? names.delimiter : names.maxLength,
+      });
+    }
+    return { name: name as Exclude<PolicyName, 'key'> };
+  }
+  return {
+    name,
+    delimiter: parseDelimiter(delimiter ?? KEY_DEFAULT_DELIMITER, names.delimiter),
+    maxLength: parseMaxLength(maxLength ?? KEY_DEFAULT_MAX_LENGTH, names.maxLength),
+  };
+}
+
+/** Turns a `--policy` value (and key options, a CLI's strings welcome) into a policy; throws ERR_SHARDGRAM_INVALID_ARG. */
 export function parsePolicy(name: 'key', key?: KeyPolicyOptions): KeyPolicy;
 export function parsePolicy(name: string, key?: KeyPolicyOptions): SteeringPolicy;
 export function parsePolicy(name: string, key: KeyPolicyOptions = {}): SteeringPolicy {
-  switch (name) {
-    case 'hash':
-    case 'random':
-    case 'cpu':
-      return { name };
-    case 'key':
-      return {
-        name,
-        delimiter: parseDelimiter(key.delimiter ?? KEY_DEFAULT_DELIMITER),
-        maxLength: parseMaxLength(key.maxLength ?? KEY_DEFAULT_MAX_LENGTH),
-      };
-    default:
-      throw invalidArg('policy', name, `one of ${POLICY_NAMES.join(', ')}`);
-  }
+  // Key options beside another policy are ignored here, as they always were.
+  return checkPolicy(name === 'key' ? { name, ...key } : { name }, PARSE_NAMES);
 }
 
 export function checkGroupSize(n: number): number {

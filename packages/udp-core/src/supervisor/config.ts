@@ -12,6 +12,7 @@ import { DEFAULT_MAX_READ_DELAY_US, MAX_READ_DELAY_US } from '../worker/engine/p
 import type { ImbalanceOptions } from '../stats/imbalance.js';
 import type { AppDefaults, EngineName } from '../app/shard-socket.js';
 import type { PolicySpec } from '../steering/steering.js';
+import { checkPolicy } from '../steering/policies.js';
 import type { Adoption } from './types.js';
 import { DEFAULTS, LIMITS } from '../defaults.js';
 
@@ -51,7 +52,7 @@ export interface SupervisorOptions {
   maxReadDelayUs?: number;
   /** A worker that reads nothing while its queue fills, or sends no heartbeat, this long is replaced. Default 5000 ms; 0 never. */
   stallTimeoutMs?: number;
-  /** Imbalance detection under `hash` (window, minimum traffic, how long it must last). */
+  /** Imbalance detection under `hash` (window, minimum traffic, how long it must last). Defaults and ranges: docs/defaults.md. */
   imbalance?: ImbalanceOptions;
   /** Where the supervisor's log lines go. Default: stderr. */
   log?: (line: string) => void;
@@ -99,8 +100,10 @@ export function isByteLimit(key: LimitName): boolean {
  * The one range check of an option that LIMITS bounds, for the API (validateOptions)
  * and the CLI's flags (cli/args.ts, limitOption): returns `value` when it is a whole
  * number within the range, else throws ERR_SHARDGRAM_INVALID_ARG naming the option as
- * the caller spells it (`drainTimeoutMs`, `--drain-timeout`), the range to give a value
- * in, and the value given (`shown`: how to show it, e.g. the flag's text, quoted).
+ * the caller spells it (`drainTimeoutMs`, `--drain-timeout`, `imbalance.windowMs`), the
+ * range to give a value in, and the value given (`shown`: how to show it, e.g. the flag's
+ * text, quoted). Its `option` is the API's name: `key`, or `name` where the API's
+ * option is not a top-level one (`imbalance.windowMs`).
  */
 export function checkLimit(key: LimitName, value: unknown, name: string = key, shown?: string): number {
   const { min, max } = LIMITS[key];
@@ -108,7 +111,9 @@ export function checkLimit(key: LimitName, value: unknown, name: string = key, s
   const lo = bytes ? formatByteSize(min) : String(min);
   const hi = bytes ? formatByteSize(max) : String(max);
   const fail = (expected: string): ShardgramError =>
-    new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${name} must be ${expected}; got ${shown ?? showValue(value)}`, { option: key });
+    new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `${name} must be ${expected}; got ${shown ?? showValue(value)}`, {
+      option: name.startsWith('--') ? key : name,
+    });
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw fail(`a whole number${bytes ? ' of bytes' : ''} from ${lo} to ${hi}`);
   if (value < min || value > max) throw fail(`from ${lo} to ${hi}`);
   return value;
@@ -178,7 +183,28 @@ export function validateOptions(opts: SupervisorOptions): Readonly<SupervisorOpt
       `0 (never) or at least 3 × the snapshot interval (${3 * snapshotMs} ms): a worker's snapshots are its heartbeat`,
     );
   }
-  return Object.freeze({ ...opts, appOptions: Object.freeze({ ...(opts.appOptions ?? {}) }) });
+  // The same check as serve's --policy, --key-delimiter and --key-max-length; kept resolved.
+  const policy = opts.policy === undefined ? undefined : checkPolicy(opts.policy);
+  const imbalance = opts.imbalance === undefined ? undefined : checkImbalance(opts.imbalance);
+  return Object.freeze({
+    ...opts,
+    ...(policy ? { policy } : {}),
+    ...(imbalance ? { imbalance } : {}),
+    appOptions: Object.freeze({ ...(opts.appOptions ?? {}) }),
+  });
+}
+
+/** The `imbalance` option's fields, each through checkLimit (`imbalance.windowMs` is LIMITS' `imbalanceWindowMs`). */
+function checkImbalance(o: unknown): Readonly<ImbalanceOptions> {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw invalidArg('imbalance', o, 'an object such as { windowMs: 10000 }');
+  const fields = [
+    ['windowMs', 'imbalanceWindowMs'],
+    ['minDatagrams', 'imbalanceMinDatagrams'],
+    ['sustainMs', 'imbalanceSustainMs'],
+  ] as const;
+  const given = o as Record<string, unknown>;
+  for (const [field, key] of fields) if (given[field] !== undefined) checkLimit(key, given[field], `imbalance.${field}`);
+  return Object.freeze({ ...(o as ImbalanceOptions) });
 }
 
 /**
@@ -218,7 +244,8 @@ export function resolveConfig(opts: Readonly<SupervisorOptions>, defaults: AppDe
     family,
     workers: opts.workers ?? availableParallelism(),
     engine: opts.engine ?? defaults.engine ?? DEFAULTS.engine,
-    policy: opts.policy ?? defaults.policy ?? ({ name: DEFAULTS.policy } as const),
+    // An app's declared policy is checked like the option.
+    policy: checkPolicy(opts.policy ?? defaults.policy ?? { name: DEFAULTS.policy }),
     rcvbuf: opts.rcvbuf ?? defaults.rcvbuf,
     rcvbufForce: opts.rcvbufForce ?? false,
     appOptions: opts.appOptions ?? {},

@@ -84,7 +84,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
     this.monitor = new Monitor({ slots: () => this.group.slots, policy: () => this.policy, address: () => this.address, port: () => this.port }, this.log, {
       stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
-      ...(opts.imbalance ? { imbalance: opts.imbalance } : {}),
+      ...(this.options.imbalance ? { imbalance: this.options.imbalance } : {}),
     });
   }
 

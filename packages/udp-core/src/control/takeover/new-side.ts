@@ -65,7 +65,13 @@ export function requestTakeover(path: string): TakeoverSource {
       }
       answer = JSON.parse(text.slice(0, text.indexOf('\n')) || '{"ok":false,"error":"the connection closed without an answer"}') as typeof answer;
     } catch (err) {
-      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: no usable answer from the running service: ${describeError(err)}`);
+      // A failed recvmsg keeps its code and errno; an answer that does not parse is a service we cannot use.
+      const kernel = err instanceof ShardgramError ? err : undefined;
+      throw new ShardgramError(
+        kernel?.code ?? 'ERR_SHARDGRAM_UNREACHABLE',
+        `--takeover: no usable answer from the running service: ${describeError(err)}`,
+        kernel ? { ...(kernel.errno !== undefined ? { errno: kernel.errno } : {}), ...(kernel.syscall !== undefined ? { syscall: kernel.syscall } : {}) } : {},
+      );
     }
     if (!answer.ok) {
       // The old side's own code passes through (a state refusal, a busy or foreign control socket...);
@@ -74,7 +80,7 @@ export function requestTakeover(path: string): TakeoverSource {
       throw new ShardgramError(code, `--takeover: the running service said: ${answer.error}`);
     }
     if (fds.length !== answer.nfds)
-      throw new ShardgramError('ERR_SHARDGRAM_SYSCALL', `--takeover: expected ${answer.nfds} sockets from the running service, received ${fds.length}`);
+      throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `--takeover: expected ${answer.nfds} sockets from the running service, received ${fds.length}`);
     const sockets: AdoptedSocket[] = fds.map((f, i) => adoptSocket(f, `socket ${i} of the running service`));
     const { ok: _ok, op: _op, ...offer } = answer;
     // The rest of the exchange is asynchronous; the reader hears the old side from this moment on.
