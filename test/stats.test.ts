@@ -86,9 +86,20 @@ describe('statistics', () => {
           a.port,
         ),
       ).rejects.toThrow(new RegExp(`--stats-port ${a.port}: TCP 127.0.0.1:${a.port} is already in use`));
+      await expect(startStatsServer({ stats: () => ({}) as never }, a.port)).rejects.toMatchObject({ code: 'ERR_SHARDGRAM_PORT_HELD', port: a.port });
     } finally {
       await a.close();
     }
+  });
+
+  it("a stats address that is not this host's is ERR_SHARDGRAM_ADDRESS, not a held port", async () => {
+    // 192.0.2.1 (TEST-NET-1, RFC 5737) is on no interface here: listen fails with EADDRNOTAVAIL.
+    const e = await startStatsServer({ stats: () => ({}) as never }, 0, '192.0.2.1').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e).toMatchObject({ code: 'ERR_SHARDGRAM_ADDRESS', address: '192.0.2.1', option: 'stats-port' });
+    expect(String(e)).toMatch(/--stats-port 0: cannot listen on TCP 192\.0\.2\.1:0: .*EADDRNOTAVAIL/);
   });
 
   it.skipIf(!haveSocat)('the echo service answers a plain client (socat)', async () => {

@@ -20,7 +20,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ShardgramError, describeError } from '../errors.js';
+import { ShardgramError, describeError, type ShardgramErrorCode } from '../errors.js';
 import { familyOf } from '../ffi/sockaddr.js';
 import { encodeFamilies, prefersProtobuf, protobufCapable, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../stats/prom-proto.js';
 import type { PromFamily } from '../stats/prom-text.js';
@@ -351,13 +351,25 @@ class ConnectionLimits {
   }
 }
 
-/** Listens on address:port; a port in use or refused is said as the --stats-port it is. */
+/**
+ * Listens on address:port; a refusal is said as the --stats-port it is, with the code of
+ * its cause: in use (PORT_HELD), a port this user may not listen on (PERMISSION), an
+ * address that is not this host's (ADDRESS), anything else (SYSCALL).
+ */
 function listen(server: Server, port: number, address: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
+      const code: ShardgramErrorCode =
+        err.code === 'EADDRINUSE'
+          ? 'ERR_SHARDGRAM_PORT_HELD'
+          : err.code === 'EACCES'
+            ? 'ERR_SHARDGRAM_PERMISSION'
+            : err.code === 'EADDRNOTAVAIL'
+              ? 'ERR_SHARDGRAM_ADDRESS'
+              : 'ERR_SHARDGRAM_SYSCALL';
       reject(
         new ShardgramError(
-          'ERR_SHARDGRAM_PORT_HELD',
+          code,
           err.code === 'EADDRINUSE'
             ? `--stats-port ${port}: TCP ${address}:${port} is already in use. Choose another --stats-port (0 picks a free one).`
             : `--stats-port ${port}: cannot listen on TCP ${address}:${port}: ${err.message}`,
