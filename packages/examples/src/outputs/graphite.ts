@@ -74,8 +74,6 @@ export function procSendQueue(sock: Socket): number | undefined {
 
 /** Sends `text` over a new TCP connection; resolves when the server closed its side, rejects on an error, `idleMs` without progress, or `signal`. */
 export function sendGraphite(target: GraphiteAddress, text: string, o: GraphiteSendOptions = {}): Promise<void> {
-  const idleMs = o.idleMs ?? 5000;
-  const sendQueue = o.sendQueue ?? procSendQueue;
   const where = `graphite ${target.host}:${target.port}`;
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) {
@@ -83,74 +81,107 @@ export function sendGraphite(target: GraphiteAddress, text: string, o: GraphiteS
       return;
     }
     const sock = connect({ host: target.host, port: target.port });
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let poll: NodeJS.Timeout | undefined;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      o.signal?.removeEventListener('abort', onAbort);
-      if (err) {
-        // A reset, not a close: what is still in our send queue is thrown away, not delivered later.
-        if (sock.connecting || sock.destroyed) sock.destroy();
-        else sock.resetAndDestroy();
-        reject(err);
-      } else resolve();
-    };
-    /** (Re)starts the inactivity limit. */
-    const progress = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => finish(new Error(`${where}: no progress for ${idleMs} ms`)), idleMs);
-      timer.unref();
-    };
-    const onAbort = (): void => finish(new Error(`${where}: abandoned at stop`));
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    progress();
-    const body = Buffer.from(text, 'utf8');
-    let off = 0;
-    const tail = (): void => {
-      // All of it is in the kernel, which may hold much of it (the server's receive
-      // window): at least as long as reading that at TAIL_MIN_RATE takes; and progress
-      // is what the kernels hold getting less, looked at from the first period on (a
-      // Graphite that closes at once costs no read of /proc).
-      const allowance = idleMs + Math.round((body.length / TAIL_MIN_RATE) * 1000);
-      clearTimeout(timer);
-      timer = setTimeout(() => finish(new Error(`${where}: no progress for ${idleMs} ms`)), allowance);
-      timer.unref();
-      let last: number | undefined;
-      poll = setInterval(
-        () => {
-          const now = sendQueue(sock);
-          if (now === undefined) return void clearInterval(poll); // not readable here: the plain limit
-          if (last !== undefined && now < last) progress();
-          last = now;
-        },
-        Math.max(10, Math.min(250, idleMs / 4)),
-      );
-      poll.unref();
-    };
-    const writeMore = (): void => {
-      while (off < body.length) {
-        const piece = body.subarray(off, off + PIECE_BYTES);
-        off += piece.length;
-        if (!sock.write(piece)) {
-          sock.once('drain', () => {
-            progress();
-            writeMore();
-          });
-          return;
-        }
-      }
-      sock.end();
-      tail();
-    };
-    sock.on('error', (err) => finish(new Error(`${where}: ${err.message}`)));
-    sock.on('connect', () => {
-      progress();
-      writeMore();
-    });
-    sock.on('close', () => finish());
+    new GraphiteAttempt(sock, where, text, o, (err) => (err ? reject(err) : resolve())).start();
   });
+}
+
+/** One delivery under way: its connection, its inactivity limit, and how much of the text the socket took. */
+class GraphiteAttempt {
+  private readonly sock: Socket;
+  private readonly where: string;
+  private readonly body: Buffer;
+  private readonly idleMs: number;
+  private readonly sendQueue: (sock: Socket) => number | undefined;
+  private readonly signal: AbortSignal | undefined;
+  /** Resolves (no error) or rejects the delivery's promise. */
+  private readonly settle: (err?: Error) => void;
+  private done = false;
+  private timer: NodeJS.Timeout | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  /** Bytes of `body` handed to the socket. */
+  private off = 0;
+  private readonly onAbort = (): void => this.finish(new Error(`${this.where}: abandoned at stop`));
+
+  constructor(sock: Socket, where: string, text: string, o: GraphiteSendOptions, settle: (err?: Error) => void) {
+    this.sock = sock;
+    this.where = where;
+    this.idleMs = o.idleMs ?? 5000;
+    this.sendQueue = o.sendQueue ?? procSendQueue;
+    this.signal = o.signal;
+    this.settle = settle;
+    this.body = Buffer.from(text, 'utf8');
+  }
+
+  start(): void {
+    const sock = this.sock;
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.progress();
+    sock.on('error', (err) => this.finish(new Error(`${this.where}: ${err.message}`)));
+    sock.on('connect', () => {
+      this.progress();
+      this.writeMore();
+    });
+    sock.on('close', () => this.finish());
+  }
+
+  private finish(err?: Error): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    clearInterval(this.poll);
+    this.signal?.removeEventListener('abort', this.onAbort);
+    if (err) {
+      // A reset, not a close: what is still in our send queue is thrown away, not delivered later.
+      if (this.sock.connecting || this.sock.destroyed) this.sock.destroy();
+      else this.sock.resetAndDestroy();
+    }
+    this.settle(err);
+  }
+
+  /** (Re)starts the inactivity limit. */
+  private progress(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.finish(new Error(`${this.where}: no progress for ${this.idleMs} ms`)), this.idleMs);
+    this.timer.unref();
+  }
+
+  private writeMore(): void {
+    const { sock, body } = this;
+    while (this.off < body.length) {
+      const piece = body.subarray(this.off, this.off + PIECE_BYTES);
+      this.off += piece.length;
+      if (!sock.write(piece)) {
+        sock.once('drain', () => {
+          this.progress();
+          this.writeMore();
+        });
+        return;
+      }
+    }
+    sock.end();
+    this.tail();
+  }
+
+  private tail(): void {
+    // All of it is in the kernel, which may hold much of it (the server's receive
+    // window): at least as long as reading that at TAIL_MIN_RATE takes; and progress
+    // is what the kernels hold getting less, looked at from the first period on (a
+    // Graphite that closes at once costs no read of /proc).
+    const { sock, idleMs, sendQueue } = this;
+    const allowance = idleMs + Math.round((this.body.length / TAIL_MIN_RATE) * 1000);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.finish(new Error(`${this.where}: no progress for ${idleMs} ms`)), allowance);
+    this.timer.unref();
+    let last: number | undefined;
+    this.poll = setInterval(
+      () => {
+        const now = sendQueue(sock);
+        if (now === undefined) return void clearInterval(this.poll); // not readable here: the plain limit
+        if (last !== undefined && now < last) this.progress();
+        last = now;
+      },
+      Math.max(10, Math.min(250, idleMs / 4)),
+    );
+    this.poll.unref();
+  }
 }

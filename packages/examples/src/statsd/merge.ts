@@ -32,9 +32,11 @@
 import type { CounterSigns, GaugeOps, Partial } from './aggregate.js';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import type { BadLineCode } from './parser.js';
-import { NativeHistogram } from './native-histogram.js';
-import { timerSummary, timerSummaryFromHistogram, type TimerSummary, type TimerTotals } from './timer-stats.js';
+import type { TimerSummary } from './timer-stats.js';
 import { addTallies, zeroTallies } from './tallies.js';
+import { addTimerTotals, addTimerValues, finishTimer, newTimerAcc, type TimerAcc, type TimerFlush } from './timer-merge.js';
+
+export type { TimerFlush } from './timer-merge.js';
 
 /** One flush interval's merged figures, plain JSON. */
 export interface FlushResult {
@@ -85,34 +87,8 @@ export function record<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
 }
 
-interface TimerAcc extends TimerTotals {
-  /** Histogram-mode partials, merged. */
-  hist: NativeHistogram | undefined;
-  /** The same with every value counted once, kept from the first partial that had a sampled value. */
-  unweighted: NativeHistogram | undefined;
-  /** Exact-mode partials' values (and weights, when one is not 1). */
-  chunks: number[][];
-  weights: (number[] | undefined)[];
-  /** Classic bucket counts added up; undefined once a partial came without them (or with other bounds). */
-  classic: Float64Array | undefined;
-}
-
 /** One counter's interval as the Prometheus side sees it: its increments by sign. */
 export type CounterFlush = CounterSigns;
-
-/** One timer's interval as the Prometheus side sees it. */
-export interface TimerFlush {
-  /** Every value of the interval, in Prometheus units (value × scale), as a native histogram. */
-  hist: NativeHistogram;
-  /** Prometheus units per unit of the values. */
-  scale: number;
-  /** Σ the values received, each once whatever its sample rate, in their own unit (ms for `ms` timers). */
-  valueSum: number;
-  /** Exact mode: the raw values, sorted (each once, whatever its sample rate). */
-  values?: Float64Array;
-  /** Exact classic bucket counts (per bound, then above the last; not cumulative), when the workers counted them. */
-  classic?: Float64Array;
-}
 
 export interface MergeLimits {
   /** Most distinct keys in one merged interval, and most persisted gauges. */
@@ -162,8 +138,18 @@ export class IntervalMerge {
     return false;
   }
 
+  /** Merges one worker's partial into the interval. */
   add(p: Partial): void {
     this.partials++;
+    this.addCounters(p);
+    this.addTimers(p);
+    this.addSets(p);
+    this.addGauges(p);
+    this.addEventsAndChecks(p);
+    addTallies(this.t, p);
+  }
+
+  private addCounters(p: Partial): void {
     const signs = p.counterSigns?.length ? new Map(p.counterSigns) : undefined;
     for (const [k, v] of p.counters) {
       const old = this.counters.get(k);
@@ -174,63 +160,41 @@ export class IntervalMerge {
         continue;
       }
       this.counters.set(k, sum);
-      const ps = signs?.get(k);
-      let acc = this.counterSigns.get(k);
-      // The partials before had only positive increments of it: their total is its positive sum.
-      if (ps && !acc) this.counterSigns.set(k, (acc = { positive: old ?? 0, negatives: 0, negativeSum: 0 }));
-      if (acc) {
-        acc.positive += ps ? ps.positive : v;
-        if (ps) {
-          acc.negatives += ps.negatives;
-          acc.negativeSum += ps.negativeSum;
-        }
+      this.addCounterSigns(k, old, v, signs?.get(k));
+    }
+  }
+
+  /** Keeps a key's increments by sign once one partial had a negative one (`ps`). */
+  private addCounterSigns(k: string, old: number | undefined, v: number, ps: CounterSigns | undefined): void {
+    let acc = this.counterSigns.get(k);
+    // The partials before had only positive increments of it: their total is its positive sum.
+    if (ps && !acc) this.counterSigns.set(k, (acc = { positive: old ?? 0, negatives: 0, negativeSum: 0 }));
+    if (acc) {
+      acc.positive += ps ? ps.positive : v;
+      if (ps) {
+        acc.negatives += ps.negatives;
+        acc.negativeSum += ps.negativeSum;
       }
     }
+  }
+
+  private addTimers(p: Partial): void {
     for (const [k, t] of p.timers) {
       let acc = this.timers.get(k);
       if (acc) {
-        const sum = acc.sum + t.sum;
-        const count = acc.count + t.count;
-        if (!Number.isFinite(sum) || !Number.isFinite(count)) {
+        if (!addTimerTotals(acc, t)) {
           this.t.overflows += t.n;
           continue;
         }
-        acc.sum = sum;
-        acc.count = count;
-        acc.n += t.n;
-        acc.min = Math.min(acc.min, t.min);
-        acc.max = Math.max(acc.max, t.max);
-        const c = acc.classic;
-        if (c && t.classic?.length === c.length) for (let i = 0; i < c.length; i++) c[i]! += t.classic[i]!;
-        else acc.classic = undefined;
       } else if (this.room()) {
-        acc = {
-          count: t.count,
-          sum: t.sum,
-          n: t.n,
-          min: t.min,
-          max: t.max,
-          scale: t.scale,
-          hist: undefined,
-          unweighted: undefined,
-          chunks: [],
-          weights: [],
-          classic: t.classic ? Float64Array.from(t.classic) : undefined,
-        };
+        acc = newTimerAcc(t);
         this.timers.set(k, acc);
       } else continue;
-      if (t.hist) {
-        // Until a sampled value shows up, the weighted histogram is the unweighted one.
-        if (t.unweighted && !acc.unweighted) acc.unweighted = acc.hist?.clone() ?? new NativeHistogram(t.hist.schema);
-        acc.unweighted?.merge(t.unweighted ?? t.hist);
-        if (acc.hist) acc.hist.merge(t.hist);
-        else acc.hist = NativeHistogram.fromData(t.hist);
-      }
-      if (t.values) {
-        acc.chunks.push(t.values);
-        acc.weights.push(t.weights);
-      }
+      addTimerValues(acc, t);
     }
+  }
+
+  private addSets(p: Partial): void {
     for (const [k, members] of p.sets) {
       let s = this.sets.get(k);
       if (!s) {
@@ -239,12 +203,18 @@ export class IntervalMerge {
       }
       for (const m of members) s.add(m);
     }
+  }
+
+  private addGauges(p: Partial): void {
     for (const [k, ops] of p.gauges) {
       const list = this.gauges.get(k);
       if (list) list.push(ops);
       else if (this.room()) this.gauges.set(k, [ops]);
     }
-    // Events and service checks: at most maxKeys of them per interval, the rest counted.
+  }
+
+  /** Events and service checks: at most maxKeys of them per interval, the rest counted. */
+  private addEventsAndChecks(p: Partial): void {
     for (const e of p.events) {
       if (this.events.length + this.serviceChecks.length < this.limits.maxKeys) this.events.push(e);
       else this.t.keysOverLimit++;
@@ -253,7 +223,6 @@ export class IntervalMerge {
       if (this.events.length + this.serviceChecks.length < this.limits.maxKeys) this.serviceChecks.push(c);
       else this.t.keysOverLimit++;
     }
-    addTallies(this.t, p);
   }
 
   /**
@@ -269,6 +238,21 @@ export class IntervalMerge {
     observe?: (key: string, timer: TimerFlush) => void,
     observeCounter?: (key: string, counter: CounterFlush) => void,
   ): FlushResult {
+    this.replayGauges(store, meta.flush);
+    const expired = this.expireGauges(store, meta.flush);
+    const counters = this.counterFigures(observeCounter);
+    const sets = record<number>();
+    for (const [k, s] of this.sets) sets[k] = s.size;
+    const timers = this.timerFigures(percentiles, observe);
+    const gauges = record<number>();
+    for (const [k, v] of store.values) gauges[k] = v;
+    const result = this.result(meta, expired, counters, gauges, sets, timers);
+    this.reset();
+    return result;
+  }
+
+  /** Replays the interval's gauge operations onto the persisted values (a new gauge only while under maxKeys). */
+  private replayGauges(store: GaugeStore, flush: number): void {
     const gauges = store.values;
     const overflow = { n: 0 };
     for (const [k, list] of this.gauges) {
@@ -278,26 +262,36 @@ export class IntervalMerge {
         continue;
       }
       gauges.set(k, replayGauge(old, list, overflow));
-      store.updated.set(k, meta.flush);
+      store.updated.set(k, flush);
     }
     this.t.overflows += overflow.n;
+  }
+
+  /** Forgets the gauges not updated for gaugeExpiry flushes; returns how many. */
+  private expireGauges(store: GaugeStore, flush: number): number {
     let expired = 0;
     const expiry = this.limits.gaugeExpiry;
     if (expiry > 0) {
       for (const [k, at] of store.updated) {
-        if (meta.flush - at < expiry) continue;
+        if (flush - at < expiry) continue;
         store.updated.delete(k);
-        gauges.delete(k);
+        store.values.delete(k);
         expired++;
       }
     }
+    return expired;
+  }
+
+  private counterFigures(observeCounter: ((key: string, counter: CounterFlush) => void) | undefined): Record<string, number> {
     const counters = record<number>();
     for (const [k, v] of this.counters) {
       counters[k] = v;
       observeCounter?.(k, this.counterSigns.get(k) ?? { positive: v, negatives: 0, negativeSum: 0 });
     }
-    const sets = record<number>();
-    for (const [k, s] of this.sets) sets[k] = s.size;
+    return counters;
+  }
+
+  private timerFigures(percentiles: readonly number[], observe: ((key: string, timer: TimerFlush) => void) | undefined): Record<string, TimerSummary> {
     const timers = record<TimerSummary>();
     for (const [k, acc] of this.timers) {
       if (acc.n === 0) continue;
@@ -310,9 +304,19 @@ export class IntervalMerge {
         this.t.overflows += acc.n;
       }
     }
-    const g = record<number>();
-    for (const [k, v] of gauges) g[k] = v;
-    const result: FlushResult = {
+    return timers;
+  }
+
+  /** The interval's figures, from its tallies and the records built by finish(). */
+  private result(
+    meta: Pick<FlushResult, 'timestamp' | 'flush' | 'final' | 'interval_ms' | 'missing_workers'>,
+    expired: number,
+    counters: Record<string, number>,
+    gauges: Record<string, number>,
+    sets: Record<string, number>,
+    timers: Record<string, TimerSummary>,
+  ): FlushResult {
+    return {
       ...meta,
       bad_lines_seen: this.t.badLines,
       metrics_received: this.t.metrics,
@@ -322,7 +326,7 @@ export class IntervalMerge {
       overflows: this.t.overflows,
       gauges_expired: expired,
       counters,
-      gauges: g,
+      gauges,
       sets,
       timers,
       events: this.events,
@@ -332,6 +336,10 @@ export class IntervalMerge {
       events_seen: this.t.eventsSeen,
       service_checks_seen: this.t.serviceChecksSeen,
     };
+  }
+
+  /** Starts a new interval. */
+  private reset(): void {
     this.events = [];
     this.serviceChecks = [];
     this.counters = new Map();
@@ -342,55 +350,7 @@ export class IntervalMerge {
     this.t = zeroTallies();
     this.keys = 0;
     this.partials = 0;
-    return result;
   }
-}
-
-/**
- * A timer's figures and its histogram. Exact-mode values are summarized as Etsy does and
- * put into a histogram of `schema`; histogram-mode partials give the figures from their
- * merge (both at once only when the mode changed between two workers' lives: then the
- * values join the histogram and the figures come from it).
- */
-function finishTimer(acc: TimerAcc, percentiles: readonly number[], schema: number): { summary: TimerSummary; flush: TimerFlush } {
-  let all: Float64Array | undefined;
-  let weights: Float64Array | undefined;
-  if (acc.chunks.length) {
-    const n = acc.chunks.reduce((a, c) => a + c.length, 0);
-    all = new Float64Array(n);
-    const withWeights = acc.weights.some((w) => w !== undefined);
-    if (withWeights) weights = new Float64Array(n).fill(1);
-    let o = 0;
-    for (let i = 0; i < acc.chunks.length; i++) {
-      const c = acc.chunks[i]!;
-      all.set(c, o);
-      const w = acc.weights[i];
-      if (w && weights) weights.set(w, o);
-      o += c.length;
-    }
-  }
-  if (all && !acc.hist) {
-    const hist = new NativeHistogram(schema);
-    for (let i = 0; i < all.length; i++) hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
-    // timerSummary sorts `all` in place (after the histogram counted it with its weights).
-    return { summary: timerSummary(all, acc.count, percentiles), flush: withClassic({ hist, scale: acc.scale, valueSum: acc.sum, values: all }, acc) };
-  }
-  const hist = acc.hist ?? new NativeHistogram(schema);
-  // Every value counted once, for the percentiles: the weighted histogram itself unless a value was sampled.
-  let unweighted = acc.unweighted ?? (weights ? hist.clone() : undefined);
-  if (all) {
-    for (let i = 0; i < all.length; i++) {
-      hist.observe(all[i]! * acc.scale, weights ? weights[i]! : 1);
-      unweighted?.observe(all[i]! * acc.scale);
-    }
-  }
-  unweighted ??= hist;
-  return { summary: timerSummaryFromHistogram(unweighted, acc, percentiles), flush: withClassic({ hist, scale: acc.scale, valueSum: acc.sum }, acc) };
-}
-
-function withClassic(f: TimerFlush, acc: TimerAcc): TimerFlush {
-  if (acc.classic) f.classic = acc.classic;
-  return f;
 }
 
 /**

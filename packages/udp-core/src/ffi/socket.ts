@@ -31,7 +31,7 @@ import {
   SO_REUSEPORT,
   RCVBUF_DOUBLING,
 } from './kernel.js';
-import { libc } from './libc.js';
+import { type Libc, libc } from './libc.js';
 import { decodeSockaddr, encodeSockaddr, familyOf, isIPv4Mapped, type Family } from './sockaddr.js';
 
 export interface OpenSocketOptions {
@@ -222,6 +222,25 @@ export function explainAddressInUse(address: string, port: number, ownInodes: Re
 
 /** Opens, configures and binds one SO_REUSEPORT UDP socket. The fd is CLOEXEC and blocking. */
 export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
+  const family = checkOpenOptions(opts);
+  const c = libc();
+  const fd = newUdpSocket(c, family, opts.address, opts.port);
+  try {
+    const warnings: string[] = [];
+    setGroupOptions(fd, family, opts.address, opts.port);
+    if (opts.rcvbuf !== undefined) requestReceiveBuffer(fd, opts.rcvbuf, opts);
+    const rcvbuf = grantedReceiveBuffer(fd, opts.rcvbuf, warnings);
+    bindOrExplain(c, fd, opts);
+    const local = localAddress(fd);
+    return { fd, family, address: local.address, port: local.port, inode: fstatSync(fd).ino, rcvbuf, warnings };
+  } catch (err) {
+    c.close(fd);
+    throw err;
+  }
+}
+
+/** The options' address, port and rcvbuf checked before any socket is made; the address's family. */
+function checkOpenOptions(opts: OpenSocketOptions): Family {
   const { address, port } = opts;
   const family = familyOf(address);
   if (!family) throw invalidArg('address', address, 'an IPv4 or IPv6 literal (e.g. 127.0.0.1 or ::1)');
@@ -233,7 +252,11 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
   if (opts.rcvbuf !== undefined && (!Number.isInteger(opts.rcvbuf) || opts.rcvbuf < R.min || opts.rcvbuf > R.max)) {
     throw invalidArg('rcvbuf', opts.rcvbuf, `a whole number of bytes from ${R.min} to ${R.max} (1 GiB)`);
   }
-  const c = libc();
+  return family;
+}
+
+/** socket(2): a new CLOEXEC UDP socket of `family`. */
+function newUdpSocket(c: Libc, family: Family, address: string, port: number): number {
   const fd = c.socket(family === 'udp4' ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
   if (fd < 0) {
     const e = c.errno();
@@ -245,63 +268,71 @@ export function openReusePortSocket(opts: OpenSocketOptions): OpenedSocket {
       e === EMFILE ? 'Too many open files: raise the limit with `ulimit -n`.' : 'The kernel refused a new UDP socket.',
     );
   }
-  try {
-    const warnings: string[] = [];
-    let e = setIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-    if (e) throw syscallError('setsockopt', e, address, port, 'This kernel does not support SO_REUSEPORT (Linux ≥ 3.9 needed).', 'SO_REUSEPORT');
-    if (family === 'udp6') {
-      // Be explicit: an IPv6 group holds IPv6 only, whatever net.ipv6.bindv6only says.
-      e = setIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-      if (e) throw syscallError('setsockopt', e, address, port, 'Could not make the socket IPv6-only.', 'IPV6_V6ONLY');
-    }
-    if (opts.rcvbuf !== undefined) {
-      const name = opts.rcvbufForce ? SO_RCVBUFFORCE : SO_RCVBUF;
-      e = setIntOption(fd, SOL_SOCKET, name, opts.rcvbuf);
-      if (e === EPERM) {
-        throw new ShardgramError(
-          'ERR_SHARDGRAM_PERMISSION',
-          `setsockopt(SO_RCVBUFFORCE) for UDP ${address}:${port} needs CAP_NET_ADMIN (EPERM). Drop --rcvbuf-force, or raise net.core.rmem_max instead.`,
-          { errno: e, syscall: 'setsockopt', option: 'SO_RCVBUFFORCE', address, port },
-        );
-      }
-      if (e)
-        throw syscallError('setsockopt', e, address, port, 'The kernel refused the receive buffer size.', opts.rcvbufForce ? 'SO_RCVBUFFORCE' : 'SO_RCVBUF');
-    }
-    const rcvbuf = getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
-    if (opts.rcvbuf !== undefined && rcvbuf < opts.rcvbuf * RCVBUF_DOUBLING) {
-      const max = readSysctl('net/core/rmem_max');
-      warnings.push(
-        `SO_RCVBUF: asked for ${opts.rcvbuf} bytes, the kernel granted ${rcvbuf / RCVBUF_DOUBLING} (reported as ${rcvbuf}); ` +
-          `net.core.rmem_max${max !== undefined ? ` = ${max}` : ''} caps it. ` +
-          `Raise it with \`sysctl -w net.core.rmem_max=${opts.rcvbuf}\`, or use --rcvbuf-force as root.`,
-      );
-    }
-    const { buf, len } = encodeSockaddr(address, port);
-    if (c.bind(fd, buf, len) !== 0) {
-      e = c.errno();
-      if (e === EADDRINUSE) throw explainAddressInUse(address, port, opts.ownInodes ?? new Set());
-      if (e === EACCES) {
-        throw new ShardgramError(
-          'ERR_SHARDGRAM_PERMISSION',
-          `bind to UDP ${address}:${port} was refused (EACCES): ports below net.ipv4.ip_unprivileged_port_start need root or CAP_NET_BIND_SERVICE. Choose a port ≥ 1024, or grant the capability.`,
-          { errno: e, syscall: 'bind', address, port },
-        );
-      }
-      if (e === EADDRNOTAVAIL) {
-        throw new ShardgramError(
-          'ERR_SHARDGRAM_ADDRESS',
-          `bind to UDP ${address}:${port} failed (EADDRNOTAVAIL): ${address} is not an address of this host (or network namespace). Use one that \`ip addr\` lists, e.g. 127.0.0.1 or ::1.`,
-          { errno: e, syscall: 'bind', address, port },
-        );
-      }
-      throw syscallError('bind', e, address, port, 'Check the address and port.');
-    }
-    const local = localAddress(fd);
-    return { fd, family, address: local.address, port: local.port, inode: fstatSync(fd).ino, rcvbuf, warnings };
-  } catch (err) {
-    c.close(fd);
-    throw err;
+  return fd;
+}
+
+/** SO_REUSEPORT, and IPV6_V6ONLY for an IPv6 socket. */
+function setGroupOptions(fd: number, family: Family, address: string, port: number): void {
+  let e = setIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (e) throw syscallError('setsockopt', e, address, port, 'This kernel does not support SO_REUSEPORT (Linux ≥ 3.9 needed).', 'SO_REUSEPORT');
+  if (family === 'udp6') {
+    // Be explicit: an IPv6 group holds IPv6 only, whatever net.ipv6.bindv6only says.
+    e = setIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    if (e) throw syscallError('setsockopt', e, address, port, 'Could not make the socket IPv6-only.', 'IPV6_V6ONLY');
   }
+}
+
+/** SO_RCVBUF (or SO_RCVBUFFORCE, with rcvbufForce) set to `bytes`. */
+function requestReceiveBuffer(fd: number, bytes: number, opts: OpenSocketOptions): void {
+  const { address, port } = opts;
+  const name = opts.rcvbufForce ? SO_RCVBUFFORCE : SO_RCVBUF;
+  const e = setIntOption(fd, SOL_SOCKET, name, bytes);
+  if (e === EPERM) {
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_PERMISSION',
+      `setsockopt(SO_RCVBUFFORCE) for UDP ${address}:${port} needs CAP_NET_ADMIN (EPERM). Drop --rcvbuf-force, or raise net.core.rmem_max instead.`,
+      { errno: e, syscall: 'setsockopt', option: 'SO_RCVBUFFORCE', address, port },
+    );
+  }
+  if (e) throw syscallError('setsockopt', e, address, port, 'The kernel refused the receive buffer size.', opts.rcvbufForce ? 'SO_RCVBUFFORCE' : 'SO_RCVBUF');
+}
+
+/** SO_RCVBUF as the kernel reports it; a warning when it granted less than `asked`. */
+function grantedReceiveBuffer(fd: number, asked: number | undefined, warnings: string[]): number {
+  const rcvbuf = getIntOption(fd, SOL_SOCKET, SO_RCVBUF);
+  if (asked !== undefined && rcvbuf < asked * RCVBUF_DOUBLING) {
+    const max = readSysctl('net/core/rmem_max');
+    warnings.push(
+      `SO_RCVBUF: asked for ${asked} bytes, the kernel granted ${rcvbuf / RCVBUF_DOUBLING} (reported as ${rcvbuf}); ` +
+        `net.core.rmem_max${max !== undefined ? ` = ${max}` : ''} caps it. ` +
+        `Raise it with \`sysctl -w net.core.rmem_max=${asked}\`, or use --rcvbuf-force as root.`,
+    );
+  }
+  return rcvbuf;
+}
+
+/** bind(2) to the options' address and port; a failure said with its cause (EADDRINUSE: who holds the port). */
+function bindOrExplain(c: Libc, fd: number, opts: OpenSocketOptions): void {
+  const { address, port } = opts;
+  const { buf, len } = encodeSockaddr(address, port);
+  if (c.bind(fd, buf, len) === 0) return;
+  const e = c.errno();
+  if (e === EADDRINUSE) throw explainAddressInUse(address, port, opts.ownInodes ?? new Set());
+  if (e === EACCES) {
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_PERMISSION',
+      `bind to UDP ${address}:${port} was refused (EACCES): ports below net.ipv4.ip_unprivileged_port_start need root or CAP_NET_BIND_SERVICE. Choose a port ≥ 1024, or grant the capability.`,
+      { errno: e, syscall: 'bind', address, port },
+    );
+  }
+  if (e === EADDRNOTAVAIL) {
+    throw new ShardgramError(
+      'ERR_SHARDGRAM_ADDRESS',
+      `bind to UDP ${address}:${port} failed (EADDRNOTAVAIL): ${address} is not an address of this host (or network namespace). Use one that \`ip addr\` lists, e.g. 127.0.0.1 or ::1.`,
+      { errno: e, syscall: 'bind', address, port },
+    );
+  }
+  throw syscallError('bind', e, address, port, 'Check the address and port.');
 }
 
 export function localAddress(fd: number): { address: string; port: number } {
