@@ -38,7 +38,7 @@ const STATUS_INTERVAL_MS = 500;
  * What `serve syslog` runs with unless told otherwise (docs/syslog.md, "Defaults"): the
  * native engine (batched recvmmsg: one read, and one write(2) of the records, per batch),
  * a 4 MiB receive buffer per socket (the system's default, 208 KiB, overflows in a burst
- * of a few thousand messages while a worker writes), and a read delay of 10 ms: syslog is
+ * of a few thousand messages while a worker writes), and a read delay of 50 ms: syslog is
  * one-way and its records are read by people and log shippers, so a message may wait that
  * long in the socket's queue under steady traffic; each wake-up then reads and writes many
  * messages, which is most of the cost at the rates syslog receivers live at.
@@ -60,7 +60,6 @@ function countLines(text: string): number {
   return n;
 }
 
-const errorText = (err: unknown): string => describeError(err);
 
 /**
  * One worker's side: each datagram parsed and kept as a record, the records of one read
@@ -127,7 +126,7 @@ class SyslogWorker {
     counters.writeErrors += f.records;
     if (f.error instanceof WriteFailure && f.error.torn) counters.torn++;
     // Said once per cause (a full disk, a removed directory), then counted.
-    const reason = errorText(f.error);
+    const reason = describeError(f.error);
     if (this.failing?.reason === reason) this.failing.count += f.records;
     else {
       this.failing = { reason, count: f.records };
@@ -145,7 +144,7 @@ class SyslogWorker {
     try {
       this.sink.reopen();
     } catch (err) {
-      this.ctx.log(`cannot reopen ${this.options.out ?? 'the output'}: ${errorText(err)}`);
+      this.ctx.log(`cannot reopen ${this.options.out ?? 'the output'}: ${describeError(err)}`);
     }
     this.status();
   }
@@ -164,7 +163,7 @@ class SyslogWorker {
     try {
       this.sink.close();
     } catch (err) {
-      this.ctx.log(`closing ${this.options.out ?? 'the output'} failed: ${errorText(err)}`);
+      this.ctx.log(`closing ${this.options.out ?? 'the output'} failed: ${describeError(err)}`);
     }
     this.status(true);
     this.ctx.log(this.summary());
@@ -203,7 +202,7 @@ function startRotation(out: string, options: SyslogOptions, ctx: AppSupervisorCo
   try {
     rotation.start();
   } catch (err) {
-    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `out must be a file that can be appended to; got ${JSON.stringify(out)} (${errorText(err)})`, {
+    throw new ShardgramError('ERR_SHARDGRAM_INVALID_ARG', `out must be a file that can be appended to; got ${JSON.stringify(out)} (${describeError(err)})`, {
       option: 'out',
     });
   }
