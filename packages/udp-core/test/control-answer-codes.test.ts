@@ -1,6 +1,6 @@
 /**
  * A control socket that answers something no shardgram service would (a line too long,
- * not JSON, an offer without the sockets it announces) is a service that cannot be
+ * not JSON, an offer with a field missing or without the sockets it announces) is a service that cannot be
  * used: ERR_SHARDGRAM_UNREACHABLE, as docs/errors.md says, never a kernel error
  * (ERR_SHARDGRAM_SYSCALL: no call failed) nor a plain Error without a code.
  */
@@ -97,10 +97,44 @@ describe('the new side of a takeover, given an answer no service would give', ()
     expect(e.message).toMatch(/^--takeover: no usable answer from the running service/);
   });
 
+  /** An offer as the old side sends it (old-side.ts), for a group of two sockets. */
+  const OFFER = {
+    ok: true,
+    op: 'takeover-offer',
+    nfds: 2,
+    address: '127.0.0.1',
+    port: 9999,
+    family: 'udp4',
+    workers: 2,
+    policy: { name: 'hash' },
+    app: 'echo',
+    pid: 4242,
+    dropsBefore: [0, 0],
+    rcvbufs: [212992, 212992],
+    braced: true,
+  };
+
   it('an offer announcing sockets it does not pass: ERR_SHARDGRAM_UNREACHABLE', async () => {
-    const path = await fake(`${JSON.stringify({ ok: true, op: 'takeover-offer', nfds: 2 })}\n`);
+    const path = await fake(`${JSON.stringify(OFFER)}\n`);
     const e = thrownSync(() => requestTakeover(path));
     expect(e.code).toBe('ERR_SHARDGRAM_UNREACHABLE');
     expect(e.message).toBe('--takeover: expected 2 sockets from the running service, received 0');
+  });
+
+  it('an offer with a field missing or of the wrong kind: ERR_SHARDGRAM_UNREACHABLE naming the field, before any socket is taken', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...OFFER, address: undefined }, "the offer's address is not a string"],
+      [{ ...OFFER, family: 'udp5' }, "the offer's family is neither udp4 nor udp6"],
+      [{ ...OFFER, workers: 0 }, "the offer's workers is not a whole number of workers"],
+      [{ ...OFFER, policy: {} }, "the offer's policy has no name"],
+      [{ ...OFFER, dropsBefore: [0] }, "the offer's dropsBefore is not one count per socket"],
+      [{ ...OFFER, op: 'takeover-done' }, 'not an offer (op "takeover-done")'],
+    ];
+    for (const [offer, why] of cases) {
+      const path = await fake(`${JSON.stringify(offer)}\n`);
+      const e = thrownSync(() => requestTakeover(path));
+      expect(e.code).toBe('ERR_SHARDGRAM_UNREACHABLE');
+      expect(e.message).toBe(`--takeover: no usable answer from the running service: ${why}`);
+    }
   });
 });

@@ -60,11 +60,52 @@ export function parseFromNew(line: string): FromNew | undefined {
   }
 }
 
+type Refusal = Extract<FromOld, { ok: false }>;
+
+function refusalOf(v: Record<string, unknown>): Refusal {
+  return { ok: false, error: String(v.error ?? 'no reason given'), ...(typeof v.code === 'string' ? { code: v.code } : {}) };
+}
+
+/**
+ * The old side's answer to `takeover`: its offer, or its refusal. A string says why the
+ * line is neither (not JSON, another message, a field missing or of the wrong kind): a
+ * service the new side cannot take the group from.
+ */
+export function parseOfferAnswer(line: string): OfferMessage | Refusal | string {
+  const v = parse(line);
+  if (!v) return 'not a JSON object';
+  if (v.ok === false) return refusalOf(v);
+  if (v.ok !== true || v.op !== 'takeover-offer') return `not an offer (op ${JSON.stringify(v.op) ?? 'missing'})`;
+  const wrong = offerFieldWrong(v);
+  return wrong ? `the offer's ${wrong}` : (v as unknown as OfferMessage);
+}
+
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 1;
+
+/** The first field of an offer that is missing or of the wrong kind, said as such. */
+function offerFieldWrong(v: Record<string, unknown>): string | undefined {
+  if (!isCount(v.nfds)) return 'nfds is not a whole number of sockets';
+  if (typeof v.address !== 'string') return 'address is not a string';
+  if (!Number.isInteger(v.port) || (v.port as number) < 1 || (v.port as number) > 65535) return 'port is not a UDP port';
+  if (v.family !== 'udp4' && v.family !== 'udp6') return 'family is neither udp4 nor udp6';
+  if (!isCount(v.workers)) return 'workers is not a whole number of workers';
+  const policy = v.policy as { name?: unknown } | null | undefined;
+  if (typeof policy !== 'object' || policy === null || typeof policy.name !== 'string') return 'policy has no name';
+  if (typeof v.app !== 'string') return 'app is not a string';
+  if (!isCount(v.pid)) return 'pid is not a process id';
+  const drops = v.dropsBefore;
+  if (!Array.isArray(drops) || drops.length !== v.nfds || !drops.every((n) => Number.isSafeInteger(n) && n >= 0))
+    return 'dropsBefore is not one count per socket';
+  // rcvbufs and braced are missing from an older service; a bad rcvbufs is set aside where it is read (takeover.ts).
+  if (v.braced !== undefined && typeof v.braced !== 'boolean') return 'braced is not true or false';
+  return undefined;
+}
+
 /** A line from the old side after its offer, or undefined for one that is not a hand-over message. */
 export function parseFromOld(line: string): FromOld | undefined {
   const v = parse(line);
   if (!v) return undefined;
-  if (v.ok === false) return { ok: false, error: String(v.error ?? 'no reason given'), ...(typeof v.code === 'string' ? { code: v.code } : {}) };
+  if (v.ok === false) return refusalOf(v);
   if (v.op === 'takeover-done')
     return { ok: true, op: 'takeover-done', total: (typeof v.total === 'object' && v.total !== null ? v.total : {}) as Partial<Counters> };
   if (v.op === 'takeover-abandoned') return { ok: true, op: 'takeover-abandoned', reason: String(v.reason ?? 'no reason given') };

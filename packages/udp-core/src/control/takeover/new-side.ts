@@ -16,7 +16,7 @@ import type { Counters } from '../../stats/counters.js';
 import type { ReceivedOffer, SourceLoss, TakeoverSource } from '../../supervisor/types.js';
 import { LineReader } from '../framing.js';
 import { MAX_REQUEST_BYTES } from '../protocol.js';
-import { parseFromOld } from './messages.js';
+import { parseFromOld, parseOfferAnswer } from './messages.js';
 
 /** How long the new side waits for the offer. */
 const OFFER_TIMEOUT_MS = 30_000;
@@ -55,7 +55,6 @@ export function requestTakeover(path: string): TakeoverSource {
     c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, TIMEVAL_SIZE);
     sendWithFds(fd, Buffer.from(`${JSON.stringify({ op: 'takeover', pid: process.pid })}\n`), []);
     let text = '';
-    let answer: ({ ok: true; op: string; nfds: number } & ReceivedOffer) | { ok: false; error: string; code?: string };
     try {
       while (!text.includes('\n') && text.length < MAX_REQUEST_BYTES * 16) {
         const r = recvWithFds(fd, 65536, SCM_MAX_FD);
@@ -63,9 +62,8 @@ export function requestTakeover(path: string): TakeoverSource {
         if (r.data.length === 0) break;
         text += r.data.toString('utf8');
       }
-      answer = JSON.parse(text.slice(0, text.indexOf('\n')) || '{"ok":false,"error":"the connection closed without an answer"}') as typeof answer;
     } catch (err) {
-      // A failed recvmsg keeps its code and errno; an answer that does not parse is a service we cannot use.
+      // A failed recvmsg keeps its code and errno.
       const kernel = err instanceof ShardgramError ? err : undefined;
       throw new ShardgramError(
         kernel?.code ?? 'ERR_SHARDGRAM_UNREACHABLE',
@@ -73,6 +71,10 @@ export function requestTakeover(path: string): TakeoverSource {
         kernel ? { ...(kernel.errno !== undefined ? { errno: kernel.errno } : {}), ...(kernel.syscall !== undefined ? { syscall: kernel.syscall } : {}) } : {},
       );
     }
+    const end = text.indexOf('\n');
+    const answer = end < 0 ? 'the connection closed without an answer' : parseOfferAnswer(text.slice(0, end));
+    // An answer that is not an offer nor a refusal is a service we cannot use.
+    if (typeof answer === 'string') throw new ShardgramError('ERR_SHARDGRAM_UNREACHABLE', `--takeover: no usable answer from the running service: ${answer}`);
     if (!answer.ok) {
       // The old side's own code passes through (a state refusal, a busy or foreign control socket...);
       // an answer without a known code is a service we cannot use.
