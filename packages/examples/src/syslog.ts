@@ -60,7 +60,6 @@ function countLines(text: string): number {
   return n;
 }
 
-
 /**
  * One worker's side: each datagram parsed and kept as a record, the records of one read
  * written at once and counted, its status sent to the supervisor side, the output reopened
