@@ -110,6 +110,9 @@ describe("serve builds an app's flags and help from its schema", () => {
       expect(statsd.stdout).toContain(f);
     expect(statsd.stdout).not.toContain('--max-bytes');
     expect(statsd.stdout).not.toContain('[object Object]');
+    // A switch's default is said in the words it is written with.
+    expect(statsd.stdout).toMatch(/-o influxdbTags=on\|off +read InfluxDB tags.*\(default on\)/);
+    expect(statsd.stdout).not.toContain('(default true)');
     const all = await runCli(['serve', '--help']);
     for (const f of ['--flush-interval', '--max-bytes SIZE', '--keep N', '--out FILE']) expect(all.stdout).toContain(f);
     expect((await runCli(['help', 'serve'])).stdout).toBe(all.stdout);

@@ -91,11 +91,22 @@ export function kebabCase(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
+/** A default as the user would write it: a list comma-separated, a switch as its `on|off` (or `yes|no`) word. */
+function defaultShown(value: unknown, valueText: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) return value.join(',');
+  if (typeof value === 'boolean') {
+    const words = /^(\w+)\|(\w+)$/.exec(valueText);
+    if (words) return value ? words[1] : words[2];
+  }
+  return String(value);
+}
+
 /** Help lines for a schema: flag (or `-o key=`), value, help, default. */
 export function appOptionsHelp(schema: AppOptionSchema, indent = '  '): string[] {
   const rows = Object.entries(schema).map(([key, o]) => {
     const left = o.flag ? `    --${o.flag} ${o.value}` : `-o ${key}=${o.value}`;
-    const def = o.defaultText ?? (o.default === undefined ? undefined : Array.isArray(o.default) ? o.default.join(',') : String(o.default));
+    const def = o.defaultText ?? defaultShown(o.default, o.value);
     return [left, `${o.help}${def !== undefined ? ` (default ${def})` : ''}`] as const;
   });
   return formatOptionRows(rows, { indent });
