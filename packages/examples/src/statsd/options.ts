@@ -8,6 +8,8 @@
  *   graphite=HOST:PORT    send each flush to Graphite's plaintext port over TCP
  *   graphitePrefix=P      first path element of Graphite names (default "stats")
  *   graphiteBacklog=N     Graphite lines kept while Graphite is slow or down (default 1000000)
+ *   graphiteReplay=MS     after a failed attempt, send again what was delivered in the MS
+ *                         before it (default: the larger of 2 × flushInterval and 5000; 0: off)
  *   jsonBacklog=N         flushes kept while jsonOut cannot be written (default 100)
  *   outputRetryMax=MS     longest wait between two delivery attempts of an output (default 10000)
  *   outputStopTimeout=MS  how long the stop keeps delivering what the outputs hold (default 5000)
@@ -66,6 +68,8 @@ export interface StatsdOptions {
   graphitePrefix: string;
   /** Output backlogs (outputs.ts): Graphite lines, JSON flushes; the longest retry wait. */
   graphiteBacklog: number;
+  /** Graphite replay window (../outputs/graphite-replay.ts): what was delivered this long before a failure is sent again after it; 0 off. */
+  graphiteReplayMs: number;
   jsonBacklog: number;
   outputRetryMaxMs: number;
   /** How long the stop keeps delivering what the output backlogs hold. */
@@ -195,6 +199,13 @@ export const statsdOptionSchema = defineAppOptions({
     parse: wholeNumber(1, 100_000_000, 'lines'),
     default: 1_000_000,
   },
+  graphiteReplay: {
+    value: 'MS',
+    help: 'after a failed Graphite attempt, send again first what was delivered in the MS before it (a server that stopped may have lost it; counted as replayed); 0: off',
+    parse: wholeNumber(0, 3_600_000, 'milliseconds'),
+    default: undefined,
+    defaultText: 'the larger of 2 × flushInterval and 5000',
+  },
   jsonBacklog: {
     value: 'N',
     help: 'flushes kept while jsonOut cannot be written; past it the oldest are counted and dropped',
@@ -307,6 +318,7 @@ export function parseStatsdOptions(raw: Readonly<Record<string, string>>): Stats
     graphite: o.graphite,
     graphitePrefix: o.graphitePrefix,
     graphiteBacklog: o.graphiteBacklog,
+    graphiteReplayMs: o.graphiteReplay ?? Math.max(2 * o.flushInterval, 5000),
     jsonBacklog: o.jsonBacklog,
     outputRetryMaxMs: o.outputRetryMax,
     outputStopTimeoutMs: o.outputStopTimeout,

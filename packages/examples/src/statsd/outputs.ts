@@ -14,7 +14,10 @@
  *   line may then reach Graphite twice: the same value at the same time, which
  *   Graphite stores once). A flush is queued in parts of at most that many lines (and
  *   at most `graphiteBacklog`), so a flush bigger than the backlog is still delivered
- *   part after part to a Graphite that keeps up.
+ *   part after part to a Graphite that keeps up. After a failed attempt, the next
+ *   successful one first sends again what was delivered in the `graphiteReplayMs`
+ *   before the failure (../outputs/graphite-replay.ts: plaintext has no acknowledgement,
+ *   and a server stopping may lose what it had read); counted as `replayed` lines.
  * - JSON: appended as whole lines or not at all (a short write on a full disk is
  *   rolled back; a removed file is created again: ../syslog/writer.ts). The write is
  *   synchronous, on the flush's own path: a disk that blocks (not one that fails)
@@ -26,6 +29,7 @@
  */
 import type { PromFamily, PromWriter } from '@shardgram/udp-core/prom';
 import { Backlog, writeBacklogMetrics, type BacklogCounts } from '../outputs/backlog.js';
+import { ReplayWindow } from '../outputs/graphite-replay.js';
 import { RemoteWriteOutput } from '../outputs/remote-write.js';
 import { AppendWriter } from '../syslog/writer.js';
 import type { FlushOutput } from './collector.js';
@@ -69,6 +73,8 @@ interface Output {
   name: string;
   unit: string;
   backlog: { counts(): BacklogCounts; close(timeoutMs: number): Promise<void> };
+  /** Graphite: lines sent again after a failure (the replay window). */
+  replayed?: () => number;
   /** After the backlog closed (may throw: logged). */
   close(): void;
 }
@@ -103,6 +109,8 @@ export class FlushOutputs {
     if (o.graphite) {
       const g = o.graphite;
       const name = `graphite ${g.host}:${g.port}`;
+      // Bounded in lines as the backlog is: memory at most about one more backlog.
+      const replay = new ReplayWindow({ windowMs: o.graphiteReplayMs, maxLines: o.graphiteBacklog });
       const backlog = new Backlog<string>({
         ...retry,
         name,
@@ -110,10 +118,19 @@ export class FlushOutputs {
         unitName: 'lines',
         units: lineCount,
         maxBatchUnits: GRAPHITE_BATCH_LINES,
-        send: (batch, signal) => sendGraphite(g, batch.join(''), { signal }),
+        send: async (batch, signal) => {
+          const text = batch.join('');
+          try {
+            await sendGraphite(g, replay.prefix() + text, { signal });
+          } catch (err) {
+            replay.failed();
+            throw err;
+          }
+          replay.delivered(text, lineCount(text));
+        },
       });
       const partLines = Math.min(GRAPHITE_BATCH_LINES, o.graphiteBacklog);
-      this.add({ id: 'graphite', name, unit: 'lines', backlog, close: () => undefined }, (r) => {
+      this.add({ id: 'graphite', name, unit: 'lines', backlog, close: () => undefined, replayed: () => replay.replayed }, (r) => {
         const text = formatGraphite(r, o.graphitePrefix, o.flushIntervalMs);
         for (const part of splitLines(text, partLines)) backlog.push(part);
       });
@@ -149,6 +166,11 @@ export class FlushOutputs {
     return this.outputs.find((out) => out.id === id)?.backlog.counts();
   }
 
+  /** Lines the output sent again after a failure (Graphite's replay window); undefined for an output without one. */
+  replayed(id: string): number | undefined {
+    return this.outputs.find((out) => out.id === id)?.replayed?.();
+  }
+
   /** `shardgram_statsd_output_*{output}` families, into the app's /metrics. */
   write(w: PromWriter): void {
     if (!this.outputs.length) return;
@@ -158,6 +180,14 @@ export class FlushOutputs {
       'graphite: lines, json: flushes, remote_write: samples',
       this.outputs.map((out) => ({ output: out.id, counts: out.backlog.counts() })),
     );
+    const replaying = this.outputs.filter((out) => out.replayed);
+    if (!replaying.length) return;
+    w.family(
+      'shardgram_statsd_output_replayed_total',
+      'counter',
+      'Delivered lines sent again after a failed attempt (graphite: lines delivered within graphiteReplay before it; the server stores each point once).',
+    );
+    for (const out of replaying) w.sample('shardgram_statsd_output_replayed_total', { output: out.id }, out.replayed!());
   }
 
   /** After the last flush: delivers what is queued (bounded), counts the rest, closes the file; one line per output. */
@@ -173,7 +203,8 @@ export class FlushOutputs {
       log(
         `statsd: ${out.name}: ${c.delivered} of ${c.accepted} ${out.unit} delivered, ${c.dropped} dropped (backlog full), ` +
           (c.rejected ? `${c.rejected} refused by the receiver, ` : '') +
-          `${c.droppedAtClose} dropped at stop, ${c.failedAttempts} failed attempts`,
+          `${c.droppedAtClose} dropped at stop, ${c.failedAttempts} failed attempts` +
+          (out.replayed ? `, ${out.replayed()} ${out.unit} replayed` : ''),
       );
     }
   }

@@ -6,7 +6,12 @@
  *   its timestamp, those flushed while carbon was down included (they waited in the
  *   Graphite backlog);
  * - stopped (SIGSTOP: it accepts nothing, reads nothing) for several flushes: the flush
- *   clock keeps its interval meanwhile, and once it runs again every flush is there.
+ *   clock keeps its interval meanwhile, and once it runs again every flush is there;
+ * - SIGTERMed right after a flush was delivered (the service's Graphite backlog empty
+ *   on /metrics once that flush was made), twice, under steady traffic: carbon may have
+ *   read that flush and lost it in its own stop (plaintext has no acknowledgement), and
+ *   the replay window sends it again after the restart: every flush is in whisper, and
+ *   what was sent again is counted.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -164,7 +169,7 @@ async function expectEveryFlushInWhisper(c: Carbon, json: string, metric: string
     got = whisperPoints(c, metric);
     return [...want].every(([ts, v]) => got.get(ts) === v);
   };
-  expect(await waitFor(complete, 20_000, 250)).toBe(true);
+  await waitFor(complete, 20_000, 250); // the comparison below says which are missing
   expect(Object.fromEntries([...want].map(([ts]) => [ts, got.get(ts)]))).toEqual(Object.fromEntries(want));
 }
 
@@ -174,6 +179,14 @@ function expectAllDelivered(stdout: string): void {
   expect(stop, stdout).not.toBeNull();
   expect(Number(stop![1])).toBe(Number(stop![2]));
   expect([Number(stop![3]), Number(stop![4])]).toEqual([0, 0]);
+}
+
+/** A sample of the service's /metrics, e.g. `shardgram_statsd_output_backlog{output="graphite"}`. */
+async function metric(s: Serving, sample: string): Promise<number> {
+  const text = await (await fetch(`${s.stats!}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  if (line === undefined) throw new Error(`${sample} not in /metrics`);
+  return Number(line.slice(sample.length + 1));
 }
 
 describe('statsd → a real carbon-cache, restarted mid-run', () => {
@@ -261,5 +274,79 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
       expectAllDelivered(r.stdout);
       await stopProcess(carbon, 'SIGTERM');
     },
+  );
+
+  it.skipIf(!haveCarbon)(
+    'carbon SIGTERMed right after a flush was delivered, twice, under steady traffic: every flush is in whisper (the replay window), the replay counted',
+    async () => {
+      const c = await carbonConfig();
+      let carbon = await startCarbon(c);
+      const json = join(c.dir, 'flushes.jsonl');
+      serving = await startServe(
+        [
+          'statsd',
+          '--port',
+          '0',
+          '--workers',
+          '1',
+          '--stats-port',
+          '0',
+          '-o',
+          'flushInterval=1000',
+          '-o',
+          `jsonOut=${json}`,
+          '-o',
+          `graphite=127.0.0.1:${c.line}`,
+          '-o',
+          'outputRetryMax=500',
+        ],
+        1,
+      );
+      const s = serving;
+      const metric_ = 'stats.counters.carbon.hits.count';
+      const next = counterSender(s, json);
+      // Steady traffic besides the counter: 500 more counters a flush (1000 more lines), as a real service has.
+      const bulk = dgram.createSocket('udp4');
+      cleanups.push(() => bulk.close());
+      const packets: string[] = [];
+      for (let p = 0; p < 10; p++) packets.push(Array.from({ length: 50 }, (_, i) => `carbon.bulk.c${p * 50 + i}:1|c`).join('\n'));
+      let traffic = true;
+      const steady = (async () => {
+        for (let round = 0; traffic && round < 600; round++) {
+          for (const p of packets) await new Promise<void>((r) => bulk.send(p, s.port, '127.0.0.1', () => r()));
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const backlog = 'shardgram_statsd_output_backlog{output="graphite"}';
+      for (let i = 0; i < 2; i++) await next();
+      expect(await waitFor(() => [...whisperPoints(c, metric_).values()].includes(2), 15_000, 200)).toBe(true);
+
+      for (let restart = 0; restart < 2; restart++) {
+        await next(); // made into a flush: in the Graphite backlog
+        // The real condition: that flush delivered (carbon read it all and closed), nothing waiting.
+        let empty = false;
+        for (let t = 0; t < 2000 && !(empty = (await metric(s, backlog)) === 0); t++) await new Promise((r) => setTimeout(r, 2));
+        expect(empty).toBe(true);
+        await stopProcess(carbon, 'SIGTERM');
+        for (let i = 0; i < 2; i++) await next(); // flushed while carbon is down
+        carbon = await startCarbon(c);
+        await next();
+      }
+      const last = await next();
+      traffic = false;
+      await steady;
+      expect(s.stderr()).toMatch(/graphite 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+      const replayed = await metric(s, 'shardgram_statsd_output_replayed_total{output="graphite"}');
+      expect(replayed).toBeGreaterThan(0);
+
+      const r = await s.stop('SIGTERM');
+      serving = undefined;
+      expect(r.code).toBe(0);
+      await expectEveryFlushInWhisper(c, json, metric_, last - 2);
+      expectAllDelivered(r.stdout);
+      expect(r.stdout).toMatch(new RegExp(`failed attempts, ${replayed} lines replayed`));
+      await stopProcess(carbon, 'SIGTERM');
+    },
+    120_000,
   );
 });

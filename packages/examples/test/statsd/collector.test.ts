@@ -280,6 +280,7 @@ describe('options', () => {
   it('defaults', () => {
     expect(parseStatsdOptions({})).toEqual({
       graphiteBacklog: 1_000_000,
+      graphiteReplayMs: 20_000,
       jsonBacklog: 100,
       outputRetryMaxMs: 10_000,
       outputStopTimeoutMs: 5000,
@@ -309,6 +310,7 @@ describe('options', () => {
     expect(
       parseStatsdOptions({
         graphiteBacklog: '20',
+        graphiteReplay: '750',
         jsonBacklog: '3',
         outputRetryMax: '500',
         outputStopTimeout: '1500',
@@ -329,6 +331,7 @@ describe('options', () => {
       }),
     ).toEqual({
       graphiteBacklog: 20,
+      graphiteReplayMs: 750,
       jsonBacklog: 3,
       outputRetryMaxMs: 500,
       outputStopTimeoutMs: 1500,
@@ -353,6 +356,10 @@ describe('options', () => {
       promLayout: 'labels',
     });
     expect(parseStatsdOptions({ flushInterval: '500' }).flushTimeoutMs).toBe(500);
+    // The replay window: 2 × flushInterval, at least 5 s; 0 turns it off.
+    expect(parseStatsdOptions({ flushInterval: '1000' }).graphiteReplayMs).toBe(5000);
+    expect(parseStatsdOptions({ flushInterval: '60000' }).graphiteReplayMs).toBe(120_000);
+    expect(parseStatsdOptions({ graphiteReplay: '0' }).graphiteReplayMs).toBe(0);
   });
 
   it.each([
@@ -363,6 +370,7 @@ describe('options', () => {
     [{ graphite: 'localhost' }, /graphite/],
     [{ graphite: 'h:70000' }, /graphite/],
     [{ graphiteBacklog: '0' }, /graphiteBacklog/],
+    [{ graphiteReplay: '-1' }, /graphiteReplay/],
     [{ outputRetryMax: '10' }, /outputRetryMax/],
     [{ jsonout: 'x' }, /unknown statsd option "jsonout"/],
     [{ timerMode: 'sketch' }, /timerMode.*histogram or exact/],
