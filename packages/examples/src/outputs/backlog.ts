@@ -232,7 +232,7 @@ export class Backlog<T> {
     this.fullSaid = true;
     const cap = byBytes ? `${this.capBytes} bytes` : `${this.o.capacity} ${this.unit}`;
     this.o.log(
-      `${this.o.name}: backlog full (${cap}): dropping the oldest; every ${this.unit.replace(/s$/, '')} dropped is counted (said once until it is delivered to again)`,
+      `${this.o.name}: backlog full (${cap}): dropping the oldest; every ${singular(this.unit)} dropped is counted (said once until it is delivered to again)`,
     );
   }
 
@@ -294,7 +294,9 @@ export class Backlog<T> {
         const o = this.outage;
         this.o.log(
           `${this.o.name}: delivering again after ${((this.now() - o.since) / 1000).toFixed(1)} s and ${o.attempts} failed attempts` +
-            ` (${this.c.dropped - o.droppedAtStart} ${this.unit} dropped meanwhile, backlog full)`,
+            (this.c.dropped > o.droppedAtStart
+              ? ` (${this.c.dropped - o.droppedAtStart} ${this.unit} dropped meanwhile, backlog full)`
+              : ' (nothing dropped meanwhile)'),
         );
         this.outage = undefined;
       }
@@ -306,7 +308,7 @@ export class Backlog<T> {
       if (err.message !== this.rejectedSaid) {
         this.rejectedSaid = err.message;
         this.o.log(
-          `${this.o.name}: ${units} ${this.unit} refused, not retried (${err.message}); every refused ${this.unit.replace(/s$/, '')} is counted (said again when the reason changes)`,
+          `${this.o.name}: ${units} ${this.unit} refused, not retried (${err.message}); every refused ${singular(this.unit)} is counted (said again when the reason changes, or after a delivery)`,
         );
       }
       this.o.onFailedAttempt?.();
@@ -378,4 +380,9 @@ export function writeBacklogMetrics(w: PromWriter, prefix: string, unitsHelp: st
   each(`${prefix}_backlog`, 'gauge', `Waiting for delivery (${unitsHelp}).`, (c) => c.queued);
   each(`${prefix}_backlog_capacity`, 'gauge', `Most held before the oldest are dropped (${unitsHelp}).`, (c) => c.capacity);
   each(`${prefix}_failed_attempts_total`, 'counter', 'Delivery attempts that failed (each is retried with backoff).', (c) => c.failedAttempts);
+}
+
+/** `lines` → `line`, `flushes` → `flush`, `samples` → `sample`: one of the units, for log lines. */
+function singular(unit: string): string {
+  return unit.endsWith('shes') ? unit.slice(0, -2) : unit.replace(/s$/, '');
 }

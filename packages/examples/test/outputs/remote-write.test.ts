@@ -189,7 +189,7 @@ describe('remote write output', () => {
     expect(logs).toContain(
       'remote write ' +
         r.url +
-        ': 6 samples refused, not retried (HTTP 400: out of order sample\\x1b[31m); every refused sample is counted (said again when the reason changes)',
+        ': 6 samples refused, not retried (HTTP 400: out of order sample\\x1b[31m); every refused sample is counted (said again when the reason changes, or after a delivery)',
     );
   });
 

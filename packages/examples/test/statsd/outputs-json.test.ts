@@ -55,6 +55,7 @@ describe('statsd jsonOut: the directory removed, then a file in its place', () =
     writeFileSync(sub, 'not a directory\n');
     expect(await waitFor(() => /still failing, now: .*ENOTDIR/.test(s.stderr()), 10_000, 20)).toBe(true);
     expect(await waitFor(() => /jsonOut .*: backlog full \(3 flushes\)/.test(s.stderr()), 10_000, 20)).toBe(true);
+    expect(s.stderr()).toMatch(/backlog full \(3 flushes\): dropping the oldest; every flush dropped is counted/);
     unlinkSync(sub);
     mkdirSync(sub);
     expect(await waitFor(() => s.stderr().includes('delivering again'), 10_000, 20)).toBe(true);
