@@ -13,8 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { decodeFamilies, familiesToSeries, PromWriter, PROTOBUF_CONTENT_TYPE } from '@shardgram/udp-core/prom';
-import { etsyKey } from '../../src/statsd/keys.js';
+import { etsyFlush } from '../../src/statsd/etsy-view.js';
+import { formatGraphite, formatJson } from '../../src/statsd/flush.js';
+import { etsyKey, metricKey } from '../../src/statsd/keys.js';
 import { Mapper } from '../../src/statsd/mapper.js';
+import { record, type FlushResult } from '../../src/statsd/merge.js';
 import { parseMappingConfig } from '../../src/statsd/mapping.js';
 import { parseLine } from '../../src/statsd/parser.js';
 import { ExporterRegistry } from '../../src/statsd/prom-registry.js';
@@ -137,5 +140,40 @@ describe('statsd keys: raw in Prometheus, Etsy in Graphite and JSON', () => {
       'stats.counters.tg.x.count;city=Zrich;msg=hello_world;route=-api-v1-users;url=http--h80-p',
       'stats.counters.tg.y.count;route=-a-b',
     ]);
+  });
+
+  it('two raw keys sharing one Etsy key: counters added in JSON and Graphite, other kinds written once and counted in key_collisions', () => {
+    const a = metricKey('c', 'route:/a');
+    const b = metricKey('c', 'route:-a');
+    expect(a).not.toBe(b);
+    const counters = record<number>();
+    counters[a] = 2;
+    counters[b] = 3;
+    const gauges = record<number>();
+    gauges[metricKey('g', 'k:x y')] = 1;
+    gauges[metricKey('g', 'k:x_y')] = 2;
+    const r = {
+      timestamp: 100,
+      counters,
+      gauges,
+      sets: record<number>(),
+      timers: record(),
+      bad_lines_seen: 0,
+      metrics_received: 0,
+      packets_received: 0,
+    } as unknown as FlushResult;
+    const e = etsyFlush(r);
+    expect({ ...e.counters }).toEqual({ 'c;route=-a': 5 });
+    expect({ ...e.gauges }).toEqual({ 'g;k=x_y': 1 });
+    expect(e.key_collisions).toBe(1);
+    expect(JSON.parse(formatJson(r))).toMatchObject({ counters: { 'c;route=-a': 5 }, gauges: { 'g;k=x_y': 1 }, key_collisions: 1 });
+    const g = formatGraphite(r, 'stats', 1000).split('\n');
+    expect(g).toContain('stats.counters.c.count;route=-a 5 100');
+    expect(g).toContain('stats.gauges.g;k=x_y 1 100');
+    expect(g).toContain('stats.statsd.key_collisions 1 100');
+    // Without a collision there is no such field or line; clean keys leave the flush as it is.
+    const clean = { ...r, counters: { x: 1 }, gauges: {} } as unknown as FlushResult;
+    expect(etsyFlush(clean)).toBe(clean);
+    expect(formatGraphite(clean, 'stats', 1000)).not.toContain('key_collisions');
   });
 });
