@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseDatagram, type MetricSink, parseSyslog } from '@shardgram/examples';
+import { etsyKey } from '../src/statsd/keys.js';
 import { STATSD_VECTORS, type SinkCall } from './fixtures/statsd-vectors.js';
 import { NOW, SYSLOG_VECTORS } from './fixtures/syslog-vectors.js';
 
@@ -14,10 +15,11 @@ function record(line: string): { calls: SinkCall[]; bad: number } {
   const calls: SinkCall[] = [];
   let bad = 0;
   const sink: MetricSink = {
-    counter: (k, v, r) => void calls.push(['c', k, v, r]),
-    gauge: (k, v, rel) => void calls.push(['g', k, v, rel]),
-    timer: (k, v, r) => void calls.push(['t', k, v, r]),
-    set: (k, m) => void calls.push(['s', k, m]),
+    // The tables hold each key as the Etsy key the JSON and Graphite outputs write (keys.ts).
+    counter: (k, v, r) => void calls.push(['c', etsyKey(k), v, r]),
+    gauge: (k, v, rel) => void calls.push(['g', etsyKey(k), v, rel]),
+    timer: (k, v, r) => void calls.push(['t', etsyKey(k), v, r]),
+    set: (k, m) => void calls.push(['s', etsyKey(k), m]),
     event: (e) => void calls.push(['e', e]),
     serviceCheck: (c) => void calls.push(['sc', c]),
     ignoredFields: (n) => void calls.push(['ignored', n]),

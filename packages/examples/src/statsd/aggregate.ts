@@ -28,7 +28,8 @@
 import { performance } from 'node:perf_hooks';
 import type { DogEvent, ServiceCheck } from './dogstatsd.js';
 import { NativeHistogram, firstAtOrAbove, type NativeHistogramData } from './native-histogram.js';
-import { parseDatagram, parseSimpleDatagram, splitKey, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
+import { splitKey } from './keys.js';
+import { parseDatagram, parseSimpleDatagram, type BadLineCode, type MetricSink, type ParseOptions } from './parser.js';
 import { ALL_TAG_STYLES, type TagStyles } from './tag-styles.js';
 import type { TimerTotals } from './timer-stats.js';
 import { zeroTallies, type Tallies } from './tallies.js';

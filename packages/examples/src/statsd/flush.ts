@@ -1,16 +1,18 @@
 /**
  * What a flush turns into: a JSON line (jsonOut), Graphite plaintext (graphite), and
  * Prometheus text for GET /metrics; and the writers that deliver the first two
- * (Graphite's is ../outputs/graphite.ts).
+ * (Graphite's is ../outputs/graphite.ts). JSON and Graphite write Etsy statsd keys
+ * (etsy-view.ts); Prometheus reads the raw names and tags (keys.ts).
  */
 import { appendFile } from 'node:fs/promises';
 import { PromWriter } from '@shardgram/udp-core/prom';
-import { splitKey } from './parser.js';
+import { etsyFlush } from './etsy-view.js';
+import { splitEtsyKey, splitKey } from './keys.js';
 import type { FlushResult } from './merge.js';
 
-/** One flush as one line of JSON (with its "\n"). */
+/** One flush as one line of JSON (with its "\n"), with Etsy keys. */
 export function formatJson(r: FlushResult): string {
-  return `${JSON.stringify(r)}\n`;
+  return `${JSON.stringify(etsyFlush(r))}\n`;
 }
 
 /** A bare tag `k` becomes `k=true`: Graphite and Prometheus need a value. */
@@ -21,8 +23,9 @@ function tagPairs(tags: readonly string[]): [string, string][] {
   });
 }
 
+/** A Graphite path from an Etsy key (etsy-view.ts). */
 function graphiteName(prefix: string, kind: string, key: string, ...suffix: string[]): string {
-  const { name, tags } = splitKey(key);
+  const { name, tags } = splitEtsyKey(key);
   const path = [prefix, kind, name, ...suffix].filter((p) => p !== '').join('.');
   const t = tagPairs(tags)
     .map(([k, v]) => `;${k}=${v}`)
@@ -41,7 +44,8 @@ function num(v: number): string {
  * <prefix>.statsd.bad_lines_seen / metrics_received / packets_received. Tags follow
  * the path in Graphite's tagged form: `…count;env=prod`.
  */
-export function formatGraphite(r: FlushResult, prefix: string, flushIntervalMs: number): string {
+export function formatGraphite(flush: FlushResult, prefix: string, flushIntervalMs: number): string {
+  const r = etsyFlush(flush);
   const ts = r.timestamp;
   const lines: string[] = [];
   const add = (path: string, v: number): void => void lines.push(`${path} ${num(v)} ${ts}`);
@@ -58,6 +62,7 @@ export function formatGraphite(r: FlushResult, prefix: string, flushIntervalMs: 
   add([prefix, 'statsd', 'bad_lines_seen'].filter(Boolean).join('.'), r.bad_lines_seen);
   add([prefix, 'statsd', 'metrics_received'].filter(Boolean).join('.'), r.metrics_received);
   add([prefix, 'statsd', 'packets_received'].filter(Boolean).join('.'), r.packets_received);
+  if (r.key_collisions) add([prefix, 'statsd', 'key_collisions'].filter(Boolean).join('.'), r.key_collisions);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
@@ -80,11 +85,16 @@ function labelName(k: string): string {
   return n;
 }
 
-/** The labels of a key: `metric` (the name), one per tag (the first of a name wins), then `extra`. */
+/** A key's raw tags as label pairs: a bare tag `k` (or an empty value) becomes `k="true"`. */
+function rawPairs(tags: readonly [string, string | undefined][]): [string, string][] {
+  return tags.map(([k, v]) => [labelName(k), v || 'true']);
+}
+
+/** The labels of a key (raw name and tag values): `metric` (the name), one per tag (the first of a name wins), then `extra`. */
 export function promLabels(key: string, extra: [string, string][] = []): Record<string, string> {
   const { name, tags } = splitKey(key);
   const out: Record<string, string> = { metric: name };
-  for (const [k, v] of [...tagPairs(tags).map(([k, v]): [string, string] => [labelName(k), v]), ...extra]) {
+  for (const [k, v] of [...rawPairs(tags), ...extra]) {
     if (!Object.hasOwn(out, k)) out[k] = v;
   }
   return out;
@@ -94,8 +104,7 @@ export function promLabels(key: string, extra: [string, string][] = []): Record<
 export function promLabelRecord(key: string): Record<string, string> {
   const { name, tags } = splitKey(key);
   const out: Record<string, string> = { metric: name };
-  for (const [k, v] of tagPairs(tags)) {
-    const n = labelName(k);
+  for (const [n, v] of rawPairs(tags)) {
     if (!Object.hasOwn(out, n)) out[n] = v;
   }
   return out;

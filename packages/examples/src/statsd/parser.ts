@@ -19,15 +19,19 @@
  * the sink with its reason class (BadLineCode) and skipped; it never stops the lines after it. The parser does not throw on any
  * input (a property test holds it to that).
  *
- * Keys: the name and every tag are sanitized as Etsy statsd does (whitespace → "_",
- * "/" → "-", anything but [A-Za-z0-9_.;=-] dropped); a tag "k:v" becomes "k=v"; the
- * key is the name followed by the sorted, de-duplicated tags, each after a ";":
- * `api.hits|#route:/a,env:prod` → `api.hits;env=prod;route=-a`. That is Graphite's
- * tagged-series syntax, and Etsy statsd's key for the same line except that Etsy keeps
- * the sender's tag order. A ";" in the name itself starts tags the same way.
+ * Keys (keys.ts): the raw name followed by the sorted, de-duplicated raw tags, each
+ * after a ";", a tag "k:v" becoming "k=v", with only the key's own separators escaped:
+ * `api.hits|#route:/a,env:prod` → `api.hits;env=prod;route=/a`. The Prometheus outputs
+ * read the raw name and tags from it (as statsd_exporter does); the Graphite and JSON
+ * outputs write its Etsy statsd key (`api.hits;env=prod;route=-a`, keys.ts etsyKey).
+ * A ";" in the name itself starts tags the same way. A name that sanitizes to nothing
+ * (Etsy's rule) is a bad line (`name`).
  */
 import { parseEvent, parseServiceCheck, type DogEvent, type ServiceCheck } from './dogstatsd.js';
+import { metricKey } from './keys.js';
 import { ALL_TAG_STYLES, splitNameTags, type TagStyles } from './tag-styles.js';
+
+export { metricKey, splitKey } from './keys.js';
 
 export type MetricType = 'c' | 'g' | 'ms' | 'h' | 'd' | 's';
 
@@ -121,60 +125,13 @@ export type ParsedLine =
   | { ok: true; type: '_sc'; check: ServiceCheck; ignoredFields?: number }
   | { ok: false; reason: string; code: BadLineCode };
 
-const CLEAN_NAME = /^[A-Za-z0-9_.-]+$/;
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
-
-function sanitize(s: string): string {
-  return s
-    .replace(/\s+/g, '_')
-    .replace(/\//g, '-')
-    .replace(/[^a-zA-Z_\-0-9.;=]/g, '');
-}
 
 /** A decimal number (no hex, no Infinity, no spaces), or NaN. */
 function decimal(s: string): number {
   if (!DECIMAL.test(s)) return NaN;
   const n = Number(s);
   return Number.isFinite(n) ? n : NaN;
-}
-
-/** Keys already built from a raw name and raw tags; bounded (cleared when full). */
-const keyCache = new Map<string, string>();
-const KEY_CACHE_MAX = 20_000;
-
-/**
- * The aggregation key of a raw name and raw DogStatsD tag list (without the "#"),
- * or "" when nothing is left of the name.
- */
-export function metricKey(rawName: string, rawTags?: string): string {
-  if (rawTags === undefined && CLEAN_NAME.test(rawName)) return rawName;
-  // "\n" cannot occur inside a line, so name and tags never run into each other here.
-  const cacheKey = rawTags === undefined ? rawName : `${rawName}\n${rawTags}`;
-  const hit = keyCache.get(cacheKey);
-  if (hit !== undefined) return hit;
-  const parts = sanitize(rawName).split(';');
-  const name = parts[0] ?? '';
-  let key = '';
-  if (name !== '') {
-    const tags = parts.slice(1);
-    if (rawTags !== undefined) {
-      for (const t of rawTags.split(',')) {
-        // Etsy: "k:v" → "k=v" (the first ":" only); a ";" would start another tag.
-        tags.push(sanitize(t.replace(':', '=').replace(/;/g, '_')));
-      }
-    }
-    const clean = [...new Set(tags.filter((t) => t !== '' && t !== '='))].sort();
-    key = clean.length ? `${name};${clean.join(';')}` : name;
-  }
-  if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
-  keyCache.set(cacheKey, key);
-  return key;
-}
-
-/** Splits a key into its name and its tags (`k=v` or a bare `k`). */
-export function splitKey(key: string): { name: string; tags: string[] } {
-  const parts = key.split(';');
-  return { name: parts[0] ?? '', tags: parts.slice(1) };
 }
 
 // DogStatsD origin-detection fields, read and not used: c:<container id>, e:<external data>, card:<cardinality>.
@@ -198,7 +155,7 @@ function extras(line: { ok: true } & LineExtras, values: number[] | undefined, t
 
 /**
  * Parses one line (without its "\n"). Never throws. A name whose raw text (with its
- * tags) is longer than `maxName` characters is rejected before it is sanitized.
+ * tags) is longer than `maxName` characters is rejected before its key is made.
  * `opts` is the longest name, or the ParseOptions.
  */
 export function parseLine(raw: string, opts?: number | ParseOptions): ParsedLine {

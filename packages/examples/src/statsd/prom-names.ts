@@ -7,7 +7,7 @@
  * (not a label); so is one named `__…` (Prometheus reserves those: client_golang would
  * refuse the series).
  */
-import { splitKey } from './parser.js';
+import { splitKey } from './keys.js';
 
 /** statsd_exporter's EscapeMetricName. */
 export function escapeMetricName(name: string): string {
@@ -23,17 +23,17 @@ export function escapeMetricName(name: string): string {
   return out;
 }
 
-/** A statsd key (name and tags, as the parser keeps them) as the name and its tag labels; `tagErrors` counts tags that are no label. */
+/**
+ * A statsd key (keys.ts) as its raw name and its tag labels (values raw, as sent);
+ * `tagErrors` counts tags that are no label.
+ */
 export function splitTags(key: string): { name: string; labels: Map<string, string>; tagErrors: number } {
   const { name, tags } = splitKey(key);
   const labels = new Map<string, string>();
   let tagErrors = 0;
-  for (const t of tags) {
-    const eq = t.indexOf('=');
-    const k = eq < 0 ? '' : t.slice(0, eq);
-    const v = eq < 0 ? '' : t.slice(eq + 1);
+  for (const [k, v] of tags) {
     const name = escapeMetricName(k);
-    if (k === '' || v === '' || name.startsWith('__')) tagErrors++;
+    if (k === '' || v === undefined || v === '' || name.startsWith('__')) tagErrors++;
     else labels.set(name, v);
   }
   return { name, labels, tagErrors };

@@ -135,7 +135,7 @@ describe('flush rounds', () => {
     await h.clock.advance(40);
     await until(() => h.flushes.length >= 1);
     const text = h.c.metrics();
-    expect(text).toMatch(/^# TYPE api_req counter\napi_req\{_9lives="q",env="prod",metric="x"\} 2$/m);
+    expect(text).toMatch(/^# TYPE api_req counter\napi_req\{_9lives="\\"q\\"",env="prod",metric="x"\} 2$/m);
     expect(text).toMatch(/^# TYPE g_x gauge\ng_x 7$/m);
     expect(text).toMatch(/^_1st_x 1$/m);
     expect(text).toMatch(/^# TYPE lat summary$/m);
@@ -174,7 +174,7 @@ describe('flush rounds', () => {
     await h.clock.advance(40);
     await until(() => h.flushes.length >= 1);
     const text = h.c.metrics();
-    expect(text).toContain('shardgram_statsd_counter_total{metric="req",_9lives="q",env="prod",tag_metric="x"} 2');
+    expect(text).toContain('shardgram_statsd_counter_total{metric="req",_9lives="\\"q\\"",env="prod",tag_metric="x"} 2');
     expect(text).toContain('shardgram_statsd_gauge{metric="g"} 7');
     expect(text).toContain('shardgram_statsd_set_unique{metric="u"} 1');
     expect(text).toContain('shardgram_statsd_timer{metric="lat",stat="p99_9"} 5');

@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDatagram, type MetricSink } from '@shardgram/examples';
+import { etsyKey } from '../../src/statsd/keys.js';
 import { metricKey, parseLine, parseSimpleDatagram, splitKey } from '../../src/statsd/parser.js';
 
 type Ev = [string, ...unknown[]];
@@ -63,18 +64,39 @@ describe('the line protocol', () => {
     expect(parseLine('u:|s')).toEqual({ ok: true, type: 's', key: 'u', member: '0' });
   });
 
-  it('DogStatsD tags: sorted into the key, values after "="; extension fields ignored', () => {
-    expect(parseLine('api.hits:1|c|#route:/a,env:prod')).toMatchObject({ key: 'api.hits;env=prod;route=-a' });
+  it('DogStatsD tags: sorted into the key, raw values after "="; extension fields ignored; the Etsy key sanitized', () => {
+    expect(parseLine('api.hits:1|c|#route:/a,env:prod')).toMatchObject({ key: 'api.hits;env=prod;route=/a' });
+    expect(etsyKey('api.hits;env=prod;route=/a')).toBe('api.hits;env=prod;route=-a');
     expect(parseLine('api.hits:1|c|@0.5|#env:prod,env:prod,canary')).toMatchObject({ key: 'api.hits;canary;env=prod', sampleRate: 0.5 });
-    expect(parseLine('x:1|c|#url:http://h:8/p')).toMatchObject({ key: 'x;url=http--h8-p' });
+    expect(parseLine('x:1|c|#url:http://h:8/p')).toMatchObject({ key: 'x;url=http://h:8/p' });
+    expect(etsyKey('x;url=http://h:8/p')).toBe('x;url=http--h8-p');
     expect(parseLine('x:1|c|#a:1|T1700000000|c:abc123')).toMatchObject({ ok: true, key: 'x;a=1' });
     // Graphite-style tags in the name are the same thing.
     expect(parseLine('x;b=2;a=1:1|c')).toMatchObject({ key: 'x;a=1;b=2' });
-    expect(splitKey('x;a=1;flag')).toEqual({ name: 'x', tags: ['a=1', 'flag'] });
+    expect(splitKey('x;a=1;flag')).toEqual({
+      name: 'x',
+      tags: [
+        ['a', '1'],
+        ['flag', undefined],
+      ],
+    });
+    // The key's own separators inside a name, tag key or value are escaped, and split back exactly.
+    const k = metricKey('n%=x', 'a;b:c=d%3B,e=:f');
+    expect(k).toBe('n%25%3Dx;a%3Bb=c%3Dd%253B;e%3D=f');
+    expect(splitKey(k)).toEqual({
+      name: 'n%=x',
+      tags: [
+        ['a;b', 'c=d%3B'],
+        ['e=', 'f'],
+      ],
+    });
+    expect(etsyKey(k)).toBe('n=x;a_b=c=d3B;e==f');
   });
 
-  it('sanitizes names as Etsy statsd does', () => {
-    expect(metricKey('my metric/name!')).toBe('my_metric-name');
+  it('keeps raw names in the key; the Etsy key sanitizes them as Etsy statsd does', () => {
+    expect(metricKey('my metric/name!')).toBe('my metric/name!');
+    expect(etsyKey('my metric/name!')).toBe('my_metric-name');
+    expect(parseLine('(!):1|c')).toMatchObject({ ok: false, code: 'name' });
     expect(metricKey('ok.name-1_x')).toBe('ok.name-1_x');
     expect(parseLine('a.b:1|c\r')).toMatchObject({ ok: true, key: 'a.b' });
   });
@@ -139,17 +161,19 @@ describe('the line protocol', () => {
     expect(parseLine('a,k=v:1|c')).toMatchObject({ key: 'a;k=v' });
     expect(parseLine('a#k=v:1|c')).toMatchObject({ key: 'a;k=v' });
     expect(parseLine('a[k=v]:1|c')).toMatchObject({ key: 'a;k=v' });
-    // Off: the text stays in the name (and is sanitized there: "," "#" "[" "]" are dropped).
-    expect(parseLine('a,k=v:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'ak=v' });
-    expect(parseLine('a#k=v:1|c', { libratoTags: false })).toMatchObject({ ok: true, key: 'ak=v' });
-    expect(parseLine('a[k=v]:1|c', { signalfxTags: false })).toMatchObject({ ok: true, key: 'ak=v' });
+    // Off: the text stays in the name (the Etsy key sanitizes it there: "," "#" "[" "]" are dropped).
+    expect(parseLine('a,k=v:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'a,k%3Dv' });
+    expect(parseLine('a#k=v:1|c', { libratoTags: false })).toMatchObject({ ok: true, key: 'a#k%3Dv' });
+    expect(parseLine('a[k=v]:1|c', { signalfxTags: false })).toMatchObject({ ok: true, key: 'a[k%3Dv]' });
+    for (const k of ['a,k%3Dv', 'a#k%3Dv', 'a[k%3Dv]']) expect(etsyKey(k)).toBe('ak=v');
     // One style off leaves the others on; with it off, its character is no longer a second style.
     expect(parseLine('a#k=v:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'a;k=v' });
-    expect(parseLine('a[k=v]x,y:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'axy;k=v' });
+    expect(parseLine('a[k=v]x,y:1|c', { influxdbTags: false })).toMatchObject({ ok: true, key: 'ax,y;k=v' });
     expect(parseLine('a[k=v]x,y:1|c')).toMatchObject({ ok: false, code: 'mixed_tags' });
     // All off: DogStatsD |# tags are the only tags, and a name with "," is not a second style.
     const off = { influxdbTags: false, libratoTags: false, signalfxTags: false };
-    expect(parseLine('a,b:1|c|#k:v', off)).toMatchObject({ ok: true, key: 'ab;k=v' });
+    expect(parseLine('a,b:1|c|#k:v', off)).toMatchObject({ ok: true, key: 'a,b;k=v' });
+    expect(etsyKey('a,b;k=v')).toBe('ab;k=v');
   });
 
   it('several metrics per datagram; empty lines are skipped, bad ones counted, the rest parsed', () => {
@@ -204,6 +228,40 @@ const mutated = fc.tuple(validLine, fc.nat(), fc.constantFrom('drop', 'dup', 'in
     default:
       return line.slice(0, i) + ch + line.slice(i + 1);
   }
+});
+
+/** The key as the parser built it before keys kept raw tag values: Etsy statsd's key (the reference the Etsy key must equal). */
+function etsyReference(rawName: string, rawTags?: string): string {
+  const sanitize = (x: string): string =>
+    x
+      .replace(/\s+/g, '_')
+      .replace(/\//g, '-')
+      .replace(/[^a-zA-Z_\-0-9.;=]/g, '');
+  const parts = sanitize(rawName).split(';');
+  const n = parts[0] ?? '';
+  if (n === '') return '';
+  const t = parts.slice(1);
+  if (rawTags !== undefined) for (const x of rawTags.split(',')) t.push(sanitize(x.replace(':', '=').replace(/;/g, '_')));
+  const clean = [...new Set(t.filter((x) => x !== '' && x !== '='))].sort();
+  return clean.length ? `${n};${clean.join(';')}` : n;
+}
+
+describe('keys (fast-check)', () => {
+  const text = fc.string({ unit: fc.constantFrom(...'aZ9_.-/ \t;=:%,#()!üé'.split('')), maxLength: 14 });
+  it('the Etsy key of a key is the Etsy statsd key of the same raw name and tags; a key splits back to its raw parts', () => {
+    fc.assert(
+      fc.property(text, fc.option(text, { nil: undefined }), (n, t) => {
+        const k = metricKey(n, t);
+        const ref = etsyReference(n, t);
+        expect(k === '').toBe(ref === '');
+        if (k !== '') {
+          expect(etsyKey(k)).toBe(ref);
+          expect(splitKey(k).name).toBe(n.split(';')[0]);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
 });
 
 describe('parser properties (fast-check)', () => {
@@ -319,7 +377,7 @@ describe('parser properties (fast-check)', () => {
     const slow = recorder();
     expect(parseDatagram('a/:1|c\nab:1|c|@0.5\nab|c', slow)).toBe(3);
     expect(slow.events).toEqual([
-      ['c', 'a-', 1, 1],
+      ['c', 'a/', 1, 1],
       ['c', 'ab', 1, 0.5],
     ]);
     expect(slow.badLines).toEqual(['ab|c']);
