@@ -17,8 +17,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PromWriter } from '@shardgram/udp-core/prom';
 import { waitFor } from '@shardgram/test-kit/wait';
 import { ReplayWindow } from '../../src/outputs/graphite-replay.js';
-import type { FlushResult } from '../../src/statsd/merge.js';
 import { parseStatsdOptions } from '../../src/statsd/options.js';
+import { counterFlush } from '../fixtures/counter-flush.js';
 import { FlushOutputs } from '../../src/statsd/outputs.js';
 
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -62,30 +62,6 @@ class Stand {
   }
 }
 
-/** A flush with `n` counters named after `tag` (2n Graphite lines, and 3 of the service's own). */
-function flush(n: number, tag: string, timestamp: number): FlushResult {
-  const counters: Record<string, number> = {};
-  for (let i = 0; i < n; i++) counters[`replay.${tag}.counter${i}`] = i + 1;
-  return {
-    timestamp,
-    flush: 1,
-    final: false,
-    interval_ms: 1000,
-    bad_lines_seen: 0,
-    metrics_received: n,
-    packets_received: 1,
-    missing_workers: [],
-    names_too_long: 0,
-    keys_over_limit: 0,
-    overflows: 0,
-    gauges_expired: 0,
-    counters,
-    gauges: {},
-    sets: {},
-    timers: {},
-  } as unknown as FlushResult;
-}
-
 /** A flush delivered, Graphite down for the next one (refused, retried), then up again: what each connection after the recovery carried. */
 async function outage(more: Record<string, string>): Promise<{ out: FlushOutputs; after: string[]; stopLine: string }> {
   const g = new Stand();
@@ -95,13 +71,13 @@ async function outage(more: Record<string, string>): Promise<{ out: FlushOutputs
   cleanups.push(() => out.close(() => undefined, 100));
   const write = out.list[0]!.write;
 
-  await write(flush(5, 'a', 1_700_000_000)); // 13 lines
+  await write(counterFlush('replay.a', 5, 1_700_000_000)); // 13 lines
   expect(await waitFor(() => out.counts('graphite')!.delivered === 13, 5000, 5)).toBe(true);
   expect(g.conns.flat().filter((l) => l.includes('.a.'))).toHaveLength(10);
 
   // Down, as a stopping server that had read flush a (and lost it) would be.
   await g.stop();
-  await write(flush(5, 'b', 1_700_000_001));
+  await write(counterFlush('replay.b', 5, 1_700_000_001));
   expect(await waitFor(() => out.counts('graphite')!.failedAttempts >= 2, 5000, 5)).toBe(true);
   const before = g.conns.length;
   await g.start(); // the same port

@@ -140,6 +140,14 @@ function flushes(path: string): FlushResult[] {
     .map((l) => JSON.parse(l) as FlushResult);
 }
 
+/** `serve statsd` with one worker, flushing every `flushMs` into `json` and into carbon `c`'s line port; `more` flags after. */
+function serveIntoCarbon(c: Carbon, json: string, flushMs: number, more: string[] = []): Promise<Serving> {
+  return startServe(
+    ['statsd', '--port', '0', '--workers', '1', '-o', `flushInterval=${flushMs}`, '-o', `jsonOut=${json}`, '-o', `graphite=127.0.0.1:${c.line}`, ...more],
+    1,
+  );
+}
+
 /** Sends the next value of `carbon.hits` and waits until a flush has it (so each value is one flush's total); returns it. */
 function counterSender(s: Serving, json: string): () => Promise<number> {
   const sock = dgram.createSocket('udp4');
@@ -194,10 +202,7 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
     const c = await carbonConfig();
     let carbon = await startCarbon(c);
     const json = join(c.dir, 'flushes.jsonl');
-    serving = await startServe(
-      ['statsd', '--port', '0', '--workers', '1', '-o', 'flushInterval=1000', '-o', `jsonOut=${json}`, '-o', `graphite=127.0.0.1:${c.line}`],
-      1,
-    );
+    serving = await serveIntoCarbon(c, json, 1000);
     const s = serving;
     const metric = 'stats.counters.carbon.hits.count';
     const next = counterSender(s, json);
@@ -229,24 +234,7 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
       const carbon = await startCarbon(c);
       const json = join(c.dir, 'flushes.jsonl');
       const flushMs = 1000; // whisper keeps one point a second
-      serving = await startServe(
-        [
-          'statsd',
-          '--port',
-          '0',
-          '--workers',
-          '1',
-          '-o',
-          `flushInterval=${flushMs}`,
-          '-o',
-          `jsonOut=${json}`,
-          '-o',
-          `graphite=127.0.0.1:${c.line}`,
-          '-o',
-          'outputRetryMax=500',
-        ],
-        1,
-      );
+      serving = await serveIntoCarbon(c, json, flushMs, ['-o', 'outputRetryMax=500']);
       const s = serving;
       const metric = 'stats.counters.carbon.hits.count';
       const next = counterSender(s, json);
@@ -282,26 +270,7 @@ describe('statsd → a real carbon-cache, restarted mid-run', () => {
       const c = await carbonConfig();
       let carbon = await startCarbon(c);
       const json = join(c.dir, 'flushes.jsonl');
-      serving = await startServe(
-        [
-          'statsd',
-          '--port',
-          '0',
-          '--workers',
-          '1',
-          '--stats-port',
-          '0',
-          '-o',
-          'flushInterval=1000',
-          '-o',
-          `jsonOut=${json}`,
-          '-o',
-          `graphite=127.0.0.1:${c.line}`,
-          '-o',
-          'outputRetryMax=500',
-        ],
-        1,
-      );
+      serving = await serveIntoCarbon(c, json, 1000, ['--stats-port', '0', '-o', 'outputRetryMax=500']);
       const s = serving;
       const metric_ = 'stats.counters.carbon.hits.count';
       const next = counterSender(s, json);

@@ -16,9 +16,9 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FlushResult } from '../../src/statsd/merge.js';
 import { procSendQueue, sendGraphite } from '../../src/outputs/graphite.js';
 import { parseStatsdOptions } from '../../src/statsd/options.js';
+import { counterFlush } from '../fixtures/counter-flush.js';
 import { FlushOutputs } from '../../src/statsd/outputs.js';
 import { waitFor } from '@shardgram/test-kit/wait';
 
@@ -73,30 +73,6 @@ async function graphite(bytesPerTick: number): Promise<Stand> {
   return { port: (server.address() as AddressInfo).port, lines, conns, closed: () => closed };
 }
 
-/** A flush with `n` counters (2n Graphite lines, and 3 of the service's own). */
-function flush(n: number, tag: string): FlushResult {
-  const counters: Record<string, number> = {};
-  for (let i = 0; i < n; i++) counters[`slow.${tag}.counter${i}`] = i + 1;
-  return {
-    timestamp: 1_700_000_000,
-    flush: 1,
-    final: false,
-    interval_ms: 1000,
-    bad_lines_seen: 0,
-    metrics_received: n,
-    packets_received: 1,
-    missing_workers: [],
-    names_too_long: 0,
-    keys_over_limit: 0,
-    overflows: 0,
-    gauges_expired: 0,
-    counters,
-    gauges: {},
-    sets: {},
-    timers: {},
-  } as unknown as FlushResult;
-}
-
 function outputs(port: number, more: Record<string, string> = {}): { out: FlushOutputs; logs: string[] } {
   const logs: string[] = [];
   const out = new FlushOutputs(parseStatsdOptions({ graphite: `127.0.0.1:${port}`, flushInterval: '1000', ...more }), (l) => logs.push(l));
@@ -109,7 +85,7 @@ describe('statsd Graphite output: slow, small backlog, stop', () => {
     const g = await graphite(1250);
     const { out, logs } = outputs(g.port);
     // 2000 counters: 4003 lines, ~180 KB.
-    await out.list[0]!.write(flush(2000, 'a'));
+    await out.list[0]!.write(counterFlush('slow.a', 2000));
     const accepted = out.counts('graphite')!.accepted;
     expect(accepted).toBe(4003);
     expect(await waitFor(() => out.counts('graphite')!.queued === 0, 20_000, 50)).toBe(true);
@@ -122,7 +98,7 @@ describe('statsd Graphite output: slow, small backlog, stop', () => {
   it('a flush bigger than graphiteBacklog, to a Graphite that keeps up: delivered whole, in parts within the backlog', async () => {
     const g = await graphite(Infinity);
     const { out } = outputs(g.port, { graphiteBacklog: '1000' });
-    await out.list[0]!.write(flush(750, 'b')); // 1503 lines
+    await out.list[0]!.write(counterFlush('slow.b', 750)); // 1503 lines
     expect(await waitFor(() => out.counts('graphite')!.queued === 0, 10_000, 20)).toBe(true);
     expect(out.counts('graphite')).toMatchObject({ accepted: 1503, delivered: 1503, dropped: 0 });
     expect(new Set(g.lines).size).toBe(1503);
@@ -131,7 +107,7 @@ describe('statsd Graphite output: slow, small backlog, stop', () => {
   it('at stop, after outputStopTimeout, the attempt to a Graphite that never reads is abandoned and its connection closed at once', async () => {
     const g = await graphite(0);
     const { out } = outputs(g.port, { outputStopTimeout: '200' });
-    await out.list[0]!.write(flush(10_000, 'c')); // ~1 MB: more than the buffers take
+    await out.list[0]!.write(counterFlush('slow.c', 10_000)); // ~1 MB: more than the buffers take
     expect(await waitFor(() => g.conns.length === 1, 5000, 10)).toBe(true);
     const stops: string[] = [];
     const t0 = performance.now();
