@@ -16,7 +16,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ import type { FlushResult } from '../../src/statsd/merge.js';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
 import { haveCommand } from '../syslog/helpers.js';
+import { jsonLines } from '../fixtures/json-lines.js';
 
 const haveCarbon = haveCommand('carbon-cache') && haveCommand('whisper-fetch');
 if (!haveCarbon) console.log('statsd carbon test: carbon-cache or whisper-fetch not found (Debian package graphite-carbon); skipped');
@@ -134,10 +135,7 @@ function whisperPoints(c: Carbon, metric: string): Map<number, number> {
 }
 
 function flushes(path: string): FlushResult[] {
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as FlushResult);
+  return jsonLines<FlushResult>(path);
 }
 
 /** `serve statsd` with one worker, flushing every `flushMs` into `json` and into carbon `c`'s line port; `more` flags after. */

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
+import { completeLines } from '../fixtures/json-lines.js';
 
 let serving: Serving | undefined;
 const cleanups: (() => void)[] = [];
@@ -23,12 +24,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) c();
 });
 
-/** The flush numbers of the JSON lines in `text`. */
-const numbers = (text: string): number[] =>
-  text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => (JSON.parse(l) as { flush: number }).flush);
+/** The flush numbers of the complete JSON lines in `text`. */
+const numbers = (text: string): number[] => completeLines(text).map((l) => (JSON.parse(l) as { flush: number }).flush);
 
 describe('statsd jsonOut: the directory removed, then a file in its place', () => {
   it('flushes wait while the file cannot be created, the oldest past jsonBacklog are dropped, and the drops are exactly the flushes no file holds', async () => {

@@ -21,6 +21,7 @@ import { formatGraphite } from '../../src/statsd/flush.js';
 import type { FlushResult } from '../../src/statsd/merge.js';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { waitFor } from '@shardgram/test-kit/wait';
+import { jsonLines } from '../fixtures/json-lines.js';
 
 const FLUSH_MS = 200;
 
@@ -129,10 +130,7 @@ async function serveStatsd(
 }
 
 function flushes(path: string): FlushResult[] {
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as FlushResult);
+  return jsonLines<FlushResult>(path);
 }
 
 /** Every Graphite line the flushes in the JSON file make (the same formatting as the service's). */

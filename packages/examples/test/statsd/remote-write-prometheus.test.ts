@@ -26,6 +26,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startServe, type Serving } from '@shardgram/test-kit/cli';
 import { sleep, waitFor } from '@shardgram/test-kit/wait';
 import { havePrometheus, PrometheusServer } from './prometheus-server.js';
+import { completeLines } from '../fixtures/json-lines.js';
 
 if (!havePrometheus) console.log('statsd remote write test: prometheus not found (Debian package prometheus); skipped');
 
@@ -183,7 +184,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     const s = stopLine(r.stdout);
     expect(s).toMatchObject({ dropped: 0, refused: 0, droppedAtStop: 0 });
     expect(s.delivered).toBe(s.accepted);
-    const flushes = readFileSync(json, 'utf8').split('\n').filter(Boolean).length;
+    const flushes = completeLines(readFileSync(json, 'utf8')).length;
     // Every flush's sample of the flush counter: exactly 1, 2, …, N.
     const raw = await prom.query('shardgram_statsd_flushes_total{job="rw_outage"}[1h]');
     expect(raw).toHaveLength(1);
@@ -229,7 +230,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     // What was made, independently of the service's own counts: N flushes (the JSON file),
     // each of S series from the first flush with rw_small on (flush k0, at t0: Prometheus
     // has it, before the outage), the flush counter's value being the flush number.
-    const n = readFileSync(json, 'utf8').split('\n').filter(Boolean).length;
+    const n = completeLines(readFileSync(json, 'utf8')).length;
     const all = await prom.query('{job="rw_small"}[1h]');
     const t0 = Math.min(...all.find((x) => x.metric.__name__ === 'rw_small')!.values!.map(([t]) => t));
     const flushCounter = all.find((x) => x.metric.__name__ === 'shardgram_statsd_flushes_total')!.values!;
@@ -253,7 +254,7 @@ describe.skipIf(!havePrometheus)('statsd → Prometheus remote write (a real Pro
     serving = await serveInto(prom, 'job=rw_sigstop', 1, 250, ['--json-out', json, '-o', 'outputRetryMax=500', '--stats-port', '0']);
     const s0 = serving;
     const send = udpSender(s0.port);
-    const flushCount = (): number => readFileSync(json, 'utf8').split('\n').filter(Boolean).length;
+    const flushCount = (): number => completeLines(readFileSync(json, 'utf8')).length;
     await send(['rw.stopped:1|c']);
     expect(await waitFor(async () => (await prom.value('rw_stopped{job="rw_sigstop"}')) === 1, 10_000, 100)).toBe(true);
     const backlog = async (): Promise<number> =>
