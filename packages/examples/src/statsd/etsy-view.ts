@@ -37,8 +37,17 @@ function rekey<T>(rec: Record<string, T>, add: ((a: T, b: T) => T) | undefined, 
   return out;
 }
 
+/** Each flush's Etsy view, made once for the outputs that write it (JSON and Graphite both). */
+const made = new WeakMap<FlushResult, EtsyFlush>();
+
 /** `r` with Etsy keys (r itself when every key already is one). */
 export function etsyFlush(r: FlushResult): EtsyFlush {
+  let out = made.get(r);
+  if (!out) made.set(r, (out = rekeyed(r)));
+  return out;
+}
+
+function rekeyed(r: FlushResult): EtsyFlush {
   const lost = { n: 0 };
   const counters = rekey(r.counters, (a, b) => a + b, lost);
   const gauges = rekey(r.gauges, undefined, lost);

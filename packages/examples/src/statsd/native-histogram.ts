@@ -322,14 +322,7 @@ export function toSpans(buckets: readonly (readonly [number, number])[]): SpanBu
 export function classicCounts(h: NativeHistogram, bounds: readonly number[]): Float64Array {
   const out = new Float64Array(bounds.length + 1);
   const put = (v: number, c: number): void => {
-    let lo = 0;
-    let hi = bounds.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (bounds[mid]! < v) lo = mid + 1;
-      else hi = mid;
-    }
-    out[lo]! += c;
+    out[firstAtOrAbove(bounds, v)]! += c;
   };
   const mid = (k: number): number => 2 ** ((k - 0.5) * 2 ** -h.schema);
   for (const [k, c] of h.negative()) put(-mid(k), c);

@@ -31,8 +31,6 @@ import { parseEvent, parseServiceCheck, type DogEvent, type ServiceCheck } from 
 import { metricKey } from './keys.js';
 import { ALL_TAG_STYLES, splitNameTags, type TagStyles } from './tag-styles.js';
 
-export { metricKey, splitKey } from './keys.js';
-
 export type MetricType = 'c' | 'g' | 'ms' | 'h' | 'd' | 's';
 
 /** Where parsed lines go. */

@@ -6,8 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDatagram, type MetricSink } from '@shardgram/examples';
-import { etsyKey } from '../../src/statsd/keys.js';
-import { metricKey, parseLine, parseSimpleDatagram, splitKey } from '../../src/statsd/parser.js';
+import { etsyKey, metricKey, splitKey } from '../../src/statsd/keys.js';
+import { parseLine, parseSimpleDatagram } from '../../src/statsd/parser.js';
 
 type Ev = [string, ...unknown[]];
 
